@@ -1,0 +1,16 @@
+# Warnings, sanitizers and ccache for every target of the project.
+find_program(CCACHE_PROGRAM ccache)
+if(CCACHE_PROGRAM)
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
+endif()
+
+add_library(baetyl_compile_options INTERFACE)
+target_compile_options(baetyl_compile_options INTERFACE -Wall -Wextra -Wpedantic)
+if(BAETYL_WERROR)
+  target_compile_options(baetyl_compile_options INTERFACE -Werror)
+endif()
+
+if(BAETYL_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()

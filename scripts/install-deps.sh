@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs everything Baetyl needs to build, run and test on Debian 12.
+# Idempotent and non-interactive: packages already present are not touched.
+#   scripts/install-deps.sh          build + runtime + test dependencies
+#   scripts/install-deps.sh --build  only what the build needs
+set -euo pipefail
+
+build_packages=(
+  build-essential cmake pkg-config ccache
+  libboost-dev libboost-system-dev libyaml-cpp-dev nlohmann-json3-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libspdlog-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev
+  libgtest-dev libgmock-dev
+)
+runtime_packages=(
+  python3 python3-grpcio python3-protobuf python3-yaml
+  ca-certificates
+)
+test_packages=(
+  mosquitto mosquitto-clients python3-paho-mqtt openssl procps
+)
+
+wanted=("${build_packages[@]}")
+if [[ "${1:-}" != "--build" ]]; then
+  wanted+=("${runtime_packages[@]}" "${test_packages[@]}")
+fi
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#wanted[@]} packages present"
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null; then SUDO=sudo; else
+    echo "install-deps: missing packages (${missing[*]}) and not root; run as root" >&2
+    exit 1
+  fi
+else
+  SUDO=
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine may have no package lists yet; refresh them when apt cannot find a package.
+if ! $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The Debian mosquitto package enables a system broker on port 1883; tests start their own.
+if [[ " ${missing[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null; then
+  $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,60 @@
+#pragma once
+// MQTT 3.1.1 wire format: encoding of every control packet and strict, incremental decoding.
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "baetyl/mqtt/packet.h"
+
+namespace baetyl::mqtt {
+
+// Appends the wire form of `packet` to `out`. The packet must be valid (see validate()); encoding
+// an invalid packet throws std::invalid_argument naming the field.
+void encode(const Packet& packet, std::string& out);
+std::string encode(const Packet& packet);
+
+struct DecodeLimits {
+  // Packets whose Remaining Length exceeds this are rejected before their body is buffered.
+  std::size_t max_remaining_length = kMaxRemainingLength;
+};
+
+// The fixed header: first byte and Remaining Length.
+struct FixedHeader {
+  PacketType type{};
+  std::uint8_t flags = 0;             // low nibble of the first byte
+  std::size_t remaining_length = 0;   // bytes after the fixed header
+  std::size_t header_length = 0;      // 2..5 bytes
+  std::size_t packet_length() const { return header_length + remaining_length; }
+};
+
+enum class DecodeStatus {
+  Ok,          // `packet` holds one packet of `consumed` bytes
+  Incomplete,  // more bytes are needed; nothing consumed
+  Error,       // malformed, invalid or oversized; `error` says what and where
+};
+
+struct HeaderResult {
+  DecodeStatus status = DecodeStatus::Incomplete;
+  FixedHeader header;
+  std::string error;
+};
+
+struct DecodeResult {
+  DecodeStatus status = DecodeStatus::Incomplete;
+  Packet packet;
+  std::size_t consumed = 0;
+  std::string error;
+};
+
+// Parses only the fixed header at the front of `data` (to know how many bytes to read next).
+HeaderResult decode_fixed_header(std::string_view data, const DecodeLimits& limits = {});
+
+// Parses one packet from the front of `data`. Never reads past the packet; a peer's bytes that
+// violate the specification give Error with a message such as
+// "PUBLISH: topic name must not contain wildcards".
+DecodeResult decode(std::string_view data, const DecodeLimits& limits = {});
+
+// Checks a packet against the rules the decoder enforces; returns an empty string when valid.
+std::string validate(const Packet& packet);
+
+}  // namespace baetyl::mqtt
