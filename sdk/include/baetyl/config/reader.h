@@ -144,42 +144,43 @@ class Reader {
   friend class Field;
 };
 
-// The result of Reader::field: validation rules for the value just read. Rules are skipped when
-// the value could not be decoded, so one mistake gives one message.
+// The result of Reader::field: validation rules for the value just read. Value rules apply to a
+// value present in the document (defaults are trusted) and stop at the first failure, so one
+// mistake gives one message.
 template <class T>
 class Field {
  public:
   Field(Reader& reader, std::string path, T& value, bool present, bool decoded)
       : reader_(reader), path_(std::move(path)), value_(value), present_(present),
-        decoded_(decoded) {}
+        checkable_(present && decoded) {}
 
   bool present() const { return present_; }
 
   Field& required() {
-    if (!present_) reader_.add_issue(path_, "is required");
+    if (!present_) fail("is required");
     return *this;
   }
 
   Field& min(const T& lowest) {
-    if (decoded_ && value_ < lowest) reader_.add_issue(path_, "must be at least " + show(lowest));
+    if (checkable_ && value_ < lowest) fail("must be at least " + show(lowest));
     return *this;
   }
 
   Field& max(const T& highest) {
-    if (decoded_ && highest < value_) reader_.add_issue(path_, "must be at most " + show(highest));
+    if (checkable_ && highest < value_) fail("must be at most " + show(highest));
     return *this;
   }
 
   Field& one_of(std::initializer_list<std::string_view> allowed)
     requires std::same_as<T, std::string>
   {
-    if (!decoded_) return *this;
+    if (!checkable_) return *this;
     for (auto a : allowed) {
       if (value_ == a) return *this;
     }
     std::string list;
     for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-    reader_.add_issue(path_, "'" + value_ + "' is not one of: " + list);
+    fail("'" + value_ + "' is not one of: " + list);
     return *this;
   }
 
@@ -187,8 +188,8 @@ class Field {
   Field& matches(std::string_view pattern)
     requires std::same_as<T, std::string>
   {
-    if (decoded_ && !full_match(value_, pattern)) {
-      reader_.add_issue(path_, "'" + value_ + "' does not match " + std::string(pattern));
+    if (checkable_ && !full_match(value_, pattern)) {
+      fail("'" + value_ + "' does not match " + std::string(pattern));
     }
     return *this;
   }
@@ -196,15 +197,15 @@ class Field {
   // Present and not empty (strings and containers).
   Field& not_empty() {
     if (!present_) {
-      reader_.add_issue(path_, "is required");
-    } else if (decoded_ && value_.empty()) {
-      reader_.add_issue(path_, "must not be empty");
+      fail("is required");
+    } else if (checkable_ && value_.empty()) {
+      fail("must not be empty");
     }
     return *this;
   }
 
   Field& check(const std::function<bool(const T&)>& predicate, std::string message) {
-    if (decoded_ && !predicate(value_)) reader_.add_issue(path_, std::move(message));
+    if (checkable_ && !predicate(value_)) fail(std::move(message));
     return *this;
   }
 
@@ -222,11 +223,16 @@ class Field {
     }
   }
 
+  void fail(std::string message) {
+    reader_.add_issue(path_, std::move(message));
+    checkable_ = false;
+  }
+
   Reader& reader_;
   std::string path_;
   T& value_;
   bool present_;
-  bool decoded_;
+  bool checkable_;
 };
 
 bool regex_full_match(const std::string& value, std::string_view pattern);
@@ -247,8 +253,8 @@ void Reader::read(T& target) {
 template <class T>
 Field<T> Reader::field(std::string_view key, T& target) {
   std::string full = path(key);
-  YAML::Node child;
-  if (node_.IsMap()) child = node_[std::string(key)];
+  // Const lookup: a missing key must not be inserted into the document.
+  YAML::Node child = node_.IsMap() ? std::as_const(node_)[std::string(key)] : YAML::Node();
   bool present = child && !child.IsNull();
   if (child) mark_read(full);
   bool decoded = present ? decode(child, full, target) : true;
@@ -258,12 +264,12 @@ Field<T> Reader::field(std::string_view key, T& target) {
 template <class Fn>
 void Reader::section(std::string_view key, Fn&& describe_section) {
   std::string full = path(key);
-  YAML::Node child;
-  if (node_.IsMap()) child = node_[std::string(key)];
+  // Const lookup: a missing key must not be inserted into the document.
+  YAML::Node child = node_.IsMap() ? std::as_const(node_)[std::string(key)] : YAML::Node();
   if (child) mark_read(full);
-  if (!child || child.IsNull()) child = YAML::Node(YAML::NodeType::Map);
-  if (!enter_map(child, full)) return;
-  Reader sub(state_, child, full);
+  YAML::Node section_node = child && !child.IsNull() ? child : YAML::Node(YAML::NodeType::Map);
+  if (!enter_map(section_node, full)) return;
+  Reader sub(state_, section_node, full);
   describe_section(sub);
 }
 
