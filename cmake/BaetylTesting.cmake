@@ -9,8 +9,12 @@ function(baetyl_add_test name)
   target_compile_definitions(${name} PRIVATE
     BAETYL_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
     BAETYL_BINARY_DIR="${CMAKE_BINARY_DIR}")
+  set(properties TIMEOUT 120)
+  if(ARG_LABELS)
+    list(APPEND properties LABELS "${ARG_LABELS}")
+  endif()
   gtest_discover_tests(${name}
     WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}
-    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT 120
+    PROPERTIES ${properties}
     DISCOVERY_TIMEOUT 30)
 endfunction()

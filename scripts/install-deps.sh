@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Baetyl needs to build, run and test on Debian 12.
 # Idempotent and non-interactive: packages already present are not touched.
-#   scripts/install-deps.sh          build + runtime + test dependencies
+#   scripts/install-deps.sh          build + runtime + test dependencies, and the npm packages
+#                                    of modules/function-node (npm ci, when missing or stale)
 #   scripts/install-deps.sh --build  only what the build needs
 set -euo pipefail
 
@@ -32,28 +33,54 @@ for pkg in "${wanted[@]}"; do
   fi
 done
 
-if ((${#missing[@]} == 0)); then
-  echo "install-deps: all ${#wanted[@]} packages present"
-  exit 0
-fi
+install_apt_packages() {
+  if ((${#missing[@]} == 0)); then
+    echo "install-deps: all ${#wanted[@]} packages present"
+    return
+  fi
 
-if [[ $(id -u) -ne 0 ]]; then
-  if command -v sudo >/dev/null; then SUDO=sudo; else
-    echo "install-deps: missing packages (${missing[*]}) and not root; run as root" >&2
+  if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null; then SUDO=sudo; else
+      echo "install-deps: missing packages (${missing[*]}) and not root; run as root" >&2
+      exit 1
+    fi
+  else
+    SUDO=
+  fi
+
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # A fresh machine may have no package lists yet; refresh them when apt cannot find a package.
+  if ! $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+    $SUDO apt-get update -q
+    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+  # The Debian mosquitto package enables a system broker on port 1883; tests start their own.
+  if [[ " ${missing[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null; then
+    $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  fi
+}
+
+# The npm packages of the Node function runtime, pinned by modules/function-node/package-lock.json
+# (node_modules is not in git). Installed again when missing or older than the lock file.
+install_node_modules() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/modules/function-node"
+  if ! command -v npm >/dev/null; then
+    echo "install-deps: npm not found: install Node.js with npm (needed by the Node function" \
+         "runtime and its tests), then run this script again" >&2
     exit 1
   fi
-else
-  SUDO=
-fi
+  if [[ -d "$dir/node_modules" && ! "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
+    echo "install-deps: npm packages of modules/function-node up to date"
+    return
+  fi
+  echo "install-deps: npm ci in modules/function-node"
+  (cd "$dir" && npm ci --no-audit --no-fund)
+  touch "$dir/node_modules"
+}
 
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-# A fresh machine may have no package lists yet; refresh them when apt cannot find a package.
-if ! $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"; then
-  $SUDO apt-get update -q
-  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
-# The Debian mosquitto package enables a system broker on port 1883; tests start their own.
-if [[ " ${missing[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null; then
-  $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+install_apt_packages
+if [[ "${1:-}" != "--build" ]]; then
+  install_node_modules
 fi
