@@ -1,0 +1,688 @@
+#include "baetyl/mqtt/client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "baetyl/config/units.h"
+#include "baetyl/mqtt/codec.h"
+#include "baetyl/mqtt/transport.h"
+
+namespace baetyl::mqtt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr auto kFirstBackoff = 500ms;
+constexpr std::size_t kMaxWriteBatch = 64 * 1024;
+constexpr std::size_t kMaxWindow = 60000;  // leaves packet ids for subscriptions
+constexpr std::size_t kReadChunk = 16 * 1024;
+
+std::string show(std::chrono::nanoseconds d) { return config::format_duration(d); }
+
+template <class Fn, class... Args>
+void invoke_safely(spdlog::logger& log, const char* what, const Fn& fn, Args&&... args) {
+  if (!fn) return;
+  try {
+    fn(std::forward<Args>(args)...);
+  } catch (const std::exception& e) {
+    log.error("MQTT client: {} callback threw: {}", what, e.what());
+  } catch (...) {
+    log.error("MQTT client: {} callback threw an unknown exception", what);
+  }
+}
+
+// Closes a transport when a deadline passes, unless cancelled first.
+class Watchdog {
+ public:
+  Watchdog(asio::any_io_executor executor, std::chrono::nanoseconds timeout,
+           std::shared_ptr<Transport> transport)
+      : timer_(executor), fired_(std::make_shared<bool>(false)) {
+    timer_.expires_after(timeout);
+    timer_.async_wait([transport, fired = fired_](error_code ec) {
+      if (ec) return;
+      *fired = true;
+      transport->close();
+    });
+  }
+  ~Watchdog() { timer_.cancel(); }
+  bool fired() const { return *fired_; }
+
+ private:
+  asio::steady_timer timer_;
+  std::shared_ptr<bool> fired_;
+};
+
+}  // namespace
+
+struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
+  struct Outgoing {
+    Publish packet;
+    PublishHandler done;
+  };
+
+  Impl(Client& owner, ClientConfig config, std::shared_ptr<spdlog::logger> log)
+      : owner(owner),
+        config(std::move(config)),
+        log(std::move(log)),
+        window(std::clamp<std::size_t>(static_cast<std::size_t>(this->config.buffer_size), 1,
+                                       kMaxWindow)),
+        subscriptions(this->config.subscriptions) {}
+
+  Client& owner;
+  asio::io_context io;
+  ClientConfig config;
+  std::shared_ptr<spdlog::logger> log;
+  Endpoint endpoint;
+  std::shared_ptr<asio::ssl::context> tls;
+  ClientCallbacks callbacks;
+  const std::size_t window;
+
+  // All below is touched only on the io thread.
+  bool stopping = false;
+  bool disconnect_requested = false;
+  bool session_open = false;
+  std::uint64_t session_id = 0;
+  std::string disconnect_reason;
+  std::shared_ptr<Transport> transport;
+  int live_session_tasks = 0;
+
+  std::deque<Outgoing> pending;                     // not yet written in this session
+  std::map<std::uint64_t, Outgoing> inflight;       // QoS 1 written, awaiting PUBACK, by order
+  std::unordered_map<std::uint16_t, std::uint64_t> inflight_ids;
+  std::deque<std::uint64_t> resend;                 // inflight entries to write again (DUP)
+  std::uint64_t next_sequence = 0;
+  std::uint16_t last_packet_id = 0;
+  std::string control;                              // encoded acks, pings, (un)subscribes
+  std::vector<TopicInfo> subscriptions;
+  std::map<std::uint16_t, std::pair<std::vector<TopicInfo>, SubscribeHandler>> awaiting_suback;
+  std::map<std::uint16_t, bool> awaiting_unsuback;
+
+  Clock::time_point last_write{};
+  bool ping_outstanding = false;
+  Clock::time_point ping_sent{};
+
+  asio::steady_timer write_signal{io, Clock::time_point::max()};
+  asio::steady_timer keepalive_timer{io};
+  asio::steady_timer backoff_timer{io};
+  asio::steady_timer tasks_done{io, Clock::time_point::max()};
+
+  // ---- queueing (io thread) ----
+
+  void wake_writer() { write_signal.cancel(); }
+
+  bool packet_id_in_use(std::uint16_t id) const {
+    return inflight_ids.count(id) || awaiting_suback.count(id) || awaiting_unsuback.count(id);
+  }
+
+  std::uint16_t allocate_packet_id() {
+    do {
+      last_packet_id = static_cast<std::uint16_t>(last_packet_id + 1);
+    } while (last_packet_id == 0 || packet_id_in_use(last_packet_id));
+    return last_packet_id;
+  }
+
+  void queue_control(const Packet& packet) {
+    encode(packet, control);
+    wake_writer();
+  }
+
+  void queue_subscribe(std::vector<TopicInfo> topics, SubscribeHandler done) {
+    if (topics.empty()) return;
+    Subscribe subscribe;
+    subscribe.packet_id = allocate_packet_id();
+    for (const auto& t : topics) {
+      subscribe.subscriptions.push_back({t.topic, static_cast<std::uint8_t>(t.qos)});
+    }
+    awaiting_suback[subscribe.packet_id] = {std::move(topics), std::move(done)};
+    queue_control(subscribe);
+  }
+
+  void complete(Outgoing& item, error_code ec) {
+    invoke_safely(*log, "publish", item.done, ec);
+    owner.release_outstanding();
+  }
+
+  bool has_work() const {
+    if (!control.empty() || !resend.empty() || disconnect_requested) return true;
+    if (pending.empty()) return false;
+    return pending.front().packet.qos == 0 || inflight.size() < window;
+  }
+
+  // Moves what may be written now into one buffer. QoS 0 messages written are returned so they
+  // can complete once the write succeeds.
+  std::vector<Outgoing> build_batch(std::string& out) {
+    std::vector<Outgoing> written_qos0;
+    out.swap(control);
+    control.clear();
+    while (!resend.empty() && out.size() < kMaxWriteBatch) {
+      auto it = inflight.find(resend.front());
+      resend.pop_front();
+      if (it == inflight.end()) continue;
+      Publish again = it->second.packet;
+      again.dup = true;
+      encode(again, out);
+    }
+    while (!pending.empty() && out.size() < kMaxWriteBatch) {
+      Outgoing& front = pending.front();
+      if (front.packet.qos > 0) {
+        if (inflight.size() >= window) break;
+        front.packet.packet_id = allocate_packet_id();
+        front.packet.dup = false;
+        encode(front.packet, out);
+        std::uint64_t sequence = next_sequence++;
+        inflight_ids[front.packet.packet_id] = sequence;
+        inflight.emplace(sequence, std::move(front));
+      } else {
+        encode(front.packet, out);
+        written_qos0.push_back(std::move(front));
+      }
+      pending.pop_front();
+    }
+    return written_qos0;
+  }
+
+  // ---- connection lifecycle ----
+
+  asio::awaitable<void> run() {
+    auto self = shared_from_this();
+    auto delay = std::chrono::duration_cast<std::chrono::nanoseconds>(kFirstBackoff);
+    const auto max_delay = std::max<std::chrono::nanoseconds>(config.interval, kFirstBackoff);
+    while (!stopping) {
+      transport = Transport::make_client(io.get_executor(), tls);
+      std::string residual;
+      bool session_present = false;
+      std::string failure = co_await establish(transport, residual, session_present);
+      if (failure.empty()) {
+        delay = kFirstBackoff;
+        co_await run_session(transport, std::move(residual), session_present);
+      } else if (!stopping) {
+        log->warn("MQTT client {}: cannot connect to {}: {}; retrying in {}", config.client_id,
+                  endpoint.str(), failure, show(delay));
+      }
+      transport->close();
+      transport.reset();
+      if (stopping) break;
+      backoff_timer.expires_after(delay);
+      error_code ec;
+      co_await backoff_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      delay = std::min(delay * 2, max_delay);
+    }
+    fail_everything(asio::error::operation_aborted);
+  }
+
+  // TCP/TLS connect, CONNECT and CONNACK within `timeout`. Returns "" on success.
+  asio::awaitable<std::string> establish(std::shared_ptr<Transport> t, std::string& residual,
+                                         bool& session_present) {
+    Watchdog watchdog(io.get_executor(), config.timeout, t);
+    auto timed_out = [&] { return "timed out after " + show(config.timeout); };
+    error_code ec;
+    co_await t->connect(endpoint, ec);
+    if (watchdog.fired()) co_return timed_out();
+    if (ec) co_return ec.message();
+
+    Connect connect;
+    connect.client_id = config.client_id;
+    connect.clean_session = config.clean_session;
+    connect.keep_alive = static_cast<std::uint16_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(config.keepalive).count());
+    if (!config.username.empty() || !config.password.empty()) connect.username = config.username;
+    if (!config.password.empty()) connect.password = config.password;
+    std::string bytes = encode(connect);
+    co_await t->write(asio::buffer(bytes), ec);
+    if (watchdog.fired()) co_return timed_out();
+    if (ec) co_return "sending CONNECT: " + ec.message();
+
+    std::string buffer;
+    for (;;) {
+      auto result = decode(buffer);
+      if (result.status == DecodeStatus::Error) co_return "bad reply to CONNECT: " + result.error;
+      if (result.status == DecodeStatus::Ok) {
+        auto* connack = std::get_if<Connack>(&result.packet);
+        if (!connack) {
+          co_return "expected CONNACK, got " + std::string(to_string(type_of(result.packet)));
+        }
+        if (connack->return_code != ConnectReturnCode::Accepted) {
+          co_return "connection refused: " + std::string(to_string(connack->return_code));
+        }
+        session_present = connack->session_present;
+        residual = buffer.substr(result.consumed);
+        co_return "";
+      }
+      std::size_t old = buffer.size();
+      buffer.resize(old + 256);
+      std::size_t n = co_await t->read_some(asio::buffer(buffer.data() + old, 256), ec);
+      buffer.resize(old + n);
+      if (watchdog.fired()) co_return timed_out();
+      if (ec) co_return "waiting for CONNACK: " + ec.message();
+    }
+  }
+
+  asio::awaitable<void> run_session(std::shared_ptr<Transport> t, std::string residual,
+                                    bool session_present) {
+    auto self = shared_from_this();
+    ++session_id;
+    session_open = true;
+    disconnect_reason.clear();
+    ping_outstanding = false;
+    last_write = Clock::now();
+    resend.clear();
+    for (const auto& entry : inflight) resend.push_back(entry.first);
+    if (!subscriptions.empty()) queue_subscribe(subscriptions, {});
+
+    log->info("MQTT client {}: connected to {}{}", config.client_id, endpoint.str(),
+              inflight.empty() ? "" : ", resending " + std::to_string(inflight.size()) +
+                                          " unacknowledged message(s)");
+    owner.set_connected(true);
+    invoke_safely(*log, "connected", callbacks.on_connected, session_present);
+
+    live_session_tasks = 2;
+    auto on_task_done = [this, self](std::exception_ptr error) {
+      if (error) {
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          close_session(std::string("internal error: ") + e.what());
+        }
+      }
+      --live_session_tasks;
+      tasks_done.cancel();
+    };
+    asio::co_spawn(io, read_loop(t, std::move(residual)), on_task_done);
+    asio::co_spawn(io, keepalive_loop(), on_task_done);
+    co_await write_loop(t);
+    close_session("connection closed");
+    while (live_session_tasks > 0) {
+      error_code ec;
+      co_await tasks_done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+
+    owner.set_connected(false);
+    for (auto& [id, request] : awaiting_suback) {
+      invoke_safely(*log, "subscribe", request.second, asio::error::not_connected,
+                    std::vector<std::uint8_t>{});
+    }
+    awaiting_suback.clear();
+    awaiting_unsuback.clear();
+    if (!stopping) {
+      log->warn("MQTT client {}: disconnected from {}: {}", config.client_id, endpoint.str(),
+                disconnect_reason);
+    }
+    invoke_safely(*log, "disconnected", callbacks.on_disconnected, disconnect_reason);
+  }
+
+  void close_session(const std::string& reason) {
+    if (!session_open) return;
+    session_open = false;
+    disconnect_reason = reason;
+    if (transport) transport->close();
+    wake_writer();
+    keepalive_timer.cancel();
+  }
+
+  asio::awaitable<void> write_loop(std::shared_ptr<Transport> t) {
+    std::string buffer;
+    while (session_open) {
+      if (!has_work()) {
+        write_signal.expires_at(Clock::time_point::max());
+        error_code ignored;
+        co_await write_signal.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+        continue;
+      }
+      buffer.clear();
+      auto written_qos0 = build_batch(buffer);
+      bool disconnect = disconnect_requested;
+      if (disconnect) encode(mqtt::Disconnect{}, buffer);
+      error_code ec;
+      if (!buffer.empty()) co_await t->write(asio::buffer(buffer), ec);
+      last_write = Clock::now();
+      for (auto& item : written_qos0) complete(item, ec ? asio::error::connection_reset : ec);
+      if (ec) {
+        close_session("write failed: " + ec.message());
+      } else if (disconnect) {
+        close_session("client stopped");
+      }
+    }
+  }
+
+  asio::awaitable<void> read_loop(std::shared_ptr<Transport> t, std::string buffer) {
+    std::size_t start = 0;
+    while (session_open) {
+      // Handle every complete packet already buffered.
+      for (;;) {
+        auto result = decode(std::string_view(buffer).substr(start));
+        if (result.status == DecodeStatus::Incomplete) break;
+        if (result.status == DecodeStatus::Error) {
+          close_session("protocol error from broker: " + result.error);
+          co_return;
+        }
+        start += result.consumed;
+        if (!handle(std::move(result.packet))) co_return;
+      }
+      if (start > 0) {
+        buffer.erase(0, start);
+        start = 0;
+      }
+      std::size_t old = buffer.size();
+      buffer.resize(old + kReadChunk);
+      error_code ec;
+      std::size_t n = co_await t->read_some(asio::buffer(buffer.data() + old, kReadChunk), ec);
+      buffer.resize(old + n);
+      if (ec) {
+        close_session(ec == asio::error::eof ? "broker closed the connection"
+                                             : "read failed: " + ec.message());
+        co_return;
+      }
+    }
+  }
+
+  asio::awaitable<void> keepalive_loop() {
+    if (config.keepalive.count() <= 0) co_return;
+    while (session_open) {
+      auto now = Clock::now();
+      Clock::time_point wake;
+      if (ping_outstanding) {
+        wake = ping_sent + config.timeout;
+        if (now >= wake) {
+          close_session("no PINGRESP within " + show(config.timeout));
+          co_return;
+        }
+      } else {
+        wake = last_write + config.keepalive;
+        if (now >= wake) {
+          ping_outstanding = true;
+          ping_sent = now;
+          queue_control(Pingreq{});
+          continue;
+        }
+      }
+      keepalive_timer.expires_at(wake);
+      error_code ignored;
+      co_await keepalive_timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+  }
+
+  // Returns false when the session must end.
+  bool handle(Packet packet) {
+    switch (type_of(packet)) {
+      case PacketType::Publish: {
+        auto& publish = std::get<Publish>(packet);
+        std::uint8_t qos = publish.qos;
+        std::uint16_t id = publish.packet_id;
+        Message message{std::move(publish), session_id};
+        invoke_safely(*log, "message", callbacks.on_message, message);
+        if (qos == 1 && !callbacks.manual_ack) queue_control(Puback{id});
+        if (qos == 2) queue_control(Pubrec{id});
+        return true;
+      }
+      case PacketType::Puback: {
+        auto id = std::get<Puback>(packet).packet_id;
+        auto found = inflight_ids.find(id);
+        if (found == inflight_ids.end()) {
+          log->debug("MQTT client {}: PUBACK for unknown packet id {}", config.client_id, id);
+          return true;
+        }
+        auto entry = inflight.find(found->second);
+        inflight_ids.erase(found);
+        if (entry != inflight.end()) {
+          Outgoing item = std::move(entry->second);
+          inflight.erase(entry);
+          complete(item, {});
+        }
+        wake_writer();
+        return true;
+      }
+      case PacketType::Pubrel:
+        queue_control(Pubcomp{std::get<Pubrel>(packet).packet_id});
+        return true;
+      case PacketType::Suback:
+        return handle_suback(std::get<Suback>(packet));
+      case PacketType::Unsuback:
+        awaiting_unsuback.erase(std::get<Unsuback>(packet).packet_id);
+        return true;
+      case PacketType::Pingresp:
+        ping_outstanding = false;
+        return true;
+      default:
+        close_session("unexpected " + std::string(to_string(type_of(packet))) + " from broker");
+        return false;
+    }
+  }
+
+  bool handle_suback(const Suback& suback) {
+    auto found = awaiting_suback.find(suback.packet_id);
+    if (found == awaiting_suback.end()) return true;
+    auto [topics, done] = std::move(found->second);
+    awaiting_suback.erase(found);
+    std::string refused;
+    for (std::size_t i = 0; i < suback.return_codes.size() && i < topics.size(); ++i) {
+      if (suback.return_codes[i] == kSubackFailure) {
+        refused += (refused.empty() ? "" : ", ") + topics[i].topic;
+      }
+    }
+    invoke_safely(*log, "subscribe", done, error_code{}, suback.return_codes);
+    if (refused.empty()) return true;
+    if (!config.validate_subs) {
+      log->warn("MQTT client {}: broker refused subscription to {}", config.client_id, refused);
+      return true;
+    }
+    std::string error = "broker refused subscription to " + refused + " (validatesubs is on)";
+    log->error("MQTT client {}: {}", config.client_id, error);
+    invoke_safely(*log, "error", callbacks.on_error, error);
+    begin_stop();
+    return true;
+  }
+
+  void begin_stop() {
+    if (stopping) return;
+    stopping = true;
+    backoff_timer.cancel();
+    if (session_open) {
+      disconnect_requested = true;
+      wake_writer();
+      // A writer stuck on a dead connection must not hold the stop up.
+      auto force = std::make_shared<asio::steady_timer>(io, 2s);
+      force->async_wait([self = shared_from_this(), force](error_code ec) {
+        if (!ec) self->close_session("client stopped");
+      });
+    } else if (transport) {
+      transport->close();
+    }
+  }
+
+  void fail_everything(error_code ec) {
+    for (auto& [sequence, item] : inflight) complete(item, ec);
+    inflight.clear();
+    inflight_ids.clear();
+    for (auto& item : pending) complete(item, ec);
+    pending.clear();
+  }
+};
+
+Client::Client(ClientConfig config, std::shared_ptr<spdlog::logger> logger)
+    : config_(std::move(config)), log_(logger ? std::move(logger) : spdlog::default_logger()) {
+  impl_ = std::make_shared<Impl>(*this, config_, log_);
+}
+
+Client::~Client() { stop(); }
+
+void Client::start(ClientCallbacks callbacks) {
+  if (thread_.joinable()) throw std::logic_error("MQTT client already started");
+  if (config_.address.empty()) throw std::invalid_argument("MQTT client: address is not set");
+  impl_->endpoint = parse_endpoint(config_.address);
+  if (impl_->endpoint.tls()) {
+    impl_->tls = make_client_tls_context(
+        TlsFiles{config_.ca, config_.cert, config_.key, config_.insecure_skip_verify});
+  }
+  impl_->callbacks = std::move(callbacks);
+  asio::co_spawn(impl_->io, impl_->run(), [log = log_](std::exception_ptr error) {
+    if (!error) return;
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      log->critical("MQTT client stopped by an internal error: {}", e.what());
+    }
+  });
+  thread_ = std::thread([impl = impl_] { impl->io.run(); });
+}
+
+void Client::stop() {
+  bool was_stopped = stopped_.exchange(true);
+  {
+    std::lock_guard lock(flow_mutex_);
+    flow_changed_.notify_all();
+  }
+  if (thread_.joinable()) {
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      // Called from a callback: stop asynchronously; the destructor joins.
+      asio::post(impl_->io, [impl = impl_] { impl->begin_stop(); });
+      return;
+    }
+    asio::post(impl_->io, [impl = impl_] { impl->begin_stop(); });
+    thread_.join();
+  } else if (!was_stopped) {
+    std::lock_guard lock(flow_mutex_);
+    outstanding_ = 0;
+  }
+}
+
+void Client::async_publish(Publish message, PublishHandler done) {
+  if (std::string problem = validate(message); !problem.empty()) {
+    throw std::invalid_argument("cannot publish: " + problem);
+  }
+  if (message.qos > 1) throw std::invalid_argument("cannot publish: QoS 2 is not supported");
+  if (stopped_) {
+    if (done) done(asio::error::operation_aborted);
+    return;
+  }
+  {
+    std::lock_guard lock(flow_mutex_);
+    ++outstanding_;
+  }
+  enqueue(std::move(message), std::move(done));
+}
+
+void Client::enqueue(Publish message, PublishHandler done) {
+  message.packet_id = 0;
+  asio::post(impl_->io, [impl = impl_, message = std::move(message), done = std::move(done)]() mutable {
+    Impl::Outgoing item{std::move(message), std::move(done)};
+    if (impl->stopping) {
+      impl->complete(item, asio::error::operation_aborted);
+      return;
+    }
+    impl->pending.push_back(std::move(item));
+    impl->wake_writer();
+  });
+}
+
+bool Client::reserve_slot(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds timeout) {
+  auto limit = static_cast<std::size_t>(std::max(config_.buffer_size, 1));
+  if (outstanding_ >= limit && thread_.get_id() == std::this_thread::get_id()) {
+    throw std::logic_error("publish() would block the MQTT client's own thread; use async_publish()");
+  }
+  bool ready = flow_changed_.wait_for(lock, timeout, [&] { return stopped_ || outstanding_ < limit; });
+  if (stopped_) throw std::runtime_error("cannot publish: the MQTT client is stopped");
+  return ready;
+}
+
+void Client::publish(Publish message) {
+  while (!try_publish(message, std::chrono::hours(1))) {
+  }
+}
+
+bool Client::try_publish(Publish message, std::chrono::milliseconds timeout) {
+  if (std::string problem = validate(message); !problem.empty()) {
+    throw std::invalid_argument("cannot publish: " + problem);
+  }
+  if (message.qos > 1) throw std::invalid_argument("cannot publish: QoS 2 is not supported");
+  {
+    std::unique_lock lock(flow_mutex_);
+    if (!reserve_slot(lock, timeout)) return false;
+    ++outstanding_;
+  }
+  enqueue(std::move(message), {});
+  return true;
+}
+
+void Client::publish(const std::string& topic, std::string payload, int qos, bool retain) {
+  Publish message;
+  message.topic = topic;
+  message.payload = std::move(payload);
+  message.qos = static_cast<std::uint8_t>(qos);
+  message.retain = retain;
+  publish(std::move(message));
+}
+
+void Client::ack(const Message& message) {
+  if (message.publish.qos != 1) return;
+  asio::post(impl_->io, [impl = impl_, session = message.session, id = message.publish.packet_id] {
+    if (impl->session_open && impl->session_id == session) impl->queue_control(Puback{id});
+  });
+}
+
+void Client::subscribe(std::vector<TopicInfo> topics, SubscribeHandler done) {
+  asio::post(impl_->io, [impl = impl_, topics = std::move(topics), done = std::move(done)]() mutable {
+    for (const auto& t : topics) {
+      auto same = [&](const TopicInfo& s) { return s.topic == t.topic; };
+      auto existing = std::find_if(impl->subscriptions.begin(), impl->subscriptions.end(), same);
+      if (existing != impl->subscriptions.end()) {
+        *existing = t;
+      } else {
+        impl->subscriptions.push_back(t);
+      }
+    }
+    if (impl->session_open) {
+      impl->queue_subscribe(std::move(topics), std::move(done));
+    } else if (done) {
+      done(asio::error::not_connected, {});  // applied when the connection is back
+    }
+  });
+}
+
+void Client::unsubscribe(std::vector<std::string> topics) {
+  asio::post(impl_->io, [impl = impl_, topics = std::move(topics)]() mutable {
+    std::erase_if(impl->subscriptions, [&](const TopicInfo& s) {
+      return std::find(topics.begin(), topics.end(), s.topic) != topics.end();
+    });
+    if (!impl->session_open || topics.empty()) return;
+    Unsubscribe unsubscribe;
+    unsubscribe.packet_id = impl->allocate_packet_id();
+    unsubscribe.topic_filters = std::move(topics);
+    impl->awaiting_unsuback[unsubscribe.packet_id] = true;
+    impl->queue_control(unsubscribe);
+  });
+}
+
+bool Client::wait_connected(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(flow_mutex_);
+  return flow_changed_.wait_for(lock, timeout, [&] { return connected_.load(); });
+}
+
+bool Client::wait_idle(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(flow_mutex_);
+  return flow_changed_.wait_for(lock, timeout, [&] { return outstanding_ == 0; });
+}
+
+std::size_t Client::outstanding() const {
+  std::lock_guard lock(flow_mutex_);
+  return outstanding_;
+}
+
+void Client::release_outstanding() {
+  std::lock_guard lock(flow_mutex_);
+  if (outstanding_ > 0) --outstanding_;
+  flow_changed_.notify_all();
+}
+
+void Client::set_connected(bool connected) {
+  std::lock_guard lock(flow_mutex_);
+  connected_ = connected;
+  flow_changed_.notify_all();
+}
+
+}  // namespace baetyl::mqtt

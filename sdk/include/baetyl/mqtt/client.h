@@ -1,0 +1,114 @@
+#pragma once
+// An asynchronous MQTT 3.1.1 client that keeps its connection alive on its own.
+//
+// - Connects over tcp or ssl, with username/password and client certificates.
+// - Reconnects after any failure, waiting 500 ms, then doubling up to `interval`.
+// - Keeps QoS 1 messages until the broker acknowledges them, and sends the unacknowledged ones
+//   again (with DUP) after a reconnect, so nothing published at QoS 1 is lost while the client
+//   runs. At most `buffersize` QoS 1 messages are in flight at a time.
+// - Subscribes again after every reconnect.
+//
+// The client runs on a thread of its own; every public method is thread-safe. Callbacks run on
+// that thread, so they must not block: inside them use async_publish(), not publish().
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "baetyl/asio.h"
+#include "baetyl/mqtt/client_config.h"
+#include "baetyl/mqtt/packet.h"
+
+namespace baetyl::mqtt {
+
+// A message received from the broker.
+struct Message {
+  Publish publish;
+  std::uint64_t session = 0;  // the connection that delivered it; ack() uses it
+};
+
+using PublishHandler = std::function<void(error_code)>;
+using SubscribeHandler = std::function<void(error_code, std::vector<std::uint8_t> granted)>;
+
+struct ClientCallbacks {
+  std::function<void(const Message&)> on_message;
+  // When false, a QoS 1 message is acknowledged as soon as on_message returns. When true, the
+  // application calls Client::ack() once it has dealt with the message (end-to-end delivery).
+  bool manual_ack = false;
+  std::function<void(bool session_present)> on_connected;
+  std::function<void(const std::string& reason)> on_disconnected;
+  // An error that stops the client, e.g. a refused subscription with validatesubs on.
+  std::function<void(const std::string& error)> on_error;
+};
+
+class Client {
+ public:
+  explicit Client(ClientConfig config, std::shared_ptr<spdlog::logger> logger = nullptr);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Starts connecting in the background. Throws std::invalid_argument for a bad address and
+  // std::runtime_error for unreadable TLS files.
+  void start(ClientCallbacks callbacks = {});
+  // Sends DISCONNECT when connected and stops. Messages not yet acknowledged complete with
+  // asio::error::operation_aborted.
+  void stop();
+
+  // Queues a message; `done` runs once a QoS 1 message is acknowledged or a QoS 0 message is
+  // written (or with an error when the client stops first). Never blocks, never drops.
+  void async_publish(Publish message, PublishHandler done = {});
+  // Waits while `buffersize` messages are queued or in flight, then queues the message. Throws
+  // std::runtime_error when the client is stopped, std::logic_error when called on the client's
+  // own thread while it would have to wait.
+  void publish(Publish message);
+  void publish(const std::string& topic, std::string payload, int qos = 0, bool retain = false);
+  // Like publish(), but gives up after `timeout` without queueing; returns whether it queued.
+  bool try_publish(Publish message, std::chrono::milliseconds timeout);
+
+  // Acknowledges a QoS 1 message received with manual_ack. Ignored for QoS 0 and for a message
+  // delivered on an earlier connection (the broker will send that one again).
+  void ack(const Message& message);
+
+  // Adds subscriptions (kept for reconnects) and sends them now when connected.
+  void subscribe(std::vector<TopicInfo> topics, SubscribeHandler done = {});
+  void unsubscribe(std::vector<std::string> topics);
+
+  bool connected() const { return connected_.load(); }
+  // Blocks until connected or the timeout passes.
+  bool wait_connected(std::chrono::milliseconds timeout);
+  // Messages queued or in flight.
+  std::size_t outstanding() const;
+  // Blocks until nothing is queued or in flight (every QoS 1 message acknowledged), or the
+  // timeout passes. Returns whether the client is idle.
+  bool wait_idle(std::chrono::milliseconds timeout);
+  const ClientConfig& config() const { return config_; }
+
+ private:
+  struct Impl;
+
+  ClientConfig config_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<Impl> impl_;
+  std::thread thread_;
+  std::atomic<bool> connected_{false};
+  std::atomic<bool> stopped_{false};
+
+  mutable std::mutex flow_mutex_;
+  std::condition_variable flow_changed_;
+  std::size_t outstanding_ = 0;
+
+  void enqueue(Publish message, PublishHandler done);
+  void release_outstanding();
+  bool reserve_slot(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds timeout);
+  void set_connected(bool connected);
+};
+
+}  // namespace baetyl::mqtt
