@@ -5,7 +5,9 @@ if(CCACHE_PROGRAM)
 endif()
 
 add_library(baetyl_compile_options INTERFACE)
-target_compile_options(baetyl_compile_options INTERFACE -Wall -Wextra -Wpedantic)
+# Designated initialisers that leave members at their defaults are idiomatic C++20, not a bug.
+target_compile_options(baetyl_compile_options INTERFACE -Wall -Wextra -Wpedantic
+                       -Wno-missing-field-initializers)
 if(BAETYL_WERROR)
   target_compile_options(baetyl_compile_options INTERFACE -Werror)
 endif()

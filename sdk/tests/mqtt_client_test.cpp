@@ -1,0 +1,555 @@
+// The MQTT client against a real broker (Debian's mosquitto) and real mosquitto_pub/sub peers.
+#include "baetyl/mqtt/client.h"
+#include "baetyl/mqtt/codec.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <future>
+#include <set>
+
+#include "baetyl/testing/mosquitto.h"
+#include "baetyl/testing/ports.h"
+#include "baetyl/testing/temp_dir.h"
+#include "baetyl/testing/tls.h"
+
+using namespace std::chrono_literals;
+using baetyl::error_code;
+using baetyl::mqtt::Client;
+using baetyl::mqtt::ClientCallbacks;
+using baetyl::mqtt::ClientConfig;
+using baetyl::mqtt::Message;
+using baetyl::mqtt::Publish;
+using baetyl::mqtt::TopicInfo;
+using baetyl::testing::MosquittoBroker;
+using baetyl::testing::MosquittoOptions;
+using baetyl::testing::MosquittoSubscriber;
+using baetyl::testing::SubscriberOptions;
+
+namespace {
+
+ClientConfig config_for(const std::string& address, const std::string& client_id) {
+  ClientConfig config;
+  config.address = address;
+  config.client_id = client_id;
+  config.clean_session = true;
+  config.timeout = 5s;
+  config.interval = 1s;
+  config.keepalive = 10s;
+  return config;
+}
+
+// Collects messages delivered to on_message, thread-safely.
+class Inbox {
+ public:
+  ClientCallbacks callbacks(bool manual_ack = false) {
+    ClientCallbacks callbacks;
+    callbacks.manual_ack = manual_ack;
+    callbacks.on_message = [this](const Message& message) {
+      std::lock_guard lock(mutex_);
+      messages_.push_back(message);
+      changed_.notify_all();
+    };
+    return callbacks;
+  }
+
+  std::vector<Message> wait_for(std::size_t count, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, timeout, [&] { return messages_.size() >= count; });
+    return messages_;
+  }
+
+  std::vector<Message> snapshot() {
+    std::lock_guard lock(mutex_);
+    return messages_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<Message> messages_;
+};
+
+Publish message(const std::string& topic, const std::string& payload, int qos) {
+  Publish p;
+  p.topic = topic;
+  p.payload = payload;
+  p.qos = static_cast<std::uint8_t>(qos);
+  return p;
+}
+
+std::future<error_code> publish_async(Client& client, Publish p) {
+  auto promise = std::make_shared<std::promise<error_code>>();
+  auto future = promise->get_future();
+  client.async_publish(std::move(p), [promise](error_code ec) { promise->set_value(ec); });
+  return future;
+}
+
+// A TCP listener that accepts and immediately closes connections, recording when they came.
+class RefusingServer {
+ public:
+  RefusingServer() : port_(baetyl::testing::free_port()) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port_);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 16)) {
+      throw std::runtime_error("RefusingServer: bind/listen failed");
+    }
+    thread_ = std::thread([this] {
+      for (;;) {
+        int client = ::accept(fd_, nullptr, nullptr);
+        if (client < 0) return;
+        {
+          std::lock_guard lock(mutex_);
+          accepted_.push_back(std::chrono::steady_clock::now());
+        }
+        ::close(client);
+      }
+    });
+  }
+  ~RefusingServer() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  std::uint16_t port() const { return port_; }
+  std::vector<std::chrono::steady_clock::time_point> accepted() {
+    std::lock_guard lock(mutex_);
+    return accepted_;
+  }
+
+ private:
+  std::uint16_t port_;
+  int fd_ = -1;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::vector<std::chrono::steady_clock::time_point> accepted_;
+};
+
+class MqttClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override { spdlog::set_level(spdlog::level::warn); }
+};
+
+}  // namespace
+
+TEST_F(MqttClientTest, PublishesQos0AndQos1ToARealSubscriber) {
+  MosquittoBroker broker;
+  MosquittoSubscriber sub(broker.port(), SubscriberOptions{.topic = "t/#", .qos = 1});
+  Client client(config_for(broker.address(), "pub-1"));
+  client.start();
+  ASSERT_TRUE(client.wait_connected(5s));
+
+  auto q0 = publish_async(client, message("t/a", "zero", 0));
+  auto q1 = publish_async(client, message("t/b", "one", 1));
+  ASSERT_EQ(q0.wait_for(5s), std::future_status::ready);
+  ASSERT_EQ(q1.wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(q0.get());
+  EXPECT_FALSE(q1.get());
+  EXPECT_EQ(sub.wait_for(2), (std::vector<std::string>{"zero", "one"}));
+  EXPECT_EQ(client.outstanding(), 0u);
+}
+
+TEST_F(MqttClientTest, ReceivesSubscribedMessagesAtTheirQos) {
+  MosquittoBroker broker;
+  auto config = config_for(broker.address(), "sub-1");
+  config.subscriptions = {{"in/q0", 0}, {"in/q1/+", 1}};
+  Inbox inbox;
+  Client client(config);
+  std::promise<void> subscribed;
+  auto callbacks = inbox.callbacks();
+  client.start(callbacks);
+  ASSERT_TRUE(client.wait_connected(5s));
+  // The SUBACK arrives shortly after CONNACK; a no-op subscribe round-trip orders after it.
+  std::promise<std::vector<std::uint8_t>> granted;
+  client.subscribe({{"in/extra", 0}}, [&](error_code, std::vector<std::uint8_t> codes) {
+    granted.set_value(codes);
+  });
+  ASSERT_EQ(granted.get_future().get(), std::vector<std::uint8_t>{0});
+
+  ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "in/q0", "hello", 0), 0);
+  ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "in/q1/x", "{\"id\":1}", 1), 0);
+  ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "in/extra", "more", 1), 0);
+  ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "other", "ignored", 1), 0);
+  auto received = inbox.wait_for(3);
+  ASSERT_EQ(received.size(), 3u);
+  EXPECT_EQ(received[0].publish.topic, "in/q0");
+  EXPECT_EQ(received[0].publish.payload, "hello");
+  EXPECT_EQ(received[0].publish.qos, 0);
+  EXPECT_EQ(received[1].publish.topic, "in/q1/x");
+  EXPECT_EQ(received[1].publish.payload, "{\"id\":1}");
+  EXPECT_EQ(received[1].publish.qos, 1);
+  EXPECT_EQ(received[2].publish.payload, "more");
+  EXPECT_EQ(received[2].publish.qos, 0) << "delivered QoS is the minimum of publish and subscribe";
+}
+
+TEST_F(MqttClientTest, ManualAckLeavesUnackedMessagesWithTheBroker) {
+  MosquittoBroker broker;
+  auto config = config_for(broker.address(), "manual-ack");
+  config.clean_session = false;
+  config.subscriptions = {{"work", 1}};
+  {
+    Inbox inbox;
+    Client client(config);
+    client.start(inbox.callbacks(/*manual_ack=*/true));
+    ASSERT_TRUE(client.wait_connected(5s));
+    std::promise<void> ready;
+    client.subscribe({{"work", 1}}, [&](error_code, auto) { ready.set_value(); });
+    ready.get_future().wait();
+    ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "work", "job-1", 1), 0);
+    ASSERT_EQ(inbox.wait_for(1).size(), 1u);
+    client.stop();  // never acknowledged
+  }
+  {
+    Inbox inbox;
+    Client client(config);
+    client.start(inbox.callbacks(/*manual_ack=*/true));
+    auto redelivered = inbox.wait_for(1);
+    ASSERT_EQ(redelivered.size(), 1u) << "the unacknowledged message must come again";
+    EXPECT_EQ(redelivered[0].publish.payload, "job-1");
+    EXPECT_TRUE(redelivered[0].publish.dup);
+    client.ack(redelivered[0]);
+    std::this_thread::sleep_for(300ms);  // let the PUBACK reach the broker
+    client.stop();
+  }
+  {
+    Inbox inbox;
+    Client client(config);
+    client.start(inbox.callbacks(true));
+    ASSERT_TRUE(client.wait_connected(5s));
+    std::this_thread::sleep_for(700ms);
+    EXPECT_TRUE(inbox.snapshot().empty()) << "an acknowledged message must not come again";
+  }
+}
+
+TEST_F(MqttClientTest, UsernameAndPasswordAreChecked) {
+  MosquittoBroker broker(MosquittoOptions{.username = "edge", .password = "s3cret"});
+  auto config = config_for(broker.address(), "auth");
+  config.username = "edge";
+  config.password = "wrong";
+  {
+    Client client(config);
+    client.start();
+    EXPECT_FALSE(client.wait_connected(1500ms));
+  }
+  config.password = "s3cret";
+  Client client(config);
+  client.start();
+  EXPECT_TRUE(client.wait_connected(5s));
+}
+
+TEST_F(MqttClientTest, ReconnectsAfterBrokerRestartWithoutLosingQos1) {
+  MosquittoBroker broker;
+  // A persistent subscriber session that is offline while we publish: the broker queues every
+  // message for it (and keeps the queue across its own restart).
+  { MosquittoSubscriber register_session(broker.port(), {.topic = "data", .qos = 1,
+                                                         .client_id = "verifier",
+                                                         .clean_session = false}); }
+
+  constexpr int kMessages = 2000;
+  auto config = config_for(broker.address(), "producer");
+  config.interval = 1s;
+  config.buffer_size = 20;
+  std::atomic<int> disconnects{0};
+  ClientCallbacks callbacks;
+  callbacks.on_disconnected = [&](const std::string&) { ++disconnects; };
+  Client client(config);
+  client.start(callbacks);
+  ASSERT_TRUE(client.wait_connected(5s));
+
+  std::atomic<int> acked{0};
+  std::atomic<int> failed{0};
+  std::thread producer([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      while (client.outstanding() >= 20) std::this_thread::sleep_for(1ms);
+      client.async_publish(message("data", std::to_string(i), 1), [&](error_code ec) {
+        ec ? ++failed : ++acked;
+      });
+      if (i % 50 == 0) std::this_thread::sleep_for(5ms);  // keep the stream going for a while
+    }
+  });
+  while (acked < kMessages / 4) std::this_thread::sleep_for(1ms);
+  broker.restart();  // SIGTERM: mosquitto saves its queue; the client sees the connection drop
+  int acked_at_restart = acked;
+  producer.join();
+  ASSERT_TRUE(client.wait_idle(30s)) << client.outstanding() << " messages never acknowledged";
+  EXPECT_LT(acked_at_restart, kMessages) << "the restart must happen mid-stream";
+  EXPECT_GE(disconnects.load(), 1);
+  EXPECT_EQ(acked.load(), kMessages);
+  EXPECT_EQ(failed.load(), 0);
+
+  MosquittoSubscriber verifier(broker.port(), {.topic = "data", .qos = 1, .client_id = "verifier",
+                                               .clean_session = false});
+  auto received = verifier.wait_for(kMessages, 20s);
+  std::set<int> distinct;
+  for (const auto& payload : received) distinct.insert(std::stoi(payload));
+  EXPECT_EQ(distinct.size(), static_cast<std::size_t>(kMessages))
+      << "received " << received.size() << " messages, " << distinct.size() << " distinct";
+}
+
+TEST_F(MqttClientTest, QueuesWhileDisconnectedAndDeliversAfterConnecting) {
+  auto port = baetyl::testing::free_port();
+  auto config = config_for("tcp://127.0.0.1:" + std::to_string(port), "late");
+  config.interval = 1s;
+  Client client(config);
+  client.start();
+  auto queued = message("late/q1", "queued", 1);
+  queued.retain = true;  // so a subscriber arriving after the delivery still sees it
+  auto q1 = publish_async(client, queued);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(q1.wait_for(0s), std::future_status::timeout);
+  EXPECT_EQ(client.outstanding(), 1u);
+
+  MosquittoBroker broker(MosquittoOptions{.port = port});  // the broker appears later
+  ASSERT_EQ(q1.wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(q1.get());
+  MosquittoSubscriber reader(port, {.topic = "late/#", .qos = 1});
+  EXPECT_EQ(reader.wait_for(1), std::vector<std::string>{"queued"});
+}
+
+TEST_F(MqttClientTest, ReconnectBackoffDoublesUpToInterval) {
+  RefusingServer server;
+  auto config = config_for("tcp://127.0.0.1:" + std::to_string(server.port()), "backoff");
+  config.interval = 2s;
+  Client client(config);
+  client.start();
+  std::this_thread::sleep_for(6200ms);
+  client.stop();
+  auto accepted = server.accepted();
+  // Attempts at 0, +0.5 s, +1 s, +2 s, +2 s (capped by interval)
+  ASSERT_GE(accepted.size(), 5u);
+  std::vector<double> gaps;
+  for (std::size_t i = 1; i < accepted.size(); ++i) {
+    gaps.push_back(std::chrono::duration<double>(accepted[i] - accepted[i - 1]).count());
+  }
+  EXPECT_NEAR(gaps[0], 0.5, 0.25);
+  EXPECT_NEAR(gaps[1], 1.0, 0.25);
+  EXPECT_NEAR(gaps[2], 2.0, 0.25);
+  EXPECT_NEAR(gaps[3], 2.0, 0.25);
+}
+
+TEST_F(MqttClientTest, KeepalivePingsHoldAnIdleConnection) {
+  MosquittoBroker broker;
+  auto config = config_for(broker.address(), "idle");
+  config.keepalive = 1s;
+  std::atomic<int> disconnects{0};
+  ClientCallbacks callbacks;
+  callbacks.on_disconnected = [&](const std::string&) { ++disconnects; };
+  Client client(config);
+  client.start(callbacks);
+  ASSERT_TRUE(client.wait_connected(5s));
+  std::this_thread::sleep_for(3500ms);  // the broker drops clients silent for 1.5 x keepalive
+  EXPECT_TRUE(client.connected());
+  EXPECT_EQ(disconnects.load(), 0);
+  EXPECT_NE(broker.log().find("PINGREQ from idle"), std::string::npos);
+}
+
+TEST_F(MqttClientTest, DetectsAFrozenBrokerByMissingPingResponse) {
+  MosquittoBroker broker;
+  auto config = config_for(broker.address(), "frozen");
+  config.keepalive = 1s;
+  config.timeout = 1s;
+  std::promise<std::string> reason;
+  ClientCallbacks callbacks;
+  std::once_flag once;
+  callbacks.on_disconnected = [&](const std::string& why) {
+    std::call_once(once, [&] { reason.set_value(why); });
+  };
+  Client client(config);
+  client.start(callbacks);
+  ASSERT_TRUE(client.wait_connected(5s));
+  ASSERT_EQ(::kill(broker.pid(), SIGSTOP), 0);
+  auto future = reason.get_future();
+  bool detected = future.wait_for(4s) == std::future_status::ready;
+  ::kill(broker.pid(), SIGCONT);
+  ASSERT_TRUE(detected);
+  EXPECT_NE(future.get().find("no PINGRESP"), std::string::npos);
+}
+
+TEST_F(MqttClientTest, TlsWithClientCertificate) {
+  baetyl::testing::TempDir dir;
+  auto pki = baetyl::testing::make_test_pki(dir.path() / "pki");
+  MosquittoBroker broker(MosquittoOptions{.tls_ca = pki.ca.string(),
+                                          .tls_cert = pki.server_cert.string(),
+                                          .tls_key = pki.server_key.string(),
+                                          .require_certificate = true});
+  auto address = "ssl://127.0.0.1:" + std::to_string(broker.port());
+
+  auto config = config_for(address, "tls-ok");
+  config.ca = pki.ca.string();
+  config.cert = pki.client_cert.string();
+  config.key = pki.client_key.string();
+  {
+    Client client(config);
+    client.start();
+    ASSERT_TRUE(client.wait_connected(5s));
+    auto done = publish_async(client, message("secure", "x", 1));
+    ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
+    EXPECT_FALSE(done.get());
+  }
+  {
+    auto no_cert = config_for(address, "tls-no-cert");
+    no_cert.ca = pki.ca.string();
+    Client client(no_cert);
+    client.start();
+    EXPECT_FALSE(client.wait_connected(1500ms)) << "the broker requires a client certificate";
+  }
+  {
+    auto wrong_ca = config;
+    wrong_ca.client_id = "tls-wrong-ca";
+    wrong_ca.ca = pki.other_ca.string();
+    Client client(wrong_ca);
+    client.start();
+    EXPECT_FALSE(client.wait_connected(1500ms)) << "the server certificate must be verified";
+  }
+  {
+    auto insecure = config;
+    insecure.client_id = "tls-insecure";
+    insecure.ca = pki.other_ca.string();
+    insecure.insecure_skip_verify = true;
+    Client client(insecure);
+    client.start();
+    EXPECT_TRUE(client.wait_connected(5s));
+  }
+}
+
+// Debian's mosquitto grants every subscription and applies its ACL on delivery, so it never
+// answers 0x80. This peer does: it accepts one client, grants the first filter of a SUBSCRIBE and
+// refuses the rest.
+class RefusingSubscriptionsBroker {
+ public:
+  RefusingSubscriptionsBroker() : server_() {
+    thread_ = std::thread([this] {
+      int fd = ::accept(server_.fd(), nullptr, nullptr);
+      if (fd < 0) return;
+      std::string buffer;
+      char chunk[4096];
+      for (;;) {
+        auto result = baetyl::mqtt::decode(buffer);
+        if (result.status == baetyl::mqtt::DecodeStatus::Ok) {
+          buffer.erase(0, result.consumed);
+          std::string reply;
+          if (std::holds_alternative<baetyl::mqtt::Connect>(result.packet)) {
+            reply = baetyl::mqtt::encode(baetyl::mqtt::Connack{});
+          } else if (auto* sub = std::get_if<baetyl::mqtt::Subscribe>(&result.packet)) {
+            baetyl::mqtt::Suback suback{sub->packet_id, {}};
+            for (std::size_t i = 0; i < sub->subscriptions.size(); ++i) {
+              suback.return_codes.push_back(i == 0 ? 1 : baetyl::mqtt::kSubackFailure);
+            }
+            reply = baetyl::mqtt::encode(suback);
+          } else if (std::holds_alternative<baetyl::mqtt::Pingreq>(result.packet)) {
+            reply = baetyl::mqtt::encode(baetyl::mqtt::Pingresp{});
+          }
+          if (!reply.empty() && ::write(fd, reply.data(), reply.size()) < 0) break;
+          continue;
+        }
+        if (result.status == baetyl::mqtt::DecodeStatus::Error) break;
+        ssize_t n = ::read(fd, chunk, sizeof chunk);
+        if (n <= 0) break;
+        buffer.append(chunk, static_cast<std::size_t>(n));
+      }
+      ::close(fd);
+    });
+  }
+  ~RefusingSubscriptionsBroker() {
+    server_.close();
+    thread_.join();
+  }
+  std::uint16_t port() const { return server_.port(); }
+
+ private:
+  struct Listener {
+    Listener() : port_(baetyl::testing::free_port()) {
+      fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+      int one = 1;
+      ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(port_);
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 4)) {
+        throw std::runtime_error("listener: bind/listen failed");
+      }
+    }
+    void close() {
+      ::shutdown(fd_, SHUT_RDWR);
+      ::close(fd_);
+    }
+    int fd() const { return fd_; }
+    std::uint16_t port() const { return port_; }
+    std::uint16_t port_;
+    int fd_;
+  } server_;
+  std::thread thread_;
+};
+
+TEST_F(MqttClientTest, ValidateSubsStopsTheClientWhenASubscriptionIsRefused) {
+  RefusingSubscriptionsBroker broker;
+  auto config = config_for("tcp://127.0.0.1:" + std::to_string(broker.port()), "validator");
+  config.validate_subs = true;
+  config.subscriptions = {{"allowed/x", 1}, {"forbidden", 1}};
+  std::promise<std::string> error;
+  std::promise<void> disconnected;
+  ClientCallbacks callbacks;
+  callbacks.on_error = [&](const std::string& e) { error.set_value(e); };
+  callbacks.on_disconnected = [&](const std::string&) { disconnected.set_value(); };
+  Client client(config);
+  client.start(callbacks);
+  auto future = error.get_future();
+  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(future.get(), "broker refused subscription to forbidden (validatesubs is on)");
+  EXPECT_EQ(disconnected.get_future().wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(client.connected());
+}
+
+TEST_F(MqttClientTest, RefusedSubscriptionOnlyWarnsWithoutValidateSubs) {
+  RefusingSubscriptionsBroker broker;
+  auto config = config_for("tcp://127.0.0.1:" + std::to_string(broker.port()), "lenient");
+  config.subscriptions = {{"allowed/x", 1}, {"forbidden", 1}};
+  std::atomic<bool> errored{false};
+  ClientCallbacks callbacks;
+  callbacks.on_error = [&](const std::string&) { errored = true; };
+  Client client(config);
+  client.start(callbacks);
+  ASSERT_TRUE(client.wait_connected(5s));
+  std::promise<std::vector<std::uint8_t>> granted;
+  client.subscribe({{"more", 0}, {"denied", 0}},
+                   [&](error_code, std::vector<std::uint8_t> codes) { granted.set_value(codes); });
+  EXPECT_EQ(granted.get_future().get(), (std::vector<std::uint8_t>{1, 0x80}));
+  EXPECT_FALSE(errored.load());
+  EXPECT_TRUE(client.connected());
+}
+
+TEST_F(MqttClientTest, RejectsInvalidMessagesAndAddresses) {
+  Client client(config_for("tcp://127.0.0.1:1", "x"));
+  EXPECT_THROW(client.async_publish(message("bad/+", "x", 0)), std::invalid_argument);
+  EXPECT_THROW(client.async_publish(message("", "x", 0)), std::invalid_argument);
+  EXPECT_THROW(client.async_publish(message("ok", "x", 2)), std::invalid_argument);
+  Client bad(config_for("http://127.0.0.1:1883", "x"));
+  EXPECT_THROW(bad.start(), std::invalid_argument);
+}
+
+TEST_F(MqttClientTest, StopAbortsPendingMessagesPromptly) {
+  auto config = config_for("tcp://127.0.0.1:" + std::to_string(baetyl::testing::free_port()), "s");
+  Client client(config);
+  client.start();
+  auto pending = publish_async(client, message("t", "never", 1));
+  auto begin = std::chrono::steady_clock::now();
+  client.stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, 1s);
+  ASSERT_EQ(pending.wait_for(1s), std::future_status::ready);
+  EXPECT_EQ(pending.get(), boost::asio::error::operation_aborted);
+  EXPECT_THROW(client.publish("t", "after stop", 0), std::runtime_error);
+}

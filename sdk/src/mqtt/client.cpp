@@ -110,6 +110,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   asio::steady_timer write_signal{io, Clock::time_point::max()};
   asio::steady_timer keepalive_timer{io};
   asio::steady_timer backoff_timer{io};
+  asio::steady_timer stop_deadline{io};
   asio::steady_timer tasks_done{io, Clock::time_point::max()};
 
   // ---- queueing (io thread) ----
@@ -213,6 +214,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       co_await backoff_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       delay = std::min(delay * 2, max_delay);
     }
+    stop_deadline.cancel();
     fail_everything(asio::error::operation_aborted);
   }
 
@@ -486,8 +488,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       disconnect_requested = true;
       wake_writer();
       // A writer stuck on a dead connection must not hold the stop up.
-      auto force = std::make_shared<asio::steady_timer>(io, 2s);
-      force->async_wait([self = shared_from_this(), force](error_code ec) {
+      stop_deadline.expires_after(2s);
+      stop_deadline.async_wait([self = shared_from_this()](error_code ec) {
         if (!ec) self->close_session("client stopped");
       });
     } else if (transport) {
@@ -551,11 +553,22 @@ void Client::stop() {
   }
 }
 
-void Client::async_publish(Publish message, PublishHandler done) {
+namespace {
+
+// The packet identifier is assigned when the message is written; check the rest now.
+void check_publishable(Publish& message) {
+  if (message.qos > 1) throw std::invalid_argument("cannot publish: QoS 2 is not supported");
+  message.packet_id = message.qos > 0 ? 1 : 0;
+  message.dup = false;
   if (std::string problem = validate(message); !problem.empty()) {
     throw std::invalid_argument("cannot publish: " + problem);
   }
-  if (message.qos > 1) throw std::invalid_argument("cannot publish: QoS 2 is not supported");
+}
+
+}  // namespace
+
+void Client::async_publish(Publish message, PublishHandler done) {
+  check_publishable(message);
   if (stopped_) {
     if (done) done(asio::error::operation_aborted);
     return;
@@ -596,10 +609,7 @@ void Client::publish(Publish message) {
 }
 
 bool Client::try_publish(Publish message, std::chrono::milliseconds timeout) {
-  if (std::string problem = validate(message); !problem.empty()) {
-    throw std::invalid_argument("cannot publish: " + problem);
-  }
-  if (message.qos > 1) throw std::invalid_argument("cannot publish: QoS 2 is not supported");
+  check_publishable(message);
   {
     std::unique_lock lock(flow_mutex_);
     if (!reserve_slot(lock, timeout)) return false;

@@ -1,6 +1,7 @@
 #pragma once
 // MQTT 3.1.1 wire format: encoding of every control packet and strict, incremental decoding.
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -12,6 +13,9 @@ namespace baetyl::mqtt {
 // an invalid packet throws std::invalid_argument naming the field.
 void encode(const Packet& packet, std::string& out);
 std::string encode(const Packet& packet);
+
+// The number of bytes encode() produces for `packet` (fixed header included). Does not validate.
+std::size_t encoded_size(const Packet& packet);
 
 struct DecodeLimits {
   // Packets whose Remaining Length exceeds this are rejected before their body is buffered.
@@ -51,7 +55,10 @@ HeaderResult decode_fixed_header(std::string_view data, const DecodeLimits& limi
 
 // Parses one packet from the front of `data`. Never reads past the packet; a peer's bytes that
 // violate the specification give Error with a message such as
-// "PUBLISH: topic name must not contain wildcards".
+// "PUBLISH: topic name must not contain wildcards ('+' or '#')".
+// CONNECT with a protocol level other than 3 or 4 still decodes (the server answers it with
+// CONNACK code 1): its fields after the level are read best-effort, and when they do not follow
+// the 3.1.1 layout (e.g. MQTT 5 properties) only protocol_name and protocol_level are filled in.
 DecodeResult decode(std::string_view data, const DecodeLimits& limits = {});
 
 // Checks a packet against the rules the decoder enforces; returns an empty string when valid.

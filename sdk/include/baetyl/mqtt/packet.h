@@ -1,6 +1,7 @@
 #pragma once
 // MQTT 3.1.1 control packets as plain values. The codec (codec.h) turns them into bytes and back;
 // the hub and the client both work with these types.
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>

@@ -1,0 +1,81 @@
+#pragma once
+// A small blocking HTTP/1.1 client on libcurl: the master API over a Unix socket or TCP, and
+// HTTPS for the cloud agent.
+#include <chrono>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace baetyl::http {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct ClientOptions {
+  // unix:///var/run/baetyl.sock   HTTP over a Unix domain socket (the path after `unix://`)
+  // tcp://127.0.0.1:50050         plain HTTP over TCP; the port is required
+  // http://host[:port][/prefix]   plain HTTP (default port 80)
+  // https://host[:port][/prefix]  HTTPS using ca/cert/key (default port 443)
+  // A prefix of an http(s) address is put in front of every request path. unix and tcp
+  // addresses never go through a proxy; http(s) ones honour the usual *_proxy variables.
+  std::string address{};
+  // Limit for a whole exchange (connect, send, receive); zero means none.
+  std::chrono::milliseconds timeout{30000};
+  // PEM files for https: the CA bundle to trust (system default when empty), and a client
+  // certificate with its key for two-way TLS.
+  std::string ca{}, cert{}, key{};
+  bool insecure_skip_verify = false;
+};
+
+struct Request {
+  std::string method = "GET";
+  std::string path{};  // origin form with an optional query, e.g. "/v1/system/inspect"
+  Headers headers{};
+  std::string body{};
+};
+
+struct Response {
+  long status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names; repeated fields joined by ", "
+  std::string body;
+
+  bool ok() const { return status >= 200 && status < 300; }
+};
+
+// The exchange did not complete: bad address at connect time, refused, timed out, TLS failure...
+// The message names the request and the reason, e.g.
+// "GET unix:///tmp/x.sock/v1/system/inspect: Couldn't connect to server".
+class HttpError : public std::runtime_error {
+ public:
+  HttpError(const std::string& message, bool timed_out)
+      : std::runtime_error(message), timed_out_(timed_out) {}
+  bool timed_out() const noexcept { return timed_out_; }
+
+ private:
+  bool timed_out_;
+};
+
+// Every call uses its own curl handle (and connection), so one Client may be shared by threads.
+class Client {
+ public:
+  // Throws std::invalid_argument naming the address when it cannot be used.
+  explicit Client(ClientOptions options);
+
+  // Returns any response the server sends, whatever its status; throws HttpError otherwise.
+  Response send(const Request& request) const;
+  Response get(const std::string& path, const Headers& headers = {}) const;
+  Response put(const std::string& path, std::string body, const Headers& headers = {}) const;
+
+  const ClientOptions& options() const { return options_; }
+
+ private:
+  enum class Transport { unix_socket, tcp, http, https };
+
+  ClientOptions options_;
+  Transport transport_ = Transport::tcp;
+  std::string socket_path_;  // unix only
+  std::string base_url_;     // scheme://host:port[/prefix] given to curl, no trailing slash
+};
+
+}  // namespace baetyl::http
