@@ -38,7 +38,7 @@ struct Service {
 
 void describe(config::Reader& r, Service& s) {
   r.field("name", s.name).required().matches("^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$");
-  r.field("image", s.image).not_empty();
+  r.field("image", s.image).required().not_empty();
   r.field("replica", s.replica).min(0);
   r.field("args", s.args);
   r.field("env", s.env);

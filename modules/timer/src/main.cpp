@@ -1,1 +1,4 @@
-int main() { return 0; }
+#include "baetyl/context.h"
+#include "timer.h"
+
+int main(int argc, char** argv) { return baetyl::run(argc, argv, baetyl::timer::run_timer); }

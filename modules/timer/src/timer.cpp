@@ -1,0 +1,67 @@
+#include "timer.h"
+
+#include "baetyl/mqtt/topic.h"
+
+namespace baetyl::timer {
+
+using namespace std::chrono_literals;
+
+void describe(config::Reader& r, TimerConfig& c) {
+  r.section("timer", [&](config::Reader& timer) {
+    timer.field("interval", c.interval).min(1ms);
+  });
+  r.section("publish", [&](config::Reader& publish) {
+    if (publish.field("topic", c.publish.topic).not_empty().present() &&
+        !c.publish.topic.empty()) {
+      std::string problem = mqtt::check_topic_name(c.publish.topic);
+      publish.check(problem.empty(), "topic", "'" + c.publish.topic + "': " + problem);
+    }
+    publish.field("qos", c.publish.qos).min(0).max(1);
+    publish.field("payload", c.payload)
+        .check([](const nlohmann::json& p) { return p.is_object(); },
+               "must be a map of keys and values");
+  });
+}
+
+std::string make_payload(const nlohmann::json& payload, std::int64_t unix_seconds) {
+  nlohmann::json message = payload;
+  message["time"] = unix_seconds;
+  return message.dump();
+}
+
+void run_timer(Context& ctx) {
+  auto cfg = ctx.load_config<TimerConfig>();
+  auto hub = ctx.new_hub_client();
+  hub->start();
+  ctx.log().info("publishing to '{}' at QoS {} every {}", cfg.publish.topic, cfg.publish.qos,
+                 config::format_duration(cfg.interval));
+
+  auto next_tick = std::chrono::steady_clock::now() + cfg.interval;
+  while (!ctx.wait_until(next_tick)) {
+    auto now = std::chrono::system_clock::now();
+    mqtt::Publish message;
+    message.topic = cfg.publish.topic;
+    message.qos = static_cast<std::uint8_t>(cfg.publish.qos);
+    message.payload = make_payload(
+        cfg.payload, std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
+    // While the hub is unreachable and the buffer is full, the tick waits (keeping every message
+    // generated) but still notices a stop request.
+    while (!hub->try_publish(message, 200ms)) {
+      if (ctx.stop_requested()) break;
+    }
+    next_tick += cfg.interval;
+    auto now_steady = std::chrono::steady_clock::now();
+    if (next_tick < now_steady) next_tick = now_steady + cfg.interval;  // skip missed ticks
+  }
+
+  // Give messages still in flight a moment to be acknowledged before disconnecting (no point
+  // in waiting while the hub is unreachable).
+  bool idle = hub->connected() ? hub->wait_idle(5s) : hub->outstanding() == 0;
+  if (!idle) {
+    ctx.log().warn("stopping with {} message(s) not yet acknowledged by the hub",
+                   hub->outstanding());
+  }
+  hub->stop();
+}
+
+}  // namespace baetyl::timer

@@ -8,7 +8,7 @@
 namespace baetyl::mqtt {
 
 void describe(config::Reader& r, TopicInfo& t) {
-  if (r.field("topic", t.topic).not_empty().present() && !t.topic.empty()) {
+  if (r.field("topic", t.topic).required().not_empty().present() && !t.topic.empty()) {
     std::string problem = check_topic_filter(t.topic);
     r.check(problem.empty(), "topic", "'" + t.topic + "' is not a valid topic: " + problem);
   }

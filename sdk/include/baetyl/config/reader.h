@@ -194,13 +194,10 @@ class Field {
     return *this;
   }
 
-  // Present and not empty (strings and containers).
+  // When present, not empty (strings and containers). Combine with required() for keys that
+  // must be given.
   Field& not_empty() {
-    if (!present_) {
-      fail("is required");
-    } else if (checkable_ && value_.empty()) {
-      fail("must not be empty");
-    }
+    if (checkable_ && value_.empty()) fail("must not be empty");
     return *this;
   }
 
