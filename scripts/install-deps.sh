@@ -11,7 +11,7 @@ build_packages=(
   libboost-dev libboost-system-dev libyaml-cpp-dev nlohmann-json3-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libspdlog-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
 )
 runtime_packages=(
   python3 python3-grpcio python3-protobuf python3-yaml
