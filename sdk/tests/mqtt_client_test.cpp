@@ -96,20 +96,10 @@ std::future<error_code> publish_async(Client& client, Publish p) {
 // A TCP listener that accepts and immediately closes connections, recording when they came.
 class RefusingServer {
  public:
-  RefusingServer() : port_(baetyl::testing::free_port()) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port_);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 16)) {
-      throw std::runtime_error("RefusingServer: bind/listen failed");
-    }
+  RefusingServer() {
     thread_ = std::thread([this] {
       for (;;) {
-        int client = ::accept(fd_, nullptr, nullptr);
+        int client = ::accept(listener_.fd(), nullptr, nullptr);
         if (client < 0) return;
         {
           std::lock_guard lock(mutex_);
@@ -120,19 +110,17 @@ class RefusingServer {
     });
   }
   ~RefusingServer() {
-    ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
+    listener_.close();
     thread_.join();
   }
-  std::uint16_t port() const { return port_; }
+  std::uint16_t port() const { return listener_.port(); }
   std::vector<std::chrono::steady_clock::time_point> accepted() {
     std::lock_guard lock(mutex_);
     return accepted_;
   }
 
  private:
-  std::uint16_t port_;
-  int fd_ = -1;
+  baetyl::testing::LoopbackListener listener_;
   std::thread thread_;
   std::mutex mutex_;
   std::vector<std::chrono::steady_clock::time_point> accepted_;
@@ -430,7 +418,7 @@ TEST_F(MqttClientTest, TlsWithClientCertificate) {
 // refuses the rest.
 class RefusingSubscriptionsBroker {
  public:
-  RefusingSubscriptionsBroker() : server_() {
+  RefusingSubscriptionsBroker() {
     thread_ = std::thread([this] {
       int fd = ::accept(server_.fd(), nullptr, nullptr);
       if (fd < 0) return;
@@ -470,28 +458,7 @@ class RefusingSubscriptionsBroker {
   std::uint16_t port() const { return server_.port(); }
 
  private:
-  struct Listener {
-    Listener() : port_(baetyl::testing::free_port()) {
-      fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-      int one = 1;
-      ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_port = htons(port_);
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 4)) {
-        throw std::runtime_error("listener: bind/listen failed");
-      }
-    }
-    void close() {
-      ::shutdown(fd_, SHUT_RDWR);
-      ::close(fd_);
-    }
-    int fd() const { return fd_; }
-    std::uint16_t port() const { return port_; }
-    std::uint16_t port_;
-    int fd_;
-  } server_;
+  baetyl::testing::LoopbackListener server_;
   std::thread thread_;
 };
 
