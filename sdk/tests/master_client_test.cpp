@@ -1,8 +1,5 @@
-// MasterClient against the real HTTP/1.1 test server of http_client_test.cpp, and the JSON forms
-// of the inspect and update documents.
-#define BAETYL_HTTP_TEST_SERVER_ONLY
-#include "http_client_test.cpp"  // NOLINT(bugprone-suspicious-include): the test server only
-
+// MasterClient against the real HTTP/1.1 test server of support/http_test_server.h, and the JSON
+// forms of the inspect and update documents.
 #include <chrono>
 #include <map>
 #include <string>
@@ -13,6 +10,7 @@
 #include "baetyl/api/inspect.h"
 #include "baetyl/api/master_client.h"
 #include "baetyl/http/client.h"
+#include "support/http_test_server.h"
 
 namespace {
 
@@ -21,7 +19,9 @@ using baetyl::api::Inspect;
 using baetyl::api::MasterClient;
 using baetyl::api::MasterClientOptions;
 using baetyl::api::UpdateRequest;
+using baetyl::testing::RecordedRequest;
 using nlohmann::json;
+using TestServer = baetyl::testing::HttpTestServer;
 using namespace std::chrono_literals;
 
 // What the master of the docs answers to an inspect, with reported keys (info, stats) and fields

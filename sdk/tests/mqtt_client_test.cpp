@@ -479,6 +479,11 @@ TEST_F(MqttClientTest, ValidateSubsStopsTheClientWhenASubscriptionIsRefused) {
   EXPECT_EQ(future.get(), "broker refused subscription to forbidden (validatesubs is on)");
   EXPECT_EQ(disconnected.get_future().wait_for(5s), std::future_status::ready);
   EXPECT_FALSE(client.connected());
+  // A client that stopped itself refuses new messages instead of queueing them forever.
+  EXPECT_THROW(client.publish("t", "x", 1), std::runtime_error);
+  auto aborted = publish_async(client, message("t", "y", 1));
+  ASSERT_EQ(aborted.wait_for(1s), std::future_status::ready);
+  EXPECT_EQ(aborted.get(), boost::asio::error::operation_aborted);
 }
 
 TEST_F(MqttClientTest, RefusedSubscriptionOnlyWarnsWithoutValidateSubs) {
@@ -506,6 +511,13 @@ TEST_F(MqttClientTest, RejectsInvalidMessagesAndAddresses) {
   EXPECT_THROW(client.async_publish(message("ok", "x", 2)), std::invalid_argument);
   Client bad(config_for("http://127.0.0.1:1883", "x"));
   EXPECT_THROW(bad.start(), std::invalid_argument);
+}
+
+TEST_F(MqttClientTest, PersistentSessionNeedsAClientId) {
+  auto config = config_for("tcp://127.0.0.1:1883", "");
+  config.clean_session = false;
+  Client client(config);
+  EXPECT_THROW(client.start(), std::invalid_argument);
 }
 
 TEST_F(MqttClientTest, StopAbortsPendingMessagesPromptly) {

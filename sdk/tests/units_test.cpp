@@ -53,6 +53,7 @@ TEST(Duration, ParsesGoSyntax) {
   EXPECT_EQ(*parse_duration("1.5h"), 90min);
   EXPECT_EQ(*parse_duration("0.5s"), 500ms);
   EXPECT_EQ(*parse_duration("100us"), 100us);
+  EXPECT_EQ(*parse_duration("5µs"), 5us);
   EXPECT_EQ(*parse_duration("10ns"), 10ns);
   EXPECT_EQ(*parse_duration("0"), 0ns);
   EXPECT_EQ(*parse_duration("-1s"), -1s);

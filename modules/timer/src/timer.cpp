@@ -1,5 +1,8 @@
 #include "timer.h"
 
+#include <mutex>
+#include <stdexcept>
+
 #include "baetyl/mqtt/topic.h"
 
 namespace baetyl::timer {
@@ -32,7 +35,17 @@ std::string make_payload(const nlohmann::json& payload, std::int64_t unix_second
 void run_timer(Context& ctx) {
   auto cfg = ctx.load_config<TimerConfig>();
   auto hub = ctx.new_hub_client();
-  hub->start();
+  std::mutex error_mutex;
+  std::string hub_error;
+  mqtt::ClientCallbacks callbacks;
+  callbacks.on_error = [&](const std::string& error) {
+    {
+      std::lock_guard lock(error_mutex);
+      hub_error = error;
+    }
+    ctx.request_stop();
+  };
+  hub->start(callbacks);
   ctx.log().info("publishing to '{}' at QoS {} every {}", cfg.publish.topic, cfg.publish.qos,
                  config::format_duration(cfg.interval));
 
@@ -62,6 +75,8 @@ void run_timer(Context& ctx) {
                    hub->outstanding());
   }
   hub->stop();
+  std::lock_guard lock(error_mutex);
+  if (!hub_error.empty()) throw std::runtime_error("hub client stopped: " + hub_error);
 }
 
 }  // namespace baetyl::timer

@@ -10,6 +10,8 @@
 //       while (!ctx.wait_for(std::chrono::seconds(1))) { ... }
 //     });
 //   }
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -46,7 +48,8 @@ void describe(config::Reader& r, ServiceConfig& c);
 struct ContextOptions {
   std::string config_file = kDefaultConfigFile;
   // Handle SIGTERM and SIGINT (block them in every thread and wait for them on one). Off for
-  // contexts embedded in tests, which call request_stop() instead.
+  // contexts embedded in tests, which call request_stop() instead. The constructing thread gets
+  // its signal mask back when the Context is destroyed there (or its constructor throws).
   bool handle_signals = true;
 };
 
@@ -89,8 +92,12 @@ class Context {
   bool wait_until(std::chrono::steady_clock::time_point deadline);
   bool stop_requested() const { return stop_requested_.load(); }
   void request_stop();
-  // Runs `fn` (on the signal thread) when a stop is requested; runs it at once if one was.
+  // Runs `fn` when a stop is requested (on the thread that requests it: the signal thread for
+  // SIGTERM and SIGINT); runs it at once if a stop was requested already.
   void on_stop(std::function<void()> fn);
+  // Drops the on_stop handlers not run yet. run() calls it when the body ends, because handlers
+  // may refer to the body's local objects.
+  void clear_stop_handlers();
 
   // The master API, with this service's name and token from the environment.
   api::MasterClient& master();
@@ -107,7 +114,9 @@ class Context {
   }
 
  private:
+  void init();
   void start_signal_thread();
+  void restore_signal_mask();
   void warn_unknown_keys();
 
   ContextOptions options_;
@@ -128,6 +137,9 @@ class Context {
   std::vector<std::function<void()>> stop_handlers_;
   std::thread signal_thread_;
   std::atomic<bool> closing_{false};
+  // The constructing thread's signal mask before handle_signals blocked the stop signals.
+  std::optional<sigset_t> previous_signal_mask_;
+  std::thread::id signal_mask_thread_;
 };
 
 template <config::Describable T>
@@ -138,7 +150,7 @@ T Context::load_config() {
   const auto& issues = reader_->issues();
   if (issues.size() > issues_before) {
     throw config::ConfigError(reader_->source(), std::vector<config::Issue>(
-                                                      issues.begin() + issues_before, issues.end()));
+                                                     issues.begin() + issues_before, issues.end()));
   }
   warn_unknown_keys();
   return value;

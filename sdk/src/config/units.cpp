@@ -106,7 +106,8 @@ std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text, st
     if (number == "." || number.find('.') != number.rfind('.')) return invalid("bad number");
 
     std::size_t unit_start = i;
-    while (i < s.size() && std::isalpha(static_cast<unsigned char>(s[i]))) ++i;
+    // Up to the next number; "µs" is two bytes of UTF-8, not ASCII letters.
+    while (i < s.size() && !std::isdigit(static_cast<unsigned char>(s[i])) && s[i] != '.') ++i;
     std::string unit = s.substr(unit_start, i - unit_start);
     long double scale = 0;
     if (unit == "ns") {

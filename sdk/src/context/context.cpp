@@ -32,12 +32,23 @@ Context::Context(ContextOptions options) : options_(std::move(options)) {
     // Before any thread starts, so that every thread inherits the mask and only the signal
     // thread receives SIGTERM and SIGINT.
     sigset_t set = stop_signals();
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    sigset_t previous;
+    pthread_sigmask(SIG_BLOCK, &set, &previous);
+    previous_signal_mask_ = previous;
+    signal_mask_thread_ = std::this_thread::get_id();
   }
+  try {
+    init();
+  } catch (...) {
+    restore_signal_mask();
+    throw;
+  }
+}
 
+void Context::init() {
   bool file_exists = std::filesystem::exists(options_.config_file);
-  YAML::Node document = file_exists ? config::load_yaml_file(options_.config_file)
-                                    : YAML::Node(YAML::NodeType::Map);
+  YAML::Node document =
+      file_exists ? config::load_yaml_file(options_.config_file) : YAML::Node(YAML::NodeType::Map);
   reader_.emplace(document, options_.config_file);
   reader_->read(config_);
   reader_->throw_if_errors();
@@ -67,6 +78,22 @@ Context::~Context() {
     pthread_kill(signal_thread_.native_handle(), SIGTERM);
     signal_thread_.join();
   }
+  restore_signal_mask();
+}
+
+void Context::restore_signal_mask() {
+  if (!previous_signal_mask_ || std::this_thread::get_id() != signal_mask_thread_) return;
+  // A stop signal that arrived after the signal thread ended is still pending; the old mask would
+  // deliver it at once (ending the process by default). We are stopping already: consume it.
+  sigset_t pending = stop_signals();
+  for (int signal : {SIGTERM, SIGINT}) {
+    if (sigismember(&*previous_signal_mask_, signal) == 1) sigdelset(&pending, signal);
+  }
+  const timespec no_wait{};
+  while (sigtimedwait(&pending, nullptr, &no_wait) > 0) {
+  }
+  pthread_sigmask(SIG_SETMASK, &*previous_signal_mask_, nullptr);
+  previous_signal_mask_.reset();
 }
 
 void Context::start_signal_thread() {
@@ -98,7 +125,8 @@ std::unique_ptr<mqtt::Client> Context::new_hub_client(
     const std::string& client_id, std::optional<std::vector<mqtt::TopicInfo>> subscriptions) const {
   mqtt::ClientConfig hub = config_.hub;
   if (hub.address.empty()) {
-    throw std::invalid_argument(options_.config_file + ": hub.address: is required to connect to the hub");
+    throw std::invalid_argument(options_.config_file +
+                                ": hub.address: is required to connect to the hub");
   }
   if (!client_id.empty()) hub.client_id = client_id;
   if (subscriptions) hub.subscriptions = std::move(*subscriptions);
@@ -111,8 +139,11 @@ void Context::wait() {
 }
 
 bool Context::wait_for(std::chrono::nanoseconds timeout) {
-  return wait_until(std::chrono::steady_clock::now() +
-                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point now = Clock::now();
+  // now + timeout must not overflow: a timeout beyond the clock's range waits for the stop.
+  if (timeout >= Clock::time_point::max() - now) return wait_until(Clock::time_point::max());
+  return wait_until(now + std::chrono::duration_cast<Clock::duration>(timeout));
 }
 
 bool Context::wait_until(std::chrono::steady_clock::time_point deadline) {
@@ -141,6 +172,11 @@ void Context::on_stop(std::function<void()> fn) {
     }
   }
   fn();
+}
+
+void Context::clear_stop_handlers() {
+  std::lock_guard lock(stop_mutex_);
+  stop_handlers_.clear();
 }
 
 api::MasterClient& Context::master() {

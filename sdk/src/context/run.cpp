@@ -56,15 +56,18 @@ int run(int argc, char** argv, const std::function<void(Context&)>& body) {
     return 1;
   }
   context->log().info("{} {} starting", program, version());
+  int code = 0;
   try {
     body(*context);
   } catch (const std::exception& e) {
     context->log().error("{}", e.what());
-    return 1;
+    code = 1;
   } catch (...) {
     context->log().error("stopped by an unknown exception");
-    return 1;
+    code = 1;
   }
+  context->clear_stop_handlers();
+  if (code != 0) return code;
   context->log().info("{} stopped", program);
   return 0;
 }

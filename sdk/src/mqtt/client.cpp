@@ -113,6 +113,11 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   asio::steady_timer stop_deadline{io};
   asio::steady_timer tasks_done{io, Clock::time_point::max()};
 
+  // The keepalive the broker is told (whole seconds), which is also the ping interval.
+  std::chrono::seconds keepalive() const {
+    return std::chrono::duration_cast<std::chrono::seconds>(config.keepalive);
+  }
+
   // ---- queueing (io thread) ----
 
   void wake_writer() { write_signal.cancel(); }
@@ -231,8 +236,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     Connect connect;
     connect.client_id = config.client_id;
     connect.clean_session = config.clean_session;
-    connect.keep_alive = static_cast<std::uint16_t>(
-        std::chrono::duration_cast<std::chrono::seconds>(config.keepalive).count());
+    connect.keep_alive = static_cast<std::uint16_t>(keepalive().count());
     if (!config.username.empty() || !config.password.empty()) connect.username = config.username;
     if (!config.password.empty()) connect.password = config.password;
     std::string bytes = encode(connect);
@@ -384,7 +388,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   }
 
   asio::awaitable<void> keepalive_loop() {
-    if (config.keepalive.count() <= 0) co_return;
+    if (keepalive().count() <= 0) co_return;
     while (session_open) {
       auto now = Clock::now();
       Clock::time_point wake;
@@ -395,7 +399,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
           co_return;
         }
       } else {
-        wake = last_write + config.keepalive;
+        wake = last_write + keepalive();
         if (now >= wake) {
           ping_outstanding = true;
           ping_sent = now;
@@ -483,6 +487,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   void begin_stop() {
     if (stopping) return;
     stopping = true;
+    owner.mark_stopped();
     backoff_timer.cancel();
     if (session_open) {
       disconnect_requested = true;
@@ -516,6 +521,11 @@ Client::~Client() { stop(); }
 void Client::start(ClientCallbacks callbacks) {
   if (thread_.joinable()) throw std::logic_error("MQTT client already started");
   if (config_.address.empty()) throw std::invalid_argument("MQTT client: address is not set");
+  if (config_.client_id.empty() && !config_.clean_session) {
+    throw std::invalid_argument(
+        "MQTT client: clientid is required when cleansession is false (a broker refuses an "
+        "empty client id for a persistent session)");
+  }
   impl_->endpoint = parse_endpoint(config_.address);
   if (impl_->endpoint.tls()) {
     impl_->tls = make_client_tls_context(
@@ -533,12 +543,15 @@ void Client::start(ClientCallbacks callbacks) {
   thread_ = std::thread([impl = impl_] { impl->io.run(); });
 }
 
+void Client::mark_stopped() {
+  stopped_ = true;
+  std::lock_guard lock(flow_mutex_);
+  flow_changed_.notify_all();
+}
+
 void Client::stop() {
   bool was_stopped = stopped_.exchange(true);
-  {
-    std::lock_guard lock(flow_mutex_);
-    flow_changed_.notify_all();
-  }
+  mark_stopped();
   if (thread_.joinable()) {
     if (thread_.get_id() == std::this_thread::get_id()) {
       // Called from a callback: stop asynchronously; the destructor joins.
@@ -547,6 +560,9 @@ void Client::stop() {
     }
     asio::post(impl_->io, [impl = impl_] { impl->begin_stop(); });
     thread_.join();
+    // Publishes posted after the client's loop ended complete now, with operation_aborted.
+    impl_->io.restart();
+    impl_->io.poll();
   } else if (!was_stopped) {
     std::lock_guard lock(flow_mutex_);
     outstanding_ = 0;
@@ -648,8 +664,10 @@ void Client::subscribe(std::vector<TopicInfo> topics, SubscribeHandler done) {
     }
     if (impl->session_open) {
       impl->queue_subscribe(std::move(topics), std::move(done));
-    } else if (done) {
-      done(asio::error::not_connected, {});  // applied when the connection is back
+    } else {
+      // Applied when the connection is back.
+      invoke_safely(*impl->log, "subscribe", done, asio::error::not_connected,
+                    std::vector<std::uint8_t>{});
     }
   });
 }

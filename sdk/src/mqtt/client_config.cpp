@@ -38,8 +38,11 @@ void describe(config::Reader& r, ClientConfig& c) {
   r.field("cleansession", c.clean_session);
   r.field("timeout", c.timeout).min(std::chrono::milliseconds(1));
   r.field("interval", c.interval).min(std::chrono::milliseconds(500));
+  // CONNECT carries the keepalive in whole seconds.
   r.field("keepalive", c.keepalive)
       .min(std::chrono::milliseconds(0))
+      .check([](auto k) { return k.count() == 0 || k % std::chrono::seconds(1) == k.zero(); },
+             "must be 0 (no pings) or a whole number of seconds")
       .max(std::chrono::seconds(65535));
   r.field("buffersize", c.buffer_size).min(1);
   r.field("validatesubs", c.validate_subs);

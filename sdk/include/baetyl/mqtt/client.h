@@ -55,8 +55,8 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Starts connecting in the background. Throws std::invalid_argument for a bad address and
-  // std::runtime_error for unreadable TLS files.
+  // Starts connecting in the background. Throws std::invalid_argument for a bad address or an
+  // empty client id without clean session, and std::runtime_error for unreadable TLS files.
   void start(ClientCallbacks callbacks = {});
   // Sends DISCONNECT when connected and stops. Messages not yet acknowledged complete with
   // asio::error::operation_aborted.
@@ -106,6 +106,7 @@ class Client {
   std::size_t outstanding_ = 0;
 
   void enqueue(Publish message, PublishHandler done);
+  void mark_stopped();
   void release_outstanding();
   bool reserve_slot(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds timeout);
   void set_connected(bool connected);
