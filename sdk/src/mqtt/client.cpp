@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <map>
 #include <stdexcept>
@@ -358,6 +359,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
   asio::awaitable<void> read_loop(std::shared_ptr<Transport> t, std::string buffer) {
     std::size_t start = 0;
+    std::array<char, kReadChunk> chunk;
     while (session_open) {
       // Handle every complete packet already buffered.
       for (;;) {
@@ -374,11 +376,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         buffer.erase(0, start);
         start = 0;
       }
-      std::size_t old = buffer.size();
-      buffer.resize(old + kReadChunk);
       error_code ec;
-      std::size_t n = co_await t->read_some(asio::buffer(buffer.data() + old, kReadChunk), ec);
-      buffer.resize(old + n);
+      std::size_t n = co_await t->read_some(asio::buffer(chunk), ec);
+      buffer.append(chunk.data(), n);
       if (ec) {
         close_session(ec == asio::error::eof ? "broker closed the connection"
                                              : "read failed: " + ec.message());
@@ -620,8 +620,14 @@ bool Client::reserve_slot(std::unique_lock<std::mutex>& lock, std::chrono::milli
 }
 
 void Client::publish(Publish message) {
-  while (!try_publish(message, std::chrono::hours(1))) {
+  check_publishable(message);
+  {
+    std::unique_lock lock(flow_mutex_);
+    while (!reserve_slot(lock, std::chrono::hours(1))) {
+    }
+    ++outstanding_;
   }
+  enqueue(std::move(message), {});
 }
 
 bool Client::try_publish(Publish message, std::chrono::milliseconds timeout) {
