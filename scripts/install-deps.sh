@@ -15,7 +15,7 @@ build_packages=(
 )
 runtime_packages=(
   python3 python3-grpcio python3-protobuf python3-yaml
-  ca-certificates
+  ca-certificates docker.io
 )
 test_packages=(
   mosquitto mosquitto-clients python3-paho-mqtt openssl procps
