@@ -1,5 +1,6 @@
 #include "baetyl/api/inspect.h"
 
+#include <concepts>
 #include <cstdio>
 #include <ctime>
 
@@ -39,6 +40,73 @@ void read_objects(const json& j, const char* key, std::vector<json>& out) {
   for (const auto& entry : out) require_object(entry);
 }
 
+// The JSON keys of each flat struct, listed once for both directions.
+template <class T, class V>
+concept Is = std::same_as<std::remove_const_t<V>, T>;
+
+template <class V, class F>
+  requires Is<Software, V>
+void fields(V& v, F&& f) {
+  f("os", v.os);
+  f("arch", v.arch);
+  f("pwd", v.pwd);
+  f("mode", v.mode);
+  f("compiler", v.compiler);
+  f("bin_version", v.bin_version);
+  f("git_revision", v.git_revision);
+  f("conf_version", v.conf_version);
+}
+
+template <class V, class F>
+  requires Is<MemStats, V>
+void fields(V& v, F&& f) {
+  f("total", v.total);
+  f("free", v.free);
+  f("used", v.used);
+  f("used_percent", v.used_percent);
+  f("swap_total", v.swap_total);
+  f("swap_free", v.swap_free);
+  f("swap_used", v.swap_used);
+  f("swap_used_percent", v.swap_used_percent);
+}
+
+template <class V, class F>
+  requires Is<CpuStats, V>
+void fields(V& v, F&& f) {
+  f("used_percent", v.used_percent);
+}
+
+template <class V, class F>
+  requires Is<DiskStats, V>
+void fields(V& v, F&& f) {
+  f("path", v.path);
+  f("total", v.total);
+  f("free", v.free);
+  f("used", v.used);
+  f("used_percent", v.used_percent);
+}
+
+template <class V, class F>
+  requires Is<VolumeStatus, V>
+void fields(V& v, F&& f) {
+  f("name", v.name);
+  f("version", v.version);
+}
+
+// Empty fields are left out, as Go's omitempty did.
+template <class T>
+void write_fields(json& j, const T& value) {
+  j = json::object();
+  fields(value, [&](const char* key, const auto& field) { write(j, key, field); });
+}
+
+template <class T>
+void read_fields(const json& j, T& value) {
+  require_object(j);
+  value = {};
+  fields(value, [&](const char* key, auto& field) { read(j, key, field); });
+}
+
 }  // namespace
 
 std::string to_rfc3339(std::chrono::system_clock::time_point time) {
@@ -60,85 +128,21 @@ std::string to_rfc3339(std::chrono::system_clock::time_point time) {
   return out + "Z";
 }
 
-void to_json(json& j, const Software& value) {
-  j = json::object();
-  write(j, "os", value.os);
-  write(j, "arch", value.arch);
-  write(j, "pwd", value.pwd);
-  write(j, "mode", value.mode);
-  write(j, "compiler", value.compiler);
-  write(j, "bin_version", value.bin_version);
-  write(j, "git_revision", value.git_revision);
-  write(j, "conf_version", value.conf_version);
-}
+void to_json(json& j, const Software& value) { write_fields(j, value); }
 
-void from_json(const json& j, Software& value) {
-  require_object(j);
-  value = {};
-  read(j, "os", value.os);
-  read(j, "arch", value.arch);
-  read(j, "pwd", value.pwd);
-  read(j, "mode", value.mode);
-  read(j, "compiler", value.compiler);
-  read(j, "bin_version", value.bin_version);
-  read(j, "git_revision", value.git_revision);
-  read(j, "conf_version", value.conf_version);
-}
+void from_json(const json& j, Software& value) { read_fields(j, value); }
 
-void to_json(json& j, const MemStats& value) {
-  j = json::object();
-  write(j, "total", value.total);
-  write(j, "free", value.free);
-  write(j, "used", value.used);
-  write(j, "used_percent", value.used_percent);
-  write(j, "swap_total", value.swap_total);
-  write(j, "swap_free", value.swap_free);
-  write(j, "swap_used", value.swap_used);
-  write(j, "swap_used_percent", value.swap_used_percent);
-}
+void to_json(json& j, const MemStats& value) { write_fields(j, value); }
 
-void from_json(const json& j, MemStats& value) {
-  require_object(j);
-  value = {};
-  read(j, "total", value.total);
-  read(j, "free", value.free);
-  read(j, "used", value.used);
-  read(j, "used_percent", value.used_percent);
-  read(j, "swap_total", value.swap_total);
-  read(j, "swap_free", value.swap_free);
-  read(j, "swap_used", value.swap_used);
-  read(j, "swap_used_percent", value.swap_used_percent);
-}
+void from_json(const json& j, MemStats& value) { read_fields(j, value); }
 
-void to_json(json& j, const CpuStats& value) {
-  j = json::object();
-  write(j, "used_percent", value.used_percent);
-}
+void to_json(json& j, const CpuStats& value) { write_fields(j, value); }
 
-void from_json(const json& j, CpuStats& value) {
-  require_object(j);
-  value = {};
-  read(j, "used_percent", value.used_percent);
-}
+void from_json(const json& j, CpuStats& value) { read_fields(j, value); }
 
-void to_json(json& j, const DiskStats& value) {
-  j = json::object();
-  write(j, "path", value.path);
-  write(j, "total", value.total);
-  write(j, "free", value.free);
-  write(j, "used", value.used);
-  write(j, "used_percent", value.used_percent);
-}
+void to_json(json& j, const DiskStats& value) { write_fields(j, value); }
 
-void from_json(const json& j, DiskStats& value) {
-  require_object(j);
-  value = {};
-  read(j, "path", value.path);
-  read(j, "total", value.total);
-  read(j, "free", value.free);
-  read(j, "used", value.used);
-  read(j, "used_percent", value.used_percent);
-}
+void from_json(const json& j, DiskStats& value) { read_fields(j, value); }
 
 void to_json(json& j, const Hardware& value) {
   j = json::object();
@@ -170,18 +174,9 @@ void from_json(const json& j, ServiceStatus& value) {
   read_objects(j, "instances", value.instances);
 }
 
-void to_json(json& j, const VolumeStatus& value) {
-  j = json::object();
-  write(j, "name", value.name);
-  write(j, "version", value.version);
-}
+void to_json(json& j, const VolumeStatus& value) { write_fields(j, value); }
 
-void from_json(const json& j, VolumeStatus& value) {
-  require_object(j);
-  value = {};
-  read(j, "name", value.name);
-  read(j, "version", value.version);
-}
+void from_json(const json& j, VolumeStatus& value) { read_fields(j, value); }
 
 void to_json(json& j, const Inspect& value) {
   j = json::object();
