@@ -1,0 +1,42 @@
+#pragma once
+// conf.yml: the master's own configuration (the docs' "Master Configuration"). It cannot change
+// during an application update.
+#include <chrono>
+#include <string>
+
+#include "baetyl/config/reader.h"
+#include "baetyl/log/logger.h"
+
+namespace baetyl::master {
+
+inline constexpr const char* kMasterConfigFile = "etc/baetyl/conf.yml";
+inline constexpr const char* kDefaultLogFile = "var/log/baetyl/baetyl.log";
+
+struct ServerConfig {
+  // Default: BAETYL_MASTER_API_ADDRESS, else unix:///var/run/baetyl.sock. A unix path that is not
+  // absolute is relative to the work directory.
+  std::string address;
+  std::chrono::milliseconds timeout{30000};  // read/write timeout of one API request
+};
+
+struct DockerConfig {
+  std::string api_version;  // e.g. "1.38", for "client version is too new"; empty: negotiate
+};
+
+struct MasterConfig {
+  std::string mode = "docker";  // docker, native
+  std::chrono::milliseconds grace{30000};
+  ServerConfig server;
+  log::LoggerConfig logger;  // logger.path defaults to kDefaultLogFile
+  DockerConfig docker;
+};
+
+void describe(config::Reader& r, ServerConfig& c);
+void describe(config::Reader& r, DockerConfig& c);
+void describe(config::Reader& r, MasterConfig& c);
+
+// Reads conf.yml; a missing file means defaults. Throws config::ConfigError.
+MasterConfig load_master_config(const std::string& path,
+                                std::vector<std::string>* unknown_keys = nullptr);
+
+}  // namespace baetyl::master

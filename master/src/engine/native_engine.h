@@ -1,0 +1,64 @@
+#pragma once
+// Native mode: every instance is a process (its own process group) running in the service's work
+// directory var/run/baetyl/services/<service>, where each mount is a symlink to its volume.
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "engine/engine.h"
+
+namespace baetyl::master {
+
+struct NativeEngineOptions {
+  std::filesystem::path workdir;  // the master's work directory (absolute)
+  // The master API socket to link into each service directory as var/run/baetyl.sock; empty when
+  // the API listens on TCP.
+  std::filesystem::path api_socket;
+  // Where installed module executables are looked up, in order, before PATH (the master puts
+  // <workdir>/bin and the directory of its own binary here).
+  std::vector<std::filesystem::path> bin_dirs;
+  // Where the engine records the processes it started, so that the next master can clean them up
+  // after a crash (default var/db/baetyl/native-instances.json under workdir when empty).
+  std::filesystem::path state_file;
+  std::shared_ptr<spdlog::logger> logger;
+};
+
+// Resolves a service image to the program to run, in this order:
+//  1. a package in a mounted volume: <service dir>/lib/baetyl/<image>/package.yml, trying the image
+//     as written and with ':' replaced by '/', whose `entry:` names the executable relative to
+//     the package directory;
+//  2. the installed module executable named after the image's last path element without its tag
+//     (hub.baidubce.com/baetyl/baetyl-hub:latest -> baetyl-hub), searched in bin_dirs then PATH;
+//     the seed's runtime names baetyl-function-python27/-python36 map to baetyl-function-python
+//     (with a warning that Python 3 runs the code) and baetyl-function-node85 to
+//     baetyl-function-node.
+// Throws std::runtime_error naming the service, the image and every place looked at.
+std::filesystem::path resolve_native_program(const ServiceInfo& service,
+                                             const std::filesystem::path& service_dir,
+                                             const NativeEngineOptions& options);
+
+class NativeEngine final : public Engine {
+ public:
+  explicit NativeEngine(NativeEngineOptions options);
+  ~NativeEngine() override;
+
+  std::string_view mode() const override { return "native"; }
+  void clean_leftovers() override;
+  void prepare(const AppConfig& app) override;
+  void setup_service(const ServiceInfo& service, const std::vector<VolumeInfo>& volumes) override;
+  void teardown_service(const std::string& service) override;
+  std::unique_ptr<Instance> start(const InstanceSpec& spec) override;
+
+  std::filesystem::path service_dir(const std::string& service) const;
+
+ private:
+  struct State;
+  NativeEngineOptions options_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace baetyl::master

@@ -1,0 +1,53 @@
+#pragma once
+// Hardware and per-process figures for inspect, read from /proc, statvfs and nvidia-smi.
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "baetyl/api/inspect.h"
+
+namespace baetyl::master {
+
+// The host: mem_stats from /proc/meminfo, cpu_stats from /proc/stat (busy share since the previous
+// call; the first call samples over a short interval), disk_stats of the file system holding
+// `disk_path` (statvfs), gpu_stats from `nvidia-smi --query-gpu=...` when it is on PATH (absent
+// otherwise). Thread-safe.
+class HostStats {
+ public:
+  explicit HostStats(std::string disk_path);
+  api::Hardware collect();
+
+ private:
+  std::string disk_path_;
+  std::mutex mutex_;
+  std::uint64_t last_busy_ = 0;
+  std::uint64_t last_total_ = 0;
+};
+
+// One process: {"cpu_stats":{"used_percent"},"mem_stats":{"total","used","used_percent"}} where
+// cpu is the share of one core used since the previous call (since the process started on the
+// first), mem used is the resident set size and total the host's memory. Null when the process is
+// gone. Thread-safe.
+class ProcessStats {
+ public:
+  explicit ProcessStats(pid_t pid);
+  nlohmann::json collect();
+  // The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat); nullopt when
+  // it is gone. With the pid it identifies a process across pid reuse.
+  static std::optional<std::uint64_t> start_ticks(pid_t pid);
+
+ private:
+  pid_t pid_;
+  std::mutex mutex_;
+  std::uint64_t last_cpu_ticks_ = 0;
+  std::chrono::steady_clock::time_point last_time_{};
+  bool sampled_ = false;
+};
+
+}  // namespace baetyl::master
