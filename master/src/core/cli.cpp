@@ -1,0 +1,352 @@
+#include "core/cli.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+// <utility> before Boost.Asio: Boost 1.74 with g++ 12 in C++20 needs it.
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+#include <nlohmann/json.hpp>
+
+#include "baetyl/log/logger.h"
+#include "core/master.h"
+#include "core/master_update.h"
+#include "core/system_info.h"
+
+namespace baetyl::master {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: baetyl <command> [options]\n"
+    "\n"
+    "Commands:\n"
+    "  start    run the master in the foreground until SIGTERM or SIGINT\n"
+    "  check    validate etc/baetyl/conf.yml and var/db/baetyl/application.yml, print OK!\n"
+    "  version  print the version, git revision, compiler and platform\n"
+    "  inspect  print the running master's inspect JSON\n"
+    "\n"
+    "Options:\n"
+    "  -w, --workdir DIR   work directory (default: the parent of the binary's directory)\n"
+    "  -c, --config FILE   master configuration, relative to the work directory\n"
+    "                      (default: etc/baetyl/conf.yml; not for inspect)\n"
+    "  -h, --help          this text\n";
+
+struct Arguments {
+  std::string command;
+  std::optional<std::string> workdir;
+  std::optional<std::string> config;
+};
+
+class UsageError : public std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+Arguments parse_arguments(int argc, char** argv) {
+  Arguments args;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&](const std::string& name) {
+      if (i + 1 >= argc) throw UsageError(name + " needs a value");
+      return std::string(argv[++i]);
+    };
+    if (arg == "-h" || arg == "--help" || arg == "help") {
+      args.command = "help";
+      return args;
+    } else if (arg == "-w" || arg == "--workdir") {
+      args.workdir = value(arg);
+    } else if (arg.rfind("--workdir=", 0) == 0) {
+      args.workdir = arg.substr(10);
+    } else if (arg == "-c" || arg == "--config") {
+      args.config = value(arg);
+    } else if (arg.rfind("--config=", 0) == 0) {
+      args.config = arg.substr(9);
+    } else if (!arg.empty() && arg[0] == '-') {
+      throw UsageError("unknown option " + arg);
+    } else if (args.command.empty()) {
+      args.command = arg;
+    } else {
+      throw UsageError("unexpected argument " + arg);
+    }
+  }
+  if (args.command.empty()) throw UsageError("no command given");
+  if (args.command != "start" && args.command != "check" && args.command != "version" &&
+      args.command != "inspect") {
+    throw UsageError("unknown command " + args.command);
+  }
+  if (args.command == "version" && (args.workdir || args.config)) {
+    throw UsageError("version takes no options");
+  }
+  if (args.command == "inspect" && args.config) throw UsageError("inspect takes no --config");
+  return args;
+}
+
+fs::path own_binary() {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path() : self;
+}
+
+// The work directory, absolute: -w (relative to the current directory) or the parent of the
+// binary's directory (/usr/local for /usr/local/bin/baetyl).
+fs::path resolve_workdir(const Arguments& args) {
+  if (args.workdir) return fs::absolute(*args.workdir).lexically_normal();
+  fs::path self = own_binary();
+  if (self.empty()) throw std::runtime_error("cannot find the baetyl binary to derive -w from");
+  return self.parent_path().parent_path();
+}
+
+void enter_workdir(const fs::path& workdir) {
+  if (::chdir(workdir.c_str()) != 0) {
+    throw std::runtime_error("cannot enter work directory " + workdir.string() + ": " +
+                             std::strerror(errno));
+  }
+}
+
+int print_version() {
+  BuildInfo info = build_info();
+  std::cout << "Version:      " << info.version << "\n"
+            << "Git revision: " << info.git_revision << "\n"
+            << "Compiler:     " << info.compiler << "\n"
+            << "Platform:     " << info.platform << "\n";
+  return 0;
+}
+
+int check(const Arguments& args) {
+  const fs::path workdir = resolve_workdir(args);
+  enter_workdir(workdir);
+  const std::string config_file = args.config.value_or(kMasterConfigFile);
+  bool ok = true;
+  std::vector<std::string> unknown;
+  try {
+    load_master_config(config_file, &unknown);
+    for (const auto& key : unknown) {
+      std::cerr << config_file << ": " << key << ": unknown key, ignored\n";
+    }
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    ok = false;
+  }
+  if (fs::exists(kAppConfigFile)) {
+    try {
+      load_app_config(kAppConfigFile, &unknown);
+      for (const auto& key : unknown) {
+        std::cerr << kAppConfigFile << ": " << key << ": unknown key, ignored\n";
+      }
+    } catch (const std::exception& e) {
+      std::cerr << e.what() << "\n";
+      ok = false;
+    }
+  }
+  if (!ok) return 1;
+  std::cout << "OK!\n";
+  return 0;
+}
+
+// ---- inspect ----
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace asio = boost::asio;
+
+template <class Stream>
+std::string get_over(Stream& stream, const std::string& target, const nlohmann::json& admin) {
+  http::request<http::empty_body> request{http::verb::get, target, 11};
+  request.set(http::field::host, "baetyl");
+  request.set("x-openedge-username", admin.value("username", ""));
+  request.set("x-openedge-password", admin.value("password", ""));
+  http::write(stream, request);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> response;
+  http::read(stream, buffer, response);
+  if (response.result() != http::status::ok) {
+    throw std::runtime_error("the master answered " + std::to_string(response.result_int()) +
+                             ": " + response.body());
+  }
+  return response.body();
+}
+
+std::string http_get(const std::string& address, const std::string& target,
+                     const nlohmann::json& admin) {
+  asio::io_context io;
+  if (address.rfind("unix://", 0) == 0) {
+    asio::local::stream_protocol::socket socket(io);
+    socket.connect(asio::local::stream_protocol::endpoint(address.substr(7)));
+    return get_over(socket, target, admin);
+  }
+  if (address.rfind("tcp://", 0) == 0) {
+    std::string host_port = address.substr(6);
+    auto colon = host_port.rfind(':');
+    if (colon == std::string::npos) throw std::runtime_error("bad API address " + address);
+    asio::ip::tcp::resolver resolver(io);
+    asio::ip::tcp::socket socket(io);
+    asio::connect(socket, resolver.resolve(host_port.substr(0, colon), host_port.substr(colon + 1)));
+    return get_over(socket, target, admin);
+  }
+  throw std::runtime_error("unsupported API address " + address);
+}
+
+int inspect(const Arguments& args) {
+  const fs::path workdir = resolve_workdir(args);
+  const fs::path file = workdir / kAdminFile;
+  std::ifstream in(file);
+  if (!in) {
+    std::cerr << "baetyl inspect: cannot read " << file.string() << ": " << std::strerror(errno)
+              << (errno == EACCES ? " (it is readable by root only)"
+                                  : " (is the master running in " + workdir.string() + "?)")
+              << "\n";
+    return 1;
+  }
+  nlohmann::json admin = nlohmann::json::parse(in, nullptr, false);
+  if (admin.is_discarded() || !admin.is_object()) {
+    std::cerr << "baetyl inspect: " << file.string() << " is not valid JSON\n";
+    return 1;
+  }
+  const std::string address = admin.value("address", "");
+  try {
+    std::string body = http_get(address, "/v1/system/inspect", admin);
+    auto json = nlohmann::json::parse(body, nullptr, false);
+    std::cout << (json.is_discarded() ? body : json.dump(2)) << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "baetyl inspect: " << address << ": " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+// ---- start ----
+
+// Puts the previous binary back after a master update that did not start, and execs it.
+[[noreturn]] void roll_back_master_update(MasterUpdateMarker marker, const fs::path& marker_file,
+                                          const std::string& reason, char** argv,
+                                          spdlog::logger& log) {
+  log.error("the updated master did not start ({}); rolling back to {}", reason,
+            marker.backup.string());
+  OtaLog(fs::current_path() / kOtaLogFile)
+      .append(ota_step::kRollingBack, "MST", marker.trace, reason);
+  restore_binary(marker.backup, marker.binary);
+  marker.stage = "rollingback";
+  marker.error = reason;
+  marker.save(marker_file);
+  log.flush();
+  ::execv(marker.binary.c_str(), argv);
+  throw std::runtime_error("cannot exec " + marker.binary.string() + ": " + std::strerror(errno));
+}
+
+int start(const Arguments& args, char** argv) {
+  const fs::path workdir = resolve_workdir(args);
+  enter_workdir(workdir);
+
+  // Every thread started from here on inherits this mask; the main thread takes the signals.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  const std::string config_file = args.config.value_or(kMasterConfigFile);
+  std::vector<std::string> unknown;
+  MasterConfig config;
+  try {
+    config = load_master_config(config_file, &unknown);
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  }
+  auto logger = log::make_logger(config.logger, "baetyl");
+  for (const auto& key : unknown) logger->warn("{}: {}: unknown key, ignored", config_file, key);
+  logger->info("baetyl {} starting in {}", build_info().version, workdir.string());
+
+  const fs::path marker_file = workdir / kMasterUpdateFile;
+  auto marker = MasterUpdateMarker::load(marker_file);
+  if (marker && marker->stage == "restarting") {
+    ++marker->attempts;
+    marker->save(marker_file);
+    if (marker->attempts > 1) {
+      roll_back_master_update(*marker, marker_file, "a previous start of it did not finish", argv,
+                              *logger);
+    }
+  }
+
+  MasterOptions options;
+  options.workdir = workdir;
+  options.config = config;
+  options.binary = own_binary();
+  options.logger = logger;
+  options.request_reexec = [] { ::kill(::getpid(), SIGUSR2); };
+  auto master = std::make_unique<Master>(std::move(options));
+  try {
+    master->start();
+  } catch (const std::exception& e) {
+    logger->error("{}", e.what());
+    master.reset();
+    if (marker && marker->stage == "restarting") {
+      roll_back_master_update(*marker, marker_file, e.what(), argv, *logger);
+    }
+    return 1;
+  }
+  master->finish_master_update();
+
+  int received = 0;
+  while (sigwait(&signals, &received) != 0 || received == 0) {
+  }
+  if (received == SIGUSR2) {
+    logger->info("stopping to start the updated master binary");
+  } else {
+    logger->info("received {}, stopping", received == SIGTERM ? "SIGTERM" : "SIGINT");
+  }
+  master->stop();
+  master.reset();
+  if (received == SIGUSR2) {
+    const fs::path self = workdir / "bin/baetyl";
+    auto pending = MasterUpdateMarker::load(marker_file);
+    const fs::path target = pending ? pending->binary : self;
+    logger->flush();
+    ::execv(target.c_str(), argv);
+    logger->error("cannot exec {}: {}", target.string(), std::strerror(errno));
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  Arguments args;
+  try {
+    args = parse_arguments(argc, argv);
+  } catch (const UsageError& e) {
+    std::cerr << "baetyl: " << e.what() << "\n\n" << kUsage;
+    return 2;
+  }
+  try {
+    if (args.command == "help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (args.command == "version") return print_version();
+    if (args.command == "check") return check(args);
+    if (args.command == "inspect") return inspect(args);
+    return start(args, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "baetyl " << args.command << ": " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace baetyl::master

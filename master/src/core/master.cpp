@@ -1,0 +1,546 @@
+#include "core/master.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+
+#include "baetyl/env.h"
+#include "core/master_update.h"
+#include "core/system_info.h"
+#include "core/update_plan.h"
+#include "engine/native_engine.h"
+
+namespace baetyl::master {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kInstancePattern = "[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}";
+constexpr std::chrono::seconds kCheckTimeout{30};
+
+std::string replica_name(const std::string& service, int index) {
+  return index == 0 ? service : service + ".i" + std::to_string(index);
+}
+
+}  // namespace
+
+fs::path socket_path(const std::string& address, const fs::path& workdir) {
+  constexpr std::string_view kUnix = "unix://";
+  if (address.rfind(kUnix, 0) != 0) return {};
+  fs::path path = address.substr(kUnix.size());
+  return path.is_absolute() ? path : workdir / path;
+}
+
+std::unique_ptr<Engine> make_engine(const MasterConfig& config, const fs::path& workdir,
+                                    const fs::path& binary,
+                                    std::shared_ptr<spdlog::logger> logger) {
+  if (config.mode == "native") {
+    NativeEngineOptions options;
+    options.workdir = workdir;
+    options.api_socket = socket_path(config.server.address, workdir);
+    options.bin_dirs.push_back(workdir / "bin");
+    if (!binary.empty() && binary.parent_path() != workdir / "bin") {
+      options.bin_dirs.push_back(binary.parent_path());
+    }
+    options.state_file = workdir / "var/db/baetyl/native-instances.json";
+    options.logger = std::move(logger);
+    return std::make_unique<NativeEngine>(std::move(options));
+  }
+  throw std::runtime_error(
+      "mode 'docker': the Docker engine is not part of this build yet; set `mode: native` in " +
+      std::string(kMasterConfigFile));
+}
+
+Master::Master(MasterOptions options)
+    : workdir_(std::move(options.workdir)),
+      config_(std::move(options.config)),
+      binary_(std::move(options.binary)),
+      log_(std::move(options.logger)),
+      engine_(std::move(options.engine)),
+      request_reexec_(std::move(options.request_reexec)),
+      host_stats_(workdir_.string()),
+      ota_log_(workdir_ / kOtaLogFile),
+      host_id_(host_id()) {
+  if (!engine_) engine_ = make_engine(config_, workdir_, binary_, log_);
+}
+
+Master::~Master() { stop(); }
+
+void Master::start() {
+  started_ = true;
+  engine_->clean_leftovers();
+
+  ApiServerOptions api_options;
+  api_options.address = config_.server.address;
+  api_options.timeout = config_.server.timeout;
+  api_ = std::make_unique<ApiServer>(api_options, *this, log_);
+  api_->start();
+  const std::string listened = api_->address();
+  if (fs::path socket = socket_path(listened, workdir_); !socket.empty()) {
+    instance_api_address_ = "unix://" + socket.string();
+  } else {
+    instance_api_address_ = listened;
+  }
+  admin_token_ = random_token();
+  write_admin_file();
+  log_->info("master API listening on {}", listened);
+
+  try {
+    AppConfig app;
+    const fs::path app_file = workdir_ / kAppConfigFile;
+    if (fs::exists(app_file)) {
+      std::vector<std::string> unknown;
+      app = load_app_config(app_file.string(), &unknown);
+      for (const auto& key : unknown) {
+        log_->warn("{}: {}: unknown key, ignored", app_file.string(), key);
+      }
+    } else {
+      log_->info("{} does not exist: no service to start", app_file.string());
+    }
+    engine_->prepare(app);
+    std::lock_guard ops(ops_mutex_);
+    apply(app);
+  } catch (...) {
+    stop();
+    throw;
+  }
+  log_->info("master started in {} mode with {} service(s)", engine_->mode(), order_.size());
+}
+
+void Master::stop() {
+  {
+    std::lock_guard ops(ops_mutex_);
+    if (stopped_ || !started_) return;
+    stopped_ = true;
+  }
+  if (update_thread_.joinable()) update_thread_.join();
+  {
+    std::lock_guard ops(ops_mutex_);
+    std::vector<std::string> all;
+    {
+      std::lock_guard state(state_mutex_);
+      all.assign(order_.rbegin(), order_.rend());
+    }
+    stop_services(all);
+  }
+  if (api_) api_->stop();
+  std::error_code ec;
+  fs::remove(workdir_ / kAdminFile, ec);
+  log_->info("master stopped");
+}
+
+void Master::write_admin_file() {
+  const fs::path file = workdir_ / kAdminFile;
+  fs::create_directories(file.parent_path());
+  nlohmann::json admin = {
+      {"address", instance_api_address_}, {"username", kAdminUser}, {"password", admin_token_}};
+  fs::path temp = file;
+  temp += ".tmp";
+  std::error_code ec;
+  fs::remove(temp, ec);
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot write " + temp.string() + ": " + strerror(errno));
+  std::string text = admin.dump() + "\n";
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!ok) throw std::runtime_error("cannot write " + temp.string() + ": " + strerror(errno));
+  fs::rename(temp, file);
+}
+
+// ---- services ----
+
+void Master::apply(const AppConfig& target) {
+  std::vector<RunningService> running;
+  {
+    std::lock_guard state(state_mutex_);
+    for (const auto& name : order_) {
+      const auto& service = services_.at(name);
+      running.push_back({service->info, service->volumes});
+    }
+  }
+  UpdatePlan plan = plan_update(running, target);
+  std::reverse(plan.stop.begin(), plan.stop.end());
+  stop_services(plan.stop);
+  {
+    std::lock_guard state(state_mutex_);
+    app_ = target;
+  }
+  for (const auto& info : plan.start) start_service(info, target);
+  std::lock_guard state(state_mutex_);
+  std::vector<std::string> order;
+  for (const auto& service : target.services) {
+    if (services_.count(service.name)) order.push_back(service.name);
+  }
+  order_ = std::move(order);
+}
+
+void Master::start_service(const ServiceInfo& info, const AppConfig& app) {
+  auto service = std::make_shared<Service>();
+  service->info = info;
+  service->volumes = volumes_of(app, info);
+  service->token = random_token();
+  engine_->setup_service(info, app.volumes);
+  {
+    std::lock_guard state(state_mutex_);
+    services_[info.name] = service;
+    order_.push_back(info.name);
+  }
+  try {
+    for (int i = 0; i < info.replica; ++i) {
+      auto instance = std::make_shared<InstanceSupervisor>(
+          *engine_, make_spec(*service, replica_name(info.name, i), service->token, {}), log_);
+      instance->start();
+      std::lock_guard state(state_mutex_);
+      service->instances.push_back(std::move(instance));
+    }
+  } catch (const std::exception& e) {
+    log_->error("service {} failed to start: {}", info.name, e.what());
+    stop_services({info.name});
+    throw std::runtime_error("service " + info.name + " failed to start: " + e.what());
+  }
+  log_->info("service {} started ({} instance(s))", info.name, info.replica);
+}
+
+void Master::stop_services(const std::vector<std::string>& names) {
+  std::vector<std::shared_ptr<Service>> stopping;
+  std::vector<std::shared_ptr<InstanceSupervisor>> instances;
+  {
+    std::lock_guard state(state_mutex_);
+    for (const auto& name : names) {
+      auto it = services_.find(name);
+      if (it == services_.end()) continue;
+      stopping.push_back(it->second);
+      instances.insert(instances.end(), it->second->instances.begin(),
+                       it->second->instances.end());
+      services_.erase(it);
+      order_.erase(std::remove(order_.begin(), order_.end(), name), order_.end());
+    }
+  }
+  stop_instances(instances);
+  for (const auto& service : stopping) {
+    try {
+      engine_->teardown_service(service->info.name);
+    } catch (const std::exception& e) {
+      log_->warn("service {}: cleaning up failed: {}", service->info.name, e.what());
+    }
+    log_->info("service {} stopped", service->info.name);
+  }
+}
+
+void Master::stop_instances(const std::vector<std::shared_ptr<InstanceSupervisor>>& instances) {
+  if (instances.size() == 1) {
+    instances.front()->stop(config_.grace);
+    return;
+  }
+  std::vector<std::thread> threads;
+  threads.reserve(instances.size());
+  for (const auto& instance : instances) {
+    threads.emplace_back([this, instance] { instance->stop(config_.grace); });
+  }
+  for (auto& thread : threads) thread.join();
+}
+
+InstanceSpec Master::make_spec(const Service& service, const std::string& instance,
+                               const std::string& token,
+                               const std::map<std::string, std::string>& extra_env) const {
+  InstanceSpec spec;
+  spec.service = service.info.name;
+  spec.instance = instance;
+  spec.info = service.info;
+  spec.env.assign(service.info.env.begin(), service.info.env.end());
+  std::vector<std::pair<env::Variable, std::string>> system = {
+      {env::kHostOs, host_os()},
+      {env::kHostId, host_id_},
+      {env::kMasterApiAddress, instance_api_address_},
+      {env::kMasterApiVersion, std::string(env::kDefaultApiVersion)},
+      {env::kServiceMode, std::string(engine_->mode())},
+      {env::kServiceName, service.info.name},
+      {env::kServiceInstanceName, instance},
+      {env::kServiceToken, token},
+  };
+  for (auto& entry : env::export_both_names(system)) spec.env.push_back(std::move(entry));
+  spec.env.insert(spec.env.end(), extra_env.begin(), extra_env.end());
+  return spec;
+}
+
+std::shared_ptr<Master::Service> Master::find_service(const std::string& name) const {
+  std::lock_guard state(state_mutex_);
+  auto it = services_.find(name);
+  return it == services_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<InstanceSupervisor> Master::find_instance(const Service& service,
+                                                          const std::string& instance) const {
+  std::lock_guard state(state_mutex_);
+  for (const auto& candidate : service.instances) {
+    if (candidate->name() == instance) return candidate;
+  }
+  return nullptr;
+}
+
+// ---- API ----
+
+bool Master::authenticate(const std::string& username, const std::string& password) {
+  if (password.empty()) return false;
+  if (username == kAdminUser) return equal_tokens(password, admin_token_);
+  auto service = find_service(username);
+  return service && equal_tokens(password, service->token);
+}
+
+nlohmann::json Master::inspect() {
+  const BuildInfo build = build_info();
+  api::Software software;
+  software.os = host_os();
+  software.arch = host_arch();
+  software.pwd = workdir_.string();
+  software.mode = std::string(engine_->mode());
+  software.compiler = build.compiler;
+  software.bin_version = build.version;
+  software.git_revision = build.git_revision;
+
+  std::vector<std::pair<std::string, std::vector<std::shared_ptr<InstanceSupervisor>>>> services;
+  nlohmann::json volumes = nlohmann::json::array();
+  std::string error;
+  {
+    std::lock_guard state(state_mutex_);
+    software.conf_version = app_.version;
+    for (const auto& name : order_) services.emplace_back(name, services_.at(name)->instances);
+    for (const auto& volume : app_.volumes) {
+      volumes.push_back({{"name", volume.name}, {"path", volume.path}});
+    }
+    error = error_;
+  }
+
+  nlohmann::json result;
+  if (!error.empty()) result["error"] = error;
+  result["time"] = api::to_rfc3339(std::chrono::system_clock::now());
+  result["software"] = software;
+  result["hardware"] = host_stats_.collect();
+  auto& service_list = result["services"] = nlohmann::json::array();
+  for (const auto& [name, instances] : services) {
+    nlohmann::json entry = {{"name", name}, {"instances", nlohmann::json::array()}};
+    for (const auto& instance : instances) entry["instances"].push_back(instance->inspect());
+    service_list.push_back(std::move(entry));
+  }
+  result["volumes"] = std::move(volumes);
+  return result;
+}
+
+std::string Master::available_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(std::string("cannot open a socket: ") + strerror(errno));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_ANY);
+  address.sin_port = 0;
+  socklen_t length = sizeof(address);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    std::string reason = strerror(errno);
+    ::close(fd);
+    throw std::runtime_error("no port available: " + reason);
+  }
+  ::close(fd);
+  return std::to_string(ntohs(address.sin_port));
+}
+
+void Master::start_instance(const std::string& service_name, const std::string& instance_name,
+                            const std::map<std::string, std::string>& env) {
+  if (!config::regex_full_match(instance_name, kInstancePattern)) {
+    throw std::invalid_argument("instance name '" + instance_name + "' does not match " +
+                                kInstancePattern);
+  }
+  std::lock_guard ops(ops_mutex_);
+  if (stopped_) throw std::runtime_error("the master is stopping");
+  auto service = find_service(service_name);
+  if (!service) throw std::invalid_argument("service '" + service_name + "' not found");
+  if (auto existing = find_instance(*service, instance_name)) {
+    {
+      std::lock_guard state(state_mutex_);
+      std::erase(service->instances, existing);
+    }
+    existing->stop(config_.grace);
+  }
+  auto instance = std::make_shared<InstanceSupervisor>(
+      *engine_, make_spec(*service, instance_name, "", env), log_);
+  instance->start();
+  std::lock_guard state(state_mutex_);
+  service->instances.push_back(std::move(instance));
+}
+
+void Master::stop_instance(const std::string& service_name, const std::string& instance_name) {
+  std::lock_guard ops(ops_mutex_);
+  auto service = find_service(service_name);
+  if (!service) throw std::invalid_argument("service '" + service_name + "' not found");
+  auto instance = find_instance(*service, instance_name);
+  if (!instance) {
+    throw std::invalid_argument("instance '" + instance_name + "' of service '" + service_name +
+                                "' not found");
+  }
+  {
+    std::lock_guard state(state_mutex_);
+    std::erase(service->instances, instance);
+  }
+  instance->stop(config_.grace);
+  log_->info("instance {} of service {} stopped through the API", instance_name, service_name);
+}
+
+void Master::report_instance(const std::string& service_name, const std::string& instance_name,
+                             const nlohmann::json& report) {
+  if (!report.is_object()) throw std::invalid_argument("a report must be a JSON object");
+  auto service = find_service(service_name);
+  if (!service) throw std::invalid_argument("service '" + service_name + "' not found");
+  auto instance = find_instance(*service, instance_name);
+  if (!instance) {
+    throw std::invalid_argument("instance '" + instance_name + "' of service '" + service_name +
+                                "' not found");
+  }
+  instance->report(report);
+}
+
+// ---- updates ----
+
+void Master::set_error(std::string error) {
+  std::lock_guard state(state_mutex_);
+  error_ = std::move(error);
+}
+
+void Master::update(const api::UpdateRequest& request) {
+  if (request.type != "APP" && request.type != "MST") {
+    throw std::invalid_argument("update type must be APP or MST, not '" + request.type + "'");
+  }
+  if (request.path.empty()) throw std::invalid_argument("update path is required");
+  bool idle = false;
+  if (!updating_.compare_exchange_strong(idle, true)) {
+    throw std::runtime_error("an update is already in progress");
+  }
+  std::lock_guard ops(ops_mutex_);
+  if (stopped_) {
+    updating_ = false;
+    throw std::runtime_error("the master is stopping");
+  }
+  if (update_thread_.joinable()) update_thread_.join();
+  ota_log_.append(ota_step::kReceived, request.type, request.trace);
+  log_->info("update {} from {} received (trace '{}')", request.type, request.path, request.trace);
+  update_thread_ = std::thread([this, request] {
+    run_update(request);
+    updating_ = false;
+  });
+}
+
+void Master::run_update(const api::UpdateRequest& request) {
+  try {
+    if (request.type == "MST") {
+      run_master_update(request);
+    } else {
+      run_app_update(request);
+    }
+  } catch (const std::exception& e) {
+    log_->error("update failed: {}", e.what());
+    set_error("update failed: " + std::string(e.what()));
+    ota_log_.append(ota_step::kFailure, request.type, request.trace, e.what());
+  }
+}
+
+void Master::run_app_update(const api::UpdateRequest& request) {
+  const std::string type = request.type;
+  const fs::path source = fs::path(request.path).is_absolute() ? fs::path(request.path)
+                                                                : workdir_ / request.path;
+  const fs::path app_file = workdir_ / kAppConfigFile;
+  fs::path backup = app_file;
+  backup += ".old";
+  ota_log_.append(ota_step::kUpdating, type, request.trace);
+
+  std::error_code ec;
+  if (fs::exists(app_file) && fs::equivalent(source, app_file, ec)) {
+    throw std::runtime_error("the new application configuration must not be " +
+                             app_file.string() + " itself");
+  }
+  // Check everything that can be checked before anything stops.
+  AppConfig target = load_app_config(source.string());
+  engine_->prepare(target);
+
+  std::unique_lock ops(ops_mutex_);
+  if (stopped_) throw std::runtime_error("the master is stopping");
+  AppConfig previous;
+  {
+    std::lock_guard state(state_mutex_);
+    previous = app_;
+  }
+  const bool had_file = fs::exists(app_file);
+  if (had_file) fs::rename(app_file, backup);
+  fs::create_directories(app_file.parent_path());
+  fs::copy_file(source, app_file, fs::copy_options::overwrite_existing);
+  try {
+    apply(target);
+  } catch (const std::exception& e) {
+    const std::string reason = e.what();
+    log_->error("update to version '{}' failed, rolling back: {}", target.version, reason);
+    ota_log_.append(ota_step::kRollingBack, type, request.trace, reason);
+    fs::remove(app_file, ec);
+    if (had_file) fs::rename(backup, app_file, ec);
+    try {
+      apply(previous);
+    } catch (const std::exception& again) {
+      set_error("update failed: " + reason + "; rollback failed: " + again.what());
+      ota_log_.append(ota_step::kFailure, type, request.trace, again.what());
+      return;
+    }
+    set_error("update failed, rolled back: " + reason);
+    ota_log_.append(ota_step::kRolledBack, type, request.trace, reason);
+    return;
+  }
+  set_error({});
+  ota_log_.append(ota_step::kUpdated, type, request.trace);
+  log_->info("application updated to version '{}'", target.version);
+}
+
+void Master::run_master_update(const api::UpdateRequest& request) {
+  const fs::path source = fs::path(request.path).is_absolute() ? fs::path(request.path)
+                                                                : workdir_ / request.path;
+  ota_log_.append(ota_step::kUpdating, request.type, request.trace);
+  if (binary_.empty() || !request_reexec_) {
+    throw std::runtime_error("this master cannot replace its binary");
+  }
+  if (std::string problem = check_master_binary(source, workdir_, kCheckTimeout);
+      !problem.empty()) {
+    throw std::runtime_error(problem);
+  }
+  MasterUpdateMarker marker;
+  marker.trace = request.trace;
+  marker.stage = "restarting";
+  marker.binary = binary_;
+  marker.backup = binary_.parent_path() / "baetyl.old";
+  install_binary(source, marker.binary, marker.backup);
+  marker.save(workdir_ / kMasterUpdateFile);
+  ota_log_.append(ota_step::kRestarting, request.type, request.trace);
+  log_->info("master binary updated from {}; restarting", source.string());
+  request_reexec_();
+}
+
+void Master::finish_master_update() {
+  const fs::path file = workdir_ / kMasterUpdateFile;
+  auto marker = MasterUpdateMarker::load(file);
+  if (!marker) return;
+  if (marker->stage == "restarting") {
+    ota_log_.append(ota_step::kRestarted, "MST", marker->trace);
+    ota_log_.append(ota_step::kUpdated, "MST", marker->trace);
+    log_->info("master update finished: version {}", build_info().version);
+  } else {
+    ota_log_.append(ota_step::kRolledBack, "MST", marker->trace, marker->error);
+    set_error("master update failed, rolled back: " + marker->error);
+    log_->warn("master update rolled back: {}", marker->error);
+  }
+  MasterUpdateMarker::remove(file);
+}
+
+}  // namespace baetyl::master

@@ -1,0 +1,137 @@
+#pragma once
+// The master: runs the services of application.yml on an engine, supervises their instances,
+// serves the REST API and applies updates.
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "api/api_server.h"
+#include "config/app_config.h"
+#include "config/master_config.h"
+#include "core/ota_log.h"
+#include "core/supervisor.h"
+#include "engine/engine.h"
+#include "stats/host_stats.h"
+
+namespace baetyl::master {
+
+// Where `baetyl inspect` finds the API and the admin credentials: written at start (mode 0600),
+// removed at stop. Not inside any service directory, so services never see it.
+inline constexpr const char* kAdminFile = "var/run/baetyl/admin.json";
+// The user name of the admin credentials; '.' is not allowed in service names.
+inline constexpr const char* kAdminUser = "baetyl.admin";
+// The marker of a master binary update in progress (see MasterUpdate in master.cpp).
+inline constexpr const char* kMasterUpdateFile = "var/db/baetyl/master-update.json";
+
+struct MasterOptions {
+  std::filesystem::path workdir;  // absolute; the current directory too
+  MasterConfig config;
+  std::filesystem::path binary;  // the running executable, replaced by a master update
+  std::shared_ptr<spdlog::logger> logger;
+  std::unique_ptr<Engine> engine;  // nullptr: the engine of config.mode
+  // Called (from an update thread) when a master update installed a new binary and the process
+  // must stop its services and exec `binary` again.
+  std::function<void()> request_reexec;
+};
+
+class Master final : public ApiBackend {
+ public:
+  explicit Master(MasterOptions options);
+  ~Master() override;
+  Master(const Master&) = delete;
+  Master& operator=(const Master&) = delete;
+
+  // Cleans a crashed master's leftovers, starts the API, loads application.yml (none: no service)
+  // and starts every service in order. Throws, with everything stopped again, when any of it
+  // fails.
+  void start();
+  // Stops every instance (SIGTERM, grace, SIGKILL; all services at once), removes the service
+  // directories, the admin file and the API socket. Idempotent.
+  void stop();
+
+  // The master API address as the instances get it (absolute socket path, or tcp).
+  const std::string& instance_api_address() const { return instance_api_address_; }
+  // For a master update: whether this start completes one (and what to log).
+  void finish_master_update();
+
+  // ApiBackend
+  bool authenticate(const std::string& username, const std::string& password) override;
+  nlohmann::json inspect() override;
+  void update(const api::UpdateRequest& request) override;
+  std::string available_port() override;
+  void start_instance(const std::string& service, const std::string& instance,
+                      const std::map<std::string, std::string>& env) override;
+  void stop_instance(const std::string& service, const std::string& instance) override;
+  void report_instance(const std::string& service, const std::string& instance,
+                       const nlohmann::json& report) override;
+
+ private:
+  struct Service {
+    ServiceInfo info;
+    std::vector<VolumeInfo> volumes;
+    std::string token;
+    std::vector<std::shared_ptr<InstanceSupervisor>> instances;
+  };
+
+  void apply(const AppConfig& target);
+  void start_service(const ServiceInfo& info, const AppConfig& app);
+  void stop_services(const std::vector<std::string>& names);
+  void stop_instances(const std::vector<std::shared_ptr<InstanceSupervisor>>& instances);
+  InstanceSpec make_spec(const Service& service, const std::string& instance,
+                         const std::string& token,
+                         const std::map<std::string, std::string>& extra_env) const;
+  std::shared_ptr<Service> find_service(const std::string& name) const;
+  std::shared_ptr<InstanceSupervisor> find_instance(const Service& service,
+                                                    const std::string& instance) const;
+  void run_update(const api::UpdateRequest& request);
+  void run_app_update(const api::UpdateRequest& request);
+  void run_master_update(const api::UpdateRequest& request);
+  void write_admin_file();
+  void set_error(std::string error);
+
+  std::filesystem::path workdir_;
+  MasterConfig config_;
+  std::filesystem::path binary_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<Engine> engine_;
+  std::function<void()> request_reexec_;
+  std::unique_ptr<ApiServer> api_;
+  HostStats host_stats_;
+  OtaLog ota_log_;
+  std::string admin_token_;
+  std::string host_id_;
+  std::string instance_api_address_;
+
+  // Serialises what changes the set of running instances: start, stop, updates, dynamic instances.
+  std::mutex ops_mutex_;
+  // Guards the fields below, held only briefly (never while an instance starts or stops).
+  mutable std::mutex state_mutex_;
+  AppConfig app_;
+  std::vector<std::string> order_;
+  std::map<std::string, std::shared_ptr<Service>> services_;
+  std::string error_;
+
+  std::atomic<bool> updating_{false};
+  std::thread update_thread_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+// The engine of `config.mode` for a master in `workdir` whose executable is `binary`.
+std::unique_ptr<Engine> make_engine(const MasterConfig& config, const std::filesystem::path& workdir,
+                                    const std::filesystem::path& binary,
+                                    std::shared_ptr<spdlog::logger> logger);
+
+// The socket file of a unix:// address, made absolute against `workdir`; empty for tcp.
+std::filesystem::path socket_path(const std::string& address, const std::filesystem::path& workdir);
+
+}  // namespace baetyl::master
