@@ -1,0 +1,91 @@
+#include "config/master_config.h"
+
+#include <stdlib.h>
+
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "baetyl/testing/temp_dir.h"
+
+namespace baetyl::master {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string write(const baetyl::testing::TempDir& dir, const std::string& text) {
+  std::string path = (dir.path() / "conf.yml").string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(MasterConfig, MissingFileMeansDefaults) {
+  ::unsetenv("BAETYL_MASTER_API_ADDRESS");
+  ::unsetenv("OPENEDGE_MASTER_API");
+  MasterConfig c = load_master_config("/nonexistent/conf.yml");
+  EXPECT_EQ(c.mode, "docker");
+  EXPECT_EQ(c.grace, std::chrono::seconds(30));
+  EXPECT_EQ(c.server.address, "unix:///var/run/baetyl.sock");
+  EXPECT_EQ(c.server.timeout, std::chrono::seconds(30));
+  EXPECT_EQ(c.logger.path, "var/log/baetyl/baetyl.log");
+  EXPECT_EQ(c.logger.level, "info");
+}
+
+TEST(MasterConfig, AddressDefaultsToTheEnvironment) {
+  ::setenv("BAETYL_MASTER_API_ADDRESS", "tcp://127.0.0.1:50050", 1);
+  MasterConfig c = load_master_config("/nonexistent/conf.yml");
+  ::unsetenv("BAETYL_MASTER_API_ADDRESS");
+  EXPECT_EQ(c.server.address, "tcp://127.0.0.1:50050");
+}
+
+TEST(MasterConfig, ReadsEveryKey) {
+  baetyl::testing::TempDir dir;
+  MasterConfig c = load_master_config(write(dir, R"(
+mode: native
+grace: 5s
+server: {address: "unix://var/run/baetyl.sock", timeout: 1m}
+logger: {path: "", level: debug, format: json, age: {max: 3}, size: {max: 10}, backup: {max: 2}}
+docker: {api_version: "1.38"}
+)"));
+  EXPECT_EQ(c.mode, "native");
+  EXPECT_EQ(c.grace, std::chrono::seconds(5));
+  EXPECT_EQ(c.server.address, "unix://var/run/baetyl.sock");
+  EXPECT_EQ(c.server.timeout, std::chrono::minutes(1));
+  EXPECT_EQ(c.logger.path, "");
+  EXPECT_EQ(c.logger.format, "json");
+  EXPECT_EQ(c.docker.api_version, "1.38");
+}
+
+TEST(MasterConfig, BadValuesAreReportedWithFileAndKey) {
+  baetyl::testing::TempDir dir;
+  std::string path = write(dir, R"(
+mode: k3s
+grace: 30
+server: {address: "http://x", timeout: 0s}
+logger: {level: loud}
+docker: {api_version: latest}
+)");
+  try {
+    load_master_config(path);
+    FAIL() << "no error";
+  } catch (const config::ConfigError& e) {
+    std::string error = e.what();
+    EXPECT_THAT(error, HasSubstr(path + ": mode: 'k3s' is not one of: docker, native"));
+    EXPECT_THAT(error, HasSubstr("grace: "));
+    EXPECT_THAT(error, HasSubstr("server.address: 'http://x' does not match"));
+    EXPECT_THAT(error, HasSubstr("server.timeout: must be at least"));
+    EXPECT_THAT(error, HasSubstr("logger.level: 'loud' is not one of"));
+    EXPECT_THAT(error, HasSubstr("docker.api_version: 'latest' does not match"));
+  }
+}
+
+TEST(MasterConfig, UnknownKeysAreListed) {
+  baetyl::testing::TempDir dir;
+  std::vector<std::string> unknown;
+  load_master_config(write(dir, "mode: native\nmodes: docker\n"), &unknown);
+  EXPECT_EQ(unknown, (std::vector<std::string>{"modes"}));
+}
+
+}  // namespace
+}  // namespace baetyl::master
