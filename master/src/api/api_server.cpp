@@ -474,6 +474,7 @@ void ApiServer::start() {
   try {
     impl.listen(*running);
   } catch (const std::exception& e) {
+    impl.remove_socket_file(*running);
     const std::string reason = e.what();
     if (reason.starts_with("invalid API address")) throw std::runtime_error(reason);
     throw std::runtime_error("cannot listen on the API address " + impl.options.address + ": " +

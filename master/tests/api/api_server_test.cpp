@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -29,6 +30,7 @@
 
 #include "api/api_router.h"
 #include "api/api_server.h"
+#include "api/worker_pool.h"
 #include "baetyl/api/master_client.h"
 #include "baetyl/http/client.h"
 #include "baetyl/testing/temp_dir.h"
@@ -533,6 +535,63 @@ TEST(ApiRouterTest, JsonNestingDepthSkipsStrings) {
   EXPECT_EQ(json_nesting_depth(std::string(1000, '[')), 1000u);
 }
 
+TEST(WorkerPoolTest, GrowsOnDemandUpToTheLimitAndBoundsTheQueue) {
+  baetyl::master::WorkerPool pool(2, 3);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  // Destroyed before the pool, so a failed assertion cannot leave its threads blocked in join.
+  struct Release {
+    std::promise<void>& promise;
+    bool done = false;
+    void operator()() {
+      if (!std::exchange(done, true)) promise.set_value();
+    }
+    ~Release() { (*this)(); }
+  } release_once{release};
+  std::atomic<int> started{0};
+  std::atomic<int> ran{0};
+  const auto blocker = [&] {
+    ++started;
+    released.wait();
+    ++ran;
+  };
+  EXPECT_TRUE(pool.submit(blocker));
+  EXPECT_TRUE(pool.submit(blocker));
+  EXPECT_EQ(pool.thread_count(), 2u);
+  for (int i = 0; i < 500 && started < 2; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(started.load(), 2);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(pool.submit(blocker));
+  EXPECT_EQ(pool.thread_count(), 2u);
+  EXPECT_FALSE(pool.submit(blocker));  // queue full
+  release_once();
+  for (int i = 0; i < 200 && ran < 5; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(ran.load(), 5);
+  pool.stop();
+  EXPECT_FALSE(pool.submit([] {}));
+  pool.restart();
+  std::promise<void> done;
+  EXPECT_TRUE(pool.submit([&] { done.set_value(); }));
+  EXPECT_EQ(done.get_future().wait_for(5s), std::future_status::ready);
+}
+
+TEST(WorkerPoolTest, StopDropsQueuedTasks) {
+  baetyl::master::WorkerPool pool(1, 10);
+  std::promise<void> started;
+  std::atomic<bool> release{false};
+  std::atomic<int> ran{0};
+  EXPECT_TRUE(pool.submit([&] {
+    started.set_value();
+    while (!release) std::this_thread::sleep_for(1ms);
+  }));
+  started.get_future().wait();
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(pool.submit([&] { ++ran; }));
+  auto stopping = std::async(std::launch::async, [&] { pool.stop(); });
+  std::this_thread::sleep_for(50ms);
+  release = true;
+  stopping.get();
+  EXPECT_EQ(ran.load(), 0);
+}
+
 // --- bodies ---
 
 TEST_F(ApiServerTest, BadBodiesGet400) {
@@ -830,6 +889,19 @@ TEST_F(ApiServerTest, TimeoutClosesAHalfSentRequestAndAnIdleConnection) {
 
   // The server is fine afterwards.
   EXPECT_EQ(client().available_port(), "50123");
+}
+
+TEST_F(ApiServerTest, TimeoutDoesNotCutAHandlerThatRunsLonger) {
+  start({}, 300ms);
+  backend_.hold_stop(true);
+  RawConnection raw(server_->address());
+  ASSERT_TRUE(raw.send(raw_request("PUT", "/v1/services/fn/instances/fn.1/stop")));
+  ASSERT_TRUE(backend_.wait_for_stops_waiting(1));
+  std::this_thread::sleep_for(700ms);
+  backend_.hold_stop(false);
+  const auto response = raw.read_response();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 200u);
 }
 
 TEST_F(ApiServerTest, StopClosesOpenConnections) {
