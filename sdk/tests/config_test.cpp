@@ -176,6 +176,13 @@ TEST(ConfigReader, RequiredKeyMissingNamesFileAndPath) {
   EXPECT_EQ(error, "app.yml: services[0].name: is required");
 }
 
+TEST(ConfigReader, DuplicateKeysAreRejected) {
+  auto error = error_of("services:\n  - name: a\n    image: x\n    image: y\nversion: 1\nversion: 2\n");
+  EXPECT_NE(error.find("app.yml: version: is given more than once"), std::string::npos) << error;
+  EXPECT_NE(error.find("app.yml: services[0].image: is given more than once"), std::string::npos)
+      << error;
+}
+
 TEST(ConfigReader, EmptyRequiredStringIsRejected) {
   auto error = error_of("services:\n  - name: a\n    image: ''\n");
   EXPECT_EQ(error, "app.yml: services[0].image: must not be empty");

@@ -112,7 +112,16 @@ bool Reader::enter_map(const YAML::Node& node, const std::string& path) {
   auto& maps = state_->described_maps;
   bool known = std::any_of(maps.begin(), maps.end(),
                            [&](const auto& entry) { return entry.first == path; });
-  if (!known) maps.emplace_back(path, node);
+  if (known) return true;
+  maps.emplace_back(path, node);
+  // YAML parsers keep one of two equal keys silently; a config with both is a mistake.
+  std::set<std::string> keys;
+  for (const auto& entry : node) {
+    const std::string& key = entry.first.Scalar();
+    if (!keys.insert(key).second) {
+      add_issue(path.empty() ? key : path + "." + key, "is given more than once");
+    }
+  }
   return true;
 }
 

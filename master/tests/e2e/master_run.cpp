@@ -1,0 +1,173 @@
+#include "master_run.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace baetyl::testing {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kServiceScript = R"(#!/bin/sh
+name="$BAETYL_SERVICE_INSTANCE_NAME"
+env > "out/$name.env"
+echo "$0 $*" > "out/$name.args"
+pwd -P > "out/$name.cwd"
+echo $$ >> "out/$name.pids"
+case "$MODE" in
+  exit0) exit 0 ;;
+  exit1) exit 1 ;;
+  ignore-term) trap '' TERM ;;
+  *) trap 'echo $$ >> "out/$name.stops"; exit 0' TERM ;;
+esac
+while true; do sleep 0.05; done
+)";
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+bool process_alive(pid_t pid) {
+  if (::kill(pid, 0) != 0) return false;
+  // A zombie is dead for our purposes.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  std::getline(stat, text);
+  auto close = text.rfind(')');
+  return close == std::string::npos || text.size() < close + 3 || text[close + 2] != 'Z';
+}
+
+MasterRun::MasterRun() {
+  auto script = dir_.write("var/db/baetyl/pkg/run.sh", kServiceScript);
+  fs::permissions(script, fs::perms::owner_all, fs::perm_options::add);
+  dir_.write("var/db/baetyl/pkg/package.yml", "entry: run.sh\n");
+  fs::create_directories(dir_.path() / "var/db/baetyl/out");
+  write_conf();
+}
+
+MasterRun::~MasterRun() {
+  if (master_ && master_->running()) master_->stop(SIGTERM, std::chrono::seconds(20));
+}
+
+void MasterRun::write_conf(const std::string& grace, const std::string& extra) {
+  dir_.write("etc/baetyl/conf.yml", "mode: native\ngrace: " + grace +
+                                        "\nserver:\n  address: unix://" + socket() +
+                                        "\nlogger:\n  path: var/log/baetyl/baetyl.log\n  level: "
+                                        "debug\n" +
+                                        extra);
+}
+
+void MasterRun::write_app(const std::string& version, const std::string& services,
+                          const std::string& file) {
+  dir_.write(file, "version: " + version + "\nservices:\n" + services +
+                       "volumes:\n"
+                       "  - {name: pkg, path: var/db/baetyl/pkg}\n"
+                       "  - {name: out, path: var/db/baetyl/out}\n");
+}
+
+bool MasterRun::start() {
+  ProcessOptions options;
+  options.output_file = (dir_.path() / "master.out").string();
+  master_ = std::make_unique<Process>(
+      std::vector<std::string>{binary_path("baetyl"), "start", "-w", dir_.path().string()},
+      options);
+  return wait_until([&] {
+    if (!master_->running()) return false;
+    try {
+      return !inspect().is_null();
+    } catch (const std::exception&) {
+      return false;
+    }
+  });
+}
+
+int MasterRun::stop(int signal, std::chrono::milliseconds timeout) {
+  return master_->stop(signal, timeout);
+}
+
+std::string MasterRun::admin_password() const {
+  auto admin = nlohmann::json::parse(read_file(dir_.path() / "var/run/baetyl/admin.json"));
+  return admin.at("password").get<std::string>();
+}
+
+http::Response MasterRun::call(const std::string& method, const std::string& path,
+                               const std::string& username, const std::string& password,
+                               const std::string& body) const {
+  http::ClientOptions options;
+  options.address = "unix://" + socket();
+  options.timeout = std::chrono::seconds(30);
+  http::Client client(options);
+  http::Request request;
+  request.method = method;
+  request.path = path;
+  request.body = body;
+  if (!username.empty()) request.headers.emplace_back("x-openedge-username", username);
+  if (!password.empty()) request.headers.emplace_back("x-openedge-password", password);
+  return client.send(request);
+}
+
+nlohmann::json MasterRun::inspect() const {
+  auto response = call("GET", "/v1/system/inspect", "baetyl.admin", admin_password());
+  if (response.status != 200) return nullptr;
+  return nlohmann::json::parse(response.body);
+}
+
+nlohmann::json MasterRun::instance(const std::string& service, const std::string& instance) const {
+  auto document = inspect();
+  for (const auto& entry : document.value("services", nlohmann::json::array())) {
+    if (entry.value("name", "") != service) continue;
+    for (const auto& candidate : entry.value("instances", nlohmann::json::array())) {
+      if (candidate.value("name", "") == instance) return candidate;
+    }
+  }
+  return nullptr;
+}
+
+std::vector<pid_t> MasterRun::pids(const std::string& instance) const {
+  std::vector<pid_t> result;
+  std::istringstream in(read_file(dir_.path() / "var/db/baetyl/out" / (instance + ".pids")));
+  pid_t pid = 0;
+  while (in >> pid) result.push_back(pid);
+  return result;
+}
+
+std::optional<pid_t> MasterRun::last_pid(const std::string& instance) const {
+  auto all = pids(instance);
+  if (all.empty()) return std::nullopt;
+  return all.back();
+}
+
+std::string MasterRun::env_value(const std::string& instance, const std::string& name) const {
+  std::istringstream in(read_file(dir_.path() / "var/db/baetyl/out" / (instance + ".env")));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + "=", 0) == 0) return line.substr(name.size() + 1);
+  }
+  return "";
+}
+
+std::string MasterRun::read_out(const std::string& file) const {
+  return read_file(dir_.path() / "var/db/baetyl/out" / file);
+}
+
+bool MasterRun::wait_until(const std::function<bool()>& condition,
+                           std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return condition();
+}
+
+}  // namespace baetyl::testing

@@ -1,0 +1,72 @@
+#pragma once
+// A real `baetyl start` on a temporary work directory in native mode, with a test service package:
+// a shell script that records its pid, argv and environment under out/ and then behaves as its
+// MODE variable says (see master_run.cpp).
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "baetyl/http/client.h"
+#include "baetyl/testing/process.h"
+#include "baetyl/testing/temp_dir.h"
+
+namespace baetyl::testing {
+
+class MasterRun {
+ public:
+  MasterRun();
+  ~MasterRun();
+
+  const std::filesystem::path& workdir() const { return dir_.path(); }
+  std::string socket() const { return (dir_.path() / "var/run/baetyl.sock").string(); }
+
+  // etc/baetyl/conf.yml with mode native, the socket above and `extra` appended.
+  void write_conf(const std::string& grace = "2s", const std::string& extra = "");
+  // var/db/baetyl/application.yml; `services` is the YAML list under services: (each item may use
+  // the anchors of kServiceDefaults: image test/svc and the pkg and out mounts).
+  void write_app(const std::string& version, const std::string& services,
+                 const std::string& file = "var/db/baetyl/application.yml");
+
+  // Starts baetyl and waits until the API answers; false (with the output in the log) otherwise.
+  bool start();
+  // Waits for the master to exit after `signal`; returns its exit code.
+  int stop(int signal = 15, std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  Process& process() { return *master_; }
+  std::string output() const { return master_ ? master_->output() : ""; }
+
+  // GET /v1/system/inspect with the admin credentials.
+  nlohmann::json inspect() const;
+  // The inspect entry of `instance` of `service`, or null.
+  nlohmann::json instance(const std::string& service, const std::string& instance) const;
+  // Raw API call with the given credentials (empty: no auth header).
+  http::Response call(const std::string& method, const std::string& path,
+                      const std::string& username, const std::string& password,
+                      const std::string& body = "") const;
+  std::string admin_password() const;
+
+  // What the test service recorded about `instance`.
+  std::vector<pid_t> pids(const std::string& instance) const;
+  std::optional<pid_t> last_pid(const std::string& instance) const;
+  std::string env_value(const std::string& instance, const std::string& name) const;
+  std::string read_out(const std::string& file) const;
+
+  // Polls `condition` every 20 ms until it holds or `timeout` passes.
+  static bool wait_until(const std::function<bool()>& condition,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Process> master_;
+};
+
+bool process_alive(pid_t pid);
+
+}  // namespace baetyl::testing
