@@ -1,0 +1,118 @@
+#pragma once
+// The routing core: sessions by client id, the subscription trie, retained messages, static
+// routes and persistence. Thread-safe; connections call it from any worker thread.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "acl.h"
+#include "baetyl/mqtt/packet.h"
+#include "config.h"
+#include "message.h"
+#include "session.h"
+#include "store.h"
+#include "topic_tree.h"
+
+namespace baetyl::hub {
+
+struct RouteStats {
+  std::string source;
+  std::string target;
+  std::atomic<std::uint64_t> messages{0};
+};
+
+struct BrokerStats {
+  std::atomic<std::uint64_t> connections{0};       // currently connected clients
+  std::atomic<std::uint64_t> connects{0};          // accepted CONNECTs since start
+  std::atomic<std::uint64_t> messages_in{0};       // PUBLISH received from clients
+  std::atomic<std::uint64_t> messages_out{0};      // PUBLISH sent to clients
+  std::atomic<std::uint64_t> messages_dropped{0};  // QoS 0 dropped on a full buffer
+  std::atomic<std::uint64_t> publish_denied{0};
+  std::atomic<std::uint64_t> subscribe_denied{0};
+  std::atomic<std::uint64_t> auth_failures{0};
+};
+
+class Broker {
+ public:
+  // `store` may be null (nothing persisted).
+  Broker(const HubConfig& config, Store* store, std::shared_ptr<spdlog::logger> log);
+
+  const HubConfig& config() const { return config_; }
+  const Auth& auth() const { return auth_; }
+  Store* store() const { return store_; }
+  spdlog::logger& log() { return *log_; }
+  BrokerStats& stats() { return stats_; }
+  const std::vector<std::unique_ptr<RouteStats>>& route_stats() const { return route_stats_; }
+
+  // Loads the persistent sessions, their queues and subscriptions, and the retained messages;
+  // then publishes the wills of clients that were connected when the hub stopped.
+  void restore(StoredState state);
+
+  struct Attached {
+    std::shared_ptr<Session> session;
+    bool present = false;  // an existing session was resumed
+  };
+  // Binds `connection` to the session of `client_id`, taking it over from another connection
+  // (which is closed) and discarding it when `clean`.
+  Attached attach(const std::string& client_id, bool clean, std::shared_ptr<Connection> connection);
+  // The connection ended: clean sessions disappear, persistent ones keep collecting messages.
+  void detach(const std::shared_ptr<Session>& session, const Connection* connection);
+
+  // Routes a message to every matching subscription and static route, stores it when its QoS is
+  // above 0, and handles retain. `persisted` runs (on the store's thread, or at once when nothing
+  // needs storing) when the message is durable.
+  void publish(Message message, std::function<void()> persisted = {});
+
+  // Return codes for SUBACK: granted QoS or 0x80. Retained messages matching the accepted
+  // filters are queued on the session after the caller's SUBACK (see queue_retained).
+  std::vector<std::uint8_t> subscribe(const std::shared_ptr<Session>& session,
+                                      const std::vector<mqtt::Subscription>& subscriptions,
+                                      const Authorizer* authorizer);
+  void queue_retained(const std::shared_ptr<Session>& session,
+                      const std::vector<mqtt::Subscription>& subscriptions,
+                      const std::vector<std::uint8_t>& granted);
+  void unsubscribe(const std::shared_ptr<Session>& session, const std::vector<std::string>& filters);
+
+  // The client acknowledged a stored delivery.
+  void acknowledged(const Session& session, const Outgoing& out);
+
+  // Drops QoS 1/2 messages older than the retention from memory and the store.
+  void cleanup();
+
+  std::size_t session_count();
+  std::size_t subscription_count();
+  std::size_t retained_count();
+  std::vector<std::shared_ptr<Connection>> connections();
+
+ private:
+  void deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored);
+  void route(const Message& message, int depth);
+  void remove_subscriptions(Session& session);
+
+  const HubConfig& config_;
+  Store* store_;
+  std::shared_ptr<spdlog::logger> log_;
+  Auth auth_;
+  BrokerStats stats_;
+  std::vector<std::unique_ptr<RouteStats>> route_stats_;
+
+  std::mutex sessions_mutex_;
+  std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
+
+  std::shared_mutex topics_mutex_;
+  TopicTree<Session*> topics_;
+
+  std::mutex retained_mutex_;
+  std::map<std::string, MessagePtr, std::less<>> retained_;
+};
+
+}  // namespace baetyl::hub

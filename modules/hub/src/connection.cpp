@@ -1,0 +1,531 @@
+#include "connection.h"
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+
+#include "baetyl/mqtt/topic.h"
+
+namespace baetyl::hub {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+constexpr std::size_t kWriteBatchBytes = 256 * 1024;
+
+auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+// PUBLISH straight from the shared message into the write buffer: no intermediate packet copy.
+void encode_publish(std::string& out, const Message& m, std::uint8_t qos, bool retain, bool dup,
+                    std::uint16_t packet_id) {
+  const std::size_t remaining = 2 + m.topic.size() + (qos > 0 ? 2 : 0) + m.payload.size();
+  out.push_back(static_cast<char>(0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0)));
+  std::size_t v = remaining;
+  do {
+    auto byte = static_cast<std::uint8_t>(v & 0x7F);
+    v >>= 7;
+    if (v > 0) byte |= 0x80;
+    out.push_back(static_cast<char>(byte));
+  } while (v > 0);
+  out.push_back(static_cast<char>(m.topic.size() >> 8));
+  out.push_back(static_cast<char>(m.topic.size() & 0xFF));
+  out.append(m.topic);
+  if (qos > 0) {
+    out.push_back(static_cast<char>(packet_id >> 8));
+    out.push_back(static_cast<char>(packet_id & 0xFF));
+  }
+  out.append(m.payload);
+}
+
+void encode_pubrel(std::string& out, std::uint16_t packet_id) {
+  const char bytes[] = {0x62, 0x02, static_cast<char>(packet_id >> 8),
+                        static_cast<char>(packet_id & 0xFF)};
+  out.append(bytes, sizeof bytes);
+}
+
+bool valid_client_id(std::string_view id) {
+  if (id.size() > 128) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           c == '_' || c == '-';
+  });
+}
+
+std::string generated_client_id() {
+  static std::atomic<std::uint64_t> counter{0};
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return "$auto-" + std::to_string(rng()) + "-" + std::to_string(counter.fetch_add(1));
+}
+
+// "" when a client may publish to `topic`: the hub's limits and no leading '$'.
+std::string check_publish_topic(std::string_view topic) {
+  std::string problem = mqtt::check_topic_name(topic, {kMaxTopicLength, kMaxTopicLevels});
+  if (problem.empty() && topic.front() == '$') problem = "topic name must not start with '$'";
+  return problem;
+}
+
+}  // namespace
+
+Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream,
+                       asio::any_io_executor strand)
+    : broker_(broker),
+      stream_(std::move(stream)),
+      strand_(strand),
+      signal_(strand),
+      watchdog_(strand),
+      resume_(strand) {
+  deadline_ = Clock::now() + kConnectTimeout;
+  // Room for the topic and the other fields around a payload of the maximum length.
+  limits_.max_remaining_length = std::min<std::size_t>(
+      broker_.config().message.length_max.bytes + 1024, mqtt::kMaxRemainingLength);
+}
+
+Connection::~Connection() = default;
+
+asio::awaitable<void> Connection::run(std::shared_ptr<Connection> self) {
+  asio::co_spawn(self->strand_, write_loop(self), asio::detached);
+  asio::co_spawn(self->strand_, watchdog(self), asio::detached);
+  co_await self->read_loop();
+  if (!self->closed_) {
+    // Let the writer send what is queued (a refusing CONNACK, say) before the socket closes.
+    self->flush_then_close_ = true;
+    self->wake();
+    self->resume_.expires_after(std::chrono::seconds(2));
+    error_code ec;
+    co_await self->resume_.async_wait(token(ec));
+  }
+  self->finish();
+}
+
+void Connection::notify() {
+  if (notify_pending_.exchange(true)) return;
+  asio::post(strand_, [self = shared_from_this()] {
+    self->notify_pending_ = false;
+    self->wake();
+  });
+}
+
+void Connection::close() {
+  asio::post(strand_, [self = shared_from_this()] { self->do_close(); });
+}
+
+void Connection::wake() { signal_.cancel(); }
+
+void Connection::do_close() {
+  if (closed_) return;
+  closed_ = true;
+  stream_->close();
+  signal_.cancel();
+  watchdog_.cancel();
+  resume_.cancel();
+}
+
+asio::awaitable<void> Connection::watchdog(std::shared_ptr<Connection> self) {
+  while (!self->closed_) {
+    self->watchdog_.expires_at(self->deadline_);
+    error_code ec;
+    co_await self->watchdog_.async_wait(token(ec));
+    if (self->closed_) break;
+    if (Clock::now() >= self->deadline_) {
+      if (self->connected_) {
+        self->broker_.log().info("client '{}' ({}): no packet within 1.5 x keepalive, closing",
+                                 self->client_id_, self->remote());
+      } else {
+        self->broker_.log().info("{}: no CONNECT in time, closing", self->remote());
+      }
+      self->do_close();
+    }
+  }
+}
+
+asio::awaitable<void> Connection::read_loop() {
+  std::string in(4096, '\0');
+  std::size_t used = 0;
+  const auto& ingress = broker_.config().message.ingress;
+  while (!closed_) {
+    error_code ec;
+    std::size_t n = co_await stream_->read_some(asio::buffer(in.data() + used, in.size() - used), ec);
+    if (ec || closed_) break;
+    used += n;
+    if (connected_ && keepalive_.count() > 0) deadline_ = Clock::now() + keepalive_;
+
+    std::size_t offset = 0;
+    std::size_t needed = 0;
+    bool stop = false;
+    while (!stop) {
+      std::string_view view(in.data() + offset, used - offset);
+      auto head = mqtt::decode_fixed_header(view, limits_);
+      if (head.status == mqtt::DecodeStatus::Incomplete) break;
+      if (head.status == mqtt::DecodeStatus::Error) {
+        broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), head.error);
+        stop = true;
+        break;
+      }
+      const std::size_t length = head.header.packet_length();
+      if (length > view.size()) {
+        needed = length;
+        break;
+      }
+      auto result = mqtt::decode(view.substr(0, length), limits_);
+      offset += length;
+      if (result.status != mqtt::DecodeStatus::Ok) {
+        broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), result.error);
+        stop = true;
+        break;
+      }
+      if (handle(result.packet) == Next::Close) stop = true;
+    }
+    if (stop) break;
+    if (offset > 0) {
+      std::memmove(in.data(), in.data() + offset, used - offset);
+      used -= offset;
+    }
+    if (needed > in.size()) {
+      in.resize(needed);
+    } else if (used == 0 && in.size() > 65536) {
+      in.resize(4096);
+      in.shrink_to_fit();
+    }
+    // QoS 1/2 messages waiting for their commit: stop reading beyond the ingress buffer.
+    while (!closed_ && pending_commits_ >= ingress.qos1_buffer_size) {
+      resume_.expires_at(Clock::time_point::max());
+      co_await resume_.async_wait(token(ec));
+    }
+  }
+}
+
+void Connection::finish() {
+  do_close();
+  if (!connected_) return;
+  broker_.stats().connections.fetch_sub(1);
+  bool current = false;
+  {
+    std::lock_guard lock(session_->mutex);
+    current = session_->connection.lock().get() == this;
+  }
+  if (will_ && !disconnected_) {
+    broker_.log().debug("client '{}': publishing its will to '{}'", client_id_, will_->topic);
+    broker_.publish(std::move(*will_));
+  }
+  if (will_ && current && broker_.store()) broker_.store()->clear_will(client_id_);
+  broker_.detach(session_, this);
+  broker_.log().debug("client '{}' ({}) disconnected", client_id_, remote());
+}
+
+void Connection::send(const mqtt::Packet& packet) {
+  mqtt::encode(packet, control_);
+  wake();
+}
+
+Connection::Next Connection::handle(mqtt::Packet& packet) {
+  if (!connected_ && !std::holds_alternative<mqtt::Connect>(packet)) {
+    broker_.log().warn("{}: {} before CONNECT; closing", remote(),
+                       mqtt::to_string(mqtt::type_of(packet)));
+    return Next::Close;
+  }
+  switch (mqtt::type_of(packet)) {
+    case mqtt::PacketType::Connect:
+      if (connected_) {
+        broker_.log().warn("client '{}': second CONNECT; closing", client_id_);
+        return Next::Close;
+      }
+      return on_connect(std::get<mqtt::Connect>(packet));
+    case mqtt::PacketType::Publish:
+      return on_publish(std::get<mqtt::Publish>(packet));
+    case mqtt::PacketType::Puback:
+      on_ack(std::get<mqtt::Puback>(packet).packet_id, 1);
+      return Next::Continue;
+    case mqtt::PacketType::Pubrec:
+      on_pubrec(std::get<mqtt::Pubrec>(packet).packet_id);
+      return Next::Continue;
+    case mqtt::PacketType::Pubcomp:
+      on_ack(std::get<mqtt::Pubcomp>(packet).packet_id, 2);
+      return Next::Continue;
+    case mqtt::PacketType::Pubrel: {
+      const auto id = std::get<mqtt::Pubrel>(packet).packet_id;
+      {
+        std::lock_guard lock(session_->mutex);
+        session_->incoming_qos2.erase(id);
+      }
+      send(mqtt::Pubcomp{id});
+      return Next::Continue;
+    }
+    case mqtt::PacketType::Subscribe: {
+      auto& s = std::get<mqtt::Subscribe>(packet);
+      auto codes = broker_.subscribe(session_, s.subscriptions, authorizer_.get());
+      send(mqtt::Suback{s.packet_id, codes});
+      broker_.queue_retained(session_, s.subscriptions, codes);
+      return Next::Continue;
+    }
+    case mqtt::PacketType::Unsubscribe: {
+      auto& u = std::get<mqtt::Unsubscribe>(packet);
+      broker_.unsubscribe(session_, u.topic_filters);
+      send(mqtt::Unsuback{u.packet_id});
+      return Next::Continue;
+    }
+    case mqtt::PacketType::Pingreq:
+      send(mqtt::Pingresp{});
+      return Next::Continue;
+    case mqtt::PacketType::Disconnect:
+      disconnected_ = true;
+      return Next::Close;
+    default:
+      broker_.log().warn("client '{}': unexpected {} from a client; closing", client_id_,
+                         mqtt::to_string(mqtt::type_of(packet)));
+      return Next::Close;
+  }
+}
+
+Connection::Next Connection::on_connect(mqtt::Connect& c) {
+  auto refuse = [&](mqtt::ConnectReturnCode code, std::string_view why) {
+    broker_.log().warn("{}: connection of '{}' refused: {}", remote(), c.client_id, why);
+    send(mqtt::Connack{false, code});
+    return Next::Close;
+  };
+  const bool v311 = c.protocol_name == "MQTT" && c.protocol_level == 4;
+  const bool v31 = c.protocol_name == "MQIsdp" && c.protocol_level == 3;
+  if (!v311 && !v31) {
+    return refuse(mqtt::ConnectReturnCode::UnacceptableProtocolVersion,
+                  "unsupported protocol level " + std::to_string(c.protocol_level));
+  }
+  if (!valid_client_id(c.client_id)) {
+    return refuse(mqtt::ConnectReturnCode::IdentifierRejected,
+                  "client id must match ^[0-9A-Za-z_-]{0,128}$");
+  }
+  if (c.client_id.empty() && !c.clean_session) {
+    return refuse(mqtt::ConnectReturnCode::IdentifierRejected,
+                  "an empty client id requires a clean session");
+  }
+
+  const std::string username = c.username.value_or("");
+  const std::string password = c.password.value_or("");
+  const std::string& cn = stream_->peer_common_name;
+  if (!password.empty()) {
+    authorizer_ = broker_.auth().authenticate(username, password);
+  } else if (!cn.empty()) {
+    // Two-way TLS: the username (or the certificate's CN when none is given) names a principal
+    // without password.
+    authorizer_ = broker_.auth().authenticate_certificate(username.empty() ? cn : username);
+  } else if (username.empty()) {
+    broker_.stats().auth_failures.fetch_add(1);
+    return refuse(mqtt::ConnectReturnCode::NotAuthorized, "no username");
+  }
+  if (!authorizer_) {
+    broker_.stats().auth_failures.fetch_add(1);
+    return refuse(mqtt::ConnectReturnCode::BadUsernameOrPassword,
+                  "bad username or password for '" + username + "'");
+  }
+
+  if (c.will) {
+    if (auto problem = check_publish_topic(c.will->topic); !problem.empty()) {
+      return refuse(mqtt::ConnectReturnCode::NotAuthorized, "will " + problem);
+    }
+    if (c.will->payload.size() > broker_.config().message.length_max.bytes) {
+      return refuse(mqtt::ConnectReturnCode::NotAuthorized, "will message too long");
+    }
+    if (!authorizer_->can_publish(c.will->topic)) {
+      return refuse(mqtt::ConnectReturnCode::NotAuthorized,
+                    "not permitted to publish the will to '" + c.will->topic + "'");
+    }
+    Message will;
+    will.topic = std::move(c.will->topic);
+    will.payload = std::move(c.will->payload);
+    will.qos = c.will->qos;
+    will.retain = c.will->retain;
+    will_ = std::move(will);
+  }
+
+  client_id_ = c.client_id.empty() ? generated_client_id() : c.client_id;
+  // The server closes after 1.5 times the keepalive without a packet [MQTT-3.1.2-24].
+  keepalive_ = std::chrono::milliseconds(c.keep_alive * 1500);
+  deadline_ = c.keep_alive > 0 ? Clock::now() + keepalive_ : Clock::time_point::max();
+  watchdog_.cancel();  // re-arm with the new deadline
+
+  auto attached = broker_.attach(client_id_, c.clean_session, shared_from_this());
+  session_ = attached.session;
+  connected_ = true;
+  broker_.stats().connections.fetch_add(1);
+  broker_.stats().connects.fetch_add(1);
+  if (will_ && broker_.store()) {
+    broker_.store()->set_will(client_id_, std::make_shared<const Message>(*will_));
+  }
+  send(mqtt::Connack{attached.present, mqtt::ConnectReturnCode::Accepted});
+  broker_.log().debug("client '{}' ({}) connected, clean session {}, keepalive {}s{}", client_id_,
+                      remote(), c.clean_session, c.keep_alive,
+                      attached.present ? ", session resumed" : "");
+  return Next::Continue;
+}
+
+Connection::Next Connection::on_publish(mqtt::Publish& p) {
+  if (auto problem = check_publish_topic(p.topic); !problem.empty()) {
+    broker_.log().warn("client '{}': PUBLISH refused: {}; closing", client_id_, problem);
+    return Next::Close;
+  }
+  if (p.payload.size() > broker_.config().message.length_max.bytes) {
+    broker_.log().warn("client '{}': message of {} bytes exceeds message.length.max ({}); closing",
+                       client_id_, p.payload.size(), broker_.config().message.length_max.bytes);
+    return Next::Close;
+  }
+  broker_.stats().messages_in.fetch_add(1, std::memory_order_relaxed);
+  const std::uint16_t id = p.packet_id;
+  if (p.qos == 2) {
+    std::lock_guard lock(session_->mutex);
+    if (!session_->incoming_qos2.insert(id).second) {
+      // A duplicate of a message already received: acknowledge again, do not deliver again.
+      mqtt::encode(mqtt::Pubrec{id}, control_);
+      wake();
+      return Next::Continue;
+    }
+  }
+  if (!authorizer_->can_publish(p.topic)) {
+    broker_.stats().publish_denied.fetch_add(1);
+    broker_.log().warn("client '{}': not permitted to publish to '{}'; message dropped",
+                       client_id_, p.topic);
+    if (p.qos == 1) send(mqtt::Puback{id});
+    if (p.qos == 2) send(mqtt::Pubrec{id});
+    return Next::Continue;
+  }
+  Message m;
+  m.topic = std::move(p.topic);
+  m.payload = std::move(p.payload);
+  m.qos = p.qos;
+  m.retain = p.retain;
+  if (m.qos == 0) {
+    broker_.publish(std::move(m));
+    return Next::Continue;
+  }
+  ++pending_commits_;
+  const std::uint8_t qos = m.qos;
+  broker_.publish(std::move(m), [self = shared_from_this(), id, qos] {
+    asio::post(self->strand_, [self, id, qos] { self->committed(id, qos); });
+  });
+  return Next::Continue;
+}
+
+void Connection::committed(std::uint16_t packet_id, std::uint8_t qos) {
+  --pending_commits_;
+  resume_.cancel();
+  if (closed_) return;
+  if (qos == 1) {
+    send(mqtt::Puback{packet_id});
+  } else {
+    send(mqtt::Pubrec{packet_id});
+  }
+}
+
+void Connection::on_ack(std::uint16_t packet_id, std::uint8_t qos) {
+  std::optional<Outgoing> done;
+  {
+    std::lock_guard lock(session_->mutex);
+    auto it = session_->inflight.find(packet_id);
+    if (it == session_->inflight.end() || it->second.out.qos != qos) return;
+    done = std::move(it->second.out);
+    session_->inflight.erase(it);
+  }
+  broker_.acknowledged(*session_, *done);
+  wake();  // the window has room again
+}
+
+void Connection::on_pubrec(std::uint16_t packet_id) {
+  {
+    std::lock_guard lock(session_->mutex);
+    auto it = session_->inflight.find(packet_id);
+    if (it != session_->inflight.end() && it->second.out.qos == 2) it->second.released = true;
+  }
+  send(mqtt::Pubrel{packet_id});
+}
+
+void Connection::collect(std::string& out) {
+  out.append(control_);
+  control_.clear();
+  if (!session_) return;
+  const auto& egress = broker_.config().message.egress;
+  std::uint64_t sent = 0;
+  std::lock_guard lock(session_->mutex);
+  if (session_->connection.lock().get() != this) return;
+  const auto now = Clock::now();
+  const bool resend_all = session_->resend;
+  if (resend_all || (!session_->inflight.empty() && now >= next_retry_check_)) {
+    // Unacknowledged deliveries go again with DUP, oldest first: all of them for a resumed
+    // session, otherwise those unacknowledged for the retry interval.
+    std::vector<std::pair<std::uint64_t, std::uint16_t>> due;
+    for (auto& [id, f] : session_->inflight) {
+      if (resend_all || now - f.sent >= egress.qos1_retry_interval) due.emplace_back(f.order, id);
+    }
+    std::sort(due.begin(), due.end());
+    for (auto& [order, id] : due) {
+      auto& f = session_->inflight[id];
+      if (f.released) {
+        encode_pubrel(out, id);
+      } else {
+        encode_publish(out, *f.out.message, f.out.qos, f.out.retain, true, id);
+        ++sent;
+      }
+      f.sent = now;
+    }
+    session_->resend = false;
+    next_retry_check_ = now + std::max<Clock::duration>(egress.qos1_retry_interval / 4,
+                                                        std::chrono::milliseconds(10));
+  }
+  auto& pending = session_->pending;
+  while (!pending.empty() && out.size() < kWriteBatchBytes) {
+    Outgoing& o = pending.front();
+    if (o.qos == 0) {
+      encode_publish(out, *o.message, 0, o.retain, false, 0);
+      --session_->pending_qos0;
+    } else {
+      if (session_->inflight.size() >= egress.qos1_buffer_size) break;
+      const std::uint16_t id = session_->allocate_packet_id();
+      encode_publish(out, *o.message, o.qos, o.retain, o.dup, id);
+      if (session_->inflight.empty()) next_retry_check_ = now + egress.qos1_retry_interval;
+      session_->inflight.emplace(id, Inflight{std::move(o), false, session_->next_order++, now});
+    }
+    ++sent;
+    pending.pop_front();
+  }
+  if (sent) broker_.stats().messages_out.fetch_add(sent, std::memory_order_relaxed);
+}
+
+asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
+  std::string buffer;
+  const auto retry = self->broker_.config().message.egress.qos1_retry_interval;
+  while (!self->closed_) {
+    buffer.clear();
+    self->collect(buffer);
+    if (buffer.empty() && self->flush_then_close_) {
+      self->do_close();
+      break;
+    }
+    if (buffer.empty()) {
+      bool inflight = false;
+      if (self->session_) {
+        std::lock_guard lock(self->session_->mutex);
+        inflight = !self->session_->inflight.empty();
+      }
+      if (inflight) {
+        self->signal_.expires_at(std::max(self->next_retry_check_, Clock::now() + retry / 4));
+      } else {
+        self->signal_.expires_at(Clock::time_point::max());
+      }
+      error_code ec;
+      co_await self->signal_.async_wait(token(ec));
+      continue;
+    }
+    error_code ec;
+    co_await self->stream_->write(asio::buffer(buffer), ec);
+    if (ec) {
+      self->do_close();
+      break;
+    }
+    if (self->flush_then_close_ && self->control_.empty()) {
+      self->do_close();
+      break;
+    }
+    if (buffer.capacity() > 4 * kWriteBatchBytes) {
+      buffer.clear();
+      buffer.shrink_to_fit();
+    }
+  }
+}
+
+}  // namespace baetyl::hub

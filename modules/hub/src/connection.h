@@ -1,0 +1,77 @@
+#pragma once
+// One client connection: reads and handles packets, writes batches of outgoing packets, and
+// enforces the keepalive. Its coroutines all run on the connection's strand.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "baetyl/asio.h"
+#include "baetyl/mqtt/codec.h"
+#include "broker.h"
+#include "stream.h"
+
+namespace baetyl::hub {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Broker& broker, std::unique_ptr<Stream> stream, asio::any_io_executor strand);
+  ~Connection();
+
+  // Serves the connection until it closes; run on the strand given to the constructor.
+  static asio::awaitable<void> run(std::shared_ptr<Connection> self);
+
+  // New messages were queued on the session (thread-safe).
+  void notify();
+  // Closes the connection (thread-safe); the will is published unless the client disconnected.
+  void close();
+
+  const std::string& client_id() const { return client_id_; }
+  const std::string& remote() const { return stream_->remote; }
+
+ private:
+  enum class Next { Continue, Close };
+
+  static asio::awaitable<void> write_loop(std::shared_ptr<Connection> self);
+  static asio::awaitable<void> watchdog(std::shared_ptr<Connection> self);
+  asio::awaitable<void> read_loop();
+  void finish();
+  void do_close();
+  void wake();
+
+  Next handle(mqtt::Packet& packet);
+  Next on_connect(mqtt::Connect& connect);
+  Next on_publish(mqtt::Publish& publish);
+  void on_ack(std::uint16_t packet_id, std::uint8_t qos);
+  void on_pubrec(std::uint16_t packet_id);
+  void send(const mqtt::Packet& packet);
+  void committed(std::uint16_t packet_id, std::uint8_t qos);
+  // Moves control packets and due messages into `out`.
+  void collect(std::string& out);
+
+  Broker& broker_;
+  std::unique_ptr<Stream> stream_;
+  asio::any_io_executor strand_;
+  asio::steady_timer signal_;    // wakes the writer
+  asio::steady_timer watchdog_;  // keepalive
+  asio::steady_timer resume_;    // wakes the reader when commits caught up
+
+  std::string client_id_;
+  std::shared_ptr<Session> session_;
+  std::shared_ptr<const Authorizer> authorizer_;
+  std::optional<Message> will_;
+  bool connected_ = false;
+  bool closed_ = false;
+  bool disconnected_ = false;  // DISCONNECT received: no will
+  bool flush_then_close_ = false;
+  std::chrono::steady_clock::duration keepalive_{};
+  std::chrono::steady_clock::time_point deadline_;
+  std::chrono::steady_clock::time_point next_retry_check_;
+  std::size_t pending_commits_ = 0;
+  std::string control_;  // encoded control packets waiting for the writer
+  std::atomic<bool> notify_pending_{false};
+  mqtt::DecodeLimits limits_;
+};
+
+}  // namespace baetyl::hub

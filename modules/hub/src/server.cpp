@@ -1,0 +1,258 @@
+#include "server.h"
+
+#include <algorithm>
+
+#include "baetyl/env.h"
+
+namespace baetyl::hub {
+namespace {
+
+using Tcp = asio::ip::tcp;
+constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
+
+auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+}  // namespace
+
+Hub::Hub(HubConfig config, std::shared_ptr<spdlog::logger> log, std::size_t threads)
+    : config_(std::move(config)),
+      log_(std::move(log)),
+      threads_count_(threads ? threads : std::max(1u, std::thread::hardware_concurrency())),
+      io_(static_cast<int>(threads_count_)) {}
+
+Hub::~Hub() { stop(std::chrono::seconds(5)); }
+
+void Hub::start() {
+  StoreOptions options;
+  options.message_batch_max = config_.message.ingress.qos1_batch_max;
+  options.ack_batch_max = config_.message.offset.batch_max;
+  store_ = std::make_unique<Store>(config_.storage_dir, options, log_);
+  broker_ = std::make_unique<Broker>(config_, store_.get(), log_);
+  auto state = store_->load();
+  store_->start();
+  broker_->restore(std::move(state));
+
+  const bool need_tls = std::any_of(config_.listeners.begin(), config_.listeners.end(),
+                                    [](const ListenAddress& a) { return a.tls(); });
+  if (need_tls) {
+    tls_ = make_server_tls_context(config_.certificate.cert, config_.certificate.key,
+                                   config_.certificate.ca);
+  }
+  for (const auto& address : config_.listeners) bind(address);
+
+  work_.emplace(io_.get_executor());
+  for (std::size_t i = 0; i < threads_count_; ++i) {
+    threads_.emplace_back([this] { io_.run(); });
+  }
+}
+
+void Hub::bind(const ListenAddress& address) {
+  auto acceptor = std::make_unique<Tcp::acceptor>(io_);
+  auto open = [&](const Tcp::endpoint& endpoint, bool dual_stack, error_code& ec) {
+    acceptor->open(endpoint.protocol(), ec);
+    if (ec) return;
+    acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (dual_stack) acceptor->set_option(asio::ip::v6_only(false), ec);
+    acceptor->bind(endpoint, ec);
+    if (ec) {
+      error_code ignored;
+      acceptor->close(ignored);
+      return;
+    }
+    acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  };
+  error_code ec;
+  if (address.host.empty()) {
+    // Every interface: IPv6 and IPv4 on one dual-stack socket, IPv4 only where IPv6 is missing.
+    open(Tcp::endpoint(asio::ip::address_v6::any(), address.port), true, ec);
+    if (ec) open(Tcp::endpoint(asio::ip::address_v4::any(), address.port), false, ec);
+  } else {
+    Tcp::resolver resolver(io_);
+    auto results = resolver.resolve(address.host, std::to_string(address.port),
+                                    Tcp::resolver::passive, ec);
+    if (!ec) {
+      ec = asio::error::host_not_found;
+      for (const auto& entry : results) {
+        open(entry.endpoint(), false, ec);
+        if (!ec) break;
+      }
+    }
+  }
+  if (ec) throw std::runtime_error("listen '" + address.url + "': " + ec.message());
+  log_->info("listening on {}", address.url);
+  asio::co_spawn(io_, accept_loop(*acceptor, address), asio::detached);
+  acceptors_.push_back(std::move(acceptor));
+}
+
+asio::awaitable<void> Hub::accept_loop(Tcp::acceptor& acceptor, const ListenAddress& address) {
+  while (true) {
+    auto strand = asio::make_strand(io_);
+    Tcp::socket socket(strand);
+    error_code ec;
+    co_await acceptor.async_accept(socket, token(ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
+      log_->warn("accept on {}: {}", address.url, ec.message());
+      // Out of descriptors and the like: do not spin.
+      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(100));
+      co_await pause.async_wait(token(ec));
+      continue;
+    }
+    socket.set_option(Tcp::no_delay(true), ec);
+    asio::co_spawn(strand, serve(std::move(socket), address, strand), asio::detached);
+  }
+}
+
+asio::awaitable<void> Hub::serve(Tcp::socket socket, const ListenAddress& address,
+                                 asio::any_io_executor strand) {
+  auto stream = make_stream(std::move(socket), address.scheme, tls_.get(), address.path);
+  if (address.tls() || address.websocket()) {
+    asio::steady_timer timeout(strand, kHandshakeTimeout);
+    Stream* raw = stream.get();
+    timeout.async_wait([raw](error_code ec) {
+      if (!ec) raw->close();
+    });
+    try {
+      co_await stream->handshake();
+    } catch (const std::exception& e) {
+      log_->warn("{} on {}: handshake failed: {}", stream->remote, address.url, e.what());
+      stream->close();
+      co_return;
+    }
+    timeout.cancel();
+  }
+  auto connection = std::make_shared<Connection>(*broker_, std::move(stream), strand);
+  {
+    std::lock_guard lock(connections_mutex_);
+    if (stopped_) co_return;
+    connections_.insert(connection);
+  }
+  co_await Connection::run(connection);
+  {
+    std::lock_guard lock(connections_mutex_);
+    connections_.erase(connection);
+  }
+  connections_changed_.notify_all();
+}
+
+std::size_t Hub::open_connections() {
+  std::lock_guard lock(connections_mutex_);
+  return connections_.size();
+}
+
+void Hub::stop(std::chrono::milliseconds timeout) {
+  std::vector<std::shared_ptr<Connection>> open;
+  {
+    std::lock_guard lock(connections_mutex_);
+    if (stopped_) return;
+    stopped_ = true;
+    open.assign(connections_.begin(), connections_.end());
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (!threads_.empty()) {
+    // Acceptors belong to the worker threads: close them there.
+    std::mutex m;
+    std::condition_variable cv;
+    bool closed = false;
+    asio::post(io_, [&] {
+      for (auto& a : acceptors_) {
+        error_code ec;
+        a->close(ec);
+      }
+      std::lock_guard lock(m);
+      closed = true;
+      cv.notify_all();
+    });
+    std::unique_lock lock(m);
+    cv.wait_until(lock, deadline, [&] { return closed; });
+  }
+  for (auto& c : open) c->close();
+  open.clear();
+  {
+    std::unique_lock lock(connections_mutex_);
+    if (!connections_changed_.wait_until(lock, deadline, [&] { return connections_.empty(); })) {
+      log_->warn("shutdown: {} connection(s) still open after {}ms", connections_.size(),
+                 timeout.count());
+    }
+  }
+  if (store_) {
+    store_->flush();
+    store_->stop();
+  }
+  work_.reset();
+  io_.stop();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  {
+    std::lock_guard lock(connections_mutex_);
+    connections_.clear();
+  }
+  acceptors_.clear();
+}
+
+nlohmann::json Hub::stats() {
+  auto& s = broker_->stats();
+  nlohmann::json rules = nlohmann::json::array();
+  for (const auto& r : broker_->route_stats()) {
+    rules.push_back({{"source", r->source}, {"target", r->target}, {"messages", r->messages.load()}});
+  }
+  return {
+      {"connections", s.connections.load()},
+      {"sessions", broker_->session_count()},
+      {"subscriptions", broker_->subscription_count()},
+      {"retained", broker_->retained_count()},
+      {"messages",
+       {{"in", s.messages_in.load()},
+        {"out", s.messages_out.load()},
+        {"dropped", s.messages_dropped.load()}}},
+      {"denied",
+       {{"connect", s.auth_failures.load()},
+        {"publish", s.publish_denied.load()},
+        {"subscribe", s.subscribe_denied.load()}}},
+      {"store", {{"backlog", store_ ? store_->backlog() : 0}, {"commits", store_ ? store_->commits() : 0}}},
+      {"rules", rules},
+  };
+}
+
+void run_hub(Context& ctx) {
+  auto config = ctx.load_config<HubConfig>();
+  Hub hub(std::move(config), ctx.logger());
+  hub.start();
+  const auto& cfg = hub.config();
+
+  using Clock = std::chrono::steady_clock;
+  const bool report = env::get(env::kMasterApiAddress).has_value();
+  constexpr auto kReportInterval = std::chrono::minutes(1);
+  auto now = Clock::now();
+  auto next_cleanup = now + cfg.message.ingress.qos1_cleanup_interval;
+  auto next_status = cfg.status.logging_enable ? now + cfg.status.logging_interval
+                                               : Clock::time_point::max();
+  auto next_report = report ? now + kReportInterval : Clock::time_point::max();
+  ctx.log().info("hub started ({} listener(s)){}", cfg.listeners.size(),
+                 report ? ", reporting to the master every minute" : "");
+  while (!ctx.wait_until(std::min({next_cleanup, next_status, next_report}))) {
+    now = Clock::now();
+    if (now >= next_cleanup) {
+      hub.cleanup();
+      next_cleanup = now + cfg.message.ingress.qos1_cleanup_interval;
+    }
+    if (now >= next_status) {
+      ctx.log().info("status: {}", hub.stats().dump());
+      next_status = now + cfg.status.logging_interval;
+    }
+    if (now >= next_report) {
+      try {
+        ctx.report_instance(hub.stats());
+      } catch (const std::exception& e) {
+        ctx.log().warn("report to the master failed: {}", e.what());
+      }
+      next_report = now + kReportInterval;
+    }
+  }
+  ctx.log().info("stopping: closing connections (timeout {})",
+                 config::format_duration(cfg.shutdown_timeout));
+  hub.stop(cfg.shutdown_timeout);
+  ctx.log().info("hub stopped");
+}
+
+}  // namespace baetyl::hub

@@ -1,0 +1,75 @@
+#pragma once
+// The hub as a whole: the store, the broker, the listeners and the worker threads.
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/logger.h>
+
+#include "baetyl/asio.h"
+#include "baetyl/context.h"
+#include "broker.h"
+#include "config.h"
+#include "connection.h"
+#include "store.h"
+
+namespace baetyl::hub {
+
+class Hub {
+ public:
+  // `threads` 0: one worker per core.
+  Hub(HubConfig config, std::shared_ptr<spdlog::logger> log, std::size_t threads = 0);
+  ~Hub();
+  Hub(const Hub&) = delete;
+  Hub& operator=(const Hub&) = delete;
+
+  // Opens the store, restores its state, binds every listener and starts the workers. Throws
+  // (naming the listener or file) when something cannot be set up.
+  void start();
+  // Stops accepting, closes every connection, commits what is pending and stops the workers,
+  // giving up on connections still open after `timeout`.
+  void stop(std::chrono::milliseconds timeout);
+
+  Broker& broker() { return *broker_; }
+  const HubConfig& config() const { return config_; }
+  std::size_t open_connections();
+  // Connections, sessions, messages in/out and route counters, as reported to the master.
+  nlohmann::json stats();
+  // Drops messages past the retention (called every cleanup interval).
+  void cleanup() { broker_->cleanup(); }
+
+ private:
+  asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const ListenAddress& address);
+  asio::awaitable<void> serve(asio::ip::tcp::socket socket, const ListenAddress& address,
+                              asio::any_io_executor strand);
+  void bind(const ListenAddress& address);
+
+  HubConfig config_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::size_t threads_count_;
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::vector<std::thread> threads_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Broker> broker_;
+  std::shared_ptr<asio::ssl::context> tls_;
+  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  std::vector<const ListenAddress*> acceptor_addresses_;
+
+  std::mutex connections_mutex_;
+  std::condition_variable connections_changed_;
+  std::unordered_set<std::shared_ptr<Connection>> connections_;
+  bool stopped_ = false;
+};
+
+// The module's body for baetyl::run: serves until SIGTERM/SIGINT, reporting stats to the master
+// every minute when started by one, and logging status when status.logging.enable.
+void run_hub(Context& ctx);
+
+}  // namespace baetyl::hub

@@ -1,0 +1,69 @@
+#pragma once
+// The state of one client session: its subscriptions, the messages waiting for it, the ones sent
+// but not yet acknowledged, and the connection currently attached (if any). Shared between the
+// publishers' threads (which queue messages) and the connection serving it; guarded by `mutex`.
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+
+#include "message.h"
+
+namespace baetyl::hub {
+
+class Connection;
+
+struct Outgoing {
+  MessagePtr message;
+  std::uint8_t qos = 0;     // delivery QoS: min(message, subscription)
+  bool retain = false;      // set only for retained messages sent on subscribe
+  bool dup = false;         // sent before (restored from the store)
+  bool stored = false;      // has a queue entry in the store to delete on acknowledgement
+};
+
+struct Inflight {
+  Outgoing out;
+  bool released = false;  // QoS 2: PUBREC received, PUBREL sent
+  std::uint64_t order = 0;
+  std::chrono::steady_clock::time_point sent;
+};
+
+class Session {
+ public:
+  Session(std::string client_id, bool persistent)
+      : client_id_(std::move(client_id)), persistent_(persistent) {}
+
+  const std::string& client_id() const { return client_id_; }
+  bool persistent() const { return persistent_; }
+
+  std::mutex mutex;
+  // Everything below is guarded by `mutex`.
+  std::map<std::string, std::uint8_t, std::less<>> subscriptions;
+  std::deque<Outgoing> pending;
+  std::size_t pending_qos0 = 0;
+  std::map<std::uint16_t, Inflight> inflight;
+  std::uint64_t next_order = 0;
+  std::uint16_t next_packet_id = 1;
+  std::unordered_set<std::uint16_t> incoming_qos2;  // received QoS 2 ids awaiting PUBREL
+  std::weak_ptr<Connection> connection;
+  bool resend = false;  // a new connection must resend everything in flight first
+
+  // A packet id not in flight; call with `mutex` held and inflight.size() < 65535.
+  std::uint16_t allocate_packet_id() {
+    while (true) {
+      std::uint16_t id = next_packet_id++;
+      if (next_packet_id == 0) next_packet_id = 1;
+      if (id != 0 && !inflight.contains(id)) return id;
+    }
+  }
+
+ private:
+  std::string client_id_;
+  bool persistent_;
+};
+
+}  // namespace baetyl::hub

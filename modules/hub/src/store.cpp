@@ -1,0 +1,356 @@
+#include "store.h"
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+
+namespace baetyl::hub {
+namespace {
+
+void bind_text(sqlite3_stmt* s, int i, std::string_view v) {
+  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+}
+void bind_blob(sqlite3_stmt* s, int i, std::string_view v) {
+  sqlite3_bind_blob(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+}
+std::string column_string(sqlite3_stmt* s, int i) {
+  const void* data = sqlite3_column_blob(s, i);
+  int size = sqlite3_column_bytes(s, i);
+  return data ? std::string(static_cast<const char*>(data), static_cast<std::size_t>(size))
+              : std::string();
+}
+
+}  // namespace
+
+std::int64_t unix_millis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlog::logger> log)
+    : options_(options), log_(std::move(log)) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("storage.dir '" + dir + "': " + ec.message());
+  path_ = (std::filesystem::path(dir) / "hub.db").string();
+  if (sqlite3_open_v2(path_.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw std::runtime_error("cannot open '" + path_ + "': " + message);
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  // WAL with synchronous=NORMAL: a commit is durable once written to the log, which survives a
+  // crash of the process (the SIGKILL case); fsync happens at checkpoints.
+  exec("PRAGMA journal_mode=WAL");
+  exec("PRAGMA synchronous=NORMAL");
+  exec("CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
+       "payload BLOB, qos INTEGER NOT NULL, time INTEGER NOT NULL)");
+  exec("CREATE INDEX IF NOT EXISTS messages_time ON messages(time)");
+  exec("CREATE TABLE IF NOT EXISTS queue (client_id TEXT NOT NULL, message_id INTEGER NOT NULL, "
+       "qos INTEGER NOT NULL, PRIMARY KEY (client_id, message_id)) WITHOUT ROWID");
+  exec("CREATE TABLE IF NOT EXISTS sessions (client_id TEXT PRIMARY KEY)");
+  exec("CREATE TABLE IF NOT EXISTS subscriptions (client_id TEXT NOT NULL, filter TEXT NOT NULL, "
+       "qos INTEGER NOT NULL, PRIMARY KEY (client_id, filter)) WITHOUT ROWID");
+  exec("CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, payload BLOB, "
+       "qos INTEGER NOT NULL, time INTEGER NOT NULL)");
+  exec("CREATE TABLE IF NOT EXISTS wills (client_id TEXT PRIMARY KEY, topic TEXT NOT NULL, "
+       "payload BLOB, qos INTEGER NOT NULL, retain INTEGER NOT NULL)");
+
+  insert_message_ =
+      prepare("INSERT OR REPLACE INTO messages (id, topic, payload, qos, time) VALUES (?,?,?,?,?)");
+  insert_queue_ = prepare("INSERT OR REPLACE INTO queue (client_id, message_id, qos) VALUES (?,?,?)");
+  delete_queue_ = prepare("DELETE FROM queue WHERE client_id = ? AND message_id = ?");
+  insert_session_ = prepare("INSERT OR IGNORE INTO sessions (client_id) VALUES (?)");
+  delete_session_ = prepare("DELETE FROM sessions WHERE client_id = ?");
+  delete_session_subs_ = prepare("DELETE FROM subscriptions WHERE client_id = ?");
+  delete_session_queue_ = prepare("DELETE FROM queue WHERE client_id = ?");
+  insert_sub_ =
+      prepare("INSERT OR REPLACE INTO subscriptions (client_id, filter, qos) VALUES (?,?,?)");
+  delete_sub_ = prepare("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?");
+  insert_retained_ =
+      prepare("INSERT OR REPLACE INTO retained (topic, payload, qos, time) VALUES (?,?,?,?)");
+  delete_retained_ = prepare("DELETE FROM retained WHERE topic = ?");
+  insert_will_ = prepare(
+      "INSERT OR REPLACE INTO wills (client_id, topic, payload, qos, retain) VALUES (?,?,?,?,?)");
+  delete_will_ = prepare("DELETE FROM wills WHERE client_id = ?");
+  cleanup_messages_ = prepare("DELETE FROM messages WHERE time < ?");
+  cleanup_queue_ = prepare(
+      "DELETE FROM queue WHERE NOT EXISTS (SELECT 1 FROM messages WHERE id = queue.message_id)");
+}
+
+Store::~Store() {
+  stop();
+  for (auto* s : statements_) sqlite3_finalize(s);
+  if (db_) sqlite3_close(db_);
+}
+
+void Store::exec(const char* sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+    std::string message = error ? error : "unknown error";
+    sqlite3_free(error);
+    throw std::runtime_error("'" + path_ + "': " + message + " (in: " + sql + ")");
+  }
+}
+
+sqlite3_stmt* Store::prepare(const char* sql) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+    throw std::runtime_error("'" + path_ + "': " + sqlite3_errmsg(db_) + " (in: " + sql + ")");
+  }
+  statements_.push_back(stmt);
+  return stmt;
+}
+
+void Store::step(sqlite3_stmt* stmt) {
+  int rc = sqlite3_step(stmt);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    log_->error("store: {} ({})", sqlite3_errmsg(db_), sqlite3_sql(stmt));
+  }
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+}
+
+StoredState Store::load() {
+  StoredState state;
+  std::map<std::string, std::size_t> index;
+  auto query = [&](const char* sql, auto&& row) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+      throw std::runtime_error("'" + path_ + "': " + sqlite3_errmsg(db_));
+    }
+    while (sqlite3_step(stmt) == SQLITE_ROW) row(stmt);
+    sqlite3_finalize(stmt);
+  };
+  query("SELECT client_id FROM sessions ORDER BY client_id", [&](sqlite3_stmt* s) {
+    index[column_string(s, 0)] = state.sessions.size();
+    state.sessions.push_back(StoredSession{column_string(s, 0), {}, {}});
+  });
+  query("SELECT client_id, filter, qos FROM subscriptions", [&](sqlite3_stmt* s) {
+    auto it = index.find(column_string(s, 0));
+    if (it == index.end()) return;
+    state.sessions[it->second].subscriptions.emplace_back(
+        column_string(s, 1), static_cast<std::uint8_t>(sqlite3_column_int(s, 2)));
+  });
+  std::map<std::int64_t, MessagePtr> messages;
+  query(
+      "SELECT q.client_id, q.qos, m.id, m.topic, m.payload, m.qos, m.time FROM queue q "
+      "JOIN messages m ON m.id = q.message_id ORDER BY m.id",
+      [&](sqlite3_stmt* s) {
+        auto it = index.find(column_string(s, 0));
+        if (it == index.end()) return;
+        std::int64_t id = sqlite3_column_int64(s, 2);
+        auto& message = messages[id];
+        if (!message) {
+          auto m = std::make_shared<Message>();
+          m->id = id;
+          m->topic = column_string(s, 3);
+          m->payload = column_string(s, 4);
+          m->qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 5));
+          m->time = sqlite3_column_int64(s, 6);
+          message = std::move(m);
+        }
+        state.sessions[it->second].queue.emplace_back(
+            message, static_cast<std::uint8_t>(sqlite3_column_int(s, 1)));
+      });
+  query("SELECT topic, payload, qos, time FROM retained", [&](sqlite3_stmt* s) {
+    auto m = std::make_shared<Message>();
+    m->topic = column_string(s, 0);
+    m->payload = column_string(s, 1);
+    m->qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 2));
+    m->time = sqlite3_column_int64(s, 3);
+    m->retain = true;
+    state.retained.push_back(std::move(m));
+  });
+  query("SELECT client_id, topic, payload, qos, retain FROM wills", [&](sqlite3_stmt* s) {
+    StoredWill w;
+    w.client_id = column_string(s, 0);
+    w.message.topic = column_string(s, 1);
+    w.message.payload = column_string(s, 2);
+    w.message.qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 3));
+    w.message.retain = sqlite3_column_int(s, 4) != 0;
+    state.wills.push_back(std::move(w));
+  });
+  query("SELECT COALESCE(MAX(id), 0) FROM messages",
+        [&](sqlite3_stmt* s) { next_id_ = sqlite3_column_int64(s, 0) + 1; });
+  return state;
+}
+
+void Store::start() {
+  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+}
+
+void Store::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Store::submit(Op op) {
+  {
+    std::lock_guard lock(mutex_);
+    ops_.push_back(std::move(op));
+  }
+  cv_.notify_one();
+}
+
+std::size_t Store::backlog() const {
+  std::lock_guard lock(mutex_);
+  return ops_.size();
+}
+
+void Store::add_message(MessagePtr message,
+                        std::vector<std::pair<std::string, std::uint8_t>> queue,
+                        std::function<void()> done) {
+  submit(AddMessage{std::move(message), std::move(queue), std::move(done)});
+}
+void Store::ack(const std::string& client_id, std::int64_t id) { submit(Ack{client_id, id}); }
+void Store::save_session(const std::string& client_id) { submit(SaveSession{client_id}); }
+void Store::delete_session(const std::string& client_id) { submit(DeleteSession{client_id}); }
+void Store::add_subscription(const std::string& client_id, const std::string& filter,
+                             std::uint8_t qos) {
+  submit(AddSubscription{client_id, filter, qos});
+}
+void Store::remove_subscription(const std::string& client_id, const std::string& filter) {
+  submit(RemoveSubscription{client_id, filter});
+}
+void Store::set_retained(MessagePtr message) { submit(SetRetained{std::move(message)}); }
+void Store::clear_retained(const std::string& topic) { submit(ClearRetained{topic}); }
+void Store::set_will(const std::string& client_id, MessagePtr will) {
+  submit(SetWill{client_id, std::move(will)});
+}
+void Store::clear_will(const std::string& client_id) { submit(ClearWill{client_id}); }
+void Store::cleanup(std::int64_t cutoff) { submit(Cleanup{cutoff}); }
+
+void Store::flush() {
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (!thread_.joinable()) return;
+  }
+  submit(Barrier{[&] {
+    std::lock_guard lock(m);
+    done = true;
+    cv.notify_all();
+  }});
+  std::unique_lock lock(m);
+  cv.wait(lock, [&] { return done; });
+}
+
+void Store::run() {
+  std::vector<Op> batch;
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [&] { return stopping_ || !ops_.empty(); });
+      if (ops_.empty()) break;  // stopping with nothing left
+      std::size_t messages = 0;
+      std::size_t acks = 0;
+      while (!ops_.empty()) {
+        const Op& next = ops_.front();
+        if (std::holds_alternative<AddMessage>(next)) {
+          if (messages == options_.message_batch_max) break;
+          ++messages;
+        } else if (std::holds_alternative<Ack>(next)) {
+          if (acks == options_.ack_batch_max) break;
+          ++acks;
+        } else if (batch.size() >= options_.message_batch_max + options_.ack_batch_max + 64) {
+          break;
+        }
+        batch.push_back(std::move(ops_.front()));
+        ops_.pop_front();
+      }
+    }
+    exec("BEGIN");
+    for (auto& op : batch) apply(op);
+    try {
+      exec("COMMIT");
+    } catch (const std::exception& e) {
+      log_->error("store: commit failed: {}", e.what());
+    }
+    commits_.fetch_add(1);
+    for (auto& op : batch) {
+      if (auto* m = std::get_if<AddMessage>(&op); m && m->done) m->done();
+      if (auto* b = std::get_if<Barrier>(&op)) b->done();
+    }
+    batch.clear();
+  }
+}
+
+void Store::apply(Op& op) {
+  if (auto* m = std::get_if<AddMessage>(&op)) {
+    const Message& msg = *m->message;
+    sqlite3_bind_int64(insert_message_, 1, msg.id);
+    bind_text(insert_message_, 2, msg.topic);
+    bind_blob(insert_message_, 3, msg.payload);
+    sqlite3_bind_int(insert_message_, 4, msg.qos);
+    sqlite3_bind_int64(insert_message_, 5, msg.time);
+    step(insert_message_);
+    for (const auto& [client_id, qos] : m->queue) {
+      bind_text(insert_queue_, 1, client_id);
+      sqlite3_bind_int64(insert_queue_, 2, msg.id);
+      sqlite3_bind_int(insert_queue_, 3, qos);
+      step(insert_queue_);
+    }
+  } else if (auto* a = std::get_if<Ack>(&op)) {
+    bind_text(delete_queue_, 1, a->client_id);
+    sqlite3_bind_int64(delete_queue_, 2, a->id);
+    step(delete_queue_);
+  } else if (auto* s = std::get_if<SaveSession>(&op)) {
+    bind_text(insert_session_, 1, s->client_id);
+    step(insert_session_);
+  } else if (auto* d = std::get_if<DeleteSession>(&op)) {
+    for (auto* stmt : {delete_session_, delete_session_subs_, delete_session_queue_}) {
+      bind_text(stmt, 1, d->client_id);
+      step(stmt);
+    }
+  } else if (auto* as = std::get_if<AddSubscription>(&op)) {
+    bind_text(insert_sub_, 1, as->client_id);
+    bind_text(insert_sub_, 2, as->filter);
+    sqlite3_bind_int(insert_sub_, 3, as->qos);
+    step(insert_sub_);
+  } else if (auto* rs = std::get_if<RemoveSubscription>(&op)) {
+    bind_text(delete_sub_, 1, rs->client_id);
+    bind_text(delete_sub_, 2, rs->filter);
+    step(delete_sub_);
+  } else if (auto* sr = std::get_if<SetRetained>(&op)) {
+    const Message& msg = *sr->message;
+    bind_text(insert_retained_, 1, msg.topic);
+    bind_blob(insert_retained_, 2, msg.payload);
+    sqlite3_bind_int(insert_retained_, 3, msg.qos);
+    sqlite3_bind_int64(insert_retained_, 4, msg.time);
+    step(insert_retained_);
+  } else if (auto* cr = std::get_if<ClearRetained>(&op)) {
+    bind_text(delete_retained_, 1, cr->topic);
+    step(delete_retained_);
+  } else if (auto* sw = std::get_if<SetWill>(&op)) {
+    const Message& w = *sw->will;
+    bind_text(insert_will_, 1, sw->client_id);
+    bind_text(insert_will_, 2, w.topic);
+    bind_blob(insert_will_, 3, w.payload);
+    sqlite3_bind_int(insert_will_, 4, w.qos);
+    sqlite3_bind_int(insert_will_, 5, w.retain ? 1 : 0);
+    step(insert_will_);
+  } else if (auto* cw = std::get_if<ClearWill>(&op)) {
+    bind_text(delete_will_, 1, cw->client_id);
+    step(delete_will_);
+  } else if (auto* c = std::get_if<Cleanup>(&op)) {
+    sqlite3_bind_int64(cleanup_messages_, 1, c->cutoff);
+    step(cleanup_messages_);
+    int removed = sqlite3_changes(db_);
+    step(cleanup_queue_);
+    if (removed > 0) log_->debug("store: removed {} message(s) past retention", removed);
+  }
+}
+
+}  // namespace baetyl::hub

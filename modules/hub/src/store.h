@@ -1,0 +1,159 @@
+#pragma once
+// Durable state of the hub in SQLite (WAL): QoS 1/2 messages, the queue of each persistent
+// session, subscriptions, retained messages and wills. All writes go through one writer thread
+// that commits them in batches (group commit); a message's callback runs after its commit.
+#include <sqlite3.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "message.h"
+
+namespace baetyl::hub {
+
+struct StoreOptions {
+  std::size_t message_batch_max = 50;  // message.ingress.qos1.batch.max
+  std::size_t ack_batch_max = 100;     // message.offset.batch.max
+};
+
+struct StoredWill {
+  std::string client_id;
+  Message message;
+};
+
+struct StoredSession {
+  std::string client_id;
+  std::vector<std::pair<std::string, std::uint8_t>> subscriptions;
+  std::vector<std::pair<MessagePtr, std::uint8_t>> queue;  // unacknowledged, oldest first
+};
+
+struct StoredState {
+  std::vector<StoredSession> sessions;
+  std::vector<MessagePtr> retained;
+  std::vector<StoredWill> wills;
+};
+
+class Store {
+ public:
+  // Opens (creating) `dir`/hub.db. Throws std::runtime_error naming the file on failure.
+  Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlog::logger> log);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Everything stored; call before start().
+  StoredState load();
+  void start();
+  // Commits what was submitted and stops the writer thread.
+  void stop();
+
+  // An id for a new persisted message.
+  std::int64_t next_message_id() { return next_id_.fetch_add(1); }
+
+  // Persists `message` and a queue entry for each (client id, delivery QoS); `done` runs on the
+  // writer thread once committed.
+  void add_message(MessagePtr message, std::vector<std::pair<std::string, std::uint8_t>> queue,
+                   std::function<void()> done);
+  // A persistent session acknowledged the message.
+  void ack(const std::string& client_id, std::int64_t message_id);
+  void save_session(const std::string& client_id);
+  void delete_session(const std::string& client_id);  // with its subscriptions and queue
+  void add_subscription(const std::string& client_id, const std::string& filter, std::uint8_t qos);
+  void remove_subscription(const std::string& client_id, const std::string& filter);
+  void set_retained(MessagePtr message);
+  void clear_retained(const std::string& topic);
+  void set_will(const std::string& client_id, MessagePtr will);
+  void clear_will(const std::string& client_id);
+  // Deletes messages received before `cutoff_millis` (unix ms) and their queue entries.
+  void cleanup(std::int64_t cutoff_millis);
+  // Blocks until everything submitted so far is committed.
+  void flush();
+
+  // Number of operations waiting for the writer.
+  std::size_t backlog() const;
+  std::uint64_t commits() const { return commits_.load(); }
+
+ private:
+  struct AddMessage {
+    MessagePtr message;
+    std::vector<std::pair<std::string, std::uint8_t>> queue;
+    std::function<void()> done;
+  };
+  struct Ack {
+    std::string client_id;
+    std::int64_t id;
+  };
+  struct SaveSession { std::string client_id; };
+  struct DeleteSession { std::string client_id; };
+  struct AddSubscription {
+    std::string client_id;
+    std::string filter;
+    std::uint8_t qos;
+  };
+  struct RemoveSubscription {
+    std::string client_id;
+    std::string filter;
+  };
+  struct SetRetained { MessagePtr message; };
+  struct ClearRetained { std::string topic; };
+  struct SetWill {
+    std::string client_id;
+    MessagePtr will;
+  };
+  struct ClearWill { std::string client_id; };
+  struct Cleanup { std::int64_t cutoff; };
+  struct Barrier { std::function<void()> done; };
+  using Op = std::variant<AddMessage, Ack, SaveSession, DeleteSession, AddSubscription,
+                          RemoveSubscription, SetRetained, ClearRetained, SetWill, ClearWill,
+                          Cleanup, Barrier>;
+
+  void submit(Op op);
+  void run();
+  void apply(Op& op);
+  void exec(const char* sql);
+  sqlite3_stmt* prepare(const char* sql);
+  void step(sqlite3_stmt* stmt);
+
+  std::string path_;
+  StoreOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  sqlite3* db_ = nullptr;
+  std::vector<sqlite3_stmt*> statements_;
+  sqlite3_stmt* insert_message_ = nullptr;
+  sqlite3_stmt* insert_queue_ = nullptr;
+  sqlite3_stmt* delete_queue_ = nullptr;
+  sqlite3_stmt* insert_session_ = nullptr;
+  sqlite3_stmt* delete_session_ = nullptr;
+  sqlite3_stmt* delete_session_subs_ = nullptr;
+  sqlite3_stmt* delete_session_queue_ = nullptr;
+  sqlite3_stmt* insert_sub_ = nullptr;
+  sqlite3_stmt* delete_sub_ = nullptr;
+  sqlite3_stmt* insert_retained_ = nullptr;
+  sqlite3_stmt* delete_retained_ = nullptr;
+  sqlite3_stmt* insert_will_ = nullptr;
+  sqlite3_stmt* delete_will_ = nullptr;
+  sqlite3_stmt* cleanup_messages_ = nullptr;
+  sqlite3_stmt* cleanup_queue_ = nullptr;
+
+  std::atomic<std::int64_t> next_id_{1};
+  std::atomic<std::uint64_t> commits_{0};
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Op> ops_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace baetyl::hub

@@ -1,0 +1,38 @@
+#pragma once
+// The byte streams a client connects over: TCP, TLS, WebSocket and WebSocket over TLS.
+#include <memory>
+#include <string>
+
+#include "baetyl/asio.h"
+
+namespace baetyl::hub {
+
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  virtual asio::awaitable<std::size_t> read_some(asio::mutable_buffer buffer, error_code& ec) = 0;
+  virtual asio::awaitable<void> write(asio::const_buffer buffer, error_code& ec) = 0;
+  // Closes the socket; pending operations complete with an error. Call on the stream's strand.
+  virtual void close() = 0;
+  // The TLS and WebSocket handshakes; throws on failure. Nothing to do for plain TCP.
+  virtual asio::awaitable<void> handshake() { co_return; }
+
+  std::string remote;  // peer address for logs
+  std::string peer_common_name;  // CN of a verified client certificate, else empty
+};
+
+using Tcp = asio::ip::tcp;
+
+// A server stream of the listener's scheme (tcp, ssl, ws, wss); `tls` is required for ssl and
+// wss. For ws and wss, handshake() reads the HTTP upgrade request, checks that its path is `path`
+// and accepts with the subprotocol "mqtt".
+std::unique_ptr<Stream> make_stream(Tcp::socket socket, const std::string& scheme,
+                                    asio::ssl::context* tls, const std::string& path);
+
+// A TLS server context from the certificate keys; client certificates are verified against `ca`
+// when a client presents one. Throws std::runtime_error naming the file.
+std::shared_ptr<asio::ssl::context> make_server_tls_context(const std::string& cert,
+                                                            const std::string& key,
+                                                            const std::string& ca);
+
+}  // namespace baetyl::hub
