@@ -1,0 +1,352 @@
+// Unit tests of baetyl-hub: configuration, topic trie, ACL and the SQLite store.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "acl.h"
+#include "baetyl/testing/temp_dir.h"
+#include "config.h"
+#include "store.h"
+#include "topic_tree.h"
+
+using namespace baetyl::hub;
+using namespace std::chrono_literals;
+using baetyl::config::ConfigError;
+
+namespace {
+
+HubConfig load(const std::string& yaml) {
+  return baetyl::config::load_string<HubConfig>(yaml, "service.yml");
+}
+
+std::string error_of(const std::string& yaml) {
+  try {
+    load(yaml);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::set<std::string> matches(const TopicTree<std::string>& tree, const std::string& topic) {
+  std::set<std::string> out;
+  tree.match(topic, [&](const std::string& key, std::uint8_t qos) {
+    out.insert(key + ":" + std::to_string(qos));
+  });
+  return out;
+}
+
+}  // namespace
+
+TEST(HubConfig, DefaultsFromTheDocs) {
+  auto c = load("listen: [tcp://0.0.0.0:1883]\n");
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].scheme, "tcp");
+  EXPECT_EQ(c.listeners[0].host, "0.0.0.0");
+  EXPECT_EQ(c.listeners[0].port, 1883);
+  EXPECT_EQ(c.message.length_max.bytes, 32u * 1024);
+  EXPECT_EQ(c.message.ingress.qos0_buffer_size, 10000u);
+  EXPECT_EQ(c.message.ingress.qos1_buffer_size, 100u);
+  EXPECT_EQ(c.message.ingress.qos1_batch_max, 50u);
+  EXPECT_EQ(c.message.ingress.qos1_cleanup_retention, 48h);
+  EXPECT_EQ(c.message.ingress.qos1_cleanup_interval, 1min);
+  EXPECT_EQ(c.message.egress.qos0_buffer_size, 10000u);
+  EXPECT_EQ(c.message.egress.qos1_buffer_size, 100u);
+  EXPECT_EQ(c.message.egress.qos1_batch_max, 50u);
+  EXPECT_EQ(c.message.egress.qos1_retry_interval, 20s);
+  EXPECT_EQ(c.message.offset.buffer_size, 10000u);
+  EXPECT_EQ(c.message.offset.batch_max, 100u);
+  EXPECT_FALSE(c.status.logging_enable);
+  EXPECT_EQ(c.status.logging_interval, 60s);
+  EXPECT_EQ(c.storage_dir, "var/db/baetyl/data");
+  EXPECT_EQ(c.shutdown_timeout, 10min);
+  EXPECT_EQ(c.logger.level, "info");
+}
+
+TEST(HubConfig, EveryKeyIsRead) {
+  const std::string yaml = R"(
+listen: [tcp://0.0.0.0:1883, 'ssl://[::1]:8883', 'ws://:8080/mqtt', 'wss://localhost:8884/mqtt']
+certificate: {ca: ca.pem, key: server.key, cert: server.pem}
+principals:
+  - username: test
+    password: hahaha
+    permissions:
+      - action: pub
+        permit: ['#']
+        deny: [secret/#]
+      - action: sub
+        permit: [a/+, b/#]
+  - username: two-way-tls
+    permissions: [{action: sub, permit: ['tls/#']}]
+subscriptions:
+  - source: {topic: t, qos: 1}
+    target: {topic: t/topic, qos: 1}
+message:
+  length: {max: 4m}
+  ingress:
+    qos0: {buffer: {size: 5}}
+    qos1: {buffer: {size: 6}, batch: {max: 7}, cleanup: {retention: 1h, interval: 2s}}
+  egress:
+    qos0: {buffer: {size: 8}}
+    qos1: {buffer: {size: 9}, batch: {max: 10}, retry: {interval: 3s}}
+  offset: {buffer: {size: 11}, batch: {max: 12}}
+status: {logging: {enable: true, interval: 5s}}
+storage: {dir: data}
+shutdown: {timeout: 30s}
+logger: {level: debug}
+)";
+  std::vector<std::string> unknown;
+  auto c = baetyl::config::read_document<HubConfig>(baetyl::config::parse_yaml(yaml, "s.yml"),
+                                                    "s.yml", &unknown);
+  EXPECT_TRUE(unknown.empty()) << unknown.front();
+  ASSERT_EQ(c.listeners.size(), 4u);
+  EXPECT_EQ(c.listeners[1].host, "::1");
+  EXPECT_EQ(c.listeners[2].host, "");
+  EXPECT_EQ(c.listeners[2].path, "/mqtt");
+  EXPECT_TRUE(c.listeners[3].tls());
+  EXPECT_EQ(c.principals[0].permissions[0].deny, std::vector<std::string>{"secret/#"});
+  EXPECT_EQ(c.subscriptions[0].target.qos, 1);
+  EXPECT_EQ(c.message.length_max.bytes, 4u << 20);
+  EXPECT_EQ(c.message.ingress.qos0_buffer_size, 5u);
+  EXPECT_EQ(c.message.ingress.qos1_buffer_size, 6u);
+  EXPECT_EQ(c.message.ingress.qos1_batch_max, 7u);
+  EXPECT_EQ(c.message.ingress.qos1_cleanup_retention, 1h);
+  EXPECT_EQ(c.message.ingress.qos1_cleanup_interval, 2s);
+  EXPECT_EQ(c.message.egress.qos0_buffer_size, 8u);
+  EXPECT_EQ(c.message.egress.qos1_buffer_size, 9u);
+  EXPECT_EQ(c.message.egress.qos1_batch_max, 10u);
+  EXPECT_EQ(c.message.egress.qos1_retry_interval, 3s);
+  EXPECT_EQ(c.message.offset.buffer_size, 11u);
+  EXPECT_EQ(c.message.offset.batch_max, 12u);
+  EXPECT_TRUE(c.status.logging_enable);
+  EXPECT_EQ(c.status.logging_interval, 5s);
+  EXPECT_EQ(c.storage_dir, "data");
+  EXPECT_EQ(c.shutdown_timeout, 30s);
+  EXPECT_EQ(c.logger.level, "debug");
+}
+
+TEST(HubConfig, RejectsBadValuesWithFileAndKey) {
+  EXPECT_NE(error_of("{}").find("service.yml: listen: is required"), std::string::npos);
+  EXPECT_NE(error_of("listen: [udp://:1]").find("listen[0]: 'udp://:1': unknown scheme"),
+            std::string::npos);
+  EXPECT_NE(error_of("listen: [tcp://:99999]").find("invalid port"), std::string::npos);
+  EXPECT_NE(error_of("listen: [ssl://:8883]").find("certificate: cert and key are required"),
+            std::string::npos);
+  EXPECT_NE(error_of("listen: [tcp://:1]\nprincipals: [{username: a, permissions: [{action: "
+                     "publish, permit: [x]}]}]")
+                .find("principals[0].permissions[0].action: 'publish' is not one of: pub, sub"),
+            std::string::npos);
+  EXPECT_NE(error_of("listen: [tcp://:1]\nprincipals: [{username: a, permissions: [{action: "
+                     "sub, permit: [a/#/b]}]}]")
+                .find("principals[0].permissions[0].permit[0]"),
+            std::string::npos);
+  EXPECT_NE(error_of("listen: [tcp://:1]\nprincipals: [{username: a}, {username: a}]")
+                .find("principals[1].username: 'a' is listed twice"),
+            std::string::npos);
+  EXPECT_NE(error_of("listen: [tcp://:1]\nmessage: {length: {max: 300m}}").find("message.length.max"),
+            std::string::npos);
+  EXPECT_NE(error_of("listen: [tcp://:1]\nmessage: {egress: {qos1: {retry: {interval: 5}}}}")
+                .find("message.egress.qos1.retry.interval"),
+            std::string::npos);
+  EXPECT_NE(error_of("listen: [tcp://:1]\nsubscriptions: [{source: {topic: a, qos: 3}, target: {topic: b}}]")
+                .find("subscriptions[0].source.qos"),
+            std::string::npos);
+  EXPECT_NE(error_of("listen: [tcp://:1]\nsubscriptions: [{source: {topic: a}, target: {topic: b/+}}]")
+                .find("subscriptions[0].target.topic"),
+            std::string::npos);
+}
+
+TEST(HubConfig, RoutesWithDuplicatesOrCyclesAreRejected) {
+  auto route = [](std::string s, std::string t) { return Route{{s, 0}, {t, 0}}; };
+  EXPECT_EQ(check_routes({route("t", "t/topic")}), "");
+  EXPECT_EQ(check_routes({route("a", "b"), route("b", "c")}), "");
+  EXPECT_NE(check_routes({route("a", "b"), route("a", "b")}).find("duplicates"), std::string::npos);
+  EXPECT_NE(check_routes({route("a/#", "a/b")}).find("cycle"), std::string::npos);
+  EXPECT_NE(check_routes({route("a", "b"), route("b", "c"), route("+", "a")}).find("cycle"),
+            std::string::npos);
+  EXPECT_NE(error_of("listen: [tcp://:1]\nsubscriptions: [{source: {topic: a}, target: {topic: b}},"
+                     " {source: {topic: b}, target: {topic: a}}]")
+                .find("subscriptions: routes form a cycle"),
+            std::string::npos);
+}
+
+TEST(TopicTree, MatchesWildcardsAndDollarTopics) {
+  TopicTree<std::string> tree;
+  EXPECT_TRUE(tree.insert("a/b", "exact", 1));
+  EXPECT_TRUE(tree.insert("a/+", "plus", 0));
+  EXPECT_TRUE(tree.insert("a/#", "hash", 2));
+  EXPECT_TRUE(tree.insert("#", "all", 0));
+  EXPECT_TRUE(tree.insert("+/b", "first", 1));
+  EXPECT_TRUE(tree.insert("$SYS/#", "sys", 0));
+  EXPECT_FALSE(tree.insert("a/b", "exact", 2));  // replaced
+  EXPECT_EQ(tree.size(), 6u);
+  EXPECT_EQ(matches(tree, "a/b"),
+            (std::set<std::string>{"exact:2", "plus:0", "hash:2", "all:0", "first:1"}));
+  EXPECT_EQ(matches(tree, "a"), (std::set<std::string>{"hash:2", "all:0"}));
+  EXPECT_EQ(matches(tree, "a/"), (std::set<std::string>{"plus:0", "hash:2", "all:0"}));
+  EXPECT_EQ(matches(tree, "a/b/c"), (std::set<std::string>{"hash:2", "all:0"}));
+  EXPECT_EQ(matches(tree, "$SYS/x"), (std::set<std::string>{"sys:0"}));
+  EXPECT_EQ(matches(tree, "x/b"), (std::set<std::string>{"all:0", "first:1"}));
+  EXPECT_TRUE(tree.erase("#", "all"));
+  EXPECT_FALSE(tree.erase("#", "all"));
+  EXPECT_FALSE(tree.erase("a/b/c", "exact"));
+  EXPECT_EQ(matches(tree, "x/b"), (std::set<std::string>{"first:1"}));
+  for (auto [f, k] : {std::pair{"a/b", "exact"}, {"a/+", "plus"}, {"a/#", "hash"},
+                      {"+/b", "first"}, {"$SYS/#", "sys"}}) {
+    EXPECT_TRUE(tree.erase(f, k));
+  }
+  EXPECT_TRUE(tree.empty());
+  EXPECT_TRUE(matches(tree, "a/b").empty());
+}
+
+TEST(TopicTree, ManySubscribersOnOneFilter) {
+  TopicTree<int> tree;
+  for (int i = 0; i < 1000; ++i) tree.insert("s/+/x", i, static_cast<std::uint8_t>(i % 3));
+  int count = 0;
+  tree.match("s/1/x", [&](int, std::uint8_t) { ++count; });
+  EXPECT_EQ(count, 1000);
+  for (int i = 0; i < 1000; i += 2) tree.erase("s/+/x", i);
+  count = 0;
+  tree.match("s/1/x", [&](int key, std::uint8_t) {
+    EXPECT_EQ(key % 2, 1);
+    ++count;
+  });
+  EXPECT_EQ(count, 500);
+}
+
+TEST(Acl, FilterCoversAndOverlap) {
+  EXPECT_TRUE(filter_covers("#", "a/b/c"));
+  EXPECT_TRUE(filter_covers("#", "+/#"));
+  EXPECT_TRUE(filter_covers("a/#", "a"));
+  EXPECT_TRUE(filter_covers("a/+", "a/b"));
+  EXPECT_TRUE(filter_covers("a/+", "a/+"));
+  EXPECT_FALSE(filter_covers("a/+", "a/#"));
+  EXPECT_FALSE(filter_covers("a/b", "a/+"));
+  EXPECT_FALSE(filter_covers("a/+", "a/b/c"));
+  EXPECT_FALSE(filter_covers("a", "a/b"));
+  EXPECT_TRUE(filters_overlap("a/#", "a/b"));
+  EXPECT_TRUE(filters_overlap("+/b", "a/+"));
+  EXPECT_TRUE(filters_overlap("a/#", "a"));
+  EXPECT_FALSE(filters_overlap("a/b", "a/c"));
+  EXPECT_FALSE(filters_overlap("a/+", "a"));
+  EXPECT_FALSE(filters_overlap("#", "$SYS/x"));
+}
+
+TEST(Acl, PermitAndDeny) {
+  Principal p{"u", "pw",
+              {{"pub", {"#"}, {"secret/#"}},
+               {"sub", {"sensor/+/temp", "public/#"}, {"public/private"}}}};
+  Auth auth({p, Principal{"cert", "", {{"pub", {"tls/#"}, {}}}}});
+  auto a = auth.authenticate("u", "pw");
+  ASSERT_TRUE(a);
+  EXPECT_FALSE(auth.authenticate("u", "wrong"));
+  EXPECT_FALSE(auth.authenticate("u", ""));
+  EXPECT_FALSE(auth.authenticate("nobody", "pw"));
+  EXPECT_FALSE(auth.authenticate_certificate("u"));  // has a password
+  EXPECT_FALSE(auth.authenticate("cert", "x"));
+  auto c = auth.authenticate_certificate("cert");
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->can_publish("tls/a"));
+  EXPECT_FALSE(c->can_publish("other"));
+  EXPECT_FALSE(c->can_subscribe("tls/a"));
+
+  EXPECT_TRUE(a->can_publish("any/topic"));
+  EXPECT_FALSE(a->can_publish("secret"));
+  EXPECT_FALSE(a->can_publish("secret/x"));
+  EXPECT_TRUE(a->can_subscribe("sensor/1/temp"));
+  EXPECT_TRUE(a->can_subscribe("sensor/+/temp"));
+  EXPECT_FALSE(a->can_subscribe("sensor/#"));
+  EXPECT_FALSE(a->can_subscribe("sensor/1/humidity"));
+  EXPECT_TRUE(a->can_subscribe("public/news"));
+  EXPECT_FALSE(a->can_subscribe("public/private"));
+  EXPECT_FALSE(a->can_subscribe("public/#"));  // overlaps the denied topic
+  EXPECT_FALSE(a->can_subscribe("public/+"));
+}
+
+namespace {
+MessagePtr make_message(std::int64_t id, std::string topic, std::string payload,
+                        std::int64_t time) {
+  auto m = std::make_shared<Message>();
+  m->id = id;
+  m->topic = std::move(topic);
+  m->payload = std::move(payload);
+  m->qos = 1;
+  m->time = time;
+  return m;
+}
+}  // namespace
+
+TEST(Store, PersistsSessionsQueuesRetainedAndWills) {
+  baetyl::testing::TempDir dir;
+  auto log = spdlog::default_logger();
+  const std::string path = (dir.path() / "data").string();
+  {
+    Store store(path, {}, log);
+    auto state = store.load();
+    EXPECT_TRUE(state.sessions.empty());
+    store.start();
+    store.save_session("c1");
+    store.add_subscription("c1", "a/#", 1);
+    store.add_subscription("c1", "b", 2);
+    store.remove_subscription("c1", "b");
+    std::atomic<int> committed{0};
+    for (int i = 0; i < 10; ++i) {
+      auto id = store.next_message_id();
+      std::string payload = std::string("p\0", 2) + std::to_string(i);
+      store.add_message(make_message(id, "a/x", payload, baetyl::hub::unix_millis()),
+                        {{"c1", 1}}, [&] { ++committed; });
+    }
+    store.ack("c1", 1);
+    store.ack("c1", 3);
+    auto retained = make_message(0, "r", "kept", 1);
+    store.set_retained(retained);
+    store.set_retained(make_message(0, "r2", "gone", 1));
+    store.clear_retained("r2");
+    Message will;
+    will.topic = "wills/c2";
+    will.payload = "bye";
+    will.qos = 1;
+    store.set_will("c2", std::make_shared<Message>(will));
+    store.save_session("gone");
+    store.add_subscription("gone", "x", 0);
+    store.delete_session("gone");
+    store.flush();
+    EXPECT_EQ(committed.load(), 10);
+  }
+  Store store(path, {}, log);
+  auto state = store.load();
+  ASSERT_EQ(state.sessions.size(), 1u);
+  EXPECT_EQ(state.sessions[0].client_id, "c1");
+  ASSERT_EQ(state.sessions[0].subscriptions.size(), 1u);
+  EXPECT_EQ(state.sessions[0].subscriptions[0].first, "a/#");
+  ASSERT_EQ(state.sessions[0].queue.size(), 8u);
+  EXPECT_EQ(state.sessions[0].queue[0].first->id, 2);
+  EXPECT_EQ(state.sessions[0].queue[0].first->payload, std::string("p\0" "1", 3));
+  EXPECT_EQ(state.sessions[0].queue[1].first->id, 4);
+  ASSERT_EQ(state.retained.size(), 1u);
+  EXPECT_EQ(state.retained[0]->payload, "kept");
+  ASSERT_EQ(state.wills.size(), 1u);
+  EXPECT_EQ(state.wills[0].client_id, "c2");
+  EXPECT_EQ(state.wills[0].message.payload, "bye");
+  EXPECT_EQ(store.next_message_id(), 11);
+}
+
+TEST(Store, CleanupRemovesMessagesPastRetention) {
+  baetyl::testing::TempDir dir;
+  Store store(dir.path().string(), {}, spdlog::default_logger());
+  store.load();
+  store.start();
+  store.save_session("c");
+  store.add_message(make_message(store.next_message_id(), "t", "old", 1000), {{"c", 1}}, {});
+  store.add_message(make_message(store.next_message_id(), "t", "new", 5000), {{"c", 1}}, {});
+  store.cleanup(2000);
+  store.flush();
+  store.stop();
+  auto state = store.load();
+  ASSERT_EQ(state.sessions.size(), 1u);
+  ASSERT_EQ(state.sessions[0].queue.size(), 1u);
+  EXPECT_EQ(state.sessions[0].queue[0].first->payload, "new");
+}
