@@ -66,7 +66,8 @@ class Engine {
   // Before the first instance of a service starts: native creates the service work directory
   // with a symlink per mount and the master socket; docker creates nothing per service.
   // `volumes` are the app's volumes (paths relative to the master work directory).
-  virtual void setup_service(const ServiceInfo& service, const std::vector<VolumeInfo>& volumes) = 0;
+  virtual void setup_service(const ServiceInfo& service,
+                             const std::vector<VolumeInfo>& volumes) = 0;
   // After the last instance of a service stopped: removes what setup_service created.
   virtual void teardown_service(const std::string& service) = 0;
   // Starts one instance. Throws std::runtime_error when it cannot be started (the message names

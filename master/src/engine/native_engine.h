@@ -1,6 +1,7 @@
 #pragma once
 // Native mode: every instance is a process (its own process group) running in the service's work
 // directory var/run/baetyl/services/<service>, where each mount is a symlink to its volume.
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -24,7 +25,9 @@ struct NativeEngineOptions {
   // Where the engine records the processes it started, so that the next master can clean them up
   // after a crash (default var/db/baetyl/native-instances.json under workdir when empty).
   std::filesystem::path state_file;
-  std::shared_ptr<spdlog::logger> logger;
+  // How long clean_leftovers() lets a previous master's processes exit after SIGTERM.
+  std::chrono::milliseconds leftover_grace{std::chrono::seconds(5)};
+  std::shared_ptr<spdlog::logger> logger;  // null: log nothing
 };
 
 // Resolves a service image to the program to run, in this order:
@@ -36,7 +39,8 @@ struct NativeEngineOptions {
 //     the seed's runtime names baetyl-function-python27/-python36 map to baetyl-function-python
 //     (with a warning that Python 3 runs the code) and baetyl-function-node85 to
 //     baetyl-function-node.
-// Throws std::runtime_error naming the service, the image and every place looked at.
+// Returns an absolute path. Throws std::runtime_error naming the service, the image and every
+// place looked at, or what is wrong with a package that was found.
 std::filesystem::path resolve_native_program(const ServiceInfo& service,
                                              const std::filesystem::path& service_dir,
                                              const NativeEngineOptions& options);
@@ -44,10 +48,15 @@ std::filesystem::path resolve_native_program(const ServiceInfo& service,
 class NativeEngine final : public Engine {
  public:
   explicit NativeEngine(NativeEngineOptions options);
+  // Leaves running instances alone (the master stops them); their records stay in the state file.
   ~NativeEngine() override;
 
   std::string_view mode() const override { return "native"; }
   void clean_leftovers() override;
+  // Resolves the program of every service with replica > 0 the way start() will, except that the
+  // service directory does not exist yet: a package path lib/baetyl/<image> is looked up in the
+  // volume of the longest mount path that contains it. A service with replica 0 (started on
+  // demand) only gets a warning. start() resolves again in the real service directory.
   void prepare(const AppConfig& app) override;
   void setup_service(const ServiceInfo& service, const std::vector<VolumeInfo>& volumes) override;
   void teardown_service(const std::string& service) override;
