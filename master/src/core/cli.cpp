@@ -259,6 +259,19 @@ int start(const Arguments& args, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
+  // A master update in progress: this is the new binary's start (see master_update.h).
+  const fs::path marker_file = workdir / kMasterUpdateFile;
+  auto marker = MasterUpdateMarker::load(marker_file);
+  const bool trial = marker && marker->stage == "restarting";
+  if (trial) {
+    ++marker->attempts;
+    marker->save(marker_file);
+  }
+  auto fail = [&](const std::string& reason, spdlog::logger& log) -> int {
+    if (trial) roll_back_master_update(*marker, marker_file, reason, argv, log);
+    return 1;
+  };
+
   const std::string config_file = args.config.value_or(kMasterConfigFile);
   std::vector<std::string> unknown;
   MasterConfig config;
@@ -266,21 +279,13 @@ int start(const Arguments& args, char** argv) {
     config = load_master_config(config_file, &unknown);
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
-    return 1;
+    return fail(e.what(), *log::make_logger(log::LoggerConfig{}, "baetyl"));
   }
   auto logger = log::make_logger(config.logger, "baetyl");
   for (const auto& key : unknown) logger->warn("{}: {}: unknown key, ignored", config_file, key);
   logger->info("baetyl {} starting in {}", build_info().version, workdir.string());
-
-  const fs::path marker_file = workdir / kMasterUpdateFile;
-  auto marker = MasterUpdateMarker::load(marker_file);
-  if (marker && marker->stage == "restarting") {
-    ++marker->attempts;
-    marker->save(marker_file);
-    if (marker->attempts > 1) {
-      roll_back_master_update(*marker, marker_file, "a previous start of it did not finish", argv,
-                              *logger);
-    }
+  if (trial && marker->attempts > 1) {
+    return fail("a previous start of it did not finish", *logger);
   }
 
   MasterOptions options;
@@ -289,16 +294,14 @@ int start(const Arguments& args, char** argv) {
   options.binary = own_binary();
   options.logger = logger;
   options.request_reexec = [] { ::kill(::getpid(), SIGUSR2); };
-  auto master = std::make_unique<Master>(std::move(options));
+  std::unique_ptr<Master> master;
   try {
+    master = std::make_unique<Master>(std::move(options));
     master->start();
   } catch (const std::exception& e) {
     logger->error("{}", e.what());
     master.reset();
-    if (marker && marker->stage == "restarting") {
-      roll_back_master_update(*marker, marker_file, e.what(), argv, *logger);
-    }
-    return 1;
+    return fail(e.what(), *logger);
   }
   master->finish_master_update();
 
@@ -313,9 +316,9 @@ int start(const Arguments& args, char** argv) {
   master->stop();
   master.reset();
   if (received == SIGUSR2) {
-    const fs::path self = workdir / "bin/baetyl";
+    // Without an update in progress SIGUSR2 restarts the master in place.
     auto pending = MasterUpdateMarker::load(marker_file);
-    const fs::path target = pending ? pending->binary : self;
+    const fs::path target = pending ? pending->binary : own_binary();
     logger->flush();
     ::execv(target.c_str(), argv);
     logger->error("cannot exec {}: {}", target.string(), std::strerror(errno));

@@ -446,3 +446,122 @@ TEST(MasterE2E, CheckVersionAndUsage) {
 
 }  // namespace
 }  // namespace baetyl::testing
+
+namespace baetyl::testing {
+namespace {
+
+// A master started from <workdir>/bin/baetyl, as an installed one is (its work directory is then
+// the parent of bin/ without -w).
+class InstalledMaster {
+ public:
+  explicit InstalledMaster(MasterRun& run) : run_(run) {
+    fs::create_directories(run.workdir() / "bin");
+    fs::copy_file(binary_path("baetyl"), binary(), fs::copy_options::overwrite_existing);
+  }
+  fs::path binary() const { return run_.workdir() / "bin/baetyl"; }
+  bool start() {
+    ProcessOptions options;
+    options.output_file = (run_.workdir() / "master.out").string();
+    process_ = std::make_unique<Process>(std::vector<std::string>{binary().string(), "start"},
+                                         options);
+    return MasterRun::wait_until([&] {
+      try {
+        return process_->running() && !run_.inspect().is_null();
+      } catch (const std::exception&) {
+        return false;
+      }
+    });
+  }
+  Process& process() { return *process_; }
+
+ private:
+  MasterRun& run_;
+  std::unique_ptr<Process> process_;
+};
+
+TEST(MasterE2E, MasterUpdateInstallsTheNewBinaryAndRestartsInPlace) {
+  MasterRun run;
+  run.write_app("v1", service("svc"));
+  InstalledMaster master(run);
+  ASSERT_TRUE(master.start()) << master.process().output();
+  ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("svc").has_value(); }));
+  const pid_t master_pid = master.process().pid();
+  fs::copy_file(binary_path("baetyl"), run.workdir() / "var/db/baetyl/baetyl-new");
+  {
+    std::ofstream mark(run.workdir() / "var/db/baetyl/baetyl-new", std::ios::app);
+    mark << "new build";  // the installed binary must be this file
+  }
+  auto response = run.call("PUT", "/v1/system/update", "baetyl.admin", run.admin_password(),
+                           R"({"type":"MST","path":"var/db/baetyl/baetyl-new","trace":"m-1"})");
+  ASSERT_EQ(response.status, 200) << response.body;
+  ASSERT_TRUE(MasterRun::wait_until([&] { return ota_finished(run); }, 20s))
+      << master.process().output();
+  EXPECT_EQ(ota_steps(run), (std::vector<std::string>{"RECEIVED", "UPDATING", "RESTARTING",
+                                                      "RESTARTED", "UPDATED"}));
+  EXPECT_EQ(fs::file_size(master.binary()),
+            fs::file_size(run.workdir() / "var/db/baetyl/baetyl-new"));
+  EXPECT_EQ(fs::file_size(run.workdir() / "bin/baetyl.old"), fs::file_size(binary_path("baetyl")));
+  EXPECT_EQ(master.process().pid(), master_pid);
+  EXPECT_TRUE(master.process().running());
+  ASSERT_TRUE(MasterRun::wait_until([&] {
+    try {
+      return run.pids("svc").size() == 2u && !run.inspect().is_null();
+    } catch (const std::exception&) {
+      return false;
+    }
+  })) << "services restarted by the new master";
+  EXPECT_FALSE(run.inspect().contains("error"));
+  EXPECT_FALSE(fs::exists(run.workdir() / "var/db/baetyl/master-update.json"));
+}
+
+TEST(MasterE2E, MasterUpdateRefusesABinaryThatFailsCheck) {
+  MasterRun run;
+  run.write_app("v1", service("svc"));
+  InstalledMaster master(run);
+  ASSERT_TRUE(master.start()) << master.process().output();
+  ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("svc").has_value(); }));
+  auto fake = run.workdir() / "var/db/baetyl/not-baetyl";
+  std::ofstream(fake) << "#!/bin/sh\necho 'config is broken'\nexit 1\n";
+  fs::permissions(fake, fs::perms::owner_all);
+  ASSERT_EQ(run.call("PUT", "/v1/system/update", "baetyl.admin", run.admin_password(),
+                     R"({"type":"MST","path":"var/db/baetyl/not-baetyl","trace":"m-2"})")
+                .status,
+            200);
+  ASSERT_TRUE(MasterRun::wait_until([&] { return ota_finished(run); }));
+  EXPECT_EQ(ota_steps(run).back(), "FAILURE");
+  EXPECT_THAT(run.inspect().value("error", ""), HasSubstr("config is broken"));
+  EXPECT_EQ(run.pids("svc").size(), 1u) << "nothing was restarted";
+  EXPECT_FALSE(fs::exists(run.workdir() / "bin/baetyl.old"));
+}
+
+TEST(MasterE2E, ANewMasterThatDiedStartingIsRolledBack) {
+  MasterRun run;
+  run.write_app("v1", service("svc"));
+  InstalledMaster master(run);
+  // What the previous master left: the new binary installed, the old kept, one start attempted
+  // that never finished (it crashed).
+  fs::copy_file(master.binary(), run.workdir() / "bin/baetyl.old");
+  {
+    std::ofstream broken(master.binary(), std::ios::app);
+    broken << "new build";
+  }
+  run.write_conf();
+  std::ofstream(run.workdir() / "var/db/baetyl/master-update.json")
+      << nlohmann::json{{"trace", "m-3"},
+                        {"stage", "restarting"},
+                        {"attempts", 1},
+                        {"binary", master.binary().string()},
+                        {"backup", (run.workdir() / "bin/baetyl.old").string()}}
+             .dump();
+  ASSERT_TRUE(master.start()) << master.process().output();
+  ASSERT_TRUE(MasterRun::wait_until([&] { return ota_finished(run); }));
+  EXPECT_EQ(ota_steps(run), (std::vector<std::string>{"ROLLINGBACK", "ROLLEDBACK"}));
+  EXPECT_EQ(fs::file_size(master.binary()), fs::file_size(binary_path("baetyl")))
+      << "the old binary is back";
+  EXPECT_THAT(run.inspect().value("error", ""), HasSubstr("did not finish"));
+  EXPECT_TRUE(MasterRun::wait_until([&] { return run.last_pid("svc").has_value(); }));
+  EXPECT_FALSE(fs::exists(run.workdir() / "var/db/baetyl/master-update.json"));
+}
+
+}  // namespace
+}  // namespace baetyl::testing
