@@ -1,0 +1,643 @@
+// End-to-end tests: the real baetyl-hub binary on a free loopback port, with mosquitto clients
+// and hand-played MQTT peers.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "baetyl/testing/mosquitto.h"
+#include "baetyl/testing/ports.h"
+#include "baetyl/testing/tls.h"
+#include "hub_test_support.h"
+
+using namespace baetyl::hub::testing;
+using namespace std::chrono_literals;
+namespace mqtt = baetyl::mqtt;
+using baetyl::testing::free_port;
+using baetyl::testing::MosquittoSubscriber;
+using baetyl::testing::SubscriberOptions;
+
+namespace {
+
+class HubTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = free_port();
+    hub_ = std::make_unique<HubProcess>(base_config(port_, extra_config()), port_);
+  }
+  virtual std::string extra_config() const { return ""; }
+
+  std::unique_ptr<RawClient> connected(const std::string& id, bool clean = true) {
+    auto client = std::make_unique<RawClient>(port_);
+    auto ack = client->connect(make_connect(id, clean));
+    EXPECT_EQ(ack.return_code, mqtt::ConnectReturnCode::Accepted);
+    return client;
+  }
+
+  void subscribe(RawClient& c, const std::string& filter, std::uint8_t qos,
+                 std::uint8_t expected) {
+    c.send(mqtt::Subscribe{1, {{filter, qos}}});
+    auto ack = c.expect<mqtt::Suback>();
+    EXPECT_EQ(ack.return_codes, std::vector<std::uint8_t>{expected}) << filter;
+  }
+
+  mqtt::Publish publish_packet(std::string topic, std::string payload, std::uint8_t qos,
+                               std::uint16_t id = 0, bool retain = false) {
+    mqtt::Publish p;
+    p.topic = std::move(topic);
+    p.payload = std::move(payload);
+    p.qos = qos;
+    p.packet_id = qos ? id : 0;
+    p.retain = retain;
+    return p;
+  }
+
+  std::uint16_t port_ = 0;
+  std::unique_ptr<HubProcess> hub_;
+};
+
+}  // namespace
+
+TEST_F(HubTest, RoutingWalkthroughWithMosquittoClients) {
+  SubscriberOptions options;
+  options.topic = "t/#";
+  options.username = "test";
+  options.password = "hahaha";
+  options.count = 2;
+  MosquittoSubscriber sub1(port_, options);
+  options.topic = "t";
+  options.count = 1;
+  MosquittoSubscriber sub2(port_, options);
+  ASSERT_EQ(baetyl::testing::mosquitto_pub(port_, "t", "This is a new message.", 1,
+                                           {"-u", "test", "-P", "hahaha"}),
+            0);
+  auto got = sub1.wait_for(2, 5s);
+  ASSERT_EQ(got.size(), 2u);
+  std::set<std::string> topics;
+  for (const auto& m : sub1.received()) topics.insert(m.topic);
+  EXPECT_EQ(topics, (std::set<std::string>{"t", "t/topic"}));
+  EXPECT_EQ(sub2.wait_for(1, 5s), std::vector<std::string>{"This is a new message."});
+}
+
+TEST_F(HubTest, AuthenticationOutcomes) {
+  {
+    RawClient c(port_);
+    EXPECT_EQ(c.connect(make_connect("ok")).return_code, mqtt::ConnectReturnCode::Accepted);
+  }
+  {
+    RawClient c(port_);
+    EXPECT_EQ(c.connect(make_connect("bad", true, "test", "wrong")).return_code,
+              mqtt::ConnectReturnCode::BadUsernameOrPassword);
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  {
+    RawClient c(port_);
+    EXPECT_EQ(c.connect(make_connect("nobody", true, "nobody", "x")).return_code,
+              mqtt::ConnectReturnCode::BadUsernameOrPassword);
+  }
+  {
+    RawClient c(port_);
+    EXPECT_EQ(c.connect(make_connect("anon", true, "", "")).return_code,
+              mqtt::ConnectReturnCode::NotAuthorized);
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  {
+    RawClient c(port_);  // username without password and no client certificate
+    EXPECT_EQ(c.connect(make_connect("nopw", true, "test", "")).return_code,
+              mqtt::ConnectReturnCode::BadUsernameOrPassword);
+  }
+  EXPECT_NE(baetyl::testing::mosquitto_pub(port_, "a", "x", 0, {"-u", "test", "-P", "no"}), 0);
+}
+
+TEST_F(HubTest, ClientIdentifierAndProtocolRules) {
+  {
+    RawClient c(port_);
+    EXPECT_EQ(c.connect(make_connect("bad id!")).return_code,
+              mqtt::ConnectReturnCode::IdentifierRejected);
+  }
+  {
+    RawClient c(port_);
+    EXPECT_EQ(c.connect(make_connect(std::string(129, 'a'))).return_code,
+              mqtt::ConnectReturnCode::IdentifierRejected);
+  }
+  {
+    RawClient c(port_);
+    EXPECT_EQ(c.connect(make_connect(std::string(128, 'a'))).return_code,
+              mqtt::ConnectReturnCode::Accepted);
+  }
+  {
+    RawClient c(port_);
+    EXPECT_EQ(c.connect(make_connect("", false)).return_code,
+              mqtt::ConnectReturnCode::IdentifierRejected);
+  }
+  {
+    RawClient c(port_);
+    EXPECT_EQ(c.connect(make_connect("", true)).return_code, mqtt::ConnectReturnCode::Accepted);
+  }
+  {
+    RawClient c(port_);  // MQTT 3.1
+    auto connect = make_connect("v31");
+    connect.protocol_name = "MQIsdp";
+    connect.protocol_level = 3;
+    EXPECT_EQ(c.connect(connect).return_code, mqtt::ConnectReturnCode::Accepted);
+  }
+  {
+    RawClient c(port_);
+    auto connect = make_connect("v5");
+    connect.protocol_level = 5;
+    EXPECT_EQ(c.connect(connect).return_code,
+              mqtt::ConnectReturnCode::UnacceptableProtocolVersion);
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+}
+
+TEST_F(HubTest, PacketsBeforeConnectAndSecondConnectClose) {
+  {
+    RawClient c(port_);
+    c.send(mqtt::Pingreq{});
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  auto c = connected("twice");
+  c->send(make_connect("twice"));
+  EXPECT_TRUE(c->closed_by_peer());
+}
+
+TEST_F(HubTest, QoS0And1DeliveryAtTheLowerQoS) {
+  auto sub = connected("sub");
+  subscribe(*sub, "q/1", 1, 1);
+  subscribe(*sub, "q/0", 0, 0);
+  auto pub = connected("pub");
+  pub->send(publish_packet("q/1", "one", 1, 7));
+  EXPECT_EQ(pub->expect<mqtt::Puback>().packet_id, 7);
+  auto m = sub->expect<mqtt::Publish>();
+  EXPECT_EQ(m.topic, "q/1");
+  EXPECT_EQ(m.payload, "one");
+  EXPECT_EQ(m.qos, 1);
+  EXPECT_FALSE(m.retain);
+  sub->send(mqtt::Puback{m.packet_id});
+  pub->send(publish_packet("q/0", "zero", 1, 8));  // QoS 1 to a QoS 0 subscription
+  EXPECT_EQ(pub->expect<mqtt::Puback>().packet_id, 8);
+  m = sub->expect<mqtt::Publish>();
+  EXPECT_EQ(m.payload, "zero");
+  EXPECT_EQ(m.qos, 0);
+  pub->send(publish_packet("q/1", "downgraded", 0));  // QoS 0 to a QoS 1 subscription
+  m = sub->expect<mqtt::Publish>();
+  EXPECT_EQ(m.payload, "downgraded");
+  EXPECT_EQ(m.qos, 0);
+  pub->send(mqtt::Pingreq{});
+  pub->expect<mqtt::Pingresp>();
+}
+
+TEST_F(HubTest, QoS2BothWays) {
+  auto sub = connected("sub2");
+  subscribe(*sub, "q2", 2, 2);
+  auto pub = connected("pub2");
+  pub->send(publish_packet("q2", "exactly once", 2, 11));
+  EXPECT_EQ(pub->expect<mqtt::Pubrec>().packet_id, 11);
+  // A duplicate before PUBREL is acknowledged but not delivered again.
+  auto dup = publish_packet("q2", "exactly once", 2, 11);
+  dup.dup = true;
+  pub->send(dup);
+  EXPECT_EQ(pub->expect<mqtt::Pubrec>().packet_id, 11);
+  pub->send(mqtt::Pubrel{11});
+  EXPECT_EQ(pub->expect<mqtt::Pubcomp>().packet_id, 11);
+
+  auto m = sub->expect<mqtt::Publish>();
+  EXPECT_EQ(m.qos, 2);
+  EXPECT_EQ(m.payload, "exactly once");
+  sub->send(mqtt::Pubrec{m.packet_id});
+  EXPECT_EQ(sub->expect<mqtt::Pubrel>().packet_id, m.packet_id);
+  sub->send(mqtt::Pubcomp{m.packet_id});
+  EXPECT_TRUE(sub->silent_for(300ms));
+}
+
+TEST_F(HubTest, SubackRefusesDeniedAndInvalidFilters) {
+  auto c = connected("acl");
+  c->send(mqtt::Subscribe{3, {{"ok/#", 1}, {"secret/x", 0}, {"a/b/c/d/e/f/g/h/i/j", 0},
+                              {std::string(256, 'x'), 0}, {"secret/#", 1}, {"#", 2}}});
+  auto ack = c->expect<mqtt::Suback>();
+  EXPECT_EQ(ack.packet_id, 3);
+  EXPECT_EQ(ack.return_codes, (std::vector<std::uint8_t>{1, 0x80, 0x80, 0x80, 0x80, 0x80}));
+
+  RawClient limited(port_);
+  ASSERT_EQ(limited.connect(make_connect("lim", true, "limited", "pw")).return_code,
+            mqtt::ConnectReturnCode::Accepted);
+  limited.send(mqtt::Subscribe{4, {{"limited/a", 1}, {"limited/#", 1}, {"other", 0}}});
+  EXPECT_EQ(limited.expect<mqtt::Suback>().return_codes,
+            (std::vector<std::uint8_t>{1, 0x80, 0x80}));
+  // A denied publish is acknowledged and dropped.
+  auto sub = connected("watch");
+  subscribe(*sub, "#", 0, 0x80);  // overlaps the denied secret/#
+  subscribe(*sub, "other", 0, 0);
+  subscribe(*sub, "limited/#", 0, 0);
+  subscribe(*sub, "forbidden/#", 0, 0);
+  limited.send(publish_packet("other", "dropped", 1, 5));
+  EXPECT_EQ(limited.expect<mqtt::Puback>().packet_id, 5);
+  c->send(publish_packet("forbidden/x", "dropped", 0));
+  limited.send(publish_packet("limited/a", "allowed", 0));
+  auto m = sub->expect<mqtt::Publish>();
+  EXPECT_EQ(m.payload, "allowed");
+}
+
+TEST_F(HubTest, UnsubscribeStopsDelivery) {
+  auto c = connected("unsub");
+  subscribe(*c, "u", 0, 0);
+  c->send(mqtt::Unsubscribe{9, {"u"}});
+  EXPECT_EQ(c->expect<mqtt::Unsuback>().packet_id, 9);
+  c->send(publish_packet("u", "x", 0));
+  c->send(mqtt::Pingreq{});
+  c->expect<mqtt::Pingresp>();  // no PUBLISH before the PINGRESP
+}
+
+TEST_F(HubTest, OverlappingSubscriptionsDeliverOneCopyAtTheHighestQoS) {
+  auto sub = connected("overlap");
+  sub->send(mqtt::Subscribe{1, {{"o/#", 0}, {"o/+", 1}, {"o/x", 0}}});
+  EXPECT_EQ(sub->expect<mqtt::Suback>().return_codes, (std::vector<std::uint8_t>{0, 1, 0}));
+  auto pub = connected("opub");
+  pub->send(publish_packet("o/x", "once", 1, 1));
+  pub->expect<mqtt::Puback>();
+  auto m = sub->expect<mqtt::Publish>();
+  EXPECT_EQ(m.qos, 1);
+  sub->send(mqtt::Puback{m.packet_id});
+  EXPECT_TRUE(sub->silent_for(300ms));
+}
+
+TEST_F(HubTest, RetainedMessagesAfterSubackAndClearedByEmptyPayload) {
+  auto pub = connected("rpub");
+  pub->send(publish_packet("r/a", "kept", 1, 1, true));
+  pub->expect<mqtt::Puback>();
+  pub->send(publish_packet("r/b", "cleared", 0, 0, true));
+  pub->send(publish_packet("r/b", "", 0, 0, true));
+  pub->send(mqtt::Pingreq{});
+  pub->expect<mqtt::Pingresp>();
+
+  auto sub = connected("rsub");
+  sub->send(mqtt::Subscribe{2, {{"r/#", 1}}});
+  sub->expect<mqtt::Suback>();
+  auto m = sub->expect<mqtt::Publish>();
+  EXPECT_EQ(m.topic, "r/a");
+  EXPECT_EQ(m.payload, "kept");
+  EXPECT_TRUE(m.retain);
+  EXPECT_EQ(m.qos, 1);
+  sub->send(mqtt::Puback{m.packet_id});
+  EXPECT_TRUE(sub->silent_for(300ms));
+  // Live messages to an existing subscription carry retain 0.
+  pub->send(publish_packet("r/a", "live", 0, 0, true));
+  m = sub->expect<mqtt::Publish>();
+  EXPECT_EQ(m.payload, "live");
+  EXPECT_FALSE(m.retain);
+}
+
+TEST_F(HubTest, WillOnAbruptCloseButNotOnDisconnect) {
+  auto watcher = connected("watcher");
+  subscribe(*watcher, "will/#", 1, 1);
+  {
+    RawClient c(port_);
+    auto connect = make_connect("dies");
+    connect.will = mqtt::Will{"will/dies", "gone", 1, false};
+    ASSERT_EQ(c.connect(connect).return_code, mqtt::ConnectReturnCode::Accepted);
+  }  // closed without DISCONNECT
+  auto m = watcher->expect<mqtt::Publish>();
+  EXPECT_EQ(m.topic, "will/dies");
+  EXPECT_EQ(m.payload, "gone");
+  watcher->send(mqtt::Puback{m.packet_id});
+  {
+    RawClient c(port_);
+    auto connect = make_connect("polite");
+    connect.will = mqtt::Will{"will/polite", "gone", 0, false};
+    ASSERT_EQ(c.connect(connect).return_code, mqtt::ConnectReturnCode::Accepted);
+    c.send(mqtt::Disconnect{});
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  EXPECT_TRUE(watcher->silent_for(300ms));
+  {
+    RawClient c(port_);  // a will to a topic the principal may not publish to
+    auto connect = make_connect("badwill");
+    connect.will = mqtt::Will{"forbidden/x", "gone", 0, false};
+    EXPECT_EQ(c.connect(connect).return_code, mqtt::ConnectReturnCode::NotAuthorized);
+  }
+}
+
+TEST_F(HubTest, KeepaliveEnforcedAndWillSent) {
+  auto watcher = connected("kwatch");
+  subscribe(*watcher, "will/#", 0, 0);
+  RawClient c(port_);
+  auto connect = make_connect("silent");
+  connect.keep_alive = 1;
+  connect.will = mqtt::Will{"will/silent", "timeout", 0, false};
+  ASSERT_EQ(c.connect(connect).return_code, mqtt::ConnectReturnCode::Accepted);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.closed_by_peer(5s));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(elapsed, 1400ms);
+  EXPECT_LT(elapsed, 3s);
+  EXPECT_EQ(watcher->expect<mqtt::Publish>().payload, "timeout");
+}
+
+TEST_F(HubTest, PersistentSessionQueuesOfflineAndRedeliversUnackedWithDup) {
+  {
+    RawClient c(port_);
+    auto ack = c.connect(make_connect("durable", false));
+    EXPECT_FALSE(ack.session_present);
+    subscribe(c, "d/#", 1, 1);
+    auto pub = connected("dpub");
+    pub->send(publish_packet("d/1", "unacked", 1, 1));
+    pub->expect<mqtt::Puback>();
+    auto m = c.expect<mqtt::Publish>();
+    EXPECT_EQ(m.payload, "unacked");
+    EXPECT_FALSE(m.dup);
+    // disconnect without acknowledging
+  }
+  auto pub = connected("dpub2");
+  pub->send(publish_packet("d/2", "offline", 1, 2));
+  pub->expect<mqtt::Puback>();
+  pub->send(publish_packet("d/3", "offline qos0 is not kept", 0));
+
+  RawClient c(port_);
+  auto ack = c.connect(make_connect("durable", false));
+  EXPECT_TRUE(ack.session_present);
+  auto m1 = c.expect<mqtt::Publish>();
+  EXPECT_EQ(m1.payload, "unacked");
+  EXPECT_TRUE(m1.dup);
+  auto m2 = c.expect<mqtt::Publish>();
+  EXPECT_EQ(m2.payload, "offline");
+  c.send(mqtt::Puback{m1.packet_id});
+  c.send(mqtt::Puback{m2.packet_id});
+  EXPECT_TRUE(c.silent_for(300ms));
+  c.send(mqtt::Disconnect{});
+
+  // A clean session discards it.
+  RawClient clean(port_);
+  EXPECT_FALSE(clean.connect(make_connect("durable", true)).session_present);
+  clean.send(mqtt::Disconnect{});
+  RawClient again(port_);
+  EXPECT_FALSE(again.connect(make_connect("durable", false)).session_present);
+}
+
+TEST_F(HubTest, DuplicateClientIdTakesOverTheSession) {
+  auto watcher = connected("twatch");
+  subscribe(*watcher, "will/#", 0, 0);
+  RawClient first(port_);
+  auto connect = make_connect("same");
+  connect.will = mqtt::Will{"will/same", "taken over", 0, false};
+  ASSERT_EQ(first.connect(connect).return_code, mqtt::ConnectReturnCode::Accepted);
+  RawClient second(port_);
+  ASSERT_EQ(second.connect(make_connect("same")).return_code, mqtt::ConnectReturnCode::Accepted);
+  EXPECT_TRUE(first.closed_by_peer());
+  EXPECT_EQ(watcher->expect<mqtt::Publish>().payload, "taken over");
+  second.send(mqtt::Pingreq{});
+  second.expect<mqtt::Pingresp>();
+}
+
+class SmallLimitsTest : public HubTest {
+ protected:
+  std::string extra_config() const override { return "message: {length: {max: 100}}\n"; }
+};
+
+TEST_F(SmallLimitsTest, MalformedPacketsCloseOnlyThatConnection) {
+  auto bystander = connected("bystander");
+  subscribe(*bystander, "ok", 0, 0);
+  auto expect_closed = [&](const std::string& what, const std::string& bytes, bool connect_first) {
+    RawClient c(port_);
+    if (connect_first) {
+      ASSERT_EQ(c.connect(make_connect("")).return_code, mqtt::ConnectReturnCode::Accepted);
+    }
+    c.send_raw(bytes);
+    EXPECT_TRUE(c.closed_by_peer()) << what;
+  };
+  // Truncated CONNECT (remaining length promises more than arrives, then garbage type).
+  expect_closed("truncated", std::string("\x10\x05\x00\x04MQ", 7) + std::string("\xF0\x00", 2),
+                false);
+  // Payload over message.length.max.
+  auto big = mqtt::encode(publish_packet("ok", std::string(200, 'x'), 0));
+  expect_closed("oversized", big, true);
+  // Topic not valid UTF-8.
+  expect_closed("bad utf-8", std::string("\x30\x05\x00\x02\xC3\x28x", 7), true);
+  // Reserved flags of SUBSCRIBE must be 0010.
+  expect_closed("invalid flags", std::string("\x80\x06\x00\x01\x00\x01\x61\x00", 8), true);
+  // Wildcard in a PUBLISH topic.
+  expect_closed("wildcard topic", std::string("\x30\x05\x00\x03\x61\x2F\x23", 7), true);
+  // Publish topic starting with '$'.
+  expect_closed("dollar topic", mqtt::encode(publish_packet("$SYS/x", "y", 0)), true);
+  // Topic with more than 8 '/'.
+  expect_closed("deep topic", mqtt::encode(publish_packet("a/b/c/d/e/f/g/h/i/j", "y", 0)), true);
+
+  auto pub = connected("stillok");
+  pub->send(publish_packet("ok", std::string(100, 'y'), 0));  // exactly the limit
+  EXPECT_EQ(bystander->expect<mqtt::Publish>().payload.size(), 100u);
+}
+
+TEST(HubIpv6, ListensOnIpv6Loopback) {
+  const auto port = free_port();
+  const auto port6 = free_port();
+  // IPv4 and IPv6 loopback listeners side by side (tests bind loopback addresses only).
+  std::string config = base_config(port);
+  config.replace(config.find("principals:"), 0,
+                 "  - tcp://[::1]:" + std::to_string(port6) + "\n");
+  HubProcess hub(config, port);
+  RawClient v4(port, "127.0.0.1");
+  EXPECT_EQ(v4.connect(make_connect("four")).return_code, mqtt::ConnectReturnCode::Accepted);
+  RawClient only6(port6, "::1");
+  EXPECT_EQ(only6.connect(make_connect("only6")).return_code, mqtt::ConnectReturnCode::Accepted);
+}
+
+TEST(HubRestart, PersistentSessionSurvivesARestart) {
+  const auto port = free_port();
+  HubProcess hub(base_config(port), port);
+  {
+    RawClient c(port);
+    ASSERT_FALSE(c.connect(make_connect("keeper", false)).session_present);
+    c.send(mqtt::Subscribe{1, {{"keep/#", 1}}});
+    c.expect<mqtt::Suback>();
+    c.send(mqtt::Disconnect{});
+    RawClient pub(port);
+    pub.connect(make_connect("kpub"));
+    for (std::uint16_t i = 1; i <= 3; ++i) {
+      mqtt::Publish p{"keep/" + std::to_string(i), "m" + std::to_string(i), 1, false, false, i};
+      pub.send(p);
+      pub.expect<mqtt::Puback>();
+    }
+    mqtt::Publish retained{"keep/retained", "r", 0, true, false, 0};
+    pub.send(retained);
+    pub.send(mqtt::Disconnect{});
+  }
+  EXPECT_EQ(hub.stop(SIGTERM), 0);
+  hub.start();
+  RawClient c(port);
+  EXPECT_TRUE(c.connect(make_connect("keeper", false)).session_present);
+  for (int i = 1; i <= 3; ++i) {
+    auto m = c.expect<mqtt::Publish>();
+    EXPECT_EQ(m.payload, "m" + std::to_string(i));
+    c.send(mqtt::Puback{m.packet_id});
+  }
+  // The subscription is back too: a new message arrives, and the retained one on subscribing.
+  RawClient pub(port);
+  pub.connect(make_connect("kpub"));
+  pub.send(mqtt::Publish{"keep/new", "fresh", 0, false, false, 0});
+  EXPECT_EQ(c.expect<mqtt::Publish>().payload, "fresh");
+  c.send(mqtt::Subscribe{2, {{"keep/retained", 0}}});
+  c.expect<mqtt::Suback>();
+  auto r = c.expect<mqtt::Publish>();
+  EXPECT_EQ(r.payload, "r");
+  EXPECT_TRUE(r.retain);
+}
+
+TEST(HubRestart, SigkillLosesNoAcknowledgedQoS1Message) {
+  const auto port = free_port();
+  HubProcess hub(base_config(port), port);
+  {
+    RawClient sub(port);
+    ASSERT_FALSE(sub.connect(make_connect("victim", false)).session_present);
+    sub.send(mqtt::Subscribe{1, {{"stream", 1}}});
+    sub.expect<mqtt::Suback>();
+    sub.send(mqtt::Disconnect{});
+  }
+  RawClient pub(port);
+  pub.connect(make_connect("streamer"));
+  constexpr int kTotal = 2000;
+  std::string burst;
+  for (int i = 1; i <= kTotal; ++i) {
+    mqtt::Publish p{"stream", std::to_string(i), 1, false, false,
+                    static_cast<std::uint16_t>(i)};
+    mqtt::encode(p, burst);
+  }
+  std::thread sender([&] { pub.send_raw(burst); });
+  std::set<std::string> acked;
+  while (acked.size() < 300) {
+    auto p = pub.receive(5s);
+    ASSERT_TRUE(p.has_value());
+    acked.insert(std::to_string(std::get<mqtt::Puback>(*p).packet_id));
+  }
+  hub.stop(SIGKILL);
+  while (auto p = pub.receive(1s)) acked.insert(std::to_string(std::get<mqtt::Puback>(*p).packet_id));
+  pub.close();
+  sender.join();
+
+  hub.start();
+  RawClient sub(port);
+  EXPECT_TRUE(sub.connect(make_connect("victim", false)).session_present);
+  std::set<std::string> received;
+  while (auto p = sub.receive(1s)) {
+    auto& m = std::get<mqtt::Publish>(*p);
+    received.insert(m.payload);
+    sub.send(mqtt::Puback{m.packet_id});
+  }
+  std::vector<std::string> lost;
+  for (const auto& a : acked) {
+    if (!received.contains(a)) lost.push_back(a);
+  }
+  EXPECT_TRUE(lost.empty()) << lost.size() << " of " << acked.size()
+                            << " acknowledged messages lost, e.g. " << lost.front();
+  EXPECT_GE(received.size(), acked.size());
+}
+
+namespace {
+
+struct PahoResult {
+  int code = -1;
+  std::string output;
+};
+
+PahoResult run_paho(const baetyl::testing::TempDir& dir, std::vector<std::string> args) {
+  static std::atomic<int> counter{0};
+  const auto out = dir.path() / ("paho-" + std::to_string(counter++) + ".out");
+  std::vector<std::string> argv{"/usr/bin/python3", python_client_path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  baetyl::testing::ProcessOptions options;
+  options.output_file = out.string();
+  baetyl::testing::Process process(argv, options);
+  auto code = process.wait(15s);
+  return {code.value_or(-1), process.output()};
+}
+
+class TransportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pki_ = baetyl::testing::make_test_pki(dir_.path() / "pki");
+    tcp_ = free_port();
+    ssl_ = free_port();
+    ws_ = free_port();
+    wss_ = free_port();
+    std::string config = base_config(tcp_);
+    config.replace(config.find("principals:"), 0,
+                   "  - ssl://127.0.0.1:" + std::to_string(ssl_) + "\n" +
+                   "  - ws://127.0.0.1:" + std::to_string(ws_) + "/mqtt\n" +
+                   "  - wss://127.0.0.1:" + std::to_string(wss_) + "/mqtt\n" +
+                   "certificate:\n  ca: " + pki_.ca.string() + "\n  cert: " +
+                   pki_.server_cert.string() + "\n  key: " + pki_.server_key.string() + "\n");
+    // The client certificate's CN is "client": a principal without password.
+    config.replace(config.find("subscriptions:"), 0,
+                   "  - username: client\n"
+                   "    permissions:\n"
+                   "      - {action: pub, permit: ['tls/#']}\n"
+                   "      - {action: sub, permit: ['tls/#']}\n");
+    hub_ = std::make_unique<HubProcess>(config, tcp_);
+    ASSERT_TRUE(baetyl::testing::wait_for_port(wss_));
+  }
+
+  baetyl::testing::TempDir dir_;
+  baetyl::testing::TestPki pki_;
+  std::uint16_t tcp_ = 0, ssl_ = 0, ws_ = 0, wss_ = 0;
+  std::unique_ptr<HubProcess> hub_;
+};
+
+}  // namespace
+
+TEST_F(TransportTest, EveryTransportWithPaho) {
+  const std::vector<std::string> login{"--username", "test", "--password", "hahaha"};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), login.begin(), login.end());
+    return args;
+  };
+  auto r = run_paho(dir_, with({"--scheme", "tcp", "--port", std::to_string(tcp_)}));
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("received hello over tcp"), std::string::npos) << r.output;
+  // One-way TLS: the client verifies the hub, the hub checks the password.
+  r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--ca",
+                           pki_.ca.string()}));
+  EXPECT_EQ(r.code, 0) << r.output;
+  r = run_paho(dir_, with({"--scheme", "ws", "--port", std::to_string(ws_)}));
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("received hello over ws"), std::string::npos) << r.output;
+  r = run_paho(dir_, with({"--scheme", "wss", "--port", std::to_string(wss_), "--ca",
+                           pki_.ca.string()}));
+  EXPECT_EQ(r.code, 0) << r.output;
+  // A WebSocket on another path is refused.
+  r = run_paho(dir_, with({"--scheme", "ws", "--port", std::to_string(ws_), "--path", "/other",
+                           "--timeout", "2"}));
+  EXPECT_NE(r.code, 0) << r.output;
+}
+
+TEST_F(TransportTest, TwoWayTlsMapsTheCertificateToAPrincipal) {
+  const std::vector<std::string> cert{"--ca", pki_.ca.string(), "--cert",
+                                      pki_.client_cert.string(), "--key",
+                                      pki_.client_key.string()};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), cert.begin(), cert.end());
+    return args;
+  };
+  // Username given, empty password: the principal without password of that name.
+  auto r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username",
+                                "client", "--topic", "tls/a"}));
+  EXPECT_EQ(r.code, 0) << r.output;
+  // No username: the certificate's CN.
+  r = run_paho(dir_, with({"--scheme", "wss", "--port", std::to_string(wss_), "--topic", "tls/b"}));
+  EXPECT_EQ(r.code, 0) << r.output;
+  // Its permissions apply.
+  r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--topic", "other"}));
+  EXPECT_EQ(r.code, 3) << r.output;
+  // A principal with a password still needs it.
+  r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username",
+                           "test"}));
+  EXPECT_EQ(r.code, 14) << r.output;
+  // Without a certificate, an empty password is refused.
+  r = run_paho(dir_, {"--scheme", "ssl", "--port", std::to_string(ssl_), "--ca", pki_.ca.string(),
+                      "--username", "client"});
+  EXPECT_EQ(r.code, 14) << r.output;
+  // A client that does not trust the hub's CA fails the handshake.
+  r = run_paho(dir_, {"--scheme", "ssl", "--port", std::to_string(ssl_), "--ca",
+                      pki_.other_ca.string(), "--username", "test", "--password", "hahaha"});
+  EXPECT_EQ(r.code, 2) << r.output;
+}

@@ -1,0 +1,76 @@
+#pragma once
+// Helpers for the end-to-end tests: the real baetyl-hub binary in a temporary service directory,
+// and a blocking MQTT client over a plain socket built on the SDK codec (for exact packets,
+// malformed bytes and acknowledgements held back on purpose).
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "baetyl/mqtt/codec.h"
+#include "baetyl/testing/process.h"
+#include "baetyl/testing/temp_dir.h"
+
+namespace baetyl::hub::testing {
+
+using namespace std::chrono_literals;
+
+// principals `test`/`hahaha` (everything but pub forbidden/#, sub secret/#) and `limited`/`pw`
+// (pub limited/#, sub limited/+); the route t -> t/topic of the docs.
+std::string base_config(std::uint16_t port, const std::string& extra = "");
+
+class HubProcess {
+ public:
+  // Writes `config` as etc/baetyl/service.yml and starts the hub; waits until `port` accepts.
+  HubProcess(std::string config, std::uint16_t port);
+  ~HubProcess();
+  void start();
+  // Sends `signal` and waits for the exit; returns the exit code.
+  int stop(int signal);
+  std::string output() const;
+  const baetyl::testing::TempDir& dir() const { return dir_; }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  baetyl::testing::TempDir dir_;
+  std::uint16_t port_;
+  std::unique_ptr<baetyl::testing::Process> process_;
+};
+
+class RawClient {
+ public:
+  explicit RawClient(std::uint16_t port, const std::string& host = "127.0.0.1");
+  ~RawClient();
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  void send(const mqtt::Packet& packet);
+  void send_raw(const std::string& bytes);
+  // The next packet, or nullopt when none arrives in time or the peer closed.
+  std::optional<mqtt::Packet> receive(std::chrono::milliseconds timeout = 5s);
+  // The next packet of type T, failing the test on anything else.
+  template <class T>
+  T expect(std::chrono::milliseconds timeout = 5s);
+  // True when the peer closes the connection within `timeout` (packets before that are skipped).
+  bool closed_by_peer(std::chrono::milliseconds timeout = 5s);
+  // True when nothing arrives for `quiet`.
+  bool silent_for(std::chrono::milliseconds quiet);
+
+  mqtt::Connack connect(const mqtt::Connect& connect);
+  void close();
+
+ private:
+  int fd_ = -1;
+  std::string buffer_;
+  bool eof_ = false;
+};
+
+mqtt::Connect make_connect(const std::string& client_id, bool clean = true,
+                           const std::string& username = "test",
+                           const std::string& password = "hahaha");
+
+std::string python_client_path();
+
+}  // namespace baetyl::hub::testing
