@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <exception>
-#include <stdexcept>
 #include <map>
+#include <stdexcept>
 #include <vector>
 
 #include <nlohmann/json.hpp>

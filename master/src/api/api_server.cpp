@@ -202,6 +202,10 @@ void ApiServer::Impl::listen_unix(Running& running, const std::string& path) {
     error_code ec;
     probe.connect(stream_protocol::endpoint(path), ec);
     if (!ec) throw std::runtime_error("another server is listening on " + path);
+    // Only a refusal proves nobody owns it any more.
+    if (ec != asio::error::connection_refused) {
+      throw std::runtime_error("cannot check the existing socket " + path + ": " + ec.message());
+    }
     logger->info("API: replacing the stale socket file {} ({})", path, ec.message());
     if (!fs::remove(file, fs_ec) && fs_ec) {
       throw std::runtime_error("cannot remove the stale socket " + path + ": " + fs_ec.message());
@@ -289,7 +293,8 @@ void ApiServer::Impl::log_exception(std::exception_ptr error, const char* what) 
 }
 
 template <class Protocol>
-asio::awaitable<void> ApiServer::Impl::accept_loop(asio::basic_socket_acceptor<Protocol>& acceptor) {
+asio::awaitable<void> ApiServer::Impl::accept_loop(
+    asio::basic_socket_acceptor<Protocol>& acceptor) {
   for (;;) {
     error_code ec;
     auto socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
@@ -423,8 +428,8 @@ asio::awaitable<void> ApiServer::Impl::refuse(Stream& stream, const error_code& 
   char scratch[4096];
   std::size_t drained = 0;
   while (drained < kMaxDrainBytes) {
-    drained += co_await stream.async_read_some(
-        asio::buffer(scratch), asio::redirect_error(asio::use_awaitable, write_ec));
+    drained += co_await stream.async_read_some(asio::buffer(scratch),
+                                               asio::redirect_error(asio::use_awaitable, write_ec));
     if (write_ec) break;
   }
 }
@@ -437,9 +442,8 @@ asio::awaitable<ApiReply> ApiServer::Impl::dispatch(ApiRequest request) {
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         auto deliver = [shared](ApiReply reply) {
           auto executor = asio::get_associated_executor(*shared);
-          asio::post(executor, [shared, reply = std::move(reply)]() mutable {
-            (*shared)(std::move(reply));
-          });
+          asio::post(executor,
+                     [shared, reply = std::move(reply)]() mutable { (*shared)(std::move(reply)); });
         };
         const bool queued = pool.submit([this, deliver, call = std::move(call)] {
           deliver(handle_api_request(backend, call));
