@@ -221,16 +221,29 @@ void run_hub(Context& ctx) {
   const auto& cfg = hub.config();
 
   using Clock = std::chrono::steady_clock;
+  // Stats go to the master right away and then every minute, from a thread of their own so that
+  // a slow master never delays the cleanup or status logging.
   const bool report = env::get(env::kMasterApiAddress).has_value();
-  constexpr auto kReportInterval = std::chrono::minutes(1);
+  std::thread reporter;
+  if (report) {
+    reporter = std::thread([&] {
+      constexpr auto kReportInterval = std::chrono::minutes(1);
+      do {
+        try {
+          ctx.report_instance(hub.stats());
+        } catch (const std::exception& e) {
+          ctx.log().warn("report to the master failed: {}", e.what());
+        }
+      } while (!ctx.wait_for(kReportInterval));
+    });
+  }
   auto now = Clock::now();
   auto next_cleanup = now + cfg.message.ingress.qos1_cleanup_interval;
   auto next_status = cfg.status.logging_enable ? now + cfg.status.logging_interval
                                                : Clock::time_point::max();
-  auto next_report = report ? now + kReportInterval : Clock::time_point::max();
   ctx.log().info("hub started ({} listener(s)){}", cfg.listeners.size(),
                  report ? ", reporting to the master every minute" : "");
-  while (!ctx.wait_until(std::min({next_cleanup, next_status, next_report}))) {
+  while (!ctx.wait_until(std::min(next_cleanup, next_status))) {
     now = Clock::now();
     if (now >= next_cleanup) {
       hub.cleanup();
@@ -240,15 +253,8 @@ void run_hub(Context& ctx) {
       ctx.log().info("status: {}", hub.stats().dump());
       next_status = now + cfg.status.logging_interval;
     }
-    if (now >= next_report) {
-      try {
-        ctx.report_instance(hub.stats());
-      } catch (const std::exception& e) {
-        ctx.log().warn("report to the master failed: {}", e.what());
-      }
-      next_report = now + kReportInterval;
-    }
   }
+  if (reporter.joinable()) reporter.join();
   ctx.log().info("stopping: closing connections (timeout {})",
                  config::format_duration(cfg.shutdown_timeout));
   hub.stop(cfg.shutdown_timeout);

@@ -10,7 +10,10 @@
 #include "baetyl/testing/mosquitto.h"
 #include "baetyl/testing/ports.h"
 #include "baetyl/testing/tls.h"
+#include "http_test_server.h"
 #include "hub_test_support.h"
+
+#include <nlohmann/json.hpp>
 
 using namespace baetyl::hub::testing;
 using namespace std::chrono_literals;
@@ -640,4 +643,92 @@ TEST_F(TransportTest, TwoWayTlsMapsTheCertificateToAPrincipal) {
   r = run_paho(dir_, {"--scheme", "ssl", "--port", std::to_string(ssl_), "--ca",
                       pki_.other_ca.string(), "--username", "test", "--password", "hahaha"});
   EXPECT_EQ(r.code, 2) << r.output;
+}
+
+TEST(HubMaster, ReportsStatsToTheMaster) {
+  baetyl::testing::HttpTestServer master;
+  const auto port = free_port();
+  baetyl::testing::TempDir dir;
+  dir.write("etc/baetyl/service.yml", base_config(port));
+  baetyl::testing::ProcessOptions options;
+  options.working_dir = dir.path().string();
+  options.output_file = (dir.path() / "output.log").string();
+  options.env = {{"BAETYL_SERVICE_NAME", "localhub"},
+                 {"BAETYL_SERVICE_INSTANCE_NAME", "localhub"},
+                 {"BAETYL_SERVICE_TOKEN", "secret-token"},
+                 {"BAETYL_MASTER_API_ADDRESS", master.tcp_address()}};
+  baetyl::testing::Process hub({baetyl::testing::binary_path("baetyl-hub")}, options);
+  ASSERT_TRUE(baetyl::testing::wait_for_port(port));
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (master.request_count() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  auto requests = master.requests();
+  ASSERT_FALSE(requests.empty()) << hub.output();
+  EXPECT_EQ(requests[0].method, "PUT");
+  EXPECT_NE(requests[0].target.find("localhub"), std::string::npos) << requests[0].target;
+  EXPECT_NE(requests[0].target.find("/report"), std::string::npos) << requests[0].target;
+  auto body = nlohmann::json::parse(requests[0].body);
+  EXPECT_TRUE(body.contains("connections")) << requests[0].body;
+  EXPECT_TRUE(body["messages"].contains("in")) << requests[0].body;
+  EXPECT_TRUE(body["messages"].contains("out")) << requests[0].body;
+  ASSERT_EQ(body["rules"].size(), 1u) << requests[0].body;
+  EXPECT_EQ(body["rules"][0]["source"], "t");
+  EXPECT_EQ(hub.stop(SIGTERM), 0);
+}
+
+class StatusTest : public HubTest {
+ protected:
+  std::string extra_config() const override {
+    return "status: {logging: {enable: true, interval: 100ms}}\n"
+           "message: {ingress: {qos1: {cleanup: {retention: 300ms, interval: 50ms}}}}\n";
+  }
+};
+
+TEST_F(StatusTest, StatusLoggingAndRetentionCleanup) {
+  {
+    RawClient c(port_);
+    c.connect(make_connect("late", false));
+    c.send(mqtt::Subscribe{1, {{"old", 1}}});
+    c.expect<mqtt::Suback>();
+    c.send(mqtt::Disconnect{});
+  }
+  auto pub = connected("opub");
+  pub->send(publish_packet("old", "expires", 1, 1));
+  pub->expect<mqtt::Puback>();
+  // The message outlives the retention while its subscriber is away.
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (hub_->output().find("status:") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(hub_->output().find("status: {"), std::string::npos);
+  std::this_thread::sleep_for(500ms);  // retention 300ms plus a cleanup round of 50ms
+  RawClient c(port_);
+  EXPECT_TRUE(c.connect(make_connect("late", false)).session_present);
+  EXPECT_TRUE(c.silent_for(300ms));
+}
+
+TEST_F(HubTest, RoutedMessagesUseTheLowestQoS) {
+  auto sub = connected("rq");
+  subscribe(*sub, "t/topic", 1, 1);
+  auto pub = connected("rqp");
+  pub->send(publish_packet("t", "routed", 1, 3));
+  pub->expect<mqtt::Puback>();
+  auto m = sub->expect<mqtt::Publish>();
+  EXPECT_EQ(m.topic, "t/topic");
+  EXPECT_EQ(m.payload, "routed");
+  EXPECT_EQ(m.qos, 0);  // the route's QoS defaults to 0
+}
+
+TEST_F(HubTest, GracefulShutdownOnSigterm) {
+  auto a = connected("a");
+  auto b = connected("b", false);
+  subscribe(*b, "x", 1, 1);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(hub_->stop(SIGTERM), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  EXPECT_TRUE(a->closed_by_peer(1s));
+  EXPECT_TRUE(b->closed_by_peer(1s));
+  EXPECT_NE(hub_->output().find("hub stopped"), std::string::npos);
 }
