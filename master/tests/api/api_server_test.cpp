@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -26,6 +27,7 @@
 #include <gtest/gtest.h>
 #include <spdlog/logger.h>
 #include <spdlog/sinks/null_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <nlohmann/json.hpp>
 
 #include "api/api_router.h"
@@ -268,8 +270,15 @@ std::string raw_request(const std::string& method, const std::string& target,
 class ApiServerTest : public ::testing::Test {
  protected:
   ApiServerTest() {
-    logger_ = std::make_shared<spdlog::logger>("api-test",
-                                               std::make_shared<spdlog::sinks::null_sink_mt>());
+    // BAETYL_TEST_VERBOSE=1 shows the server's log.
+    if (std::getenv("BAETYL_TEST_VERBOSE")) {
+      logger_ = std::make_shared<spdlog::logger>(
+          "api-test", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+      logger_->set_level(spdlog::level::debug);
+    } else {
+      logger_ = std::make_shared<spdlog::logger>("api-test",
+                                                 std::make_shared<spdlog::sinks::null_sink_mt>());
+    }
   }
   ~ApiServerTest() override {
     backend_.hold_stop(false);
