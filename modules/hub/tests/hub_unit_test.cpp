@@ -350,3 +350,14 @@ TEST(Store, CleanupRemovesMessagesPastRetention) {
   ASSERT_EQ(state.sessions[0].queue.size(), 1u);
   EXPECT_EQ(state.sessions[0].queue[0].first->payload, "new");
 }
+
+TEST(HubConfig, ExampleConfigurationLoadsWithoutUnknownKeys) {
+  std::vector<std::string> unknown;
+  auto c = baetyl::config::load_file<HubConfig>(
+      std::string(BAETYL_SOURCE_DIR) + "/modules/hub/example/etc/baetyl/service.yml", &unknown);
+  EXPECT_TRUE(unknown.empty()) << unknown.front();
+  EXPECT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.principals.size(), 1u);
+  EXPECT_EQ(c.subscriptions.size(), 1u);
+  EXPECT_EQ(c.message.length_max.bytes, 32u * 1024);
+}
