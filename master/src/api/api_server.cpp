@@ -1,6 +1,6 @@
 #include "api/api_server.h"
 
-#include "baetyl/asio.h"
+#include "baetyl/asio_core.h"
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/beast/core.hpp>

@@ -1,5 +1,6 @@
 #include "core/cli.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -249,6 +250,8 @@ int inspect(const Arguments& args) {
 int start(const Arguments& args, char** argv) {
   const fs::path workdir = resolve_workdir(args);
   enter_workdir(workdir);
+  // One malloc arena per supervising thread would cost more memory than those threads use.
+  ::mallopt(M_ARENA_MAX, 2);
 
   // Every thread started from here on inherits this mask; the main thread takes the signals.
   sigset_t signals;

@@ -1,12 +1,5 @@
 #pragma once
-// The single place that includes Boost.Asio. Boost 1.74's asio uses std::exchange without
-// including <utility>, which g++ 12 in C++20 mode rejects, so <utility> must come first.
-#include <utility>
+// Boost.Asio with its TLS support (links OpenSSL). Plain networking: asio_core.h.
+#include "baetyl/asio_core.h"
 
-#include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
-
-namespace baetyl {
-namespace asio = boost::asio;
-using error_code = boost::system::error_code;
-}  // namespace baetyl
