@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <functional>
 #include <set>
@@ -418,7 +419,11 @@ std::unique_ptr<Instance> NativeEngine::start(const InstanceSpec& spec) {
   try {
     pid = spawn_process(program, argv, env, dir);
   } catch (const std::system_error& e) {
-    throw fail("cannot run " + program.string() + ": " + e.code().message());
+    std::string reason = "cannot run " + program.string() + ": " + e.code().message();
+    if (e.code().value() == ENOENT && fs::exists(program, ec)) {
+      reason += " (its interpreter or dynamic loader is missing)";
+    }
+    throw fail(reason);
   }
 
   // Until reaped the child stays in /proc, so its start time is there to read.

@@ -99,7 +99,7 @@ std::string trim(std::string_view text) {
 // One entry per GPU, as the original reported them: {"id","model","mem_stats":{...}}.
 std::vector<nlohmann::json> read_gpu_stats() {
   auto program = find_on_path("nvidia-smi");
-  if (!program) return {};
+  if (!program || program->find('\'') != std::string::npos) return {};
   std::string command = "'" + *program +
                         "' --query-gpu=index,name,memory.total,memory.free "
                         "--format=csv,noheader,nounits 2>/dev/null";

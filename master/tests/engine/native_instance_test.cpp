@@ -247,7 +247,7 @@ TEST_F(NativeInstanceTest, ExecFailureIsAStartFailure) {
   };
   // The kernel's exec fails: a missing interpreter, then not an executable format at all.
   expect_start_failure("no-interpreter", "#!/nonexistent/interpreter\nexit 0\n",
-                       "No such file or directory");
+                       "No such file or directory (its interpreter or dynamic loader is missing)");
   expect_start_failure("garbage",
                        std::string("\x7f"
                                    "ELF garbage"),
