@@ -87,9 +87,11 @@ void InstanceRegistry::save_locked() {
       }
       written += static_cast<std::size_t>(n);
     }
-    // A crash must leave the old or the new file, never a truncated one.
-    int error = ::fsync(fd) != 0 ? errno : 0;
-    if (::close(fd) != 0 && error == 0) error = errno;
+    // The file is for a crash of the master, which leaves the page cache intact: the rename alone
+    // leaves the old or the new file, never a truncated one. No fsync: after a crash of the whole
+    // machine no instance survives to be cleaned up (and a torn file is ignored), while an fsync
+    // per instance start would cost milliseconds each.
+    int error = ::close(fd) != 0 ? errno : 0;
     if (error != 0) throw std::system_error(error, std::generic_category(), temp.string());
     std::filesystem::rename(temp, file_);
   } catch (const std::exception& e) {

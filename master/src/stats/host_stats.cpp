@@ -17,7 +17,8 @@
 namespace baetyl::master {
 namespace {
 
-constexpr std::chrono::milliseconds kFirstCpuSample{100};
+// Jiffies summed over all CPUs (100 per second per CPU) that make a CPU share worth reporting.
+constexpr std::uint64_t kMinCpuWindowTicks = 50;
 
 double percent(double part, double whole) { return whole > 0 ? part * 100.0 / whole : 0; }
 
@@ -180,7 +181,13 @@ std::optional<double> uptime_seconds() {
 
 }  // namespace
 
-HostStats::HostStats(std::string disk_path) : disk_path_(std::move(disk_path)) {}
+HostStats::HostStats(std::string disk_path) : disk_path_(std::move(disk_path)) {
+  // The first collect() measures from here, so it never has to wait for a sample.
+  if (auto now = read_cpu_times()) {
+    last_busy_ = now->busy;
+    last_total_ = now->total;
+  }
+}
 
 api::Hardware HostStats::collect() {
   api::Hardware hardware;
@@ -204,21 +211,20 @@ api::Hardware HostStats::collect() {
 
   {
     std::lock_guard lock(mutex_);
-    auto now = read_cpu_times();
-    if (now && last_total_ == 0) {
-      last_busy_ = now->busy;
-      last_total_ = now->total;
-      std::this_thread::sleep_for(kFirstCpuSample);
-      now = read_cpu_times();
-    }
-    if (now) {
+    if (auto now = read_cpu_times()) {
       std::uint64_t busy = now->busy >= last_busy_ ? now->busy - last_busy_ : 0;
       std::uint64_t total = now->total >= last_total_ ? now->total - last_total_ : 0;
+      // Calls a few milliseconds apart see a tick or two: report the last full window then.
+      if (total >= kMinCpuWindowTicks || (!last_cpu_percent_ && total > 0)) {
+        last_cpu_percent_ = percent(static_cast<double>(busy), static_cast<double>(total));
+        if (total >= kMinCpuWindowTicks) {
+          last_busy_ = now->busy;
+          last_total_ = now->total;
+        }
+      }
       api::CpuStats cpu;
-      cpu.used_percent = percent(static_cast<double>(busy), static_cast<double>(total));
+      cpu.used_percent = last_cpu_percent_.value_or(0);
       hardware.cpu_stats = cpu;
-      last_busy_ = now->busy;
-      last_total_ = now->total;
     }
   }
 

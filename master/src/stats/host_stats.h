@@ -14,8 +14,8 @@
 
 namespace baetyl::master {
 
-// The host: mem_stats from /proc/meminfo, cpu_stats from /proc/stat (busy share since the previous
-// call; the first call samples over a short interval), disk_stats of the file system holding
+// The host: mem_stats from /proc/meminfo, cpu_stats from /proc/stat (busy share over the last
+// window of at least half a CPU-second, measured from construction on: never waits), disk_stats of the file system holding
 // `disk_path` (statvfs), gpu_stats from `nvidia-smi --query-gpu=...` when it is on PATH (absent
 // otherwise). Thread-safe.
 class HostStats {
@@ -28,6 +28,7 @@ class HostStats {
   std::mutex mutex_;
   std::uint64_t last_busy_ = 0;
   std::uint64_t last_total_ = 0;
+  std::optional<double> last_cpu_percent_;
 };
 
 // One process: {"cpu_stats":{"used_percent"},"mem_stats":{"total","used","used_percent"}} where

@@ -147,10 +147,11 @@ TEST(HostStats, DiskOfTheGivenPath) {
 TEST(HostStats, CpuSeesABusyChild) {
   Process busy({"/bin/sh", "-c", "while :; do :; done"});
   wait_for_cpu(busy.pid(), 5);
-  HostStats stats("/");
-  auto first = stats.collect();  // samples over a short interval
+  HostStats stats("/");  // the first window starts here
+  std::this_thread::sleep_for(400ms);
+  auto first = stats.collect();
   ASSERT_TRUE(first.cpu_stats);
-  std::this_thread::sleep_for(200ms);
+  std::this_thread::sleep_for(400ms);
   auto second = stats.collect();  // since the first call
   ASSERT_TRUE(second.cpu_stats);
   // One core of the host is spinning, so at least about 1/ncpu of the total is busy.
@@ -158,6 +159,17 @@ TEST(HostStats, CpuSeesABusyChild) {
   EXPECT_GT(first.cpu_stats->used_percent, floor);
   EXPECT_GT(second.cpu_stats->used_percent, floor);
   EXPECT_LE(second.cpu_stats->used_percent, 100.0);
+}
+
+TEST(HostStats, CallsInQuickSuccessionNeverWaitAndRepeatTheLastWindow) {
+  HostStats stats("/");
+  std::this_thread::sleep_for(400ms);
+  auto begin = std::chrono::steady_clock::now();
+  auto first = stats.collect();
+  auto second = stats.collect();
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, 50ms);
+  ASSERT_TRUE(first.cpu_stats && second.cpu_stats);
+  EXPECT_DOUBLE_EQ(first.cpu_stats->used_percent, second.cpu_stats->used_percent);
 }
 
 TEST(HostStats, NoGpuWithoutNvidiaSmi) {
