@@ -468,6 +468,7 @@ void Connection::collect(std::string& out) {
                                                         std::chrono::milliseconds(10));
   }
   auto& pending = session_->pending;
+  std::size_t batch = 0;  // QoS 1/2 messages taken in this round: message.egress.qos1.batch.max
   while (!pending.empty() && out.size() < kWriteBatchBytes) {
     Outgoing& o = pending.front();
     if (o.qos == 0) {
@@ -475,6 +476,7 @@ void Connection::collect(std::string& out) {
       --session_->pending_qos0;
     } else {
       if (session_->inflight.size() >= egress.qos1_buffer_size) break;
+      if (batch++ == egress.qos1_batch_max) break;
       const std::uint16_t id = session_->allocate_packet_id();
       encode_publish(out, *o.message, o.qos, o.retain, o.dup, id);
       if (session_->inflight.empty()) next_retry_check_ = now + egress.qos1_retry_interval;

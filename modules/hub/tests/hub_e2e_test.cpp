@@ -732,3 +732,49 @@ TEST_F(HubTest, GracefulShutdownOnSigterm) {
   EXPECT_TRUE(b->closed_by_peer(1s));
   EXPECT_NE(hub_->output().find("hub stopped"), std::string::npos);
 }
+
+class EgressTest : public HubTest {
+ protected:
+  std::string extra_config() const override {
+    return "message: {egress: {qos1: {buffer: {size: 2}, retry: {interval: 300ms}}}}\n";
+  }
+};
+
+TEST_F(EgressTest, InflightWindowAndRetryWithDup) {
+  auto sub = connected("slow");
+  subscribe(*sub, "w", 1, 1);
+  auto pub = connected("fast");
+  for (std::uint16_t i = 1; i <= 4; ++i) {
+    pub->send(publish_packet("w", "m" + std::to_string(i), 1, i));
+    pub->expect<mqtt::Puback>();
+  }
+  // Only two in flight until one is acknowledged.
+  auto m1 = sub->expect<mqtt::Publish>();
+  auto m2 = sub->expect<mqtt::Publish>();
+  EXPECT_EQ(m1.payload, "m1");
+  EXPECT_EQ(m2.payload, "m2");
+  EXPECT_FALSE(m1.dup);
+  // Unacknowledged for the retry interval: both again, with DUP and the same packet ids.
+  auto r1 = sub->expect<mqtt::Publish>(2s);
+  auto r2 = sub->expect<mqtt::Publish>(2s);
+  EXPECT_EQ(r1.payload, "m1");
+  EXPECT_TRUE(r1.dup);
+  EXPECT_EQ(r1.packet_id, m1.packet_id);
+  EXPECT_EQ(r2.payload, "m2");
+  // Later retries of what is still unacknowledged may come in between on a slow machine.
+  auto next_new = [&] {
+    while (true) {
+      auto m = sub->expect<mqtt::Publish>();
+      if (!m.dup || m.payload.empty()) return m;
+    }
+  };
+  sub->send(mqtt::Puback{m1.packet_id});
+  auto m3 = next_new();
+  EXPECT_EQ(m3.payload, "m3");
+  EXPECT_FALSE(m3.dup);
+  sub->send(mqtt::Puback{m2.packet_id});
+  sub->send(mqtt::Puback{m3.packet_id});
+  auto m4 = next_new();
+  EXPECT_EQ(m4.payload, "m4");
+  sub->send(mqtt::Puback{m4.packet_id});
+}
