@@ -778,3 +778,56 @@ TEST_F(EgressTest, InflightWindowAndRetryWithDup) {
   EXPECT_EQ(m4.payload, "m4");
   sub->send(mqtt::Puback{m4.packet_id});
 }
+
+TEST_F(HubTest, ConcurrentPublishersAndSubscribersReceiveEverythingInOrder) {
+  constexpr int kPublishers = 4;
+  constexpr int kSubscribers = 4;
+  constexpr int kMessages = 500;
+  std::vector<std::unique_ptr<RawClient>> subs;
+  for (int s = 0; s < kSubscribers; ++s) {
+    subs.push_back(connected("csub" + std::to_string(s)));
+    subscribe(*subs.back(), "c/#", static_cast<std::uint8_t>(s % 2), s % 2);
+  }
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(kSubscribers);
+  for (int s = 0; s < kSubscribers; ++s) {
+    threads.emplace_back([&, s] {
+      std::vector<int> last(kPublishers, 0);
+      int count = 0;
+      while (count < kPublishers * kMessages) {
+        auto p = subs[s]->receive(5s);
+        if (!p) {
+          errors[s] = "timed out after " + std::to_string(count) + " messages";
+          return;
+        }
+        auto& m = std::get<mqtt::Publish>(*p);
+        if (m.qos == 1) subs[s]->send(mqtt::Puback{m.packet_id});
+        const int publisher = m.topic.back() - '0';
+        const int seq = std::stoi(m.payload);
+        if (seq != last[publisher] + 1) {
+          errors[s] = "publisher " + std::to_string(publisher) + ": " + std::to_string(seq) +
+                      " after " + std::to_string(last[publisher]);
+          return;
+        }
+        last[publisher] = seq;
+        ++count;
+      }
+    });
+  }
+  for (int p = 0; p < kPublishers; ++p) {
+    threads.emplace_back([&, p] {
+      RawClient pub(port_);
+      pub.connect(make_connect("cpub" + std::to_string(p)));
+      std::string burst;
+      for (int i = 1; i <= kMessages; ++i) {
+        mqtt::encode(publish_packet("c/" + std::to_string(p), std::to_string(i), 1,
+                                    static_cast<std::uint16_t>(i)),
+                     burst);
+      }
+      pub.send_raw(burst);
+      for (int i = 1; i <= kMessages; ++i) pub.expect<mqtt::Puback>();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int s = 0; s < kSubscribers; ++s) EXPECT_EQ(errors[s], "") << "subscriber " << s;
+}
