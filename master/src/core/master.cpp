@@ -536,8 +536,9 @@ void Master::finish_master_update() {
     ota_log_.append(ota_step::kUpdated, "MST", marker->trace);
     log_->info("master update finished: version {}", build_info().version);
   } else {
-    ota_log_.append(ota_step::kRolledBack, "MST", marker->trace, marker->error);
+    // The error first: whoever follows ota.log may inspect as soon as the step is written.
     set_error("master update failed, rolled back: " + marker->error);
+    ota_log_.append(ota_step::kRolledBack, "MST", marker->trace, marker->error);
     log_->warn("master update rolled back: {}", marker->error);
   }
   MasterUpdateMarker::remove(file);
