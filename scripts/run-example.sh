@@ -1,61 +1,53 @@
 #!/usr/bin/env bash
-# Runs the example in the foreground until Ctrl-C.
+# Runs the example in the foreground until Ctrl-C: the master (`baetyl start`) in native mode on
+# a copy of example/native, which starts the hub (baetyl-hub on 127.0.0.1:1883) and the timer
+# (baetyl-timer, publishing to the topic `timer` every second). A subscriber prints what reaches
+# the hub as `[received] <topic> <payload>` lines.
 #
-# Until the master lands, this runs baetyl-timer with the example's timer configuration
-# (example/native/var/db/baetyl/timer-conf/service.yml) against a local MQTT broker on
-# 127.0.0.1:1883 (Debian's mosquitto, started here unless a broker already listens there),
-# and prints what the timer publishes.
+#   scripts/run-example.sh [BUILD_DIR]     (default: build)
+#
+# The work directory is BUILD_DIR/example-native: its configuration is copied fresh from
+# example/native on every run, its data and logs (var/db/baetyl/*-data, var/log) are kept.
+# The master API listens on the example's unix:///var/run/baetyl.sock, so run it as root.
 set -euo pipefail
 build_dir=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
-timer_bin=$root/$build_dir/bin/baetyl-timer
-timer_conf=$root/example/native/var/db/baetyl/timer-conf/service.yml
-[[ -x $timer_bin ]] || { echo "run-example: $timer_bin is missing; run 'make' first" >&2; exit 1; }
+bin=$root/$build_dir/bin
+for program in baetyl baetyl-hub baetyl-timer; do
+  [[ -x $bin/$program ]] || { echo "run-example: $bin/$program is missing; run 'make' first" >&2; exit 1; }
+done
 
-work=$(mktemp -d /tmp/baetyl-example.XXXXXX)
+workdir=$root/$build_dir/example-native
+mkdir -p "$workdir"
+rm -rf "$workdir/etc" "$workdir"/var/db/baetyl/*-conf "$workdir/var/db/baetyl/application.yml"
+cp -r "$root/example/native/." "$workdir/"
+
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
 }
 trap cleanup EXIT
 
-broker_listening() { (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; }
-
-if broker_listening; then
-  echo "run-example: a broker already listens on 127.0.0.1:1883; using it"
-else
-  cat > "$work/mosquitto.conf" <<CONF
-listener 1883 127.0.0.1
-allow_anonymous true
-user $(id -un)
-log_dest file $work/mosquitto.log
-CONF
-  mosquitto -c "$work/mosquitto.conf" &
-  pids+=($!)
-  for _ in $(seq 50); do broker_listening && break; sleep 0.1; done
-  broker_listening || { echo "run-example: mosquitto did not start" >&2; exit 1; }
-  echo "run-example: started mosquitto on 127.0.0.1:1883 as the hub"
-fi
-
-mosquitto_sub -h 127.0.0.1 -p 1883 -u test -P hahaha -t 'timer/#' -q 1 \
-  -F '[received] %t %p' &
+# The subscriber retries until the hub is up; it prints what the timer publishes.
+(
+  until mosquitto_sub -h 127.0.0.1 -p 1883 -u test -P hahaha -i example-printer -t 'timer/#' \
+      -t timer -q 1 -F '[received] %t %p' 2>/dev/null; do
+    sleep 0.5
+  done
+) &
 pids+=($!)
 
-# The service's working directory, laid out as the master will lay it out.
-mkdir -p "$work/service/etc/baetyl"
-ln -s "$timer_conf" "$work/service/etc/baetyl/service.yml"
-echo "run-example: running baetyl-timer with $timer_conf (Ctrl-C to stop)"
-cd "$work/service"
+echo "run-example: baetyl start -w $workdir (Ctrl-C to stop)"
 set +e
-BAETYL_SERVICE_NAME=timer BAETYL_SERVICE_INSTANCE_NAME=timer "$timer_bin" &
-timer_pid=$!
-trap 'kill -TERM $timer_pid 2>/dev/null' INT TERM
-wait $timer_pid
+"$bin/baetyl" start -w "$workdir" &
+master=$!
+trap 'kill -TERM $master 2>/dev/null' INT TERM
+wait $master
 status=$?
-if kill -0 $timer_pid 2>/dev/null; then  # the wait was interrupted by Ctrl-C
-  wait $timer_pid
+if kill -0 $master 2>/dev/null; then  # the wait was interrupted by Ctrl-C
+  wait $master
   status=$?
 fi
-echo "run-example: baetyl-timer exited with status $status"
+echo "run-example: baetyl exited with status $status"
+exit $status
