@@ -47,7 +47,8 @@ void Hub::start() {
 }
 
 void Hub::bind(const ListenAddress& address) {
-  auto acceptor = std::make_unique<Tcp::acceptor>(io_);
+  // On a strand of its own: the accept loop and the close at shutdown never run concurrently.
+  auto acceptor = std::make_unique<Tcp::acceptor>(asio::make_strand(io_));
   auto open = [&](const Tcp::endpoint& endpoint, bool dual_stack, error_code& ec) {
     acceptor->open(endpoint.protocol(), ec);
     if (ec) return;
@@ -80,7 +81,7 @@ void Hub::bind(const ListenAddress& address) {
   }
   if (ec) throw std::runtime_error("listen '" + address.url + "': " + ec.message());
   log_->info("listening on {}", address.url);
-  asio::co_spawn(io_, accept_loop(*acceptor, address), asio::detached);
+  asio::co_spawn(acceptor->get_executor(), accept_loop(*acceptor, address), asio::detached);
   acceptors_.push_back(std::move(acceptor));
 }
 
@@ -151,20 +152,24 @@ void Hub::stop(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   if (!threads_.empty()) {
     // Acceptors belong to the worker threads: close them there.
-    std::mutex m;
-    std::condition_variable cv;
-    bool closed = false;
-    asio::post(io_, [&] {
-      for (auto& a : acceptors_) {
+    struct Closing {
+      std::mutex m;
+      std::condition_variable cv;
+      std::size_t closed = 0;
+    };
+    auto closing = std::make_shared<Closing>();
+    for (auto& a : acceptors_) {
+      asio::post(a->get_executor(), [closing, acceptor = a.get()] {
         error_code ec;
-        a->close(ec);
-      }
-      std::lock_guard lock(m);
-      closed = true;
-      cv.notify_all();
-    });
-    std::unique_lock lock(m);
-    cv.wait_until(lock, deadline, [&] { return closed; });
+        acceptor->close(ec);
+        std::lock_guard lock(closing->m);
+        ++closing->closed;
+        closing->cv.notify_all();
+      });
+    }
+    std::unique_lock lock(closing->m);
+    closing->cv.wait_until(lock, deadline,
+                           [&] { return closing->closed == acceptors_.size(); });
   }
   for (auto& c : open) c->close();
   open.clear();
