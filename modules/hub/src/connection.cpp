@@ -139,13 +139,17 @@ asio::awaitable<void> Connection::watchdog(std::shared_ptr<Connection> self) {
 }
 
 asio::awaitable<void> Connection::read_loop() {
-  std::string in(4096, '\0');
+  // Small while idle (many connections), doubled while reads keep filling it (throughput).
+  constexpr std::size_t kInitialBuffer = 1024;
+  constexpr std::size_t kBusyBuffer = 64 * 1024;
+  std::string in(kInitialBuffer, '\0');
   std::size_t used = 0;
   const auto& ingress = broker_.config().message.ingress;
   while (!closed_) {
     error_code ec;
     std::size_t n = co_await stream_->read_some(asio::buffer(in.data() + used, in.size() - used), ec);
     if (ec || closed_) break;
+    const bool filled = used + n == in.size();
     used += n;
     if (connected_ && keepalive_.count() > 0) deadline_ = Clock::now() + keepalive_;
 
@@ -182,8 +186,10 @@ asio::awaitable<void> Connection::read_loop() {
     }
     if (needed > in.size()) {
       in.resize(needed);
-    } else if (used == 0 && in.size() > 65536) {
-      in.resize(4096);
+    } else if (filled && in.size() < kBusyBuffer) {
+      in.resize(in.size() * 2);
+    } else if (used == 0 && in.size() > kBusyBuffer) {
+      in.resize(kInitialBuffer);
       in.shrink_to_fit();
     }
     // QoS 1/2 messages waiting for their commit: stop reading beyond the ingress buffer.
