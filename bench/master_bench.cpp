@@ -1,5 +1,5 @@
 // The master under measurement: a real `baetyl start` in native mode with N services (each a
-// shell package that execs sleep), timed from the spawn of baetyl until inspect lists every
+// package running sleep(1)), timed from the spawn of baetyl until inspect lists every
 // instance running; then inspect requests at a fixed rate over the Unix socket (a new connection
 // each, as a service's SDK client makes them) with their latency; the master's RSS throughout.
 // Prints markdown.
@@ -62,15 +62,15 @@ double percentile(std::vector<double> values, double p) {
 class Workdir {
  public:
   explicit Workdir(int services) {
-    auto script = dir_.write("var/db/baetyl/pkg/run.sh", "#!/bin/sh\nexec sleep 100000\n");
-    fs::permissions(script, fs::perms::owner_all, fs::perm_options::add);
-    dir_.write("var/db/baetyl/pkg/package.yml", "entry: run.sh\n");
+    // A package whose program is sleep(1): one exec per instance, like a module binary.
+    dir_.write("var/db/baetyl/pkg/package.yml", "entry: sleep\n");
+    fs::create_symlink("/bin/sleep", dir_.path() / "var/db/baetyl/pkg/sleep");
     dir_.write("etc/baetyl/conf.yml", "mode: native\ngrace: 5s\nserver:\n  address: unix://" +
                                           socket() + "\nlogger:\n  path: var/log/baetyl/baetyl.log\n");
     std::string app = "version: bench\nservices:\n";
     for (int i = 0; i < services; ++i) {
       app += "  - name: svc" + std::to_string(i) +
-             "\n    image: bench/sleep\n    replica: 1\n"
+             "\n    image: bench/sleep\n    replica: 1\n    args: ['100000']\n"
              "    mounts: [{name: pkg, path: lib/baetyl/bench/sleep, readonly: true}]\n";
     }
     app += "volumes:\n  - {name: pkg, path: var/db/baetyl/pkg}\n";
@@ -128,7 +128,7 @@ StartResult measure_start(const Options& options, Workdir& dir,
       } catch (const std::exception&) {
       }
     }
-    std::this_thread::sleep_for(500us);
+    std::this_thread::sleep_for(2ms);
   }
   StartResult result;
   result.start_ms = std::chrono::duration<double, std::milli>(Clock::now() - begin).count();

@@ -48,10 +48,20 @@ std::map<std::string, std::uint64_t> read_meminfo() {
   return values;
 }
 
+// MemTotal only changes with memory hotplug: read it once a minute at most.
 std::uint64_t host_memory_total() {
-  auto info = read_meminfo();
-  auto it = info.find("MemTotal");
-  return it == info.end() ? 0 : it->second;
+  static std::mutex mutex;
+  static std::uint64_t total = 0;
+  static std::chrono::steady_clock::time_point read_at{};
+  std::lock_guard lock(mutex);
+  auto now = std::chrono::steady_clock::now();
+  if (total == 0 || now - read_at > std::chrono::minutes(1)) {
+    auto info = read_meminfo();
+    auto it = info.find("MemTotal");
+    total = it == info.end() ? 0 : it->second;
+    read_at = now;
+  }
+  return total;
 }
 
 struct CpuTimes {
@@ -190,6 +200,12 @@ HostStats::HostStats(std::string disk_path) : disk_path_(std::move(disk_path)) {
 }
 
 api::Hardware HostStats::collect() {
+  {
+    std::lock_guard lock(mutex_);
+    if (last_hardware_ && std::chrono::steady_clock::now() - last_collected_ < kRefresh) {
+      return *last_hardware_;
+    }
+  }
   api::Hardware hardware;
 
   auto info = read_meminfo();
@@ -242,6 +258,9 @@ api::Hardware HostStats::collect() {
   }
 
   hardware.gpu_stats = read_gpu_stats();
+  std::lock_guard lock(mutex_);
+  last_hardware_ = hardware;
+  last_collected_ = std::chrono::steady_clock::now();
   return hardware;
 }
 
@@ -249,9 +268,10 @@ ProcessStats::ProcessStats(pid_t pid) : pid_(pid) {}
 
 nlohmann::json ProcessStats::collect() {
   std::lock_guard lock(mutex_);
-  auto stat = read_proc_stat(pid_);
-  if (!stat || stat->state == 'Z' || stat->state == 'X') return nullptr;
   auto now = std::chrono::steady_clock::now();
+  if (sampled_ && now - last_time_ < kRefresh) return last_result_;
+  auto stat = read_proc_stat(pid_);
+  if (!stat || stat->state == 'Z' || stat->state == 'X') return last_result_ = nullptr;
   static const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
   static const long page_size = ::sysconf(_SC_PAGESIZE);
 
@@ -277,13 +297,13 @@ nlohmann::json ProcessStats::collect() {
   std::int64_t pages = resident_pages(pid_).value_or(stat->rss_pages);
   std::uint64_t used = static_cast<std::uint64_t>(std::max<std::int64_t>(pages, 0)) *
                        static_cast<std::uint64_t>(page_size);
-  return {
-      {"cpu_stats", {{"used_percent", percent(cpu_seconds, elapsed_seconds)}}},
-      {"mem_stats",
-       {{"total", total},
-        {"used", used},
-        {"used_percent", percent(static_cast<double>(used), static_cast<double>(total))}}},
-  };
+  return last_result_ = {
+             {"cpu_stats", {{"used_percent", percent(cpu_seconds, elapsed_seconds)}}},
+             {"mem_stats",
+              {{"total", total},
+               {"used", used},
+               {"used_percent", percent(static_cast<double>(used), static_cast<double>(total))}}},
+         };
 }
 
 std::optional<std::uint64_t> ProcessStats::start_ticks(pid_t pid) {

@@ -14,10 +14,14 @@
 
 namespace baetyl::master {
 
+// Figures are read at most this often; calls in between return the last reading (inspect may be
+// asked hundreds of times a second, and a share of CPU over a few milliseconds means nothing).
+inline constexpr std::chrono::milliseconds kRefresh{1000};
+
 // The host: mem_stats from /proc/meminfo, cpu_stats from /proc/stat (busy share over the last
-// window of at least half a CPU-second, measured from construction on: never waits), disk_stats of the file system holding
-// `disk_path` (statvfs), gpu_stats from `nvidia-smi --query-gpu=...` when it is on PATH (absent
-// otherwise). Thread-safe.
+// window of at least half a CPU-second, measured from construction on, so it never waits),
+// disk_stats of the file system holding `disk_path` (statvfs), gpu_stats from
+// `nvidia-smi --query-gpu=...` when it is on PATH (absent otherwise). Thread-safe.
 class HostStats {
  public:
   explicit HostStats(std::string disk_path);
@@ -29,6 +33,8 @@ class HostStats {
   std::uint64_t last_busy_ = 0;
   std::uint64_t last_total_ = 0;
   std::optional<double> last_cpu_percent_;
+  std::optional<api::Hardware> last_hardware_;
+  std::chrono::steady_clock::time_point last_collected_{};
 };
 
 // One process: {"cpu_stats":{"used_percent"},"mem_stats":{"total","used","used_percent"}} where
@@ -49,6 +55,7 @@ class ProcessStats {
   std::uint64_t last_cpu_ticks_ = 0;
   std::chrono::steady_clock::time_point last_time_{};
   bool sampled_ = false;
+  nlohmann::json last_result_;
 };
 
 }  // namespace baetyl::master

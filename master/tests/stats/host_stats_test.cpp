@@ -217,7 +217,8 @@ TEST(ProcessStats, BusyChildMatchesItsTicks) {
   EXPECT_NEAR(first["cpu_stats"]["used_percent"].get<double>(),
               100.0 * static_cast<double>(ticks0) / hz / since_start, 10);
 
-  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(stats.collect(), first) << "within kRefresh the last reading is returned";
+  std::this_thread::sleep_for(kRefresh + 100ms);
   auto second = stats.collect();  // since the first call
   std::uint64_t ticks1 = cpu_ticks(busy.pid());
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -235,7 +236,7 @@ TEST(ProcessStats, IdleChildAndMemory) {
   stats.collect();
   std::uint64_t ticks0 = cpu_ticks(idle.pid());
   auto t0 = std::chrono::steady_clock::now();
-  std::this_thread::sleep_for(200ms);
+  std::this_thread::sleep_for(kRefresh + 50ms);
   auto json = stats.collect();
   std::uint64_t ticks1 = cpu_ticks(idle.pid());
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
