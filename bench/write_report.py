@@ -274,6 +274,9 @@ def main():
 
     doc = f"""# Benchmarks
 
+The master has its own report: [benchmarks-master.md](benchmarks-master.md) (start time, RSS
+and inspect latency with 10 native services, from `bench/run-master.sh`).
+
 Speed of the foundation: the MQTT codec and topic matching of the SDK (micro-benchmarks), and the
 SDK MQTT client (`baetyl::mqtt::Client`) against Debian's mosquitto on loopback, next to
 mosquitto's own `mosquitto_pub`. Speed targets are checked here, not in timed unit tests.
