@@ -131,21 +131,29 @@ int check(const Arguments& args) {
   enter_workdir(workdir);
   const std::string config_file = args.config.value_or(kMasterConfigFile);
   bool ok = true;
+  auto warn_unknown = [](const std::string& file, const std::vector<std::string>& keys) {
+    for (const auto& key : keys) std::cerr << file << ": " << key << ": unknown key, ignored\n";
+  };
   std::vector<std::string> unknown;
+  std::optional<MasterConfig> config;
   try {
-    load_master_config(config_file, &unknown);
-    for (const auto& key : unknown) {
-      std::cerr << config_file << ": " << key << ": unknown key, ignored\n";
-    }
+    config = load_master_config(config_file, &unknown);
+    warn_unknown(config_file, unknown);
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
     ok = false;
   }
   if (fs::exists(kAppConfigFile)) {
     try {
-      load_app_config(kAppConfigFile, &unknown);
-      for (const auto& key : unknown) {
-        std::cerr << kAppConfigFile << ": " << key << ": unknown key, ignored\n";
+      AppConfig app = load_app_config(kAppConfigFile, &unknown);
+      warn_unknown(kAppConfigFile, unknown);
+      // In native mode the programs must be there too (docker images are pulled at start).
+      if (config && config->mode == "native") {
+        log::LoggerConfig to_stderr;
+        to_stderr.path.clear();
+        to_stderr.level = "warn";
+        make_engine(*config, workdir, own_binary(), log::make_logger(to_stderr, "baetyl"))
+            ->prepare(app);
       }
     } catch (const std::exception& e) {
       std::cerr << e.what() << "\n";

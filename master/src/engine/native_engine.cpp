@@ -282,6 +282,12 @@ void NativeEngine::clean_leftovers() {
 void NativeEngine::prepare(const AppConfig& app) {
   std::vector<std::string> errors;
   for (const auto& service : app.services) {
+    if (!service.ports.empty() || !service.devices.empty() || service.resources != Resources{}) {
+      state_->logger->warn(
+          "service {}: ports, devices and resources apply in docker mode only; ignored in native "
+          "mode",
+          service.name);
+    }
     // The mounts as they will be in the service directory: normalised path -> volume on the host.
     std::vector<std::pair<std::string, fs::path>> mounts;
     for (const auto& mount : service.mounts) {

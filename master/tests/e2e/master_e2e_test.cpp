@@ -429,6 +429,16 @@ TEST(MasterE2E, CheckVersionAndUsage) {
   EXPECT_THAT(printed, HasSubstr("services[0].restart.policy: 'x' is not one of"));
   EXPECT_THAT(printed, HasSubstr("conf.yml: bogus: unknown key"));
 
+  // Native mode: every program must be found too.
+  run.write_conf();
+  run.write_app("v1", service("svc") + "  - name: ghost\n    image: test/no-such-module\n"
+                                     "    replica: 1\n    ports: ['1883:1883']\n");
+  printed = run_baetyl({"check", "-w", run.workdir().string()}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(printed, HasSubstr("ghost"));
+  EXPECT_THAT(printed, HasSubstr("no-such-module"));
+  EXPECT_THAT(printed, HasSubstr("service ghost: ports, devices and resources apply in docker mode"));
+
   printed = run_baetyl({"version"}, &code);
   EXPECT_EQ(code, 0);
   EXPECT_THAT(printed, HasSubstr("Version:"));
