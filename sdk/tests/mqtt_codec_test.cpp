@@ -951,3 +951,29 @@ TEST(PacketNames, TypeOfFollowsTheVariantOrder) {
 
 }  // namespace
 }  // namespace baetyl::mqtt
+
+namespace baetyl::mqtt {
+
+TEST(CodecEncodePublish, SameBytesAsEncodingAPublishValue) {
+  for (std::uint8_t qos : {0, 1, 2}) {
+    for (bool retain : {false, true}) {
+      for (bool dup : {false, true}) {
+        if (qos == 0 && dup) continue;
+        for (std::size_t size : {0u, 5u, 200u, 20000u, 3000000u}) {
+          Publish p;
+          p.topic = "a/b";
+          p.payload = std::string(size, 'x');
+          p.qos = qos;
+          p.retain = retain;
+          p.dup = dup;
+          p.packet_id = qos ? 4242 : 0;
+          std::string out = "prefix";
+          encode_publish(out, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id);
+          EXPECT_EQ(out, "prefix" + encode(p)) << int(qos) << retain << dup << size;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace baetyl::mqtt

@@ -18,29 +18,7 @@ auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec
 // PUBLISH straight from the shared message into the write buffer: no intermediate packet copy.
 void encode_publish(std::string& out, const Message& m, std::uint8_t qos, bool retain, bool dup,
                     std::uint16_t packet_id) {
-  const std::size_t remaining = 2 + m.topic.size() + (qos > 0 ? 2 : 0) + m.payload.size();
-  out.push_back(static_cast<char>(0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0)));
-  std::size_t v = remaining;
-  do {
-    auto byte = static_cast<std::uint8_t>(v & 0x7F);
-    v >>= 7;
-    if (v > 0) byte |= 0x80;
-    out.push_back(static_cast<char>(byte));
-  } while (v > 0);
-  out.push_back(static_cast<char>(m.topic.size() >> 8));
-  out.push_back(static_cast<char>(m.topic.size() & 0xFF));
-  out.append(m.topic);
-  if (qos > 0) {
-    out.push_back(static_cast<char>(packet_id >> 8));
-    out.push_back(static_cast<char>(packet_id & 0xFF));
-  }
-  out.append(m.payload);
-}
-
-void encode_pubrel(std::string& out, std::uint16_t packet_id) {
-  const char bytes[] = {0x62, 0x02, static_cast<char>(packet_id >> 8),
-                        static_cast<char>(packet_id & 0xFF)};
-  out.append(bytes, sizeof bytes);
+  mqtt::encode_publish(out, m.topic, m.payload, qos, retain, dup, packet_id);
 }
 
 bool valid_client_id(std::string_view id) {
@@ -462,7 +440,7 @@ void Connection::collect(std::string& out) {
     for (auto& [order, id] : due) {
       auto& f = session_->inflight[id];
       if (f.released) {
-        encode_pubrel(out, id);
+        mqtt::encode(mqtt::Pubrel{id}, out);
       } else {
         encode_publish(out, *f.out.message, f.out.qos, f.out.retain, true, id);
         ++sent;

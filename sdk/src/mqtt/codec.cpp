@@ -648,6 +648,18 @@ void encode(const Packet& packet, std::string& out) {
   std::visit(BodyWriter{out}, packet);
 }
 
+void encode_publish(std::string& out, std::string_view topic, std::string_view payload,
+                    std::uint8_t qos, bool retain, bool dup, std::uint16_t packet_id) {
+  const std::size_t body = 2 + topic.size() + (qos > 0 ? 2 : 0) + payload.size();
+  out.reserve(out.size() + 1 + varint_size(body) + body);
+  put_u8(out, static_cast<std::uint8_t>(static_cast<std::uint8_t>(PacketType::Publish) << 4 |
+                                        (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0)));
+  put_varint(out, body);
+  put_string(out, topic);
+  if (qos > 0) put_u16(out, packet_id);
+  out.append(payload);
+}
+
 std::string encode(const Packet& packet) {
   std::string out;
   encode(packet, out);

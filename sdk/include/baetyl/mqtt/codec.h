@@ -14,6 +14,12 @@ namespace baetyl::mqtt {
 void encode(const Packet& packet, std::string& out);
 std::string encode(const Packet& packet);
 
+// Appends a PUBLISH made of its parts, with the same bytes as encode(Publish{...}), without building
+// a Publish value first: a broker sends one shared message to many subscribers this way. Not
+// validated (the caller sends what it already checked); packet_id is written only when qos > 0.
+void encode_publish(std::string& out, std::string_view topic, std::string_view payload,
+                    std::uint8_t qos, bool retain, bool dup, std::uint16_t packet_id);
+
 // The number of bytes encode() produces for `packet` (fixed header included). Does not validate.
 std::size_t encoded_size(const Packet& packet);
 
