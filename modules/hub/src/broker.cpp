@@ -30,6 +30,7 @@ void Broker::restore(StoredState state) {
     for (auto& [message, qos] : stored.queue) {
       session->pending.push_back(Outgoing{message, qos, false, true, true});
     }
+    session->incoming_qos2.insert(stored.incoming_qos2.begin(), stored.incoming_qos2.end());
     std::lock_guard lock(sessions_mutex_);
     sessions_[stored.client_id] = std::move(session);
   }
@@ -149,7 +150,8 @@ void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t q
   if (connection) connection->notify();
 }
 
-void Broker::publish(Message m, std::function<void()> persisted) {
+void Broker::publish(Message m, std::function<void()> persisted, const Session* receipt,
+                     std::uint16_t receipt_id) {
   if (m.time == 0) m.time = unix_millis();
   const bool durable = m.qos > 0 && store_ != nullptr;
   if (durable) m.id = store_->next_message_id();
@@ -194,7 +196,12 @@ void Broker::publish(Message m, std::function<void()> persisted) {
       }
       // Stored before anyone can acknowledge it, so the acknowledgement's delete follows the
       // insert in the writer's order.
-      store_->add_message(message, queue, std::move(persisted));
+      if (receipt && receipt->persistent()) {
+        store_->add_message(message, queue, std::move(persisted), receipt->client_id(),
+                            receipt_id);
+      } else {
+        store_->add_message(message, queue, std::move(persisted));
+      }
       persisted = nullptr;
     }
     for (auto& [session, qos] : matches) {

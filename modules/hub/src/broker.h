@@ -70,7 +70,10 @@ class Broker {
   // Routes a message to every matching subscription and static route, stores it when its QoS is
   // above 0, and handles retain. `persisted` runs (on the store's thread, or at once when nothing
   // needs storing) when the message is durable.
-  void publish(Message message, std::function<void()> persisted = {});
+  // `receipt`: the persistent session that sent this QoS 2 message with `receipt_id`, recorded
+  // with the message so that a resent PUBLISH after a restart is not delivered twice.
+  void publish(Message message, std::function<void()> persisted = {},
+               const Session* receipt = nullptr, std::uint16_t receipt_id = 0);
 
   // Return codes for SUBACK: granted QoS or 0x80. Retained messages matching the accepted
   // filters are queued on the session after the caller's SUBACK (see queue_retained).

@@ -227,9 +227,13 @@ Connection::Next Connection::handle(mqtt::Packet& packet) {
       return Next::Continue;
     case mqtt::PacketType::Pubrel: {
       const auto id = std::get<mqtt::Pubrel>(packet).packet_id;
+      bool known = false;
       {
         std::lock_guard lock(session_->mutex);
-        session_->incoming_qos2.erase(id);
+        known = session_->incoming_qos2.erase(id) > 0;
+      }
+      if (known && session_->persistent() && broker_.store()) {
+        broker_.store()->release_qos2(client_id_, id);
       }
       send(mqtt::Pubcomp{id});
       return Next::Continue;
@@ -380,9 +384,12 @@ Connection::Next Connection::on_publish(mqtt::Publish& p) {
   }
   ++pending_commits_;
   const std::uint8_t qos = m.qos;
-  broker_.publish(std::move(m), [self = shared_from_this(), id, qos] {
-    asio::post(self->strand_, [self, id, qos] { self->committed(id, qos); });
-  });
+  broker_.publish(
+      std::move(m),
+      [self = shared_from_this(), id, qos] {
+        asio::post(self->strand_, [self, id, qos] { self->committed(id, qos); });
+      },
+      qos == 2 ? session_.get() : nullptr, id);
   return Next::Continue;
 }
 

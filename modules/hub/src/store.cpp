@@ -60,6 +60,8 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
        "qos INTEGER NOT NULL, time INTEGER NOT NULL)");
   exec("CREATE TABLE IF NOT EXISTS wills (client_id TEXT PRIMARY KEY, topic TEXT NOT NULL, "
        "payload BLOB, qos INTEGER NOT NULL, retain INTEGER NOT NULL)");
+  exec("CREATE TABLE IF NOT EXISTS qos2_received (client_id TEXT NOT NULL, "
+       "packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID");
 
   insert_message_ =
       prepare("INSERT OR REPLACE INTO messages (id, topic, payload, qos, time) VALUES (?,?,?,?,?)");
@@ -78,6 +80,10 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
   insert_will_ = prepare(
       "INSERT OR REPLACE INTO wills (client_id, topic, payload, qos, retain) VALUES (?,?,?,?,?)");
   delete_will_ = prepare("DELETE FROM wills WHERE client_id = ?");
+  insert_qos2_ =
+      prepare("INSERT OR IGNORE INTO qos2_received (client_id, packet_id) VALUES (?,?)");
+  delete_qos2_ = prepare("DELETE FROM qos2_received WHERE client_id = ? AND packet_id = ?");
+  delete_session_qos2_ = prepare("DELETE FROM qos2_received WHERE client_id = ?");
   cleanup_messages_ = prepare("DELETE FROM messages WHERE time < ?");
   cleanup_queue_ = prepare(
       "DELETE FROM queue WHERE NOT EXISTS (SELECT 1 FROM messages WHERE id = queue.message_id)");
@@ -158,6 +164,12 @@ StoredState Store::load() {
         state.sessions[it->second].queue.emplace_back(
             message, static_cast<std::uint8_t>(sqlite3_column_int(s, 1)));
       });
+  query("SELECT client_id, packet_id FROM qos2_received", [&](sqlite3_stmt* s) {
+    auto it = index.find(column_string(s, 0));
+    if (it == index.end()) return;
+    state.sessions[it->second].incoming_qos2.push_back(
+        static_cast<std::uint16_t>(sqlite3_column_int(s, 1)));
+  });
   query("SELECT topic, payload, qos, time FROM retained", [&](sqlite3_stmt* s) {
     auto m = std::make_shared<Message>();
     m->topic = column_string(s, 0);
@@ -209,8 +221,13 @@ std::size_t Store::backlog() const {
 
 void Store::add_message(MessagePtr message,
                         std::vector<std::pair<std::string, std::uint8_t>> queue,
-                        std::function<void()> done) {
-  submit(AddMessage{std::move(message), std::move(queue), std::move(done)});
+                        std::function<void()> done, std::string receipt_client,
+                        std::uint16_t receipt_id) {
+  submit(AddMessage{std::move(message), std::move(queue), std::move(done),
+                    std::move(receipt_client), receipt_id});
+}
+void Store::release_qos2(const std::string& client_id, std::uint16_t packet_id) {
+  submit(ReleaseQos2{client_id, packet_id});
 }
 void Store::ack(const std::string& client_id, std::int64_t id) { submit(Ack{client_id, id}); }
 void Store::save_session(const std::string& client_id) { submit(SaveSession{client_id}); }
@@ -302,6 +319,15 @@ void Store::apply(Op& op) {
       sqlite3_bind_int(insert_queue_, 3, qos);
       step(insert_queue_);
     }
+    if (!m->receipt_client.empty()) {
+      bind_text(insert_qos2_, 1, m->receipt_client);
+      sqlite3_bind_int(insert_qos2_, 2, m->receipt_id);
+      step(insert_qos2_);
+    }
+  } else if (auto* r = std::get_if<ReleaseQos2>(&op)) {
+    bind_text(delete_qos2_, 1, r->client_id);
+    sqlite3_bind_int(delete_qos2_, 2, r->id);
+    step(delete_qos2_);
   } else if (auto* a = std::get_if<Ack>(&op)) {
     bind_text(delete_queue_, 1, a->client_id);
     sqlite3_bind_int64(delete_queue_, 2, a->id);
@@ -310,7 +336,8 @@ void Store::apply(Op& op) {
     bind_text(insert_session_, 1, s->client_id);
     step(insert_session_);
   } else if (auto* d = std::get_if<DeleteSession>(&op)) {
-    for (auto* stmt : {delete_session_, delete_session_subs_, delete_session_queue_}) {
+    for (auto* stmt : {delete_session_, delete_session_subs_, delete_session_queue_,
+                       delete_session_qos2_}) {
       bind_text(stmt, 1, d->client_id);
       step(stmt);
     }

@@ -37,6 +37,7 @@ struct StoredSession {
   std::string client_id;
   std::vector<std::pair<std::string, std::uint8_t>> subscriptions;
   std::vector<std::pair<MessagePtr, std::uint8_t>> queue;  // unacknowledged, oldest first
+  std::vector<std::uint16_t> incoming_qos2;  // QoS 2 ids received, PUBREL not yet
 };
 
 struct StoredState {
@@ -63,9 +64,13 @@ class Store {
   std::int64_t next_message_id() { return next_id_.fetch_add(1); }
 
   // Persists `message` and a queue entry for each (client id, delivery QoS); `done` runs on the
-  // writer thread once committed.
+  // writer thread once committed. With `receipt_client`, the QoS 2 packet id `receipt_id` of that
+  // persistent session is recorded in the same transaction (exactly once across restarts).
   void add_message(MessagePtr message, std::vector<std::pair<std::string, std::uint8_t>> queue,
-                   std::function<void()> done);
+                   std::function<void()> done, std::string receipt_client = {},
+                   std::uint16_t receipt_id = 0);
+  // PUBREL for a recorded QoS 2 packet id.
+  void release_qos2(const std::string& client_id, std::uint16_t packet_id);
   // A persistent session acknowledged the message.
   void ack(const std::string& client_id, std::int64_t message_id);
   void save_session(const std::string& client_id);
@@ -90,6 +95,12 @@ class Store {
     MessagePtr message;
     std::vector<std::pair<std::string, std::uint8_t>> queue;
     std::function<void()> done;
+    std::string receipt_client;
+    std::uint16_t receipt_id = 0;
+  };
+  struct ReleaseQos2 {
+    std::string client_id;
+    std::uint16_t id;
   };
   struct Ack {
     std::string client_id;
@@ -115,7 +126,7 @@ class Store {
   struct ClearWill { std::string client_id; };
   struct Cleanup { std::int64_t cutoff; };
   struct Barrier { std::function<void()> done; };
-  using Op = std::variant<AddMessage, Ack, SaveSession, DeleteSession, AddSubscription,
+  using Op = std::variant<AddMessage, ReleaseQos2, Ack, SaveSession, DeleteSession, AddSubscription,
                           RemoveSubscription, SetRetained, ClearRetained, SetWill, ClearWill,
                           Cleanup, Barrier>;
 
@@ -146,6 +157,9 @@ class Store {
   sqlite3_stmt* delete_will_ = nullptr;
   sqlite3_stmt* cleanup_messages_ = nullptr;
   sqlite3_stmt* cleanup_queue_ = nullptr;
+  sqlite3_stmt* insert_qos2_ = nullptr;
+  sqlite3_stmt* delete_qos2_ = nullptr;
+  sqlite3_stmt* delete_session_qos2_ = nullptr;
 
   std::atomic<std::int64_t> next_id_{1};
   std::atomic<std::uint64_t> commits_{0};

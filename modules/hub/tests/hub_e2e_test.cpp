@@ -831,3 +831,39 @@ TEST_F(HubTest, ConcurrentPublishersAndSubscribersReceiveEverythingInOrder) {
   for (auto& t : threads) t.join();
   for (int s = 0; s < kSubscribers; ++s) EXPECT_EQ(errors[s], "") << "subscriber " << s;
 }
+
+TEST(HubRestart, QoS2ExactlyOnceAcrossARestart) {
+  const auto port = free_port();
+  HubProcess hub(base_config(port), port);
+  RawClient sub(port);
+  ASSERT_FALSE(sub.connect(make_connect("q2sub", false)).session_present);
+  sub.send(mqtt::Subscribe{1, {{"q2/#", 2}}});
+  sub.expect<mqtt::Suback>();
+  {
+    RawClient pub(port);
+    ASSERT_FALSE(pub.connect(make_connect("q2pub", false)).session_present);
+    pub.send(mqtt::Publish{"q2/x", "once", 2, false, false, 77});
+    EXPECT_EQ(pub.expect<mqtt::Pubrec>().packet_id, 77);
+    // Gone before sending PUBREL.
+  }
+  auto m = sub.expect<mqtt::Publish>();
+  EXPECT_EQ(m.payload, "once");
+  sub.send(mqtt::Pubrec{m.packet_id});
+  EXPECT_EQ(sub.expect<mqtt::Pubrel>().packet_id, m.packet_id);
+  sub.send(mqtt::Pubcomp{m.packet_id});
+  sub.send(mqtt::Disconnect{});
+  sub.close();
+  EXPECT_EQ(hub.stop(SIGTERM), 0);
+  hub.start();
+
+  RawClient again(port);
+  EXPECT_TRUE(again.connect(make_connect("q2sub", false)).session_present);
+  RawClient pub(port);
+  EXPECT_TRUE(pub.connect(make_connect("q2pub", false)).session_present);
+  // The publisher did not see PUBCOMP, so it sends the PUBLISH again with DUP.
+  pub.send(mqtt::Publish{"q2/x", "once", 2, false, true, 77});
+  EXPECT_EQ(pub.expect<mqtt::Pubrec>().packet_id, 77);
+  pub.send(mqtt::Pubrel{77});
+  EXPECT_EQ(pub.expect<mqtt::Pubcomp>().packet_id, 77);
+  EXPECT_TRUE(again.silent_for(500ms));  // not delivered a second time
+}

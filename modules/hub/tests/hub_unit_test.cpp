@@ -361,3 +361,19 @@ TEST(HubConfig, ExampleConfigurationLoadsWithoutUnknownKeys) {
   EXPECT_EQ(c.subscriptions.size(), 1u);
   EXPECT_EQ(c.message.length_max.bytes, 32u * 1024);
 }
+
+TEST(Store, Qos2ReceiptsStoredWithTheMessage) {
+  baetyl::testing::TempDir dir;
+  Store store(dir.path().string(), {}, spdlog::default_logger());
+  store.load();
+  store.start();
+  store.save_session("p");
+  store.add_message(make_message(store.next_message_id(), "t", "a", 1), {}, {}, "p", 5);
+  store.add_message(make_message(store.next_message_id(), "t", "b", 1), {}, {}, "p", 6);
+  store.release_qos2("p", 5);
+  store.flush();
+  store.stop();
+  auto state = store.load();
+  ASSERT_EQ(state.sessions.size(), 1u);
+  EXPECT_EQ(state.sessions[0].incoming_qos2, std::vector<std::uint16_t>{6});
+}
