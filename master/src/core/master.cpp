@@ -287,6 +287,22 @@ std::shared_ptr<InstanceSupervisor> Master::find_instance(const Service& service
   return nullptr;
 }
 
+std::shared_ptr<Master::Service> Master::require_service(const std::string& name) const {
+  auto service = find_service(name);
+  if (!service) throw std::invalid_argument("service '" + name + "' not found");
+  return service;
+}
+
+std::shared_ptr<InstanceSupervisor> Master::require_instance(const Service& service,
+                                                             const std::string& instance) const {
+  auto found = find_instance(service, instance);
+  if (!found) {
+    throw std::invalid_argument("instance '" + instance + "' of service '" + service.info.name +
+                                "' not found");
+  }
+  return found;
+}
+
 // ---- API ----
 
 bool Master::authenticate(const std::string& username, const std::string& password) {
@@ -361,8 +377,7 @@ void Master::start_instance(const std::string& service_name, const std::string& 
   }
   std::lock_guard ops(ops_mutex_);
   if (stopped_) throw std::runtime_error("the master is stopping");
-  auto service = find_service(service_name);
-  if (!service) throw std::invalid_argument("service '" + service_name + "' not found");
+  auto service = require_service(service_name);
   if (auto existing = find_instance(*service, instance_name)) {
     {
       std::lock_guard state(state_mutex_);
@@ -379,13 +394,8 @@ void Master::start_instance(const std::string& service_name, const std::string& 
 
 void Master::stop_instance(const std::string& service_name, const std::string& instance_name) {
   std::lock_guard ops(ops_mutex_);
-  auto service = find_service(service_name);
-  if (!service) throw std::invalid_argument("service '" + service_name + "' not found");
-  auto instance = find_instance(*service, instance_name);
-  if (!instance) {
-    throw std::invalid_argument("instance '" + instance_name + "' of service '" + service_name +
-                                "' not found");
-  }
+  auto service = require_service(service_name);
+  auto instance = require_instance(*service, instance_name);
   {
     std::lock_guard state(state_mutex_);
     std::erase(service->instances, instance);
@@ -397,14 +407,7 @@ void Master::stop_instance(const std::string& service_name, const std::string& i
 void Master::report_instance(const std::string& service_name, const std::string& instance_name,
                              const nlohmann::json& report) {
   if (!report.is_object()) throw std::invalid_argument("a report must be a JSON object");
-  auto service = find_service(service_name);
-  if (!service) throw std::invalid_argument("service '" + service_name + "' not found");
-  auto instance = find_instance(*service, instance_name);
-  if (!instance) {
-    throw std::invalid_argument("instance '" + instance_name + "' of service '" + service_name +
-                                "' not found");
-  }
-  instance->report(report);
+  require_instance(*require_service(service_name), instance_name)->report(report);
 }
 
 // ---- updates ----

@@ -92,6 +92,10 @@ class Master final : public ApiBackend {
   std::shared_ptr<Service> find_service(const std::string& name) const;
   std::shared_ptr<InstanceSupervisor> find_instance(const Service& service,
                                                     const std::string& instance) const;
+  // The same, throwing std::invalid_argument ("... not found") instead of returning null.
+  std::shared_ptr<Service> require_service(const std::string& name) const;
+  std::shared_ptr<InstanceSupervisor> require_instance(const Service& service,
+                                                       const std::string& instance) const;
   void run_update(const api::UpdateRequest& request);
   void run_app_update(const api::UpdateRequest& request);
   void run_master_update(const api::UpdateRequest& request);
