@@ -6,6 +6,15 @@
 #include "connection.h"
 
 namespace baetyl::hub {
+namespace {
+thread_local std::weak_ptr<Session> congested;
+}  // namespace
+
+std::shared_ptr<Session> Broker::take_congestion() {
+  auto session = congested.lock();
+  congested.reset();
+  return session;
+}
 
 Broker::Broker(const HubConfig& config, Store* store, std::shared_ptr<spdlog::logger> log)
     : config_(config), store_(store), log_(std::move(log)), auth_(config.principals) {
@@ -141,7 +150,9 @@ void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t q
         }
         return;
       }
-      ++session.pending_qos0;
+      if (++session.pending_qos0 > config_.message.egress.qos0_buffer_size / 2) {
+        congested = session.weak_from_this();
+      }
     } else if (!connection && !session.persistent()) {
       return;
     }

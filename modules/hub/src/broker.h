@@ -75,6 +75,11 @@ class Broker {
   void publish(Message message, std::function<void()> persisted = {},
                const Session* receipt = nullptr, std::uint16_t receipt_id = 0);
 
+  // The subscriber whose QoS 0 queue went past half full during this thread's last publishes, if
+  // any (and forgets it): the publishing connection reads more slowly until it drains, so that
+  // fast publishers do not overflow subscribers that keep up.
+  static std::shared_ptr<Session> take_congestion();
+
   // Return codes for SUBACK: granted QoS or 0x80. Retained messages matching the accepted
   // filters are queued on the session after the caller's SUBACK (see queue_retained).
   std::vector<std::uint8_t> subscribe(const std::shared_ptr<Session>& session,

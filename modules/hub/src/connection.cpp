@@ -134,6 +134,7 @@ asio::awaitable<void> Connection::read_loop() {
     std::size_t offset = 0;
     std::size_t needed = 0;
     bool stop = false;
+    Broker::take_congestion();
     while (!stop) {
       std::string_view view(in.data() + offset, used - offset);
       auto head = mqtt::decode_fixed_header(view, limits_);
@@ -169,6 +170,19 @@ asio::awaitable<void> Connection::read_loop() {
     } else if (used == 0 && in.size() > kBusyBuffer) {
       in.resize(kInitialBuffer);
       in.shrink_to_fit();
+    }
+    // A subscriber's QoS 0 queue is filling up: give it time to drain (up to 100 ms per read,
+    // so a subscriber that stopped reading cannot hold the publisher up for long).
+    if (auto subscriber = Broker::take_congestion()) {
+      const std::size_t low = broker_.config().message.egress.qos0_buffer_size / 4;
+      for (int i = 0; i < 100 && !closed_; ++i) {
+        {
+          std::lock_guard lock(subscriber->mutex);
+          if (subscriber->pending_qos0 <= low || subscriber->connection.expired()) break;
+        }
+        resume_.expires_after(std::chrono::milliseconds(1));
+        co_await resume_.async_wait(token(ec));
+      }
     }
     // QoS 1/2 messages waiting for their commit: stop reading beyond the ingress buffer.
     while (!closed_ && pending_commits_ >= ingress.qos1_buffer_size) {

@@ -32,7 +32,7 @@ struct Inflight {
   std::chrono::steady_clock::time_point sent;
 };
 
-class Session {
+class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(std::string client_id, bool persistent)
       : client_id_(std::move(client_id)), persistent_(persistent) {}
