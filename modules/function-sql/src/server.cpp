@@ -1,0 +1,167 @@
+#include "server.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include <grpc/grpc.h>
+
+#include "baetyl/env.h"
+
+namespace baetyl::sql {
+namespace {
+
+std::string read_file(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + what + " file '" + path + "'");
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::shared_ptr<grpc::ServerCredentials> credentials(const ServerConfig& c) {
+  if (c.cert.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options(
+      c.ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                   : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  if (!c.ca.empty()) options.pem_root_certs = read_file(c.ca, "server.ca");
+  options.pem_key_cert_pairs.push_back(
+      {read_file(c.key, "server.key"), read_file(c.cert, "server.cert")});
+  return grpc::SslServerCredentials(options);
+}
+
+}  // namespace
+
+void describe(config::Reader& r, ServerConfig& c) {
+  r.field("address", c.address).not_empty();
+  r.section("workers", [&](config::Reader& s) { s.field("max", c.workers_max).min(1); });
+  r.section("concurrent", [&](config::Reader& s) { s.field("max", c.concurrent_max); });
+  r.section("message", [&](config::Reader& s) {
+    s.section("length", [&](config::Reader& l) {
+      l.field("max", c.message_length_max)
+          .min(config::ByteSize{1})
+          .max(config::ByteSize{std::numeric_limits<int>::max()});
+    });
+  });
+  r.field("ca", c.ca);
+  r.field("key", c.key);
+  r.field("cert", c.cert);
+  r.check(c.key.empty() == c.cert.empty(), c.key.empty() ? "key" : "cert",
+          "server.key and server.cert go together");
+  r.check(c.ca.empty() || !c.cert.empty(), "ca", "needs server.key and server.cert");
+}
+
+void describe(config::Reader& r, FunctionConfig& c) {
+  r.field("name", c.name).required().not_empty();
+  auto handler = r.field("handler", c.handler).required().not_empty();
+  if (handler.present() && !c.handler.empty()) {
+    try {
+      Query::parse(c.handler);
+    } catch (const SqlError& e) {
+      r.error("handler", e.what());
+    }
+  }
+}
+
+void describe(config::Reader& r, RuntimeConfig& c) {
+  r.field("server", c.server);
+  r.field("functions", c.functions).required().not_empty();
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < c.functions.size(); ++i) {
+    const std::string& name = c.functions[i].name;
+    if (!name.empty() && !names.insert(name).second) {
+      r.error("functions[" + std::to_string(i) + "].name", "duplicate function name '" + name + "'");
+    }
+  }
+}
+
+FunctionService::FunctionService(const std::vector<FunctionConfig>& functions) {
+  for (const auto& f : functions) {
+    queries_.insert_or_assign(f.name, Query::parse(f.handler));
+    names_ += (names_.empty() ? "" : ", ") + f.name;
+  }
+}
+
+grpc::Status FunctionService::Call(grpc::ServerContext*, const FunctionMessage* request,
+                                   FunctionMessage* reply) {
+  return handle(*request, *reply);
+}
+
+grpc::Status FunctionService::handle(const FunctionMessage& request, FunctionMessage& reply) const {
+  auto it = queries_.find(request.functionname());
+  if (it == queries_.end()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "function '" + request.functionname() +
+                                                         "' not found (this runtime serves: " +
+                                                         names_ + ")");
+  }
+  Message message{.qos = request.qos(),
+                  .topic = request.topic(),
+                  .timestamp = request.timestamp(),
+                  .function_name = request.functionname(),
+                  .invoke_id = request.functioninvokeid()};
+  std::string payload;
+  try {
+    payload = it->second.run(request.payload(), message);
+  } catch (const PayloadError& e) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, e.what());
+  } catch (const std::exception& e) {
+    return grpc::Status(grpc::StatusCode::INTERNAL, e.what());
+  }
+  reply.set_id(request.id());
+  reply.set_qos(request.qos());
+  reply.set_topic(request.topic());
+  reply.set_timestamp(request.timestamp());
+  reply.set_functionname(request.functionname());
+  reply.set_functioninvokeid(request.functioninvokeid());
+  reply.set_payload(std::move(payload));
+  return grpc::Status::OK;
+}
+
+std::string listen_address(const std::string& configured) {
+  std::string address = env::get_or(env::kServiceInstanceAddress, configured);
+  if (address.starts_with("tcp://")) address.erase(0, 6);
+  return address;
+}
+
+void run_runtime(Context& ctx) {
+  auto config = ctx.load_config<RuntimeConfig>();
+  const ServerConfig& sc = config.server;
+  FunctionService service(config.functions);
+
+  std::string address = listen_address(sc.address);
+  unsigned workers = sc.workers_max;
+  if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency()) * 5;
+  int length = static_cast<int>(sc.message_length_max.bytes);
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(address, credentials(sc), &port);
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(length);
+  builder.SetMaxSendMessageSize(length);
+  // The synchronous server runs each call on a thread of its pool, pollers included.
+  grpc::ResourceQuota quota("baetyl-function-sql");
+  quota.SetMaxThreads(static_cast<int>(workers) + 1);
+  builder.SetResourceQuota(quota);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+                              static_cast<int>(std::min(workers, 2u)));
+  if (sc.concurrent_max > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                               static_cast<int>(sc.concurrent_max));
+  }
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) throw std::runtime_error("cannot listen on '" + address + "'");
+  ctx.log().info("serving {} function(s) on {} ({}, {} workers)", config.functions.size(),
+                 address, sc.cert.empty() ? "plain" : "TLS", workers);
+  for (const auto& f : config.functions) ctx.log().info("function '{}': {}", f.name, f.handler);
+
+  ctx.wait();
+  ctx.log().info("stopping: finishing calls in flight");
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->Wait();
+}
+
+}  // namespace baetyl::sql

@@ -1,0 +1,68 @@
+#pragma once
+// baetyl-function-sql: the baetyl.Function gRPC service answering with SQL queries over the
+// payload. Configuration keys are those of the documented function runtimes (README.md).
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "baetyl/config/reader.h"
+#include "baetyl/context.h"
+#include "function.grpc.pb.h"
+#include "sql/sql.h"
+
+namespace baetyl::sql {
+
+struct ServerConfig {
+  // Overridden by BAETYL_SERVICE_INSTANCE_ADDRESS, which the function manager sets per instance.
+  std::string address = "0.0.0.0:50051";
+  unsigned workers_max = 0;       // 0: five per CPU core
+  std::uint32_t concurrent_max = 0;  // concurrent calls per connection; 0: no limit
+  config::ByteSize message_length_max = config::operator""_MiB(4);
+  std::string ca;
+  std::string key;
+  std::string cert;
+};
+
+struct FunctionConfig {
+  std::string name;
+  std::string handler;  // the SQL text
+};
+
+struct RuntimeConfig {
+  ServerConfig server;
+  std::vector<FunctionConfig> functions;
+};
+
+// Every handler is parsed here: a bad query is reported at `functions[i].handler` with its
+// position.
+void describe(config::Reader& r, ServerConfig& c);
+void describe(config::Reader& r, FunctionConfig& c);
+void describe(config::Reader& r, RuntimeConfig& c);
+
+class FunctionService final : public Function::Service {
+ public:
+  // Throws SqlError for a bad handler.
+  explicit FunctionService(const std::vector<FunctionConfig>& functions);
+
+  grpc::Status Call(grpc::ServerContext* context, const FunctionMessage* request,
+                    FunctionMessage* reply) override;
+
+  // The same without gRPC: the reply for `request`.
+  grpc::Status handle(const FunctionMessage& request, FunctionMessage& reply) const;
+
+ private:
+  std::map<std::string, Query, std::less<>> queries_;
+  std::string names_;
+};
+
+// The address to listen on: BAETYL_SERVICE_INSTANCE_ADDRESS when set, else `configured`; a
+// tcp:// prefix is dropped.
+std::string listen_address(const std::string& configured);
+
+// Serves until the context is asked to stop, then lets calls in flight finish.
+void run_runtime(Context& ctx);
+
+}  // namespace baetyl::sql
