@@ -71,7 +71,11 @@ Token Lexer::next() {
     t.length = pos_ - start;
     return t;
   }
-  if (is_digit(c) || (c == '.' && pos_ + 1 < text_.size() && is_digit(text_[pos_ + 1]))) {
+  // `.5` is a number, but in `a.1` the dot belongs to a path.
+  bool after_operand = pos_ > 0 && (is_name_char(text_[pos_ - 1]) || text_[pos_ - 1] == ')' ||
+                                    text_[pos_ - 1] == ']' || text_[pos_ - 1] == '`');
+  if (is_digit(c) ||
+      (c == '.' && !after_operand && pos_ + 1 < text_.size() && is_digit(text_[pos_ + 1]))) {
     return number();
   }
   if (c == '\'' || c == '"') return quoted(c, TokenKind::kString);

@@ -403,9 +403,10 @@ class Parser {
       } else {
         expected = std::to_string(f.min_args) + " to " + std::to_string(f.max_args);
       }
+      std::size_t last = f.max_args == SIZE_MAX ? f.min_args : f.max_args;
       fail_at(text_, name_offset,
-              "function '" + name + "' takes " + expected + " argument" +
-                  (expected == "1" ? "" : "s") + ", got " + std::to_string(n));
+              "function '" + name + "' takes " + expected + " argument" + (last == 1 ? "" : "s") +
+                  ", got " + std::to_string(n));
     }
     return e;
   }
