@@ -116,7 +116,8 @@ exports.handler = (event, context, callback) => {
 )";
 
 // A local stand-in for lodash in codedir/node_modules (no network): the three functions used.
-constexpr char kFakeLodashPackage[] = R"({"name": "lodash", "version": "0.0.1-test", "main": "lodash.js"})";
+constexpr char kFakeLodashPackage[] =
+    R"({"name": "lodash", "version": "0.0.1-test", "main": "lodash.js"})";
 constexpr char kFakeLodash[] = R"('use strict';
 exports.uniq = (array) => array.filter((x, i) => array.indexOf(x) === i);
 exports.sortBy = (array, key) => array.slice().sort((a, b) => key(a) - key(b));
@@ -425,9 +426,9 @@ TEST(FunctionNodeStartTest, BadConfigurationIsReportedAtStart) {
   output = start_failure(
       "server:\n  message:\n    length:\n      max: lots\nfunctions:\n  - name: f\n"
       "    handler: sayhi.handler\n    codedir: nowhere\n");
-  EXPECT_NE(output.find("server.message.length.max: expected a size"), std::string::npos)
-      << output;
-  output = start_failure("functions:\n  - name: f\n    handler: sayhi.handler\n    codedir: nowhere\n");
+  EXPECT_NE(output.find("server.message.length.max: expected a size"), std::string::npos) << output;
+  output =
+      start_failure("functions:\n  - name: f\n    handler: sayhi.handler\n    codedir: nowhere\n");
   EXPECT_NE(output.find("functions[0].codedir:"), std::string::npos) << output;
   EXPECT_NE(output.find("is not a directory"), std::string::npos) << output;
   output = start_failure("functions: [\n");
@@ -491,9 +492,10 @@ TEST(FunctionNodeStartTest, ColdStartUntilTheFirstCall) {
     samples.push_back(ready->count());
   }
   std::sort(samples.begin(), samples.end());
-  std::printf("baetyl-function-node cold start (spawn to first answered call), 5 runs: "
-              "min %ld ms, median %ld ms, max %ld ms (target 300 ms)\n",
-              samples.front(), samples[2], samples.back());
+  std::printf(
+      "baetyl-function-node cold start (spawn to first answered call), 5 runs: "
+      "min %ld ms, median %ld ms, max %ld ms (target 300 ms)\n",
+      samples.front(), samples[2], samples.back());
   RecordProperty("cold_start_median_ms", static_cast<int>(samples[2]));
   EXPECT_LT(samples[2], 3000);
 }
@@ -508,9 +510,8 @@ TEST(FunctionNodeStartTest, Node85ImageNameWarns) {
 TEST(FunctionNodeStartTest, TlsWithClientCertificates) {
   TempDir pki_dir;
   TestPki pki = make_test_pki(pki_dir.path());
-  auto started = start("server:\n  ca: " + pki.ca.string() + "\n  key: " +
-                       pki.server_key.string() + "\n  cert: " + pki.server_cert.string() + "\n" +
-                       kServiceYml);
+  auto started = start("server:\n  ca: " + pki.ca.string() + "\n  key: " + pki.server_key.string() +
+                       "\n  cert: " + pki.server_cert.string() + "\n" + kServiceYml);
   auto read = [](const fs::path& path) {
     std::ifstream in(path);
     return std::string(std::istreambuf_iterator<char>(in), {});

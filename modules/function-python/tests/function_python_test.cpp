@@ -396,7 +396,8 @@ TEST(FunctionPythonStartTest, BadConfigurationIsReportedAtStart) {
       "server:\n  workers:\n    max: many\nfunctions:\n  - name: f\n    handler: sayhi.handler\n"
       "    codedir: nowhere\n");
   EXPECT_NE(output.find("server.workers.max: expected an integer"), std::string::npos) << output;
-  output = start_failure("functions:\n  - name: f\n    handler: sayhi.handler\n    codedir: nowhere\n");
+  output =
+      start_failure("functions:\n  - name: f\n    handler: sayhi.handler\n    codedir: nowhere\n");
   EXPECT_NE(output.find("functions[0].codedir:"), std::string::npos) << output;
   EXPECT_NE(output.find("is not a directory"), std::string::npos) << output;
   output = start_failure("server: {address: 1}\n");
@@ -461,9 +462,10 @@ TEST(FunctionPythonStartTest, ColdStartUntilTheFirstCall) {
     samples.push_back(ready->count());
   }
   std::sort(samples.begin(), samples.end());
-  std::printf("baetyl-function-python cold start (spawn to first answered call), 5 runs: "
-              "min %ld ms, median %ld ms, max %ld ms (target 300 ms)\n",
-              samples.front(), samples[2], samples.back());
+  std::printf(
+      "baetyl-function-python cold start (spawn to first answered call), 5 runs: "
+      "min %ld ms, median %ld ms, max %ld ms (target 300 ms)\n",
+      samples.front(), samples[2], samples.back());
   RecordProperty("cold_start_median_ms", static_cast<int>(samples[2]));
   // Generous bound for a loaded CI machine; the figure above is what matters.
   EXPECT_LT(samples[2], 3000);
@@ -481,8 +483,8 @@ TEST(FunctionPythonStartTest, Python27ImageNameWarns) {
 TEST(FunctionPythonStartTest, TlsWithClientCertificates) {
   TempDir pki_dir;
   TestPki pki = make_test_pki(pki_dir.path());
-  auto started = start("server:\n  ca: " + pki.ca.string() + "\n  key: " +
-                       pki.server_key.string() + "\n  cert: " + pki.server_cert.string() +
+  auto started = start("server:\n  ca: " + pki.ca.string() + "\n  key: " + pki.server_key.string() +
+                       "\n  cert: " + pki.server_cert.string() +
                        "\nfunctions:\n  - name: sayhi\n    handler: sayhi.handler\n"
                        "    codedir: var/db/baetyl/function-sayhi\n");
   auto read = [](const fs::path& path) {
