@@ -4,7 +4,6 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
 
 #include <grpc/grpc.h>
 
@@ -84,9 +83,12 @@ FunctionService::FunctionService(const std::vector<FunctionConfig>& functions) {
   }
 }
 
-grpc::Status FunctionService::Call(grpc::ServerContext*, const FunctionMessage* request,
-                                   FunctionMessage* reply) {
-  return handle(*request, *reply);
+grpc::ServerUnaryReactor* FunctionService::Call(grpc::CallbackServerContext* context,
+                                                const FunctionMessage* request,
+                                                FunctionMessage* reply) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(handle(*request, *reply));
+  return reactor;
 }
 
 grpc::Status FunctionService::handle(const FunctionMessage& request, FunctionMessage& reply) const {
@@ -131,8 +133,6 @@ void run_runtime(Context& ctx) {
   FunctionService service(config.functions);
 
   std::string address = listen_address(sc.address);
-  unsigned workers = sc.workers_max;
-  if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency()) * 5;
   int length = static_cast<int>(sc.message_length_max.bytes);
 
   grpc::ServerBuilder builder;
@@ -141,21 +141,14 @@ void run_runtime(Context& ctx) {
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(length);
   builder.SetMaxSendMessageSize(length);
-  // The synchronous server runs each call on a thread of its pool, pollers included.
-  grpc::ResourceQuota quota("baetyl-function-sql");
-  quota.SetMaxThreads(static_cast<int>(workers) + 1);
-  builder.SetResourceQuota(quota);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
-                              static_cast<int>(std::min(workers, 2u)));
   if (sc.concurrent_max > 0) {
     builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                                static_cast<int>(sc.concurrent_max));
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) throw std::runtime_error("cannot listen on '" + address + "'");
-  ctx.log().info("serving {} function(s) on {} ({}, {} workers)", config.functions.size(),
-                 address, sc.cert.empty() ? "plain" : "TLS", workers);
+  ctx.log().info("serving {} function(s) on {} ({})", config.functions.size(), address,
+                 sc.cert.empty() ? "plain" : sc.ca.empty() ? "TLS" : "TLS, client certificates");
   for (const auto& f : config.functions) ctx.log().info("function '{}': {}", f.name, f.handler);
 
   ctx.wait();

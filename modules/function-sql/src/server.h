@@ -18,7 +18,9 @@ namespace baetyl::sql {
 struct ServerConfig {
   // Overridden by BAETYL_SERVICE_INSTANCE_ADDRESS, which the function manager sets per instance.
   std::string address = "0.0.0.0:50051";
-  unsigned workers_max = 0;       // 0: five per CPU core
+  // Read for compatibility with the other runtimes' configuration. Calls are evaluated on gRPC's
+  // own threads (evaluation takes microseconds and never blocks), so it caps nothing.
+  unsigned workers_max = 0;
   std::uint32_t concurrent_max = 0;  // concurrent calls per connection; 0: no limit
   config::ByteSize message_length_max = config::operator""_MiB(4);
   std::string ca;
@@ -42,13 +44,14 @@ void describe(config::Reader& r, ServerConfig& c);
 void describe(config::Reader& r, FunctionConfig& c);
 void describe(config::Reader& r, RuntimeConfig& c);
 
-class FunctionService final : public Function::Service {
+// Answers each call on the gRPC thread that received it.
+class FunctionService final : public Function::CallbackService {
  public:
   // Throws SqlError for a bad handler.
   explicit FunctionService(const std::vector<FunctionConfig>& functions);
 
-  grpc::Status Call(grpc::ServerContext* context, const FunctionMessage* request,
-                    FunctionMessage* reply) override;
+  grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context,
+                                 const FunctionMessage* request, FunctionMessage* reply) override;
 
   // The same without gRPC: the reply for `request`.
   grpc::Status handle(const FunctionMessage& request, FunctionMessage& reply) const;
