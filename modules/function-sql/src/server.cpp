@@ -71,7 +71,8 @@ void describe(config::Reader& r, RuntimeConfig& c) {
   for (std::size_t i = 0; i < c.functions.size(); ++i) {
     const std::string& name = c.functions[i].name;
     if (!name.empty() && !names.insert(name).second) {
-      r.error("functions[" + std::to_string(i) + "].name", "duplicate function name '" + name + "'");
+      r.error("functions[" + std::to_string(i) + "].name",
+              "duplicate function name '" + name + "'");
     }
   }
 }
@@ -94,9 +95,9 @@ grpc::ServerUnaryReactor* FunctionService::Call(grpc::CallbackServerContext* con
 grpc::Status FunctionService::handle(const FunctionMessage& request, FunctionMessage& reply) const {
   auto it = queries_.find(request.functionname());
   if (it == queries_.end()) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, "function '" + request.functionname() +
-                                                         "' not found (this runtime serves: " +
-                                                         names_ + ")");
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "function '" + request.functionname() +
+                            "' not found (this runtime serves: " + names_ + ")");
   }
   Message message{.qos = request.qos(),
                   .topic = request.topic(),
@@ -148,7 +149,9 @@ void run_runtime(Context& ctx) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) throw std::runtime_error("cannot listen on '" + address + "'");
   ctx.log().info("serving {} function(s) on {} ({})", config.functions.size(), address,
-                 sc.cert.empty() ? "plain" : sc.ca.empty() ? "TLS" : "TLS, client certificates");
+                 sc.cert.empty() ? "plain"
+                 : sc.ca.empty() ? "TLS"
+                                 : "TLS, client certificates");
   for (const auto& f : config.functions) ctx.log().info("function '{}': {}", f.name, f.handler);
 
   ctx.wait();

@@ -5,10 +5,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <thread>
-#include <vector>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -261,9 +261,8 @@ TEST(FunctionSqlTest, ConfiguredAddressWithoutEnvironment) {
 TEST(FunctionSqlTest, MutualTls) {
   testing::TempDir pki_dir;
   auto pki = testing::make_test_pki(pki_dir.path());
-  Runtime runtime(std::string(kWalkthrough) + "server:\n  ca: " + pki.ca.string() +
-                  "\n  key: " + pki.server_key.string() + "\n  cert: " + pki.server_cert.string() +
-                  "\n");
+  Runtime runtime(std::string(kWalkthrough) + "server:\n  ca: " + pki.ca.string() + "\n  key: " +
+                  pki.server_key.string() + "\n  cert: " + pki.server_cert.string() + "\n");
   ASSERT_TRUE(runtime.ready()) << runtime.output();
   auto read = [](const std::filesystem::path& p) {
     std::ifstream in(p);
@@ -271,8 +270,8 @@ TEST(FunctionSqlTest, MutualTls) {
   };
   grpc::SslCredentialsOptions with_cert{read(pki.ca), read(pki.client_key), read(pki.client_cert)};
   FunctionMessage reply;
-  grpc::Status status = call(*runtime.stub(grpc::SslCredentials(with_cert)), message(R"({"id":1})"),
-                             reply);
+  grpc::Status status =
+      call(*runtime.stub(grpc::SslCredentials(with_cert)), message(R"({"id":1})"), reply);
   ASSERT_TRUE(status.ok()) << status.error_message() << "\n" << runtime.output();
   EXPECT_EQ(reply.payload(), R"({"qos":1,"topic":"t","id":1})");
 
@@ -297,9 +296,8 @@ TEST(FunctionSqlTest, ConcurrentCallsAreNeverRejected) {
         grpc::Status status = call(*stub, message(R"({"id":)" + std::to_string(id) + "}"), reply);
         if (!status.ok()) ADD_FAILURE() << status.error_code() << ": " << status.error_message();
         if (status.ok() &&
-            reply.payload() == (id < 10 ? R"({"qos":1,"topic":"t","id":)" +
-                                              std::to_string(id) + "}"
-                                        : "")) {
+            reply.payload() ==
+                (id < 10 ? R"({"qos":1,"topic":"t","id":)" + std::to_string(id) + "}" : "")) {
           ++ok;
         }
       }

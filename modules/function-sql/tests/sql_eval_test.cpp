@@ -364,9 +364,11 @@ TEST(SqlEvalTest, RunChecksThePayload) {
   } catch (const PayloadError& e) {
     EXPECT_TRUE(std::string(e.what()).starts_with("payload is not valid JSON")) << e.what();
   }
-  const std::pair<const char*, const char*> not_objects[] = {
-      {"[1]", "an array"}, {"1", "a number"}, {"\"s\"", "a string"}, {"null", "a null"},
-      {"true", "a boolean"}};
+  const std::pair<const char*, const char*> not_objects[] = {{"[1]", "an array"},
+                                                             {"1", "a number"},
+                                                             {"\"s\"", "a string"},
+                                                             {"null", "a null"},
+                                                             {"true", "a boolean"}};
   for (auto [payload, kind] : not_objects) {
     try {
       query.run(payload, {});

@@ -81,14 +81,24 @@ class Value {
 };
 
 struct PathStep {
-  std::string key;         // a member name, or
-  std::size_t index = 0;   // an array index when is_index
+  std::string key;        // a member name, or
+  std::size_t index = 0;  // an array index when is_index
   bool is_index = false;
 };
 
 enum class Op : std::uint8_t {
-  kAdd, kSub, kMul, kDiv, kMod, kConcat,             // arithmetic, ||
-  kEq, kNe, kLt, kLe, kGt, kGe,                      // comparison
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kMod,
+  kConcat,  // arithmetic, ||
+  kEq,
+  kNe,
+  kLt,
+  kLe,
+  kGt,
+  kGe,  // comparison
 };
 
 struct EvalContext {
@@ -100,8 +110,19 @@ struct Builtin;
 
 struct Expr {
   enum class Kind : std::uint8_t {
-    kLiteral, kField, kNegate, kNot, kArithmetic, kCompare, kAnd, kOr,
-    kIn, kLike, kBetween, kIsNull, kCall,
+    kLiteral,
+    kField,
+    kNegate,
+    kNot,
+    kArithmetic,
+    kCompare,
+    kAnd,
+    kOr,
+    kIn,
+    kLike,
+    kBetween,
+    kIsNull,
+    kCall,
   };
   Kind kind = Kind::kLiteral;
   Op op = Op::kAdd;

@@ -48,11 +48,16 @@ bool compare(Op op, const Value& a, const Value& b) {
     return false;
   }
   switch (op) {
-    case Op::kLt: return order < 0;
-    case Op::kLe: return order <= 0;
-    case Op::kGt: return order > 0;
-    case Op::kGe: return order >= 0;
-    default: return false;
+    case Op::kLt:
+      return order < 0;
+    case Op::kLe:
+      return order <= 0;
+    case Op::kGt:
+      return order > 0;
+    case Op::kGe:
+      return order >= 0;
+    default:
+      return false;
   }
 }
 
@@ -96,12 +101,18 @@ Value arithmetic(Op op, const Value& a, const Value& b) {
   double x = a.number();
   double y = b.number();
   switch (op) {
-    case Op::kAdd: return number_result(x + y);
-    case Op::kSub: return number_result(x - y);
-    case Op::kMul: return number_result(x * y);
-    case Op::kDiv: return y == 0 ? Value() : number_result(x / y);
-    case Op::kMod: return y == 0 ? Value() : number_result(std::fmod(x, y));
-    default: return {};
+    case Op::kAdd:
+      return number_result(x + y);
+    case Op::kSub:
+      return number_result(x - y);
+    case Op::kMul:
+      return number_result(x * y);
+    case Op::kDiv:
+      return y == 0 ? Value() : number_result(x / y);
+    case Op::kMod:
+      return y == 0 ? Value() : number_result(std::fmod(x, y));
+    default:
+      return {};
   }
 }
 
@@ -139,23 +150,35 @@ Value Value::of_json(const Json* j) {
 
 bool Value::truthy() const {
   switch (type_) {
-    case Type::kBool: return b_;
-    case Type::kInt: return i_ != 0;
-    case Type::kDouble: return d_ != 0 && !std::isnan(d_);
-    case Type::kString: return !text().empty();
-    case Type::kJson: return !json_->empty();
-    default: return false;
+    case Type::kBool:
+      return b_;
+    case Type::kInt:
+      return i_ != 0;
+    case Type::kDouble:
+      return d_ != 0 && !std::isnan(d_);
+    case Type::kString:
+      return !text().empty();
+    case Type::kJson:
+      return !json_->empty();
+    default:
+      return false;
   }
 }
 
 Json Value::to_json() const {
   switch (type_) {
-    case Type::kBool: return b_;
-    case Type::kInt: return i_;
-    case Type::kDouble: return std::isfinite(d_) ? Json(d_) : Json();
-    case Type::kString: return std::string(text());
-    case Type::kJson: return *json_;
-    default: return nullptr;
+    case Type::kBool:
+      return b_;
+    case Type::kInt:
+      return i_;
+    case Type::kDouble:
+      return std::isfinite(d_) ? Json(d_) : Json();
+    case Type::kString:
+      return std::string(text());
+    case Type::kJson:
+      return *json_;
+    default:
+      return nullptr;
   }
 }
 
@@ -229,7 +252,8 @@ Value evaluate(const Expr& e, const EvalContext& ctx) {
       return Value::of_json(resolve(e.path, ctx.payload));
     case Kind::kNegate: {
       Value v = evaluate(*e.args[0], ctx);
-      if (v.type() == Value::Type::kInt && v.integer() != std::numeric_limits<std::int64_t>::min()) {
+      if (v.type() == Value::Type::kInt &&
+          v.integer() != std::numeric_limits<std::int64_t>::min()) {
         return Value::of_int(-v.integer());
       }
       if (v.is_number()) return Value::of_double(-v.number());

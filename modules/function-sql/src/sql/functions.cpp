@@ -78,7 +78,8 @@ Value map_ascii(Args& a, const EvalContext&) {
 
 Value fn_length(Args& a, const EvalContext&) {
   if (is_string(a[0])) return Value::of_int(static_cast<std::int64_t>(code_points(a[0].text())));
-  if (a[0].type() == Type::kJson) return Value::of_int(static_cast<std::int64_t>(a[0].json().size()));
+  if (a[0].type() == Type::kJson)
+    return Value::of_int(static_cast<std::int64_t>(a[0].json().size()));
   return {};
 }
 
@@ -123,7 +124,8 @@ Value fn_replace(Args& a, const EvalContext&) {
   if (from.empty()) return Value::of_string(std::string(s));
   std::string out;
   std::size_t pos = 0;
-  for (std::size_t hit; (hit = s.find(from, pos)) != std::string_view::npos; pos = hit + from.size()) {
+  for (std::size_t hit; (hit = s.find(from, pos)) != std::string_view::npos;
+       pos = hit + from.size()) {
     out.append(s.substr(pos, hit - pos)).append(to);
   }
   out.append(s.substr(pos));

@@ -9,7 +9,7 @@ namespace baetyl::sql {
 namespace {
 
 constexpr std::array<std::string_view, 14> kKeywords = {
-    "select", "from", "where", "as", "and", "or", "not",
+    "select", "from", "where",   "as", "and",  "or",   "not",
     "in",     "like", "between", "is", "null", "true", "false"};
 
 bool is_name_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
@@ -104,7 +104,8 @@ Token Lexer::next() {
   }
   std::size_t end = pos_ + 1;
   while (end < text_.size() && (static_cast<unsigned char>(text_[end]) & 0xC0) == 0x80) ++end;
-  fail_at(text_, pos_, "unexpected character '" + std::string(text_.substr(pos_, end - pos_)) + "'");
+  fail_at(text_, pos_,
+          "unexpected character '" + std::string(text_.substr(pos_, end - pos_)) + "'");
 }
 
 Token Lexer::number() {
@@ -162,10 +163,21 @@ Token Lexer::quoted(char quote, TokenKind kind) {
     if (c == '\\' && pos_ + 1 < text_.size()) {
       char e = text_[pos_ + 1];
       switch (e) {
-        case '\\': case '\'': case '"': case '`': t.text += e; break;
-        case 'n': t.text += '\n'; break;
-        case 't': t.text += '\t'; break;
-        case 'r': t.text += '\r'; break;
+        case '\\':
+        case '\'':
+        case '"':
+        case '`':
+          t.text += e;
+          break;
+        case 'n':
+          t.text += '\n';
+          break;
+        case 't':
+          t.text += '\t';
+          break;
+        case 'r':
+          t.text += '\r';
+          break;
         default:
           fail_at(text_, pos_, std::string("unknown escape '\\") + e + "'");
       }

@@ -186,8 +186,8 @@ class Parser {
     while (true) {
       if (current_.kind == TokenKind::kSymbol) {
         static const std::pair<std::string_view, Op> kComparisons[] = {
-            {"=", Op::kEq}, {"!=", Op::kNe}, {"<>", Op::kNe}, {"<", Op::kLt},
-            {"<=", Op::kLe}, {">", Op::kGt}, {">=", Op::kGe}};
+            {"=", Op::kEq},  {"!=", Op::kNe}, {"<>", Op::kNe}, {"<", Op::kLt},
+            {"<=", Op::kLe}, {">", Op::kGt},  {">=", Op::kGe}};
         bool matched = false;
         for (auto [symbol, op] : kComparisons) {
           if (current_.text == symbol) {
@@ -306,7 +306,8 @@ class Parser {
       if (!minus) return operand;
       if (operand->kind == Expr::Kind::kLiteral && operand->literal.is_number()) {
         const Value& v = operand->literal;
-        if (v.type() == Value::Type::kInt && v.integer() != std::numeric_limits<std::int64_t>::min()) {
+        if (v.type() == Value::Type::kInt &&
+            v.integer() != std::numeric_limits<std::int64_t>::min()) {
           operand->literal = Value::of_int(-v.integer());
         } else {
           operand->literal = Value::of_double(-v.number());
@@ -363,8 +364,8 @@ class Parser {
   // A name followed directly by '(' is a function call.
   bool lexer_peek_is_call() const {
     std::size_t i = current_.offset + current_.length;
-    while (i < text_.size() && (text_[i] == ' ' || text_[i] == '\t' || text_[i] == '\n' ||
-                                text_[i] == '\r')) {
+    while (i < text_.size() &&
+           (text_[i] == ' ' || text_[i] == '\t' || text_[i] == '\n' || text_[i] == '\r')) {
       ++i;
     }
     return i < text_.size() && text_[i] == '(';
