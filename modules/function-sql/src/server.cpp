@@ -153,6 +153,12 @@ void run_runtime(Context& ctx) {
                  : sc.ca.empty() ? "TLS"
                                  : "TLS, client certificates");
   for (const auto& f : config.functions) ctx.log().info("function '{}': {}", f.name, f.handler);
+  if (config.server.workers_max != 0) {
+    ctx.log().warn(
+        "server.workers.max ({}) has no effect here: calls are evaluated on gRPC's threads in "
+        "microseconds; server.concurrent.max bounds the calls in flight",
+        config.server.workers_max);
+  }
 
   ctx.wait();
   ctx.log().info("stopping: finishing calls in flight");
