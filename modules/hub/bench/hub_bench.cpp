@@ -106,16 +106,26 @@ Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--port") o.port = static_cast<std::uint16_t>(std::stoi(v));
-    else if (k == "--username") o.username = v;
-    else if (k == "--password") o.password = v;
-    else if (k == "--qos") o.qos = std::stoi(v);
-    else if (k == "--publishers") o.publishers = std::stoi(v);
-    else if (k == "--subscribers") o.subscribers = std::stoi(v);
-    else if (k == "--messages") o.messages = std::stol(v);
-    else if (k == "--payload") o.payload = std::stoul(v);
-    else if (k == "--window") o.window = std::stoi(v);
-    else throw std::invalid_argument("unknown option " + k);
+    if (k == "--port")
+      o.port = static_cast<std::uint16_t>(std::stoi(v));
+    else if (k == "--username")
+      o.username = v;
+    else if (k == "--password")
+      o.password = v;
+    else if (k == "--qos")
+      o.qos = std::stoi(v);
+    else if (k == "--publishers")
+      o.publishers = std::stoi(v);
+    else if (k == "--subscribers")
+      o.subscribers = std::stoi(v);
+    else if (k == "--messages")
+      o.messages = std::stol(v);
+    else if (k == "--payload")
+      o.payload = std::stoul(v);
+    else if (k == "--window")
+      o.window = std::stoi(v);
+    else
+      throw std::invalid_argument("unknown option " + k);
   }
   return o;
 }
@@ -128,7 +138,8 @@ int main(int argc, char** argv) try {
   std::vector<std::unique_ptr<Client>> subs;
   for (int s = 0; s < o.subscribers; ++s) {
     subs.push_back(std::make_unique<Client>(o, "bench-sub-" + std::to_string(s)));
-    subs.back()->send(mqtt::encode(mqtt::Subscribe{1, {{"bench/#", static_cast<std::uint8_t>(o.qos)}}}));
+    subs.back()->send(
+        mqtt::encode(mqtt::Subscribe{1, {{"bench/#", static_cast<std::uint8_t>(o.qos)}}}));
     auto ack = subs.back()->next(10000);
     if (!ack || !std::holds_alternative<mqtt::Suback>(*ack)) throw std::runtime_error("no SUBACK");
   }

@@ -36,8 +36,8 @@ void Broker::restore(StoredState state) {
         session->subscriptions[filter] = qos;
       }
     }
-    for (auto& [message, qos] : stored.queue) {
-      session->pending.push_back(Outgoing{message, qos, false, true, true});
+    for (auto& d : stored.queue) {
+      session->pending.push_back(Outgoing{d.message, d.qos, false, true, true, d.released});
     }
     session->incoming_qos2.insert(stored.incoming_qos2.begin(), stored.incoming_qos2.end());
     std::lock_guard lock(sessions_mutex_);
@@ -208,8 +208,7 @@ void Broker::publish(Message m, std::function<void()> persisted, const Session* 
       // Stored before anyone can acknowledge it, so the acknowledgement's delete follows the
       // insert in the writer's order.
       if (receipt && receipt->persistent()) {
-        store_->add_message(message, queue, std::move(persisted), receipt->client_id(),
-                            receipt_id);
+        store_->add_message(message, queue, std::move(persisted), receipt->client_id(), receipt_id);
       } else {
         store_->add_message(message, queue, std::move(persisted));
       }
@@ -233,8 +232,7 @@ void Broker::route(const Message& message, int depth) {
     Message copy;
     copy.topic = r.target.topic;
     copy.payload = message.payload;
-    copy.qos = static_cast<std::uint8_t>(
-        std::min<int>({message.qos, r.source.qos, r.target.qos}));
+    copy.qos = static_cast<std::uint8_t>(std::min<int>({message.qos, r.source.qos, r.target.qos}));
     publish(std::move(copy));
   }
 }
@@ -341,9 +339,8 @@ void Broker::cleanup() {
   }
   for (auto& s : sessions) {
     std::lock_guard lock(s->mutex);
-    std::erase_if(s->pending, [&](const Outgoing& o) {
-      return o.stored && o.message->time < cutoff;
-    });
+    std::erase_if(s->pending,
+                  [&](const Outgoing& o) { return o.stored && o.message->time < cutoff; });
   }
 }
 

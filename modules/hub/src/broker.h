@@ -88,7 +88,8 @@ class Broker {
   void queue_retained(const std::shared_ptr<Session>& session,
                       const std::vector<mqtt::Subscription>& subscriptions,
                       const std::vector<std::uint8_t>& granted);
-  void unsubscribe(const std::shared_ptr<Session>& session, const std::vector<std::string>& filters);
+  void unsubscribe(const std::shared_ptr<Session>& session,
+                   const std::vector<std::string>& filters);
 
   // The client acknowledged a stored delivery.
   void acknowledged(const Session& session, const Outgoing& out);

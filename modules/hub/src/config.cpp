@@ -26,7 +26,8 @@ ListenAddress parse_listen_address(const std::string& url) {
   ListenAddress a;
   a.url = url;
   auto sep = url.find("://");
-  if (sep == std::string::npos) throw std::invalid_argument("missing scheme (tcp://, ssl://, ws://, wss://)");
+  if (sep == std::string::npos)
+    throw std::invalid_argument("missing scheme (tcp://, ssl://, ws://, wss://)");
   a.scheme = url.substr(0, sep);
   if (a.scheme != "tcp" && a.scheme != "ssl" && a.scheme != "ws" && a.scheme != "wss") {
     throw std::invalid_argument("unknown scheme '" + a.scheme + "' (tcp, ssl, ws or wss)");
@@ -55,8 +56,8 @@ ListenAddress parse_listen_address(const std::string& url) {
     a.host = hostport.substr(0, colon);
     port = hostport.substr(colon + 1);
   }
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoul(port) > 65535) {
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535) {
     throw std::invalid_argument("invalid port '" + port + "'");
   }
   a.port = static_cast<std::uint16_t>(std::stoul(port));
@@ -138,9 +139,9 @@ void describe(config::Reader& r, HubConfig& c) {
     }
   }
 
-  r.field("subscriptions", c.subscriptions).check(
-      [](const std::vector<Route>& routes) { return check_routes(routes).empty(); },
-      check_routes(c.subscriptions));
+  r.field("subscriptions", c.subscriptions)
+      .check([](const std::vector<Route>& routes) { return check_routes(routes).empty(); },
+             check_routes(c.subscriptions));
 
   r.section("message", [&](config::Reader& m) {
     m.section("length", [&](config::Reader& l) {
@@ -189,12 +190,10 @@ void describe(config::Reader& r, HubConfig& c) {
       });
     });
     m.section("offset", [&](config::Reader& o) {
-      o.section("buffer", [&](config::Reader& b) {
-        b.field("size", c.message.offset.buffer_size).min(1);
-      });
-      o.section("batch", [&](config::Reader& b) {
-        b.field("max", c.message.offset.batch_max).min(1);
-      });
+      o.section("buffer",
+                [&](config::Reader& b) { b.field("size", c.message.offset.buffer_size).min(1); });
+      o.section("batch",
+                [&](config::Reader& b) { b.field("max", c.message.offset.batch_max).min(1); });
     });
   });
 
@@ -217,8 +216,8 @@ std::string check_routes(const std::vector<Route>& routes) {
       if (routes[i].source.topic == routes[j].source.topic &&
           routes[i].target.topic == routes[j].target.topic) {
         return "routes [" + std::to_string(j) + "] and [" + std::to_string(i) +
-               "] are duplicates ('" + routes[i].source.topic + "' -> '" +
-               routes[i].target.topic + "')";
+               "] are duplicates ('" + routes[i].source.topic + "' -> '" + routes[i].target.topic +
+               "')";
       }
     }
   }

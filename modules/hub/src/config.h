@@ -12,14 +12,15 @@
 
 namespace baetyl::hub {
 
-// One entry of `listen`: tcp://host:port, ssl://host:port, ws://host:port/path, wss://host:port/path.
-// An empty host (`ws://:8080/mqtt`) listens on every interface, IPv6 and IPv4.
+// One entry of `listen`: tcp://host:port, ssl://host:port, ws://host:port/path,
+// wss://host:port/path. An empty host (`ws://:8080/mqtt`) listens on every interface, IPv6 and
+// IPv4.
 struct ListenAddress {
   std::string url;
   std::string scheme;  // tcp, ssl, ws, wss
   std::string host;    // without brackets; empty: any
   std::uint16_t port = 0;
-  std::string path;    // websocket path, "/" when absent
+  std::string path;  // websocket path, "/" when absent
 
   bool tls() const { return scheme == "ssl" || scheme == "wss"; }
   bool websocket() const { return scheme == "ws" || scheme == "wss"; }

@@ -24,8 +24,8 @@ void encode_publish(std::string& out, const Message& m, std::uint8_t qos, bool r
 bool valid_client_id(std::string_view id) {
   if (id.size() > 128) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           c == '_' || c == '-';
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+           c == '-';
   });
 }
 
@@ -44,8 +44,7 @@ std::string check_publish_topic(std::string_view topic) {
 
 }  // namespace
 
-Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream,
-                       asio::any_io_executor strand)
+Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, asio::any_io_executor strand)
     : broker_(broker),
       stream_(std::move(stream)),
       strand_(strand),
@@ -125,7 +124,8 @@ asio::awaitable<void> Connection::read_loop() {
   const auto& ingress = broker_.config().message.ingress;
   while (!closed_) {
     error_code ec;
-    std::size_t n = co_await stream_->read_some(asio::buffer(in.data() + used, in.size() - used), ec);
+    std::size_t n =
+        co_await stream_->read_some(asio::buffer(in.data() + used, in.size() - used), ec);
     if (ec || closed_) break;
     const bool filled = used + n == in.size();
     used += n;
@@ -381,8 +381,8 @@ Connection::Next Connection::on_publish(mqtt::Publish& p) {
   }
   if (!authorizer_->can_publish(p.topic)) {
     broker_.stats().publish_denied.fetch_add(1);
-    broker_.log().warn("client '{}': not permitted to publish to '{}'; message dropped",
-                       client_id_, p.topic);
+    broker_.log().warn("client '{}': not permitted to publish to '{}'; message dropped", client_id_,
+                       p.topic);
     if (p.qos == 1) send(mqtt::Puback{id});
     if (p.qos == 2) send(mqtt::Pubrec{id});
     return Next::Continue;
@@ -432,10 +432,18 @@ void Connection::on_ack(std::uint16_t packet_id, std::uint8_t qos) {
 }
 
 void Connection::on_pubrec(std::uint16_t packet_id) {
+  std::int64_t stored = 0;
   {
     std::lock_guard lock(session_->mutex);
     auto it = session_->inflight.find(packet_id);
-    if (it != session_->inflight.end() && it->second.out.qos == 2) it->second.released = true;
+    if (it != session_->inflight.end() && it->second.out.qos == 2 && !it->second.released) {
+      it->second.released = true;
+      if (it->second.out.stored) stored = it->second.out.message->id;
+    }
+  }
+  // Remembered so that after a restart the hub sends PUBREL, not the message a second time.
+  if (stored && session_->persistent() && broker_.store()) {
+    broker_.store()->released(client_id_, stored);
   }
   send(mqtt::Pubrel{packet_id});
 }
@@ -483,9 +491,14 @@ void Connection::collect(std::string& out) {
       if (session_->inflight.size() >= egress.qos1_buffer_size) break;
       if (batch++ == egress.qos1_batch_max) break;
       const std::uint16_t id = session_->allocate_packet_id();
-      encode_publish(out, *o.message, o.qos, o.retain, o.dup, id);
+      const bool released = o.released;
+      if (released) {
+        mqtt::encode(mqtt::Pubrel{id}, out);  // PUBCOMP comes back even for an unknown id
+      } else {
+        encode_publish(out, *o.message, o.qos, o.retain, o.dup, id);
+      }
       if (session_->inflight.empty()) next_retry_check_ = now + egress.qos1_retry_interval;
-      session_->inflight.emplace(id, Inflight{std::move(o), false, session_->next_order++, now});
+      session_->inflight.emplace(id, Inflight{std::move(o), released, session_->next_order++, now});
     }
     ++sent;
     pending.pop_front();

@@ -69,8 +69,8 @@ void Hub::bind(const ListenAddress& address) {
     if (ec) open(Tcp::endpoint(asio::ip::address_v4::any(), address.port), false, ec);
   } else {
     Tcp::resolver resolver(io_);
-    auto results = resolver.resolve(address.host, std::to_string(address.port),
-                                    Tcp::resolver::passive, ec);
+    auto results =
+        resolver.resolve(address.host, std::to_string(address.port), Tcp::resolver::passive, ec);
     if (!ec) {
       ec = asio::error::host_not_found;
       for (const auto& entry : results) {
@@ -168,8 +168,7 @@ void Hub::stop(std::chrono::milliseconds timeout) {
       });
     }
     std::unique_lock lock(closing->m);
-    closing->cv.wait_until(lock, deadline,
-                           [&] { return closing->closed == acceptors_.size(); });
+    closing->cv.wait_until(lock, deadline, [&] { return closing->closed == acceptors_.size(); });
   }
   for (auto& c : open) c->close();
   open.clear();
@@ -199,7 +198,8 @@ nlohmann::json Hub::stats() {
   auto& s = broker_->stats();
   nlohmann::json rules = nlohmann::json::array();
   for (const auto& r : broker_->route_stats()) {
-    rules.push_back({{"source", r->source}, {"target", r->target}, {"messages", r->messages.load()}});
+    rules.push_back(
+        {{"source", r->source}, {"target", r->target}, {"messages", r->messages.load()}});
   }
   return {
       {"connections", s.connections.load()},
@@ -214,7 +214,8 @@ nlohmann::json Hub::stats() {
        {{"connect", s.auth_failures.load()},
         {"publish", s.publish_denied.load()},
         {"subscribe", s.subscribe_denied.load()}}},
-      {"store", {{"backlog", store_ ? store_->backlog() : 0}, {"commits", store_ ? store_->commits() : 0}}},
+      {"store",
+       {{"backlog", store_ ? store_->backlog() : 0}, {"commits", store_ ? store_->commits() : 0}}},
       {"rules", rules},
   };
 }
@@ -244,8 +245,8 @@ void run_hub(Context& ctx) {
   }
   auto now = Clock::now();
   auto next_cleanup = now + cfg.message.ingress.qos1_cleanup_interval;
-  auto next_status = cfg.status.logging_enable ? now + cfg.status.logging_interval
-                                               : Clock::time_point::max();
+  auto next_status =
+      cfg.status.logging_enable ? now + cfg.status.logging_interval : Clock::time_point::max();
   ctx.log().info("hub started ({} listener(s)){}", cfg.listeners.size(),
                  report ? ", reporting to the master every minute" : "");
   while (!ctx.wait_until(std::min(next_cleanup, next_status))) {

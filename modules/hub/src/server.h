@@ -9,8 +9,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/logger.h>
+#include <nlohmann/json.hpp>
 
 #include "baetyl/asio.h"
 #include "baetyl/context.h"
@@ -45,7 +45,8 @@ class Hub {
   void cleanup() { broker_->cleanup(); }
 
  private:
-  asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, const ListenAddress& address);
+  asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
+                                    const ListenAddress& address);
   asio::awaitable<void> serve(asio::ip::tcp::socket socket, const ListenAddress& address,
                               asio::any_io_executor strand);
   void bind(const ListenAddress& address);

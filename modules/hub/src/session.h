@@ -19,10 +19,11 @@ class Connection;
 
 struct Outgoing {
   MessagePtr message;
-  std::uint8_t qos = 0;     // delivery QoS: min(message, subscription)
-  bool retain = false;      // set only for retained messages sent on subscribe
-  bool dup = false;         // sent before (restored from the store)
-  bool stored = false;      // has a queue entry in the store to delete on acknowledgement
+  std::uint8_t qos = 0;   // delivery QoS: min(message, subscription)
+  bool retain = false;    // set only for retained messages sent on subscribe
+  bool dup = false;       // sent before (restored from the store)
+  bool stored = false;    // has a queue entry in the store to delete on acknowledgement
+  bool released = false;  // QoS 2 restored after PUBREC: send PUBREL, not the message
 };
 
 struct Inflight {

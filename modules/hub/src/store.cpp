@@ -48,25 +48,34 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
   // crash of the process (the SIGKILL case); fsync happens at checkpoints.
   exec("PRAGMA journal_mode=WAL");
   exec("PRAGMA synchronous=NORMAL");
-  exec("CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
-       "payload BLOB, qos INTEGER NOT NULL, time INTEGER NOT NULL)");
+  exec(
+      "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
+      "payload BLOB, qos INTEGER NOT NULL, time INTEGER NOT NULL)");
   exec("CREATE INDEX IF NOT EXISTS messages_time ON messages(time)");
-  exec("CREATE TABLE IF NOT EXISTS queue (client_id TEXT NOT NULL, message_id INTEGER NOT NULL, "
-       "qos INTEGER NOT NULL, PRIMARY KEY (client_id, message_id)) WITHOUT ROWID");
+  exec(
+      "CREATE TABLE IF NOT EXISTS queue (client_id TEXT NOT NULL, message_id INTEGER NOT NULL, "
+      "qos INTEGER NOT NULL, released INTEGER NOT NULL DEFAULT 0, "
+      "PRIMARY KEY (client_id, message_id)) WITHOUT ROWID");
   exec("CREATE TABLE IF NOT EXISTS sessions (client_id TEXT PRIMARY KEY)");
-  exec("CREATE TABLE IF NOT EXISTS subscriptions (client_id TEXT NOT NULL, filter TEXT NOT NULL, "
-       "qos INTEGER NOT NULL, PRIMARY KEY (client_id, filter)) WITHOUT ROWID");
-  exec("CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, payload BLOB, "
-       "qos INTEGER NOT NULL, time INTEGER NOT NULL)");
-  exec("CREATE TABLE IF NOT EXISTS wills (client_id TEXT PRIMARY KEY, topic TEXT NOT NULL, "
-       "payload BLOB, qos INTEGER NOT NULL, retain INTEGER NOT NULL)");
-  exec("CREATE TABLE IF NOT EXISTS qos2_received (client_id TEXT NOT NULL, "
-       "packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID");
+  exec(
+      "CREATE TABLE IF NOT EXISTS subscriptions (client_id TEXT NOT NULL, filter TEXT NOT NULL, "
+      "qos INTEGER NOT NULL, PRIMARY KEY (client_id, filter)) WITHOUT ROWID");
+  exec(
+      "CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, payload BLOB, "
+      "qos INTEGER NOT NULL, time INTEGER NOT NULL)");
+  exec(
+      "CREATE TABLE IF NOT EXISTS wills (client_id TEXT PRIMARY KEY, topic TEXT NOT NULL, "
+      "payload BLOB, qos INTEGER NOT NULL, retain INTEGER NOT NULL)");
+  exec(
+      "CREATE TABLE IF NOT EXISTS qos2_received (client_id TEXT NOT NULL, "
+      "packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID");
 
   insert_message_ =
       prepare("INSERT OR REPLACE INTO messages (id, topic, payload, qos, time) VALUES (?,?,?,?,?)");
-  insert_queue_ = prepare("INSERT OR REPLACE INTO queue (client_id, message_id, qos) VALUES (?,?,?)");
+  insert_queue_ =
+      prepare("INSERT OR REPLACE INTO queue (client_id, message_id, qos) VALUES (?,?,?)");
   delete_queue_ = prepare("DELETE FROM queue WHERE client_id = ? AND message_id = ?");
+  release_queue_ = prepare("UPDATE queue SET released = 1 WHERE client_id = ? AND message_id = ?");
   insert_session_ = prepare("INSERT OR IGNORE INTO sessions (client_id) VALUES (?)");
   delete_session_ = prepare("DELETE FROM sessions WHERE client_id = ?");
   delete_session_subs_ = prepare("DELETE FROM subscriptions WHERE client_id = ?");
@@ -80,8 +89,7 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
   insert_will_ = prepare(
       "INSERT OR REPLACE INTO wills (client_id, topic, payload, qos, retain) VALUES (?,?,?,?,?)");
   delete_will_ = prepare("DELETE FROM wills WHERE client_id = ?");
-  insert_qos2_ =
-      prepare("INSERT OR IGNORE INTO qos2_received (client_id, packet_id) VALUES (?,?)");
+  insert_qos2_ = prepare("INSERT OR IGNORE INTO qos2_received (client_id, packet_id) VALUES (?,?)");
   delete_qos2_ = prepare("DELETE FROM qos2_received WHERE client_id = ? AND packet_id = ?");
   delete_session_qos2_ = prepare("DELETE FROM qos2_received WHERE client_id = ?");
   cleanup_messages_ = prepare("DELETE FROM messages WHERE time < ?");
@@ -145,7 +153,7 @@ StoredState Store::load() {
   });
   std::map<std::int64_t, MessagePtr> messages;
   query(
-      "SELECT q.client_id, q.qos, m.id, m.topic, m.payload, m.qos, m.time FROM queue q "
+      "SELECT q.client_id, q.qos, m.id, m.topic, m.payload, m.qos, m.time, q.released FROM queue q "
       "JOIN messages m ON m.id = q.message_id ORDER BY m.id",
       [&](sqlite3_stmt* s) {
         auto it = index.find(column_string(s, 0));
@@ -161,8 +169,9 @@ StoredState Store::load() {
           m->time = sqlite3_column_int64(s, 6);
           message = std::move(m);
         }
-        state.sessions[it->second].queue.emplace_back(
-            message, static_cast<std::uint8_t>(sqlite3_column_int(s, 1)));
+        state.sessions[it->second].queue.push_back(
+            StoredDelivery{message, static_cast<std::uint8_t>(sqlite3_column_int(s, 1)),
+                           sqlite3_column_int(s, 7) != 0});
       });
   query("SELECT client_id, packet_id FROM qos2_received", [&](sqlite3_stmt* s) {
     auto it = index.find(column_string(s, 0));
@@ -219,8 +228,7 @@ std::size_t Store::backlog() const {
   return ops_.size();
 }
 
-void Store::add_message(MessagePtr message,
-                        std::vector<std::pair<std::string, std::uint8_t>> queue,
+void Store::add_message(MessagePtr message, std::vector<std::pair<std::string, std::uint8_t>> queue,
                         std::function<void()> done, std::string receipt_client,
                         std::uint16_t receipt_id) {
   submit(AddMessage{std::move(message), std::move(queue), std::move(done),
@@ -230,6 +238,9 @@ void Store::release_qos2(const std::string& client_id, std::uint16_t packet_id) 
   submit(ReleaseQos2{client_id, packet_id});
 }
 void Store::ack(const std::string& client_id, std::int64_t id) { submit(Ack{client_id, id}); }
+void Store::released(const std::string& client_id, std::int64_t id) {
+  submit(Released{client_id, id});
+}
 void Store::save_session(const std::string& client_id) { submit(SaveSession{client_id}); }
 void Store::delete_session(const std::string& client_id) { submit(DeleteSession{client_id}); }
 void Store::add_subscription(const std::string& client_id, const std::string& filter,
@@ -332,12 +343,16 @@ void Store::apply(Op& op) {
     bind_text(delete_queue_, 1, a->client_id);
     sqlite3_bind_int64(delete_queue_, 2, a->id);
     step(delete_queue_);
+  } else if (auto* rel = std::get_if<Released>(&op)) {
+    bind_text(release_queue_, 1, rel->client_id);
+    sqlite3_bind_int64(release_queue_, 2, rel->id);
+    step(release_queue_);
   } else if (auto* s = std::get_if<SaveSession>(&op)) {
     bind_text(insert_session_, 1, s->client_id);
     step(insert_session_);
   } else if (auto* d = std::get_if<DeleteSession>(&op)) {
-    for (auto* stmt : {delete_session_, delete_session_subs_, delete_session_queue_,
-                       delete_session_qos2_}) {
+    for (auto* stmt :
+         {delete_session_, delete_session_subs_, delete_session_queue_, delete_session_qos2_}) {
       bind_text(stmt, 1, d->client_id);
       step(stmt);
     }

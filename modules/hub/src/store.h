@@ -33,10 +33,16 @@ struct StoredWill {
   Message message;
 };
 
+struct StoredDelivery {
+  MessagePtr message;
+  std::uint8_t qos = 0;
+  bool released = false;  // QoS 2: PUBREC received, only PUBREL/PUBCOMP left
+};
+
 struct StoredSession {
   std::string client_id;
   std::vector<std::pair<std::string, std::uint8_t>> subscriptions;
-  std::vector<std::pair<MessagePtr, std::uint8_t>> queue;  // unacknowledged, oldest first
+  std::vector<StoredDelivery> queue;         // unacknowledged, oldest first
   std::vector<std::uint16_t> incoming_qos2;  // QoS 2 ids received, PUBREL not yet
 };
 
@@ -73,6 +79,8 @@ class Store {
   void release_qos2(const std::string& client_id, std::uint16_t packet_id);
   // A persistent session acknowledged the message.
   void ack(const std::string& client_id, std::int64_t message_id);
+  // A persistent session sent PUBREC for a QoS 2 delivery.
+  void released(const std::string& client_id, std::int64_t message_id);
   void save_session(const std::string& client_id);
   void delete_session(const std::string& client_id);  // with its subscriptions and queue
   void add_subscription(const std::string& client_id, const std::string& filter, std::uint8_t qos);
@@ -106,8 +114,16 @@ class Store {
     std::string client_id;
     std::int64_t id;
   };
-  struct SaveSession { std::string client_id; };
-  struct DeleteSession { std::string client_id; };
+  struct Released {
+    std::string client_id;
+    std::int64_t id;
+  };
+  struct SaveSession {
+    std::string client_id;
+  };
+  struct DeleteSession {
+    std::string client_id;
+  };
   struct AddSubscription {
     std::string client_id;
     std::string filter;
@@ -117,18 +133,28 @@ class Store {
     std::string client_id;
     std::string filter;
   };
-  struct SetRetained { MessagePtr message; };
-  struct ClearRetained { std::string topic; };
+  struct SetRetained {
+    MessagePtr message;
+  };
+  struct ClearRetained {
+    std::string topic;
+  };
   struct SetWill {
     std::string client_id;
     MessagePtr will;
   };
-  struct ClearWill { std::string client_id; };
-  struct Cleanup { std::int64_t cutoff; };
-  struct Barrier { std::function<void()> done; };
-  using Op = std::variant<AddMessage, ReleaseQos2, Ack, SaveSession, DeleteSession, AddSubscription,
-                          RemoveSubscription, SetRetained, ClearRetained, SetWill, ClearWill,
-                          Cleanup, Barrier>;
+  struct ClearWill {
+    std::string client_id;
+  };
+  struct Cleanup {
+    std::int64_t cutoff;
+  };
+  struct Barrier {
+    std::function<void()> done;
+  };
+  using Op = std::variant<AddMessage, ReleaseQos2, Ack, Released, SaveSession, DeleteSession,
+                          AddSubscription, RemoveSubscription, SetRetained, ClearRetained, SetWill,
+                          ClearWill, Cleanup, Barrier>;
 
   void submit(Op op);
   void run();
@@ -145,6 +171,7 @@ class Store {
   sqlite3_stmt* insert_message_ = nullptr;
   sqlite3_stmt* insert_queue_ = nullptr;
   sqlite3_stmt* delete_queue_ = nullptr;
+  sqlite3_stmt* release_queue_ = nullptr;
   sqlite3_stmt* insert_session_ = nullptr;
   sqlite3_stmt* delete_session_ = nullptr;
   sqlite3_stmt* delete_session_subs_ = nullptr;

@@ -164,7 +164,8 @@ class WebSocketStream final : public Stream {
 std::unique_ptr<Stream> make_stream(Tcp::socket socket, const std::string& scheme,
                                     asio::ssl::context* tls, const std::string& path) {
   if (scheme == "ssl") return std::make_unique<TlsStream>(std::move(socket), *tls);
-  if (scheme == "ws") return std::make_unique<WebSocketStream<Tcp::socket>>(path, std::move(socket));
+  if (scheme == "ws")
+    return std::make_unique<WebSocketStream<Tcp::socket>>(path, std::move(socket));
   if (scheme == "wss") {
     return std::make_unique<WebSocketStream<TlsSocket>>(path, std::move(socket), *tls);
   }
@@ -184,9 +185,8 @@ std::shared_ptr<asio::ssl::context> make_server_tls_context(const std::string& c
     if (ec) throw std::runtime_error("certificate." + what + " '" + file + "': " + ec.message());
   };
   load("cert", cert, [&](error_code& ec) { tls->use_certificate_chain_file(cert, ec); });
-  load("key", key, [&](error_code& ec) {
-    tls->use_private_key_file(key, asio::ssl::context::pem, ec);
-  });
+  load("key", key,
+       [&](error_code& ec) { tls->use_private_key_file(key, asio::ssl::context::pem, ec); });
   if (!ca.empty()) {
     load("ca", ca, [&](error_code& ec) { tls->load_verify_file(ca, ec); });
     // A client certificate is optional; one that is presented must verify against the CA.

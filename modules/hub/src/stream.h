@@ -17,7 +17,7 @@ class Stream {
   // The TLS and WebSocket handshakes; throws on failure. Nothing to do for plain TCP.
   virtual asio::awaitable<void> handshake() { co_return; }
 
-  std::string remote;  // peer address for logs
+  std::string remote;            // peer address for logs
   std::string peer_common_name;  // CN of a verified client certificate, else empty
 };
 

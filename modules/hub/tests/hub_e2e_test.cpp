@@ -39,8 +39,7 @@ class HubTest : public ::testing::Test {
     return client;
   }
 
-  void subscribe(RawClient& c, const std::string& filter, std::uint8_t qos,
-                 std::uint8_t expected) {
+  void subscribe(RawClient& c, const std::string& filter, std::uint8_t qos, std::uint8_t expected) {
     c.send(mqtt::Subscribe{1, {{filter, qos}}});
     auto ack = c.expect<mqtt::Suback>();
     EXPECT_EQ(ack.return_codes, std::vector<std::uint8_t>{expected}) << filter;
@@ -150,8 +149,7 @@ TEST_F(HubTest, ClientIdentifierAndProtocolRules) {
     RawClient c(port_);
     auto connect = make_connect("v5");
     connect.protocol_level = 5;
-    EXPECT_EQ(c.connect(connect).return_code,
-              mqtt::ConnectReturnCode::UnacceptableProtocolVersion);
+    EXPECT_EQ(c.connect(connect).return_code, mqtt::ConnectReturnCode::UnacceptableProtocolVersion);
     EXPECT_TRUE(c.closed_by_peer());
   }
 }
@@ -218,8 +216,13 @@ TEST_F(HubTest, QoS2BothWays) {
 
 TEST_F(HubTest, SubackRefusesDeniedAndInvalidFilters) {
   auto c = connected("acl");
-  c->send(mqtt::Subscribe{3, {{"ok/#", 1}, {"secret/x", 0}, {"a/b/c/d/e/f/g/h/i/j", 0},
-                              {std::string(256, 'x'), 0}, {"secret/#", 1}, {"#", 2}}});
+  c->send(mqtt::Subscribe{3,
+                          {{"ok/#", 1},
+                           {"secret/x", 0},
+                           {"a/b/c/d/e/f/g/h/i/j", 0},
+                           {std::string(256, 'x'), 0},
+                           {"secret/#", 1},
+                           {"#", 2}}});
   auto ack = c->expect<mqtt::Suback>();
   EXPECT_EQ(ack.packet_id, 3);
   EXPECT_EQ(ack.return_codes, (std::vector<std::uint8_t>{1, 0x80, 0x80, 0x80, 0x80, 0x80}));
@@ -357,6 +360,8 @@ TEST_F(HubTest, PersistentSessionQueuesOfflineAndRedeliversUnackedWithDup) {
   pub->send(publish_packet("d/2", "offline", 1, 2));
   pub->expect<mqtt::Puback>();
   pub->send(publish_packet("d/3", "offline qos0 is not kept", 0));
+  pub->send(mqtt::Pingreq{});
+  pub->expect<mqtt::Pingresp>();  // the hub has handled the QoS 0 message
 
   RawClient c(port_);
   auto ack = c.connect(make_connect("durable", false));
@@ -437,8 +442,7 @@ TEST(HubIpv6, ListensOnIpv6Loopback) {
   const auto port6 = free_port();
   // IPv4 and IPv6 loopback listeners side by side (tests bind loopback addresses only).
   std::string config = base_config(port);
-  config.replace(config.find("principals:"), 0,
-                 "  - tcp://[::1]:" + std::to_string(port6) + "\n");
+  config.replace(config.find("principals:"), 0, "  - tcp://[::1]:" + std::to_string(port6) + "\n");
   HubProcess hub(config, port);
   RawClient v4(port, "127.0.0.1");
   EXPECT_EQ(v4.connect(make_connect("four")).return_code, mqtt::ConnectReturnCode::Accepted);
@@ -462,8 +466,10 @@ TEST(HubRestart, PersistentSessionSurvivesARestart) {
       pub.send(p);
       pub.expect<mqtt::Puback>();
     }
-    mqtt::Publish retained{"keep/retained", "r", 0, true, false, 0};
+    // QoS 1, acknowledged: a QoS 0 message may still be unread when the hub stops.
+    mqtt::Publish retained{"kept/retained", "r", 1, true, false, 9};
     pub.send(retained);
+    pub.expect<mqtt::Puback>();
     pub.send(mqtt::Disconnect{});
   }
   EXPECT_EQ(hub.stop(SIGTERM), 0);
@@ -480,11 +486,12 @@ TEST(HubRestart, PersistentSessionSurvivesARestart) {
   pub.connect(make_connect("kpub"));
   pub.send(mqtt::Publish{"keep/new", "fresh", 0, false, false, 0});
   EXPECT_EQ(c.expect<mqtt::Publish>().payload, "fresh");
-  c.send(mqtt::Subscribe{2, {{"keep/retained", 0}}});
+  c.send(mqtt::Subscribe{2, {{"kept/retained", 0}}});
   c.expect<mqtt::Suback>();
   auto r = c.expect<mqtt::Publish>();
   EXPECT_EQ(r.payload, "r");
   EXPECT_TRUE(r.retain);
+  EXPECT_EQ(r.qos, 0);
 }
 
 TEST(HubRestart, SigkillLosesNoAcknowledgedQoS1Message) {
@@ -502,8 +509,7 @@ TEST(HubRestart, SigkillLosesNoAcknowledgedQoS1Message) {
   constexpr int kTotal = 2000;
   std::string burst;
   for (int i = 1; i <= kTotal; ++i) {
-    mqtt::Publish p{"stream", std::to_string(i), 1, false, false,
-                    static_cast<std::uint16_t>(i)};
+    mqtt::Publish p{"stream", std::to_string(i), 1, false, false, static_cast<std::uint16_t>(i)};
     mqtt::encode(p, burst);
   }
   std::thread sender([&] { pub.send_raw(burst); });
@@ -514,7 +520,8 @@ TEST(HubRestart, SigkillLosesNoAcknowledgedQoS1Message) {
     acked.insert(std::to_string(std::get<mqtt::Puback>(*p).packet_id));
   }
   hub.stop(SIGKILL);
-  while (auto p = pub.receive(1s)) acked.insert(std::to_string(std::get<mqtt::Puback>(*p).packet_id));
+  while (auto p = pub.receive(1s))
+    acked.insert(std::to_string(std::get<mqtt::Puback>(*p).packet_id));
   pub.close();
   sender.join();
 
@@ -566,10 +573,10 @@ class TransportTest : public ::testing::Test {
     std::string config = base_config(tcp_);
     config.replace(config.find("principals:"), 0,
                    "  - ssl://127.0.0.1:" + std::to_string(ssl_) + "\n" +
-                   "  - ws://127.0.0.1:" + std::to_string(ws_) + "/mqtt\n" +
-                   "  - wss://127.0.0.1:" + std::to_string(wss_) + "/mqtt\n" +
-                   "certificate:\n  ca: " + pki_.ca.string() + "\n  cert: " +
-                   pki_.server_cert.string() + "\n  key: " + pki_.server_key.string() + "\n");
+                       "  - ws://127.0.0.1:" + std::to_string(ws_) + "/mqtt\n" +
+                       "  - wss://127.0.0.1:" + std::to_string(wss_) + "/mqtt\n" +
+                       "certificate:\n  ca: " + pki_.ca.string() + "\n  cert: " +
+                       pki_.server_cert.string() + "\n  key: " + pki_.server_key.string() + "\n");
     // The client certificate's CN is "client": a principal without password.
     config.replace(config.find("subscriptions:"), 0,
                    "  - username: client\n"
@@ -598,14 +605,14 @@ TEST_F(TransportTest, EveryTransportWithPaho) {
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("received hello over tcp"), std::string::npos) << r.output;
   // One-way TLS: the client verifies the hub, the hub checks the password.
-  r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--ca",
-                           pki_.ca.string()}));
+  r = run_paho(dir_,
+               with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--ca", pki_.ca.string()}));
   EXPECT_EQ(r.code, 0) << r.output;
   r = run_paho(dir_, with({"--scheme", "ws", "--port", std::to_string(ws_)}));
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("received hello over ws"), std::string::npos) << r.output;
-  r = run_paho(dir_, with({"--scheme", "wss", "--port", std::to_string(wss_), "--ca",
-                           pki_.ca.string()}));
+  r = run_paho(dir_,
+               with({"--scheme", "wss", "--port", std::to_string(wss_), "--ca", pki_.ca.string()}));
   EXPECT_EQ(r.code, 0) << r.output;
   // A WebSocket on another path is refused.
   r = run_paho(dir_, with({"--scheme", "ws", "--port", std::to_string(ws_), "--path", "/other",
@@ -614,9 +621,9 @@ TEST_F(TransportTest, EveryTransportWithPaho) {
 }
 
 TEST_F(TransportTest, TwoWayTlsMapsTheCertificateToAPrincipal) {
-  const std::vector<std::string> cert{"--ca", pki_.ca.string(), "--cert",
-                                      pki_.client_cert.string(), "--key",
-                                      pki_.client_key.string()};
+  const std::vector<std::string> cert{"--ca",   pki_.ca.string(),
+                                      "--cert", pki_.client_cert.string(),
+                                      "--key",  pki_.client_key.string()};
   auto with = [&](std::vector<std::string> args) {
     args.insert(args.end(), cert.begin(), cert.end());
     return args;
@@ -632,8 +639,8 @@ TEST_F(TransportTest, TwoWayTlsMapsTheCertificateToAPrincipal) {
   r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--topic", "other"}));
   EXPECT_EQ(r.code, 3) << r.output;
   // A principal with a password still needs it.
-  r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username",
-                           "test"}));
+  r = run_paho(dir_,
+               with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username", "test"}));
   EXPECT_EQ(r.code, 14) << r.output;
   // Without a certificate, an empty password is refused.
   r = run_paho(dir_, {"--scheme", "ssl", "--port", std::to_string(ssl_), "--ca", pki_.ca.string(),
@@ -851,6 +858,8 @@ TEST(HubRestart, QoS2ExactlyOnceAcrossARestart) {
   sub.send(mqtt::Pubrec{m.packet_id});
   EXPECT_EQ(sub.expect<mqtt::Pubrel>().packet_id, m.packet_id);
   sub.send(mqtt::Pubcomp{m.packet_id});
+  sub.send(mqtt::Pingreq{});
+  sub.expect<mqtt::Pingresp>();  // the hub has handled the PUBCOMP
   sub.send(mqtt::Disconnect{});
   sub.close();
   EXPECT_EQ(hub.stop(SIGTERM), 0);
@@ -866,4 +875,41 @@ TEST(HubRestart, QoS2ExactlyOnceAcrossARestart) {
   pub.send(mqtt::Pubrel{77});
   EXPECT_EQ(pub.expect<mqtt::Pubcomp>().packet_id, 77);
   EXPECT_TRUE(again.silent_for(500ms));  // not delivered a second time
+}
+
+TEST(HubRestart, QoS2ReleasedDeliveryResumesWithPubrel) {
+  const auto port = free_port();
+  HubProcess hub(base_config(port), port);
+  {
+    RawClient sub(port);
+    ASSERT_FALSE(sub.connect(make_connect("relsub", false)).session_present);
+    sub.send(mqtt::Subscribe{1, {{"rel", 2}}});
+    sub.expect<mqtt::Suback>();
+    RawClient pub(port);
+    pub.connect(make_connect("relpub"));
+    pub.send(mqtt::Publish{"rel", "one", 2, false, false, 1});
+    pub.expect<mqtt::Pubrec>();
+    pub.send(mqtt::Pubrel{1});
+    pub.expect<mqtt::Pubcomp>();
+    auto m = sub.expect<mqtt::Publish>();
+    sub.send(mqtt::Pubrec{m.packet_id});
+    sub.expect<mqtt::Pubrel>();
+    sub.send(mqtt::Pingreq{});
+    sub.expect<mqtt::Pingresp>();  // PUBREC handled; PUBCOMP never sent
+  }
+  EXPECT_EQ(hub.stop(SIGTERM), 0);
+  hub.start();
+  RawClient sub(port);
+  EXPECT_TRUE(sub.connect(make_connect("relsub", false)).session_present);
+  auto rel = sub.expect<mqtt::Pubrel>();  // not the message again
+  sub.send(mqtt::Pubcomp{rel.packet_id});
+  EXPECT_TRUE(sub.silent_for(300ms));
+  sub.send(mqtt::Disconnect{});
+  // Completed: nothing left after another restart.
+  sub.close();
+  EXPECT_EQ(hub.stop(SIGTERM), 0);
+  hub.start();
+  RawClient again(port);
+  EXPECT_TRUE(again.connect(make_connect("relsub", false)).session_present);
+  EXPECT_TRUE(again.silent_for(300ms));
 }

@@ -17,7 +17,9 @@ namespace baetyl::hub::testing {
 
 std::string base_config(std::uint16_t port, const std::string& extra) {
   return "listen:\n"
-         "  - tcp://127.0.0.1:" + std::to_string(port) + "\n"
+         "  - tcp://127.0.0.1:" +
+         std::to_string(port) +
+         "\n"
          "principals:\n"
          "  - username: test\n"
          "    password: hahaha\n"
@@ -36,7 +38,8 @@ std::string base_config(std::uint16_t port, const std::string& extra) {
          "subscriptions:\n"
          "  - source: {topic: t}\n"
          "    target: {topic: t/topic}\n"
-         "logger: {level: debug}\n" + extra;
+         "logger: {level: debug}\n" +
+         extra;
 }
 
 HubProcess::HubProcess(std::string config, std::uint16_t port) : port_(port) {
@@ -85,7 +88,8 @@ RawClient::RawClient(std::uint16_t port, const std::string& host) {
     inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
     rc = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   }
-  if (rc != 0) throw std::runtime_error("connect to " + host + ":" + std::to_string(port) + " failed");
+  if (rc != 0)
+    throw std::runtime_error("connect to " + host + ":" + std::to_string(port) + " failed");
   int one = 1;
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }

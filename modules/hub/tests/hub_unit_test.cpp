@@ -146,17 +146,21 @@ TEST(HubConfig, RejectsBadValuesWithFileAndKey) {
   EXPECT_NE(error_of("listen: [tcp://:1]\nprincipals: [{username: a}, {username: a}]")
                 .find("principals[1].username: 'a' is listed twice"),
             std::string::npos);
-  EXPECT_NE(error_of("listen: [tcp://:1]\nmessage: {length: {max: 300m}}").find("message.length.max"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of("listen: [tcp://:1]\nmessage: {length: {max: 300m}}").find("message.length.max"),
+      std::string::npos);
   EXPECT_NE(error_of("listen: [tcp://:1]\nmessage: {egress: {qos1: {retry: {interval: 5}}}}")
                 .find("message.egress.qos1.retry.interval"),
             std::string::npos);
-  EXPECT_NE(error_of("listen: [tcp://:1]\nsubscriptions: [{source: {topic: a, qos: 3}, target: {topic: b}}]")
-                .find("subscriptions[0].source.qos"),
-            std::string::npos);
-  EXPECT_NE(error_of("listen: [tcp://:1]\nsubscriptions: [{source: {topic: a}, target: {topic: b/+}}]")
-                .find("subscriptions[0].target.topic"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of(
+          "listen: [tcp://:1]\nsubscriptions: [{source: {topic: a, qos: 3}, target: {topic: b}}]")
+          .find("subscriptions[0].source.qos"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of("listen: [tcp://:1]\nsubscriptions: [{source: {topic: a}, target: {topic: b/+}}]")
+          .find("subscriptions[0].target.topic"),
+      std::string::npos);
 }
 
 TEST(HubConfig, RoutesWithDuplicatesOrCyclesAreRejected) {
@@ -194,8 +198,11 @@ TEST(TopicTree, MatchesWildcardsAndDollarTopics) {
   EXPECT_FALSE(tree.erase("#", "all"));
   EXPECT_FALSE(tree.erase("a/b/c", "exact"));
   EXPECT_EQ(matches(tree, "x/b"), (std::set<std::string>{"first:1"}));
-  for (auto [f, k] : {std::pair{"a/b", "exact"}, {"a/+", "plus"}, {"a/#", "hash"},
-                      {"+/b", "first"}, {"$SYS/#", "sys"}}) {
+  for (auto [f, k] : {std::pair{"a/b", "exact"},
+                      {"a/+", "plus"},
+                      {"a/#", "hash"},
+                      {"+/b", "first"},
+                      {"$SYS/#", "sys"}}) {
     EXPECT_TRUE(tree.erase(f, k));
   }
   EXPECT_TRUE(tree.empty());
@@ -236,9 +243,10 @@ TEST(Acl, FilterCoversAndOverlap) {
 }
 
 TEST(Acl, PermitAndDeny) {
-  Principal p{"u", "pw",
-              {{"pub", {"#"}, {"secret/#"}},
-               {"sub", {"sensor/+/temp", "public/#"}, {"public/private"}}}};
+  Principal p{
+      "u",
+      "pw",
+      {{"pub", {"#"}, {"secret/#"}}, {"sub", {"sensor/+/temp", "public/#"}, {"public/private"}}}};
   Auth auth({p, Principal{"cert", "", {{"pub", {"tls/#"}, {}}}}});
   auto a = auth.authenticate("u", "pw");
   ASSERT_TRUE(a);
@@ -296,8 +304,8 @@ TEST(Store, PersistsSessionsQueuesRetainedAndWills) {
     for (int i = 0; i < 10; ++i) {
       auto id = store.next_message_id();
       std::string payload = std::string("p\0", 2) + std::to_string(i);
-      store.add_message(make_message(id, "a/x", payload, baetyl::hub::unix_millis()),
-                        {{"c1", 1}}, [&] { ++committed; });
+      store.add_message(make_message(id, "a/x", payload, baetyl::hub::unix_millis()), {{"c1", 1}},
+                        [&] { ++committed; });
     }
     store.ack("c1", 1);
     store.ack("c1", 3);
@@ -323,9 +331,11 @@ TEST(Store, PersistsSessionsQueuesRetainedAndWills) {
   ASSERT_EQ(state.sessions[0].subscriptions.size(), 1u);
   EXPECT_EQ(state.sessions[0].subscriptions[0].first, "a/#");
   ASSERT_EQ(state.sessions[0].queue.size(), 8u);
-  EXPECT_EQ(state.sessions[0].queue[0].first->id, 2);
-  EXPECT_EQ(state.sessions[0].queue[0].first->payload, std::string("p\0" "1", 3));
-  EXPECT_EQ(state.sessions[0].queue[1].first->id, 4);
+  EXPECT_EQ(state.sessions[0].queue[0].message->id, 2);
+  EXPECT_EQ(state.sessions[0].queue[0].message->payload, std::string("p\0"
+                                                                     "1",
+                                                                     3));
+  EXPECT_EQ(state.sessions[0].queue[1].message->id, 4);
   ASSERT_EQ(state.retained.size(), 1u);
   EXPECT_EQ(state.retained[0]->payload, "kept");
   ASSERT_EQ(state.wills.size(), 1u);
@@ -348,7 +358,7 @@ TEST(Store, CleanupRemovesMessagesPastRetention) {
   auto state = store.load();
   ASSERT_EQ(state.sessions.size(), 1u);
   ASSERT_EQ(state.sessions[0].queue.size(), 1u);
-  EXPECT_EQ(state.sessions[0].queue[0].first->payload, "new");
+  EXPECT_EQ(state.sessions[0].queue[0].message->payload, "new");
 }
 
 TEST(HubConfig, ExampleConfigurationLoadsWithoutUnknownKeys) {
