@@ -341,6 +341,10 @@ void Broker::cleanup() {
     std::lock_guard lock(s->mutex);
     std::erase_if(s->pending,
                   [&](const Outgoing& o) { return o.stored && o.message->time < cutoff; });
+    // Sent before the session went away and never acknowledged: gone from the store too.
+    std::erase_if(s->inflight, [&](const auto& entry) {
+      return entry.second.out.stored && entry.second.out.message->time < cutoff;
+    });
   }
 }
 
