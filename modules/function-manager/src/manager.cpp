@@ -1,0 +1,62 @@
+#include "manager.h"
+
+namespace baetyl::function {
+
+std::string MasterLauncher::start(const std::string& service, const std::string& instance) {
+  std::map<std::string, std::string> env;
+  std::string dial;
+  if (context_.mode() == "docker") {
+    env["BAETYL_SERVICE_INSTANCE_ADDRESS"] = "0.0.0.0:50051";
+    dial = instance + ":50051";
+  } else {
+    auto port = context_.get_available_port();
+    env["BAETYL_SERVICE_INSTANCE_ADDRESS"] = "127.0.0.1:" + port;
+    dial = "127.0.0.1:" + port;
+  }
+  env["OPENEDGE_SERVICE_INSTANCE_ADDRESS"] = env["BAETYL_SERVICE_INSTANCE_ADDRESS"];
+  context_.start_instance(service, instance, env);
+  return dial;
+}
+
+void MasterLauncher::stop(const std::string& service, const std::string& instance) {
+  context_.stop_instance(service, instance);
+}
+
+Manager::Manager(Context& context, ManagerConfig config, Launcher& launcher)
+    : context_(context), config_(std::move(config)), launcher_(launcher) {
+  for (const auto& f : config_.functions) {
+    pools_[f.name] = std::make_unique<InstancePool>(f, launcher_, context_.logger());
+  }
+  for (const auto& rule : config_.rules) {
+    auto client =
+        context_.new_hub_client(rule.client_id, std::vector<mqtt::TopicInfo>{rule.subscribe});
+    rules_.push_back(std::make_unique<RuleRunner>(rule, *pools_.at(rule.function),
+                                                  std::move(client), context_.logger()));
+  }
+}
+
+Manager::~Manager() { stop(); }
+
+void Manager::start() {
+  for (auto& [name, pool] : pools_) pool->start();
+  for (auto& rule : rules_) rule->start();
+  context_.log().info("function manager: {} rules, {} functions", rules_.size(), pools_.size());
+}
+
+void Manager::stop() {
+  for (auto& rule : rules_) rule->stop();
+  for (auto& [name, pool] : pools_) pool->close();
+}
+
+void run_manager(Context& context) {
+  auto config = context.load_config<ManagerConfig>();
+  if (config.rules.empty()) context.log().warn("function manager: no rules configured");
+  MasterLauncher launcher(context);
+  Manager manager(context, std::move(config), launcher);
+  manager.start();
+  context.wait();
+  context.log().info("function manager: stopping");
+  manager.stop();
+}
+
+}  // namespace baetyl::function

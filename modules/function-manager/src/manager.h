@@ -1,0 +1,46 @@
+#pragma once
+// The function manager: one InstancePool per function, one RuleRunner per rule.
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "baetyl/context.h"
+#include "config.h"
+#include "pool.h"
+#include "rule.h"
+
+namespace baetyl::function {
+
+// Starts runtime instances through the master API. Native mode: a free port from the master,
+// BAETYL_SERVICE_INSTANCE_ADDRESS=127.0.0.1:<port>, dialed there. Docker mode: 0.0.0.0:50051,
+// dialed as <instance name>:50051 on the baetyl network.
+class MasterLauncher : public Launcher {
+ public:
+  explicit MasterLauncher(Context& context) : context_(context) {}
+  std::string start(const std::string& service, const std::string& instance) override;
+  void stop(const std::string& service, const std::string& instance) override;
+
+ private:
+  Context& context_;
+};
+
+class Manager {
+ public:
+  Manager(Context& context, ManagerConfig config, Launcher& launcher);
+  ~Manager();
+  void start();
+  void stop();
+
+ private:
+  Context& context_;
+  ManagerConfig config_;
+  Launcher& launcher_;
+  std::map<std::string, std::unique_ptr<InstancePool>> pools_;
+  std::vector<std::unique_ptr<RuleRunner>> rules_;
+};
+
+// The module's body for baetyl::run.
+void run_manager(Context& context);
+
+}  // namespace baetyl::function

@@ -1,0 +1,161 @@
+// InstancePool against real baetyl-function-sql processes.
+#include "pool.h"
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <future>
+#include <thread>
+
+#include "sql_launcher.h"
+
+namespace baetyl::function {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+std::shared_ptr<spdlog::logger> test_logger() {
+  static auto logger = spdlog::stderr_color_mt("pool-test");
+  return logger;
+}
+
+FunctionConfig sql_function(int min, int max, std::chrono::milliseconds idle = 10min,
+                            std::chrono::milliseconds evict = 1min) {
+  FunctionConfig f;
+  f.name = "sql-filter";
+  f.service = "function-sql";
+  f.instance.min = min;
+  f.instance.max = max;
+  f.instance.idle_time = idle;
+  f.instance.evict_time = evict;
+  f.timeout = 5s;
+  return f;
+}
+
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 10s) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return condition();
+}
+
+baetyl::FunctionMessage message(const std::string& payload) {
+  baetyl::FunctionMessage m;
+  m.set_qos(1);
+  m.set_topic("t");
+  m.set_payload(payload);
+  m.set_functionname("sql-filter");
+  return m;
+}
+
+TEST(InstancePool, StartsOnDemandCallsAndReuses) {
+  testing::SqlLauncher launcher;
+  InstancePool pool(sql_function(0, 1), launcher, test_logger());
+  pool.start();
+  EXPECT_EQ(pool.size(), 0);
+  auto started = Clock::now();
+  auto instance = pool.acquire(Clock::now() + 5s);
+  // Readiness is waited for actively, not with gRPC's one-second reconnect backoff.
+  EXPECT_LT(Clock::now() - started, 900ms);
+  ASSERT_TRUE(instance);
+  EXPECT_EQ(instance->name, "function-sql.sql-filter.1");
+  baetyl::FunctionMessage reply;
+  auto status = pool.call(*instance, message(R"({"id":1})"), reply);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  auto out = nlohmann::json::parse(reply.payload());
+  EXPECT_EQ(out["id"], 1);
+  EXPECT_EQ(out["topic"], "t");
+  EXPECT_EQ(out["qos"], 1);
+  status = pool.call(*instance, message(R"({"id":20})"), reply);
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(reply.payload().empty());
+  pool.release(instance, true);
+  auto again = pool.acquire(Clock::now() + 5s);
+  EXPECT_EQ(again, instance);
+  EXPECT_EQ(launcher.starts(), 1);
+  pool.release(again, true);
+  pool.close();
+  EXPECT_EQ(launcher.running(), 0);
+}
+
+TEST(InstancePool, ExhaustedWaitIsBoundedAndServedByRelease) {
+  testing::SqlLauncher launcher;
+  InstancePool pool(sql_function(0, 2), launcher, test_logger());
+  pool.start();
+  auto a = pool.acquire(Clock::now() + 5s);
+  auto b = pool.acquire(Clock::now() + 5s);
+  EXPECT_NE(a->name, b->name);
+  EXPECT_EQ(pool.size(), 2);
+  auto started = Clock::now();
+  EXPECT_THROW(pool.acquire(Clock::now() + 200ms), std::runtime_error);
+  auto waited = Clock::now() - started;
+  EXPECT_GE(waited, 200ms);
+  EXPECT_LT(waited, 2s);
+  auto waiter = std::async(std::launch::async, [&] { return pool.acquire(Clock::now() + 5s); });
+  EXPECT_EQ(waiter.wait_for(50ms), std::future_status::timeout);
+  pool.release(a, true);
+  EXPECT_EQ(waiter.get(), a);
+  EXPECT_EQ(launcher.starts(), 2);
+  pool.release(a, true);
+  pool.release(b, true);
+}
+
+TEST(InstancePool, KeepsMinWarmAndEvictsIdleDownToMin) {
+  testing::SqlLauncher launcher;
+  InstancePool pool(sql_function(1, 3, 300ms, 50ms), launcher, test_logger());
+  pool.start();
+  EXPECT_EQ(pool.size(), 1);
+  EXPECT_EQ(launcher.running(), 1);
+  std::vector<std::shared_ptr<Instance>> held;
+  for (int i = 0; i < 3; ++i) held.push_back(pool.acquire(Clock::now() + 5s));
+  EXPECT_EQ(pool.size(), 3);
+  EXPECT_EQ(launcher.running(), 3);
+  for (auto& i : held) pool.release(i, true);
+  held.clear();
+  EXPECT_TRUE(eventually([&] { return pool.size() == 1; }));
+  EXPECT_EQ(launcher.running(), 1);
+  // And stays at min.
+  std::this_thread::sleep_for(400ms);
+  EXPECT_EQ(pool.size(), 1);
+}
+
+TEST(InstancePool, FailedInstanceIsStoppedAndReplaced) {
+  testing::SqlLauncher launcher;
+  InstancePool pool(sql_function(0, 1), launcher, test_logger());
+  pool.start();
+  auto instance = pool.acquire(Clock::now() + 5s);
+  launcher.kill(instance->name);
+  baetyl::FunctionMessage reply;
+  EXPECT_FALSE(pool.call(*instance, message(R"({"id":1})"), reply).ok());
+  pool.release(instance, false);
+  // The replacement takes the same id once the old one is stopped.
+  auto replacement = pool.acquire(Clock::now() + 5s);
+  EXPECT_EQ(replacement->name, "function-sql.sql-filter.1");
+  EXPECT_NE(replacement, instance);
+  EXPECT_TRUE(pool.call(*replacement, message(R"({"id":2})"), reply).ok());
+  EXPECT_EQ(launcher.starts(), 2);
+  pool.release(replacement, true);
+}
+
+TEST(InstancePool, RuntimeThatNeverListensFailsWithinTimeout) {
+  testing::SqlLauncher launcher;
+  auto f = sql_function(0, 1);
+  f.timeout = 300ms;
+  InstancePool pool(f, launcher, test_logger());
+  pool.start();
+  launcher.break_next_start();
+  auto started = Clock::now();
+  EXPECT_THROW(pool.acquire(Clock::now() + 5s), std::runtime_error);
+  EXPECT_LT(Clock::now() - started, 3s);
+  EXPECT_EQ(pool.size(), 0);
+  // The id is free again: the next start works.
+  auto instance = pool.acquire(Clock::now() + 5s);
+  EXPECT_EQ(instance->name, "function-sql.sql-filter.1");
+  pool.release(instance, true);
+}
+
+}  // namespace
+}  // namespace baetyl::function

@@ -1,0 +1,75 @@
+#include "sql_launcher.h"
+
+#include <signal.h>
+
+#include <vector>
+
+#include "baetyl/testing/ports.h"
+
+namespace baetyl::function::testing {
+
+SqlLauncher::SqlLauncher(std::string sql) {
+  dir_.write("etc/baetyl/service.yml",
+             "functions:\n  - name: sql-filter\n    handler: '" + sql + "'\n");
+}
+
+SqlLauncher::~SqlLauncher() {
+  std::lock_guard lock(mutex_);
+  processes_.clear();
+}
+
+std::string SqlLauncher::start(const std::string&, const std::string& instance) {
+  std::lock_guard lock(mutex_);
+  ++starts_;
+  auto port = std::to_string(baetyl::testing::free_port());
+  if (broken_) {
+    broken_ = false;
+    return "127.0.0.1:" + port;
+  }
+  if (processes_.count(instance)) throw std::runtime_error("instance " + instance + " exists");
+  baetyl::testing::ProcessOptions options;
+  options.working_dir = dir_.path().string();
+  options.output_file = (dir_.path() / (instance + ".log")).string();
+  options.env["BAETYL_SERVICE_INSTANCE_ADDRESS"] = "127.0.0.1:" + port;
+  processes_[instance] = std::make_unique<baetyl::testing::Process>(
+      std::vector<std::string>{baetyl::testing::binary_path("baetyl-function-sql")}, options);
+  return "127.0.0.1:" + port;
+}
+
+void SqlLauncher::stop(const std::string&, const std::string& instance) {
+  std::unique_ptr<baetyl::testing::Process> process;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = processes_.find(instance);
+    if (it == processes_.end()) return;
+    process = std::move(it->second);
+    processes_.erase(it);
+  }
+  if (process->running()) process->stop(SIGTERM);
+}
+
+int SqlLauncher::running() {
+  std::lock_guard lock(mutex_);
+  int n = 0;
+  for (auto& [name, p] : processes_) n += p->running() ? 1 : 0;
+  return n;
+}
+
+bool SqlLauncher::running(const std::string& instance) {
+  std::lock_guard lock(mutex_);
+  auto it = processes_.find(instance);
+  return it != processes_.end() && it->second->running();
+}
+
+int SqlLauncher::starts() const {
+  std::lock_guard lock(mutex_);
+  return starts_;
+}
+
+void SqlLauncher::kill(const std::string& instance) {
+  std::lock_guard lock(mutex_);
+  auto it = processes_.find(instance);
+  if (it != processes_.end()) it->second->stop(SIGKILL);
+}
+
+}  // namespace baetyl::function::testing
