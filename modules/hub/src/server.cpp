@@ -249,6 +249,16 @@ void run_hub(Context& ctx) {
       cfg.status.logging_enable ? now + cfg.status.logging_interval : Clock::time_point::max();
   ctx.log().info("hub started ({} listener(s)){}", cfg.listeners.size(),
                  report ? ", reporting to the master every minute" : "");
+  // Two keys of the original size queues this design does not have; say so rather than ignore.
+  const MessageConfig defaults;
+  if (cfg.message.ingress.qos0_buffer_size != defaults.ingress.qos0_buffer_size) {
+    ctx.log().warn("message.ingress.qos0.buffer.size has no effect: QoS 0 messages go straight "
+                   "to the subscribers' egress queues (message.egress.qos0.buffer.size)");
+  }
+  if (cfg.message.offset.buffer_size != defaults.offset.buffer_size) {
+    ctx.log().warn("message.offset.buffer.size has no effect: acknowledgements are committed "
+                   "in batches of message.offset.batch.max");
+  }
   while (!ctx.wait_until(std::min(next_cleanup, next_status))) {
     now = Clock::now();
     if (now >= next_cleanup) {
