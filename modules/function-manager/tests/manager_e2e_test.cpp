@@ -1,0 +1,237 @@
+// The real master (native mode) running baetyl-hub, baetyl-function-manager and the
+// baetyl-function-sql runtime; a test MQTT client publishes on the hub and reads the results.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "baetyl/mqtt/client.h"
+#include "baetyl/testing/ports.h"
+#include "master_run.h"
+
+namespace baetyl::function {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using baetyl::testing::MasterRun;
+
+void write(const std::filesystem::path& path, const std::string& text) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path) << text;
+}
+
+struct Received {
+  std::mutex mutex;
+  std::vector<nlohmann::json> messages;
+  std::size_t size() {
+    std::lock_guard lock(mutex);
+    return messages.size();
+  }
+};
+
+class FunctionManagerE2E : public ::testing::Test {
+ protected:
+  // `instance` is the YAML map of the sql-filter function's instance key.
+  void start(const std::string& instance, const std::string& sql) {
+    port_ = baetyl::testing::free_port();
+    auto root = run_.workdir() / "var/db/baetyl";
+    write(root / "hub-conf/service.yml", "listen: ['tcp://127.0.0.1:" + std::to_string(port_) +
+                                             "']\n"
+                                             "principals:\n"
+                                             "  - username: test\n"
+                                             "    password: hahaha\n"
+                                             "    permissions:\n"
+                                             "      - {action: pub, permit: ['#']}\n"
+                                             "      - {action: sub, permit: ['#']}\n"
+                                             "logger: {path: var/log/baetyl/service.log}\n");
+    write(root / "fm-conf/service.yml",
+          "hub:\n"
+          "  address: tcp://127.0.0.1:" +
+              std::to_string(port_) +
+              "\n"
+              "  username: test\n"
+              "  password: hahaha\n"
+              "rules:\n"
+              "  - clientid: func-sql-filter-1\n"
+              "    subscribe: {topic: t, qos: 1}\n"
+              "    function: {name: sql-filter}\n"
+              "    publish: {topic: t/sqlfilter, qos: 1}\n"
+              "functions:\n"
+              "  - name: sql-filter\n"
+              "    service: function-sql-filter\n"
+              "    timeout: 5s\n"
+              "    instance: " +
+              instance +
+              "\n"
+              "logger: {path: var/log/baetyl/service.log, level: debug}\n");
+    write(root / "sql-conf/service.yml",
+          "functions:\n  - name: sql-filter\n    handler: '" + sql + "'\n");
+    write(root / "application.yml",
+          "version: v1\n"
+          "services:\n"
+          "  - name: localhub\n"
+          "    image: baetyl-hub\n"
+          "    replica: 1\n"
+          "    mounts:\n"
+          "      - {name: hub-conf, path: etc/baetyl, readonly: true}\n"
+          "      - {name: log, path: var/log/baetyl}\n"
+          "  - name: function-manager\n"
+          "    image: baetyl-function-manager\n"
+          "    replica: 1\n"
+          "    mounts:\n"
+          "      - {name: fm-conf, path: etc/baetyl, readonly: true}\n"
+          "      - {name: log, path: var/log/baetyl}\n"
+          "  - name: function-sql-filter\n"
+          "    image: baetyl-function-sql\n"
+          "    replica: 0\n"
+          "    mounts:\n"
+          "      - {name: sql-conf, path: etc/baetyl, readonly: true}\n"
+          "volumes:\n"
+          "  - {name: hub-conf, path: var/db/baetyl/hub-conf}\n"
+          "  - {name: fm-conf, path: var/db/baetyl/fm-conf}\n"
+          "  - {name: sql-conf, path: var/db/baetyl/sql-conf}\n"
+          "  - {name: log, path: var/log/baetyl/services}\n");
+    ASSERT_TRUE(run_.start()) << run_.output();
+    ASSERT_TRUE(baetyl::testing::wait_for_port(port_, 10s)) << run_.output();
+
+    mqtt::ClientConfig config;
+    config.address = "tcp://127.0.0.1:" + std::to_string(port_);
+    config.username = "test";
+    config.password = "hahaha";
+    config.client_id = "e2e-observer";
+    config.clean_session = true;
+    config.buffer_size = 100;
+    config.subscriptions = {{"t/sqlfilter", 1}};
+    client_ = std::make_unique<mqtt::Client>(config);
+    mqtt::ClientCallbacks callbacks;
+    callbacks.on_message = [this](const mqtt::Message& m) {
+      std::lock_guard lock(received_.mutex);
+      received_.messages.push_back(nlohmann::json::parse(m.publish.payload));
+    };
+    client_->start(callbacks);
+    ASSERT_TRUE(client_->wait_connected(10s));
+    // The manager's rule client is connected and subscribed once a probe comes back.
+    ASSERT_TRUE(MasterRun::wait_until(
+        [&] {
+          client_->publish("t", R"({"id":0,"probe":true})", 1);
+          return MasterRun::wait_until([&] { return received_.size() > 0; }, 300ms);
+        },
+        15s))
+        << logs();
+    std::lock_guard lock(received_.mutex);
+    received_.messages.clear();
+  }
+
+  void TearDown() override {
+    if (HasFailure()) std::fprintf(stderr, "%s\n", logs().c_str());
+    if (client_) client_->stop();
+  }
+
+  std::string logs() {
+    std::string text = run_.output();
+    std::ifstream in(run_.workdir() / "var/log/baetyl/services/service.log");
+    text += std::string(std::istreambuf_iterator<char>(in), {});
+    return text;
+  }
+
+  // Running instances of the runtime service, by name -> pid.
+  std::map<std::string, int> instances() {
+    std::map<std::string, int> result;
+    auto document = run_.inspect();
+    for (const auto& s : document.value("services", nlohmann::json::array())) {
+      if (s.value("name", "") != "function-sql-filter") continue;
+      for (const auto& i : s.value("instances", nlohmann::json::array())) {
+        result[i.value("name", "")] = i.contains("process") ? i["process"].value("id", 0) : 0;
+      }
+    }
+    return result;
+  }
+
+  std::set<int> ids() {
+    std::lock_guard lock(received_.mutex);
+    std::set<int> result;
+    for (const auto& m : received_.messages) result.insert(m.value("id", -1));
+    return result;
+  }
+
+  MasterRun run_;
+  std::uint16_t port_ = 0;
+  std::unique_ptr<mqtt::Client> client_;
+  Received received_;
+};
+
+const char* kFilter = "select qos() as qos, topic() as topic, * where id < 10";
+
+TEST_F(FunctionManagerE2E, WalkthroughSqlFilter) {
+  start("{min: 0, max: 1}", kFilter);
+  client_->publish("t", R"({"id":1})", 1);
+  client_->publish("t", R"({"id":20})", 1);
+  client_->publish("t", R"({"id":2})", 1);
+  ASSERT_TRUE(MasterRun::wait_until([&] { return received_.size() >= 2; })) << logs();
+  std::lock_guard lock(received_.mutex);
+  ASSERT_EQ(received_.messages.size(), 2u);
+  EXPECT_EQ(received_.messages[0], nlohmann::json::parse(R"({"id":1,"qos":1,"topic":"t"})"));
+  EXPECT_EQ(received_.messages[1], nlohmann::json::parse(R"({"id":2,"qos":1,"topic":"t"})"));
+  // Only one instance, named <service>.<function>.<id>.
+  auto running = instances();
+  EXPECT_EQ(running.size(), 1u);
+  EXPECT_EQ(running.count("function-sql-filter.sql-filter.1"), 1u);
+}
+
+TEST_F(FunctionManagerE2E, ScalesUpUnderLoadAndEvictsToMin) {
+  start("{min: 0, max: 3, idletime: 1s, evicttime: 100ms}", kFilter);
+  std::atomic<bool> done{false};
+  std::atomic<std::size_t> most{0};
+  std::thread watcher([&] {
+    while (!done) {
+      most = std::max(most.load(), instances().size());
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  const int n = 600;
+  for (int i = 1; i <= n; ++i) client_->publish("t", R"({"id":)" + std::to_string(i % 10) + "}", 1);
+  bool all = MasterRun::wait_until([&] { return received_.size() >= std::size_t(n); }, 20s);
+  done = true;
+  watcher.join();
+  EXPECT_TRUE(all) << received_.size();
+  EXPECT_EQ(most.load(), 3u);
+  auto start_evict = Clock::now();
+  EXPECT_TRUE(MasterRun::wait_until([&] { return instances().empty(); }, 10s));
+  EXPECT_GE(Clock::now() - start_evict, 500ms);
+}
+
+TEST_F(FunctionManagerE2E, KilledInstanceIsReplacedWithoutLosingQos1Input) {
+  start("{min: 0, max: 1}", "select * where id >= 0");
+  const int n = 400;
+  std::thread publisher([&] {
+    for (int i = 1; i <= n; ++i) {
+      client_->publish("t", R"({"id":)" + std::to_string(i) + "}", 1);
+      if (i % 50 == 0) std::this_thread::sleep_for(20ms);
+    }
+  });
+  ASSERT_TRUE(MasterRun::wait_until([&] { return received_.size() >= 50; })) << logs();
+  auto before = instances();
+  ASSERT_EQ(before.size(), 1u);
+  int pid = before.begin()->second;
+  ASSERT_GT(pid, 0);
+  ::kill(pid, SIGKILL);
+  publisher.join();
+  EXPECT_TRUE(MasterRun::wait_until([&] { return ids().size() >= std::size_t(n); }, 20s))
+      << ids().size();
+  auto got = ids();
+  for (int i = 1; i <= n; ++i) EXPECT_TRUE(got.count(i)) << "lost id " << i;
+  auto after = instances();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_NE(after.begin()->second, pid);
+}
+
+}  // namespace
+}  // namespace baetyl::function
