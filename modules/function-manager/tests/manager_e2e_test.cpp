@@ -40,7 +40,11 @@ struct Received {
 class FunctionManagerE2E : public ::testing::Test {
  protected:
   // `instance` is the YAML map of the sql-filter function's instance key.
-  void start(const std::string& instance, const std::string& sql) {
+  // `extra_*` are appended to the manager's rules and functions and the application's services
+  // and volumes.
+  void start(const std::string& instance, const std::string& sql,
+             const std::string& extra_rules = "", const std::string& extra_functions = "",
+             const std::string& extra_services = "", const std::string& extra_volumes = "") {
     port_ = baetyl::testing::free_port();
     auto root = run_.workdir() / "var/db/baetyl";
     write(root / "hub-conf/service.yml", "listen: ['tcp://127.0.0.1:" + std::to_string(port_) +
@@ -63,14 +67,14 @@ class FunctionManagerE2E : public ::testing::Test {
               "  - clientid: func-sql-filter-1\n"
               "    subscribe: {topic: t, qos: 1}\n"
               "    function: {name: sql-filter}\n"
-              "    publish: {topic: t/sqlfilter, qos: 1}\n"
+              "    publish: {topic: t/sqlfilter, qos: 1}\n" +
+              extra_rules +
               "functions:\n"
               "  - name: sql-filter\n"
               "    service: function-sql-filter\n"
               "    timeout: 5s\n"
               "    instance: " +
-              instance +
-              "\n"
+              instance + "\n" + extra_functions +
               "logger: {path: var/log/baetyl/service.log, level: debug}\n");
     write(root / "sql-conf/service.yml",
           "functions:\n  - name: sql-filter\n    handler: '" + sql + "'\n");
@@ -93,12 +97,14 @@ class FunctionManagerE2E : public ::testing::Test {
           "    image: baetyl-function-sql\n"
           "    replica: 0\n"
           "    mounts:\n"
-          "      - {name: sql-conf, path: etc/baetyl, readonly: true}\n"
-          "volumes:\n"
-          "  - {name: hub-conf, path: var/db/baetyl/hub-conf}\n"
-          "  - {name: fm-conf, path: var/db/baetyl/fm-conf}\n"
-          "  - {name: sql-conf, path: var/db/baetyl/sql-conf}\n"
-          "  - {name: log, path: var/log/baetyl/services}\n");
+          "      - {name: sql-conf, path: etc/baetyl, readonly: true}\n" +
+              extra_services +
+              "volumes:\n"
+              "  - {name: hub-conf, path: var/db/baetyl/hub-conf}\n"
+              "  - {name: fm-conf, path: var/db/baetyl/fm-conf}\n"
+              "  - {name: sql-conf, path: var/db/baetyl/sql-conf}\n"
+              "  - {name: log, path: var/log/baetyl/services}\n" +
+              extra_volumes);
     ASSERT_TRUE(run_.start()) << run_.output();
     ASSERT_TRUE(baetyl::testing::wait_for_port(port_, 10s)) << run_.output();
 
@@ -109,12 +115,14 @@ class FunctionManagerE2E : public ::testing::Test {
     config.client_id = "e2e-observer";
     config.clean_session = true;
     config.buffer_size = 100;
-    config.subscriptions = {{"t/sqlfilter", 1}};
+    config.subscriptions = {{"t/sqlfilter", 1}, {"py/hi", 1}};
     client_ = std::make_unique<mqtt::Client>(config);
     mqtt::ClientCallbacks callbacks;
     callbacks.on_message = [this](const mqtt::Message& m) {
       std::lock_guard lock(received_.mutex);
-      received_.messages.push_back(nlohmann::json::parse(m.publish.payload));
+      auto payload = nlohmann::json::parse(m.publish.payload);
+      if (m.publish.topic != "t/sqlfilter") payload["_topic"] = m.publish.topic;
+      received_.messages.push_back(std::move(payload));
     };
     client_->start(callbacks);
     ASSERT_TRUE(client_->wait_connected(10s));
@@ -231,6 +239,50 @@ TEST_F(FunctionManagerE2E, KilledInstanceIsReplacedWithoutLosingQos1Input) {
   auto after = instances();
   ASSERT_EQ(after.size(), 1u);
   EXPECT_NE(after.begin()->second, pid);
+}
+
+TEST_F(FunctionManagerE2E, PythonHandlerThatRaisesGivesErrorJson) {
+  auto code = run_.workdir() / "var/db/baetyl/py-code";
+  write(code / "raiser.py",
+        "def handler(event, context):\n"
+        "    if event.get('fail'):\n"
+        "        raise ValueError('bad id ' + str(event['id']))\n"
+        "    event['function'] = context['functionName']\n"
+        "    return event\n");
+  write(run_.workdir() / "var/db/baetyl/py-conf/service.yml",
+        "functions:\n  - {name: raiser, handler: raiser.handler, codedir: code}\n");
+  start("{min: 0, max: 1}", kFilter,
+        "  - clientid: func-raiser-1\n"
+        "    subscribe: {topic: py, qos: 1}\n"
+        "    function: {name: raiser}\n"
+        "    publish: {topic: py/hi, qos: 1}\n"
+        "    retry: {max: 1}\n",
+        "  - {name: raiser, service: function-raiser, timeout: 10s}\n",
+        "  - name: function-raiser\n"
+        "    image: baetyl-function-python\n"
+        "    replica: 0\n"
+        "    mounts:\n"
+        "      - {name: py-conf, path: etc/baetyl, readonly: true}\n"
+        "      - {name: py-code, path: code, readonly: true}\n",
+        "  - {name: py-conf, path: var/db/baetyl/py-conf}\n"
+        "  - {name: py-code, path: var/db/baetyl/py-code}\n");
+  client_->publish("py", R"({"id":7,"fail":true})", 1);
+  client_->publish("py", R"({"id":8})", 1);
+  ASSERT_TRUE(MasterRun::wait_until([&] { return received_.size() >= 2; }, 20s)) << logs();
+  std::lock_guard lock(received_.mutex);
+  const auto& error = received_.messages[0];
+  ASSERT_TRUE(error.contains("errorMessage")) << error.dump();
+  EXPECT_NE(error["errorMessage"].get<std::string>().find("bad id 7"), std::string::npos)
+      << error.dump();
+  EXPECT_EQ(error["errorType"], "*errors.Err");
+  const auto& input = error["functionMessage"];
+  EXPECT_EQ(input["Topic"], "py");
+  EXPECT_EQ(input["QOS"], 1);
+  EXPECT_EQ(input["FunctionName"], "raiser");
+  EXPECT_EQ(input["Payload"], "eyJpZCI6NywiZmFpbCI6dHJ1ZX0=");  // base64 of the input
+  EXPECT_EQ(input["FunctionInvokeID"].get<std::string>().size(), 36u);
+  EXPECT_EQ(received_.messages[1],
+            nlohmann::json::parse(R"({"id":8,"function":"raiser","_topic":"py/hi"})"));
 }
 
 }  // namespace
