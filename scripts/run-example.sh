@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the example in the foreground until Ctrl-C: the master (`baetyl start`) in native mode on
-# a copy of example/native, which starts the hub (baetyl-hub on 127.0.0.1:1883) and the timer
-# (baetyl-timer, publishing to the topic `timer` every second). A subscriber prints what reaches
-# the hub as `[received] <topic> <payload>` lines.
+# a copy of example/native, the docs' function walkthrough: the hub (baetyl-hub on 127.0.0.1:1883,
+# user test/hahaha), the function manager and the Python, Node and SQL runtimes it starts on
+# demand. A subscriber prints everything under t/ as `[received] <topic> <payload>` lines, and
+# once the hub is up the script publishes {"id":1} and {"id":20} to `t` (publish more with
+# mosquitto_pub -h 127.0.0.1 -u test -P hahaha -t t -m '{"id":3}').
 #
 #   scripts/run-example.sh [BUILD_DIR]     (default: build)
 #
@@ -13,7 +15,8 @@ set -euo pipefail
 build_dir=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/$build_dir/bin
-for program in baetyl baetyl-hub baetyl-timer; do
+for program in baetyl baetyl-hub baetyl-function-manager baetyl-function-python \
+    baetyl-function-node baetyl-function-sql; do
   [[ -x $bin/$program ]] || { echo "run-example: $bin/$program is missing; run 'make' first" >&2; exit 1; }
 done
 
@@ -29,11 +32,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The subscriber retries until the hub is up; it prints what the timer publishes.
+mqtt=(-h 127.0.0.1 -p 1883 -u test -P hahaha)
+# The subscriber retries until the hub is up.
 (
-  until mosquitto_sub -h 127.0.0.1 -p 1883 -u test -P hahaha -i example-printer -t 'timer/#' \
-      -t timer -q 1 -F '[received] %t %p' 2>/dev/null; do
+  until mosquitto_sub "${mqtt[@]}" -i example-printer -t 't/#' -t t -q 1 \
+      -F '[received] %t %p' 2>/dev/null; do
     sleep 0.5
+  done
+) &
+pids+=($!)
+# The walkthrough's two messages, once the hub and the manager's rules are there.
+(
+  until mosquitto_pub "${mqtt[@]}" -i example-probe -t example/ready -n 2>/dev/null; do
+    sleep 0.5
+  done
+  sleep 2
+  for payload in '{"id":1}' '{"id":20}'; do
+    echo "run-example: publishing $payload to t"
+    mosquitto_pub "${mqtt[@]}" -i example-publisher -t t -q 1 -m "$payload"
+    sleep 2
   done
 ) &
 pids+=($!)
