@@ -275,7 +275,9 @@ def main():
     doc = f"""# Benchmarks
 
 The master has its own report: [benchmarks-master.md](benchmarks-master.md) (start time, RSS
-and inspect latency with 10 native services, from `bench/run-master.sh`).
+and inspect latency with 10 native services, from `bench/run-master.sh`). The hub has one too:
+[benchmarks-hub.md](benchmarks-hub.md) (throughput, latency, memory and worker threads against
+Debian's mosquitto, from `modules/hub/bench/run.sh`).
 
 Speed of the foundation: the MQTT codec and topic matching of the SDK (micro-benchmarks), and the
 SDK MQTT client (`baetyl::mqtt::Client`) against Debian's mosquitto on loopback, next to

@@ -1,17 +1,32 @@
-// hub_bench: MQTT throughput of a broker with N publishers and M subscribers over loopback.
+// hub_bench: MQTT throughput, latency and idle-connection memory of a broker over loopback.
 //
-//   hub_bench --port 1883 [--username test --password hahaha] [--qos 0|1] [--publishers 1]
-//             [--subscribers 1] [--messages 100000] [--payload 64] [--window 100]
+//   hub_bench --port 1883 [--username test --password hahaha] [--qos 0|1] [--payload 64]
+//             [--mode throughput|latency|idle] ...
 //
-// Every subscriber subscribes to bench/# at --qos; every publisher sends --messages messages of
-// --payload bytes to bench/<n> (QoS 1: at most --window unacknowledged). Prints messages received
-// per second over all subscribers and how many were lost (QoS 0 may drop under overload).
+// --mode throughput (default) [--publishers 1] [--subscribers 1] [--messages 100000]
+//   [--window 100]: every subscriber subscribes to bench/# at --qos; every publisher sends
+//   --messages messages of --payload bytes to bench/<n> (QoS 1: at most --window unacknowledged).
+//   Prints messages received per second over all subscribers and how many were lost (QoS 0 may
+//   drop under overload).
+// --mode latency --rate R [--seconds 5]: one publisher sends R messages a second on a fixed
+//   schedule (each payload starts with its send time), one subscriber on bench/# at --qos notes
+//   the time each arrives (and acknowledges QoS 1 at once). Prints p50/p90/p99/max of send to
+//   delivery and, for QoS 1, of send to PUBACK.
+// --mode idle --connections N [--broker-pid P] [--hold 3]: opens N connections (CONNECT, keep
+//   alive 0), holds them --hold seconds and prints the broker's VmRSS (/proc/P/status) before the
+//   first and with all of them open.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <memory>
+#include <optional>
 
 #include <atomic>
 #include <chrono>
@@ -36,6 +51,11 @@ struct Options {
   long messages = 100000;
   std::size_t payload = 64;
   int window = 100;
+  std::string mode = "throughput";
+  double rate = 1000, seconds = 5, hold = 3;
+  long connections = 1000;
+  long broker_pid = 0;
+  int keep_alive = 60;
 };
 
 class Client {
@@ -53,7 +73,7 @@ class Client {
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     mqtt::Connect c;
     c.client_id = id;
-    c.keep_alive = 60;
+    c.keep_alive = static_cast<std::uint16_t>(o.keep_alive);
     if (!o.username.empty()) c.username = o.username;
     if (!o.password.empty()) c.password = o.password;
     send(mqtt::encode(c));
@@ -124,16 +144,164 @@ Options parse(int argc, char** argv) {
       o.payload = std::stoul(v);
     else if (k == "--window")
       o.window = std::stoi(v);
+    else if (k == "--mode")
+      o.mode = v;
+    else if (k == "--rate")
+      o.rate = std::stod(v);
+    else if (k == "--seconds")
+      o.seconds = std::stod(v);
+    else if (k == "--hold")
+      o.hold = std::stod(v);
+    else if (k == "--connections")
+      o.connections = std::stol(v);
+    else if (k == "--broker-pid")
+      o.broker_pid = std::stol(v);
     else
       throw std::invalid_argument("unknown option " + k);
   }
+  if (o.mode != "throughput" && o.mode != "latency" && o.mode != "idle") {
+    throw std::invalid_argument("--mode must be throughput, latency or idle");
+  }
+  if (o.qos != 0 && o.qos != 1) throw std::invalid_argument("--qos must be 0 or 1");
+  if (o.rate <= 0 || o.seconds <= 0)
+    throw std::invalid_argument("--rate and --seconds must be > 0");
   return o;
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+// "p50 0.052  p90 0.071  p99 0.180  max 1.234 ms" from latencies in nanoseconds.
+std::string percentiles(std::vector<std::int64_t> v) {
+  if (v.empty()) return "no samples";
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) {
+    std::size_t i = static_cast<std::size_t>(q * static_cast<double>(v.size()));
+    if (i > 0 && static_cast<double>(i) == q * static_cast<double>(v.size())) --i;
+    return static_cast<double>(v[std::min(i, v.size() - 1)]) / 1e6;
+  };
+  char out[128];
+  std::snprintf(out, sizeof out, "p50 %.3f  p90 %.3f  p99 %.3f  max %.3f ms", at(0.50), at(0.90),
+                at(0.99), static_cast<double>(v.back()) / 1e6);
+  return out;
+}
+
+int run_latency(const Options& o) {
+  const long total = static_cast<long>(o.rate * o.seconds);
+  Client sub(o, "bench-lat-sub");
+  sub.send(mqtt::encode(mqtt::Subscribe{1, {{"bench/#", static_cast<std::uint8_t>(o.qos)}}}));
+  auto ack = sub.next(10000);
+  if (!ack || !std::holds_alternative<mqtt::Suback>(*ack)) throw std::runtime_error("no SUBACK");
+  Client pub(o, "bench-lat-pub");
+  std::atomic<bool> published{false};
+  std::vector<std::int64_t> delivery, puback;
+  delivery.reserve(static_cast<std::size_t>(total));
+  puback.reserve(static_cast<std::size_t>(total));
+  // Send time by packet id, for the PUBACK latency (ids are not reused within 65535 messages).
+  auto sent_at = std::make_unique<std::atomic<std::int64_t>[]>(65536);
+  std::thread receiver([&] {
+    while (static_cast<long>(delivery.size()) < total) {
+      auto p = sub.next(published.load() ? 2000 : 10000);
+      if (!p) break;
+      if (auto* m = std::get_if<mqtt::Publish>(&*p)) {
+        const std::int64_t now = now_ns();
+        std::int64_t t = 0;
+        if (m->payload.size() >= sizeof t) std::memcpy(&t, m->payload.data(), sizeof t);
+        delivery.push_back(now - t);
+        if (m->qos == 1) sub.send(mqtt::encode(mqtt::Puback{m->packet_id}));
+      }
+    }
+  });
+  std::thread acker;
+  if (o.qos == 1) {
+    acker = std::thread([&] {
+      while (static_cast<long>(puback.size()) < total) {
+        auto p = pub.next(published.load() ? 2000 : 10000);
+        if (!p) break;
+        if (auto* a = std::get_if<mqtt::Puback>(&*p)) {
+          puback.push_back(now_ns() - sent_at[a->packet_id].load());
+        }
+      }
+    });
+  }
+  const std::string topic = "bench/lat";
+  std::string payload(std::max<std::size_t>(o.payload, 8), 'x');
+  const auto start = Clock::now();
+  const auto period = std::chrono::duration<double>(1.0 / o.rate);
+  std::uint16_t id = 0;
+  std::string packet;
+  for (long i = 0; i < total; ++i) {
+    std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(period * i));
+    if (o.qos == 1 && ++id == 0) id = 1;
+    const std::int64_t t = now_ns();
+    std::memcpy(payload.data(), &t, sizeof t);
+    if (o.qos == 1) sent_at[id].store(t);
+    packet.clear();
+    mqtt::encode_publish(packet, topic, payload, static_cast<std::uint8_t>(o.qos), false, false,
+                         id);
+    pub.send(packet);
+  }
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  published = true;
+  receiver.join();
+  if (acker.joinable()) acker.join();
+  std::printf(
+      "latency qos %d  rate %.0f msg/s (sent at %.0f)  payload %zu  received %zu/%ld  "
+      "delivery %s\n",
+      o.qos, o.rate, static_cast<double>(total) / elapsed, payload.size(), delivery.size(), total,
+      percentiles(delivery).c_str());
+  if (o.qos == 1) {
+    std::printf("latency qos 1  puback %zu/%ld  puback %s\n", puback.size(), total,
+                percentiles(puback).c_str());
+  }
+  return static_cast<long>(delivery.size()) == total ? 0 : 3;
+}
+
+// VmRSS of `pid` in KB, or -1.
+long rss_kb(long pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+int run_idle(const Options& o) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+  Options idle = o;
+  idle.keep_alive = 0;
+  const long before = o.broker_pid ? rss_kb(o.broker_pid) : -1;
+  std::vector<std::unique_ptr<Client>> clients;
+  clients.reserve(static_cast<std::size_t>(o.connections));
+  const auto start = Clock::now();
+  for (long i = 0; i < o.connections; ++i) {
+    clients.push_back(std::make_unique<Client>(idle, "bench-idle-" + std::to_string(i)));
+  }
+  const double connecting = std::chrono::duration<double>(Clock::now() - start).count();
+  std::this_thread::sleep_for(std::chrono::duration<double>(o.hold));
+  const long after = o.broker_pid ? rss_kb(o.broker_pid) : -1;
+  std::printf(
+      "idle connections %zu/%ld  connected in %.2f s  broker VmRSS before %.1f MB  "
+      "with them %.1f MB  per connection %.2f KB\n",
+      clients.size(), o.connections, connecting, before / 1024.0, after / 1024.0,
+      o.connections ? static_cast<double>(after - before) / static_cast<double>(o.connections)
+                    : 0.0);
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) try {
   const Options o = parse(argc, argv);
+  if (o.mode == "latency") return run_latency(o);
+  if (o.mode == "idle") return run_idle(o);
   const long expected = o.messages * o.publishers;
   std::vector<std::unique_ptr<Client>> subs;
   for (int s = 0; s < o.subscribers; ++s) {
