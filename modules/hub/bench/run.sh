@@ -315,9 +315,9 @@ ${raw}\`\`\`
   then the bottleneck at these rates, so the worker-thread rows cannot show scaling here; a machine
   with more cores than the client needs (or the client on other cores) is required to judge that
   target.
-- The QoS 0 ratios are large because mosquitto writes every delivered message with its own
-  system call while the hub batches each subscriber's queue into one write; mosquitto runs
-  untuned (Debian's configuration).
+- The QoS 0 ratios are large and change a lot between runs. A likely reason (not measured here)
+  is that mosquitto writes each outgoing packet with its own system call while the hub batches a
+  subscriber's queue into one write; mosquitto runs untuned (Debian's configuration).
 - Latency is measured from the publisher's send time (written into the payload) to the subscriber
   reading the message, both in one process on one clock. A publisher behind schedule sends at once,
   so a stall shows in the next messages' latency only through queueing.
