@@ -1,5 +1,7 @@
 #include "server.h"
 
+#include <sched.h>
+
 #include <algorithm>
 
 #include "baetyl/env.h"
@@ -12,12 +14,22 @@ constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 
 auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
+// The CPUs this process may run on (taskset, cgroup cpusets), not every online one.
+std::size_t usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+    return static_cast<std::size_t>(CPU_COUNT(&set));
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 }  // namespace
 
 Hub::Hub(HubConfig config, std::shared_ptr<spdlog::logger> log, std::size_t threads)
     : config_(std::move(config)),
       log_(std::move(log)),
-      threads_count_(threads ? threads : std::max(1u, std::thread::hardware_concurrency())),
+      threads_count_(threads ? threads : usable_cpus()),
       io_(static_cast<int>(threads_count_)) {}
 
 Hub::~Hub() { stop(std::chrono::seconds(5)); }
