@@ -277,7 +277,10 @@ def main():
 The master has its own report: [benchmarks-master.md](benchmarks-master.md) (start time, RSS
 and inspect latency with 10 native services, from `bench/run-master.sh`). The hub has one too:
 [benchmarks-hub.md](benchmarks-hub.md) (throughput, latency, memory and worker threads against
-Debian's mosquitto, from `modules/hub/bench/run.sh`).
+Debian's mosquitto, from `modules/hub/bench/run.sh`). Function compute has one as well:
+[benchmarks-function.md](benchmarks-function.md) (end-to-end throughput, latency and cold start
+of the SQL, Python and Node runtimes through hub and function manager, from
+`bench/run-function.sh`).
 
 Speed of the foundation: the MQTT codec and topic matching of the SDK (micro-benchmarks), and the
 SDK MQTT client (`baetyl::mqtt::Client`) against Debian's mosquitto on loopback, next to

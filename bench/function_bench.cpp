@@ -1,0 +1,573 @@
+// Function compute end to end: a real `baetyl start` (native mode) with the hub, the function
+// manager and one runtime service per language (SQL, Python, Node) on a temporary work
+// directory. For every runtime: throughput hub -> manager -> runtime -> hub at QoS 0 and 1 with
+// instance.max 1 and 4, latency at a fixed rate (QoS 1), and cold start of an instance (the first
+// message to a function with no instance running, after the previous one was evicted).
+// Publisher and subscriber are the SDK client (baetyl::mqtt::Client). Prints markdown.
+//
+//   baetyl-function-bench [--baetyl PATH] [--sql-messages 40000] [--py-messages 10000]
+//                         [--node-messages 10000] [--window 100] [--rate 500] [--seconds 5]
+//                         [--cold-runs 5] [--max 4]
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "baetyl/http/client.h"
+#include "baetyl/mqtt/client.h"
+#include "baetyl/testing/ports.h"
+#include "baetyl/testing/process.h"
+#include "baetyl/testing/temp_dir.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+struct Options {
+  std::string baetyl;
+  long sql_messages = 40000;
+  long py_messages = 10000;
+  long node_messages = 10000;
+  int window = 100;
+  int rate = 500;
+  int seconds = 5;
+  int cold_runs = 5;
+  int max = 4;
+};
+
+struct Runtime {
+  std::string key;    // sql, py, node
+  std::string label;  // shown in the report
+  std::string service;
+  long messages;
+  double target;  // msg/s end to end; 0: none
+};
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  auto index = static_cast<std::size_t>(p / 100.0 * static_cast<double>(values.size() - 1) + 0.5);
+  return values[std::min(index, values.size() - 1)];
+}
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// The integer after "key": in a JSON text (the runtimes may add spaces or reorder keys); -1 if none.
+long field(const std::string& text, const char* key) {
+  std::string quoted = std::string("\"") + key + "\"";
+  auto at = text.find(quoted);
+  if (at == std::string::npos) return -1;
+  at = text.find(':', at + quoted.size());
+  if (at == std::string::npos) return -1;
+  ++at;
+  while (at < text.size() && (text[at] == ' ' || text[at] == '\t')) ++at;
+  long value = 0;
+  bool any = false;
+  while (at < text.size() && text[at] >= '0' && text[at] <= '9') {
+    value = value * 10 + (text[at++] - '0');
+    any = true;
+  }
+  return any ? value : -1;
+}
+
+class Workdir {
+ public:
+  Workdir(std::uint16_t port, int max) : port_(port) {
+    const std::string auth = "  username: bench\n  password: bench\n";
+    dir_.write("etc/baetyl/conf.yml", "mode: native\ngrace: 10s\nserver:\n  address: unix://" +
+                                          socket() +
+                                          "\nlogger:\n  path: var/log/baetyl/baetyl.log\n  level: warn\n");
+    dir_.write("var/db/baetyl/hub-conf/service.yml",
+               "listen:\n  - tcp://127.0.0.1:" + std::to_string(port) +
+                   "\nprincipals:\n  - username: bench\n    password: bench\n    permissions:\n"
+                   "      - action: 'pub'\n        permit: ['#']\n      - action: 'sub'\n"
+                   "        permit: ['#']\nsubscriptions:\n  - source: {topic: t/hub, qos: 1}\n"
+                   "    target: {topic: o/hub}\nlogger:\n  path: var/log/baetyl/service.log\n  level: warn\n");
+    std::string rules, functions;
+    const char* services[][2] = {{"sql", "function-sql"}, {"py", "function-py"}, {"node", "function-node"}};
+    for (auto& [key, service] : services) {
+      for (std::string variant : {"1", "n", "cold"}) {
+        std::string name = std::string(key) + variant;
+        rules += "  - clientid: rule-" + name + "\n    subscribe: {topic: t/" + name +
+                 ", qos: 1}\n    function: {name: " + name + "}\n    publish: {topic: o/" + name +
+                 ", qos: 1}\n";
+        functions += "  - name: " + name + "\n    service: " + service + "\n    instance:\n";
+        if (variant == "1") functions += "      min: 0\n      max: 1\n";
+        if (variant == "n") functions += "      min: 0\n      max: " + std::to_string(max) + "\n";
+        if (variant == "cold") {
+          functions += "      min: 0\n      max: 1\n      idletime: 300ms\n      evicttime: 100ms\n";
+        }
+      }
+    }
+    dir_.write("var/db/baetyl/manager-conf/service.yml",
+               "hub:\n  address: tcp://127.0.0.1:" + std::to_string(port) + "\n" + auth +
+                   "rules:\n" + rules + "functions:\n" + functions +
+                   "logger:\n  path: var/log/baetyl/service.log\n  level: warn\n");
+    auto function_list = [](const std::string& key, const std::string& handler, bool code) {
+      std::string text = "functions:\n";
+      for (std::string variant : {"1", "n", "cold"}) {
+        text += "  - name: " + key + variant + "\n    handler: '" + handler + "'\n";
+        if (code) text += "    codedir: var/db/baetyl/code\n";
+      }
+      return text + "logger:\n  path: var/log/baetyl/service.log\n  level: warn\n";
+    };
+    dir_.write("var/db/baetyl/sql-conf/service.yml",
+               function_list("sql", "select * where id < 1000000", false));
+    dir_.write("var/db/baetyl/py-conf/service.yml", function_list("py", "echo.handler", true));
+    dir_.write("var/db/baetyl/node-conf/service.yml", function_list("node", "echo.handler", true));
+    dir_.write("var/db/baetyl/py-code/echo.py", "def handler(event, context):\n    return event\n");
+    dir_.write("var/db/baetyl/node-code/echo.js",
+               "exports.handler = (event, context, callback) => callback(null, event);\n");
+
+    std::string app =
+        "version: bench\nservices:\n"
+        "  - name: localhub\n    image: baetyl-hub\n    replica: 1\n    mounts:\n"
+        "      - {name: hub-conf, path: etc/baetyl, readonly: true}\n"
+        "  - name: function-manager\n    image: baetyl-function-manager\n    replica: 1\n"
+        "    mounts:\n      - {name: manager-conf, path: etc/baetyl, readonly: true}\n"
+        "  - name: function-sql\n    image: baetyl-function-sql\n    replica: 0\n    mounts:\n"
+        "      - {name: sql-conf, path: etc/baetyl, readonly: true}\n"
+        "  - name: function-py\n    image: baetyl-function-python\n    replica: 0\n    mounts:\n"
+        "      - {name: py-conf, path: etc/baetyl, readonly: true}\n"
+        "      - {name: py-code, path: var/db/baetyl/code, readonly: true}\n"
+        "  - name: function-node\n    image: baetyl-function-node\n    replica: 0\n    mounts:\n"
+        "      - {name: node-conf, path: etc/baetyl, readonly: true}\n"
+        "      - {name: node-code, path: var/db/baetyl/code, readonly: true}\n"
+        "volumes:\n";
+    for (const char* volume : {"hub-conf", "manager-conf", "sql-conf", "py-conf", "py-code",
+                               "node-conf", "node-code"}) {
+      app += std::string("  - {name: ") + volume + ", path: var/db/baetyl/" + volume + "}\n";
+    }
+    dir_.write("var/db/baetyl/application.yml", app);
+  }
+  std::string socket() const { return (dir_.path() / "var/run/baetyl.sock").string(); }
+  const fs::path& path() const { return dir_.path(); }
+
+  baetyl::http::Headers admin_headers() const {
+    std::ifstream in(dir_.path() / "var/run/baetyl/admin.json");
+    auto admin = nlohmann::json::parse(in, nullptr, false);
+    if (admin.is_discarded()) return {};
+    return {{"x-openedge-username", admin.value("username", "")},
+            {"x-openedge-password", admin.value("password", "")}};
+  }
+
+ private:
+  baetyl::testing::TempDir dir_;
+  std::uint16_t port_;
+};
+
+// The subscriber: every output on o/#, counted per run (the payload carries run and id).
+class Sink {
+ public:
+  void begin(long run, long messages) {
+    std::lock_guard lock(mutex_);
+    run_ = run;
+    seen_.assign(static_cast<std::size_t>(messages), Clock::time_point{});
+    unique_ = 0;
+    last_ = Clock::now();
+  }
+  void on_message(const baetyl::mqtt::Message& message) {
+    auto now = Clock::now();
+    long run = field(message.publish.payload, "run");
+    long id = field(message.publish.payload, "id");
+    std::lock_guard lock(mutex_);
+    if (run != run_ || id < 0 || static_cast<std::size_t>(id) >= seen_.size()) return;
+    if (seen_[static_cast<std::size_t>(id)] == Clock::time_point{}) {
+      seen_[static_cast<std::size_t>(id)] = now;
+      ++unique_;
+      last_ = now;
+    }
+  }
+  long unique() const {
+    std::lock_guard lock(mutex_);
+    return unique_;
+  }
+  Clock::time_point last() const {
+    std::lock_guard lock(mutex_);
+    return last_;
+  }
+  Clock::time_point received(long id) const {
+    std::lock_guard lock(mutex_);
+    return seen_[static_cast<std::size_t>(id)];
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  long run_ = -1;
+  std::vector<Clock::time_point> seen_;
+  long unique_ = 0;
+  Clock::time_point last_;
+};
+
+// CPU seconds (utime + stime) of the processes whose working directory is inside `root`, by
+// component (hub, manager, runtimes, master), and of this process (bench clients).
+struct Cpu {
+  double hub = 0, manager = 0, runtimes = 0, master = 0, bench = 0;
+};
+
+double cpu_seconds(const std::string& stat_path) {
+  std::ifstream in(stat_path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string value;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> value; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(value);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+Cpu cpu_snapshot(const fs::path& root) {
+  Cpu cpu;
+  cpu.bench = cpu_seconds("/proc/self/stat");
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const auto name = entry.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    if (std::stoi(name) == getpid()) continue;
+    auto cwd = fs::read_symlink(entry.path() / "cwd", ec);
+    if (ec || cwd.string().rfind(root.string(), 0) != 0) continue;
+    // Classified by working directory: the master runs in the work directory, each service in
+    // var/run/baetyl/services/<service> (argv[0] is the instance name, comm is cut at 15).
+    double seconds = cpu_seconds((entry.path() / "stat").string());
+    const std::string relative = cwd.string().substr(root.string().size());
+    if (relative.empty()) cpu.master += seconds;
+    else if (relative.ends_with("/services/localhub")) cpu.hub += seconds;
+    else if (relative.ends_with("/services/function-manager")) cpu.manager += seconds;
+    else cpu.runtimes += seconds;
+  }
+  return cpu;
+}
+
+Cpu operator-(const Cpu& a, const Cpu& b) {
+  return {a.hub - b.hub, a.manager - b.manager, a.runtimes - b.runtimes, a.master - b.master,
+          a.bench - b.bench};
+}
+
+struct Throughput {
+  std::string variant;
+  int instances = 1;
+  int qos = 0;
+  long messages = 0;
+  long received = 0;
+  double seconds = 0;
+  double rate = 0;
+  Cpu cpu;
+};
+
+class Bench {
+ public:
+  Bench(const Options& options, std::uint16_t port, fs::path root)
+      : options_(options), port_(port), root_(std::move(root)) {}
+  void stop_clients() {
+    publisher_.reset();
+    subscriber_.reset();
+  }
+
+  void start_clients() {
+    baetyl::mqtt::ClientConfig sub;
+    sub.address = "tcp://127.0.0.1:" + std::to_string(port_);
+    sub.username = sub.password = "bench";
+    sub.client_id = "bench-sub";
+    sub.clean_session = true;
+    sub.subscriptions = {{"o/#", 1}};
+    // The clients log to stderr: stdout is the report.
+    auto logger = spdlog::stderr_logger_mt("bench-clients");
+    logger->set_level(spdlog::level::warn);
+    subscriber_ = std::make_unique<baetyl::mqtt::Client>(sub, logger);
+    subscriber_->start({.on_message = [this](const auto& m) { sink_.on_message(m); }});
+    auto pub = sub;
+    pub.client_id = "bench-pub";
+    pub.subscriptions.clear();
+    pub.buffer_size = options_.window;
+    publisher_ = std::make_unique<baetyl::mqtt::Client>(pub, logger);
+    publisher_->start();
+    if (!subscriber_->wait_connected(10s) || !publisher_->wait_connected(10s)) {
+      throw std::runtime_error("bench clients did not connect to the hub");
+    }
+  }
+
+  std::string payload(long run, long id) {
+    return "{\"id\":" + std::to_string(id) + ",\"run\":" + std::to_string(run) +
+           ",\"data\":\"baetyl function bench\"}";
+  }
+
+  // Publishes one QoS 1 message to `function` until its output comes (or the timeout passes);
+  // returns the milliseconds from the last publish to the output, or -1.
+  double probe(const std::string& function, std::chrono::milliseconds timeout, double resend_ms = 1000) {
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      long run = ++run_;
+      sink_.begin(run, 1);
+      auto sent = Clock::now();
+      publisher_->publish("t/" + function, payload(run, 0), 1);
+      while (Clock::now() < deadline && ms_since(sent) < resend_ms) {
+        if (sink_.unique() == 1) {
+          return std::chrono::duration<double, std::milli>(sink_.received(0) - sent).count();
+        }
+        std::this_thread::sleep_for(200us);
+      }
+    }
+    return -1;
+  }
+
+  Throughput throughput(const std::string& function, int qos, long messages) {
+    long run = ++run_;
+    sink_.begin(run, messages);
+    auto cpu_before = cpu_snapshot(root_);
+    auto begin = Clock::now();
+    const std::string topic = "t/" + function;
+    for (long id = 0; id < messages; ++id) publisher_->publish(topic, payload(run, id), qos);
+    // QoS 1: wait for all or 10 s without progress; QoS 0: 2 s without progress ends the run.
+    const auto quiet = qos == 1 ? 10s : 2s;
+    for (;;) {
+      if (sink_.unique() == messages) break;
+      if (Clock::now() - std::max(sink_.last(), begin) > quiet) break;
+      std::this_thread::sleep_for(1ms);
+    }
+    Throughput result;
+    result.cpu = cpu_snapshot(root_) - cpu_before;
+    result.qos = qos;
+    result.messages = messages;
+    result.received = sink_.unique();
+    result.seconds = std::chrono::duration<double>(sink_.last() - begin).count();
+    result.rate = result.seconds > 0 ? static_cast<double>(result.received) / result.seconds : 0;
+    return result;
+  }
+
+  std::vector<double> latency(const std::string& function, long& lost) {
+    const long total = static_cast<long>(options_.rate) * options_.seconds;
+    long run = ++run_;
+    sink_.begin(run, total);
+    std::vector<Clock::time_point> sent(static_cast<std::size_t>(total));
+    const auto interval = std::chrono::nanoseconds(1'000'000'000 / options_.rate);
+    auto next = Clock::now();
+    for (long id = 0; id < total; ++id) {
+      std::this_thread::sleep_until(next);
+      next += interval;
+      sent[static_cast<std::size_t>(id)] = Clock::now();
+      publisher_->publish("t/" + function, payload(run, id), 1);
+    }
+    auto end = Clock::now();
+    while (sink_.unique() < total && Clock::now() - end < 10s) std::this_thread::sleep_for(1ms);
+    std::vector<double> latencies;
+    for (long id = 0; id < total; ++id) {
+      auto at = sink_.received(id);
+      if (at == Clock::time_point{}) continue;
+      latencies.push_back(
+          std::chrono::duration<double, std::milli>(at - sent[static_cast<std::size_t>(id)]).count());
+    }
+    lost = total - static_cast<long>(latencies.size());
+    return latencies;
+  }
+
+ private:
+  const Options& options_;
+  std::uint16_t port_;
+  fs::path root_;
+  Sink sink_;
+  long run_ = 0;
+  std::unique_ptr<baetyl::mqtt::Client> subscriber_;
+  std::unique_ptr<baetyl::mqtt::Client> publisher_;
+};
+
+// Instances of `service` whose name contains ".<function>." (running or starting).
+int instances_of(const baetyl::http::Client& client, const baetyl::http::Headers& headers,
+                 const std::string& service, const std::string& function) {
+  auto response = client.get("/v1/system/inspect", headers);
+  if (response.status != 200) return -1;
+  auto inspect = nlohmann::json::parse(response.body, nullptr, false);
+  if (inspect.is_discarded()) return -1;
+  int count = 0;
+  for (const auto& entry : inspect["services"]) {
+    if (entry.value("name", "") != service) continue;
+    for (const auto& instance : entry["instances"]) {
+      if (instance.value("name", "").find("." + function + ".") != std::string::npos) ++count;
+    }
+  }
+  return count;
+}
+
+const char* verdict(bool pass) { return pass ? "PASS" : "MISS"; }
+
+const char* kThroughputHeader =
+    "| instance.max | QoS | messages | received | lost | seconds | msg/s end to end | target | "
+    "CPU s: hub / manager / runtime / bench | CPU µs per output |\n"
+    "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|\n";
+
+std::string throughput_row(const Throughput& row, const std::string& instances, double target) {
+  std::string verdict_text = "—";
+  if (target > 0) {
+    verdict_text = std::string(verdict(row.rate >= target && row.received == row.messages)) +
+                   " (≥ " + std::to_string(static_cast<long>(target)) + ")";
+  }
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "| %s | %d | %ld | %ld | %ld | %.2f | %.0f | %s | %.2f / %.2f / %.2f / %.2f | %.0f |\n",
+                instances.c_str(), row.qos, row.messages, row.received,
+                row.messages - row.received, row.seconds, row.rate, verdict_text.c_str(),
+                row.cpu.hub, row.cpu.manager, row.cpu.runtimes, row.cpu.bench,
+                row.received > 0 ? (row.cpu.hub + row.cpu.manager + row.cpu.runtimes +
+                                    row.cpu.master + row.cpu.bench) * 1e6 /
+                                       static_cast<double>(row.received)
+                                 : 0.0);
+  return line;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  options.baetyl = (fs::path(argv[0]).parent_path() / "baetyl").string();
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string key = argv[i], value = argv[i + 1];
+    if (key == "--baetyl") options.baetyl = value;
+    else if (key == "--sql-messages") options.sql_messages = std::stol(value);
+    else if (key == "--py-messages") options.py_messages = std::stol(value);
+    else if (key == "--node-messages") options.node_messages = std::stol(value);
+    else if (key == "--window") options.window = std::stoi(value);
+    else if (key == "--rate") options.rate = std::stoi(value);
+    else if (key == "--seconds") options.seconds = std::stoi(value);
+    else if (key == "--cold-runs") options.cold_runs = std::stoi(value);
+    else if (key == "--max") options.max = std::stoi(value);
+    else {
+      std::cerr << "unknown option " << key << "\n";
+      return 2;
+    }
+  }
+
+  options.baetyl = fs::absolute(options.baetyl).string();  // the master runs in the work dir
+  const std::uint16_t port = baetyl::testing::free_port();
+  Workdir dir(port, options.max);
+  baetyl::testing::ProcessOptions process_options;
+  process_options.output_file = (dir.path() / "master.out").string();
+  process_options.working_dir = dir.path().string();
+  baetyl::testing::Process master({options.baetyl, "start", "-w", dir.path().string()},
+                                  process_options);
+  if (!baetyl::testing::wait_for_port(port, 20s)) {
+    std::cerr << "the hub did not listen: " << master.output() << "\n";
+    return 1;
+  }
+  Bench bench(options, port, fs::canonical(dir.path()));
+  bench.start_clients();
+  baetyl::http::Client api({.address = "unix://" + dir.socket(), .timeout = 5s});
+  baetyl::http::Headers headers;
+  for (auto until = Clock::now() + 10s; headers.empty() && Clock::now() < until;) {
+    headers = dir.admin_headers();
+    if (headers.empty()) std::this_thread::sleep_for(10ms);
+  }
+
+  const std::vector<Runtime> runtimes = {
+      {"sql", "SQL (`select * where id < 1000000`)", "function-sql", options.sql_messages, 20000},
+      {"py", "Python (handler returns the event)", "function-py", options.py_messages, 3000},
+      {"node", "Node (handler returns the event)", "function-node", options.node_messages, 0},
+  };
+  bool failed = false;
+  std::string out;
+  char line[512];
+  {
+    // The ceiling without functions: a route of the hub (t/hub -> o/hub), same clients.
+    std::cerr << "function-bench: hub route\n";
+    if (bench.probe("hub", 20s) < 0) {
+      std::cerr << "no output from the hub route\n";
+      return 1;
+    }
+    out += "### Hub alone (a route t/hub → o/hub, no function): the ceiling of these clients\n\n";
+    out += kThroughputHeader;
+    for (int qos : {0, 1}) {
+      auto row = bench.throughput("hub", qos, options.sql_messages);
+      out += throughput_row(row, "—", 0);
+    }
+    out += "\n";
+  }
+  for (const auto& runtime : runtimes) {
+    std::cerr << "function-bench: " << runtime.key << "\n";
+    // Readiness of the rules (the manager subscribes once it is up) and first instances.
+    for (std::string variant : {"1", "n", "cold"}) {
+      if (bench.probe(runtime.key + variant, 60s) < 0) {
+        std::cerr << "no output for " << runtime.key << variant << ": " << master.output() << "\n";
+        return 1;
+      }
+    }
+    // Cold start: wait until the idle instance is evicted, then time one message.
+    std::vector<double> colds;
+    for (int i = 0; i < options.cold_runs; ++i) {
+      auto until = Clock::now() + 20s;
+      while (instances_of(api, headers, runtime.service, runtime.key + "cold") != 0 &&
+             Clock::now() < until) {
+        std::this_thread::sleep_for(20ms);
+      }
+      std::this_thread::sleep_for(200ms);  // the stop has returned; no instance left
+      double ms = bench.probe(runtime.key + "cold", 30s, 30000);
+      if (ms < 0) failed = true;
+      else colds.push_back(ms);
+    }
+
+    std::vector<Throughput> rows;
+    for (std::string variant : {"1", "n"}) {
+      // Warm up: a burst so that every instance up to max has started.
+      bench.throughput(runtime.key + variant, 1, std::min<long>(runtime.messages, 2000));
+      for (int qos : {0, 1}) {
+        auto row = bench.throughput(runtime.key + variant, qos, runtime.messages);
+        row.variant = runtime.key + variant;
+        row.instances = variant == "1" ? 1 : options.max;
+        if (qos == 1 && row.received != row.messages) failed = true;
+        rows.push_back(row);
+      }
+    }
+    long lost = 0;
+    auto latencies = bench.latency(runtime.key + "1", lost);
+
+    std::snprintf(line, sizeof line, "### %s\n\n", runtime.label.c_str());
+    out += line;
+    out += kThroughputHeader;
+    for (const auto& row : rows) {
+      out += throughput_row(row, std::to_string(row.instances), runtime.target);
+    }
+    double p99 = percentile(latencies, 99);
+    std::snprintf(line, sizeof line,
+                  "\nLatency at %d msg/s for %d s, QoS 1, instance.max 1 (publish to output):\n\n"
+                  "| messages | lost | p50 | p90 | p99 | max | p99 ≤ 5 ms |\n"
+                  "|---:|---:|---:|---:|---:|---:|---|\n"
+                  "| %ld | %ld | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %s |\n",
+                  options.rate, options.seconds, static_cast<long>(latencies.size()) + lost, lost,
+                  percentile(latencies, 50), percentile(latencies, 90), p99,
+                  percentile(latencies, 100), verdict(p99 <= 5.0 && lost == 0));
+    out += line;
+    double cold_median = percentile(colds, 50), cold_max = percentile(colds, 100);
+    std::snprintf(line, sizeof line,
+                  "\nCold start (no instance running; first message to its output), %zu of %d "
+                  "runs:\n\n| min | median | max | ≤ 300 ms (median) | ≤ 300 ms (max) |\n"
+                  "|---:|---:|---:|---|---|\n| %.1f ms | %.1f ms | %.1f ms | %s | %s |\n\n",
+                  colds.size(), options.cold_runs, colds.empty() ? 0.0 : *std::min_element(colds.begin(), colds.end()),
+                  cold_median, cold_max, verdict(!colds.empty() && cold_median <= 300),
+                  verdict(!colds.empty() && cold_max <= 300));
+    out += line;
+  }
+  std::cout << out;
+  bench.stop_clients();
+  master.stop(SIGTERM, 30s);
+  return failed ? 1 : 0;
+}
