@@ -34,6 +34,7 @@
 #include "baetyl/testing/ports.h"
 #include "baetyl/testing/process.h"
 #include "baetyl/testing/temp_dir.h"
+#include "bench_support.h"
 
 namespace {
 
@@ -61,12 +62,7 @@ struct Runtime {
   double target;  // msg/s end to end; 0: none
 };
 
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  auto index = static_cast<std::size_t>(p / 100.0 * static_cast<double>(values.size() - 1) + 0.5);
-  return values[std::min(index, values.size() - 1)];
-}
+using baetyl::bench::percentile;
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();

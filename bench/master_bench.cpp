@@ -23,6 +23,7 @@
 #include "baetyl/http/client.h"
 #include "baetyl/testing/process.h"
 #include "baetyl/testing/temp_dir.h"
+#include "bench_support.h"
 
 namespace {
 
@@ -52,12 +53,7 @@ long rss_kib(pid_t pid, const char* field = "VmRSS:") {
   return -1;
 }
 
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  auto index = static_cast<std::size_t>(p / 100.0 * static_cast<double>(values.size() - 1) + 0.5);
-  return values[std::min(index, values.size() - 1)];
-}
+using baetyl::bench::percentile;
 
 class Workdir {
  public:
