@@ -48,51 +48,12 @@ exports.handler = (event, context, callback) => {
 };
 )";
 
-// The walkthrough's index.js ("Message handling with Local Function Service"), as in the docs.
-constexpr char kIndexJs[] = R"(#!/usr/bin/env node
-
-const hasAttr = (obj, attr) => {
-    if (obj instanceof Object && !(obj instanceof Array)) {
-        if (obj[attr] != undefined) {
-            return true;
-        }
-    }
-    return false;
-};
-
-const passParameters = (event, context) => {
-    if (hasAttr(context, 'messageQOS')) {
-        event['messageQOS'] = context['messageQOS'];
-    }
-    if (hasAttr(context, 'messageTopic')) {
-        event['messageTopic'] = context['messageTopic'];
-    }
-    if (hasAttr(context, 'messageTimestamp')) {
-        event['messageTimestamp'] = context['messageTimestamp'];
-    }
-    if (hasAttr(context, 'functionName')) {
-        event['functionName'] = context['functionName'];
-    }
-    if (hasAttr(context, 'functionInvokeID')) {
-        event['functionInvokeID'] = context['functionInvokeID'];
-    }
-};
-
-exports.handler = (event, context, callback) => {
-    // support Buffer & json object
-    if (Buffer.isBuffer(event)) {
-        const message = event.toString();
-        event = {}
-        event["bytes"] = message;
-    }
-    else if("err" in event) {
-        return callback(new TypeError(event['err']))
-    }
-    passParameters(event, context);
-    event['Say'] = 'Hello Baetyl'
-    callback(null, event);
-};
-)";
+// The walkthrough's index.js ("Message handling with Local Function Service"), as in the docs:
+// the copy in example/native, so the example and the tests cannot drift apart.
+std::string example_code(const char* file) {
+  std::ifstream in(std::string(BAETYL_SOURCE_DIR) + "/example/native/var/db/baetyl/" + file);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
 
 // The lodash guide's index.js, as in the docs.
 constexpr char kLodashJs[] = R"(#!/usr/bin/env node
@@ -178,7 +139,9 @@ std::vector<std::string> runtime_argv() {
 
 void write_code(const TempDir& dir) {
   dir.write("var/db/baetyl/function-sayhi/sayhi.js", kSayhiJs);
-  dir.write("var/db/baetyl/function-sayhi/index.js", kIndexJs);
+  const std::string code = example_code("function-sayjs-code/index.js");
+  ASSERT_FALSE(code.empty());
+  dir.write("var/db/baetyl/function-sayhi/index.js", code);
   dir.write("var/db/baetyl/function-sayhi/probe.js", kProbeJs);
   dir.write("var/db/baetyl/function-lodash/index.js", kLodashJs);
   dir.write("var/db/baetyl/function-lodash/node_modules/lodash/package.json", kFakeLodashPackage);

@@ -47,39 +47,12 @@ def handler(event, context):
     return event
 )";
 
-// The walkthrough's index.py ("Message handling with Local Function Service"), as in the docs.
-constexpr char kIndexPy[] = R"(#!/usr/bin/env python
-# -*- coding:utf-8 -*-
-"""
-function to say hi in python
-"""
-
-def handler(event, context):
-    """
-    function handler
-    """
-    res = {}
-    if isinstance(event, dict):
-        if "err" in event:
-            raise TypeError(event['err'])
-        res = event
-    elif isinstance(event, bytes):
-        res['bytes'] = event.decode("utf-8")
-
-    if 'messageQOS' in context:
-        res['messageQOS'] = context['messageQOS']
-    if 'messageTopic' in context:
-        res['messageTopic'] = context['messageTopic']
-    if 'messageTimestamp' in context:
-        res['messageTimestamp'] = context['messageTimestamp']
-    if 'functionName' in context:
-        res['functionName'] = context['functionName']
-    if 'functionInvokeID' in context:
-        res['functionInvokeID'] = context['functionInvokeID']
-
-    res['Say'] = 'Hello Baetyl'
-    return res
-)";
+// The walkthrough's index.py ("Message handling with Local Function Service"), as in the docs:
+// the copy in example/native, so the example and the tests cannot drift apart.
+std::string example_code(const char* file) {
+  std::ifstream in(std::string(BAETYL_SOURCE_DIR) + "/example/native/var/db/baetyl/" + file);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
 
 // Handlers probing the rest of the contract.
 constexpr char kProbePy[] = R"(import os
@@ -173,7 +146,9 @@ std::vector<std::string> runtime_argv() {
 void write_code(const TempDir& dir) {
   dir.write("var/db/baetyl/function-sayhi/__init__.py", "");
   dir.write("var/db/baetyl/function-sayhi/sayhi.py", kSayhiPy);
-  dir.write("var/db/baetyl/function-sayhi/index.py", kIndexPy);
+  const std::string code = example_code("function-sayhi-code/index.py");
+  ASSERT_FALSE(code.empty());
+  dir.write("var/db/baetyl/function-sayhi/index.py", code);
   dir.write("var/db/baetyl/function-sayhi/probe.py", kProbePy);
   dir.write("var/db/baetyl/function-lib/__init__.py", "");
   dir.write("var/db/baetyl/function-lib/get.py", kUsesLibPy);
