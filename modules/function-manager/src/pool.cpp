@@ -10,10 +10,11 @@ using Clock = std::chrono::steady_clock;
 }
 
 InstancePool::InstancePool(FunctionConfig config, Launcher& launcher,
-                           std::shared_ptr<spdlog::logger> logger)
+                           std::shared_ptr<spdlog::logger> logger, int calls_per_instance)
     : config_(std::move(config)),
       launcher_(launcher),
       log_(std::move(logger)),
+      calls_per_instance_(std::max(1, calls_per_instance)),
       used_ids_(static_cast<std::size_t>(config_.instance.max), false) {}
 
 InstancePool::~InstancePool() { close(); }
@@ -35,7 +36,7 @@ void InstancePool::start() {
     auto instance = launch(id);
     std::lock_guard lock(mutex_);
     if (instance) {
-      idle_.push_back(std::move(instance));
+      ready_.push_back(std::move(instance));
     } else {
       used_ids_[id - 1] = false;
       --count_;
@@ -56,16 +57,29 @@ void InstancePool::start() {
 }
 
 void InstancePool::close() {
-  std::vector<std::shared_ptr<Instance>> idle;
   {
     std::lock_guard lock(mutex_);
-    if (closed_ && !evictor_.joinable() && stoppers_.empty() && idle_.empty()) return;
+    if (closed_ && !evictor_.joinable() && launchers_.empty() && stoppers_.empty() &&
+        ready_.empty()) {
+      return;
+    }
     closed_ = true;
-    idle.swap(idle_);
     changed_.notify_all();
   }
   if (evictor_.joinable()) evictor_.join();
-  for (auto& instance : idle) stop_instance(instance);
+  std::vector<std::thread> launchers;
+  {
+    std::lock_guard lock(mutex_);
+    launchers.swap(launchers_);
+  }
+  // A launch that finishes now finds the pool closed and stops its instance.
+  for (auto& t : launchers) t.join();
+  std::vector<std::shared_ptr<Instance>> ready;
+  {
+    std::lock_guard lock(mutex_);
+    ready.swap(ready_);
+  }
+  for (auto& instance : ready) stop_instance(instance);
   std::vector<std::thread> stoppers;
   {
     std::lock_guard lock(mutex_);
@@ -127,33 +141,63 @@ std::shared_ptr<Instance> InstancePool::launch(int id) {
   return instance;
 }
 
+void InstancePool::launch_in_background_locked() {
+  int id = free_id_locked();
+  used_ids_[id - 1] = true;
+  ++count_;
+  ++launching_;
+  launchers_.emplace_back([this, id] {
+    auto instance = launch(id);
+    std::unique_lock lock(mutex_);
+    --launching_;
+    if (instance && !closed_) {
+      ready_.push_back(std::move(instance));
+    } else if (instance) {
+      lock.unlock();
+      stop_instance(instance);
+      return;
+    } else {
+      used_ids_[id - 1] = false;
+      --count_;
+      ++failed_launches_;
+      last_launch_error_ = "function " + config_.name + ": instance " +
+                           instance_name(config_.service, config_.name, id) +
+                           " could not be started";
+    }
+    changed_.notify_all();
+  });
+}
+
+std::shared_ptr<Instance> InstancePool::least_busy_locked() const {
+  std::shared_ptr<Instance> best;
+  for (const auto& instance : ready_) {
+    // Most recently used first among equals, so the others grow idle and can be evicted.
+    if (!best || instance->calls < best->calls ||
+        (instance->calls == best->calls && instance->last_used > best->last_used)) {
+      best = instance;
+    }
+  }
+  return best;
+}
+
+std::shared_ptr<Instance> InstancePool::take_slot_locked(std::shared_ptr<Instance> instance) {
+  ++instance->calls;
+  return instance;
+}
+
 std::shared_ptr<Instance> InstancePool::acquire(Clock::time_point deadline) {
   std::unique_lock lock(mutex_);
+  const std::uint64_t failures_before = failed_launches_;
   while (true) {
     if (closed_) throw std::runtime_error("function " + config_.name + ": pool closed");
-    if (!idle_.empty()) {
-      // Most recently used first, so the others grow idle and can be evicted.
-      auto instance = std::move(idle_.back());
-      idle_.pop_back();
-      return instance;
+    auto best = least_busy_locked();
+    if (best && best->calls == 0) return take_slot_locked(std::move(best));
+    bool has_slot = best && best->calls < calls_per_instance_;
+    if (!has_slot && failed_launches_ != failures_before && launching_ == 0) {
+      throw std::runtime_error(last_launch_error_);
     }
-    int id = count_ < config_.instance.max ? free_id_locked() : 0;
-    if (id != 0) {
-      used_ids_[id - 1] = true;
-      ++count_;
-      lock.unlock();
-      auto instance = launch(id);
-      lock.lock();
-      if (!instance) {
-        used_ids_[id - 1] = false;
-        --count_;
-        changed_.notify_all();
-        throw std::runtime_error("function " + config_.name + ": instance " +
-                                 instance_name(config_.service, config_.name, id) +
-                                 " could not be started");
-      }
-      return instance;
-    }
+    if (launching_ == 0 && count_ < config_.instance.max) launch_in_background_locked();
+    if (has_slot) return take_slot_locked(std::move(best));
     if (changed_.wait_until(lock, deadline) == std::cv_status::timeout &&
         Clock::now() >= deadline) {
       throw std::runtime_error("function " + config_.name + ": no instance available (all " +
@@ -164,19 +208,32 @@ std::shared_ptr<Instance> InstancePool::acquire(Clock::time_point deadline) {
 
 void InstancePool::release(std::shared_ptr<Instance> instance, bool healthy) {
   if (!instance) return;
-  std::unique_lock lock(mutex_);
-  if (healthy && !closed_) {
-    instance->last_used = Clock::now();
-    idle_.push_back(std::move(instance));
-    changed_.notify_all();
-    return;
-  }
+  std::lock_guard lock(mutex_);
+  --instance->calls;
+  instance->last_used = Clock::now();
+  if (!healthy || closed_) discard_locked(instance);
+  changed_.notify_all();
+}
+
+void InstancePool::discard_locked(const std::shared_ptr<Instance>& instance) {
+  if (instance->discarded) return;
+  instance->discarded = true;
+  auto it = std::find(ready_.begin(), ready_.end(), instance);
+  // Not in ready_ when close() has taken it to stop it already.
+  if (it == ready_.end()) return;
+  ready_.erase(it);
   // Stop in the background; the id is freed when the stop returned.
   stoppers_.emplace_back([this, instance] { stop_instance(instance); });
 }
 
 void InstancePool::stop_instance(const std::shared_ptr<Instance>& instance) {
   log_->info("function {}: stopping instance {}", config_.name, instance->name);
+  {
+    // Its other calls end by their deadline at the latest (at once when the runtime died).
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, config_.timeout + std::chrono::seconds(1),
+                      [&] { return instance->calls == 0; });
+  }
   // Close our connection first: a runtime shutting down gracefully may wait for open ones.
   instance->stub.reset();
   instance->channel.reset();
@@ -197,18 +254,22 @@ void InstancePool::evict() {
   {
     std::lock_guard lock(mutex_);
     auto now = Clock::now();
-    // Oldest first: idle_ is ordered by release time.
-    std::sort(idle_.begin(), idle_.end(),
+    std::vector<std::shared_ptr<Instance>> idle;
+    for (const auto& instance : ready_) {
+      if (instance->calls == 0) idle.push_back(instance);
+    }
+    // Oldest first.
+    std::sort(idle.begin(), idle.end(),
               [](const auto& a, const auto& b) { return a->last_used < b->last_used; });
     int keep = count_;
-    auto it = idle_.begin();
-    while (it != idle_.end() && keep > config_.instance.min &&
-           now - (*it)->last_used >= config_.instance.idle_time) {
-      expired.push_back(std::move(*it));
-      ++it;
+    for (const auto& instance : idle) {
+      if (keep <= config_.instance.min || now - instance->last_used < config_.instance.idle_time) {
+        break;
+      }
+      expired.push_back(instance);
+      std::erase(ready_, instance);
       --keep;
     }
-    idle_.erase(idle_.begin(), it);
   }
   for (auto& instance : expired) stop_instance(instance);
 }
@@ -220,6 +281,14 @@ grpc::Status InstancePool::call(Instance& instance, const baetyl::FunctionMessag
   return instance.stub->Call(&context, request, &reply);
 }
 
+void InstancePool::call_async(Instance& instance, grpc::ClientContext& context,
+                              const baetyl::FunctionMessage& request,
+                              baetyl::FunctionMessage& reply,
+                              std::function<void(grpc::Status)> done) const {
+  context.set_deadline(std::chrono::system_clock::now() + config_.timeout);
+  instance.stub->async()->Call(&context, &request, &reply, std::move(done));
+}
+
 int InstancePool::size() const {
   std::lock_guard lock(mutex_);
   return count_;
@@ -227,7 +296,8 @@ int InstancePool::size() const {
 
 int InstancePool::idle() const {
   std::lock_guard lock(mutex_);
-  return static_cast<int>(idle_.size());
+  return static_cast<int>(
+      std::count_if(ready_.begin(), ready_.end(), [](const auto& i) { return i->calls == 0; }));
 }
 
 }  // namespace baetyl::function

@@ -2,8 +2,12 @@
 // The instances of one function: started on demand (up to instance.max) through a Launcher,
 // kept warm down to instance.min, stopped after instance.idletime without a call, discarded
 // (stopped) after a failed call.
+//
+// An instance serves up to `calls_per_instance` calls at a time (asynchronous gRPC calls on its
+// one channel): acquire() hands out a call slot, release() gives it back.
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -33,12 +37,20 @@ struct Instance {
   std::string address;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<baetyl::Function::Stub> stub;
+  // Guarded by the pool's mutex.
   std::chrono::steady_clock::time_point last_used;
+  int calls = 0;           // call slots held
+  bool discarded = false;  // failed: no new calls; stopped once its calls have returned
 };
+
+// Calls in flight per instance: enough to hide the loopback round trip at tens of thousands of
+// calls per second without queueing much inside a runtime.
+inline constexpr int kCallsPerInstance = 16;
 
 class InstancePool {
  public:
-  InstancePool(FunctionConfig config, Launcher& launcher, std::shared_ptr<spdlog::logger> logger);
+  InstancePool(FunctionConfig config, Launcher& launcher, std::shared_ptr<spdlog::logger> logger,
+               int calls_per_instance = kCallsPerInstance);
   ~InstancePool();
   InstancePool(const InstancePool&) = delete;
   InstancePool& operator=(const InstancePool&) = delete;
@@ -48,31 +60,47 @@ class InstancePool {
   // Stops the evictor and every instance; acquire() fails from now on.
   void close();
 
-  // An idle instance, or a new one if fewer than instance.max exist, or the first one released
-  // before `deadline`. Throws std::runtime_error when none is available by then (or the start of
-  // a new one failed, or the pool is closed).
+  // A call slot: on an instance without calls if there is one, else on a new instance when
+  // fewer than instance.max exist (started in the background while the busy ones keep serving),
+  // else on the least busy instance with a free slot, else the first slot released before
+  // `deadline`. Throws std::runtime_error when none is available by then (or the start of a new
+  // instance failed with nothing else available, or the pool is closed).
   std::shared_ptr<Instance> acquire(std::chrono::steady_clock::time_point deadline);
-  // Gives an instance back: to the idle list when `healthy`, otherwise it is stopped and its id
-  // freed once the stop returned (so a replacement never collides with it).
+  // Gives a call slot back. When not `healthy` the instance takes no new calls; it is stopped
+  // once its other calls have returned, and its id freed once the stop returned (so a
+  // replacement never collides with it).
   void release(std::shared_ptr<Instance> instance, bool healthy);
 
-  // Calls the function on `instance` with the function's timeout.
+  // Calls the function on `instance` with the function's timeout as deadline.
   grpc::Status call(Instance& instance, const baetyl::FunctionMessage& request,
                     baetyl::FunctionMessage& reply) const;
+  // The same without waiting: `done` runs on a gRPC thread when the call ends. `context`,
+  // `request` and `reply` must live until then; `context` serves one call only.
+  void call_async(Instance& instance, grpc::ClientContext& context,
+                  const baetyl::FunctionMessage& request, baetyl::FunctionMessage& reply,
+                  std::function<void(grpc::Status)> done) const;
 
   // Stops idle instances unused for instance.idletime, keeping instance.min; the evictor thread
   // runs this every instance.evicttime.
   void evict();
 
   const FunctionConfig& config() const { return config_; }
-  // Instances started and not yet stopped (busy, idle and starting).
+  // Instances started and not yet stopped (busy, idle, starting and stopping).
   int size() const;
+  // Ready instances without a call.
   int idle() const;
+  int calls_per_instance() const { return calls_per_instance_; }
   static std::string instance_name(const std::string& service, const std::string& function, int id);
 
  private:
   std::shared_ptr<Instance> launch(int id);
+  // Starts an instance on a thread of its own; it joins ready_ when ready.
+  void launch_in_background_locked();
   void stop_instance(const std::shared_ptr<Instance>& instance);
+  void discard_locked(const std::shared_ptr<Instance>& instance);
+  // The ready instance with the fewest calls (the most recently used among equals), or null.
+  std::shared_ptr<Instance> least_busy_locked() const;
+  std::shared_ptr<Instance> take_slot_locked(std::shared_ptr<Instance> instance);
   int free_id_locked() const;
 
   FunctionConfig config_;
@@ -81,11 +109,16 @@ class InstancePool {
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
+  const int calls_per_instance_;
   std::vector<bool> used_ids_;  // index id-1; an id stays used until its instance is stopped
-  std::vector<std::shared_ptr<Instance>> idle_;
+  std::vector<std::shared_ptr<Instance>> ready_;
   int count_ = 0;
+  int launching_ = 0;
+  std::uint64_t failed_launches_ = 0;
+  std::string last_launch_error_;
   bool closed_ = false;
   std::thread evictor_;
+  std::vector<std::thread> launchers_;
   std::vector<std::thread> stoppers_;
 };
 

@@ -53,7 +53,9 @@ const char* code_name(grpc::StatusCode code) {
 // The runtime answered on purpose (the handler raised, the function is unknown, the input is
 // bad): the instance is fine and stays in the pool. Any other failure discards it.
 bool instance_answered(grpc::StatusCode code) {
+  // RESOURCE_EXHAUSTED: the runtime's own bound on concurrent calls (server.concurrent.max).
   return code == grpc::StatusCode::UNKNOWN || code == grpc::StatusCode::INVALID_ARGUMENT ||
+         code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
          code == grpc::StatusCode::NOT_FOUND || code == grpc::StatusCode::FAILED_PRECONDITION ||
          code == grpc::StatusCode::OUT_OF_RANGE || code == grpc::StatusCode::UNIMPLEMENTED;
 }
@@ -114,13 +116,16 @@ nlohmann::json error_output(const baetyl::FunctionMessage& input, const std::str
 
 RuleRunner::RuleRunner(RuleConfig rule, InstancePool& pool, std::unique_ptr<mqtt::Client> client,
                        std::shared_ptr<spdlog::logger> logger)
-    : rule_(std::move(rule)), pool_(pool), client_(std::move(client)), log_(std::move(logger)) {}
+    : rule_(std::move(rule)),
+      pool_(pool),
+      client_(std::move(client)),
+      log_(std::move(logger)),
+      outputs_(pool_.config().instance.max == 1, [this](Output& output) { emit(output); }) {}
 
 RuleRunner::~RuleRunner() { stop(); }
 
 void RuleRunner::start() {
-  int workers = std::max(1, pool_.config().instance.max);
-  for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { work(); });
+  dispatcher_ = std::thread([this] { dispatch(); });
   mqtt::ClientCallbacks callbacks;
   callbacks.manual_ack = true;
   callbacks.on_message = [this](const mqtt::Message& m) { on_message(m); };
@@ -133,22 +138,29 @@ void RuleRunner::start() {
 void RuleRunner::stop() {
   {
     std::lock_guard lock(mutex_);
-    if (stopping_ && workers_.empty()) return;
+    if (stopping_ && !dispatcher_.joinable()) return;
     stopping_ = true;
     changed_.notify_all();
+    qos0_room_.notify_all();
   }
-  for (auto& w : workers_) w.join();
-  workers_.clear();
+  if (dispatcher_.joinable()) dispatcher_.join();
+  {
+    std::unique_lock lock(mutex_);
+    calls_ended_.wait(lock, [&] { return calls_in_flight_ == 0; });
+    retries_.clear();
+  }
   if (client_) client_->stop();
 }
 
 void RuleRunner::on_message(const mqtt::Message& message) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   if (stopping_) return;
   if (message.publish.qos == 0) {
-    if (queued_qos0_ >= kMaxQueuedQos0) {
-      log_->warn("rule {}: {} QoS 0 messages waiting; dropping one on {}", rule_.client_id,
-                 queued_qos0_, message.publish.topic);
+    if (!wait_for_qos0_room(lock)) {
+      if (!stopping_) {
+        log_->warn("rule {}: {} QoS 0 messages waiting for {} s; dropping one on {}",
+                   rule_.client_id, queued_qos0_, kQos0StallLimit.count(), message.publish.topic);
+      }
       return;
     }
     ++queued_qos0_;
@@ -157,68 +169,57 @@ void RuleRunner::on_message(const mqtt::Message& message) {
   changed_.notify_one();
 }
 
-void RuleRunner::work() {
-  while (true) {
-    mqtt::Message message;
-    {
-      std::unique_lock lock(mutex_);
-      changed_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
-      message = std::move(queue_.front());
-      queue_.pop_front();
-      if (message.publish.qos == 0) --queued_qos0_;
-    }
-    try {
-      handle(message);
-    } catch (const std::exception& e) {
-      // Not acknowledged: the hub sends a QoS 1 message again.
-      log_->error("rule {}: message on {} not handled: {}", rule_.client_id, message.publish.topic,
-                  e.what());
-    }
-  }
+bool RuleRunner::wait_for_qos0_room(std::unique_lock<std::mutex>& lock) {
+  return qos0_room_.wait_for(lock, kQos0StallLimit,
+                             [&] { return stopping_ || queued_qos0_ < kMaxQueuedQos0; }) &&
+         !stopping_;
 }
 
-bool RuleRunner::sleep_for(std::chrono::milliseconds duration) {
-  std::unique_lock lock(mutex_);
-  return !changed_.wait_for(lock, duration, [&] { return stopping_; });
-}
-
-bool RuleRunner::invoke(const baetyl::FunctionMessage& request, baetyl::FunctionMessage& reply,
-                        std::string& error, std::string& error_type) {
-  std::chrono::milliseconds backoff(100);
-  for (int attempt = 0; attempt <= rule_.retry_max; ++attempt) {
-    if (attempt > 0) {
-      if (!sleep_for(backoff)) break;
-      backoff = std::min(backoff * 2, pool_.config().backoff_max);
-    }
-    std::shared_ptr<Instance> instance;
-    try {
-      instance = pool_.acquire(Clock::now() + pool_.config().timeout);
-    } catch (const std::exception& e) {
-      error = e.what();
-      error_type = "*errors.Err";
-      log_->warn("rule {}: attempt {}: {}", rule_.client_id, attempt + 1, error);
+void RuleRunner::dispatch() {
+  while (auto call = next_call()) {
+    if (call->request.payload().size() > pool_.config().message_length_max.bytes) {
+      finish(*call, Output::Kind::Publish,
+             error_output(call->request,
+                          "message too long: " + std::to_string(call->request.payload().size()) +
+                              " bytes, message.length.max is " +
+                              std::to_string(pool_.config().message_length_max.bytes),
+                          "*errors.Err")
+                 .dump());
       continue;
     }
-    reply.Clear();
-    auto status = pool_.call(*instance, request, reply);
-    if (status.ok()) {
-      pool_.release(std::move(instance), true);
-      return true;
-    }
-    error = std::string("rpc error: code = ") + code_name(status.error_code()) +
-            " desc = " + status.error_message();
-    error_type = "*errors.Err";
-    bool healthy = instance_answered(status.error_code());
-    log_->warn("rule {}: attempt {} on {}: {}{}", rule_.client_id, attempt + 1, instance->name,
-               error, healthy ? "" : " (instance discarded)");
-    pool_.release(std::move(instance), healthy);
+    start_attempt(std::move(call));
   }
-  return false;
 }
 
-void RuleRunner::handle(const mqtt::Message& message) {
-  baetyl::FunctionMessage request;
+std::unique_ptr<RuleRunner::Call> RuleRunner::next_call() {
+  mqtt::Message message;
+  {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      if (stopping_) return nullptr;
+      if (!retries_.empty() && retries_.begin()->first <= Clock::now()) {
+        auto call = std::move(retries_.begin()->second);
+        retries_.erase(retries_.begin());
+        return call;
+      }
+      if (!queue_.empty()) break;
+      if (retries_.empty()) {
+        changed_.wait(lock);
+      } else {
+        changed_.wait_until(lock, retries_.begin()->first);
+      }
+    }
+    message = std::move(queue_.front());
+    queue_.pop_front();
+    if (message.publish.qos == 0 && queued_qos0_-- == kMaxQueuedQos0) qos0_room_.notify_one();
+  }
+  return new_call(std::move(message));
+}
+
+std::unique_ptr<RuleRunner::Call> RuleRunner::new_call(mqtt::Message message) {
+  auto call = std::make_unique<Call>();
+  call->position = outputs_.reserve();
+  auto& request = call->request;
   request.set_id(message.publish.packet_id);
   request.set_qos(message.publish.qos);
   request.set_topic(message.publish.topic);
@@ -228,33 +229,97 @@ void RuleRunner::handle(const mqtt::Message& message) {
                             .count());
   request.set_functionname(rule_.function);
   request.set_functioninvokeid(new_invoke_id());
-  if (request.payload().size() > pool_.config().message_length_max.bytes) {
-    publish(message, error_output(request,
-                                  "message too long: " + std::to_string(request.payload().size()) +
-                                      " bytes, message.length.max is " +
-                                      std::to_string(pool_.config().message_length_max.bytes),
-                                  "*errors.Err")
-                         .dump());
+  call->input = std::move(message);
+  return call;
+}
+
+void RuleRunner::start_attempt(std::unique_ptr<Call> call) {
+  try {
+    call->instance = pool_.acquire(Clock::now() + pool_.config().timeout);
+  } catch (const std::exception& e) {
+    log_->warn("rule {}: attempt {}: {}", rule_.client_id, call->attempt + 1, e.what());
+    attempt_failed(std::move(call), e.what());
     return;
   }
-  baetyl::FunctionMessage reply;
-  std::string error, error_type;
-  if (invoke(request, reply, error, error_type)) {
-    processed_.fetch_add(1);
-    if (reply.payload().empty()) {
-      client_->ack(message);  // filtered: nothing to publish
-      return;
-    }
-    publish(message, std::move(*reply.mutable_payload()));
-    return;
-  }
+  call->context = std::make_unique<grpc::ClientContext>();
+  call->reply.Clear();
   {
     std::lock_guard lock(mutex_);
-    if (stopping_) return;  // not acknowledged: handled again after a restart
+    ++calls_in_flight_;
   }
+  Call* raw = call.release();
+  pool_.call_async(*raw->instance, *raw->context, raw->request, raw->reply,
+                   [this, raw](grpc::Status status) {
+                     on_reply(std::unique_ptr<Call>(raw), status);
+                     call_ended();
+                   });
+}
+
+void RuleRunner::call_ended() {
+  // The last thing a gRPC thread does with this runner: stop() may return right after.
+  std::lock_guard lock(mutex_);
+  if (--calls_in_flight_ == 0) calls_ended_.notify_all();
+}
+
+void RuleRunner::on_reply(std::unique_ptr<Call> call, const grpc::Status& status) {
+  auto instance = std::move(call->instance);
+  if (status.ok()) {
+    pool_.release(std::move(instance), true);
+    processed_.fetch_add(1);
+    if (call->reply.payload().empty()) {
+      finish(*call, Output::Kind::Ack);  // filtered: nothing to publish
+    } else {
+      finish(*call, Output::Kind::Publish, std::move(*call->reply.mutable_payload()));
+    }
+    return;
+  }
+  std::string error = std::string("rpc error: code = ") + code_name(status.error_code()) +
+                      " desc = " + status.error_message();
+  bool healthy = instance_answered(status.error_code());
+  log_->warn("rule {}: attempt {} on {}: {}{}", rule_.client_id, call->attempt + 1,
+             instance->name, error, healthy ? "" : " (instance discarded)");
+  pool_.release(std::move(instance), healthy);
+  attempt_failed(std::move(call), std::move(error));
+}
+
+void RuleRunner::attempt_failed(std::unique_ptr<Call> call, std::string error) {
+  call->error = std::move(error);
+  std::unique_lock lock(mutex_);
+  if (stopping_) {
+    lock.unlock();
+    finish(*call, Output::Kind::Nothing);  // not acknowledged: handled again after a restart
+    return;
+  }
+  if (call->attempt < rule_.retry_max) {
+    ++call->attempt;
+    auto due = Clock::now() + call->backoff;
+    call->backoff = std::min(call->backoff * 2, pool_.config().backoff_max);
+    retries_.emplace(due, std::move(call));
+    changed_.notify_one();
+    return;
+  }
+  lock.unlock();
   processed_.fetch_add(1);
-  log_->error("rule {}: function {} failed: {}", rule_.client_id, rule_.function, error);
-  publish(message, error_output(request, error, error_type).dump());
+  log_->error("rule {}: function {} failed: {}", rule_.client_id, rule_.function, call->error);
+  finish(*call, Output::Kind::Publish,
+         error_output(call->request, call->error, "*errors.Err").dump());
+}
+
+void RuleRunner::finish(Call& call, Output::Kind kind, std::string payload) {
+  outputs_.complete(call.position, Output{kind, std::move(call.input), std::move(payload)});
+}
+
+void RuleRunner::emit(Output& output) {
+  switch (output.kind) {
+    case Output::Kind::Publish:
+      publish(output.input, std::move(output.payload));
+      break;
+    case Output::Kind::Ack:
+      client_->ack(output.input);
+      break;
+    case Output::Kind::Nothing:
+      break;
+  }
 }
 
 void RuleRunner::publish(const mqtt::Message& input, std::string payload) {

@@ -2,17 +2,25 @@
 // One rule: a hub client subscribed to subscribe.topic whose messages are passed to a function
 // and whose results are published on publish.topic.
 //
-// Flow control: messages are received with manual acknowledgement and queued; up to
-// instance.max workers take them from the queue, call the function and publish the result with
-// async_publish (which never blocks); the input is acknowledged when the output is acknowledged
-// (or at once when there is nothing to publish). Nothing in the pipeline waits on the hub while
-// the hub waits on it: the queue takes every message the hub sends (the hub's in-flight window
-// bounds the QoS 1 ones), and backpressure is the missing acknowledgement. Only QoS 0 messages
-// are dropped, when more than `kMaxQueuedQos0` wait.
+// Call path: messages are received with manual acknowledgement and queued; one dispatcher thread
+// takes them in order, takes a call slot from the pool (which bounds the calls in flight per
+// instance) and starts an asynchronous gRPC call. The reply is handled on a gRPC thread: the
+// result is published with async_publish (which never blocks) and the input acknowledged when
+// the output is acknowledged (or at once when there is nothing to publish). A failed call is
+// retried by the dispatcher after a backoff. With instance.max 1 the results pass a reorder
+// buffer so they are published in input order; with more instances they are published as they
+// come.
+//
+// Flow control: QoS 1 messages are bounded by the hub's in-flight window (an input is
+// acknowledged only after its output). QoS 0 messages are bounded by `kMaxQueuedQos0`: when that
+// many wait, the hub client's callback waits for room, so the client stops reading from the hub
+// socket; a QoS 0 message is dropped only when no room comes within `kQos0StallLimit` (the
+// function is stalled), as the client cannot answer keepalives while it waits.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,10 +33,12 @@
 #include "baetyl/mqtt/client.h"
 #include "config.h"
 #include "pool.h"
+#include "sequencer.h"
 
 namespace baetyl::function {
 
-inline constexpr std::size_t kMaxQueuedQos0 = 10000;
+inline constexpr std::size_t kMaxQueuedQos0 = 1000;
+inline constexpr std::chrono::seconds kQos0StallLimit{2};
 
 // The documented error output: {"functionMessage":{...},"errorMessage":"...","errorType":"..."}.
 nlohmann::json error_output(const baetyl::FunctionMessage& input, const std::string& message,
@@ -45,34 +55,65 @@ class RuleRunner {
   RuleRunner& operator=(const RuleRunner&) = delete;
 
   void start();
-  // Stops taking messages, waits for the calls in progress, stops the client.
+  // Stops taking messages, waits for the calls in flight (their results are still published),
+  // stops the client. Inputs waiting for a retry are not acknowledged (the hub sends QoS 1 ones
+  // again).
   void stop();
 
   const RuleConfig& config() const { return rule_; }
   std::uint64_t processed() const { return processed_.load(); }
 
  private:
+  // One input through its attempts.
+  struct Call {
+    mqtt::Message input;
+    baetyl::FunctionMessage request;
+    baetyl::FunctionMessage reply;
+    std::unique_ptr<grpc::ClientContext> context;  // one per attempt
+    std::shared_ptr<Instance> instance;
+    std::uint64_t position = 0;  // in the sequencer
+    int attempt = 0;
+    std::chrono::milliseconds backoff{100};
+    std::string error;
+  };
+  // What becomes of an input once its call is over.
+  struct Output {
+    enum class Kind { Publish, Ack, Nothing } kind = Kind::Nothing;
+    mqtt::Message input;
+    std::string payload;
+  };
+
   void on_message(const mqtt::Message& message);
-  void work();
-  void handle(const mqtt::Message& message);
-  // Calls the function with retries; returns true with `reply` set, or false with `error` and
-  // `error_type` set.
-  bool invoke(const baetyl::FunctionMessage& request, baetyl::FunctionMessage& reply,
-              std::string& error, std::string& error_type);
+  bool wait_for_qos0_room(std::unique_lock<std::mutex>& lock);
+  void dispatch();
+  // The next due retry or queued input; null when stopping.
+  std::unique_ptr<Call> next_call();
+  std::unique_ptr<Call> new_call(mqtt::Message message);
+  void start_attempt(std::unique_ptr<Call> call);
+  void on_reply(std::unique_ptr<Call> call, const grpc::Status& status);
+  // Retries after the backoff, or gives up with the error output.
+  void attempt_failed(std::unique_ptr<Call> call, std::string error);
+  void finish(Call& call, Output::Kind kind, std::string payload = {});
+  void emit(Output& output);
   void publish(const mqtt::Message& input, std::string payload);
-  bool sleep_for(std::chrono::milliseconds duration);
+  void call_ended();
 
   RuleConfig rule_;
   InstancePool& pool_;
   std::unique_ptr<mqtt::Client> client_;
   std::shared_ptr<spdlog::logger> log_;
+  OutputSequencer<Output> outputs_;
 
   std::mutex mutex_;
   std::condition_variable changed_;
+  std::condition_variable qos0_room_;
+  std::condition_variable calls_ended_;
   std::deque<mqtt::Message> queue_;
   std::size_t queued_qos0_ = 0;
+  std::multimap<std::chrono::steady_clock::time_point, std::unique_ptr<Call>> retries_;
+  std::size_t calls_in_flight_ = 0;
   bool stopping_ = false;
-  std::vector<std::thread> workers_;
+  std::thread dispatcher_;
   std::atomic<std::uint64_t> processed_{0};
 };
 

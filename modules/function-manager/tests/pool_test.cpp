@@ -83,7 +83,7 @@ TEST(InstancePool, StartsOnDemandCallsAndReuses) {
 
 TEST(InstancePool, ExhaustedWaitIsBoundedAndServedByRelease) {
   testing::SqlLauncher launcher;
-  InstancePool pool(sql_function(0, 2), launcher, test_logger());
+  InstancePool pool(sql_function(0, 2), launcher, test_logger(), 1);
   pool.start();
   auto a = pool.acquire(Clock::now() + 5s);
   auto b = pool.acquire(Clock::now() + 5s);
@@ -103,9 +103,78 @@ TEST(InstancePool, ExhaustedWaitIsBoundedAndServedByRelease) {
   pool.release(b, true);
 }
 
+TEST(InstancePool, SpreadsCallsOverNewInstancesThenSharesThemUpToTheBound) {
+  testing::SqlLauncher launcher;
+  InstancePool pool(sql_function(0, 2), launcher, test_logger(), 2);
+  pool.start();
+  auto a = pool.acquire(Clock::now() + 5s);
+  // The second call goes to `a` while a second instance starts in the background ...
+  auto b = pool.acquire(Clock::now() + 5s);
+  EXPECT_EQ(b, a);
+  EXPECT_EQ(pool.size(), 2);
+  // ... which takes the next call once ready.
+  auto c = pool.acquire(Clock::now() + 5s);
+  EXPECT_NE(c, a);
+  auto d = pool.acquire(Clock::now() + 5s);
+  EXPECT_EQ(d, c);
+  EXPECT_THROW(pool.acquire(Clock::now() + 100ms), std::runtime_error);
+  EXPECT_EQ(launcher.starts(), 2);
+  for (auto& i : {a, b, c, d}) pool.release(i, true);
+  EXPECT_EQ(pool.idle(), 2);
+}
+
+TEST(InstancePool, AsyncCallsInFlightOnOneInstance) {
+  testing::SqlLauncher launcher;
+  InstancePool pool(sql_function(0, 1), launcher, test_logger(), 8);
+  pool.start();
+  struct Pending {
+    grpc::ClientContext context;
+    baetyl::FunctionMessage request, reply;
+    std::promise<grpc::Status> done;
+  };
+  std::vector<std::unique_ptr<Pending>> calls;
+  std::vector<std::shared_ptr<Instance>> slots;
+  for (int i = 0; i < 8; ++i) {
+    slots.push_back(pool.acquire(Clock::now() + 5s));
+    auto call = std::make_unique<Pending>();
+    call->request = message(R"({"id":)" + std::to_string(i) + "}");
+    pool.call_async(*slots.back(), call->context, call->request, call->reply,
+                    [p = call.get()](grpc::Status s) { p->done.set_value(s); });
+    calls.push_back(std::move(call));
+  }
+  EXPECT_EQ(launcher.starts(), 1);
+  for (int i = 0; i < 8; ++i) {
+    auto status = calls[i]->done.get_future().get();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(nlohmann::json::parse(calls[i]->reply.payload())["id"], i);
+  }
+  for (auto& s : slots) pool.release(s, true);
+  EXPECT_EQ(pool.idle(), 1);
+}
+
+TEST(InstancePool, FailedInstanceTakesNoNewCallsAndStopsAfterItsLastCall) {
+  testing::SqlLauncher launcher;
+  InstancePool pool(sql_function(0, 1), launcher, test_logger(), 4);
+  pool.start();
+  auto first = pool.acquire(Clock::now() + 5s);
+  auto second = pool.acquire(Clock::now() + 5s);
+  ASSERT_EQ(first, second);
+  pool.release(first, false);
+  // Still held by `second`: not stopped, and no new call goes to it.
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(launcher.running(first->name));
+  EXPECT_THROW(pool.acquire(Clock::now() + 200ms), std::runtime_error);
+  pool.release(second, false);  // a second failure report is harmless
+  auto replacement = pool.acquire(Clock::now() + 5s);
+  EXPECT_NE(replacement, first);
+  EXPECT_EQ(replacement->name, "function-sql.sql-filter.1");
+  EXPECT_EQ(launcher.starts(), 2);
+  pool.release(replacement, true);
+}
+
 TEST(InstancePool, KeepsMinWarmAndEvictsIdleDownToMin) {
   testing::SqlLauncher launcher;
-  InstancePool pool(sql_function(1, 3, 300ms, 50ms), launcher, test_logger());
+  InstancePool pool(sql_function(1, 3, 300ms, 50ms), launcher, test_logger(), 1);
   pool.start();
   EXPECT_EQ(pool.size(), 1);
   EXPECT_EQ(launcher.running(), 1);
