@@ -7,7 +7,7 @@
 //
 //   baetyl-function-bench [--baetyl PATH] [--sql-messages 40000] [--py-messages 10000]
 //                         [--node-messages 10000] [--window 100] [--rate 500] [--seconds 5]
-//                         [--cold-runs 5] [--max 4]
+//                         [--cold-runs 5] [--max 4] [--only sql,py,node]
 #include <signal.h>
 #include <unistd.h>
 
@@ -52,6 +52,7 @@ struct Options {
   int seconds = 5;
   int cold_runs = 5;
   int max = 4;
+  std::string only = "sql,py,node";  // the runtimes to measure
 };
 
 struct Runtime {
@@ -448,6 +449,7 @@ int main(int argc, char** argv) {
     else if (key == "--seconds") options.seconds = std::stoi(value);
     else if (key == "--cold-runs") options.cold_runs = std::stoi(value);
     else if (key == "--max") options.max = std::stoi(value);
+    else if (key == "--only") options.only = value;
     else {
       std::cerr << "unknown option " << key << "\n";
       return 2;
@@ -499,6 +501,7 @@ int main(int argc, char** argv) {
     out += "\n";
   }
   for (const auto& runtime : runtimes) {
+    if (("," + options.only + ",").find("," + runtime.key + ",") == std::string::npos) continue;
     std::cerr << "function-bench: " << runtime.key << "\n";
     // Readiness of the rules (the manager subscribes once it is up) and first instances.
     for (std::string variant : {"1", "n", "cold"}) {

@@ -47,7 +47,7 @@ void InstancePool::start() {
     std::unique_lock lock(mutex_);
     while (!closed_) {
       auto next = Clock::now() + config_.instance.evict_time;
-      while (!closed_ && Clock::now() < next) changed_.wait_until(lock, next);
+      while (!closed_ && Clock::now() < next) evictor_wake_.wait_until(lock, next);
       if (closed_) break;
       lock.unlock();
       evict();
@@ -65,6 +65,7 @@ void InstancePool::close() {
     }
     closed_ = true;
     changed_.notify_all();
+    evictor_wake_.notify_all();
   }
   if (evictor_.joinable()) evictor_.join();
   std::vector<std::thread> launchers;
@@ -185,21 +186,35 @@ std::shared_ptr<Instance> InstancePool::take_slot_locked(std::shared_ptr<Instanc
   return instance;
 }
 
+std::shared_ptr<Instance> InstancePool::pick_slot_locked(bool may_launch) {
+  if (closed_) throw std::runtime_error("function " + config_.name + ": pool closed");
+  auto best = least_busy_locked();
+  if (best && best->calls == 0) return take_slot_locked(std::move(best));
+  // Under load the pool doubles at most per start-up time: one start more than ready instances.
+  if (may_launch && launching_ <= static_cast<int>(ready_.size()) &&
+      count_ < config_.instance.max) {
+    launch_in_background_locked();
+  }
+  if (best && best->calls < calls_per_instance_) return take_slot_locked(std::move(best));
+  return nullptr;
+}
+
+std::shared_ptr<Instance> InstancePool::try_acquire() {
+  std::lock_guard lock(mutex_);
+  return pick_slot_locked(true);
+}
+
 std::shared_ptr<Instance> InstancePool::acquire(Clock::time_point deadline) {
   std::unique_lock lock(mutex_);
   const std::uint64_t failures_before = failed_launches_;
   while (true) {
-    if (closed_) throw std::runtime_error("function " + config_.name + ": pool closed");
-    auto best = least_busy_locked();
-    if (best && best->calls == 0) return take_slot_locked(std::move(best));
-    bool has_slot = best && best->calls < calls_per_instance_;
-    if (!has_slot && failed_launches_ != failures_before && launching_ == 0) {
-      throw std::runtime_error(last_launch_error_);
-    }
-    if (launching_ == 0 && count_ < config_.instance.max) launch_in_background_locked();
-    if (has_slot) return take_slot_locked(std::move(best));
-    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout &&
-        Clock::now() >= deadline) {
+    bool launch_failed = failed_launches_ != failures_before;
+    if (auto slot = pick_slot_locked(!launch_failed)) return slot;
+    if (launch_failed && launching_ == 0) throw std::runtime_error(last_launch_error_);
+    ++waiters_;
+    auto woken = changed_.wait_until(lock, deadline);
+    --waiters_;
+    if (woken == std::cv_status::timeout && Clock::now() >= deadline) {
       throw std::runtime_error("function " + config_.name + ": no instance available (all " +
                                std::to_string(config_.instance.max) + " busy)");
     }
@@ -212,7 +227,8 @@ void InstancePool::release(std::shared_ptr<Instance> instance, bool healthy) {
   --instance->calls;
   instance->last_used = Clock::now();
   if (!healthy || closed_) discard_locked(instance);
-  changed_.notify_all();
+  // Waking nobody is the common case at full load: no futex call then.
+  if (waiters_ > 0) changed_.notify_all();
 }
 
 void InstancePool::discard_locked(const std::shared_ptr<Instance>& instance) {
@@ -231,8 +247,10 @@ void InstancePool::stop_instance(const std::shared_ptr<Instance>& instance) {
   {
     // Its other calls end by their deadline at the latest (at once when the runtime died).
     std::unique_lock lock(mutex_);
+    ++waiters_;
     changed_.wait_for(lock, config_.timeout + std::chrono::seconds(1),
                       [&] { return instance->calls == 0; });
+    --waiters_;
   }
   // Close our connection first: a runtime shutting down gracefully may wait for open ones.
   instance->stub.reset();

@@ -66,6 +66,8 @@ class InstancePool {
   // `deadline`. Throws std::runtime_error when none is available by then (or the start of a new
   // instance failed with nothing else available, or the pool is closed).
   std::shared_ptr<Instance> acquire(std::chrono::steady_clock::time_point deadline);
+  // The same without waiting: a slot, or null (a start may have begun in the background).
+  std::shared_ptr<Instance> try_acquire();
   // Gives a call slot back. When not `healthy` the instance takes no new calls; it is stopped
   // once its other calls have returned, and its id freed once the stop returned (so a
   // replacement never collides with it).
@@ -101,6 +103,7 @@ class InstancePool {
   // The ready instance with the fewest calls (the most recently used among equals), or null.
   std::shared_ptr<Instance> least_busy_locked() const;
   std::shared_ptr<Instance> take_slot_locked(std::shared_ptr<Instance> instance);
+  std::shared_ptr<Instance> pick_slot_locked(bool may_launch);
   int free_id_locked() const;
 
   FunctionConfig config_;
@@ -109,6 +112,8 @@ class InstancePool {
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
+  int waiters_ = 0;  // threads waiting on changed_
+  std::condition_variable evictor_wake_;
   const int calls_per_instance_;
   std::vector<bool> used_ids_;  // index id-1; an id stays used until its instance is stopped
   std::vector<std::shared_ptr<Instance>> ready_;

@@ -153,20 +153,23 @@ void RuleRunner::stop() {
 }
 
 void RuleRunner::on_message(const mqtt::Message& message) {
-  std::unique_lock lock(mutex_);
-  if (stopping_) return;
-  if (message.publish.qos == 0) {
-    if (!wait_for_qos0_room(lock)) {
-      if (!stopping_) {
-        log_->warn("rule {}: {} QoS 0 messages waiting for {} s; dropping one on {}",
-                   rule_.client_id, queued_qos0_, kQos0StallLimit.count(), message.publish.topic);
+  {
+    std::unique_lock lock(mutex_);
+    if (stopping_) return;
+    if (message.publish.qos == 0) {
+      if (!wait_for_qos0_room(lock)) {
+        if (!stopping_) {
+          log_->warn("rule {}: {} QoS 0 messages waiting for {} s; dropping one on {}",
+                     rule_.client_id, queued_qos0_, kQos0StallLimit.count(),
+                     message.publish.topic);
+        }
+        return;
       }
-      return;
+      ++queued_qos0_;
     }
-    ++queued_qos0_;
+    queue_.push_back(message);
   }
-  queue_.push_back(message);
-  changed_.notify_one();
+  pump();
 }
 
 bool RuleRunner::wait_for_qos0_room(std::unique_lock<std::mutex>& lock) {
@@ -175,82 +178,127 @@ bool RuleRunner::wait_for_qos0_room(std::unique_lock<std::mutex>& lock) {
          !stopping_;
 }
 
+bool RuleRunner::has_ready_work_locked() const {
+  return !queue_.empty() || (!retries_.empty() && retries_.begin()->first <= Clock::now());
+}
+
+std::unique_ptr<RuleRunner::Call> RuleRunner::take_next_locked() {
+  if (!retries_.empty() && retries_.begin()->first <= Clock::now()) {
+    auto call = std::move(retries_.begin()->second);
+    retries_.erase(retries_.begin());
+    return call;
+  }
+  auto call = std::make_unique<Call>();
+  call->input = std::move(queue_.front());
+  queue_.pop_front();
+  if (call->input.publish.qos == 0 && queued_qos0_-- == kMaxQueuedQos0) qos0_room_.notify_one();
+  // Reserved under the lock: positions follow the queue order.
+  call->position = outputs_.reserve();
+  return call;
+}
+
+void RuleRunner::pump() {
+  while (true) {
+    std::unique_ptr<Call> call;
+    std::shared_ptr<Instance> slot;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_ || !has_ready_work_locked()) return;
+      slot = pool_.try_acquire();
+      if (!slot) {
+        // Nothing in flight whose end would pump again: the dispatcher waits for a slot.
+        if (calls_in_flight_ == 0) changed_.notify_one();
+        return;
+      }
+      call = take_next_locked();
+      ++calls_in_flight_;
+    }
+    start_attempt(std::move(call), std::move(slot));
+  }
+}
+
 void RuleRunner::dispatch() {
-  while (auto call = next_call()) {
-    if (call->request.payload().size() > pool_.config().message_length_max.bytes) {
-      finish(*call, Output::Kind::Publish,
-             error_output(call->request,
-                          "message too long: " + std::to_string(call->request.payload().size()) +
-                              " bytes, message.length.max is " +
-                              std::to_string(pool_.config().message_length_max.bytes),
-                          "*errors.Err")
-                 .dump());
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    if (has_ready_work_locked() && calls_in_flight_ == 0) {
+      auto call = take_next_locked();
+      ++calls_in_flight_;
+      lock.unlock();
+      start_attempt(std::move(call), nullptr);
+      pump();
+      lock.lock();
       continue;
     }
-    start_attempt(std::move(call));
-  }
-}
-
-std::unique_ptr<RuleRunner::Call> RuleRunner::next_call() {
-  mqtt::Message message;
-  {
-    std::unique_lock lock(mutex_);
-    while (true) {
-      if (stopping_) return nullptr;
-      if (!retries_.empty() && retries_.begin()->first <= Clock::now()) {
-        auto call = std::move(retries_.begin()->second);
-        retries_.erase(retries_.begin());
-        return call;
-      }
-      if (!queue_.empty()) break;
-      if (retries_.empty()) {
-        changed_.wait(lock);
-      } else {
-        changed_.wait_until(lock, retries_.begin()->first);
-      }
+    if (has_ready_work_locked()) {
+      // Calls in flight pump when they end; a retry that came due meanwhile is started here.
+      lock.unlock();
+      pump();
+      lock.lock();
+      if (has_ready_work_locked() && calls_in_flight_ > 0) changed_.wait(lock);
+      continue;
     }
-    message = std::move(queue_.front());
-    queue_.pop_front();
-    if (message.publish.qos == 0 && queued_qos0_-- == kMaxQueuedQos0) qos0_room_.notify_one();
+    if (retries_.empty()) {
+      changed_.wait(lock);
+    } else {
+      changed_.wait_until(lock, retries_.begin()->first);
+    }
   }
-  return new_call(std::move(message));
 }
 
-std::unique_ptr<RuleRunner::Call> RuleRunner::new_call(mqtt::Message message) {
-  auto call = std::make_unique<Call>();
-  call->position = outputs_.reserve();
-  auto& request = call->request;
-  request.set_id(message.publish.packet_id);
-  request.set_qos(message.publish.qos);
-  request.set_topic(message.publish.topic);
-  request.set_payload(message.publish.payload);
+void RuleRunner::prepare_request(Call& call) const {
+  const auto& message = call.input.publish;
+  auto& request = call.request;
+  request.set_id(message.packet_id);
+  request.set_qos(message.qos);
+  request.set_topic(message.topic);
+  request.set_payload(message.payload);
   request.set_timestamp(std::chrono::duration_cast<std::chrono::seconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count());
   request.set_functionname(rule_.function);
   request.set_functioninvokeid(new_invoke_id());
-  call->input = std::move(message);
-  return call;
+  call.prepared = true;
 }
 
-void RuleRunner::start_attempt(std::unique_ptr<Call> call) {
-  try {
-    call->instance = pool_.acquire(Clock::now() + pool_.config().timeout);
-  } catch (const std::exception& e) {
-    log_->warn("rule {}: attempt {}: {}", rule_.client_id, call->attempt + 1, e.what());
-    attempt_failed(std::move(call), e.what());
-    return;
+bool RuleRunner::too_long(Call& call) {
+  std::uint64_t limit = pool_.config().message_length_max.bytes;
+  if (call.request.payload().size() <= limit) return false;
+  finish(call, Output::Kind::Publish,
+         error_output(call.request,
+                      "message too long: " + std::to_string(call.request.payload().size()) +
+                          " bytes, message.length.max is " + std::to_string(limit),
+                      "*errors.Err")
+             .dump());
+  return true;
+}
+
+void RuleRunner::start_attempt(std::unique_ptr<Call> call, std::shared_ptr<Instance> slot) {
+  if (!call->prepared) {
+    prepare_request(*call);
+    if (too_long(*call)) {
+      pool_.release(std::move(slot), true);
+      call_ended();
+      return;
+    }
   }
+  if (!slot) {
+    try {
+      slot = pool_.acquire(Clock::now() + pool_.config().timeout);
+    } catch (const std::exception& e) {
+      log_->warn("rule {}: attempt {}: {}", rule_.client_id, call->attempt + 1, e.what());
+      attempt_failed(std::move(call), e.what());
+      call_ended();
+      return;
+    }
+  }
+  call->instance = std::move(slot);
   call->context = std::make_unique<grpc::ClientContext>();
   call->reply.Clear();
-  {
-    std::lock_guard lock(mutex_);
-    ++calls_in_flight_;
-  }
   Call* raw = call.release();
   pool_.call_async(*raw->instance, *raw->context, raw->request, raw->reply,
                    [this, raw](grpc::Status status) {
                      on_reply(std::unique_ptr<Call>(raw), status);
+                     pump();
                      call_ended();
                    });
 }
@@ -258,7 +306,10 @@ void RuleRunner::start_attempt(std::unique_ptr<Call> call) {
 void RuleRunner::call_ended() {
   // The last thing a gRPC thread does with this runner: stop() may return right after.
   std::lock_guard lock(mutex_);
-  if (--calls_in_flight_ == 0) calls_ended_.notify_all();
+  if (--calls_in_flight_ == 0) {
+    calls_ended_.notify_all();
+    changed_.notify_one();  // the dispatcher may have work only it can start now
+  }
 }
 
 void RuleRunner::on_reply(std::unique_ptr<Call> call, const grpc::Status& status) {

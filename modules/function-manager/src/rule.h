@@ -2,9 +2,11 @@
 // One rule: a hub client subscribed to subscribe.topic whose messages are passed to a function
 // and whose results are published on publish.topic.
 //
-// Call path: messages are received with manual acknowledgement and queued; one dispatcher thread
-// takes them in order, takes a call slot from the pool (which bounds the calls in flight per
-// instance) and starts an asynchronous gRPC call. The reply is handled on a gRPC thread: the
+// Call path: messages are received with manual acknowledgement and queued; they are taken in
+// order and started as asynchronous gRPC calls, each on a call slot from the pool (which bounds
+// the calls in flight per instance). Calls are started by the thread that has the event (the hub
+// client's thread for a new message, the gRPC thread of a call that ended), a dispatcher thread
+// starts the rest (waits for an instance, retries). The reply is handled on a gRPC thread: the
 // result is published with async_publish (which never blocks) and the input acknowledged when
 // the output is acknowledged (or at once when there is nothing to publish). A failed call is
 // retried by the dispatcher after a backoff. With instance.max 1 the results pass a reorder
@@ -72,6 +74,7 @@ class RuleRunner {
     std::unique_ptr<grpc::ClientContext> context;  // one per attempt
     std::shared_ptr<Instance> instance;
     std::uint64_t position = 0;  // in the sequencer
+    bool prepared = false;  // request filled in
     int attempt = 0;
     std::chrono::milliseconds backoff{100};
     std::string error;
@@ -85,11 +88,20 @@ class RuleRunner {
 
   void on_message(const mqtt::Message& message);
   bool wait_for_qos0_room(std::unique_lock<std::mutex>& lock);
+  bool has_ready_work_locked() const;
+  // A retry that is due, else the next queued input.
+  std::unique_ptr<Call> take_next_locked();
+  // Starts calls while there is work and a free call slot, on the calling thread (the hub
+  // client's on a new message, a gRPC thread when a call ends): no hand-off per message.
+  void pump();
+  // Starts the work that pump() cannot: when no call is in flight and no slot is free (no
+  // instance yet, all busy with other rules' calls), and retries that come due.
   void dispatch();
-  // The next due retry or queued input; null when stopping.
-  std::unique_ptr<Call> next_call();
-  std::unique_ptr<Call> new_call(mqtt::Message message);
-  void start_attempt(std::unique_ptr<Call> call);
+  void prepare_request(Call& call) const;
+  // Finishes `call` with the error output when its payload exceeds message.length.max.
+  bool too_long(Call& call);
+  // With `slot` null, waits for one (up to the timeout).
+  void start_attempt(std::unique_ptr<Call> call, std::shared_ptr<Instance> slot);
   void on_reply(std::unique_ptr<Call> call, const grpc::Status& status);
   // Retries after the backoff, or gives up with the error output.
   void attempt_failed(std::unique_ptr<Call> call, std::string error);
