@@ -1,5 +1,7 @@
 #include "manager.h"
 
+#include <absl/synchronization/mutex.h>
+
 namespace baetyl::function {
 
 std::string MasterLauncher::start(const std::string& service, const std::string& instance) {
@@ -49,6 +51,9 @@ void Manager::stop() {
 }
 
 void run_manager(Context& context) {
+  // Debian's abseil checks every mutex gRPC takes for lock-order cycles (a debug aid costing
+  // several percent of the CPU per call).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   auto config = context.load_config<ManagerConfig>();
   if (config.rules.empty()) context.log().warn("function manager: no rules configured");
   MasterLauncher launcher(context);
