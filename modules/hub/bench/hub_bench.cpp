@@ -7,7 +7,12 @@
 //   [--window 100]: every subscriber subscribes to bench/# at --qos; every publisher sends
 //   --messages messages of --payload bytes to bench/<n> (QoS 1: at most --window unacknowledged).
 //   Prints messages received per second over all subscribers and how many were lost (QoS 0 may
-//   drop under overload).
+//   drop under overload). [--persistent 1]: subscribers connect with clean session 0 (the hub
+//   stores their queue entries). [--ack-lag N]: a QoS 1 subscriber acknowledges each message only
+//   after N later ones arrived, so N stay unacknowledged, and sends each acknowledgement on its
+//   own (a slow consumer with manual ack). [--consume-rate R]: each subscriber takes at most R
+//   messages a second (a consumer slower than the publishers: the broker queues the rest).
+//   [--broker-pid P]: also prints the broker's CPU time (/proc/P/stat) per message received.
 // --mode latency --rate R [--seconds 5]: one publisher sends R messages a second on a fixed
 //   schedule (each payload starts with its send time), one subscriber on bench/# at --qos notes
 //   the time each arrives (and acknowledges QoS 1 at once). Prints p50/p90/p99/max of send to
@@ -24,9 +29,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <fstream>
 #include <memory>
+#include <iterator>
 #include <optional>
+#include <sstream>
 
 #include <atomic>
 #include <chrono>
@@ -56,11 +64,14 @@ struct Options {
   long connections = 1000;
   long broker_pid = 0;
   int keep_alive = 60;
+  bool persistent = false;
+  long ack_lag = 0;
+  double consume_rate = 0;
 };
 
 class Client {
  public:
-  Client(const Options& o, const std::string& id) {
+  Client(const Options& o, const std::string& id, bool clean_session = true) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -73,6 +84,7 @@ class Client {
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     mqtt::Connect c;
     c.client_id = id;
+    c.clean_session = clean_session;
     c.keep_alive = static_cast<std::uint16_t>(o.keep_alive);
     if (!o.username.empty()) c.username = o.username;
     if (!o.password.empty()) c.password = o.password;
@@ -156,6 +168,12 @@ Options parse(int argc, char** argv) {
       o.connections = std::stol(v);
     else if (k == "--broker-pid")
       o.broker_pid = std::stol(v);
+    else if (k == "--persistent")
+      o.persistent = v != "0";
+    else if (k == "--ack-lag")
+      o.ack_lag = std::stol(v);
+    else if (k == "--consume-rate")
+      o.consume_rate = std::stod(v);
     else
       throw std::invalid_argument("unknown option " + k);
   }
@@ -269,6 +287,22 @@ long rss_kb(long pid) {
   return -1;
 }
 
+// User plus system CPU time of `pid` in seconds (/proc/PID/stat), or -1.
+double cpu_seconds(long pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto end_of_name = stat.rfind(')');
+  if (end_of_name == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(end_of_name + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {  // fields 14 and 15: utime, stime
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 int run_idle(const Options& o) {
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
@@ -305,7 +339,8 @@ int main(int argc, char** argv) try {
   const long expected = o.messages * o.publishers;
   std::vector<std::unique_ptr<Client>> subs;
   for (int s = 0; s < o.subscribers; ++s) {
-    subs.push_back(std::make_unique<Client>(o, "bench-sub-" + std::to_string(s)));
+    subs.push_back(
+        std::make_unique<Client>(o, "bench-sub-" + std::to_string(s), !o.persistent));
     subs.back()->send(
         mqtt::encode(mqtt::Subscribe{1, {{"bench/#", static_cast<std::uint8_t>(o.qos)}}}));
     auto ack = subs.back()->next(10000);
@@ -313,6 +348,7 @@ int main(int argc, char** argv) try {
   }
   std::atomic<long> received{0};
   std::atomic<int> publishing{o.publishers};
+  const double cpu_before = o.broker_pid ? cpu_seconds(o.broker_pid) : -1;
   const auto start = Clock::now();
   std::vector<Clock::time_point> finished(static_cast<std::size_t>(o.subscribers), start);
   std::vector<std::thread> threads;
@@ -320,6 +356,7 @@ int main(int argc, char** argv) try {
     threads.emplace_back([&, s] {
       long count = 0;
       std::string acks;
+      std::deque<std::uint16_t> unacked;  // --ack-lag: the newest packet ids not yet acknowledged
       while (count < expected) {
         // After the publishers are done, a quiet second means the rest was dropped.
         // Acknowledgements go out in batches, and always before waiting for more.
@@ -334,16 +371,28 @@ int main(int argc, char** argv) try {
         if (!p) break;
         if (auto* m = std::get_if<mqtt::Publish>(&*p)) {
           ++count;
+          if (o.consume_rate > 0) {
+            std::this_thread::sleep_until(
+                start + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(static_cast<double>(count) /
+                                                          o.consume_rate)));
+          }
           finished[static_cast<std::size_t>(s)] = Clock::now();
           if (m->qos == 1) {
-            mqtt::encode(mqtt::Puback{m->packet_id}, acks);
-            if (acks.size() >= 400) {
+            unacked.push_back(m->packet_id);
+            while (static_cast<long>(unacked.size()) > o.ack_lag ||
+                   (count == expected && !unacked.empty())) {
+              mqtt::encode(mqtt::Puback{unacked.front()}, acks);
+              unacked.pop_front();
+            }
+            if (acks.size() >= 400 || o.ack_lag > 0) {
               subs[s]->send(acks);
               acks.clear();
             }
           }
         }
       }
+      for (auto id : unacked) mqtt::encode(mqtt::Puback{id}, acks);
       if (!acks.empty()) subs[s]->send(acks);
       received += count;
     });
@@ -393,10 +442,16 @@ int main(int argc, char** argv) try {
   for (auto f : finished) last = std::max(last, f);
   const double seconds = std::chrono::duration<double>(last - start).count();
   const long total = expected * o.subscribers;
-  std::printf("qos %d  %d->%d  payload %zu  received %ld/%ld  lost %.2f%%  %.0f msg/s  (%.2f s)\n",
+  std::printf("qos %d  %d->%d  payload %zu  received %ld/%ld  lost %.2f%%  %.0f msg/s  (%.2f s)",
               o.qos, o.publishers, o.subscribers, o.payload, received.load(), total,
               100.0 * static_cast<double>(total - received.load()) / static_cast<double>(total),
               static_cast<double>(received.load()) / seconds, seconds);
+  if (o.broker_pid && received.load() > 0) {
+    const double cpu = cpu_seconds(o.broker_pid) - cpu_before;
+    std::printf("  broker cpu %.2f s  %.1f us/msg", cpu,
+                1e6 * cpu / static_cast<double>(received.load()));
+  }
+  std::printf("\n");
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "hub_bench: %s\n", e.what());

@@ -21,6 +21,19 @@ std::string column_string(sqlite3_stmt* s, int i) {
               : std::string();
 }
 
+sqlite3* open_database(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string message = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    throw std::runtime_error("cannot open '" + path + "': " + message);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  return db;
+}
+
 }  // namespace
 
 std::int64_t unix_millis() {
@@ -35,19 +48,13 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
   std::filesystem::create_directories(dir, ec);
   if (ec) throw std::runtime_error("storage.dir '" + dir + "': " + ec.message());
   path_ = (std::filesystem::path(dir) / "hub.db").string();
-  if (sqlite3_open_v2(path_.c_str(), &db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
-    std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    db_ = nullptr;
-    throw std::runtime_error("cannot open '" + path_ + "': " + message);
-  }
-  sqlite3_busy_timeout(db_, 5000);
+  db_ = open_database(path_);
   // WAL with synchronous=NORMAL: a commit is durable once written to the log, which survives a
   // crash of the process (the SIGKILL case); fsync happens at checkpoints.
   exec("PRAGMA journal_mode=WAL");
   exec("PRAGMA synchronous=NORMAL");
+  // Replaces the automatic checkpoint, which would run inside the writer's commits.
+  sqlite3_wal_hook(db_, &Store::on_wal_commit, this);
   exec(
       "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
       "payload BLOB, qos INTEGER NOT NULL, time INTEGER NOT NULL)");
@@ -100,7 +107,7 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
 Store::~Store() {
   stop();
   for (auto* s : statements_) sqlite3_finalize(s);
-  if (db_) sqlite3_close(db_);
+  if (db_) sqlite3_close(db_);  // the last connection: checkpoints and removes the WAL
 }
 
 void Store::exec(const char* sql) {
@@ -203,7 +210,9 @@ StoredState Store::load() {
 }
 
 void Store::start() {
-  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  if (thread_.joinable()) return;
+  open_checkpointer();
+  thread_ = std::thread([this] { run(); });
 }
 
 void Store::stop() {
@@ -213,14 +222,24 @@ void Store::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  stop_checkpointer();
 }
 
 void Store::submit(Op op) {
+  bool wake = true;
   {
     std::lock_guard lock(mutex_);
+    if (std::holds_alternative<Ack>(op)) {
+      // Acknowledgements only delete queue entries: one lost in a crash means a redelivery
+      // (QoS 1 is at least once), so they wait for other work or for a batch of them.
+      // The writer is woken by the first one, to start the wait, and by a full batch.
+      wake = ops_.empty() || ops_.size() + 1 >= options_.ack_batch_max;
+    } else {
+      ++urgent_;
+    }
     ops_.push_back(std::move(op));
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
 }
 
 std::size_t Store::backlog() const {
@@ -277,42 +296,105 @@ void Store::flush() {
 
 void Store::run() {
   std::vector<Op> batch;
-  while (true) {
-    {
-      std::unique_lock lock(mutex_);
-      cv_.wait(lock, [&] { return stopping_ || !ops_.empty(); });
-      if (ops_.empty()) break;  // stopping with nothing left
-      std::size_t messages = 0;
-      std::size_t acks = 0;
-      while (!ops_.empty()) {
-        const Op& next = ops_.front();
-        if (std::holds_alternative<AddMessage>(next)) {
-          if (messages == options_.message_batch_max) break;
-          ++messages;
-        } else if (std::holds_alternative<Ack>(next)) {
-          if (acks == options_.ack_batch_max) break;
-          ++acks;
-        } else if (batch.size() >= options_.message_batch_max + options_.ack_batch_max + 64) {
-          break;
-        }
-        batch.push_back(std::move(ops_.front()));
-        ops_.pop_front();
-      }
-    }
-    exec("BEGIN");
-    for (auto& op : batch) apply(op);
-    try {
-      exec("COMMIT");
-    } catch (const std::exception& e) {
-      log_->error("store: commit failed: {}", e.what());
-    }
-    commits_.fetch_add(1);
-    for (auto& op : batch) {
-      if (auto* m = std::get_if<AddMessage>(&op); m && m->done) m->done();
-      if (auto* b = std::get_if<Barrier>(&op)) b->done();
-    }
+  while (take_batch(batch)) {
+    commit(batch);
+    complete(batch);
     batch.clear();
   }
+}
+
+bool Store::take_batch(std::vector<Op>& batch) {
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [&] { return stopping_ || !ops_.empty(); });
+  if (ops_.empty()) return false;  // stopping with nothing left
+  cv_.wait_for(lock, options_.ack_delay, [&] {
+    return stopping_ || urgent_ > 0 || ops_.size() >= options_.ack_batch_max;
+  });
+  std::size_t messages = 0;
+  std::size_t acks = 0;
+  while (!ops_.empty()) {
+    const Op& next = ops_.front();
+    const bool ack = std::holds_alternative<Ack>(next);
+    if (std::holds_alternative<AddMessage>(next)) {
+      if (messages == options_.message_batch_max) break;
+      ++messages;
+    } else if (ack) {
+      if (acks == options_.ack_batch_max) break;
+      ++acks;
+    } else if (batch.size() >= options_.message_batch_max + options_.ack_batch_max + 64) {
+      break;
+    }
+    if (!ack) --urgent_;
+    batch.push_back(std::move(ops_.front()));
+    ops_.pop_front();
+  }
+  return true;
+}
+
+void Store::commit(std::vector<Op>& batch) {
+  exec("BEGIN");
+  for (auto& op : batch) apply(op);
+  try {
+    exec("COMMIT");
+  } catch (const std::exception& e) {
+    log_->error("store: commit failed: {}", e.what());
+  }
+  commits_.fetch_add(1);
+}
+
+void Store::complete(std::vector<Op>& batch) {
+  for (auto& op : batch) {
+    if (auto* m = std::get_if<AddMessage>(&op); m && m->done) m->done();
+    if (auto* b = std::get_if<Barrier>(&op)) b->done();
+  }
+}
+
+int Store::on_wal_commit(void* self, sqlite3*, const char*, int pages) {
+  auto* store = static_cast<Store*>(self);
+  if (pages >= store->options_.checkpoint_pages && store->checkpoint_db_) {
+    {
+      std::lock_guard lock(store->checkpoint_mutex_);
+      store->checkpoint_due_ = true;
+    }
+    store->checkpoint_cv_.notify_one();
+  }
+  return SQLITE_OK;
+}
+
+void Store::open_checkpointer() {
+  checkpoint_db_ = open_database(path_);
+  sqlite3_exec(checkpoint_db_, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr);
+  checkpoint_thread_ = std::thread([this] { run_checkpointer(); });
+}
+
+// PASSIVE checkpoints never wait for the writer: they copy what is committed and leave the rest
+// to the next one. Once everything is copied, the writer's next commit starts the WAL over.
+void Store::run_checkpointer() {
+  std::unique_lock lock(checkpoint_mutex_);
+  while (true) {
+    checkpoint_cv_.wait(lock, [&] { return checkpoint_stopping_ || checkpoint_due_; });
+    if (checkpoint_stopping_) return;
+    checkpoint_due_ = false;
+    lock.unlock();
+    int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                       nullptr, nullptr);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+      log_->warn("store: checkpoint failed: {}", sqlite3_errmsg(checkpoint_db_));
+    }
+    checkpoints_.fetch_add(1);
+    lock.lock();
+  }
+}
+
+void Store::stop_checkpointer() {
+  {
+    std::lock_guard lock(checkpoint_mutex_);
+    checkpoint_stopping_ = true;
+  }
+  checkpoint_cv_.notify_all();
+  if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
+  if (checkpoint_db_) sqlite3_close(checkpoint_db_);
+  checkpoint_db_ = nullptr;
 }
 
 void Store::apply(Op& op) {

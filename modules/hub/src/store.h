@@ -2,9 +2,12 @@
 // Durable state of the hub in SQLite (WAL): QoS 1/2 messages, the queue of each persistent
 // session, subscriptions, retained messages and wills. All writes go through one writer thread
 // that commits them in batches (group commit); a message's callback runs after its commit.
+// A second thread with its own connection checkpoints the WAL into the database, so that the
+// writer never pays for a checkpoint between two commits.
 #include <sqlite3.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -26,6 +29,10 @@ namespace baetyl::hub {
 struct StoreOptions {
   std::size_t message_batch_max = 50;  // message.ingress.qos1.batch.max
   std::size_t ack_batch_max = 100;     // message.offset.batch.max
+  // How long acknowledgements alone wait for more work before they are committed.
+  std::chrono::milliseconds ack_delay{20};
+  // WAL size (pages) from which the checkpoint thread copies the log into the database.
+  int checkpoint_pages = 1000;
 };
 
 struct StoredWill {
@@ -97,6 +104,7 @@ class Store {
   // Number of operations waiting for the writer.
   std::size_t backlog() const;
   std::uint64_t commits() const { return commits_.load(); }
+  std::uint64_t checkpoints() const { return checkpoints_.load(); }
 
  private:
   struct AddMessage {
@@ -158,7 +166,15 @@ class Store {
 
   void submit(Op op);
   void run();
+  // Waits for work and moves the next batch out of ops_; false when stopping with nothing left.
+  bool take_batch(std::vector<Op>& batch);
+  void commit(std::vector<Op>& batch);
+  static void complete(std::vector<Op>& batch);
   void apply(Op& op);
+  static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
+  void open_checkpointer();
+  void run_checkpointer();
+  void stop_checkpointer();
   void exec(const char* sql);
   sqlite3_stmt* prepare(const char* sql);
   void step(sqlite3_stmt* stmt);
@@ -190,11 +206,20 @@ class Store {
 
   std::atomic<std::int64_t> next_id_{1};
   std::atomic<std::uint64_t> commits_{0};
+  std::atomic<std::uint64_t> checkpoints_{0};
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Op> ops_;
+  std::size_t urgent_ = 0;  // ops_ other than acknowledgements
   bool stopping_ = false;
   std::thread thread_;
+
+  sqlite3* checkpoint_db_ = nullptr;
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_due_ = false;
+  bool checkpoint_stopping_ = false;
+  std::thread checkpoint_thread_;
 };
 
 }  // namespace baetyl::hub

@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <future>
 #include <set>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -386,4 +388,66 @@ TEST(Store, Qos2ReceiptsStoredWithTheMessage) {
   auto state = store.load();
   ASSERT_EQ(state.sessions.size(), 1u);
   EXPECT_EQ(state.sessions[0].incoming_qos2, std::vector<std::uint16_t>{6});
+}
+
+// A slow consumer acknowledges one message at a time; a transaction for each acknowledgement
+// made the hub's cost per message several times that of a consumer acknowledging in bursts.
+TEST(Store, AcknowledgementsWaitForABatchOrOtherWork) {
+  baetyl::testing::TempDir dir;
+  StoreOptions options;
+  options.ack_batch_max = 10;
+  options.ack_delay = std::chrono::hours(1);
+  Store store(dir.path().string(), options, spdlog::default_logger());
+  store.load();
+  store.start();
+  store.save_session("c");
+  for (int i = 0; i < 20; ++i) {
+    store.add_message(make_message(store.next_message_id(), "t", "m", 1), {{"c", 1}}, {});
+  }
+  store.flush();
+  const auto before = store.commits();
+
+  for (std::int64_t id = 1; id <= 9; ++id) {
+    store.ack("c", id);
+    std::this_thread::sleep_for(1ms);  // time for the writer to pick up each one on its own
+  }
+  EXPECT_EQ(store.backlog(), 9u);  // below the batch: nothing committed
+  EXPECT_EQ(store.commits(), before);
+
+  // A message does not wait: it takes the acknowledgements along in its transaction.
+  std::promise<void> committed;
+  store.add_message(make_message(store.next_message_id(), "t", "m", 1), {{"c", 1}},
+                    [&] { committed.set_value(); });
+  ASSERT_EQ(committed.get_future().wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(store.commits(), before + 1);
+
+  // A full batch of acknowledgements is committed without waiting for the delay.
+  for (std::int64_t id = 10; id <= 19; ++id) store.ack("c", id);
+  for (int i = 0; i < 10000 && store.commits() == before + 1; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(store.commits(), before + 2);
+  store.stop();
+  auto state = store.load();
+  ASSERT_EQ(state.sessions.size(), 1u);
+  ASSERT_EQ(state.sessions[0].queue.size(), 2u);  // 20 and 21 were never acknowledged
+  EXPECT_EQ(state.sessions[0].queue[0].message->id, 20);
+}
+
+// The WAL is copied into the database by the checkpoint thread, not inside the writer's commits.
+TEST(Store, CheckpointsRunOnTheirOwnThread) {
+  baetyl::testing::TempDir dir;
+  StoreOptions options;
+  options.checkpoint_pages = 2;
+  Store store(dir.path().string(), options, spdlog::default_logger());
+  store.load();
+  store.start();
+  store.save_session("c");
+  for (int i = 0; i < 200; ++i) {
+    store.add_message(make_message(store.next_message_id(), "t", std::string(1000, 'x'), 1),
+                      {{"c", 1}}, {});
+  }
+  store.flush();
+  for (int i = 0; i < 10000 && store.checkpoints() == 0; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_GT(store.checkpoints(), 0u);
+  store.stop();
+  EXPECT_EQ(store.load().sessions[0].queue.size(), 200u);
 }
