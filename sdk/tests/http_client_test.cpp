@@ -1,22 +1,30 @@
 // The HTTP client against the real HTTP/1.1 test server of support/http_test_server.h, over a Unix
-// socket and over TCP.
+// socket and over TCP; then HTTPS (one- and two-way) and proxies.
+#include <stdlib.h>
+
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "baetyl/http/client.h"
+#include "baetyl/testing/temp_dir.h"
+#include "baetyl/testing/tls.h"
 #include "support/http_test_server.h"
 
 namespace {
 
 using baetyl::testing::closed_port;
 using baetyl::testing::RecordedRequest;
+using baetyl::testing::TlsFiles;
+using TestProxy = baetyl::testing::HttpTestProxy;
 using TestServer = baetyl::testing::HttpTestServer;
 using baetyl::http::Client;
 using baetyl::http::ClientOptions;
@@ -27,6 +35,49 @@ using namespace std::chrono_literals;
 using namespace std::string_literals;
 
 enum class Transport { unix_socket, tcp };
+
+// Sets environment variables for one test and puts the previous values back afterwards.
+class ScopedEnv {
+ public:
+  ScopedEnv() = default;
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+  ScopedEnv& set(const std::string& name, const std::string& value) {
+    remember(name);
+    ::setenv(name.c_str(), value.c_str(), 1);
+    return *this;
+  }
+  ScopedEnv& unset(const std::string& name) {
+    remember(name);
+    ::unsetenv(name.c_str());
+    return *this;
+  }
+  ~ScopedEnv() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+      if (it->second) {
+        ::setenv(it->first.c_str(), it->second->c_str(), 1);
+      } else {
+        ::unsetenv(it->first.c_str());
+      }
+    }
+  }
+
+ private:
+  void remember(const std::string& name) {
+    const char* value = ::getenv(name.c_str());
+    saved_.emplace_back(name, value == nullptr ? std::nullopt : std::optional<std::string>(value));
+  }
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+// No proxy variable of the machine running the tests leaks into them.
+void clear_proxies(ScopedEnv& env) {
+  for (const char* name : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                           "ALL_PROXY", "no_proxy", "NO_PROXY"}) {
+    env.unset(name);
+  }
+}
 
 class HttpClientTest : public ::testing::TestWithParam<Transport> {
  protected:
@@ -199,6 +250,23 @@ TEST_P(HttpClientTest, SilentServerTimesOutInTheConfiguredTime) {
   EXPECT_EQ(server_.request_count(), 1u);  // the request did arrive
 }
 
+TEST_P(HttpClientTest, ChunkedResponseIsReassembled) {
+  server_.respond_chunked(200, {"first,", "second,", std::string(70000, 'x'), "last"});
+  const Response response = client().get("/chunked");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "first,second," + std::string(70000, 'x') + "last");
+  EXPECT_EQ(response.headers.at("transfer-encoding"), "chunked");
+}
+
+TEST_P(HttpClientTest, UnixAndTcpAddressesNeverUseAProxy) {
+  ScopedEnv env;
+  clear_proxies(env);
+  const std::string unreachable = "http://127.0.0.1:" + std::to_string(closed_port());
+  env.set("http_proxy", unreachable).set("HTTP_PROXY", unreachable).set("all_proxy", unreachable);
+  server_.respond(200, "direct");
+  EXPECT_EQ(client().get("/x").body, "direct");
+}
+
 TEST(HttpClient, ConnectionRefusedNamesTheAddress) {
   const std::string address = "tcp://127.0.0.1:" + std::to_string(closed_port());
   const Client client(ClientOptions{.address = address});
@@ -296,6 +364,287 @@ TEST(HttpClient, HttpsAgainstAPlainServerFailsWithATlsError) {
     EXPECT_FALSE(e.timed_out());
     EXPECT_EQ(std::string(e.what()).rfind("GET " + address + "/v1/x: ", 0), 0u) << e.what();
   }
+}
+
+}  // namespace
+
+namespace {
+
+// HTTPS against the test server's TLS port, with a PKI made for the test.
+class HttpsClientTest : public ::testing::Test {
+ protected:
+  HttpsClientTest() : pki_(baetyl::testing::make_test_pki(dir_.path() / "pki")) {
+    clear_proxies(env_);
+  }
+
+  TlsFiles server_files(std::string client_ca = {}) const {
+    return TlsFiles{.cert = pki_.server_cert.string(),
+                    .key = pki_.server_key.string(),
+                    .client_ca = std::move(client_ca)};
+  }
+  static std::string https_address(const std::string& host, std::uint16_t port) {
+    return "https://" + host + ":" + std::to_string(port);
+  }
+  ClientOptions trusting(const std::string& address) const {
+    return ClientOptions{.address = address, .timeout = 5s, .ca = pki_.ca.string()};
+  }
+  static std::string failure_of(const Client& client, const std::string& path) {
+    try {
+      client.get(path);
+    } catch (const HttpError& e) {
+      EXPECT_FALSE(e.timed_out()) << e.what();
+      return e.what();
+    }
+    ADD_FAILURE() << "expected HttpError";
+    return {};
+  }
+
+  ScopedEnv env_;
+  baetyl::testing::TempDir dir_;
+  baetyl::testing::TestPki pki_;
+};
+
+TEST_F(HttpsClientTest, TrustedCaVerifiesTheServerByAddressAndName) {
+  TestServer server(server_files());
+  server.respond(200, "secure");
+
+  const Client by_address(trusting(https_address("127.0.0.1", server.tls_port()) + "/api"));
+  EXPECT_EQ(by_address.get("/v1/x").body, "secure");
+  EXPECT_EQ(server.last_request().target, "/api/v1/x");
+  EXPECT_EQ(server.last_request().server_name, "");  // no SNI for an address
+
+  const Client by_name(trusting(https_address("localhost", server.tls_port())));
+  EXPECT_EQ(by_name.get("/v1/y").body, "secure");
+  EXPECT_EQ(server.last_request().server_name, "localhost");
+  EXPECT_EQ(server.last_request().header("host"),
+            "localhost:" + std::to_string(server.tls_port()));
+}
+
+TEST_F(HttpsClientTest, ChunkedResponseOverTls) {
+  TestServer server(server_files());
+  server.respond_chunked(200, {"a", "bc", std::string(20000, 'd')});
+  const Client client(trusting(https_address("127.0.0.1", server.tls_port())));
+  EXPECT_EQ(client.get("/").body, "abc" + std::string(20000, 'd'));
+}
+
+TEST_F(HttpsClientTest, UnknownCaFailsVerification) {
+  TestServer server(server_files());
+  server.respond(200, "secure");
+  ClientOptions options = trusting(https_address("127.0.0.1", server.tls_port()));
+  options.ca = pki_.other_ca.string();
+  const std::string message = failure_of(Client(options), "/v1/x");
+  EXPECT_NE(message.find("SSL peer certificate or SSH remote key was not OK"), std::string::npos)
+      << message;
+  EXPECT_EQ(server.request_count(), 0u);
+}
+
+TEST_F(HttpsClientTest, HostNameMustMatchTheCertificate) {
+  TlsFiles files = server_files();
+  files.listen_address = "127.0.0.2";  // loopback, but not in the certificate
+  TestServer server(files);
+  server.respond(200, "secure");
+  const std::string message =
+      failure_of(Client(trusting(https_address("127.0.0.2", server.tls_port()))), "/");
+  EXPECT_NE(message.find("SSL peer certificate or SSH remote key was not OK"), std::string::npos)
+      << message;
+  EXPECT_EQ(server.request_count(), 0u);
+}
+
+TEST_F(HttpsClientTest, InsecureSkipVerifyAcceptsAnyCertificate) {
+  TlsFiles files = server_files();
+  files.listen_address = "127.0.0.2";
+  TestServer server(files);
+  server.respond(200, "unchecked");
+  ClientOptions options{.address = https_address("127.0.0.2", server.tls_port()),
+                        .ca = pki_.other_ca.string(),
+                        .insecure_skip_verify = true};
+  EXPECT_EQ(Client(options).get("/").body, "unchecked");
+}
+
+TEST_F(HttpsClientTest, ClientCertificateForTwoWayTls) {
+  TestServer server(server_files(pki_.ca.string()));
+  server.respond(200, "mutual");
+  ClientOptions options = trusting(https_address("127.0.0.1", server.tls_port()));
+  options.cert = pki_.client_cert.string();
+  options.key = pki_.client_key.string();
+  EXPECT_EQ(Client(options).get("/v1/x").body, "mutual");
+  EXPECT_EQ(server.request_count(), 1u);
+}
+
+TEST_F(HttpsClientTest, TwoWayTlsWithoutAClientCertificateFails) {
+  TestServer server(server_files(pki_.ca.string()));
+  server.respond(200, "mutual");
+  const Client client(trusting(https_address("127.0.0.1", server.tls_port())));
+  failure_of(client, "/v1/x");
+  EXPECT_EQ(server.request_count(), 0u);
+}
+
+TEST_F(HttpsClientTest, MissingCaFileIsReported) {
+  ClientOptions options = trusting("https://127.0.0.1:" + std::to_string(closed_port()));
+  options.ca = (dir_.path() / "missing.pem").string();
+  const std::string message = failure_of(Client(options), "/");
+  EXPECT_NE(message.find("Problem with the SSL CA cert"), std::string::npos) << message;
+}
+
+TEST_F(HttpsClientTest, HandshakeThatNeverCompletesTimesOut) {
+  // Connections complete in the listen backlog, but nothing ever answers the ClientHello.
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor mute(
+      io, boost::asio::ip::tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
+  const Client client(ClientOptions{.address = https_address("127.0.0.1", mute.local_endpoint().port()),
+                                    .timeout = 300ms,
+                                    .ca = pki_.ca.string()});
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    client.get("/");
+    FAIL() << "expected a timeout";
+  } catch (const HttpError& e) {
+    EXPECT_TRUE(e.timed_out()) << e.what();
+    EXPECT_NE(std::string(e.what()).find("Timeout was reached"), std::string::npos) << e.what();
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(elapsed, 280ms);
+  EXPECT_LT(elapsed, 1500ms);
+}
+
+TEST_F(HttpsClientTest, HttpsGoesThroughAConnectTunnel) {
+  TestServer server(server_files());
+  server.respond(200, "tunnelled");
+  TestProxy proxy;
+  env_.set("https_proxy", proxy.url());
+
+  const Client client(trusting(https_address("127.0.0.1", server.tls_port())));
+  EXPECT_EQ(client.get("/v1/x").body, "tunnelled");
+
+  const auto asked = proxy.requests();
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].method, "CONNECT");
+  EXPECT_EQ(asked[0].target, "127.0.0.1:" + std::to_string(server.tls_port()));
+  EXPECT_EQ(server.last_request().target, "/v1/x");
+}
+
+TEST_F(HttpsClientTest, UpperCaseHttpsProxyAndNoProxyAreHonoured) {
+  TestServer server(server_files());
+  server.respond(200, "ok");
+  TestProxy proxy;
+  env_.set("HTTPS_PROXY", proxy.url());
+  const Client client(trusting(https_address("127.0.0.1", server.tls_port())));
+  EXPECT_EQ(client.get("/").body, "ok");
+  EXPECT_EQ(proxy.requests().size(), 1u);
+
+  env_.set("NO_PROXY", "127.0.0.1");
+  EXPECT_EQ(client.get("/").body, "ok");
+  EXPECT_EQ(proxy.requests().size(), 1u);
+  EXPECT_EQ(server.request_count(), 2u);
+}
+
+class HttpProxyTest : public ::testing::Test {
+ protected:
+  HttpProxyTest() { clear_proxies(env_); }
+
+  std::string http_address(const std::string& prefix = {}) const {
+    return "http://127.0.0.1:" + std::to_string(server_.tcp_port()) + prefix;
+  }
+
+  ScopedEnv env_;
+  TestServer server_;
+  TestProxy proxy_;
+};
+
+TEST_F(HttpProxyTest, PlainRequestsGoToTheProxyInAbsoluteForm) {
+  env_.set("http_proxy", proxy_.url());
+  server_.respond(200, "proxied");
+
+  const Client client(ClientOptions{.address = http_address("/api")});
+  const Response response = client.put("/v1/x?a=1", "body");
+
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "proxied");
+  const auto asked = proxy_.requests();
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].method, "PUT");
+  EXPECT_EQ(asked[0].target, http_address("/api/v1/x?a=1"));
+  EXPECT_EQ(asked[0].header("host"), "127.0.0.1:" + std::to_string(server_.tcp_port()));
+  EXPECT_FALSE(asked[0].has("proxy-authorization"));
+  EXPECT_EQ(server_.last_request().target, "/api/v1/x?a=1");
+  EXPECT_EQ(server_.last_request().body, "body");
+}
+
+TEST_F(HttpProxyTest, ProxyCredentialsAreSentAsBasicAuthorization) {
+  env_.set("http_proxy", "http://user:p%40ss@127.0.0.1:" + std::to_string(proxy_.port()));
+  server_.respond(200);
+  Client(ClientOptions{.address = http_address()}).get("/");
+  const auto asked = proxy_.requests();
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].header("proxy-authorization"), "Basic dXNlcjpwQHNz");  // user:p@ss
+}
+
+TEST_F(HttpProxyTest, AllProxyIsTheFallback) {
+  env_.set("all_proxy", proxy_.url());
+  server_.respond(200);
+  Client(ClientOptions{.address = http_address()}).get("/");
+  EXPECT_EQ(proxy_.requests().size(), 1u);
+}
+
+TEST_F(HttpProxyTest, UpperCaseHttpProxyIsIgnoredAsByCurl) {
+  env_.set("HTTP_PROXY", "http://127.0.0.1:" + std::to_string(closed_port()));
+  server_.respond(200, "direct");
+  EXPECT_EQ(Client(ClientOptions{.address = http_address()}).get("/").body, "direct");
+}
+
+TEST_F(HttpProxyTest, NoProxyEntriesBypassTheProxy) {
+  env_.set("http_proxy", proxy_.url());
+  server_.respond(200, "direct");
+  for (const std::string no_proxy :
+       {"*", "127.0.0.1", "example.com, 127.0.0.1", "example.com 127.0.0.0/8", "10.0.0.0/8,127.0.0.1/32"}) {
+    env_.set("no_proxy", no_proxy);
+    EXPECT_EQ(Client(ClientOptions{.address = http_address()}).get("/").body, "direct") << no_proxy;
+  }
+  EXPECT_TRUE(proxy_.requests().empty());
+
+  for (const std::string no_proxy : {"example.com", "127.0.0.2", "10.0.0.0/8", "127.0.0.10"}) {
+    env_.set("no_proxy", no_proxy);
+    Client(ClientOptions{.address = http_address()}).get("/");
+  }
+  EXPECT_EQ(proxy_.requests().size(), 4u);
+}
+
+TEST_F(HttpProxyTest, NoProxyNamesMatchWholeDomainLabels) {
+  // Requests to names that cannot be resolved: with a proxy the name goes to the proxy (which
+  // fails to reach it), without one the client fails to resolve it.
+  env_.set("http_proxy", proxy_.url());
+  const Client client(ClientOptions{.address = "http://api.example.invalid", .timeout = 5s});
+  const auto outcome = [&](const std::string& no_proxy) {
+    env_.set("no_proxy", no_proxy);
+    try {
+      client.get("/");
+    } catch (const HttpError& e) {
+      return std::string(e.what());
+    }
+    return std::string("answered");
+  };
+  for (const std::string bypass : {"example.invalid", ".example.invalid", "API.Example.Invalid"}) {
+    EXPECT_NE(outcome(bypass).find("Couldn't resolve host name"), std::string::npos) << bypass;
+  }
+  const std::size_t direct_requests = proxy_.requests().size();
+  EXPECT_EQ(direct_requests, 0u);
+  for (const std::string via_proxy : {"ample.invalid", "other.invalid"}) {
+    outcome(via_proxy);
+  }
+  EXPECT_EQ(proxy_.requests().size(), 2u);
+}
+
+TEST_F(HttpProxyTest, UnreachableProxyIsAConnectFailure) {
+  env_.set("http_proxy", "127.0.0.1:" + std::to_string(closed_port()));  // no scheme: http
+  const Client client(ClientOptions{.address = http_address()});
+  try {
+    client.get("/");
+    FAIL() << "expected HttpError";
+  } catch (const HttpError& e) {
+    EXPECT_NE(std::string(e.what()).find("Couldn't connect to server"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(server_.request_count(), 0u);
 }
 
 }  // namespace

@@ -1,25 +1,48 @@
 #include "baetyl/http/client.h"
 
-#include <curl/curl.h>
+#include "baetyl/asio.h"
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <stdlib.h>
+#include <sys/un.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <exception>
+#include <future>
 #include <memory>
+#include <optional>
 #include <string_view>
-#include <system_error>
+#include <thread>
 
 namespace baetyl::http {
 namespace {
 
-// curl_global_init is not guaranteed to be thread-safe (nor are the TLS libraries it initialises
-// on older builds), so it runs exactly once, the first time a Client is made. It is never undone:
-// other threads may still be using curl while static objects are destroyed.
-void global_init() {
-  static const CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
-  if (code != CURLE_OK) {
-    throw std::runtime_error(std::string("curl_global_init failed: ") + curl_easy_strerror(code));
-  }
-}
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+using unix_stream = asio::local::stream_protocol;
+using Clock = std::chrono::steady_clock;
+using OutgoingRequest = bhttp::request<bhttp::string_body>;
+using TlsStream = ssl::stream<tcp::socket&>;
+
+// An exchange that failed for a reason other than the timeout. The reasons keep the wording of
+// curl's error texts, which callers and logs have seen so far.
+class Failure : public std::runtime_error {
+ public:
+  Failure(const std::string& reason, const std::string& detail)
+      : std::runtime_error(detail.empty() ? reason : reason + " (" + detail + ")") {}
+  Failure(const std::string& reason, const error_code& ec) : Failure(reason, ec.message()) {}
+};
+
+struct TimedOut {};
 
 std::string lower(std::string_view text) {
   std::string out(text);
@@ -44,9 +67,19 @@ bool has_control_or_space(std::string_view text) {
                      [](unsigned char c) { return c <= 0x20 || c == 0x7f; });
 }
 
-// host:port or [v6]:port. Returns "host:port" ready for a URL (brackets kept).
-std::string parse_authority(const std::string& address, std::string_view authority,
-                            const char* default_port) {
+// An IPv6 address in brackets, anything else as is.
+std::string url_host(const std::string& host) {
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
+
+struct Authority {
+  std::string host;  // IPv6 without brackets
+  int port = 0;
+};
+
+// host:port or [v6]:port.
+Authority parse_authority(const std::string& address, std::string_view authority,
+                          const char* default_port) {
   if (authority.empty()) bad_address(address, "missing host");
   if (authority.find('@') != std::string_view::npos) {
     bad_address(address, "user info not supported");
@@ -59,14 +92,14 @@ std::string parse_authority(const std::string& address, std::string_view authori
   if (authority.front() == '[') {
     const auto close = authority.find(']');
     if (close == std::string_view::npos) bad_address(address, "unterminated IPv6 host");
-    host = authority.substr(0, close + 1);
+    host = authority.substr(1, close - 1);
     const auto rest = authority.substr(close + 1);
     if (!rest.empty()) {
       if (rest.front() != ':') bad_address(address, "unexpected text after IPv6 host");
       port = rest.substr(1);
       has_port = true;
     }
-    if (host.size() <= 2) bad_address(address, "missing host");
+    if (host.empty()) bad_address(address, "missing host");
   } else {
     const auto colon = authority.rfind(':');
     if (colon != std::string_view::npos) {
@@ -93,7 +126,13 @@ std::string parse_authority(const std::string& address, std::string_view authori
   if (number < 1 || number > 65535) {
     bad_address(address, "port out of range '" + std::string(port) + "'");
   }
-  return std::string(host) + ":" + std::to_string(number);
+  return Authority{std::string(host), number};
+}
+
+// The Host header names the port only when it is not the scheme's default, as browsers and curl do.
+std::string host_header(const Authority& authority, int default_port) {
+  const std::string host = url_host(authority.host);
+  return authority.port == default_port ? host : host + ":" + std::to_string(authority.port);
 }
 
 bool valid_token(std::string_view text) {
@@ -104,44 +143,438 @@ bool valid_token(std::string_view text) {
   });
 }
 
-struct CurlDeleter {
-  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-using CurlHandle = std::unique_ptr<CURL, CurlDeleter>;
-using CurlList = std::unique_ptr<curl_slist, CurlDeleter>;
-
-void append_header(CurlList& list, const std::string& line) {
-  curl_slist* next = curl_slist_append(list.get(), line.c_str());
-  if (next == nullptr) throw std::bad_alloc();
-  list.release();
-  list.reset(next);
+std::optional<asio::ip::address> ip_address(std::string_view text) {
+  error_code ec;
+  const auto address = asio::ip::make_address(std::string(text), ec);
+  if (ec) return std::nullopt;
+  return address;
 }
 
-size_t on_body(char* data, size_t size, size_t count, void* user) {
+// ---- proxies from the environment --------------------------------------------------------------
+
+struct Proxy {
+  std::string host;  // IPv6 without brackets
+  std::string port;
+  std::string authorization;  // a Proxy-Authorization value, or empty
+};
+
+std::string getenv_string(const char* name) {
+  const char* value = ::getenv(name);
+  return value == nullptr ? std::string() : std::string(value);
+}
+
+std::string first_set(std::initializer_list<const char*> names) {
+  for (const char* name : names) {
+    if (std::string value = getenv_string(name); !value.empty()) return value;
+  }
+  return {};
+}
+
+std::string proxy_variable(bool tls) {
+  // Only the lower-case http_proxy, as curl: a CGI program gets HTTP_PROXY from a request header.
+  if (tls) return first_set({"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"});
+  return first_set({"http_proxy", "all_proxy", "ALL_PROXY"});
+}
+
+bool in_network(const asio::ip::address& address, std::string_view network) {
+  const auto slash = network.find('/');
+  const auto base = ip_address(network.substr(0, slash));
+  if (!base || base->is_v4() != address.is_v4()) return false;
+  if (slash == std::string_view::npos) return *base == address;
+
+  const std::string bits_text(network.substr(slash + 1));
+  if (bits_text.empty() || bits_text.size() > 3 ||
+      !std::all_of(bits_text.begin(), bits_text.end(),
+                   [](unsigned char c) { return std::isdigit(c) != 0; })) {
+    return false;
+  }
+  const auto bytes = [](const asio::ip::address& a) {
+    if (a.is_v4()) {
+      const auto b = a.to_v4().to_bytes();
+      return std::vector<unsigned char>(b.begin(), b.end());
+    }
+    const auto b = a.to_v6().to_bytes();
+    return std::vector<unsigned char>(b.begin(), b.end());
+  };
+  const std::vector<unsigned char> left = bytes(address), right = bytes(*base);
+  const std::size_t bits = std::min<std::size_t>(std::stoul(bits_text), left.size() * 8);
+  for (std::size_t i = 0; i < bits; ++i) {
+    const unsigned mask = 0x80u >> (i % 8);
+    if ((left[i / 8] & mask) != (right[i / 8] & mask)) return false;
+  }
+  return true;
+}
+
+bool host_matches(std::string_view host, std::string_view entry) {
+  if (entry.starts_with('[')) {
+    entry.remove_prefix(1);
+    if (const auto close = entry.find(']'); close != std::string_view::npos) {
+      entry = entry.substr(0, close);
+    }
+  }
+  if (const auto address = ip_address(host)) return in_network(*address, entry);
+  while (entry.starts_with('.')) entry.remove_prefix(1);
+  if (entry.ends_with('.')) entry.remove_suffix(1);
+  if (entry.empty()) return false;
+  const std::string name = lower(host), suffix = lower(entry);
+  return name == suffix ||
+         (name.size() > suffix.size() && name.ends_with(suffix) &&
+          name[name.size() - suffix.size() - 1] == '.');
+}
+
+// no_proxy as curl reads it: "*", or names matching whole domain labels from the right,
+// addresses, and networks in CIDR notation, separated by commas or spaces.
+bool bypasses_proxy(std::string_view host) {
+  const std::string list = first_set({"no_proxy", "NO_PROXY"});
+  std::string_view rest = list;
+  while (!rest.empty()) {
+    const auto end = rest.find_first_of(", \t");
+    const std::string_view entry = trim(rest.substr(0, end));
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+    if (entry == "*") return true;
+    if (!entry.empty() && host_matches(host, entry)) return true;
+  }
+  return false;
+}
+
+std::string percent_decode(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(text[i + 1]) &&
+        std::isxdigit(text[i + 2])) {
+      out.push_back(static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16)));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
+std::string base64(std::string_view data) {
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (std::size_t i = 0; i < data.size(); i += 3) {
+    unsigned group = static_cast<unsigned char>(data[i]) << 16;
+    if (i + 1 < data.size()) group |= static_cast<unsigned char>(data[i + 1]) << 8;
+    if (i + 2 < data.size()) group |= static_cast<unsigned char>(data[i + 2]);
+    out.push_back(alphabet[(group >> 18) & 63]);
+    out.push_back(alphabet[(group >> 12) & 63]);
+    out.push_back(i + 1 < data.size() ? alphabet[(group >> 6) & 63] : '=');
+    out.push_back(i + 2 < data.size() ? alphabet[group & 63] : '=');
+  }
+  return out;
+}
+
+// [http://][user:password@]host[:port][/], the port defaulting to 1080 as in curl.
+Proxy parse_proxy(const std::string& url) {
+  std::string_view rest = url;
+  if (const auto sep = rest.find("://"); sep != std::string_view::npos) {
+    if (lower(rest.substr(0, sep)) != "http") {
+      throw Failure("Unsupported proxy scheme", "only http:// proxies: '" + url + "'");
+    }
+    rest.remove_prefix(sep + 3);
+  }
+  rest = rest.substr(0, rest.find('/'));
+  Proxy proxy;
+  if (const auto at = rest.rfind('@'); at != std::string_view::npos) {
+    const auto user_info = rest.substr(0, at);
+    const auto colon = user_info.find(':');
+    const std::string user = percent_decode(user_info.substr(0, colon));
+    const std::string password =
+        colon == std::string_view::npos ? std::string() : percent_decode(user_info.substr(colon + 1));
+    proxy.authorization = "Basic " + base64(user + ":" + password);
+    rest.remove_prefix(at + 1);
+  }
   try {
-    static_cast<std::string*>(user)->append(data, size * count);
-    return size * count;
-  } catch (...) {
-    return 0;  // makes curl fail with CURLE_WRITE_ERROR
+    const Authority authority = parse_authority(url, rest, "1080");
+    proxy.host = authority.host;
+    proxy.port = std::to_string(authority.port);
+  } catch (const std::invalid_argument& e) {
+    throw Failure("Unsupported proxy syntax", e.what());
+  }
+  return proxy;
+}
+
+std::optional<Proxy> proxy_for(bool tls, const std::string& host) {
+  const std::string url = proxy_variable(tls);
+  if (url.empty() || bypasses_proxy(host)) return std::nullopt;
+  return parse_proxy(url);
+}
+
+// ---- name resolution ---------------------------------------------------------------------------
+
+// getaddrinfo cannot be cancelled, so a name is resolved on a thread of its own, which is left
+// to finish alone when the deadline comes first. Addresses need no thread.
+tcp::resolver::results_type resolve(const std::string& host, const std::string& port,
+                                    std::optional<Clock::time_point> deadline,
+                                    const char* failure) {
+  if (const auto address = ip_address(host)) {
+    return tcp::resolver::results_type::create(
+        tcp::endpoint(*address, static_cast<unsigned short>(std::stoi(port))), host, port);
+  }
+  auto promise = std::make_shared<std::promise<tcp::resolver::results_type>>();
+  auto future = promise->get_future();
+  std::thread([promise, host, port, failure] {
+    asio::io_context io;
+    tcp::resolver resolver(io);
+    error_code ec;
+    auto results = resolver.resolve(host, port, ec);
+    if (ec) {
+      promise->set_exception(std::make_exception_ptr(Failure(failure, ec)));
+    } else {
+      promise->set_value(std::move(results));
+    }
+  }).detach();
+  if (deadline && future.wait_until(*deadline) == std::future_status::timeout) throw TimedOut{};
+  return future.get();
+}
+
+// ---- the exchange ------------------------------------------------------------------------------
+
+// Where and how a request goes: a Unix socket, or TCP endpoints (the server's or the proxy's),
+// with TLS and an optional CONNECT tunnel first for https.
+struct Route {
+  std::string socket_path;
+  tcp::resolver::results_type endpoints;
+  bool tls = false;
+  std::string tls_host;        // for SNI and host-name verification
+  std::string tunnel_target;   // host:port of a CONNECT through a proxy, or empty
+  std::string proxy_authorization;
+};
+
+// The sockets live outside the exchange so that a timeout can close them from outside.
+struct Connection {
+  explicit Connection(asio::io_context& io) : unix_socket(io), tcp_socket(io) {}
+
+  void close() {
+    error_code ignored;
+    unix_socket.close(ignored);
+    tcp_socket.close(ignored);
+  }
+
+  unix_stream::socket unix_socket;
+  tcp::socket tcp_socket;
+  std::optional<TlsStream> tls;
+};
+
+auto redirect(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
+
+asio::awaitable<void> connect_unix(unix_stream::socket& socket, const std::string& path) {
+  error_code ec;
+  if (path.size() >= sizeof(sockaddr_un::sun_path)) {
+    throw Failure("Couldn't connect to server", "socket path too long");
+  }
+  co_await socket.async_connect(unix_stream::endpoint(path), redirect(ec));
+  if (ec) throw Failure("Couldn't connect to server", ec);
+}
+
+asio::awaitable<void> connect_tcp(tcp::socket& socket,
+                                  const tcp::resolver::results_type& endpoints) {
+  error_code ec;
+  co_await asio::async_connect(socket, endpoints, redirect(ec));
+  if (ec) throw Failure("Couldn't connect to server", ec);
+  socket.set_option(tcp::no_delay(true), ec);
+}
+
+asio::awaitable<void> open_tunnel(tcp::socket& socket, const Route& route) {
+  bhttp::request<bhttp::empty_body> connect(bhttp::verb::connect, route.tunnel_target, 11);
+  connect.set(bhttp::field::host, route.tunnel_target);
+  if (!route.proxy_authorization.empty()) {
+    connect.set(bhttp::field::proxy_authorization, route.proxy_authorization);
+  }
+  error_code ec;
+  co_await bhttp::async_write(socket, connect, redirect(ec));
+  if (ec) throw Failure("Failed sending data to the peer", ec);
+
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::empty_body> parser;
+  parser.skip(true);  // a successful CONNECT answer has no body, whatever its headers say
+  co_await bhttp::async_read(socket, buffer, parser, redirect(ec));
+  if (ec) throw Failure("Failure when receiving data from the peer", ec);
+  const unsigned status = parser.get().result_int();
+  if (status / 100 != 2) {
+    throw Failure("CONNECT tunnel failed, response " + std::to_string(status), "");
   }
 }
 
-size_t on_header(char* data, size_t size, size_t count, void* user) {
-  try {
-    auto& headers = *static_cast<std::map<std::string, std::string>*>(user);
-    const std::string_view line(data, size * count);
-    if (line.starts_with("HTTP/")) {
-      headers.clear();  // a new response (after an interim one such as 100 Continue)
-    } else if (const auto colon = line.find(':'); colon != std::string_view::npos) {
-      const std::string name = lower(trim(line.substr(0, colon)));
-      const std::string_view value = trim(line.substr(colon + 1));
-      auto [it, inserted] = headers.try_emplace(name, value);
-      if (!inserted) it->second.append(", ").append(value);
+asio::awaitable<void> handshake(TlsStream& stream, const std::string& host, bool verify) {
+  SSL* ssl = stream.native_handle();
+  const bool is_address = ip_address(host).has_value();
+  if (!is_address) SSL_set_tlsext_host_name(ssl, host.c_str());  // no SNI for addresses (RFC 6066)
+  if (verify) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    const int set = is_address ? X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str())
+                               : X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
+    if (set != 1) throw Failure("SSL connect error", "cannot verify host '" + host + "'");
+  }
+  error_code ec;
+  co_await stream.async_handshake(ssl::stream_base::client, redirect(ec));
+  if (!ec) co_return;
+  if (const long result = SSL_get_verify_result(ssl); verify && result != X509_V_OK) {
+    throw Failure("SSL peer certificate or SSH remote key was not OK",
+                  std::string("SSL certificate problem: ") + X509_verify_cert_error_string(result));
+  }
+  throw Failure("SSL connect error", ec);
+}
+
+std::string receive_failure(const error_code& ec) {
+  if (ec == bhttp::error::end_of_stream) return "Server returned nothing (no headers, no data)";
+  if (ec == bhttp::error::partial_message) return "Transferred a partial file";
+  if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
+    return "Weird server reply";
+  }
+  return "Failure when receiving data from the peer";
+}
+
+std::string_view std_view(beast::string_view text) { return {text.data(), text.size()}; }
+
+Response to_response(const bhttp::response<bhttp::string_body>& message) {
+  Response response;
+  response.status = static_cast<long>(message.result_int());
+  response.body = message.body();
+  for (const auto& field : message) {
+    const std::string_view value = std_view(field.value());
+    auto [it, inserted] = response.headers.try_emplace(lower(std_view(field.name_string())), value);
+    if (!inserted) it->second.append(", ").append(value);
+  }
+  return response;
+}
+
+bool is_interim(unsigned status) { return status / 100 == 1 && status != 101; }
+
+template <class Stream>
+asio::awaitable<Response> exchange_over(Stream& stream, const OutgoingRequest& request) {
+  error_code ec;
+  co_await bhttp::async_write(stream, request, redirect(ec));
+  if (ec) throw Failure("Failed sending data to the peer", ec);
+
+  beast::flat_buffer buffer;
+  for (;;) {
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(boost::none);
+    parser.header_limit(1024 * 1024);
+    if (request.method() == bhttp::verb::head) parser.skip(true);
+    co_await bhttp::async_read(stream, buffer, parser, redirect(ec));
+    if (ec == ssl::error::stream_truncated && parser.is_header_done()) {
+      parser.put_eof(ec);  // a TLS peer that closed without close_notify ends a body read to EOF
     }
-    return size * count;
-  } catch (...) {
-    return 0;
+    if (ec) throw Failure(receive_failure(ec), ec);
+    if (!is_interim(parser.get().result_int())) co_return to_response(parser.get());
+  }
+}
+
+asio::awaitable<Response> exchange(Connection& connection, const Route& route,
+                                   const OutgoingRequest& request, ssl::context* tls_context,
+                                   bool verify) {
+  if (!route.socket_path.empty()) {
+    co_await connect_unix(connection.unix_socket, route.socket_path);
+    co_return co_await exchange_over(connection.unix_socket, request);
+  }
+  co_await connect_tcp(connection.tcp_socket, route.endpoints);
+  if (!route.tls) co_return co_await exchange_over(connection.tcp_socket, request);
+
+  if (!route.tunnel_target.empty()) co_await open_tunnel(connection.tcp_socket, route);
+  TlsStream& stream = connection.tls.emplace(connection.tcp_socket, *tls_context);
+  co_await handshake(stream, route.tls_host, verify);
+  co_return co_await exchange_over(stream, request);
+}
+
+// Runs the exchange on a private I/O context until it ends or the deadline passes; at the
+// deadline the sockets are closed and the aborted exchange is left to unwind.
+Response run_exchange(const Route& route, const OutgoingRequest& request, ssl::context* tls_context,
+                      bool verify, std::optional<Clock::time_point> deadline) {
+  asio::io_context io(1);
+  Connection connection(io);
+  std::optional<Response> response;
+  std::exception_ptr failure;
+  asio::co_spawn(io, exchange(connection, route, request, tls_context, verify),
+                 [&](std::exception_ptr error, Response result) {
+                   if (error) {
+                     failure = error;
+                   } else {
+                     response = std::move(result);
+                   }
+                 });
+  if (deadline) {
+    io.run_until(*deadline);
+  } else {
+    io.run();
+  }
+  if (!response && !failure) {
+    connection.close();
+    io.restart();
+    io.run();
+    throw TimedOut{};
+  }
+  if (failure) std::rethrow_exception(failure);
+  return std::move(*response);
+}
+
+ssl::context make_tls_context(const ClientOptions& options) {
+  ssl::context context(ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(context.native_handle(), TLS1_2_VERSION);
+  error_code ec;
+  if (options.insecure_skip_verify) {
+    context.set_verify_mode(ssl::verify_none);
+  } else {
+    context.set_verify_mode(ssl::verify_peer);
+    if (options.ca.empty()) {
+      context.set_default_verify_paths(ec);
+    } else {
+      context.load_verify_file(options.ca, ec);
+    }
+    if (ec) {
+      throw Failure("Problem with the SSL CA cert (path? access rights?)",
+                    options.ca + ": " + ec.message());
+    }
+  }
+  if (!options.cert.empty()) {
+    context.use_certificate_chain_file(options.cert, ec);
+    if (!ec) {
+      // Like curl, a certificate file without a key file is expected to hold the key too.
+      const std::string& key = options.key.empty() ? options.cert : options.key;
+      context.use_private_key_file(key, ssl::context::pem, ec);
+    }
+    if (ec) throw Failure("Problem with the local SSL certificate", ec);
+  }
+  return context;
+}
+
+OutgoingRequest make_request(const std::string& method, std::string target,
+                             const std::string& host, const Request& request,
+                             const std::string& proxy_authorization) {
+  OutgoingRequest outgoing;
+  outgoing.method_string(method);
+  outgoing.target(target);
+  outgoing.version(11);
+  bool has_host = false, has_accept = false;
+  for (const auto& [name, value] : request.headers) {
+    const std::string key = lower(name);
+    has_host = has_host || key == "host";
+    has_accept = has_accept || key == "accept";
+    outgoing.insert(name, value);
+  }
+  if (!has_host) outgoing.set(bhttp::field::host, host);
+  if (!has_accept) outgoing.set(bhttp::field::accept, "*/*");
+  if (!proxy_authorization.empty()) {
+    outgoing.set(bhttp::field::proxy_authorization, proxy_authorization);
+  }
+  const bool has_payload = method == "PUT" || method == "POST" || method == "PATCH";
+  if (!request.body.empty() || has_payload) {
+    outgoing.body() = request.body;
+    outgoing.content_length(request.body.size());  // 0 for an empty PUT
+  }
+  return outgoing;
+}
+
+void validate_headers(const Headers& headers) {
+  for (const auto& [name, value] : headers) {
+    if (!valid_token(name) ||
+        value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+      throw std::invalid_argument("invalid HTTP header '" + name + "'");
+    }
   }
 }
 
@@ -161,7 +594,7 @@ Client::Client(ClientOptions options) : options_(std::move(options)) {
     if (rest.empty()) bad_address(address, "missing socket path");
     transport_ = Transport::unix_socket;
     socket_path_ = rest;
-    base_url_ = "http://localhost";  // the Host header; curl connects to the socket
+    host_header_ = "localhost";
   } else if (scheme == "tcp") {
     auto authority = rest;
     if (authority.ends_with('/')) authority.remove_suffix(1);
@@ -169,7 +602,10 @@ Client::Client(ClientOptions options) : options_(std::move(options)) {
       bad_address(address, "a tcp address takes no path");
     }
     transport_ = Transport::tcp;
-    base_url_ = "http://" + parse_authority(address, authority, nullptr);
+    const Authority parsed = parse_authority(address, authority, nullptr);
+    host_ = parsed.host;
+    port_ = std::to_string(parsed.port);
+    host_header_ = host_header(parsed, 80);
   } else if (scheme == "http" || scheme == "https") {
     const auto slash = rest.find('/');
     const auto authority = rest.substr(0, slash);
@@ -181,13 +617,15 @@ Client::Client(ClientOptions options) : options_(std::move(options)) {
     }
     const bool tls = scheme == "https";
     transport_ = tls ? Transport::https : Transport::http;
-    base_url_ = scheme + "://" + parse_authority(address, authority, tls ? "443" : "80") +
-                std::string(prefix);
+    const Authority parsed = parse_authority(address, authority, tls ? "443" : "80");
+    host_ = parsed.host;
+    port_ = std::to_string(parsed.port);
+    host_header_ = host_header(parsed, tls ? 443 : 80);
+    prefix_ = prefix;
   } else {
     bad_address(address, "unknown scheme '" + scheme + "'");
   }
   if (options_.timeout.count() < 0) bad_address(address, "negative timeout");
-  global_init();
 }
 
 Response Client::get(const std::string& path, const Headers& headers) const {
@@ -206,114 +644,54 @@ Response Client::send(const Request& request) const {
   if (has_control_or_space(path)) {
     throw std::invalid_argument("invalid character in HTTP request path '" + path + "'");
   }
+  validate_headers(request.headers);
 
   std::string shown_address = options_.address;
   while (shown_address.ends_with('/')) shown_address.pop_back();
   const std::string what = method + " " + shown_address + path;
 
-  CurlHandle handle(curl_easy_init());
-  if (!handle) throw HttpError(what + ": curl_easy_init failed", false);
-  CURL* curl = handle.get();
+  std::optional<Clock::time_point> deadline;
+  if (options_.timeout.count() > 0) deadline = Clock::now() + options_.timeout;
 
-  CurlList header_list;
-  bool has_content_type = false;
-  bool has_expect = false;
-  for (const auto& [name, value] : request.headers) {
-    if (!valid_token(name) ||
-        value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
-      throw std::invalid_argument("invalid HTTP header '" + name + "'");
-    }
-    const std::string key = lower(name);
-    has_content_type = has_content_type || key == "content-type";
-    has_expect = has_expect || key == "expect";
-    // "Name;" is curl's way to send a header with an empty value.
-    append_header(header_list, value.empty() ? name + ";" : name + ": " + value);
-  }
-  // No 100-continue round trip (servers rarely answer it and curl would wait a second), and no
-  // invented form content type when the caller did not name one.
-  if (!has_expect) append_header(header_list, "Expect:");
-  if (!has_content_type) append_header(header_list, "Content-Type:");
-
-  const std::string url = base_url_ + path;
-  Response response;
-  char error_buffer[CURL_ERROR_SIZE] = {};
-
-  CURLcode code = CURLE_OK;
-  const auto set = [&code](CURLcode result) {
-    if (code == CURLE_OK) code = result;
-  };
-  set(curl_easy_setopt(curl, CURLOPT_URL, url.c_str()));
-  set(curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer));
-  set(curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L));
-  set(curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1)));
-  set(curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L));
-  set(curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L));
-#if LIBCURL_VERSION_NUM >= 0x075500
-  set(curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https"));
-#endif
-  set(curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count())));
-  set(curl_easy_setopt(curl, CURLOPT_HTTPHEADER, header_list.get()));
-  set(curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &on_body));
-  set(curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response.body));
-  set(curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &on_header));
-  set(curl_easy_setopt(curl, CURLOPT_HEADERDATA, &response.headers));
-
-  switch (transport_) {
-    case Transport::unix_socket:
-      set(curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, socket_path_.c_str()));
-      [[fallthrough]];
-    case Transport::tcp:
-      set(curl_easy_setopt(curl, CURLOPT_PROXY, ""));  // local peers: never via a proxy
-      break;
-    case Transport::https:
-      if (!options_.ca.empty()) set(curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca.c_str()));
-      if (!options_.cert.empty()) {
-        set(curl_easy_setopt(curl, CURLOPT_SSLCERT, options_.cert.c_str()));
-      }
-      if (!options_.key.empty()) set(curl_easy_setopt(curl, CURLOPT_SSLKEY, options_.key.c_str()));
-      set(curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, options_.insecure_skip_verify ? 0L : 1L));
-      set(curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, options_.insecure_skip_verify ? 0L : 2L));
-      break;
-    case Transport::http:
-      break;
-  }
-
-  if (method == "GET" && request.body.empty()) {
-    set(curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L));
-  } else if (method == "HEAD") {
-    set(curl_easy_setopt(curl, CURLOPT_NOBODY, 1L));
-  } else {
-    set(curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str()));
-    if (!request.body.empty() || method == "PUT" || method == "POST" || method == "PATCH") {
-      // Sent as is (not copied) with a Content-Length, which is 0 for an empty PUT.
-      set(curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
-                           static_cast<curl_off_t>(request.body.size())));
-      set(curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data()));
-    }
-  }
-
-  if (code == CURLE_OK) code = curl_easy_perform(curl);
-  if (code != CURLE_OK) {
-    std::string message = what + ": " + curl_easy_strerror(code);
-    std::string detail;
-    if (code == CURLE_COULDNT_CONNECT) {
-      // curl's own text names "localhost port 80" even for a socket; the errno tells more
-      // (no such file, connection refused, permission denied).
-      long os_error = 0;
-      curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_error);
-      if (os_error != 0) {
-        detail = std::error_code(static_cast<int>(os_error), std::generic_category()).message();
+  try {
+    const bool tls = transport_ == Transport::https;
+    Route route;
+    route.tls = tls;
+    std::string target = prefix_ + path;
+    std::string proxy_authorization;
+    if (transport_ == Transport::unix_socket) {
+      route.socket_path = socket_path_;
+    } else if (const auto proxy = transport_ == Transport::tcp ? std::nullopt
+                                                               : proxy_for(tls, host_)) {
+      route.endpoints =
+          resolve(proxy->host, proxy->port, deadline, "Couldn't resolve proxy name");
+      if (tls) {
+        route.tunnel_target = url_host(host_) + ":" + port_;
+        route.proxy_authorization = proxy->authorization;
+      } else {
+        target = "http://" + host_header_ + target;  // absolute form for the proxy
+        proxy_authorization = proxy->authorization;
       }
     } else {
-      // The buffer often adds the useful part (the TLS failure, bytes received...).
-      detail = trim(error_buffer);
-      if (detail == curl_easy_strerror(code)) detail.clear();
+      route.endpoints = resolve(host_, port_, deadline, "Couldn't resolve host name");
     }
-    if (!detail.empty()) message.append(" (").append(detail).append(")");
-    throw HttpError(message, code == CURLE_OPERATION_TIMEDOUT);
+    route.tls_host = host_;
+
+    const OutgoingRequest outgoing =
+        make_request(method, target, host_header_, request, proxy_authorization);
+    std::optional<ssl::context> tls_context;
+    if (tls) tls_context.emplace(make_tls_context(options_));
+    return run_exchange(route, outgoing, tls_context ? &*tls_context : nullptr,
+                        !options_.insecure_skip_verify, deadline);
+  } catch (const TimedOut&) {
+    throw HttpError(what + ": Timeout was reached (no response within " +
+                        std::to_string(options_.timeout.count()) + " ms)",
+                    true);
+  } catch (const Failure& e) {
+    throw HttpError(what + ": " + e.what(), false);
+  } catch (const boost::system::system_error& e) {
+    throw HttpError(what + ": " + e.what(), false);
   }
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
-  return response;
 }
 
 }  // namespace baetyl::http

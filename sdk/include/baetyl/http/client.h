@@ -1,6 +1,6 @@
 #pragma once
-// A small blocking HTTP/1.1 client on libcurl: the master API over a Unix socket or TCP, and
-// HTTPS for the cloud agent.
+// A small blocking HTTP/1.1 client on Boost.Beast: the master API over a Unix socket or TCP, and
+// HTTPS (OpenSSL) for the cloud agent.
 #include <chrono>
 #include <map>
 #include <stdexcept>
@@ -18,7 +18,9 @@ struct ClientOptions {
   // http://host[:port][/prefix]   plain HTTP (default port 80)
   // https://host[:port][/prefix]  HTTPS using ca/cert/key (default port 443)
   // A prefix of an http(s) address is put in front of every request path. unix and tcp
-  // addresses never go through a proxy; http(s) ones honour the usual *_proxy variables.
+  // addresses never go through a proxy; http(s) ones honour the usual *_proxy variables as curl
+  // does (http_proxy, https_proxy/HTTPS_PROXY, all_proxy/ALL_PROXY, no_proxy/NO_PROXY): plain
+  // requests in absolute form to an http:// proxy, https through a CONNECT tunnel.
   std::string address{};
   // Limit for a whole exchange (connect, send, receive); zero means none.
   std::chrono::milliseconds timeout{30000};
@@ -56,7 +58,7 @@ class HttpError : public std::runtime_error {
   bool timed_out_;
 };
 
-// Every call uses its own curl handle (and connection), so one Client may be shared by threads.
+// Every call uses its own connection and I/O context, so one Client may be shared by threads.
 class Client {
  public:
   // Throws std::invalid_argument naming the address when it cannot be used.
@@ -75,7 +77,10 @@ class Client {
   ClientOptions options_;
   Transport transport_ = Transport::tcp;
   std::string socket_path_;  // unix only
-  std::string base_url_;     // scheme://host:port[/prefix] given to curl, no trailing slash
+  std::string host_;         // tcp, http(s): a name or an address, IPv6 without brackets
+  std::string port_;         // tcp, http(s)
+  std::string host_header_;  // host[:port] as sent in Host (the port only when not the default)
+  std::string prefix_;       // http(s): put in front of every request path, no trailing slash
 };
 
 }  // namespace baetyl::http
