@@ -12,14 +12,15 @@
 #include <sys/un.h>
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <exception>
 #include <future>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace baetyl::http {
 namespace {
