@@ -1,0 +1,441 @@
+// The real master (native mode) running baetyl-hub, baetyl-function-manager and the Python and
+// Node runtimes; a test MQTT client publishes on the hub and reads what the rules publish.
+// Covers what the SQL-centred manager_e2e_test does not: call timeouts, message.length.max, the
+// Node runtime, sustained load through Python, and a runtime that cannot load its handler.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "baetyl/mqtt/client.h"
+#include "baetyl/testing/ports.h"
+#include "master_run.h"
+
+namespace baetyl::function {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using baetyl::testing::MasterRun;
+
+void write(const std::filesystem::path& path, const std::string& text) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path) << text;
+}
+
+std::string base64_decode(const std::string& text) {
+  static const std::string table =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::uint32_t bits = 0;
+  int count = 0;
+  for (char c : text) {
+    auto index = table.find(c);
+    if (index == std::string::npos) continue;  // '=' padding
+    bits = (bits << 6) | static_cast<std::uint32_t>(index);
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      out += static_cast<char>((bits >> count) & 0xff);
+    }
+  }
+  return out;
+}
+
+// A published output: the topic and the payload, parsed when it is JSON.
+struct Output {
+  std::string topic;
+  std::string raw;
+  nlohmann::json json;  // discarded (is_discarded()) when the payload is not JSON
+
+  bool is_error() const { return json.is_object() && json.contains("errorMessage"); }
+  std::string error_message() const { return is_error() ? json["errorMessage"].get<std::string>() : ""; }
+  // The input of a function: the output itself, or the functionMessage of an error.
+  std::string input_payload() const {
+    return is_error() ? base64_decode(json["functionMessage"].value("Payload", "")) : raw;
+  }
+  bool is_probe() const { return input_payload().find("\"probe\"") != std::string::npos; }
+};
+
+// A runtime service of the application: its image, its service.yml and its code files.
+struct Runtime {
+  std::string service;
+  std::string image;  // baetyl-function-python or baetyl-function-node
+  std::string functions_yaml;  // the runtime's functions: list
+  std::map<std::string, std::string> code;  // file name -> content, mounted at code/
+};
+
+// The manager's rules read `in/<name>` and publish to `out/<name>`.
+struct Rule {
+  std::string function;
+  std::string extra = "";  // more keys of the rule, e.g. "retry: {max: 0}"
+};
+
+class RuntimesE2E : public ::testing::Test {
+ protected:
+  void start(const std::vector<Runtime>& runtimes, const std::vector<Rule>& rules,
+             const std::string& functions_yaml) {
+    port_ = baetyl::testing::free_port();
+    write_hub();
+    write_manager(rules, functions_yaml);
+    for (const auto& runtime : runtimes) write_runtime(runtime);
+    write_application(runtimes);
+    ASSERT_TRUE(run_.start()) << run_.output();
+    ASSERT_TRUE(baetyl::testing::wait_for_port(port_, 10s)) << run_.output();
+    connect_observer();
+    for (const auto& rule : rules) ASSERT_NO_FATAL_FAILURE(wait_rule_subscribed(rule.function));
+  }
+
+  void TearDown() override {
+    if (HasFailure()) std::fprintf(stderr, "%s\n", logs().c_str());
+    if (client_) client_->stop();
+  }
+
+  std::filesystem::path root() const { return run_.workdir() / "var/db/baetyl"; }
+
+  void write_hub() {
+    write(root() / "hub-conf/service.yml", "listen: ['tcp://127.0.0.1:" + std::to_string(port_) +
+                                               "']\n"
+                                               "principals:\n"
+                                               "  - username: test\n"
+                                               "    password: hahaha\n"
+                                               "    permissions:\n"
+                                               "      - {action: pub, permit: ['#']}\n"
+                                               "      - {action: sub, permit: ['#']}\n"
+                                               "logger: {path: var/log/baetyl/service.log}\n");
+  }
+
+  void write_manager(const std::vector<Rule>& rules, const std::string& functions_yaml) {
+    std::string text = "hub:\n  address: tcp://127.0.0.1:" + std::to_string(port_) +
+                       "\n  username: test\n  password: hahaha\nrules:\n";
+    for (const auto& rule : rules) {
+      text += "  - clientid: func-" + rule.function + "-1\n" +
+              "    subscribe: {topic: in/" + rule.function + ", qos: 1}\n" +
+              "    function: {name: " + rule.function + "}\n" +
+              "    publish: {topic: out/" + rule.function + ", qos: 1}\n";
+      if (!rule.extra.empty()) text += "    " + rule.extra + "\n";
+    }
+    text += "functions:\n" + functions_yaml +
+            "logger: {path: var/log/baetyl/service.log, level: debug}\n";
+    write(root() / "fm-conf/service.yml", text);
+  }
+
+  void write_runtime(const Runtime& runtime) {
+    write(root() / (runtime.service + "-conf/service.yml"),
+          "functions:\n" + runtime.functions_yaml);
+    for (const auto& [file, content] : runtime.code) {
+      write(root() / (runtime.service + "-code") / file, content);
+    }
+  }
+
+  void write_application(const std::vector<Runtime>& runtimes) {
+    std::string services =
+        "  - name: localhub\n"
+        "    image: baetyl-hub\n"
+        "    replica: 1\n"
+        "    mounts:\n"
+        "      - {name: hub-conf, path: etc/baetyl, readonly: true}\n"
+        "      - {name: log, path: var/log/baetyl}\n"
+        "  - name: function-manager\n"
+        "    image: baetyl-function-manager\n"
+        "    replica: 1\n"
+        "    mounts:\n"
+        "      - {name: fm-conf, path: etc/baetyl, readonly: true}\n"
+        "      - {name: log, path: var/log/baetyl}\n";
+    std::string volumes =
+        "  - {name: hub-conf, path: var/db/baetyl/hub-conf}\n"
+        "  - {name: fm-conf, path: var/db/baetyl/fm-conf}\n"
+        "  - {name: log, path: var/log/baetyl/services}\n";
+    for (const auto& runtime : runtimes) {
+      const auto& s = runtime.service;
+      services += "  - name: " + s + "\n    image: " + runtime.image +
+                  "\n    replica: 0\n    mounts:\n"
+                  "      - {name: " + s + "-conf, path: etc/baetyl, readonly: true}\n"
+                  "      - {name: " + s + "-code, path: code, readonly: true}\n";
+      volumes += "  - {name: " + s + "-conf, path: var/db/baetyl/" + s + "-conf}\n" +
+                 "  - {name: " + s + "-code, path: var/db/baetyl/" + s + "-code}\n";
+    }
+    write(root() / "application.yml",
+          "version: v1\nservices:\n" + services + "volumes:\n" + volumes);
+  }
+
+  void connect_observer() {
+    mqtt::ClientConfig config;
+    config.address = "tcp://127.0.0.1:" + std::to_string(port_);
+    config.username = "test";
+    config.password = "hahaha";
+    config.client_id = "runtimes-e2e-observer";
+    config.clean_session = true;
+    config.buffer_size = 100;
+    config.subscriptions = {{"out/#", 1}};
+    client_ = std::make_unique<mqtt::Client>(config);
+    mqtt::ClientCallbacks callbacks;
+    callbacks.on_message = [this](const mqtt::Message& m) { record(m); };
+    client_->start(callbacks);
+    ASSERT_TRUE(client_->wait_connected(10s));
+  }
+
+  void record(const mqtt::Message& m) {
+    Output output{m.publish.topic, m.publish.payload,
+                  nlohmann::json::parse(m.publish.payload, nullptr, false)};
+    std::lock_guard lock(mutex_);
+    // Probes of start() can come back late, some as errors; they are not part of any test.
+    if (output.is_probe()) {
+      ++probes_[output.topic];
+      return;
+    }
+    outputs_.push_back(std::move(output));
+  }
+
+  // The rule's client is connected and subscribed once a probe comes back (as a result or as an
+  // error: either way the rule ran).
+  void wait_rule_subscribed(const std::string& function) {
+    auto topic = "out/" + function;
+    ASSERT_TRUE(MasterRun::wait_until(
+        [&] {
+          client_->publish("in/" + function, R"({"probe":true})", 1);
+          return MasterRun::wait_until([&] { return probe_count(topic) > 0; }, 1s);
+        },
+        20s))
+        << "no probe came back on " << topic;
+  }
+
+  int probe_count(const std::string& topic) {
+    std::lock_guard lock(mutex_);
+    return probes_[topic];
+  }
+
+  std::vector<Output> outputs(const std::string& topic) {
+    std::lock_guard lock(mutex_);
+    std::vector<Output> result;
+    for (const auto& o : outputs_) {
+      if (o.topic == topic) result.push_back(o);
+    }
+    return result;
+  }
+
+  std::size_t output_count(const std::string& topic) {
+    std::lock_guard lock(mutex_);
+    return std::count_if(outputs_.begin(), outputs_.end(),
+                         [&](const Output& o) { return o.topic == topic; });
+  }
+
+  bool wait_outputs(const std::string& topic, std::size_t n,
+                    std::chrono::milliseconds timeout = 20s) {
+    return MasterRun::wait_until([&] { return output_count(topic) >= n; }, timeout);
+  }
+
+  // Running instances of `service`, by name -> pid.
+  std::map<std::string, int> instances(const std::string& service) {
+    std::map<std::string, int> result;
+    auto document = run_.inspect();
+    for (const auto& s : document.value("services", nlohmann::json::array())) {
+      if (s.value("name", "") != service) continue;
+      for (const auto& i : s.value("instances", nlohmann::json::array())) {
+        result[i.value("name", "")] = i.contains("process") ? i["process"].value("id", 0) : 0;
+      }
+    }
+    return result;
+  }
+
+  std::string logs() {
+    std::string text = run_.output();
+    std::ifstream in(run_.workdir() / "var/log/baetyl/services/service.log");
+    text += std::string(std::istreambuf_iterator<char>(in), {});
+    return text;
+  }
+
+  MasterRun run_;
+  std::uint16_t port_ = 0;
+  std::unique_ptr<mqtt::Client> client_;
+  std::mutex mutex_;
+  std::vector<Output> outputs_;
+  std::map<std::string, int> probes_;
+};
+
+// ---- Call timeout ----
+
+const char* kSleeper =
+    "import time\n"
+    "def handler(event, context):\n"
+    "    time.sleep(event.get('sleep', 0))\n"
+    "    return event\n";
+
+TEST_F(RuntimesE2E, CallAboveTimeoutGivesDeadlineErrorAndANewInstance) {
+  // A grace longer than the handler's sleep: the replacement must not wait for the master to
+  // kill the instance whose call timed out.
+  run_.write_conf("20s");
+  start({{"function-sleeper", "baetyl-function-python",
+          "  - {name: sleeper, handler: sleeper.handler, codedir: code}\n",
+          {{"sleeper.py", kSleeper}}}},
+        {{"sleeper", "retry: {max: 0}"}},
+        "  - {name: sleeper, service: function-sleeper, timeout: 3s,"
+        " instance: {min: 0, max: 1}}\n");
+  auto before = instances("function-sleeper");
+  ASSERT_EQ(before.size(), 1u);
+  int pid = before.begin()->second;
+
+  client_->publish("in/sleeper", R"({"id":1,"sleep":8})", 1);
+  ASSERT_TRUE(wait_outputs("out/sleeper", 1)) << logs();
+  auto error = outputs("out/sleeper")[0];
+  ASSERT_TRUE(error.is_error()) << error.raw;
+  EXPECT_NE(error.error_message().find("code = DeadlineExceeded"), std::string::npos) << error.raw;
+  EXPECT_EQ(error.json["errorType"], "*errors.Err");
+  EXPECT_EQ(error.json["functionMessage"]["FunctionName"], "sleeper");
+  EXPECT_EQ(error.input_payload(), R"({"id":1,"sleep":8})");
+
+  // The rule goes on with a replacement of the discarded instance.
+  for (int id = 2; id <= 4; ++id) {
+    client_->publish("in/sleeper", R"({"id":)" + std::to_string(id) + "}", 1);
+  }
+  ASSERT_TRUE(wait_outputs("out/sleeper", 4)) << logs();
+  auto all = outputs("out/sleeper");
+  ASSERT_EQ(all.size(), 4u);
+  for (int id = 2; id <= 4; ++id) {
+    EXPECT_EQ(all[id - 1].json, nlohmann::json({{"id", id}})) << all[id - 1].raw;
+  }
+  auto after = instances("function-sleeper");
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_NE(after.begin()->second, pid) << "the timed-out instance was kept";
+}
+
+// ---- message.length.max ----
+
+const char* kEchoPy =
+    "def handler(event, context):\n"
+    "    return event\n";
+
+TEST_F(RuntimesE2E, MessageAboveLengthMaxGivesErrorAndTheNextOneIsProcessed) {
+  start({{"function-echo", "baetyl-function-python",
+          "  - {name: echo, handler: echo.handler, codedir: code}\n", {{"echo.py", kEchoPy}}}},
+        {{"echo"}},
+        "  - {name: echo, service: function-echo, message: {length: {max: 1k}}}\n");
+  std::string big = R"({"id":1,"fill":")" + std::string(2000, 'x') + "\"}";
+  client_->publish("in/echo", big, 1);
+  client_->publish("in/echo", R"({"id":2})", 1);
+  ASSERT_TRUE(wait_outputs("out/echo", 2)) << logs();
+  auto all = outputs("out/echo");
+  ASSERT_EQ(all.size(), 2u);
+  ASSERT_TRUE(all[0].is_error()) << all[0].raw;
+  EXPECT_NE(all[0].error_message().find("message.length.max"), std::string::npos) << all[0].raw;
+  EXPECT_EQ(all[0].input_payload(), big);
+  EXPECT_EQ(all[1].json, nlohmann::json({{"id", 2}})) << all[1].raw;
+}
+
+// ---- Node through the manager ----
+
+const char* kNodeHandler =
+    "exports.handler = (event, context, callback) => {\n"
+    "  if (Buffer.isBuffer(event)) {\n"
+    "    callback(null, 'bytes:' + event.toString('utf8'));\n"
+    "    return;\n"
+    "  }\n"
+    "  if (event.fail) throw new Error('bad id ' + event.id);\n"
+    "  event.function = context.functionName;\n"
+    "  event.topic = context.messageTopic;\n"
+    "  callback(null, event);\n"
+    "};\n";
+
+TEST_F(RuntimesE2E, NodeFunctionWithDictAndBytesEventsAndAThrowingHandler) {
+  start({{"function-noder", "baetyl-function-node",
+          "  - {name: noder, handler: index.handler, codedir: code}\n",
+          {{"index.js", kNodeHandler}}}},
+        {{"noder", "retry: {max: 1}"}},
+        "  - {name: noder, service: function-noder, timeout: 10s}\n");
+  client_->publish("in/noder", R"({"id":1})", 1);
+  client_->publish("in/noder", "not json", 1);
+  client_->publish("in/noder", R"({"id":3,"fail":true})", 1);
+  ASSERT_TRUE(wait_outputs("out/noder", 3)) << logs();
+  auto all = outputs("out/noder");
+  ASSERT_EQ(all.size(), 3u);  // instance.max 1: in order
+  EXPECT_EQ(all[0].json, nlohmann::json::parse(R"({"id":1,"function":"noder","topic":"in/noder"})"))
+      << all[0].raw;
+  EXPECT_EQ(all[1].raw, "bytes:not json");
+  ASSERT_TRUE(all[2].is_error()) << all[2].raw;
+  EXPECT_NE(all[2].error_message().find("code = Unknown"), std::string::npos) << all[2].raw;
+  EXPECT_NE(all[2].error_message().find("bad id 3"), std::string::npos) << all[2].raw;
+  EXPECT_EQ(all[2].json["functionMessage"]["QOS"], 1);
+  EXPECT_EQ(all[2].json["functionMessage"]["Topic"], "in/noder");
+  EXPECT_EQ(all[2].input_payload(), R"({"id":3,"fail":true})");
+}
+
+// ---- Sustained load ----
+
+TEST_F(RuntimesE2E, SustainedQos1LoadThroughPythonLosesNothingAndNeverStalls) {
+  start({{"function-echo", "baetyl-function-python",
+          "  - {name: echo, handler: echo.handler, codedir: code}\n", {{"echo.py", kEchoPy}}}},
+        {{"echo"}}, "  - {name: echo, service: function-echo, instance: {min: 0, max: 2}}\n");
+  const int rate = 200;
+  const int n = rate * 10;
+  // The longest time without a new output while inputs are waiting: a wedged pipeline shows up
+  // here long before the end.
+  std::atomic<bool> publishing{true};
+  std::chrono::milliseconds longest_gap{0};
+  std::thread watcher([&] {
+    auto last_change = Clock::now();
+    std::size_t last_count = 0;
+    while (publishing || output_count("out/echo") < std::size_t(n)) {
+      auto count = output_count("out/echo");
+      auto now = Clock::now();
+      if (count != last_count) {
+        last_count = count;
+        last_change = now;
+      }
+      longest_gap = std::max(
+          longest_gap, std::chrono::duration_cast<std::chrono::milliseconds>(now - last_change));
+      if (longest_gap > 5s) return;
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  auto begin = Clock::now();
+  for (int i = 1; i <= n; ++i) {
+    std::this_thread::sleep_until(begin + i * 1000ms / rate);
+    client_->publish("in/echo", R"({"id":)" + std::to_string(i) + "}", 1);
+  }
+  publishing = false;
+  bool all = wait_outputs("out/echo", n, 15s);
+  watcher.join();
+  EXPECT_TRUE(all) << outputs("out/echo").size() << " of " << n;
+  EXPECT_LT(longest_gap, 5s) << "no output for " << longest_gap.count() << " ms";
+  std::this_thread::sleep_for(300ms);  // duplicates, if any, would come right behind
+  std::map<int, int> seen;
+  for (const auto& o : outputs("out/echo")) {
+    ASSERT_FALSE(o.is_error()) << o.raw;
+    seen[o.json.value("id", -1)] += 1;
+  }
+  for (int i = 1; i <= n; ++i) EXPECT_EQ(seen[i], 1) << "id " << i;
+  EXPECT_EQ(seen.size(), std::size_t(n));
+}
+
+// ---- A handler that cannot be loaded ----
+
+TEST_F(RuntimesE2E, MissingHandlerModuleIsLoggedAndGivesErrorJson) {
+  start({{"function-broken", "baetyl-function-python",
+          "  - {name: broken, handler: nosuchmodule.handler, codedir: code}\n",
+          {{"other.py", kEchoPy}}}},
+        {{"broken", "retry: {max: 0}"}},
+        "  - {name: broken, service: function-broken, timeout: 3s}\n");
+  client_->publish("in/broken", R"({"id":1})", 1);
+  ASSERT_TRUE(wait_outputs("out/broken", 1)) << logs();
+  auto error = outputs("out/broken")[0];
+  ASSERT_TRUE(error.is_error()) << error.raw;
+  EXPECT_NE(error.error_message().find("function-broken.broken.1 could not be started"),
+            std::string::npos)
+      << error.raw;
+  EXPECT_EQ(error.input_payload(), R"({"id":1})");
+  // The runtime said why, naming the file and the key.
+  auto text = logs();
+  EXPECT_NE(text.find("etc/baetyl/service.yml: functions[0].handler: cannot import module "
+                      "'nosuchmodule'"),
+            std::string::npos)
+      << text;
+}
+
+}  // namespace
+}  // namespace baetyl::function
