@@ -49,12 +49,14 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
   if (ec) throw std::runtime_error("storage.dir '" + dir + "': " + ec.message());
   path_ = (std::filesystem::path(dir) / "hub.db").string();
   db_ = open_database(path_);
-  // WAL with synchronous=NORMAL: a commit is durable once written to the log, which survives a
-  // crash of the process (the SIGKILL case); fsync happens at checkpoints.
   exec("PRAGMA journal_mode=WAL");
-  exec("PRAGMA synchronous=NORMAL");
-  // Replaces the automatic checkpoint, which would run inside the writer's commits.
-  sqlite3_wal_hook(db_, &Store::on_wal_commit, this);
+  exec(synchronous_pragma());
+  if (options_.checkpoint_thread) {
+    // Replaces the automatic checkpoint, which would run inside the writer's commits.
+    sqlite3_wal_hook(db_, &Store::on_wal_commit, this);
+  } else {
+    sqlite3_wal_autocheckpoint(db_, options_.checkpoint_pages);
+  }
   exec(
       "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
       "payload BLOB, qos INTEGER NOT NULL, time INTEGER NOT NULL)");
@@ -108,6 +110,12 @@ Store::~Store() {
   stop();
   for (auto* s : statements_) sqlite3_finalize(s);
   if (db_) sqlite3_close(db_);  // the last connection: checkpoints and removes the WAL
+}
+
+// NORMAL: a commit is durable once written to the WAL, which survives a crash of the process
+// (SIGKILL) but not of the machine; the WAL is synced at checkpoints. FULL syncs every commit.
+const char* Store::synchronous_pragma() const {
+  return options_.sync_every_commit ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
 }
 
 void Store::exec(const char* sql) {
@@ -300,7 +308,19 @@ void Store::run() {
     commit(batch);
     complete(batch);
     batch.clear();
+    finish_checkpoint_if_wal_too_long();
   }
+}
+
+// The checkpoint thread copies the WAL while the writer keeps appending to it, so under steady
+// load it never copies the last frames and the WAL never starts over: it would grow without
+// bound. Once it is four times the checkpoint size, the writer copies the few frames left
+// itself (nothing is appended meanwhile), and its next commit starts the WAL from the beginning.
+void Store::finish_checkpoint_if_wal_too_long() {
+  if (!checkpoint_db_ || wal_pages_.load() < 4 * options_.checkpoint_pages) return;
+  std::lock_guard lock(checkpointing_);
+  sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  wal_pages_ = 0;
 }
 
 bool Store::take_batch(std::vector<Op>& batch) {
@@ -351,6 +371,7 @@ void Store::complete(std::vector<Op>& batch) {
 
 int Store::on_wal_commit(void* self, sqlite3*, const char*, int pages) {
   auto* store = static_cast<Store*>(self);
+  store->wal_pages_ = pages;
   if (pages >= store->options_.checkpoint_pages && store->checkpoint_db_) {
     {
       std::lock_guard lock(store->checkpoint_mutex_);
@@ -362,8 +383,9 @@ int Store::on_wal_commit(void* self, sqlite3*, const char*, int pages) {
 }
 
 void Store::open_checkpointer() {
+  if (!options_.checkpoint_thread) return;
   checkpoint_db_ = open_database(path_);
-  sqlite3_exec(checkpoint_db_, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr);
+  sqlite3_exec(checkpoint_db_, synchronous_pragma(), nullptr, nullptr, nullptr);
   checkpoint_thread_ = std::thread([this] { run_checkpointer(); });
 }
 
@@ -376,8 +398,12 @@ void Store::run_checkpointer() {
     if (checkpoint_stopping_) return;
     checkpoint_due_ = false;
     lock.unlock();
-    int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                       nullptr, nullptr);
+    int rc = SQLITE_OK;
+    {
+      std::lock_guard checkpointing(checkpointing_);
+      rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                     nullptr);
+    }
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
       log_->warn("store: checkpoint failed: {}", sqlite3_errmsg(checkpoint_db_));
     }

@@ -33,6 +33,10 @@ struct StoreOptions {
   std::chrono::milliseconds ack_delay{20};
   // WAL size (pages) from which the checkpoint thread copies the log into the database.
   int checkpoint_pages = 1000;
+  // false: SQLite's automatic checkpoint inside the writer's commits (for comparison in benches).
+  bool checkpoint_thread = true;
+  // synchronous=FULL: fsync of the WAL at every commit (survives a power cut) instead of NORMAL.
+  bool sync_every_commit = false;
 };
 
 struct StoredWill {
@@ -172,9 +176,11 @@ class Store {
   static void complete(std::vector<Op>& batch);
   void apply(Op& op);
   static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
+  void finish_checkpoint_if_wal_too_long();
   void open_checkpointer();
   void run_checkpointer();
   void stop_checkpointer();
+  const char* synchronous_pragma() const;
   void exec(const char* sql);
   sqlite3_stmt* prepare(const char* sql);
   void step(sqlite3_stmt* stmt);
@@ -218,6 +224,8 @@ class Store {
   std::mutex checkpoint_mutex_;
   std::condition_variable checkpoint_cv_;
   bool checkpoint_due_ = false;
+  std::atomic<int> wal_pages_{0};
+  std::mutex checkpointing_;  // one checkpoint at a time: the writer's waits for the thread's
   bool checkpoint_stopping_ = false;
   std::thread checkpoint_thread_;
 };
