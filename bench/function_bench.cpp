@@ -7,7 +7,8 @@
 //
 //   baetyl-function-bench [--baetyl PATH] [--sql-messages 40000] [--py-messages 10000]
 //                         [--node-messages 10000] [--window 100] [--rate 500] [--seconds 5]
-//                         [--cold-runs 5] [--max 4] [--only sql,py,node]
+//                         [--cold-runs 5] [--max 4] [--only sql,py,node] [--py-calls 0]
+//                         [--node-calls 0]   (instance.calls of those functions; 0: the default)
 #include <signal.h>
 #include <unistd.h>
 
@@ -53,6 +54,8 @@ struct Options {
   int cold_runs = 5;
   int max = 4;
   std::string only = "sql,py,node";  // the runtimes to measure
+  int py_calls = 0;
+  int node_calls = 0;
 };
 
 struct Runtime {
@@ -89,7 +92,8 @@ long field(const std::string& text, const char* key) {
 
 class Workdir {
  public:
-  Workdir(std::uint16_t port, int max) : port_(port) {
+  Workdir(std::uint16_t port, const Options& options) : port_(port) {
+    const int max = options.max;
     const std::string auth = "  username: bench\n  password: bench\n";
     dir_.write("etc/baetyl/conf.yml", "mode: native\ngrace: 10s\nserver:\n  address: unix://" +
                                           socket() +
@@ -109,6 +113,10 @@ class Workdir {
                  ", qos: 1}\n    function: {name: " + name + "}\n    publish: {topic: o/" + name +
                  ", qos: 1}\n";
         functions += "  - name: " + name + "\n    service: " + service + "\n    instance:\n";
+        int calls = std::string(key) == "py" ? options.py_calls
+                    : std::string(key) == "node" ? options.node_calls
+                                                 : 0;
+        if (calls > 0) functions += "      calls: " + std::to_string(calls) + "\n";
         if (variant == "1") functions += "      min: 0\n      max: 1\n";
         if (variant == "n") functions += "      min: 0\n      max: " + std::to_string(max) + "\n";
         if (variant == "cold") {
@@ -450,6 +458,8 @@ int main(int argc, char** argv) {
     else if (key == "--cold-runs") options.cold_runs = std::stoi(value);
     else if (key == "--max") options.max = std::stoi(value);
     else if (key == "--only") options.only = value;
+    else if (key == "--py-calls") options.py_calls = std::stoi(value);
+    else if (key == "--node-calls") options.node_calls = std::stoi(value);
     else {
       std::cerr << "unknown option " << key << "\n";
       return 2;
@@ -458,7 +468,7 @@ int main(int argc, char** argv) {
 
   options.baetyl = fs::absolute(options.baetyl).string();  // the master runs in the work dir
   const std::uint16_t port = baetyl::testing::free_port();
-  Workdir dir(port, options.max);
+  Workdir dir(port, options);
   baetyl::testing::ProcessOptions process_options;
   process_options.output_file = (dir.path() / "master.out").string();
   process_options.working_dir = dir.path().string();

@@ -24,6 +24,7 @@ void describe(config::Reader& r, InstanceConfig& c) {
   r.field("max", c.max).min(1).max(100);
   r.field("idletime", c.idle_time).min(std::chrono::milliseconds(1));
   r.field("evicttime", c.evict_time).min(std::chrono::milliseconds(1));
+  r.field("calls", c.calls).min(1).max(1000);
   r.check(c.min <= c.max, "min",
           "must not exceed instance.max (" + std::to_string(c.min) + " > " + std::to_string(c.max) +
               ")");

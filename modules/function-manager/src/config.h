@@ -27,6 +27,10 @@ struct InstanceConfig {
   int max = 1;                                                     // started at most, 1..100
   std::chrono::milliseconds idle_time = std::chrono::minutes(10);  // idletime
   std::chrono::milliseconds evict_time = std::chrono::minutes(1);  // evicttime
+  // Calls in flight per instance, 1..1000: enough to hide the loopback round trip at tens of
+  // thousands of calls per second. An interpreter serving calls on threads that share one lock
+  // (Python) may do better with 1 or 2 and more instances.
+  int calls = 16;
 };
 void describe(config::Reader& r, InstanceConfig& c);
 

@@ -2,6 +2,8 @@
 
 #include <absl/synchronization/mutex.h>
 
+#include <algorithm>
+
 namespace baetyl::function {
 
 std::string MasterLauncher::start(const std::string& service, const std::string& instance) {
@@ -30,11 +32,17 @@ Manager::Manager(Context& context, ManagerConfig config, Launcher& launcher)
     pools_[f.name] = std::make_unique<InstancePool>(f, launcher_, context_.logger());
   }
   for (const auto& rule : config_.rules) {
-    auto client =
-        context_.new_hub_client(rule.client_id, std::vector<mqtt::TopicInfo>{rule.subscribe});
     rules_.push_back(std::make_unique<RuleRunner>(rule, *pools_.at(rule.function),
-                                                  std::move(client), context_.logger()));
+                                                  new_rule_client(rule), context_.logger()));
   }
+}
+
+std::unique_ptr<mqtt::Client> Manager::new_rule_client(const RuleConfig& rule) const {
+  auto config =
+      context_.new_hub_client(rule.client_id, std::vector<mqtt::TopicInfo>{rule.subscribe})
+          ->config();
+  config.buffer_size = std::max(config.buffer_size, kMinOutputWindow);
+  return std::make_unique<mqtt::Client>(std::move(config), context_.logger());
 }
 
 Manager::~Manager() { stop(); }

@@ -25,6 +25,11 @@ class MasterLauncher : public Launcher {
   Context& context_;
 };
 
+// The QoS 1 outputs a rule's hub client keeps in flight at least (its `buffersize`): the inputs
+// in flight, which the hub's window bounds, already bound them, and a window of the default 10
+// makes each output wait for the PUBACK of an earlier one.
+inline constexpr int kMinOutputWindow = 1000;
+
 class Manager {
  public:
   Manager(Context& context, ManagerConfig config, Launcher& launcher);
@@ -33,6 +38,8 @@ class Manager {
   void stop();
 
  private:
+  std::unique_ptr<mqtt::Client> new_rule_client(const RuleConfig& rule) const;
+
   Context& context_;
   ManagerConfig config_;
   Launcher& launcher_;

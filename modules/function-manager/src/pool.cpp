@@ -10,11 +10,10 @@ using Clock = std::chrono::steady_clock;
 }
 
 InstancePool::InstancePool(FunctionConfig config, Launcher& launcher,
-                           std::shared_ptr<spdlog::logger> logger, int calls_per_instance)
+                           std::shared_ptr<spdlog::logger> logger)
     : config_(std::move(config)),
       launcher_(launcher),
       log_(std::move(logger)),
-      calls_per_instance_(std::max(1, calls_per_instance)),
       used_ids_(static_cast<std::size_t>(config_.instance.max), false) {}
 
 InstancePool::~InstancePool() { close(); }
@@ -195,7 +194,7 @@ std::shared_ptr<Instance> InstancePool::pick_slot_locked(bool may_launch) {
       count_ < config_.instance.max) {
     launch_in_background_locked();
   }
-  if (best && best->calls < calls_per_instance_) return take_slot_locked(std::move(best));
+  if (best && best->calls < config_.instance.calls) return take_slot_locked(std::move(best));
   return nullptr;
 }
 

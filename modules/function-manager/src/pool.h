@@ -3,7 +3,7 @@
 // kept warm down to instance.min, stopped after instance.idletime without a call, discarded
 // (stopped) after a failed call.
 //
-// An instance serves up to `calls_per_instance` calls at a time (asynchronous gRPC calls on its
+// An instance serves up to instance.calls calls at a time (asynchronous gRPC calls on its
 // one channel): acquire() hands out a call slot, release() gives it back.
 #include <chrono>
 #include <condition_variable>
@@ -43,14 +43,10 @@ struct Instance {
   bool discarded = false;  // failed: no new calls; stopped once its calls have returned
 };
 
-// Calls in flight per instance: enough to hide the loopback round trip at tens of thousands of
-// calls per second without queueing much inside a runtime.
-inline constexpr int kCallsPerInstance = 16;
 
 class InstancePool {
  public:
-  InstancePool(FunctionConfig config, Launcher& launcher, std::shared_ptr<spdlog::logger> logger,
-               int calls_per_instance = kCallsPerInstance);
+  InstancePool(FunctionConfig config, Launcher& launcher, std::shared_ptr<spdlog::logger> logger);
   ~InstancePool();
   InstancePool(const InstancePool&) = delete;
   InstancePool& operator=(const InstancePool&) = delete;
@@ -91,7 +87,6 @@ class InstancePool {
   int size() const;
   // Ready instances without a call.
   int idle() const;
-  int calls_per_instance() const { return calls_per_instance_; }
   static std::string instance_name(const std::string& service, const std::string& function, int id);
 
  private:
@@ -114,7 +109,6 @@ class InstancePool {
   std::condition_variable changed_;
   int waiters_ = 0;  // threads waiting on changed_
   std::condition_variable evictor_wake_;
-  const int calls_per_instance_;
   std::vector<bool> used_ids_;  // index id-1; an id stays used until its instance is stopped
   std::vector<std::shared_ptr<Instance>> ready_;
   int count_ = 0;

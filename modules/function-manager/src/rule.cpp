@@ -173,8 +173,9 @@ void RuleRunner::on_message(const mqtt::Message& message) {
 }
 
 bool RuleRunner::wait_for_qos0_room(std::unique_lock<std::mutex>& lock) {
+  if (queued_qos0_ < kMaxQueuedQos0) return true;
   return qos0_room_.wait_for(lock, kQos0StallLimit,
-                             [&] { return stopping_ || queued_qos0_ < kMaxQueuedQos0; }) &&
+                             [&] { return stopping_ || queued_qos0_ <= kMaxQueuedQos0 / 2; }) &&
          !stopping_;
 }
 
@@ -191,7 +192,10 @@ std::unique_ptr<RuleRunner::Call> RuleRunner::take_next_locked() {
   auto call = std::make_unique<Call>();
   call->input = std::move(queue_.front());
   queue_.pop_front();
-  if (call->input.publish.qos == 0 && queued_qos0_-- == kMaxQueuedQos0) qos0_room_.notify_one();
+  // Woken at half the bound, not per message: the hub client reads on in one go.
+  if (call->input.publish.qos == 0 && queued_qos0_-- == kMaxQueuedQos0 / 2) {
+    qos0_room_.notify_one();
+  }
   // Reserved under the lock: positions follow the queue order.
   call->position = outputs_.reserve();
   return call;

@@ -21,7 +21,7 @@ std::shared_ptr<spdlog::logger> test_logger() {
 }
 
 FunctionConfig sql_function(int min, int max, std::chrono::milliseconds idle = 10min,
-                            std::chrono::milliseconds evict = 1min) {
+                            std::chrono::milliseconds evict = 1min, int calls = 16) {
   FunctionConfig f;
   f.name = "sql-filter";
   f.service = "function-sql";
@@ -29,6 +29,7 @@ FunctionConfig sql_function(int min, int max, std::chrono::milliseconds idle = 1
   f.instance.max = max;
   f.instance.idle_time = idle;
   f.instance.evict_time = evict;
+  f.instance.calls = calls;
   f.timeout = 5s;
   return f;
 }
@@ -83,7 +84,7 @@ TEST(InstancePool, StartsOnDemandCallsAndReuses) {
 
 TEST(InstancePool, ExhaustedWaitIsBoundedAndServedByRelease) {
   testing::SqlLauncher launcher;
-  InstancePool pool(sql_function(0, 2), launcher, test_logger(), 1);
+  InstancePool pool(sql_function(0, 2, 10min, 1min, 1), launcher, test_logger());
   pool.start();
   auto a = pool.acquire(Clock::now() + 5s);
   auto b = pool.acquire(Clock::now() + 5s);
@@ -105,7 +106,7 @@ TEST(InstancePool, ExhaustedWaitIsBoundedAndServedByRelease) {
 
 TEST(InstancePool, SpreadsCallsOverNewInstancesThenSharesThemUpToTheBound) {
   testing::SqlLauncher launcher;
-  InstancePool pool(sql_function(0, 2), launcher, test_logger(), 2);
+  InstancePool pool(sql_function(0, 2, 10min, 1min, 2), launcher, test_logger());
   pool.start();
   auto a = pool.acquire(Clock::now() + 5s);
   // The second call goes to `a` while a second instance starts in the background ...
@@ -125,7 +126,7 @@ TEST(InstancePool, SpreadsCallsOverNewInstancesThenSharesThemUpToTheBound) {
 
 TEST(InstancePool, AsyncCallsInFlightOnOneInstance) {
   testing::SqlLauncher launcher;
-  InstancePool pool(sql_function(0, 1), launcher, test_logger(), 8);
+  InstancePool pool(sql_function(0, 1, 10min, 1min, 8), launcher, test_logger());
   pool.start();
   struct Pending {
     grpc::ClientContext context;
@@ -154,7 +155,7 @@ TEST(InstancePool, AsyncCallsInFlightOnOneInstance) {
 
 TEST(InstancePool, FailedInstanceTakesNoNewCallsAndStopsAfterItsLastCall) {
   testing::SqlLauncher launcher;
-  InstancePool pool(sql_function(0, 1), launcher, test_logger(), 4);
+  InstancePool pool(sql_function(0, 1, 10min, 1min, 4), launcher, test_logger());
   pool.start();
   auto first = pool.acquire(Clock::now() + 5s);
   auto second = pool.acquire(Clock::now() + 5s);
@@ -174,7 +175,7 @@ TEST(InstancePool, FailedInstanceTakesNoNewCallsAndStopsAfterItsLastCall) {
 
 TEST(InstancePool, KeepsMinWarmAndEvictsIdleDownToMin) {
   testing::SqlLauncher launcher;
-  InstancePool pool(sql_function(1, 3, 300ms, 50ms), launcher, test_logger(), 1);
+  InstancePool pool(sql_function(1, 3, 300ms, 50ms, 1), launcher, test_logger());
   pool.start();
   EXPECT_EQ(pool.size(), 1);
   EXPECT_EQ(launcher.running(), 1);
