@@ -119,6 +119,9 @@ std::shared_ptr<Instance> InstancePool::launch(int id) {
               static_cast<int>(std::max<std::int64_t>(20, config_.backoff_max.count())));
   // Each instance gets its own connection even when addresses repeat.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // The rule retries on its own (with backoff, on another instance when this one failed); gRPC's
+  // retry layer would only buffer every call's messages.
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   instance->channel =
       grpc::CreateCustomChannel(instance->address, grpc::InsecureChannelCredentials(), args);
   auto started = Clock::now();
