@@ -29,8 +29,15 @@ std::size_t usable_cpus() {
 Hub::Hub(HubConfig config, std::shared_ptr<spdlog::logger> log, std::size_t threads)
     : config_(std::move(config)),
       log_(std::move(log)),
-      threads_count_(threads ? threads : usable_cpus()),
-      io_(static_cast<int>(threads_count_)) {}
+      threads_count_(threads ? threads : usable_cpus()) {
+  for (std::size_t i = 0; i < threads_count_; ++i) {
+    contexts_.push_back(std::make_unique<asio::io_context>(1));
+  }
+}
+
+asio::io_context& Hub::next_context() {
+  return *contexts_[next_context_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+}
 
 Hub::~Hub() { stop(std::chrono::seconds(5)); }
 
@@ -52,15 +59,15 @@ void Hub::start() {
   }
   for (const auto& address : config_.listeners) bind(address);
 
-  work_.emplace(io_.get_executor());
-  for (std::size_t i = 0; i < threads_count_; ++i) {
-    threads_.emplace_back([this] { io_.run(); });
+  for (auto& context : contexts_) {
+    work_.push_back(asio::make_work_guard(*context));
+    threads_.emplace_back([&context = *context] { context.run(); });
   }
 }
 
 void Hub::bind(const ListenAddress& address) {
   // On a strand of its own: the accept loop and the close at shutdown never run concurrently.
-  auto acceptor = std::make_unique<Tcp::acceptor>(asio::make_strand(io_));
+  auto acceptor = std::make_unique<Tcp::acceptor>(asio::make_strand(*contexts_.front()));
   auto open = [&](const Tcp::endpoint& endpoint, bool dual_stack, error_code& ec) {
     acceptor->open(endpoint.protocol(), ec);
     if (ec) return;
@@ -80,7 +87,7 @@ void Hub::bind(const ListenAddress& address) {
     open(Tcp::endpoint(asio::ip::address_v6::any(), address.port), true, ec);
     if (ec) open(Tcp::endpoint(asio::ip::address_v4::any(), address.port), false, ec);
   } else {
-    Tcp::resolver resolver(io_);
+    Tcp::resolver resolver(*contexts_.front());
     auto results =
         resolver.resolve(address.host, std::to_string(address.port), Tcp::resolver::passive, ec);
     if (!ec) {
@@ -99,7 +106,7 @@ void Hub::bind(const ListenAddress& address) {
 
 asio::awaitable<void> Hub::accept_loop(Tcp::acceptor& acceptor, const ListenAddress& address) {
   while (true) {
-    auto strand = asio::make_strand(io_);
+    auto strand = asio::make_strand(next_context());
     Tcp::socket socket(strand);
     error_code ec;
     co_await acceptor.async_accept(socket, token(ec));
@@ -195,8 +202,8 @@ void Hub::stop(std::chrono::milliseconds timeout) {
     store_->flush();
     store_->stop();
   }
-  work_.reset();
-  io_.stop();
+  work_.clear();
+  for (auto& context : contexts_) context->stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
   {

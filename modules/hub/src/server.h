@@ -1,5 +1,6 @@
 #pragma once
 // The hub as a whole: the store, the broker, the listeners and the worker threads.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -53,9 +54,15 @@ class Hub {
 
   HubConfig config_;
   std::shared_ptr<spdlog::logger> log_;
+  // The io_context of the next accepted connection (round robin).
+  asio::io_context& next_context();
+
   std::size_t threads_count_;
-  asio::io_context io_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  // One io_context per worker thread: a connection's reads, writes and timers stay on one
+  // thread, without waking another worker for each event as a shared io_context does.
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::atomic<std::size_t> next_context_{0};
   std::vector<std::thread> threads_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Broker> broker_;
