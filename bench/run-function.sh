@@ -93,38 +93,53 @@ $results
 
 ## Notes
 
-- **The SQL throughput target (≥ 20,000 msg/s) is missed by a wide margin** (2,000–7,000 msg/s
-  across runs); Python reaches about 3,000 msg/s at QoS 0 at best and stays around 1,400–2,400
-  at QoS 1, below its target. The end-to-end rate is bounded by CPU per message, not by the runtimes. The last column sums
-  the CPU of every process (hub, manager, runtime instances, master, the bench's clients) per
-  output; with 2 cores, 20,000 msg/s needs ≤ 100 µs in all, while the hub alone (first table)
-  spends about a tenth of that on a routed message. Where it goes:
-  - the manager calls the runtime with one blocking unary gRPC call per message per worker, and
-    has \`instance.max\` workers (modules/function-manager/src/rule.cpp, \`RuleRunner::work\` and
-    \`invoke\`, workers created at line ~122): each message costs a loopback HTTP/2 round trip
-    with two thread hand-offs on each side, and a larger \`instance.max\` adds workers that
-    compete for the same 2 cores instead of pipelining; a batch or streaming call (or several calls
-    in flight per instance) would be the way to the SQL target;
-  - at QoS 1 the hub's CPU per message is many times that of the hub-alone QoS 1 row: the manager
-    receives with manual ack and acknowledges an input only once its output is acknowledged, so the
-    hub holds thousands of unacknowledged messages for the rule's session and pays for it on each
-    ack and redelivery check. This looked worth a profile of the hub's session queue
-    (modules/hub) under a slow consumer; it was not profiled here.
-- **QoS 0 loses messages** when the publisher outruns the functions: the manager keeps at most
-  10,000 QoS 0 messages queued per rule and drops the rest with a warning (documented in
-  modules/function-manager/README.md); the SQL rows show it (received ≈ 10,000 plus those
-  processed during the burst). The Python and Node rows use fewer messages and lose none. QoS 1
-  loses nothing (the hub's in-flight window is the backpressure).
-- **Latency** at 500 msg/s: the median is about 1 ms for all three runtimes; p99 varies from run to
+- **Call path** (modules/function-manager/README.md): asynchronous gRPC calls (callback API, one
+  channel per instance), up to \`instance.calls\` (16) in flight per instance, started on the
+  thread that has the event (the hub client's thread for a new message, the gRPC thread of the
+  call that ended), with a reorder buffer keeping the input order at \`instance.max: 1\`. Before
+  it, each rule had \`instance.max\` threads each blocked in one synchronous call; that design
+  measured (2026-11-25, same machine, load average about 3.5): SQL 6,147 / 4,589 msg/s
+  (instance.max 1, QoS 0 / 1) and 6,663 / 4,465 (instance.max 4), at 286–406 µs of CPU per
+  output, QoS 0 losing 29,157 of 40,000; Python 2,952 / 2,188 and 3,223 / 2,395.
+- **What is left per message** (the last column sums the CPU of every process per output; with 2
+  cores, 20,000 msg/s needs ≤ 100 µs in all): at QoS 0 the SQL rows now spend about 80–100 µs,
+  roughly 40–50 µs in the manager (hub client receive and publish, a gRPC call), 30–45 µs in the
+  SQL runtime (gRPC's callback server; evaluating the query is under 1 µs) and a few µs in the
+  hub and the bench. \`perf record -g\` on both shows no single hot spot left: about a quarter of
+  the samples are the kernel switching threads and doing loopback TCP (gRPC's and the MQTT
+  client's threads waking each other), a quarter gRPC's core (call setup, metadata, HTTP/2
+  framing), then malloc. Abseil's mutex deadlock detection (on in Debian's build, several percent
+  in both processes) is now turned off, gRPC's retry layer is off on the manager's channels, and
+  the SQL runtime stops within 500 ms instead of 5 s when a client keeps an idle channel.
+- **The SQL target (≥ 20,000 msg/s) is missed in every run made** after the change: 7,900–14,400
+  msg/s at QoS 0 and 5,000–7,200 at QoS 1, against 4,500–6,700 before. These runs share the 2
+  cores with other builds (load average 5–10), so the bench's processes get part of the machine;
+  the CPU per output at QoS 0 (80–100 µs) would allow about 20,000–25,000 msg/s on 2 idle cores,
+  an estimate, not a measurement. At QoS 1 the CPU per output is 165–220 µs, so 20,000 msg/s is
+  out of reach on 2 cores until it drops: the hub's CPU per message is still several times that
+  of the hub-alone QoS 1 row (its cost per acknowledgement while a subscriber holds many
+  unacknowledged messages, being fixed in modules/hub), and the manager spends 20–30 µs more
+  than at QoS 0 (the input's and the output's PUBACKs through the MQTT client).
+- **QoS 0 loses nothing** in these rows: the manager no longer drops at 10,000 queued messages but
+  stops reading from the hub while 1,000 wait (modules/function-manager/README.md), so TCP pushes
+  back on the hub. The hub itself drops QoS 0 for a subscriber whose egress buffer (10,000) is
+  full, which a publisher that outruns the functions for long enough still reaches: QoS 0 is at
+  most once. QoS 1 loses nothing.
+- **Python**: the runtime's CPU per call (the interpreter, grpcio's thread pool, 400–500 µs here)
+  bounds one instance below the target; with \`instance.max: 4\` the calls spread over several
+  processes: 3,000 msg/s is met at QoS 0, and at QoS 1 only in quieter runs (3,856 msg/s at a
+  load average of about 4.5; about 2,000 under heavier load). \`instance.calls: 1\` (one call at a
+  time per instance, as before) was not faster for one instance.
+- **Latency** at 500 msg/s: the median is 1–3 ms for all three runtimes; p99 varies from run to
   run on this shared 2-core VM (spikes of tens of ms when another process takes a core: the
-  whole path is five processes). SQL usually meets p99 ≤ 5 ms; Python and Node come out between
-  3 and 60 ms, so meet it in some runs only.
+  whole path is five processes). Before the change, at a load average of about 3.5, p99 was
+  2–4 ms; the runs after it were all made at a load average of 5–10 and missed 5 ms (SQL 16–65
+  ms), so whether the new call path meets p99 ≤ 5 ms on a quiet machine is not shown here.
+- **Cold start** of Python and Node (600–1,400 ms in this run) is the instances' start-up path,
+  outside this change; under this load it is well over its target.
 - **Cold start** includes the manager's start request to the master, the exec, the runtime's own
   start (the interpreter importing grpc and protobuf for Python, Node loading @grpc/grpc-js), the
-  manager's readiness wait (\`WaitForConnected\`, 20 ms reconnect backoff) and the first call. The
-  SQL runtime (a C++ binary) takes about 110 ms. Python (about 250–300 ms) and Node (270–650 ms
-  across runs) sit at the edge of the 300 ms target or over it, and a busier machine pushes both
-  to 500–850 ms: starting the interpreter and loading grpc is most of it.
+  manager's readiness wait (\`WaitForConnected\`, 20 ms reconnect backoff) and the first call.
 - Numbers of one run on a shared virtual machine vary by ±20 % or more; compare rows within a run.
 REPORT
 echo "run-function.sh: wrote docs/benchmarks-function.md" >&2
