@@ -55,7 +55,9 @@ struct Output {
   nlohmann::json json;  // discarded (is_discarded()) when the payload is not JSON
 
   bool is_error() const { return json.is_object() && json.contains("errorMessage"); }
-  std::string error_message() const { return is_error() ? json["errorMessage"].get<std::string>() : ""; }
+  std::string error_message() const {
+    return is_error() ? json["errorMessage"].get<std::string>() : "";
+  }
   // The input of a function: the output itself, or the functionMessage of an error.
   std::string input_payload() const {
     return is_error() ? base64_decode(json["functionMessage"].value("Payload", "")) : raw;
