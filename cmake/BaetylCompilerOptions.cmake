@@ -16,3 +16,12 @@ if(BAETYL_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
 endif()
+
+# For executables that link no C++ shared library of their own (no gRPC): the parts of libstdc++
+# and libgcc they use are linked in, so libstdc++.so is not mapped at all. Saves about 1.5 MB of
+# resident memory per process; the sanitizer runtimes want the shared ones.
+function(baetyl_lean_executable target)
+  if(NOT BAETYL_SANITIZE)
+    target_link_options(${target} PRIVATE -static-libstdc++ -static-libgcc)
+  endif()
+endfunction()
