@@ -83,7 +83,7 @@ rules:
 functions:
   - name: f
     service: svc
-    instance: {min: 2, max: 5, idletime: 30s, evicttime: 5s}
+    instance: {min: 2, max: 5, idletime: 30s, evicttime: 5s, calls: 3}
     message: {length: {max: 32k}}
     backoff: {max: 2s}
     timeout: 1500ms
@@ -94,6 +94,7 @@ functions:
   EXPECT_EQ(f.instance.max, 5);
   EXPECT_EQ(f.instance.idle_time, 30s);
   EXPECT_EQ(f.instance.evict_time, 5s);
+  EXPECT_EQ(f.instance.calls, 3);
   EXPECT_EQ(f.message_length_max.bytes, 32u << 10);
   EXPECT_EQ(f.backoff_max, 2s);
   EXPECT_EQ(f.timeout, 1500ms);
@@ -166,6 +167,9 @@ functions: [{name: f, service: s}]
   EXPECT_NE(error_of("functions: [{name: f, service: s, instance: {max: 101}}]").find("max"),
             std::string::npos);
   EXPECT_NE(error_of("functions: [{name: f, service: s, instance: {max: 0}}]").find("max"),
+            std::string::npos);
+  EXPECT_NE(error_of("functions: [{name: f, service: s, instance: {calls: 0}}]")
+                .find("functions[0].instance.calls"),
             std::string::npos);
 }
 
