@@ -102,44 +102,36 @@ $results
   (instance.max 1, QoS 0 / 1) and 6,663 / 4,465 (instance.max 4), at 286–406 µs of CPU per
   output, QoS 0 losing 29,157 of 40,000; Python 2,952 / 2,188 and 3,223 / 2,395.
 - **What is left per message** (the last column sums the CPU of every process per output; with 2
-  cores, 20,000 msg/s needs ≤ 100 µs in all): at QoS 0 the SQL rows now spend about 80–100 µs,
-  roughly 40–50 µs in the manager (hub client receive and publish, a gRPC call), 30–45 µs in the
+  cores, 20,000 msg/s needs ≤ 100 µs in all): at QoS 0 the SQL rows spend about 70–100 µs,
+  roughly 35–50 µs in the manager (hub client receive and publish, a gRPC call), 30–45 µs in the
   SQL runtime (gRPC's callback server; evaluating the query is under 1 µs) and a few µs in the
-  hub and the bench. \`perf record -g\` on both shows no single hot spot left: about a quarter of
-  the samples are the kernel switching threads and doing loopback TCP (gRPC's and the MQTT
-  client's threads waking each other), a quarter gRPC's core (call setup, metadata, HTTP/2
-  framing), then malloc. Abseil's mutex deadlock detection (on in Debian's build, several percent
-  in both processes) is now turned off, gRPC's retry layer is off on the manager's channels, and
-  the SQL runtime stops within 500 ms instead of 5 s when a client keeps an idle channel.
-- **The SQL target (≥ 20,000 msg/s) is missed in every run made** after the change: 7,900–14,400
-  msg/s at QoS 0 and 5,000–7,200 at QoS 1, against 4,500–6,700 before. These runs share the 2
-  cores with other builds (load average 5–10), so the bench's processes get part of the machine;
-  the CPU per output at QoS 0 (80–100 µs) would allow about 20,000–25,000 msg/s on 2 idle cores,
-  an estimate, not a measurement. At QoS 1 the CPU per output is 165–220 µs, so 20,000 msg/s is
-  out of reach on 2 cores until it drops: the hub's CPU per message is still several times that
-  of the hub-alone QoS 1 row (its cost per acknowledgement while a subscriber holds many
-  unacknowledged messages, being fixed in modules/hub), and the manager spends 20–30 µs more
-  than at QoS 0 (the input's and the output's PUBACKs through the MQTT client).
-- **QoS 0 loses nothing** in these rows: the manager no longer drops at 10,000 queued messages but
-  stops reading from the hub while 1,000 wait (modules/function-manager/README.md), so TCP pushes
-  back on the hub. The hub itself drops QoS 0 for a subscriber whose egress buffer (10,000) is
-  full, which a publisher that outruns the functions for long enough still reaches: QoS 0 is at
-  most once. QoS 1 loses nothing.
-- **Python**: the runtime's CPU per call (the interpreter, grpcio's thread pool, 400–500 µs here)
-  bounds one instance below the target; with \`instance.max: 4\` the calls spread over several
-  processes: 3,000 msg/s is met at QoS 0, and at QoS 1 only in quieter runs (3,856 msg/s at a
-  load average of about 4.5; about 2,000 under heavier load). \`instance.calls: 1\` (one call at a
-  time per instance, as before) was not faster for one instance.
-- **Latency** at 500 msg/s: the median is 1–3 ms for all three runtimes; p99 varies from run to
-  run on this shared 2-core VM (spikes of tens of ms when another process takes a core: the
-  whole path is five processes). Before the change, at a load average of about 3.5, p99 was
-  2–4 ms; the runs after it were all made at a load average of 5–10 and missed 5 ms (SQL 16–65
-  ms), so whether the new call path meets p99 ≤ 5 ms on a quiet machine is not shown here.
-- **Cold start** of Python and Node (600–1,400 ms in this run) is the instances' start-up path,
-  outside this change; under this load it is well over its target.
-- **Cold start** includes the manager's start request to the master, the exec, the runtime's own
-  start (the interpreter importing grpc and protobuf for Python, Node loading @grpc/grpc-js), the
-  manager's readiness wait (\`WaitForConnected\`, 20 ms reconnect backoff) and the first call.
+  hub and the bench. \`perf\` shows no single hot spot left: the kernel waking threads and doing
+  loopback TCP, gRPC's core (call setup, metadata, HTTP/2 framing), then malloc. Abseil's mutex
+  deadlock detection (on in Debian's build, several percent in both processes) is turned off,
+  gRPC's retry layer is off on the manager's channels.
+- **SQL at QoS 0** meets 20,000 msg/s with \`instance.max: 4\` over these 40,000 messages (23,000–
+  27,000 in quiet runs, load average below 2). Over 100,000 messages (\`--sql-messages 100000\`)
+  the publisher outruns the functions for long enough to fill the hub's QoS 0 buffer for the
+  manager (10,000 messages) and the sustained rate shows: 15,000–21,000 msg/s, with the overflow
+  dropped by the hub (QoS 0 is at most once). The manager itself never drops: it stops reading
+  from the hub while 1,000 messages wait, so TCP pushes back on the hub.
+- **SQL at QoS 1 misses 20,000 msg/s**: 12,000–15,000 over 40,000 messages, about 10,000 over
+  100,000, at 120–180 µs of CPU per output. Every message is persisted twice in the hub (the input
+  and the function's output, each committed before its PUBACK, each delivery tracked until
+  acknowledged): the hub spends 40–50 µs per output here against 14–19 µs in the hub-alone row,
+  and the manager 20–30 µs more than at QoS 0 for the two acknowledgements. Meeting it on 2 cores
+  needs about a third less CPU per output along the whole path. QoS 1 loses nothing.
+- **Python** meets 3,000 msg/s with \`instance.max: 4\` at QoS 0 and 1 (4,500–6,200 in quiet
+  runs); one instance gives 2,400–3,100 (the interpreter and grpcio's thread pool cost
+  400–500 µs per call), so scale out with \`instance.max\`.
+- **Latency** at 500 msg/s: p99 2–4 ms for all three runtimes in quiet runs (PASS); on this
+  shared 2-core VM, runs made while other builds took the cores (load average 5–10) showed p99
+  spikes of 16–65 ms: the whole path is five processes.
+- **Cold start** (readiness: the manager polls a TCP connect to the new instance every 5 ms and
+  dials gRPC once it listens): SQL about 45 ms, Python 170–190 ms, Node 200–265 ms median in
+  quiet runs (Node's worst run was once just over 300 ms: bare node, js-yaml and @grpc/grpc-js take
+  about 310 ms of CPU together). It includes the manager's start request to the master, the exec,
+  the runtime's start (interpreter and imports) and the first call.
 - Numbers of one run on a shared virtual machine vary by ±20 % or more; compare rows within a run.
 REPORT
 echo "run-function.sh: wrote docs/benchmarks-function.md" >&2
