@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -14,6 +13,7 @@
 
 #include "baetyl/mqtt/client.h"
 #include "baetyl/testing/ports.h"
+#include "function_app.h"
 #include "master_run.h"
 
 namespace baetyl::function {
@@ -23,10 +23,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using baetyl::testing::MasterRun;
 
-void write(const std::filesystem::path& path, const std::string& text) {
-  std::filesystem::create_directories(path.parent_path());
-  std::ofstream(path) << text;
-}
+using testing::write_file;
 
 struct Received {
   std::mutex mutex;
@@ -39,72 +36,36 @@ struct Received {
 
 class FunctionManagerE2E : public ::testing::Test {
  protected:
-  // `instance` is the YAML map of the sql-filter function's instance key.
-  // `extra_*` are appended to the manager's rules and functions and the application's services
-  // and volumes.
+  // `instance` is the YAML map of the sql-filter function's instance key. `extra_rules` and
+  // `extra_functions` are appended to the manager's rules and functions, `extra_runtimes` to the
+  // application's services.
   void start(const std::string& instance, const std::string& sql,
              const std::string& extra_rules = "", const std::string& extra_functions = "",
-             const std::string& extra_services = "", const std::string& extra_volumes = "") {
+             const std::vector<testing::RuntimeService>& extra_runtimes = {}) {
     port_ = baetyl::testing::free_port();
     auto root = run_.workdir() / "var/db/baetyl";
-    write(root / "hub-conf/service.yml", "listen: ['tcp://127.0.0.1:" + std::to_string(port_) +
-                                             "']\n"
-                                             "principals:\n"
-                                             "  - username: test\n"
-                                             "    password: hahaha\n"
-                                             "    permissions:\n"
-                                             "      - {action: pub, permit: ['#']}\n"
-                                             "      - {action: sub, permit: ['#']}\n"
-                                             "logger: {path: var/log/baetyl/service.log}\n");
-    write(root / "fm-conf/service.yml",
-          "hub:\n"
-          "  address: tcp://127.0.0.1:" +
-              std::to_string(port_) +
-              "\n"
-              "  username: test\n"
-              "  password: hahaha\n"
-              "rules:\n"
-              "  - clientid: func-sql-filter-1\n"
-              "    subscribe: {topic: t, qos: 1}\n"
-              "    function: {name: sql-filter}\n"
-              "    publish: {topic: t/sqlfilter, qos: 1}\n" +
-              extra_rules +
-              "functions:\n"
-              "  - name: sql-filter\n"
-              "    service: function-sql-filter\n"
-              "    timeout: 5s\n"
-              "    instance: " +
-              instance + "\n" + extra_functions +
-              "logger: {path: var/log/baetyl/service.log, level: debug}\n");
-    write(root / "sql-conf/service.yml",
-          "functions:\n  - name: sql-filter\n    handler: '" + sql + "'\n");
-    write(root / "application.yml",
-          "version: v1\n"
-          "services:\n"
-          "  - name: localhub\n"
-          "    image: baetyl-hub\n"
-          "    replica: 1\n"
-          "    mounts:\n"
-          "      - {name: hub-conf, path: etc/baetyl, readonly: true}\n"
-          "      - {name: log, path: var/log/baetyl}\n"
-          "  - name: function-manager\n"
-          "    image: baetyl-function-manager\n"
-          "    replica: 1\n"
-          "    mounts:\n"
-          "      - {name: fm-conf, path: etc/baetyl, readonly: true}\n"
-          "      - {name: log, path: var/log/baetyl}\n"
-          "  - name: function-sql-filter\n"
-          "    image: baetyl-function-sql\n"
-          "    replica: 0\n"
-          "    mounts:\n"
-          "      - {name: sql-conf, path: etc/baetyl, readonly: true}\n" +
-              extra_services +
-              "volumes:\n"
-              "  - {name: hub-conf, path: var/db/baetyl/hub-conf}\n"
-              "  - {name: fm-conf, path: var/db/baetyl/fm-conf}\n"
-              "  - {name: sql-conf, path: var/db/baetyl/sql-conf}\n"
-              "  - {name: log, path: var/log/baetyl/services}\n" +
-              extra_volumes);
+    write_file(root / "hub-conf/service.yml", testing::hub_service_yml(port_));
+    write_file(root / "fm-conf/service.yml",
+               testing::manager_hub_yml(port_) +
+                   "rules:\n"
+                   "  - clientid: func-sql-filter-1\n"
+                   "    subscribe: {topic: t, qos: 1}\n"
+                   "    function: {name: sql-filter}\n"
+                   "    publish: {topic: t/sqlfilter, qos: 1}\n" +
+                   extra_rules +
+                   "functions:\n"
+                   "  - name: sql-filter\n"
+                   "    service: function-sql-filter\n"
+                   "    timeout: 5s\n"
+                   "    instance: " +
+                   instance + "\n" + extra_functions +
+                   "logger: {path: var/log/baetyl/service.log, level: debug}\n");
+    testing::RuntimeService sql_runtime{"function-sql-filter", "baetyl-function-sql"};
+    write_file(sql_runtime.conf_dir(root) / "service.yml",
+               "functions:\n  - name: sql-filter\n    handler: '" + sql + "'\n");
+    std::vector<testing::RuntimeService> runtimes{sql_runtime};
+    runtimes.insert(runtimes.end(), extra_runtimes.begin(), extra_runtimes.end());
+    write_file(root / "application.yml", testing::application_yml(runtimes));
     ASSERT_TRUE(run_.start()) << run_.output();
     ASSERT_TRUE(baetyl::testing::wait_for_port(port_, 10s)) << run_.output();
 
@@ -146,12 +107,7 @@ class FunctionManagerE2E : public ::testing::Test {
     if (client_) client_->stop();
   }
 
-  std::string logs() {
-    std::string text = run_.output();
-    std::ifstream in(run_.workdir() / "var/log/baetyl/services/service.log");
-    text += std::string(std::istreambuf_iterator<char>(in), {});
-    return text;
-  }
+  std::string logs() { return testing::service_logs(run_); }
 
   // Running instances of the runtime service, by name -> pid.
   std::map<std::string, int> instances() {
@@ -246,30 +202,23 @@ TEST_F(FunctionManagerE2E, KilledInstanceIsReplacedWithoutLosingQos1Input) {
 }
 
 TEST_F(FunctionManagerE2E, PythonHandlerThatRaisesGivesErrorJson) {
-  auto code = run_.workdir() / "var/db/baetyl/py-code";
-  write(code / "raiser.py",
-        "def handler(event, context):\n"
-        "    if event.get('fail'):\n"
-        "        raise ValueError('bad id ' + str(event['id']))\n"
-        "    event['function'] = context['functionName']\n"
-        "    return event\n");
-  write(run_.workdir() / "var/db/baetyl/py-conf/service.yml",
-        "functions:\n  - {name: raiser, handler: raiser.handler, codedir: code}\n");
+  auto root = run_.workdir() / "var/db/baetyl";
+  testing::RuntimeService python{"function-raiser", "baetyl-function-python", true};
+  write_file(python.code_dir(root) / "raiser.py",
+             "def handler(event, context):\n"
+             "    if event.get('fail'):\n"
+             "        raise ValueError('bad id ' + str(event['id']))\n"
+             "    event['function'] = context['functionName']\n"
+             "    return event\n");
+  write_file(python.conf_dir(root) / "service.yml",
+             "functions:\n  - {name: raiser, handler: raiser.handler, codedir: code}\n");
   start("{min: 0, max: 1}", kFilter,
         "  - clientid: func-raiser-1\n"
         "    subscribe: {topic: py, qos: 1}\n"
         "    function: {name: raiser}\n"
         "    publish: {topic: py/hi, qos: 1}\n"
         "    retry: {max: 1}\n",
-        "  - {name: raiser, service: function-raiser, timeout: 10s}\n",
-        "  - name: function-raiser\n"
-        "    image: baetyl-function-python\n"
-        "    replica: 0\n"
-        "    mounts:\n"
-        "      - {name: py-conf, path: etc/baetyl, readonly: true}\n"
-        "      - {name: py-code, path: code, readonly: true}\n",
-        "  - {name: py-conf, path: var/db/baetyl/py-conf}\n"
-        "  - {name: py-code, path: var/db/baetyl/py-code}\n");
+        "  - {name: raiser, service: function-raiser, timeout: 10s}\n", {python});
   client_->publish("py", R"({"id":7,"fail":true})", 1);
   client_->publish("py", R"({"id":8})", 1);
   ASSERT_TRUE(MasterRun::wait_until([&] { return received_.size() >= 2; }, 20s)) << logs();

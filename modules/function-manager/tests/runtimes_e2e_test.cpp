@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -15,6 +14,7 @@
 
 #include "baetyl/mqtt/client.h"
 #include "baetyl/testing/ports.h"
+#include "function_app.h"
 #include "master_run.h"
 
 namespace baetyl::function {
@@ -24,10 +24,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using baetyl::testing::MasterRun;
 
-void write(const std::filesystem::path& path, const std::string& text) {
-  std::filesystem::create_directories(path.parent_path());
-  std::ofstream(path) << text;
-}
+using testing::write_file;
 
 std::string base64_decode(const std::string& text) {
   static const std::string table =
@@ -101,21 +98,10 @@ class RuntimesE2E : public ::testing::Test {
 
   std::filesystem::path root() const { return run_.workdir() / "var/db/baetyl"; }
 
-  void write_hub() {
-    write(root() / "hub-conf/service.yml", "listen: ['tcp://127.0.0.1:" + std::to_string(port_) +
-                                               "']\n"
-                                               "principals:\n"
-                                               "  - username: test\n"
-                                               "    password: hahaha\n"
-                                               "    permissions:\n"
-                                               "      - {action: pub, permit: ['#']}\n"
-                                               "      - {action: sub, permit: ['#']}\n"
-                                               "logger: {path: var/log/baetyl/service.log}\n");
-  }
+  void write_hub() { write_file(root() / "hub-conf/service.yml", testing::hub_service_yml(port_)); }
 
   void write_manager(const std::vector<Rule>& rules, const std::string& functions_yaml) {
-    std::string text = "hub:\n  address: tcp://127.0.0.1:" + std::to_string(port_) +
-                       "\n  username: test\n  password: hahaha\nrules:\n";
+    std::string text = testing::manager_hub_yml(port_) + "rules:\n";
     for (const auto& rule : rules) {
       text += "  - clientid: func-" + rule.function + "-1\n" +
               "    subscribe: {topic: in/" + rule.function + ", qos: 1}\n" +
@@ -125,46 +111,21 @@ class RuntimesE2E : public ::testing::Test {
     }
     text += "functions:\n" + functions_yaml +
             "logger: {path: var/log/baetyl/service.log, level: debug}\n";
-    write(root() / "fm-conf/service.yml", text);
+    write_file(root() / "fm-conf/service.yml", text);
   }
 
   void write_runtime(const Runtime& runtime) {
-    write(root() / (runtime.service + "-conf/service.yml"),
-          "functions:\n" + runtime.functions_yaml);
+    testing::RuntimeService service{runtime.service, runtime.image, true};
+    write_file(service.conf_dir(root()) / "service.yml", "functions:\n" + runtime.functions_yaml);
     for (const auto& [file, content] : runtime.code) {
-      write(root() / (runtime.service + "-code") / file, content);
+      write_file(service.code_dir(root()) / file, content);
     }
   }
 
   void write_application(const std::vector<Runtime>& runtimes) {
-    std::string services =
-        "  - name: localhub\n"
-        "    image: baetyl-hub\n"
-        "    replica: 1\n"
-        "    mounts:\n"
-        "      - {name: hub-conf, path: etc/baetyl, readonly: true}\n"
-        "      - {name: log, path: var/log/baetyl}\n"
-        "  - name: function-manager\n"
-        "    image: baetyl-function-manager\n"
-        "    replica: 1\n"
-        "    mounts:\n"
-        "      - {name: fm-conf, path: etc/baetyl, readonly: true}\n"
-        "      - {name: log, path: var/log/baetyl}\n";
-    std::string volumes =
-        "  - {name: hub-conf, path: var/db/baetyl/hub-conf}\n"
-        "  - {name: fm-conf, path: var/db/baetyl/fm-conf}\n"
-        "  - {name: log, path: var/log/baetyl/services}\n";
-    for (const auto& runtime : runtimes) {
-      const auto& s = runtime.service;
-      services += "  - name: " + s + "\n    image: " + runtime.image +
-                  "\n    replica: 0\n    mounts:\n"
-                  "      - {name: " + s + "-conf, path: etc/baetyl, readonly: true}\n"
-                  "      - {name: " + s + "-code, path: code, readonly: true}\n";
-      volumes += "  - {name: " + s + "-conf, path: var/db/baetyl/" + s + "-conf}\n" +
-                 "  - {name: " + s + "-code, path: var/db/baetyl/" + s + "-code}\n";
-    }
-    write(root() / "application.yml",
-          "version: v1\nservices:\n" + services + "volumes:\n" + volumes);
+    std::vector<testing::RuntimeService> services;
+    for (const auto& r : runtimes) services.push_back({r.service, r.image, true});
+    write_file(root() / "application.yml", testing::application_yml(services));
   }
 
   void connect_observer() {
@@ -246,12 +207,7 @@ class RuntimesE2E : public ::testing::Test {
     return result;
   }
 
-  std::string logs() {
-    std::string text = run_.output();
-    std::ifstream in(run_.workdir() / "var/log/baetyl/services/service.log");
-    text += std::string(std::istreambuf_iterator<char>(in), {});
-    return text;
-  }
+  std::string logs() { return testing::service_logs(run_); }
 
   MasterRun run_;
   std::uint16_t port_ = 0;

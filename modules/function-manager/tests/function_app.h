@@ -1,0 +1,96 @@
+#pragma once
+// The application the function e2e suites run under the real master (MasterRun): baetyl-hub as
+// `localhub` on a loopback port, the function manager, and runtime services started on demand.
+// Every config lives in a volume under var/db/baetyl; every service logs to one shared file.
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "master_run.h"
+
+namespace baetyl::function::testing {
+
+inline void write_file(const std::filesystem::path& path, const std::string& text) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path) << text;
+}
+
+// The hub's service.yml: one principal test/hahaha allowed to publish and subscribe anything.
+inline std::string hub_service_yml(std::uint16_t port) {
+  return "listen: ['tcp://127.0.0.1:" + std::to_string(port) +
+         "']\n"
+         "principals:\n"
+         "  - username: test\n"
+         "    password: hahaha\n"
+         "    permissions:\n"
+         "      - {action: pub, permit: ['#']}\n"
+         "      - {action: sub, permit: ['#']}\n"
+         "logger: {path: var/log/baetyl/service.log}\n";
+}
+
+// The `hub:` section of the manager's service.yml.
+inline std::string manager_hub_yml(std::uint16_t port) {
+  return "hub:\n  address: tcp://127.0.0.1:" + std::to_string(port) +
+         "\n  username: test\n  password: hahaha\n";
+}
+
+// A runtime service: its service.yml is in the volume <name>-conf, and with `code` its handler
+// files are in <name>-code, mounted at `code`.
+struct RuntimeService {
+  std::string name;
+  std::string image;  // baetyl-function-sql, baetyl-function-python or baetyl-function-node
+  bool code = false;
+
+  std::filesystem::path conf_dir(const std::filesystem::path& root) const {
+    return root / (name + "-conf");
+  }
+  std::filesystem::path code_dir(const std::filesystem::path& root) const {
+    return root / (name + "-code");
+  }
+};
+
+// application.yml: localhub (config in hub-conf), function-manager (fm-conf) and the runtimes.
+inline std::string application_yml(const std::vector<RuntimeService>& runtimes) {
+  std::string services =
+      "  - name: localhub\n"
+      "    image: baetyl-hub\n"
+      "    replica: 1\n"
+      "    mounts:\n"
+      "      - {name: hub-conf, path: etc/baetyl, readonly: true}\n"
+      "      - {name: log, path: var/log/baetyl}\n"
+      "  - name: function-manager\n"
+      "    image: baetyl-function-manager\n"
+      "    replica: 1\n"
+      "    mounts:\n"
+      "      - {name: fm-conf, path: etc/baetyl, readonly: true}\n"
+      "      - {name: log, path: var/log/baetyl}\n";
+  std::string volumes =
+      "  - {name: hub-conf, path: var/db/baetyl/hub-conf}\n"
+      "  - {name: fm-conf, path: var/db/baetyl/fm-conf}\n"
+      "  - {name: log, path: var/log/baetyl/services}\n";
+  for (const auto& runtime : runtimes) {
+    const auto& s = runtime.name;
+    services += "  - name: " + s + "\n    image: " + runtime.image +
+                "\n    replica: 0\n    mounts:\n"
+                "      - {name: " + s + "-conf, path: etc/baetyl, readonly: true}\n";
+    volumes += "  - {name: " + s + "-conf, path: var/db/baetyl/" + s + "-conf}\n";
+    if (runtime.code) {
+      services += "      - {name: " + s + "-code, path: code, readonly: true}\n";
+      volumes += "  - {name: " + s + "-code, path: var/db/baetyl/" + s + "-code}\n";
+    }
+  }
+  return "version: v1\nservices:\n" + services + "volumes:\n" + volumes;
+}
+
+// The master's output followed by the services' shared log file.
+inline std::string service_logs(const baetyl::testing::MasterRun& run) {
+  std::string text = run.output();
+  std::ifstream in(run.workdir() / "var/log/baetyl/services/service.log");
+  text += std::string(std::istreambuf_iterator<char>(in), {});
+  return text;
+}
+
+}  // namespace baetyl::function::testing
