@@ -74,7 +74,42 @@ asio::awaitable<void> Connection::run(std::shared_ptr<Connection> self) {
   self->finish();
 }
 
+namespace {
+// Set while a connection handles the packets of one read on this thread.
+thread_local std::vector<std::shared_ptr<Connection>>* deferred_wakeups = nullptr;
+}  // namespace
+
+// The subscribers a read's publishes are queued for are woken once, when the read is handled, not
+// once per publish: one served by another worker then writes the read's messages in one go
+// instead of waking (and writing) for each of them.
+class Connection::WakeupBatch {
+ public:
+  WakeupBatch() {
+    if (deferred_wakeups == nullptr) deferred_wakeups = &connections_;
+  }
+  ~WakeupBatch() {
+    if (deferred_wakeups != &connections_) return;
+    deferred_wakeups = nullptr;
+    for (auto& connection : connections_) connection->wake_soon();
+  }
+  WakeupBatch(const WakeupBatch&) = delete;
+  WakeupBatch& operator=(const WakeupBatch&) = delete;
+
+ private:
+  std::vector<std::shared_ptr<Connection>> connections_;
+};
+
 void Connection::notify() {
+  if (deferred_wakeups != nullptr) {
+    if (deferred_wakeups->empty() || deferred_wakeups->back().get() != this) {
+      deferred_wakeups->push_back(shared_from_this());
+    }
+    return;
+  }
+  wake_soon();
+}
+
+void Connection::wake_soon() {
   if (notify_pending_.exchange(true)) return;
   asio::post(strand_, [self = shared_from_this()] {
     self->notify_pending_ = false;
@@ -135,28 +170,31 @@ asio::awaitable<void> Connection::read_loop() {
     std::size_t needed = 0;
     bool stop = false;
     Broker::take_congestion();
-    while (!stop) {
-      std::string_view view(in.data() + offset, used - offset);
-      auto head = mqtt::decode_fixed_header(view, limits_);
-      if (head.status == mqtt::DecodeStatus::Incomplete) break;
-      if (head.status == mqtt::DecodeStatus::Error) {
-        broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), head.error);
-        stop = true;
-        break;
+    {
+      WakeupBatch wakeups;  // ends before any co_await: other connections share the thread
+      while (!stop) {
+        std::string_view view(in.data() + offset, used - offset);
+        auto head = mqtt::decode_fixed_header(view, limits_);
+        if (head.status == mqtt::DecodeStatus::Incomplete) break;
+        if (head.status == mqtt::DecodeStatus::Error) {
+          broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), head.error);
+          stop = true;
+          break;
+        }
+        const std::size_t length = head.header.packet_length();
+        if (length > view.size()) {
+          needed = length;
+          break;
+        }
+        auto result = mqtt::decode(view.substr(0, length), limits_);
+        offset += length;
+        if (result.status != mqtt::DecodeStatus::Ok) {
+          broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), result.error);
+          stop = true;
+          break;
+        }
+        if (handle(result.packet) == Next::Close) stop = true;
       }
-      const std::size_t length = head.header.packet_length();
-      if (length > view.size()) {
-        needed = length;
-        break;
-      }
-      auto result = mqtt::decode(view.substr(0, length), limits_);
-      offset += length;
-      if (result.status != mqtt::DecodeStatus::Ok) {
-        broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), result.error);
-        stop = true;
-        break;
-      }
-      if (handle(result.packet) == Next::Close) stop = true;
     }
     if (stop) break;
     if (offset > 0) {

@@ -32,6 +32,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   enum class Next { Continue, Close };
+  class WakeupBatch;
+
+  // Posts one wake-up of the writer to the connection's strand (coalesced while one is pending).
+  void wake_soon();
 
   static asio::awaitable<void> write_loop(std::shared_ptr<Connection> self);
   static asio::awaitable<void> watchdog(std::shared_ptr<Connection> self);
