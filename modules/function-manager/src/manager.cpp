@@ -26,6 +26,20 @@ void MasterLauncher::stop(const std::string& service, const std::string& instanc
   context_.stop_instance(service, instance);
 }
 
+bool MasterLauncher::running(const std::string& service, const std::string& instance) {
+  try {
+    for (const auto& s : context_.inspect_system().services) {
+      if (s.name != service) continue;
+      for (const auto& i : s.instances) {
+        if (i.value("name", "") == instance) return i.value("status", "running") == "running";
+      }
+    }
+    return false;
+  } catch (const std::exception&) {
+    return true;  // the master did not answer: no evidence that the instance ended
+  }
+}
+
 Manager::Manager(Context& context, ManagerConfig config, Launcher& launcher)
     : context_(context), config_(std::move(config)), launcher_(launcher) {
   for (const auto& f : config_.functions) {

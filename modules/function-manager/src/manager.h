@@ -20,6 +20,8 @@ class MasterLauncher : public Launcher {
   explicit MasterLauncher(Context& context) : context_(context) {}
   std::string start(const std::string& service, const std::string& instance) override;
   void stop(const std::string& service, const std::string& instance) override;
+  // From the master's inspect: the instance is listed with status running.
+  bool running(const std::string& service, const std::string& instance) override;
 
  private:
   Context& context_;

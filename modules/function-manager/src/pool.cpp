@@ -112,6 +112,9 @@ namespace {
 constexpr auto kListenPoll = std::chrono::milliseconds(5);
 // The longest one check waits for an answer (a host that is not up yet drops the SYN).
 constexpr auto kConnectWait = std::chrono::milliseconds(100);
+// How often launch() asks whether a starting runtime is still running (one that exits, a bad
+// handler say, is given up at once instead of after the whole timeout).
+constexpr auto kRunningPoll = std::chrono::milliseconds(250);
 
 // "host:port" or "[v6]:port" split into host and port; false when there is no port.
 bool split_address(const std::string& address, std::string& host, std::string& port) {
@@ -157,13 +160,22 @@ bool accepts_connections(const std::string& address, std::chrono::milliseconds w
   return accepted;
 }
 
-// Polls until something listens at `address` or `deadline` passes.
-bool wait_listening(const std::string& address, Clock::time_point deadline) {
+enum class Listening { yes, timed_out, ended };
+
+// Polls until something listens at `address`, `deadline` passes, or `running` says the instance
+// ended (asked every kRunningPoll).
+Listening wait_listening(const std::string& address, Clock::time_point deadline,
+                         const std::function<bool()>& running) {
+  auto next_running_check = Clock::now() + kRunningPoll;
   while (true) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left <= std::chrono::milliseconds(0)) return false;
+    if (left <= std::chrono::milliseconds(0)) return Listening::timed_out;
     if (accepts_connections(address, std::min(left, std::chrono::milliseconds(kConnectWait)))) {
-      return true;
+      return Listening::yes;
+    }
+    if (Clock::now() >= next_running_check) {
+      if (!running()) return Listening::ended;
+      next_running_check = Clock::now() + kRunningPoll;
     }
     std::this_thread::sleep_for(kListenPoll);
   }
@@ -206,15 +218,23 @@ std::shared_ptr<Instance> InstancePool::launch(int id) {
   // The channel is created once the runtime listens, so its first dial succeeds: gRPC's reconnect
   // backoff grows by 1.6 per refused dial and added up to a third of the start-up time (measured:
   // 40-240 ms median between listening and ready) to the first call.
-  bool ready = wait_listening(instance->address, deadline);
+  auto listening = wait_listening(instance->address, deadline, [&] {
+    return launcher_.running(config_.service, instance->name);
+  });
+  bool ready = listening == Listening::yes;
   if (ready) {
     instance->channel = open_channel(config_, instance->address);
     ready = instance->channel->WaitForConnected(std::chrono::system_clock::now() +
                                                 (deadline - Clock::now()));
   }
-  if (!ready) {
+  if (listening == Listening::ended) {
+    log_->error("function {}: instance {} ended before it listened at {} (see its log); stopping it",
+                config_.name, instance->name, instance->address);
+  } else if (!ready) {
     log_->error("function {}: instance {} at {} not ready within {} ms; stopping it", config_.name,
                 instance->name, instance->address, config_.timeout.count());
+  }
+  if (!ready) {
     try {
       launcher_.stop(config_.service, instance->name);
     } catch (const std::exception& e) {

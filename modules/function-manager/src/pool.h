@@ -29,6 +29,11 @@ class Launcher {
   virtual ~Launcher() = default;
   virtual std::string start(const std::string& service, const std::string& instance) = 0;
   virtual void stop(const std::string& service, const std::string& instance) = 0;
+  // False once the instance is known to have ended (its runtime exited): a start that will never
+  // listen. Asked a few times a second while a new instance is awaited.
+  virtual bool running(const std::string& /*service*/, const std::string& /*instance*/) {
+    return true;
+  }
 };
 
 struct Instance {

@@ -378,7 +378,7 @@ TEST_F(RuntimesE2E, MissingHandlerModuleIsLoggedAndGivesErrorJson) {
           "  - {name: broken, handler: nosuchmodule.handler, codedir: code}\n",
           {{"other.py", kEchoPy}}}},
         {{"broken", "retry: {max: 0}"}},
-        "  - {name: broken, service: function-broken, timeout: 3s}\n");
+        "  - {name: broken, service: function-broken, timeout: 10s}\n");
   client_->publish("in/broken", R"({"id":1})", 1);
   ASSERT_TRUE(wait_outputs("out/broken", 1)) << logs();
   auto error = outputs("out/broken")[0];
@@ -391,6 +391,10 @@ TEST_F(RuntimesE2E, MissingHandlerModuleIsLoggedAndGivesErrorJson) {
   auto text = logs();
   EXPECT_NE(text.find("etc/baetyl/service.yml: functions[0].handler: cannot import module "
                       "'nosuchmodule'"),
+            std::string::npos)
+      << text;
+  // The manager saw the runtime end instead of waiting for it until the timeout.
+  EXPECT_NE(text.find("instance function-broken.broken.1 ended before it listened"),
             std::string::npos)
       << text;
 }
