@@ -422,22 +422,35 @@ void Master::update(const api::UpdateRequest& request) {
     throw std::invalid_argument("update type must be APP or MST, not '" + request.type + "'");
   }
   if (request.path.empty()) throw std::invalid_argument("update path is required");
-  bool idle = false;
-  if (!updating_.compare_exchange_strong(idle, true)) {
-    throw std::runtime_error("an update is already in progress");
+  std::uint64_t generation = 0;
+  {
+    std::lock_guard state(update_state_mutex_);
+    if (updating_) throw std::runtime_error("an update is already in progress");
+    updating_ = true;
+    generation = ++update_generation_;
   }
   std::lock_guard ops(ops_mutex_);
   if (stopped_) {
+    std::lock_guard state(update_state_mutex_);
     updating_ = false;
     throw std::runtime_error("the master is stopping");
   }
   if (update_thread_.joinable()) update_thread_.join();
   ota_log_.append(ota_step::kReceived, request.type, request.trace);
   log_->info("update {} from {} received (trace '{}')", request.type, request.path, request.trace);
-  update_thread_ = std::thread([this, request] {
+  update_thread_ = std::thread([this, request, generation] {
     run_update(request);
-    updating_ = false;
+    // A master update that handed over to the new binary logs no final step here.
+    std::lock_guard state(update_state_mutex_);
+    if (update_generation_ == generation) updating_ = false;
   });
+}
+
+void Master::finish_update(const char* step, const std::string& type, const std::string& trace,
+                           const std::string& detail) {
+  std::lock_guard state(update_state_mutex_);
+  ota_log_.append(step, type, trace, detail);
+  updating_ = false;
 }
 
 void Master::run_update(const api::UpdateRequest& request) {
@@ -450,7 +463,7 @@ void Master::run_update(const api::UpdateRequest& request) {
   } catch (const std::exception& e) {
     log_->error("update failed: {}", e.what());
     set_error("update failed: " + std::string(e.what()));
-    ota_log_.append(ota_step::kFailure, request.type, request.trace, e.what());
+    finish_update(ota_step::kFailure, request.type, request.trace, e.what());
   }
 }
 
@@ -495,15 +508,15 @@ void Master::run_app_update(const api::UpdateRequest& request) {
       apply(previous);
     } catch (const std::exception& again) {
       set_error("update failed: " + reason + "; rollback failed: " + again.what());
-      ota_log_.append(ota_step::kFailure, type, request.trace, again.what());
+      finish_update(ota_step::kFailure, type, request.trace, again.what());
       return;
     }
     set_error("update failed, rolled back: " + reason);
-    ota_log_.append(ota_step::kRolledBack, type, request.trace, reason);
+    finish_update(ota_step::kRolledBack, type, request.trace, reason);
     return;
   }
   set_error({});
-  ota_log_.append(ota_step::kUpdated, type, request.trace);
+  finish_update(ota_step::kUpdated, type, request.trace);
   log_->info("application updated to version '{}'", target.version);
 }
 

@@ -97,6 +97,9 @@ class Master final : public ApiBackend {
   std::shared_ptr<InstanceSupervisor> require_instance(const Service& service,
                                                        const std::string& instance) const;
   void run_update(const api::UpdateRequest& request);
+  // Logs the final step of the running update and ends it (see update_state_mutex_).
+  void finish_update(const char* step, const std::string& type, const std::string& trace,
+                     const std::string& detail = {});
   void run_app_update(const api::UpdateRequest& request);
   void run_master_update(const api::UpdateRequest& request);
   void write_admin_file();
@@ -124,7 +127,11 @@ class Master final : public ApiBackend {
   std::map<std::string, std::shared_ptr<Service>> services_;
   std::string error_;
 
-  std::atomic<bool> updating_{false};
+  // An update runs from its request until its final step is in ota.log. Both change under this
+  // mutex, so a client that read the final step and sends the next update is never refused.
+  std::mutex update_state_mutex_;
+  bool updating_ = false;
+  std::uint64_t update_generation_ = 0;
   std::thread update_thread_;
   bool started_ = false;
   bool stopped_ = false;
