@@ -1,4 +1,4 @@
-// The master's REST API server over real sockets: the SDK's MasterClient, libcurl requests with
+// The master's REST API server over real sockets: the SDK's MasterClient, SDK HTTP requests with
 // hand-picked headers and bodies, and raw POSIX sockets for connection-level behaviour.
 #include <arpa/inet.h>
 #include <netinet/in.h>
