@@ -62,31 +62,6 @@ bool instance_answered(grpc::StatusCode code) {
 
 }  // namespace
 
-std::string base64_encode(const std::string& data) {
-  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < data.size(); i += 3) {
-    std::uint32_t v = (static_cast<std::uint8_t>(data[i]) << 16) |
-                      (static_cast<std::uint8_t>(data[i + 1]) << 8) |
-                      static_cast<std::uint8_t>(data[i + 2]);
-    out += table[(v >> 18) & 63];
-    out += table[(v >> 12) & 63];
-    out += table[(v >> 6) & 63];
-    out += table[v & 63];
-  }
-  if (i < data.size()) {
-    std::uint32_t v = static_cast<std::uint8_t>(data[i]) << 16;
-    if (i + 1 < data.size()) v |= static_cast<std::uint8_t>(data[i + 1]) << 8;
-    out += table[(v >> 18) & 63];
-    out += table[(v >> 12) & 63];
-    out += i + 1 < data.size() ? table[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
 std::string new_invoke_id() {
   thread_local std::mt19937_64 random{std::random_device{}()};
   std::uint64_t a = random(), b = random();

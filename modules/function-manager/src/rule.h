@@ -32,6 +32,7 @@
 #include <spdlog/logger.h>
 #include <nlohmann/json.hpp>
 
+#include "baetyl/base64.h"
 #include "baetyl/mqtt/client.h"
 #include "config.h"
 #include "pool.h"
@@ -45,7 +46,6 @@ inline constexpr std::chrono::seconds kQos0StallLimit{2};
 // The documented error output: {"functionMessage":{...},"errorMessage":"...","errorType":"..."}.
 nlohmann::json error_output(const baetyl::FunctionMessage& input, const std::string& message,
                             const std::string& type);
-std::string base64_encode(const std::string& data);
 std::string new_invoke_id();
 
 class RuleRunner {

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "baetyl/base64.h"
 #include "baetyl/mqtt/client.h"
 #include "baetyl/testing/ports.h"
 #include "function_app.h"
@@ -26,25 +27,6 @@ using baetyl::testing::MasterRun;
 
 using testing::write_file;
 
-std::string base64_decode(const std::string& text) {
-  static const std::string table =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::uint32_t bits = 0;
-  int count = 0;
-  for (char c : text) {
-    auto index = table.find(c);
-    if (index == std::string::npos) continue;  // '=' padding
-    bits = (bits << 6) | static_cast<std::uint32_t>(index);
-    count += 6;
-    if (count >= 8) {
-      count -= 8;
-      out += static_cast<char>((bits >> count) & 0xff);
-    }
-  }
-  return out;
-}
-
 // A published output: the topic and the payload, parsed when it is JSON.
 struct Output {
   std::string topic;
@@ -57,7 +39,8 @@ struct Output {
   }
   // The input of a function: the output itself, or the functionMessage of an error.
   std::string input_payload() const {
-    return is_error() ? base64_decode(json["functionMessage"].value("Payload", "")) : raw;
+    return is_error() ? base64_decode(json["functionMessage"].value("Payload", "")).value_or("")
+                      : raw;
   }
   bool is_probe() const { return input_payload().find("\"probe\"") != std::string::npos; }
 };

@@ -1,6 +1,7 @@
 #include "baetyl/http/client.h"
 
 #include "baetyl/asio.h"
+#include "baetyl/base64.h"
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -252,22 +253,6 @@ std::string percent_decode(std::string_view text) {
   return out;
 }
 
-std::string base64(std::string_view data) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (std::size_t i = 0; i < data.size(); i += 3) {
-    unsigned group = static_cast<unsigned char>(data[i]) << 16;
-    if (i + 1 < data.size()) group |= static_cast<unsigned char>(data[i + 1]) << 8;
-    if (i + 2 < data.size()) group |= static_cast<unsigned char>(data[i + 2]);
-    out.push_back(alphabet[(group >> 18) & 63]);
-    out.push_back(alphabet[(group >> 12) & 63]);
-    out.push_back(i + 1 < data.size() ? alphabet[(group >> 6) & 63] : '=');
-    out.push_back(i + 2 < data.size() ? alphabet[group & 63] : '=');
-  }
-  return out;
-}
-
 // [http://][user:password@]host[:port][/], the port defaulting to 1080 as in curl.
 Proxy parse_proxy(const std::string& url) {
   std::string_view rest = url;
@@ -285,7 +270,7 @@ Proxy parse_proxy(const std::string& url) {
     const std::string user = percent_decode(user_info.substr(0, colon));
     const std::string password =
         colon == std::string_view::npos ? std::string() : percent_decode(user_info.substr(colon + 1));
-    proxy.authorization = "Basic " + base64(user + ":" + password);
+    proxy.authorization = "Basic " + base64_encode(user + ":" + password);
     rest.remove_prefix(at + 1);
   }
   try {
