@@ -1,7 +1,8 @@
 #include "baetyl/http/client.h"
 
+#include "address.h"
 #include "baetyl/asio.h"
-#include "baetyl/base64.h"
+#include "proxy.h"
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -16,7 +17,6 @@
 #include <cctype>
 #include <exception>
 #include <future>
-#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -25,6 +25,17 @@
 
 namespace baetyl::http {
 namespace {
+
+using detail::Authority;
+using detail::bad_address;
+using detail::Failure;
+using detail::has_control_or_space;
+using detail::host_header;
+using detail::ip_address;
+using detail::lower;
+using detail::parse_authority;
+using detail::proxy_for;
+using detail::url_host;
 
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
@@ -35,107 +46,7 @@ using Clock = std::chrono::steady_clock;
 using OutgoingRequest = bhttp::request<bhttp::string_body>;
 using TlsStream = ssl::stream<tcp::socket&>;
 
-// An exchange that failed for a reason other than the timeout. The reasons keep the wording of
-// curl's error texts, which callers and logs have seen so far.
-class Failure : public std::runtime_error {
- public:
-  Failure(const std::string& reason, const std::string& detail)
-      : std::runtime_error(detail.empty() ? reason : reason + " (" + detail + ")") {}
-  Failure(const std::string& reason, const error_code& ec) : Failure(reason, ec.message()) {}
-};
-
 struct TimedOut {};
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::string_view trim(std::string_view text) {
-  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-  while (!text.empty() && space(text.front())) text.remove_prefix(1);
-  while (!text.empty() && space(text.back())) text.remove_suffix(1);
-  return text;
-}
-
-[[noreturn]] void bad_address(const std::string& address, const std::string& reason) {
-  throw std::invalid_argument("invalid HTTP client address '" + address + "': " + reason);
-}
-
-bool has_control_or_space(std::string_view text) {
-  return std::any_of(text.begin(), text.end(),
-                     [](unsigned char c) { return c <= 0x20 || c == 0x7f; });
-}
-
-// An IPv6 address in brackets, anything else as is.
-std::string url_host(const std::string& host) {
-  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
-}
-
-struct Authority {
-  std::string host;  // IPv6 without brackets
-  int port = 0;
-};
-
-// host:port or [v6]:port.
-Authority parse_authority(const std::string& address, std::string_view authority,
-                          const char* default_port) {
-  if (authority.empty()) bad_address(address, "missing host");
-  if (authority.find('@') != std::string_view::npos) {
-    bad_address(address, "user info not supported");
-  }
-  if (has_control_or_space(authority)) bad_address(address, "invalid character in host");
-
-  std::string_view host;
-  std::string_view port;
-  bool has_port = false;
-  if (authority.front() == '[') {
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) bad_address(address, "unterminated IPv6 host");
-    host = authority.substr(1, close - 1);
-    const auto rest = authority.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') bad_address(address, "unexpected text after IPv6 host");
-      port = rest.substr(1);
-      has_port = true;
-    }
-    if (host.empty()) bad_address(address, "missing host");
-  } else {
-    const auto colon = authority.rfind(':');
-    if (colon != std::string_view::npos) {
-      if (authority.find(':') != colon) bad_address(address, "IPv6 hosts must be in brackets");
-      host = authority.substr(0, colon);
-      port = authority.substr(colon + 1);
-      has_port = true;
-    } else {
-      host = authority;
-    }
-    if (host.empty()) bad_address(address, "missing host");
-  }
-
-  if (!has_port) {
-    if (default_port == nullptr) bad_address(address, "missing port");
-    port = default_port;
-  }
-  if (port.empty()) bad_address(address, "missing port");
-  if (port.size() > 5 || !std::all_of(port.begin(), port.end(),
-                                      [](unsigned char c) { return std::isdigit(c) != 0; })) {
-    bad_address(address, "invalid port '" + std::string(port) + "'");
-  }
-  const int number = std::stoi(std::string(port));
-  if (number < 1 || number > 65535) {
-    bad_address(address, "port out of range '" + std::string(port) + "'");
-  }
-  return Authority{std::string(host), number};
-}
-
-// The Host header names the port only when it is not the scheme's default, as browsers and curl do.
-std::string host_header(const Authority& authority, int default_port) {
-  const std::string host = url_host(authority.host);
-  return authority.port == default_port ? host : host + ":" + std::to_string(authority.port);
-}
 
 bool valid_token(std::string_view text) {
   // RFC 9110 tchar.
@@ -143,150 +54,6 @@ bool valid_token(std::string_view text) {
   return !text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) {
     return std::isalnum(c) != 0 || extra.find(static_cast<char>(c)) != std::string_view::npos;
   });
-}
-
-std::optional<asio::ip::address> ip_address(std::string_view text) {
-  error_code ec;
-  const auto address = asio::ip::make_address(std::string(text), ec);
-  if (ec) return std::nullopt;
-  return address;
-}
-
-// ---- proxies from the environment --------------------------------------------------------------
-
-struct Proxy {
-  std::string host;  // IPv6 without brackets
-  std::string port;
-  std::string authorization;  // a Proxy-Authorization value, or empty
-};
-
-std::string getenv_string(const char* name) {
-  const char* value = ::getenv(name);
-  return value == nullptr ? std::string() : std::string(value);
-}
-
-std::string first_set(std::initializer_list<const char*> names) {
-  for (const char* name : names) {
-    if (std::string value = getenv_string(name); !value.empty()) return value;
-  }
-  return {};
-}
-
-std::string proxy_variable(bool tls) {
-  // Only the lower-case http_proxy, as curl: a CGI program gets HTTP_PROXY from a request header.
-  if (tls) return first_set({"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"});
-  return first_set({"http_proxy", "all_proxy", "ALL_PROXY"});
-}
-
-bool in_network(const asio::ip::address& address, std::string_view network) {
-  const auto slash = network.find('/');
-  const auto base = ip_address(network.substr(0, slash));
-  if (!base || base->is_v4() != address.is_v4()) return false;
-  if (slash == std::string_view::npos) return *base == address;
-
-  const std::string bits_text(network.substr(slash + 1));
-  if (bits_text.empty() || bits_text.size() > 3 ||
-      !std::all_of(bits_text.begin(), bits_text.end(),
-                   [](unsigned char c) { return std::isdigit(c) != 0; })) {
-    return false;
-  }
-  const auto bytes = [](const asio::ip::address& a) {
-    if (a.is_v4()) {
-      const auto b = a.to_v4().to_bytes();
-      return std::vector<unsigned char>(b.begin(), b.end());
-    }
-    const auto b = a.to_v6().to_bytes();
-    return std::vector<unsigned char>(b.begin(), b.end());
-  };
-  const std::vector<unsigned char> left = bytes(address), right = bytes(*base);
-  const std::size_t bits = std::min<std::size_t>(std::stoul(bits_text), left.size() * 8);
-  for (std::size_t i = 0; i < bits; ++i) {
-    const unsigned mask = 0x80u >> (i % 8);
-    if ((left[i / 8] & mask) != (right[i / 8] & mask)) return false;
-  }
-  return true;
-}
-
-bool host_matches(std::string_view host, std::string_view entry) {
-  if (entry.starts_with('[')) {
-    entry.remove_prefix(1);
-    if (const auto close = entry.find(']'); close != std::string_view::npos) {
-      entry = entry.substr(0, close);
-    }
-  }
-  if (const auto address = ip_address(host)) return in_network(*address, entry);
-  while (entry.starts_with('.')) entry.remove_prefix(1);
-  if (entry.ends_with('.')) entry.remove_suffix(1);
-  if (entry.empty()) return false;
-  const std::string name = lower(host), suffix = lower(entry);
-  return name == suffix ||
-         (name.size() > suffix.size() && name.ends_with(suffix) &&
-          name[name.size() - suffix.size() - 1] == '.');
-}
-
-// no_proxy as curl reads it: "*", or names matching whole domain labels from the right,
-// addresses, and networks in CIDR notation, separated by commas or spaces.
-bool bypasses_proxy(std::string_view host) {
-  const std::string list = first_set({"no_proxy", "NO_PROXY"});
-  std::string_view rest = list;
-  while (!rest.empty()) {
-    const auto end = rest.find_first_of(", \t");
-    const std::string_view entry = trim(rest.substr(0, end));
-    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
-    if (entry == "*") return true;
-    if (!entry.empty() && host_matches(host, entry)) return true;
-  }
-  return false;
-}
-
-std::string percent_decode(std::string_view text) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(text[i + 1]) &&
-        std::isxdigit(text[i + 2])) {
-      out.push_back(static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else {
-      out.push_back(text[i]);
-    }
-  }
-  return out;
-}
-
-// [http://][user:password@]host[:port][/], the port defaulting to 1080 as in curl.
-Proxy parse_proxy(const std::string& url) {
-  std::string_view rest = url;
-  if (const auto sep = rest.find("://"); sep != std::string_view::npos) {
-    if (lower(rest.substr(0, sep)) != "http") {
-      throw Failure("Unsupported proxy scheme", "only http:// proxies: '" + url + "'");
-    }
-    rest.remove_prefix(sep + 3);
-  }
-  rest = rest.substr(0, rest.find('/'));
-  Proxy proxy;
-  if (const auto at = rest.rfind('@'); at != std::string_view::npos) {
-    const auto user_info = rest.substr(0, at);
-    const auto colon = user_info.find(':');
-    const std::string user = percent_decode(user_info.substr(0, colon));
-    const std::string password =
-        colon == std::string_view::npos ? std::string() : percent_decode(user_info.substr(colon + 1));
-    proxy.authorization = "Basic " + base64_encode(user + ":" + password);
-    rest.remove_prefix(at + 1);
-  }
-  try {
-    const Authority authority = parse_authority(url, rest, "1080");
-    proxy.host = authority.host;
-    proxy.port = std::to_string(authority.port);
-  } catch (const std::invalid_argument& e) {
-    throw Failure("Unsupported proxy syntax", e.what());
-  }
-  return proxy;
-}
-
-std::optional<Proxy> proxy_for(bool tls, const std::string& host) {
-  const std::string url = proxy_variable(tls);
-  if (url.empty() || bypasses_proxy(host)) return std::nullopt;
-  return parse_proxy(url);
 }
 
 // ---- name resolution ---------------------------------------------------------------------------
