@@ -168,13 +168,7 @@ class Workdir {
   std::string socket() const { return (dir_.path() / "var/run/baetyl.sock").string(); }
   const fs::path& path() const { return dir_.path(); }
 
-  baetyl::http::Headers admin_headers() const {
-    std::ifstream in(dir_.path() / "var/run/baetyl/admin.json");
-    auto admin = nlohmann::json::parse(in, nullptr, false);
-    if (admin.is_discarded()) return {};
-    return {{"x-openedge-username", admin.value("username", "")},
-            {"x-openedge-password", admin.value("password", "")}};
-  }
+  baetyl::http::Headers admin_headers() const { return baetyl::bench::admin_headers(path()); }
 
  private:
   baetyl::testing::TempDir dir_;
