@@ -171,7 +171,10 @@ asio::awaitable<void> Connection::read_loop() {
     bool stop = false;
     Broker::take_congestion();
     {
-      WakeupBatch wakeups;  // ends before any co_await: other connections share the thread
+      // Both end before any co_await (other connections share the thread): the subscribers
+      // are woken first, then this read's messages are committed on this thread.
+      Store::CommitScope commits(broker_.store());
+      WakeupBatch wakeups;
       while (!stop) {
         std::string_view view(in.data() + offset, used - offset);
         auto head = mqtt::decode_fixed_header(view, limits_);
@@ -458,15 +461,26 @@ void Connection::committed(std::uint16_t packet_id, std::uint8_t qos) {
 
 void Connection::on_ack(std::uint16_t packet_id, std::uint8_t qos) {
   std::optional<Outgoing> done;
+  bool refill = false;
   {
     std::lock_guard lock(session_->mutex);
     auto it = session_->inflight.find(packet_id);
     if (it == session_->inflight.end() || it->second.out.qos != qos) return;
     done = std::move(it->second.out);
     session_->inflight.erase(it);
+    refill = window_has_room();
   }
   broker_.acknowledged(*session_, *done);
-  wake();  // the window has room again
+  if (refill) wake();
+}
+
+// Once the in-flight window is full it is refilled when half of it has been acknowledged, not at
+// every acknowledgement: a busy subscriber gets its messages in batches (one write and one read
+// for many) instead of one write per PUBACK. Call with the session's mutex held.
+bool Connection::window_has_room() {
+  const std::size_t window = broker_.config().message.egress.qos1_buffer_size;
+  if (window_full_ && session_->inflight.size() <= window / 2) window_full_ = false;
+  return !window_full_ && session_->inflight.size() < window;
 }
 
 void Connection::on_pubrec(std::uint16_t packet_id) {
@@ -526,7 +540,10 @@ void Connection::collect(std::string& out) {
       encode_publish(out, *o.message, 0, o.retain, false, 0);
       --session_->pending_qos0;
     } else {
-      if (session_->inflight.size() >= egress.qos1_buffer_size) break;
+      if (!window_has_room()) {
+        window_full_ = true;
+        break;
+      }
       if (batch++ == egress.qos1_batch_max) break;
       const std::uint16_t id = session_->allocate_packet_id();
       const bool released = o.released;

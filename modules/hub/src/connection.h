@@ -50,6 +50,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_ack(std::uint16_t packet_id, std::uint8_t qos);
   void on_pubrec(std::uint16_t packet_id);
   void send(const mqtt::Packet& packet);
+  bool window_has_room();
   void committed(std::uint16_t packet_id, std::uint8_t qos);
   // Moves control packets and due messages into `out`.
   void collect(std::string& out);
@@ -73,6 +74,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::steady_clock::time_point deadline_;
   std::chrono::steady_clock::time_point next_retry_check_;
   std::size_t pending_commits_ = 0;
+  bool window_full_ = false;  // guarded by the session's mutex
   std::string control_;  // encoded control packets waiting for the writer
   std::atomic<bool> notify_pending_{false};
   mqtt::DecodeLimits limits_;

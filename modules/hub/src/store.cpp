@@ -8,6 +8,9 @@
 namespace baetyl::hub {
 namespace {
 
+// The store whose CommitScope is open on this thread, if any.
+thread_local Store* committing_here = nullptr;
+
 void bind_text(sqlite3_stmt* s, int i, std::string_view v) {
   sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
 }
@@ -60,7 +63,8 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
   exec(
       "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
       "payload BLOB, qos INTEGER NOT NULL, time INTEGER NOT NULL)");
-  exec("CREATE INDEX IF NOT EXISTS messages_time ON messages(time)");
+  // Ids grow with arrival, so retention needs no index on time (one b-tree less per commit).
+  exec("DROP INDEX IF EXISTS messages_time");
   exec(
       "CREATE TABLE IF NOT EXISTS queue (client_id TEXT NOT NULL, message_id INTEGER NOT NULL, "
       "qos INTEGER NOT NULL, released INTEGER NOT NULL DEFAULT 0, "
@@ -101,7 +105,12 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
   insert_qos2_ = prepare("INSERT OR IGNORE INTO qos2_received (client_id, packet_id) VALUES (?,?)");
   delete_qos2_ = prepare("DELETE FROM qos2_received WHERE client_id = ? AND packet_id = ?");
   delete_session_qos2_ = prepare("DELETE FROM qos2_received WHERE client_id = ?");
-  cleanup_messages_ = prepare("DELETE FROM messages WHERE time < ?");
+  // Everything before the first message inside the retention (in arrival order); a message
+  // whose time went back with the clock waits for a later cleanup, never goes early.
+  cleanup_messages_ = prepare(
+      "DELETE FROM messages WHERE time < ?1 AND id < COALESCE("
+      "(SELECT id FROM messages WHERE time >= ?1 ORDER BY id LIMIT 1), "
+      "(SELECT MAX(id) + 1 FROM messages))");
   cleanup_queue_ = prepare(
       "DELETE FROM queue WHERE NOT EXISTS (SELECT 1 FROM messages WHERE id = queue.message_id)");
 }
@@ -234,20 +243,56 @@ void Store::stop() {
 }
 
 void Store::submit(Op op) {
+  const bool here = committing_here == this;
   bool wake = true;
   {
     std::lock_guard lock(mutex_);
     if (std::holds_alternative<Ack>(op)) {
       // Acknowledgements only delete queue entries: one lost in a crash means a redelivery
       // (QoS 1 is at least once), so they wait for other work or for a batch of them.
-      // The writer is woken by the first one, to start the wait, and by a full batch.
-      wake = ops_.empty() || ops_.size() + 1 >= options_.ack_batch_max;
+      // The writer is woken by the first one, to start the wait, and by a full batch; a
+      // thread in a CommitScope wakes it only at the scope's end, if they are still there.
+      wake = ops_.size() + 1 >= options_.ack_batch_max || (writer_idle_ && !here);
     } else {
       ++urgent_;
+      wake = !here;
     }
     ops_.push_back(std::move(op));
   }
   if (wake) cv_.notify_one();
+}
+
+Store::CommitScope::CommitScope(Store* store) {
+  if (store != nullptr && committing_here == nullptr) {
+    store_ = store;
+    committing_here = store;
+  }
+}
+
+Store::CommitScope::~CommitScope() {
+  if (store_ == nullptr) return;
+  committing_here = nullptr;
+  store_->commit_here();
+}
+
+// Whoever holds commit_mutex_ looks at ops_ again after its commit (this loop, or the writer's),
+// so work left here when the lock is busy is committed by the holder.
+void Store::commit_here() {
+  std::vector<Op> batch;
+  while (true) {
+    std::unique_lock committing(commit_mutex_, std::try_to_lock);
+    if (!committing.owns_lock()) return;
+    {
+      std::lock_guard lock(mutex_);
+      if (urgent_ == 0) {
+        // Acknowledgements left over: the writer commits them after its delay.
+        if (!ops_.empty() && writer_idle_) cv_.notify_one();
+        return;
+      }
+      take_batch(batch);
+    }
+    commit_and_complete(batch);
+  }
 }
 
 std::size_t Store::backlog() const {
@@ -304,12 +349,22 @@ void Store::flush() {
 
 void Store::run() {
   std::vector<Op> batch;
-  while (take_batch(batch)) {
-    commit(batch);
-    complete(batch);
-    batch.clear();
-    finish_checkpoint_if_wal_too_long();
+  while (wait_for_work()) {
+    std::lock_guard committing(commit_mutex_);
+    {
+      std::lock_guard lock(mutex_);
+      take_batch(batch);
+    }
+    if (!batch.empty()) commit_and_complete(batch);
   }
+}
+
+void Store::commit_and_complete(std::vector<Op>& batch) {
+  commit(batch);
+  // Under commit_mutex_: the callbacks of one connection's messages run in commit order.
+  complete(batch);
+  batch.clear();
+  finish_checkpoint_if_wal_too_long();
 }
 
 // The checkpoint thread copies the WAL while the writer keeps appending to it, so under steady
@@ -323,13 +378,19 @@ void Store::finish_checkpoint_if_wal_too_long() {
   wal_pages_ = 0;
 }
 
-bool Store::take_batch(std::vector<Op>& batch) {
+bool Store::wait_for_work() {
   std::unique_lock lock(mutex_);
+  writer_idle_ = true;
   cv_.wait(lock, [&] { return stopping_ || !ops_.empty(); });
+  writer_idle_ = false;
   if (ops_.empty()) return false;  // stopping with nothing left
   cv_.wait_for(lock, options_.ack_delay, [&] {
     return stopping_ || urgent_ > 0 || ops_.size() >= options_.ack_batch_max;
   });
+  return true;
+}
+
+void Store::take_batch(std::vector<Op>& batch) {
   std::size_t messages = 0;
   std::size_t acks = 0;
   while (!ops_.empty()) {
@@ -348,7 +409,6 @@ bool Store::take_batch(std::vector<Op>& batch) {
     batch.push_back(std::move(ops_.front()));
     ops_.pop_front();
   }
-  return true;
 }
 
 void Store::commit(std::vector<Op>& batch) {
@@ -372,7 +432,12 @@ void Store::complete(std::vector<Op>& batch) {
 int Store::on_wal_commit(void* self, sqlite3*, const char*, int pages) {
   auto* store = static_cast<Store*>(self);
   store->wal_pages_ = pages;
-  if (pages >= store->options_.checkpoint_pages && store->checkpoint_db_) {
+  // Asked every checkpoint_pages new pages, not at every commit once the WAL is that long: each
+  // checkpoint syncs the WAL and the database, and copies the pages changed since the last one.
+  if (pages < store->checkpoint_asked_at_) store->checkpoint_asked_at_ = 0;  // WAL started over
+  if (pages - store->checkpoint_asked_at_ >= store->options_.checkpoint_pages &&
+      store->checkpoint_db_) {
+    store->checkpoint_asked_at_ = pages;
     {
       std::lock_guard lock(store->checkpoint_mutex_);
       store->checkpoint_due_ = true;

@@ -1,7 +1,9 @@
 #pragma once
 // Durable state of the hub in SQLite (WAL): QoS 1/2 messages, the queue of each persistent
-// session, subscriptions, retained messages and wills. All writes go through one writer thread
-// that commits them in batches (group commit); a message's callback runs after its commit.
+// session, subscriptions, retained messages and wills. Writes are committed in batches (group
+// commit); a message's callback runs after its commit. A thread inside a CommitScope (a
+// connection handling one read) commits what it submitted itself when the scope ends; everything
+// else goes to the writer thread.
 // A second thread with its own connection checkpoints the WAL into the database, so that the
 // writer never pays for a checkpoint between two commits.
 #include <sqlite3.h>
@@ -31,7 +33,8 @@ struct StoreOptions {
   std::size_t ack_batch_max = 100;     // message.offset.batch.max
   // How long acknowledgements alone wait for more work before they are committed.
   std::chrono::milliseconds ack_delay{20};
-  // WAL size (pages) from which the checkpoint thread copies the log into the database.
+  // The checkpoint thread copies the log into the database each time the WAL grew by this
+  // many pages.
   int checkpoint_pages = 1000;
   // false: SQLite's automatic checkpoint inside the writer's commits (for comparison in benches).
   bool checkpoint_thread = true;
@@ -105,6 +108,22 @@ class Store {
   // Blocks until everything submitted so far is committed.
   void flush();
 
+  // While one lives on a thread, the messages and other changes that thread submits are
+  // committed by that thread when the scope ends, together with whatever else is waiting,
+  // instead of waking the writer thread and waiting for it: no hand-off between threads per
+  // batch. When another thread is committing at that moment, it takes them along.
+  // Acknowledgements alone still wait for the writer's batch (see ack()).
+  class CommitScope {
+   public:
+    explicit CommitScope(Store* store);
+    ~CommitScope();
+    CommitScope(const CommitScope&) = delete;
+    CommitScope& operator=(const CommitScope&) = delete;
+
+   private:
+    Store* store_ = nullptr;  // null when nested in another scope or without a store
+  };
+
   // Number of operations waiting for the writer.
   std::size_t backlog() const;
   std::uint64_t commits() const { return commits_.load(); }
@@ -170,8 +189,15 @@ class Store {
 
   void submit(Op op);
   void run();
-  // Waits for work and moves the next batch out of ops_; false when stopping with nothing left.
-  bool take_batch(std::vector<Op>& batch);
+  // Waits for work; false when stopping with nothing left.
+  bool wait_for_work();
+  // Moves the next batch out of ops_ (empty when another thread took everything); call with
+  // mutex_ held.
+  void take_batch(std::vector<Op>& batch);
+  // Commits the batches waiting for a commit on the calling thread (see CommitScope).
+  void commit_here();
+  // Commits `batch`, runs its callbacks and checkpoints when due; call with commit_mutex_ held.
+  void commit_and_complete(std::vector<Op>& batch);
   void commit(std::vector<Op>& batch);
   static void complete(std::vector<Op>& batch);
   void apply(Op& op);
@@ -218,13 +244,18 @@ class Store {
   std::deque<Op> ops_;
   std::size_t urgent_ = 0;  // ops_ other than acknowledgements
   bool stopping_ = false;
+  bool writer_idle_ = false;  // the writer waits for any work (not for more acknowledgements)
   std::thread thread_;
+  // Held while a batch is taken and committed, by the writer or a thread ending a CommitScope:
+  // batches are committed in the order they were submitted.
+  std::mutex commit_mutex_;
 
   sqlite3* checkpoint_db_ = nullptr;
   std::mutex checkpoint_mutex_;
   std::condition_variable checkpoint_cv_;
   bool checkpoint_due_ = false;
   std::atomic<int> wal_pages_{0};
+  int checkpoint_asked_at_ = 0;  // WAL size at the last request (commits hold commit_mutex_)
   std::mutex checkpointing_;  // one checkpoint at a time: the writer's waits for the thread's
   bool checkpoint_stopping_ = false;
   std::thread checkpoint_thread_;

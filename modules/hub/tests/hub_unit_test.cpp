@@ -432,6 +432,82 @@ TEST(Store, AcknowledgementsWaitForABatchOrOtherWork) {
   EXPECT_EQ(state.sessions[0].queue[0].message->id, 20);
 }
 
+// A connection's read commits its messages on its own thread when the read is handled.
+TEST(Store, CommitScopeCommitsOnTheSubmittingThread) {
+  baetyl::testing::TempDir dir;
+  StoreOptions options;
+  options.ack_delay = std::chrono::hours(1);
+  Store store(dir.path().string(), options, spdlog::default_logger());
+  store.load();
+  store.start();
+  store.save_session("c");
+  store.flush();
+  const auto before = store.commits();
+  std::vector<std::thread::id> committed_on;
+  {
+    Store::CommitScope scope(&store);
+    for (int i = 0; i < 3; ++i) {
+      store.add_message(make_message(store.next_message_id(), "t", "m", 1), {{"c", 1}},
+                        [&] { committed_on.push_back(std::this_thread::get_id()); });
+    }
+    store.ack("c", 1);
+    std::this_thread::sleep_for(20ms);  // the writer was not woken: nothing committed yet
+    EXPECT_EQ(store.commits(), before);
+    EXPECT_TRUE(committed_on.empty());
+  }
+  EXPECT_EQ(store.commits(), before + 1);  // messages and acknowledgement in one transaction
+  ASSERT_EQ(committed_on.size(), 3u);
+  for (auto id : committed_on) EXPECT_EQ(id, std::this_thread::get_id());
+  EXPECT_EQ(store.backlog(), 0u);
+  store.stop();
+  auto state = store.load();
+  ASSERT_EQ(state.sessions.size(), 1u);
+  EXPECT_EQ(state.sessions[0].queue.size(), 2u);
+}
+
+// Threads ending their scopes while another one commits leave their work to it: every message
+// is committed (its callback runs) without anyone flushing, in the order of each thread.
+TEST(Store, CommitScopesOnManyThreadsLoseNothing) {
+  baetyl::testing::TempDir dir;
+  StoreOptions options;
+  options.ack_delay = std::chrono::hours(1);
+  options.message_batch_max = 7;
+  Store store(dir.path().string(), options, spdlog::default_logger());
+  store.load();
+  store.start();
+  store.save_session("c");
+  constexpr int kThreads = 4;
+  constexpr int kReads = 300;
+  constexpr int kPerRead = 5;
+  std::atomic<int> committed{0};
+  std::vector<std::vector<std::int64_t>> order(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < kReads; ++r) {
+        Store::CommitScope scope(&store);
+        for (int i = 0; i < kPerRead; ++i) {
+          auto id = store.next_message_id();
+          store.add_message(make_message(id, "t", "m", 1), {{"c", 1}}, [&, t, id] {
+            order[t].push_back(id);  // callbacks run under the commit lock: no race
+            committed.fetch_add(1);
+          });
+          if (id % 3 == 0) store.ack("c", id);
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  constexpr int kTotal = kThreads * kReads * kPerRead;
+  for (int i = 0; i < 10000 && committed.load() < kTotal; ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(committed.load(), kTotal);
+  for (const auto& ids : order) EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  store.stop();
+  auto state = store.load();
+  ASSERT_EQ(state.sessions.size(), 1u);
+  EXPECT_EQ(state.sessions[0].queue.size(), static_cast<std::size_t>(kTotal - kTotal / 3));
+}
+
 // The WAL is copied into the database by the checkpoint thread, not inside the writer's commits.
 TEST(Store, CheckpointsRunOnTheirOwnThread) {
   baetyl::testing::TempDir dir;
