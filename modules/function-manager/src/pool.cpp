@@ -115,6 +115,8 @@ constexpr auto kConnectWait = std::chrono::milliseconds(100);
 // How often launch() asks whether a starting runtime is still running (one that exits, a bad
 // handler say, is given up at once instead of after the whole timeout).
 constexpr auto kRunningPoll = std::chrono::milliseconds(250);
+// The least time a ready runtime gets to tell whether it serves CallStream.
+constexpr auto kStreamAnswer = std::chrono::seconds(1);
 
 // "host:port" or "[v6]:port" split into host and port; false when there is no port.
 bool split_address(const std::string& address, std::string& host, std::string& port) {
@@ -243,10 +245,13 @@ std::shared_ptr<Instance> InstancePool::launch(int id) {
     }
     return nullptr;
   }
-  log_->info("function {}: instance {} ready at {} after {} ms", config_.name, instance->name,
-             instance->address,
-             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
   instance->stub = baetyl::Function::NewStub(instance->channel);
+  instance->stream = CallStream::open(*instance->stub, config_.timeout,
+                                      std::max(deadline, Clock::now() + kStreamAnswer));
+  log_->info("function {}: instance {} ready at {} after {} ms ({})", config_.name,
+             instance->name, instance->address,
+             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
+             instance->stream ? "calls on one stream" : "one call per message");
   instance->last_used = Clock::now();
   return instance;
 }
@@ -362,6 +367,7 @@ void InstancePool::stop_instance(const std::shared_ptr<Instance>& instance) {
     --waiters_;
   }
   // Close our connection first: a runtime shutting down gracefully may wait for open ones.
+  if (instance->stream) instance->stream->close();
   instance->stub.reset();
   instance->channel.reset();
   try {
@@ -408,12 +414,16 @@ grpc::Status InstancePool::call(Instance& instance, const baetyl::FunctionMessag
   return instance.stub->Call(&context, request, &reply);
 }
 
-void InstancePool::call_async(Instance& instance, grpc::ClientContext& context,
+void InstancePool::call_async(Instance& instance, std::unique_ptr<grpc::ClientContext>& context,
                               const baetyl::FunctionMessage& request,
                               baetyl::FunctionMessage& reply,
                               std::function<void(grpc::Status)> done) const {
-  context.set_deadline(std::chrono::system_clock::now() + config_.timeout);
-  instance.stub->async()->Call(&context, &request, &reply, std::move(done));
+  // A stream that broke takes no call: this one goes as a unary call (which fails at once too
+  // when the instance is gone, and the instance is then discarded).
+  if (instance.stream && instance.stream->call(request, reply, done)) return;
+  context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + config_.timeout);
+  instance.stub->async()->Call(context.get(), &request, &reply, std::move(done));
 }
 
 int InstancePool::size() const {

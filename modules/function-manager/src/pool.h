@@ -18,6 +18,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/logger.h>
 
+#include "call_stream.h"
 #include "config.h"
 #include "function.grpc.pb.h"
 
@@ -37,11 +38,16 @@ class Launcher {
 };
 
 struct Instance {
+  ~Instance() {
+    if (stream) stream->close();
+  }
   int id = 0;
   std::string name;
   std::string address;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<baetyl::Function::Stub> stub;
+  // Set when the runtime serves CallStream: calls go on it, else one unary Call each.
+  std::shared_ptr<CallStream> stream;
   // Guarded by the pool's mutex.
   std::chrono::steady_clock::time_point last_used;
   int calls = 0;           // call slots held
@@ -77,9 +83,10 @@ class InstancePool {
   // Calls the function on `instance` with the function's timeout as deadline.
   grpc::Status call(Instance& instance, const baetyl::FunctionMessage& request,
                     baetyl::FunctionMessage& reply) const;
-  // The same without waiting: `done` runs on a gRPC thread when the call ends. `context`,
-  // `request` and `reply` must live until then; `context` serves one call only.
-  void call_async(Instance& instance, grpc::ClientContext& context,
+  // The same without waiting: `done` runs on a gRPC thread when the call ends, on the
+  // instance's CallStream when it has one, else as a unary call with a new `context`.
+  // `context`, `request` and `reply` must live until then.
+  void call_async(Instance& instance, std::unique_ptr<grpc::ClientContext>& context,
                   const baetyl::FunctionMessage& request, baetyl::FunctionMessage& reply,
                   std::function<void(grpc::Status)> done) const;
 

@@ -271,10 +271,10 @@ void RuleRunner::start_attempt(std::unique_ptr<Call> call, std::shared_ptr<Insta
     }
   }
   call->instance = std::move(slot);
-  call->context = std::make_unique<grpc::ClientContext>();
+  call->context.reset();
   call->reply.Clear();
   Call* raw = call.release();
-  pool_.call_async(*raw->instance, *raw->context, raw->request, raw->reply,
+  pool_.call_async(*raw->instance, raw->context, raw->request, raw->reply,
                    [this, raw](grpc::Status status) {
                      on_reply(std::unique_ptr<Call>(raw), status);
                      pump();

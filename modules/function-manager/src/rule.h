@@ -71,7 +71,7 @@ class RuleRunner {
     mqtt::Message input;
     baetyl::FunctionMessage request;
     baetyl::FunctionMessage reply;
-    std::unique_ptr<grpc::ClientContext> context;  // one per attempt
+    std::unique_ptr<grpc::ClientContext> context;  // one per unary attempt
     std::shared_ptr<Instance> instance;
     std::uint64_t position = 0;  // in the sequencer
     bool prepared = false;  // request filled in

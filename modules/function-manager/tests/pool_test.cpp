@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
+#include <csignal>
 #include <future>
 #include <thread>
 
@@ -129,7 +130,7 @@ TEST(InstancePool, AsyncCallsInFlightOnOneInstance) {
   InstancePool pool(sql_function(0, 1, 10min, 1min, 8), launcher, test_logger());
   pool.start();
   struct Pending {
-    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientContext> context;
     baetyl::FunctionMessage request, reply;
     std::promise<grpc::Status> done;
   };
@@ -208,6 +209,79 @@ TEST(InstancePool, FailedInstanceIsStoppedAndReplaced) {
   EXPECT_TRUE(pool.call(*replacement, message(R"({"id":2})"), reply).ok());
   EXPECT_EQ(launcher.starts(), 2);
   pool.release(replacement, true);
+}
+
+// The SQL runtime serves CallStream: the calls of an instance share one stream. One that is not
+// answered within the timeout fails with DEADLINE_EXCEEDED, and the others on the stream with it.
+TEST(InstancePool, CallsOnAStreamFailAtTheDeadlineOfAHungInstance) {
+  testing::SqlLauncher launcher;
+  auto f = sql_function(0, 1, 10min, 1min, 4);
+  f.timeout = 500ms;
+  InstancePool pool(f, launcher, test_logger());
+  pool.start();
+  auto instance = pool.acquire(Clock::now() + 5s);
+  ASSERT_TRUE(instance->stream) << "the SQL runtime serves CallStream";
+  struct Pending {
+    std::unique_ptr<grpc::ClientContext> context;
+    baetyl::FunctionMessage request, reply;
+    std::promise<grpc::Status> done;
+  };
+  auto send = [&](int id) {
+    auto call = std::make_unique<Pending>();
+    call->request = message(R"({"id":)" + std::to_string(id) + "}");
+    pool.call_async(*instance, call->context, call->request, call->reply,
+                    [p = call.get()](grpc::Status s) { p->done.set_value(s); });
+    return call;
+  };
+  auto answered = send(1);
+  ASSERT_TRUE(answered->done.get_future().get().ok());
+  EXPECT_EQ(answered->context, nullptr);  // on the stream, not a unary call
+  EXPECT_EQ(nlohmann::json::parse(answered->reply.payload())["id"], 1);
+
+  launcher.signal(instance->name, SIGSTOP);
+  auto started = Clock::now();
+  auto first = send(2);
+  auto second = send(3);
+  auto status = first->done.get_future().get();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_GE(Clock::now() - started, 450ms);
+  EXPECT_LT(Clock::now() - started, 3s);
+  EXPECT_NE(second->done.get_future().get().error_code(), grpc::StatusCode::OK);
+  EXPECT_TRUE(instance->stream->broken());
+  launcher.signal(instance->name, SIGCONT);
+  pool.release(instance, false);
+  auto replacement = pool.acquire(Clock::now() + 5s);
+  baetyl::FunctionMessage reply;
+  EXPECT_TRUE(pool.call(*replacement, message(R"({"id":4})"), reply).ok());
+  pool.release(replacement, true);
+}
+
+// An instance killed with calls on its stream: they fail at once (not at the deadline) and the
+// next call on that instance fails too, as a unary call, so the caller discards it.
+TEST(InstancePool, KilledInstanceFailsTheCallsOnItsStream) {
+  testing::SqlLauncher launcher;
+  InstancePool pool(sql_function(0, 1, 10min, 1min, 4), launcher, test_logger());
+  pool.start();
+  auto instance = pool.acquire(Clock::now() + 5s);
+  ASSERT_TRUE(instance->stream);
+  launcher.signal(instance->name, SIGSTOP);
+  std::unique_ptr<grpc::ClientContext> context;
+  baetyl::FunctionMessage request = message(R"({"id":1})"), reply;
+  std::promise<grpc::Status> done;
+  pool.call_async(*instance, context, request, reply,
+                  [&](grpc::Status s) { done.set_value(s); });
+  auto started = Clock::now();
+  launcher.kill(instance->name);
+  auto status = done.get_future().get();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_LT(Clock::now() - started, 2s);
+  EXPECT_TRUE(eventually([&] { return instance->stream->broken(); }));
+  std::promise<grpc::Status> next;
+  pool.call_async(*instance, context, request, reply,
+                  [&](grpc::Status s) { next.set_value(s); });
+  EXPECT_NE(context, nullptr);  // not taken by the broken stream: a unary call
+  EXPECT_FALSE(next.get_future().get().ok());
+  pool.release(instance, false);
 }
 
 TEST(InstancePool, RuntimeThatNeverListensFailsWithinTimeout) {

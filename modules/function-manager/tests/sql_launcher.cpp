@@ -72,4 +72,10 @@ void SqlLauncher::kill(const std::string& instance) {
   if (it != processes_.end()) it->second->stop(SIGKILL);
 }
 
+void SqlLauncher::signal(const std::string& instance, int signal) {
+  std::lock_guard lock(mutex_);
+  auto it = processes_.find(instance);
+  if (it != processes_.end()) ::kill(it->second->pid(), signal);
+}
+
 }  // namespace baetyl::function::testing

@@ -26,6 +26,8 @@ class SqlLauncher : public Launcher {
   int starts() const;
   // Kills `instance` with SIGKILL, behind the pool's back.
   void kill(const std::string& instance);
+  // Sends `signal` to `instance` (SIGSTOP: a runtime that hangs; SIGCONT).
+  void signal(const std::string& instance, int signal);
   // The next start() answers with an address where nothing listens.
   void break_next_start() { broken_ = true; }
 

@@ -1,6 +1,8 @@
 #include "server.h"
 
+#include <deque>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -93,6 +95,90 @@ grpc::ServerUnaryReactor* FunctionService::Call(grpc::CallbackServerContext* con
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(handle(*request, *reply));
   return reactor;
+}
+
+namespace {
+
+// Reads requests one after another and writes their replies in the same order, one write in
+// flight at a time; finishes once the client has closed its side and every reply is written.
+class CallStreamReactor final : public grpc::ServerBidiReactor<FunctionMessage, FunctionMessage> {
+ public:
+  CallStreamReactor(grpc::CallbackServerContext* context, const FunctionService& service)
+      : service_(service) {
+    // Tells the client at once that this runtime serves CallStream.
+    context->AddInitialMetadata("baetyl-call-stream", "1");
+    StartSendInitialMetadata();
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      std::lock_guard lock(mutex_);
+      reading_ = false;
+      finish_if_done_locked();
+      return;
+    }
+    FunctionMessage reply;
+    grpc::Status status = service_.handle(request_, reply);
+    if (!status.ok()) {
+      reply.set_functioninvokeid(request_.functioninvokeid());
+      reply.set_errorcode(static_cast<std::uint32_t>(status.error_code()));
+      reply.set_errormessage(status.error_message());
+    }
+    {
+      std::lock_guard lock(mutex_);
+      replies_.push_back(std::move(reply));
+      if (!writing_) {
+        writing_ = true;
+        StartWrite(&replies_.front());
+      }
+    }
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mutex_);
+    replies_.pop_front();
+    if (!ok) {
+      // The client is gone: nothing more can be written.
+      failed_ = true;
+      writing_ = false;
+      finish_if_done_locked();
+      return;
+    }
+    if (!replies_.empty()) {
+      StartWrite(&replies_.front());
+    } else {
+      writing_ = false;
+      finish_if_done_locked();
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void finish_if_done_locked() {
+    if (reading_ || writing_ || finished_) return;
+    finished_ = true;
+    Finish(failed_ ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "client went away")
+                   : grpc::Status::OK);
+  }
+
+  const FunctionService& service_;
+  FunctionMessage request_;
+  std::mutex mutex_;
+  std::deque<FunctionMessage> replies_;  // front: being written (references stay valid)
+  bool reading_ = true;
+  bool writing_ = false;
+  bool failed_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<FunctionMessage, FunctionMessage>* FunctionService::CallStream(
+    grpc::CallbackServerContext* context) {
+  return new CallStreamReactor(context, *this);
 }
 
 grpc::Status FunctionService::handle(const FunctionMessage& request, FunctionMessage& reply) const {

@@ -52,6 +52,9 @@ class FunctionService final : public Function::CallbackService {
 
   grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context,
                                  const FunctionMessage* request, FunctionMessage* reply) override;
+  // Many calls on one stream: each reply is written as soon as its request is evaluated.
+  grpc::ServerBidiReactor<FunctionMessage, FunctionMessage>* CallStream(
+      grpc::CallbackServerContext* context) override;
 
   // The same without gRPC: the reply for `request`.
   grpc::Status handle(const FunctionMessage& request, FunctionMessage& reply) const;

@@ -177,6 +177,51 @@ TEST(FunctionSqlTest, ErrorsAreGrpcStatuses) {
   EXPECT_EQ(reply.payload(), R"({"qos":1,"topic":"t","id":2})");
 }
 
+// CallStream: one reply per request, in order; errors as ErrorCode/ErrorMessage; the runtime
+// announces it in its initial metadata, before any reply.
+TEST(FunctionSqlTest, CallStreamAnswersEveryRequestInOrder) {
+  Runtime runtime(kWalkthrough);
+  ASSERT_TRUE(runtime.ready()) << runtime.output();
+  auto stub = runtime.stub();
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  auto stream = stub->CallStream(&context);
+  stream->WaitForInitialMetadata();
+  EXPECT_EQ(context.GetServerInitialMetadata().count("baetyl-call-stream"), 1u);
+
+  constexpr int kMessages = 200;
+  for (int i = 0; i < kMessages; ++i) {
+    FunctionMessage request = message(R"({"id":)" + std::to_string(i) + "}");
+    if (i == 50) request = message(R"({"id":50})", "nope");
+    if (i == 60) request = message("hello");
+    request.set_functioninvokeid("call-" + std::to_string(i));
+    ASSERT_TRUE(stream->Write(request));
+  }
+  stream->WritesDone();
+  FunctionMessage reply;
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(stream->Read(&reply)) << "reply " << i;
+    EXPECT_EQ(reply.functioninvokeid(), "call-" + std::to_string(i));
+    if (i == 50) {
+      EXPECT_EQ(reply.errorcode(), static_cast<std::uint32_t>(grpc::StatusCode::NOT_FOUND));
+      EXPECT_EQ(reply.errormessage(),
+                "function 'nope' not found (this runtime serves: sql-filter)");
+    } else if (i == 60) {
+      EXPECT_EQ(reply.errorcode(),
+                static_cast<std::uint32_t>(grpc::StatusCode::INVALID_ARGUMENT));
+    } else if (i < 10) {
+      EXPECT_EQ(reply.errorcode(), 0u);
+      EXPECT_EQ(reply.payload(), R"({"qos":1,"topic":"t","id":)" + std::to_string(i) + "}");
+    } else {
+      EXPECT_EQ(reply.errorcode(), 0u);
+      EXPECT_EQ(reply.payload(), "") << "filtered out by the where clause";
+    }
+  }
+  EXPECT_FALSE(stream->Read(&reply));
+  grpc::Status status = stream->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
 TEST(FunctionSqlTest, MessageLengthLimit) {
   Runtime runtime(std::string(kWalkthrough) + R"(server:
   message:

@@ -1,0 +1,85 @@
+#pragma once
+// The calls to one instance carried on one CallStream (a bidirectional gRPC stream) instead of
+// one unary Call each: a call costs a message each way on an open HTTP/2 stream, not a stream
+// of its own with headers and trailers. Requests are written in order, one write in flight at a
+// time; the runtime answers them in the same order.
+//
+// Each call has the function's timeout: a call still unanswered then fails with
+// DEADLINE_EXCEEDED and the stream is cancelled, failing the others with UNAVAILABLE (the
+// instance is then discarded, as after a failed unary call). A broken stream takes no calls.
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+
+#include <grpcpp/grpcpp.h>
+
+#include "function.grpc.pb.h"
+
+namespace baetyl::function {
+
+// The initial metadata key with which a runtime tells that it serves CallStream (a runtime
+// without it answers UNIMPLEMENTED, without initial metadata of its own).
+inline constexpr const char* kCallStreamMetadata = "baetyl-call-stream";
+
+class CallStream final
+    : public grpc::ClientBidiReactor<baetyl::FunctionMessage, baetyl::FunctionMessage>,
+      public std::enable_shared_from_this<CallStream> {
+ public:
+  using Done = std::function<void(grpc::Status)>;
+
+  // Opens a stream on `stub`. Null when the runtime does not serve CallStream (or did not answer
+  // by `deadline`): the caller uses unary calls. `timeout` is each call's.
+  static std::shared_ptr<CallStream> open(baetyl::Function::Stub& stub,
+                                          std::chrono::milliseconds timeout,
+                                          std::chrono::steady_clock::time_point deadline);
+  CallStream(const CallStream&) = delete;
+  CallStream& operator=(const CallStream&) = delete;
+
+  // Cancels the stream without waiting: calls still waiting fail with CANCELLED.
+  void close();
+
+  // Sends `request`; `done` runs on a gRPC thread (or the deadline watcher) with the outcome and
+  // `reply` filled in when it is OK. `request` and `reply` must live until then. False when the
+  // stream is broken: nothing was sent and `done` will not run.
+  bool call(const baetyl::FunctionMessage& request, baetyl::FunctionMessage& reply, Done& done);
+  bool broken() const;
+
+  void OnReadInitialMetadataDone(bool ok) override;
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnDone(const grpc::Status& status) override;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Pending {
+    baetyl::FunctionMessage* reply;
+    Done done;
+    Clock::time_point deadline;
+  };
+
+  explicit CallStream(std::chrono::milliseconds timeout) : timeout_(timeout) {}
+  // Marks the stream broken; true when the caller must release the hold that covers calls
+  // started from outside gRPC's reactions (none is starting a write now).
+  bool break_locked();
+  void release_hold_if(bool release);
+  void watch_deadlines();
+
+  std::chrono::milliseconds timeout_;
+  grpc::ClientContext context_;
+  baetyl::FunctionMessage incoming_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  enum class State { Opening, Open, Broken } state_ = State::Opening;
+  std::shared_ptr<CallStream> self_;  // kept by gRPC's use of this reactor, until OnDone
+  int starting_writes_ = 0;           // call()s between their check of state_ and StartWrite
+  bool hold_released_ = false;
+  bool writing_ = false;
+  std::deque<baetyl::FunctionMessage> writes_;  // front: being written
+  std::deque<Pending> pending_;                 // in send order: the order of the replies
+};
+
+}  // namespace baetyl::function
