@@ -8,7 +8,8 @@
 //   baetyl-function-bench [--baetyl PATH] [--sql-messages 40000] [--py-messages 10000]
 //                         [--node-messages 10000] [--window 100] [--rate 500] [--seconds 5]
 //                         [--cold-runs 5] [--max 4] [--only sql,py,node] [--py-calls 0]
-//                         [--node-calls 0]   (instance.calls of those functions; 0: the default)
+//                         [--node-calls 0] [--sql-calls 0]   (instance.calls of those functions;
+//                         0: the default)
 #include <signal.h>
 #include <unistd.h>
 
@@ -56,6 +57,7 @@ struct Options {
   std::string only = "sql,py,node";  // the runtimes to measure
   int py_calls = 0;
   int node_calls = 0;
+  int sql_calls = 0;
 };
 
 struct Runtime {
@@ -113,9 +115,9 @@ class Workdir {
                  ", qos: 1}\n    function: {name: " + name + "}\n    publish: {topic: o/" + name +
                  ", qos: 1}\n";
         functions += "  - name: " + name + "\n    service: " + service + "\n    instance:\n";
-        int calls = std::string(key) == "py" ? options.py_calls
+        int calls = std::string(key) == "py"     ? options.py_calls
                     : std::string(key) == "node" ? options.node_calls
-                                                 : 0;
+                                                 : options.sql_calls;
         if (calls > 0) functions += "      calls: " + std::to_string(calls) + "\n";
         if (variant == "1") functions += "      min: 0\n      max: 1\n";
         if (variant == "n") functions += "      min: 0\n      max: " + std::to_string(max) + "\n";
@@ -454,6 +456,7 @@ int main(int argc, char** argv) {
     else if (key == "--only") options.only = value;
     else if (key == "--py-calls") options.py_calls = std::stoi(value);
     else if (key == "--node-calls") options.node_calls = std::stoi(value);
+    else if (key == "--sql-calls") options.sql_calls = std::stoi(value);
     else {
       std::cerr << "unknown option " << key << "\n";
       return 2;

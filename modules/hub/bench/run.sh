@@ -109,10 +109,12 @@ start_mosquitto() {
 }
 
 declare -A R   # R[broker.case] = output line of hub_bench
+client_cpus=""  # set: the bench client runs pinned to these CPUs
 run() {  # run KEY ARGS...: hub_bench against the running broker
   local key=$1; shift
-  local out
-  out=$("$bench" --port "$port" --username test --password hahaha "$@") || true
+  local out pin=()
+  [[ -n $client_cpus ]] && pin=(taskset -c "$client_cpus")
+  out=$("${pin[@]}" "$bench" --port "$port" --username test --password hahaha "$@") || true
   log "$key: ${out:-failed}"
   R[$key]=$out
 }
@@ -146,8 +148,10 @@ commands+=("hub_bench --port PORT --mode idle --connections $connections --broke
 # Worker threads: the hub starts one per core it may use, so it is started pinned to one core and
 # to two.
 # --broker-pid: the hub's CPU time per message and how many cores it kept busy.
+# With one core the bench client is pinned to the other, so the one worker has its core to itself.
 for cpus in 0 0,1; do
   start_hub "$cpus"
+  if [[ $cpus == 0 ]]; then client_cpus=1; else client_cpus=""; fi
   R[cpu$cpus.threads]=$(ls "/proc/$broker_pid/task" | wc -l)
   run "cpu$cpus.q0_41" --qos 0 --publishers 4 --subscribers 1 --messages 125000 --broker-pid "$broker_pid"
   run "cpu$cpus.q0_14" --qos 0 --publishers 1 --subscribers 4 --messages 125000 --broker-pid "$broker_pid"
@@ -155,8 +159,14 @@ for cpus in 0 0,1; do
     --broker-pid "$broker_pid"
   run "cpu$cpus.q1_41" --qos 1 --publishers 4 --subscribers 1 --messages 25000 --window 100 \
     --broker-pid "$broker_pid"
+  # Larger persisted messages: the hub's work (parsing, SQLite, checkpoints) outweighs the client's.
+  run "cpu$cpus.q1_41_1k" --qos 1 --publishers 4 --subscribers 1 --messages 25000 --window 100 \
+    --payload 1024 --broker-pid "$broker_pid"
+  run "cpu$cpus.q1_41_4k" --qos 1 --publishers 4 --subscribers 1 --messages 10000 --window 100 \
+    --payload 4096 --broker-pid "$broker_pid"
   stop_broker
 done
+client_cpus=""
 # A slow persistent consumer (4,000 msg/s, clean session 0): acknowledging at once in bursts, or
 # holding 90 messages unacknowledged and acknowledging one at a time (manual ack).
 start_hub "0-$(($(nproc) - 1))"
@@ -241,7 +251,9 @@ hub_cost() {
 }
 threads_rows=""
 for c in "q0_41:QoS 0, 4 → 1, 4 × 125k" "q0_14:QoS 0, 1 → 4, 125k (500k delivered)" \
-         "q1_11:QoS 1, 1 → 1, 100k, window 100" "q1_41:QoS 1, 4 → 1, 4 × 25k, window 100"; do
+         "q1_11:QoS 1, 1 → 1, 100k, window 100" "q1_41:QoS 1, 4 → 1, 4 × 25k, window 100" \
+         "q1_41_1k:QoS 1, 4 → 1, 4 × 25k, window 100, 1 KB payload" \
+         "q1_41_4k:QoS 1, 4 → 1, 4 × 10k, window 100, 4 KB payload"; do
   key=${c%%:*}; name=${c#*:}
   a=$(rate "${R[cpu0.$key]}"); b=$(rate "${R[cpu0,1.$key]}"); r=$(ratio "$b" "$a")
   # A higher rate with two workers shows scaling only if one worker was the limit.
@@ -310,7 +322,7 @@ $configure_cmd
 $build_cmd
 $(printf '%s\n' "${commands[@]}")
 # (each latency case three times), and for the worker threads, the hub started as: taskset -c 0 baetyl-hub / taskset -c 0,1 baetyl-hub
-hub_bench --port PORT ... --qos 0|1 ... --broker-pid PID      # the four worker-thread cases
+hub_bench --port PORT ... --qos 0|1 ... [--payload 1024|4096] --broker-pid PID   # the worker-thread cases
 hub_bench --port PORT ... --qos 1 --messages 20000 --window 100 --persistent 1 --ack-lag 0|1|90 --consume-rate 4000 --broker-pid PID
 store_bench --rate 2000 --seconds 5 --sync normal|full --checkpoint thread|writer   # twice each
 \`\`\`
@@ -352,7 +364,8 @@ $memory_rows
 The hub starts one worker thread per CPU it may use (\`sched_getaffinity\`; there is no key for
 the number); it is started under \`taskset -c 0\` (1 worker) and under \`taskset -c 0,1\`
 (2 workers): ${R[cpu0.threads]} and ${R[cpu0,1.threads]} threads after start, with the store's writer
-and checkpoint threads. The bench client is not pinned. In brackets, the hub's CPU time
+and checkpoint threads. With one core the bench client is pinned to the other core (\`taskset -c
+1\`), so the one worker has a core to itself; with two it is not pinned. In brackets, the hub's CPU time
 (\`/proc/PID/stat\`) per message received and its CPU time divided by the run's duration (cores
 the hub kept busy): below 1 with one worker, the hub was not what limited the rate.
 
