@@ -7,8 +7,7 @@
 namespace baetyl::function {
 
 std::shared_ptr<CallStream> CallStream::open(baetyl::Function::Stub& stub,
-                                             std::chrono::milliseconds timeout,
-                                             Clock::time_point deadline) {
+                                             std::chrono::milliseconds timeout) {
   std::shared_ptr<CallStream> stream(new CallStream(timeout));
   stream->self_ = stream;
   stub.async()->CallStream(&stream->context_, stream.get());
@@ -17,16 +16,6 @@ std::shared_ptr<CallStream> CallStream::open(baetyl::Function::Stub& stub,
   stream->AddHold();
   stream->StartRead(&stream->incoming_);
   stream->StartCall();
-  bool open = false;
-  {
-    std::unique_lock lock(stream->mutex_);
-    stream->changed_.wait_until(lock, deadline, [&] { return stream->state_ != State::Opening; });
-    open = stream->state_ == State::Open;
-  }
-  if (!open) {
-    stream->close();
-    return nullptr;
-  }
   std::thread([stream] { stream->watch_deadlines(); }).detach();
   return stream;
 }
@@ -40,6 +29,11 @@ void CallStream::close() {
   changed_.notify_all();
   release_hold_if(release);
   context_.TryCancel();
+}
+
+bool CallStream::is_open() const {
+  std::lock_guard lock(mutex_);
+  return state_ == State::Open;
 }
 
 bool CallStream::broken() const {
@@ -94,11 +88,21 @@ void CallStream::OnReadInitialMetadataDone(bool ok) {
     const auto& metadata = context_.GetServerInitialMetadata();
     serves = metadata.find(kCallStreamMetadata) != metadata.end();
   }
+  bool release = false;
   {
     std::lock_guard lock(mutex_);
-    if (state_ == State::Opening) state_ = serves ? State::Open : State::Broken;
+    if (state_ != State::Opening) return;
+    if (serves) {
+      state_ = State::Open;
+    } else {
+      release = break_locked();
+    }
   }
   changed_.notify_all();
+  if (!serves) {
+    release_hold_if(release);
+    context_.TryCancel();  // a runtime answering without the key is not one we can stream to
+  }
 }
 
 void CallStream::OnReadDone(bool ok) {

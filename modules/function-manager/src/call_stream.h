@@ -30,11 +30,12 @@ class CallStream final
  public:
   using Done = std::function<void(grpc::Status)>;
 
-  // Opens a stream on `stub`. Null when the runtime does not serve CallStream (or did not answer
-  // by `deadline`): the caller uses unary calls. `timeout` is each call's.
+  // Starts opening a stream on `stub` without waiting: calls are taken once the runtime has
+  // told that it serves CallStream (a round trip later); until then, and for good when it does
+  // not (UNIMPLEMENTED), call() returns false and the caller makes unary calls. `timeout` is
+  // each call's.
   static std::shared_ptr<CallStream> open(baetyl::Function::Stub& stub,
-                                          std::chrono::milliseconds timeout,
-                                          std::chrono::steady_clock::time_point deadline);
+                                          std::chrono::milliseconds timeout);
   CallStream(const CallStream&) = delete;
   CallStream& operator=(const CallStream&) = delete;
 
@@ -45,6 +46,7 @@ class CallStream final
   // `reply` filled in when it is OK. `request` and `reply` must live until then. False when the
   // stream is broken: nothing was sent and `done` will not run.
   bool call(const baetyl::FunctionMessage& request, baetyl::FunctionMessage& reply, Done& done);
+  bool is_open() const;
   bool broken() const;
 
   void OnReadInitialMetadataDone(bool ok) override;

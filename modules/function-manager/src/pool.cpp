@@ -115,8 +115,6 @@ constexpr auto kConnectWait = std::chrono::milliseconds(100);
 // How often launch() asks whether a starting runtime is still running (one that exits, a bad
 // handler say, is given up at once instead of after the whole timeout).
 constexpr auto kRunningPoll = std::chrono::milliseconds(250);
-// The least time a ready runtime gets to tell whether it serves CallStream.
-constexpr auto kStreamAnswer = std::chrono::seconds(1);
 
 // "host:port" or "[v6]:port" split into host and port; false when there is no port.
 bool split_address(const std::string& address, std::string& host, std::string& port) {
@@ -246,12 +244,10 @@ std::shared_ptr<Instance> InstancePool::launch(int id) {
     return nullptr;
   }
   instance->stub = baetyl::Function::NewStub(instance->channel);
-  instance->stream = CallStream::open(*instance->stub, config_.timeout,
-                                      std::max(deadline, Clock::now() + kStreamAnswer));
-  log_->info("function {}: instance {} ready at {} after {} ms ({})", config_.name,
-             instance->name, instance->address,
-             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
-             instance->stream ? "calls on one stream" : "one call per message");
+  instance->stream = CallStream::open(*instance->stub, config_.timeout);
+  log_->info("function {}: instance {} ready at {} after {} ms", config_.name, instance->name,
+             instance->address,
+             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
   instance->last_used = Clock::now();
   return instance;
 }

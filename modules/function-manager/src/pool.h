@@ -46,7 +46,7 @@ struct Instance {
   std::string address;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<baetyl::Function::Stub> stub;
-  // Set when the runtime serves CallStream: calls go on it, else one unary Call each.
+  // Calls go on it once it is open (the runtime serves CallStream), else one unary Call each.
   std::shared_ptr<CallStream> stream;
   // Guarded by the pool's mutex.
   std::chrono::steady_clock::time_point last_used;

@@ -220,7 +220,8 @@ TEST(InstancePool, CallsOnAStreamFailAtTheDeadlineOfAHungInstance) {
   InstancePool pool(f, launcher, test_logger());
   pool.start();
   auto instance = pool.acquire(Clock::now() + 5s);
-  ASSERT_TRUE(instance->stream) << "the SQL runtime serves CallStream";
+  ASSERT_TRUE(eventually([&] { return instance->stream->is_open(); }))
+      << "the SQL runtime serves CallStream";
   struct Pending {
     std::unique_ptr<grpc::ClientContext> context;
     baetyl::FunctionMessage request, reply;
@@ -263,7 +264,7 @@ TEST(InstancePool, KilledInstanceFailsTheCallsOnItsStream) {
   InstancePool pool(sql_function(0, 1, 10min, 1min, 4), launcher, test_logger());
   pool.start();
   auto instance = pool.acquire(Clock::now() + 5s);
-  ASSERT_TRUE(instance->stream);
+  ASSERT_TRUE(eventually([&] { return instance->stream->is_open(); }));
   launcher.signal(instance->name, SIGSTOP);
   std::unique_ptr<grpc::ClientContext> context;
   baetyl::FunctionMessage request = message(R"({"id":1})"), reply;

@@ -2,6 +2,10 @@
 
 #include <signal.h>
 
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <thread>
 #include <vector>
 
 #include "baetyl/testing/ports.h"
@@ -72,10 +76,29 @@ void SqlLauncher::kill(const std::string& instance) {
   if (it != processes_.end()) it->second->stop(SIGKILL);
 }
 
+namespace {
+// The state letter of /proc/<pid>/stat ('T' once a SIGSTOP took effect).
+char process_state(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  auto end = text.rfind(')');
+  return end != std::string::npos && end + 2 < text.size() ? text[end + 2] : '?';
+}
+}  // namespace
+
 void SqlLauncher::signal(const std::string& instance, int signal) {
-  std::lock_guard lock(mutex_);
-  auto it = processes_.find(instance);
-  if (it != processes_.end()) ::kill(it->second->pid(), signal);
+  pid_t pid = -1;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = processes_.find(instance);
+    if (it == processes_.end()) return;
+    pid = it->second->pid();
+  }
+  ::kill(pid, signal);
+  // kill() returns before the signal takes effect: a thread may still answer a call meanwhile.
+  for (int i = 0; signal == SIGSTOP && i < 1000 && process_state(pid) != 'T'; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 }  // namespace baetyl::function::testing
