@@ -244,7 +244,6 @@ std::shared_ptr<Instance> InstancePool::launch(int id) {
     return nullptr;
   }
   instance->stub = baetyl::Function::NewStub(instance->channel);
-  instance->stream = CallStream::open(*instance->stub, config_.timeout);
   log_->info("function {}: instance {} ready at {} after {} ms", config_.name, instance->name,
              instance->address,
              std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
@@ -363,7 +362,7 @@ void InstancePool::stop_instance(const std::shared_ptr<Instance>& instance) {
     --waiters_;
   }
   // Close our connection first: a runtime shutting down gracefully may wait for open ones.
-  if (instance->stream) instance->stream->close();
+  if (auto* stream = instance->stream()) stream->close();
   instance->stub.reset();
   instance->channel.reset();
   try {
@@ -414,12 +413,28 @@ void InstancePool::call_async(Instance& instance, std::unique_ptr<grpc::ClientCo
                               const baetyl::FunctionMessage& request,
                               baetyl::FunctionMessage& reply,
                               std::function<void(grpc::Status)> done) const {
-  // A stream that broke takes no call: this one goes as a unary call (which fails at once too
-  // when the instance is gone, and the instance is then discarded).
-  if (instance.stream && instance.stream->call(request, reply, done)) return;
+  // A stream not open yet, or one that broke, takes no call: this one goes as a unary call
+  // (which fails at once too when the instance is gone, and the instance is then discarded).
+  CallStream* stream = instance.stream();
+  if (stream != nullptr && stream->call(request, reply, done)) return;
   context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(std::chrono::system_clock::now() + config_.timeout);
+  if (stream == nullptr) {
+    // The instance's first calls: the stream is opened when one ends, before `done` may give
+    // the instance back (the instance lives at least until then).
+    done = [this, &instance, done = std::move(done)](grpc::Status status) {
+      open_stream_once(instance);
+      done(std::move(status));
+    };
+  }
   instance.stub->async()->Call(context.get(), &request, &reply, std::move(done));
+}
+
+void InstancePool::open_stream_once(Instance& instance) const {
+  std::call_once(instance.stream_once, [&] {
+    instance.stream_owner = CallStream::open(*instance.stub, config_.timeout);
+    instance.stream_ptr.store(instance.stream_owner.get(), std::memory_order_release);
+  });
 }
 
 int InstancePool::size() const {

@@ -5,6 +5,7 @@
 //
 // An instance serves up to instance.calls calls at a time (asynchronous gRPC calls on its
 // one channel): acquire() hands out a call slot, release() gives it back.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -39,15 +40,22 @@ class Launcher {
 
 struct Instance {
   ~Instance() {
-    if (stream) stream->close();
+    if (stream_owner) stream_owner->close();
   }
+  // Null until the instance's first call ended; calls go on it once it is open.
+  CallStream* stream() const { return stream_ptr.load(std::memory_order_acquire); }
+
   int id = 0;
   std::string name;
   std::string address;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<baetyl::Function::Stub> stub;
-  // Calls go on it once it is open (the runtime serves CallStream), else one unary Call each.
-  std::shared_ptr<CallStream> stream;
+  // Opened once, after the first call (a runtime without CallStream then answers UNIMPLEMENTED
+  // off the path of that call); calls go on it once the runtime said it serves it, else one
+  // unary Call each.
+  std::once_flag stream_once;
+  std::shared_ptr<CallStream> stream_owner;
+  std::atomic<CallStream*> stream_ptr{nullptr};
   // Guarded by the pool's mutex.
   std::chrono::steady_clock::time_point last_used;
   int calls = 0;           // call slots held
@@ -111,6 +119,7 @@ class InstancePool {
   std::shared_ptr<Instance> least_busy_locked() const;
   std::shared_ptr<Instance> take_slot_locked(std::shared_ptr<Instance> instance);
   std::shared_ptr<Instance> pick_slot_locked(bool may_launch);
+  void open_stream_once(Instance& instance) const;
   int free_id_locked() const;
 
   FunctionConfig config_;

@@ -220,8 +220,6 @@ TEST(InstancePool, CallsOnAStreamFailAtTheDeadlineOfAHungInstance) {
   InstancePool pool(f, launcher, test_logger());
   pool.start();
   auto instance = pool.acquire(Clock::now() + 5s);
-  ASSERT_TRUE(eventually([&] { return instance->stream->is_open(); }))
-      << "the SQL runtime serves CallStream";
   struct Pending {
     std::unique_ptr<grpc::ClientContext> context;
     baetyl::FunctionMessage request, reply;
@@ -234,6 +232,11 @@ TEST(InstancePool, CallsOnAStreamFailAtTheDeadlineOfAHungInstance) {
                     [p = call.get()](grpc::Status s) { p->done.set_value(s); });
     return call;
   };
+  auto first_call = send(0);  // the stream is opened once the first call ended
+  ASSERT_TRUE(first_call->done.get_future().get().ok());
+  EXPECT_NE(first_call->context, nullptr);
+  ASSERT_TRUE(eventually([&] { return instance->stream() && instance->stream()->is_open(); }))
+      << "the SQL runtime serves CallStream";
   auto answered = send(1);
   ASSERT_TRUE(answered->done.get_future().get().ok());
   EXPECT_EQ(answered->context, nullptr);  // on the stream, not a unary call
@@ -248,7 +251,7 @@ TEST(InstancePool, CallsOnAStreamFailAtTheDeadlineOfAHungInstance) {
   EXPECT_GE(Clock::now() - started, 450ms);
   EXPECT_LT(Clock::now() - started, 3s);
   EXPECT_NE(second->done.get_future().get().error_code(), grpc::StatusCode::OK);
-  EXPECT_TRUE(instance->stream->broken());
+  EXPECT_TRUE(instance->stream()->broken());
   launcher.signal(instance->name, SIGCONT);
   pool.release(instance, false);
   auto replacement = pool.acquire(Clock::now() + 5s);
@@ -264,10 +267,14 @@ TEST(InstancePool, KilledInstanceFailsTheCallsOnItsStream) {
   InstancePool pool(sql_function(0, 1, 10min, 1min, 4), launcher, test_logger());
   pool.start();
   auto instance = pool.acquire(Clock::now() + 5s);
-  ASSERT_TRUE(eventually([&] { return instance->stream->is_open(); }));
-  launcher.signal(instance->name, SIGSTOP);
-  std::unique_ptr<grpc::ClientContext> context;
   baetyl::FunctionMessage request = message(R"({"id":1})"), reply;
+  std::unique_ptr<grpc::ClientContext> context;
+  std::promise<grpc::Status> first;
+  pool.call_async(*instance, context, request, reply,
+                  [&](grpc::Status s) { first.set_value(s); });
+  ASSERT_TRUE(first.get_future().get().ok());
+  ASSERT_TRUE(eventually([&] { return instance->stream() && instance->stream()->is_open(); }));
+  launcher.signal(instance->name, SIGSTOP);
   std::promise<grpc::Status> done;
   pool.call_async(*instance, context, request, reply,
                   [&](grpc::Status s) { done.set_value(s); });
@@ -276,7 +283,7 @@ TEST(InstancePool, KilledInstanceFailsTheCallsOnItsStream) {
   auto status = done.get_future().get();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
   EXPECT_LT(Clock::now() - started, 2s);
-  EXPECT_TRUE(eventually([&] { return instance->stream->broken(); }));
+  EXPECT_TRUE(eventually([&] { return instance->stream()->broken(); }));
   std::promise<grpc::Status> next;
   pool.call_async(*instance, context, request, reply,
                   [&](grpc::Status s) { next.set_value(s); });
