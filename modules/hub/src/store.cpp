@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 #include <stdexcept>
+#include <utility>
 
 namespace baetyl::hub {
 namespace {
@@ -291,7 +292,7 @@ void Store::commit_here() {
       }
       take_batch(batch);
     }
-    commit_and_complete(batch);
+    commit_and_complete(batch, false);
   }
 }
 
@@ -351,26 +352,40 @@ void Store::run() {
   std::vector<Op> batch;
   while (wait_for_work()) {
     std::lock_guard committing(commit_mutex_);
+    bool checkpoint = false;
     {
       std::lock_guard lock(mutex_);
+      checkpoint = std::exchange(checkpoint_wanted_, false);
       take_batch(batch);
     }
-    if (!batch.empty()) commit_and_complete(batch);
+    if (!batch.empty()) commit_and_complete(batch, true);
+    if (checkpoint) finish_checkpoint_if_wal_too_long();
   }
 }
 
-void Store::commit_and_complete(std::vector<Op>& batch) {
+void Store::commit_and_complete(std::vector<Op>& batch, bool on_writer) {
   commit(batch);
   // Under commit_mutex_: the callbacks of one connection's messages run in commit order.
   complete(batch);
   batch.clear();
-  finish_checkpoint_if_wal_too_long();
+  if (wal_pages_.load() < 4 * options_.checkpoint_pages || !checkpoint_db_) return;
+  if (on_writer) {
+    finish_checkpoint_if_wal_too_long();
+    return;
+  }
+  // Not on a connection's worker: its fsyncs would hold up every connection of that worker.
+  {
+    std::lock_guard lock(mutex_);
+    checkpoint_wanted_ = true;
+  }
+  cv_.notify_one();
 }
 
 // The checkpoint thread copies the WAL while the writer keeps appending to it, so under steady
 // load it never copies the last frames and the WAL never starts over: it would grow without
-// bound. Once it is four times the checkpoint size, the writer copies the few frames left
-// itself (nothing is appended meanwhile), and its next commit starts the WAL from the beginning.
+// bound. Once it is four times the checkpoint size, the writer thread copies the frames left
+// itself, holding commit_mutex_ (nothing is appended meanwhile; connections' workers leave their
+// commits to it and go on serving), and the next commit starts the WAL from the beginning.
 void Store::finish_checkpoint_if_wal_too_long() {
   if (!checkpoint_db_ || wal_pages_.load() < 4 * options_.checkpoint_pages) return;
   std::lock_guard lock(checkpointing_);
@@ -381,11 +396,12 @@ void Store::finish_checkpoint_if_wal_too_long() {
 bool Store::wait_for_work() {
   std::unique_lock lock(mutex_);
   writer_idle_ = true;
-  cv_.wait(lock, [&] { return stopping_ || !ops_.empty(); });
+  cv_.wait(lock, [&] { return stopping_ || !ops_.empty() || checkpoint_wanted_; });
   writer_idle_ = false;
-  if (ops_.empty()) return false;  // stopping with nothing left
+  if (ops_.empty() && !checkpoint_wanted_) return false;  // stopping with nothing left
   cv_.wait_for(lock, options_.ack_delay, [&] {
-    return stopping_ || urgent_ > 0 || ops_.size() >= options_.ack_batch_max;
+    return stopping_ || urgent_ > 0 || ops_.size() >= options_.ack_batch_max ||
+           checkpoint_wanted_;
   });
   return true;
 }

@@ -196,8 +196,9 @@ class Store {
   void take_batch(std::vector<Op>& batch);
   // Commits the batches waiting for a commit on the calling thread (see CommitScope).
   void commit_here();
-  // Commits `batch`, runs its callbacks and checkpoints when due; call with commit_mutex_ held.
-  void commit_and_complete(std::vector<Op>& batch);
+  // Commits `batch` and runs its callbacks; call with commit_mutex_ held. A WAL grown too long is
+  // checkpointed here on the writer thread, else the writer is asked to.
+  void commit_and_complete(std::vector<Op>& batch, bool on_writer);
   void commit(std::vector<Op>& batch);
   static void complete(std::vector<Op>& batch);
   void apply(Op& op);
@@ -245,6 +246,7 @@ class Store {
   std::size_t urgent_ = 0;  // ops_ other than acknowledgements
   bool stopping_ = false;
   bool writer_idle_ = false;  // the writer waits for any work (not for more acknowledgements)
+  bool checkpoint_wanted_ = false;  // the WAL is too long: the writer finishes a checkpoint
   std::thread thread_;
   // Held while a batch is taken and committed, by the writer or a thread ending a CommitScope:
   // batches are committed in the order they were submitted.
