@@ -117,6 +117,8 @@ class InstancePool {
   void discard_locked(const std::shared_ptr<Instance>& instance);
   // The ready instance with the fewest calls (the most recently used among equals), or null.
   std::shared_ptr<Instance> least_busy_locked() const;
+  // The ready instance with an open call stream, a free slot and the most calls, or null.
+  std::shared_ptr<Instance> busiest_streaming_with_room_locked() const;
   std::shared_ptr<Instance> take_slot_locked(std::shared_ptr<Instance> instance);
   std::shared_ptr<Instance> pick_slot_locked(bool may_launch);
   void open_stream_once(Instance& instance) const;

@@ -260,6 +260,37 @@ TEST(InstancePool, CallsOnAStreamFailAtTheDeadlineOfAHungInstance) {
   pool.release(replacement, true);
 }
 
+// Calls on an open stream are cheap: such an instance takes calls up to instance.calls before an
+// idle one is used.
+TEST(InstancePool, StreamingInstanceTakesCallsUpToTheBoundFirst) {
+  testing::SqlLauncher launcher;
+  InstancePool pool(sql_function(2, 2, 10min, 1min, 3), launcher, test_logger());
+  pool.start();
+  ASSERT_TRUE(eventually([&] { return pool.idle() == 2; }));
+  // One call on each instance opens its stream.
+  auto a = pool.acquire(Clock::now() + 5s);
+  auto b = pool.acquire(Clock::now() + 5s);
+  ASSERT_NE(a, b);
+  for (auto* instance : {a.get(), b.get()}) {
+    std::unique_ptr<grpc::ClientContext> context;
+    baetyl::FunctionMessage request = message(R"({"id":1})"), reply;
+    std::promise<grpc::Status> done;
+    pool.call_async(*instance, context, request, reply,
+                    [&](grpc::Status s) { done.set_value(s); });
+    ASSERT_TRUE(done.get_future().get().ok());
+    ASSERT_TRUE(eventually([&] { return instance->stream() && instance->stream()->is_open(); }));
+  }
+  pool.release(b, true);  // a keeps its slot: it is the busiest streaming instance
+  auto second = pool.acquire(Clock::now() + 5s);
+  auto third = pool.acquire(Clock::now() + 5s);
+  EXPECT_EQ(second, a);
+  EXPECT_EQ(third, a);
+  auto fourth = pool.acquire(Clock::now() + 5s);
+  EXPECT_EQ(fourth, b);  // a is at instance.calls (3)
+  EXPECT_EQ(launcher.starts(), 2);
+  for (auto& slot : {a, second, third, fourth}) pool.release(slot, true);
+}
+
 // An instance killed with calls on its stream: they fail at once (not at the deadline) and the
 // next call on that instance fails too, as a unary call, so the caller discards it.
 TEST(InstancePool, KilledInstanceFailsTheCallsOnItsStream) {
