@@ -90,7 +90,10 @@ class Connection::WakeupBatch {
   ~WakeupBatch() {
     if (deferred_wakeups != &connections_) return;
     deferred_wakeups = nullptr;
-    for (auto& connection : connections_) connection->wake_soon();
+    for (auto& connection : connections_) {
+      connection->wakeup_deferred_.store(false);
+      connection->wake_soon();
+    }
   }
   WakeupBatch(const WakeupBatch&) = delete;
   WakeupBatch& operator=(const WakeupBatch&) = delete;
@@ -101,7 +104,10 @@ class Connection::WakeupBatch {
 
 void Connection::notify() {
   if (deferred_wakeups != nullptr) {
-    if (deferred_wakeups->empty() || deferred_wakeups->back().get() != this) {
+    // Once per batch (of any thread): a fan-out alternates between subscribers, so checking the
+    // last one queued would queue (and reference-count) each of them once per message.
+    if (!deferred_wakeups->empty() && deferred_wakeups->back().get() == this) return;
+    if (!wakeup_deferred_.load(std::memory_order_relaxed) && !wakeup_deferred_.exchange(true)) {
       deferred_wakeups->push_back(shared_from_this());
     }
     return;

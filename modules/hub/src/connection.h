@@ -77,6 +77,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool window_full_ = false;  // guarded by the session's mutex
   std::string control_;  // encoded control packets waiting for the writer
   std::atomic<bool> notify_pending_{false};
+  std::atomic<bool> wakeup_deferred_{false};  // queued in some thread's WakeupBatch
   mqtt::DecodeLimits limits_;
 };
 
