@@ -301,6 +301,11 @@ std::size_t Store::backlog() const {
   return ops_.size();
 }
 
+bool Store::idle() const {
+  std::lock_guard lock(mutex_);
+  return ops_.empty() && writer_idle_;
+}
+
 void Store::add_message(MessagePtr message, std::vector<std::pair<std::string, std::uint8_t>> queue,
                         std::function<void()> done, std::string receipt_client,
                         std::uint16_t receipt_id) {

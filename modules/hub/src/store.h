@@ -126,6 +126,8 @@ class Store {
 
   // Number of operations waiting for the writer.
   std::size_t backlog() const;
+  // Nothing is waiting and the writer thread waits for work.
+  bool idle() const;
   std::uint64_t commits() const { return commits_.load(); }
   std::uint64_t checkpoints() const { return checkpoints_.load(); }
 

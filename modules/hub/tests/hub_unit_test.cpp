@@ -442,6 +442,9 @@ TEST(Store, CommitScopeCommitsOnTheSubmittingThread) {
   store.start();
   store.save_session("c");
   store.flush();
+  // flush() returns from the writer's last commit; the writer then goes back to waiting.
+  for (int i = 0; i < 10000 && !store.idle(); ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(store.idle());
   const auto before = store.commits();
   std::vector<std::thread::id> committed_on;
   {
