@@ -96,42 +96,51 @@ $results
 - **Call path** (modules/function-manager/README.md): asynchronous gRPC calls (callback API, one
   channel per instance), up to \`instance.calls\` (16) in flight per instance, started on the
   thread that has the event (the hub client's thread for a new message, the gRPC thread of the
-  call that ended), with a reorder buffer keeping the input order at \`instance.max: 1\`. Before
-  it, each rule had \`instance.max\` threads each blocked in one synchronous call; that design
-  measured (2026-11-25, same machine, load average about 3.5): SQL 6,147 / 4,589 msg/s
-  (instance.max 1, QoS 0 / 1) and 6,663 / 4,465 (instance.max 4), at 286–406 µs of CPU per
-  output, QoS 0 losing 29,157 of 40,000; Python 2,952 / 2,188 and 3,223 / 2,395.
+  call that ended), with a reorder buffer keeping the input order at \`instance.max: 1\`. The SQL
+  runtime serves the optional \`CallStream\`: all calls of an instance go on one bidirectional
+  stream (a message each way instead of an HTTP/2 stream with headers and trailers per call),
+  and an instance with an open stream takes calls up to \`instance.calls\` before another one is
+  used. Python and Node get one unary \`Call\` per message. Before the asynchronous design, each
+  rule had \`instance.max\` threads each blocked in one synchronous call; that design measured
+  (2026-11-25, same machine, load average about 3.5): SQL 6,147 / 4,589 msg/s (instance.max 1,
+  QoS 0 / 1) and 6,663 / 4,465 (instance.max 4), at 286–406 µs of CPU per output, QoS 0 losing
+  29,157 of 40,000; Python 2,952 / 2,188 and 3,223 / 2,395.
 - **What is left per message** (the last column sums the CPU of every process per output; with 2
-  cores, 20,000 msg/s needs ≤ 100 µs in all): at QoS 0 the SQL rows spend about 70–100 µs,
-  roughly 35–50 µs in the manager (hub client receive and publish, a gRPC call), 30–45 µs in the
-  SQL runtime (gRPC's callback server; evaluating the query is under 1 µs) and a few µs in the
-  hub and the bench. \`perf\` shows no single hot spot left: the kernel waking threads and doing
-  loopback TCP, gRPC's core (call setup, metadata, HTTP/2 framing), then malloc. Abseil's mutex
-  deadlock detection (on in Debian's build, several percent in both processes) is turned off,
-  gRPC's retry layer is off on the manager's channels.
-- **SQL at QoS 0** meets 20,000 msg/s with \`instance.max: 4\` over these 40,000 messages (23,000–
-  27,000 in quiet runs, load average below 2). Over 100,000 messages (\`--sql-messages 100000\`)
-  the publisher outruns the functions for long enough to fill the hub's QoS 0 buffer for the
-  manager (10,000 messages) and the sustained rate shows: 15,000–21,000 msg/s, with the overflow
-  dropped by the hub (QoS 0 is at most once). The manager itself never drops: it stops reading
-  from the hub while 1,000 messages wait, so TCP pushes back on the hub.
-- **SQL at QoS 1 misses 20,000 msg/s**: 12,000–15,000 over 40,000 messages, about 10,000 over
-  100,000, at 120–180 µs of CPU per output. Every message is persisted twice in the hub (the input
-  and the function's output, each committed before its PUBACK, each delivery tracked until
-  acknowledged): the hub spends 40–50 µs per output here against 14–19 µs in the hub-alone row,
-  and the manager 20–30 µs more than at QoS 0 for the two acknowledgements. Meeting it on 2 cores
-  needs about a third less CPU per output along the whole path. QoS 1 loses nothing.
-- **Python** meets 3,000 msg/s with \`instance.max: 4\` at QoS 0 and 1 (4,500–6,200 in quiet
-  runs); one instance gives 2,400–3,100 (the interpreter and grpcio's thread pool cost
+  cores, 20,000 msg/s needs ≤ 100 µs in all, and about 85 µs since the pipeline never keeps both
+  cores busy all the time): the SQL rows spend 50–90 µs at QoS 0 and 80–100 µs at QoS 1. Per
+  output at QoS 1: the manager 30–40 µs (hub client receive, acknowledge and publish, a message on
+  the stream), the SQL runtime 20–35 µs (gRPC; evaluating the query is under 1 µs), the hub
+  20–26 µs, the bench 5–7 µs. \`perf\` shows no single hot spot left: the kernel waking threads
+  and doing loopback TCP (on this paravirtualized VM a wake-up or a small send costs several
+  µs), gRPC's core, then malloc. Abseil's mutex deadlock detection (on in Debian's build) is
+  turned off, gRPC's retry layer is off on the manager's channels.
+- **SQL at QoS 0** meets 20,000 msg/s with both \`instance.max\` values over these 40,000 messages
+  (19,000–28,000 with one instance, 28,000–38,000 with four, across runs). Over 100,000 messages
+  (\`--sql-messages 100000\`) the publisher outruns the functions for long enough to fill the
+  hub's QoS 0 buffer for the manager (10,000 messages) and the sustained rate shows, with the
+  overflow dropped by the hub (QoS 0 is at most once). The manager itself never drops: it stops
+  reading from the hub while 1,000 messages wait, so TCP pushes back on the hub.
+- **SQL at QoS 1 is at the target, not safely above it**: 16,000–23,000 msg/s over 40,000
+  messages across the runs of 2026-11-26 (median about 19,000; this machine's speed varies by
+  ±20 % from run to run), at 80–100 µs of CPU per output, against 12,000–15,000 at 110–140 µs
+  before the call stream and the hub's store changes (messages committed by the thread that read
+  them instead of a writer thread, checkpoints every 1,000 new WAL pages instead of at every
+  commit past 1,000, no index on message time). Every message is persisted twice in the hub (the
+  input, with its queue entry for the rule's persistent session, and the function's output),
+  each committed before its PUBACK. QoS 1 loses nothing.
+- **Python** meets 3,000 msg/s with \`instance.max: 4\` at QoS 0 and 1 (4,500–7,500 in quiet
+  runs); one instance gives 2,200–4,000 (the interpreter and grpcio's thread pool cost
   400–500 µs per call), so scale out with \`instance.max\`.
 - **Latency** at 500 msg/s: p99 2–4 ms for all three runtimes in quiet runs (PASS); on this
   shared 2-core VM, runs made while other builds took the cores (load average 5–10) showed p99
   spikes of 16–65 ms: the whole path is five processes.
 - **Cold start** (readiness: the manager polls a TCP connect to the new instance every 5 ms and
-  dials gRPC once it listens): SQL about 45 ms, Python 170–190 ms, Node 200–265 ms median in
-  quiet runs (Node's worst run was once just over 300 ms: bare node, js-yaml and @grpc/grpc-js take
-  about 310 ms of CPU together). It includes the manager's start request to the master, the exec,
-  the runtime's start (interpreter and imports) and the first call.
+  dials gRPC once it listens): SQL about 45 ms, Python 170–205 ms, Node 200–300 ms median
+  (Node's median went just over 300 ms in one run of 2026-11-26 on a busy machine: bare node,
+  js-yaml and @grpc/grpc-js take about 310 ms of CPU together). It includes the manager's start
+  request to the master, the exec, the runtime's start (interpreter and imports) and the first
+  call. The call stream is probed only after the first call has ended, so the probe is not in
+  it (probed at readiness it added about 25 ms to Node's).
 - Numbers of one run on a shared virtual machine vary by ±20 % or more; compare rows within a run.
 REPORT
 echo "run-function.sh: wrote docs/benchmarks-function.md" >&2

@@ -399,14 +399,19 @@ ${raw}\`\`\`
 
 ## Notes
 
-- The bench client runs on the same machine and competes with the broker for the cores. The
-  "cores busy" figures of the worker-thread table show whether the hub was the limit: when the
-  hub with one worker keeps less than one core busy, the client (or, at QoS 1, the round trip
-  through the single store writer before each PUBACK) sets the rate, a second worker cannot raise
-  it, and the ratio shows how the client's threads were scheduled beside the hub's rather than
-  how the hub scales. On a 2-core machine no case of this client makes the hub the bottleneck;
-  judging the target needs a machine with more cores than the client uses (or the client on
-  other cores). The CPU per message with one and two workers shows what a second worker costs.
+- Worker threads: the bench client runs on the same 2 cores. With one worker the client has the
+  other core to itself; with two it shares both with the hub, so a second worker raises the rate
+  only where the hub's work per message outweighs the client's. "Cores busy" below 0.9 with one
+  worker means the hub was not the limit (the row is then "not shown"). Across three runs of
+  2026-11-26 the ratios of one case spread widely (this VM's speed varies from run to run):
+  persisted QoS 1 1 → 1 grew every time (1.10×, 1.18×, 2.36×), 4 → 1 did in one run of three
+  (0.84–1.69×), the 1 KB and 4 KB cases mostly did (0.96–1.47×); each worker commits the messages
+  it reads and the other keeps serving meanwhile. QoS 0 does not grow: the hub needs 0.2–0.5 µs
+  per message with one worker, and with two a message published on one worker for a subscriber
+  on the other costs 0.6–1.4 µs (session lock, reference counts and allocations crossing cores),
+  so 4 → 1 drops to 0.46–0.9× and 1 → 4 to 0.42–1.1×. On a machine where clients do not share
+  the hub's cores (devices on the network) the second worker only adds capacity; here the
+  cross-worker cost is what is left to cut.
 - Slow persistent consumer: each acknowledgement used to be a transaction of its own and a
   wake-up of the store's writer thread; a consumer acknowledging one message at a time (a
   function rule with manual ack) cost the hub several times the CPU per message of one
@@ -418,7 +423,12 @@ ${raw}\`\`\`
   and the rest in a FIFO).
 - Store: SQLite's automatic checkpoint ran inside the writer's commits (every 1,000 WAL pages,
   with two fsyncs), holding up every PUBACK queued behind it; the checkpoint now runs on its own
-  thread and connection. \`synchronous=FULL\` adds an fsync of the WAL to every commit: on this
+  thread and connection, each time the WAL grew by 1,000 pages (asked at every commit past 1,000
+  pages, it ran about a hundred times a second under load, each with two fsyncs). A connection's
+  worker commits the messages of its reads itself, with no hand-off to a writer thread and back;
+  with both changes and no index on message time, the hub's CPU per persisted QoS 1 message in
+  the hub-only row of docs/benchmarks-function.md went from 11–17 to 4–7 µs.
+  \`synchronous=FULL\` adds an fsync of the WAL to every commit: on this
   virtual disk an fsync takes about 1 ms at the median and over 10 ms at the tail, so FULL misses
   the 2 ms PUBACK p99 by far (table above); the hub keeps \`synchronous=NORMAL\` (a commit
   survives a crash of the hub, not a power cut: see modules/hub/README.md).
