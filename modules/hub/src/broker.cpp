@@ -8,7 +8,37 @@
 namespace baetyl::hub {
 namespace {
 thread_local std::weak_ptr<Session> congested;
+thread_local Broker::DeliveryBatch* delivery_batch = nullptr;
 }  // namespace
+
+Broker::DeliveryBatch::DeliveryBatch(Broker& broker) {
+  if (delivery_batch == nullptr) {
+    broker_ = &broker;
+    delivery_batch = this;
+  }
+}
+
+Broker::DeliveryBatch::~DeliveryBatch() {
+  if (broker_ == nullptr) return;
+  delivery_batch = nullptr;
+  for (auto& group : groups_) {
+    std::shared_ptr<Connection> connection;
+    {
+      std::lock_guard lock(group.session->mutex);
+      connection = group.session->connection.lock();
+      for (auto& out : group.messages) {
+        broker_->queue_locked(*group.session, connection != nullptr, std::move(out));
+      }
+    }
+    if (connection) connection->notify();
+  }
+}
+
+void Broker::DeliveryBatch::add(Session& session, Outgoing out) {
+  auto [it, added] = index_.try_emplace(&session, groups_.size());
+  if (added) groups_.push_back(Group{session.shared_from_this(), {}});
+  groups_[it->second].messages.push_back(std::move(out));
+}
 
 std::shared_ptr<Session> Broker::take_congestion() {
   auto session = congested.lock();
@@ -136,29 +166,38 @@ void Broker::remove_subscriptions(Session& session) {
 }
 
 void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored) {
+  Outgoing out{message, qos, false, false, stored};
+  if (delivery_batch != nullptr) {
+    delivery_batch->add(session, std::move(out));
+    return;
+  }
   std::shared_ptr<Connection> connection;
   {
     std::lock_guard lock(session.mutex);
     connection = session.connection.lock();
-    if (qos == 0) {
-      if (!connection) return;
-      if (session.pending_qos0 >= config_.message.egress.qos0_buffer_size) {
-        auto dropped = stats_.messages_dropped.fetch_add(1);
-        if ((dropped & (dropped + 1)) == 0) {  // 1st, 2nd, 4th, 8th ... drop
-          log_->warn("QoS 0 buffer of '{}' is full ({} messages): dropping ({} dropped so far)",
-                     session.client_id(), session.pending_qos0, dropped + 1);
-        }
-        return;
-      }
-      if (++session.pending_qos0 > config_.message.egress.qos0_buffer_size / 2) {
-        congested = session.weak_from_this();
-      }
-    } else if (!connection && !session.persistent()) {
-      return;
-    }
-    session.pending.push_back(Outgoing{message, qos, false, false, stored});
+    queue_locked(session, connection != nullptr, std::move(out));
   }
   if (connection) connection->notify();
+}
+
+void Broker::queue_locked(Session& session, bool connected, Outgoing out) {
+  if (out.qos == 0) {
+    if (!connected) return;
+    if (session.pending_qos0 >= config_.message.egress.qos0_buffer_size) {
+      auto dropped = stats_.messages_dropped.fetch_add(1);
+      if ((dropped & (dropped + 1)) == 0) {  // 1st, 2nd, 4th, 8th ... drop
+        log_->warn("QoS 0 buffer of '{}' is full ({} messages): dropping ({} dropped so far)",
+                   session.client_id(), session.pending_qos0, dropped + 1);
+      }
+      return;
+    }
+    if (++session.pending_qos0 > config_.message.egress.qos0_buffer_size / 2) {
+      congested = session.weak_from_this();
+    }
+  } else if (!connected && !session.persistent()) {
+    return;
+  }
+  session.pending.push_back(std::move(out));
 }
 
 void Broker::publish(Message m, std::function<void()> persisted, const Session* receipt,

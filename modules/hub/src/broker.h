@@ -75,6 +75,29 @@ class Broker {
   void publish(Message message, std::function<void()> persisted = {},
                const Session* receipt = nullptr, std::uint16_t receipt_id = 0);
 
+  // While one lives on a thread (a connection handling one read), the messages delivered to a
+  // session are collected and queued on it when the batch ends: one lock of the session (and one
+  // look at its connection) per read instead of one per message, which is what a publisher on one
+  // worker and its subscriber on another contend for.
+  class DeliveryBatch {
+   public:
+    explicit DeliveryBatch(Broker& broker);
+    ~DeliveryBatch();
+    DeliveryBatch(const DeliveryBatch&) = delete;
+    DeliveryBatch& operator=(const DeliveryBatch&) = delete;
+
+    void add(Session& session, Outgoing out);
+
+   private:
+    struct Group {
+      std::shared_ptr<Session> session;
+      std::vector<Outgoing> messages;
+    };
+    Broker* broker_ = nullptr;  // null when nested in another batch
+    std::vector<Group> groups_;
+    std::unordered_map<Session*, std::size_t> index_;
+  };
+
   // The subscriber whose QoS 0 queue went past half full during this thread's last publishes, if
   // any (and forgets it): the publishing connection reads more slowly until it drains, so that
   // fast publishers do not overflow subscribers that keep up.
@@ -104,6 +127,8 @@ class Broker {
 
  private:
   void deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored);
+  // Queues `out` on `session` (its QoS 0 bound, offline rules); call with session.mutex held.
+  void queue_locked(Session& session, bool connected, Outgoing out);
   void route(const Message& message, int depth);
   void remove_subscriptions(Session& session);
 

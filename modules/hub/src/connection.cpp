@@ -177,10 +177,12 @@ asio::awaitable<void> Connection::read_loop() {
     bool stop = false;
     Broker::take_congestion();
     {
-      // Both end before any co_await (other connections share the thread): the subscribers
-      // are woken first, then this read's messages are committed on this thread.
+      // All three end before any co_await (other connections share the thread): the read's
+      // deliveries are queued on their sessions, the subscribers woken, then the read's messages
+      // committed on this thread.
       Store::CommitScope commits(broker_.store());
       WakeupBatch wakeups;
+      Broker::DeliveryBatch deliveries(broker_);
       while (!stop) {
         std::string_view view(in.data() + offset, used - offset);
         auto head = mqtt::decode_fixed_header(view, limits_);

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "acl.h"
+#include "broker.h"
 #include "baetyl/testing/temp_dir.h"
 #include "config.h"
 #include "store.h"
@@ -430,6 +431,44 @@ TEST(Store, AcknowledgementsWaitForABatchOrOtherWork) {
   ASSERT_EQ(state.sessions.size(), 1u);
   ASSERT_EQ(state.sessions[0].queue.size(), 2u);  // 20 and 21 were never acknowledged
   EXPECT_EQ(state.sessions[0].queue[0].message->id, 20);
+}
+
+// A read's deliveries are queued on their sessions when its DeliveryBatch ends: one lock per
+// session, each publisher's messages in order, the same rules as without a batch (QoS 0 is not
+// queued for an offline session, QoS 1 is for a persistent one).
+TEST(Broker, DeliveryBatchQueuesWhenItEnds) {
+  HubConfig config;
+  Broker broker(config, nullptr, spdlog::default_logger());
+  auto a = broker.attach("a", false, nullptr).session;
+  auto b = broker.attach("b", false, nullptr).session;
+  ASSERT_EQ(broker.subscribe(a, {{"t/#", 1}}, nullptr), std::vector<std::uint8_t>{1});
+  ASSERT_EQ(broker.subscribe(b, {{"t/x", 1}}, nullptr), std::vector<std::uint8_t>{1});
+  auto pending = [](Session& s) {
+    std::lock_guard lock(s.mutex);
+    std::vector<std::string> payloads;
+    for (const auto& out : s.pending) payloads.push_back(out.message->payload);
+    return payloads;
+  };
+  auto message = [](std::string topic, std::string payload, std::uint8_t qos) {
+    Message m;
+    m.topic = std::move(topic);
+    m.payload = std::move(payload);
+    m.qos = qos;
+    return m;
+  };
+  {
+    Broker::DeliveryBatch batch(broker);
+    broker.publish(message("t/x", "1", 1));
+    broker.publish(message("t/y", "2", 1));
+    broker.publish(message("t/x", "3", 0));  // offline: QoS 0 is not kept
+    broker.publish(message("t/x", "4", 1));
+    EXPECT_TRUE(pending(*a).empty());
+    EXPECT_TRUE(pending(*b).empty());
+  }
+  EXPECT_EQ(pending(*a), (std::vector<std::string>{"1", "2", "4"}));
+  EXPECT_EQ(pending(*b), (std::vector<std::string>{"1", "4"}));
+  broker.publish(message("t/x", "5", 1));  // without a batch: at once
+  EXPECT_EQ(pending(*b), (std::vector<std::string>{"1", "4", "5"}));
 }
 
 // A connection's read commits its messages on its own thread when the read is handled.
