@@ -107,10 +107,10 @@ $results
   29,157 of 40,000; Python 2,952 / 2,188 and 3,223 / 2,395.
 - **What is left per message** (the last column sums the CPU of every process per output; with 2
   cores, 20,000 msg/s needs ≤ 100 µs in all, and about 85 µs since the pipeline never keeps both
-  cores busy all the time): the SQL rows spend 50–90 µs at QoS 0 and 80–100 µs at QoS 1. Per
-  output at QoS 1: the manager 30–40 µs (hub client receive, acknowledge and publish, a message on
+  cores busy all the time): the SQL rows spend 50–90 µs at QoS 0 and 80–115 µs at QoS 1. Per
+  output at QoS 1: the manager 30–45 µs (hub client receive, acknowledge and publish, a message on
   the stream), the SQL runtime 20–35 µs (gRPC; evaluating the query is under 1 µs), the hub
-  20–26 µs, the bench 5–7 µs. \`perf\` shows no single hot spot left: the kernel waking threads
+  20–30 µs, the bench 5–7 µs. \`perf\` shows no single hot spot left: the kernel waking threads
   and doing loopback TCP (on this paravirtualized VM a wake-up or a small send costs several
   µs), gRPC's core, then malloc. Abseil's mutex deadlock detection (on in Debian's build) is
   turned off, gRPC's retry layer is off on the manager's channels.
@@ -120,9 +120,9 @@ $results
   hub's QoS 0 buffer for the manager (10,000 messages) and the sustained rate shows, with the
   overflow dropped by the hub (QoS 0 is at most once). The manager itself never drops: it stops
   reading from the hub while 1,000 messages wait, so TCP pushes back on the hub.
-- **SQL at QoS 1 is at the target, not safely above it**: 16,000–23,000 msg/s over 40,000
+- **SQL at QoS 1 is at the target, not safely above it**: 15,000–23,000 msg/s over 40,000
   messages across the runs of 2026-11-26 (median about 19,000; this machine's speed varies by
-  ±20 % from run to run), at 80–100 µs of CPU per output, against 12,000–15,000 at 110–140 µs
+  ±20 % from run to run), at 80–115 µs of CPU per output, against 12,000–15,000 at 110–140 µs
   before the call stream and the hub's store changes (messages committed by the thread that read
   them instead of a writer thread, checkpoints every 1,000 new WAL pages instead of at every
   commit past 1,000, no index on message time). Every message is persisted twice in the hub (the

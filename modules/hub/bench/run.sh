@@ -402,16 +402,17 @@ ${raw}\`\`\`
 - Worker threads: the bench client runs on the same 2 cores. With one worker the client has the
   other core to itself; with two it shares both with the hub, so a second worker raises the rate
   only where the hub's work per message outweighs the client's. "Cores busy" below 0.9 with one
-  worker means the hub was not the limit (the row is then "not shown"). Across three runs of
+  worker means the hub was not the limit (the row is then "not shown"). Across four full runs of
   2026-11-26 the ratios of one case spread widely (this VM's speed varies from run to run):
-  persisted QoS 1 1 → 1 grew every time (1.10×, 1.18×, 2.36×), 4 → 1 did in one run of three
-  (0.84–1.69×), the 1 KB and 4 KB cases mostly did (0.96–1.47×); each worker commits the messages
-  it reads and the other keeps serving meanwhile. QoS 0 does not grow: the hub needs 0.2–0.5 µs
-  per message with one worker, and with two a message published on one worker for a subscriber
-  on the other costs 0.6–1.4 µs (session lock, reference counts and allocations crossing cores),
-  so 4 → 1 drops to 0.46–0.9× and 1 → 4 to 0.42–1.1×. On a machine where clients do not share
-  the hub's cores (devices on the network) the second worker only adds capacity; here the
-  cross-worker cost is what is left to cut.
+  persisted QoS 1 1 → 1 grew every time (1.10×, 1.18×, 1.38×, 2.36×), 4 → 1 in two runs of four
+  (0.84–1.69×), the 1 KB and 4 KB cases mostly (0.96–1.47×); each worker commits the messages it
+  reads and the other keeps serving meanwhile. QoS 0 does not grow here: one worker needs
+  0.2–0.4 µs per message and leaves the client a whole core; two share both cores with the
+  client. A read's deliveries are now queued on each session once per read (one lock of the
+  subscriber's session per read, not per message): a message crossing workers went from
+  0.6–1.4 µs to 0.3–0.7 µs, and 4 → 1 from 0.46–0.9× to 0.96× (1 → 4: 0.58×, the client's share
+  of the cores). On a machine whose clients do not share the hub's cores (devices on the
+  network) the second worker only adds capacity.
 - Slow persistent consumer: each acknowledgement used to be a transaction of its own and a
   wake-up of the store's writer thread; a consumer acknowledging one message at a time (a
   function rule with manual ack) cost the hub several times the CPU per message of one
