@@ -133,10 +133,6 @@ std::string probe_functions() {
   return yml;
 }
 
-std::vector<std::string> runtime_argv() {
-  return {(kBinaryDir / "bin" / "baetyl-function-node").string()};
-}
-
 void write_code(const TempDir& dir) {
   dir.write("var/db/baetyl/function-sayhi/sayhi.js", kSayhiJs);
   const std::string code = example_code("function-sayjs-code/index.js");
@@ -148,6 +144,19 @@ void write_code(const TempDir& dir) {
   dir.write("var/db/baetyl/function-lodash/node_modules/lodash/lodash.js", kFakeLodash);
 }
 
+const RuntimeDescription kNode = {
+    .binary = kBinaryDir / "bin" / "baetyl-function-node",
+    .write_code = write_code,
+    .service_yml = kServiceYml,
+    .missing_module_error =
+        "functions[0].handler: cannot load module 'missing': no module 'missing'",
+    .missing_function_error = "has no export 'nope'",
+    .slow_event = R"({"ms":800})",
+    .slow_reply = json({{"slept", 800}}),
+    .sayhi_reply_key = "say",
+    .sayhi_reply_value = "hello world",
+};
+
 // One runtime serving every function, shared by the tests of the fixture.
 class FunctionNodeTest : public ::testing::Test {
  protected:
@@ -155,7 +164,7 @@ class FunctionNodeTest : public ::testing::Test {
     dir_ = new TempDir();
     write_code(*dir_);
     dir_->write("etc/baetyl/service.yml", kServiceYml + probe_functions());
-    runtime_ = new Runtime(runtime_argv(), dir_->path(), {{"BAETYL_TEST_VALUE", "from the test"}});
+    runtime_ = new Runtime(kNode.argv(), dir_->path(), {{"BAETYL_TEST_VALUE", "from the test"}});
     ready_ = runtime_->wait_ready();
   }
   static void TearDownTestSuite() {
@@ -333,167 +342,55 @@ TEST_F(FunctionNodeTest, AsynchronousCallsOverlap) {
 }
 
 TEST_F(FunctionNodeTest, LogsInTheFormatOfTheCppModules) {
-  std::string output = runtime_->output();
-  auto line_start = output.find("[info] listening on 127.0.0.1:");
-  ASSERT_NE(line_start, std::string::npos) << output;
-  ASSERT_GE(line_start, 24u);
-  std::string stamp = output.substr(line_start - 24, 24);
-  EXPECT_EQ(stamp[4], '-');
-  EXPECT_EQ(stamp[10], ' ');
-  EXPECT_EQ(stamp[19], '.');
-  EXPECT_EQ(stamp[23], ' ');
+  expect_logs_in_the_format_of_the_cpp_modules(runtime_->output());
 }
 
 // ---- Each test below starts its own runtime ----
 
-struct StartedRuntime {
-  TempDir dir;
-  std::unique_ptr<Runtime> runtime;
-};
-
-std::unique_ptr<StartedRuntime> start(const std::string& service_yml,
-                                      std::map<std::string, std::string> env = {}) {
-  auto started = std::make_unique<StartedRuntime>();
-  write_code(started->dir);
-  started->dir.write("etc/baetyl/service.yml", service_yml);
-  started->runtime = std::make_unique<Runtime>(runtime_argv(), started->dir.path(), env);
-  return started;
-}
-
-std::string start_failure(const std::string& service_yml) {
-  auto started = start(service_yml);
-  auto code = started->runtime->process().wait(10s);
-  EXPECT_EQ(code, std::optional<int>(1)) << started->runtime->output();
-  return started->runtime->output();
-}
-
 TEST(FunctionNodeStartTest, BadHandlersAreReportedAtStart) {
-  const std::string head = "functions:\n  - name: f\n    codedir: var/db/baetyl/function-sayhi\n";
-  std::string output = start_failure(head + "    handler: nodot\n");
-  EXPECT_NE(output.find("etc/baetyl/service.yml: functions[0].handler: 'nodot' is not of the form "
-                        "module.function"),
-            std::string::npos)
-      << output;
-  output = start_failure(head + "    handler: missing.handler\n");
-  EXPECT_NE(output.find("functions[0].handler: cannot load module 'missing': no module 'missing'"),
-            std::string::npos)
-      << output;
-  output = start_failure(head + "    handler: sayhi.nope\n");
-  EXPECT_NE(output.find("functions[0].handler: module 'sayhi'"), std::string::npos) << output;
-  EXPECT_NE(output.find("has no export 'nope'"), std::string::npos) << output;
+  expect_bad_handlers_are_reported_at_start(kNode);
 }
 
 TEST(FunctionNodeStartTest, BadConfigurationIsReportedAtStart) {
-  std::string output = start_failure("functions:\n  - name: f\n    handler: sayhi.handler\n");
-  EXPECT_NE(output.find("functions[0].codedir: is required"), std::string::npos) << output;
-  output = start_failure(
-      "server:\n  message:\n    length:\n      max: lots\nfunctions:\n  - name: f\n"
-      "    handler: sayhi.handler\n    codedir: nowhere\n");
+  expect_bad_codedir_is_reported_at_start(kNode);
+  std::string output =
+      start_failure(kNode,
+                    "server:\n  message:\n    length:\n      max: lots\nfunctions:\n  - name: f\n"
+                    "    handler: sayhi.handler\n    codedir: nowhere\n");
   EXPECT_NE(output.find("server.message.length.max: expected a size"), std::string::npos) << output;
-  output =
-      start_failure("functions:\n  - name: f\n    handler: sayhi.handler\n    codedir: nowhere\n");
-  EXPECT_NE(output.find("functions[0].codedir:"), std::string::npos) << output;
-  EXPECT_NE(output.find("is not a directory"), std::string::npos) << output;
-  output = start_failure("functions: [\n");
+  output = start_failure(kNode, "functions: [\n");
   EXPECT_NE(output.find("etc/baetyl/service.yml: "), std::string::npos) << output;
 }
 
 TEST(FunctionNodeStartTest, MissingConfigFileIsReported) {
-  TempDir dir;
-  Runtime runtime(runtime_argv(), dir.path());
-  EXPECT_EQ(runtime.process().wait(10s), std::optional<int>(1));
-  EXPECT_NE(runtime.output().find("etc/baetyl/service.yml: no such file"), std::string::npos)
-      << runtime.output();
+  expect_missing_config_file_is_reported(kNode);
 }
 
 TEST(FunctionNodeStartTest, MessagesAboveTheLengthLimitAreRejected) {
-  auto started = start(
-      "server:\n  message:\n    length:\n      max: 1k\nfunctions:\n  - name: echo\n"
-      "    handler: probe.echo\n    codedir: var/db/baetyl/function-sayhi\n");
-  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
-  auto stub = started->runtime->stub();
-  FunctionMessage reply;
-  ASSERT_TRUE(call(*stub, make_message("echo", std::string(900, 'a')), reply).ok());
-  EXPECT_EQ(reply.payload().size(), 900u);
-  grpc::Status status = call(*stub, make_message("echo", std::string(2048, 'a')), reply);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  expect_messages_above_the_length_limit_are_rejected(kNode);
 }
 
 TEST(FunctionNodeStartTest, SigtermFinishesTheCallInFlightAndExitsZero) {
-  auto started = start(kServiceYml + probe_functions());
-  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
-  auto in_flight = std::async(std::launch::async, [&] {
-    auto stub = started->runtime->stub();
-    FunctionMessage reply;
-    grpc::Status status = call(*stub, make_message("slow", R"({"ms":800})"), reply);
-    return status.ok() ? reply.payload() : "error: " + status.error_message();
-  });
-  std::this_thread::sleep_for(300ms);
-  auto signalled = std::chrono::steady_clock::now();
-  int code = started->runtime->process().stop(SIGTERM, 10s);
-  auto took = std::chrono::steady_clock::now() - signalled;
-  EXPECT_EQ(code, 0) << started->runtime->output();
-  EXPECT_EQ(json::parse(in_flight.get(), nullptr, false), json({{"slept", 800}}));
-  EXPECT_LT(took, 3s);
-  EXPECT_NE(started->runtime->output().find("baetyl-function-node stopped"), std::string::npos);
+  expect_sigterm_finishes_the_call_in_flight_and_exits_zero(kNode);
 }
 
 TEST(FunctionNodeStartTest, SigtermWhenIdleExitsPromptly) {
-  auto started = start(kServiceYml);
-  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
-  auto signalled = std::chrono::steady_clock::now();
-  EXPECT_EQ(started->runtime->process().stop(SIGTERM, 10s), 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - signalled, 1s);
+  expect_sigterm_when_idle_exits_promptly(kNode);
 }
 
 TEST(FunctionNodeStartTest, ColdStartUntilTheFirstCall) {
-  std::vector<long> samples;
-  for (int i = 0; i < 5; ++i) {
-    auto started = start(kServiceYml);
-    auto ready = started->runtime->wait_ready();
-    ASSERT_TRUE(ready) << started->runtime->output();
-    samples.push_back(ready->count());
-  }
-  std::sort(samples.begin(), samples.end());
-  std::printf(
-      "baetyl-function-node cold start (spawn to first answered call), 5 runs: "
-      "min %ld ms, median %ld ms, max %ld ms (target 300 ms)\n",
-      samples.front(), samples[2], samples.back());
-  RecordProperty("cold_start_median_ms", static_cast<int>(samples[2]));
-  EXPECT_LT(samples[2], 3000);
+  expect_cold_start_until_the_first_call(kNode);
 }
 
 TEST(FunctionNodeStartTest, Node85ImageNameWarns) {
-  auto started = start(kServiceYml, {{"BAETYL_SERVICE_NAME", "function-node85-sayhi"}});
+  auto started = start(kNode, kServiceYml, {{"BAETYL_SERVICE_NAME", "function-node85-sayhi"}});
   ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
   EXPECT_NE(started->runtime->output().find("[warn] Node 8.5 is not available"), std::string::npos)
       << started->runtime->output();
 }
 
 TEST(FunctionNodeStartTest, TlsWithClientCertificates) {
-  TempDir pki_dir;
-  TestPki pki = make_test_pki(pki_dir.path());
-  auto started = start("server:\n  ca: " + pki.ca.string() + "\n  key: " + pki.server_key.string() +
-                       "\n  cert: " + pki.server_cert.string() + "\n" + kServiceYml);
-  auto read = [](const fs::path& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  grpc::SslCredentialsOptions options;
-  options.pem_root_certs = read(pki.ca);
-  options.pem_cert_chain = read(pki.client_cert);
-  options.pem_private_key = read(pki.client_key);
-  auto stub = Function::NewStub(started->runtime->channel(grpc::SslCredentials(options)));
-  ASSERT_TRUE(wait_for_port(started->runtime->port())) << started->runtime->output();
-  FunctionMessage reply;
-  grpc::Status status = call(*stub, make_message("sayhi", R"({"id":1})"), reply);
-  ASSERT_TRUE(status.ok()) << status.error_message() << "\n" << started->runtime->output();
-  EXPECT_EQ(json::parse(reply.payload())["say"], "hello world");
-
-  grpc::SslCredentialsOptions no_cert;
-  no_cert.pem_root_certs = read(pki.ca);
-  auto anonymous = Function::NewStub(started->runtime->channel(grpc::SslCredentials(no_cert)));
-  EXPECT_FALSE(call(*anonymous, make_message("sayhi", R"({"id":1})"), reply, 2s).ok());
+  expect_tls_with_client_certificates(kNode);
 }
 
 }  // namespace

@@ -139,10 +139,6 @@ constexpr char kServiceYml[] = R"(functions:
     codedir: 'var/db/baetyl/function-lib'
 )";
 
-std::vector<std::string> runtime_argv() {
-  return {(kBinaryDir / "bin" / "baetyl-function-python").string()};
-}
-
 void write_code(const TempDir& dir) {
   dir.write("var/db/baetyl/function-sayhi/__init__.py", "");
   dir.write("var/db/baetyl/function-sayhi/sayhi.py", kSayhiPy);
@@ -156,6 +152,18 @@ void write_code(const TempDir& dir) {
   dir.write("var/db/baetyl/function-lib/tinylib/words.py", kTinylibWords);
 }
 
+const RuntimeDescription kPython = {
+    .binary = kBinaryDir / "bin" / "baetyl-function-python",
+    .write_code = write_code,
+    .service_yml = kServiceYml,
+    .missing_module_error = "functions[0].handler: cannot import module 'missing'",
+    .missing_function_error = "has no function 'nope'",
+    .slow_event = R"({"seconds":0.8})",
+    .slow_reply = json({{"slept", 0.8}}),
+    .sayhi_reply_key = "sayhi",
+    .sayhi_reply_value = "hello, world",
+};
+
 // One runtime serving every function of kServiceYml, shared by the tests of the fixture.
 class FunctionPythonTest : public ::testing::Test {
  protected:
@@ -163,7 +171,7 @@ class FunctionPythonTest : public ::testing::Test {
     dir_ = new TempDir();
     write_code(*dir_);
     dir_->write("etc/baetyl/service.yml", kServiceYml);
-    runtime_ = new Runtime(runtime_argv(), dir_->path(), {{"BAETYL_TEST_VALUE", "from the test"}});
+    runtime_ = new Runtime(kPython.argv(), dir_->path(), {{"BAETYL_TEST_VALUE", "from the test"}});
     ready_ = runtime_->wait_ready();
   }
   static void TearDownTestSuite() {
@@ -313,141 +321,48 @@ TEST_F(FunctionPythonTest, CallsRunConcurrently) {
 }
 
 TEST_F(FunctionPythonTest, LogsInTheFormatOfTheCppModules) {
-  // 2026-11-25 19:30:33.123 [info] message
-  std::string output = runtime_->output();
-  auto line_start = output.find("[info] listening on 127.0.0.1:");
-  ASSERT_NE(line_start, std::string::npos) << output;
-  ASSERT_GE(line_start, 24u);
-  std::string stamp = output.substr(line_start - 24, 24);
-  EXPECT_EQ(stamp[4], '-');
-  EXPECT_EQ(stamp[10], ' ');
-  EXPECT_EQ(stamp[19], '.');
-  EXPECT_EQ(stamp[23], ' ');
+  expect_logs_in_the_format_of_the_cpp_modules(runtime_->output());
 }
 
 // ---- Each test below starts its own runtime ----
 
-struct StartedRuntime {
-  TempDir dir;
-  std::unique_ptr<Runtime> runtime;
-};
-
-std::unique_ptr<StartedRuntime> start(const std::string& service_yml,
-                                      std::map<std::string, std::string> env = {}) {
-  auto started = std::make_unique<StartedRuntime>();
-  write_code(started->dir);
-  started->dir.write("etc/baetyl/service.yml", service_yml);
-  started->runtime = std::make_unique<Runtime>(runtime_argv(), started->dir.path(), env);
-  return started;
-}
-
-// Starts a runtime that must fail at start; returns its output after checking exit code 1.
-std::string start_failure(const std::string& service_yml) {
-  auto started = start(service_yml);
-  auto code = started->runtime->process().wait(10s);
-  EXPECT_EQ(code, std::optional<int>(1)) << started->runtime->output();
-  return started->runtime->output();
-}
-
 TEST(FunctionPythonStartTest, BadHandlersAreReportedAtStart) {
-  const std::string head = "functions:\n  - name: f\n    codedir: var/db/baetyl/function-sayhi\n";
-  std::string output = start_failure(head + "    handler: nodot\n");
-  EXPECT_NE(output.find("etc/baetyl/service.yml: functions[0].handler: 'nodot' is not of the form "
-                        "module.function"),
-            std::string::npos)
-      << output;
-  output = start_failure(head + "    handler: missing.handler\n");
-  EXPECT_NE(output.find("functions[0].handler: cannot import module 'missing'"), std::string::npos)
-      << output;
-  output = start_failure(head + "    handler: sayhi.nope\n");
-  EXPECT_NE(output.find("functions[0].handler: module 'sayhi'"), std::string::npos) << output;
-  EXPECT_NE(output.find("has no function 'nope'"), std::string::npos) << output;
+  expect_bad_handlers_are_reported_at_start(kPython);
 }
 
 TEST(FunctionPythonStartTest, BadConfigurationIsReportedAtStart) {
-  std::string output = start_failure("functions:\n  - name: f\n    handler: sayhi.handler\n");
-  EXPECT_NE(output.find("functions[0].codedir: is required"), std::string::npos) << output;
-  output = start_failure(
+  expect_bad_codedir_is_reported_at_start(kPython);
+  std::string output = start_failure(
+      kPython,
       "server:\n  workers:\n    max: many\nfunctions:\n  - name: f\n    handler: sayhi.handler\n"
       "    codedir: nowhere\n");
   EXPECT_NE(output.find("server.workers.max: expected an integer"), std::string::npos) << output;
-  output =
-      start_failure("functions:\n  - name: f\n    handler: sayhi.handler\n    codedir: nowhere\n");
-  EXPECT_NE(output.find("functions[0].codedir:"), std::string::npos) << output;
-  EXPECT_NE(output.find("is not a directory"), std::string::npos) << output;
-  output = start_failure("server: {address: 1}\n");
+  output = start_failure(kPython, "server: {address: 1}\n");
   EXPECT_NE(output.find("functions: is required"), std::string::npos) << output;
 }
 
 TEST(FunctionPythonStartTest, MissingConfigFileIsReported) {
-  TempDir dir;
-  Runtime runtime(runtime_argv(), dir.path());
-  EXPECT_EQ(runtime.process().wait(10s), std::optional<int>(1));
-  EXPECT_NE(runtime.output().find("etc/baetyl/service.yml: no such file"), std::string::npos)
-      << runtime.output();
+  expect_missing_config_file_is_reported(kPython);
 }
 
 TEST(FunctionPythonStartTest, MessagesAboveTheLengthLimitAreRejected) {
-  auto started = start(
-      "server:\n  message:\n    length:\n      max: 1k\nfunctions:\n  - name: echo\n"
-      "    handler: probe.echo\n    codedir: var/db/baetyl/function-sayhi\n");
-  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
-  auto stub = started->runtime->stub();
-  FunctionMessage reply;
-  ASSERT_TRUE(call(*stub, make_message("echo", std::string(900, 'a')), reply).ok());
-  EXPECT_EQ(reply.payload().size(), 900u);
-  grpc::Status status = call(*stub, make_message("echo", std::string(2048, 'a')), reply);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  expect_messages_above_the_length_limit_are_rejected(kPython);
 }
 
 TEST(FunctionPythonStartTest, SigtermFinishesTheCallInFlightAndExitsZero) {
-  auto started = start(kServiceYml);
-  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
-  auto in_flight = std::async(std::launch::async, [&] {
-    auto stub = started->runtime->stub();
-    FunctionMessage reply;
-    grpc::Status status = call(*stub, make_message("slow", R"({"seconds":0.8})"), reply);
-    return status.ok() ? reply.payload() : "error: " + status.error_message();
-  });
-  std::this_thread::sleep_for(300ms);
-  auto signalled = std::chrono::steady_clock::now();
-  int code = started->runtime->process().stop(SIGTERM, 10s);
-  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - signalled);
-  EXPECT_EQ(code, 0) << started->runtime->output();
-  EXPECT_EQ(json::parse(in_flight.get(), nullptr, false), json({{"slept", 0.8}}));
-  EXPECT_LT(took, 3s);
-  EXPECT_NE(started->runtime->output().find("baetyl-function-python stopped"), std::string::npos);
+  expect_sigterm_finishes_the_call_in_flight_and_exits_zero(kPython);
 }
 
 TEST(FunctionPythonStartTest, SigtermWhenIdleExitsPromptly) {
-  auto started = start(kServiceYml);
-  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
-  auto signalled = std::chrono::steady_clock::now();
-  EXPECT_EQ(started->runtime->process().stop(SIGTERM, 10s), 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - signalled, 1s);
+  expect_sigterm_when_idle_exits_promptly(kPython);
 }
 
 TEST(FunctionPythonStartTest, ColdStartUntilTheFirstCall) {
-  std::vector<long> samples;
-  for (int i = 0; i < 5; ++i) {
-    auto started = start(kServiceYml);
-    auto ready = started->runtime->wait_ready();
-    ASSERT_TRUE(ready) << started->runtime->output();
-    samples.push_back(ready->count());
-  }
-  std::sort(samples.begin(), samples.end());
-  std::printf(
-      "baetyl-function-python cold start (spawn to first answered call), 5 runs: "
-      "min %ld ms, median %ld ms, max %ld ms (target 300 ms)\n",
-      samples.front(), samples[2], samples.back());
-  RecordProperty("cold_start_median_ms", static_cast<int>(samples[2]));
-  // Generous bound for a loaded CI machine; the figure above is what matters.
-  EXPECT_LT(samples[2], 3000);
+  expect_cold_start_until_the_first_call(kPython);
 }
 
 TEST(FunctionPythonStartTest, Python27ImageNameWarns) {
-  auto started = start(kServiceYml, {{"BAETYL_SERVICE_NAME", "function-python27-sayhi"}});
+  auto started = start(kPython, kServiceYml, {{"BAETYL_SERVICE_NAME", "function-python27-sayhi"}});
   ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
   EXPECT_NE(started->runtime->output().find("[warn] Python 2.7 is not available"),
             std::string::npos)
@@ -456,32 +371,7 @@ TEST(FunctionPythonStartTest, Python27ImageNameWarns) {
 }
 
 TEST(FunctionPythonStartTest, TlsWithClientCertificates) {
-  TempDir pki_dir;
-  TestPki pki = make_test_pki(pki_dir.path());
-  auto started = start("server:\n  ca: " + pki.ca.string() + "\n  key: " + pki.server_key.string() +
-                       "\n  cert: " + pki.server_cert.string() +
-                       "\nfunctions:\n  - name: sayhi\n    handler: sayhi.handler\n"
-                       "    codedir: var/db/baetyl/function-sayhi\n");
-  auto read = [](const fs::path& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  grpc::SslCredentialsOptions options;
-  options.pem_root_certs = read(pki.ca);
-  options.pem_cert_chain = read(pki.client_cert);
-  options.pem_private_key = read(pki.client_key);
-  auto stub = Function::NewStub(started->runtime->channel(grpc::SslCredentials(options)));
-  ASSERT_TRUE(wait_for_port(started->runtime->port())) << started->runtime->output();
-  FunctionMessage reply;
-  grpc::Status status = call(*stub, make_message("sayhi", R"({"id":1})"), reply);
-  ASSERT_TRUE(status.ok()) << status.error_message() << "\n" << started->runtime->output();
-  EXPECT_EQ(json::parse(reply.payload())["sayhi"], "hello, world");
-
-  // Without a client certificate the handshake fails.
-  grpc::SslCredentialsOptions no_cert;
-  no_cert.pem_root_certs = read(pki.ca);
-  auto anonymous = Function::NewStub(started->runtime->channel(grpc::SslCredentials(no_cert)));
-  EXPECT_FALSE(call(*anonymous, make_message("sayhi", R"({"id":1})"), reply, 2s).ok());
+  expect_tls_with_client_certificates(kPython);
 }
 
 }  // namespace

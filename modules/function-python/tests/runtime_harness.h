@@ -1,21 +1,33 @@
 #pragma once
 // Shared by the end-to-end tests of the Python and Node function runtimes: starts a real runtime
-// in a temporary work directory on a free 127.0.0.1 port and calls it with a real C++ gRPC client.
+// in a temporary work directory on a free 127.0.0.1 port and calls it with a real C++ gRPC client,
+// and holds the bodies of the tests both runtimes pass alike.
+#include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "baetyl/testing/ports.h"
 #include "baetyl/testing/process.h"
 #include "baetyl/testing/temp_dir.h"
+#include "baetyl/testing/tls.h"
 #include "function.grpc.pb.h"
 
 namespace baetyl::testing {
@@ -104,6 +116,195 @@ inline grpc::Status call(Function::Stub& stub, const FunctionMessage& request,
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
   return stub.Call(&context, request, &reply);
+}
+
+// ---- Test bodies shared by the Python and Node suites ----
+
+// What the shared tests need to know about one runtime. Both suites lay out their code alike:
+// var/db/baetyl/function-sayhi holds sayhi.handler and probe.{echo,slow} in the runtime's language.
+struct RuntimeDescription {
+  std::filesystem::path binary;
+  std::function<void(const TempDir&)> write_code;
+  // The service.yml the idle and cold start tests start with.
+  std::string service_yml;
+  // Start errors for the handlers 'missing.handler' and 'sayhi.nope'.
+  std::string missing_module_error;
+  std::string missing_function_error;
+  // An event making probe.slow sleep 0.8 s, and its reply.
+  std::string slow_event;
+  nlohmann::json slow_reply;
+  // A key of sayhi's reply to {"id":1}, and its value.
+  std::string sayhi_reply_key;
+  std::string sayhi_reply_value;
+
+  std::string name() const { return binary.filename().string(); }
+  std::vector<std::string> argv() const { return {binary.string()}; }
+};
+
+struct StartedRuntime {
+  TempDir dir;
+  std::unique_ptr<Runtime> runtime;
+};
+
+inline std::unique_ptr<StartedRuntime> start(const RuntimeDescription& description,
+                                             const std::string& service_yml,
+                                             std::map<std::string, std::string> env = {}) {
+  auto started = std::make_unique<StartedRuntime>();
+  description.write_code(started->dir);
+  started->dir.write("etc/baetyl/service.yml", service_yml);
+  started->runtime = std::make_unique<Runtime>(description.argv(), started->dir.path(), env);
+  return started;
+}
+
+// Starts a runtime that must fail at start; returns its output after checking exit code 1.
+inline std::string start_failure(const RuntimeDescription& description,
+                                 const std::string& service_yml) {
+  auto started = start(description, service_yml);
+  auto code = started->runtime->process().wait(std::chrono::seconds(10));
+  EXPECT_EQ(code, std::optional<int>(1)) << started->runtime->output();
+  return started->runtime->output();
+}
+
+inline void expect_logs_in_the_format_of_the_cpp_modules(const std::string& output) {
+  // 2026-11-25 19:30:33.123 [info] message
+  auto line_start = output.find("[info] listening on 127.0.0.1:");
+  ASSERT_NE(line_start, std::string::npos) << output;
+  ASSERT_GE(line_start, 24u);
+  std::string stamp = output.substr(line_start - 24, 24);
+  EXPECT_EQ(stamp[4], '-');
+  EXPECT_EQ(stamp[10], ' ');
+  EXPECT_EQ(stamp[19], '.');
+  EXPECT_EQ(stamp[23], ' ');
+}
+
+inline void expect_bad_handlers_are_reported_at_start(const RuntimeDescription& description) {
+  const std::string head = "functions:\n  - name: f\n    codedir: var/db/baetyl/function-sayhi\n";
+  std::string output = start_failure(description, head + "    handler: nodot\n");
+  EXPECT_NE(output.find("etc/baetyl/service.yml: functions[0].handler: 'nodot' is not of the form "
+                        "module.function"),
+            std::string::npos)
+      << output;
+  output = start_failure(description, head + "    handler: missing.handler\n");
+  EXPECT_NE(output.find(description.missing_module_error), std::string::npos) << output;
+  output = start_failure(description, head + "    handler: sayhi.nope\n");
+  EXPECT_NE(output.find("functions[0].handler: module 'sayhi'"), std::string::npos) << output;
+  EXPECT_NE(output.find(description.missing_function_error), std::string::npos) << output;
+}
+
+// The configuration errors both runtimes report in the same words.
+inline void expect_bad_codedir_is_reported_at_start(const RuntimeDescription& description) {
+  std::string output =
+      start_failure(description, "functions:\n  - name: f\n    handler: sayhi.handler\n");
+  EXPECT_NE(output.find("functions[0].codedir: is required"), std::string::npos) << output;
+  output = start_failure(
+      description, "functions:\n  - name: f\n    handler: sayhi.handler\n    codedir: nowhere\n");
+  EXPECT_NE(output.find("functions[0].codedir:"), std::string::npos) << output;
+  EXPECT_NE(output.find("is not a directory"), std::string::npos) << output;
+}
+
+inline void expect_missing_config_file_is_reported(const RuntimeDescription& description) {
+  TempDir dir;
+  Runtime runtime(description.argv(), dir.path());
+  EXPECT_EQ(runtime.process().wait(std::chrono::seconds(10)), std::optional<int>(1));
+  EXPECT_NE(runtime.output().find("etc/baetyl/service.yml: no such file"), std::string::npos)
+      << runtime.output();
+}
+
+inline void expect_messages_above_the_length_limit_are_rejected(
+    const RuntimeDescription& description) {
+  auto started = start(description,
+                       "server:\n  message:\n    length:\n      max: 1k\nfunctions:\n"
+                       "  - name: echo\n    handler: probe.echo\n"
+                       "    codedir: var/db/baetyl/function-sayhi\n");
+  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
+  auto stub = started->runtime->stub();
+  FunctionMessage reply;
+  ASSERT_TRUE(call(*stub, make_message("echo", std::string(900, 'a')), reply).ok());
+  EXPECT_EQ(reply.payload().size(), 900u);
+  grpc::Status status = call(*stub, make_message("echo", std::string(2048, 'a')), reply);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+}
+
+inline void expect_sigterm_finishes_the_call_in_flight_and_exits_zero(
+    const RuntimeDescription& description) {
+  using namespace std::chrono_literals;
+  auto started = start(description,
+                       "functions:\n  - name: slow\n    handler: probe.slow\n"
+                       "    codedir: var/db/baetyl/function-sayhi\n");
+  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
+  auto in_flight = std::async(std::launch::async, [&] {
+    auto stub = started->runtime->stub();
+    FunctionMessage reply;
+    grpc::Status status = call(*stub, make_message("slow", description.slow_event), reply);
+    return status.ok() ? reply.payload() : "error: " + status.error_message();
+  });
+  std::this_thread::sleep_for(300ms);
+  auto signalled = std::chrono::steady_clock::now();
+  int code = started->runtime->process().stop(SIGTERM, 10s);
+  auto took = std::chrono::steady_clock::now() - signalled;
+  EXPECT_EQ(code, 0) << started->runtime->output();
+  EXPECT_EQ(nlohmann::json::parse(in_flight.get(), nullptr, false), description.slow_reply);
+  EXPECT_LT(took, 3s);
+  EXPECT_NE(started->runtime->output().find(description.name() + " stopped"), std::string::npos);
+}
+
+inline void expect_sigterm_when_idle_exits_promptly(const RuntimeDescription& description) {
+  using namespace std::chrono_literals;
+  auto started = start(description, description.service_yml);
+  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
+  auto signalled = std::chrono::steady_clock::now();
+  EXPECT_EQ(started->runtime->process().stop(SIGTERM, 10s), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, 1s);
+}
+
+inline void expect_cold_start_until_the_first_call(const RuntimeDescription& description) {
+  std::vector<long> samples;
+  for (int i = 0; i < 5; ++i) {
+    auto started = start(description, description.service_yml);
+    auto ready = started->runtime->wait_ready();
+    ASSERT_TRUE(ready) << started->runtime->output();
+    samples.push_back(ready->count());
+  }
+  std::sort(samples.begin(), samples.end());
+  std::printf(
+      "%s cold start (spawn to first answered call), 5 runs: "
+      "min %ld ms, median %ld ms, max %ld ms (target 300 ms)\n",
+      description.name().c_str(), samples.front(), samples[2], samples.back());
+  ::testing::Test::RecordProperty("cold_start_median_ms", static_cast<int>(samples[2]));
+  // Generous bound for a loaded CI machine; the figure above is what matters.
+  EXPECT_LT(samples[2], 3000);
+}
+
+inline void expect_tls_with_client_certificates(const RuntimeDescription& description) {
+  TempDir pki_dir;
+  TestPki pki = make_test_pki(pki_dir.path());
+  auto started = start(description,
+                       "server:\n  ca: " + pki.ca.string() + "\n  key: " + pki.server_key.string() +
+                           "\n  cert: " + pki.server_cert.string() +
+                           "\nfunctions:\n  - name: sayhi\n    handler: sayhi.handler\n"
+                           "    codedir: var/db/baetyl/function-sayhi\n");
+  auto read = [](const std::filesystem::path& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = read(pki.ca);
+  options.pem_cert_chain = read(pki.client_cert);
+  options.pem_private_key = read(pki.client_key);
+  auto stub = Function::NewStub(started->runtime->channel(grpc::SslCredentials(options)));
+  ASSERT_TRUE(wait_for_port(started->runtime->port())) << started->runtime->output();
+  FunctionMessage reply;
+  grpc::Status status = call(*stub, make_message("sayhi", R"({"id":1})"), reply);
+  ASSERT_TRUE(status.ok()) << status.error_message() << "\n" << started->runtime->output();
+  EXPECT_EQ(nlohmann::json::parse(reply.payload())[description.sayhi_reply_key],
+            description.sayhi_reply_value);
+
+  // Without a client certificate the handshake fails.
+  grpc::SslCredentialsOptions no_cert;
+  no_cert.pem_root_certs = read(pki.ca);
+  auto anonymous = Function::NewStub(started->runtime->channel(grpc::SslCredentials(no_cert)));
+  EXPECT_FALSE(
+      call(*anonymous, make_message("sayhi", R"({"id":1})"), reply, std::chrono::seconds(2)).ok());
 }
 
 }  // namespace baetyl::testing
