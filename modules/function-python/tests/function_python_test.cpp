@@ -1,22 +1,16 @@
 // End to end: the real baetyl-function-python on a free port, in a temporary work directory
 // holding service.yml and the functions, called by a C++ gRPC client.
-#include <algorithm>
 #include <chrono>
-#include <csignal>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <iterator>
-#include <map>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "baetyl/testing/tls.h"
 #include "runtime_harness.h"
 
 namespace baetyl::testing {
@@ -165,40 +159,10 @@ const RuntimeDescription kPython = {
 };
 
 // One runtime serving every function of kServiceYml, shared by the tests of the fixture.
-class FunctionPythonTest : public ::testing::Test {
+class FunctionPythonTest : public SharedRuntimeTest<FunctionPythonTest> {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    write_code(*dir_);
-    dir_->write("etc/baetyl/service.yml", kServiceYml);
-    runtime_ = new Runtime(kPython.argv(), dir_->path(), {{"BAETYL_TEST_VALUE", "from the test"}});
-    ready_ = runtime_->wait_ready();
-  }
-  static void TearDownTestSuite() {
-    delete runtime_;
-    delete dir_;
-  }
-  void SetUp() override {
-    ASSERT_TRUE(ready_) << "runtime not ready; its output:\n" << runtime_->output();
-    stub_ = runtime_->stub();
-  }
-
-  json call_json(const std::string& function, const std::string& payload) {
-    FunctionMessage reply;
-    grpc::Status status = call(*stub_, make_message(function, payload), reply);
-    EXPECT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
-    return json::parse(reply.payload(), nullptr, false);
-  }
-
-  static TempDir* dir_;
-  static Runtime* runtime_;
-  static std::optional<std::chrono::milliseconds> ready_;
-  std::unique_ptr<Function::Stub> stub_;
+  static void SetUpTestSuite() { start_shared_runtime(kPython, kServiceYml); }
 };
-
-TempDir* FunctionPythonTest::dir_ = nullptr;
-Runtime* FunctionPythonTest::runtime_ = nullptr;
-std::optional<std::chrono::milliseconds> FunctionPythonTest::ready_;
 
 TEST_F(FunctionPythonTest, DocsSayhiWithDictEvent) {
   FunctionMessage request = make_message("sayhi", R"({"id":1,"device":"111"})", "t", 1);
@@ -223,53 +187,24 @@ TEST_F(FunctionPythonTest, DocsSayhiWithDictEvent) {
 }
 
 TEST_F(FunctionPythonTest, WalkthroughIndexWithDictEvent) {
-  json result = call_json("python36-sayhi", R"({"id":1})");
-  EXPECT_EQ(result, json({{"id", 1},
-                          {"messageQOS", 1},
-                          {"messageTopic", "t"},
-                          {"messageTimestamp", 1795635033},
-                          {"functionName", "python36-sayhi"},
-                          {"functionInvokeID", "50f8f102-2b8c-4904-86df-0728811a5a4b"},
-                          {"Say", "Hello Baetyl"}}));
+  expect_walkthrough_index_with_dict_event("python36-sayhi");
 }
 
 TEST_F(FunctionPythonTest, WalkthroughIndexWithBytesEvent) {
-  json result = call_json("python36-sayhi", "hello, not JSON");
-  EXPECT_EQ(result["bytes"], "hello, not JSON");
-  EXPECT_EQ(result["Say"], "Hello Baetyl");
+  json result = expect_walkthrough_index_with_bytes_event("python36-sayhi");
   EXPECT_EQ(result["functionName"], "python36-sayhi");
 }
 
 TEST_F(FunctionPythonTest, HandlerExceptionIsAGrpcErrorWithItsMessage) {
-  FunctionMessage reply;
-  grpc::Status status = call(*stub_, make_message("python36-sayhi", R"({"err":"bad id"})"), reply);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNKNOWN);
-  EXPECT_NE(status.error_message().find("TypeError: bad id"), std::string::npos)
-      << status.error_message();
-  EXPECT_NE(status.error_message().find("index.py"), std::string::npos) << status.error_message();
-  // The runtime keeps serving.
-  EXPECT_EQ(call_json("python36-sayhi", R"({"id":2})")["id"], 2);
+  std::string error = expect_walkthrough_error_is_a_grpc_error("python36-sayhi");
+  EXPECT_NE(error.find("index.py"), std::string::npos) << error;
 }
 
 TEST_F(FunctionPythonTest, ContextHasTheDocumentedKeys) {
-  FunctionMessage request = make_message("context", "{}", "a/b", 0);
-  request.set_functioninvokeid("invoke-7");
-  request.set_timestamp(-5);
-  FunctionMessage reply;
-  ASSERT_TRUE(call(*stub_, request, reply).ok());
-  EXPECT_EQ(json::parse(reply.payload()), json({{"messageQOS", 0},
-                                                {"messageTopic", "a/b"},
-                                                {"messageTimestamp", -5},
-                                                {"functionName", "context"},
-                                                {"functionInvokeID", "invoke-7"},
-                                                {"invokeid", "invoke-7"}}));
+  expect_context_has_the_documented_keys();
 }
 
-TEST_F(FunctionPythonTest, EnvironmentIsAvailable) {
-  json result = call_json("environ", "{}");
-  EXPECT_EQ(result["value"], "from the test");
-  EXPECT_FALSE(result["path"].get<std::string>().empty());
-}
+TEST_F(FunctionPythonTest, EnvironmentIsAvailable) { expect_environment_is_available(); }
 
 TEST_F(FunctionPythonTest, ThirdPartyPackageInCodedir) {
   json result = call_json("uses-lib", R"({"text":"hi"})");
@@ -288,36 +223,12 @@ TEST_F(FunctionPythonTest, EventIsJsonWhenValidElseBytes) {
   EXPECT_EQ(reply.payload(), "");
 }
 
-TEST_F(FunctionPythonTest, ResultEncoding) {
-  FunctionMessage reply;
-  ASSERT_TRUE(call(*stub_, make_message("none", "{}"), reply).ok());
-  EXPECT_EQ(reply.payload(), "");
-  ASSERT_TRUE(call(*stub_, make_message("text", "{}"), reply).ok());
-  EXPECT_EQ(reply.payload(), "plain text, not JSON");
-  EXPECT_EQ(call_json("listing", "{}"), json::parse(R"([1,"two",{"three":3}])"));
-}
+TEST_F(FunctionPythonTest, ResultEncoding) { expect_result_encoding(); }
 
-TEST_F(FunctionPythonTest, UnknownFunctionIsAnError) {
-  FunctionMessage reply;
-  grpc::Status status = call(*stub_, make_message("nobody", "{}"), reply);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
-  EXPECT_NE(status.error_message().find("'nobody' not found"), std::string::npos)
-      << status.error_message();
-}
+TEST_F(FunctionPythonTest, UnknownFunctionIsAnError) { expect_unknown_function_is_an_error(); }
 
 TEST_F(FunctionPythonTest, CallsRunConcurrently) {
-  auto start = std::chrono::steady_clock::now();
-  std::vector<std::future<bool>> calls;
-  for (int i = 0; i < 4; ++i) {
-    calls.push_back(std::async(std::launch::async, [] {
-      auto stub = runtime_->stub();
-      FunctionMessage reply;
-      return call(*stub, make_message("slow", R"({"seconds":0.5})"), reply).ok();
-    }));
-  }
-  for (auto& c : calls) EXPECT_TRUE(c.get());
-  auto elapsed = std::chrono::steady_clock::now() - start;
-  EXPECT_LT(elapsed, 1500ms) << "four 0.5 s calls did not overlap";
+  expect_four_slow_calls_overlap(R"({"seconds":0.5})");
 }
 
 TEST_F(FunctionPythonTest, LogsInTheFormatOfTheCppModules) {

@@ -141,6 +141,131 @@ struct RuntimeDescription {
   std::vector<std::string> argv() const { return {binary.string()}; }
 };
 
+// The fixture of the tests that share one runtime, started once per suite by the suite's
+// SetUpTestSuite with start_shared_runtime. The suite's class is `Suite`, so that each suite
+// has a runtime of its own.
+template <typename Suite>
+class SharedRuntimeTest : public ::testing::Test {
+ protected:
+  // Starts `description`'s runtime serving `service_yml`, with BAETYL_TEST_VALUE set.
+  static void start_shared_runtime(const RuntimeDescription& description,
+                                   const std::string& service_yml) {
+    dir_ = new TempDir();
+    description.write_code(*dir_);
+    dir_->write("etc/baetyl/service.yml", service_yml);
+    runtime_ =
+        new Runtime(description.argv(), dir_->path(), {{"BAETYL_TEST_VALUE", "from the test"}});
+    ready_ = runtime_->wait_ready();
+  }
+  static void TearDownTestSuite() {
+    delete runtime_;
+    delete dir_;
+  }
+  void SetUp() override {
+    ASSERT_TRUE(ready_) << "runtime not ready; its output:\n" << runtime_->output();
+    stub_ = runtime_->stub();
+  }
+
+  nlohmann::json call_json(const std::string& function, const std::string& payload) {
+    FunctionMessage reply;
+    grpc::Status status = call(*stub_, make_message(function, payload), reply);
+    EXPECT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
+    return nlohmann::json::parse(reply.payload(), nullptr, false);
+  }
+
+  // `function` runs the walkthrough's index handler.
+  void expect_walkthrough_index_with_dict_event(const std::string& function) {
+    nlohmann::json result = call_json(function, R"({"id":1})");
+    EXPECT_EQ(result, nlohmann::json({{"id", 1},
+                                      {"messageQOS", 1},
+                                      {"messageTopic", "t"},
+                                      {"messageTimestamp", 1795635033},
+                                      {"functionName", function},
+                                      {"functionInvokeID", "50f8f102-2b8c-4904-86df-0728811a5a4b"},
+                                      {"Say", "Hello Baetyl"}}));
+  }
+
+  // Returns the reply, for the suite's own checks.
+  nlohmann::json expect_walkthrough_index_with_bytes_event(const std::string& function) {
+    nlohmann::json result = call_json(function, "hello, not JSON");
+    EXPECT_EQ(result["bytes"], "hello, not JSON");
+    EXPECT_EQ(result["Say"], "Hello Baetyl");
+    return result;
+  }
+
+  // Returns the error of the walkthrough's handler `function` for {"err":"bad id"}.
+  std::string expect_walkthrough_error_is_a_grpc_error(const std::string& function) {
+    FunctionMessage reply;
+    grpc::Status status = call(*stub_, make_message(function, R"({"err":"bad id"})"), reply);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNKNOWN);
+    EXPECT_NE(status.error_message().find("TypeError: bad id"), std::string::npos)
+        << status.error_message();
+    // The runtime keeps serving.
+    EXPECT_EQ(call_json(function, R"({"id":2})")["id"], 2);
+    return status.error_message();
+  }
+
+  // `half_second_event` makes probe.slow take 0.5 s.
+  void expect_four_slow_calls_overlap(const std::string& half_second_event) {
+    using namespace std::chrono_literals;
+    auto start = std::chrono::steady_clock::now();
+    std::vector<std::future<bool>> calls;
+    for (int i = 0; i < 4; ++i) {
+      calls.push_back(std::async(std::launch::async, [&] {
+        auto stub = runtime_->stub();
+        FunctionMessage reply;
+        return call(*stub, make_message("slow", half_second_event), reply).ok();
+      }));
+    }
+    for (auto& c : calls) EXPECT_TRUE(c.get());
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms)
+        << "four 0.5 s calls did not overlap";
+  }
+
+  void expect_context_has_the_documented_keys() {
+    FunctionMessage request = make_message("context", "{}", "a/b", 0);
+    request.set_functioninvokeid("invoke-7");
+    request.set_timestamp(-5);
+    FunctionMessage reply;
+    ASSERT_TRUE(call(*stub_, request, reply).ok());
+    EXPECT_EQ(nlohmann::json::parse(reply.payload()),
+              nlohmann::json({{"messageQOS", 0},
+                              {"messageTopic", "a/b"},
+                              {"messageTimestamp", -5},
+                              {"functionName", "context"},
+                              {"functionInvokeID", "invoke-7"},
+                              {"invokeid", "invoke-7"}}));
+  }
+
+  void expect_environment_is_available() {
+    nlohmann::json result = call_json("environ", "{}");
+    EXPECT_EQ(result["value"], "from the test");
+    EXPECT_FALSE(result["path"].get<std::string>().empty());
+  }
+
+  void expect_result_encoding() {
+    FunctionMessage reply;
+    ASSERT_TRUE(call(*stub_, make_message("none", "{}"), reply).ok());
+    EXPECT_EQ(reply.payload(), "");
+    ASSERT_TRUE(call(*stub_, make_message("text", "{}"), reply).ok());
+    EXPECT_EQ(reply.payload(), "plain text, not JSON");
+    EXPECT_EQ(call_json("listing", "{}"), nlohmann::json::parse(R"([1,"two",{"three":3}])"));
+  }
+
+  void expect_unknown_function_is_an_error() {
+    FunctionMessage reply;
+    grpc::Status status = call(*stub_, make_message("nobody", "{}"), reply);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_NE(status.error_message().find("'nobody' not found"), std::string::npos)
+        << status.error_message();
+  }
+
+  static inline TempDir* dir_ = nullptr;
+  static inline Runtime* runtime_ = nullptr;
+  static inline std::optional<std::chrono::milliseconds> ready_;
+  std::unique_ptr<Function::Stub> stub_;
+};
+
 struct StartedRuntime {
   TempDir dir;
   std::unique_ptr<Runtime> runtime;
