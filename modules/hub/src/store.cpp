@@ -277,10 +277,13 @@ Store::CommitScope::~CommitScope() {
 }
 
 // Whoever holds commit_mutex_ looks at ops_ again after its commit (this loop, or the writer's),
-// so work left here when the lock is busy is committed by the holder.
+// so work left here when the lock is busy is committed by the holder. A worker commits a few
+// batches at most and hands the rest to the writer thread: under steady load from other workers
+// it would otherwise keep committing their work while its own connections wait.
 void Store::commit_here() {
+  constexpr int kMaxBatches = 4;
   std::vector<Op> batch;
-  while (true) {
+  for (int round = 0;; ++round) {
     std::unique_lock committing(commit_mutex_, std::try_to_lock);
     if (!committing.owns_lock()) return;
     {
@@ -288,6 +291,10 @@ void Store::commit_here() {
       if (urgent_ == 0) {
         // Acknowledgements left over: the writer commits them after its delay.
         if (!ops_.empty() && writer_idle_) cv_.notify_one();
+        return;
+      }
+      if (round == kMaxBatches) {
+        cv_.notify_one();  // urgent work: the writer takes it at once
         return;
       }
       take_batch(batch);
