@@ -6,6 +6,9 @@
 #include <array>
 #include <deque>
 #include <map>
+#include <optional>
+#include <utility>
+#include <vector>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -77,6 +80,47 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
   Client& owner;
   asio::io_context io;
+
+  // Publishes and acknowledgements handed over by other threads: one post wakes the io thread
+  // for all those handed over before it runs, not one post (and wake-up) each.
+  struct Handover {
+    std::optional<Outgoing> publish;  // else an acknowledgement
+    std::uint64_t session = 0;
+    std::uint16_t packet_id = 0;
+  };
+  std::mutex handover_mutex;
+  std::vector<Handover> handed_over;  // guarded by handover_mutex
+  bool handover_posted = false;       // guarded by handover_mutex
+  std::vector<Handover> taking_over;  // io thread: the batch being applied
+
+  void hand_over(Handover item) {
+    bool post = false;
+    {
+      std::lock_guard lock(handover_mutex);
+      handed_over.push_back(std::move(item));
+      post = !std::exchange(handover_posted, true);
+    }
+    if (post) asio::post(io, [impl = shared_from_this()] { impl->take_over(); });
+  }
+
+  void take_over() {
+    {
+      std::lock_guard lock(handover_mutex);
+      taking_over.swap(handed_over);
+      handover_posted = false;
+    }
+    for (auto& item : taking_over) {
+      if (!item.publish) {
+        if (session_open && session_id == item.session) encode(Puback{item.packet_id}, control);
+      } else if (stopping) {
+        complete(*item.publish, asio::error::operation_aborted);
+      } else {
+        pending.push_back(std::move(*item.publish));
+      }
+    }
+    taking_over.clear();
+    wake_writer();
+  }
   ClientConfig config;
   std::shared_ptr<spdlog::logger> log;
   Endpoint endpoint;
@@ -598,15 +642,7 @@ void Client::async_publish(Publish message, PublishHandler done) {
 
 void Client::enqueue(Publish message, PublishHandler done) {
   message.packet_id = 0;
-  asio::post(impl_->io, [impl = impl_, message = std::move(message), done = std::move(done)]() mutable {
-    Impl::Outgoing item{std::move(message), std::move(done)};
-    if (impl->stopping) {
-      impl->complete(item, asio::error::operation_aborted);
-      return;
-    }
-    impl->pending.push_back(std::move(item));
-    impl->wake_writer();
-  });
+  impl_->hand_over({Impl::Outgoing{std::move(message), std::move(done)}});
 }
 
 bool Client::reserve_slot(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds timeout) {
@@ -652,9 +688,7 @@ void Client::publish(const std::string& topic, std::string payload, int qos, boo
 
 void Client::ack(const Message& message) {
   if (message.publish.qos != 1) return;
-  asio::post(impl_->io, [impl = impl_, session = message.session, id = message.publish.packet_id] {
-    if (impl->session_open && impl->session_id == session) impl->queue_control(Puback{id});
-  });
+  impl_->hand_over({std::nullopt, message.session, message.publish.packet_id});
 }
 
 void Client::subscribe(std::vector<TopicInfo> topics, SubscribeHandler done) {
