@@ -9,7 +9,7 @@
 //                         [--node-messages 10000] [--window 100] [--rate 500] [--seconds 5]
 //                         [--cold-runs 5] [--max 4] [--only sql,py,node] [--py-calls 0]
 //                         [--node-calls 0] [--sql-calls 0]   (instance.calls of those functions;
-//                         0: the default)
+//                         0: the default) [--qos 0,1]   (the throughput rows to run)
 #include <signal.h>
 #include <unistd.h>
 
@@ -58,6 +58,7 @@ struct Options {
   int py_calls = 0;
   int node_calls = 0;
   int sql_calls = 0;
+  std::string qos = "0,1";  // the throughput rows to run
 };
 
 struct Runtime {
@@ -457,6 +458,7 @@ int main(int argc, char** argv) {
     else if (key == "--py-calls") options.py_calls = std::stoi(value);
     else if (key == "--node-calls") options.node_calls = std::stoi(value);
     else if (key == "--sql-calls") options.sql_calls = std::stoi(value);
+    else if (key == "--qos") options.qos = value;
     else {
       std::cerr << "unknown option " << key << "\n";
       return 2;
@@ -536,6 +538,7 @@ int main(int argc, char** argv) {
       // Warm up: a burst so that every instance up to max has started.
       bench.throughput(runtime.key + variant, 1, std::min<long>(runtime.messages, 2000));
       for (int qos : {0, 1}) {
+        if (options.qos.find(std::to_string(qos)) == std::string::npos) continue;
         auto row = bench.throughput(runtime.key + variant, qos, runtime.messages);
         row.variant = runtime.key + variant;
         row.instances = variant == "1" ? 1 : options.max;

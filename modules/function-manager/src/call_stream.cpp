@@ -1,15 +1,40 @@
 #include "call_stream.h"
 
+#include <algorithm>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 namespace baetyl::function {
 
+namespace {
+
+// A batch of requests grows to about this size (or the runtime's or channel's bound, when
+// lower) before the next one is started.
+constexpr std::size_t kRequestBatchBytes = 256 * 1024;
+// The bytes a message adds to a batch besides its own: its field tag and length.
+constexpr std::size_t kBatchEntryOverhead = 6;
+
+// The runtime's bound on a batch of requests (the value of its kCallStreamMetadata); 0 when the
+// value is not a positive number.
+std::size_t announced_bytes(const grpc::string_ref& value) {
+  std::size_t bytes = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9' || bytes > (std::size_t{1} << 40)) return 0;
+    bytes = bytes * 10 + static_cast<std::size_t>(c - '0');
+  }
+  return bytes;
+}
+
+}  // namespace
+
 std::shared_ptr<CallStream> CallStream::open(baetyl::Function::Stub& stub,
-                                             std::chrono::milliseconds timeout) {
-  std::shared_ptr<CallStream> stream(new CallStream(timeout));
+                                             std::chrono::milliseconds timeout,
+                                             std::size_t message_bytes) {
+  std::shared_ptr<CallStream> stream(new CallStream(timeout, message_bytes));
   stream->self_ = stream;
+  stream->context_.AddMetadata(kReplyBytesMetadata, std::to_string(message_bytes));
   stub.async()->CallStream(&stream->context_, stream.get());
   // Writes are started by callers' threads, outside gRPC's reactions: the hold keeps the stream
   // from completing under them; it is released once the stream is broken.
@@ -52,22 +77,33 @@ void CallStream::release_hold_if(bool release) {
   if (release) RemoveHold();
 }
 
+void CallStream::queue_locked(const baetyl::FunctionMessage& request, std::size_t bytes) {
+  const bool last_is_written = writing_ && batches_.size() == 1;
+  if (batches_.empty() || last_is_written || batches_.back().bytes + bytes > batch_bytes_) {
+    batches_.emplace_back();
+  }
+  Batch& batch = batches_.back();
+  *batch.messages.add_messages() = request;
+  batch.bytes += bytes;
+}
+
 bool CallStream::call(const baetyl::FunctionMessage& request, baetyl::FunctionMessage& reply,
                       Done& done) {
-  const baetyl::FunctionMessage* first = nullptr;
+  const std::size_t bytes = request.ByteSizeLong() + kBatchEntryOverhead;
+  const baetyl::FunctionMessages* first = nullptr;
   {
     std::lock_guard lock(mutex_);
-    if (state_ != State::Open) return false;
+    if (state_ != State::Open || bytes > batch_bytes_) return false;
     pending_.push_back(Pending{&reply, std::move(done), Clock::now() + timeout_});
     if (pending_.size() == 1) changed_.notify_all();  // the watcher may wait without a deadline
-    writes_.push_back(request);
+    queue_locked(request, bytes);
     if (!writing_) {
       writing_ = true;
-      first = &writes_.front();
+      first = &batches_.front().messages;
       ++starting_writes_;
     }
   }
-  if (first == nullptr) return true;  // the write in flight starts this one when it is done
+  if (first == nullptr) return true;  // the write in flight starts this batch when it is done
   // Not under mutex_: gRPC may run OnWriteDone before StartWrite returns.
   StartWrite(first);
   bool release = false;
@@ -83,16 +119,19 @@ bool CallStream::call(const baetyl::FunctionMessage& request, baetyl::FunctionMe
 }
 
 void CallStream::OnReadInitialMetadataDone(bool ok) {
-  bool serves = false;
+  std::size_t runtime_bytes = 0;
   if (ok) {
     const auto& metadata = context_.GetServerInitialMetadata();
-    serves = metadata.find(kCallStreamMetadata) != metadata.end();
+    auto found = metadata.find(kCallStreamMetadata);
+    if (found != metadata.end()) runtime_bytes = announced_bytes(found->second);
   }
+  const bool serves = runtime_bytes > 0;
   bool release = false;
   {
     std::lock_guard lock(mutex_);
     if (state_ != State::Opening) return;
     if (serves) {
+      batch_bytes_ = std::min({kRequestBatchBytes, runtime_bytes, message_bytes_});
       state_ = State::Open;
     } else {
       release = break_locked();
@@ -116,40 +155,44 @@ void CallStream::OnReadDone(bool ok) {
     release_hold_if(release);
     return;  // OnDone fails the calls still waiting
   }
-  Pending answered{};
-  bool found = false;
+  struct Answer {
+    Pending pending;
+    grpc::Status status;
+  };
+  std::vector<Answer> answers;
   {
     std::lock_guard lock(mutex_);
     // Once broken (a call's deadline passed, or closed), replies are not matched any more: the
     // next one could be the late reply of a call already failed. OnDone fails the rest.
-    if (state_ == State::Open && !pending_.empty()) {
-      answered = std::move(pending_.front());
-      pending_.pop_front();
-      found = true;
-    }
-  }
-  grpc::Status status;
-  if (found) {
-    if (incoming_.errorcode() != 0) {
-      status = grpc::Status(static_cast<grpc::StatusCode>(incoming_.errorcode()),
-                            incoming_.errormessage());
-    } else {
-      answered.reply->Swap(&incoming_);
+    if (state_ == State::Open) {
+      answers.reserve(static_cast<std::size_t>(incoming_.messages_size()));
+      for (auto& reply : *incoming_.mutable_messages()) {
+        if (pending_.empty()) break;
+        Answer answer{std::move(pending_.front()), grpc::Status::OK};
+        pending_.pop_front();
+        if (reply.errorcode() != 0) {
+          answer.status = grpc::Status(static_cast<grpc::StatusCode>(reply.errorcode()),
+                                       reply.errormessage());
+        } else {
+          answer.pending.reply->Swap(&reply);
+        }
+        answers.push_back(std::move(answer));
+      }
     }
   }
   // A reply whose call gave up at its deadline is dropped.
   StartRead(&incoming_);
-  if (found) answered.done(status);
+  for (auto& answer : answers) answer.pending.done(answer.status);
 }
 
 void CallStream::OnWriteDone(bool ok) {
-  const baetyl::FunctionMessage* next = nullptr;
+  const baetyl::FunctionMessages* next = nullptr;
   bool release = false;
   {
     std::lock_guard lock(mutex_);
-    writes_.pop_front();
-    if (ok && state_ == State::Open && !writes_.empty()) {
-      next = &writes_.front();
+    batches_.pop_front();
+    if (ok && state_ == State::Open && !batches_.empty()) {
+      next = &batches_.front().messages;
     } else {
       writing_ = false;
       if (!ok) release = break_locked();
@@ -167,7 +210,7 @@ void CallStream::OnDone(const grpc::Status& status) {
     state_ = State::Broken;
     for (auto& pending : pending_) failed.push_back(std::move(pending));
     pending_.clear();
-    writes_.clear();
+    batches_.clear();
   }
   changed_.notify_all();
   const grpc::Status error =

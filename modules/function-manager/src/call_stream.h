@@ -1,8 +1,9 @@
 #pragma once
 // The calls to one instance carried on one CallStream (a bidirectional gRPC stream) instead of
-// one unary Call each: a call costs a message each way on an open HTTP/2 stream, not a stream
-// of its own with headers and trailers. Requests are written in order, one write in flight at a
-// time; the runtime answers them in the same order.
+// one unary Call each: no HTTP/2 stream of its own with headers and trailers per call, and the
+// calls made while a write is in flight go together in the next one (one write, one read and
+// one wake-up on each side for the lot). Requests are written in order, one write in flight at
+// a time; the runtime answers them in the same order, its replies batched as well.
 //
 // Each call has the function's timeout: a call still unanswered then fails with
 // DEADLINE_EXCEEDED and the stream is cancelled, failing the others with UNAVAILABLE (the
@@ -22,10 +23,13 @@ namespace baetyl::function {
 
 // The initial metadata key with which a runtime tells that it serves CallStream (a runtime
 // without it answers UNIMPLEMENTED, without initial metadata of its own).
+// Its value: the largest batch of requests the runtime takes, in bytes.
 inline constexpr const char* kCallStreamMetadata = "baetyl-call-stream";
+// Sent by the manager: the largest batch of replies it takes, in bytes.
+inline constexpr const char* kReplyBytesMetadata = "baetyl-call-stream-reply-bytes";
 
 class CallStream final
-    : public grpc::ClientBidiReactor<baetyl::FunctionMessage, baetyl::FunctionMessage>,
+    : public grpc::ClientBidiReactor<baetyl::FunctionMessages, baetyl::FunctionMessages>,
       public std::enable_shared_from_this<CallStream> {
  public:
   using Done = std::function<void(grpc::Status)>;
@@ -33,9 +37,10 @@ class CallStream final
   // Starts opening a stream on `stub` without waiting: calls are taken once the runtime has
   // told that it serves CallStream (a round trip later); until then, and for good when it does
   // not (UNIMPLEMENTED), call() returns false and the caller makes unary calls. `timeout` is
-  // each call's.
+  // each call's; `message_bytes` the channel's bound on a message either way.
   static std::shared_ptr<CallStream> open(baetyl::Function::Stub& stub,
-                                          std::chrono::milliseconds timeout);
+                                          std::chrono::milliseconds timeout,
+                                          std::size_t message_bytes);
   CallStream(const CallStream&) = delete;
   CallStream& operator=(const CallStream&) = delete;
 
@@ -43,8 +48,9 @@ class CallStream final
   void close();
 
   // Sends `request`; `done` runs on a gRPC thread (or the deadline watcher) with the outcome and
-  // `reply` filled in when it is OK. `request` and `reply` must live until then. False when the
-  // stream is broken: nothing was sent and `done` will not run.
+  // `reply` filled in when it is OK. `reply` must live until then. False when the stream is not
+  // open or broken, or the request is too large to share a batch (it goes as a unary call, where
+  // being too large fails it alone): nothing was sent and `done` will not run.
   bool call(const baetyl::FunctionMessage& request, baetyl::FunctionMessage& reply, Done& done);
   bool is_open() const;
   bool broken() const;
@@ -62,7 +68,15 @@ class CallStream final
     Clock::time_point deadline;
   };
 
-  explicit CallStream(std::chrono::milliseconds timeout) : timeout_(timeout) {}
+  struct Batch {
+    baetyl::FunctionMessages messages;
+    std::size_t bytes = 0;
+  };
+
+  CallStream(std::chrono::milliseconds timeout, std::size_t message_bytes)
+      : timeout_(timeout), message_bytes_(message_bytes) {}
+  // Into the last batch not being written, unless that one is full.
+  void queue_locked(const baetyl::FunctionMessage& request, std::size_t bytes);
   // Marks the stream broken; true when the caller must release the hold that covers calls
   // started from outside gRPC's reactions (none is starting a write now).
   bool break_locked();
@@ -70,8 +84,9 @@ class CallStream final
   void watch_deadlines();
 
   std::chrono::milliseconds timeout_;
+  std::size_t message_bytes_;
   grpc::ClientContext context_;
-  baetyl::FunctionMessage incoming_;
+  baetyl::FunctionMessages incoming_;
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
@@ -80,8 +95,9 @@ class CallStream final
   int starting_writes_ = 0;           // call()s between their check of state_ and StartWrite
   bool hold_released_ = false;
   bool writing_ = false;
-  std::deque<baetyl::FunctionMessage> writes_;  // front: being written
-  std::deque<Pending> pending_;                 // in send order: the order of the replies
+  std::size_t batch_bytes_ = 0;  // the bound on a batch of requests, once open
+  std::deque<Batch> batches_;    // front: being written while writing_
+  std::deque<Pending> pending_;  // in send order: the order of the replies
 };
 
 }  // namespace baetyl::function

@@ -181,11 +181,15 @@ Listening wait_listening(const std::string& address, Clock::time_point deadline,
   }
 }
 
+// The channel's bound on a message either way.
+int message_bytes(const FunctionConfig& config) {
+  return static_cast<int>(std::min<std::uint64_t>(config.message_length_max.bytes, INT32_MAX));
+}
+
 std::shared_ptr<grpc::Channel> open_channel(const FunctionConfig& config,
                                            const std::string& address) {
   grpc::ChannelArguments args;
-  int length =
-      static_cast<int>(std::min<std::uint64_t>(config.message_length_max.bytes, INT32_MAX));
+  int length = message_bytes(config);
   args.SetMaxReceiveMessageSize(length);
   args.SetMaxSendMessageSize(length);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
@@ -451,7 +455,8 @@ void InstancePool::call_async(Instance& instance, std::unique_ptr<grpc::ClientCo
 
 void InstancePool::open_stream_once(Instance& instance) const {
   std::call_once(instance.stream_once, [&] {
-    instance.stream_owner = CallStream::open(*instance.stub, config_.timeout);
+    instance.stream_owner = CallStream::open(*instance.stub, config_.timeout,
+                                             static_cast<std::size_t>(message_bytes(config_)));
     instance.stream_ptr.store(instance.stream_owner.get(), std::memory_order_release);
   });
 }

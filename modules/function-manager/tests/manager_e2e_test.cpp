@@ -155,7 +155,8 @@ TEST_F(FunctionManagerE2E, WalkthroughSqlFilter) {
 }
 
 TEST_F(FunctionManagerE2E, ScalesUpUnderLoadAndEvictsToMin) {
-  start("{min: 0, max: 3, idletime: 1s, evicttime: 100ms}", kFilter);
+  // A few calls per instance: the default (100) lets one SQL instance take the whole window.
+  start("{min: 0, max: 3, idletime: 1s, evicttime: 100ms, calls: 4}", kFilter);
   std::atomic<bool> done{false};
   std::atomic<std::size_t> most{0};
   std::thread watcher([&] {

@@ -2,10 +2,12 @@
 
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 #include <absl/synchronization/mutex.h>
 #include <grpc/grpc.h>
@@ -82,7 +84,9 @@ void describe(config::Reader& r, RuntimeConfig& c) {
   }
 }
 
-FunctionService::FunctionService(const std::vector<FunctionConfig>& functions) {
+FunctionService::FunctionService(const std::vector<FunctionConfig>& functions,
+                                 std::size_t message_length_max)
+    : message_length_max_(message_length_max) {
   for (const auto& f : functions) {
     queries_.insert_or_assign(f.name, Query::parse(f.handler));
     names_ += (names_.empty() ? "" : ", ") + f.name;
@@ -99,16 +103,39 @@ grpc::ServerUnaryReactor* FunctionService::Call(grpc::CallbackServerContext* con
 
 namespace {
 
-// Reads requests one after another and writes their replies in the same order, one write in
-// flight at a time; finishes once the client has closed its side and every reply is written.
-class CallStreamReactor final : public grpc::ServerBidiReactor<FunctionMessage, FunctionMessage> {
+// A batch of replies grows to about this size before the next one is started, unless the client
+// takes less ("baetyl-call-stream-reply-bytes").
+constexpr std::size_t kReplyBatchBytes = 256 * 1024;
+// The bytes a message adds to a batch besides its own: its field tag and length.
+constexpr std::size_t kBatchEntryOverhead = 6;
+
+// The client's bound on a batch of replies (its largest received message), if it sent one.
+std::size_t client_reply_bytes(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  auto found = metadata.find("baetyl-call-stream-reply-bytes");
+  if (found == metadata.end()) return std::numeric_limits<std::size_t>::max();
+  try {
+    return std::stoull(std::string(found->second.data(), found->second.size()));
+  } catch (const std::exception&) {
+    return std::numeric_limits<std::size_t>::max();
+  }
+}
+
+// Reads batches of requests one after another and writes their replies in the same order, one
+// write in flight at a time: replies evaluated meanwhile go out together in the next write.
+// Finishes once the client has closed its side and every reply is written.
+class CallStreamReactor final
+    : public grpc::ServerBidiReactor<FunctionMessages, FunctionMessages> {
  public:
   CallStreamReactor(grpc::CallbackServerContext* context, const FunctionService& service)
-      : service_(service) {
-    // Tells the client at once that this runtime serves CallStream.
-    context->AddInitialMetadata("baetyl-call-stream", "1");
+      : service_(service),
+        reply_limit_(client_reply_bytes(*context)),
+        batch_bytes_(std::min(kReplyBatchBytes, reply_limit_)) {
+    // Tells the client at once that this runtime serves CallStream, and how large a batch of
+    // requests may be.
+    context->AddInitialMetadata("baetyl-call-stream", std::to_string(service.message_length_max()));
     StartSendInitialMetadata();
-    StartRead(&request_);
+    StartRead(&requests_);
   }
 
   void OnReadDone(bool ok) override {
@@ -118,27 +145,38 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<FunctionMessage, 
       finish_if_done_locked();
       return;
     }
-    FunctionMessage reply;
-    grpc::Status status = service_.handle(request_, reply);
-    if (!status.ok()) {
-      reply.set_functioninvokeid(request_.functioninvokeid());
-      reply.set_errorcode(static_cast<std::uint32_t>(status.error_code()));
-      reply.set_errormessage(status.error_message());
+    std::vector<FunctionMessage> replies(static_cast<std::size_t>(requests_.messages_size()));
+    for (int i = 0; i < requests_.messages_size(); ++i) {
+      const FunctionMessage& request = requests_.messages(i);
+      FunctionMessage& reply = replies[static_cast<std::size_t>(i)];
+      grpc::Status status = service_.handle(request, reply);
+      if (status.ok() && reply.ByteSizeLong() + kBatchEntryOverhead > reply_limit_) {
+        status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              "reply of " + std::to_string(reply.ByteSizeLong()) +
+                                  " bytes is larger than the client takes (" +
+                                  std::to_string(reply_limit_) + ")");
+        reply.Clear();
+      }
+      if (!status.ok()) {
+        reply.set_functioninvokeid(request.functioninvokeid());
+        reply.set_errorcode(static_cast<std::uint32_t>(status.error_code()));
+        reply.set_errormessage(status.error_message());
+      }
     }
     {
       std::lock_guard lock(mutex_);
-      replies_.push_back(std::move(reply));
-      if (!writing_) {
+      for (auto& reply : replies) queue_locked(std::move(reply));
+      if (!writing_ && !batches_.empty()) {
         writing_ = true;
-        StartWrite(&replies_.front());
+        StartWrite(&batches_.front().messages);
       }
     }
-    StartRead(&request_);
+    StartRead(&requests_);
   }
 
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(mutex_);
-    replies_.pop_front();
+    batches_.pop_front();
     if (!ok) {
       // The client is gone: nothing more can be written.
       failed_ = true;
@@ -146,8 +184,8 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<FunctionMessage, 
       finish_if_done_locked();
       return;
     }
-    if (!replies_.empty()) {
-      StartWrite(&replies_.front());
+    if (!batches_.empty()) {
+      StartWrite(&batches_.front().messages);
     } else {
       writing_ = false;
       finish_if_done_locked();
@@ -157,6 +195,23 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<FunctionMessage, 
   void OnDone() override { delete this; }
 
  private:
+  struct Batch {
+    FunctionMessages messages;
+    std::size_t bytes = 0;
+  };
+
+  // Into the last batch not being written, unless that one is full.
+  void queue_locked(FunctionMessage reply) {
+    const std::size_t bytes = reply.ByteSizeLong() + kBatchEntryOverhead;
+    const bool last_is_written = writing_ && batches_.size() == 1;
+    if (batches_.empty() || last_is_written || batches_.back().bytes + bytes > batch_bytes_) {
+      batches_.emplace_back();
+    }
+    Batch& batch = batches_.back();
+    *batch.messages.add_messages() = std::move(reply);
+    batch.bytes += bytes;
+  }
+
   void finish_if_done_locked() {
     if (reading_ || writing_ || finished_) return;
     finished_ = true;
@@ -165,9 +220,11 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<FunctionMessage, 
   }
 
   const FunctionService& service_;
-  FunctionMessage request_;
+  const std::size_t reply_limit_;
+  const std::size_t batch_bytes_;
+  FunctionMessages requests_;
   std::mutex mutex_;
-  std::deque<FunctionMessage> replies_;  // front: being written (references stay valid)
+  std::deque<Batch> batches_;  // front: being written while writing_ (references stay valid)
   bool reading_ = true;
   bool writing_ = false;
   bool failed_ = false;
@@ -176,7 +233,7 @@ class CallStreamReactor final : public grpc::ServerBidiReactor<FunctionMessage, 
 
 }  // namespace
 
-grpc::ServerBidiReactor<FunctionMessage, FunctionMessage>* FunctionService::CallStream(
+grpc::ServerBidiReactor<FunctionMessages, FunctionMessages>* FunctionService::CallStream(
     grpc::CallbackServerContext* context) {
   return new CallStreamReactor(context, *this);
 }
@@ -223,10 +280,10 @@ void run_runtime(Context& ctx) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   auto config = ctx.load_config<RuntimeConfig>();
   const ServerConfig& sc = config.server;
-  FunctionService service(config.functions);
+  int length = static_cast<int>(sc.message_length_max.bytes);
+  FunctionService service(config.functions, static_cast<std::size_t>(length));
 
   std::string address = listen_address(sc.address);
-  int length = static_cast<int>(sc.message_length_max.bytes);
 
   grpc::ServerBuilder builder;
   int port = 0;

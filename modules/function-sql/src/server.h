@@ -47,19 +47,23 @@ void describe(config::Reader& r, RuntimeConfig& c);
 // Answers each call on the gRPC thread that received it.
 class FunctionService final : public Function::CallbackService {
  public:
-  // Throws SqlError for a bad handler.
-  explicit FunctionService(const std::vector<FunctionConfig>& functions);
+  // Throws SqlError for a bad handler. `message_length_max`: the server's bound on a received
+  // message, told to CallStream clients.
+  FunctionService(const std::vector<FunctionConfig>& functions, std::size_t message_length_max);
 
   grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context,
                                  const FunctionMessage* request, FunctionMessage* reply) override;
-  // Many calls on one stream: each reply is written as soon as its request is evaluated.
-  grpc::ServerBidiReactor<FunctionMessage, FunctionMessage>* CallStream(
+  // Many calls on one stream: the replies of a batch of requests are written as soon as they are
+  // evaluated, together with those of batches read while the previous write was in flight.
+  grpc::ServerBidiReactor<FunctionMessages, FunctionMessages>* CallStream(
       grpc::CallbackServerContext* context) override;
 
   // The same without gRPC: the reply for `request`.
   grpc::Status handle(const FunctionMessage& request, FunctionMessage& reply) const;
+  std::size_t message_length_max() const { return message_length_max_; }
 
  private:
+  std::size_t message_length_max_;
   std::map<std::string, Query, std::less<>> queries_;
   std::string names_;
 };

@@ -177,8 +177,9 @@ TEST(FunctionSqlTest, ErrorsAreGrpcStatuses) {
   EXPECT_EQ(reply.payload(), R"({"qos":1,"topic":"t","id":2})");
 }
 
-// CallStream: one reply per request, in order; errors as ErrorCode/ErrorMessage; the runtime
-// announces it in its initial metadata, before any reply.
+// CallStream: requests in batches, one reply per request in order (in batches of the runtime's
+// choosing); errors as ErrorCode/ErrorMessage; the runtime announces it in its initial metadata,
+// before any reply.
 TEST(FunctionSqlTest, CallStreamAnswersEveryRequestInOrder) {
   Runtime runtime(kWalkthrough);
   ASSERT_TRUE(runtime.ready()) << runtime.output();
@@ -190,17 +191,30 @@ TEST(FunctionSqlTest, CallStreamAnswersEveryRequestInOrder) {
   EXPECT_EQ(context.GetServerInitialMetadata().count("baetyl-call-stream"), 1u);
 
   constexpr int kMessages = 200;
+  FunctionMessages batch;
+  int batch_size = 1;
   for (int i = 0; i < kMessages; ++i) {
     FunctionMessage request = message(R"({"id":)" + std::to_string(i) + "}");
     if (i == 50) request = message(R"({"id":50})", "nope");
     if (i == 60) request = message("hello");
     request.set_functioninvokeid("call-" + std::to_string(i));
-    ASSERT_TRUE(stream->Write(request));
+    *batch.add_messages() = request;
+    if (batch.messages_size() == batch_size || i + 1 == kMessages) {
+      ASSERT_TRUE(stream->Write(batch));
+      batch.Clear();
+      batch_size = batch_size % 7 + 1;  // batches of 1 to 7 requests
+    }
   }
   stream->WritesDone();
-  FunctionMessage reply;
+  std::vector<FunctionMessage> replies;
+  FunctionMessages received;
+  while (stream->Read(&received)) {
+    EXPECT_GT(received.messages_size(), 0) << "no empty reply batch";
+    for (const auto& reply : received.messages()) replies.push_back(reply);
+  }
+  ASSERT_EQ(replies.size(), static_cast<std::size_t>(kMessages));
   for (int i = 0; i < kMessages; ++i) {
-    ASSERT_TRUE(stream->Read(&reply)) << "reply " << i;
+    const FunctionMessage& reply = replies[static_cast<std::size_t>(i)];
     EXPECT_EQ(reply.functioninvokeid(), "call-" + std::to_string(i));
     if (i == 50) {
       EXPECT_EQ(reply.errorcode(), static_cast<std::uint32_t>(grpc::StatusCode::NOT_FOUND));
@@ -217,7 +231,39 @@ TEST(FunctionSqlTest, CallStreamAnswersEveryRequestInOrder) {
       EXPECT_EQ(reply.payload(), "") << "filtered out by the where clause";
     }
   }
-  EXPECT_FALSE(stream->Read(&reply));
+  grpc::Status status = stream->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
+// Replies evaluated while a write is in flight go out together, but a batch stays far below
+// gRPC's 4 MB message limit: 64 requests of 100 KB each come back in several batches.
+TEST(FunctionSqlTest, CallStreamSplitsLargeReplies) {
+  Runtime runtime(kWalkthrough);
+  ASSERT_TRUE(runtime.ready()) << runtime.output();
+  auto stub = runtime.stub();
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 20s);
+  auto stream = stub->CallStream(&context);
+  constexpr int kMessages = 64;
+  const std::string pad(100 * 1024, 'x');
+  for (int i = 0; i < kMessages; ++i) {
+    FunctionMessages batch;
+    *batch.add_messages() = message(R"({"id":1,"pad":")" + pad + "\"}");
+    ASSERT_TRUE(stream->Write(batch));
+  }
+  stream->WritesDone();
+  int replies = 0;
+  FunctionMessages received;
+  while (stream->Read(&received)) {
+    EXPECT_LE(received.ByteSizeLong(), 512u * 1024)
+        << "a reply batch of " << received.messages_size();
+    for (const auto& reply : received.messages()) {
+      EXPECT_EQ(reply.errorcode(), 0u) << reply.errormessage();
+      EXPECT_EQ(reply.payload().size(), pad.size() + 37);
+      ++replies;
+    }
+  }
+  EXPECT_EQ(replies, kMessages);
   grpc::Status status = stream->Finish();
   EXPECT_TRUE(status.ok()) << status.error_message();
 }
