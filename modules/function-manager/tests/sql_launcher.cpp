@@ -12,9 +12,9 @@
 
 namespace baetyl::function::testing {
 
-SqlLauncher::SqlLauncher(std::string sql) {
+SqlLauncher::SqlLauncher(std::string sql, const std::string& extra_config) {
   dir_.write("etc/baetyl/service.yml",
-             "functions:\n  - name: sql-filter\n    handler: '" + sql + "'\n");
+             "functions:\n  - name: sql-filter\n    handler: '" + sql + "'\n" + extra_config);
 }
 
 SqlLauncher::~SqlLauncher() {

@@ -14,7 +14,9 @@ namespace baetyl::function::testing {
 
 class SqlLauncher : public Launcher {
  public:
-  explicit SqlLauncher(std::string sql = "select qos() as qos, topic() as topic, * where id < 10");
+  // `extra_config`: more of the runtime's service.yml (its `server` section, say).
+  explicit SqlLauncher(std::string sql = "select qos() as qos, topic() as topic, * where id < 10",
+                       const std::string& extra_config = "");
   ~SqlLauncher() override;
 
   std::string start(const std::string& service, const std::string& instance) override;
