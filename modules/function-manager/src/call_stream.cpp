@@ -15,6 +15,11 @@ namespace {
 constexpr std::size_t kRequestBatchBytes = 256 * 1024;
 // The bytes a message adds to a batch besides its own: its field tag and length.
 constexpr std::size_t kBatchEntryOverhead = 6;
+// Written batches that wait for their replies before the next is written: the calls made
+// meanwhile wait and go together, so a runtime that is slower than the calls come gets them in
+// a few large batches rather than many small ones (each costs it a read and a wake-up); two
+// keep it busy while a reply travels back.
+constexpr std::size_t kBatchesInFlight = 2;
 
 // The runtime's bound on a batch of requests (the value of its kCallStreamMetadata); 0 when the
 // value is not a positive number.
@@ -87,6 +92,16 @@ void CallStream::queue_locked(const baetyl::FunctionMessage& request, std::size_
   batch.bytes += bytes;
 }
 
+const baetyl::FunctionMessages* CallStream::next_write_locked() {
+  if (writing_ || state_ != State::Open || batches_.empty() ||
+      unanswered_.size() >= kBatchesInFlight) {
+    return nullptr;
+  }
+  writing_ = true;
+  unanswered_.push_back(batches_.front().messages.messages_size());
+  return &batches_.front().messages;
+}
+
 bool CallStream::call(const baetyl::FunctionMessage& request, baetyl::FunctionMessage& reply,
                       Done& done) {
   const std::size_t bytes = request.ByteSizeLong() + kBatchEntryOverhead;
@@ -97,13 +112,11 @@ bool CallStream::call(const baetyl::FunctionMessage& request, baetyl::FunctionMe
     pending_.push_back(Pending{&reply, std::move(done), Clock::now() + timeout_});
     if (pending_.size() == 1) changed_.notify_all();  // the watcher may wait without a deadline
     queue_locked(request, bytes);
-    if (!writing_) {
-      writing_ = true;
-      first = &batches_.front().messages;
-      ++starting_writes_;
-    }
+    first = next_write_locked();
+    if (first != nullptr) ++starting_writes_;
   }
-  if (first == nullptr) return true;  // the write in flight starts this batch when it is done
+  // Otherwise the end of the write in flight, or a batch's replies, start this one.
+  if (first == nullptr) return true;
   // Not under mutex_: gRPC may run OnWriteDone before StartWrite returns.
   StartWrite(first);
   bool release = false;
@@ -160,6 +173,7 @@ void CallStream::OnReadDone(bool ok) {
     grpc::Status status;
   };
   std::vector<Answer> answers;
+  const baetyl::FunctionMessages* next = nullptr;
   {
     std::lock_guard lock(mutex_);
     // Once broken (a call's deadline passed, or closed), replies are not matched any more: the
@@ -177,11 +191,14 @@ void CallStream::OnReadDone(bool ok) {
           answer.pending.reply->Swap(&reply);
         }
         answers.push_back(std::move(answer));
+        if (!unanswered_.empty() && --unanswered_.front() == 0) unanswered_.pop_front();
       }
+      next = next_write_locked();
     }
   }
   // A reply whose call gave up at its deadline is dropped.
   StartRead(&incoming_);
+  if (next != nullptr) StartWrite(next);
   for (auto& answer : answers) answer.pending.done(answer.status);
 }
 
@@ -191,11 +208,11 @@ void CallStream::OnWriteDone(bool ok) {
   {
     std::lock_guard lock(mutex_);
     batches_.pop_front();
-    if (ok && state_ == State::Open && !batches_.empty()) {
-      next = &batches_.front().messages;
+    writing_ = false;
+    if (ok) {
+      next = next_write_locked();
     } else {
-      writing_ = false;
-      if (!ok) release = break_locked();
+      release = break_locked();
     }
   }
   release_hold_if(release);

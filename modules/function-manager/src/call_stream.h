@@ -3,7 +3,8 @@
 // one unary Call each: no HTTP/2 stream of its own with headers and trailers per call, and the
 // calls made while a write is in flight go together in the next one (one write, one read and
 // one wake-up on each side for the lot). Requests are written in order, one write in flight at
-// a time; the runtime answers them in the same order, its replies batched as well.
+// a time and at most two batches unanswered; the runtime answers them in the same order, its
+// replies batched as well.
 //
 // Each call has the function's timeout: a call still unanswered then fails with
 // DEADLINE_EXCEEDED and the stream is cancelled, failing the others with UNAVAILABLE (the
@@ -77,6 +78,8 @@ class CallStream final
       : timeout_(timeout), message_bytes_(message_bytes) {}
   // Into the last batch not being written, unless that one is full.
   void queue_locked(const baetyl::FunctionMessage& request, std::size_t bytes);
+  // The batch to write now, if one may start: marked as being written.
+  const baetyl::FunctionMessages* next_write_locked();
   // Marks the stream broken; true when the caller must release the hold that covers calls
   // started from outside gRPC's reactions (none is starting a write now).
   bool break_locked();
@@ -97,6 +100,7 @@ class CallStream final
   bool writing_ = false;
   std::size_t batch_bytes_ = 0;  // the bound on a batch of requests, once open
   std::deque<Batch> batches_;    // front: being written while writing_
+  std::deque<int> unanswered_;   // per written batch in order: its calls not answered yet
   std::deque<Pending> pending_;  // in send order: the order of the replies
 };
 
