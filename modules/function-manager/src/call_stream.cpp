@@ -137,6 +137,8 @@ void CallStream::OnReadInitialMetadataDone(bool ok) {
     const auto& metadata = context_.GetServerInitialMetadata();
     auto found = metadata.find(kCallStreamMetadata);
     if (found != metadata.end()) runtime_bytes = announced_bytes(found->second);
+    answers_inline_.store(metadata.find(kInlineMetadata) != metadata.end(),
+                          std::memory_order_release);
   }
   const bool serves = runtime_bytes > 0;
   bool release = false;

@@ -9,6 +9,7 @@
 // Each call has the function's timeout: a call still unanswered then fails with
 // DEADLINE_EXCEEDED and the stream is cancelled, failing the others with UNAVAILABLE (the
 // instance is then discarded, as after a failed unary call). A broken stream takes no calls.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -26,6 +27,8 @@ namespace baetyl::function {
 // without it answers UNIMPLEMENTED, without initial metadata of its own).
 // Its value: the largest batch of requests the runtime takes, in bytes.
 inline constexpr const char* kCallStreamMetadata = "baetyl-call-stream";
+// Sent by a runtime that answers each call as it reads it, in microseconds.
+inline constexpr const char* kInlineMetadata = "baetyl-call-stream-inline";
 // Sent by the manager: the largest batch of replies it takes, in bytes.
 inline constexpr const char* kReplyBytesMetadata = "baetyl-call-stream-reply-bytes";
 
@@ -55,6 +58,9 @@ class CallStream final
   bool call(const baetyl::FunctionMessage& request, baetyl::FunctionMessage& reply, Done& done);
   bool is_open() const;
   bool broken() const;
+  // The runtime answers calls as it reads them (kInlineMetadata): spreading calls over more
+  // instances would gain nothing.
+  bool answers_inline() const { return answers_inline_.load(std::memory_order_acquire); }
 
   void OnReadInitialMetadataDone(bool ok) override;
   void OnReadDone(bool ok) override;
@@ -88,6 +94,7 @@ class CallStream final
 
   std::chrono::milliseconds timeout_;
   std::size_t message_bytes_;
+  std::atomic<bool> answers_inline_{false};
   grpc::ClientContext context_;
   baetyl::FunctionMessages incoming_;
 

@@ -294,15 +294,17 @@ std::shared_ptr<Instance> InstancePool::least_busy_locked() const {
   return best;
 }
 
-// Calls on an open stream cost a message each way, and the runtime serving them (SQL) answers in
-// microseconds: spreading them over more instances only multiplies threads and wake-ups (SQL at
-// QoS 1 with instance.max 4: about 20 % more CPU per message than with one instance). So such an
-// instance takes calls up to instance.calls before another one is used or started.
+// Calls on an open stream of a runtime that answers them as it reads them, in microseconds
+// (SQL): spreading them over more instances only multiplies threads and wake-ups and shrinks the
+// batches (SQL at QoS 1 with instance.max 4: about 20 % more CPU per message than with one
+// instance). So such an instance takes calls up to instance.calls before another one is used or
+// started. Calls to other runtimes (Python on a stream too) spread: their calls take time.
 std::shared_ptr<Instance> InstancePool::busiest_streaming_with_room_locked() const {
   std::shared_ptr<Instance> best;
   for (const auto& instance : ready_) {
-    if (instance->calls >= config_.instance.calls || instance->stream() == nullptr ||
-        !instance->stream()->is_open()) {
+    const CallStream* stream = instance->stream();
+    if (instance->calls >= config_.instance.calls || stream == nullptr || !stream->is_open() ||
+        !stream->answers_inline()) {
       continue;
     }
     if (!best || instance->calls > best->calls) best = instance;

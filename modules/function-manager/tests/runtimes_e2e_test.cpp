@@ -306,6 +306,29 @@ TEST_F(RuntimesE2E, NodeFunctionWithDictAndBytesEventsAndAThrowingHandler) {
   EXPECT_EQ(all[2].input_payload(), R"({"id":3,"fail":true})");
 }
 
+// ---- Python on a call stream ----
+
+// The Python runtime serves CallStream, but its calls take time (and one interpreter runs one at
+// a time): under load they spread over instances as unary calls do, rather than filling the
+// streaming instance up to instance.calls as with the SQL runtime.
+TEST_F(RuntimesE2E, PythonCallsOnAStreamStillSpreadOverInstances) {
+  start({{"function-sleeper", "baetyl-function-python",
+          "  - {name: sleeper, handler: sleeper.handler, codedir: code}\n",
+          {{"sleeper.py", kSleeper}}}},
+        {{"sleeper"}}, "  - {name: sleeper, service: function-sleeper, instance: {max: 2}}\n");
+  client_->publish("in/sleeper", R"({"id":0})", 1);
+  ASSERT_TRUE(wait_outputs("out/sleeper", 1)) << logs();
+  std::this_thread::sleep_for(300ms);  // the instance's stream is open by now
+  ASSERT_EQ(instances("function-sleeper").size(), 1u);
+  for (int i = 1; i <= 6; ++i) {
+    client_->publish("in/sleeper", R"({"id":)" + std::to_string(i) + R"(,"sleep":0.3})", 1);
+  }
+  EXPECT_TRUE(MasterRun::wait_until([&] { return instances("function-sleeper").size() == 2u; }))
+      << "a second instance for the calls waiting on the first";
+  ASSERT_TRUE(wait_outputs("out/sleeper", 7)) << logs();
+  for (const auto& output : outputs("out/sleeper")) EXPECT_FALSE(output.is_error()) << output.raw;
+}
+
 // ---- Sustained load ----
 
 TEST_F(RuntimesE2E, SustainedQos1LoadThroughPythonLosesNothingAndNeverStalls) {

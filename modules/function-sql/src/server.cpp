@@ -134,6 +134,8 @@ class CallStreamReactor final
     // Tells the client at once that this runtime serves CallStream, and how large a batch of
     // requests may be.
     context->AddInitialMetadata("baetyl-call-stream", std::to_string(service.message_length_max()));
+    // Calls are evaluated as they are read, in microseconds: no need to spread them.
+    context->AddInitialMetadata("baetyl-call-stream-inline", "1");
     StartSendInitialMetadata();
     StartRead(&requests_);
   }
