@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -241,31 +242,55 @@ double cpu_seconds(const std::string& stat_path) {
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-Cpu cpu_snapshot(const fs::path& root) {
-  Cpu cpu;
-  cpu.bench = cpu_seconds("/proc/self/stat");
+// The CPU seconds of each process of the run at one moment (by pid, with its component), and of
+// this process.
+struct CpuSnapshot {
+  enum Component { Hub, Manager, Runtimes, Master };
+  std::map<int, std::pair<Component, double>> processes;
+  double bench = 0;
+};
+
+CpuSnapshot cpu_snapshot(const fs::path& root) {
+  CpuSnapshot snapshot;
+  snapshot.bench = cpu_seconds("/proc/self/stat");
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator("/proc", ec)) {
     const auto name = entry.path().filename().string();
     if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
-    if (std::stoi(name) == getpid()) continue;
+    const int pid = std::stoi(name);
+    if (pid == getpid()) continue;
     auto cwd = fs::read_symlink(entry.path() / "cwd", ec);
     if (ec || cwd.string().rfind(root.string(), 0) != 0) continue;
     // Classified by working directory: the master runs in the work directory, each service in
     // var/run/baetyl/services/<service> (argv[0] is the instance name, comm is cut at 15).
-    double seconds = cpu_seconds((entry.path() / "stat").string());
     const std::string relative = cwd.string().substr(root.string().size());
-    if (relative.empty()) cpu.master += seconds;
-    else if (relative.ends_with("/services/localhub")) cpu.hub += seconds;
-    else if (relative.ends_with("/services/function-manager")) cpu.manager += seconds;
-    else cpu.runtimes += seconds;
+    CpuSnapshot::Component component = relative.empty() ? CpuSnapshot::Master
+                                       : relative.ends_with("/services/localhub")
+                                           ? CpuSnapshot::Hub
+                                       : relative.ends_with("/services/function-manager")
+                                           ? CpuSnapshot::Manager
+                                           : CpuSnapshot::Runtimes;
+    snapshot.processes[pid] = {component, cpu_seconds((entry.path() / "stat").string())};
   }
-  return cpu;
+  return snapshot;
 }
 
-Cpu operator-(const Cpu& a, const Cpu& b) {
-  return {a.hub - b.hub, a.manager - b.manager, a.runtimes - b.runtimes, a.master - b.master,
-          a.bench - b.bench};
+// The CPU used between two snapshots by component: a process started meanwhile counts from its
+// start; one that ended meanwhile (an evicted instance) is left out, its last CPU time unknown.
+Cpu operator-(const CpuSnapshot& after, const CpuSnapshot& before) {
+  Cpu cpu;
+  cpu.bench = after.bench - before.bench;
+  for (const auto& [pid, sample] : after.processes) {
+    auto earlier = before.processes.find(pid);
+    double used = sample.second - (earlier == before.processes.end() ? 0 : earlier->second.second);
+    switch (sample.first) {
+      case CpuSnapshot::Hub: cpu.hub += used; break;
+      case CpuSnapshot::Manager: cpu.manager += used; break;
+      case CpuSnapshot::Runtimes: cpu.runtimes += used; break;
+      case CpuSnapshot::Master: cpu.master += used; break;
+    }
+  }
+  return cpu;
 }
 
 struct Throughput {

@@ -252,6 +252,18 @@ TEST_F(FunctionNodeTest, AsynchronousCallsOverlap) {
   expect_four_slow_calls_overlap(R"({"ms":500})");
 }
 
+TEST_F(FunctionNodeTest, CallStreamAnswersBatchesInOrderWithErrorsInline) {
+  expect_call_stream_answers_batches_in_order_with_errors_inline("node85-sayhi");
+}
+
+TEST_F(FunctionNodeTest, CallStreamRunsTheCallsOfABatchConcurrently) {
+  expect_call_stream_runs_a_batch_concurrently(R"({"ms":500})", json({{"slept", 500}}));
+}
+
+TEST_F(FunctionNodeTest, CallStreamKeepsRepliesWithinTheClientsBound) {
+  expect_call_stream_keeps_replies_within_the_clients_bound();
+}
+
 TEST_F(FunctionNodeTest, LogsInTheFormatOfTheCppModules) {
   expect_logs_in_the_format_of_the_cpp_modules(runtime_->output());
 }
@@ -287,6 +299,10 @@ TEST(FunctionNodeStartTest, SigtermFinishesTheCallInFlightAndExitsZero) {
 
 TEST(FunctionNodeStartTest, SigtermWhenIdleExitsPromptly) {
   expect_sigterm_when_idle_exits_promptly(kNode);
+}
+
+TEST(FunctionNodeStartTest, SigtermWithAnOpenCallStreamExitsPromptly) {
+  expect_sigterm_with_an_open_call_stream_exits_promptly(kNode);
 }
 
 TEST(FunctionNodeStartTest, ColdStartUntilTheFirstCall) {

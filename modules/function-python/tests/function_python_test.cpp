@@ -232,106 +232,16 @@ TEST_F(FunctionPythonTest, CallsRunConcurrently) {
   expect_four_slow_calls_overlap(R"({"seconds":0.5})");
 }
 
-// ---- CallStream (beyond v1): batches of calls on one stream, replies in order ----
-
-// Writes `requests` in batches of `batch_size` on a new stream (with `metadata` sent), closes
-// the writing side and returns the replies, flattened, with the stream's end.
-struct StreamResult {
-  std::vector<FunctionMessage> replies;
-  std::string announced;  // the runtime's baetyl-call-stream metadata
-  grpc::Status status;
-};
-StreamResult call_stream(Function::Stub& stub, const std::vector<FunctionMessage>& requests,
-                         int batch_size,
-                         std::map<std::string, std::string> metadata = {}) {
-  StreamResult result;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + 20s);
-  for (const auto& [key, value] : metadata) context.AddMetadata(key, value);
-  auto stream = stub.CallStream(&context);
-  stream->WaitForInitialMetadata();
-  auto announced = context.GetServerInitialMetadata().find("baetyl-call-stream");
-  if (announced != context.GetServerInitialMetadata().end()) {
-    result.announced = std::string(announced->second.data(), announced->second.size());
-  }
-  FunctionMessages batch;
-  for (const auto& request : requests) {
-    *batch.add_messages() = request;
-    if (batch.messages_size() == batch_size) {
-      EXPECT_TRUE(stream->Write(batch));
-      batch.Clear();
-    }
-  }
-  if (batch.messages_size() > 0) EXPECT_TRUE(stream->Write(batch));
-  stream->WritesDone();
-  FunctionMessages received;
-  while (stream->Read(&received)) {
-    EXPECT_GT(received.messages_size(), 0) << "no empty reply batch";
-    for (const auto& reply : received.messages()) result.replies.push_back(reply);
-  }
-  result.status = stream->Finish();
-  return result;
-}
-
 TEST_F(FunctionPythonTest, CallStreamAnswersBatchesInOrderWithErrorsInline) {
-  std::vector<FunctionMessage> requests;
-  for (int i = 0; i < 30; ++i) {
-    FunctionMessage request = make_message("context", "{}");
-    if (i == 7) request = make_message("python36-sayhi", R"({"err":"bad id"})");
-    if (i == 11) request = make_message("nobody", "{}");
-    request.set_functioninvokeid("call-" + std::to_string(i));
-    requests.push_back(request);
-  }
-  StreamResult result = call_stream(*stub_, requests, 4);
-  EXPECT_TRUE(result.status.ok()) << result.status.error_message();
-  EXPECT_EQ(result.announced, std::to_string(4 << 20)) << "its message.length.max";
-  ASSERT_EQ(result.replies.size(), requests.size());
-  for (int i = 0; i < 30; ++i) {
-    const FunctionMessage& reply = result.replies[static_cast<std::size_t>(i)];
-    EXPECT_EQ(reply.functioninvokeid(), "call-" + std::to_string(i));
-    if (i == 7) {
-      EXPECT_EQ(reply.errorcode(), static_cast<std::uint32_t>(grpc::StatusCode::UNKNOWN));
-      EXPECT_NE(reply.errormessage().find("TypeError: bad id"), std::string::npos)
-          << reply.errormessage();
-    } else if (i == 11) {
-      EXPECT_EQ(reply.errorcode(), static_cast<std::uint32_t>(grpc::StatusCode::NOT_FOUND));
-      EXPECT_NE(reply.errormessage().find("'nobody' not found"), std::string::npos);
-    } else {
-      EXPECT_EQ(reply.errorcode(), 0u) << reply.errormessage();
-      EXPECT_EQ(json::parse(reply.payload())["functionInvokeID"], "call-" + std::to_string(i));
-    }
-  }
+  expect_call_stream_answers_batches_in_order_with_errors_inline("python36-sayhi");
 }
 
 TEST_F(FunctionPythonTest, CallStreamRunsTheCallsOfABatchConcurrently) {
-  std::vector<FunctionMessage> requests(4, make_message("slow", R"({"seconds":0.5})"));
-  auto start = std::chrono::steady_clock::now();
-  StreamResult result = call_stream(*stub_, requests, 4);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms) << "four 0.5 s calls in one batch";
-  ASSERT_EQ(result.replies.size(), 4u);
-  for (const auto& reply : result.replies) {
-    EXPECT_EQ(json::parse(reply.payload()), json({{"slept", 0.5}}));
-  }
+  expect_call_stream_runs_a_batch_concurrently(R"({"seconds":0.5})", json({{"slept", 0.5}}));
 }
 
-// A reply larger than the client's bound fails alone; the batches of replies stay within it.
 TEST_F(FunctionPythonTest, CallStreamKeepsRepliesWithinTheClientsBound) {
-  const std::string pad(300, 'x');
-  std::vector<FunctionMessage> requests;
-  for (int i = 0; i < 12; ++i) {
-    requests.push_back(make_message("echo", R"({"pad":")" + pad + R"("})"));
-  }
-  requests.push_back(make_message("echo", R"({"pad":")" + std::string(3000, 'y') + R"("})"));
-  StreamResult result = call_stream(*stub_, requests, 13,
-                                    {{"baetyl-call-stream-reply-bytes", "2000"}});
-  EXPECT_TRUE(result.status.ok()) << result.status.error_message();
-  ASSERT_EQ(result.replies.size(), 13u);
-  for (int i = 0; i < 12; ++i) EXPECT_EQ(result.replies[i].errorcode(), 0u);
-  EXPECT_EQ(result.replies[12].errorcode(),
-            static_cast<std::uint32_t>(grpc::StatusCode::RESOURCE_EXHAUSTED));
-  EXPECT_NE(result.replies[12].errormessage().find("larger than the client takes (2000)"),
-            std::string::npos)
-      << result.replies[12].errormessage();
+  expect_call_stream_keeps_replies_within_the_clients_bound();
 }
 
 TEST_F(FunctionPythonTest, LogsInTheFormatOfTheCppModules) {
@@ -371,25 +281,8 @@ TEST(FunctionPythonStartTest, SigtermWhenIdleExitsPromptly) {
   expect_sigterm_when_idle_exits_promptly(kPython);
 }
 
-// A stream kept open by its client does not hold the stop up: once nothing runs, it is ended.
 TEST(FunctionPythonStartTest, SigtermWithAnOpenCallStreamExitsPromptly) {
-  auto started = start(kPython, kServiceYml);
-  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
-  auto stub = started->runtime->stub();
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + 30s);
-  auto stream = stub->CallStream(&context);
-  FunctionMessages batch;
-  *batch.add_messages() = make_message("echo", R"({"id":1})");
-  ASSERT_TRUE(stream->Write(batch));
-  FunctionMessages replies;
-  ASSERT_TRUE(stream->Read(&replies));
-  ASSERT_EQ(replies.messages_size(), 1);
-  auto signalled = std::chrono::steady_clock::now();
-  EXPECT_EQ(started->runtime->process().stop(SIGTERM, 10s), 0) << started->runtime->output();
-  EXPECT_LT(std::chrono::steady_clock::now() - signalled, 2s);
-  EXPECT_FALSE(stream->Read(&replies)) << "the stream ended";
-  stream->Finish();
+  expect_sigterm_with_an_open_call_stream_exits_promptly(kPython);
 }
 
 TEST(FunctionPythonStartTest, ColdStartUntilTheFirstCall) {

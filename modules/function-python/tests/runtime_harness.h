@@ -118,6 +118,49 @@ inline grpc::Status call(Function::Stub& stub, const FunctionMessage& request,
   return stub.Call(&context, request, &reply);
 }
 
+// ---- CallStream (beyond v1): batches of calls on one stream, replies in order ----
+
+struct StreamResult {
+  std::vector<FunctionMessage> replies;
+  std::string announced;          // the runtime's baetyl-call-stream metadata
+  std::size_t largest_batch = 0;  // bytes of the largest batch of replies
+  grpc::Status status;
+};
+
+// Writes `requests` in batches of `batch_size` on a new stream (with `metadata` sent), closes
+// the writing side and returns the replies, flattened, with the stream's end.
+inline StreamResult call_stream(Function::Stub& stub, const std::vector<FunctionMessage>& requests,
+                                int batch_size, std::map<std::string, std::string> metadata = {}) {
+  StreamResult result;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  for (const auto& [key, value] : metadata) context.AddMetadata(key, value);
+  auto stream = stub.CallStream(&context);
+  stream->WaitForInitialMetadata();
+  const auto& initial = context.GetServerInitialMetadata();
+  if (auto announced = initial.find("baetyl-call-stream"); announced != initial.end()) {
+    result.announced = std::string(announced->second.data(), announced->second.size());
+  }
+  FunctionMessages batch;
+  for (const auto& request : requests) {
+    *batch.add_messages() = request;
+    if (batch.messages_size() == batch_size) {
+      EXPECT_TRUE(stream->Write(batch));
+      batch.Clear();
+    }
+  }
+  if (batch.messages_size() > 0) EXPECT_TRUE(stream->Write(batch));
+  stream->WritesDone();
+  FunctionMessages received;
+  while (stream->Read(&received)) {
+    EXPECT_GT(received.messages_size(), 0) << "no empty reply batch";
+    result.largest_batch = std::max(result.largest_batch, received.ByteSizeLong());
+    for (const auto& reply : received.messages()) result.replies.push_back(reply);
+  }
+  result.status = stream->Finish();
+  return result;
+}
+
 // ---- Test bodies shared by the Python and Node suites ----
 
 // What the shared tests need to know about one runtime. Both suites lay out their code alike:
@@ -260,6 +303,73 @@ class SharedRuntimeTest : public ::testing::Test {
         << status.error_message();
   }
 
+  // `walkthrough_function` runs the walkthrough's index handler (which fails on {"err":...}).
+  void expect_call_stream_answers_batches_in_order_with_errors_inline(
+      const std::string& walkthrough_function) {
+    std::vector<FunctionMessage> requests;
+    for (int i = 0; i < 30; ++i) {
+      FunctionMessage request = make_message("context", "{}");
+      if (i == 7) request = make_message(walkthrough_function, R"({"err":"bad id"})");
+      if (i == 11) request = make_message("nobody", "{}");
+      request.set_functioninvokeid("call-" + std::to_string(i));
+      requests.push_back(request);
+    }
+    StreamResult result = call_stream(*stub_, requests, 4);
+    EXPECT_TRUE(result.status.ok()) << result.status.error_message();
+    EXPECT_EQ(result.announced, std::to_string(4 << 20)) << "its message.length.max";
+    ASSERT_EQ(result.replies.size(), requests.size());
+    for (int i = 0; i < 30; ++i) {
+      const FunctionMessage& reply = result.replies[static_cast<std::size_t>(i)];
+      EXPECT_EQ(reply.functioninvokeid(), "call-" + std::to_string(i));
+      if (i == 7) {
+        EXPECT_EQ(reply.errorcode(), static_cast<std::uint32_t>(grpc::StatusCode::UNKNOWN));
+        EXPECT_NE(reply.errormessage().find("TypeError: bad id"), std::string::npos)
+            << reply.errormessage();
+      } else if (i == 11) {
+        EXPECT_EQ(reply.errorcode(), static_cast<std::uint32_t>(grpc::StatusCode::NOT_FOUND));
+        EXPECT_NE(reply.errormessage().find("'nobody' not found"), std::string::npos);
+      } else {
+        EXPECT_EQ(reply.errorcode(), 0u) << reply.errormessage();
+        EXPECT_EQ(nlohmann::json::parse(reply.payload())["functionInvokeID"],
+                  "call-" + std::to_string(i));
+      }
+    }
+  }
+
+  // `half_second_event` makes probe.slow take 0.5 s and answer `reply`.
+  void expect_call_stream_runs_a_batch_concurrently(const std::string& half_second_event,
+                                                    const nlohmann::json& reply) {
+    using namespace std::chrono_literals;
+    std::vector<FunctionMessage> requests(4, make_message("slow", half_second_event));
+    auto start = std::chrono::steady_clock::now();
+    StreamResult result = call_stream(*stub_, requests, 4);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms)
+        << "four 0.5 s calls in one batch";
+    ASSERT_EQ(result.replies.size(), 4u);
+    for (const auto& r : result.replies) EXPECT_EQ(nlohmann::json::parse(r.payload()), reply);
+  }
+
+  // A reply larger than the client's bound fails alone; the batches of replies stay within it.
+  void expect_call_stream_keeps_replies_within_the_clients_bound() {
+    const std::string pad(300, 'x');
+    std::vector<FunctionMessage> requests;
+    for (int i = 0; i < 12; ++i) {
+      requests.push_back(make_message("echo", R"({"pad":")" + pad + R"("})"));
+    }
+    requests.push_back(make_message("echo", R"({"pad":")" + std::string(3000, 'y') + R"("})"));
+    StreamResult result =
+        call_stream(*stub_, requests, 13, {{"baetyl-call-stream-reply-bytes", "2000"}});
+    EXPECT_TRUE(result.status.ok()) << result.status.error_message();
+    EXPECT_LE(result.largest_batch, 2000u);
+    ASSERT_EQ(result.replies.size(), 13u);
+    for (int i = 0; i < 12; ++i) EXPECT_EQ(result.replies[i].errorcode(), 0u);
+    EXPECT_EQ(result.replies[12].errorcode(),
+              static_cast<std::uint32_t>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+    EXPECT_NE(result.replies[12].errormessage().find("larger than the client takes (2000)"),
+              std::string::npos)
+        << result.replies[12].errormessage();
+  }
+
   static inline TempDir* dir_ = nullptr;
   static inline Runtime* runtime_ = nullptr;
   static inline std::optional<std::chrono::milliseconds> ready_;
@@ -380,6 +490,29 @@ inline void expect_sigterm_when_idle_exits_promptly(const RuntimeDescription& de
   auto signalled = std::chrono::steady_clock::now();
   EXPECT_EQ(started->runtime->process().stop(SIGTERM, 10s), 0);
   EXPECT_LT(std::chrono::steady_clock::now() - signalled, 1s);
+}
+
+// A stream kept open by its client does not hold the stop up: once nothing runs, it is ended.
+inline void expect_sigterm_with_an_open_call_stream_exits_promptly(
+    const RuntimeDescription& description) {
+  using namespace std::chrono_literals;
+  auto started = start(description, description.service_yml);
+  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
+  auto stub = started->runtime->stub();
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 30s);
+  auto stream = stub->CallStream(&context);
+  FunctionMessages batch;
+  *batch.add_messages() = make_message("sayhi", R"({"id":1})");
+  ASSERT_TRUE(stream->Write(batch));
+  FunctionMessages replies;
+  ASSERT_TRUE(stream->Read(&replies));
+  ASSERT_EQ(replies.messages_size(), 1);
+  auto signalled = std::chrono::steady_clock::now();
+  EXPECT_EQ(started->runtime->process().stop(SIGTERM, 10s), 0) << started->runtime->output();
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, 2s);
+  EXPECT_FALSE(stream->Read(&replies)) << "the stream ended";
+  stream->Finish();
 }
 
 inline void expect_cold_start_until_the_first_call(const RuntimeDescription& description) {
