@@ -94,53 +94,47 @@ $results
 ## Notes
 
 - **Call path** (modules/function-manager/README.md): asynchronous gRPC calls (callback API, one
-  channel per instance), up to \`instance.calls\` (16) in flight per instance, started on the
+  channel per instance), up to \`instance.calls\` (100) in flight per instance, started on the
   thread that has the event (the hub client's thread for a new message, the gRPC thread of the
-  call that ended), with a reorder buffer keeping the input order at \`instance.max: 1\`. The SQL
-  runtime serves the optional \`CallStream\`: all calls of an instance go on one bidirectional
-  stream (a message each way instead of an HTTP/2 stream with headers and trailers per call),
-  and an instance with an open stream takes calls up to \`instance.calls\` before another one is
-  used. Python and Node get one unary \`Call\` per message. Before the asynchronous design, each
-  rule had \`instance.max\` threads each blocked in one synchronous call; that design measured
-  (2026-11-25, same machine, load average about 3.5): SQL 6,147 / 4,589 msg/s (instance.max 1,
-  QoS 0 / 1) and 6,663 / 4,465 (instance.max 4), at 286–406 µs of CPU per output, QoS 0 losing
-  29,157 of 40,000; Python 2,952 / 2,188 and 3,223 / 2,395.
-- **What is left per message** (the last column sums the CPU of every process per output; with 2
-  cores, 20,000 msg/s needs ≤ 100 µs in all, and about 85 µs since the pipeline never keeps both
-  cores busy all the time): the SQL rows spend 50–90 µs at QoS 0 and 80–115 µs at QoS 1. Per
-  output at QoS 1: the manager 30–45 µs (hub client receive, acknowledge and publish, a message on
-  the stream), the SQL runtime 20–35 µs (gRPC; evaluating the query is under 1 µs), the hub
-  20–30 µs, the bench 5–7 µs. \`perf\` shows no single hot spot left: the kernel waking threads
-  and doing loopback TCP (on this paravirtualized VM a wake-up or a small send costs several
-  µs), gRPC's core, then malloc. Abseil's mutex deadlock detection (on in Debian's build) is
-  turned off, gRPC's retry layer is off on the manager's channels.
-- **SQL at QoS 0** meets 20,000 msg/s with both \`instance.max\` values over these 40,000 messages
-  (19,000–28,000 with one instance, 28,000–38,000 with four, across runs). Over 100,000 messages
-  (\`--sql-messages 100000\`) the publisher outruns the functions for long enough to fill the
-  hub's QoS 0 buffer for the manager (10,000 messages) and the sustained rate shows, with the
-  overflow dropped by the hub (QoS 0 is at most once). The manager itself never drops: it stops
-  reading from the hub while 1,000 messages wait, so TCP pushes back on the hub.
-- **SQL at QoS 1 is at the target, not safely above it**: 15,000–23,000 msg/s over 40,000
-  messages across the runs of 2026-11-26 (median about 19,000; this machine's speed varies by
-  ±20 % from run to run), at 80–115 µs of CPU per output, against 12,000–15,000 at 110–140 µs
-  before the call stream and the hub's store changes (messages committed by the thread that read
-  them instead of a writer thread, checkpoints every 1,000 new WAL pages instead of at every
-  commit past 1,000, no index on message time). Every message is persisted twice in the hub (the
-  input, with its queue entry for the rule's persistent session, and the function's output),
+  call that ended), with a reorder buffer keeping the input order at \`instance.max: 1\`. All
+  three runtimes serve the optional \`CallStream\`: the calls of an instance go on one
+  bidirectional stream in batches (the calls made while a batch is written or while two batches
+  wait for their replies go together in the next one) and the runtime batches its replies, so
+  under load one write, one read and one wake-up on each side serve tens of calls. The SQL
+  runtime answers as it reads (it says so), so one SQL instance takes calls up to
+  \`instance.calls\` before another is used; Python and Node calls spread over instances. The
+  hub client of each rule hands its publishes and acknowledgements to its thread in batches
+  (one wake-up per batch). Before the asynchronous design, each rule had \`instance.max\`
+  threads each blocked in one synchronous call; that design measured (2026-11-25, same machine)
+  SQL 6,147 / 4,589 msg/s (instance.max 1, QoS 0 / 1) at 286–406 µs of CPU per output; with one
+  unary call or one stream message per call (2026-11-26, before batching) SQL at QoS 1 gave
+  15,000–23,000 msg/s at 80–115 µs, Python with one instance 2,200–2,600, Node 7,000–9,000.
+- **Per message now** (the last column sums the CPU of every process per output; with 2 cores,
+  20,000 msg/s needs ≤ 100 µs in all): SQL at QoS 1 35–50 µs (hub 15–21, manager 12–16,
+  runtime 6–8, bench 3–4), at QoS 0 12–20 µs. Every QoS 1 message is persisted twice in the hub
+  (the input, with its queue entry for the rule's persistent session, and the function's output),
   each committed before its PUBACK. QoS 1 loses nothing.
-- **Python** meets 3,000 msg/s with \`instance.max: 4\` at QoS 0 and 1 (4,500–7,500 in quiet
-  runs); one instance gives 2,200–4,000 (the interpreter and grpcio's thread pool cost
-  400–500 µs per call), so scale out with \`instance.max\`.
-- **Latency** at 500 msg/s: p99 2–4 ms for all three runtimes in quiet runs (PASS); on this
-  shared 2-core VM, runs made while other builds took the cores (load average 5–10) showed p99
-  spikes of 16–65 ms: the whole path is five processes.
+- **SQL** is well above 20,000 msg/s in every row: 26,000–44,000 at QoS 1 and 80,000–127,000 at
+  QoS 0 across the runs of 2026-11-26 after batching. Over 100,000 messages at QoS 0
+  (\`--sql-messages 100000\`) the publisher can outrun the functions for long enough to fill the
+  hub's QoS 0 buffer for the manager (10,000 messages); the overflow is dropped by the hub (QoS 0
+  is at most once). The manager itself never drops: it stops reading from the hub while 1,000
+  messages wait, so TCP pushes back on the hub.
+- **Python** is above 3,000 msg/s in every row: one instance 15,000–18,000 at QoS 1 and
+  19,000–24,000 at QoS 0 (a unary call cost the interpreter 300–450 µs, a call in a batch
+  20–40 µs); with \`instance.max: 4\` the calls spread over four interpreters and batches are
+  smaller (9,800–21,000). **Node** (no target): one instance 25,000–31,000 at QoS 1.
+- **Latency** at 500 msg/s: p99 1.5–3 ms for SQL, 2–4.3 ms for Python and 3–5.2 ms for Node
+  across today's runs (Node's tail is the longest of the three and varies most from run to run
+  on this VM: over 5 ms in two runs of nine, by at most 0.2 ms once the Node runtime served
+  CallStream); runs made while other builds took the cores showed p99 spikes of 16–65 ms: the
+  whole path is five processes.
 - **Cold start** (readiness: the manager polls a TCP connect to the new instance every 5 ms and
-  dials gRPC once it listens): SQL about 45 ms, Python 170–205 ms, Node 200–300 ms median
-  (Node's median went just over 300 ms in one run of 2026-11-26 on a busy machine: bare node,
-  js-yaml and @grpc/grpc-js take about 310 ms of CPU together). It includes the manager's start
-  request to the master, the exec, the runtime's start (interpreter and imports) and the first
-  call. The call stream is probed only after the first call has ended, so the probe is not in
-  it (probed at readiness it added about 25 ms to Node's).
+  dials gRPC once it listens): SQL about 45–60 ms, Python 175–210 ms, Node 215–285 ms median
+  (bare node, js-yaml and @grpc/grpc-js take about 200 ms of CPU together). It includes the
+  manager's start request to the master, the exec, the runtime's start (interpreter and imports)
+  and the first call. The call stream is opened only after the first call has ended, so it is
+  not in it (opened at readiness it added about 25 ms to Node's).
 - Numbers of one run on a shared virtual machine vary by ±20 % or more; compare rows within a run.
 REPORT
 echo "run-function.sh: wrote docs/benchmarks-function.md" >&2
