@@ -260,74 +260,83 @@ TEST(InstancePool, CallsOnAStreamFailAtTheDeadlineOfAHungInstance) {
   pool.release(replacement, true);
 }
 
-// A call too large for the runtime's or the manager's bound fails alone with RESOURCE_EXHAUSTED,
-// as a unary call would: the instance and its stream stay for the next calls.
-TEST(InstancePool, OversizedCallsOnAStreamInstanceFailAlone) {
-  testing::SqlLauncher launcher("select qos() as qos, topic() as topic, * where id < 10",
-                                "server:\n  message:\n    length:\n      max: 1k\n");
+// One asynchronous call through `pool`, waited for; `on_stream` tells whether it went on the
+// instance's call stream (no unary context was made).
+grpc::Status call_through(InstancePool& pool, Instance& instance, const std::string& payload,
+                          bool* on_stream = nullptr) {
+  std::unique_ptr<grpc::ClientContext> context;
+  baetyl::FunctionMessage request = message(payload), reply;
+  std::promise<grpc::Status> done;
+  pool.call_async(instance, context, request, reply, [&](grpc::Status s) { done.set_value(s); });
+  auto status = done.get_future().get();
+  if (on_stream != nullptr) *on_stream = context == nullptr;
+  return status;
+}
+
+std::string padded_payload(std::size_t pad) {
+  return R"({"id":1,"pad":")" + std::string(pad, 'x') + "\"}";
+}
+
+constexpr char kRuntimeBound1k[] = "server:\n  message:\n    length:\n      max: 1k\n";
+
+// A pool of `function` on SQL runtimes with `runtime_config`, and its one instance, whose call
+// stream open() opens (it is opened after a first call).
+struct StreamingPool {
+  StreamingPool(const FunctionConfig& function, const std::string& runtime_config)
+      : launcher("select qos() as qos, topic() as topic, * where id < 10", runtime_config),
+        pool(function, launcher, test_logger()) {
+    pool.start();
+    instance = pool.acquire(Clock::now() + 5s);
+  }
+  ~StreamingPool() { pool.release(instance, true); }
+  bool open() {
+    return call_through(pool, *instance, padded_payload(10)).ok() &&
+           eventually([&] { return instance->stream() && instance->stream()->is_open(); });
+  }
+  grpc::Status call(const std::string& payload, bool& on_stream) {
+    return call_through(pool, *instance, payload, &on_stream);
+  }
+
+  testing::SqlLauncher launcher;
+  InstancePool pool;
+  std::shared_ptr<Instance> instance;
+};
+
+// A call too large for the manager's bound fails alone with RESOURCE_EXHAUSTED, as a unary call
+// would: the instance and its stream stay for the next calls.
+TEST(InstancePool, CallsAboveTheManagersBoundOnAStreamInstanceFailAlone) {
   auto f = sql_function(0, 1, 10min, 1min, 4);
   f.message_length_max.bytes = 600;  // the manager's bound, below the runtime's
-  InstancePool pool(f, launcher, test_logger());
-  pool.start();
-  auto instance = pool.acquire(Clock::now() + 5s);
-  auto call = [&](const std::string& payload, bool* on_stream = nullptr) {
-    std::unique_ptr<grpc::ClientContext> context;
-    baetyl::FunctionMessage request = message(payload), reply;
-    std::promise<grpc::Status> done;
-    pool.call_async(*instance, context, request, reply,
-                    [&](grpc::Status s) { done.set_value(s); });
-    auto status = done.get_future().get();
-    if (on_stream != nullptr) *on_stream = context == nullptr;
-    return status;
-  };
-  auto padded = [](std::size_t pad) {
-    return R"({"id":1,"pad":")" + std::string(pad, 'x') + "\"}";
-  };
-  ASSERT_TRUE(call(padded(10)).ok());
-  ASSERT_TRUE(eventually([&] { return instance->stream() && instance->stream()->is_open(); }));
-
+  StreamingPool sql(f, kRuntimeBound1k);
+  ASSERT_TRUE(sql.open());
   bool on_stream = false;
   // Above the manager's bound as a request: a unary call, refused by the channel.
-  auto status = call(padded(700), &on_stream);
+  auto status = sql.call(padded_payload(700), on_stream);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
   EXPECT_FALSE(on_stream);
   // Fits as a request, but the reply (the query adds qos and topic) is above the manager's bound:
   // the runtime answers that call alone with the error.
-  status = call(padded(540), &on_stream);
+  status = sql.call(padded_payload(540), on_stream);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
   EXPECT_TRUE(on_stream);
-  EXPECT_TRUE(instance->stream()->is_open());
-  status = call(padded(10), &on_stream);
+  EXPECT_TRUE(sql.instance->stream()->is_open());
+  status = sql.call(padded_payload(10), on_stream);
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_TRUE(on_stream);
-  pool.release(instance, true);
+}
 
-  // The runtime's bound below the manager's: a larger request goes unary and the runtime
-  // refuses it alone.
-  testing::SqlLauncher other_launcher("select qos() as qos, topic() as topic, * where id < 10",
-                                      "server:\n  message:\n    length:\n      max: 1k\n");
-  InstancePool big(sql_function(0, 1, 10min, 1min, 4), other_launcher, test_logger());
-  big.start();
-  instance = big.acquire(Clock::now() + 5s);
-  auto big_call = [&](const std::string& payload, bool& stream_used) {
-    std::unique_ptr<grpc::ClientContext> context;
-    baetyl::FunctionMessage request = message(payload), reply;
-    std::promise<grpc::Status> done;
-    big.call_async(*instance, context, request, reply,
-                   [&](grpc::Status s) { done.set_value(s); });
-    auto result = done.get_future().get();
-    stream_used = context == nullptr;
-    return result;
-  };
-  ASSERT_TRUE(big_call(padded(10), on_stream).ok());
-  ASSERT_TRUE(eventually([&] { return instance->stream() && instance->stream()->is_open(); }));
-  status = big_call(padded(2000), on_stream);
+// The runtime's bound below the manager's: a larger request goes as a unary call, which the
+// runtime refuses alone; the stream stays.
+TEST(InstancePool, CallsAboveTheRuntimesBoundOnAStreamInstanceFailAlone) {
+  StreamingPool sql(sql_function(0, 1, 10min, 1min, 4), kRuntimeBound1k);
+  ASSERT_TRUE(sql.open());
+  bool on_stream = true;
+  auto status = sql.call(padded_payload(2000), on_stream);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
   EXPECT_FALSE(on_stream);
-  EXPECT_TRUE(big_call(padded(10), on_stream).ok());
+  EXPECT_TRUE(sql.call(padded_payload(10), on_stream).ok());
   EXPECT_TRUE(on_stream);
-  EXPECT_TRUE(instance->stream()->is_open());
-  big.release(instance, true);
+  EXPECT_TRUE(sql.instance->stream()->is_open());
 }
 
 // Calls on an open stream are cheap: such an instance takes calls up to instance.calls before an

@@ -188,7 +188,11 @@ TEST(FunctionSqlTest, CallStreamAnswersEveryRequestInOrder) {
   context.set_deadline(std::chrono::system_clock::now() + 10s);
   auto stream = stub->CallStream(&context);
   stream->WaitForInitialMetadata();
-  EXPECT_EQ(context.GetServerInitialMetadata().count("baetyl-call-stream"), 1u);
+  const auto& announced = context.GetServerInitialMetadata();
+  ASSERT_EQ(announced.count("baetyl-call-stream"), 1u);
+  EXPECT_EQ(announced.find("baetyl-call-stream")->second, std::to_string(4 << 20))
+      << "its server.message.length.max";
+  EXPECT_EQ(announced.count("baetyl-call-stream-inline"), 1u) << "it answers as it reads";
 
   constexpr int kMessages = 200;
   FunctionMessages batch;
