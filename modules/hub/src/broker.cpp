@@ -21,6 +21,7 @@ Broker::DeliveryBatch::DeliveryBatch(Broker& broker) {
 Broker::DeliveryBatch::~DeliveryBatch() {
   if (broker_ == nullptr) return;
   delivery_batch = nullptr;
+  if (messages_in_ > 0) broker_->stats_.messages_in.fetch_add(messages_in_, std::memory_order_relaxed);
   for (auto& group : groups_) {
     std::shared_ptr<Connection> connection;
     {
@@ -38,6 +39,14 @@ void Broker::DeliveryBatch::add(Session& session, Outgoing out) {
   auto [it, added] = index_.try_emplace(&session, groups_.size());
   if (added) groups_.push_back(Group{session.shared_from_this(), {}});
   groups_[it->second].messages.push_back(std::move(out));
+}
+
+void Broker::count_message_in() {
+  if (delivery_batch != nullptr) {
+    ++delivery_batch->messages_in_;
+  } else {
+    stats_.messages_in.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 std::shared_ptr<Session> Broker::take_congestion() {

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "message.h"
 #include "session.h"
+#include "sharded_shared_mutex.h"
 #include "store.h"
 #include "topic_tree.h"
 
@@ -51,6 +52,8 @@ class Broker {
   Store* store() const { return store_; }
   spdlog::logger& log() { return *log_; }
   BrokerStats& stats() { return stats_; }
+  // Counts a PUBLISH received from a client: within a DeliveryBatch, added once at its end.
+  void count_message_in();
   const std::vector<std::unique_ptr<RouteStats>>& route_stats() const { return route_stats_; }
 
   // Loads the persistent sessions, their queues and subscriptions, and the retained messages;
@@ -89,6 +92,7 @@ class Broker {
     void add(Session& session, Outgoing out);
 
    private:
+    friend class Broker;
     struct Group {
       std::shared_ptr<Session> session;
       std::vector<Outgoing> messages;
@@ -96,6 +100,7 @@ class Broker {
     Broker* broker_ = nullptr;  // null when nested in another batch
     std::vector<Group> groups_;
     std::unordered_map<Session*, std::size_t> index_;
+    std::uint64_t messages_in_ = 0;  // added to the stats at the end (one write, not one each)
   };
 
   // The subscriber whose QoS 0 queue went past half full during this thread's last publishes, if
@@ -142,7 +147,7 @@ class Broker {
   std::mutex sessions_mutex_;
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
 
-  std::shared_mutex topics_mutex_;
+  ShardedSharedMutex topics_mutex_;
   TopicTree<Session*> topics_;
 
   std::mutex retained_mutex_;

@@ -417,7 +417,7 @@ Connection::Next Connection::on_publish(mqtt::Publish& p) {
                        client_id_, p.payload.size(), broker_.config().message.length_max.bytes);
     return Next::Close;
   }
-  broker_.stats().messages_in.fetch_add(1, std::memory_order_relaxed);
+  broker_.count_message_in();
   const std::uint16_t id = p.packet_id;
   if (p.qos == 2) {
     std::lock_guard lock(session_->mutex);

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <future>
 #include <set>
 #include <thread>
@@ -12,6 +13,7 @@
 #include "broker.h"
 #include "baetyl/testing/temp_dir.h"
 #include "config.h"
+#include "sharded_shared_mutex.h"
 #include "store.h"
 #include "topic_tree.h"
 
@@ -436,6 +438,48 @@ TEST(Store, AcknowledgementsWaitForABatchOrOtherWork) {
 // A read's deliveries are queued on their sessions when its DeliveryBatch ends: one lock per
 // session, each publisher's messages in order, the same rules as without a batch (QoS 0 is not
 // queued for an offline session, QoS 1 is for a persistent one).
+// Readers on many threads never see a writer's change half done, and a writer waits for them.
+TEST(ShardedSharedMutex, WritersExcludeReadersOnEveryShard) {
+  ShardedSharedMutex mutex;
+  long a = 0, b = 0;  // a writer keeps them equal
+  std::atomic<bool> torn{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 20; ++t) {  // more threads than shards: some share one
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) {
+        if (t % 5 == 0) {
+          std::unique_lock lock(mutex);
+          ++a;
+          std::this_thread::yield();
+          ++b;
+        } else {
+          std::shared_lock lock(mutex);
+          if (a != b) torn = true;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_FALSE(torn);
+  EXPECT_EQ(a, 4 * 2000);
+  EXPECT_EQ(b, a);
+}
+
+// Counted within a batch and added to the stats once, at its end.
+TEST(Broker, MessagesInAreCountedPerDeliveryBatch) {
+  HubConfig config;
+  Broker broker(config, nullptr, spdlog::default_logger());
+  {
+    Broker::DeliveryBatch batch(broker);
+    broker.count_message_in();
+    broker.count_message_in();
+    EXPECT_EQ(broker.stats().messages_in.load(), 0u);
+  }
+  EXPECT_EQ(broker.stats().messages_in.load(), 2u);
+  broker.count_message_in();  // outside a batch: at once
+  EXPECT_EQ(broker.stats().messages_in.load(), 3u);
+}
+
 TEST(Broker, DeliveryBatchQueuesWhenItEnds) {
   HubConfig config;
   Broker broker(config, nullptr, spdlog::default_logger());
