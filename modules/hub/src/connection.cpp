@@ -12,6 +12,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 constexpr std::size_t kWriteBatchBytes = 256 * 1024;
+// A full in-flight window short of half acknowledged is refilled this long after the first
+// acknowledgement (see window_has_room).
+constexpr auto kLazyRefill = std::chrono::milliseconds(2);
 
 auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -477,6 +480,10 @@ void Connection::on_ack(std::uint16_t packet_id, std::uint8_t qos) {
     done = std::move(it->second.out);
     session_->inflight.erase(it);
     refill = window_has_room();
+    if (!refill && window_full_ && refill_due_ == Clock::time_point{}) {
+      refill_due_ = Clock::now() + kLazyRefill;
+      refill = true;  // the writer sleeps until then
+    }
   }
   broker_.acknowledged(*session_, *done);
   if (refill) wake();
@@ -484,10 +491,16 @@ void Connection::on_ack(std::uint16_t packet_id, std::uint8_t qos) {
 
 // Once the in-flight window is full it is refilled when half of it has been acknowledged, not at
 // every acknowledgement: a busy subscriber gets its messages in batches (one write and one read
-// for many) instead of one write per PUBACK. Call with the session's mutex held.
+// for many) instead of one write per PUBACK. A subscriber that keeps more than half of the
+// window unacknowledged gets what it acknowledged kLazyRefill after its first acknowledgement.
+// Call with the session's mutex held.
 bool Connection::window_has_room() {
   const std::size_t window = broker_.config().message.egress.qos1_buffer_size;
-  if (window_full_ && session_->inflight.size() <= window / 2) window_full_ = false;
+  if (window_full_ && (session_->inflight.size() <= window / 2 ||
+                       (refill_due_ != Clock::time_point{} && Clock::now() >= refill_due_))) {
+    window_full_ = false;
+    refill_due_ = {};
+  }
   return !window_full_ && session_->inflight.size() < window;
 }
 
@@ -581,15 +594,16 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
     }
     if (buffer.empty()) {
       bool inflight = false;
+      Clock::time_point refill_due{};
       if (self->session_) {
         std::lock_guard lock(self->session_->mutex);
         inflight = !self->session_->inflight.empty();
+        refill_due = self->refill_due_;
       }
-      if (inflight) {
-        self->signal_.expires_at(std::max(self->next_retry_check_, Clock::now() + retry / 4));
-      } else {
-        self->signal_.expires_at(Clock::time_point::max());
-      }
+      auto wake_at = Clock::time_point::max();
+      if (inflight) wake_at = std::max(self->next_retry_check_, Clock::now() + retry / 4);
+      if (refill_due != Clock::time_point{}) wake_at = std::min(wake_at, refill_due);
+      self->signal_.expires_at(wake_at);
       error_code ec;
       co_await self->signal_.async_wait(token(ec));
       continue;

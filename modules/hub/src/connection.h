@@ -75,6 +75,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::steady_clock::time_point next_retry_check_;
   std::size_t pending_commits_ = 0;
   bool window_full_ = false;  // guarded by the session's mutex
+  // Guarded by the session's mutex: set by the first acknowledgement into a full window; then the
+  // window is refilled even short of half (a subscriber that keeps many messages unacknowledged
+  // until more arrive would otherwise wait forever).
+  std::chrono::steady_clock::time_point refill_due_{};
   std::string control_;  // encoded control packets waiting for the writer
   std::atomic<bool> notify_pending_{false};
   std::atomic<bool> wakeup_deferred_{false};  // queued in some thread's WakeupBatch

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <set>
 #include <thread>
 
@@ -189,6 +190,33 @@ TEST_F(HubTest, QoS0And1DeliveryAtTheLowerQoS) {
   EXPECT_EQ(m.qos, 0);
   pub->send(mqtt::Pingreq{});
   pub->expect<mqtt::Pingresp>();
+}
+
+// A subscriber that keeps most of the in-flight window (100) unacknowledged and acknowledges
+// the oldest only when more arrive still gets everything: a full window is refilled with what
+// it acknowledged, not only once half of it is.
+TEST_F(HubTest, SubscriberKeepingMostOfTheWindowUnacknowledgedGetsEverything) {
+  auto sub = connected("lazy");
+  subscribe(*sub, "lazy/t", 1, 1);
+  auto pub = connected("lazy-pub");
+  constexpr int kMessages = 300;
+  for (int i = 1; i <= kMessages; ++i) {
+    pub->send(publish_packet("lazy/t", std::to_string(i), 1, static_cast<std::uint16_t>(i)));
+  }
+  std::deque<std::uint16_t> held;
+  int received = 0;
+  while (received < kMessages) {
+    auto packet = sub->receive(3s);
+    ASSERT_TRUE(packet) << "stalled after " << received << " of " << kMessages;
+    auto* m = std::get_if<mqtt::Publish>(&*packet);
+    if (m == nullptr) continue;
+    EXPECT_EQ(m->payload, std::to_string(++received));
+    held.push_back(m->packet_id);
+    while (held.size() > 90) {
+      sub->send(mqtt::Puback{held.front()});
+      held.pop_front();
+    }
+  }
 }
 
 TEST_F(HubTest, QoS2BothWays) {
