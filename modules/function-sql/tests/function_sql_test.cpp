@@ -177,6 +177,13 @@ TEST(FunctionSqlTest, ErrorsAreGrpcStatuses) {
   EXPECT_EQ(reply.payload(), R"({"qos":1,"topic":"t","id":2})");
 }
 
+// A CallStream on `stub` that must end within `timeout`.
+std::unique_ptr<grpc::ClientReaderWriter<FunctionMessages, FunctionMessages>> open_call_stream(
+    Function::Stub& stub, grpc::ClientContext& context, std::chrono::seconds timeout) {
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  return stub.CallStream(&context);
+}
+
 // CallStream: requests in batches, one reply per request in order (in batches of the runtime's
 // choosing); errors as ErrorCode/ErrorMessage; the runtime announces it in its initial metadata,
 // before any reply.
@@ -185,8 +192,7 @@ TEST(FunctionSqlTest, CallStreamAnswersEveryRequestInOrder) {
   ASSERT_TRUE(runtime.ready()) << runtime.output();
   auto stub = runtime.stub();
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + 10s);
-  auto stream = stub->CallStream(&context);
+  auto stream = open_call_stream(*stub, context, 10s);
   stream->WaitForInitialMetadata();
   const auto& announced = context.GetServerInitialMetadata();
   ASSERT_EQ(announced.count("baetyl-call-stream"), 1u);
@@ -246,8 +252,7 @@ TEST(FunctionSqlTest, CallStreamSplitsLargeReplies) {
   ASSERT_TRUE(runtime.ready()) << runtime.output();
   auto stub = runtime.stub();
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + 20s);
-  auto stream = stub->CallStream(&context);
+  auto stream = open_call_stream(*stub, context, 20s);
   constexpr int kMessages = 64;
   const std::string pad(100 * 1024, 'x');
   for (int i = 0; i < kMessages; ++i) {
