@@ -7,10 +7,10 @@
 #include <deque>
 #include <map>
 #include <optional>
-#include <utility>
-#include <vector>
 #include <stdexcept>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "baetyl/config/units.h"
 #include "baetyl/mqtt/codec.h"
@@ -121,6 +121,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     taking_over.clear();
     wake_writer();
   }
+
   ClientConfig config;
   std::shared_ptr<spdlog::logger> log;
   Endpoint endpoint;
