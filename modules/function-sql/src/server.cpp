@@ -147,14 +147,17 @@ class CallStreamReactor final
       finish_if_done_locked();
       return;
     }
-    std::vector<FunctionMessage> replies(static_cast<std::size_t>(requests_.messages_size()));
-    for (int i = 0; i < requests_.messages_size(); ++i) {
-      const FunctionMessage& request = requests_.messages(i);
-      FunctionMessage& reply = replies[static_cast<std::size_t>(i)];
+    const auto count = static_cast<std::size_t>(requests_.messages_size());
+    std::vector<FunctionMessage> replies(count);
+    std::vector<std::size_t> sizes(count);  // in a batch, with kBatchEntryOverhead
+    for (std::size_t i = 0; i < count; ++i) {
+      const FunctionMessage& request = requests_.messages(static_cast<int>(i));
+      FunctionMessage& reply = replies[i];
       grpc::Status status = service_.handle(request, reply);
-      if (status.ok() && reply.ByteSizeLong() + kBatchEntryOverhead > reply_limit_) {
+      std::size_t size = reply.ByteSizeLong();
+      if (status.ok() && size + kBatchEntryOverhead > reply_limit_) {
         status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                              "reply of " + std::to_string(reply.ByteSizeLong()) +
+                              "reply of " + std::to_string(size) +
                                   " bytes is larger than the client takes (" +
                                   std::to_string(reply_limit_) + ")");
         reply.Clear();
@@ -163,11 +166,13 @@ class CallStreamReactor final
         reply.set_functioninvokeid(request.functioninvokeid());
         reply.set_errorcode(static_cast<std::uint32_t>(status.error_code()));
         reply.set_errormessage(status.error_message());
+        size = reply.ByteSizeLong();
       }
+      sizes[i] = size + kBatchEntryOverhead;
     }
     {
       std::lock_guard lock(mutex_);
-      for (auto& reply : replies) queue_locked(std::move(reply));
+      for (std::size_t i = 0; i < count; ++i) queue_locked(std::move(replies[i]), sizes[i]);
       if (!writing_ && !batches_.empty()) {
         writing_ = true;
         StartWrite(&batches_.front().messages);
@@ -202,9 +207,8 @@ class CallStreamReactor final
     std::size_t bytes = 0;
   };
 
-  // Into the last batch not being written, unless that one is full.
-  void queue_locked(FunctionMessage reply) {
-    const std::size_t bytes = reply.ByteSizeLong() + kBatchEntryOverhead;
+  // Into the last batch not being written, unless that one is full. `bytes`: its size in a batch.
+  void queue_locked(FunctionMessage reply, std::size_t bytes) {
     const bool last_is_written = writing_ && batches_.size() == 1;
     if (batches_.empty() || last_is_written || batches_.back().bytes + bytes > batch_bytes_) {
       batches_.emplace_back();
