@@ -976,4 +976,62 @@ TEST(CodecEncodePublish, SameBytesAsEncodingAPublishValue) {
   }
 }
 
+// The view decoder accepts and rejects exactly what decode() does, with the same fields and errors.
+TEST(CodecDecodePublishView, AgreesWithDecodeOnMutatedPackets) {
+  const std::vector<Publish> seeds = {Publish{"a/b", "payload", 1, false, false, 7},
+                                      Publish{"x", "", 0, true, false, 0},
+                                      Publish{"t/\xc3\xa9", std::string(300, 'p'), 2, false, true, 9}};
+  std::mt19937 rng(777);
+  int ok = 0;
+  int errors = 0;
+  for (const auto& seed : seeds) {
+    const std::string wire = encode(seed);
+    for (std::size_t pos = 0; pos < std::min<std::size_t>(wire.size(), 16); ++pos) {
+      for (int round = 0; round < 24; ++round) {
+        std::string mutated = wire;
+        mutated[pos] = static_cast<char>(round < 8 ? wire[pos] ^ (1 << round) : rng() & 0xFF);
+        const HeaderResult head = decode_fixed_header(mutated);
+        if (head.status != DecodeStatus::Ok || head.header.type != PacketType::Publish ||
+            head.header.packet_length() > mutated.size()) {
+          continue;
+        }
+        const DecodeResult full = decode(mutated);
+        PublishView view;
+        const std::string error = decode_publish(mutated, head.header, view);
+        if (full.status == DecodeStatus::Ok) {
+          ++ok;
+          ASSERT_EQ(error, "") << hex(mutated);
+          const auto& p = std::get<Publish>(full.packet);
+          EXPECT_EQ(view.topic, p.topic);
+          EXPECT_EQ(view.payload, p.payload);
+          EXPECT_EQ(view.qos, p.qos);
+          EXPECT_EQ(view.retain, p.retain);
+          EXPECT_EQ(view.dup, p.dup);
+          EXPECT_EQ(view.packet_id, p.packet_id);
+        } else {
+          ++errors;
+          EXPECT_EQ(error, full.error) << hex(mutated);
+        }
+      }
+    }
+  }
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(errors, 0);
+}
+
+TEST(CodecDecodePublishView, PointsIntoTheDecodedBytes) {
+  const std::string wire = "junk" + encode(Publish{"a/b", "hello", 1, true, false, 3});
+  const std::string_view packet = std::string_view(wire).substr(4);
+  const HeaderResult head = decode_fixed_header(packet);
+  ASSERT_EQ(head.status, DecodeStatus::Ok);
+  PublishView view;
+  ASSERT_EQ(decode_publish(packet, head.header, view), "");
+  EXPECT_EQ(view.topic, "a/b");
+  EXPECT_EQ(view.payload, "hello");
+  EXPECT_TRUE(view.retain);
+  EXPECT_EQ(view.packet_id, 3);
+  EXPECT_GE(view.payload.data(), wire.data());
+  EXPECT_LT(view.payload.data(), wire.data() + wire.size());
+}
+
 }  // namespace baetyl::mqtt

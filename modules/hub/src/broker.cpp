@@ -1,6 +1,7 @@
 #include "broker.h"
 
 #include <algorithm>
+#include <bit>
 
 #include "baetyl/mqtt/topic.h"
 #include "connection.h"
@@ -27,18 +28,53 @@ Broker::DeliveryBatch::~DeliveryBatch() {
     {
       std::lock_guard lock(group.session->mutex);
       connection = group.session->connection.lock();
-      for (auto& out : group.messages) {
-        broker_->queue_locked(*group.session, connection != nullptr, std::move(out));
+      const bool connected = connection != nullptr;
+      for (auto& entry : group.entries) {
+        if (entry.packets > 0) {
+          broker_->queue_encoded_locked(*group.session, connected,
+                                        std::string_view(encoded_).substr(entry.offset, entry.bytes),
+                                        entry.packets);
+        } else {
+          broker_->queue_locked(*group.session, connected, std::move(entry.out));
+        }
       }
     }
     if (connection) connection->notify();
   }
 }
 
-void Broker::DeliveryBatch::add(Session& session, Outgoing out) {
+Broker::DeliveryBatch::Group& Broker::DeliveryBatch::group(Session& session) {
+  // A read's deliveries mostly go to a few sessions: a look along them beats hashing.
+  for (auto& g : groups_) {
+    if (g.session.get() == &session) return g;
+    if (groups_.size() > 8) break;
+  }
   auto [it, added] = index_.try_emplace(&session, groups_.size());
   if (added) groups_.push_back(Group{session.shared_from_this(), {}});
-  groups_[it->second].messages.push_back(std::move(out));
+  return groups_[it->second];
+}
+
+void Broker::DeliveryBatch::add(Session& session, Outgoing out) {
+  group(session).entries.push_back(Entry{std::move(out)});
+}
+
+std::pair<std::size_t, std::size_t> Broker::DeliveryBatch::encode(const MessageView& m) {
+  const std::size_t offset = encoded_.size();
+  mqtt::encode_publish(encoded_, m.topic, m.payload, 0, false, false, 0);
+  return {offset, encoded_.size() - offset};
+}
+
+void Broker::DeliveryBatch::add_encoded(Session& session, std::size_t offset, std::size_t size) {
+  Group& g = group(session);
+  if (!g.entries.empty()) {
+    Entry& last = g.entries.back();
+    if (last.packets > 0 && last.offset + last.bytes == offset) {
+      ++last.packets;
+      last.bytes += size;
+      return;
+    }
+  }
+  g.entries.push_back(Entry{{}, 1, offset, size});
 }
 
 void Broker::count_message_in() {
@@ -57,6 +93,8 @@ std::shared_ptr<Session> Broker::take_congestion() {
 
 Broker::Broker(const HubConfig& config, Store* store, std::shared_ptr<spdlog::logger> log)
     : config_(config), store_(store), log_(std::move(log)), auth_(config.principals) {
+  static std::atomic<std::uint64_t> brokers{0};
+  id_ = ++brokers;
   for (const auto& r : config_.subscriptions) {
     auto stats = std::make_unique<RouteStats>();
     stats->source = r.source.topic;
@@ -76,7 +114,7 @@ void Broker::restore(StoredState state) {
       }
     }
     for (auto& d : stored.queue) {
-      session->pending.push_back(Outgoing{d.message, d.qos, false, true, true, d.released});
+      session->pending.push(Outgoing{d.message, d.qos, false, true, true, d.released});
     }
     session->incoming_qos2.insert(stored.incoming_qos2.begin(), stored.incoming_qos2.end());
     std::lock_guard lock(sessions_mutex_);
@@ -150,8 +188,7 @@ void Broker::detach(const std::shared_ptr<Session>& session, const Connection* c
     session->connection.reset();
     if (session->persistent()) {
       // QoS 0 is not kept for offline sessions.
-      std::erase_if(session->pending, [](const Outgoing& o) { return o.qos == 0; });
-      session->pending_qos0 = 0;
+      session->pending.drop_qos0();
       return;
     }
   }
@@ -189,99 +226,175 @@ void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t q
   if (connection) connection->notify();
 }
 
+void Broker::deliver_encoded(Session& session, std::string_view packet) {
+  std::shared_ptr<Connection> connection;
+  {
+    std::lock_guard lock(session.mutex);
+    connection = session.connection.lock();
+    queue_encoded_locked(session, connection != nullptr, packet, 1);
+  }
+  if (connection) connection->notify();
+}
+
 void Broker::queue_locked(Session& session, bool connected, Outgoing out) {
   if (out.qos == 0) {
     if (!connected) return;
-    if (session.pending_qos0 >= config_.message.egress.qos0_buffer_size) {
-      auto dropped = stats_.messages_dropped.fetch_add(1);
-      if ((dropped & (dropped + 1)) == 0) {  // 1st, 2nd, 4th, 8th ... drop
-        log_->warn("QoS 0 buffer of '{}' is full ({} messages): dropping ({} dropped so far)",
-                   session.client_id(), session.pending_qos0, dropped + 1);
-      }
+    const std::size_t bound = config_.message.egress.qos0_buffer_size;
+    if (session.pending.qos0() >= bound) {
+      count_dropped(session, 1);
       return;
     }
-    if (++session.pending_qos0 > config_.message.egress.qos0_buffer_size / 2) {
-      congested = session.weak_from_this();
-    }
+    if (session.pending.qos0() + 1 > bound / 2) congested = session.weak_from_this();
   } else if (!connected && !session.persistent()) {
     return;
   }
-  session.pending.push_back(std::move(out));
+  session.pending.push(std::move(out));
 }
 
-void Broker::publish(Message m, std::function<void()> persisted, const Session* receipt,
-                     std::uint16_t receipt_id) {
-  if (m.time == 0) m.time = unix_millis();
-  const bool durable = m.qos > 0 && store_ != nullptr;
-  if (durable) m.id = store_->next_message_id();
-  auto message = std::make_shared<const Message>(std::move(m));
+void Broker::queue_encoded_locked(Session& session, bool connected, std::string_view packets,
+                                  std::size_t count) {
+  if (!connected) return;  // QoS 0 is not kept for offline sessions
+  const std::size_t bound = config_.message.egress.qos0_buffer_size;
+  const std::size_t room = bound > session.pending.qos0() ? bound - session.pending.qos0() : 0;
+  const std::size_t queued = session.pending.push_encoded(packets, count, room);
+  if (queued < count) count_dropped(session, count - queued);
+  if (session.pending.qos0() > bound / 2) congested = session.weak_from_this();
+}
 
-  if (message->retain) {
+// Logged at the 1st, 2nd, 4th, 8th ... drop.
+void Broker::count_dropped(const Session& session, std::size_t count) {
+  const auto before = stats_.messages_dropped.fetch_add(count);
+  if (std::bit_floor(before + count) > before) {
+    log_->warn("QoS 0 buffer of '{}' is full ({} messages): dropping ({} dropped so far)",
+               session.client_id(), session.pending.qos0(), before + count);
+  }
+}
+
+void Broker::publish(const Message& m, std::function<void()> persisted) {
+  publish(MessageView{m.topic, m.payload, m.qos, m.retain, m.time}, std::move(persisted));
+}
+
+void Broker::publish(const MessageView& m, std::function<void()> persisted, const Session* receipt,
+                     std::uint16_t receipt_id) {
+  const bool durable = m.qos > 0 && store_ != nullptr;
+  MessagePtr message;  // made once something keeps the message
+  auto shared = [&]() -> const MessagePtr& {
+    if (!message) {
+      Message copy;
+      copy.topic = m.topic;
+      copy.payload = m.payload;
+      copy.qos = m.qos;
+      copy.retain = m.retain;
+      copy.time = m.time != 0 ? m.time : unix_millis();
+      if (durable) copy.id = store_->next_message_id();
+      message = std::make_shared<const Message>(std::move(copy));
+    }
+    return message;
+  };
+  // QoS 0 deliveries share one encoded PUBLISH (retain 0: sent for a subscription it matched),
+  // within the thread's delivery batch when there is one.
+  thread_local std::string packet;
+  std::pair<std::size_t, std::size_t> batch_packet{0, 0};
+  packet.clear();
+  auto deliver_qos0 = [&](Session& session) {
+    if (delivery_batch != nullptr) {
+      if (batch_packet.second == 0) batch_packet = delivery_batch->encode(m);
+      delivery_batch->add_encoded(session, batch_packet.first, batch_packet.second);
+      return;
+    }
+    if (packet.empty()) mqtt::encode_publish(packet, m.topic, m.payload, 0, false, false, 0);
+    deliver_encoded(session, packet);
+  };
+
+  if (m.retain) {
     std::lock_guard lock(retained_mutex_);
-    if (message->payload.empty()) {
-      retained_.erase(message->topic);
-      if (store_) store_->clear_retained(message->topic);
+    if (m.payload.empty()) {
+      if (auto it = retained_.find(m.topic); it != retained_.end()) retained_.erase(it);
+      if (store_) store_->clear_retained(std::string(m.topic));
     } else {
-      retained_[message->topic] = message;
-      if (store_) store_->set_retained(message);
+      retained_.insert_or_assign(std::string(m.topic), shared());
+      if (store_) store_->set_retained(shared());
     }
   }
 
-  thread_local std::vector<std::pair<Session*, std::uint8_t>> matches;
   thread_local std::vector<std::pair<std::string, std::uint8_t>> queue;
   {
     std::shared_lock lock(topics_mutex_);
-    matches.clear();
-    topics_.match(message->topic,
-                  [&](Session* s, std::uint8_t qos) { matches.emplace_back(s, qos); });
-    // Overlapping subscriptions of one session: one copy at the highest QoS.
-    if (matches.size() > 1) {
-      std::sort(matches.begin(), matches.end());
-      std::size_t out = 0;
-      for (std::size_t i = 0; i < matches.size(); ++i) {
-        if (out > 0 && matches[out - 1].first == matches[i].first) {
-          matches[out - 1].second = std::max(matches[out - 1].second, matches[i].second);
-        } else {
-          matches[out++] = matches[i];
-        }
-      }
-      matches.resize(out);
-    }
+    const auto& matches = match_locked(m.topic);
     if (durable) {
       queue.clear();
-      for (auto& [session, qos] : matches) {
-        qos = std::min(qos, message->qos);
+      for (const auto& [session, granted] : matches) {
+        const std::uint8_t qos = std::min(granted, m.qos);
         if (qos > 0 && session->persistent()) queue.emplace_back(session->client_id(), qos);
       }
       // Stored before anyone can acknowledge it, so the acknowledgement's delete follows the
       // insert in the writer's order.
       if (receipt && receipt->persistent()) {
-        store_->add_message(message, queue, std::move(persisted), receipt->client_id(), receipt_id);
+        store_->add_message(shared(), queue, std::move(persisted), receipt->client_id(),
+                            receipt_id);
       } else {
-        store_->add_message(message, queue, std::move(persisted));
+        store_->add_message(shared(), queue, std::move(persisted));
       }
       persisted = nullptr;
     }
-    for (auto& [session, qos] : matches) {
-      const std::uint8_t delivery = std::min(qos, message->qos);
-      deliver(*session, message, delivery, durable && delivery > 0 && session->persistent());
+    for (const auto& [session, qos] : matches) {
+      const std::uint8_t delivery = std::min(qos, m.qos);
+      if (delivery == 0) {
+        deliver_qos0(*session);
+      } else {
+        deliver(*session, shared(), delivery, durable && session->persistent());
+      }
     }
   }
   if (persisted) persisted();
-  if (!route_stats_.empty()) route(*message, 0);
+  if (!route_stats_.empty()) route(m, 0);
 }
 
-void Broker::route(const Message& message, int depth) {
+const std::vector<std::pair<Session*, std::uint8_t>>& Broker::match_locked(std::string_view topic) {
+  // The last topic matched on this thread, while the tree is unchanged: a publisher mostly sends
+  // to the same topic many times in a row.
+  thread_local struct {
+    std::uint64_t broker = 0;
+    std::uint64_t version = 0;
+    std::string topic;
+    std::vector<std::pair<Session*, std::uint8_t>> matches;
+  } last;
+  if (last.broker == id_ && last.version == topics_.version() && last.topic == topic) {
+    return last.matches;
+  }
+  auto& matches = last.matches;
+  matches.clear();
+  topics_.match(topic, [&](Session* s, std::uint8_t qos) { matches.emplace_back(s, qos); });
+  // Overlapping subscriptions of one session: one copy at the highest QoS.
+  if (matches.size() > 1) {
+    std::sort(matches.begin(), matches.end());
+    std::size_t out = 0;
+    for (std::size_t i = 0; i < matches.size(); ++i) {
+      if (out > 0 && matches[out - 1].first == matches[i].first) {
+        matches[out - 1].second = std::max(matches[out - 1].second, matches[i].second);
+      } else {
+        matches[out++] = matches[i];
+      }
+    }
+    matches.resize(out);
+  }
+  last.broker = id_;
+  last.version = topics_.version();
+  last.topic.assign(topic);
+  return matches;
+}
+
+void Broker::route(const MessageView& message, int depth) {
   if (depth > 16) return;
   for (std::size_t i = 0; i < config_.subscriptions.size(); ++i) {
     const auto& r = config_.subscriptions[i];
     if (!mqtt::topic_matches(r.source.topic, message.topic)) continue;
     route_stats_[i]->messages.fetch_add(1, std::memory_order_relaxed);
-    Message copy;
+    MessageView copy;
     copy.topic = r.target.topic;
     copy.payload = message.payload;
     copy.qos = static_cast<std::uint8_t>(std::min<int>({message.qos, r.source.qos, r.target.qos}));
-    publish(std::move(copy));
+    publish(copy);
   }
 }
 
@@ -343,10 +456,7 @@ void Broker::queue_retained(const std::shared_ptr<Session>& session,
   {
     std::lock_guard lock(session->mutex);
     connection = session->connection.lock();
-    for (auto& o : out) {
-      if (o.qos == 0) ++session->pending_qos0;
-      session->pending.push_back(std::move(o));
-    }
+    for (auto& o : out) session->pending.push(std::move(o));
   }
   if (connection) connection->notify();
 }
@@ -387,8 +497,8 @@ void Broker::cleanup() {
   }
   for (auto& s : sessions) {
     std::lock_guard lock(s->mutex);
-    std::erase_if(s->pending,
-                  [&](const Outgoing& o) { return o.stored && o.message->time < cutoff; });
+    s->pending.erase_outgoing_if(
+        [&](const Outgoing& o) { return o.stored && o.message->time < cutoff; });
     // Sent before the session went away and never acknowledged: gone from the store too.
     std::erase_if(s->inflight, [&](const auto& entry) {
       return entry.second.out.stored && entry.second.out.message->time < cutoff;

@@ -75,8 +75,9 @@ class Broker {
   // needs storing) when the message is durable.
   // `receipt`: the persistent session that sent this QoS 2 message with `receipt_id`, recorded
   // with the message so that a resent PUBLISH after a restart is not delivered twice.
-  void publish(Message message, std::function<void()> persisted = {},
+  void publish(const MessageView& message, std::function<void()> persisted = {},
                const Session* receipt = nullptr, std::uint16_t receipt_id = 0);
+  void publish(const Message& message, std::function<void()> persisted = {});
 
   // While one lives on a thread (a connection handling one read), the messages delivered to a
   // session are collected and queued on it when the batch ends: one lock of the session (and one
@@ -90,16 +91,31 @@ class Broker {
     DeliveryBatch& operator=(const DeliveryBatch&) = delete;
 
     void add(Session& session, Outgoing out);
+    // Encodes a QoS 0 PUBLISH once for the batch; returns where it is, for add_encoded.
+    std::pair<std::size_t, std::size_t> encode(const MessageView& message);
+    // A QoS 0 delivery of the packet encode() put at `offset`.
+    void add_encoded(Session& session, std::size_t offset, std::size_t size);
 
    private:
     friend class Broker;
+    // A delivery, or a run of consecutive encoded packets in `encoded_`.
+    struct Entry {
+      Outgoing out;
+      std::size_t packets = 0;
+      std::size_t offset = 0;
+      std::size_t bytes = 0;
+    };
     struct Group {
       std::shared_ptr<Session> session;
-      std::vector<Outgoing> messages;
+      std::vector<Entry> entries;
     };
+    Group& group(Session& session);
     Broker* broker_ = nullptr;  // null when nested in another batch
     std::vector<Group> groups_;
     std::unordered_map<Session*, std::size_t> index_;
+    // Every QoS 0 PUBLISH of the batch, encoded once: a subscriber that gets all of them (the
+    // usual case) gets one copy of one range at the end.
+    std::string encoded_;
     std::uint64_t messages_in_ = 0;  // added to the stats at the end (one write, not one each)
   };
 
@@ -132,11 +148,21 @@ class Broker {
 
  private:
   void deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored);
+  void deliver_encoded(Session& session, std::string_view packet);
   // Queues `out` on `session` (its QoS 0 bound, offline rules); call with session.mutex held.
   void queue_locked(Session& session, bool connected, Outgoing out);
-  void route(const Message& message, int depth);
+  // Queues `count` encoded QoS 0 PUBLISH packets on `session`, as many as its QoS 0 bound takes;
+  // call with session.mutex held.
+  void queue_encoded_locked(Session& session, bool connected, std::string_view packets,
+                            std::size_t count);
+  void count_dropped(const Session& session, std::size_t count);
+  void route(const MessageView& message, int depth);
+  // The sessions subscribed to `topic`, one entry each at its highest granted QoS; call with
+  // topics_mutex_ held (shared), use before the next call on this thread.
+  const std::vector<std::pair<Session*, std::uint8_t>>& match_locked(std::string_view topic);
   void remove_subscriptions(Session& session);
 
+  std::uint64_t id_ = 0;  // unique in the process (a thread's match cache names its broker)
   const HubConfig& config_;
   Store* store_;
   std::shared_ptr<spdlog::logger> log_;

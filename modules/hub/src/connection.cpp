@@ -200,8 +200,20 @@ asio::awaitable<void> Connection::read_loop() {
           needed = length;
           break;
         }
-        auto result = mqtt::decode(view.substr(0, length), limits_);
         offset += length;
+        if (head.header.type == mqtt::PacketType::Publish && connected_) {
+          // Routed straight from the read buffer: copied only if something keeps it.
+          mqtt::PublishView publish;
+          if (auto error = mqtt::decode_publish(view.substr(0, length), head.header, publish);
+              !error.empty()) {
+            broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), error);
+            stop = true;
+            break;
+          }
+          if (on_publish(publish) == Next::Close) stop = true;
+          continue;
+        }
+        auto result = mqtt::decode(view.substr(0, length), limits_);
         if (result.status != mqtt::DecodeStatus::Ok) {
           broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), result.error);
           stop = true;
@@ -230,7 +242,7 @@ asio::awaitable<void> Connection::read_loop() {
       for (int i = 0; i < 100 && !closed_; ++i) {
         {
           std::lock_guard lock(subscriber->mutex);
-          if (subscriber->pending_qos0 <= low || subscriber->connection.expired()) break;
+          if (subscriber->pending.qos0() <= low || subscriber->connection.expired()) break;
         }
         resume_.expires_after(std::chrono::milliseconds(1));
         co_await resume_.async_wait(token(ec));
@@ -280,8 +292,10 @@ Connection::Next Connection::handle(mqtt::Packet& packet) {
         return Next::Close;
       }
       return on_connect(std::get<mqtt::Connect>(packet));
-    case mqtt::PacketType::Publish:
-      return on_publish(std::get<mqtt::Publish>(packet));
+    case mqtt::PacketType::Publish: {
+      const auto& p = std::get<mqtt::Publish>(packet);
+      return on_publish(mqtt::PublishView{p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id});
+    }
     case mqtt::PacketType::Puback:
       on_ack(std::get<mqtt::Puback>(packet).packet_id, 1);
       return Next::Continue;
@@ -410,10 +424,15 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
   return Next::Continue;
 }
 
-Connection::Next Connection::on_publish(mqtt::Publish& p) {
-  if (auto problem = check_publish_topic(p.topic); !problem.empty()) {
-    broker_.log().warn("client '{}': PUBLISH refused: {}; closing", client_id_, problem);
-    return Next::Close;
+Connection::Next Connection::on_publish(const mqtt::PublishView& p) {
+  // Most clients publish to a few topics over and over: the last one that passed the checks and
+  // the ACL is not checked again.
+  const bool checked = !checked_topic_.empty() && p.topic == checked_topic_;
+  if (!checked) {
+    if (auto problem = check_publish_topic(p.topic); !problem.empty()) {
+      broker_.log().warn("client '{}': PUBLISH refused: {}; closing", client_id_, problem);
+      return Next::Close;
+    }
   }
   if (p.payload.size() > broker_.config().message.length_max.bytes) {
     broker_.log().warn("client '{}': message of {} bytes exceeds message.length.max ({}); closing",
@@ -431,27 +450,26 @@ Connection::Next Connection::on_publish(mqtt::Publish& p) {
       return Next::Continue;
     }
   }
-  if (!authorizer_->can_publish(p.topic)) {
-    broker_.stats().publish_denied.fetch_add(1);
-    broker_.log().warn("client '{}': not permitted to publish to '{}'; message dropped", client_id_,
-                       p.topic);
-    if (p.qos == 1) send(mqtt::Puback{id});
-    if (p.qos == 2) send(mqtt::Pubrec{id});
-    return Next::Continue;
+  if (!checked) {
+    if (!authorizer_->can_publish(p.topic)) {
+      broker_.stats().publish_denied.fetch_add(1);
+      broker_.log().warn("client '{}': not permitted to publish to '{}'; message dropped",
+                         client_id_, p.topic);
+      if (p.qos == 1) send(mqtt::Puback{id});
+      if (p.qos == 2) send(mqtt::Pubrec{id});
+      return Next::Continue;
+    }
+    checked_topic_.assign(p.topic);
   }
-  Message m;
-  m.topic = std::move(p.topic);
-  m.payload = std::move(p.payload);
-  m.qos = p.qos;
-  m.retain = p.retain;
+  const MessageView m{p.topic, p.payload, p.qos, p.retain};
   if (m.qos == 0) {
-    broker_.publish(std::move(m));
+    broker_.publish(m);
     return Next::Continue;
   }
   ++pending_commits_;
   const std::uint8_t qos = m.qos;
   broker_.publish(
-      std::move(m),
+      m,
       [self = shared_from_this(), id, qos] {
         asio::post(self->strand_, [self, id, qos] { self->committed(id, qos); });
       },
@@ -556,10 +574,13 @@ void Connection::collect(std::string& out) {
   auto& pending = session_->pending;
   std::size_t batch = 0;  // QoS 1/2 messages taken in this round: message.egress.qos1.batch.max
   while (!pending.empty() && out.size() < kWriteBatchBytes) {
-    Outgoing& o = pending.front();
+    if (pending.front().encoded()) {
+      sent += pending.take_encoded(out, kWriteBatchBytes);
+      continue;
+    }
+    Outgoing& o = pending.front().out;
     if (o.qos == 0) {
       encode_publish(out, *o.message, 0, o.retain, false, 0);
-      --session_->pending_qos0;
     } else {
       if (!window_has_room()) {
         window_full_ = true;

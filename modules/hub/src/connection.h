@@ -46,7 +46,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Next handle(mqtt::Packet& packet);
   Next on_connect(mqtt::Connect& connect);
-  Next on_publish(mqtt::Publish& publish);
+  Next on_publish(const mqtt::PublishView& publish);
   void on_ack(std::uint16_t packet_id, std::uint8_t qos);
   void on_pubrec(std::uint16_t packet_id);
   void send(const mqtt::Packet& packet);
@@ -66,6 +66,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<Session> session_;
   std::shared_ptr<const Authorizer> authorizer_;
   std::optional<Message> will_;
+  std::string checked_topic_;  // the last topic published that passed the checks and the ACL
   bool connected_ = false;
   bool closed_ = false;
   bool disconnected_ = false;  // DISCONNECT received: no will

@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace baetyl::hub {
 
@@ -16,6 +17,16 @@ struct Message {
 };
 
 using MessagePtr = std::shared_ptr<const Message>;
+
+// A message as it arrives (its bytes still in the read buffer, say): the hub makes a shared
+// Message of it only when something keeps it (a QoS 1/2 delivery, the store, the retained set).
+struct MessageView {
+  std::string_view topic;
+  std::string_view payload;
+  std::uint8_t qos = 0;
+  bool retain = false;
+  std::int64_t time = 0;  // unix milliseconds; 0: when the hub routes it
+};
 
 std::int64_t unix_millis();
 

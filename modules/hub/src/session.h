@@ -4,27 +4,18 @@
 // publishers' threads (which queue messages) and the connection serving it; guarded by `mutex`.
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_set>
 
+#include "egress_queue.h"
 #include "message.h"
 
 namespace baetyl::hub {
 
 class Connection;
-
-struct Outgoing {
-  MessagePtr message;
-  std::uint8_t qos = 0;   // delivery QoS: min(message, subscription)
-  bool retain = false;    // set only for retained messages sent on subscribe
-  bool dup = false;       // sent before (restored from the store)
-  bool stored = false;    // has a queue entry in the store to delete on acknowledgement
-  bool released = false;  // QoS 2 restored after PUBREC: send PUBREL, not the message
-};
 
 struct Inflight {
   Outgoing out;
@@ -44,8 +35,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::mutex mutex;
   // Everything below is guarded by `mutex`.
   std::map<std::string, std::uint8_t, std::less<>> subscriptions;
-  std::deque<Outgoing> pending;
-  std::size_t pending_qos0 = 0;
+  EgressQueue pending;
   std::map<std::uint16_t, Inflight> inflight;
   std::uint64_t next_order = 0;
   std::uint16_t next_packet_id = 1;

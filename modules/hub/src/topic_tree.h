@@ -26,6 +26,7 @@ class TopicTree {
       }
       node = it->second.get();
     });
+    ++version_;
     for (auto& entry : node->subscribers) {
       if (entry.first == key) {
         entry.second = qos;
@@ -59,6 +60,7 @@ class TopicTree {
     *it = subs.back();
     subs.pop_back();
     --size_;
+    ++version_;
     // Prune nodes left without subscribers or children, deepest first.
     for (auto p = path.rbegin(); p != path.rend(); ++p) {
       auto child = p->first->children.find(p->second);
@@ -78,6 +80,8 @@ class TopicTree {
 
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
+  // Changes with every insert and erase: a match remembered with it holds while it is the same.
+  std::uint64_t version() const { return version_; }
 
  private:
   struct Node {
@@ -131,6 +135,7 @@ class TopicTree {
 
   Node root_;
   std::size_t size_ = 0;
+  std::uint64_t version_ = 0;
 };
 
 }  // namespace baetyl::hub

@@ -10,7 +10,10 @@
 #include <spdlog/spdlog.h>
 
 #include "acl.h"
+#include "baetyl/mqtt/codec.h"
 #include "broker.h"
+#include "connection.h"
+#include "egress_queue.h"
 #include "baetyl/testing/temp_dir.h"
 #include "config.h"
 #include "sharded_shared_mutex.h"
@@ -18,6 +21,8 @@
 #include "topic_tree.h"
 
 using namespace baetyl::hub;
+namespace mqtt = baetyl::mqtt;
+namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using baetyl::config::ConfigError;
 
@@ -490,7 +495,7 @@ TEST(Broker, DeliveryBatchQueuesWhenItEnds) {
   auto pending = [](Session& s) {
     std::lock_guard lock(s.mutex);
     std::vector<std::string> payloads;
-    for (const auto& out : s.pending) payloads.push_back(out.message->payload);
+    for (const auto& entry : s.pending.entries()) payloads.push_back(entry.out.message->payload);
     return payloads;
   };
   auto message = [](std::string topic, std::string payload, std::uint8_t qos) {
@@ -513,6 +518,136 @@ TEST(Broker, DeliveryBatchQueuesWhenItEnds) {
   EXPECT_EQ(pending(*b), (std::vector<std::string>{"1", "4"}));
   broker.publish(message("t/x", "5", 1));  // without a batch: at once
   EXPECT_EQ(pending(*b), (std::vector<std::string>{"1", "4", "5"}));
+}
+
+namespace {
+std::string qos0_packet(std::string_view topic, std::string_view payload) {
+  std::string out;
+  mqtt::encode_publish(out, topic, payload, 0, false, false, 0);
+  return out;
+}
+
+Outgoing qos1_delivery(std::string payload) {
+  Message m;
+  m.topic = "t";
+  m.payload = std::move(payload);
+  m.qos = 1;
+  return Outgoing{std::make_shared<const Message>(std::move(m)), 1};
+}
+
+// The payloads of the PUBLISH packets in `bytes`, in order.
+std::vector<std::string> publish_payloads(std::string_view bytes) {
+  std::vector<std::string> payloads;
+  while (!bytes.empty()) {
+    auto head = mqtt::decode_fixed_header(bytes);
+    EXPECT_EQ(head.status, mqtt::DecodeStatus::Ok);
+    if (head.status != mqtt::DecodeStatus::Ok) break;
+    auto packet = mqtt::decode(bytes.substr(0, head.header.packet_length()));
+    payloads.push_back(std::get<mqtt::Publish>(packet.packet).payload);
+    bytes.remove_prefix(head.header.packet_length());
+  }
+  return payloads;
+}
+}  // namespace
+
+// Encoded QoS 0 packets and shared QoS 1 messages come out in the order they were queued.
+TEST(EgressQueue, KeepsTheOrderOfEncodedAndSharedDeliveries) {
+  EgressQueue q;
+  EXPECT_EQ(q.push_encoded(qos0_packet("t", "a") + qos0_packet("t", "b"), 2, 10), 2u);
+  q.push(qos1_delivery("c"));
+  EXPECT_EQ(q.push_encoded(qos0_packet("t", "d"), 1, 10), 1u);
+  EXPECT_EQ(q.push_encoded(qos0_packet("t", "e"), 1, 10), 1u);  // joins the entry before
+  ASSERT_EQ(q.entries().size(), 3u);
+  EXPECT_EQ(q.qos0(), 4u);
+  EXPECT_EQ(publish_payloads(q.encoded_bytes(q.entries()[2])), (std::vector<std::string>{"d", "e"}));
+
+  std::string out;
+  EXPECT_EQ(q.take_encoded(out, 1 << 20), 2u);
+  EXPECT_EQ(publish_payloads(out), (std::vector<std::string>{"a", "b"}));
+  ASSERT_FALSE(q.front().encoded());
+  EXPECT_EQ(q.front().out.message->payload, "c");
+  q.pop_front();
+  out.clear();
+  EXPECT_EQ(q.take_encoded(out, 1 << 20), 2u);
+  EXPECT_EQ(publish_payloads(out), (std::vector<std::string>{"d", "e"}));
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.qos0(), 0u);
+}
+
+// Whole packets only: up to the bound, at least one per take even when it alone is larger.
+TEST(EgressQueue, TakesWholePacketsWithinTheLimit) {
+  EgressQueue q;
+  std::string packets;
+  for (int i = 0; i < 5; ++i) packets += qos0_packet("t", std::string(100, char('0' + i)));
+  const std::size_t one = qos0_packet("t", std::string(100, 'x')).size();
+  ASSERT_EQ(q.push_encoded(packets, 5, 5), 5u);
+  std::string out;
+  EXPECT_EQ(q.take_encoded(out, 2 * one + 1), 2u);
+  EXPECT_EQ(out.size(), 2 * one);
+  EXPECT_EQ(q.qos0(), 3u);
+  std::string small;
+  EXPECT_EQ(q.take_encoded(small, 10), 1u);  // one packet even beyond the limit
+  EXPECT_EQ(publish_payloads(small), (std::vector<std::string>{std::string(100, '2')}));
+  std::string rest;
+  EXPECT_EQ(q.take_encoded(rest, 1 << 20), 2u);
+  EXPECT_EQ(publish_payloads(rest),
+            (std::vector<std::string>{std::string(100, '3'), std::string(100, '4')}));
+  EXPECT_TRUE(q.empty());
+}
+
+// Beyond the room a session has, the rest of the packets is dropped whole.
+TEST(EgressQueue, QueuesOnlyWhatFitsTheRoom) {
+  EgressQueue q;
+  const std::string packets = qos0_packet("t", "1") + qos0_packet("t/long", "22") +
+                              qos0_packet("t", "333");
+  EXPECT_EQ(q.push_encoded(packets, 3, 2), 2u);
+  EXPECT_EQ(q.push_encoded(packets, 3, 0), 0u);
+  EXPECT_EQ(q.qos0(), 2u);
+  std::string out;
+  q.take_encoded(out, 1 << 20);
+  EXPECT_EQ(publish_payloads(out), (std::vector<std::string>{"1", "22"}));
+}
+
+TEST(EgressQueue, DropsQos0AndKeepsTheRest) {
+  EgressQueue q;
+  q.push_encoded(qos0_packet("t", "a"), 1, 10);
+  q.push(qos1_delivery("b"));
+  Outgoing retained = qos1_delivery("r");
+  retained.qos = 0;
+  retained.retain = true;
+  q.push(retained);
+  EXPECT_EQ(q.qos0(), 2u);
+  q.drop_qos0();
+  ASSERT_EQ(q.entries().size(), 1u);
+  EXPECT_EQ(q.front().out.message->payload, "b");
+  EXPECT_EQ(q.qos0(), 0u);
+  q.erase_outgoing_if([](const Outgoing& o) { return o.message->payload == "b"; });
+  EXPECT_TRUE(q.empty());
+}
+
+// A session that is online gets QoS 0 deliveries as encoded packets, up to its QoS 0 bound; the
+// drops are counted.
+TEST(Broker, Qos0DeliveriesAreEncodedOnceAndBounded) {
+  HubConfig config;
+  config.message.egress.qos0_buffer_size = 3;
+  Broker broker(config, nullptr, spdlog::default_logger());
+  // An attached connection object is all `connected` needs; it is never run.
+  asio::io_context io;
+  auto connection = std::make_shared<Connection>(
+      broker, make_stream(asio::ip::tcp::socket(io), "tcp", nullptr, ""), io.get_executor());
+  auto s = broker.attach("s", true, connection).session;
+  ASSERT_EQ(broker.subscribe(s, {{"t/#", 0}}, nullptr), std::vector<std::uint8_t>{0});
+  {
+    Broker::DeliveryBatch batch(broker);
+    for (const char* payload : {"1", "2", "3", "4", "5"}) {
+      broker.publish(MessageView{"t/x", payload, 1});
+    }
+  }
+  std::lock_guard lock(s->mutex);
+  ASSERT_EQ(s->pending.entries().size(), 1u);
+  EXPECT_EQ(publish_payloads(s->pending.encoded_bytes(s->pending.entries()[0])),
+            (std::vector<std::string>{"1", "2", "3"}));
+  EXPECT_EQ(broker.stats().messages_dropped.load(), 2u);
 }
 
 // A connection's read commits its messages on its own thread when the read is handled.

@@ -118,7 +118,8 @@ std::string check(const Connack& c) {
   return {};
 }
 
-std::string check(const Publish& p) {
+template <class P>  // Publish or PublishView
+std::string check_publish(const P& p) {
   constexpr auto type = PacketType::Publish;
   if (p.qos > 2) return error_for(type, "QoS " + std::to_string(p.qos) + " is invalid");
   if (p.qos == 0 && p.dup) return error_for(type, "DUP flag must be 0 for QoS 0");
@@ -131,6 +132,8 @@ std::string check(const Publish& p) {
   if (auto e = check_topic_name(p.topic); !e.empty()) return error_for(type, e);
   return {};
 }
+
+std::string check(const Publish& p) { return check_publish(p); }
 
 std::string check(const Puback& p) { return check_packet_id(PacketType::Puback, p.packet_id); }
 std::string check(const Pubrec& p) { return check_packet_id(PacketType::Pubrec, p.packet_id); }
@@ -474,16 +477,26 @@ bool decode_connack(Reader& in, Packet& packet) {
   return true;
 }
 
-bool decode_publish(Reader& in, std::uint8_t flags, Packet& packet) {
-  auto& p = packet.emplace<Publish>();
+bool decode_publish_view(Reader& in, std::uint8_t flags, PublishView& p) {
   p.dup = flags & 0x08;
   p.qos = static_cast<std::uint8_t>((flags >> 1) & 0x03);
   p.retain = flags & 0x01;
-  std::string_view topic;
-  if (!in.string(topic, "topic name")) return false;
-  p.topic.assign(topic);
+  if (!in.string(p.topic, "topic name")) return false;
   if (p.qos > 0 && !in.u16(p.packet_id, "packet identifier")) return false;
-  p.payload.assign(in.rest());
+  p.payload = in.rest();
+  return true;
+}
+
+bool decode_publish(Reader& in, std::uint8_t flags, Packet& packet) {
+  PublishView view;
+  if (!decode_publish_view(in, flags, view)) return false;
+  auto& p = packet.emplace<Publish>();
+  p.topic.assign(view.topic);
+  p.payload.assign(view.payload);
+  p.qos = view.qos;
+  p.retain = view.retain;
+  p.dup = view.dup;
+  p.packet_id = view.packet_id;
   return true;
 }
 
@@ -751,6 +764,13 @@ DecodeResult decode(std::string_view data, const DecodeLimits& limits) {
   result.status = DecodeStatus::Ok;
   result.consumed = header.packet_length();
   return result;
+}
+
+std::string decode_publish(std::string_view data, const FixedHeader& header, PublishView& out) {
+  Reader in(data.substr(header.header_length, header.remaining_length), header.type);
+  out = PublishView{};
+  if (!decode_publish_view(in, header.flags, out)) return std::move(in.error());
+  return check_publish(out);
 }
 
 }  // namespace baetyl::mqtt

@@ -67,6 +67,22 @@ HeaderResult decode_fixed_header(std::string_view data, const DecodeLimits& limi
 // the 3.1.1 layout (e.g. MQTT 5 properties) only protocol_name and protocol_level are filled in.
 DecodeResult decode(std::string_view data, const DecodeLimits& limits = {});
 
+// A PUBLISH whose topic and payload point into the bytes it was decoded from: a broker reads it
+// without copying, and copies it only when it keeps the message.
+struct PublishView {
+  std::string_view topic;
+  std::string_view payload;
+  std::uint8_t qos = 0;
+  bool retain = false;
+  bool dup = false;
+  std::uint16_t packet_id = 0;  // non-zero exactly when qos > 0
+};
+
+// Decodes the PUBLISH whose fixed header decode_fixed_header() returned, from `data` holding the
+// whole packet (header included), with the checks of decode(). Returns an empty string when it is
+// valid, else the error as decode() words it.
+std::string decode_publish(std::string_view data, const FixedHeader& header, PublishView& out);
+
 // Checks a packet against the rules the decoder enforces; returns an empty string when valid.
 std::string validate(const Packet& packet);
 

@@ -1,0 +1,123 @@
+#include "egress_queue.h"
+
+#include <algorithm>
+
+namespace baetyl::hub {
+namespace {
+
+// The size of the packet at the front of `packets`: fixed header byte, Remaining Length, body.
+// The packets were encoded by the hub, so the header is well formed.
+std::size_t packet_size(std::string_view packets) {
+  std::size_t remaining = 0;
+  std::size_t i = 1;
+  for (int shift = 0; i < packets.size(); shift += 7) {
+    const auto byte = static_cast<unsigned char>(packets[i++]);
+    remaining |= static_cast<std::size_t>(byte & 0x7F) << shift;
+    if (!(byte & 0x80)) break;
+  }
+  return std::min(i + remaining, packets.size());
+}
+
+}  // namespace
+
+std::size_t end_of_packets(std::string_view packets, std::size_t count) {
+  std::size_t end = 0;
+  for (std::size_t i = 0; i < count && end < packets.size(); ++i) {
+    end += packet_size(packets.substr(end));
+  }
+  return end;
+}
+
+void EgressQueue::push(Outgoing out) {
+  if (out.qos == 0) ++qos0_;
+  entries_.push_back(Entry{std::move(out)});
+}
+
+std::size_t EgressQueue::push_encoded(std::string_view packets, std::size_t count,
+                                      std::size_t room) {
+  const std::size_t taken = std::min(count, room);
+  if (taken == 0) return 0;
+  const std::size_t bytes = taken == count ? packets.size() : end_of_packets(packets, taken);
+  if (encoded_start_ == encoded_.size()) {
+    encoded_.clear();
+    encoded_start_ = 0;
+  }
+  encoded_.append(packets.substr(0, bytes));
+  if (!entries_.empty() && entries_.back().encoded()) {
+    entries_.back().packets += taken;
+    entries_.back().bytes += bytes;
+  } else {
+    entries_.push_back(Entry{{}, taken, bytes});
+  }
+  qos0_ += taken;
+  return taken;
+}
+
+void EgressQueue::pop_front() {
+  if (entries_.front().out.qos == 0) --qos0_;
+  entries_.pop_front();
+}
+
+std::size_t EgressQueue::take_encoded(std::string& out, std::size_t limit) {
+  Entry& entry = entries_.front();
+  if (out.empty() && encoded_start_ == 0 && entry.bytes == encoded_.size() && entry.bytes <= limit) {
+    // All of the buffer: trade it for the caller's (each keeps a buffer of the size it needs).
+    const std::size_t count = entry.packets;
+    out.swap(encoded_);
+    encoded_.clear();
+    qos0_ -= count;
+    entries_.pop_front();
+    return count;
+  }
+  const std::string_view packets = std::string_view(encoded_).substr(encoded_start_, entry.bytes);
+  std::size_t bytes = entry.bytes;
+  std::size_t count = entry.packets;
+  if (out.size() + bytes > limit && count > 1) {
+    // Whole packets up to the limit, at least one.
+    bytes = packet_size(packets);
+    count = 1;
+    while (count < entry.packets) {
+      const std::size_t next = packet_size(packets.substr(bytes));
+      if (out.size() + bytes + next > limit) break;
+      bytes += next;
+      ++count;
+    }
+  }
+  out.append(packets.substr(0, bytes));
+  encoded_start_ += bytes;
+  qos0_ -= count;
+  if (count == entry.packets) {
+    entries_.pop_front();
+  } else {
+    entry.packets -= count;
+    entry.bytes -= bytes;
+  }
+  if (encoded_start_ == encoded_.size()) {
+    encoded_.clear();
+    encoded_start_ = 0;
+    if (encoded_.capacity() > 1024 * 1024) encoded_.shrink_to_fit();  // after a burst
+  } else if (encoded_start_ > 64 * 1024 && encoded_start_ > encoded_.size() / 2) {
+    encoded_.erase(0, encoded_start_);  // a subscriber that falls behind: keep the buffer bounded
+    encoded_start_ = 0;
+  }
+  return count;
+}
+
+void EgressQueue::drop_qos0() {
+  std::erase_if(entries_, [](const Entry& e) { return e.encoded() || e.out.qos == 0; });
+  encoded_.clear();
+  encoded_.shrink_to_fit();
+  encoded_start_ = 0;
+  qos0_ = 0;
+}
+
+std::string_view EgressQueue::encoded_bytes(const Entry& entry) const {
+  std::size_t offset = encoded_start_;
+  for (const auto& e : entries_) {
+    if (&e == &entry) return std::string_view(encoded_).substr(offset, e.bytes);
+    offset += e.bytes;
+  }
+  return {};
+}
+
+}  // namespace baetyl::hub

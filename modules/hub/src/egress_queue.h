@@ -1,0 +1,78 @@
+#pragma once
+// The deliveries waiting for one session's connection, in the order they were queued.
+//
+// QoS 1/2 deliveries (and retained messages sent on subscribe) wait as Outgoing entries holding
+// the shared message: they get a packet id when sent and stay in flight until acknowledged.
+// QoS 0 deliveries wait as the PUBLISH packets the publisher's thread encoded, consecutive ones in
+// one entry over a byte buffer. The subscriber's writer then copies bytes in order instead of
+// following a pointer per message into memory another core just wrote, and a QoS 0 message needs
+// no shared copy at all.
+#include <cstddef>
+#include <deque>
+#include <string>
+#include <string_view>
+
+#include "message.h"
+
+namespace baetyl::hub {
+
+struct Outgoing {
+  MessagePtr message;
+  std::uint8_t qos = 0;   // delivery QoS: min(message, subscription)
+  bool retain = false;    // set only for retained messages sent on subscribe
+  bool dup = false;       // sent before (restored from the store)
+  bool stored = false;    // has a queue entry in the store to delete on acknowledgement
+  bool released = false;  // QoS 2 restored after PUBREC: send PUBREL, not the message
+};
+
+class EgressQueue {
+ public:
+  struct Entry {
+    Outgoing out;             // the delivery, when `packets` is 0
+    std::size_t packets = 0;  // else this many encoded QoS 0 PUBLISH packets,
+    std::size_t bytes = 0;    // of this many bytes, next in the buffer
+    bool encoded() const { return packets > 0; }
+  };
+
+  bool empty() const { return entries_.empty(); }
+  // QoS 0 deliveries waiting, encoded or not.
+  std::size_t qos0() const { return qos0_; }
+
+  void push(Outgoing out);
+  // Queues the first `room` (at most) of the `count` whole PUBLISH packets in `packets`; returns
+  // how many were queued.
+  std::size_t push_encoded(std::string_view packets, std::size_t count, std::size_t room);
+
+  Entry& front() { return entries_.front(); }
+  // Removes the front entry, which must not be encoded (see take_encoded).
+  void pop_front();
+  // Appends the front entry's packets to `out`, whole ones, while `out` stays within `limit` bytes
+  // (at least one packet); removes the entry once all of it was taken. Returns the packets taken.
+  std::size_t take_encoded(std::string& out, std::size_t limit);
+
+  // Forgets every QoS 0 delivery (a session going offline keeps only QoS 1 and 2).
+  void drop_qos0();
+  // Removes the Outgoing entries for which `remove(const Outgoing&)` holds.
+  template <class Predicate>
+  void erase_outgoing_if(Predicate remove) {
+    std::erase_if(entries_, [&](const Entry& e) {
+      if (e.encoded() || !remove(e.out)) return false;
+      if (e.out.qos == 0) --qos0_;
+      return true;
+    });
+  }
+  const std::deque<Entry>& entries() const { return entries_; }
+  // The packets of an encoded entry, while it is queued.
+  std::string_view encoded_bytes(const Entry& entry) const;
+
+ private:
+  std::deque<Entry> entries_;
+  std::string encoded_;           // the encoded entries' packets, oldest first,
+  std::size_t encoded_start_ = 0;  // from here (what is before was taken)
+  std::size_t qos0_ = 0;
+};
+
+// The end of the `count`-th whole PUBLISH packet in `packets` (or the end of `packets`).
+std::size_t end_of_packets(std::string_view packets, std::size_t count);
+
+}  // namespace baetyl::hub
