@@ -112,6 +112,7 @@ void Broker::restore(StoredState state) {
         topics_.insert(filter, session.get(), qos);
         session->subscriptions[filter] = qos;
       }
+      topics_version_.store(topics_.version(), std::memory_order_release);
     }
     for (auto& d : stored.queue) {
       session->pending.push(Outgoing{d.message, d.qos, false, true, true, d.released});
@@ -209,6 +210,7 @@ void Broker::remove_subscriptions(Session& session) {
   }
   std::unique_lock lock(topics_mutex_);
   for (const auto& f : filters) topics_.erase(f, &session);
+  topics_version_.store(topics_.version(), std::memory_order_release);
 }
 
 void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored) {
@@ -319,8 +321,7 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
 
   thread_local std::vector<std::pair<std::string, std::uint8_t>> queue;
   {
-    std::shared_lock lock(topics_mutex_);
-    const auto& matches = match_locked(m.topic);
+    const auto& matches = match(m.topic);
     if (durable) {
       queue.clear();
       for (const auto& [session, granted] : matches) {
@@ -350,20 +351,24 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
   if (!route_stats_.empty()) route(m, 0);
 }
 
-const std::vector<std::pair<Session*, std::uint8_t>>& Broker::match_locked(std::string_view topic) {
+const std::vector<std::pair<Session*, std::uint8_t>>& Broker::match(std::string_view topic) {
   // The last topic matched on this thread, while the tree is unchanged: a publisher mostly sends
-  // to the same topic many times in a row.
+  // to the same topic many times in a row, and then neither the tree nor its lock is touched.
   thread_local struct {
     std::uint64_t broker = 0;
     std::uint64_t version = 0;
     std::string topic;
     std::vector<std::pair<Session*, std::uint8_t>> matches;
+    std::vector<std::shared_ptr<Session>> alive;  // the matched sessions, kept while remembered
   } last;
-  if (last.broker == id_ && last.version == topics_.version() && last.topic == topic) {
+  if (last.broker == id_ && last.version == topics_version_.load(std::memory_order_acquire) &&
+      last.topic == topic) {
     return last.matches;
   }
   auto& matches = last.matches;
   matches.clear();
+  last.alive.clear();
+  std::shared_lock lock(topics_mutex_);
   topics_.match(topic, [&](Session* s, std::uint8_t qos) { matches.emplace_back(s, qos); });
   // Overlapping subscriptions of one session: one copy at the highest QoS.
   if (matches.size() > 1) {
@@ -378,6 +383,7 @@ const std::vector<std::pair<Session*, std::uint8_t>>& Broker::match_locked(std::
     }
     matches.resize(out);
   }
+  for (const auto& [session, qos] : matches) last.alive.push_back(session->shared_from_this());
   last.broker = id_;
   last.version = topics_.version();
   last.topic.assign(topic);
@@ -422,6 +428,7 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
     {
       std::unique_lock lock(topics_mutex_);
       topics_.insert(sub.topic_filter, session.get(), granted);
+      topics_version_.store(topics_.version(), std::memory_order_release);
     }
     {
       std::lock_guard lock(session->mutex);
@@ -473,6 +480,7 @@ void Broker::unsubscribe(const std::shared_ptr<Session>& session,
     {
       std::unique_lock lock(topics_mutex_);
       topics_.erase(filter, session.get());
+      topics_version_.store(topics_.version(), std::memory_order_release);
     }
     if (session->persistent() && store_) store_->remove_subscription(session->client_id(), filter);
   }

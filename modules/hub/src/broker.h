@@ -157,9 +157,9 @@ class Broker {
                             std::size_t count);
   void count_dropped(const Session& session, std::size_t count);
   void route(const MessageView& message, int depth);
-  // The sessions subscribed to `topic`, one entry each at its highest granted QoS; call with
-  // topics_mutex_ held (shared), use before the next call on this thread.
-  const std::vector<std::pair<Session*, std::uint8_t>>& match_locked(std::string_view topic);
+  // The sessions subscribed to `topic`, one entry each at its highest granted QoS; valid (and the
+  // sessions alive) until the next call on this thread.
+  const std::vector<std::pair<Session*, std::uint8_t>>& match(std::string_view topic);
   void remove_subscriptions(Session& session);
 
   std::uint64_t id_ = 0;  // unique in the process (a thread's match cache names its broker)
@@ -175,6 +175,7 @@ class Broker {
 
   ShardedSharedMutex topics_mutex_;
   TopicTree<Session*> topics_;
+  std::atomic<std::uint64_t> topics_version_{0};  // topics_.version(), readable without the lock
 
   std::mutex retained_mutex_;
   std::map<std::string, MessagePtr, std::less<>> retained_;

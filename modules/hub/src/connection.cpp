@@ -15,6 +15,9 @@ constexpr std::size_t kWriteBatchBytes = 256 * 1024;
 // A full in-flight window short of half acknowledged is refilled this long after the first
 // acknowledgement (see window_has_room).
 constexpr auto kLazyRefill = std::chrono::milliseconds(2);
+// A publisher whose messages filled a subscriber's QoS 0 queue past half waits for it to drain.
+constexpr auto kCongestionPoll = std::chrono::microseconds(100);
+constexpr auto kCongestionWait = std::chrono::milliseconds(100);
 
 auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -235,16 +238,19 @@ asio::awaitable<void> Connection::read_loop() {
       in.resize(kInitialBuffer);
       in.shrink_to_fit();
     }
-    // A subscriber's QoS 0 queue is filling up: give it time to drain (up to 100 ms per read,
-    // so a subscriber that stopped reading cannot hold the publisher up for long).
+    // A subscriber's QoS 0 queue is filling up: give it time to drain, looking every
+    // kCongestionPoll (a subscriber that keeps up drains its queue within a fraction of a
+    // millisecond) for up to kCongestionWait per read (a subscriber that stopped reading cannot
+    // hold the publisher up for long).
     if (auto subscriber = Broker::take_congestion()) {
       const std::size_t low = broker_.config().message.egress.qos0_buffer_size / 4;
-      for (int i = 0; i < 100 && !closed_; ++i) {
+      const auto give_up = Clock::now() + kCongestionWait;
+      while (!closed_ && Clock::now() < give_up) {
         {
           std::lock_guard lock(subscriber->mutex);
           if (subscriber->pending.qos0() <= low || subscriber->connection.expired()) break;
         }
-        resume_.expires_after(std::chrono::milliseconds(1));
+        resume_.expires_after(kCongestionPoll);
         co_await resume_.async_wait(token(ec));
       }
     }

@@ -60,7 +60,8 @@ void EgressQueue::pop_front() {
 
 std::size_t EgressQueue::take_encoded(std::string& out, std::size_t limit) {
   Entry& entry = entries_.front();
-  if (out.empty() && encoded_start_ == 0 && entry.bytes == encoded_.size() && entry.bytes <= limit) {
+  if (out.empty() && encoded_start_ == 0 && entry.bytes == encoded_.size() &&
+      entry.bytes <= 4 * limit) {
     // All of the buffer: trade it for the caller's (each keeps a buffer of the size it needs).
     const std::size_t count = entry.packets;
     out.swap(encoded_);
@@ -72,7 +73,8 @@ std::size_t EgressQueue::take_encoded(std::string& out, std::size_t limit) {
   const std::string_view packets = std::string_view(encoded_).substr(encoded_start_, entry.bytes);
   std::size_t bytes = entry.bytes;
   std::size_t count = entry.packets;
-  if (out.size() + bytes > limit && count > 1) {
+  // A run up to a few times the limit goes whole: cutting it costs a look at every packet.
+  if (out.size() + bytes > 4 * limit && count > 1) {
     // Whole packets up to the limit, at least one.
     bytes = packet_size(packets);
     count = 1;

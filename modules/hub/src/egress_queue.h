@@ -46,8 +46,9 @@ class EgressQueue {
   Entry& front() { return entries_.front(); }
   // Removes the front entry, which must not be encoded (see take_encoded).
   void pop_front();
-  // Appends the front entry's packets to `out`, whole ones, while `out` stays within `limit` bytes
-  // (at least one packet); removes the entry once all of it was taken. Returns the packets taken.
+  // Appends the front entry's packets to `out`: all of them when `out` stays within four times
+  // `limit` bytes, else whole packets while it stays within `limit` (at least one). Removes the
+  // entry once all of it was taken. Returns the packets taken.
   std::size_t take_encoded(std::string& out, std::size_t limit);
 
   // Forgets every QoS 0 delivery (a session going offline keeps only QoS 1 and 2).

@@ -574,25 +574,25 @@ TEST(EgressQueue, KeepsTheOrderOfEncodedAndSharedDeliveries) {
   EXPECT_EQ(q.qos0(), 0u);
 }
 
-// Whole packets only: up to the bound, at least one per take even when it alone is larger.
+// A run goes whole up to four times the limit; a longer one is cut after whole packets, at least
+// one.
 TEST(EgressQueue, TakesWholePacketsWithinTheLimit) {
-  EgressQueue q;
   std::string packets;
-  for (int i = 0; i < 5; ++i) packets += qos0_packet("t", std::string(100, char('0' + i)));
-  const std::size_t one = qos0_packet("t", std::string(100, 'x')).size();
-  ASSERT_EQ(q.push_encoded(packets, 5, 5), 5u);
+  for (int i = 0; i < 20; ++i) packets += qos0_packet("t", std::string(100, char('a' + i)));
+  const std::size_t one = packets.size() / 20;
+  EgressQueue q;
+  ASSERT_EQ(q.push_encoded(packets, 20, 20), 20u);
   std::string out;
-  EXPECT_EQ(q.take_encoded(out, 2 * one + 1), 2u);
-  EXPECT_EQ(out.size(), 2 * one);
-  EXPECT_EQ(q.qos0(), 3u);
-  std::string small;
-  EXPECT_EQ(q.take_encoded(small, 10), 1u);  // one packet even beyond the limit
-  EXPECT_EQ(publish_payloads(small), (std::vector<std::string>{std::string(100, '2')}));
-  std::string rest;
-  EXPECT_EQ(q.take_encoded(rest, 1 << 20), 2u);
-  EXPECT_EQ(publish_payloads(rest),
-            (std::vector<std::string>{std::string(100, '3'), std::string(100, '4')}));
+  EXPECT_EQ(q.take_encoded(out, 2 * one + 1), 2u);  // 20 packets: more than 4 x the limit
+  EXPECT_EQ(publish_payloads(out), (std::vector<std::string>{std::string(100, 'a'),
+                                                             std::string(100, 'b')}));
+  out = "x";
+  EXPECT_EQ(q.take_encoded(out, 10), 1u);  // one packet even beyond the limit
+  out.clear();
+  EXPECT_EQ(q.take_encoded(out, 5 * one), 17u);  // 17 packets: within 4 x the limit
+  EXPECT_EQ(publish_payloads(out).back(), std::string(100, 't'));
   EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.qos0(), 0u);
 }
 
 // Beyond the room a session has, the rest of the packets is dropped whole.
@@ -648,6 +648,34 @@ TEST(Broker, Qos0DeliveriesAreEncodedOnceAndBounded) {
   EXPECT_EQ(publish_payloads(s->pending.encoded_bytes(s->pending.entries()[0])),
             (std::vector<std::string>{"1", "2", "3"}));
   EXPECT_EQ(broker.stats().messages_dropped.load(), 2u);
+}
+
+// A thread remembers the sessions its last topic matched; any change of the subscriptions (on any
+// thread) makes it match again.
+TEST(Broker, RememberedMatchesFollowSubscriptionChanges) {
+  HubConfig config;
+  Broker broker(config, nullptr, spdlog::default_logger());
+  auto a = broker.attach("a", false, nullptr).session;
+  auto b = broker.attach("b", false, nullptr).session;
+  auto count = [](Session& s) {
+    std::lock_guard lock(s.mutex);
+    return s.pending.entries().size();
+  };
+  const Message m{"t/x", "p", 1};
+  broker.subscribe(a, {{"t/x", 1}}, nullptr);
+  broker.publish(m);
+  EXPECT_EQ(count(*a), 1u);
+  std::thread([&] { broker.subscribe(b, {{"t/+", 1}}, nullptr); }).join();
+  broker.publish(m);
+  EXPECT_EQ(count(*a), 2u);
+  EXPECT_EQ(count(*b), 1u);
+  broker.unsubscribe(a, {"t/x"});
+  broker.publish(m);
+  EXPECT_EQ(count(*a), 2u);
+  EXPECT_EQ(count(*b), 2u);
+  broker.detach(b, nullptr);  // persistent: its subscriptions stay
+  broker.publish(m);
+  EXPECT_EQ(count(*b), 3u);
 }
 
 // A connection's read commits its messages on its own thread when the read is handled.
