@@ -422,27 +422,34 @@ ${raw}\`\`\`
 ## Notes
 
 - Worker threads: the bench client runs on the same 2 cores. With one worker the client has the
-  other core to itself; with two it shares both with the hub. It needs little of them: 0.04–0.07
-  µs of CPU per message received in the QoS 0 cases (its own line of the raw output), against
-  0.15–0.4 µs for the hub with one worker, so the second worker could raise every rate; a row
-  where the client needed as much as one worker would be "not shown", as one where one worker
-  kept less than 0.9 cores busy (it was not the limit). The ratios of one case spread widely from
-  run to run (this VM's speed varies by ±20 % or more). Persisted QoS 1 1 → 1 grew in every full
-  run of 2026-11-26 (1.04–2.36×), 4 → 1 in most (0.84–1.69×): each worker commits the messages
-  it reads and the other keeps serving meanwhile. QoS 0 4 → 1: every publish used to take a
-  shared lock of the subscription tree (a std::shared_mutex, whose reader count is one cache line
-  written by every reader) and add to a shared message counter, so with two workers these lines
-  moved between the cores on every message (a tenth of the hub's CPU each in \`perf\`); the
-  lock is now sharded per thread and messages in are counted once per read, and the hub's CPU per
-  message with two workers went from 0.7–1.1 µs to 0.5–0.8 µs: 4 → 1 is now about even
-  (0.91–1.35× over the runs after the change, 0.98× in this one; 0.78–0.96× before). **1 → 4 does not grow (0.62–0.76×), and
-  that is the hub's doing**: with two workers its CPU per delivery doubles (0.15 → 0.30 µs). In
-  \`perf\`, glibc's free of messages allocated by the publisher's worker and released by the
-  subscriber's (the other worker's malloc arena, taken under its lock: \`_int_free\` 5 → 12 % of
-  the samples, lock waits 3 %) and the kernel's wake-ups of the other worker take the difference.
-  Handing each write's messages back to their worker to be freed there was tried and cost more
-  than it saved (0.41 µs: that worker then touches every message's reference count again);
-  fewer allocations per message (the payload in the message's own block) is what is left.
+  other core to itself; with two it shares both with the hub. It needs little of them: 0.03–0.07
+  µs of CPU per message received in the QoS 0 cases (its own line of the raw output), a third or
+  less of what one worker needs, so the second worker could raise every rate; a row where the
+  client needed as much as one worker would be "not shown", as one where one worker kept less
+  than 0.9 cores busy (it was not the limit). The ratios of one case spread widely from run to
+  run (this VM's speed varies by ±20 % or more), hence the QoS 0 cases' three runs. Persisted
+  QoS 1 grew in every full run of 2026-11-26 where one worker was the limit: each worker commits
+  the messages it reads and the other keeps serving meanwhile.
+- QoS 0 with two workers: a delivery used to be a shared message (two allocations, one of them
+  freed by the other worker's thread, under the lock of the allocating thread's malloc arena:
+  about 95,000 futex calls per worker in a 2-second 1 → 4 run) plus a queue entry per subscriber,
+  which the subscriber's worker followed by pointer into lines the publisher's core had just
+  written; the hub's CPU per message doubled with the second worker (4 → 1: 0.4 → 0.5–0.8 µs,
+  1 → 4: 0.15 → 0.30 µs per delivery) and neither case grew (4 → 1 0.91–1.35×, 1 → 4
+  0.55–0.76×). Now the publisher's worker encodes each QoS 0 PUBLISH once per read and copies
+  the read's run of packets into each subscriber's queue, whose writer sends the bytes as they
+  are; the PUBLISH is routed from the read buffer, with no allocation for a QoS 0 message; the
+  last topic of a connection skips the topic checks and the ACL; and the last match of a thread
+  is reused without the subscription lock while the subscriptions are unchanged. One worker went
+  from 0.39 to 0.17 µs per message at 4 → 1 and from 0.15 to 0.07 µs per delivery at 1 → 4, and
+  two workers now cost about as much per message as one (0.18–0.24 and 0.07–0.08 µs). 4 → 1
+  grows by 1.06–1.39× over the runs of 2026-11-26 after the change. 1 → 4 grows little
+  (0.99–1.16×): its one publisher is read by one worker, which also serves two of the four
+  subscribers; sending to a subscriber (the kernel's copy and the wake-up of the reader) is now
+  most of a delivery's cost, so that worker stays the limit while the other one, with the other
+  two subscribers, is busy a fifth of the time (\`perf\`: 2,500 against 900 samples). Larger
+  reads were tried (256 KB instead of 64 KB): fewer sends per message, but four publishers then
+  put more into one subscriber's queue in one round than its QoS 0 bound holds (loss).
 - Slow persistent consumer: each acknowledgement used to be a transaction of its own and a
   wake-up of the store's writer thread; a consumer acknowledging one message at a time (a
   function rule with manual ack) cost the hub several times the CPU per message of one
