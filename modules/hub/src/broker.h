@@ -40,6 +40,7 @@ struct BrokerStats {
   std::atomic<std::uint64_t> publish_denied{0};
   std::atomic<std::uint64_t> subscribe_denied{0};
   std::atomic<std::uint64_t> auth_failures{0};
+  std::atomic<std::uint64_t> writes_offloaded{0};  // sent by a less busy worker (see Workers)
 };
 
 class Broker {

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <random>
 
+#include <sys/socket.h>
+
 #include "baetyl/mqtt/topic.h"
 
 namespace baetyl::hub {
@@ -50,8 +52,10 @@ std::string check_publish_topic(std::string_view topic) {
 
 }  // namespace
 
-Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, asio::any_io_executor strand)
+Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, asio::any_io_executor strand,
+                       Workers* workers)
     : broker_(broker),
+      workers_(workers),
       stream_(std::move(stream)),
       strand_(strand),
       signal_(strand),
@@ -138,7 +142,7 @@ void Connection::wake() { signal_.cancel(); }
 void Connection::do_close() {
   if (closed_) return;
   closed_ = true;
-  stream_->close();
+  if (!offloading_) stream_->close();  // else write_out closes it when the send returns
   signal_.cancel();
   watchdog_.cancel();
   resume_.cancel();
@@ -174,6 +178,7 @@ asio::awaitable<void> Connection::read_loop() {
     std::size_t n =
         co_await stream_->read_some(asio::buffer(in.data() + used, in.size() - used), ec);
     if (ec || closed_) break;
+    if (workers_) workers_->sample();
     const bool filled = used + n == in.size();
     used += n;
     if (connected_ && keepalive_.count() > 0) deadline_ = Clock::now() + keepalive_;
@@ -636,7 +641,7 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
       continue;
     }
     error_code ec;
-    co_await self->stream_->write(asio::buffer(buffer), ec);
+    co_await self->write_out(buffer, ec);
     if (ec) {
       self->do_close();
       break;
@@ -650,6 +655,52 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
       buffer.shrink_to_fit();
     }
   }
+}
+
+namespace {
+// Sends what the socket takes without waiting; the bytes sent.
+std::size_t send_without_waiting(int fd, std::string_view data) {
+  std::size_t sent = 0;
+  while (sent < data.size()) {
+    const ssize_t n =
+        ::send(fd, data.data() + sent, data.size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0) break;  // full (or failing: the strand's write finds out)
+    sent += static_cast<std::size_t>(n);
+  }
+  return sent;
+}
+}  // namespace
+
+asio::awaitable<void> Connection::write_out(std::string_view data, error_code& ec) {
+  if (workers_ != nullptr) {
+    workers_->sample();
+    const int fd = stream_->tcp_handle();
+    if (fd >= 0) {
+      if (auto target = workers_->offload_target(data.size())) {
+        // The other worker sends while this strand neither writes nor closes the socket; reads
+        // go on here (the kernel allows one reader and one writer at once).
+        offloading_ = true;
+        Workers* workers = workers_;
+        const std::size_t sent = co_await asio::co_spawn(
+            *target,
+            [workers, fd, data]() -> asio::awaitable<std::size_t> {
+              workers->sample();
+              co_return send_without_waiting(fd, data);
+            },
+            asio::use_awaitable);
+        offloading_ = false;
+        if (closed_) {
+          stream_->close();
+          ec = asio::error::operation_aborted;
+          co_return;
+        }
+        broker_.stats().writes_offloaded.fetch_add(1, std::memory_order_relaxed);
+        data.remove_prefix(sent);
+        if (data.empty()) co_return;
+      }
+    }
+  }
+  co_await stream_->write(asio::buffer(data), ec);
 }
 
 }  // namespace baetyl::hub

@@ -11,12 +11,15 @@
 #include "baetyl/mqtt/codec.h"
 #include "broker.h"
 #include "stream.h"
+#include "workers.h"
 
 namespace baetyl::hub {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Broker& broker, std::unique_ptr<Stream> stream, asio::any_io_executor strand);
+  // `workers`: the hub's workers, for sending a large write from a less busy one (may be null).
+  Connection(Broker& broker, std::unique_ptr<Stream> stream, asio::any_io_executor strand,
+             Workers* workers = nullptr);
   ~Connection();
 
   // Serves the connection until it closes; run on the strand given to the constructor.
@@ -38,6 +41,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void wake_soon();
 
   static asio::awaitable<void> write_loop(std::shared_ptr<Connection> self);
+  // Writes `data`, from another worker when Workers::offload_target says so.
+  asio::awaitable<void> write_out(std::string_view data, error_code& ec);
   static asio::awaitable<void> watchdog(std::shared_ptr<Connection> self);
   asio::awaitable<void> read_loop();
   void finish();
@@ -56,6 +61,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void collect(std::string& out);
 
   Broker& broker_;
+  Workers* workers_;
   std::unique_ptr<Stream> stream_;
   asio::any_io_executor strand_;
   asio::steady_timer signal_;    // wakes the writer
@@ -71,6 +77,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed_ = false;
   bool disconnected_ = false;  // DISCONNECT received: no will
   bool flush_then_close_ = false;
+  bool offloading_ = false;  // another worker is sending on the socket: close it afterwards
   std::chrono::steady_clock::duration keepalive_{};
   std::chrono::steady_clock::time_point deadline_;
   std::chrono::steady_clock::time_point next_retry_check_;

@@ -26,13 +26,17 @@ std::size_t usable_cpus() {
 
 }  // namespace
 
-Hub::Hub(HubConfig config, std::shared_ptr<spdlog::logger> log, std::size_t threads)
+Hub::Hub(HubConfig config, std::shared_ptr<spdlog::logger> log, std::size_t threads,
+         Workers::Policy offload)
     : config_(std::move(config)),
       log_(std::move(log)),
       threads_count_(threads ? threads : usable_cpus()) {
+  std::vector<asio::io_context*> contexts;
   for (std::size_t i = 0; i < threads_count_; ++i) {
     contexts_.push_back(std::make_unique<asio::io_context>(1));
+    contexts.push_back(contexts_.back().get());
   }
+  workers_ = std::make_unique<Workers>(std::move(contexts), offload);
 }
 
 asio::io_context& Hub::next_context() {
@@ -59,9 +63,9 @@ void Hub::start() {
   }
   for (const auto& address : config_.listeners) bind(address);
 
-  for (auto& context : contexts_) {
-    work_.push_back(asio::make_work_guard(*context));
-    threads_.emplace_back([&context = *context] { context.run(); });
+  for (std::size_t i = 0; i < contexts_.size(); ++i) {
+    work_.push_back(asio::make_work_guard(*contexts_[i]));
+    threads_.emplace_back([this, i] { workers_->run(i); });
   }
 }
 
@@ -141,7 +145,7 @@ asio::awaitable<void> Hub::serve(Tcp::socket socket, const ListenAddress& addres
     }
     timeout.cancel();
   }
-  auto connection = std::make_shared<Connection>(*broker_, std::move(stream), strand);
+  auto connection = std::make_shared<Connection>(*broker_, std::move(stream), strand, workers_.get());
   {
     std::lock_guard lock(connections_mutex_);
     if (stopped_) co_return;
@@ -233,6 +237,7 @@ nlohmann::json Hub::stats() {
        {{"connect", s.auth_failures.load()},
         {"publish", s.publish_denied.load()},
         {"subscribe", s.subscribe_denied.load()}}},
+      {"workers", {{"count", workers_->size()}, {"writes_offloaded", s.writes_offloaded.load()}}},
       {"store",
        {{"backlog", store_ ? store_->backlog() : 0}, {"commits", store_ ? store_->commits() : 0}}},
       {"rules", rules},

@@ -24,8 +24,9 @@ namespace baetyl::hub {
 
 class Hub {
  public:
-  // `threads` 0: one worker per core.
-  Hub(HubConfig config, std::shared_ptr<spdlog::logger> log, std::size_t threads = 0);
+  // `threads` 0: one worker per core; `offload`: when a write moves to a less busy worker.
+  Hub(HubConfig config, std::shared_ptr<spdlog::logger> log, std::size_t threads = 0,
+      Workers::Policy offload = {});
   ~Hub();
   Hub(const Hub&) = delete;
   Hub& operator=(const Hub&) = delete;
@@ -38,6 +39,7 @@ class Hub {
   void stop(std::chrono::milliseconds timeout);
 
   Broker& broker() { return *broker_; }
+  Workers& workers() { return *workers_; }
   const HubConfig& config() const { return config_; }
   std::size_t open_connections();
   // Connections, sessions, messages in/out and route counters, as reported to the master.
@@ -61,6 +63,7 @@ class Hub {
   // One io_context per worker thread: a connection's reads, writes and timers stay on one
   // thread, without waking another worker for each event as a shared io_context does.
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::unique_ptr<Workers> workers_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::atomic<std::size_t> next_context_{0};
   std::vector<std::thread> threads_;

@@ -53,6 +53,7 @@ class TcpStream final : public Stream {
   asio::awaitable<void> write(asio::const_buffer b, error_code& ec) override {
     co_await asio::async_write(socket_, b, token(ec));
   }
+  int tcp_handle() override { return socket_.native_handle(); }
   void close() override {
     error_code ec;
     socket_.shutdown(Tcp::socket::shutdown_both, ec);

@@ -14,6 +14,9 @@ class Stream {
   virtual asio::awaitable<void> write(asio::const_buffer buffer, error_code& ec) = 0;
   // Closes the socket; pending operations complete with an error. Call on the stream's strand.
   virtual void close() = 0;
+  // The socket's descriptor for a plain TCP stream, which another thread may send on while the
+  // stream's own strand does not write (see Connection); -1 for TLS and WebSocket.
+  virtual int tcp_handle() { return -1; }
   // The TLS and WebSocket handshakes; throws on failure. Nothing to do for plain TCP.
   virtual asio::awaitable<void> handshake() { co_return; }
 

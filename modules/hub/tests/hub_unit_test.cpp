@@ -14,6 +14,10 @@
 #include "broker.h"
 #include "connection.h"
 #include "egress_queue.h"
+#include "hub_test_support.h"
+#include "server.h"
+#include "workers.h"
+#include "baetyl/testing/ports.h"
 #include "baetyl/testing/temp_dir.h"
 #include "config.h"
 #include "sharded_shared_mutex.h"
@@ -676,6 +680,114 @@ TEST(Broker, RememberedMatchesFollowSubscriptionChanges) {
   broker.detach(b, nullptr);  // persistent: its subscriptions stay
   broker.publish(m);
   EXPECT_EQ(count(*b), 3u);
+}
+
+namespace {
+// Keeps worker `index` busy in slices of 3 ms (other handlers of that worker run in between),
+// sampling its load, until `burning` is false.
+void burn(Workers& workers, std::size_t index, std::atomic<bool>& burning) {
+  const auto end = std::chrono::steady_clock::now() + 3ms;
+  while (std::chrono::steady_clock::now() < end) {
+  }
+  workers.sample();
+  if (burning) asio::post(workers.executor(index), [&, index] { burn(workers, index, burning); });
+}
+}  // namespace
+
+// A worker that spins on the CPU is busy and an idle one is not: the busy one's large writes go
+// to the idle one, its small ones and the idle one's stay where they are. (A lower bar than the
+// hub's: other processes on the machine lower a spinning thread's share of the CPU.)
+TEST(Workers, LargeWritesOfABusyWorkerGoToAnIdleOne) {
+  asio::io_context a(1);
+  asio::io_context b(1);
+  const Workers::Policy policy{0.3, 0.2, 16 * 1024};
+  Workers workers({&a, &b}, policy);
+  auto keep_a = asio::make_work_guard(a);
+  auto keep_b = asio::make_work_guard(b);
+  std::thread run_a([&] { workers.run(0); });
+  std::thread run_b([&] { workers.run(1); });
+  std::promise<std::pair<bool, bool>> busy_side;
+  asio::post(a, [&] {
+    // Busy is CPU time over wall time, which other processes on the machine lower: spin until
+    // the samples show it (60 ms on an idle machine), for up to a second.
+    const auto start = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() < start + 60ms ||
+           (workers.busy(0) < policy.busy && std::chrono::steady_clock::now() < start + 1s)) {
+      workers.sample();
+    }
+    EXPECT_EQ(current_worker(), std::optional<std::size_t>(0));
+    const auto large = workers.offload_target(64 * 1024);
+    busy_side.set_value({large && *large == b.get_executor(),
+                         workers.offload_target(policy.min_bytes - 1).has_value()});
+  });
+  const auto [large_moves, small_moves] = busy_side.get_future().get();
+  EXPECT_GE(workers.busy(0), policy.busy);
+  EXPECT_TRUE(large_moves);
+  EXPECT_FALSE(small_moves);
+  std::promise<bool> idle_side;
+  asio::post(b, [&] { idle_side.set_value(workers.offload_target(64 * 1024).has_value()); });
+  EXPECT_FALSE(idle_side.get_future().get());
+  EXPECT_FALSE(workers.offload_target(64 * 1024).has_value());  // not a worker thread
+  keep_a.reset();
+  keep_b.reset();
+  run_a.join();
+  run_b.join();
+}
+
+// A subscriber whose worker is kept busy gets its messages, in order, sent by the other worker.
+TEST(HubWorkers, ASubscribersWritesGoToTheOtherWorkerWhileItsOwnIsBusy) {
+  baetyl::testing::TempDir dir;
+  const std::uint16_t port = baetyl::testing::free_port();
+  HubConfig config = load("listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n" +
+                          "principals:\n"
+                          "  - username: test\n"
+                          "    password: hahaha\n"
+                          "    permissions:\n"
+                          "      - {action: pub, permit: ['#']}\n"
+                          "      - {action: sub, permit: ['#']}\n" +
+                          "storage: {dir: " + dir.path().string() + "}\n");
+  // Any write of a worker busier than the other moves: this tests the moving, not the policy.
+  Hub hub(config, spdlog::default_logger(), 2, Workers::Policy{0, 0, 1});
+  hub.start();
+  namespace t = baetyl::hub::testing;
+  t::RawClient sub(port);  // the first connection: worker 0
+  ASSERT_EQ(sub.connect(t::make_connect("sub")).return_code, mqtt::ConnectReturnCode::Accepted);
+  sub.send(mqtt::Subscribe{1, {{"t/#", 0}}});
+  sub.expect<mqtt::Suback>();
+  t::RawClient pub(port);  // worker 1
+  ASSERT_EQ(pub.connect(t::make_connect("pub")).return_code, mqtt::ConnectReturnCode::Accepted);
+
+  std::atomic<bool> burning{true};
+  asio::post(hub.workers().executor(0), [&] { burn(hub.workers(), 0, burning); });
+  std::this_thread::sleep_for(30ms);
+  // Bursts a few milliseconds apart: the publisher's worker stays mostly idle, while the
+  // subscriber's, busy, finds tens of kilobytes queued whenever it gets to write.
+  constexpr int kBursts = 30;
+  int next = 1;
+  for (int round = 0; round < 5 && hub.broker().stats().writes_offloaded.load() == 0; ++round) {
+    const int first = next;
+    std::jthread publisher([&pub, first] {
+      for (int b = 0; b < kBursts; ++b) {
+        std::string burst;
+        for (int i = first + b * 100; i < first + (b + 1) * 100; ++i) {
+          mqtt::encode(mqtt::Publish{"t/x", std::to_string(i) + std::string(300, '.'), 0}, burst);
+        }
+        pub.send_raw(burst);
+        std::this_thread::sleep_for(2ms);
+      }
+    });
+    for (int received = 0; received < kBursts * 100; ++received, ++next) {
+      auto packet = sub.receive(10s);
+      ASSERT_TRUE(packet) << "round " << round << ", after " << received << " messages";
+      const auto& p = std::get<mqtt::Publish>(*packet);
+      ASSERT_EQ(p.payload.substr(0, p.payload.find('.')), std::to_string(next));
+    }
+    publisher.join();
+  }
+  burning = false;
+  EXPECT_GT(hub.broker().stats().writes_offloaded.load(), 0u);
+  EXPECT_EQ(hub.stats()["workers"]["count"], 2);
+  hub.stop(5s);
 }
 
 // A connection's read commits its messages on its own thread when the read is handled.
