@@ -442,16 +442,21 @@ ${raw}\`\`\`
   last topic of a connection skips the topic checks and the ACL; and the last match of a thread
   is reused without the subscription lock while the subscriptions are unchanged. One worker went
   from 0.39 to 0.17 µs per message at 4 → 1 and from 0.15 to 0.07 µs per delivery at 1 → 4, and
-  two workers now cost about as much per message as one (0.17–0.24 and 0.07–0.08 µs). 4 → 1
-  grows by 1.06–1.39× over the runs of 2026-11-26 after the change. **1 → 4 does not grow
-  reliably (0.89–1.16×)**: its one publisher is read by one worker, which also serves two of the
-  four subscribers, and sending to a subscriber (the kernel's copy and the wake-up of the reader)
-  is now most of a delivery's cost: about three quarters of the hub's work stays on that worker
-  (\`perf\`: 2,500 of 3,400 samples), so a second worker could add at most about 1.35× even
-  with that worker's core to itself, and the bench client, which needs half a core at these
-  rates (0.04 µs per delivery at 15 million a second), shares that core. Larger reads were tried
-  (256 KB instead of 64 KB): fewer sends per message, but four publishers then put more into one
-  subscriber's queue in one round than its QoS 0 bound holds (loss).
+  two workers now cost about as much per message as one (0.17–0.24 and 0.06–0.08 µs); 4 → 1
+  then grew by 1.06–1.39× over the runs of 2026-11-26.
+- QoS 0 1 → 4: its one publisher is read by one worker, which, with connections placed in turn,
+  also serves two of the four subscribers; sending to a subscriber (the kernel's copy and the
+  wake-up of the reader) is most of a delivery's cost, so three quarters of the hub's work stayed
+  on that worker (\`perf\`: 2,500 of 3,400 samples) and 1 → 4 did not grow reliably
+  (0.89–1.16×). Each worker now samples its own CPU time, and a write of 16 KB or more on a
+  worker at least 60 % busy is sent by a worker at least 15 points less busy (plain TCP: that
+  worker sends on the socket without waiting while the connection's strand neither writes nor
+  closes it). The publisher's worker then hands its subscribers' sends to the other one: 1 → 4
+  grew by 1.17–1.48× and 4 → 1 by 1.26–1.47× in the runs of 2026-11-26 after this change. (With
+  a bar of 80 % and a margin of 30 points, 0.93–1.39×: the busy worker stopped handing writes
+  over as soon as it dropped below the bar.) Larger reads were tried as well (256 KB instead of
+  64 KB): fewer sends per message, but four publishers then put more into one subscriber's queue
+  in one round than its QoS 0 bound holds (loss).
 - Slow persistent consumer: each acknowledgement used to be a transaction of its own and a
   wake-up of the store's writer thread; a consumer acknowledging one message at a time (a
   function rule with manual ack) cost the hub several times the CPU per message of one
@@ -479,12 +484,15 @@ ${raw}\`\`\`
 - The QoS 0 ratios are large and change a lot between runs. A likely reason (not measured here)
   is that mosquitto writes each outgoing packet with its own system call while the hub batches a
   subscriber's queue into one write; mosquitto runs untuned (Debian's configuration).
-- QoS 0 latency at 5,000 msg/s: p99 moves between 0.3 and 2 ms from run to run on this VM, for
-  both brokers (mosquitto's median run here: 1.6 ms). On 2026-11-26, the hub of this change and
-  the one before it were run alternately, three runs each, four times: p99 0.26–2.08 ms against
-  0.27–2.01 ms, medians per round 0.34–0.86 ms against 0.55–1.50 ms; the full runs of the same
-  day gave a median p99 of 0.32 ms (before the change) and 1.18 and 1.67 ms (after it), with the
-  load average near 1 from other work on the machine.
+- Latency: the p99 of either broker moves between 0.3 and 2.5 ms from run to run on this VM
+  (its load average was 1.2–1.8 during the runs of 2026-11-26 after 06:00, from other work on
+  the machine). That day the hub before the QoS 0 changes, the one after them and the one that
+  also hands writes over were run alternately (one publisher, one subscriber, 5 s each, 4–6
+  rounds): QoS 0 at 5,000 msg/s p99 0.41–0.99, 0.38–1.06 and 0.35–1.33 ms; QoS 1 at 2,000 msg/s
+  send → delivery p99 0.47–2.18, 0.45–2.94 and 0.69–2.54 ms, send → PUBACK 0.57–2.62, 0.63–1.72
+  and 0.44–2.13 ms: no difference beyond the spread. The full run of 05:52 (before the changes)
+  passed every latency row, the ones after them missed QoS 0 (median p99 1.2–1.9 ms), and this
+  one the PUBACK row too.
 - Latency is measured from the publisher's send time (written into the payload) to the subscriber
   reading the message, both in one process on one clock. A publisher behind schedule sends at once,
   so a stall shows in the next messages' latency only through queueing.
