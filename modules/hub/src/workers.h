@@ -6,7 +6,7 @@
 // cannot be split, so when its worker also serves some of its subscribers, that worker is the
 // limit while another idles (one publisher, four subscribers: three quarters of the work on one
 // of two workers). A large write of a plain TCP connection on a worker that is much busier than
-// another is then sent by the other one (see Connection::write_loop).
+// another is then sent by the other one (see Connection::write_out).
 #include <atomic>
 #include <chrono>
 #include <cstddef>
