@@ -39,7 +39,9 @@ Broker::DeliveryBatch::~DeliveryBatch() {
         }
       }
     }
-    if (connection) connection->notify();
+    // A subscriber served by another, idle worker gets the read's QoS 0 packets from this thread:
+    // waking that worker would cost more than the write.
+    if (connection && !connection->write_directly()) connection->notify();
   }
 }
 

@@ -41,6 +41,7 @@ struct BrokerStats {
   std::atomic<std::uint64_t> subscribe_denied{0};
   std::atomic<std::uint64_t> auth_failures{0};
   std::atomic<std::uint64_t> writes_offloaded{0};  // sent by a less busy worker (see Workers)
+  std::atomic<std::uint64_t> writes_direct{0};     // sent by a publisher's worker (write_directly)
 };
 
 class Broker {

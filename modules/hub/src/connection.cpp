@@ -70,6 +70,7 @@ Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, asio::any
 Connection::~Connection() = default;
 
 asio::awaitable<void> Connection::run(std::shared_ptr<Connection> self) {
+  self->home_thread_ = std::this_thread::get_id();
   asio::co_spawn(self->strand_, write_loop(self), asio::detached);
   asio::co_spawn(self->strand_, watchdog(self), asio::detached);
   co_await self->read_loop();
@@ -142,7 +143,8 @@ void Connection::wake() { signal_.cancel(); }
 void Connection::do_close() {
   if (closed_) return;
   closed_ = true;
-  if (!offloading_) stream_->close();  // else write_out closes it when the send returns
+  close_requested_ = true;
+  close_socket_when_free();
   signal_.cancel();
   watchdog_.cancel();
   resume_.cancel();
@@ -551,6 +553,8 @@ void Connection::on_pubrec(std::uint16_t packet_id) {
 }
 
 void Connection::collect(std::string& out) {
+  out.append(tail_);
+  tail_.clear();
   out.append(control_);
   control_.clear();
   if (!session_) return;
@@ -618,8 +622,21 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
   std::string buffer;
   const auto retry = self->broker_.config().message.egress.qos1_retry_interval;
   while (!self->closed_) {
+    if (!self->acquire_writer(kWriterStrand)) {
+      // A direct writer has the socket: it wakes this writer when it is done.
+      self->strand_waiting_ = true;
+      if (!self->acquire_writer(kWriterStrand)) {
+        if (self->writer_ == kWriterClosed) break;
+        self->signal_.expires_at(Clock::time_point::max());
+        error_code ec;
+        co_await self->signal_.async_wait(token(ec));
+        continue;
+      }
+      self->strand_waiting_ = false;
+    }
     buffer.clear();
     self->collect(buffer);
+    if (buffer.empty()) self->release_writer(kWriterStrand);
     if (buffer.empty() && self->flush_then_close_) {
       self->do_close();
       break;
@@ -642,9 +659,15 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
     }
     error_code ec;
     co_await self->write_out(buffer, ec);
+    self->release_writer(kWriterStrand);
     if (ec) {
       self->do_close();
       break;
+    }
+    // The first write carried CONNACK: from now on another worker may write QoS 0 packets.
+    if (self->connected_ && self->stream_->tcp_handle() >= 0 && self->workers_ != nullptr &&
+        self->workers_->size() > 1) {
+      self->direct_allowed_.store(true, std::memory_order_release);
     }
     if (self->flush_then_close_ && self->control_.empty()) {
       self->do_close();
@@ -690,7 +713,7 @@ asio::awaitable<void> Connection::write_out(std::string_view data, error_code& e
             asio::use_awaitable);
         offloading_ = false;
         if (closed_) {
-          stream_->close();
+          close_socket_when_free();
           ec = asio::error::operation_aborted;
           co_return;
         }
@@ -701,6 +724,65 @@ asio::awaitable<void> Connection::write_out(std::string_view data, error_code& e
     }
   }
   co_await stream_->write(asio::buffer(data), ec);
+}
+
+bool Connection::acquire_writer(std::uint8_t role) {
+  std::uint8_t idle = kWriterIdle;
+  return writer_.compare_exchange_strong(idle, role);
+}
+
+void Connection::release_writer(std::uint8_t role) {
+  std::uint8_t held = role;
+  writer_.compare_exchange_strong(held, kWriterIdle);  // not when closed meanwhile
+}
+
+void Connection::close_socket_when_free() {
+  std::uint8_t state = writer_.load();
+  while (true) {
+    if (state == kWriterClosed || state == kWriterDirect) return;  // a direct writer closes after
+    if (state == kWriterStrand && offloading_) return;  // write_out closes after the hand-over
+    if (writer_.compare_exchange_weak(state, kWriterClosed)) break;
+  }
+  stream_->close();
+}
+
+bool Connection::write_directly() {
+  if (!direct_allowed_.load(std::memory_order_acquire) || close_requested_ ||
+      std::this_thread::get_id() == home_thread_) {
+    return false;
+  }
+  // A busy worker keeps its time for its own connections (and large writes go the other way).
+  if (!workers_->may_write_directly()) return false;
+  if (!acquire_writer(kWriterDirect)) return false;
+  constexpr std::size_t kDirectBytes = 64 * 1024;
+  thread_local std::string out;
+  out.clear();
+  out.swap(tail_);
+  bool more = false;
+  std::uint64_t sent = 0;
+  {
+    std::lock_guard lock(session_->mutex);
+    auto& pending = session_->pending;
+    if (session_->connection.lock().get() == this) {
+      while (!pending.empty() && pending.front().encoded() && out.size() < kDirectBytes) {
+        sent += pending.take_encoded(out, kDirectBytes);
+      }
+    }
+    more = !pending.empty();
+  }
+  if (sent) broker_.stats().messages_out.fetch_add(sent, std::memory_order_relaxed);
+  broker_.stats().writes_direct.fetch_add(1, std::memory_order_relaxed);
+  const std::size_t written = send_without_waiting(stream_->tcp_handle(), out);
+  if (written < out.size()) {
+    tail_.assign(out, written);
+    more = true;
+  }
+  release_writer(kWriterDirect);
+  if (close_requested_) {
+    asio::post(strand_, [self = shared_from_this()] { self->close_socket_when_free(); });
+    return true;
+  }
+  return !more && !strand_waiting_.exchange(false);
 }
 
 }  // namespace baetyl::hub

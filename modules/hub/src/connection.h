@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "baetyl/asio.h"
 #include "baetyl/mqtt/codec.h"
@@ -27,6 +28,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // New messages were queued on the session (thread-safe).
   void notify();
+  // Sends the QoS 0 packets at the front of the session's queue from the calling thread, when
+  // that is cheaper than waking the connection's own worker: a plain TCP connection served by
+  // another worker, whose writer is idle, while the caller's worker is not busy. False when the
+  // connection still needs notify() (it could not, or something is left for its writer).
+  bool write_directly();
   // Closes the connection (thread-safe); the will is published unless the client disconnected.
   void close();
 
@@ -47,6 +53,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> read_loop();
   void finish();
   void do_close();
+  // Closes the socket unless a write from another thread is using it (which closes it after).
+  void close_socket_when_free();
+  // The role of writing to the socket: the strand's writer or a direct writer (write_directly).
+  bool acquire_writer(std::uint8_t role);
+  void release_writer(std::uint8_t role);
   void wake();
 
   Next handle(mqtt::Packet& packet);
@@ -78,6 +89,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool disconnected_ = false;  // DISCONNECT received: no will
   bool flush_then_close_ = false;
   bool offloading_ = false;  // another worker is sending on the socket: close it afterwards
+  enum : std::uint8_t { kWriterIdle, kWriterStrand, kWriterDirect, kWriterClosed };
+  std::atomic<std::uint8_t> writer_{kWriterIdle};
+  std::atomic<bool> strand_waiting_{false};   // the strand's writer waits for a direct writer
+  std::atomic<bool> close_requested_{false};
+  std::atomic<bool> direct_allowed_{false};   // CONNACK was sent and the stream is plain TCP
+  std::thread::id home_thread_;               // the worker thread of the strand
+  std::string tail_;  // what a direct write left unsent: the next writer sends it first
   std::chrono::steady_clock::duration keepalive_{};
   std::chrono::steady_clock::time_point deadline_;
   std::chrono::steady_clock::time_point next_retry_check_;

@@ -63,6 +63,10 @@ double Workers::busy(std::size_t index) const {
   return load.permille.load(std::memory_order_relaxed) / 1000.0;
 }
 
+bool Workers::may_write_directly() const {
+  return this_workers == this && busy(this_index) < policy_.direct_below;
+}
+
 std::optional<asio::io_context::executor_type> Workers::offload_target(std::size_t bytes) const {
   if (this_workers != this || bytes < policy_.min_bytes || contexts_.size() < 2) {
     return std::nullopt;

@@ -19,11 +19,13 @@
 namespace baetyl::hub {
 
 // When a write moves: the writing worker at least `busy` busy, another at least `margin` less
-// busy, and the write at least `min_bytes`.
+// busy, and the write at least `min_bytes`. And the other way: a worker less than `direct_below`
+// busy writes the QoS 0 packets it delivers to a connection of another worker itself.
 struct OffloadPolicy {
   double busy = 0.6;
   double margin = 0.15;
   std::size_t min_bytes = 16 * 1024;
+  double direct_below = 0.5;
 };
 
 class Workers {
@@ -49,6 +51,8 @@ class Workers {
   // Where a write of `bytes` on the calling worker should be sent from instead (the least busy
   // other worker, as the policy says); nullopt to write as usual.
   std::optional<asio::io_context::executor_type> offload_target(std::size_t bytes) const;
+  // Whether the calling worker may write to a connection of another worker (see OffloadPolicy).
+  bool may_write_directly() const;
 
   static constexpr auto kSampleInterval = std::chrono::milliseconds(5);
   static constexpr auto kStale = std::chrono::milliseconds(50);

@@ -700,7 +700,7 @@ void burn(Workers& workers, std::size_t index, std::atomic<bool>& burning) {
 TEST(Workers, LargeWritesOfABusyWorkerGoToAnIdleOne) {
   asio::io_context a(1);
   asio::io_context b(1);
-  const Workers::Policy policy{0.3, 0.2, 16 * 1024};
+  const Workers::Policy policy{0.3, 0.2, 16 * 1024, 0.5};
   Workers workers({&a, &b}, policy);
   auto keep_a = asio::make_work_guard(a);
   auto keep_b = asio::make_work_guard(b);
@@ -746,8 +746,9 @@ TEST(HubWorkers, ASubscribersWritesGoToTheOtherWorkerWhileItsOwnIsBusy) {
                           "      - {action: pub, permit: ['#']}\n"
                           "      - {action: sub, permit: ['#']}\n" +
                           "storage: {dir: " + dir.path().string() + "}\n");
-  // Any write of a worker busier than the other moves: this tests the moving, not the policy.
-  Hub hub(config, spdlog::default_logger(), 2, Workers::Policy{0, 0, 1});
+  // Any write of a worker busier than the other moves: this tests the moving, not the policy; and
+  // the publisher's worker does not write to the subscriber itself.
+  Hub hub(config, spdlog::default_logger(), 2, Workers::Policy{0, 0, 1, 0});
   hub.start();
   namespace t = baetyl::hub::testing;
   t::RawClient sub(port);  // the first connection: worker 0
@@ -787,6 +788,48 @@ TEST(HubWorkers, ASubscribersWritesGoToTheOtherWorkerWhileItsOwnIsBusy) {
   burning = false;
   EXPECT_GT(hub.broker().stats().writes_offloaded.load(), 0u);
   EXPECT_EQ(hub.stats()["workers"]["count"], 2);
+  hub.stop(5s);
+}
+
+// A publisher's worker that is not busy writes QoS 0 packets to a subscriber on the other worker
+// itself (no wake-up of that worker); QoS 1 deliveries in between still go through the
+// subscriber's writer, and everything arrives in order.
+TEST(HubWorkers, AnIdlePublishersWorkerWritesQos0ToASubscriberOnTheOtherOne) {
+  baetyl::testing::TempDir dir;
+  const std::uint16_t port = baetyl::testing::free_port();
+  HubConfig config = load("listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n" +
+                          "principals:\n"
+                          "  - username: test\n"
+                          "    password: hahaha\n"
+                          "    permissions:\n"
+                          "      - {action: pub, permit: ['#']}\n"
+                          "      - {action: sub, permit: ['#']}\n" +
+                          "storage: {dir: " + dir.path().string() + "}\n");
+  Hub hub(config, spdlog::default_logger(), 2);
+  hub.start();
+  namespace t = baetyl::hub::testing;
+  t::RawClient sub(port);  // worker 0
+  ASSERT_EQ(sub.connect(t::make_connect("sub")).return_code, mqtt::ConnectReturnCode::Accepted);
+  sub.send(mqtt::Subscribe{1, {{"t/#", 1}}});
+  sub.expect<mqtt::Suback>();
+  t::RawClient pub(port);  // worker 1
+  ASSERT_EQ(pub.connect(t::make_connect("pub")).return_code, mqtt::ConnectReturnCode::Accepted);
+  constexpr int kMessages = 200;
+  for (int i = 1; i <= kMessages; ++i) {
+    const std::uint8_t qos = i % 10 == 0 ? 1 : 0;
+    pub.send(mqtt::Publish{"t/x", std::to_string(i), qos, false, false,
+                           static_cast<std::uint16_t>(qos ? i : 0)});
+    if (qos) pub.expect<mqtt::Puback>();
+    std::this_thread::sleep_for(1ms);
+  }
+  for (int i = 1; i <= kMessages; ++i) {
+    auto packet = sub.receive(5s);
+    ASSERT_TRUE(packet) << "after " << i - 1 << " messages";
+    const auto& p = std::get<mqtt::Publish>(*packet);
+    ASSERT_EQ(p.payload, std::to_string(i));
+    if (p.qos == 1) sub.send(mqtt::Puback{p.packet_id});
+  }
+  EXPECT_GT(hub.broker().stats().writes_direct.load(), 0u);
   hub.stop(5s);
 }
 
