@@ -496,7 +496,7 @@ ${raw}\`\`\`
   With the hub on one core (one worker) its QoS 0 p99 at 5,000 msg/s was 0.17–0.29 ms, against
   0.59–0.85 ms on two in alternating runs: a publisher and its subscriber served by different
   workers cost a wake-up of the other vCPU per message, which this VM makes slow and irregular.
-  Since then a publisher's worker that is less than half busy also sends the QoS 0 packets it
+  Since then a publisher's worker that is less than a quarter busy also sends the QoS 0 packets it
   queues for an idle subscriber on the other worker itself: alternating runs gave a QoS 0 p99 of
   0.15–1.01 ms against 0.65–1.23 ms without it, and the same throughput.
 - Latency is measured from the publisher's send time (written into the payload) to the subscriber

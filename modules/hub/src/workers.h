@@ -25,7 +25,7 @@ struct OffloadPolicy {
   double busy = 0.6;
   double margin = 0.15;
   std::size_t min_bytes = 16 * 1024;
-  double direct_below = 0.5;
+  double direct_below = 0.25;
 };
 
 class Workers {
