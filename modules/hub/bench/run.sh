@@ -491,8 +491,8 @@ ${raw}\`\`\`
   rounds): QoS 0 at 5,000 msg/s p99 0.41–0.99, 0.38–1.06 and 0.35–1.33 ms; QoS 1 at 2,000 msg/s
   send → delivery p99 0.47–2.18, 0.45–2.94 and 0.69–2.54 ms, send → PUBACK 0.57–2.62, 0.63–1.72
   and 0.44–2.13 ms: no difference beyond the spread. The full run of 05:52 (before the changes)
-  passed every latency row, the ones after them missed QoS 0 (median p99 1.2–1.9 ms), and the
-  last two the PUBACK row too.
+  and this one passed every latency row; the five in between missed QoS 0 (median p99
+  1.2–1.9 ms), two of them the PUBACK row too.
   With the hub on one core (one worker) its QoS 0 p99 at 5,000 msg/s was 0.17–0.29 ms, against
   0.59–0.85 ms on two in alternating runs: a publisher and its subscriber served by different
   workers cost a wake-up of the other vCPU per message, which this VM makes slow and irregular.
