@@ -683,6 +683,19 @@ TEST(Broker, RememberedMatchesFollowSubscriptionChanges) {
 }
 
 namespace {
+// A hub on 127.0.0.1:`port` storing in `dir`, where user test/hahaha may publish and subscribe
+// to everything.
+HubConfig open_hub_config(std::uint16_t port, const baetyl::testing::TempDir& dir) {
+  return load("listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n" +
+              "principals:\n"
+              "  - username: test\n"
+              "    password: hahaha\n"
+              "    permissions:\n"
+              "      - {action: pub, permit: ['#']}\n"
+              "      - {action: sub, permit: ['#']}\n" +
+              "storage: {dir: " + dir.path().string() + "}\n");
+}
+
 // Keeps worker `index` busy in slices of 3 ms (other handlers of that worker run in between),
 // sampling its load, until `burning` is false.
 void burn(Workers& workers, std::size_t index, std::atomic<bool>& burning) {
@@ -738,14 +751,7 @@ TEST(Workers, LargeWritesOfABusyWorkerGoToAnIdleOne) {
 TEST(HubWorkers, ASubscribersWritesGoToTheOtherWorkerWhileItsOwnIsBusy) {
   baetyl::testing::TempDir dir;
   const std::uint16_t port = baetyl::testing::free_port();
-  HubConfig config = load("listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n" +
-                          "principals:\n"
-                          "  - username: test\n"
-                          "    password: hahaha\n"
-                          "    permissions:\n"
-                          "      - {action: pub, permit: ['#']}\n"
-                          "      - {action: sub, permit: ['#']}\n" +
-                          "storage: {dir: " + dir.path().string() + "}\n");
+  const HubConfig config = open_hub_config(port, dir);
   // Any write of a worker busier than the other moves: this tests the moving, not the policy; and
   // the publisher's worker does not write to the subscriber itself.
   Hub hub(config, spdlog::default_logger(), 2, Workers::Policy{0, 0, 1, 0});
@@ -797,14 +803,7 @@ TEST(HubWorkers, ASubscribersWritesGoToTheOtherWorkerWhileItsOwnIsBusy) {
 TEST(HubWorkers, AnIdlePublishersWorkerWritesQos0ToASubscriberOnTheOtherOne) {
   baetyl::testing::TempDir dir;
   const std::uint16_t port = baetyl::testing::free_port();
-  HubConfig config = load("listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n" +
-                          "principals:\n"
-                          "  - username: test\n"
-                          "    password: hahaha\n"
-                          "    permissions:\n"
-                          "      - {action: pub, permit: ['#']}\n"
-                          "      - {action: sub, permit: ['#']}\n" +
-                          "storage: {dir: " + dir.path().string() + "}\n");
+  const HubConfig config = open_hub_config(port, dir);
   Hub hub(config, spdlog::default_logger(), 2);
   hub.start();
   namespace t = baetyl::hub::testing;
