@@ -771,8 +771,8 @@ bool Connection::write_directly() {
     more = !pending.empty();
   }
   if (sent) broker_.stats().messages_out.fetch_add(sent, std::memory_order_relaxed);
-  broker_.stats().writes_direct.fetch_add(1, std::memory_order_relaxed);
-  const std::size_t written = send_without_waiting(stream_->tcp_handle(), out);
+  if (!out.empty()) broker_.stats().writes_direct.fetch_add(1, std::memory_order_relaxed);
+  const std::size_t written = out.empty() ? 0 : send_without_waiting(stream_->tcp_handle(), out);
   if (written < out.size()) {
     tail_.assign(out, written);
     more = true;
