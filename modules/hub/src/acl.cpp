@@ -102,25 +102,6 @@ bool filter_covers(std::string_view permit, std::string_view filter) {
   }
 }
 
-bool filters_overlap(std::string_view a, std::string_view b) {
-  auto dollar_vs_wildcard = [](std::string_view x, std::string_view y) {
-    return !x.empty() && x.front() == '$' && !y.empty() && (y.front() == '+' || y.front() == '#');
-  };
-  if (dollar_vs_wildcard(a, b) || dollar_vs_wildcard(b, a)) return false;
-  std::size_t ap = 0;
-  std::size_t bp = 0;
-  while (true) {
-    if (ap == std::string_view::npos && bp == std::string_view::npos) return true;
-    if (ap == std::string_view::npos) return b.substr(bp) == "#";
-    if (bp == std::string_view::npos) return a.substr(ap) == "#";
-    std::string_view x = next_level(a, ap);
-    std::string_view y = next_level(b, bp);
-    if (x == "#" || y == "#") return true;
-    if (x == "+" || y == "+" || x == y) continue;
-    return false;
-  }
-}
-
 std::optional<std::string> filter_intersection(std::string_view filter,
                                                std::string_view permission) {
   const auto f = split_levels(filter);

@@ -14,9 +14,6 @@ namespace baetyl::hub {
 // True when every topic matched by `filter` is matched by `permit` (both valid topic filters).
 bool filter_covers(std::string_view permit, std::string_view filter);
 
-// True when some topic name is matched by both filters.
-bool filters_overlap(std::string_view a, std::string_view b);
-
 // Permissions are about names: a permit or deny filter starting with a wildcard matches topics
 // starting with '$' too, while a subscription's filter does not [MQTT-4.7.2-1].
 
