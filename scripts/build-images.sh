@@ -68,6 +68,12 @@ stage() {
         tar -C "$context/lib/baetyl/function-node" -x
       ;;
     *)
+      # The images hold no sanitizer runtimes (libasan, libubsan).
+      local needed
+      needed=$(objdump -p "$binary" | awk '$1 == "NEEDED" { print $2 }')
+      if [[ $needed == *libasan* || $needed == *libubsan* ]]; then
+        fail "$binary is a sanitizer build; build the images from a Release build (make image)"
+      fi
       strip --strip-unneeded -o "$context/bin/$program" "$binary" ;;
   esac
 }
