@@ -1,8 +1,8 @@
 // The module images as `make image` builds them (scripts/build-images.sh, run by the CTest fixture
 // docker_images before these tests), run for real with `docker run`: the hub answers MQTT on a
 // port published on 127.0.0.1, the SQL, Python and Node runtimes answer gRPC calls with the
-// example's functions, the timer publishes to a hub container it reaches by name on a
-// user-defined network, every image carries its seed names and no build tools.
+// example's functions, the timer and the function manager's rules reach a hub container by name
+// on a user-defined network, every image carries its seed names and no build tools.
 // The containers are those of the exact images the fixture built (BUILD_DIR/images/<module>.id),
 // named baetyl-test-images-<pid>-<n> and removed by the test.
 #include <signal.h>
@@ -301,6 +301,23 @@ TEST(DockerImages, TimerPublishesToAHubContainerItReachesByNameOnAUserDefinedNet
     EXPECT_TRUE(json.contains("time")) << payload;
   }
   EXPECT_EQ(timer.stop(), 0) << timer.logs();
+}
+
+// Without a master it cannot start runtime instances, but its rules connect to the hub.
+TEST(DockerImages, FunctionManagerConnectsItsRulesToAHubContainerItReachesByName) {
+  Network network;
+  Container hub = start_hub({.network = network.name(), .alias = "localhub"});
+  ASSERT_TRUE(hub.wait_for_log("hub started")) << hub.logs();
+  Container manager(image_of("function-manager"),
+                    {.network = network.name(),
+                     .binds = {bind(kExample / "function-manager-conf", "/etc/baetyl")}});
+  for (const char* client : {"func-python27-sayhi-1", "func-sql-filter-1", "func-python36-sayhi-1",
+                             "func-node85-sayhi-1"}) {
+    EXPECT_TRUE(manager.wait_for_log(std::string("MQTT client ") + client +
+                                     ": connected to tcp://localhub:1883"))
+        << manager.logs();
+  }
+  EXPECT_EQ(manager.stop(), 0) << manager.logs();
 }
 
 TEST(DockerImages, EveryImageCarriesItsSeedNamesRunsItsProgramAndHasNoBuildTools) {
