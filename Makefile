@@ -1,10 +1,13 @@
 # Thin wrapper over CMake with the verbs of the original Baetyl Makefile.
 #   make            install missing build dependencies, then build everything (Release)
 #   make test       install every dependency, build, run every test
-#   make run        install, build, run the example in the foreground (Ctrl-C stops it)
+#   make run        install, build, run the example in the foreground (Ctrl-C stops it);
+#                   MODE=docker runs example/docker in containers, building the images first
+#   make image      install, build, build the module images (starts Docker when it is not running)
 #   make clean | rebuild
 # Variables: BUILD_DIR (default build), BUILD_TYPE (Release), SANITIZE=ON (ASan + UBSan build in
-# build-asan), JOBS (parallel jobs, default: number of cores), PREFIX (install prefix, /usr/local).
+# build-asan), JOBS (parallel jobs, default: number of cores), PREFIX (install prefix, /usr/local),
+# MODE (native or docker, for make run; default native).
 
 BUILD_TYPE ?= Release
 SANITIZE ?= OFF
@@ -16,6 +19,7 @@ endif
 JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
 CMAKE_FLAGS ?=
+MODE ?= native
 
 .PHONY: all deps deps-build configure build test run install install-native uninstall \
         uninstall-native image package clean rebuild
@@ -39,15 +43,14 @@ test: deps build
 	@scripts/run-tests.sh $(BUILD_DIR)
 
 run: deps build
-	@scripts/run-example.sh $(BUILD_DIR)
+	@scripts/run-example.sh $(BUILD_DIR) $(MODE)
 
 install install-native uninstall uninstall-native:
 	@echo "make $@: not available yet; installing Baetyl lands with the master and packaging issues." >&2
 	@exit 1
 
-image:
-	@echo "make image: not available yet; module images land with the Docker engine issue." >&2
-	@exit 1
+image: deps build
+	@scripts/build-images.sh $(BUILD_DIR)
 
 package:
 	@echo "make package: not available yet; deb/rpm packages land with the packaging issue." >&2

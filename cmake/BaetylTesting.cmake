@@ -1,8 +1,10 @@
-# baetyl_add_test(<name> SOURCES <files...> [LIBS <libs...>] [LABELS <labels...>])
-# One GoogleTest executable, each of its tests registered with CTest.
+# baetyl_add_test(<name> SOURCES <files...> [LIBS <libs...>] [LABELS <labels...>]
+#                 [PROPERTIES <CTest property> <value> ...])
+# One GoogleTest executable, each of its tests registered with CTest. PROPERTIES are added to
+# every test (TIMEOUT, 120 by default, may be given again; FIXTURES_REQUIRED, ...).
 include(GoogleTest)
 function(baetyl_add_test name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS;PROPERTIES" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gmock GTest::gtest_main
                         baetyl_compile_options)
@@ -13,6 +15,7 @@ function(baetyl_add_test name)
   if(ARG_LABELS)
     list(APPEND properties LABELS "${ARG_LABELS}")
   endif()
+  list(APPEND properties ${ARG_PROPERTIES})
   gtest_discover_tests(${name}
     WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}
     PROPERTIES ${properties}

@@ -17,13 +17,19 @@ runtime_packages=(
   python3 python3-grpcio python3-protobuf python3-yaml
   ca-certificates docker.io
 )
+# The module images: curl asks the Docker daemon whether it answers (scripts/docker-daemon.sh),
+# debootstrap creates debian:bookworm-slim when no registry has it (scripts/docker-base-image.sh),
+# binutils strips the binaries copied into the images.
+image_packages=(
+  curl debootstrap binutils
+)
 test_packages=(
   mosquitto mosquitto-clients python3-paho-mqtt openssl procps
 )
 
 wanted=("${build_packages[@]}")
 if [[ "${1:-}" != "--build" ]]; then
-  wanted+=("${runtime_packages[@]}" "${test_packages[@]}")
+  wanted+=("${runtime_packages[@]}" "${image_packages[@]}" "${test_packages[@]}")
 fi
 
 missing=()

@@ -1,29 +1,48 @@
 #!/usr/bin/env bash
-# Runs the example in the foreground until Ctrl-C: the master (`baetyl start`) in native mode on
-# a copy of example/native, the docs' function walkthrough: the hub (baetyl-hub on 127.0.0.1:1883,
-# user test/hahaha), the function manager and the Python, Node and SQL runtimes it starts on
-# demand. A subscriber prints everything under t/ as `[received] <topic> <payload>` lines, and
-# once the hub is up the script publishes {"id":1} and {"id":20} to `t` (publish more with
+# Runs the example in the foreground until Ctrl-C: the master (`baetyl start`) on a copy of
+# example/<MODE>, the docs' function walkthrough: the hub (on 127.0.0.1:1883, user test/hahaha),
+# the function manager and the Python, Node and SQL runtimes it starts on demand.
+#   native  every service a process of the build tree (baetyl-hub, ...)
+#   docker  every service a container of the module images, built first (scripts/build-images.sh,
+#           which starts the Docker daemon when none answers; seconds when they are up to date);
+#           the hub's container publishes 1883 on 127.0.0.1, and a timer publishes to `timer`
+# A subscriber prints everything under t/ (and `timer`) as `[received] <topic> <payload>` lines,
+# and once the hub is up the script publishes {"id":1} and {"id":20} to `t` (publish more with
 # mosquitto_pub -h 127.0.0.1 -u test -P hahaha -t t -m '{"id":3}').
 #
-#   scripts/run-example.sh [BUILD_DIR]     (default: build)
+#   scripts/run-example.sh [BUILD_DIR] [native|docker]     (default: build native)
 #
-# The work directory is BUILD_DIR/example-native: its configuration is copied fresh from
-# example/native on every run, its data and logs (var/db/baetyl/*-data, var/log) are kept.
+# The work directory is BUILD_DIR/example-<MODE>: its configuration is copied fresh from
+# example/<MODE> on every run, its data and logs (var/db/baetyl/*-data, *-log, var/log) are kept.
 # The master API listens on the example's unix:///var/run/baetyl.sock, so run it as root.
 set -euo pipefail
 build_dir=${1:-build}
+mode=${2:-native}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/$build_dir/bin
-for program in baetyl baetyl-hub baetyl-function-manager baetyl-function-python \
-    baetyl-function-node baetyl-function-sql; do
+case $mode in
+  native)
+    programs=(baetyl baetyl-hub baetyl-function-manager baetyl-function-python
+              baetyl-function-node baetyl-function-sql)
+    topics=(-t 't/#' -t t) ;;
+  docker)
+    programs=(baetyl)
+    topics=(-t 't/#' -t t -t timer) ;;
+  *)
+    echo "run-example: unknown mode '$mode' (native or docker)" >&2
+    exit 1 ;;
+esac
+for program in "${programs[@]}"; do
   [[ -x $bin/$program ]] || { echo "run-example: $bin/$program is missing; run 'make' first" >&2; exit 1; }
 done
+if [[ $mode == docker ]]; then
+  "$root/scripts/build-images.sh" "$build_dir"
+fi
 
-workdir=$root/$build_dir/example-native
+workdir=$root/$build_dir/example-$mode
 mkdir -p "$workdir"
 rm -rf "$workdir/etc" "$workdir"/var/db/baetyl/*-conf "$workdir/var/db/baetyl/application.yml"
-cp -r "$root/example/native/." "$workdir/"
+cp -r "$root/example/$mode/." "$workdir/"
 
 pids=()
 cleanup() {
@@ -35,7 +54,7 @@ trap cleanup EXIT
 mqtt=(-h 127.0.0.1 -p 1883 -u test -P hahaha)
 # The subscriber retries until the hub is up.
 (
-  until mosquitto_sub "${mqtt[@]}" -i example-printer -t 't/#' -t t -q 1 \
+  until mosquitto_sub "${mqtt[@]}" -i example-printer "${topics[@]}" -q 1 \
       -F '[received] %t %p' 2>/dev/null; do
     sleep 0.5
   done

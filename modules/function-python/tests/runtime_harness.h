@@ -149,7 +149,9 @@ inline StreamResult call_stream(Function::Stub& stub, const std::vector<Function
       batch.Clear();
     }
   }
-  if (batch.messages_size() > 0) EXPECT_TRUE(stream->Write(batch));
+  if (batch.messages_size() > 0) {
+    EXPECT_TRUE(stream->Write(batch));
+  }
   stream->WritesDone();
   FunctionMessages received;
   while (stream->Read(&received)) {
