@@ -18,12 +18,17 @@ void describe(config::Reader& r, DockerConfig& c) {
   r.field("api_version", c.api_version).matches("[0-9]+\\.[0-9]+");
 }
 
+void describe(config::Reader& r, UpdateConfig& c) {
+  r.field("timeout", c.timeout).min(std::chrono::milliseconds(100));
+}
+
 void describe(config::Reader& r, MasterConfig& c) {
   r.field("mode", c.mode).one_of({"docker", "native"});
   r.field("grace", c.grace).min(std::chrono::milliseconds(0));
   r.field("server", c.server);
   r.field("logger", c.logger);
   r.field("docker", c.docker);
+  r.field("update", c.update);
 }
 
 MasterConfig load_master_config(const std::string& path, std::vector<std::string>* unknown_keys) {

@@ -23,16 +23,24 @@ struct DockerConfig {
   std::string api_version;  // e.g. "1.38", for "client version is too new"; empty: negotiate
 };
 
+struct UpdateConfig {
+  // How long a new master binary has to start every service after a master update before the
+  // previous binary is put back.
+  std::chrono::milliseconds timeout{std::chrono::minutes(2)};
+};
+
 struct MasterConfig {
   std::string mode = "docker";  // docker, native
   std::chrono::milliseconds grace{30000};
   ServerConfig server;
   log::LoggerConfig logger;  // logger.path defaults to kDefaultLogFile
   DockerConfig docker;
+  UpdateConfig update;
 };
 
 void describe(config::Reader& r, ServerConfig& c);
 void describe(config::Reader& r, DockerConfig& c);
+void describe(config::Reader& r, UpdateConfig& c);
 void describe(config::Reader& r, MasterConfig& c);
 
 // Reads conf.yml; a missing file means defaults. Throws config::ConfigError.

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 // <utility> before Boost.Asio: Boost 1.74 with g++ 12 in C++20 needs it.
@@ -24,6 +25,7 @@
 #include "core/master.h"
 #include "core/master_update.h"
 #include "core/system_info.h"
+#include "core/update_waiter.h"
 
 namespace baetyl::master {
 
@@ -238,21 +240,15 @@ int inspect(const Arguments& args) {
 
 // ---- start ----
 
-// Puts the previous binary back after a master update that did not start, and execs it.
-[[noreturn]] void roll_back_master_update(MasterUpdateMarker marker, const fs::path& marker_file,
-                                          const std::string& reason, char** argv,
-                                          spdlog::logger& log) {
-  log.error("the updated master did not start ({}); rolling back to {}", reason,
-            marker.backup.string());
-  OtaLog(fs::current_path() / kOtaLogFile)
-      .append(ota_step::kRollingBack, "MST", marker.trace, reason);
-  restore_binary(marker.backup, marker.binary);
-  marker.stage = "rollingback";
-  marker.error = reason;
-  marker.save(marker_file);
-  log.flush();
-  ::execv(marker.binary.c_str(), argv);
-  throw std::runtime_error("cannot exec " + marker.binary.string() + ": " + std::strerror(errno));
+// `start` as the update waiter runs it for the next binary: the same work directory (absolute:
+// the waiter runs in it) and configuration file.
+std::vector<std::string> start_arguments(const Arguments& args, const fs::path& workdir) {
+  std::vector<std::string> result = {"start", "-w", workdir.string()};
+  if (args.config) {
+    result.push_back("-c");
+    result.push_back(*args.config);
+  }
+  return result;
 }
 
 int start(const Arguments& args, char** argv) {
@@ -270,18 +266,9 @@ int start(const Arguments& args, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  // A master update in progress: this is the new binary's start (see master_update.h).
+  // Started by an update waiter: a master update hands over by exiting (see update_waiter.h).
+  const bool under_waiter = take_update_waiter();
   const fs::path marker_file = workdir / kMasterUpdateFile;
-  auto marker = MasterUpdateMarker::load(marker_file);
-  const bool trial = marker && marker->stage == "restarting";
-  if (trial) {
-    ++marker->attempts;
-    marker->save(marker_file);
-  }
-  auto fail = [&](const std::string& reason, spdlog::logger& log) -> int {
-    if (trial) roll_back_master_update(*marker, marker_file, reason, argv, log);
-    return 1;
-  };
 
   const std::string config_file = args.config.value_or(kMasterConfigFile);
   std::vector<std::string> unknown;
@@ -290,14 +277,11 @@ int start(const Arguments& args, char** argv) {
     config = load_master_config(config_file, &unknown);
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
-    return fail(e.what(), *log::make_logger(log::LoggerConfig{}, "baetyl"));
+    return 1;
   }
   auto logger = log::make_logger(config.logger, "baetyl");
   for (const auto& key : unknown) logger->warn("{}: {}: unknown key, ignored", config_file, key);
   logger->info("baetyl {} starting in {}", build_info().version, workdir.string());
-  if (trial && marker->attempts > 1) {
-    return fail("a previous start of it did not finish", *logger);
-  }
 
   MasterOptions options;
   options.workdir = workdir;
@@ -312,7 +296,7 @@ int start(const Arguments& args, char** argv) {
   } catch (const std::exception& e) {
     logger->error("{}", e.what());
     master.reset();
-    return fail(e.what(), *logger);
+    return 1;
   }
   master->finish_master_update();
 
@@ -327,11 +311,26 @@ int start(const Arguments& args, char** argv) {
   master->stop();
   master.reset();
   if (received == SIGUSR2) {
+    if (auto pending = MasterUpdateMarker::load(marker_file);
+        pending && pending->stage == "restarting") {
+      logger->info("handing over to the new master binary {}", pending->binary.string());
+      logger->flush();
+      if (under_waiter) return kHandOverExitCode;
+      const std::string problem =
+          exec_update_waiter(argv[0], workdir, start_arguments(args, workdir));
+      logger->error("{}", problem);
+      return 1;
+    }
     // Without an update in progress SIGUSR2 restarts the master in place.
-    auto pending = MasterUpdateMarker::load(marker_file);
-    const fs::path target = pending ? pending->binary : own_binary();
+    const fs::path target = own_binary();
+    std::vector<std::string> again = {argv[0]};
+    for (auto& arg : start_arguments(args, workdir)) again.push_back(std::move(arg));
+    std::vector<char*> again_argv;
+    for (auto& arg : again) again_argv.push_back(arg.data());
+    again_argv.push_back(nullptr);
+    if (under_waiter) ::setenv(kUpdateWaiterVariable, std::to_string(::getppid()).c_str(), 1);
     logger->flush();
-    ::execv(target.c_str(), argv);
+    ::execv(target.c_str(), again_argv.data());
     logger->error("cannot exec {}: {}", target.string(), std::strerror(errno));
     return 1;
   }
@@ -341,6 +340,14 @@ int start(const Arguments& args, char** argv) {
 }  // namespace
 
 int run_cli(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == kUpdateWaiterCommand) {
+    try {
+      return run_update_waiter(argc, argv);
+    } catch (const std::exception& e) {
+      std::cerr << "baetyl update-waiter: " << e.what() << "\n";
+      return 1;
+    }
+  }
   Arguments args;
   try {
     args = parse_arguments(argc, argv);

@@ -19,6 +19,7 @@
 #include "config/master_config.h"
 #include "core/ota_log.h"
 #include "core/supervisor.h"
+#include "core/update_source.h"
 #include "engine/engine.h"
 #include "stats/host_stats.h"
 
@@ -29,7 +30,7 @@ namespace baetyl::master {
 inline constexpr const char* kAdminFile = "var/run/baetyl/admin.json";
 // The user name of the admin credentials; '.' is not allowed in service names.
 inline constexpr const char* kAdminUser = "baetyl.admin";
-// The marker of a master binary update in progress (see MasterUpdate in master.cpp).
+// The marker of a master binary update in progress (see master_update.h).
 inline constexpr const char* kMasterUpdateFile = "var/db/baetyl/master-update.json";
 
 struct MasterOptions {
@@ -39,7 +40,7 @@ struct MasterOptions {
   std::shared_ptr<spdlog::logger> logger;
   std::unique_ptr<Engine> engine;  // nullptr: the engine of config.mode
   // Called (from an update thread) when a master update installed a new binary and the process
-  // must stop its services and exec `binary` again.
+  // must stop its services and hand over to it (see update_waiter.h).
   std::function<void()> request_reexec;
 };
 
@@ -96,12 +97,14 @@ class Master final : public ApiBackend {
   std::shared_ptr<Service> require_service(const std::string& name) const;
   std::shared_ptr<InstanceSupervisor> require_instance(const Service& service,
                                                        const std::string& instance) const;
-  void run_update(const api::UpdateRequest& request);
+  void run_update(const api::UpdateRequest& request, const UpdateSource& source,
+                  const std::string& text);
   // Logs the final step of the running update and ends it (see update_state_mutex_).
   void finish_update(const char* step, const std::string& type, const std::string& trace,
                      const std::string& detail = {});
-  void run_app_update(const api::UpdateRequest& request);
-  void run_master_update(const api::UpdateRequest& request);
+  // `text`: the new application.yml, read when the request came.
+  void run_app_update(const api::UpdateRequest& request, const std::string& text);
+  void run_master_update(const api::UpdateRequest& request, const UpdateSource& source);
   void write_admin_file();
   void set_error(std::string error);
 

@@ -30,6 +30,7 @@ TEST(MasterConfig, MissingFileMeansDefaults) {
   EXPECT_EQ(c.server.timeout, std::chrono::seconds(30));
   EXPECT_EQ(c.logger.path, "var/log/baetyl/baetyl.log");
   EXPECT_EQ(c.logger.level, "info");
+  EXPECT_EQ(c.update.timeout, std::chrono::minutes(2));
 }
 
 TEST(MasterConfig, AddressDefaultsToTheEnvironment) {
@@ -47,6 +48,7 @@ grace: 5s
 server: {address: "unix://var/run/baetyl.sock", timeout: 1m}
 logger: {path: "", level: debug, format: json, age: {max: 3}, size: {max: 10}, backup: {max: 2}}
 docker: {api_version: "1.38"}
+update: {timeout: 45s}
 )"));
   EXPECT_EQ(c.mode, "native");
   EXPECT_EQ(c.grace, std::chrono::seconds(5));
@@ -55,6 +57,7 @@ docker: {api_version: "1.38"}
   EXPECT_EQ(c.logger.path, "");
   EXPECT_EQ(c.logger.format, "json");
   EXPECT_EQ(c.docker.api_version, "1.38");
+  EXPECT_EQ(c.update.timeout, std::chrono::seconds(45));
 }
 
 TEST(MasterConfig, BadValuesAreReportedWithFileAndKey) {
@@ -65,6 +68,7 @@ grace: 30
 server: {address: "http://x", timeout: 0s}
 logger: {level: loud}
 docker: {api_version: latest}
+update: {timeout: 10ms}
 )");
   try {
     load_master_config(path);
@@ -77,6 +81,7 @@ docker: {api_version: latest}
     EXPECT_THAT(error, HasSubstr("server.timeout: must be at least"));
     EXPECT_THAT(error, HasSubstr("logger.level: 'loud' is not one of"));
     EXPECT_THAT(error, HasSubstr("docker.api_version: 'latest' does not match"));
+    EXPECT_THAT(error, HasSubstr("update.timeout: must be at least 100ms"));
   }
 }
 
