@@ -86,8 +86,8 @@ TEST(MasterUpdateE2E, ApplicationUpdateRestartsOnlyWhatChanged) {
       "v2",
       service("same") + service("changed", "    env: {MODE: run, NEW: yes}\n") + service("added"),
       "var/db/baetyl/v2/application.yml");
-  auto response = put_update(run, R"({"type":"APP","path":"var/db/baetyl/v2/application.yml",)"
-                                  R"("trace":"t-1"})");
+  // The legacy key, and no type: an application update.
+  auto response = put_update(run, R"({"file":"var/db/baetyl/v2/application.yml","trace":"t-1"})");
   ASSERT_EQ(response.status, 200) << response.body;
   ASSERT_TRUE(MasterRun::wait_until([&] { return ota_finished(run); })) << run.output();
   EXPECT_EQ(ota_steps(run), (std::vector<std::string>{"RECEIVED", "UPDATING", "UPDATED"}));
@@ -158,6 +158,10 @@ TEST(MasterUpdateE2E, PathsOutsideTheUpdateDirectoryAreRefusedBeforeAnythingIsRe
   auto empty = put_update(run, R"({"type":"APP","path":""})", "svc", token);
   EXPECT_EQ(empty.status, 400);
   EXPECT_THAT(empty.body, HasSubstr("update path is required"));
+  std::ofstream(db / "big.yml") << std::string((1 << 20) + 1, '#');
+  auto big = put_update(run, R"({"type":"APP","path":"var/db/baetyl/big.yml"})", "svc", token);
+  EXPECT_EQ(big.status, 400);
+  EXPECT_THAT(big.body, HasSubstr("update path 'var/db/baetyl/big.yml' is larger than 1048576"));
 
   EXPECT_FALSE(fs::exists(db / "ota.log")) << "nothing was received";
   EXPECT_EQ(read_text(db / "application.yml"), app);
