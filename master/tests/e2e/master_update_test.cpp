@@ -319,6 +319,26 @@ TEST(MasterUpdateE2E, AServiceThatFailsToStartRollsBackFileAndServices) {
   EXPECT_EQ(run.env_value("svc", "V"), "") << "svc runs its v1 definition again";
 }
 
+TEST(MasterUpdateE2E, AMisspeltTopLevelKeyStopsStartAndCheckToo) {
+  MasterRun run;
+  run.write_app("v1", service("svc"));
+  {
+    std::ofstream app(run.workdir() / "var/db/baetyl/application.yml", std::ios::app);
+    app << "volume:\n  - {name: x, path: x}\n";
+  }
+  const std::string error =
+      "var/db/baetyl/application.yml: volume: unknown key; an application has only version, "
+      "services and volumes";
+  int code = 0;
+  std::string printed = run_baetyl({"check", "-w", run.workdir().string()}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(printed, HasSubstr(error));
+  printed = run_baetyl({"start", "-w", run.workdir().string()}, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(printed, HasSubstr(error));
+  EXPECT_TRUE(run.pids("svc").empty());
+}
+
 // ---- master binary updates ----
 
 // A master started from <workdir>/bin/baetyl (a copy of the build's), as an installed one is.
