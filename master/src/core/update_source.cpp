@@ -191,6 +191,8 @@ UpdateSource open_update_source(const fs::path& workdir, const std::string& requ
   }
   if (S_ISDIR(info.st_mode)) refuse(requested, "is a directory, not a file");
   if (!S_ISREG(info.st_mode)) refuse(requested, "is not a regular file");
+  // A second name could be anywhere on the file system: the path says nothing about the file.
+  if (info.st_nlink > 1) refuse(requested, "has more than one hard link");
   return UpdateSource(file.release(), requested, resolved);
 }
 

@@ -59,6 +59,8 @@ TEST(UpdateSource, OpensOnlyRegularFilesInsideTheUpdateDirectory) {
   EXPECT_THAT(refusal(w, "var/db/baetyl/none.yml"), HasSubstr("does not exist"));
   EXPECT_THAT(refusal(w, ""), HasSubstr("update path is required"));
   EXPECT_THAT(refusal(w, std::string("var/db/baetyl/a\0b", 17)), HasSubstr("NUL"));
+  fs::create_hard_link(w / "etc/secret.yml", w / "var/db/baetyl/hard.yml");
+  EXPECT_THAT(refusal(w, "var/db/baetyl/hard.yml"), HasSubstr("has more than one hard link"));
   ASSERT_EQ(::mkfifo((w / "var/db/baetyl/fifo").c_str(), 0600), 0);
   EXPECT_THAT(refusal(w, "var/db/baetyl/fifo"), HasSubstr("is not a regular file"));
 }
