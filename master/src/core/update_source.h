@@ -45,10 +45,10 @@ class UpdateSource {
 };
 
 // Opens `requested` (relative to `workdir`, or absolute) for reading when, after every symlink, it
-// is a regular file inside `workdir`/var/db/baetyl with no other hard link. The file is opened by walking the resolved
-// path from a descriptor of that directory without following any link, so a path swapped for a
-// link after the check cannot lead outside. Throws std::invalid_argument naming the path (and
-// never saying what the file holds) when it is refused.
+// is a regular file inside `workdir`/var/db/baetyl with no other hard link. The file is opened by
+// walking the resolved path from a descriptor of that directory without following any link, so a
+// path swapped for a link after the check cannot lead outside. Throws std::invalid_argument naming
+// the path (and never saying what the file holds) when it is refused.
 UpdateSource open_update_source(const std::filesystem::path& workdir, const std::string& requested);
 
 // A configuration error of an update's file as inspect's `error` and ota.log may show it: the
