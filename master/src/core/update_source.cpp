@@ -48,7 +48,7 @@ class Fd {
 
 // Opens `relative` (no symlinks in it, as resolved) below `root` without following any link.
 Fd open_beneath(const fs::path& root, const fs::path& relative, const std::string& requested) {
-  Fd dir(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Fd dir(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (dir.get() < 0) {
     refuse(requested, "cannot be read: cannot open " + root.string() + ": " + strerror(errno));
   }
