@@ -122,6 +122,19 @@ TEST(Walkthrough, ExampleConfigurationAnswersOnEveryTopic) {
   }
 
   EXPECT_EQ(master.stop(SIGTERM, 30s), 0) << master.output();
+  // A quiet stop: the function manager stops its runtimes while its token is still valid, and
+  // the master logs each event once.
+  const std::string log = read(dir.path() / "var/log/baetyl/baetyl.log");
+  EXPECT_EQ(master.output().find("unauthorized"), std::string::npos) << master.output();
+  EXPECT_EQ(log.find("unauthorized"), std::string::npos) << log;
+  auto count = [&](const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = log.find(what); at != std::string::npos; at = log.find(what, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("listening on"), 1u) << log;
+  EXPECT_EQ(count("instance localhub of service localhub started"), 1u) << log;
+  EXPECT_EQ(count("instance function-manager of service function-manager started"), 1u) << log;
 }
 
 }  // namespace

@@ -114,7 +114,8 @@ api::UpdateRequest parse_update(const std::string& body) {
   }
 }
 
-ApiReply call_backend(ApiBackend& backend, const RouteMatch& match, const std::string& body) {
+ApiReply call_backend(ApiBackend& backend, const RouteMatch& match, const std::string& caller,
+                      const std::string& body) {
   switch (match.route) {
     case ApiRoute::inspect:
       return json_reply(backend.inspect());
@@ -124,15 +125,15 @@ ApiReply call_backend(ApiBackend& backend, const RouteMatch& match, const std::s
     case ApiRoute::available_port:
       return json_reply(json{{"port", backend.available_port()}});
     case ApiRoute::start:
-      backend.start_instance(match.service, match.instance, parse_env(body));
+      backend.start_instance(caller, match.service, match.instance, parse_env(body));
       return {};
     case ApiRoute::stop:
-      backend.stop_instance(match.service, match.instance);
+      backend.stop_instance(caller, match.service, match.instance);
       return {};
     case ApiRoute::report: {
       const json report = parse_body(body, false);
       if (!report.is_object()) throw std::invalid_argument("report body must be a JSON object");
-      backend.report_instance(match.service, match.instance, report);
+      backend.report_instance(caller, match.service, match.instance, report);
       return {};
     }
   }
@@ -208,7 +209,9 @@ ApiReply handle_api_request(ApiBackend& backend, const ApiRequest& request) {
         !backend.authenticate(*request.username, request.password)) {
       return text_reply(401, "account unauthorized");
     }
-    return call_backend(backend, match, request.body);
+    return call_backend(backend, match, *request.username, request.body);
+  } catch (const ApiForbidden& e) {
+    return text_reply(403, e.what());
   } catch (const std::exception& e) {
     return text_reply(400, e.what());
   } catch (...) {

@@ -8,13 +8,15 @@
 //   PUT  /services/{service}/instances/{instance}/stop
 //   PUT  /services/{service}/instances/{instance}/report  body: a JSON object
 // Every route needs x-openedge-username/x-openedge-password (or x-baetyl-username/-password)
-// accepted by backend.authenticate(), else 401 with the body "account unauthorized". A backend
-// exception becomes 400 with its what() as a text body; a bad body is 400 too; an unknown route
-// 404; a body over the limit 413.
+// accepted by backend.authenticate(), else 401 with the body "account unauthorized". The instance
+// routes tell the backend who calls (the user name); an ApiForbidden it throws becomes 403, any
+// other backend exception 400, each with its what() as a text body; a bad body is 400 too; an
+// unknown route 404; a body over the limit 413.
 #include <chrono>
 #include <cstddef>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -23,6 +25,12 @@
 #include "baetyl/api/inspect.h"
 
 namespace baetyl::master {
+
+// Thrown by a backend for a caller that may not do what it asked: 403 with the text.
+class ApiForbidden : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 // What the API serves. Called from the server's thread(s); implementations synchronise.
 class ApiBackend {
@@ -33,11 +41,14 @@ class ApiBackend {
   // Starts the update in the background and returns at once; throws for a request it refuses.
   virtual void update(const api::UpdateRequest& request) = 0;
   virtual std::string available_port() = 0;
-  virtual void start_instance(const std::string& service, const std::string& instance,
+  // `caller` is the user name the request authenticated as.
+  virtual void start_instance(const std::string& caller, const std::string& service,
+                              const std::string& instance,
                               const std::map<std::string, std::string>& env) = 0;
-  virtual void stop_instance(const std::string& service, const std::string& instance) = 0;
-  virtual void report_instance(const std::string& service, const std::string& instance,
-                               const nlohmann::json& report) = 0;
+  virtual void stop_instance(const std::string& caller, const std::string& service,
+                             const std::string& instance) = 0;
+  virtual void report_instance(const std::string& caller, const std::string& service,
+                               const std::string& instance, const nlohmann::json& report) = 0;
 };
 
 struct ApiServerOptions {

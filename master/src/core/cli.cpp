@@ -23,7 +23,9 @@
 
 #include "baetyl/log/logger.h"
 #include "core/master.h"
+#include "core/master_lock.h"
 #include "core/master_update.h"
+#include "core/start_check.h"
 #include "core/system_info.h"
 #include "core/update_waiter.h"
 
@@ -38,7 +40,7 @@ constexpr const char* kUsage =
     "\n"
     "Commands:\n"
     "  start    run the master in the foreground until SIGTERM or SIGINT\n"
-    "  check    validate etc/baetyl/conf.yml and var/db/baetyl/application.yml, print OK!\n"
+    "  check    check everything start checks before it starts anything, print OK!\n"
     "  version  print the version, git revision, compiler and platform\n"
     "  inspect  print the running master's inspect JSON\n"
     "\n"
@@ -46,10 +48,66 @@ constexpr const char* kUsage =
     "  -w, --workdir DIR   work directory (default: the parent of the binary's directory)\n"
     "  -c, --config FILE   master configuration, relative to the work directory\n"
     "                      (default: etc/baetyl/conf.yml; not for inspect)\n"
-    "  -h, --help          this text\n";
+    "  -h, --help          this text; `baetyl <command> --help` for one command\n";
+
+constexpr const char* kWorkdirOption =
+    "  -w, --workdir DIR   work directory (default: the parent of the binary's directory); every\n"
+    "                      relative path is relative to it\n";
+constexpr const char* kConfigOption =
+    "  -c, --config FILE   master configuration, relative to the work directory (default:\n"
+    "                      etc/baetyl/conf.yml, whose absence means defaults; a file given here\n"
+    "                      must exist)\n";
+constexpr const char* kHelpOption = "  -h, --help          this text\n";
+
+std::string command_usage(const std::string& command) {
+  if (command == "start") {
+    return std::string(
+               "Usage: baetyl start [-w DIR] [-c FILE]\n"
+               "\n"
+               "Runs the master in the foreground until SIGTERM or SIGINT: checks what `check`\n"
+               "checks, then starts the services of var/db/baetyl/application.yml. Exits 1 when\n"
+               "a check fails or a master already runs in the work directory.\n"
+               "\n"
+               "Options:\n") +
+           kWorkdirOption + kConfigOption + kHelpOption;
+  }
+  if (command == "check") {
+    return std::string(
+               "Usage: baetyl check [-w DIR] [-c FILE]\n"
+               "\n"
+               "Checks what `start` checks before it starts anything: the master configuration\n"
+               "and its mode, var/db/baetyl/application.yml, that every image resolves to a\n"
+               "program (native mode) and the configuration files of known modules. Prints OK!\n"
+               "(exit 0), or every problem as <file>: <key>: <reason> (exit 1).\n"
+               "\n"
+               "Options:\n") +
+           kWorkdirOption + kConfigOption + kHelpOption;
+  }
+  if (command == "version") {
+    return std::string(
+               "Usage: baetyl version\n"
+               "\n"
+               "Prints the version, git revision, compiler and platform.\n"
+               "\n"
+               "Options:\n") +
+           kHelpOption;
+  }
+  if (command == "inspect") {
+    return std::string(
+               "Usage: baetyl inspect [-w DIR]\n"
+               "\n"
+               "Prints the inspect JSON of the master running in the work directory, with the\n"
+               "admin credentials of var/run/baetyl/admin.json.\n"
+               "\n"
+               "Options:\n") +
+           kWorkdirOption + kHelpOption;
+  }
+  return kUsage;
+}
 
 struct Arguments {
   std::string command;
+  bool help = false;  // -h: the usage of `command` (of every command when none is given)
   std::optional<std::string> workdir;
   std::optional<std::string> config;
 };
@@ -66,9 +124,8 @@ Arguments parse_arguments(int argc, char** argv) {
       if (i + 1 >= argc) throw UsageError(name + " needs a value");
       return std::string(argv[++i]);
     };
-    if (arg == "-h" || arg == "--help" || arg == "help") {
-      args.command = "help";
-      return args;
+    if (arg == "-h" || arg == "--help" || (arg == "help" && args.command.empty())) {
+      args.help = true;
     } else if (arg == "-w" || arg == "--workdir") {
       args.workdir = value(arg);
     } else if (arg.rfind("--workdir=", 0) == 0) {
@@ -85,11 +142,13 @@ Arguments parse_arguments(int argc, char** argv) {
       throw UsageError("unexpected argument " + arg);
     }
   }
+  if (args.help && args.command.empty()) return args;
   if (args.command.empty()) throw UsageError("no command given");
   if (args.command != "start" && args.command != "check" && args.command != "version" &&
       args.command != "inspect") {
     throw UsageError("unknown command " + args.command);
   }
+  if (args.help) return args;
   if (args.command == "version" && (args.workdir || args.config)) {
     throw UsageError("version takes no options");
   }
@@ -128,39 +187,39 @@ int print_version() {
   return 0;
 }
 
+void print_unknown_keys(const std::string& file, const std::vector<std::string>& keys) {
+  for (const auto& key : keys) std::cerr << file << ": " << key << ": unknown key, ignored\n";
+}
+
 int check(const Arguments& args) {
   const fs::path workdir = resolve_workdir(args);
   enter_workdir(workdir);
-  const std::string config_file = args.config.value_or(kMasterConfigFile);
   bool ok = true;
-  auto warn_unknown = [](const std::string& file, const std::vector<std::string>& keys) {
-    for (const auto& key : keys) std::cerr << file << ": " << key << ": unknown key, ignored\n";
-  };
-  std::vector<std::string> unknown;
-  std::optional<MasterConfig> config;
-  try {
-    config = load_master_config(config_file, &unknown);
-    warn_unknown(config_file, unknown);
-  } catch (const std::exception& e) {
+  auto report = [&ok](const std::exception& e) {
     std::cerr << e.what() << "\n";
     ok = false;
+  };
+  std::unique_ptr<Engine> engine;
+  try {
+    MasterConfigFile conf = read_master_config_file(args.config);
+    print_unknown_keys(conf.path, conf.unknown_keys);
+    check_mode(conf);
+    log::LoggerConfig to_stderr;
+    to_stderr.path.clear();
+    to_stderr.level = "warn";
+    engine = make_engine(conf.config, workdir, own_binary(), log::make_logger(to_stderr, "baetyl"));
+  } catch (const std::exception& e) {
+    report(e);
   }
-  if (fs::exists(kAppConfigFile)) {
-    try {
-      AppConfig app = load_app_config(kAppConfigFile, &unknown);
-      warn_unknown(kAppConfigFile, unknown);
-      // In native mode the programs must be there too (docker images are pulled at start).
-      if (config && config->mode == "native") {
-        log::LoggerConfig to_stderr;
-        to_stderr.path.clear();
-        to_stderr.level = "warn";
-        make_engine(*config, workdir, own_binary(), log::make_logger(to_stderr, "baetyl"))
-            ->prepare(app);
-      }
-    } catch (const std::exception& e) {
-      std::cerr << e.what() << "\n";
-      ok = false;
+  try {
+    AppConfigFile app = read_app_config_file();
+    print_unknown_keys(app.path, app.unknown_keys);
+    if (!app.found) {
+      std::cerr << app.path << ": does not exist; the master would start no service\n";
     }
+    check_services(app, engine.get(), workdir);
+  } catch (const std::exception& e) {
+    report(e);
   }
   if (!ok) return 1;
   std::cout << "OK!\n";
@@ -254,6 +313,8 @@ std::vector<std::string> start_arguments(const Arguments& args, const fs::path& 
 int start(const Arguments& args, char** argv) {
   const fs::path workdir = resolve_workdir(args);
   enter_workdir(workdir);
+  // Before anything in the work directory is read or changed.
+  MasterLock lock = MasterLock::acquire(workdir);
   // One malloc arena per supervising thread would cost more memory than those threads use.
   ::mallopt(M_ARENA_MAX, 2);
 
@@ -270,27 +331,48 @@ int start(const Arguments& args, char** argv) {
   const bool under_waiter = take_update_waiter();
   const fs::path marker_file = workdir / kMasterUpdateFile;
 
-  const std::string config_file = args.config.value_or(kMasterConfigFile);
-  std::vector<std::string> unknown;
-  MasterConfig config;
+  MasterConfigFile conf;
   try {
-    config = load_master_config(config_file, &unknown);
+    conf = read_master_config_file(args.config);
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
     return 1;
   }
-  auto logger = log::make_logger(config.logger, "baetyl");
-  for (const auto& key : unknown) logger->warn("{}: {}: unknown key, ignored", config_file, key);
+  auto logger = log::make_logger(conf.config.logger, "baetyl");
+  for (const auto& key : conf.unknown_keys) {
+    logger->warn("{}: {}: unknown key, ignored", conf.path, key);
+  }
   logger->info("baetyl {} starting in {}", build_info().version, workdir.string());
+  if (conf.found) {
+    logger->info("master configuration read from {}", conf.path);
+  } else {
+    logger->info("{} does not exist: default master configuration", conf.path);
+  }
 
   MasterOptions options;
   options.workdir = workdir;
-  options.config = config;
+  options.config = conf.config;
   options.binary = own_binary();
   options.logger = logger;
   options.request_reexec = [] { ::kill(::getpid(), SIGUSR2); };
+  // Only the processes of a master that is gone are leftovers.
+  options.clean_leftovers = lock.origin() != MasterLock::Origin::kHandedOver;
   std::unique_ptr<Master> master;
   try {
+    check_mode(conf);
+    options.engine = make_engine(conf.config, workdir, options.binary, logger);
+    AppConfigFile app = read_app_config_file();
+    for (const auto& key : app.unknown_keys) {
+      logger->warn("{}: {}: unknown key, ignored", app.path, key);
+    }
+    if (app.found) {
+      logger->info("application read from {}: version '{}', {} service(s)", app.path,
+                   app.app.version, app.app.services.size());
+    } else {
+      logger->info("{} does not exist: no service to start", app.path);
+    }
+    check_services(app, options.engine.get(), workdir);
+    options.app = std::move(app.app);
     master = std::make_unique<Master>(std::move(options));
     master->start();
   } catch (const std::exception& e) {
@@ -330,6 +412,7 @@ int start(const Arguments& args, char** argv) {
     again_argv.push_back(nullptr);
     if (under_waiter) ::setenv(kUpdateWaiterVariable, std::to_string(::getppid()).c_str(), 1);
     logger->flush();
+    lock.keep_across_exec();
     ::execv(target.c_str(), again_argv.data());
     logger->error("cannot exec {}: {}", target.string(), std::strerror(errno));
     return 1;
@@ -356,8 +439,8 @@ int run_cli(int argc, char** argv) {
     return 2;
   }
   try {
-    if (args.command == "help") {
-      std::cout << kUsage;
+    if (args.help) {
+      std::cout << command_usage(args.command);
       return 0;
     }
     if (args.command == "version") return print_version();

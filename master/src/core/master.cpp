@@ -32,6 +32,35 @@ std::string replica_name(const std::string& service, int index) {
   return index == 0 ? service : service + ".i" + std::to_string(index);
 }
 
+// Whether `instance` is one of the replicas the master runs for `service`.
+bool is_static_instance(const ServiceInfo& service, const std::string& instance) {
+  for (int i = 0; i < service.replica; ++i) {
+    if (replica_name(service.name, i) == instance) return true;
+  }
+  return false;
+}
+
+// The variables the extra environment of an instance may not set: the dynamic loader's, the
+// program search path, and the master's own (BAETYL_*, OPENEDGE_*), except the address the
+// instance is to listen on, which is what the extra environment is for.
+void check_instance_env(const std::map<std::string, std::string>& env) {
+  for (const auto& [name, value] : env) {
+    if (name.empty() || name.find('=') != std::string::npos) {
+      throw std::invalid_argument("start body: '" + name + "' is not a variable name");
+    }
+    const bool address =
+        name == env::kServiceInstanceAddress.name || name == env::kServiceInstanceAddress.legacy;
+    if (name.starts_with("LD_") || name == "PATH" ||
+        ((name.starts_with("BAETYL_") || name.starts_with("OPENEDGE_")) && !address)) {
+      throw std::invalid_argument(
+          "start body: \"" + name +
+          "\" cannot be set: LD_*, PATH, BAETYL_* and OPENEDGE_* variables are the master's "
+          "(of these only BAETYL_SERVICE_INSTANCE_ADDRESS and OPENEDGE_SERVICE_INSTANCE_ADDRESS "
+          "may be given)");
+    }
+  }
+}
+
 }  // namespace
 
 fs::path socket_path(const std::string& address, const fs::path& workdir) {
@@ -70,6 +99,8 @@ Master::Master(MasterOptions options)
       request_reexec_(std::move(options.request_reexec)),
       host_stats_(workdir_.string()),
       ota_log_(workdir_ / kOtaLogFile),
+      initial_app_(std::move(options.app)),
+      clean_leftovers_(options.clean_leftovers),
       host_id_(host_id()) {
   if (!engine_) engine_ = make_engine(config_, workdir_, binary_, log_);
 }
@@ -78,7 +109,7 @@ Master::~Master() { stop(); }
 
 void Master::start() {
   started_ = true;
-  engine_->clean_leftovers();
+  if (clean_leftovers_) engine_->clean_leftovers();
 
   ApiServerOptions api_options;
   api_options.address = config_.server.address;
@@ -93,31 +124,20 @@ void Master::start() {
   }
   admin_token_ = random_token();
   write_admin_file();
-  log_->info("master API listening on {}", listened);
 
   try {
-    AppConfig app;
-    const fs::path app_file = workdir_ / kAppConfigFile;
-    if (fs::exists(app_file)) {
-      std::vector<std::string> unknown;
-      app = load_app_config(app_file.string(), &unknown);
-      for (const auto& key : unknown) {
-        log_->warn("{}: {}: unknown key, ignored", app_file.string(), key);
-      }
-    } else {
-      log_->info("{} does not exist: no service to start", app_file.string());
-    }
-    engine_->prepare(app);
     std::lock_guard ops(ops_mutex_);
-    apply(app);
+    apply(initial_app_);
   } catch (...) {
     stop();
     throw;
   }
+  initial_app_ = {};
   log_->info("master started in {} mode with {} service(s)", engine_->mode(), order_.size());
 }
 
 void Master::stop() {
+  stopping_ = true;
   {
     std::lock_guard ops(ops_mutex_);
     if (stopped_ || !started_) return;
@@ -219,14 +239,24 @@ void Master::stop_services(const std::vector<std::string>& names) {
     for (const auto& name : names) {
       auto it = services_.find(name);
       if (it == services_.end()) continue;
+      it->second->stopping = true;
       stopping.push_back(it->second);
-      instances.insert(instances.end(), it->second->instances.begin(),
-                       it->second->instances.end());
-      services_.erase(it);
-      order_.erase(std::remove(order_.begin(), order_.end(), name), order_.end());
+      instances.insert(instances.end(), it->second->instances.begin(), it->second->instances.end());
     }
   }
   stop_instances(instances);
+  {
+    // Only now are the tokens revoked: a service that is stopping may still call the API, e.g. to
+    // stop the instances it started.
+    std::lock_guard state(state_mutex_);
+    for (const auto& service : stopping) {
+      const auto& name = service->info.name;
+      if (auto it = services_.find(name); it != services_.end() && it->second == service) {
+        services_.erase(it);
+        order_.erase(std::remove(order_.begin(), order_.end(), name), order_.end());
+      }
+    }
+  }
   for (const auto& service : stopping) {
     try {
       engine_->teardown_service(service->info.name);
@@ -282,6 +312,11 @@ std::shared_ptr<Master::Service> Master::find_service(const std::string& name) c
 std::shared_ptr<InstanceSupervisor> Master::find_instance(const Service& service,
                                                           const std::string& instance) const {
   std::lock_guard state(state_mutex_);
+  return find_instance_locked(service, instance);
+}
+
+std::shared_ptr<InstanceSupervisor> Master::find_instance_locked(const Service& service,
+                                                                 const std::string& instance) {
   for (const auto& candidate : service.instances) {
     if (candidate->name() == instance) return candidate;
   }
@@ -370,44 +405,103 @@ std::string Master::available_port() {
   return std::to_string(ntohs(address.sin_port));
 }
 
-void Master::start_instance(const std::string& service_name, const std::string& instance_name,
+void Master::authorize_instance_call(const std::string& caller, const Service& service,
+                                     const std::string& instance) const {
+  if (caller == kAdminUser) return;
+  if (service.info.replica > 0) {
+    throw ApiForbidden("service '" + service.info.name + "' runs " +
+                       std::to_string(service.info.replica) +
+                       " static instance(s): only the master and the admin manage its "
+                       "instances; a service starts and stops instances of services with "
+                       "replica 0 only");
+  }
+  std::lock_guard state(state_mutex_);
+  auto owner = service.started_by.find(instance);
+  if (owner != service.started_by.end() && owner->second != caller &&
+      find_instance_locked(service, instance)) {
+    throw ApiForbidden("instance '" + instance + "' of service '" + service.info.name +
+                       "' was started by '" + owner->second +
+                       "': only it and the admin may start or stop it");
+  }
+}
+
+void Master::start_instance(const std::string& caller, const std::string& service_name,
+                            const std::string& instance_name,
                             const std::map<std::string, std::string>& env) {
   if (!config::regex_full_match(instance_name, kInstancePattern)) {
     throw std::invalid_argument("instance name '" + instance_name + "' does not match " +
                                 kInstancePattern);
   }
-  std::lock_guard ops(ops_mutex_);
-  if (stopped_) throw std::runtime_error("the master is stopping");
+  check_instance_env(env);
+  if (stopping_) throw std::runtime_error("the master is stopping");
   auto service = require_service(service_name);
-  if (auto existing = find_instance(*service, instance_name)) {
-    {
-      std::lock_guard state(state_mutex_);
-      std::erase(service->instances, existing);
-    }
-    existing->stop(config_.grace);
-  }
-  auto instance = std::make_shared<InstanceSupervisor>(
-      *engine_, make_spec(*service, instance_name, "", env), log_);
-  instance->start();
-  std::lock_guard state(state_mutex_);
-  service->instances.push_back(std::move(instance));
-}
-
-void Master::stop_instance(const std::string& service_name, const std::string& instance_name) {
-  std::lock_guard ops(ops_mutex_);
-  auto service = require_service(service_name);
-  auto instance = require_instance(*service, instance_name);
+  // One start of this service's instances at a time, so that a name never runs twice.
+  std::lock_guard start(service->start_mutex);
+  authorize_instance_call(caller, *service, instance_name);
+  const bool is_static = is_static_instance(service->info, instance_name);
+  std::shared_ptr<InstanceSupervisor> existing;
   {
     std::lock_guard state(state_mutex_);
-    std::erase(service->instances, instance);
+    if (service->stopping) throw std::runtime_error("service '" + service_name + "' is stopping");
+    existing = find_instance_locked(*service, instance_name);
+    if (existing) std::erase(service->instances, existing);
   }
+  if (existing) existing->stop(config_.grace);
+  // A static instance started again by the admin is the service's own again, token included.
+  auto instance = std::make_shared<InstanceSupervisor>(
+      *engine_, make_spec(*service, instance_name, is_static ? service->token : "", env), log_);
+  instance->start();
+  {
+    std::lock_guard state(state_mutex_);
+    if (!service->stopping) {
+      service->instances.push_back(instance);
+      if (is_static) {
+        service->started_by.erase(instance_name);
+      } else {
+        service->started_by[instance_name] = caller;
+      }
+      return;
+    }
+  }
+  // Its service began to stop meanwhile, without it.
   instance->stop(config_.grace);
-  log_->info("instance {} of service {} stopped through the API", instance_name, service_name);
+  throw std::runtime_error("service '" + service_name + "' is stopping");
 }
 
-void Master::report_instance(const std::string& service_name, const std::string& instance_name,
-                             const nlohmann::json& report) {
+void Master::stop_instance(const std::string& caller, const std::string& service_name,
+                           const std::string& instance_name) {
+  // Every instance is being stopped already.
+  if (stopping_) return;
+  auto service = require_service(service_name);
+  authorize_instance_call(caller, *service, instance_name);
+  std::shared_ptr<InstanceSupervisor> instance;
+  {
+    std::lock_guard state(state_mutex_);
+    if (service->stopping) return;  // it stops with its service
+    instance = find_instance_locked(*service, instance_name);
+  }
+  if (!instance) {
+    throw std::invalid_argument("instance '" + instance_name + "' of service '" + service_name +
+                                "' not found");
+  }
+  instance->stop(config_.grace);
+  // A static instance stays listed (as exited); a dynamic one is gone, unless a start of the same
+  // name replaced it meanwhile.
+  if (!is_static_instance(service->info, instance_name)) {
+    std::lock_guard state(state_mutex_);
+    if (std::erase(service->instances, instance) > 0) service->started_by.erase(instance_name);
+  }
+  log_->info("instance {} of service {} stopped through the API by {}", instance_name, service_name,
+             caller);
+}
+
+void Master::report_instance(const std::string& caller, const std::string& service_name,
+                             const std::string& instance_name, const nlohmann::json& report) {
   if (!report.is_object()) throw std::invalid_argument("a report must be a JSON object");
+  if (caller != kAdminUser && caller != service_name) {
+    throw ApiForbidden("service '" + caller + "' cannot report for service '" + service_name +
+                       "': a service reports for its own instances only");
+  }
   require_instance(*require_service(service_name), instance_name)->report(report);
 }
 

@@ -39,6 +39,11 @@ struct MasterOptions {
   std::filesystem::path binary;  // the running executable, replaced by a master update
   std::shared_ptr<spdlog::logger> logger;
   std::unique_ptr<Engine> engine;  // nullptr: the engine of config.mode
+  // The application to start, checked already (see start_check.h); empty: no service.
+  AppConfig app;
+  // Whether start() stops what a previous master left running: false when that master still
+  // runs (it handed the work directory over).
+  bool clean_leftovers = true;
   // Called (from an update thread) when a master update installed a new binary and the process
   // must stop its services and hand over to it (see update_waiter.h).
   std::function<void()> request_reexec;
@@ -51,12 +56,13 @@ class Master final : public ApiBackend {
   Master(const Master&) = delete;
   Master& operator=(const Master&) = delete;
 
-  // Cleans a crashed master's leftovers, starts the API, loads application.yml (none: no service)
-  // and starts every service in order. Throws, with everything stopped again, when any of it
-  // fails.
+  // Cleans a crashed master's leftovers, starts the API and starts every service of the
+  // application in order. Throws, with everything stopped again, when any of it fails.
   void start();
-  // Stops every instance (SIGTERM, grace, SIGKILL; all services at once), removes the service
-  // directories, the admin file and the API socket. Idempotent.
+  // Stops every instance (SIGTERM, grace, SIGKILL; all services at once), then revokes the
+  // services' tokens, removes the service directories, the admin file and the API socket. While
+  // it stops, a service's request to stop an instance succeeds at once (every instance is being
+  // stopped) and one to start an instance is refused. Idempotent.
   void stop();
 
   // The master API address as the instances get it (absolute socket path, or tcp).
@@ -69,11 +75,20 @@ class Master final : public ApiBackend {
   nlohmann::json inspect() override;
   void update(const api::UpdateRequest& request) override;
   std::string available_port() override;
-  void start_instance(const std::string& service, const std::string& instance,
+  // Who may start and stop which instance (docs/master.md, "Who may call what"): the admin any
+  // instance; a service, by its token, only dynamic instances of services with replica 0, and of
+  // those only the ones it started. Static instances keep their service's token when the admin
+  // starts them again. The extra environment may not set LD_*, PATH, BAETYL_* or OPENEDGE_*
+  // variables, except the instance address.
+  void start_instance(const std::string& caller, const std::string& service,
+                      const std::string& instance,
                       const std::map<std::string, std::string>& env) override;
-  void stop_instance(const std::string& service, const std::string& instance) override;
-  void report_instance(const std::string& service, const std::string& instance,
-                       const nlohmann::json& report) override;
+  // A dynamic instance is removed; a static one (the admin's call) stays listed as exited.
+  void stop_instance(const std::string& caller, const std::string& service,
+                     const std::string& instance) override;
+  // A service reports for its own instances only.
+  void report_instance(const std::string& caller, const std::string& service,
+                       const std::string& instance, const nlohmann::json& report) override;
 
  private:
   struct Service {
@@ -81,18 +96,28 @@ class Master final : public ApiBackend {
     std::vector<VolumeInfo> volumes;
     std::string token;
     std::vector<std::shared_ptr<InstanceSupervisor>> instances;
+    // Guarded by state_mutex_:
+    bool stopping = false;  // its instances are being stopped: none is added any more
+    std::map<std::string, std::string> started_by;  // dynamic instance -> who started it
+    // Serialises the API's starts of this service's instances (one name, one instance).
+    std::mutex start_mutex;
   };
 
   void apply(const AppConfig& target);
   void start_service(const ServiceInfo& info, const AppConfig& app);
   void stop_services(const std::vector<std::string>& names);
   void stop_instances(const std::vector<std::shared_ptr<InstanceSupervisor>>& instances);
+  // Throws ApiForbidden unless `caller` may start or stop `instance` of `service`.
+  void authorize_instance_call(const std::string& caller, const Service& service,
+                               const std::string& instance) const;
   InstanceSpec make_spec(const Service& service, const std::string& instance,
                          const std::string& token,
                          const std::map<std::string, std::string>& extra_env) const;
   std::shared_ptr<Service> find_service(const std::string& name) const;
   std::shared_ptr<InstanceSupervisor> find_instance(const Service& service,
                                                     const std::string& instance) const;
+  static std::shared_ptr<InstanceSupervisor> find_instance_locked(const Service& service,
+                                                                  const std::string& instance);
   // The same, throwing std::invalid_argument ("... not found") instead of returning null.
   std::shared_ptr<Service> require_service(const std::string& name) const;
   std::shared_ptr<InstanceSupervisor> require_instance(const Service& service,
@@ -117,6 +142,8 @@ class Master final : public ApiBackend {
   std::unique_ptr<ApiServer> api_;
   HostStats host_stats_;
   OtaLog ota_log_;
+  AppConfig initial_app_;
+  bool clean_leftovers_;
   std::string admin_token_;
   std::string host_id_;
   std::string instance_api_address_;
@@ -138,6 +165,8 @@ class Master final : public ApiBackend {
   std::thread update_thread_;
   bool started_ = false;
   bool stopped_ = false;
+  // Set as stop() begins, read without ops_mutex_ by the instance routes.
+  std::atomic<bool> stopping_{false};
 };
 
 // The engine of `config.mode` for a master in `workdir` whose executable is `binary`.

@@ -63,7 +63,6 @@ void InstanceSupervisor::start() {
     start_time_ = std::chrono::system_clock::now();
     started_at_ = std::chrono::steady_clock::now();
   }
-  log_->info("instance {} of service {} started", spec_.instance, spec_.service);
   thread_ = std::thread([this] { watch(); });
 }
 
@@ -120,8 +119,8 @@ void InstanceSupervisor::watch() {
     ExitStatus reason = exit;
     for (;;) {
       const auto delay = backoff_.next();
-      log_->warn("instance {} of service {} {}; restarting in {} ms", spec_.instance,
-                 spec_.service, reason.describe(), delay.count());
+      log_->warn("instance {} of service {} {}; restart {} in {} ms", spec_.instance, spec_.service,
+                 reason.describe(), restarts_ + 1, delay.count());
       if (wake_.wait_for(lock, delay, [this] { return stopping_; })) {
         status_ = Status::kExited;
         return;
@@ -152,8 +151,6 @@ bool InstanceSupervisor::start_instance_locked(std::unique_lock<std::mutex>& loc
   status_ = Status::kRunning;
   start_time_ = std::chrono::system_clock::now();
   started_at_ = std::chrono::steady_clock::now();
-  log_->info("instance {} of service {} restarted ({} restarts)", spec_.instance, spec_.service,
-             restarts_);
   if (stopping_) {
     // stop() ran while the engine was starting this one and could not see it.
     auto grace = grace_;

@@ -75,14 +75,14 @@ void warn_once(const NativeEngineOptions& options, const std::string& key,
 }
 
 // The seed's runtime images name interpreter versions that Debian 12 no longer ships.
-std::string installed_program_name(const std::string& name, const NativeEngineOptions& options) {
-  if (name == "baetyl-function-python27" || name == "baetyl-function-python36") {
+std::string installed_program(const std::string& image, const NativeEngineOptions& options) {
+  const std::string name = image_program_name(image);
+  const std::string program = installed_program_name(image);
+  if (program == "baetyl-function-python" && name != program) {
     warn_once(options, name,
               name + " runs on baetyl-function-python: the functions' code runs under Python 3");
-    return "baetyl-function-python";
   }
-  if (name == "baetyl-function-node85") return "baetyl-function-node";
-  return name;
+  return program;
 }
 
 fs::path package_entry(const ServiceInfo& service, const fs::path& package_dir,
@@ -130,7 +130,7 @@ fs::path resolve_program(const ServiceInfo& service, const ServicePathMap& in_se
     looked.push_back(manifest.string());
   }
 
-  auto program = installed_program_name(image_program_name(service.image), options);
+  auto program = installed_program(service.image, options);
   std::vector<fs::path> dirs = options.bin_dirs;
   if (const char* path = std::getenv("PATH")) {
     std::istringstream parts(path);
@@ -191,6 +191,38 @@ void kill_group_members(pid_t pgid) {
 }
 
 }  // namespace
+
+std::string installed_program_name(const std::string& image) {
+  const std::string name = image_program_name(image);
+  if (name == "baetyl-function-python27" || name == "baetyl-function-python36") {
+    return "baetyl-function-python";
+  }
+  if (name == "baetyl-function-node85") return "baetyl-function-node";
+  return name;
+}
+
+std::optional<fs::path> host_path_in_mounts(const AppConfig& app, const ServiceInfo& service,
+                                            const fs::path& workdir, const std::string& relative) {
+  auto path = normal_relative(relative);
+  if (!path) return std::nullopt;
+  std::optional<std::string> best_mount;
+  fs::path best_host;
+  for (const auto& mount : service.mounts) {
+    const auto* volume = app.find_volume(mount.name);
+    auto mount_path = normal_relative(mount.path);
+    auto host = volume ? resolve_inside(workdir.string(), volume->path) : std::nullopt;
+    if (!mount_path || !host) continue;
+    const bool contains =
+        mount_path->empty() || *path == *mount_path || path->starts_with(*mount_path + "/");
+    if (contains && (!best_mount || mount_path->size() > best_mount->size())) {
+      best_mount = *mount_path;
+      best_host = *host;
+    }
+  }
+  if (!best_mount) return std::nullopt;
+  auto rest = path->substr(best_mount->size());
+  return rest.empty() ? best_host : best_host / rest.substr(rest[0] == '/' ? 1 : 0);
+}
 
 struct NativeEngine::State {
   std::shared_ptr<spdlog::logger> logger;
@@ -281,40 +313,23 @@ void NativeEngine::clean_leftovers() {
 
 void NativeEngine::prepare(const AppConfig& app) {
   std::vector<std::string> errors;
-  for (const auto& service : app.services) {
+  for (std::size_t i = 0; i < app.services.size(); ++i) {
+    const auto& service = app.services[i];
     if (!service.ports.empty() || !service.devices.empty() || service.resources != Resources{}) {
       state_->logger->warn(
           "service {}: ports, devices and resources apply in docker mode only; ignored in native "
           "mode",
           service.name);
     }
-    // The mounts as they will be in the service directory: normalised path -> volume on the host.
-    std::vector<std::pair<std::string, fs::path>> mounts;
-    for (const auto& mount : service.mounts) {
-      const auto* volume = app.find_volume(mount.name);
-      auto path = normal_relative(mount.path);
-      auto host = volume ? resolve_inside(options_.workdir.string(), volume->path) : std::nullopt;
-      if (path && host) mounts.emplace_back(*path, *host);
-    }
-    auto in_volumes = [&](const std::string& relative) -> std::optional<fs::path> {
-      auto path = normal_relative(relative);
-      if (!path) return std::nullopt;
-      const std::pair<std::string, fs::path>* best = nullptr;
-      for (const auto& mount : mounts) {
-        bool contains =
-            mount.first.empty() || *path == mount.first || path->starts_with(mount.first + "/");
-        if (contains && (!best || mount.first.size() > best->first.size())) best = &mount;
-      }
-      if (!best) return std::nullopt;
-      auto rest = path->substr(best->first.size());
-      return rest.empty() ? best->second : best->second / rest.substr(rest[0] == '/' ? 1 : 0);
+    auto in_volumes = [&](const std::string& relative) {
+      return host_path_in_mounts(app, service, options_.workdir, relative);
     };
     try {
       auto program = resolve_program(service, in_volumes, options_);
       state_->logger->debug("service {} runs {}", service.name, program.string());
     } catch (const std::exception& e) {
       if (service.replica > 0) {
-        errors.push_back(e.what());
+        errors.push_back("services[" + std::to_string(i) + "].image: " + e.what());
       } else {
         state_->logger->warn("{} (it cannot be started on demand)", e.what());
       }

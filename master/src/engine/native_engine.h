@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,19 @@ std::filesystem::path resolve_native_program(const ServiceInfo& service,
                                              const std::filesystem::path& service_dir,
                                              const NativeEngineOptions& options);
 
+// The installed module executable an image names: its last path element without tag or digest
+// (hub.baidubce.com/baetyl/baetyl-hub:latest -> baetyl-hub), the seed's runtime names mapped as
+// above.
+std::string installed_program_name(const std::string& image);
+
+// Where `relative`, a path inside the directory of `service`, lies on the host: in the volume of
+// the longest mount path that contains it (volume paths relative to `workdir`). nullopt when it
+// lies in no mount or climbs out of the service directory.
+std::optional<std::filesystem::path> host_path_in_mounts(const AppConfig& app,
+                                                         const ServiceInfo& service,
+                                                         const std::filesystem::path& workdir,
+                                                         const std::string& relative);
+
 class NativeEngine final : public Engine {
  public:
   explicit NativeEngine(NativeEngineOptions options);
@@ -56,7 +70,8 @@ class NativeEngine final : public Engine {
   // Resolves the program of every service with replica > 0 the way start() will, except that the
   // service directory does not exist yet: a package path lib/baetyl/<image> is looked up in the
   // volume of the longest mount path that contains it. A service with replica 0 (started on
-  // demand) only gets a warning. start() resolves again in the real service directory.
+  // demand) only gets a warning. start() resolves again in the real service directory. Each
+  // problem is a line "services[<i>].image: <reason>".
   void prepare(const AppConfig& app) override;
   void setup_service(const ServiceInfo& service, const std::vector<VolumeInfo>& volumes) override;
   void teardown_service(const std::string& service) override;

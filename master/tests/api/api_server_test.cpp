@@ -44,6 +44,7 @@ using baetyl::api::MasterClient;
 using baetyl::api::MasterClientOptions;
 using baetyl::api::UpdateRequest;
 using baetyl::master::ApiBackend;
+using baetyl::master::ApiForbidden;
 using baetyl::master::ApiRoute;
 using baetyl::master::ApiServer;
 using baetyl::master::ApiServerOptions;
@@ -63,6 +64,7 @@ class RecordingBackend : public ApiBackend {
     std::string what;
     std::string service;
     std::string instance;
+    std::string caller;
     std::map<std::string, std::string> env;
     json report;
     UpdateRequest update;
@@ -88,30 +90,33 @@ class RecordingBackend : public ApiBackend {
     record({"port"});
     return "50123";
   }
-  void start_instance(const std::string& service, const std::string& instance,
+  void start_instance(const std::string& caller, const std::string& service,
+                      const std::string& instance,
                       const std::map<std::string, std::string>& env) override {
-    Call call{"start", service, instance};
+    Call call{"start", service, instance, caller};
     call.env = env;
     record(std::move(call));
   }
-  void stop_instance(const std::string& service, const std::string& instance) override {
-    record({"stop", service, instance});
+  void stop_instance(const std::string& caller, const std::string& service,
+                     const std::string& instance) override {
+    record({"stop", service, instance, caller});
     std::unique_lock lock(mutex_);
     ++stops_waiting_;
     changed_.notify_all();
     changed_.wait(lock, [this] { return !hold_stop_; });
     --stops_waiting_;
   }
-  void report_instance(const std::string& service, const std::string& instance,
-                       const json& report) override {
-    Call call{"report", service, instance};
+  void report_instance(const std::string& caller, const std::string& service,
+                       const std::string& instance, const json& report) override {
+    Call call{"report", service, instance, caller};
     call.report = report;
     record(std::move(call));
   }
 
-  void fail_with(std::string message) {
+  void fail_with(std::string message, bool forbidden = false) {
     std::lock_guard lock(mutex_);
     failure_ = std::move(message);
+    forbidden_ = forbidden;
   }
   void hold_stop(bool hold) {
     std::lock_guard lock(mutex_);
@@ -139,6 +144,7 @@ class RecordingBackend : public ApiBackend {
   void record(Call call) {
     std::lock_guard lock(mutex_);
     calls_.push_back(std::move(call));
+    if (!failure_.empty() && forbidden_) throw ApiForbidden(failure_);
     if (!failure_.empty()) throw std::runtime_error(failure_);
   }
 
@@ -147,6 +153,7 @@ class RecordingBackend : public ApiBackend {
   std::vector<Call> calls_;
   std::vector<std::pair<std::string, std::string>> auth_attempts_;
   std::string failure_;
+  bool forbidden_ = false;
   bool hold_stop_ = false;
   int stops_waiting_ = 0;
 };
@@ -731,6 +738,20 @@ TEST_F(ApiServerTest, BackendExceptionBecomes400WithItsText) {
   // The server lives on.
   backend_.fail_with("");
   EXPECT_EQ(client().available_port(), "50123");
+}
+
+TEST_F(ApiServerTest, InstanceRoutesNameTheCallerAndForbiddenBecomes403) {
+  start();
+  ASSERT_EQ(send("PUT", "/v1/services/fn/instances/fn.1/start", "{}").status, 200);
+  EXPECT_EQ(backend_.last_call().caller, kUser);
+  ASSERT_EQ(send("PUT", "/v1/services/fn/instances/fn.1/report", R"({"a":1})").status, 200);
+  EXPECT_EQ(backend_.last_call().caller, kUser);
+
+  backend_.fail_with("service 'hub' runs static instances", true);
+  const auto response = send("PUT", "/v1/services/hub/instances/hub/stop");
+  EXPECT_EQ(response.status, 403);
+  EXPECT_EQ(response.body, "service 'hub' runs static instances");
+  EXPECT_EQ(backend_.last_call().caller, kUser);
 }
 
 // --- the socket file ---

@@ -171,6 +171,8 @@ TEST(MasterE2E, CrashedMastersInstancesAreCleanedAtTheNextStart) {
   run.write_app("v1", service("svc"));
   ASSERT_TRUE(run.start()) << run.output();
   ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("svc").has_value(); }));
+  // Listed: the master has recorded the process by then (the script may write its pid earlier).
+  ASSERT_TRUE(MasterRun::wait_until([&] { return status_of(run, "svc", "svc") == "running"; }));
   pid_t orphan = *run.last_pid("svc");
   run.stop(SIGKILL);
   ASSERT_TRUE(process_alive(orphan)) << "a SIGKILLed master cannot stop its children";
@@ -238,6 +240,8 @@ TEST(MasterE2E, ReportsAreMergedIntoInspectByTopLevelKey) {
   MasterRun run;
   run.write_app("v1", service("infer"));
   ASSERT_TRUE(run.start()) << run.output();
+  // Listed once the master has it; its process may have started just before.
+  ASSERT_TRUE(MasterRun::wait_until([&] { return status_of(run, "infer", "infer") == "running"; }));
   ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("infer").has_value(); }));
   const std::string token = run.env_value("infer", "BAETYL_SERVICE_TOKEN");
   const std::string path = "/v1/services/infer/instances/infer/report";
@@ -312,6 +316,310 @@ TEST(MasterE2E, CheckVersionAndUsage) {
   printed = run_baetyl({"inspect", "-w", run.workdir().string()}, &code);
   EXPECT_EQ(code, 1);
   EXPECT_THAT(printed, HasSubstr("is the master running"));
+}
+
+using ::testing::Not;
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t count = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++count;
+  return count;
+}
+
+std::string file_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// ---- one master per work directory ----
+
+TEST(MasterE2E, ASecondMasterInTheSameWorkDirectoryTouchesNothing) {
+  MasterRun run;
+  run.write_app("v1", service("svc"));
+  ASSERT_TRUE(run.start()) << run.output();
+  ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("svc").has_value(); }));
+  const pid_t instance = *run.last_pid("svc");
+  const pid_t master = run.process().pid();
+  const fs::path admin_file = run.workdir() / "var/run/baetyl/admin.json";
+  const std::string admin = file_text(admin_file);
+
+  int code = 0;
+  const std::string printed = run_baetyl({"start", "-w", run.workdir().string()}, &code);
+  EXPECT_EQ(code, 1) << printed;
+  EXPECT_THAT(printed, HasSubstr("a master is already running in " + run.workdir().string() +
+                                 " (pid " + std::to_string(master) + ")"));
+  EXPECT_EQ(file_text(run.workdir() / "var/run/baetyl/baetyl.lock"), std::to_string(master) + "\n");
+
+  EXPECT_TRUE(process_alive(instance));
+  EXPECT_TRUE(fs::is_directory(run.workdir() / "var/run/baetyl/services/svc"));
+  EXPECT_EQ(file_text(admin_file), admin) << "the admin token file is the first master's";
+  EXPECT_TRUE(fs::is_socket(run.socket()));
+  EXPECT_EQ(status_of(run, "svc", "svc"), "running");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(run.pids("svc").size(), 1u) << "nothing was stopped or restarted";
+  EXPECT_THAT(run.log(), Not(HasSubstr("left by a previous master")));
+  EXPECT_THAT(run.log(), Not(HasSubstr("does not exist")));
+
+  // The lock goes with the master.
+  EXPECT_EQ(run.stop(SIGTERM), 0) << run.output();
+  ASSERT_TRUE(run.start()) << run.output();
+  EXPECT_TRUE(MasterRun::wait_until([&] { return run.pids("svc").size() == 2u; }));
+}
+
+TEST(MasterE2E, ARestartInPlaceKeepsTheWorkDirectoryLocked) {
+  MasterRun run;
+  run.write_app("v1", service("svc"));
+  ASSERT_TRUE(run.start()) << run.output();
+  ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("svc").has_value(); }));
+  const pid_t master = run.process().pid();
+  ::kill(master, SIGUSR2);  // stop, then exec of the same binary in this process
+  ASSERT_TRUE(MasterRun::wait_until([&] {
+    try {
+      return run.pids("svc").size() == 2u && !run.inspect().is_null();
+    } catch (const std::exception&) {
+      return false;
+    }
+  })) << run.output();
+  EXPECT_TRUE(run.process().running());
+
+  int code = 0;
+  const std::string printed = run_baetyl({"start", "-w", run.workdir().string()}, &code);
+  EXPECT_EQ(code, 1) << printed;
+  EXPECT_THAT(printed, HasSubstr("(pid " + std::to_string(master) + ")"));
+  EXPECT_EQ(run.pids("svc").size(), 2u);
+  EXPECT_EQ(status_of(run, "svc", "svc"), "running");
+}
+
+// ---- who may call what ----
+
+TEST(MasterE2E, AServiceTokenManagesOnlyTheDynamicInstancesItStarted) {
+  MasterRun run;
+  run.write_app("v1", service("manager") + service("other") + service("runtime", "", "run", 0));
+  ASSERT_TRUE(run.start()) << run.output();
+  ASSERT_TRUE(MasterRun::wait_until([&] {
+    return run.last_pid("manager").has_value() && run.last_pid("other").has_value() &&
+           status_of(run, "other", "other") == "running";
+  }));
+  const std::string manager = run.env_value("manager", "BAETYL_SERVICE_TOKEN");
+  const std::string other = run.env_value("other", "BAETYL_SERVICE_TOKEN");
+  const pid_t other_pid = *run.last_pid("other");
+  auto put = [&](const std::string& user, const std::string& token, const std::string& path,
+                 const std::string& body = "") { return run.call("PUT", path, user, token, body); };
+
+  // Static instances are the master's and the admin's.
+  auto refused = put("manager", manager, "/v1/services/other/instances/other/stop");
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_THAT(refused.body, HasSubstr("service 'other' runs 1 static instance(s)"));
+  EXPECT_EQ(put("manager", manager, "/v1/services/manager/instances/manager/stop").status, 403);
+  EXPECT_EQ(put("manager", manager, "/v1/services/other/instances/other/start", "{}").status, 403);
+  EXPECT_EQ(put("manager", manager, "/v1/services/other/instances/other.x/start", "{}").status,
+            403);
+  EXPECT_TRUE(process_alive(other_pid));
+  EXPECT_EQ(status_of(run, "other", "other"), "running");
+  EXPECT_TRUE(run.instance("other", "other.x").is_null());
+
+  // The environment of a dynamic instance sets no loader, search path or system variable.
+  for (const std::string name : {"LD_PRELOAD", "LD_LIBRARY_PATH", "PATH", "BAETYL_SERVICE_TOKEN",
+                                 "BAETYL_SERVICE_NAME", "OPENEDGE_MASTER_API"}) {
+    auto response = put("manager", manager, "/v1/services/runtime/instances/runtime.x/start",
+                        R"({")" + name + R"(":"/tmp/x"})");
+    EXPECT_EQ(response.status, 400) << name;
+    EXPECT_THAT(response.body, HasSubstr("\"" + name + "\" cannot be set")) << name;
+  }
+  EXPECT_TRUE(run.pids("runtime.x").empty());
+  EXPECT_TRUE(run.instance("runtime", "runtime.x").is_null());
+
+  // A dynamic instance belongs to the service that started it (and to the admin).
+  auto started = put("manager", manager, "/v1/services/runtime/instances/runtime.x/start",
+                     R"({"BAETYL_SERVICE_INSTANCE_ADDRESS":"127.0.0.1:1",)"
+                     R"("OPENEDGE_SERVICE_INSTANCE_ADDRESS":"127.0.0.1:1","USER_VAR":"ok"})");
+  ASSERT_EQ(started.status, 200) << started.body;
+  ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("runtime.x").has_value(); }));
+  EXPECT_EQ(run.env_value("runtime.x", "USER_VAR"), "ok");
+  EXPECT_EQ(run.env_value("runtime.x", "OPENEDGE_SERVICE_INSTANCE_ADDRESS"), "127.0.0.1:1");
+  const pid_t dynamic = *run.last_pid("runtime.x");
+  auto foreign = put("other", other, "/v1/services/runtime/instances/runtime.x/stop");
+  EXPECT_EQ(foreign.status, 403);
+  EXPECT_THAT(foreign.body, HasSubstr("was started by 'manager'"));
+  EXPECT_EQ(put("other", other, "/v1/services/runtime/instances/runtime.x/start", "{}").status,
+            403);
+  EXPECT_TRUE(process_alive(dynamic));
+  EXPECT_EQ(run.pids("runtime.x").size(), 1u);
+
+  // A service reports for its own instances only.
+  EXPECT_EQ(
+      put("manager", manager, "/v1/services/other/instances/other/report", R"({"fake":1})").status,
+      403);
+  EXPECT_FALSE(run.instance("other", "other").contains("fake"));
+  EXPECT_EQ(put("manager", manager, "/v1/services/manager/instances/manager/report", R"({"own":1})")
+                .status,
+            200);
+
+  EXPECT_EQ(put("manager", manager, "/v1/services/runtime/instances/runtime.x/stop").status, 200);
+  EXPECT_FALSE(process_alive(dynamic));
+  EXPECT_TRUE(run.instance("runtime", "runtime.x").is_null());
+
+  // The admin stops a static instance, which stays listed as exited until started again, with
+  // its service's token.
+  const std::string admin = run.admin_password();
+  ASSERT_EQ(put("baetyl.admin", admin, "/v1/services/other/instances/other/stop").status, 200);
+  EXPECT_FALSE(process_alive(other_pid));
+  EXPECT_EQ(status_of(run, "other", "other"), "exited");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(run.pids("other").size(), 1u) << "not restarted";
+  ASSERT_EQ(put("baetyl.admin", admin, "/v1/services/other/instances/other/start", "{}").status,
+            200);
+  ASSERT_TRUE(MasterRun::wait_until([&] { return run.pids("other").size() == 2u; }));
+  EXPECT_EQ(status_of(run, "other", "other"), "running");
+  EXPECT_EQ(run.env_value("other", "BAETYL_SERVICE_TOKEN"), other);
+  EXPECT_EQ(run.call("GET", "/v1/system/inspect", "other", other).status, 200);
+}
+
+// ---- check and start check the same ----
+
+// `check` and `start` on `dir` (with `extra` arguments) both exit 1 with `reason`.
+void expect_check_and_start_refuse(const fs::path& dir, const std::vector<std::string>& extra,
+                                   const std::string& reason) {
+  for (const std::string command : {"check", "start"}) {
+    std::vector<std::string> args{command, "-w", dir.string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    int code = 0;
+    const std::string printed = run_baetyl(args, &code);
+    EXPECT_EQ(code, 1) << command << ":\n" << printed;
+    EXPECT_THAT(printed, HasSubstr(reason)) << command;
+    EXPECT_THAT(printed, Not(HasSubstr("OK!"))) << command;
+  }
+}
+
+TEST(MasterE2E, CheckRefusesWhatStartRefuses) {
+  TempDir empty;
+  expect_check_and_start_refuse(
+      empty.path(), {},
+      "etc/baetyl/conf.yml: mode: 'docker' (the default: the file does not exist) is not "
+      "available: this build has no Docker engine yet; set `mode: native`");
+
+  MasterRun run;
+  run.write_app("v1", service("svc"));
+  expect_check_and_start_refuse(run.workdir(), {"-c", "etc/baetyl/nope.yml"},
+                                "etc/baetyl/nope.yml: no such file (given with -c)");
+  std::ofstream(run.workdir() / "etc/baetyl/docker.yml") << "mode: docker\n";
+  expect_check_and_start_refuse(run.workdir(), {"-c", "etc/baetyl/docker.yml"},
+                                "etc/baetyl/docker.yml: mode: 'docker' is not available");
+
+  run.write_app("v1", service("svc") +
+                          "  - name: ghost\n    image: test/no-such-module\n"
+                          "    replica: 1\n");
+  expect_check_and_start_refuse(run.workdir(), {},
+                                "var/db/baetyl/application.yml: services[1].image: service "
+                                "'ghost': no program for image 'test/no-such-module'");
+}
+
+TEST(MasterE2E, CheckAndStartCheckTheConfigurationOfKnownModules) {
+  MasterRun run;
+  // The test script is the hub's and the function manager's package here, so that their images
+  // resolve without the modules installed.
+  auto module = [](const std::string& name, const std::string& image, const std::string& conf) {
+    return "  - name: " + name + "\n    image: hub.baidubce.com/baetyl/" + image +
+           "\n    replica: 1\n    mounts:\n"
+           "      - {name: pkg, path: lib/baetyl/hub.baidubce.com/baetyl/" +
+           image +
+           "}\n"
+           "      - {name: out, path: out}\n"
+           "      - {name: " +
+           conf + ", path: etc/baetyl, readonly: true}\n    env: {MODE: run}\n";
+  };
+  run.write_app("v1", module("localhub", "baetyl-hub", "hubconf") +
+                          module("function-manager", "baetyl-function-manager", "fmconf"));
+  {
+    std::ofstream app(run.workdir() / "var/db/baetyl/application.yml", std::ios::app);
+    app << "  - {name: hubconf, path: var/db/baetyl/hubconf}\n"
+           "  - {name: fmconf, path: var/db/baetyl/fmconf}\n";
+  }
+  fs::create_directories(run.workdir() / "var/db/baetyl/hubconf");
+  fs::create_directories(run.workdir() / "var/db/baetyl/fmconf");
+  const fs::path hub_conf = run.workdir() / "var/db/baetyl/hubconf/service.yml";
+  const fs::path fm_conf = run.workdir() / "var/db/baetyl/fmconf/service.yml";
+
+  std::ofstream(hub_conf) << "listen: [tcp://0.0.0.0:99999]\n"
+                             "principals: [{username: a, password: b}, {username: a}]\n";
+  std::ofstream(fm_conf) << "rules: [\n";
+  expect_check_and_start_refuse(run.workdir(), {},
+                                "var/db/baetyl/hubconf/service.yml: listen[0]: "
+                                "'tcp://0.0.0.0:99999': invalid port '99999' (service localhub)");
+  expect_check_and_start_refuse(run.workdir(), {},
+                                "principals[1].username: 'a' is listed twice (service localhub)");
+  expect_check_and_start_refuse(run.workdir(), {}, "var/db/baetyl/fmconf/service.yml: ");
+  expect_check_and_start_refuse(run.workdir(), {}, "(service function-manager)");
+
+  // No file: the hub's defaults, which name no listener.
+  fs::remove(hub_conf);
+  std::ofstream(fm_conf) << "rules: []\n";
+  expect_check_and_start_refuse(
+      run.workdir(), {},
+      "etc/baetyl/service.yml (var/db/baetyl/hubconf/service.yml does not exist): listen");
+
+  std::ofstream(hub_conf) << "listen: [tcp://127.0.0.1:1883]\n";
+  int code = 0;
+  EXPECT_EQ(run_baetyl({"check", "-w", run.workdir().string()}, &code), "OK!\n");
+  EXPECT_EQ(code, 0);
+  ASSERT_TRUE(run.start()) << run.output();
+  EXPECT_TRUE(MasterRun::wait_until([&] { return run.last_pid("localhub").has_value(); }));
+  // start names the files it read.
+  EXPECT_THAT(run.log(), HasSubstr("master configuration read from etc/baetyl/conf.yml"));
+  EXPECT_THAT(run.log(), HasSubstr("application read from var/db/baetyl/application.yml: "
+                                   "version 'v1', 2 service(s)"));
+}
+
+TEST(MasterE2E, EveryCommandHasItsHelp) {
+  int code = 0;
+  std::string printed = run_baetyl({"start", "--help"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(printed, HasSubstr("Usage: baetyl start [-w DIR] [-c FILE]"));
+  EXPECT_THAT(printed, HasSubstr("-c, --config FILE"));
+  printed = run_baetyl({"inspect", "-h"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(printed, HasSubstr("Usage: baetyl inspect [-w DIR]"));
+  EXPECT_THAT(printed, Not(HasSubstr("--config")));
+  printed = run_baetyl({"help", "check"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(printed, HasSubstr("Usage: baetyl check [-w DIR] [-c FILE]"));
+  printed = run_baetyl({"version", "--help"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(printed, HasSubstr("Usage: baetyl version\n"));
+  printed = run_baetyl({"--help"}, &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_THAT(printed, HasSubstr("Commands:"));
+}
+
+// ---- a quiet shutdown ----
+
+TEST(MasterE2E, StoppingRefusesNoCallOfAStoppingServiceAndLogsEachEventOnce) {
+  MasterRun run;
+  run.write_app("v1", service("manager",
+                              "    env: {MODE: starter, TARGET_SERVICE: runtime, TARGET_INSTANCE: "
+                              "runtime.f1}\n") +
+                          service("runtime", "", "run", 0) + service("other"));
+  ASSERT_TRUE(run.start()) << run.output();
+  ASSERT_TRUE(MasterRun::wait_until(
+      [&] { return run.last_pid("runtime.f1").has_value() && run.last_pid("other").has_value(); }));
+  EXPECT_TRUE(MasterRun::wait_until([&] { return run.read_out("manager.start") == "200"; }));
+  EXPECT_EQ(run.stop(SIGTERM), 0) << run.output();
+  // Like the function manager, the manager stops what it started when it is stopped itself.
+  EXPECT_EQ(run.read_out("manager.stop"), "200") << "its token is valid until it has stopped";
+
+  const std::string log = run.log();
+  EXPECT_THAT(log, Not(HasSubstr("unauthorized")));
+  EXPECT_THAT(log, Not(HasSubstr("from unix: 4"))) << "no refused call";
+  EXPECT_EQ(count_of(log, "listening on"), 1u) << log;
+  for (const std::string name : {"manager", "other"}) {
+    EXPECT_EQ(count_of(log, "instance " + name + " of service " + name + " started"), 1u) << log;
+    EXPECT_EQ(count_of(log, "service " + name + " stopped"), 1u) << log;
+  }
+  EXPECT_EQ(count_of(log, "instance runtime.f1 of service runtime started"), 1u) << log;
+  EXPECT_EQ(count_of(log, "master stopped"), 1u);
+  EXPECT_EQ(count_of(log, "API server stopped"), 1u);
 }
 
 }  // namespace

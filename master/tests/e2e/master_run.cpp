@@ -19,10 +19,29 @@ env > "out/$name.env"
 echo "$0 $*" > "out/$name.args"
 pwd -P > "out/$name.cwd"
 echo $$ >> "out/$name.pids"
+# PUT /v1/services/$1/instances/$2/$3 with this service's token; prints the HTTP status.
+api() {
+  python3 -c '
+import http.client, os, socket, sys
+class Connection(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(os.environ["BAETYL_MASTER_API_ADDRESS"][len("unix://"):])
+connection = Connection("baetyl")
+connection.request("PUT", "/v1/services/%s/instances/%s/%s" % tuple(sys.argv[1:4]), body=b"",
+                   headers={"x-openedge-username": os.environ["BAETYL_SERVICE_NAME"],
+                            "x-openedge-password": os.environ["BAETYL_SERVICE_TOKEN"]})
+print(connection.getresponse().status, end="")' "$1" "$2" "$3"
+}
 case "$MODE" in
   exit0) exit 0 ;;
   exit1) exit 1 ;;
   ignore-term) trap '' TERM ;;
+  # Starts instance $TARGET_INSTANCE of service $TARGET_SERVICE, and stops it when stopped itself
+  # (as the function manager does), recording the answers in out/$name.start and .stop.
+  starter)
+    trap 'api "$TARGET_SERVICE" "$TARGET_INSTANCE" stop > "out/$name.stop"; exit 0' TERM
+    api "$TARGET_SERVICE" "$TARGET_INSTANCE" start > "out/$name.start" ;;
   *) trap 'echo $$ >> "out/$name.stops"; exit 0' TERM ;;
 esac
 while true; do sleep 0.05; done
@@ -159,6 +178,8 @@ std::string MasterRun::env_value(const std::string& instance, const std::string&
 std::string MasterRun::read_out(const std::string& file) const {
   return read_file(dir_.path() / "var/db/baetyl/out" / file);
 }
+
+std::string MasterRun::log() const { return read_file(dir_.path() / "var/log/baetyl/baetyl.log"); }
 
 bool MasterRun::wait_until(const std::function<bool()>& condition,
                            std::chrono::milliseconds timeout) {

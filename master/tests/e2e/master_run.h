@@ -57,6 +57,8 @@ class MasterRun {
   std::optional<pid_t> last_pid(const std::string& instance) const;
   std::string env_value(const std::string& instance, const std::string& name) const;
   std::string read_out(const std::string& file) const;
+  // The master's log file, var/log/baetyl/baetyl.log.
+  std::string log() const;
 
   // Polls `condition` every 20 ms until it holds or `timeout` passes.
   static bool wait_until(const std::function<bool()>& condition,

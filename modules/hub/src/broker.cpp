@@ -108,18 +108,16 @@ Broker::Broker(const HubConfig& config, Store* store, std::shared_ptr<spdlog::lo
 void Broker::restore(StoredState state) {
   for (auto& stored : state.sessions) {
     auto session = std::make_shared<Session>(stored.client_id, true);
-    {
-      std::unique_lock topics(topics_mutex_);
-      for (const auto& [filter, qos] : stored.subscriptions) {
-        topics_.insert(filter, session.get(), qos);
-        session->subscriptions[filter] = qos;
-      }
-      topics_version_.store(topics_.version(), std::memory_order_release);
-    }
+    session->principal = stored.principal;
+    session->unclaimed = stored.principal.empty();
+    if (!session->unclaimed) session->authorizer = auth_.find(stored.principal);
+    for (const auto& [filter, qos] : stored.subscriptions) session->subscriptions[filter] = qos;
     for (auto& d : stored.queue) {
       session->pending.push(Outgoing{d.message, d.qos, false, true, true, d.released});
     }
     session->incoming_qos2.insert(stored.incoming_qos2.begin(), stored.incoming_qos2.end());
+    // A session of unknown principal subscribes once a principal claims it (see attach).
+    if (!session->unclaimed) resubscribe_restored(*session);
     std::lock_guard lock(sessions_mutex_);
     sessions_[stored.client_id] = std::move(session);
   }
@@ -140,8 +138,10 @@ void Broker::restore(StoredState state) {
 }
 
 Broker::Attached Broker::attach(const std::string& client_id, bool clean,
-                                std::shared_ptr<Connection> connection) {
+                                std::shared_ptr<Connection> connection,
+                                std::shared_ptr<const Authorizer> authorizer) {
   Attached result;
+  const std::string principal = authorizer ? authorizer->principal() : std::string();
   std::shared_ptr<Connection> previous;
   std::shared_ptr<Session> discarded;
   {
@@ -149,6 +149,10 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
     auto it = sessions_.find(client_id);
     if (it != sessions_.end()) {
       auto old = it->second;
+      if (!old->unclaimed && old->principal != principal) {
+        result.refused = true;
+        return result;
+      }
       {
         std::lock_guard session_lock(old->mutex);
         previous = old->connection.lock();
@@ -164,12 +168,23 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
       } else {
         result.session = old;
         result.present = true;
+        if (old->unclaimed) {
+          log_->info("client '{}': session stored without its principal is now bound to '{}'",
+                     client_id, principal);
+          old->principal = principal;
+          old->authorizer = authorizer;
+          old->unclaimed = false;
+          if (store_) store_->save_session(client_id, principal);
+          resubscribe_restored(*old);
+        }
       }
     }
     if (!result.session) {
       result.session = std::make_shared<Session>(client_id, !clean);
+      result.session->principal = principal;
+      result.session->authorizer = std::move(authorizer);
       sessions_[client_id] = result.session;
-      if (!clean && store_) store_->save_session(client_id);
+      if (!clean && store_) store_->save_session(client_id, principal);
     }
     std::lock_guard session_lock(result.session->mutex);
     result.session->connection = connection;
@@ -213,6 +228,53 @@ void Broker::remove_subscriptions(Session& session) {
   std::unique_lock lock(topics_mutex_);
   for (const auto& f : filters) topics_.erase(f, &session);
   topics_version_.store(topics_.version(), std::memory_order_release);
+}
+
+void Broker::resubscribe_restored(Session& session) {
+  const Authorizer* authorizer = session.authorizer.get();
+  std::vector<std::pair<std::string, std::uint8_t>> entries;
+  std::vector<std::string> refused;
+  std::vector<std::int64_t> dropped;
+  std::size_t dropped_count = 0;
+  {
+    std::lock_guard lock(session.mutex);
+    for (auto it = session.subscriptions.begin(); it != session.subscriptions.end();) {
+      const auto grant =
+          authorizer ? authorizer->check_subscribe(it->first) : SubscribeGrant::Refused;
+      if (grant == SubscribeGrant::Refused) {
+        refused.push_back(it->first);
+        it = session.subscriptions.erase(it);
+        continue;
+      }
+      entries.emplace_back(it->first,
+                           it->second | (grant == SubscribeGrant::Filtered ? kFiltered : 0));
+      ++it;
+    }
+    // Only PUBREL is left of a released QoS 2 delivery: the message was delivered already.
+    session.pending.erase_outgoing_if([&](const Outgoing& o) {
+      if (o.released || (authorizer && authorizer->may_receive(o.message->topic))) return false;
+      ++dropped_count;
+      if (o.stored) dropped.push_back(o.message->id);
+      return true;
+    });
+  }
+  {
+    std::unique_lock lock(topics_mutex_);
+    for (const auto& [filter, entry] : entries) topics_.insert(filter, &session, entry);
+    topics_version_.store(topics_.version(), std::memory_order_release);
+  }
+  for (const auto& filter : refused) {
+    log_->warn("client '{}': subscription to '{}' is not permitted to '{}' any more: removed",
+               session.client_id(), filter, session.principal);
+    if (store_) store_->remove_subscription(session.client_id(), filter);
+  }
+  if (dropped_count > 0) {
+    log_->warn("client '{}': {} queued message(s) '{}' may not receive any more: dropped",
+               session.client_id(), dropped_count, session.principal);
+  }
+  if (store_) {
+    for (auto id : dropped) store_->ack(session.client_id(), id);
+  }
 }
 
 void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored) {
@@ -271,6 +333,14 @@ void Broker::count_dropped(const Session& session, std::size_t count) {
   if (std::bit_floor(before + count) > before) {
     log_->warn("QoS 0 buffer of '{}' is full ({} messages): dropping ({} dropped so far)",
                session.client_id(), session.pending.qos0(), before + count);
+  }
+}
+
+void Broker::count_reserved(const std::string& client_id, std::string_view topic) {
+  const auto before = stats_.publish_reserved.fetch_add(1);
+  if (std::bit_floor(before + 1) > before) {
+    log_->warn("client '{}': PUBLISH to '{}' dropped: $SYS topics are the hub's ({} so far)",
+               client_id, topic, before + 1);
   }
 }
 
@@ -378,13 +448,28 @@ const std::vector<std::pair<Session*, std::uint8_t>>& Broker::match(std::string_
     std::size_t out = 0;
     for (std::size_t i = 0; i < matches.size(); ++i) {
       if (out > 0 && matches[out - 1].first == matches[i].first) {
-        matches[out - 1].second = std::max(matches[out - 1].second, matches[i].second);
+        // A topic one of them matches without kFiltered is one the principal may receive.
+        auto& merged = matches[out - 1].second;
+        const std::uint8_t next = matches[i].second;
+        merged = static_cast<std::uint8_t>(std::max(merged & kQosMask, next & kQosMask) |
+                                           (merged & next & kFiltered));
       } else {
         matches[out++] = matches[i];
       }
     }
     matches.resize(out);
   }
+  // Checked once per topic and session (and remembered with the matches), only for
+  // subscriptions that can match topics their principal may not receive.
+  std::size_t kept = 0;
+  for (const auto& [session, entry] : matches) {
+    if ((entry & kFiltered) != 0 &&
+        !(session->authorizer && session->authorizer->may_receive(topic))) {
+      continue;
+    }
+    matches[kept++] = {session, static_cast<std::uint8_t>(entry & kQosMask)};
+  }
+  matches.resize(kept);
   for (const auto& [session, qos] : matches) last.alive.push_back(session->shared_from_this());
   last.broker = id_;
   last.version = topics_.version();
@@ -419,7 +504,9 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
       codes.push_back(mqtt::kSubackFailure);
       continue;
     }
-    if (authorizer && !authorizer->can_subscribe(sub.topic_filter)) {
+    const auto grant =
+        authorizer ? authorizer->check_subscribe(sub.topic_filter) : SubscribeGrant::Granted;
+    if (grant == SubscribeGrant::Refused) {
       stats_.subscribe_denied.fetch_add(1);
       log_->warn("client '{}': not permitted to subscribe to '{}'", session->client_id(),
                  sub.topic_filter);
@@ -429,7 +516,8 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
     const std::uint8_t granted = std::min<std::uint8_t>(sub.qos, 2);
     {
       std::unique_lock lock(topics_mutex_);
-      topics_.insert(sub.topic_filter, session.get(), granted);
+      topics_.insert(sub.topic_filter, session.get(),
+                     granted | (grant == SubscribeGrant::Filtered ? kFiltered : 0));
       topics_version_.store(topics_.version(), std::memory_order_release);
     }
     {
@@ -454,7 +542,8 @@ void Broker::queue_retained(const std::shared_ptr<Session>& session,
     for (std::size_t i = 0; i < subscriptions.size(); ++i) {
       if (granted[i] == mqtt::kSubackFailure) continue;
       for (const auto& [topic, message] : retained_) {
-        if (mqtt::topic_matches(subscriptions[i].topic_filter, topic)) {
+        if (mqtt::topic_matches(subscriptions[i].topic_filter, topic) &&
+            (!session->authorizer || session->authorizer->may_receive(topic))) {
           out.push_back(Outgoing{message, std::min(message->qos, granted[i]), true, false, false});
         }
       }

@@ -38,6 +38,7 @@ struct BrokerStats {
   std::atomic<std::uint64_t> messages_out{0};      // PUBLISH sent to clients
   std::atomic<std::uint64_t> messages_dropped{0};  // QoS 0 dropped on a full buffer
   std::atomic<std::uint64_t> publish_denied{0};
+  std::atomic<std::uint64_t> publish_reserved{0};  // client publishes to $SYS, dropped
   std::atomic<std::uint64_t> subscribe_denied{0};
   std::atomic<std::uint64_t> auth_failures{0};
   std::atomic<std::uint64_t> writes_offloaded{0};  // sent by a less busy worker (see Workers)
@@ -65,10 +66,14 @@ class Broker {
   struct Attached {
     std::shared_ptr<Session> session;
     bool present = false;  // an existing session was resumed
+    bool refused = false;  // the client id is taken by a session of another principal
   };
   // Binds `connection` to the session of `client_id`, taking it over from another connection
-  // (which is closed) and discarding it when `clean`.
-  Attached attach(const std::string& client_id, bool clean, std::shared_ptr<Connection> connection);
+  // (which is closed) and discarding it when `clean`. A session belongs to the principal of
+  // `authorizer` (none when null): a connection of another principal neither resumes, discards
+  // nor takes it over (`refused`, nothing changed).
+  Attached attach(const std::string& client_id, bool clean, std::shared_ptr<Connection> connection,
+                  std::shared_ptr<const Authorizer> authorizer = nullptr);
   // The connection ended: clean sessions disappear, persistent ones keep collecting messages.
   void detach(const std::shared_ptr<Session>& session, const Connection* connection);
 
@@ -126,6 +131,10 @@ class Broker {
   // fast publishers do not overflow subscribers that keep up.
   static std::shared_ptr<Session> take_congestion();
 
+  // A publish by a client to a topic reserved for the hub ($SYS): counted and logged at the 1st,
+  // 2nd, 4th, 8th ... time.
+  void count_reserved(const std::string& client_id, std::string_view topic);
+
   // Return codes for SUBACK: granted QoS or 0x80. Retained messages matching the accepted
   // filters are queued on the session after the caller's SUBACK (see queue_retained).
   std::vector<std::uint8_t> subscribe(const std::shared_ptr<Session>& session,
@@ -163,6 +172,15 @@ class Broker {
   // sessions alive) until the next call on this thread.
   const std::vector<std::pair<Session*, std::uint8_t>>& match(std::string_view topic);
   void remove_subscriptions(Session& session);
+  // Subscribes `session` again to the subscriptions it was restored with that its principal's
+  // current permissions grant, forgets the others, and drops its queued messages the principal
+  // may no longer receive (for the store as well).
+  void resubscribe_restored(Session& session);
+
+  // A subscription's entry in the trie: its granted QoS, and kFiltered when its filter can match
+  // topics its principal may not receive (each topic is then checked, see match()).
+  static constexpr std::uint8_t kQosMask = 0x03;
+  static constexpr std::uint8_t kFiltered = 0x80;
 
   std::uint64_t id_ = 0;  // unique in the process (a thread's match cache names its broker)
   const HubConfig& config_;

@@ -68,6 +68,7 @@ void describe(config::Reader& r, Certificate& c) {
   r.field("ca", c.ca);
   r.field("key", c.key);
   r.field("cert", c.cert);
+  r.field("useUsernameAsIdentity", c.use_username_as_identity);
   r.check(c.cert.empty() == c.key.empty(), c.cert.empty() ? "cert" : "key",
           "cert and key must be given together");
 }
@@ -100,8 +101,8 @@ void describe(config::Reader& r, Route& route) {
   }
   if (!route.target.topic.empty()) {
     std::string problem = mqtt::check_topic_name(route.target.topic, kLimits);
-    if (problem.empty() && route.target.topic.front() == '$') {
-      problem = "topic name must not start with '$'";
+    if (problem.empty() && is_reserved_topic(route.target.topic)) {
+      problem = "$SYS topics are reserved for the hub";
     }
     r.check(problem.empty(), "target.topic", "'" + route.target.topic + "': " + problem);
   }
@@ -208,6 +209,10 @@ void describe(config::Reader& r, HubConfig& c) {
     s.field("timeout", c.shutdown_timeout).min(std::chrono::milliseconds(1));
   });
   r.field("logger", c.logger);
+}
+
+bool is_reserved_topic(std::string_view topic) {
+  return topic == "$SYS" || topic.starts_with("$SYS/");
 }
 
 std::string check_routes(const std::vector<Route>& routes) {

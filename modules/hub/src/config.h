@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "baetyl/config/reader.h"
@@ -33,6 +34,10 @@ struct Certificate {
   std::string ca;
   std::string key;
   std::string cert;
+  // A client with a verified certificate and no password logs in as the principal its username
+  // names, even when that is not the certificate's CN (the original's behaviour). Off: such a
+  // username must be the CN (or absent).
+  bool use_username_as_identity = false;
 };
 
 struct Permission {
@@ -107,6 +112,9 @@ void describe(config::Reader& r, HubConfig& c);
 // Limits of the original on topics: at most 255 bytes and 8 '/' separators.
 inline constexpr std::size_t kMaxTopicLength = 255;
 inline constexpr std::size_t kMaxTopicLevels = 9;
+
+// Topics starting with `$SYS` are the hub's: clients do not publish there.
+bool is_reserved_topic(std::string_view topic);
 
 // "" when the routes are usable, else why not: two routes with the same source and target, or a
 // chain of routes leading back to where it started.

@@ -43,11 +43,9 @@ std::string generated_client_id() {
   return "$auto-" + std::to_string(rng()) + "-" + std::to_string(counter.fetch_add(1));
 }
 
-// "" when a client may publish to `topic`: the hub's limits and no leading '$'.
+// "" when `topic` is a valid topic name within the hub's limits.
 std::string check_publish_topic(std::string_view topic) {
-  std::string problem = mqtt::check_topic_name(topic, {kMaxTopicLength, kMaxTopicLevels});
-  if (problem.empty() && topic.front() == '$') problem = "topic name must not start with '$'";
-  return problem;
+  return mqtt::check_topic_name(topic, {kMaxTopicLength, kMaxTopicLevels});
 }
 
 }  // namespace
@@ -384,8 +382,15 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
   if (!password.empty()) {
     authorizer_ = broker_.auth().authenticate(username, password);
   } else if (!cn.empty()) {
-    // Two-way TLS: the username (or the certificate's CN when none is given) names a principal
-    // without password.
+    // Two-way TLS: the certificate's CN names a principal without password; a username, when
+    // given, must be the CN unless certificate.useUsernameAsIdentity lets it name another.
+    if (!username.empty() && username != cn &&
+        !broker_.config().certificate.use_username_as_identity) {
+      broker_.stats().auth_failures.fetch_add(1);
+      return refuse(mqtt::ConnectReturnCode::BadUsernameOrPassword,
+                    "username '" + username + "' is not the certificate's CN '" + cn +
+                        "' (see certificate.useUsernameAsIdentity)");
+    }
     authorizer_ = broker_.auth().authenticate_certificate(username.empty() ? cn : username);
   } else if (username.empty()) {
     broker_.stats().auth_failures.fetch_add(1);
@@ -400,6 +405,10 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
   if (c.will) {
     if (auto problem = check_publish_topic(c.will->topic); !problem.empty()) {
       return refuse(mqtt::ConnectReturnCode::NotAuthorized, "will " + problem);
+    }
+    if (is_reserved_topic(c.will->topic)) {
+      return refuse(mqtt::ConnectReturnCode::NotAuthorized,
+                    "will topic '" + c.will->topic + "': $SYS topics are the hub's");
     }
     if (c.will->payload.size() > broker_.config().message.length_max.bytes) {
       return refuse(mqtt::ConnectReturnCode::NotAuthorized, "will message too long");
@@ -422,7 +431,13 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
   deadline_ = c.keep_alive > 0 ? Clock::now() + keepalive_ : Clock::time_point::max();
   watchdog_.cancel();  // re-arm with the new deadline
 
-  auto attached = broker_.attach(client_id_, c.clean_session, shared_from_this());
+  auto attached = broker_.attach(client_id_, c.clean_session, shared_from_this(), authorizer_);
+  if (attached.refused) {
+    broker_.stats().auth_failures.fetch_add(1);
+    will_.reset();
+    return refuse(mqtt::ConnectReturnCode::IdentifierRejected,
+                  "client id '" + client_id_ + "' belongs to a session of another principal");
+  }
   session_ = attached.session;
   connected_ = true;
   broker_.stats().connections.fetch_add(1);
@@ -464,6 +479,12 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& p) {
     }
   }
   if (!checked) {
+    if (is_reserved_topic(p.topic)) {
+      broker_.count_reserved(client_id_, p.topic);
+      if (p.qos == 1) send(mqtt::Puback{id});
+      if (p.qos == 2) send(mqtt::Pubrec{id});
+      return Next::Continue;
+    }
     if (!authorizer_->can_publish(p.topic)) {
       broker_.stats().publish_denied.fetch_add(1);
       broker_.log().warn("client '{}': not permitted to publish to '{}'; message dropped",

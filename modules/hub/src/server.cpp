@@ -236,6 +236,7 @@ nlohmann::json Hub::stats() {
       {"denied",
        {{"connect", s.auth_failures.load()},
         {"publish", s.publish_denied.load()},
+        {"reserved", s.publish_reserved.load()},
         {"subscribe", s.subscribe_denied.load()}}},
       {"workers",
        {{"count", workers_->size()},

@@ -15,6 +15,7 @@
 
 namespace baetyl::hub {
 
+class Authorizer;
 class Connection;
 
 struct Inflight {
@@ -31,6 +32,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   const std::string& client_id() const { return client_id_; }
   bool persistent() const { return persistent_; }
+
+  // The principal the session belongs to and its permissions (null when no principal is known:
+  // in tests, or when it left the configuration). Set before the session has a subscription and
+  // then read by publishers under the broker's subscription lock. `unclaimed`: restored from a
+  // store that did not record principals; the first principal to resume it claims it.
+  std::string principal;
+  std::shared_ptr<const Authorizer> authorizer;
+  bool unclaimed = false;
 
   std::mutex mutex;
   // Everything below is guarded by `mutex`.

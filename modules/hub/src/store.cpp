@@ -70,7 +70,8 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
       "CREATE TABLE IF NOT EXISTS queue (client_id TEXT NOT NULL, message_id INTEGER NOT NULL, "
       "qos INTEGER NOT NULL, released INTEGER NOT NULL DEFAULT 0, "
       "PRIMARY KEY (client_id, message_id)) WITHOUT ROWID");
-  exec("CREATE TABLE IF NOT EXISTS sessions (client_id TEXT PRIMARY KEY)");
+  exec("CREATE TABLE IF NOT EXISTS sessions (client_id TEXT PRIMARY KEY, principal TEXT)");
+  add_principal_column();
   exec(
       "CREATE TABLE IF NOT EXISTS subscriptions (client_id TEXT NOT NULL, filter TEXT NOT NULL, "
       "qos INTEGER NOT NULL, PRIMARY KEY (client_id, filter)) WITHOUT ROWID");
@@ -90,7 +91,7 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
       prepare("INSERT OR REPLACE INTO queue (client_id, message_id, qos) VALUES (?,?,?)");
   delete_queue_ = prepare("DELETE FROM queue WHERE client_id = ? AND message_id = ?");
   release_queue_ = prepare("UPDATE queue SET released = 1 WHERE client_id = ? AND message_id = ?");
-  insert_session_ = prepare("INSERT OR IGNORE INTO sessions (client_id) VALUES (?)");
+  insert_session_ = prepare("INSERT OR REPLACE INTO sessions (client_id, principal) VALUES (?,?)");
   delete_session_ = prepare("DELETE FROM sessions WHERE client_id = ?");
   delete_session_subs_ = prepare("DELETE FROM subscriptions WHERE client_id = ?");
   delete_session_queue_ = prepare("DELETE FROM queue WHERE client_id = ?");
@@ -126,6 +127,23 @@ Store::~Store() {
 // (SIGKILL) but not of the machine; the WAL is synced at checkpoints. FULL syncs every commit.
 const char* Store::synchronous_pragma() const {
   return options_.sync_every_commit ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
+}
+
+// A hub.db of an earlier version has sessions without their principal: they keep a NULL one,
+// and the broker lets the first principal that resumes such a session claim it.
+void Store::add_principal_column() {
+  bool found = false;
+  sqlite3_stmt* stmt = prepare("PRAGMA table_info(sessions)");
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    if (column_string(stmt, 1) == "principal") found = true;
+  }
+  sqlite3_reset(stmt);
+  if (found) return;
+  exec("ALTER TABLE sessions ADD COLUMN principal TEXT");
+  log_->info(
+      "'{}': sessions now record their principal; sessions stored before are bound to the "
+      "first principal that resumes them",
+      path_);
 }
 
 void Store::exec(const char* sql) {
@@ -166,9 +184,9 @@ StoredState Store::load() {
     while (sqlite3_step(stmt) == SQLITE_ROW) row(stmt);
     sqlite3_finalize(stmt);
   };
-  query("SELECT client_id FROM sessions ORDER BY client_id", [&](sqlite3_stmt* s) {
+  query("SELECT client_id, principal FROM sessions ORDER BY client_id", [&](sqlite3_stmt* s) {
     index[column_string(s, 0)] = state.sessions.size();
-    state.sessions.push_back(StoredSession{column_string(s, 0), {}, {}});
+    state.sessions.push_back(StoredSession{column_string(s, 0), {}, {}, {}, column_string(s, 1)});
   });
   query("SELECT client_id, filter, qos FROM subscriptions", [&](sqlite3_stmt* s) {
     auto it = index.find(column_string(s, 0));
@@ -326,7 +344,9 @@ void Store::ack(const std::string& client_id, std::int64_t id) { submit(Ack{clie
 void Store::released(const std::string& client_id, std::int64_t id) {
   submit(Released{client_id, id});
 }
-void Store::save_session(const std::string& client_id) { submit(SaveSession{client_id}); }
+void Store::save_session(const std::string& client_id, const std::string& principal) {
+  submit(SaveSession{client_id, principal});
+}
 void Store::delete_session(const std::string& client_id) { submit(DeleteSession{client_id}); }
 void Store::add_subscription(const std::string& client_id, const std::string& filter,
                              std::uint8_t qos) {
@@ -550,6 +570,11 @@ void Store::apply(Op& op) {
     step(release_queue_);
   } else if (auto* s = std::get_if<SaveSession>(&op)) {
     bind_text(insert_session_, 1, s->client_id);
+    if (s->principal.empty()) {
+      sqlite3_bind_null(insert_session_, 2);
+    } else {
+      bind_text(insert_session_, 2, s->principal);
+    }
     step(insert_session_);
   } else if (auto* d = std::get_if<DeleteSession>(&op)) {
     for (auto* stmt :

@@ -58,6 +58,7 @@ struct StoredSession {
   std::vector<std::pair<std::string, std::uint8_t>> subscriptions;
   std::vector<StoredDelivery> queue;         // unacknowledged, oldest first
   std::vector<std::uint16_t> incoming_qos2;  // QoS 2 ids received, PUBREL not yet
+  std::string principal;  // "" when stored by a hub that did not record principals
 };
 
 struct StoredState {
@@ -95,7 +96,8 @@ class Store {
   void ack(const std::string& client_id, std::int64_t message_id);
   // A persistent session sent PUBREC for a QoS 2 delivery.
   void released(const std::string& client_id, std::int64_t message_id);
-  void save_session(const std::string& client_id);
+  // Records the persistent session of `client_id` as belonging to `principal`.
+  void save_session(const std::string& client_id, const std::string& principal = {});
   void delete_session(const std::string& client_id);  // with its subscriptions and queue
   void add_subscription(const std::string& client_id, const std::string& filter, std::uint8_t qos);
   void remove_subscription(const std::string& client_id, const std::string& filter);
@@ -153,6 +155,7 @@ class Store {
   };
   struct SaveSession {
     std::string client_id;
+    std::string principal;
   };
   struct DeleteSession {
     std::string client_id;
@@ -210,6 +213,7 @@ class Store {
   void run_checkpointer();
   void stop_checkpointer();
   const char* synchronous_pragma() const;
+  void add_principal_column();
   void exec(const char* sql);
   sqlite3_stmt* prepare(const char* sql);
   void step(sqlite3_stmt* stmt);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <set>
 #include <thread>
@@ -59,6 +60,74 @@ class HubTest : public ::testing::Test {
 
   std::uint16_t port_ = 0;
   std::unique_ptr<HubProcess> hub_;
+};
+
+// The topics of the PUBLISH packets `c` receives until nothing comes for `quiet`, sorted;
+// QoS 1 messages are acknowledged.
+std::vector<std::string> received_topics(RawClient& c, std::chrono::milliseconds quiet = 300ms) {
+  std::vector<std::string> topics;
+  while (auto packet = c.receive(quiet)) {
+    auto* p = std::get_if<mqtt::Publish>(&*packet);
+    if (p == nullptr) {
+      ADD_FAILURE() << "expected PUBLISH, got " << mqtt::to_string(mqtt::type_of(*packet));
+      continue;
+    }
+    topics.push_back(p->topic);
+    if (p->qos == 1) c.send(mqtt::Puback{p->packet_id});
+  }
+  std::sort(topics.begin(), topics.end());
+  return topics;
+}
+
+// True when the hub's output contains `text` within `timeout`.
+bool logged(const HubProcess& hub, const std::string& text,
+            std::chrono::milliseconds timeout = 2s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (hub.output().find(text) == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+void replace_once(std::string& text, const std::string& from, const std::string& to) {
+  const auto at = text.find(from);
+  ASSERT_NE(at, std::string::npos) << from;
+  text.replace(at, from.size(), to);
+}
+
+// The `test` principal's subscriptions have a deny list (secret/# and $secret/#), and routes
+// republish routed/in on secret/routed and open/routed.
+std::string deny_config(std::uint16_t port, const std::string& more_denied = "") {
+  std::string config = base_config(port);
+  replace_once(config, "        deny: ['secret/#']\n",
+               "        deny: ['secret/#', '$secret/#'" + more_denied + "]\n");
+  replace_once(config, "subscriptions:\n",
+               "subscriptions:\n"
+               "  - {source: {topic: routed/in, qos: 1}, target: {topic: secret/routed, qos: 1}}\n"
+               "  - {source: {topic: routed/in, qos: 1}, target: {topic: open/routed, qos: 1}}\n");
+  return config;
+}
+
+class DenyTest : public HubTest {
+ protected:
+  void SetUp() override {
+    port_ = free_port();
+    hub_ = std::make_unique<HubProcess>(deny_config(port_), port_);
+  }
+
+  // Publishes at QoS 1 from `c` and waits for the PUBACK.
+  void publish1(RawClient& c, const std::string& topic, bool retain = false) {
+    c.send(publish_packet(topic, "m", 1, ++packet_id_, retain));
+    EXPECT_EQ(c.expect<mqtt::Puback>().packet_id, packet_id_) << topic;
+  }
+  // Returns once the hub has handled everything `c` sent before.
+  void round_trip(RawClient& c) {
+    c.send(mqtt::Pingreq{});
+    c.expect<mqtt::Pingresp>();
+  }
+
+  std::uint16_t packet_id_ = 0;
 };
 
 }  // namespace
@@ -253,17 +322,17 @@ TEST_F(HubTest, SubackRefusesDeniedAndInvalidFilters) {
                            {"#", 2}}});
   auto ack = c->expect<mqtt::Suback>();
   EXPECT_EQ(ack.packet_id, 3);
-  EXPECT_EQ(ack.return_codes, (std::vector<std::uint8_t>{1, 0x80, 0x80, 0x80, 0x80, 0x80}));
+  // '#' overlaps the denied secret/#: granted, secret/... is filtered at delivery.
+  EXPECT_EQ(ack.return_codes, (std::vector<std::uint8_t>{1, 0x80, 0x80, 0x80, 0x80, 2}));
 
   RawClient limited(port_);
   ASSERT_EQ(limited.connect(make_connect("lim", true, "limited", "pw")).return_code,
             mqtt::ConnectReturnCode::Accepted);
+  // limited/# is partly permitted (limited/+): granted, delivered only on limited/+.
   limited.send(mqtt::Subscribe{4, {{"limited/a", 1}, {"limited/#", 1}, {"other", 0}}});
-  EXPECT_EQ(limited.expect<mqtt::Suback>().return_codes,
-            (std::vector<std::uint8_t>{1, 0x80, 0x80}));
+  EXPECT_EQ(limited.expect<mqtt::Suback>().return_codes, (std::vector<std::uint8_t>{1, 1, 0x80}));
   // A denied publish is acknowledged and dropped.
   auto sub = connected("watch");
-  subscribe(*sub, "#", 0, 0x80);  // overlaps the denied secret/#
   subscribe(*sub, "other", 0, 0);
   subscribe(*sub, "limited/#", 0, 0);
   subscribe(*sub, "forbidden/#", 0, 0);
@@ -427,6 +496,140 @@ TEST_F(HubTest, DuplicateClientIdTakesOverTheSession) {
   second.expect<mqtt::Pingresp>();
 }
 
+// A client id belongs to the principal whose session it names: another principal can neither
+// resume, discard nor take over that session.
+TEST_F(HubTest, ASessionNeverReachesAnotherPrincipal) {
+  {
+    RawClient owner(port_);
+    ASSERT_FALSE(owner.connect(make_connect("owned", false)).session_present);
+    subscribe(owner, "private/#", 1, 1);
+    owner.send(mqtt::Disconnect{});
+  }
+  auto pub = connected("ownpub");
+  pub->send(publish_packet("private/1", "for the owner", 1, 1));
+  pub->expect<mqtt::Puback>();
+  for (bool clean : {false, true}) {
+    RawClient thief(port_);
+    auto ack = thief.connect(make_connect("owned", clean, "limited", "pw"));
+    EXPECT_EQ(ack.return_code, mqtt::ConnectReturnCode::IdentifierRejected) << clean;
+    EXPECT_FALSE(ack.session_present);
+    EXPECT_TRUE(thief.closed_by_peer());
+  }
+  RawClient owner(port_);
+  ASSERT_TRUE(owner.connect(make_connect("owned", false)).session_present);
+  auto m = owner.expect<mqtt::Publish>();
+  EXPECT_EQ(m.payload, "for the owner");
+  owner.send(mqtt::Puback{m.packet_id});
+  {
+    // Connected, it is not taken over either.
+    RawClient thief(port_);
+    EXPECT_EQ(thief.connect(make_connect("owned", false, "limited", "pw")).return_code,
+              mqtt::ConnectReturnCode::IdentifierRejected);
+  }
+  pub->send(publish_packet("private/2", "still the owner's", 1, 2));
+  pub->expect<mqtt::Puback>();
+  m = owner.expect<mqtt::Publish>();
+  EXPECT_EQ(m.payload, "still the owner's");
+  owner.send(mqtt::Puback{m.packet_id});
+  EXPECT_TRUE(logged(*hub_, "belongs to a session of another principal"));
+}
+
+TEST_F(DenyTest, WildcardsOverlappingADenyAreGrantedAndDeniedTopicsFiltered) {
+  auto sub = connected("dsub");
+  sub->send(mqtt::Subscribe{
+      1, {{"#", 1}, {"+", 0}, {"+/+", 0}, {"secret/#", 1}, {"secret/+", 0}, {"$secret/#", 1}}});
+  EXPECT_EQ(sub->expect<mqtt::Suback>().return_codes,
+            (std::vector<std::uint8_t>{1, 0, 0, 0x80, 0x80, 0x80}));
+  auto pub = connected("dpub");
+  for (const char* topic : {"secret/a", "open/a", "secret", "open", "routed/in", "$secret/a"}) {
+    publish1(*pub, topic);
+  }
+  round_trip(*pub);
+  // One copy each (overlapping subscriptions); routes' republished messages filtered as well.
+  EXPECT_EQ(received_topics(*sub),
+            (std::vector<std::string>{"open", "open/a", "open/routed", "routed/in"}));
+}
+
+TEST_F(DenyTest, RetainedMessagesOnWildcardsSkipDeniedTopics) {
+  auto pub = connected("rpub");
+  for (const char* topic : {"secret/r", "open/r", "$secret/r", "$open/r"}) {
+    publish1(*pub, topic, true);
+  }
+  auto sub = connected("rsub");
+  subscribe(*sub, "+/r", 1, 1);
+  EXPECT_EQ(received_topics(*sub), std::vector<std::string>{"open/r"});
+  subscribe(*sub, "$secret/+", 1, 0x80);
+  subscribe(*sub, "$open/+", 1, 1);
+  EXPECT_EQ(received_topics(*sub), std::vector<std::string>{"$open/r"});
+  auto all = connected("rall");
+  subscribe(*all, "#", 1, 1);
+  EXPECT_EQ(received_topics(*all), std::vector<std::string>{"open/r"});
+}
+
+TEST_F(DenyTest, OfflineQueueOfAPersistentSessionSkipsDeniedTopics) {
+  {
+    RawClient c(port_);
+    ASSERT_FALSE(c.connect(make_connect("dur", false)).session_present);
+    subscribe(c, "#", 1, 1);
+    c.send(mqtt::Disconnect{});
+  }
+  auto pub = connected("qpub");
+  for (const char* topic : {"secret/q", "open/q", "secret"}) publish1(*pub, topic);
+  RawClient c(port_);
+  ASSERT_TRUE(c.connect(make_connect("dur", false)).session_present);
+  EXPECT_EQ(received_topics(c), std::vector<std::string>{"open/q"});
+}
+
+TEST_F(DenyTest, UnsubscribingAFilteredWildcardStopsDelivery) {
+  auto sub = connected("usub");
+  subscribe(*sub, "#", 1, 1);
+  auto pub = connected("upub");
+  publish1(*pub, "open/u");
+  publish1(*pub, "secret/u");
+  EXPECT_EQ(received_topics(*sub), std::vector<std::string>{"open/u"});
+  sub->send(mqtt::Unsubscribe{2, {"#"}});
+  EXPECT_EQ(sub->expect<mqtt::Unsuback>().packet_id, 2);
+  publish1(*pub, "open/u");
+  round_trip(*pub);
+  EXPECT_TRUE(sub->silent_for(300ms));
+}
+
+// MQTT 3.1.1 4.7.2: '$' topics are published like any other and matched only by filters that
+// name their first level; $SYS is the hub's.
+TEST_F(DenyTest, DollarTopicsAreAcceptedAndMatchedOnlyByFiltersNamingThem) {
+  auto all = connected("all");
+  subscribe(*all, "#", 1, 1);
+  auto plus = connected("plus");
+  subscribe(*plus, "+/iot/#", 1, 1);
+  auto baidu = connected("baidu");
+  subscribe(*baidu, "$baidu/#", 1, 1);
+  auto sys = connected("sys");
+  subscribe(*sys, "$SYS/#", 1, 1);
+  auto pub = connected("dollarpub");
+  publish1(*pub, "$baidu/iot/edge/x");
+  pub->send(publish_packet("$baidu/iot/two", "m", 2, 50));
+  EXPECT_EQ(pub->expect<mqtt::Pubrec>().packet_id, 50);
+  pub->send(mqtt::Pubrel{50});
+  EXPECT_EQ(pub->expect<mqtt::Pubcomp>().packet_id, 50);
+  publish1(*pub, "$SYS/broker/load");  // acknowledged and dropped; the connection stays
+  publish1(*pub, "$secret/x");         // published, but nobody may receive it
+  round_trip(*pub);
+  // A principal without permission on a '$' topic is refused as on any other.
+  RawClient limited(port_);
+  ASSERT_EQ(limited.connect(make_connect("dollarlim", true, "limited", "pw")).return_code,
+            mqtt::ConnectReturnCode::Accepted);
+  limited.send(publish_packet("$baidu/iot/limited", "m", 1, 7));
+  EXPECT_EQ(limited.expect<mqtt::Puback>().packet_id, 7);
+  round_trip(limited);
+
+  EXPECT_EQ(received_topics(*baidu),
+            (std::vector<std::string>{"$baidu/iot/edge/x", "$baidu/iot/two"}));
+  EXPECT_TRUE(all->silent_for(100ms));
+  EXPECT_TRUE(plus->silent_for(100ms));
+  EXPECT_TRUE(sys->silent_for(100ms));
+  EXPECT_TRUE(logged(*hub_, "PUBLISH to '$SYS/broker/load' dropped"));
+}
+
 class SmallLimitsTest : public HubTest {
  protected:
   std::string extra_config() const override { return "message: {length: {max: 100}}\n"; }
@@ -455,8 +658,6 @@ TEST_F(SmallLimitsTest, MalformedPacketsCloseOnlyThatConnection) {
   expect_closed("invalid flags", std::string("\x80\x06\x00\x01\x00\x01\x61\x00", 8), true);
   // Wildcard in a PUBLISH topic.
   expect_closed("wildcard topic", std::string("\x30\x05\x00\x03\x61\x2F\x23", 7), true);
-  // Publish topic starting with '$'.
-  expect_closed("dollar topic", mqtt::encode(publish_packet("$SYS/x", "y", 0)), true);
   // Topic with more than 8 '/'.
   expect_closed("deep topic", mqtt::encode(publish_packet("a/b/c/d/e/f/g/h/i/j", "y", 0)), true);
 
@@ -520,6 +721,47 @@ TEST(HubRestart, PersistentSessionSurvivesARestart) {
   EXPECT_EQ(r.payload, "r");
   EXPECT_TRUE(r.retain);
   EXPECT_EQ(r.qos, 0);
+}
+
+// After a restart, the session still belongs to its principal, and its subscriptions and queue
+// follow the configuration the hub starts with.
+TEST(HubRestart, ASessionNeverReachesAnotherPrincipalAcrossARestart) {
+  const auto port = free_port();
+  HubProcess hub(deny_config(port), port);
+  {
+    RawClient owner(port);
+    ASSERT_FALSE(owner.connect(make_connect("owned", false)).session_present);
+    owner.send(mqtt::Subscribe{1, {{"private/#", 1}, {"open/#", 1}, {"#", 1}}});
+    EXPECT_EQ(owner.expect<mqtt::Suback>().return_codes, (std::vector<std::uint8_t>{1, 1, 1}));
+    owner.send(mqtt::Disconnect{});
+    RawClient pub(port);
+    pub.connect(make_connect("ownpub"));
+    std::uint16_t id = 0;
+    for (const char* topic : {"private/1", "open/1", "secret/1", "other/1"}) {
+      pub.send(mqtt::Publish{topic, "m", 1, false, false, ++id});
+      pub.expect<mqtt::Puback>();
+    }
+  }
+  EXPECT_EQ(hub.stop(SIGTERM), 0);
+  // Meanwhile open/# is denied as well.
+  hub.dir().write("etc/baetyl/service.yml", deny_config(port, ", 'open/#'"));
+  hub.start();
+  for (bool clean : {false, true}) {
+    RawClient thief(port);
+    EXPECT_EQ(thief.connect(make_connect("owned", clean, "limited", "pw")).return_code,
+              mqtt::ConnectReturnCode::IdentifierRejected);
+  }
+  RawClient owner(port);
+  ASSERT_TRUE(owner.connect(make_connect("owned", false)).session_present);
+  EXPECT_EQ(received_topics(owner), (std::vector<std::string>{"other/1", "private/1"}));
+  RawClient pub(port);
+  pub.connect(make_connect("ownpub"));
+  std::uint16_t id = 10;
+  for (const char* topic : {"open/2", "private/2", "secret/2"}) {
+    pub.send(mqtt::Publish{topic, "m", 1, false, false, ++id});
+    pub.expect<mqtt::Puback>();
+  }
+  EXPECT_EQ(received_topics(owner), std::vector<std::string>{"private/2"});
 }
 
 TEST(HubRestart, SigkillLosesNoAcknowledgedQoS1Message) {
@@ -592,6 +834,8 @@ PahoResult run_paho(const baetyl::testing::TempDir& dir, std::vector<std::string
 
 class TransportTest : public ::testing::Test {
  protected:
+  virtual std::string certificate_options() const { return ""; }
+
   void SetUp() override {
     pki_ = baetyl::testing::make_test_pki(dir_.path() / "pki");
     tcp_ = free_port();
@@ -603,14 +847,20 @@ class TransportTest : public ::testing::Test {
                    "  - ssl://127.0.0.1:" + std::to_string(ssl_) + "\n" +
                        "  - ws://127.0.0.1:" + std::to_string(ws_) + "/mqtt\n" +
                        "  - wss://127.0.0.1:" + std::to_string(wss_) + "/mqtt\n" +
-                       "certificate:\n  ca: " + pki_.ca.string() + "\n  cert: " +
-                       pki_.server_cert.string() + "\n  key: " + pki_.server_key.string() + "\n");
-    // The client certificate's CN is "client": a principal without password.
+                       "certificate:\n  ca: " + pki_.ca.string() +
+                       "\n  cert: " + pki_.server_cert.string() +
+                       "\n  key: " + pki_.server_key.string() + "\n" + certificate_options());
+    // The client certificate's CN is "client": a principal without password; "device" is
+    // another one.
     config.replace(config.find("subscriptions:"), 0,
                    "  - username: client\n"
                    "    permissions:\n"
                    "      - {action: pub, permit: ['tls/#']}\n"
-                   "      - {action: sub, permit: ['tls/#']}\n");
+                   "      - {action: sub, permit: ['tls/#']}\n"
+                   "  - username: device\n"
+                   "    permissions:\n"
+                   "      - {action: pub, permit: ['device/#']}\n"
+                   "      - {action: sub, permit: ['device/#']}\n");
     hub_ = std::make_unique<HubProcess>(config, tcp_);
     ASSERT_TRUE(baetyl::testing::wait_for_port(wss_));
   }
@@ -670,6 +920,13 @@ TEST_F(TransportTest, TwoWayTlsMapsTheCertificateToAPrincipal) {
   r = run_paho(dir_,
                with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username", "test"}));
   EXPECT_EQ(r.code, 14) << r.output;
+  // Another principal without password: the username must be the certificate's CN.
+  r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username",
+                           "device", "--topic", "device/a"}));
+  EXPECT_EQ(r.code, 14) << r.output;
+  r = run_paho(dir_, with({"--scheme", "wss", "--port", std::to_string(wss_), "--username",
+                           "device", "--topic", "device/a"}));
+  EXPECT_EQ(r.code, 14) << r.output;
   // Without a certificate, an empty password is refused.
   r = run_paho(dir_, {"--scheme", "ssl", "--port", std::to_string(ssl_), "--ca", pki_.ca.string(),
                       "--username", "client"});
@@ -678,6 +935,36 @@ TEST_F(TransportTest, TwoWayTlsMapsTheCertificateToAPrincipal) {
   r = run_paho(dir_, {"--scheme", "ssl", "--port", std::to_string(ssl_), "--ca",
                       pki_.other_ca.string(), "--username", "test", "--password", "hahaha"});
   EXPECT_EQ(r.code, 2) << r.output;
+}
+
+namespace {
+class UsernameAsIdentityTest : public TransportTest {
+ protected:
+  std::string certificate_options() const override { return "  useUsernameAsIdentity: true\n"; }
+};
+}  // namespace
+
+// With certificate.useUsernameAsIdentity, the username of a client with a verified certificate
+// names the principal (without password), whatever the certificate's CN.
+TEST_F(UsernameAsIdentityTest, TheUsernameNamesThePrincipal) {
+  const std::vector<std::string> cert{"--ca",   pki_.ca.string(),
+                                      "--cert", pki_.client_cert.string(),
+                                      "--key",  pki_.client_key.string()};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), cert.begin(), cert.end());
+    return args;
+  };
+  auto r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username",
+                                "device", "--topic", "device/a"}));
+  EXPECT_EQ(r.code, 0) << r.output;
+  // Its permissions are the principal's, not the CN's.
+  r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username",
+                           "device", "--topic", "tls/a"}));
+  EXPECT_EQ(r.code, 3) << r.output;
+  // A principal with a password still needs it.
+  r = run_paho(dir_,
+               with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username", "test"}));
+  EXPECT_EQ(r.code, 14) << r.output;
 }
 
 TEST(HubMaster, ReportsStatsToTheMaster) {

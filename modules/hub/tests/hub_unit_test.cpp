@@ -8,6 +8,7 @@
 #include <thread>
 
 #include <spdlog/spdlog.h>
+#include <sqlite3.h>
 
 #include "acl.h"
 #include "baetyl/mqtt/codec.h"
@@ -78,12 +79,13 @@ TEST(HubConfig, DefaultsFromTheDocs) {
   EXPECT_EQ(c.storage_dir, "var/db/baetyl/data");
   EXPECT_EQ(c.shutdown_timeout, 10min);
   EXPECT_EQ(c.logger.level, "info");
+  EXPECT_FALSE(c.certificate.use_username_as_identity);
 }
 
 TEST(HubConfig, EveryKeyIsRead) {
   const std::string yaml = R"(
 listen: [tcp://0.0.0.0:1883, 'ssl://[::1]:8883', 'ws://:8080/mqtt', 'wss://localhost:8884/mqtt']
-certificate: {ca: ca.pem, key: server.key, cert: server.pem}
+certificate: {ca: ca.pem, key: server.key, cert: server.pem, useUsernameAsIdentity: true}
 principals:
   - username: test
     password: hahaha
@@ -121,6 +123,7 @@ logger: {level: debug}
   EXPECT_EQ(c.listeners[2].host, "");
   EXPECT_EQ(c.listeners[2].path, "/mqtt");
   EXPECT_TRUE(c.listeners[3].tls());
+  EXPECT_TRUE(c.certificate.use_username_as_identity);
   EXPECT_EQ(c.principals[0].permissions[0].deny, std::vector<std::string>{"secret/#"});
   EXPECT_EQ(c.subscriptions[0].target.qos, 1);
   EXPECT_EQ(c.message.length_max.bytes, 4u << 20);
@@ -175,6 +178,14 @@ TEST(HubConfig, RejectsBadValuesWithFileAndKey) {
       error_of("listen: [tcp://:1]\nsubscriptions: [{source: {topic: a}, target: {topic: b/+}}]")
           .find("subscriptions[0].target.topic"),
       std::string::npos);
+  // '$' topics may be route targets, but $SYS is the hub's.
+  EXPECT_EQ(error_of("listen: [tcp://:1]\nsubscriptions: [{source: {topic: a}, target: {topic: "
+                     "$baidu/a}}]"),
+            "");
+  EXPECT_NE(error_of("listen: [tcp://:1]\nsubscriptions: [{source: {topic: a}, target: {topic: "
+                     "$SYS/a}}]")
+                .find("subscriptions[0].target.topic: '$SYS/a': $SYS topics are reserved"),
+            std::string::npos);
 }
 
 TEST(HubConfig, RoutesWithDuplicatesOrCyclesAreRejected) {
@@ -238,7 +249,7 @@ TEST(TopicTree, ManySubscribersOnOneFilter) {
   EXPECT_EQ(count, 500);
 }
 
-TEST(Acl, FilterCoversAndOverlap) {
+TEST(Acl, FilterCovers) {
   EXPECT_TRUE(filter_covers("#", "a/b/c"));
   EXPECT_TRUE(filter_covers("#", "+/#"));
   EXPECT_TRUE(filter_covers("a/#", "a"));
@@ -248,12 +259,6 @@ TEST(Acl, FilterCoversAndOverlap) {
   EXPECT_FALSE(filter_covers("a/b", "a/+"));
   EXPECT_FALSE(filter_covers("a/+", "a/b/c"));
   EXPECT_FALSE(filter_covers("a", "a/b"));
-  EXPECT_TRUE(filters_overlap("a/#", "a/b"));
-  EXPECT_TRUE(filters_overlap("+/b", "a/+"));
-  EXPECT_TRUE(filters_overlap("a/#", "a"));
-  EXPECT_FALSE(filters_overlap("a/b", "a/c"));
-  EXPECT_FALSE(filters_overlap("a/+", "a"));
-  EXPECT_FALSE(filters_overlap("#", "$SYS/x"));
 }
 
 TEST(Acl, PermitAndDeny) {
@@ -278,14 +283,89 @@ TEST(Acl, PermitAndDeny) {
   EXPECT_TRUE(a->can_publish("any/topic"));
   EXPECT_FALSE(a->can_publish("secret"));
   EXPECT_FALSE(a->can_publish("secret/x"));
-  EXPECT_TRUE(a->can_subscribe("sensor/1/temp"));
-  EXPECT_TRUE(a->can_subscribe("sensor/+/temp"));
-  EXPECT_FALSE(a->can_subscribe("sensor/#"));
-  EXPECT_FALSE(a->can_subscribe("sensor/1/humidity"));
-  EXPECT_TRUE(a->can_subscribe("public/news"));
-  EXPECT_FALSE(a->can_subscribe("public/private"));
-  EXPECT_FALSE(a->can_subscribe("public/#"));  // overlaps the denied topic
-  EXPECT_FALSE(a->can_subscribe("public/+"));
+  EXPECT_EQ(a->check_subscribe("sensor/1/temp"), SubscribeGrant::Granted);
+  EXPECT_EQ(a->check_subscribe("sensor/+/temp"), SubscribeGrant::Granted);
+  // Partly permitted: granted, and what is not permitted is not delivered.
+  EXPECT_EQ(a->check_subscribe("sensor/#"), SubscribeGrant::Filtered);
+  EXPECT_EQ(a->check_subscribe("sensor/1/humidity"), SubscribeGrant::Refused);
+  EXPECT_EQ(a->check_subscribe("public/news"), SubscribeGrant::Granted);
+  EXPECT_EQ(a->check_subscribe("public/private"), SubscribeGrant::Refused);
+  // Overlapping the denied topic: granted, the denied topic filtered at delivery.
+  EXPECT_EQ(a->check_subscribe("public/#"), SubscribeGrant::Filtered);
+  EXPECT_EQ(a->check_subscribe("public/+"), SubscribeGrant::Filtered);
+  EXPECT_EQ(a->check_subscribe("#"), SubscribeGrant::Filtered);
+  EXPECT_TRUE(a->may_receive("sensor/1/temp"));
+  EXPECT_TRUE(a->may_receive("public/news"));
+  EXPECT_FALSE(a->may_receive("public/private"));
+  EXPECT_FALSE(a->may_receive("sensor/1/humidity"));
+  EXPECT_EQ(a->principal(), "u");
+  EXPECT_EQ(auth.find("cert"), c);
+  EXPECT_FALSE(auth.find("nobody"));
+}
+
+TEST(Acl, IntersectionOfASubscriptionAndAPermission) {
+  using S = std::optional<std::string>;
+  EXPECT_EQ(filter_intersection("#", "secret/#"), S("secret/#"));
+  EXPECT_EQ(filter_intersection("a/+", "a/#"), S("a/+"));
+  EXPECT_EQ(filter_intersection("a/#", "a"), S("a"));  // '#' matches its parent level
+  EXPECT_EQ(filter_intersection("a", "a/#"), S("a"));
+  EXPECT_EQ(filter_intersection("+/b", "a/+"), S("a/b"));
+  EXPECT_EQ(filter_intersection("a/#", "+/+/c"), S("a/+/c"));
+  EXPECT_EQ(filter_intersection("a/b", "a/c"), std::nullopt);
+  EXPECT_EQ(filter_intersection("a/+", "a"), std::nullopt);
+  // A subscription starting with a wildcard matches no '$' topic; a permission is about names.
+  EXPECT_EQ(filter_intersection("#", "$SYS/#"), std::nullopt);
+  EXPECT_EQ(filter_intersection("+/x", "$a/+"), std::nullopt);
+  EXPECT_EQ(filter_intersection("$SYS/#", "#"), S("$SYS/#"));
+  EXPECT_EQ(filter_intersection("$a/+", "+/b"), S("$a/b"));
+}
+
+TEST(Acl, CoverageBySeveralFiltersTogether) {
+  EXPECT_TRUE(filters_cover({"#"}, "#"));
+  EXPECT_TRUE(filters_cover({"a", "a/+/#"}, "a/#"));
+  EXPECT_FALSE(filters_cover({"a/+/#"}, "a/#"));  // not "a" itself
+  EXPECT_FALSE(filters_cover({"a/b", "a/c"}, "a/+"));
+  EXPECT_TRUE(filters_cover({"a/b", "a/+"}, "a/+"));
+  EXPECT_TRUE(filters_cover({"+", "+/+/#"}, "#"));
+  EXPECT_FALSE(filters_cover({"+", "+/+/+/#"}, "#"));  // two-level topics escape
+  EXPECT_TRUE(filters_cover({"x/+/z", "x/y/+"}, "x/y/z"));
+  EXPECT_FALSE(filters_cover({"x/+/z"}, "x/y/+"));
+  EXPECT_TRUE(filters_cover({"+/#"}, "$SYS/x"));
+  EXPECT_FALSE(filters_cover({"x/#"}, "#"));
+  EXPECT_FALSE(filters_cover({}, "a"));
+}
+
+TEST(Acl, ASubscriptionIsRefusedOnlyWhenNothingItMatchesMayBeReceived) {
+  Authorizer everything_but_secret({{"sub", {"#"}, {"secret/#"}}}, "u");
+  EXPECT_EQ(everything_but_secret.check_subscribe("#"), SubscribeGrant::Filtered);
+  EXPECT_EQ(everything_but_secret.check_subscribe("+"), SubscribeGrant::Filtered);
+  EXPECT_EQ(everything_but_secret.check_subscribe("+/+"), SubscribeGrant::Filtered);
+  EXPECT_EQ(everything_but_secret.check_subscribe("secret"), SubscribeGrant::Refused);
+  EXPECT_EQ(everything_but_secret.check_subscribe("secret/+/x"), SubscribeGrant::Refused);
+  EXPECT_EQ(everything_but_secret.check_subscribe("public/#"), SubscribeGrant::Granted);
+  // '#' of the subscription does not reach '$' topics: it overlaps no deny on them.
+  EXPECT_EQ(everything_but_secret.check_subscribe("$baidu/#"), SubscribeGrant::Granted);
+  EXPECT_FALSE(everything_but_secret.may_receive("secret"));
+  EXPECT_FALSE(everything_but_secret.may_receive("secret/a/b"));
+  EXPECT_TRUE(everything_but_secret.may_receive("secrets"));
+
+  // Every topic denied, though no single deny covers the subscription.
+  Authorizer nothing({{"sub", {"#"}, {"+", "+/+/#"}}});
+  EXPECT_EQ(nothing.check_subscribe("#"), SubscribeGrant::Refused);
+  EXPECT_EQ(nothing.check_subscribe("a/b/c"), SubscribeGrant::Refused);
+  // '$' topics are names like any other for permissions.
+  EXPECT_EQ(nothing.check_subscribe("$baidu/x"), SubscribeGrant::Refused);
+
+  Authorizer dollar({{"sub", {"#"}, {"$secret/#"}}});
+  EXPECT_EQ(dollar.check_subscribe("#"), SubscribeGrant::Granted);
+  EXPECT_EQ(dollar.check_subscribe("$secret/+"), SubscribeGrant::Refused);
+  EXPECT_FALSE(dollar.may_receive("$secret/x"));
+
+  Authorizer several_permits({{"sub", {"a/+", "b/#"}, {"b/private"}}});
+  EXPECT_EQ(several_permits.check_subscribe("+/x"), SubscribeGrant::Filtered);
+  EXPECT_EQ(several_permits.check_subscribe("b/#"), SubscribeGrant::Filtered);
+  EXPECT_EQ(several_permits.check_subscribe("c/#"), SubscribeGrant::Refused);
+  EXPECT_EQ(several_permits.check_subscribe("a/x"), SubscribeGrant::Granted);
 }
 
 namespace {
@@ -373,6 +453,40 @@ TEST(Store, CleanupRemovesMessagesPastRetention) {
   ASSERT_EQ(state.sessions.size(), 1u);
   ASSERT_EQ(state.sessions[0].queue.size(), 1u);
   EXPECT_EQ(state.sessions[0].queue[0].message->payload, "new");
+}
+
+// A hub.db written before sessions recorded their principal is migrated in place: its sessions
+// come back without one.
+TEST(Store, SessionsRecordTheirPrincipalAndOldDatabasesAreMigrated) {
+  baetyl::testing::TempDir dir;
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir.path() / "hub.db").string().c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE sessions (client_id TEXT PRIMARY KEY);"
+                           "INSERT INTO sessions VALUES ('old');",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  {
+    Store store(dir.path().string(), {}, spdlog::default_logger());
+    auto state = store.load();
+    ASSERT_EQ(state.sessions.size(), 1u);
+    EXPECT_EQ(state.sessions[0].client_id, "old");
+    EXPECT_EQ(state.sessions[0].principal, "");
+    store.start();
+    store.save_session("new", "alice");
+    store.save_session("old", "bob");  // claimed
+    store.flush();
+  }
+  Store store(dir.path().string(), {}, spdlog::default_logger());
+  auto state = store.load();
+  ASSERT_EQ(state.sessions.size(), 2u);
+  EXPECT_EQ(state.sessions[0].client_id, "new");
+  EXPECT_EQ(state.sessions[0].principal, "alice");
+  EXPECT_EQ(state.sessions[1].client_id, "old");
+  EXPECT_EQ(state.sessions[1].principal, "bob");
 }
 
 TEST(HubConfig, ExampleConfigurationLoadsWithoutUnknownKeys) {
@@ -680,6 +794,124 @@ TEST(Broker, RememberedMatchesFollowSubscriptionChanges) {
   broker.detach(b, nullptr);  // persistent: its subscriptions stay
   broker.publish(m);
   EXPECT_EQ(count(*b), 3u);
+}
+
+namespace {
+std::vector<std::string> pending_topics(Session& s) {
+  std::lock_guard lock(s.mutex);
+  std::vector<std::string> topics;
+  for (const auto& entry : s.pending.entries()) topics.push_back(entry.out.message->topic);
+  return topics;
+}
+
+Message qos1_message(std::string topic, bool retain = false) {
+  return Message{std::move(topic), std::string("p"), 1, retain};
+}
+
+MessagePtr stored_message(std::int64_t id, std::string topic) {
+  return make_message(id, std::move(topic), "p", baetyl::hub::unix_millis());
+}
+}  // namespace
+
+// A wildcard that overlaps a deny is granted; the denied topics are not delivered on it, live,
+// retained or routed.
+TEST(Broker, DeniedTopicsAreFilteredAtDelivery) {
+  HubConfig config;
+  config.principals = {Principal{"u", "pw", {{"sub", {"#"}, {"secret/#"}}}}};
+  config.subscriptions = {Route{{"in", 1}, {"secret/routed", 1}}, Route{{"in", 1}, {"routed", 1}}};
+  Broker broker(config, nullptr, spdlog::default_logger());
+  auto u = broker.auth().authenticate("u", "pw");
+  auto s = broker.attach("s", false, nullptr, u).session;
+  EXPECT_EQ(broker.subscribe(s, {{"#", 1}, {"secret/+", 1}, {"+/x", 1}}, u.get()),
+            (std::vector<std::uint8_t>{1, 0x80, 1}));
+  for (const char* topic : {"secret/x", "open/x", "secret", "open", "in"}) {
+    broker.publish(qos1_message(topic));
+  }
+  EXPECT_EQ(pending_topics(*s), (std::vector<std::string>{"open/x", "open", "in", "routed"}));
+
+  // The same topic again, from the matches this thread remembers.
+  broker.publish(qos1_message("secret/x"));
+  EXPECT_EQ(pending_topics(*s).size(), 4u);
+
+  broker.publish(qos1_message("secret/r", true));
+  broker.publish(qos1_message("open/r", true));
+  auto later = broker.attach("later", true, nullptr, u).session;
+  const std::vector<mqtt::Subscription> subs{{"+/r", 1}};
+  auto codes = broker.subscribe(later, subs, u.get());
+  EXPECT_EQ(codes, std::vector<std::uint8_t>{1});
+  broker.queue_retained(later, subs, codes);
+  EXPECT_EQ(pending_topics(*later), std::vector<std::string>{"open/r"});
+}
+
+TEST(Broker, ASessionIsNeverAttachedForAnotherPrincipal) {
+  HubConfig config;
+  config.principals = {Principal{"a", "pa", {{"sub", {"#"}, {}}}},
+                       Principal{"b", "pb", {{"sub", {"#"}, {}}}}};
+  Broker broker(config, nullptr, spdlog::default_logger());
+  auto a = broker.auth().authenticate("a", "pa");
+  auto b = broker.auth().authenticate("b", "pb");
+  auto first = broker.attach("id", false, nullptr, a);
+  ASSERT_FALSE(first.refused);
+  broker.subscribe(first.session, {{"private/#", 1}}, a.get());
+  broker.detach(first.session, nullptr);
+  broker.publish(qos1_message("private/1"));
+
+  EXPECT_TRUE(broker.attach("id", false, nullptr, b).refused);
+  EXPECT_TRUE(broker.attach("id", true, nullptr, b).refused);  // nor discarded
+  auto again = broker.attach("id", false, nullptr, a);
+  EXPECT_FALSE(again.refused);
+  EXPECT_TRUE(again.present);
+  EXPECT_EQ(again.session, first.session);
+  EXPECT_EQ(pending_topics(*again.session), std::vector<std::string>{"private/1"});
+  // Resumed by its principal, it is still refused to the other one.
+  EXPECT_TRUE(broker.attach("id", false, nullptr, b).refused);
+}
+
+// Restored subscriptions and queues follow the permissions of the configuration the hub starts
+// with; a session stored without a principal is bound to the first one that resumes it.
+TEST(Broker, RestoredSessionsAreCheckedAgainstTheCurrentPermissions) {
+  HubConfig config;
+  config.principals = {Principal{"u", "pw", {{"sub", {"#"}, {"secret/#"}}}},
+                       Principal{"v", "pv", {{"sub", {"#"}, {}}}}};
+  Broker broker(config, nullptr, spdlog::default_logger());
+  auto u = broker.auth().authenticate("u", "pw");
+  auto v = broker.auth().authenticate("v", "pv");
+  StoredState state;
+  StoredSession kept{"kept", {{"#", 1}, {"secret/#", 1}, {"open/x", 1}}, {}, {}, "u"};
+  kept.queue = {{stored_message(1, "open/1"), 1, false}, {stored_message(2, "secret/1"), 1, false}};
+  StoredSession legacy{"legacy", {{"secret/#", 1}, {"open/#", 1}}, {}, {}, ""};
+  legacy.queue = {{stored_message(3, "open/a"), 1, false},
+                  {stored_message(4, "secret/a"), 1, false}};
+  StoredSession orphan{"orphan", {{"a", 1}}, {}, {}, "removed"};
+  state.sessions = {kept, legacy, orphan};
+  broker.restore(std::move(state));
+
+  auto resumed = broker.attach("kept", false, nullptr, u);
+  ASSERT_TRUE(resumed.present);
+  {
+    std::lock_guard lock(resumed.session->mutex);
+    EXPECT_EQ(resumed.session->subscriptions.size(), 2u);
+    EXPECT_FALSE(resumed.session->subscriptions.contains("secret/#"));
+  }
+  EXPECT_EQ(pending_topics(*resumed.session), std::vector<std::string>{"open/1"});
+  broker.publish(qos1_message("secret/2"));
+  broker.publish(qos1_message("open/2"));
+  EXPECT_EQ(pending_topics(*resumed.session), (std::vector<std::string>{"open/1", "open/2"}));
+
+  // Not subscribed anywhere until claimed, then filtered for its new principal.
+  auto claimed = broker.attach("legacy", false, nullptr, u);
+  ASSERT_TRUE(claimed.present);
+  EXPECT_EQ(claimed.session->principal, "u");
+  EXPECT_EQ(pending_topics(*claimed.session), std::vector<std::string>{"open/a"});
+  broker.publish(qos1_message("open/b"));
+  broker.publish(qos1_message("secret/b"));
+  EXPECT_EQ(pending_topics(*claimed.session), (std::vector<std::string>{"open/a", "open/b"}));
+  EXPECT_TRUE(broker.attach("legacy", false, nullptr, v).refused);
+
+  // Its principal left the configuration: nothing is permitted any more.
+  auto orphaned = broker.attach("orphan", false, nullptr, v);
+  EXPECT_TRUE(orphaned.refused);
+  EXPECT_EQ(broker.subscription_count(), 2u + 1u);  // kept: #, open/x; legacy: open/#
 }
 
 namespace {
