@@ -355,8 +355,11 @@ int start(const Arguments& args, char** argv) {
   options.binary = own_binary();
   options.logger = logger;
   options.request_reexec = [] { ::kill(::getpid(), SIGUSR2); };
-  // Only the processes of a master that is gone are leftovers.
-  options.clean_leftovers = lock.origin() != MasterLock::Origin::kHandedOver;
+  // Only the processes of a master that is gone are leftovers. A lock handed over by this
+  // master's update waiter counts as free: the waiter runs no service, and what is recorded is
+  // of a master that ended under it (the old one, stopped, or a new binary that failed).
+  options.clean_leftovers = lock.origin() != MasterLock::Origin::kHandedOver ||
+                            (under_waiter && lock.previous_holder() == ::getppid());
   std::unique_ptr<Master> master;
   try {
     check_mode(conf);
@@ -398,6 +401,7 @@ int start(const Arguments& args, char** argv) {
       logger->info("handing over to the new master binary {}", pending->binary.string());
       logger->flush();
       if (under_waiter) return kHandOverExitCode;
+      lock.keep_across_exec();  // for the waiter, which hands it to each master it starts
       const std::string problem =
           exec_update_waiter(argv[0], workdir, start_arguments(args, workdir));
       logger->error("{}", problem);

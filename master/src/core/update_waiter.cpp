@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "core/master.h"
+#include "core/master_lock.h"
 #include "core/master_update.h"
 #include "core/ota_log.h"
 
@@ -28,7 +29,7 @@ using namespace std::chrono_literals;
 
 // How often the waiter looks at the marker while the new master starts.
 constexpr auto kPollInterval = 50ms;
-// After SIGKILL, how long to wait for the child to be reaped before giving up on it.
+// After SIGKILL, how long to wait for the child to end before giving up on it.
 constexpr auto kKillWait = 5s;
 
 const int kForwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -65,8 +66,10 @@ int exit_code_of(int status) {
   return 1;
 }
 
-// Starts `binary` with `args` as a child that dies with the waiter, with default signal handling.
-pid_t spawn_master(const fs::path& binary, const std::vector<std::string>& args) {
+// Starts `binary` with `args` as a child that dies with the waiter, with default signal handling,
+// in a process group of its own, with the work directory's lock (it takes it over).
+pid_t spawn_master(const fs::path& binary, const std::vector<std::string>& args,
+                   const MasterLock& lock) {
   std::vector<std::string> argv_text = {binary.string()};
   argv_text.insert(argv_text.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -74,9 +77,14 @@ pid_t spawn_master(const fs::path& binary, const std::vector<std::string>& args)
   argv.push_back(nullptr);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
-  if (pid != 0) return pid;
+  if (pid != 0) {
+    if (pid > 0) ::setpgid(pid, pid);  // (the child does the same: whichever runs first)
+    return pid;
+  }
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (::getppid() != parent) ::_exit(1);
+  ::setpgid(0, 0);
+  lock.keep_across_exec();
   for (int signal = 1; signal < NSIG; ++signal) {
     if (signal != SIGKILL && signal != SIGSTOP) ::signal(signal, SIG_DFL);
   }
@@ -97,10 +105,41 @@ int wait_signal(const sigset_t& set, std::chrono::milliseconds timeout) {
   return signal > 0 ? signal : 0;
 }
 
-std::optional<int> reap(pid_t child) {
-  int status = 0;
-  if (::waitpid(child, &status, WNOHANG) == child) return status;
-  return std::nullopt;
+// The wait status of `child` once it has ended, without reaping it: until finish_child() its pid,
+// and so its process group id, cannot go to another process.
+std::optional<int> exited(pid_t child) {
+  siginfo_t info{};
+  if (::waitid(P_PID, child, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid != child) {
+    return std::nullopt;
+  }
+  return info.si_code == CLD_EXITED ? W_EXITCODE(info.si_status, 0) : W_EXITCODE(0, info.si_status);
+}
+
+// Kills what is left in the process group of a child that has ended (or is given up on) and reaps
+// it. A master leaves nothing there (its instances have groups of their own); a new binary that
+// is not one may have left processes holding the work directory's lock.
+void finish_child(pid_t child) {
+  ::kill(-child, SIGKILL);
+  ::waitpid(child, nullptr, WNOHANG);
+}
+
+// The lock names the waiter while no master runs under it, not a master that has ended.
+void name_self(const MasterLock& lock) {
+  try {
+    lock.write_pid();
+  } catch (const std::exception& e) {
+    say(e.what());
+  }
+}
+
+// Closes every descriptor above stderr but `keep`.
+void close_descriptors_except(int keep) {
+  if (keep <= STDERR_FILENO) {
+    ::close_range(STDERR_FILENO + 1, ~0u, 0);
+    return;
+  }
+  if (keep > STDERR_FILENO + 1) ::close_range(STDERR_FILENO + 1, keep - 1, 0);
+  ::close_range(keep + 1, ~0u, 0);
 }
 
 // Stops a child that did not report in time: SIGTERM, then SIGKILL after `grace`.
@@ -108,14 +147,14 @@ void stop_child(pid_t child, std::chrono::milliseconds grace) {
   ::kill(child, SIGTERM);
   const auto deadline = Clock::now() + grace;
   while (Clock::now() < deadline) {
-    if (reap(child)) return;
+    if (exited(child)) return;
     timespec pause{0, 20'000'000};
     ::nanosleep(&pause, nullptr);
   }
   ::kill(child, SIGKILL);
   const auto kill_deadline = Clock::now() + kKillWait;
   while (Clock::now() < kill_deadline) {
-    if (reap(child)) return;
+    if (exited(child)) return;
     timespec pause{0, 20'000'000};
     ::nanosleep(&pause, nullptr);
   }
@@ -134,7 +173,7 @@ Trial wait_until_healthy(pid_t child, const MasterUpdateMarker& marker, const fs
   const auto deadline = Clock::now() + marker.timeout;
   bool stopping = false;
   for (;;) {
-    if (auto status = reap(child)) {
+    if (auto status = exited(child)) {
       Trial trial;
       trial.stopped = stopping;
       trial.exit_status = status;
@@ -152,7 +191,7 @@ Trial wait_until_healthy(pid_t child, const MasterUpdateMarker& marker, const fs
       trial.stopped = stopping;
       trial.failure = "the new master binary did not start its services within " +
                       std::to_string(marker.timeout.count()) + " ms";
-      if (auto status = reap(child)) trial.exit_status = status;
+      if (auto status = exited(child)) trial.exit_status = status;
       if (!trial.exit_status) trial.exit_status = W_EXITCODE(1, 0);
       return trial;
     }
@@ -163,10 +202,10 @@ Trial wait_until_healthy(pid_t child, const MasterUpdateMarker& marker, const fs
   }
 }
 
-// Forwards signals to the child until it exits; returns its wait status.
+// Forwards signals to the child until it exits; returns its wait status (it is not reaped yet).
 int wait_for_exit(pid_t child, const sigset_t& signals) {
   for (;;) {
-    if (auto status = reap(child)) return *status;
+    if (auto status = exited(child)) return *status;
     int signal = 0;
     if (::sigwait(&signals, &signal) != 0) continue;
     if (signal != SIGCHLD) ::kill(child, signal);
@@ -228,9 +267,12 @@ int run_update_waiter(int argc, char** argv) {
     say("usage: baetyl update-waiter WORKDIR -- START-ARGUMENTS...");
     return 2;
   }
-  // Nothing of the master that exec'ed into this stays open: its lock, log, sockets.
-  ::close_range(3, ~0u, 0);
   const fs::path workdir = argv[2];
+  // The work directory's lock, which the master that exec'ed into this kept open: it stays held
+  // from that master through this waiter to each master the waiter starts (spawn_master).
+  MasterLock lock = MasterLock::acquire(workdir);
+  // Nothing else of that master stays open: its log, sockets.
+  close_descriptors_except(lock.descriptor());
   const std::vector<std::string> start_args(argv + 4, argv + argc);
   const fs::path marker_file = workdir / kMasterUpdateFile;
   OtaLog ota_log(workdir / kOtaLogFile);
@@ -246,7 +288,7 @@ int run_update_waiter(int argc, char** argv) {
   }
   bool trial = marker->stage == "restarting";
   for (;;) {
-    const pid_t child = spawn_master(marker->binary, start_args);
+    const pid_t child = spawn_master(marker->binary, start_args, lock);
     if (child < 0) {
       say("cannot start " + marker->binary.string() + ": " + strerror(errno));
       return 1;
@@ -255,6 +297,8 @@ int run_update_waiter(int argc, char** argv) {
       trial = false;
       Trial result = wait_until_healthy(child, *marker, marker_file, signals);
       if (!result.healthy) {
+        finish_child(child);
+        name_self(lock);
         if (!roll_back(*marker, marker_file, result.failure, ota_log)) return 1;
         // Stopped while the new binary started: the old one logs ROLLEDBACK at its next start.
         if (result.stopped) return exit_code_of(*result.exit_status);
@@ -262,6 +306,8 @@ int run_update_waiter(int argc, char** argv) {
       }
     }
     const int status = wait_for_exit(child, signals);
+    finish_child(child);
+    name_self(lock);
     if (WIFEXITED(status) && WEXITSTATUS(status) == kHandOverExitCode) {
       auto next = MasterUpdateMarker::load(marker_file);
       if (next && next->stage == "restarting" && !next->binary.empty()) {

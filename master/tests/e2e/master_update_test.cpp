@@ -429,6 +429,36 @@ std::string mst_update(const std::string& path, const std::string& trace) {
   return nlohmann::json{{"type", "MST"}, {"path", path}, {"trace", trace}}.dump();
 }
 
+fs::path lock_file(const MasterRun& run) { return run.workdir() / "var/run/baetyl/baetyl.lock"; }
+
+// What the descriptors of `pid` above stderr refer to.
+std::vector<fs::path> open_files(pid_t pid) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    if (std::stoi(entry.path().filename().string()) > 2) {
+      files.push_back(fs::read_symlink(entry.path()));
+    }
+  }
+  return files;
+}
+
+// A second `start` in the work directory exits 1 naming `holder`, whose pid the lock file holds.
+void expect_second_start_refused(const MasterRun& run, pid_t holder) {
+  EXPECT_EQ(read_text(lock_file(run)), std::to_string(holder) + "\n");
+  int code = 0;
+  const std::string printed = run_baetyl({"start", "-w", run.workdir().string()}, &code);
+  EXPECT_EQ(code, 1) << printed;
+  EXPECT_THAT(printed, HasSubstr("a master is already running in " + run.workdir().string() +
+                                 " (pid " + std::to_string(holder) + ")"));
+  EXPECT_EQ(read_text(lock_file(run)), std::to_string(holder) + "\n");
+}
+
+// The only child of `parent`, the master an update waiter runs; 0 when there is not exactly one.
+pid_t only_child(pid_t parent) {
+  auto children = children_of(parent);
+  return children.size() == 1u ? children[0] : 0;
+}
+
 TEST(MasterUpdateE2E, MasterUpdateInstallsTheNewBinaryAndTheOldProcessOnlyWaits) {
   MasterRun run;
   run.write_app("v1", service("svc"));
@@ -450,15 +480,18 @@ TEST(MasterUpdateE2E, MasterUpdateInstallsTheNewBinaryAndTheOldProcessOnlyWaits)
   EXPECT_TRUE(MasterRun::wait_until([&] { return status_of(run, "svc", "svc") == "running"; }));
   EXPECT_FALSE(run.inspect().contains("error"));
 
-  // The process that was started is still the main one: a waiter holding nothing open, whose
-  // only child is the new master.
+  // The process that was started is still the main one: a waiter holding nothing open but the
+  // work directory's lock, whose only child is the new master, named by the lock.
   EXPECT_EQ(master.process().pid(), main_pid);
   ASSERT_TRUE(master.process().running());
   EXPECT_THAT(cmdline_of(main_pid), HasSubstr("update-waiter"));
-  EXPECT_EQ(open_fds(main_pid), (std::vector<std::string>{"0", "1", "2"}));
+  EXPECT_EQ(open_fds(main_pid).size(), 4u);
+  EXPECT_EQ(open_files(main_pid), std::vector<fs::path>{fs::canonical(lock_file(run))});
   auto children = children_of(main_pid);
   ASSERT_EQ(children.size(), 1u);
   EXPECT_THAT(cmdline_of(children[0]), HasSubstr(master.binary().string() + " start -w"));
+  expect_second_start_refused(run, children[0]);
+  EXPECT_EQ(run.pids("svc").size(), 2u);
 
   // A second update: the new master hands back to the same waiter, no second one.
   const fs::path second = new_build(run, "baetyl-newer");
@@ -474,6 +507,15 @@ TEST(MasterUpdateE2E, MasterUpdateInstallsTheNewBinaryAndTheOldProcessOnlyWaits)
     EXPECT_THAT(cmdline_of(grandchild), Not(HasSubstr("update-waiter")));
   }
   ASSERT_TRUE(MasterRun::wait_until([&] { return run.pids("svc").size() == 3u; }));
+  expect_second_start_refused(run, children[0]);
+
+  // A restart in place (SIGUSR2) of the master under the waiter keeps the lock too.
+  ::kill(children[0], SIGUSR2);
+  ASSERT_TRUE(MasterRun::wait_until([&] {
+    return run.pids("svc").size() == 4u && master.api_up();
+  })) << master.process().output();
+  EXPECT_EQ(only_child(main_pid), children[0]);
+  expect_second_start_refused(run, children[0]);
 
   // SIGTERM to the main process stops everything.
   const pid_t svc = *run.last_pid("svc");
@@ -536,6 +578,11 @@ TEST_P(MasterRollbackE2E, TheOldBinaryComesBackWhateverTheNewOneDoes) {
   EXPECT_EQ(master.process().pid(), main_pid);
   EXPECT_TRUE(master.process().running());
   EXPECT_FALSE(fs::exists(run.workdir() / "var/db/baetyl/master-update.json"));
+  // The lock names the old binary's master, the waiter's child.
+  const pid_t old_master = only_child(main_pid);
+  ASSERT_NE(old_master, 0);
+  expect_second_start_refused(run, old_master);
+  EXPECT_EQ(run.pids("svc").size(), 2u);
   if (fs::exists(run.workdir() / "var/db/baetyl/out/hung.pid")) {
     const pid_t hung = std::stoi(read_text(run.workdir() / "var/db/baetyl/out/hung.pid"));
     EXPECT_FALSE(process_alive(hung)) << "the hung binary was stopped";
@@ -553,6 +600,70 @@ INSTANTIATE_TEST_SUITE_P(
         BadBinary{"hang", "echo $$ > var/db/baetyl/out/hung.pid\nexec sleep 600",
                   "the new master binary did not start its services within 3000 ms"}),
     [](const auto& info) { return info.param.name; });
+
+TEST(MasterUpdateE2E, ASecondStartDuringTheHandOverIsRefusedAndTouchesNothing) {
+  MasterRun run;
+  run.write_conf("1s", "update:\n  timeout: 4s\n");
+  run.write_app("v1", service("svc"));
+  InstalledMaster master(run);
+  ASSERT_TRUE(master.start()) << master.process().output();
+  ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("svc").has_value(); }));
+  const pid_t main_pid = master.process().pid();
+  const fs::path db = run.workdir() / "var/db/baetyl";
+  // A new binary that starts an instance in a session of its own (out of its process group),
+  // records it as a master does, and hangs.
+  fake_build(run, "hanging-baetyl",
+             "setsid sleep 600 &\n"
+             "pid=$!\n"
+             "ticks=$(cut -d' ' -f22 /proc/$pid/stat)\n"
+             "printf '{\"instances\":[{\"pid\":%s,\"pgid\":%s,\"start_ticks\":%s,"
+             "\"service\":\"svc\",\"instance\":\"svc\"}]}' $pid $pid $ticks "
+             "> var/db/baetyl/native-instances.json.tmp\n"
+             "mv var/db/baetyl/native-instances.json.tmp var/db/baetyl/native-instances.json\n"
+             "echo $pid > var/db/baetyl/out/orphan.pid\n"
+             "echo $$ > var/db/baetyl/out/hung.pid\n"
+             "exec sleep 600");
+  ASSERT_EQ(put_update(run, mst_update("var/db/baetyl/hanging-baetyl", "m-lock")).status, 200);
+  ASSERT_TRUE(MasterRun::wait_until([&] { return fs::exists(db / "out/hung.pid"); }, 20s))
+      << master.process().output();
+  const pid_t hung = std::stoi(read_text(db / "out/hung.pid"));
+  const pid_t orphan = std::stoi(read_text(db / "out/orphan.pid"));
+  ASSERT_TRUE(MasterRun::wait_until([&] { return fs::exists(db / "native-instances.json"); }));
+  const std::string instances = read_text(db / "native-instances.json");
+  const std::string marker = read_text(db / "master-update.json");
+  const std::string installed = read_text(master.binary());
+  const std::size_t steps = ota_steps(run).size();
+  const std::size_t svc_starts = run.pids("svc").size();
+
+  // The waiter holds the lock while it waits for the new binary: a second start touches nothing,
+  // neither the instance the hanging master recorded nor the update.
+  expect_second_start_refused(run, main_pid);
+  EXPECT_TRUE(process_alive(orphan));
+  EXPECT_TRUE(process_alive(hung));
+  EXPECT_EQ(read_text(db / "native-instances.json"), instances);
+  EXPECT_EQ(read_text(db / "master-update.json"), marker);
+  EXPECT_EQ(read_text(master.binary()), installed);
+  EXPECT_EQ(ota_steps(run).size(), steps);
+  EXPECT_EQ(run.pids("svc").size(), svc_starts);
+  EXPECT_FALSE(fs::exists(run.workdir() / "var/run/baetyl/admin.json"));
+  EXPECT_FALSE(fs::exists(run.socket()));
+
+  // The rollback then runs as if nobody had tried: the old binary's master, to which the waiter
+  // hands the lock, stops what the failed one left running.
+  ASSERT_TRUE(MasterRun::wait_until([&] { return ota_finished(run); }, 20s))
+      << master.process().output();
+  EXPECT_EQ(ota_steps(run).back(), "ROLLEDBACK");
+  ASSERT_TRUE(MasterRun::wait_until([&] { return master.api_up(); }));
+  EXPECT_TRUE(MasterRun::wait_until([&] { return !process_alive(orphan); }))
+      << "an instance of a master that is gone";
+  EXPECT_FALSE(process_alive(hung));
+  EXPECT_THAT(run.log(), HasSubstr("left by a previous master"));
+  ASSERT_TRUE(MasterRun::wait_until([&] { return status_of(run, "svc", "svc") == "running"; }));
+  const pid_t old_master = only_child(main_pid);
+  ASSERT_NE(old_master, 0);
+  expect_second_start_refused(run, old_master);
+  EXPECT_EQ(run.pids("svc").size(), svc_starts + 1);
+}
 
 TEST(MasterUpdateE2E, StoppingTheMasterWhileTheNewBinaryStartsRollsBack) {
   MasterRun run;
@@ -597,6 +708,26 @@ TEST(MasterUpdateE2E, ACrashLoopOfANewBinaryUnderSystemdEndsInTheOldOne) {
                                .dump()
                         << "\n";
   const std::string guard = std::string(BAETYL_SOURCE_DIR) + "/scripts/baetyl-update-guard";
+
+  // While the work directory is locked (by a master or its waiter still running) the guard
+  // neither counts nor rolls back.
+  {
+    fs::create_directories(lock_file(run).parent_path());
+    Process holder({"flock", "-o", lock_file(run).string(), "sleep", "30"});
+    ASSERT_TRUE(MasterRun::wait_until([&] {
+      Process probe({"flock", "-n", lock_file(run).string(), "true"});
+      return probe.wait(5s) == 1;
+    }));
+    for (int start = 1; start <= 3; ++start) {
+      Process guard_run({"/bin/sh", guard, run.workdir().string()});
+      ASSERT_EQ(guard_run.wait(10s), 0);
+    }
+    EXPECT_THAT(read_text(marker), HasSubstr("\"stage\":\"restarting\""));
+    EXPECT_FALSE(fs::exists(run.workdir() / "var/db/baetyl/master-update.starts"));
+    EXPECT_FALSE(fs::exists(run.workdir() / "var/db/baetyl/ota.log"));
+    ::kill(-holder.pid(), SIGKILL);  // flock and its sleep
+    holder.stop(SIGKILL);
+  }
 
   std::vector<int> exits;
   for (int start = 1; start <= 3; ++start) {
