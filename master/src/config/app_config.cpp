@@ -204,4 +204,11 @@ std::vector<VolumeInfo> volumes_of(const AppConfig& app, const ServiceInfo& serv
   return result;
 }
 
+std::string image_base_name(std::string image) {
+  if (auto at = image.find('@'); at != std::string::npos) image.erase(at);
+  if (auto slash = image.rfind('/'); slash != std::string::npos) image.erase(0, slash + 1);
+  if (auto colon = image.find(':'); colon != std::string::npos) image.erase(colon);
+  return image;
+}
+
 }  // namespace baetyl::master

@@ -128,4 +128,8 @@ std::optional<std::string> resolve_inside(const std::string& workdir, const std:
 // The volumes `service` mounts (in mount order); used to tell whether an update changed them.
 std::vector<VolumeInfo> volumes_of(const AppConfig& app, const ServiceInfo& service);
 
+// The last path element of an image without its tag or digest:
+// hub.baidubce.com/baetyl/baetyl-hub:latest -> baetyl-hub.
+std::string image_base_name(std::string image);
+
 }  // namespace baetyl::master

@@ -512,12 +512,55 @@ void Master::set_error(std::string error) {
   error_ = std::move(error);
 }
 
-void Master::update(const api::UpdateRequest& request) {
+void Master::authorize_update(const std::string& caller) const {
+  if (caller == kAdminUser) return;
+  if (const auto service = find_service(caller)) {
+    const auto& named = config_.update.services;
+    if (image_base_name(service->info.image) == kUpdateAgentImage ||
+        std::find(named.begin(), named.end(), caller) != named.end()) {
+      return;
+    }
+  }
+  throw ApiForbidden("service '" + caller +
+                     "' may not update the node: an update replaces the application or the "
+                     "master binary, so only the admin, services whose image is " +
+                     kUpdateAgentImage + " and the services named in conf.yml update.services may");
+}
+
+void Master::check_update_writers(const std::string& caller, const UpdateSource& source) const {
+  AppConfig app;
+  {
+    std::lock_guard state(state_mutex_);
+    app = app_;
+  }
+  for (const auto& service : app.services) {
+    if (service.name == caller) continue;
+    for (const auto& mount : service.mounts) {
+      const auto* volume = mount.readonly ? nullptr : app.find_volume(mount.name);
+      const auto host = volume ? resolve_inside(workdir_.string(), volume->path) : std::nullopt;
+      if (!host) continue;
+      std::error_code ec;
+      const fs::path dir = fs::weakly_canonical(*host, ec);
+      if (ec) continue;
+      const fs::path inside = source.resolved().lexically_relative(dir);
+      if (inside.empty() || *inside.begin() == "..") continue;
+      throw ApiForbidden("update path '" + source.requested() + "' is in volume '" + volume->name +
+                         "' (" + volume->path + "), which service '" + service.name +
+                         "' mounts writable: an update is read only from where no service "
+                         "but the caller can write");
+    }
+  }
+}
+
+void Master::update(const std::string& caller, const api::UpdateRequest& request) {
+  authorize_update(caller);
   if (request.type != "APP" && request.type != "MST") {
     throw std::invalid_argument("update type must be APP or MST, not '" + request.type + "'");
   }
-  // Refused here, before anything is read or stopped: a path outside the update directory.
+  // Refused here, before anything is read or stopped: a path outside the update directory, or
+  // one that another service could have written.
   UpdateSource source = open_update_source(workdir_, request.path);
+  check_update_writers(caller, source);
   std::string text;
   if (request.type == "APP") text = source.read_all(kMaxAppFileSize);
   std::uint64_t generation = 0;

@@ -73,7 +73,11 @@ class Master final : public ApiBackend {
   // ApiBackend
   bool authenticate(const std::string& username, const std::string& password) override;
   nlohmann::json inspect() override;
-  void update(const api::UpdateRequest& request) override;
+  // Who may update (docs/master.md, "Who may call what"): the admin, services whose image is the
+  // agent's (kUpdateAgentImage) and those named in conf.yml `update.services`; others get
+  // ApiForbidden before the path is looked at. The file must lie inside var/db/baetyl
+  // (update_source.h) and in no volume that a service other than the caller mounts writable.
+  void update(const std::string& caller, const api::UpdateRequest& request) override;
   std::string available_port() override;
   // Who may start and stop which instance (docs/master.md, "Who may call what"): the admin any
   // instance; a service, by its token, only dynamic instances of services with replica 0, and of
@@ -107,6 +111,11 @@ class Master final : public ApiBackend {
   void start_service(const ServiceInfo& info, const AppConfig& app);
   void stop_services(const std::vector<std::string>& names);
   void stop_instances(const std::vector<std::shared_ptr<InstanceSupervisor>>& instances);
+  // Throws ApiForbidden unless `caller` may update the node.
+  void authorize_update(const std::string& caller) const;
+  // Throws ApiForbidden when `source` lies in a volume that a service other than `caller` mounts
+  // writable (it could have written the file).
+  void check_update_writers(const std::string& caller, const UpdateSource& source) const;
   // Throws ApiForbidden unless `caller` may start or stop `instance` of `service`.
   void authorize_instance_call(const std::string& caller, const Service& service,
                                const std::string& instance) const;

@@ -180,6 +180,13 @@ TEST(AppConfig, AnUpdateNeedsAtLeastOneService) {
   }
 }
 
+TEST(AppConfig, AnImagesBaseNameIsItsLastPathElementWithoutTagOrDigest) {
+  EXPECT_EQ(image_base_name("hub.baidubce.com/baetyl/baetyl-agent:latest"), "baetyl-agent");
+  EXPECT_EQ(image_base_name("localhost:5000/edge/baetyl-agent@sha256:0123"), "baetyl-agent");
+  EXPECT_EQ(image_base_name("baetyl-agent"), "baetyl-agent");
+  EXPECT_EQ(image_base_name("baetyl-agent/other:1"), "other");
+}
+
 TEST(AppConfig, TheExampleApplicationsLoad) {
   for (const char* mode : {"native", "docker"}) {
     const std::string file =

@@ -206,6 +206,19 @@ std::string service(const std::string& name, const std::string& extra, const std
          extra;
 }
 
+std::string agent_service(const std::string& name, const std::string& extra) {
+  std::string item = service(name, extra);
+  for (const auto& [from, to] :
+       {std::pair<std::string, std::string>{"image: test/svc\n",
+                                            "image: hub.baidubce.com/baetyl/baetyl-agent:latest\n"},
+        {"path: lib/baetyl/test/svc,",
+         "path: lib/baetyl/hub.baidubce.com/baetyl/baetyl-agent/latest,"}}) {
+    const auto at = item.find(from);
+    if (at != std::string::npos) item.replace(at, from.size(), to);
+  }
+  return item;
+}
+
 std::string status_of(const MasterRun& run, const std::string& service, const std::string& name) {
   auto entry = run.instance(service, name);
   return entry.is_null() ? "" : entry.value("status", "");

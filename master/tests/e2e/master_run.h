@@ -74,6 +74,9 @@ bool process_alive(pid_t pid);
 // One item of the services list running the test script (MODE `mode`, unless `extra` has env).
 std::string service(const std::string& name, const std::string& extra = "",
                     const std::string& mode = "run", int replica = 1);
+// The same with the agent's image, hub.baidubce.com/baetyl/baetyl-agent:latest (which may update
+// the node), running the test script too.
+std::string agent_service(const std::string& name, const std::string& extra = "");
 // The inspect status of an instance, "" when it is not listed.
 std::string status_of(const MasterRun& run, const std::string& service, const std::string& name);
 // Runs the built baetyl with `args` to its end (10 s at most); returns its output.

@@ -45,11 +45,14 @@ http::Response put_update(const MasterRun& run, const std::string& body,
   return run.call("PUT", "/v1/system/update", user, password, body);
 }
 
-// Sends an update that must be accepted and waits for its final step; returns that line.
+// Sends an update that must be accepted (by default as the admin) and waits for its final step;
+// returns that line.
 nlohmann::json update_and_wait(const MasterRun& run, const std::string& body,
-                               std::chrono::milliseconds timeout = 20s) {
+                               std::chrono::milliseconds timeout = 20s,
+                               const std::string& user = "baetyl.admin",
+                               const std::string& password = "") {
   const std::size_t before = ota_lines(run).size();
-  auto response = put_update(run, body);
+  auto response = put_update(run, body, user, password);
   EXPECT_EQ(response.status, 200) << response.body;
   if (response.status != 200) return nullptr;
   nlohmann::json last;
@@ -111,7 +114,8 @@ TEST(MasterUpdateE2E, ApplicationUpdateRestartsOnlyWhatChanged) {
 
 TEST(MasterUpdateE2E, PathsOutsideTheUpdateDirectoryAreRefusedBeforeAnythingIsRead) {
   MasterRun run;
-  run.write_app("v1", service("svc"));
+  // A service that may update, as the attacker was.
+  run.write_app("v1", agent_service("svc"));
   ASSERT_TRUE(run.start()) << run.output();
   ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("svc").has_value(); }));
   const pid_t svc = *run.last_pid("svc");
@@ -171,7 +175,7 @@ TEST(MasterUpdateE2E, PathsOutsideTheUpdateDirectoryAreRefusedBeforeAnythingIsRe
   EXPECT_FALSE(run.inspect().contains("error"));
 
   // A link that stays inside is followed.
-  run.write_app("v2", service("svc", "    env: {MODE: run, V: 2}\n"),
+  run.write_app("v2", agent_service("svc", "    env: {MODE: run, V: 2}\n"),
                 "var/db/baetyl/v2/application.yml");
   fs::create_symlink("v2/application.yml", db / "current.yml");
   auto last = update_and_wait(run, app_update("var/db/baetyl/current.yml", "t-2"));
@@ -541,6 +545,89 @@ TEST(MasterUpdateE2E, MasterUpdateRefusesABinaryThatFailsCheck) {
   EXPECT_FALSE(fs::exists(master.backup()));
   EXPECT_FALSE(fs::exists(run.workdir() / "bin/baetyl.new"));
   EXPECT_EQ(read_text(master.binary()), read_text(binary_path("baetyl")));
+}
+
+// ---- who may update ----
+
+// `item` (one services entry of master_run.h) with `mounts` (YAML list items) added.
+std::string with_mounts(std::string item, const std::string& mounts) {
+  const std::string last = "      - {name: out, path: out}\n";
+  item.insert(item.find(last) + last.size(), mounts);
+  return item;
+}
+
+TEST(MasterUpdateE2E, OnlyTheAdminTheAgentAndTheNamedServicesMayUpdate) {
+  MasterRun run;
+  run.write_conf("1s", "update:\n  services: [ota]\n");
+  // The agent downloads into a volume of its own, which svc may read; writer can write to drop.
+  const std::string services =
+      with_mounts(agent_service("agent"), "      - {name: agent-dl, path: dl}\n") +
+      with_mounts(service("svc"), "      - {name: agent-dl, path: dl, readonly: true}\n") +
+      service("ota") + with_mounts(service("writer"), "      - {name: drop, path: drop}\n");
+  const std::string volumes =
+      "  - {name: agent-dl, path: var/db/baetyl/agent-dl}\n"
+      "  - {name: drop, path: var/db/baetyl/drop}\n";
+  const fs::path db = run.workdir() / "var/db/baetyl";
+  auto write_app = [&](const std::string& version, const std::string& file) {
+    run.write_app(version, services, file);
+    std::ofstream(run.workdir() / file, std::ios::app) << volumes;
+  };
+  write_app("v1", "var/db/baetyl/application.yml");
+  fs::create_directories(db / "agent-dl");
+  fs::create_directories(db / "drop");
+  InstalledMaster master(run);
+  ASSERT_TRUE(master.start()) << master.process().output();
+  for (const std::string name : {"agent", "svc", "ota", "writer"}) {
+    ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid(name).has_value(); })) << name;
+  }
+  auto token = [&](const std::string& name) { return run.env_value(name, "BAETYL_SERVICE_TOKEN"); };
+  write_app("v2", "var/db/baetyl/agent-dl/v2.yml");
+  new_build(run, "agent-dl/baetyl-new");
+
+  // A service that is not the agent may neither replace the application nor the binary, even
+  // from a file it can only read; nothing is received.
+  for (const auto& body : {app_update("var/db/baetyl/agent-dl/v2.yml", "svc-app"),
+                           mst_update("var/db/baetyl/agent-dl/baetyl-new", "svc-mst")}) {
+    auto refused = put_update(run, body, "svc", token("svc"));
+    EXPECT_EQ(refused.status, 403) << body;
+    EXPECT_THAT(refused.body, HasSubstr("service 'svc' may not update the node: an update "
+                                        "replaces the application or the master binary"));
+    EXPECT_EQ(put_update(run, body, "writer", token("writer")).status, 403) << body;
+  }
+  // Not even the agent or the admin update from a file another service could have written.
+  write_app("v2", "var/db/baetyl/drop/v2.yml");
+  for (const auto& [user, password] : {std::pair{std::string("agent"), token("agent")},
+                                       std::pair{std::string("baetyl.admin"), std::string()}}) {
+    auto refused = put_update(run, app_update("var/db/baetyl/drop/v2.yml", "drop"), user, password);
+    EXPECT_EQ(refused.status, 403) << user;
+    EXPECT_THAT(refused.body,
+                HasSubstr("update path 'var/db/baetyl/drop/v2.yml' is in volume 'drop' "
+                          "(var/db/baetyl/drop), which service 'writer' mounts writable"))
+        << user;
+  }
+  EXPECT_FALSE(fs::exists(db / "ota.log"));
+  EXPECT_EQ(run.inspect()["software"]["conf_version"], "v1");
+
+  // The agent, from its own volume; a service named in update.services; the admin.
+  const std::size_t agent_starts = run.pids("agent").size();
+  auto last = update_and_wait(run, app_update("var/db/baetyl/agent-dl/v2.yml", "agent-app"), 20s,
+                              "agent", token("agent"));
+  EXPECT_EQ(last.value("step", ""), "UPDATED") << last.dump();
+  EXPECT_EQ(run.inspect()["software"]["conf_version"], "v2");
+  EXPECT_EQ(run.pids("agent").size(), agent_starts) << "unchanged, so its token is too";
+  write_app("v3", "var/db/baetyl/v3.yml");
+  last =
+      update_and_wait(run, app_update("var/db/baetyl/v3.yml", "ota-app"), 20s, "ota", token("ota"));
+  EXPECT_EQ(last.value("step", ""), "UPDATED") << last.dump();
+  write_app("v4", "var/db/baetyl/v4.yml");
+  last = update_and_wait(run, app_update("var/db/baetyl/v4.yml", "admin-app"));
+  EXPECT_EQ(last.value("step", ""), "UPDATED") << last.dump();
+  EXPECT_EQ(run.inspect()["software"]["conf_version"], "v4");
+
+  last = update_and_wait(run, mst_update("var/db/baetyl/agent-dl/baetyl-new", "agent-mst"), 20s,
+                         "agent", token("agent"));
+  EXPECT_EQ(last.value("step", ""), "UPDATED") << master.process().output();
+  EXPECT_EQ(read_text(master.binary()), read_text(db / "agent-dl/baetyl-new"));
 }
 
 struct BadBinary {
