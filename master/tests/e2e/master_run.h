@@ -71,4 +71,20 @@ class MasterRun {
 
 bool process_alive(pid_t pid);
 
+// One item of the services list running the test script (MODE `mode`, unless `extra` has env).
+std::string service(const std::string& name, const std::string& extra = "",
+                    const std::string& mode = "run", int replica = 1);
+// The same with the agent's image, hub.baidubce.com/baetyl/baetyl-agent:latest (which may update
+// the node), running the test script too.
+std::string agent_service(const std::string& name, const std::string& extra = "");
+// The inspect status of an instance, "" when it is not listed.
+std::string status_of(const MasterRun& run, const std::string& service, const std::string& name);
+// Runs the built baetyl with `args` to its end (10 s at most); returns its output.
+std::string run_baetyl(const std::vector<std::string>& args, int* code);
+
+// The steps of var/db/baetyl/ota.log, in order.
+std::vector<std::string> ota_steps(const MasterRun& run);
+// Whether ota.log ends with a final step (UPDATED, ROLLEDBACK or FAILURE).
+bool ota_finished(const MasterRun& run);
+
 }  // namespace baetyl::testing
