@@ -201,11 +201,10 @@ int check(const Arguments& args) {
   try {
     MasterConfigFile conf = read_master_config_file(args.config);
     print_unknown_keys(conf.path, conf.unknown_keys);
-    check_mode(conf);
     log::LoggerConfig to_stderr;
     to_stderr.path.clear();
     to_stderr.level = "warn";
-    engine = make_engine(conf.config, workdir, own_binary(), log::make_logger(to_stderr, "baetyl"));
+    engine = open_engine(conf, workdir, own_binary(), log::make_logger(to_stderr, "baetyl"));
   } catch (const std::exception& e) {
     report(e);
   }
@@ -378,8 +377,7 @@ int start(const Arguments& args, char** argv) {
   options.clean_leftovers = lock.origin() != MasterLock::Origin::kHandedOver;
   std::unique_ptr<Master> master;
   try {
-    check_mode(conf);
-    options.engine = make_engine(conf.config, workdir, options.binary, logger);
+    options.engine = open_engine(conf, workdir, options.binary, logger);
     AppConfigFile app = read_app_config_file();
     for (const auto& key : app.unknown_keys) {
       logger->warn("{}: {}: unknown key, ignored", app.path, key);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -40,10 +41,12 @@ std::string status_of(const MasterRun& run, const std::string& service, const st
   return entry.is_null() ? "" : entry.value("status", "");
 }
 
-std::string run_baetyl(const std::vector<std::string>& args, int* code) {
+std::string run_baetyl(const std::vector<std::string>& args, int* code,
+                       const std::map<std::string, std::string>& env = {}) {
   TempDir out;
   ProcessOptions options;
   options.output_file = (out.path() / "out").string();
+  options.env = env;
   std::vector<std::string> argv = {binary_path("baetyl")};
   argv.insert(argv.end(), args.begin(), args.end());
   Process process(argv, options);
@@ -750,12 +753,13 @@ TEST(MasterE2E, AServiceTokenManagesOnlyTheDynamicInstancesItStarted) {
 
 // `check` and `start` on `dir` (with `extra` arguments) both exit 1 with `reason`.
 void expect_check_and_start_refuse(const fs::path& dir, const std::vector<std::string>& extra,
-                                   const std::string& reason) {
+                                   const std::string& reason,
+                                   const std::map<std::string, std::string>& env = {}) {
   for (const std::string command : {"check", "start"}) {
     std::vector<std::string> args{command, "-w", dir.string()};
     args.insert(args.end(), extra.begin(), extra.end());
     int code = 0;
-    const std::string printed = run_baetyl(args, &code);
+    const std::string printed = run_baetyl(args, &code, env);
     EXPECT_EQ(code, 1) << command << ":\n" << printed;
     EXPECT_THAT(printed, HasSubstr(reason)) << command;
     EXPECT_THAT(printed, Not(HasSubstr("OK!"))) << command;
@@ -764,10 +768,18 @@ void expect_check_and_start_refuse(const fs::path& dir, const std::vector<std::s
 
 TEST(MasterE2E, CheckRefusesWhatStartRefuses) {
   TempDir empty;
+  // Docker mode is the default; a daemon that does not answer is a check and start error.
+  const std::map<std::string, std::string> no_daemon = {
+      {"DOCKER_HOST", "unix://" + (empty.path() / "no-docker.sock").string()}};
   expect_check_and_start_refuse(
       empty.path(), {},
-      "etc/baetyl/conf.yml: mode: 'docker' (the default: the file does not exist) is not "
-      "available: this build has no Docker engine yet; set `mode: native`");
+      "etc/baetyl/conf.yml: mode: 'docker' (the default: the file does not exist): the Docker "
+      "daemon cannot be used: Docker unix://" +
+          (empty.path() / "no-docker.sock").string() +
+          ": GET /version: cannot connect: No such file or directory (is the Docker daemon "
+          "running?); start Docker (scripts/docker-daemon.sh, systemctl start docker) or set "
+          "`mode: native`",
+      no_daemon);
 
   MasterRun run;
   run.write_app("v1", service("svc"));
@@ -775,7 +787,9 @@ TEST(MasterE2E, CheckRefusesWhatStartRefuses) {
                                 "etc/baetyl/nope.yml: no such file (given with -c)");
   std::ofstream(run.workdir() / "etc/baetyl/docker.yml") << "mode: docker\n";
   expect_check_and_start_refuse(run.workdir(), {"-c", "etc/baetyl/docker.yml"},
-                                "etc/baetyl/docker.yml: mode: 'docker' is not available");
+                                "etc/baetyl/docker.yml: mode: 'docker': the Docker daemon cannot "
+                                "be used",
+                                no_daemon);
 
   run.write_app("v1", service("svc") +
                           "  - name: ghost\n    image: test/no-such-module\n"
