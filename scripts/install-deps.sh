@@ -19,6 +19,7 @@ runtime_packages=(
 )
 test_packages=(
   mosquitto mosquitto-clients python3-paho-mqtt openssl procps
+  busybox-static
 )
 
 wanted=("${build_packages[@]}")

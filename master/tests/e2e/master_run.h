@@ -22,13 +22,14 @@ namespace baetyl::testing {
 
 class MasterRun {
  public:
-  MasterRun();
+  // `mode` goes into conf.yml: native, or docker for services in containers.
+  explicit MasterRun(std::string mode = "native");
   ~MasterRun();
 
   const std::filesystem::path& workdir() const { return dir_.path(); }
   std::string socket() const { return (dir_.path() / "var/run/baetyl.sock").string(); }
 
-  // etc/baetyl/conf.yml with mode native, the socket above and `extra` appended.
+  // etc/baetyl/conf.yml with the mode, the socket above and `extra` appended.
   void write_conf(const std::string& grace = "2s", const std::string& extra = "");
   // var/db/baetyl/application.yml; `services` is the YAML list under services: (each item may use
   // the anchors of kServiceDefaults: image test/svc and the pkg and out mounts).
@@ -40,6 +41,7 @@ class MasterRun {
   // Waits for the master to exit after `signal`; returns its exit code.
   int stop(int signal = 15, std::chrono::milliseconds timeout = std::chrono::seconds(20));
   Process& process() { return *master_; }
+  bool started() const { return master_ != nullptr; }
   std::string output() const { return master_ ? master_->output() : ""; }
 
   // GET /v1/system/inspect with the admin credentials.
@@ -65,6 +67,7 @@ class MasterRun {
                          std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
  private:
+  std::string mode_;
   TempDir dir_;
   std::unique_ptr<Process> master_;
 };
