@@ -74,9 +74,11 @@ std::string command_usage(const std::string& command) {
                "Usage: baetyl check [-w DIR] [-c FILE]\n"
                "\n"
                "Checks what `start` checks before it starts anything: the master configuration\n"
-               "and its mode, var/db/baetyl/application.yml, that every image resolves to a\n"
-               "program (native mode) and the configuration files of known modules. Prints OK!\n"
-               "(exit 0), or every problem as <file>: <key>: <reason> (exit 1).\n"
+               "and its mode (docker: the daemon answers), var/db/baetyl/application.yml, that\n"
+               "every image resolves to a program (native mode) or is local or pulled (docker\n"
+               "mode; one that cannot be had is printed, as start logs it, without failing)\n"
+               "and the configuration files of known modules. Prints OK! (exit 0), or every\n"
+               "problem as <file>: <key>: <reason> (exit 1).\n"
                "\n"
                "Options:\n") +
            kWorkdirOption + kConfigOption + kHelpOption;

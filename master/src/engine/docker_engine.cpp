@@ -62,7 +62,7 @@ std::string DockerEngine::instance_api_address(const std::string& listened) cons
   const std::string authority = listened.substr(kTcp.size());
   const auto colon = authority.rfind(':');
   const std::string host = authority.substr(0, colon);
-  if (is_loopback_host(host)) {
+  if (is_loopback_host(host) && !warned_loopback_.exchange(true)) {
     logger_->warn(
         "the master API listens on {}, which containers cannot reach: listen on "
         "0.0.0.0 or the Docker bridge's address for services in containers to call it",

@@ -1,6 +1,7 @@
 #pragma once
 // Docker mode: every instance is a container named after it on the `baetyl` bridge network,
 // created through the Docker Engine API (docker_client.h) from the service's image.
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -79,6 +80,7 @@ class DockerEngine final : public Engine {
   mutable std::mutex mutex_;
   std::map<std::string, std::vector<std::string>> binds_;  // per service
   bool network_ready_ = false;
+  mutable std::atomic<bool> warned_loopback_{false};
 };
 
 }  // namespace baetyl::master
