@@ -1,5 +1,7 @@
 #include "engine/docker_container.h"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <set>
@@ -178,8 +180,20 @@ std::vector<std::string> service_binds(const ServiceInfo& service,
   return binds;
 }
 
+bool is_image_reference(const std::string& image) {
+  if (image.empty() || !std::isalnum(static_cast<unsigned char>(image.front()))) return false;
+  return std::all_of(image.begin(), image.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '.' || c == '_' || c == '-' || c == '/' || c == ':' || c == '@';
+  });
+}
+
 std::vector<std::string> check_docker_keys(const ServiceInfo& service) {
   std::vector<std::string> problems;
+  if (!is_image_reference(service.image)) {
+    problems.push_back("image: '" + service.image +
+                       "' is not an image reference (letters, digits and . _ - / : @, starting "
+                       "with a letter or digit)");
+  }
   for (std::size_t i = 0; i < service.ports.size(); ++i) {
     try {
       parse_port_spec(service.ports[i]);

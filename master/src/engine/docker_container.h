@@ -52,8 +52,13 @@ std::vector<std::string> service_binds(const ServiceInfo& service,
                                        const std::vector<VolumeInfo>& volumes,
                                        const std::filesystem::path& workdir);
 
-// Checks what Docker would refuse in a service's docker-only keys (ports, devices, resources,
-// mounts), one "<key>: <reason>" per problem (e.g. "ports[1]: ..."); empty when all is well.
+// Whether `image` can be an image reference: letters, digits and . _ - / : @, starting with a
+// letter or digit (so that it goes into a request path as it is).
+bool is_image_reference(const std::string& image);
+
+// Checks what Docker would refuse in a service's image and docker-only keys (ports, devices,
+// resources), one "<key>: <reason>" per problem (e.g. "ports[1]: ..."); empty when all is well.
+// Mounts are checked by service_binds.
 std::vector<std::string> check_docker_keys(const ServiceInfo& service);
 
 struct ContainerContext {

@@ -187,6 +187,7 @@ std::vector<std::string> DockerEngine::binds_of(const std::string& service) cons
 }
 
 void DockerEngine::ensure_image(const std::string& image) {
+  if (!is_image_reference(image)) throw std::runtime_error("not an image reference");
   auto local = client_.call("GET", "/images/" + image + "/json");
   if (local.ok()) return;
   if (local.status != 404) throw std::runtime_error("cannot look it up: " + local.message());

@@ -145,8 +145,22 @@ TEST(DockerRequests, BindsCannotLeaveTheirRoots) {
   fails({"nope", "x"}, "volume 'nope' is not declared");
 }
 
+TEST(DockerRequests, AnImageGoesIntoAPathOnlyWhenItIsAReference) {
+  EXPECT_TRUE(is_image_reference("127.0.0.1:5000/a_b/c-d.e:1.0"));
+  EXPECT_TRUE(is_image_reference("x@sha256:ab"));
+  for (const std::string bad : {"", "/x", "x?y", "x#y", "x y", "../x", "x%2F"}) {
+    EXPECT_FALSE(is_image_reference(bad)) << bad;
+  }
+  ServiceInfo service;
+  service.image = "x/json?all=1";
+  EXPECT_THAT(check_docker_keys(service),
+              ::testing::ElementsAre("image: 'x/json?all=1' is not an image reference (letters, "
+                                     "digits and . _ - / : @, starting with a letter or digit)"));
+}
+
 TEST(DockerRequests, ChecksWhatDockerWouldRefuse) {
   ServiceInfo service;
+  service.image = "hub.baidubce.com/baetyl/baetyl-hub:latest";
   service.ports = {"1883:1883", "99999"};
   service.devices = {"/dev/a:/dev/b:x"};
   service.resources.memory.swap.bytes = 1 << 30;
@@ -157,6 +171,7 @@ TEST(DockerRequests, ChecksWhatDockerWouldRefuse) {
   EXPECT_THAT(problems[2], HasSubstr("resources.memory.swap: needs resources.memory.limit"));
 
   service = {};
+  service.image = "timer@sha256:0123";
   service.resources.memory.limit.bytes = 1 << 20;
   EXPECT_THAT(check_docker_keys(service),
               ::testing::ElementsAre(HasSubstr("resources.memory.limit: Docker's smallest")));
