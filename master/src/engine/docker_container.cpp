@@ -297,6 +297,20 @@ std::string image_pull_query(const std::string& image) {
   return "fromImage=" + url_encode(image) + "&tag=latest";
 }
 
+std::string demultiplex_logs(std::string_view frames) {
+  std::string text;
+  while (frames.size() >= 8) {
+    const auto byte = [&](std::size_t i) {
+      return static_cast<std::uint32_t>(static_cast<unsigned char>(frames[i]));
+    };
+    const std::size_t size = (byte(4) << 24) | (byte(5) << 16) | (byte(6) << 8) | byte(7);
+    frames.remove_prefix(8);
+    text.append(frames.substr(0, size));
+    frames.remove_prefix(std::min(size, frames.size()));
+  }
+  return text;
+}
+
 nlohmann::json container_stats_figures(const nlohmann::json& stats) {
   auto number = [](const nlohmann::json& object, std::initializer_list<const char*> path) {
     const nlohmann::json* at = &object;

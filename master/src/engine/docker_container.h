@@ -4,6 +4,7 @@
 // resources), the image reference of a pull, and the figures inspect takes from container stats.
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -77,6 +78,11 @@ nlohmann::json container_create_body(const InstanceSpec& spec, const ContainerCo
 // The query of POST /images/create pulling `image`: fromImage and tag (latest when none is
 // given; none for a digest reference).
 std::string image_pull_query(const std::string& image);
+
+// The text of GET /containers/{id}/logs of a container without a TTY: Docker's frames (a byte
+// naming the stream, three zero bytes, the payload's size as 4 bytes big-endian, the payload)
+// joined, stdout and stderr alike. A truncated last frame is cut off.
+std::string demultiplex_logs(std::string_view frames);
 
 // From GET /containers/{id}/stats?stream=false: {"cpu_stats":{"used_percent"},
 // "mem_stats":{"total","used","used_percent"}}, cpu as the share of one core (as in native mode)

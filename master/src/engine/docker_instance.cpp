@@ -21,6 +21,9 @@ constexpr auto kCallTimeout = 30s;
 constexpr auto kExitAfterStop = 60s;
 constexpr auto kExitAfterFailedStop = 10s;
 constexpr auto kRemoveTimeout = 60s;
+// Of a container that failed by itself, this many last lines of output go to the log before the
+// container, and with it its output, is removed.
+constexpr int kLogLines = 20;
 
 }  // namespace
 
@@ -92,7 +95,24 @@ ExitStatus DockerInstance::wait() {
   return status_;
 }
 
+void DockerInstance::log_last_output(const ExitStatus& status) {
+  try {
+    auto response = client_.call(
+        "GET", "/containers/" + id_ + "/logs?stdout=1&stderr=1&tail=" + std::to_string(kLogLines),
+        std::nullopt, kCallTimeout);
+    if (!response.ok()) return;
+    std::string text = demultiplex_logs(response.body);
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    if (text.empty()) return;
+    logger_->warn("instance {} {}; the last lines of its output:\n{}", name_, status.describe(),
+                  text);
+  } catch (const std::exception& e) {
+    logger_->debug("instance {}: cannot read its output: {}", name_, e.what());
+  }
+}
+
 void DockerInstance::stop(std::chrono::milliseconds grace) {
+  stop_requested_ = true;
   {
     std::lock_guard lock(mutex_);
     if (exited_) return;
@@ -141,6 +161,7 @@ bool DockerInstance::await_exit(std::unique_lock<std::mutex>& lock,
     waiting_ = true;
     lock.unlock();
     auto status = poll_exit(deadline);
+    if (status && !status->success() && !stop_requested_ && !abandoned_) log_last_output(*status);
     if (status) {
       try {
         remove_container(client_, id_);

@@ -23,7 +23,8 @@ void remove_container(const DockerClient& client, const std::string& id);
 // Exit detection: one thread at a time holds a POST /containers/{id}/wait open (answered by the
 // daemon the moment the container stops); whoever else needs the exit waits on the condition
 // variable. The thread that saw the exit removes the container before anyone learns of it, so a
-// restart under the same name never finds the name taken. stop() asks Docker to stop it (SIGTERM,
+// restart under the same name never finds the name taken; a container that failed on its own
+// (not stopped) first has the last lines of its output logged, since they go with it. stop() asks Docker to stop it (SIGTERM,
 // `grace`, SIGKILL), kills it when that call fails, then waits for the exit the same way.
 class DockerInstance final : public Instance {
  public:
@@ -52,6 +53,7 @@ class DockerInstance final : public Instance {
   // Without the lock: how the container exited, nullopt when `deadline` passed first.
   std::optional<ExitStatus> poll_exit(std::optional<Clock::time_point> deadline);
   bool post(const std::string& action, std::chrono::milliseconds timeout);
+  void log_last_output(const ExitStatus& status);
 
   const std::string name_;
   const std::string id_;
@@ -60,6 +62,7 @@ class DockerInstance final : public Instance {
   std::shared_ptr<StatsCache> stats_;
   // Set when stop() gave up on a daemon that does not answer: the waiting thread returns.
   std::atomic<bool> abandoned_{false};
+  std::atomic<bool> stop_requested_{false};
 
   std::mutex mutex_;
   std::condition_variable changed_;

@@ -266,6 +266,22 @@ TEST_F(DockerE2E, SigtermRemovesEveryContainerItStarted) {
   }
 }
 
+TEST_F(DockerE2E, AContainerThatIgnoresSigtermIsKilledAfterTheGrace) {
+  auto& run = make_run();
+  run.write_conf("1s", "");
+  const std::string name = unique_name("stubborn");
+  run.write_app("v1", container_service(name, "trap '' TERM; echo up > /out/" + name +
+                                                  ".up; while true; do sleep 0.1; done"));
+  ASSERT_TRUE(run.start()) << run.output();
+  ASSERT_FALSE(wait_running(name).empty()) << run.log();
+  ASSERT_TRUE(MasterRun::wait_until([&] { return !read_out(run, name + ".up").empty(); }));
+  const auto before = std::chrono::steady_clock::now();
+  EXPECT_EQ(run.stop(SIGTERM), 0);
+  const auto took = std::chrono::steady_clock::now() - before;
+  EXPECT_GE(took, 1s) << "the grace is waited for";
+  EXPECT_TRUE(containers_of(run.workdir()).empty());
+}
+
 TEST_F(DockerE2E, AKilledMastersContainersAreRemovedAtItsNextStartAndNoOtherMasters) {
   auto& run = make_run();
   const std::string name = unique_name("left");
@@ -407,10 +423,11 @@ TEST_F(DockerE2E, RapidRestartsNeverFindTheirNameTaken) {
   auto& run = make_run();
   const std::string flapping = unique_name("flap"), runtime = unique_name("rt");
   run.write_app(
-      "v1",
-      container_service(flapping, "echo start >> /out/$BAETYL_SERVICE_INSTANCE_NAME.starts; exit 3",
-                        1, "    restart: {retry: {max: 5}, backoff: {min: 0s, max: 0s}}\n") +
-          container_service(runtime, kRunScript, 0));
+      "v1", container_service(flapping,
+                              "echo start >> /out/$BAETYL_SERVICE_INSTANCE_NAME.starts; "
+                              "echo going down with 3; exit 3",
+                              1, "    restart: {retry: {max: 5}, backoff: {min: 0s, max: 0s}}\n") +
+                container_service(runtime, kRunScript, 0));
   ASSERT_TRUE(run.start()) << run.output();
   ASSERT_TRUE(MasterRun::wait_until([&] { return run.inspect()["services"].size() == 2; }));
   ASSERT_TRUE(MasterRun::wait_until(
@@ -419,6 +436,10 @@ TEST_F(DockerE2E, RapidRestartsNeverFindTheirNameTaken) {
   EXPECT_EQ(run.instance(flapping, flapping)["restart_count"], 5);
   EXPECT_EQ(run.instance(flapping, flapping)["last_exit"], "exit code 3");
   EXPECT_EQ(count_lines(read_out(run, flapping + ".starts")), 6u);
+  // What it printed is logged before the container goes.
+  EXPECT_THAT(run.log(),
+              HasSubstr("instance " + flapping +
+                        " exit code 3; the last lines of its output:\ngoing down with 3"));
 
   // The same dynamic instance started again and again: each start replaces the one before.
   const std::string path = "/v1/services/" + runtime + "/instances/" + runtime + "-1/start";

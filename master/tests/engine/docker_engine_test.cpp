@@ -264,6 +264,17 @@ TEST(DockerEngineAddress, ContainersGetTheBoundSocketOrTheHostGateway) {
   EXPECT_EQ(engine.instance_api_address("tcp://0.0.0.0:50050"), "tcp://host.docker.internal:50050");
 }
 
+TEST(DockerLogs, FramesOfBothStreamsAreJoinedAndATruncatedOneCut) {
+  auto frame = [](char stream, const std::string& payload) {
+    std::string header{stream, 0, 0, 0, 0, 0, 0, static_cast<char>(payload.size())};
+    return header + payload;
+  };
+  const std::string frames = frame(1, "out 1\n") + frame(2, "err 2\n") + frame(1, "out 3\n");
+  EXPECT_EQ(demultiplex_logs(frames), "out 1\nerr 2\nout 3\n");
+  EXPECT_EQ(demultiplex_logs(frames.substr(0, frames.size() - 3)), "out 1\nerr 2\nout");
+  EXPECT_EQ(demultiplex_logs(""), "");
+}
+
 // A container's stats as Docker 20.10 returns them on cgroup v1 (trimmed).
 const char* kStats = R"({
   "read": "2026-01-01T00:00:01Z", "preread": "2026-01-01T00:00:00Z",
