@@ -115,8 +115,6 @@ void DockerEngine::prepare(const AppConfig& app) {
     for (const auto& error : errors) message += (message.empty() ? "" : "\n") + error;
     throw std::runtime_error(message);
   }
-  if (app.services.empty()) return;
-  ensure_network();
 
   // Every missing image is pulled at once, so one slow or failing pull delays no other.
   std::map<std::string, std::string> failures;  // image -> reason

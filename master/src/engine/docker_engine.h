@@ -50,18 +50,17 @@ class DockerEngine final : public Engine {
   // directory>: what a master of this work directory left behind.
   void clean_leftovers() override;
   // Checks each service's ports, devices, resources and mounts as Docker will read them (a
-  // problem is a line "services[<i>].<key>: <reason>"; all are thrown together), creates the
-  // `baetyl` network when it is missing, and pulls the images that are not local, all at once,
-  // each within pull_timeout. An image that cannot be had is an error in the log naming the
-  // service, not an exception: the service is reported and retried when it starts, and the
-  // others run.
+  // problem is a line "services[<i>].<key>: <reason>"; all are thrown together), and pulls the
+  // images that are not local, all at once, each within pull_timeout. An image that cannot be had
+  // is an error in the log naming the service, not an exception: the service is reported and
+  // retried when it starts, and the others run.
   void prepare(const AppConfig& app) override;
   // Remembers the service's binds and creates the volume directories they bind.
   void setup_service(const ServiceInfo& service, const std::vector<VolumeInfo>& volumes) override;
   void teardown_service(const std::string& service) override;
   // Pulls the image when it is not local (InstanceUnavailable when that fails), creates the
-  // container (removing first a container of this master that holds the name, a leftover of a
-  // failed removal), starts it.
+  // `baetyl` network when it is missing, creates the container (removing first a container of this
+  // master that holds the name, a leftover of a failed removal), starts it.
   std::unique_ptr<Instance> start(const InstanceSpec& spec) override;
 
   const DockerClient& client() const { return client_; }
