@@ -133,6 +133,16 @@ void DockerEngine::prepare(const AppConfig& app) {
     });
   }
   for (auto& pull : pulls) pull.join();
+  {
+    // Only for the static instances about to start: an instance started on demand later pulls.
+    std::lock_guard lock(mutex_);
+    for (const auto& service : app.services) {
+      auto failure = failures.find(service.image);
+      if (service.replica > 0 && failure != failures.end()) {
+        failed_pulls_[service.image] = failure->second;
+      }
+    }
+  }
   for (const auto& service : app.services) {
     auto failure = failures.find(service.image);
     if (failure == failures.end()) continue;
@@ -303,6 +313,20 @@ std::string DockerEngine::create_container(const InstanceSpec& spec, const nlohm
 std::unique_ptr<Instance> DockerEngine::start(const InstanceSpec& spec) {
   const std::string what =
       "cannot start instance '" + spec.instance + "' of service '" + spec.service + "'";
+  std::optional<std::string> failed_pull;
+  {
+    // The first start after a failed pull of prepare() fails at once, so that it does not hold up
+    // the services after it; the supervisor's next try pulls again, on its own thread.
+    std::lock_guard lock(mutex_);
+    if (auto it = failed_pulls_.find(spec.info.image); it != failed_pulls_.end()) {
+      failed_pull = it->second;
+      failed_pulls_.erase(it);
+    }
+  }
+  if (failed_pull) {
+    throw InstanceUnavailable(what + ": image '" + spec.info.image +
+                              "' is neither local nor pullable: " + *failed_pull);
+  }
   try {
     ensure_image(spec.info.image);
   } catch (const std::exception& e) {

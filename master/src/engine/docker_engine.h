@@ -58,9 +58,10 @@ class DockerEngine final : public Engine {
   // Remembers the service's binds and creates the volume directories they bind.
   void setup_service(const ServiceInfo& service, const std::vector<VolumeInfo>& volumes) override;
   void teardown_service(const std::string& service) override;
-  // Pulls the image when it is not local (InstanceUnavailable when that fails), creates the
-  // `baetyl` network when it is missing, creates the container (removing first a container of this
-  // master that holds the name, a leftover of a failed removal), starts it.
+  // Pulls the image when it is not local (InstanceUnavailable when that fails, and at once,
+  // without pulling, for the first start after prepare() failed to pull it), creates the `baetyl`
+  // network when it is missing, creates the container (removing first a container of this master
+  // that holds the name, a leftover of a failed removal), starts it.
   std::unique_ptr<Instance> start(const InstanceSpec& spec) override;
 
   const DockerClient& client() const { return client_; }
@@ -78,6 +79,7 @@ class DockerEngine final : public Engine {
   DockerClient client_;
   mutable std::mutex mutex_;
   std::map<std::string, std::vector<std::string>> binds_;  // per service
+  std::map<std::string, std::string> failed_pulls_;  // image -> why prepare() could not pull it
   bool network_ready_ = false;
   mutable std::atomic<bool> warned_loopback_{false};
 };

@@ -345,6 +345,33 @@ TEST_F(DockerE2E, AnUnknownImageIsReportedNamingItsServiceWhileTheOthersRun) {
   EXPECT_EQ(run.stop(), 0);
 }
 
+TEST_F(DockerE2E, APullThatHangsHoldsUpNoOtherService) {
+  // A registry that accepts connections and never answers: each pull lasts docker.pull_timeout.
+  LoopbackListener registry;
+  auto& run = make_run();
+  run.write_conf("2s", "docker:\n  pull_timeout: 2s\n");
+  const std::string slow = unique_name("slow"), next = unique_name("next");
+  const std::string image =
+      "127.0.0.1:" + std::to_string(registry.port()) + "/baetyl-test-hanging:latest";
+  run.write_app("v1", "  - name: " + slow + "\n    image: " + image +
+                          "\n    replica: 1\n    restart: {backoff: {min: 1s, max: 1s}}\n" +
+                          container_service(next, kRunScript));
+  ASSERT_TRUE(run.start()) << run.output();
+  ASSERT_FALSE(wait_running(next).empty()) << run.log();
+  // The pull before the start timed out; the first start of the slow service failed at once
+  // with that reason instead of pulling again, so the next service started before another pull.
+  const std::string log = run.log();
+  const auto started = log.find("instance " + next + " of service " + next + " started");
+  ASSERT_NE(started, std::string::npos) << log;
+  const std::string pulling = "pulling image " + image + "\n";
+  const auto first_pull = log.find(pulling);
+  ASSERT_NE(first_pull, std::string::npos) << log;
+  EXPECT_GT(log.find(pulling, first_pull + 1), started) << log;
+  EXPECT_THAT(log, HasSubstr("service '" + slow + "': image '" + image +
+                             "' is neither local nor pullable: "));
+  EXPECT_EQ(run.stop(), 0);
+}
+
 TEST_F(DockerE2E, ApplicationUpdateKeepsAnUnchangedContainerAndReplacesAChangedOne) {
   auto& run = make_run();
   const std::string same = unique_name("same"), changed = unique_name("changed");
