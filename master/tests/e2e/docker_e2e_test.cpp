@@ -409,7 +409,8 @@ TEST_F(DockerE2E, ApplicationUpdateKeepsAnUnchangedContainerAndReplacesAChangedO
 TEST_F(DockerE2E, AServiceInAContainerStartsAndStopsADynamicInstanceAndReachesItByName) {
   auto& run = make_run();
   const std::string runtime = unique_name("rt"), manager = unique_name("mgr");
-  const std::string instance = runtime + "-1";
+  // Named as the function manager names runtime instances: <service>.<function>.<id>.
+  const std::string instance = runtime + ".echo.1";
   // The runtime answers one line per connection on the port of its instance address; the manager
   // starts it through the master API (as the function manager does), reaches it by container
   // name on the baetyl network, and stops it again.
