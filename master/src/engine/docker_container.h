@@ -63,7 +63,7 @@ bool is_image_reference(const std::string& image);
 std::vector<std::string> check_docker_keys(const ServiceInfo& service);
 
 struct ContainerContext {
-  std::filesystem::path workdir;   // absolute, for the labels
+  std::filesystem::path workdir;   // absolute, symlinks resolved: the baetyl.workdir label
   std::vector<std::string> binds;  // of the service (service_binds)
   // The master API socket on the host, bound read-only at kContainerApiSocket; empty when the
   // API listens on TCP, which containers reach as host.docker.internal (an extra host entry).

@@ -25,6 +25,13 @@ bool is_loopback_host(const std::string& host) {
 
 std::string short_id(const std::string& id) { return id.substr(0, 12); }
 
+// The work directory with symlinks resolved: one directory is one owner, whatever path named it.
+std::string weakly_canonical_or_given(const fs::path& workdir) {
+  std::error_code ec;
+  auto canonical = fs::weakly_canonical(workdir, ec);
+  return ec ? workdir.string() : canonical.string();
+}
+
 }  // namespace
 
 DockerEngine::DockerEngine(DockerEngineOptions options)
@@ -32,7 +39,8 @@ DockerEngine::DockerEngine(DockerEngineOptions options)
       logger_(options_.logger ? options_.logger
                               : std::make_shared<spdlog::logger>(
                                     "docker", std::make_shared<spdlog::sinks::null_sink_mt>())),
-      client_(options_.host) {}
+      client_(options_.host),
+      workdir_label_(weakly_canonical_or_given(options_.workdir)) {}
 
 DockerEngine::~DockerEngine() = default;
 
@@ -72,10 +80,9 @@ std::string DockerEngine::instance_api_address(const std::string& listened) cons
 }
 
 void DockerEngine::clean_leftovers() {
-  const nlohmann::json filters = {
-      {"label",
-       {std::string(kDockerLabelBaetyl) + "=baetyl",
-        std::string(kDockerLabelWorkdir) + "=" + options_.workdir.string()}}};
+  const nlohmann::json filters = {{"label",
+                                   {std::string(kDockerLabelBaetyl) + "=baetyl",
+                                    std::string(kDockerLabelWorkdir) + "=" + workdir_label_}}};
   auto containers =
       client_.call_json("GET", "/containers/json?all=1&filters=" + url_encode(filters.dump()));
   if (!containers.is_array()) return;
@@ -281,8 +288,7 @@ std::string DockerEngine::create_container(const InstanceSpec& spec, const nlohm
                                      : nlohmann::json::object();
       if (!labels.is_object()) labels = nlohmann::json::object();
       const std::string owner = labels.value(kDockerLabelWorkdir, std::string());
-      if (labels.value(kDockerLabelBaetyl, std::string()) != "baetyl" ||
-          owner != options_.workdir.string()) {
+      if (labels.value(kDockerLabelBaetyl, std::string()) != "baetyl" || owner != workdir_label_) {
         throw std::runtime_error(what + ": the container name '" + spec.instance +
                                  "' is taken by a container " +
                                  (owner.empty() ? std::string("that no baetyl master started")
@@ -334,7 +340,7 @@ std::unique_ptr<Instance> DockerEngine::start(const InstanceSpec& spec) {
                               "' is neither local nor pullable: " + e.what());
   }
   ContainerContext context;
-  context.workdir = options_.workdir;
+  context.workdir = workdir_label_;
   context.binds = binds_of(spec.service);
   context.api_socket = options_.api_socket;
   nlohmann::json body;

@@ -77,6 +77,8 @@ class DockerEngine final : public Engine {
   DockerEngineOptions options_;
   std::shared_ptr<spdlog::logger> logger_;
   DockerClient client_;
+  // The baetyl.workdir label of this master's containers: the work directory, symlinks resolved.
+  const std::string workdir_label_;
   mutable std::mutex mutex_;
   std::map<std::string, std::vector<std::string>> binds_;  // per service
   std::map<std::string, std::string> failed_pulls_;  // image -> why prepare() could not pull it
