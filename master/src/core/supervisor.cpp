@@ -38,12 +38,9 @@ bool should_restart(const RestartPolicy& policy, const ExitStatus& status, int r
 
 std::string_view to_string(InstanceSupervisor::Status status) {
   switch (status) {
-    case InstanceSupervisor::Status::kRunning:
-      return "running";
-    case InstanceSupervisor::Status::kRestarting:
-      return "restarting";
-    case InstanceSupervisor::Status::kExited:
-      return "exited";
+    case InstanceSupervisor::Status::kRunning: return "running";
+    case InstanceSupervisor::Status::kRestarting: return "restarting";
+    case InstanceSupervisor::Status::kExited: return "exited";
   }
   return "unknown";
 }
@@ -122,8 +119,7 @@ void InstanceSupervisor::watch() {
       status_ = Status::kExited;
       return;
     }
-    if (std::chrono::steady_clock::now() - started_at_ >= backoff_.healthy_after())
-      backoff_.reset();
+    if (std::chrono::steady_clock::now() - started_at_ >= backoff_.healthy_after()) backoff_.reset();
     if (!should_restart(spec_.info.restart, exit, restarts_)) {
       status_ = Status::kExited;
       log_->warn("instance {} of service {} {}; not restarted (restart policy '{}'{})",
