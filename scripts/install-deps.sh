@@ -25,6 +25,7 @@ image_packages=(
 )
 test_packages=(
   mosquitto mosquitto-clients python3-paho-mqtt openssl procps
+  busybox-static
 )
 
 wanted=("${build_packages[@]}")

@@ -19,6 +19,7 @@ void describe(config::Reader& r, ServerConfig& c) {
 
 void describe(config::Reader& r, DockerConfig& c) {
   r.field("api_version", c.api_version).matches("[0-9]+\\.[0-9]+");
+  r.field("pull_timeout", c.pull_timeout).min(std::chrono::milliseconds(1));
 }
 
 void describe(config::Reader& r, UpdateConfig& c) {

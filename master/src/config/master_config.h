@@ -22,6 +22,7 @@ struct ServerConfig {
 
 struct DockerConfig {
   std::string api_version;  // e.g. "1.38", for "client version is too new"; empty: negotiate
+  std::chrono::milliseconds pull_timeout{10 * 60 * 1000};  // one image pull
 };
 
 struct UpdateConfig {

@@ -76,9 +76,11 @@ std::string command_usage(const std::string& command) {
                "Usage: baetyl check [-w DIR] [-c FILE]\n"
                "\n"
                "Checks what `start` checks before it starts anything: the master configuration\n"
-               "and its mode, var/db/baetyl/application.yml, that every image resolves to a\n"
-               "program (native mode) and the configuration files of known modules. Prints OK!\n"
-               "(exit 0), or every problem as <file>: <key>: <reason> (exit 1).\n"
+               "and its mode (docker: the daemon answers), var/db/baetyl/application.yml, that\n"
+               "every image resolves to a program (native mode) or is local or pulled (docker\n"
+               "mode; one that cannot be had is printed, as start logs it, without failing)\n"
+               "and the configuration files of known modules. Prints OK! (exit 0), or every\n"
+               "problem as <file>: <key>: <reason> (exit 1).\n"
                "\n"
                "Options:\n") +
            kWorkdirOption + kConfigOption + kHelpOption;
@@ -203,11 +205,10 @@ int check(const Arguments& args) {
   try {
     MasterConfigFile conf = read_master_config_file(args.config);
     print_unknown_keys(conf.path, conf.unknown_keys);
-    check_mode(conf);
     log::LoggerConfig to_stderr;
     to_stderr.path.clear();
     to_stderr.level = "warn";
-    engine = make_engine(conf.config, workdir, own_binary(), log::make_logger(to_stderr, "baetyl"));
+    engine = open_engine(conf, workdir, own_binary(), log::make_logger(to_stderr, "baetyl"));
   } catch (const std::exception& e) {
     report(e);
   }
@@ -362,8 +363,7 @@ int start(const Arguments& args, char** argv) {
                             (under_waiter && lock.previous_holder() == ::getppid());
   std::unique_ptr<Master> master;
   try {
-    check_mode(conf);
-    options.engine = make_engine(conf.config, workdir, options.binary, logger);
+    options.engine = open_engine(conf, workdir, options.binary, logger);
     AppConfigFile app = read_app_config_file();
     for (const auto& key : app.unknown_keys) {
       logger->warn("{}: {}: unknown key, ignored", app.path, key);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -17,6 +18,7 @@
 #include "core/master_update.h"
 #include "core/system_info.h"
 #include "core/update_plan.h"
+#include "engine/docker_engine.h"
 #include "engine/native_engine.h"
 
 namespace baetyl::master {
@@ -85,9 +87,20 @@ std::unique_ptr<Engine> make_engine(const MasterConfig& config, const fs::path& 
     options.logger = std::move(logger);
     return std::make_unique<NativeEngine>(std::move(options));
   }
-  throw std::runtime_error(
-      "mode 'docker': the Docker engine is not part of this build yet; set `mode: native` in " +
-      std::string(kMasterConfigFile));
+  DockerEngineOptions options;
+  options.workdir = workdir;
+  options.api_socket = socket_path(config.server.address, workdir);
+  if (const char* host = std::getenv("DOCKER_HOST"); host && *host) options.host = host;
+  if (!config.docker.api_version.empty()) {
+    options.api_version = config.docker.api_version;
+  } else if (const char* version = std::getenv("DOCKER_API_VERSION"); version && *version) {
+    options.api_version = version;
+  }
+  options.pull_timeout = config.docker.pull_timeout;
+  options.logger = std::move(logger);
+  auto engine = std::make_unique<DockerEngine>(std::move(options));
+  engine->connect();
+  return engine;
 }
 
 Master::Master(MasterOptions options)
@@ -291,7 +304,7 @@ InstanceSpec Master::make_spec(const Service& service, const std::string& instan
   std::vector<std::pair<env::Variable, std::string>> system = {
       {env::kHostOs, host_os()},
       {env::kHostId, host_id_},
-      {env::kMasterApiAddress, instance_api_address_},
+      {env::kMasterApiAddress, engine_->instance_api_address(instance_api_address_)},
       {env::kMasterApiVersion, std::string(env::kDefaultApiVersion)},
       {env::kServiceMode, std::string(engine_->mode())},
       {env::kServiceName, service.info.name},

@@ -178,7 +178,10 @@ class Master final : public ApiBackend {
   std::atomic<bool> stopping_{false};
 };
 
-// The engine of `config.mode` for a master in `workdir` whose executable is `binary`.
+// The engine of `config.mode` for a master in `workdir` whose executable is `binary`. The docker
+// engine talks to DOCKER_HOST (default unix:///var/run/docker.sock) with the API version of
+// docker.api_version, else DOCKER_API_VERSION, else negotiated; it throws std::runtime_error
+// when the daemon cannot be reached.
 std::unique_ptr<Engine> make_engine(const MasterConfig& config, const std::filesystem::path& workdir,
                                     const std::filesystem::path& binary,
                                     std::shared_ptr<spdlog::logger> logger);

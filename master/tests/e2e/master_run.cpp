@@ -66,7 +66,7 @@ bool process_alive(pid_t pid) {
   return close == std::string::npos || text.size() < close + 3 || text[close + 2] != 'Z';
 }
 
-MasterRun::MasterRun() {
+MasterRun::MasterRun(std::string mode) : mode_(std::move(mode)) {
   auto script = dir_.write("var/db/baetyl/pkg/run.sh", kServiceScript);
   fs::permissions(script, fs::perms::owner_all, fs::perm_options::add);
   dir_.write("var/db/baetyl/pkg/package.yml", "entry: run.sh\n");
@@ -79,7 +79,7 @@ MasterRun::~MasterRun() {
 }
 
 void MasterRun::write_conf(const std::string& grace, const std::string& extra) {
-  dir_.write("etc/baetyl/conf.yml", "mode: native\ngrace: " + grace +
+  dir_.write("etc/baetyl/conf.yml", "mode: " + mode_ + "\ngrace: " + grace +
                                         "\nserver:\n  address: unix://" + socket() +
                                         "\nlogger:\n  path: var/log/baetyl/baetyl.log\n  level: "
                                         "debug\n" +
@@ -224,10 +224,12 @@ std::string status_of(const MasterRun& run, const std::string& service, const st
   return entry.is_null() ? "" : entry.value("status", "");
 }
 
-std::string run_baetyl(const std::vector<std::string>& args, int* code) {
+std::string run_baetyl(const std::vector<std::string>& args, int* code,
+                       const std::map<std::string, std::string>& env) {
   TempDir out;
   ProcessOptions options;
   options.output_file = (out.path() / "out").string();
+  options.env = env;
   std::vector<std::string> argv = {binary_path("baetyl")};
   argv.insert(argv.end(), args.begin(), args.end());
   Process process(argv, options);
