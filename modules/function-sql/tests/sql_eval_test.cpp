@@ -429,5 +429,14 @@ TEST(SqlEvalTest, RunRefusesPayloadsNestedTooDeeply) {
   }
 }
 
+TEST(SqlEvalTest, TheDeepestQueriesEvaluate) {
+  std::string sum = "a";
+  for (std::size_t i = 1; i < kMaxQueryDepth; ++i) sum += " + a";
+  EXPECT_EQ(value(sum, R"({"a":1})"), Json(static_cast<std::int64_t>(kMaxQueryDepth)));
+  std::string parens =
+      std::string(kMaxQueryDepth - 1, '(') + "a" + std::string(kMaxQueryDepth - 1, ')');
+  EXPECT_EQ(value(parens, R"({"a":1})"), Json(1));
+}
+
 }  // namespace
 }  // namespace baetyl::sql

@@ -38,9 +38,12 @@ class SqlError : public std::runtime_error {
   std::size_t column_;
 };
 
-// Copying, comparing and printing JSON recurse once per level of nesting, so it is bounded well
-// within a thread's stack: the arrays and objects of a payload nest at most kMaxPayloadDepth levels
-// deep, and run() refuses deeper ones.
+// Parsing, evaluating, copying and printing recurse once per level of nesting, so both are bounded
+// well within a thread's stack. An expression nests (parentheses, function calls, NOT, signs) and
+// chains operators (`a + b + c` is three levels) at most kMaxQueryDepth levels deep: parse()
+// refuses deeper ones. The arrays and objects of a payload nest at most kMaxPayloadDepth levels
+// deep: run() refuses deeper ones.
+inline constexpr std::size_t kMaxQueryDepth = 256;
 inline constexpr std::size_t kMaxPayloadDepth = 1000;
 
 // A payload the query cannot run on: not JSON, JSON nested too deeply, or JSON but not an object.
