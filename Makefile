@@ -2,7 +2,7 @@
 #   make            install missing build dependencies, then build everything (Release)
 #   make test       install every dependency, build, run every test
 #   make run        install, build, run the example in the foreground (Ctrl-C stops it)
-#   make clean | rebuild
+#   make clean | rebuild    (clean also removes build-fuzz, the clang build of scripts/fuzz.sh)
 # Variables: BUILD_DIR (default build), BUILD_TYPE (Release), SANITIZE=ON (ASan + UBSan build in
 # build-asan), JOBS (parallel jobs, default: number of cores), PREFIX (install prefix, /usr/local).
 
@@ -54,6 +54,6 @@ package:
 	@exit 1
 
 clean:
-	@rm -rf build build-asan
+	@rm -rf build build-asan build-fuzz
 
 rebuild: clean all

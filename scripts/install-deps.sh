@@ -17,8 +17,10 @@ runtime_packages=(
   python3 python3-grpcio python3-protobuf python3-yaml
   ca-certificates docker.io
 )
+# clang-14 and libFuzzer's runtime (libclang-rt-14-dev) build the fuzzers (scripts/fuzz.sh).
 test_packages=(
   mosquitto mosquitto-clients python3-paho-mqtt openssl procps
+  clang-14 libclang-rt-14-dev
 )
 
 wanted=("${build_packages[@]}")
