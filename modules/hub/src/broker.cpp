@@ -1,7 +1,6 @@
 #include "broker.h"
 
 #include <algorithm>
-#include <bit>
 
 #include "baetyl/mqtt/topic.h"
 #include "connection.h"
@@ -248,11 +247,11 @@ void Broker::queue_locked(Session& session, bool connected, Outgoing out) {
       count_dropped(session, 1);
       return;
     }
-    if (session.pending.qos0() + 1 > bound / 2) congested = session.weak_from_this();
   } else if (!connected && !session.persistent()) {
     return;
   }
   session.pending.push(std::move(out));
+  note_queue_level_locked(session);
 }
 
 void Broker::queue_encoded_locked(Session& session, bool connected, std::string_view packets,
@@ -262,15 +261,65 @@ void Broker::queue_encoded_locked(Session& session, bool connected, std::string_
   const std::size_t room = bound > session.pending.qos0() ? bound - session.pending.qos0() : 0;
   const std::size_t queued = session.pending.push_encoded(packets, count, room);
   if (queued < count) count_dropped(session, count - queued);
-  if (session.pending.qos0() > bound / 2) congested = session.weak_from_this();
+  note_queue_level_locked(session);
 }
 
-// Logged at the 1st, 2nd, 4th, 8th ... drop.
-void Broker::count_dropped(const Session& session, std::size_t count) {
-  const auto before = stats_.messages_dropped.fetch_add(count);
-  if (std::bit_floor(before + count) > before) {
-    log_->warn("QoS 0 buffer of '{}' is full ({} messages): dropping ({} dropped so far)",
-               session.client_id(), session.pending.qos0(), before + count);
+Broker::QueueLevel Broker::queue_level_locked(const Session& session) const {
+  const std::size_t bound = config_.message.egress.qos0_buffer_size;
+  const std::size_t qos0 = session.pending.qos0();
+  if (qos0 > bound / 2) return QueueLevel::High;
+  return qos0 <= bound / 4 ? QueueLevel::Low : QueueLevel::Middle;
+}
+
+void Broker::note_queue_level_locked(Session& session) {
+  switch (queue_level_locked(session)) {
+    case QueueLevel::Low:
+      session.congestion_since = {};
+      session.stalled = false;
+      break;
+    case QueueLevel::High:
+      if (!session.stalled) congested = session.weak_from_this();
+      break;
+    case QueueLevel::Middle:
+      break;
+  }
+}
+
+bool Broker::keep_waiting_for(Session& s) {
+  std::lock_guard lock(s.mutex);
+  if (s.stalled || s.connection.expired()) return false;
+  if (queue_level_locked(s) == QueueLevel::Low) {
+    s.congestion_since = {};
+    return false;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (s.congestion_since == std::chrono::steady_clock::time_point{}) s.congestion_since = now;
+  if (now - s.congestion_since < kCongestionWait) return true;
+  s.stalled = true;
+  if (warning_due(s.stall_warned_at)) {
+    log_->warn("client '{}' did not drain its queue ({} QoS 0 messages) within {} ms: publishers "
+               "no longer wait for it, and what does not fit its queue is dropped until it drains",
+               s.client_id(), s.pending.qos0(), kCongestionWait.count());
+  }
+  return false;
+}
+
+bool Broker::warning_due(std::chrono::steady_clock::time_point& last) {
+  const auto now = std::chrono::steady_clock::now();
+  if (last != std::chrono::steady_clock::time_point{} && now - last < kWarnInterval) return false;
+  last = now;
+  return true;
+}
+
+// Counted at once; logged at most once per kWarnInterval per session, with the drops since.
+void Broker::count_dropped(Session& session, std::size_t count) {
+  const auto total = stats_.messages_dropped.fetch_add(count, std::memory_order_relaxed) + count;
+  session.dropped_unlogged += count;
+  if (warning_due(session.drop_warned_at)) {
+    log_->warn("QoS 0 queue of '{}' is full ({} messages): dropped {} new message(s) for it ({} "
+               "for every subscriber since the start)",
+               session.client_id(), session.pending.qos0(), session.dropped_unlogged, total);
+    session.dropped_unlogged = 0;
   }
 }
 

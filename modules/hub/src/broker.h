@@ -2,6 +2,7 @@
 // The routing core: sessions by client id, the subscription trie, retained messages, static
 // routes and persistence. Thread-safe; connections call it from any worker thread.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -125,6 +126,15 @@ class Broker {
   // any (and forgets it): the publishing connection reads more slowly until it drains, so that
   // fast publishers do not overflow subscribers that keep up.
   static std::shared_ptr<Session> take_congestion();
+  // Whether the publisher told about `subscriber` by take_congestion() should wait a little
+  // longer before it reads again: not once the queue drained to a quarter or the subscriber left,
+  // and not beyond kCongestionWait in all for one subscriber until it drains (not per read):
+  // one that stopped reading holds publishers up once, then it is stalled and what does not fit
+  // its queue is dropped at once.
+  bool keep_waiting_for(Session& subscriber);
+  static constexpr auto kCongestionWait = std::chrono::milliseconds(50);
+  // Warnings about one session's queue are logged at most this often.
+  static constexpr auto kWarnInterval = std::chrono::seconds(10);
 
   // Return codes for SUBACK: granted QoS or 0x80. Retained messages matching the accepted
   // filters are queued on the session after the caller's SUBACK (see queue_retained).
@@ -157,7 +167,15 @@ class Broker {
   // call with session.mutex held.
   void queue_encoded_locked(Session& session, bool connected, std::string_view packets,
                             std::size_t count);
-  void count_dropped(const Session& session, std::size_t count);
+  void count_dropped(Session& session, std::size_t count);
+  // After queueing on `session` (call with its mutex held): flags it for take_congestion() past
+  // half full, and forgets a stall once it drained.
+  void note_queue_level_locked(Session& session);
+  enum class QueueLevel { Low, Middle, High };  // up to a quarter, up to half, beyond
+  QueueLevel queue_level_locked(const Session& session) const;
+  // Whether a warning last logged at `last` is due again (at most one per kWarnInterval); if so,
+  // `last` becomes now.
+  static bool warning_due(std::chrono::steady_clock::time_point& last);
   void route(const MessageView& message, int depth);
   // The sessions subscribed to `topic`, one entry each at its highest granted QoS; valid (and the
   // sessions alive) until the next call on this thread.

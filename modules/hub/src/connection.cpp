@@ -19,7 +19,6 @@ constexpr std::size_t kWriteBatchBytes = 256 * 1024;
 constexpr auto kLazyRefill = std::chrono::milliseconds(2);
 // A publisher whose messages filled a subscriber's QoS 0 queue past half waits for it to drain.
 constexpr auto kCongestionPoll = std::chrono::microseconds(100);
-constexpr auto kCongestionWait = std::chrono::milliseconds(100);
 
 auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -247,16 +246,10 @@ asio::awaitable<void> Connection::read_loop() {
     }
     // A subscriber's QoS 0 queue is filling up: give it time to drain, looking every
     // kCongestionPoll (a subscriber that keeps up drains its queue within a fraction of a
-    // millisecond) for up to kCongestionWait per read (a subscriber that stopped reading cannot
-    // hold the publisher up for long).
+    // millisecond), for at most Broker::kCongestionWait per subscriber until it drains (a
+    // subscriber that stopped reading holds publishers up once, not at every read).
     if (auto subscriber = Broker::take_congestion()) {
-      const std::size_t low = broker_.config().message.egress.qos0_buffer_size / 4;
-      const auto give_up = Clock::now() + kCongestionWait;
-      while (!closed_ && Clock::now() < give_up) {
-        {
-          std::lock_guard lock(subscriber->mutex);
-          if (subscriber->pending.qos0() <= low || subscriber->connection.expired()) break;
-        }
+      while (!closed_ && broker_.keep_waiting_for(*subscriber)) {
         resume_.expires_after(kCongestionPoll);
         co_await resume_.async_wait(token(ec));
       }

@@ -42,6 +42,15 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unordered_set<std::uint16_t> incoming_qos2;  // received QoS 2 ids awaiting PUBREL
   std::weak_ptr<Connection> connection;
   bool resend = false;  // a new connection must resend everything in flight first
+  // Back-pressure on publishers (Broker::keep_waiting_for): when publishers started waiting for
+  // this queue to drain, and whether it failed to drain in time (nobody waits for it again
+  // until it does).
+  std::chrono::steady_clock::time_point congestion_since{};
+  bool stalled = false;
+  // Warnings about this queue (full, stalled) are logged at most once per Broker::kWarnInterval.
+  std::chrono::steady_clock::time_point drop_warned_at{};
+  std::chrono::steady_clock::time_point stall_warned_at{};
+  std::uint64_t dropped_unlogged = 0;  // drops since the last warning
 
   // A packet id not in flight; call with `mutex` held and inflight.size() < 65535.
   std::uint16_t allocate_packet_id() {

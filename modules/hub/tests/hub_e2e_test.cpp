@@ -744,6 +744,68 @@ TEST_F(StatusTest, StatusLoggingAndRetentionCleanup) {
   EXPECT_TRUE(c.silent_for(300ms));
 }
 
+class DeadSubscriberTest : public HubTest {
+ protected:
+  std::string extra_config() const override {
+    return "status: {logging: {enable: true, interval: 100ms}}\n";
+  }
+};
+
+// A subscriber that never reads holds a publisher up once, for a moment, not at every read: the
+// publisher and a subscriber that reads go on at full speed, and the silent subscriber's QoS 0
+// messages beyond its queue are dropped at once, counted and logged.
+TEST_F(DeadSubscriberTest, ASubscriberThatNeverReadsSlowsNobody) {
+  auto dead = connected("dead");
+  subscribe(*dead, "flood/#", 0, 0);
+  auto live = connected("live");
+  subscribe(*live, "flood/#", 0, 0);
+  // 40 MB: beyond what the socket buffers and the silent subscriber's queue take.
+  constexpr int kMessages = 40000;
+  std::string burst;
+  for (int i = 0; i < kMessages; ++i) {
+    std::string payload = std::to_string(i);
+    payload.resize(1024, ' ');
+    mqtt::encode(publish_packet("flood/1", payload, 0), burst);
+  }
+  std::string error;
+  std::thread reader([&] {
+    for (int expected = 0; expected < kMessages; ++expected) {
+      auto p = live->receive(10s);
+      if (!p) {
+        error = "timed out after " + std::to_string(expected) + " messages";
+        return;
+      }
+      const int seq = std::stoi(std::get<mqtt::Publish>(*p).payload);
+      if (seq != expected) {
+        error = "message " + std::to_string(seq) + " instead of " + std::to_string(expected);
+        return;
+      }
+    }
+  });
+  auto pub = connected("flooder");
+  const auto start = std::chrono::steady_clock::now();
+  pub->send_raw(burst);
+  pub->send(mqtt::Pingreq{});
+  pub->expect<mqtt::Pingresp>(60s);  // the hub has read everything
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  reader.join();
+  EXPECT_EQ(error, "");
+  // Waiting 100 ms at every read of the publisher took about 40 s here.
+  EXPECT_LT(elapsed, 10s) << "the publisher was held up";
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  auto dropped = [&] {
+    const std::string out = hub_->output();
+    const auto at = out.rfind("\"dropped\":");
+    return at == std::string::npos ? 0L : std::stol(out.substr(at + 10));
+  };
+  while (dropped() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GT(dropped(), 0L);
+  EXPECT_NE(hub_->output().find("client 'dead' did not drain its queue"), std::string::npos);
+  EXPECT_NE(hub_->output().find("QoS 0 queue of 'dead' is full"), std::string::npos);
+}
+
 TEST_F(HubTest, RoutedMessagesUseTheLowestQoS) {
   auto sub = connected("rq");
   subscribe(*sub, "t/topic", 1, 1);
