@@ -553,7 +553,9 @@ void Connection::collect(std::string& out) {
   if (!session_) return;
   const auto& egress = broker_.config().message.egress;
   std::uint64_t sent = 0;
-  std::lock_guard lock(session_->mutex);
+  thread_local std::vector<std::int64_t> first_sent;  // stored deliveries sent the first time
+  first_sent.clear();
+  std::unique_lock lock(session_->mutex);
   if (session_->connection.lock().get() != this) return;
   const auto now = Clock::now();
   const bool resend_all = session_->resend;
@@ -601,6 +603,7 @@ void Connection::collect(std::string& out) {
         mqtt::encode(mqtt::Pubrel{id}, out);  // PUBCOMP comes back even for an unknown id
       } else {
         encode_publish(out, *o.message, o.qos, o.retain, o.dup, id);
+        if (o.stored && !o.dup) first_sent.push_back(o.message->id);
       }
       if (session_->inflight.empty()) next_retry_check_ = now + egress.qos1_retry_interval;
       session_->inflight.emplace(id, Inflight{std::move(o), released, session_->next_order++, now});
@@ -608,7 +611,13 @@ void Connection::collect(std::string& out) {
     ++sent;
     pending.pop_front();
   }
+  const bool page_in = broker_.wants_page_in_locked(*session_);
+  if (page_in) session_->paging = true;
+  lock.unlock();
   if (sent) broker_.stats().messages_out.fetch_add(sent, std::memory_order_relaxed);
+  // Sent again after a restart, these carry DUP.
+  if (!first_sent.empty() && broker_.store()) broker_.store()->sent(client_id_, first_sent);
+  if (page_in) broker_.request_page_in(session_);
 }
 
 asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
@@ -628,6 +637,11 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
       self->strand_waiting_ = false;
     }
     buffer.clear();
+    // The store committed what the session's next page-in needs (Broker::request_page_in).
+    if (self->session_ && self->session_->page_ready.load(std::memory_order_relaxed) &&
+        self->session_->page_ready.exchange(false)) {
+      self->broker_.page_in(self->session_);
+    }
     self->collect(buffer);
     if (buffer.empty()) self->release_writer(kWriterStrand);
     if (buffer.empty() && self->flush_then_close_) {

@@ -5,12 +5,16 @@
 #include <algorithm>
 
 #include "baetyl/env.h"
+#include "memory.h"
 
 namespace baetyl::hub {
 namespace {
 
 using Tcp = asio::ip::tcp;
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
+// How often the main thread looks whether enough memory was freed to give it back to the system.
+constexpr auto kTrimInterval = std::chrono::seconds(1);
+constexpr std::size_t kTrimAfter = 8 * 1024 * 1024;
 
 auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -159,6 +163,14 @@ asio::awaitable<void> Hub::serve(Tcp::socket socket, const ListenAddress& addres
   connections_changed_.notify_all();
 }
 
+void Hub::release_memory() {
+  const std::size_t freed = memory::freed();
+  if (memory::trim_if_freed(kTrimAfter)) {
+    log_->debug("gave freed memory back to the system (about {} MB freed since the last time)",
+                freed >> 20);
+  }
+}
+
 std::size_t Hub::open_connections() {
   std::lock_guard lock(connections_mutex_);
   return connections_.size();
@@ -232,7 +244,9 @@ nlohmann::json Hub::stats() {
       {"messages",
        {{"in", s.messages_in.load()},
         {"out", s.messages_out.load()},
-        {"dropped", s.messages_dropped.load()}}},
+        {"dropped", s.messages_dropped.load()},
+        {"dropped_qos1", s.messages_dropped_qos1.load()},
+        {"paged", s.messages_paged.load()}}},
       {"denied",
        {{"connect", s.auth_failures.load()},
         {"publish", s.publish_denied.load()},
@@ -272,6 +286,7 @@ void run_hub(Context& ctx) {
   }
   auto now = Clock::now();
   auto next_cleanup = now + cfg.message.ingress.qos1_cleanup_interval;
+  auto next_trim = now + kTrimInterval;
   auto next_status =
       cfg.status.logging_enable ? now + cfg.status.logging_interval : Clock::time_point::max();
   ctx.log().info("hub started ({} listener(s)){}", cfg.listeners.size(),
@@ -286,8 +301,12 @@ void run_hub(Context& ctx) {
     ctx.log().warn("message.offset.buffer.size has no effect: acknowledgements are committed "
                    "in batches of message.offset.batch.max");
   }
-  while (!ctx.wait_until(std::min(next_cleanup, next_status))) {
+  while (!ctx.wait_until(std::min({next_cleanup, next_status, next_trim}))) {
     now = Clock::now();
+    if (now >= next_trim) {
+      hub.release_memory();
+      next_trim = now + kTrimInterval;
+    }
     if (now >= next_cleanup) {
       hub.cleanup();
       next_cleanup = now + cfg.message.ingress.qos1_cleanup_interval;

@@ -46,6 +46,8 @@ class Hub {
   nlohmann::json stats();
   // Drops messages past the retention (called every cleanup interval).
   void cleanup() { broker_->cleanup(); }
+  // Gives memory back to the system once much was freed (called every second; memory.h).
+  void release_memory();
 
  private:
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
