@@ -39,14 +39,15 @@ std::size_t EgressQueue::size_of(const Outgoing& out) {
 }
 
 void EgressQueue::push(Outgoing out) {
+  const std::size_t bytes = size_of(out);
   if (out.qos == 0) {
     ++qos0_;
-    qos0_bytes_ += size_of(out);
+    qos0_bytes_ += bytes;
   } else {
     ++qos12_;
-    qos12_bytes_ += size_of(out);
+    qos12_bytes_ += bytes;
   }
-  entries_.push_back(Entry{std::move(out)});
+  entries_.push_back(Entry{std::move(out), 0, bytes});
 }
 
 std::size_t EgressQueue::push_encoded(std::string_view packets, std::size_t count, std::size_t room,
@@ -83,18 +84,18 @@ std::size_t EgressQueue::push_encoded(std::string_view packets, std::size_t coun
   return taken;
 }
 
-void EgressQueue::forget(const Outgoing& out) {
-  if (out.qos == 0) {
+void EgressQueue::forget(const Entry& entry) {
+  if (entry.out.qos == 0) {
     --qos0_;
-    qos0_bytes_ -= size_of(out);
+    qos0_bytes_ -= entry.bytes;
   } else {
     --qos12_;
-    qos12_bytes_ -= size_of(out);
+    qos12_bytes_ -= entry.bytes;
   }
 }
 
 void EgressQueue::pop_front() {
-  forget(front().out);
+  forget(front());
   pop_entry();
 }
 
@@ -187,7 +188,7 @@ std::string_view EgressQueue::encoded_bytes(const Entry& entry) const {
   std::size_t offset = encoded_start_;
   for (const auto& e : entries()) {
     if (&e == &entry) return std::string_view(encoded_).substr(offset, e.bytes);
-    offset += e.bytes;
+    if (e.encoded()) offset += e.bytes;
   }
   return {};
 }

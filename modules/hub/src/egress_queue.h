@@ -33,7 +33,7 @@ class EgressQueue {
   struct Entry {
     Outgoing out;             // the delivery, when `packets` is 0
     std::size_t packets = 0;  // else this many encoded QoS 0 PUBLISH packets,
-    std::size_t bytes = 0;    // of this many bytes, next in the buffer
+    std::size_t bytes = 0;    // of this many bytes, next in the buffer (a delivery: its size_of)
     bool encoded() const { return packets > 0; }
   };
 
@@ -68,7 +68,7 @@ class EgressQueue {
     entries_.erase(std::remove_if(first, entries_.end(),
                                   [&](const Entry& e) {
                                     if (e.encoded() || !remove(e.out)) return false;
-                                    forget(e.out);
+                                    forget(e);
                                     return true;
                                   }),
                    entries_.end());
@@ -82,7 +82,8 @@ class EgressQueue {
   static std::size_t size_of(const Outgoing& out);
 
  private:
-  void forget(const Outgoing& out);  // the counts of a delivery leaving the queue
+  // The counts of a delivery leaving the queue (its `out` may have been moved from).
+  void forget(const Entry& entry);
   void pop_entry();
   void release();  // the queue is empty: gives back a large buffer
 

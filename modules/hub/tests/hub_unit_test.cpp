@@ -740,7 +740,9 @@ TEST(EgressQueue, CountsBytesAndQueuesOnlyWhatFitsTheByteRoom) {
   std::string out;
   q.take_encoded(out, 1 << 20);
   EXPECT_EQ(q.qos0_bytes(), 0u);
+  Outgoing taken = std::move(q.front().out);  // as a writer takes it into flight
   q.pop_front();
+  EXPECT_EQ(taken.message->payload, "abc");
   EXPECT_EQ(q.qos12(), 0u);
   EXPECT_EQ(q.qos12_bytes(), 0u);
   EXPECT_TRUE(q.empty());
