@@ -114,8 +114,11 @@ void Hub::bind(const ListenAddress& address) {
 
 asio::awaitable<void> Hub::accept_loop(Tcp::acceptor& acceptor, const ListenAddress& address) {
   while (true) {
-    auto strand = asio::make_strand(next_context());
-    Tcp::socket socket(strand);
+    // The socket's own executor is the plain io_context's (small: a strand in an executor is
+    // allocated); the connection's handlers are bound to its strand.
+    auto& context = next_context();
+    auto strand = asio::make_strand(context);
+    Tcp::socket socket(context);
     error_code ec;
     co_await acceptor.async_accept(socket, token(ec));
     if (ec) {
@@ -132,7 +135,7 @@ asio::awaitable<void> Hub::accept_loop(Tcp::acceptor& acceptor, const ListenAddr
 }
 
 asio::awaitable<void> Hub::serve(Tcp::socket socket, const ListenAddress& address,
-                                 asio::any_io_executor strand) {
+                                 Connection::Strand strand) {
   auto stream = make_stream(std::move(socket), address.scheme, tls_.get(), address.path);
   if (address.tls() || address.websocket()) {
     asio::steady_timer timeout(strand, kHandshakeTimeout);
@@ -155,10 +158,15 @@ asio::awaitable<void> Hub::serve(Tcp::socket socket, const ListenAddress& addres
     if (stopped_) co_return;
     connections_.insert(connection);
   }
-  co_await Connection::run(connection);
+  // Served by callbacks and short coroutines from now on: this coroutine ends.
+  Connection::start(connection, [this, raw = connection.get()] { finished(raw); });
+}
+
+void Hub::finished(Connection* connection) {
   {
     std::lock_guard lock(connections_mutex_);
-    connections_.erase(connection);
+    // A key of the same pointer that owns nothing.
+    connections_.erase(std::shared_ptr<Connection>(std::shared_ptr<Connection>(), connection));
   }
   connections_changed_.notify_all();
 }

@@ -53,7 +53,9 @@ class Hub {
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
                                     const ListenAddress& address);
   asio::awaitable<void> serve(asio::ip::tcp::socket socket, const ListenAddress& address,
-                              asio::any_io_executor strand);
+                              Connection::Strand strand);
+  // A connection closed: forget it.
+  void finished(Connection* connection);
   void bind(const ListenAddress& address);
 
   HubConfig config_;

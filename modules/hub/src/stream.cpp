@@ -46,6 +46,8 @@ class TcpStream final : public Stream {
  public:
   explicit TcpStream(Tcp::socket socket) : socket_(std::move(socket)) {
     remote = endpoint_string(socket_);
+    error_code ec;
+    socket_.non_blocking(true, ec);
   }
   asio::awaitable<std::size_t> read_some(asio::mutable_buffer b, error_code& ec) override {
     co_return co_await socket_.async_read_some(b, token(ec));
@@ -54,6 +56,7 @@ class TcpStream final : public Stream {
     co_await asio::async_write(socket_, b, token(ec));
   }
   int tcp_handle() override { return socket_.native_handle(); }
+  Tcp::socket* tcp_socket() override { return &socket_; }
   void close() override {
     error_code ec;
     socket_.shutdown(Tcp::socket::shutdown_both, ec);

@@ -17,6 +17,9 @@ class Stream {
   // The socket's descriptor for a plain TCP stream, which another thread may send on while the
   // stream's own strand does not write (see Connection); -1 for TLS and WebSocket.
   virtual int tcp_handle() { return -1; }
+  // The socket of a plain TCP stream (non-blocking: a read returns would_block when nothing is
+  // there), which the connection reads without a coroutine; null for TLS and WebSocket.
+  virtual asio::ip::tcp::socket* tcp_socket() { return nullptr; }
   // The TLS and WebSocket handshakes; throws on failure. Nothing to do for plain TCP.
   virtual asio::awaitable<void> handshake() { co_return; }
 
