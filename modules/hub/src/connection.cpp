@@ -56,10 +56,8 @@ Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, Strand st
     : broker_(broker),
       workers_(workers),
       stream_(std::move(stream)),
-      strand_(std::move(strand)),
-      signal_(strand_.get_inner_executor()),
-      watchdog_(strand_.get_inner_executor()),
-      resume_(strand_.get_inner_executor()) {
+      strand_(strand),
+      watchdog_(strand_) {
   deadline_ = Clock::now() + kConnectTimeout;
   // Room for the topic and the other fields around a payload of the maximum length.
   limits_.max_remaining_length = std::min<std::size_t>(
@@ -67,6 +65,11 @@ Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, Strand st
 }
 
 Connection::~Connection() = default;
+
+Connection::Timer& Connection::timer(std::unique_ptr<Timer>& slot) {
+  if (!slot) slot = std::make_unique<Timer>(strand_);
+  return *slot;
+}
 
 void Connection::start(std::shared_ptr<Connection> self, std::function<void()> finished) {
   self->finished_ = std::move(finished);
@@ -135,7 +138,7 @@ void Connection::close() {
 // The writer runs while it has something to write or to wait for (see write_loop).
 void Connection::wake() {
   if (writer_running_) {
-    signal_.cancel();
+    if (signal_) signal_->cancel();
   } else if (!closed_) {
     writer_running_ = true;
     asio::co_spawn(strand_, write_loop(shared_from_this()), asio::detached);
@@ -147,9 +150,9 @@ void Connection::do_close() {
   closed_ = true;
   close_requested_ = true;
   close_socket_when_free();
-  signal_.cancel();
+  if (signal_) signal_->cancel();
   watchdog_.cancel();
-  resume_.cancel();
+  if (resume_) resume_->cancel();
 }
 
 void Connection::arm_watchdog() {
@@ -183,7 +186,7 @@ thread_local std::string read_buffer;
 }  // namespace
 
 void Connection::read_ready() {
-  Tcp::socket& socket = *stream_->tcp_socket();
+  PlainSocket& socket = *stream_->tcp_socket();
   while (!closed_) {
     // What was kept of the last read, then what the socket has.
     const std::size_t kept = input_.size();
@@ -228,7 +231,7 @@ void Connection::read_ready() {
 
 void Connection::wait_readable() {
   stream_->tcp_socket()->async_wait(
-      Tcp::socket::wait_read,
+      PlainSocket::wait_read,
       asio::bind_executor(strand_, [self = shared_from_this()](error_code ec) {
         if (ec || self->closed_) {
           self->end_reading();
@@ -248,16 +251,16 @@ bool Connection::pause_reading() {
   if (closed_) return false;
   if (congested_) {
     if (broker_.keep_waiting_for(*congested_)) {
-      resume_.expires_after(kCongestionPoll);
-      resume_.async_wait(asio::bind_executor(
+      timer(resume_).expires_after(kCongestionPoll);
+      timer(resume_).async_wait(asio::bind_executor(
           strand_, [self = shared_from_this()](error_code) { self->resume_reading(); }));
       return true;
     }
     congested_.reset();
   }
   if (pending_commits_ >= broker_.config().message.ingress.qos1_buffer_size) {
-    resume_.expires_at(Clock::time_point::max());
-    resume_.async_wait(asio::bind_executor(
+    timer(resume_).expires_at(Clock::time_point::max());
+    timer(resume_).async_wait(asio::bind_executor(
         strand_, [self = shared_from_this()](error_code) { self->resume_reading(); }));
     return true;
   }
@@ -308,13 +311,13 @@ asio::awaitable<void> Connection::read_loop(std::shared_ptr<Connection> self) {
     // As pause_reading(), waiting here.
     if (auto subscriber = std::exchange(self->congested_, nullptr)) {
       while (!self->closed_ && self->broker_.keep_waiting_for(*subscriber)) {
-        self->resume_.expires_after(kCongestionPoll);
-        co_await self->resume_.async_wait(token(ec));
+        self->timer(self->resume_).expires_after(kCongestionPoll);
+        co_await self->timer(self->resume_).async_wait(token(ec));
       }
     }
     while (!self->closed_ && self->pending_commits_ >= ingress.qos1_buffer_size) {
-      self->resume_.expires_at(Clock::time_point::max());
-      co_await self->resume_.async_wait(token(ec));
+      self->timer(self->resume_).expires_at(Clock::time_point::max());
+      co_await self->timer(self->resume_).async_wait(token(ec));
     }
   }
   self->end_reading();
@@ -382,8 +385,8 @@ void Connection::end_reading() {
   // Let the writer send what is queued (a refusing CONNACK, say) before the socket closes.
   flush_then_close_ = true;
   wake();
-  resume_.expires_after(std::chrono::seconds(2));
-  resume_.async_wait(
+  timer(resume_).expires_after(std::chrono::seconds(2));
+  timer(resume_).async_wait(
       asio::bind_executor(strand_, [self = shared_from_this()](error_code) { self->finish(); }));
 }
 
@@ -538,7 +541,7 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
     will.payload = std::move(c.will->payload);
     will.qos = c.will->qos;
     will.retain = c.will->retain;
-    will_ = std::move(will);
+    will_ = std::make_unique<Message>(std::move(will));
   }
 
   client_id_ = c.client_id.empty() ? generated_client_id() : c.client_id;
@@ -617,7 +620,7 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& p) {
 
 void Connection::committed(std::uint16_t packet_id, std::uint8_t qos) {
   --pending_commits_;
-  resume_.cancel();
+  if (resume_) resume_->cancel();
   if (closed_) return;
   if (qos == 1) {
     send(mqtt::Puback{packet_id});
@@ -767,9 +770,9 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
       self->strand_waiting_ = true;
       if (!self->acquire_writer(kWriterStrand)) {
         if (self->writer_ == kWriterClosed) break;
-        self->signal_.expires_at(Clock::time_point::max());
+        self->timer(self->signal_).expires_at(Clock::time_point::max());
         error_code ec;
-        co_await self->signal_.async_wait(token(ec));
+        co_await self->timer(self->signal_).async_wait(token(ec));
         continue;
       }
       self->strand_waiting_ = false;
@@ -798,9 +801,9 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
       if (inflight) wake_at = std::max(self->next_retry_check_, Clock::now() + retry / 4);
       if (refill_due != Clock::time_point{}) wake_at = std::min(wake_at, refill_due);
       if (wake_at == Clock::time_point::max()) break;  // idle: nothing to wait for
-      self->signal_.expires_at(wake_at);
+      self->timer(self->signal_).expires_at(wake_at);
       error_code ec;
-      co_await self->signal_.async_wait(token(ec));
+      co_await self->timer(self->signal_).async_wait(token(ec));
       continue;
     }
     error_code ec;

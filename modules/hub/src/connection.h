@@ -19,7 +19,11 @@ namespace baetyl::hub {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  using Strand = asio::strand<asio::io_context::executor_type>;
+  // The executor of the worker's io_context. One thread runs each worker's io_context, so the
+  // connection's handlers never run concurrently: it serializes them as a strand would, without
+  // the strand's 100-odd bytes per connection and lock per handler. (The names strand and
+  // "on the strand" stand for it.)
+  using Strand = asio::io_context::executor_type;
 
   // `workers`: the hub's workers, for sending a large write from a less busy one (may be null).
   Connection(Broker& broker, std::unique_ptr<Stream> stream, Strand strand,
@@ -98,8 +102,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Moves control packets and due messages into `out`.
   void collect(std::string& out);
 
-  // Timers on the worker's io_context with handlers bound to the strand: an executor that
-  // holds a strand would be allocated for each of them and for each wait.
+  // Timers of the worker's io_context (an asio::steady_timer's executor would be allocated).
   using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                            asio::wait_traits<std::chrono::steady_clock>,
                                            asio::io_context::executor_type>;
@@ -108,9 +111,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Workers* workers_;
   std::unique_ptr<Stream> stream_;
   Strand strand_;
-  Timer signal_;    // wakes the writer
   Timer watchdog_;  // keepalive
-  Timer resume_;    // wakes the reader when commits caught up, or a subscriber drained
+  // Made when first waited on (an idle connection never does): wakes the writer, and wakes the
+  // reader when commits caught up or a subscriber drained.
+  std::unique_ptr<Timer> signal_;
+  std::unique_ptr<Timer> resume_;
+  Timer& timer(std::unique_ptr<Timer>& slot);
   std::function<void()> finished_;
   std::string input_;                   // an incomplete packet (plain TCP), or the read buffer
   std::size_t needed_ = 0;              // the size of that packet, when known
@@ -121,7 +127,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string client_id_;
   std::shared_ptr<Session> session_;
   std::shared_ptr<const Authorizer> authorizer_;
-  std::optional<Message> will_;
+  std::unique_ptr<Message> will_;
   std::string checked_topic_;  // the last topic published that passed the checks and the ACL
   bool connected_ = false;
   bool closed_ = false;

@@ -114,11 +114,10 @@ void Hub::bind(const ListenAddress& address) {
 
 asio::awaitable<void> Hub::accept_loop(Tcp::acceptor& acceptor, const ListenAddress& address) {
   while (true) {
-    // The socket's own executor is the plain io_context's (small: a strand in an executor is
-    // allocated); the connection's handlers are bound to its strand.
+    // The worker's io_context serializes the connection's handlers (see Connection::Strand).
     auto& context = next_context();
-    auto strand = asio::make_strand(context);
-    Tcp::socket socket(context);
+    auto strand = context.get_executor();
+    PlainSocket socket(strand);
     error_code ec;
     co_await acceptor.async_accept(socket, token(ec));
     if (ec) {
@@ -134,7 +133,7 @@ asio::awaitable<void> Hub::accept_loop(Tcp::acceptor& acceptor, const ListenAddr
   }
 }
 
-asio::awaitable<void> Hub::serve(Tcp::socket socket, const ListenAddress& address,
+asio::awaitable<void> Hub::serve(PlainSocket socket, const ListenAddress& address,
                                  Connection::Strand strand) {
   auto stream = make_stream(std::move(socket), address.scheme, tls_.get(), address.path);
   if (address.tls() || address.websocket()) {

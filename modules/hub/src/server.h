@@ -52,7 +52,7 @@ class Hub {
  private:
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
                                     const ListenAddress& address);
-  asio::awaitable<void> serve(asio::ip::tcp::socket socket, const ListenAddress& address,
+  asio::awaitable<void> serve(PlainSocket socket, const ListenAddress& address,
                               Connection::Strand strand);
   // A connection closed: forget it.
   void finished(Connection* connection);

@@ -711,7 +711,7 @@ TEST(Broker, Qos0DeliveriesAreEncodedOnceAndBounded) {
   // An attached connection object is all `connected` needs; it is never run.
   asio::io_context io;
   auto connection = std::make_shared<Connection>(
-      broker, make_stream(asio::ip::tcp::socket(io), "tcp", nullptr, ""), asio::make_strand(io));
+      broker, make_stream(PlainSocket(io.get_executor()), "tcp", nullptr, ""), io.get_executor());
   auto s = broker.attach("s", true, connection).session;
   ASSERT_EQ(broker.subscribe(s, {{"t/#", 0}}, nullptr), std::vector<std::uint8_t>{0});
   {
@@ -756,7 +756,7 @@ struct Attached {
   std::shared_ptr<Session> session;
   Attached(Broker& broker, const std::string& id, bool clean) {
     connection = std::make_shared<Connection>(
-        broker, make_stream(asio::ip::tcp::socket(io), "tcp", nullptr, ""), asio::make_strand(io));
+        broker, make_stream(PlainSocket(io.get_executor()), "tcp", nullptr, ""), io.get_executor());
     session = broker.attach(id, clean, connection).session;
   }
 };
