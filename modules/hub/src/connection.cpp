@@ -53,11 +53,7 @@ std::string check_publish_topic(std::string_view topic) {
 
 Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, Strand strand,
                        Workers* workers)
-    : broker_(broker),
-      workers_(workers),
-      stream_(std::move(stream)),
-      strand_(strand),
-      watchdog_(strand_) {
+    : broker_(broker), workers_(workers), stream_(std::move(stream)), strand_(strand), watchdog_() {
   deadline_ = Clock::now() + kConnectTimeout;
   // Room for the topic and the other fields around a payload of the maximum length.
   limits_.max_remaining_length = std::min<std::size_t>(
@@ -66,13 +62,10 @@ Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, Strand st
 
 Connection::~Connection() = default;
 
-Connection::Timer& Connection::timer(std::unique_ptr<Timer>& slot) {
-  if (!slot) slot = std::make_unique<Timer>(strand_);
-  return *slot;
-}
-
-void Connection::start(std::shared_ptr<Connection> self, std::function<void()> finished) {
-  self->finished_ = std::move(finished);
+void Connection::start(std::shared_ptr<Connection> self, void (*finished)(void*, Connection*),
+                       void* context) {
+  self->finished_ = finished;
+  self->finished_context_ = context;
   self->home_thread_ = std::this_thread::get_id();
   self->arm_watchdog();
   if (self->stream_->tcp_socket()) {
@@ -138,7 +131,7 @@ void Connection::close() {
 // The writer runs while it has something to write or to wait for (see write_loop).
 void Connection::wake() {
   if (writer_running_) {
-    if (signal_) signal_->cancel();
+    signal_.cancel();
   } else if (!closed_) {
     writer_running_ = true;
     asio::co_spawn(strand_, write_loop(shared_from_this()), asio::detached);
@@ -150,15 +143,18 @@ void Connection::do_close() {
   closed_ = true;
   close_requested_ = true;
   close_socket_when_free();
-  if (signal_) signal_->cancel();
+  signal_.cancel();
   watchdog_.cancel();
-  if (resume_) resume_->cancel();
+  resume_.cancel();
 }
 
 void Connection::arm_watchdog() {
-  if (closed_ || deadline_ == Clock::time_point::max()) return;
-  watchdog_.expires_at(deadline_);
-  watchdog_.async_wait(asio::bind_executor(
+  if (closed_ || deadline_ == Clock::time_point::max()) {
+    watchdog_.reset();  // keepalive 0: nothing to watch
+    return;
+  }
+  watchdog_.get(strand_).expires_at(deadline_);
+  watchdog_.get(strand_).async_wait(asio::bind_executor(
       strand_, [self = shared_from_this()](error_code) { self->on_watchdog(); }));
 }
 
@@ -251,16 +247,16 @@ bool Connection::pause_reading() {
   if (closed_) return false;
   if (congested_) {
     if (broker_.keep_waiting_for(*congested_)) {
-      timer(resume_).expires_after(kCongestionPoll);
-      timer(resume_).async_wait(asio::bind_executor(
+      resume_.get(strand_).expires_after(kCongestionPoll);
+      resume_.get(strand_).async_wait(asio::bind_executor(
           strand_, [self = shared_from_this()](error_code) { self->resume_reading(); }));
       return true;
     }
     congested_.reset();
   }
   if (pending_commits_ >= broker_.config().message.ingress.qos1_buffer_size) {
-    timer(resume_).expires_at(Clock::time_point::max());
-    timer(resume_).async_wait(asio::bind_executor(
+    resume_.get(strand_).expires_at(Clock::time_point::max());
+    resume_.get(strand_).async_wait(asio::bind_executor(
         strand_, [self = shared_from_this()](error_code) { self->resume_reading(); }));
     return true;
   }
@@ -311,13 +307,13 @@ asio::awaitable<void> Connection::read_loop(std::shared_ptr<Connection> self) {
     // As pause_reading(), waiting here.
     if (auto subscriber = std::exchange(self->congested_, nullptr)) {
       while (!self->closed_ && self->broker_.keep_waiting_for(*subscriber)) {
-        self->timer(self->resume_).expires_after(kCongestionPoll);
-        co_await self->timer(self->resume_).async_wait(token(ec));
+        self->resume_.get(self->strand_).expires_after(kCongestionPoll);
+        co_await self->resume_.get(self->strand_).async_wait(token(ec));
       }
     }
     while (!self->closed_ && self->pending_commits_ >= ingress.qos1_buffer_size) {
-      self->timer(self->resume_).expires_at(Clock::time_point::max());
-      co_await self->timer(self->resume_).async_wait(token(ec));
+      self->resume_.get(self->strand_).expires_at(Clock::time_point::max());
+      co_await self->resume_.get(self->strand_).async_wait(token(ec));
     }
   }
   self->end_reading();
@@ -385,19 +381,21 @@ void Connection::end_reading() {
   // Let the writer send what is queued (a refusing CONNACK, say) before the socket closes.
   flush_then_close_ = true;
   wake();
-  timer(resume_).expires_after(std::chrono::seconds(2));
-  timer(resume_).async_wait(
+  resume_.get(strand_).expires_after(std::chrono::seconds(2));
+  resume_.get(strand_).async_wait(
       asio::bind_executor(strand_, [self = shared_from_this()](error_code) { self->finish(); }));
 }
 
 void Connection::finish() {
   // Whatever happens below, the hub forgets the connection afterwards.
   struct Finished {
-    std::function<void()>& finished;
+    Connection& connection;
     ~Finished() {
-      if (finished) std::exchange(finished, nullptr)();
+      if (auto finished = std::exchange(connection.finished_, nullptr)) {
+        finished(connection.finished_context_, &connection);
+      }
     }
-  } finished{finished_};
+  } finished{*this};
   do_close();
   if (!connected_) return;
   broker_.stats().connections.fetch_sub(1);
@@ -620,7 +618,7 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& p) {
 
 void Connection::committed(std::uint16_t packet_id, std::uint8_t qos) {
   --pending_commits_;
-  if (resume_) resume_->cancel();
+  resume_.cancel();
   if (closed_) return;
   if (qos == 1) {
     send(mqtt::Puback{packet_id});
@@ -770,9 +768,9 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
       self->strand_waiting_ = true;
       if (!self->acquire_writer(kWriterStrand)) {
         if (self->writer_ == kWriterClosed) break;
-        self->timer(self->signal_).expires_at(Clock::time_point::max());
+        self->signal_.get(self->strand_).expires_at(Clock::time_point::max());
         error_code ec;
-        co_await self->timer(self->signal_).async_wait(token(ec));
+        co_await self->signal_.get(self->strand_).async_wait(token(ec));
         continue;
       }
       self->strand_waiting_ = false;
@@ -801,9 +799,9 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
       if (inflight) wake_at = std::max(self->next_retry_check_, Clock::now() + retry / 4);
       if (refill_due != Clock::time_point{}) wake_at = std::min(wake_at, refill_due);
       if (wake_at == Clock::time_point::max()) break;  // idle: nothing to wait for
-      self->timer(self->signal_).expires_at(wake_at);
+      self->signal_.get(self->strand_).expires_at(wake_at);
       error_code ec;
-      co_await self->timer(self->signal_).async_wait(token(ec));
+      co_await self->signal_.get(self->strand_).async_wait(token(ec));
       continue;
     }
     error_code ec;

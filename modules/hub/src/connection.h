@@ -30,11 +30,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
              Workers* workers = nullptr);
   ~Connection();
 
-  // Serves the connection until it closes, then calls `finished`; call on the strand given to
-  // the constructor. An idle plain TCP connection holds no coroutine and no buffer: its reader
-  // waits for the socket with a callback, its writer runs only while there is something to
-  // write or to wait for, its keepalive is a timer callback.
-  static void start(std::shared_ptr<Connection> self, std::function<void()> finished);
+  // Serves the connection until it closes, then calls `finished(context, connection)`; call on
+  // the strand given to the constructor. An idle plain TCP connection holds no coroutine and no
+  // buffer: its reader waits for the socket with a callback, its writer runs only while there is
+  // something to write or to wait for, its keepalive is a timer callback.
+  static void start(std::shared_ptr<Connection> self, void (*finished)(void*, Connection*),
+                    void* context);
 
   // New messages were queued on the session (thread-safe).
   void notify();
@@ -111,13 +112,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Workers* workers_;
   std::unique_ptr<Stream> stream_;
   Strand strand_;
-  Timer watchdog_;  // keepalive
-  // Made when first waited on (an idle connection never does): wakes the writer, and wakes the
-  // reader when commits caught up or a subscriber drained.
-  std::unique_ptr<Timer> signal_;
-  std::unique_ptr<Timer> resume_;
-  Timer& timer(std::unique_ptr<Timer>& slot);
-  std::function<void()> finished_;
+  // A timer made when first set, and given back by reset(): an idle connection has none.
+  class LazyTimer {
+   public:
+    Timer& get(Strand executor) {
+      if (!timer_) timer_ = std::make_unique<Timer>(executor);
+      return *timer_;
+    }
+    void cancel() {
+      if (timer_) timer_->cancel();
+    }
+    void reset() { timer_.reset(); }
+
+   private:
+    std::unique_ptr<Timer> timer_;
+  };
+  LazyTimer watchdog_;  // the connect timeout, then the keepalive (none with keepalive 0)
+  LazyTimer signal_;    // wakes the writer
+  LazyTimer resume_;    // wakes the reader when commits caught up, or a subscriber drained
+  void (*finished_)(void* context, Connection* connection) = nullptr;
+  void* finished_context_ = nullptr;
   std::string input_;                   // an incomplete packet (plain TCP), or the read buffer
   std::size_t needed_ = 0;              // the size of that packet, when known
   std::shared_ptr<Session> congested_;  // the subscriber the reader waits for

@@ -158,7 +158,9 @@ asio::awaitable<void> Hub::serve(PlainSocket socket, const ListenAddress& addres
     connections_.insert(connection);
   }
   // Served by callbacks and short coroutines from now on: this coroutine ends.
-  Connection::start(connection, [this, raw = connection.get()] { finished(raw); });
+  Connection::start(
+      connection, [](void* hub, Connection* done) { static_cast<Hub*>(hub)->finished(done); },
+      this);
 }
 
 void Hub::finished(Connection* connection) {
