@@ -158,7 +158,7 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
           std::lock_guard session_lock(old->mutex);
           old->connection.reset();
           memory::note_freed(old->pending.qos0_bytes() + old->pending.qos12_bytes());
-          old->pending = EgressQueue();
+          old->pending.clear();
           old->inflight.clear();
         }
         sessions_.erase(it);
@@ -211,7 +211,7 @@ void Broker::detach(const std::shared_ptr<Session>& session, const Connection* c
     }
     // Gone: its queue is freed now, though a thread's remembered match may hold it a while.
     memory::note_freed(session->pending.qos12_bytes());
-    session->pending = EgressQueue();
+    session->pending.clear();
     session->inflight.clear();
   }
   {

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "baetyl/mqtt/topic.h"
+#include "memory.h"
 
 namespace baetyl::hub {
 namespace {
@@ -923,6 +924,12 @@ bool Connection::write_directly() {
   if (written < out.size()) {
     tail_.assign(out, written);
     more = true;
+  }
+  // A queue's whole buffer may have been traded for this one (EgressQueue::take_encoded): this
+  // thread keeps no large one.
+  if (out.capacity() > 4 * kDirectBytes) {
+    memory::note_freed(out.capacity());
+    std::string().swap(out);
   }
   release_writer(kWriterDirect);
   if (close_requested_) {

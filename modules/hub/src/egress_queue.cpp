@@ -184,6 +184,17 @@ void EgressQueue::drop_qos0() {
   qos0_bytes_ = 0;
 }
 
+void EgressQueue::clear() {
+  std::vector<Entry>().swap(entries_);
+  std::string().swap(encoded_);
+  head_ = 0;
+  encoded_start_ = 0;
+  qos0_ = 0;
+  qos0_bytes_ = 0;
+  qos12_ = 0;
+  qos12_bytes_ = 0;
+}
+
 std::string_view EgressQueue::encoded_bytes(const Entry& entry) const {
   std::size_t offset = encoded_start_;
   for (const auto& e : entries()) {

@@ -61,6 +61,9 @@ class EgressQueue {
 
   // Forgets every QoS 0 delivery (a session going offline keeps only QoS 1 and 2).
   void drop_qos0();
+  // Forgets everything queued and gives its memory back (assigning an empty queue would keep the
+  // buffer's capacity: a moved-into std::string keeps its own buffer).
+  void clear();
   // Removes the Outgoing entries for which `remove(const Outgoing&)` holds.
   template <class Predicate>
   void erase_outgoing_if(Predicate remove) {

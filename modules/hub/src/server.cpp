@@ -14,7 +14,7 @@ using Tcp = asio::ip::tcp;
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 // How often the main thread looks whether enough memory was freed to give it back to the system.
 constexpr auto kTrimInterval = std::chrono::seconds(1);
-constexpr std::size_t kTrimAfter = 8 * 1024 * 1024;
+constexpr std::size_t kTrimAfter = 4 * 1024 * 1024;
 
 auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 

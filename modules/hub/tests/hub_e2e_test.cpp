@@ -904,9 +904,35 @@ TEST_F(SmallQueueTest, APersistentQueueBeyondItsBoundIsReadBackFromTheStore) {
 class BigQueueTest : public HubTest {
  protected:
   std::string extra_config() const override {
-    return "message: {egress: {qos1: {queue: {size: 100000, bytes: 256m}}}}\n";
+    return "message: {egress: {qos0: {buffer: {size: 100000, bytes: 256m}}, "
+           "qos1: {queue: {size: 100000, bytes: 256m}}}}\n";
   }
 };
+
+TEST_F(BigQueueTest, MemoryOfAFreedQos0QueueGoesBackToTheSystem) {
+  const long idle = hub_->rss_kb();
+  auto dead = connected("hoarder0");
+  subscribe(*dead, "big0/#", 0, 0);
+  auto pub = connected("bigpub0");
+  // 100 MB of QoS 0 for a subscriber that never reads.
+  const std::string payload(32 * 1024, 'x');
+  for (int sent = 0; sent < 3200;) {
+    std::string burst;
+    for (int i = 0; i < 100; ++i, ++sent) mqtt::encode(publish_packet("big0/x", payload, 0), burst);
+    pub->send_raw(burst);
+  }
+  pub->send(mqtt::Pingreq{});
+  pub->expect<mqtt::Pingresp>();
+  const long full = hub_->rss_kb();
+  ASSERT_GT(full - idle, 60 * 1024) << "the queue did not take the memory expected";
+  dead->close();
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (hub_->rss_kb() > idle + 40 * 1024 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_LT(hub_->rss_kb(), idle + 40 * 1024)
+      << "idle " << idle << " KB, with the queue " << full << " KB";
+}
 
 TEST_F(BigQueueTest, MemoryOfAFreedQueueGoesBackToTheSystem) {
   const long idle = hub_->rss_kb();
