@@ -1,8 +1,10 @@
 #include "store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <utility>
 
@@ -486,7 +488,29 @@ void Store::take_batch(std::vector<Op>& batch) {
   }
 }
 
+// A sent mark whose acknowledgement is in the same batch is not written: the entry goes anyway
+// (a mark is always submitted before the acknowledgement of the same delivery).
+void Store::drop_acknowledged_sent_marks(std::vector<Op>& batch) {
+  if (std::none_of(batch.begin(), batch.end(),
+                   [](const Op& op) { return std::holds_alternative<Sent>(op); })) {
+    return;
+  }
+  std::set<std::pair<std::string_view, std::int64_t>> acknowledged;
+  for (const auto& op : batch) {
+    if (const auto* a = std::get_if<Ack>(&op)) acknowledged.emplace(a->client_id, a->id);
+  }
+  if (acknowledged.empty()) return;
+  for (auto& op : batch) {
+    if (auto* sent = std::get_if<Sent>(&op)) {
+      std::erase_if(sent->ids, [&](std::int64_t id) {
+        return acknowledged.contains({std::string_view(sent->client_id), id});
+      });
+    }
+  }
+}
+
 void Store::commit(std::vector<Op>& batch) {
+  drop_acknowledged_sent_marks(batch);
   exec("BEGIN");
   for (auto& op : batch) apply(op);
   try {

@@ -227,6 +227,7 @@ class Store {
   // checkpointed here on the writer thread, else the writer is asked to.
   void commit_and_complete(std::vector<Op>& batch, bool on_writer);
   void commit(std::vector<Op>& batch);
+  static void drop_acknowledged_sent_marks(std::vector<Op>& batch);
   static void complete(std::vector<Op>& batch);
   void apply(Op& op);
   static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
