@@ -465,6 +465,53 @@ TEST_F(SmallLimitsTest, MalformedPacketsCloseOnlyThatConnection) {
   EXPECT_EQ(bystander->expect<mqtt::Publish>().payload.size(), 100u);
 }
 
+class LargeMessagesTest : public HubTest {
+ protected:
+  std::string extra_config() const override { return "message: {length: {max: 1m}}\n"; }
+};
+
+// A connection reads into its worker's 64 KB buffer and keeps only an incomplete packet: packets
+// larger than that buffer, and packets split anywhere across reads, arrive whole and in order.
+TEST_F(LargeMessagesTest, PacketsLargerThanTheReadBufferAndSplitAnywhere) {
+  auto sub = connected("bigsub");
+  subscribe(*sub, "large/#", 1, 1);
+  auto pub = connected("bigpub");
+  std::vector<std::string> payloads;
+  std::string bytes;
+  for (std::size_t size : {std::size_t{300 * 1024}, std::size_t{10}, std::size_t{65 * 1024},
+                           std::size_t{1000 * 1024}, std::size_t{64 * 1024 - 20}}) {
+    std::string payload(size, 'a');
+    for (std::size_t i = 0; i < size; i += 997) payload[i] = static_cast<char>('a' + i % 26);
+    payloads.push_back(payload);
+    mqtt::encode(publish_packet("large/x", payload, static_cast<std::uint8_t>(payloads.size() % 2),
+                                static_cast<std::uint16_t>(payloads.size())),
+                 bytes);
+  }
+  // In pieces of odd sizes, with pauses, so that packets are cut at every kind of place.
+  std::thread sender([&] {
+    std::size_t at = 0;
+    for (std::size_t piece = 1; at < bytes.size(); piece = piece * 7 % 100003 + 1) {
+      const std::size_t n = std::min(piece, bytes.size() - at);
+      pub->send_raw(bytes.substr(at, n));
+      at += n;
+      if (piece % 3 == 0) std::this_thread::sleep_for(1ms);
+    }
+  });
+  for (std::size_t i = 0; i < payloads.size(); ++i) {
+    auto m = sub->expect<mqtt::Publish>(10s);
+    EXPECT_EQ(m.payload.size(), payloads[i].size()) << i;
+    EXPECT_TRUE(m.payload == payloads[i]) << i;
+    if (m.qos == 1) sub->send(mqtt::Puback{m.packet_id});
+  }
+  sender.join();
+  pub->send(mqtt::Pingreq{});
+  while (true) {  // PUBACKs of the QoS 1 ones, then PINGRESP
+    auto p = pub->receive(5s);
+    ASSERT_TRUE(p.has_value());
+    if (std::holds_alternative<mqtt::Pingresp>(*p)) break;
+  }
+}
+
 TEST(HubIpv6, ListensOnIpv6Loopback) {
   const auto port = free_port();
   const auto port6 = free_port();
