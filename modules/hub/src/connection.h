@@ -1,9 +1,8 @@
 #pragma once
 // One client connection: reads and handles packets, writes batches of outgoing packets, and
-// enforces the keepalive. Its coroutines all run on the connection's strand.
+// enforces the keepalive. Its handlers and coroutines all run on its worker's thread.
 #include <atomic>
 #include <chrono>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
