@@ -503,6 +503,32 @@ ${raw}\`\`\`
 
 ## Notes
 
+- Bounded queues and idle connections, as measured on 2026-12-06 (a shared machine with a load
+  average of 7–9 from other builds) against the branch point before them: 10,000 idle
+  connections took 95.6 MB there (8.97 KB each); the QoS 1 flood peaked at 953 MB (clean
+  session) and 951 MB (persistent), still held after the subscriber left, the QoS 0 flood at
+  263 MB and took 90 s to publish (the publisher waited 100 ms at every read once the silent
+  subscriber's queue was half full); with one dead subscriber among ten, the ten received about
+  107,000 msg/s against 2.5–14 million without it (300,000 messages). The dead-subscriber row
+  varied at that load: three sets of three pairs gave ratios of 1.01, 0.56 (two of the three runs
+  with the dead subscriber took about twice as long as any without) and 1.10, while the rates
+  without it spread from 14 to 26 million; the cause of the slow runs was not found. The rows
+  that existed before, in alternating runs of both builds that day, hub CPU per message: QoS 0
+  1 → 1 0.10–0.14 vs 0.12–0.14 µs, 4 → 1 0.14–0.17 vs 0.13–0.20, 1 → 4 0.07 vs 0.06–0.07 per
+  delivery, QoS 1 1 → 1 2.5–4.4 vs 3.3–4.1, 4 → 1 2.6–3.6 vs 2.9–3.5 µs (rates spread 2–3×
+  between runs of one build at that load); latency p50 alike. The slow persistent consumer
+  costs more: 10.0–11.5 vs 8.0–10.0 µs per message acknowledged in bursts, 25.5–27 vs
+  20.5–25.5 acknowledged one at a time: its 20,000 messages come faster than it takes them, and
+  beyond the queue bound (1,000) they stay in SQLite and are read back in pages, where before
+  all of them were held in memory.
+- An idle connection (heaptrack, 2,000 of them): the connection object (about 520 bytes), its
+  session (470), asio's registration of the socket (168), the stream (120), the pending wait for
+  the socket (105) and the session's entry in the map of sessions (64); with a keepalive, a timer
+  (80) and its pending wait (about 100) more. It used to hold a reading coroutine (a 0.9 KB
+  frame and a 1 KB buffer), the coroutines serving and running it, a writer and a watchdog
+  coroutine with their asio threads, three timers, a strand, and executors allocated for each
+  pending operation: 8.5–9 KB. An idle TLS connection costs about 74 KB (77 KB before), most of
+  it asio's TLS engine.
 - Worker threads: the bench client runs on the same 2 cores. With one worker the client has the
   other core to itself; with two it shares both with the hub. It needs little of them: 0.03–0.07
   µs of CPU per message received in the QoS 0 cases (its own line of the raw output), a third or
