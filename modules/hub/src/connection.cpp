@@ -54,7 +54,7 @@ std::string check_publish_topic(std::string_view topic) {
 
 Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, Strand strand,
                        Workers* workers)
-    : broker_(broker), workers_(workers), stream_(std::move(stream)), strand_(strand), watchdog_() {
+    : broker_(broker), workers_(workers), stream_(std::move(stream)), strand_(strand) {
   deadline_ = Clock::now() + kConnectTimeout;
   // Room for the topic and the other fields around a payload of the maximum length.
   limits_.max_remaining_length = std::min<std::size_t>(
@@ -145,27 +145,66 @@ void Connection::do_close() {
   close_requested_ = true;
   close_socket_when_free();
   signal_.cancel();
-  watchdog_.cancel();
   resume_.cancel();
 }
 
+namespace {
+// The connections of this worker thread that have a deadline (the connect timeout, then the
+// keepalive), looked at by one timer every kSweepInterval: a timer per connection and its pending
+// wait would cost about 200 bytes each. A connection is closed within kSweepInterval after its
+// deadline.
+constexpr auto kSweepInterval = std::chrono::milliseconds(250);
+using SweepTimer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                              asio::wait_traits<std::chrono::steady_clock>,
+                                              asio::io_context::executor_type>;
+struct Deadlines {
+  std::vector<std::weak_ptr<Connection>> connections;
+  std::unique_ptr<SweepTimer> timer;
+};
+thread_local Deadlines deadlines;
+}  // namespace
+
 void Connection::arm_watchdog() {
-  if (closed_ || deadline_ == Clock::time_point::max()) {
-    watchdog_.reset();  // keepalive 0: nothing to watch
-    return;
+  if (watched_ || closed_ || deadline_ == Clock::time_point::max()) return;
+  watched_ = true;
+  deadlines.connections.push_back(weak_from_this());
+  if (!deadlines.timer) {
+    deadlines.timer = std::make_unique<SweepTimer>(strand_);
   }
-  watchdog_.get(strand_).expires_at(deadline_);
-  watchdog_.get(strand_).async_wait(asio::bind_executor(
-      strand_, [self = shared_from_this()](error_code) { self->on_watchdog(); }));
+  if (deadlines.connections.size() == 1) {
+    deadlines.timer->expires_after(kSweepInterval);
+    deadlines.timer->async_wait([](error_code ec) {
+      if (!ec) sweep_deadlines();
+    });
+  }
 }
 
-// Deadlines move with every read; the timer is set again to the new one when it expires.
-void Connection::on_watchdog() {
-  if (closed_) return;
-  if (Clock::now() < deadline_) {
-    arm_watchdog();
+// Deadlines move with every read; they are compared with the time here.
+void Connection::sweep_deadlines() {
+  const auto now = Clock::now();
+  auto& list = deadlines.connections;
+  for (std::size_t i = 0; i < list.size();) {
+    auto connection = list[i].lock();
+    if (!connection || connection->closed_ || connection->deadline_ == Clock::time_point::max()) {
+      if (connection) connection->watched_ = false;
+      list[i] = std::move(list.back());
+      list.pop_back();
+      continue;
+    }
+    if (now >= connection->deadline_) connection->on_watchdog();
+    ++i;
+  }
+  if (list.empty()) {
+    std::vector<std::weak_ptr<Connection>>().swap(list);
     return;
   }
+  deadlines.timer->expires_after(kSweepInterval);
+  deadlines.timer->async_wait([](error_code ec) {
+    if (!ec) sweep_deadlines();
+  });
+}
+
+void Connection::on_watchdog() {
   if (connected_) {
     broker_.log().info("client '{}' ({}): no packet within 1.5 x keepalive, closing", client_id_,
                        remote());
@@ -547,7 +586,7 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
   // The server closes after 1.5 times the keepalive without a packet [MQTT-3.1.2-24].
   keepalive_ = std::chrono::milliseconds(c.keep_alive * 1500);
   deadline_ = c.keep_alive > 0 ? Clock::now() + keepalive_ : Clock::time_point::max();
-  watchdog_.cancel();  // re-arm with the new deadline
+  arm_watchdog();  // watched from now on if it has a keepalive
 
   auto attached = broker_.attach(client_id_, c.clean_session, shared_from_this());
   session_ = attached.session;

@@ -32,7 +32,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Serves the connection until it closes, then calls `finished(context, connection)`; call on
   // the strand given to the constructor. An idle plain TCP connection holds no coroutine and no
   // buffer: its reader waits for the socket with a callback, its writer runs only while there is
-  // something to write or to wait for, its keepalive is a timer callback.
+  // something to write or to wait for, its keepalive is watched by one timer of its worker.
   static void start(std::shared_ptr<Connection> self, void (*finished)(void*, Connection*),
                     void* context);
 
@@ -59,9 +59,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static asio::awaitable<void> write_loop(std::shared_ptr<Connection> self);
   // Writes `data`, from another worker when Workers::offload_target says so.
   asio::awaitable<void> write_out(std::string_view data, error_code& ec);
-  // The keepalive (and, before CONNECT, the connect timeout): a timer callback.
+  // The keepalive (and, before CONNECT, the connect timeout): the connection joins its worker's
+  // list of deadlines, which one timer looks at (sweep_deadlines).
   void arm_watchdog();
-  void on_watchdog();
+  static void sweep_deadlines();
+  void on_watchdog();  // past the deadline: closes
 
   // Reading a plain TCP socket: what it has is read without waiting, into a buffer of the worker
   // thread, and handled; an incomplete packet is kept in input_. Then wait_readable() waits
@@ -126,7 +128,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
    private:
     std::unique_ptr<Timer> timer_;
   };
-  LazyTimer watchdog_;  // the connect timeout, then the keepalive (none with keepalive 0)
   LazyTimer signal_;    // wakes the writer
   LazyTimer resume_;    // wakes the reader when commits caught up, or a subscriber drained
   void (*finished_)(void* context, Connection* connection) = nullptr;
@@ -136,6 +137,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<Session> congested_;  // the subscriber the reader waits for
   bool writer_running_ = false;
   bool reading_ended_ = false;
+  bool watched_ = false;  // in its worker's list of deadlines
 
   std::string client_id_;
   std::shared_ptr<Session> session_;
