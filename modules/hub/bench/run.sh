@@ -512,7 +512,10 @@ ${raw}\`\`\`
   107,000 msg/s against 2.5–14 million without it (300,000 messages). The dead-subscriber row
   varied at that load: three sets of three pairs gave ratios of 1.01, 0.56 (two of the three runs
   with the dead subscriber took about twice as long as any without) and 1.10, while the rates
-  without it spread from 14 to 26 million; the cause of the slow runs was not found. The rows
+  without it spread from 14 to 26 million; the cause of the slow runs was not found. A fourth
+  set, at a load average of 4, gave 0.93 (17.1 against 18.4 million; every run with the dead
+  subscriber 17.1–17.5, every run without 17.6–19.2): its one wait of 50 ms is about 3 % of a
+  run (what else costs the rest was not measured). The rows
   that existed before, in alternating runs of both builds that day, hub CPU per message: QoS 0
   1 → 1 0.10–0.14 vs 0.12–0.14 µs, 4 → 1 0.14–0.17 vs 0.13–0.20, 1 → 4 0.07 vs 0.06–0.07 per
   delivery, QoS 1 1 → 1 2.5–4.4 vs 3.3–4.1, 4 → 1 2.6–3.6 vs 2.9–3.5 µs (rates spread 2–3×
