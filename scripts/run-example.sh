@@ -4,7 +4,9 @@
 # user test/hahaha), the function manager and the Python, Node and SQL runtimes it starts on
 # demand. A subscriber prints everything under t/ as `[received] <topic> <payload>` lines, and
 # once the hub is up the script publishes {"id":1} and {"id":20} to `t` (publish more with
-# mosquitto_pub -h 127.0.0.1 -u test -P hahaha -t t -m '{"id":3}').
+# mosquitto_pub -h 127.0.0.1 -u test -P hahaha -t t -m '{"id":3}'). And the remote walkthrough:
+# remote-mqtt bridges the hub and a second hub, remotehub (127.0.0.1:1884); the script publishes
+# to t1 on the hub, which reaches remotehub (`[remotehub received] t1 ...`).
 #
 #   scripts/run-example.sh [BUILD_DIR]     (default: build)
 #
@@ -16,7 +18,7 @@ build_dir=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/$build_dir/bin
 for program in baetyl baetyl-hub baetyl-function-manager baetyl-function-python \
-    baetyl-function-node baetyl-function-sql; do
+    baetyl-function-node baetyl-function-sql baetyl-remote-mqtt; do
   [[ -x $bin/$program ]] || { echo "run-example: $bin/$program is missing; run 'make' first" >&2; exit 1; }
 done
 
@@ -41,6 +43,14 @@ mqtt=(-h 127.0.0.1 -p 1883 -u test -P hahaha)
   done
 ) &
 pids+=($!)
+# What the bridge brings to remotehub.
+(
+  until mosquitto_sub -h 127.0.0.1 -p 1884 -u test -P hahaha -i example-remote-printer -t t1 \
+      -q 1 -F '[remotehub received] %t %p' 2>/dev/null; do
+    sleep 0.5
+  done
+) &
+pids+=($!)
 # The walkthrough's two messages, once the hub and the manager's rules are there.
 (
   until mosquitto_pub "${mqtt[@]}" -i example-probe -t example/ready -n 2>/dev/null; do
@@ -52,6 +62,8 @@ pids+=($!)
     mosquitto_pub "${mqtt[@]}" -i example-publisher -t t -q 1 -m "$payload"
     sleep 2
   done
+  echo "run-example: publishing hello to t1 (remote-mqtt forwards it to remotehub)"
+  mosquitto_pub "${mqtt[@]}" -i example-publisher -t t1 -q 1 -m hello
 ) &
 pids+=($!)
 
