@@ -75,7 +75,7 @@ void Direction::on_message(const mqtt::Message& message) {
     if (!key) key = echo_key(in.topic, in.payload);
     return *key;
   };
-  if (source_.echoes.consume(key_of())) {
+  if (!source_.echoes.empty() && source_.echoes.consume(key_of())) {
     ++echoes_;
     log_->debug("{}: '{}' is the echo of a message forwarded to the {}; not forwarded back", name_,
                 in.topic, source_.side);

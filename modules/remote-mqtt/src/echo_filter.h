@@ -40,6 +40,8 @@ class EchoFilter {
   bool consume(std::uint64_t key, Clock::time_point now = Clock::now());
   // Expectations not yet used up or lapsed.
   std::size_t pending() const;
+  // Nothing expected (lock-free; callers skip hashing the message then).
+  bool empty() const { return registered_.load(std::memory_order_relaxed) == 0; }
 
  private:
   struct Entry {
