@@ -127,6 +127,15 @@ class RefusingServer {
   std::vector<std::chrono::steady_clock::time_point> accepted_;
 };
 
+bool eventually_equal(const std::atomic<int>& value, int expected,
+                      std::chrono::milliseconds timeout = 5s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (value.load() != expected && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  return value.load() == expected;
+}
+
 class MqttClientTest : public ::testing::Test {
  protected:
   void SetUp() override { spdlog::set_level(spdlog::level::warn); }
@@ -761,4 +770,72 @@ TEST_F(MqttClientTest, ReportsEveryFailedConnectionAttempt) {
   std::lock_guard lock(mutex);
   ASSERT_GE(errors.size(), 2u);
   EXPECT_NE(errors[0].find("connection refused"), std::string::npos) << errors[0];
+}
+
+// ---- clients sharing a thread ----
+
+TEST_F(MqttClientTest, ClientsOnASharedThreadHandMessagesOnWithoutSwitchingThreads) {
+  MosquittoBroker broker;
+  auto thread = std::make_shared<baetyl::mqtt::IoThread>();
+  auto in_config = config_for(broker.address(), "shared-in");
+  Client out(config_for(broker.address(), "shared-out"), nullptr, thread);
+  Client in(in_config, nullptr, thread);
+  MosquittoSubscriber sub(broker.port(), SubscriberOptions{.topic = "forwarded/#", .qos = 1});
+
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  std::atomic<int> acknowledged{0};
+  auto note_thread = [&] {
+    std::lock_guard lock(mutex);
+    threads.insert(std::this_thread::get_id());
+  };
+  ClientCallbacks callbacks;
+  callbacks.manual_ack = true;
+  callbacks.receive_window = 2;
+  callbacks.on_message = [&](const Message& m) {
+    note_thread();
+    out.async_publish(message("forwarded/" + m.publish.topic, m.publish.payload, 1),
+                      [&, receipt = m.receipt()](error_code ec) {
+                        note_thread();
+                        if (!ec) {
+                          in.ack(receipt);
+                          ++acknowledged;
+                        }
+                      });
+  };
+  out.start();
+  in.start(callbacks);
+  ASSERT_TRUE(in.wait_connected(5s));
+  std::promise<void> subscribed;
+  in.subscribe({{"source", 1}}, [&](error_code, auto) { subscribed.set_value(); });
+  subscribed.get_future().wait();
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "source", std::to_string(i), 1), 0);
+  }
+  EXPECT_EQ(sub.wait_for(20).size(), 20u);
+  EXPECT_TRUE(eventually_equal(acknowledged, 20));
+  {
+    std::lock_guard lock(mutex);
+    EXPECT_EQ(threads.size(), 1u) << "every callback of both clients on the shared thread";
+  }
+  in.stop();
+  out.stop();
+  // A stopped client on a shared thread refuses messages at once, as one with its own thread.
+  auto late = publish_async(out, message("t", "late", 1));
+  ASSERT_EQ(late.wait_for(1s), std::future_status::ready);
+  EXPECT_EQ(late.get(), boost::asio::error::operation_aborted);
+}
+
+TEST_F(MqttClientTest, AClientOnASharedThreadCanBeStoppedFromItsCallback) {
+  MosquittoBroker broker;
+  auto thread = std::make_shared<baetyl::mqtt::IoThread>();
+  auto config = config_for(broker.address(), "stops-itself");
+  std::promise<void> stopped;
+  auto client = std::make_unique<Client>(config, nullptr, thread);
+  ClientCallbacks callbacks;
+  callbacks.on_connected = [&](bool) { client->stop(); };
+  callbacks.on_disconnected = [&](const std::string&) { stopped.set_value(); };
+  client->start(callbacks);
+  EXPECT_EQ(stopped.get_future().wait_for(5s), std::future_status::ready);
+  client.reset();  // the destructor waits for the stop to finish
 }

@@ -71,8 +71,10 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     PublishHandler done;
   };
 
-  Impl(Client& owner, ClientConfig config, std::shared_ptr<spdlog::logger> log)
+  Impl(Client& owner, ClientConfig config, std::shared_ptr<spdlog::logger> log,
+       asio::io_context* shared_io)
       : owner(owner),
+        io(shared_io ? *shared_io : own_io),
         config(std::move(config)),
         log(std::move(log)),
         window(std::clamp<std::size_t>(static_cast<std::size_t>(this->config.buffer_size), 1,
@@ -80,7 +82,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         subscriptions(this->config.subscriptions) {}
 
   Client& owner;
-  asio::io_context io;
+  asio::io_context own_io;  // used without a shared IoThread
+  asio::io_context& io;
 
   // Publishes and acknowledgements handed over by other threads: one post wakes the io thread
   // for all those handed over before it runs, not one post (and wake-up) each.
@@ -91,16 +94,32 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   std::mutex handover_mutex;
   std::vector<Handover> handed_over;  // guarded by handover_mutex
   bool handover_posted = false;       // guarded by handover_mutex
+  // Guarded by handover_mutex: stop() has finished with the loop; nothing is posted any more
+  // (on a shared thread it would run after the Client is gone).
+  bool closed = false;
   std::vector<Handover> taking_over;  // io thread: the batch being applied
 
   void hand_over(Handover item) {
+    std::optional<Outgoing> refused;
     bool post = false;
     {
       std::lock_guard lock(handover_mutex);
-      handed_over.push_back(std::move(item));
-      post = !std::exchange(handover_posted, true);
+      if (closed) {
+        refused = std::move(item.publish);
+      } else {
+        handed_over.push_back(std::move(item));
+        post = !std::exchange(handover_posted, true);
+      }
     }
+    if (refused) complete(*refused, asio::error::operation_aborted);
     if (post) asio::post(io, [impl = shared_from_this()] { impl->take_over(); });
+  }
+
+  // After the loop has ended: what was handed over before is applied (publishes complete with
+  // operation_aborted), later hand-overs complete at once.
+  void close_handover() {
+    std::lock_guard lock(handover_mutex);
+    closed = true;
   }
 
   void take_over() {
@@ -646,15 +665,31 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   }
 };
 
-Client::Client(ClientConfig config, std::shared_ptr<spdlog::logger> logger)
-    : config_(std::move(config)), log_(logger ? std::move(logger) : spdlog::default_logger()) {
-  impl_ = std::make_shared<Impl>(*this, config_, log_);
+IoThread::IoThread() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
+
+IoThread::~IoThread() {
+  work_.reset();
+  if (thread_.joinable()) thread_.join();
+}
+
+Client::Client(ClientConfig config, std::shared_ptr<spdlog::logger> logger,
+               std::shared_ptr<IoThread> thread)
+    : config_(std::move(config)),
+      log_(logger ? std::move(logger) : spdlog::default_logger()),
+      shared_thread_(std::move(thread)) {
+  impl_ = std::make_shared<Impl>(*this, config_, log_,
+                                 shared_thread_ ? &shared_thread_->context() : nullptr);
+}
+
+bool Client::on_own_thread() const {
+  if (shared_thread_) return shared_thread_->running_here();
+  return thread_.get_id() == std::this_thread::get_id();
 }
 
 Client::~Client() { stop(); }
 
 void Client::start(ClientCallbacks callbacks) {
-  if (thread_.joinable()) throw std::logic_error("MQTT client already started");
+  if (started_) throw std::logic_error("MQTT client already started");
   if (config_.address.empty()) throw std::invalid_argument("MQTT client: address is not set");
   if (config_.client_id.empty() && !config_.clean_session) {
     throw std::invalid_argument(
@@ -667,7 +702,10 @@ void Client::start(ClientCallbacks callbacks) {
         TlsFiles{config_.ca, config_.cert, config_.key, config_.insecure_skip_verify});
   }
   impl_->callbacks = std::move(callbacks);
-  asio::co_spawn(impl_->io, impl_->run(), [log = log_](std::exception_ptr error) {
+  auto ended = std::make_shared<std::promise<void>>();
+  ended_ = ended->get_future().share();
+  asio::co_spawn(impl_->io, impl_->run(), [log = log_, ended](std::exception_ptr error) {
+    ended->set_value();
     if (!error) return;
     try {
       std::rethrow_exception(error);
@@ -675,7 +713,8 @@ void Client::start(ClientCallbacks callbacks) {
       log->critical("MQTT client stopped by an internal error: {}", e.what());
     }
   });
-  thread_ = std::thread([impl = impl_] { impl->io.run(); });
+  started_ = true;
+  if (!shared_thread_) thread_ = std::thread([impl = impl_] { impl->io.run(); });
 }
 
 void Client::mark_stopped() {
@@ -687,8 +726,22 @@ void Client::mark_stopped() {
 void Client::stop() {
   bool was_stopped = stopped_.exchange(true);
   mark_stopped();
-  if (thread_.joinable()) {
-    if (thread_.get_id() == std::this_thread::get_id()) {
+  if (shared_thread_ && started_) {
+    asio::post(impl_->io, [impl = impl_] { impl->begin_stop(); });
+    // Called from a callback: stop asynchronously; the destructor waits.
+    if (on_own_thread()) return;
+    ended_.wait();
+    impl_->close_handover();
+    // What was handed over before is applied on the shared thread (publishes complete with
+    // operation_aborted) before stop() returns.
+    std::promise<void> applied;
+    asio::post(impl_->io, [impl = impl_, &applied] {
+      impl->take_over();
+      applied.set_value();
+    });
+    applied.get_future().wait();
+  } else if (thread_.joinable()) {
+    if (on_own_thread()) {
       // Called from a callback: stop asynchronously; the destructor joins.
       asio::post(impl_->io, [impl = impl_] { impl->begin_stop(); });
       return;
@@ -696,6 +749,7 @@ void Client::stop() {
     asio::post(impl_->io, [impl = impl_] { impl->begin_stop(); });
     thread_.join();
     // Publishes posted after the client's loop ended complete now, with operation_aborted.
+    impl_->close_handover();
     impl_->io.restart();
     impl_->io.poll();
   } else if (!was_stopped) {
@@ -738,7 +792,7 @@ void Client::enqueue(Publish message, PublishHandler done) {
 
 bool Client::reserve_slot(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds timeout) {
   auto limit = static_cast<std::size_t>(std::max(config_.buffer_size, 1));
-  if (outstanding_ >= limit && thread_.get_id() == std::this_thread::get_id()) {
+  if (outstanding_ >= limit && on_own_thread()) {
     throw std::logic_error("publish() would block the MQTT client's own thread; use async_publish()");
   }
   bool ready = flow_changed_.wait_for(lock, timeout, [&] { return stopped_ || outstanding_ < limit; });

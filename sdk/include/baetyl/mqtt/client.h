@@ -11,12 +11,14 @@
 //   yet acknowledged and then stops reading from the broker (back-pressure), unless it awaits
 //   acknowledgements of its own on the same connection.
 //
-// The client runs on a thread of its own; every public method is thread-safe. Callbacks run on
-// that thread, so they must not block: inside them use async_publish(), not publish().
+// The client runs on a thread of its own, or on an IoThread it shares with other clients; every
+// public method is thread-safe. Callbacks run on that thread, so they must not block: inside them
+// use async_publish(), not publish().
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -69,9 +71,31 @@ struct ClientCallbacks {
   std::function<void(const std::string& error)> on_error;
 };
 
+// A thread running an io_context, for clients to share: their callbacks all run on it, and one
+// client's callback can publish through another, or acknowledge a message of another, without a
+// switch to another thread (baetyl-remote-mqtt runs the two clients of a rule on one). Destroy it
+// after the clients on it: its destructor waits for the work they left to finish.
+class IoThread {
+ public:
+  IoThread();
+  ~IoThread();
+  IoThread(const IoThread&) = delete;
+  IoThread& operator=(const IoThread&) = delete;
+
+  asio::io_context& context() { return io_; }
+  bool running_here() const { return std::this_thread::get_id() == thread_.get_id(); }
+
+ private:
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
+};
+
 class Client {
  public:
-  explicit Client(ClientConfig config, std::shared_ptr<spdlog::logger> logger = nullptr);
+  // Without `thread`, the client starts a thread of its own in start() and joins it in stop().
+  explicit Client(ClientConfig config, std::shared_ptr<spdlog::logger> logger = nullptr,
+                  std::shared_ptr<IoThread> thread = nullptr);
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -117,10 +141,15 @@ class Client {
  private:
   struct Impl;
 
+  bool on_own_thread() const;
+
   ClientConfig config_;
   std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<IoThread> shared_thread_;
   std::shared_ptr<Impl> impl_;
-  std::thread thread_;
+  std::thread thread_;  // without a shared thread
+  bool started_ = false;
+  std::shared_future<void> ended_;  // with a shared thread: the client's loop has finished
   std::atomic<bool> connected_{false};
   std::atomic<bool> stopped_{false};
 
