@@ -152,12 +152,13 @@ std::string describe_subscriptions(const std::vector<mqtt::TopicInfo>& topics) {
 RuleBridge::RuleBridge(ResolvedRule rule, std::shared_ptr<spdlog::logger> log)
     : rule_(std::move(rule)),
       log_(std::move(log)),
+      thread_(std::make_shared<mqtt::IoThread>()),
       hub_("hub", rule_.hub),
       remote_("remote '" + rule_.remote_name + "'", rule_.remote),
       up_("hub_to_remote", hub_, remote_, window_of(rule_.remote), log_),
       down_("remote_to_hub", remote_, hub_, window_of(rule_.hub), log_) {
-  hub_.client = std::make_unique<mqtt::Client>(rule_.hub, log_);
-  remote_.client = std::make_unique<mqtt::Client>(rule_.remote, log_);
+  hub_.client = std::make_unique<mqtt::Client>(rule_.hub, log_, thread_);
+  remote_.client = std::make_unique<mqtt::Client>(rule_.remote, log_, thread_);
 }
 
 RuleBridge::~RuleBridge() { stop_clients(); }

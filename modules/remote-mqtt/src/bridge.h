@@ -134,6 +134,9 @@ class RuleBridge {
 
   ResolvedRule rule_;
   std::shared_ptr<spdlog::logger> log_;
+  // Both clients run on it: a message goes from one to the other, and its acknowledgement back,
+  // without a thread switch.
+  std::shared_ptr<mqtt::IoThread> thread_;
   Link hub_;
   Link remote_;
   Direction up_;    // hub -> remote
