@@ -378,6 +378,44 @@ class FakeRemote {
   std::set<std::string> payloads_;
 };
 
+TEST(RemoteMqtt, LoopsThroughTwoRulesAreCutAndChainsGoOn) {
+  auto hub_port = free_port();
+  HubProcess hub(base_config(hub_port), hub_port);
+  MosquittoBroker a, b;
+  // Rules 0 and 1 make a loop through remote a (up in one rule, down in the other); rule 2
+  // forwards the hub's a/# on to remote b.
+  BridgeProcess bridge(hub_section(hub_port) + "remotes:\n  - {name: a, interval: 1s, address: '" +
+                       a.address() + "'}\n  - {name: b, interval: 1s, address: '" + b.address() +
+                       R"('}
+rules:
+  - hub: {clientid: up-a, subscriptions: [{topic: 'a/#', qos: 1}]}
+    remote: {name: a, clientid: up-a}
+  - hub: {clientid: down-a}
+    remote: {name: a, clientid: down-a, subscriptions: [{topic: 'a/#', qos: 1}]}
+  - hub: {clientid: up-b, subscriptions: [{topic: 'a/#', qos: 1}]}
+    remote: {name: b}
+)");
+  Collector at_hub(tcp(hub_port), {{"a/#", 1}});
+  Collector at_a(anonymous(a.address()), {{"a/#", 1}});
+  Collector at_b(anonymous(b.address()), {{"a/#", 1}});
+  ASSERT_TRUE(path_open(hub_client(hub_port), "a/probe", at_a));
+  ASSERT_TRUE(path_open(hub_client(hub_port), "a/probe", at_b));
+  ASSERT_TRUE(path_open(anonymous(a.address()), "a/probe", at_hub));
+
+  publish_all(hub_client(hub_port), "a/hub", {"from-hub"});
+  publish_all(anonymous(a.address()), "a/remote", {"from-a"});
+  ASSERT_TRUE(eventually([&] {
+    return at_b.has_payload("from-hub") && at_b.has_payload("from-a") &&
+           at_a.has_payload("from-hub") && at_hub.has_payload("from-a");
+  }));
+  std::this_thread::sleep_for(1500ms);  // a loop would keep them coming
+  for (const Collector* c : {&at_hub, &at_a, &at_b}) {
+    auto counts = c->payload_counts();
+    EXPECT_EQ(counts["from-hub"], 1);
+    EXPECT_EQ(counts["from-a"], 1) << "from a to the hub, and on to b: once each";
+  }
+}
+
 // The last report the bridge made to `master`, or null.
 nlohmann::json last_report(const baetyl::testing::HttpTestServer& master) {
   auto requests = master.requests();
