@@ -709,7 +709,7 @@ TEST_F(MqttClientTest, AFullReceiveWindowStillReadsTheClientsOwnAcknowledgements
   ASSERT_TRUE(std::holds_alternative<Publish>(outgoing));
   // Its PUBACK comes behind messages the window has no room for.
   for (std::uint16_t id = 1; id <= 5; ++id) {
-    Publish in = message("in", "m" + std::to_string(id), 1);
+    Publish in = message("in", std::string("m").append(std::to_string(id)), 1);
     in.packet_id = id;
     broker.send(in);
   }
@@ -718,6 +718,50 @@ TEST_F(MqttClientTest, AFullReceiveWindowStillReadsTheClientsOwnAcknowledgements
   ASSERT_EQ(done.wait_for(3s), std::future_status::ready) << "the PUBACK was never read";
   EXPECT_FALSE(done.get());
   EXPECT_EQ(inbox.snapshot().size(), 1u);
+}
+
+TEST_F(MqttClientTest, ARedeliveryOfAnUnacknowledgedMessageIsHandedOnOnce) {
+  ScriptedBroker broker;
+  auto config = config_for(broker.address(), "no-twice");
+  config.keepalive = 0s;
+  Inbox inbox;
+  auto callbacks = inbox.callbacks(/*manual_ack=*/true);
+  callbacks.receive_window = 1;
+  Client client(config);
+  client.start(callbacks);
+  broker.accept_client();
+  Publish first = message("t", "one", 1);
+  first.packet_id = 7;
+  Publish second = message("t", "two", 1);
+  second.packet_id = 8;
+  broker.send(first);
+  broker.send(second);  // waits for room in the window
+  Publish again = first;
+  again.dup = true;
+  Publish second_again = second;
+  second_again.dup = true;
+  broker.send(again);  // the broker's retry while the first is not acknowledged
+  broker.send(second_again);
+  ASSERT_EQ(inbox.wait_for(1).size(), 1u);
+  std::this_thread::sleep_for(300ms);
+  client.ack(inbox.snapshot()[0]);
+  auto puback = broker.next();
+  ASSERT_TRUE(std::holds_alternative<baetyl::mqtt::Puback>(puback));
+  EXPECT_EQ(std::get<baetyl::mqtt::Puback>(puback).packet_id, 7);
+  ASSERT_EQ(inbox.wait_for(2).size(), 2u);
+  std::this_thread::sleep_for(300ms);
+  auto received = inbox.snapshot();
+  ASSERT_EQ(received.size(), 2u) << "each message once";
+  EXPECT_EQ(received[1].publish.payload, "two");
+  // After our PUBACK the same packet id is a new message.
+  client.ack(received[1]);
+  ASSERT_TRUE(std::holds_alternative<baetyl::mqtt::Puback>(broker.next()));
+  Publish reused = message("t", "three", 1);
+  reused.packet_id = 7;
+  broker.send(reused);
+  auto all = inbox.wait_for(3);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[2].publish.payload, "three");
 }
 
 TEST_F(MqttClientTest, AFullReceiveWindowKeepsTheConnectionAlive) {

@@ -173,6 +173,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   std::unordered_set<std::uint16_t> delivered_qos1;  // handed to on_message, not yet acked
   std::size_t delivered_qos0 = 0;                    // the same for QoS 0
   std::deque<Message> held;                          // arrived while the window was full
+  std::unordered_set<std::uint16_t> held_qos1;       // packet ids in `held`
   bool read_stopped = false;                         // the read loop waits for room
 
   Clock::time_point last_write{};
@@ -223,9 +224,17 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   }
 
   void receive(Message message) {
-    if (windowed() && message.publish.qos < 2 && (!held.empty() || window_full())) {
-      held.push_back(std::move(message));
-      return;
+    if (windowed() && message.publish.qos < 2) {
+      const std::uint16_t id = message.publish.packet_id;
+      // A broker may send a QoS 1 message it has no PUBACK for again on the same connection
+      // (the hub does after message.egress.qos1.retry.interval). Until our PUBACK, that is the
+      // same message [MQTT-4.3.2-2]: the module has it, or will get it, once.
+      if (message.publish.qos == 1 && (delivered_qos1.count(id) || held_qos1.count(id))) return;
+      if (!held.empty() || window_full()) {
+        if (message.publish.qos == 1) held_qos1.insert(id);
+        held.push_back(std::move(message));
+        return;
+      }
     }
     deliver(message);
   }
@@ -234,6 +243,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     while (session_open && !held.empty() && !window_full()) {
       Message message = std::move(held.front());
       held.pop_front();
+      if (message.publish.qos == 1) held_qos1.erase(message.publish.packet_id);
       deliver(message);
     }
     if (held.empty()) wake_reader();
@@ -252,6 +262,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
   void forget_received() {
     held.clear();
+    held_qos1.clear();
     delivered_qos1.clear();
     delivered_qos0 = 0;
   }
