@@ -9,6 +9,9 @@
 # A subscriber prints everything under t/ (and `timer`) as `[received] <topic> <payload>` lines,
 # and once the hub is up the script publishes {"id":1} and {"id":20} to `t` (publish more with
 # mosquitto_pub -h 127.0.0.1 -u test -P hahaha -t t -m '{"id":3}').
+# In native mode, also the remote walkthrough: remote-mqtt bridges the hub and a second hub,
+# remotehub (127.0.0.1:1884); the script publishes to t1 on the hub, which reaches remotehub
+# (`[remotehub received] t1 ...`).
 #
 #   scripts/run-example.sh [BUILD_DIR] [native|docker]     (default: build native)
 #
@@ -23,7 +26,7 @@ bin=$root/$build_dir/bin
 case $mode in
   native)
     programs=(baetyl baetyl-hub baetyl-function-manager baetyl-function-python
-              baetyl-function-node baetyl-function-sql)
+              baetyl-function-node baetyl-function-sql baetyl-remote-mqtt)
     topics=(-t 't/#' -t t) ;;
   docker)
     programs=(baetyl)
@@ -60,6 +63,16 @@ mqtt=(-h 127.0.0.1 -p 1883 -u test -P hahaha)
   done
 ) &
 pids+=($!)
+# What the bridge brings to remotehub (native mode).
+if [[ $mode == native ]]; then
+  (
+    until mosquitto_sub -h 127.0.0.1 -p 1884 -u test -P hahaha -i example-remote-printer -t t1 \
+        -q 1 -F '[remotehub received] %t %p' 2>/dev/null; do
+      sleep 0.5
+    done
+  ) &
+  pids+=($!)
+fi
 # The walkthrough's two messages, once the hub and the manager's rules are there.
 (
   until mosquitto_pub "${mqtt[@]}" -i example-probe -t example/ready -n 2>/dev/null; do
@@ -71,6 +84,10 @@ pids+=($!)
     mosquitto_pub "${mqtt[@]}" -i example-publisher -t t -q 1 -m "$payload"
     sleep 2
   done
+  if [[ $mode == native ]]; then
+    echo "run-example: publishing hello to t1 (remote-mqtt forwards it to remotehub)"
+    mosquitto_pub "${mqtt[@]}" -i example-publisher -t t1 -q 1 -m hello
+  fi
 ) &
 pids+=($!)
 

@@ -26,6 +26,8 @@
 //   VmHWM, its VmRSS before, once everything was published and --hold seconds after the
 //   subscriber left.
 // Throughput [--dead N]: N more subscribers on bench/# that never read (not counted).
+// [--sub-port P [--sub-username U --sub-password W]]: the subscribers connect to another broker
+//   (throughput and latency), which gets the publishers' messages through a bridge.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -75,7 +77,19 @@ struct Options {
   double consume_rate = 0;
   int dead = 0;
   bool keep_alive_given = false;
+  std::uint16_t sub_port = 0;  // 0: the subscribers use --port
+  std::string sub_username, sub_password;
 };
+
+// The options the subscribers connect with: --port, or the bridged broker of --sub-port.
+Options subscriber_options(const Options& o) {
+  if (o.sub_port == 0) return o;
+  Options s = o;
+  s.port = o.sub_port;
+  s.username = o.sub_username;
+  s.password = o.sub_password;
+  return s;
+}
 
 class Client {
  public:
@@ -245,7 +259,13 @@ Options parse(int argc, char** argv) {
     else if (k == "--keep-alive") {
       o.keep_alive = std::stoi(v);
       o.keep_alive_given = true;
-    } else
+    } else if (k == "--sub-port")
+      o.sub_port = static_cast<std::uint16_t>(std::stoi(v));
+    else if (k == "--sub-username")
+      o.sub_username = v;
+    else if (k == "--sub-password")
+      o.sub_password = v;
+    else
       throw std::invalid_argument("unknown option " + k);
   }
   if (o.mode != "throughput" && o.mode != "latency" && o.mode != "idle" && o.mode != "flood") {
@@ -279,7 +299,7 @@ std::string percentiles(std::vector<std::int64_t> v) {
 
 int run_latency(const Options& o) {
   const long total = static_cast<long>(o.rate * o.seconds);
-  Client sub(o, "bench-lat-sub");
+  Client sub(subscriber_options(o), "bench-lat-sub");
   sub.send(mqtt::encode(mqtt::Subscribe{1, {{"bench/#", static_cast<std::uint8_t>(o.qos)}}}));
   auto ack = sub.next(10000);
   if (!ack || !std::holds_alternative<mqtt::Suback>(*ack)) throw std::runtime_error("no SUBACK");
@@ -474,8 +494,8 @@ int main(int argc, char** argv) try {
   const long expected = o.messages * o.publishers;
   std::vector<std::unique_ptr<Client>> subs;
   for (int s = 0; s < o.subscribers; ++s) {
-    subs.push_back(
-        std::make_unique<Client>(o, "bench-sub-" + std::to_string(s), !o.persistent));
+    subs.push_back(std::make_unique<Client>(subscriber_options(o), "bench-sub-" + std::to_string(s),
+                                            !o.persistent));
     subs.back()->send(
         mqtt::encode(mqtt::Subscribe{1, {{"bench/#", static_cast<std::uint8_t>(o.qos)}}}));
     auto ack = subs.back()->next(10000);
