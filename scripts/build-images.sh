@@ -27,11 +27,12 @@ seed_names() {
     function-python) echo baetyl-function-python27 baetyl-function-python36 ;;
     function-node) echo baetyl-function-node85 ;;
     function-sql) echo baetyl-function-sql ;;
+    remote-mqtt) echo baetyl-remote-mqtt ;;
     timer) echo baetyl-timer ;;
     *) return 1 ;;
   esac
 }
-all_modules=(hub function-manager function-sql function-python function-node timer)
+all_modules=(hub function-manager function-sql function-python function-node remote-mqtt timer)
 modules=("$@")
 ((${#modules[@]})) || modules=("${all_modules[@]}")
 for module in "${modules[@]}"; do
