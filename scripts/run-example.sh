@@ -5,11 +5,12 @@
 #   native  every service a process of the build tree (baetyl-hub, ...)
 #   docker  every service a container of the module images, built first (scripts/build-images.sh,
 #           which starts the Docker daemon when none answers; seconds when they are up to date);
-#           the hub's container publishes 1883 on 127.0.0.1, and a timer publishes to `timer`
+#           the hubs' containers publish 1883 and 1884 on 127.0.0.1, and a timer publishes to
+#           `timer`
 # A subscriber prints everything under t/ (and `timer`) as `[received] <topic> <payload>` lines,
 # and once the hub is up the script publishes {"id":1} and {"id":20} to `t` (publish more with
 # mosquitto_pub -h 127.0.0.1 -u test -P hahaha -t t -m '{"id":3}').
-# In native mode, also the remote walkthrough: remote-mqtt bridges the hub and a second hub,
+# In both modes, also the remote walkthrough: remote-mqtt bridges the hub and a second hub,
 # remotehub (127.0.0.1:1884); the script publishes to t1 on the hub, which reaches remotehub
 # (`[remotehub received] t1 ...`).
 #
@@ -63,16 +64,14 @@ mqtt=(-h 127.0.0.1 -p 1883 -u test -P hahaha)
   done
 ) &
 pids+=($!)
-# What the bridge brings to remotehub (native mode).
-if [[ $mode == native ]]; then
-  (
-    until mosquitto_sub -h 127.0.0.1 -p 1884 -u test -P hahaha -i example-remote-printer -t t1 \
-        -q 1 -F '[remotehub received] %t %p' 2>/dev/null; do
-      sleep 0.5
-    done
-  ) &
-  pids+=($!)
-fi
+# What the bridge brings to remotehub.
+(
+  until mosquitto_sub -h 127.0.0.1 -p 1884 -u test -P hahaha -i example-remote-printer -t t1 \
+      -q 1 -F '[remotehub received] %t %p' 2>/dev/null; do
+    sleep 0.5
+  done
+) &
+pids+=($!)
 # The walkthrough's two messages, once the hub and the manager's rules are there.
 (
   until mosquitto_pub "${mqtt[@]}" -i example-probe -t example/ready -n 2>/dev/null; do
@@ -84,10 +83,8 @@ fi
     mosquitto_pub "${mqtt[@]}" -i example-publisher -t t -q 1 -m "$payload"
     sleep 2
   done
-  if [[ $mode == native ]]; then
-    echo "run-example: publishing hello to t1 (remote-mqtt forwards it to remotehub)"
-    mosquitto_pub "${mqtt[@]}" -i example-publisher -t t1 -q 1 -m hello
-  fi
+  echo "run-example: publishing hello to t1 (remote-mqtt forwards it to remotehub)"
+  mosquitto_pub "${mqtt[@]}" -i example-publisher -t t1 -q 1 -m hello
 ) &
 pids+=($!)
 
