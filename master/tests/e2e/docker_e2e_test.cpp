@@ -56,18 +56,6 @@ bool running(const json& container) {
   return container.is_object() && container["State"]["Running"].get<bool>();
 }
 
-// The ids of every container (running or not) labelled with this work directory.
-std::vector<std::string> containers_of(const fs::path& workdir) {
-  auto output = docker_ok(
-      {"ps", "-a", "-q", "--no-trunc", "--filter", "label=baetyl.workdir=" + workdir.string()});
-  std::vector<std::string> ids;
-  std::istringstream lines(output);
-  for (std::string line; std::getline(lines, line);) {
-    if (!line.empty()) ids.push_back(line);
-  }
-  return ids;
-}
-
 // The id of the running container `name`, once there is one (other than `not_id`).
 std::string wait_running(const std::string& name, const std::string& not_id = "") {
   std::string id;
