@@ -12,14 +12,20 @@
 //                         [--node-calls 0] [--sql-calls 0]   (instance.calls of those functions;
 //                         0: the default) [--qos 0,1]   (the throughput rows to run)
 //                         [--mode native|docker] [--images DIR] [--hub published|direct]
-//                         [--summary FILE]
+//                         [--cpu-group NAME] [--summary FILE] [--label NAME]
 //
 // Docker mode runs the images whose IDs scripts/build-images.sh wrote to DIR (default: images/
 // next to bin/ of the baetyl binary) under service names carrying the bench's pid, on the
 // master's `baetyl` network; the hub's port is published on 127.0.0.1. --hub published: the
 // clients connect to that port (through Docker's userland proxy, docker-proxy, where the daemon
 // runs one); direct: to the hub container's address on the bridge network, as a client on
-// another host of that network would. --summary appends one JSON line per throughput row.
+// another host of that network would. --cpu-group (native mode) runs the master and its services
+// in a new CPU cgroup NAME of the default weight (a path below the cpu controller's root, e.g.
+// docker/x beside Docker's containers with the cgroupfs driver), as Docker runs all containers
+// in its cgroup `docker`: on a machine busy with other work, the CPU then goes to them as in
+// docker mode (as one group against each other process, not each process against each).
+// --summary appends one JSON line per throughput row and one per latency run, with the variant
+// --label names (default: native, native-group, published or direct).
 #include <signal.h>
 #include <unistd.h>
 
@@ -77,6 +83,8 @@ struct Options {
   std::string images;           // docker mode: the directory of <module>.id files
   std::string hub = "published";  // docker mode: published (127.0.0.1:port) or direct
   std::string summary;          // a file to append a JSON line per throughput row to
+  std::string cpu_group;        // native mode: the CPU cgroup to run the master in
+  std::string label;            // the variant in the summary
 };
 
 bool docker_mode(const Options& options) { return options.mode == "docker"; }
@@ -592,7 +600,10 @@ std::string throughput_row(const Throughput& row, const std::string& instances, 
 void append_summary_line(const Options& options, nlohmann::json line) {
   if (options.summary.empty()) return;
   line["mode"] = options.mode;
-  line["hub"] = docker_mode(options) ? options.hub : "native";
+  line["variant"] = !options.label.empty()       ? options.label
+                    : docker_mode(options)       ? options.hub
+                    : options.cpu_group.empty() ? "native"
+                                                : "native-group";
   std::ofstream(options.summary, std::ios::app) << line.dump() << "\n";
 }
 
@@ -612,6 +623,21 @@ void append_summary(const Options& options, const std::string& function, const T
       {"cpu_us_per_output",
        row.received > 0 ? row.cpu.total() * 1e6 / static_cast<double>(row.received) : 0.0}};
   append_summary_line(options, std::move(line));
+}
+
+// Creates the CPU cgroup `name` (cgroup v1: in the cpu hierarchy; v2: in the unified one, where
+// the cpu controller is enabled), whose parent must exist, and returns its directory.
+fs::path make_cpu_group(const std::string& name) {
+  const fs::path v1 = "/sys/fs/cgroup/cpu";
+  const fs::path group =
+      fs::exists(v1 / "cpu.shares") ? v1 / name : fs::path("/sys/fs/cgroup") / name;
+  std::error_code ec;
+  fs::create_directory(group, ec);
+  if (ec || !fs::exists(group / "cgroup.procs")) {
+    throw std::runtime_error("cannot create the CPU cgroup " + group.string() + ": " +
+                             (ec ? ec.message() : "no cgroup.procs in it"));
+  }
+  return group;
 }
 
 // The address of container `name` on the `baetyl` network.
@@ -650,6 +676,8 @@ int main(int argc, char** argv) {
     else if (key == "--images") options.images = value;
     else if (key == "--hub") options.hub = value;
     else if (key == "--summary") options.summary = value;
+    else if (key == "--cpu-group") options.cpu_group = value;
+    else if (key == "--label") options.label = value;
     else {
       std::cerr << "unknown option " << key << "\n";
       return 2;
@@ -664,6 +692,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bool docker = docker_mode(options);
+  if (docker && !options.cpu_group.empty()) {
+    std::cerr << "--cpu-group is for native mode (Docker puts containers in its own)\n";
+    return 2;
+  }
 
   options.baetyl = fs::absolute(options.baetyl).string();  // the master runs in the work dir
   if (options.images.empty()) {
@@ -681,8 +713,21 @@ int main(int argc, char** argv) {
   baetyl::testing::ProcessOptions process_options;
   process_options.output_file = (dir.path() / "master.out").string();
   process_options.working_dir = dir.path().string();
-  baetyl::testing::Process master({options.baetyl, "start", "-w", dir.path().string()},
-                                  process_options);
+  std::vector<std::string> command = {options.baetyl, "start", "-w", dir.path().string()};
+  fs::path cpu_group;
+  if (!options.cpu_group.empty()) {
+    try {
+      cpu_group = make_cpu_group(options.cpu_group);
+    } catch (const std::exception& e) {
+      std::cerr << e.what() << "\n";
+      return 1;
+    }
+    // The shell moves itself into the group and becomes the master: every service inherits it.
+    command.insert(command.begin(), {"/bin/sh", "-c",
+                                     "echo $$ > '" + (cpu_group / "cgroup.procs").string() +
+                                         "' && exec \"$0\" \"$@\""});
+  }
+  baetyl::testing::Process master(command, process_options);
   std::string address = "tcp://127.0.0.1:" + std::to_string(port);
   if (!baetyl::testing::wait_for_port(port, 60s)) {
     std::cerr << "the hub did not listen: " << master.output() << "\n";
@@ -812,6 +857,10 @@ int main(int argc, char** argv) {
   std::cout << out;
   bench.stop_clients();
   master.stop(SIGTERM, 30s);
+  if (!cpu_group.empty()) {
+    std::error_code ec;
+    fs::remove(cpu_group, ec);  // rmdir: empty once every process of the run has exited
+  }
   if (docker) {
     // Whatever the master left (it removes every container it started when it stops).
     for (const auto& id : baetyl::testing::containers_of(root)) {
