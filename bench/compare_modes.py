@@ -28,6 +28,8 @@ def load(path):
                 row = json.loads(line)
                 if row.get("kind") == "throughput":
                     row["lost"] = row["messages"] - row["received"]
+                    received = max(row["received"], 1)
+                    row["proxy_us"] = row["cpu"]["proxy"] * 1e6 / received
                 rows.append(row)
     return rows
 
@@ -66,6 +68,7 @@ def main():
     line("… messages lost", "throughput", "py1", "lost", "{:,.0f}", 1)
     line("… CPU µs per output, every process", "throughput", "py1", "cpu_us_per_output",
          "{:.0f}", 1)
+    line("… of which docker-proxy", "throughput", "py1", "proxy_us", "{:.0f}", 1)
     line("Python, instance.max 4, QoS 1: msg/s", "throughput", "pyn", "rate", "{:,.0f}", 1)
     line("… messages lost", "throughput", "pyn", "lost", "{:,.0f}", 1)
     line("… CPU µs per output, every process", "throughput", "pyn", "cpu_us_per_output",
