@@ -1,15 +1,31 @@
-// Function compute end to end: a real `baetyl start` (native mode) with the hub, the function
-// manager and one runtime service per language (SQL, Python, Node) on a temporary work
-// directory. For every runtime: throughput hub -> manager -> runtime -> hub at QoS 0 and 1 with
-// instance.max 1 and 4, latency at a fixed rate (QoS 1), and cold start of an instance (the first
-// message to a function with no instance running, after the previous one was evicted).
-// Publisher and subscriber are the SDK client (baetyl::mqtt::Client). Prints markdown.
+// Function compute end to end: a real `baetyl start` with the hub, the function manager and one
+// runtime service per language (SQL, Python, Node) on a temporary work directory, in native mode
+// (processes of the build tree) or docker mode (containers of the module images). For every
+// runtime: throughput hub -> manager -> runtime -> hub at QoS 0 and 1 with instance.max 1 and 4,
+// latency at a fixed rate (QoS 1), and cold start of an instance (the first message to a function
+// with no instance running, after the previous one was evicted). Publisher and subscriber are the
+// SDK client (baetyl::mqtt::Client). Prints markdown.
 //
 //   baetyl-function-bench [--baetyl PATH] [--sql-messages 40000] [--py-messages 10000]
 //                         [--node-messages 10000] [--window 100] [--rate 500] [--seconds 5]
 //                         [--cold-runs 5] [--max 4] [--only sql,py,node] [--py-calls 0]
 //                         [--node-calls 0] [--sql-calls 0]   (instance.calls of those functions;
 //                         0: the default) [--qos 0,1]   (the throughput rows to run)
+//                         [--mode native|docker] [--images DIR] [--hub published|direct]
+//                         [--cpu-group NAME] [--summary FILE] [--label NAME]
+//
+// Docker mode runs the images whose IDs scripts/build-images.sh wrote to DIR (default: images/
+// next to bin/ of the baetyl binary) under service names carrying the bench's pid, on the
+// master's `baetyl` network; the hub's port is published on 127.0.0.1. --hub published: the
+// clients connect to that port (through Docker's userland proxy, docker-proxy, where the daemon
+// runs one); direct: to the hub container's address on the bridge network, as a client on
+// another host of that network would. --cpu-group (native mode) runs the master and its services
+// in a new CPU cgroup NAME of the default weight (a path below the cpu controller's root, e.g.
+// docker/x beside Docker's containers with the cgroupfs driver), as Docker runs all containers
+// in its cgroup `docker`: on a machine busy with other work, the CPU then goes to them as in
+// docker mode (as one group against each other process, not each process against each).
+// --summary appends one JSON line per throughput row and one per latency run, with the variant
+// --label names (default: native, native-group, published or direct).
 #include <signal.h>
 #include <unistd.h>
 
@@ -23,6 +39,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -34,9 +51,11 @@
 
 #include "baetyl/http/client.h"
 #include "baetyl/mqtt/client.h"
+#include "baetyl/testing/docker.h"
 #include "baetyl/testing/ports.h"
 #include "baetyl/testing/process.h"
 #include "baetyl/testing/temp_dir.h"
+#include "bench_mqtt.h"
 #include "bench_support.h"
 
 namespace {
@@ -60,7 +79,15 @@ struct Options {
   int node_calls = 0;
   int sql_calls = 0;
   std::string qos = "0,1";  // the throughput rows to run
+  std::string mode = "native";
+  std::string images;           // docker mode: the directory of <module>.id files
+  std::string hub = "published";  // docker mode: published (127.0.0.1:port) or direct
+  std::string summary;          // a file to append a JSON line per throughput row to
+  std::string cpu_group;        // native mode: the CPU cgroup to run the master in
+  std::string label;            // the variant in the summary
 };
+
+bool docker_mode(const Options& options) { return options.mode == "docker"; }
 
 struct Runtime {
   std::string key;    // sql, py, node
@@ -94,16 +121,37 @@ long field(const std::string& text, const char* key) {
   return any ? value : -1;
 }
 
+// The ID of the image scripts/build-images.sh built for `module`, from `dir`/<module>.id.
+std::string image_id(const std::string& dir, const std::string& module) {
+  std::ifstream in(fs::path(dir) / (module + ".id"));
+  std::string id;
+  in >> id;
+  if (id.empty()) {
+    throw std::runtime_error("no " + module + ".id in " + dir +
+                             ": build the images first (scripts/build-images.sh BUILD_DIR)");
+  }
+  return id;
+}
+
 class Workdir {
  public:
-  Workdir(std::uint16_t port, const Options& options) : port_(port) {
+  Workdir(std::uint16_t port, const Options& options)
+      : port_(port),
+        prefix_(docker_mode(options) ? "fbench" + std::to_string(getpid()) + "-" : "") {
     const int max = options.max;
+    const bool docker = docker_mode(options);
     const std::string auth = "  username: bench\n  password: bench\n";
-    dir_.write("etc/baetyl/conf.yml", "mode: native\ngrace: 10s\nserver:\n  address: unix://" +
+    dir_.write("etc/baetyl/conf.yml", "mode: " + options.mode +
+                                          "\ngrace: 10s\nserver:\n  address: unix://" +
                                           socket() +
                                           "\nlogger:\n  path: var/log/baetyl/baetyl.log\n  level: warn\n");
+    // In its container the hub listens on every interface: the manager reaches it by name.
+    const std::string listen =
+        docker ? "0.0.0.0:1883" : "127.0.0.1:" + std::to_string(port);
+    const std::string hub_address =
+        docker ? name("localhub") + ":1883" : "127.0.0.1:" + std::to_string(port);
     dir_.write("var/db/baetyl/hub-conf/service.yml",
-               "listen:\n  - tcp://127.0.0.1:" + std::to_string(port) +
+               "listen:\n  - tcp://" + listen +
                    "\nprincipals:\n  - username: bench\n    password: bench\n    permissions:\n"
                    "      - action: 'pub'\n        permit: ['#']\n      - action: 'sub'\n"
                    "        permit: ['#']\nsubscriptions:\n  - source: {topic: t/hub, qos: 1}\n"
@@ -116,7 +164,8 @@ class Workdir {
         rules += "  - clientid: rule-" + name + "\n    subscribe: {topic: t/" + name +
                  ", qos: 1}\n    function: {name: " + name + "}\n    publish: {topic: o/" + name +
                  ", qos: 1}\n";
-        functions += "  - name: " + name + "\n    service: " + service + "\n    instance:\n";
+        functions += "  - name: " + name + "\n    service: " + this->name(service) +
+                     "\n    instance:\n";
         int calls = std::string(key) == "py"     ? options.py_calls
                     : std::string(key) == "node" ? options.node_calls
                                                  : options.sql_calls;
@@ -129,7 +178,7 @@ class Workdir {
       }
     }
     dir_.write("var/db/baetyl/manager-conf/service.yml",
-               "hub:\n  address: tcp://127.0.0.1:" + std::to_string(port) + "\n" + auth +
+               "hub:\n  address: tcp://" + hub_address + "\n" + auth +
                    "rules:\n" + rules + "functions:\n" + functions +
                    "logger:\n  path: var/log/baetyl/service.log\n  level: warn\n");
     auto function_list = [](const std::string& key, const std::string& handler, bool code) {
@@ -148,18 +197,30 @@ class Workdir {
     dir_.write("var/db/baetyl/node-code/echo.js",
                "exports.handler = (event, context, callback) => callback(null, event);\n");
 
+    // Native mode runs the build tree's program of each image name; docker mode the images the
+    // build tree's scripts/build-images.sh made.
+    auto image = [&](const std::string& module) {
+      return docker ? image_id(options.images, module) : "baetyl-" + module;
+    };
     std::string app =
         "version: bench\nservices:\n"
-        "  - name: localhub\n    image: baetyl-hub\n    replica: 1\n    mounts:\n"
+        "  - name: " + name("localhub") + "\n    image: " + image("hub") +
+        "\n    replica: 1\n" +
+        (docker ? "    ports: ['127.0.0.1:" + std::to_string(port) + ":1883']\n" : "") +
+        "    mounts:\n"
         "      - {name: hub-conf, path: etc/baetyl, readonly: true}\n"
-        "  - name: function-manager\n    image: baetyl-function-manager\n    replica: 1\n"
+        "  - name: " + name("function-manager") + "\n    image: " + image("function-manager") +
+        "\n    replica: 1\n"
         "    mounts:\n      - {name: manager-conf, path: etc/baetyl, readonly: true}\n"
-        "  - name: function-sql\n    image: baetyl-function-sql\n    replica: 0\n    mounts:\n"
+        "  - name: " + name("function-sql") + "\n    image: " + image("function-sql") +
+        "\n    replica: 0\n    mounts:\n"
         "      - {name: sql-conf, path: etc/baetyl, readonly: true}\n"
-        "  - name: function-py\n    image: baetyl-function-python\n    replica: 0\n    mounts:\n"
+        "  - name: " + name("function-py") + "\n    image: " + image("function-python") +
+        "\n    replica: 0\n    mounts:\n"
         "      - {name: py-conf, path: etc/baetyl, readonly: true}\n"
         "      - {name: py-code, path: var/db/baetyl/code, readonly: true}\n"
-        "  - name: function-node\n    image: baetyl-function-node\n    replica: 0\n    mounts:\n"
+        "  - name: " + name("function-node") + "\n    image: " + image("function-node") +
+        "\n    replica: 0\n    mounts:\n"
         "      - {name: node-conf, path: etc/baetyl, readonly: true}\n"
         "      - {name: node-code, path: var/db/baetyl/code, readonly: true}\n"
         "volumes:\n";
@@ -171,12 +232,16 @@ class Workdir {
   }
   std::string socket() const { return (dir_.path() / "var/run/baetyl.sock").string(); }
   const fs::path& path() const { return dir_.path(); }
+  // The name of the bench's service `service`: in docker mode it carries the bench's pid, since
+  // instance names are container names, unique on the Docker host.
+  std::string name(const std::string& service) const { return prefix_ + service; }
 
   baetyl::http::Headers admin_headers() const { return baetyl::bench::admin_headers(path()); }
 
  private:
   baetyl::testing::TempDir dir_;
   std::uint16_t port_;
+  std::string prefix_;
 };
 
 // The subscriber: every output on o/#, counted per run (the payload carries run and id).
@@ -222,10 +287,11 @@ class Sink {
   Clock::time_point last_;
 };
 
-// CPU seconds (utime + stime) of the processes whose working directory is inside `root`, by
-// component (hub, manager, runtimes, master), and of this process (bench clients).
+// CPU seconds (utime + stime) of the processes of the run by component (hub, manager, runtimes,
+// master; docker-proxy in docker mode), and of this process (bench clients).
 struct Cpu {
-  double hub = 0, manager = 0, runtimes = 0, master = 0, bench = 0;
+  double hub = 0, manager = 0, runtimes = 0, master = 0, bench = 0, proxy = 0;
+  double total() const { return hub + manager + runtimes + master + bench + proxy; }
 };
 
 double cpu_seconds(const std::string& stat_path) {
@@ -245,13 +311,62 @@ double cpu_seconds(const std::string& stat_path) {
 // The CPU seconds of each process of the run at one moment (by pid, with its component), and of
 // this process.
 struct CpuSnapshot {
-  enum Component { Hub, Manager, Runtimes, Master };
+  enum Component { Hub, Manager, Runtimes, Master, Proxy };
   std::map<int, std::pair<Component, double>> processes;
   double bench = 0;
 };
 
-CpuSnapshot cpu_snapshot(const fs::path& root) {
+// What tells the processes of a run apart: the work directory (native mode: the master runs in
+// it, each service in var/run/baetyl/services/<service>) or, in docker mode, the containers
+// labelled with it (by the container ID in a process's cgroup) and the docker-proxy of the
+// hub's published port.
+struct RunProcesses {
+  fs::path root;
+  bool docker = false;
+  std::string hub, manager;  // the service names
+  std::uint16_t port = 0;    // docker mode: the hub's published port
+};
+
+std::string read_all(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The 64-hex container ID in a process's cgroup path, "" for a host process.
+std::string container_id(const fs::path& proc) {
+  const std::string text = read_all(proc / "cgroup");
+  for (std::size_t at = text.find("docker"); at != std::string::npos;
+       at = text.find("docker", at + 1)) {
+    std::size_t begin = at + 6;
+    if (begin < text.size() && (text[begin] == '/' || text[begin] == '-')) ++begin;
+    std::size_t end = begin;
+    while (end < text.size() && std::isxdigit(static_cast<unsigned char>(text[end]))) ++end;
+    if (end - begin == 64) return text.substr(begin, 64);
+  }
+  return "";
+}
+
+// The service of each container of the run, by container ID.
+std::map<std::string, std::string> services_by_container(const fs::path& root) {
+  std::map<std::string, std::string> services;
+  std::istringstream lines(baetyl::testing::docker_ok(
+      {"ps", "--no-trunc", "--filter", "label=baetyl.workdir=" + root.string(), "--format",
+       "{{.ID}} {{.Label \"service\"}}"}));
+  for (std::string id, service; lines >> id >> service;) services[id] = service;
+  return services;
+}
+
+bool is_proxy_of(const fs::path& proc, std::uint16_t port) {
+  std::string args = read_all(proc / "cmdline");
+  std::replace(args.begin(), args.end(), '\0', ' ');
+  return args.find("docker-proxy") != std::string::npos &&
+         args.find("-host-port " + std::to_string(port) + " ") != std::string::npos;
+}
+
+CpuSnapshot cpu_snapshot(const RunProcesses& run) {
   CpuSnapshot snapshot;
+  const std::map<std::string, std::string> containers =
+      run.docker ? services_by_container(run.root) : std::map<std::string, std::string>{};
   snapshot.bench = cpu_seconds("/proc/self/stat");
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator("/proc", ec)) {
@@ -259,18 +374,29 @@ CpuSnapshot cpu_snapshot(const fs::path& root) {
     if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
     const int pid = std::stoi(name);
     if (pid == getpid()) continue;
+    std::optional<CpuSnapshot::Component> component;
     auto cwd = fs::read_symlink(entry.path() / "cwd", ec);
-    if (ec || cwd.string().rfind(root.string(), 0) != 0) continue;
-    // Classified by working directory: the master runs in the work directory, each service in
-    // var/run/baetyl/services/<service> (argv[0] is the instance name, comm is cut at 15).
-    const std::string relative = cwd.string().substr(root.string().size());
-    CpuSnapshot::Component component = relative.empty() ? CpuSnapshot::Master
-                                       : relative.ends_with("/services/localhub")
-                                           ? CpuSnapshot::Hub
-                                       : relative.ends_with("/services/function-manager")
-                                           ? CpuSnapshot::Manager
-                                           : CpuSnapshot::Runtimes;
-    snapshot.processes[pid] = {component, cpu_seconds((entry.path() / "stat").string())};
+    if (!ec && cwd == run.root) {
+      component = CpuSnapshot::Master;
+    } else if (run.docker) {
+      const auto container = containers.find(container_id(entry.path()));
+      if (container != containers.end()) {
+        component = container->second == run.hub       ? CpuSnapshot::Hub
+                    : container->second == run.manager ? CpuSnapshot::Manager
+                                                       : CpuSnapshot::Runtimes;
+      } else if (is_proxy_of(entry.path(), run.port)) {
+        component = CpuSnapshot::Proxy;
+      }
+    } else if (!ec && cwd.string().rfind(run.root.string(), 0) == 0) {
+      // argv[0] is the instance name and comm is cut at 15: the directory tells the service.
+      const std::string relative = cwd.string().substr(run.root.string().size());
+      component = relative.ends_with("/services/" + run.hub)       ? CpuSnapshot::Hub
+                  : relative.ends_with("/services/" + run.manager) ? CpuSnapshot::Manager
+                                                                   : CpuSnapshot::Runtimes;
+    }
+    if (component) {
+      snapshot.processes[pid] = {*component, cpu_seconds((entry.path() / "stat").string())};
+    }
   }
   return snapshot;
 }
@@ -288,6 +414,7 @@ Cpu operator-(const CpuSnapshot& after, const CpuSnapshot& before) {
       case CpuSnapshot::Manager: cpu.manager += used; break;
       case CpuSnapshot::Runtimes: cpu.runtimes += used; break;
       case CpuSnapshot::Master: cpu.master += used; break;
+      case CpuSnapshot::Proxy: cpu.proxy += used; break;
     }
   }
   return cpu;
@@ -306,8 +433,9 @@ struct Throughput {
 
 class Bench {
  public:
-  Bench(const Options& options, std::uint16_t port, fs::path root)
-      : options_(options), port_(port), root_(std::move(root)) {}
+  // `address`: the hub's, tcp://host:port.
+  Bench(const Options& options, std::string address, RunProcesses run)
+      : options_(options), address_(std::move(address)), run_processes_(std::move(run)) {}
   void stop_clients() {
     publisher_.reset();
     subscriber_.reset();
@@ -315,7 +443,7 @@ class Bench {
 
   void start_clients() {
     baetyl::mqtt::ClientConfig sub;
-    sub.address = "tcp://127.0.0.1:" + std::to_string(port_);
+    sub.address = address_;
     sub.username = sub.password = "bench";
     sub.client_id = "bench-sub";
     sub.clean_session = true;
@@ -331,7 +459,7 @@ class Bench {
     pub.buffer_size = options_.window;
     publisher_ = std::make_unique<baetyl::mqtt::Client>(pub, logger);
     publisher_->start();
-    if (!subscriber_->wait_connected(10s) || !publisher_->wait_connected(10s)) {
+    if (!subscriber_->wait_connected(30s) || !publisher_->wait_connected(30s)) {
       throw std::runtime_error("bench clients did not connect to the hub");
     }
   }
@@ -363,7 +491,7 @@ class Bench {
   Throughput throughput(const std::string& function, int qos, long messages) {
     long run = ++run_;
     sink_.begin(run, messages);
-    auto cpu_before = cpu_snapshot(root_);
+    auto cpu_before = cpu_snapshot(run_processes_);
     auto begin = Clock::now();
     const std::string topic = "t/" + function;
     for (long id = 0; id < messages; ++id) publisher_->publish(topic, payload(run, id), qos);
@@ -375,7 +503,7 @@ class Bench {
       std::this_thread::sleep_for(1ms);
     }
     Throughput result;
-    result.cpu = cpu_snapshot(root_) - cpu_before;
+    result.cpu = cpu_snapshot(run_processes_) - cpu_before;
     result.qos = qos;
     result.messages = messages;
     result.received = sink_.unique();
@@ -412,8 +540,8 @@ class Bench {
 
  private:
   const Options& options_;
-  std::uint16_t port_;
-  fs::path root_;
+  std::string address_;
+  RunProcesses run_processes_;
   Sink sink_;
   long run_ = 0;
   std::unique_ptr<baetyl::mqtt::Client> subscriber_;
@@ -439,28 +567,88 @@ int instances_of(const baetyl::http::Client& client, const baetyl::http::Headers
 
 const char* verdict(bool pass) { return pass ? "PASS" : "MISS"; }
 
-const char* kThroughputHeader =
-    "| instance.max | QoS | messages | received | lost | seconds | msg/s end to end | target | "
-    "CPU s: hub / manager / runtime / bench | CPU µs per output |\n"
-    "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|\n";
+// Docker mode adds the CPU of docker-proxy, which carries the clients' connections to the hub
+// through its published port.
+std::string throughput_header(bool docker) {
+  return std::string("| instance.max | QoS | messages | received | lost | seconds | msg/s end "
+                     "to end | target | CPU s: hub / manager / runtime / bench") +
+         (docker ? " / docker-proxy" : "") +
+         " | CPU µs per output |\n|---:|---:|---:|---:|---:|---:|---:|---|---|---:|\n";
+}
 
-std::string throughput_row(const Throughput& row, const std::string& instances, double target) {
+std::string throughput_row(const Throughput& row, const std::string& instances, double target,
+                           bool docker) {
   std::string verdict_text = "—";
   if (target > 0) {
     verdict_text = std::string(verdict(row.rate >= target && row.received == row.messages)) +
                    " (≥ " + std::to_string(static_cast<long>(target)) + ")";
   }
+  char proxy[32] = "";
+  if (docker) std::snprintf(proxy, sizeof proxy, " / %.2f", row.cpu.proxy);
   char line[512];
   std::snprintf(line, sizeof line,
-                "| %s | %d | %ld | %ld | %ld | %.2f | %.0f | %s | %.2f / %.2f / %.2f / %.2f | %.0f |\n",
+                "| %s | %d | %ld | %ld | %ld | %.2f | %.0f | %s | %.2f / %.2f / %.2f / %.2f%s "
+                "| %.0f |\n",
                 instances.c_str(), row.qos, row.messages, row.received,
                 row.messages - row.received, row.seconds, row.rate, verdict_text.c_str(),
-                row.cpu.hub, row.cpu.manager, row.cpu.runtimes, row.cpu.bench,
-                row.received > 0 ? (row.cpu.hub + row.cpu.manager + row.cpu.runtimes +
-                                    row.cpu.master + row.cpu.bench) * 1e6 /
-                                       static_cast<double>(row.received)
+                row.cpu.hub, row.cpu.manager, row.cpu.runtimes, row.cpu.bench, proxy,
+                row.received > 0 ? row.cpu.total() * 1e6 / static_cast<double>(row.received)
                                  : 0.0);
   return line;
+}
+
+void append_summary_line(const Options& options, nlohmann::json line) {
+  if (options.summary.empty()) return;
+  line["mode"] = options.mode;
+  line["variant"] = !options.label.empty()       ? options.label
+                    : docker_mode(options)       ? options.hub
+                    : options.cpu_group.empty() ? "native"
+                                                : "native-group";
+  std::ofstream(options.summary, std::ios::app) << line.dump() << "\n";
+}
+
+// One JSON line per throughput row, for a script that compares runs.
+void append_summary(const Options& options, const std::string& function, const Throughput& row) {
+  nlohmann::json line = {
+      {"kind", "throughput"},
+      {"function", function},
+      {"instances", row.instances},
+      {"qos", row.qos},
+      {"messages", row.messages},
+      {"received", row.received},
+      {"seconds", row.seconds},
+      {"rate", row.rate},
+      {"cpu", {{"hub", row.cpu.hub}, {"manager", row.cpu.manager}, {"runtimes", row.cpu.runtimes},
+               {"master", row.cpu.master}, {"bench", row.cpu.bench}, {"proxy", row.cpu.proxy}}},
+      {"cpu_us_per_output",
+       row.received > 0 ? row.cpu.total() * 1e6 / static_cast<double>(row.received) : 0.0}};
+  append_summary_line(options, std::move(line));
+}
+
+// Creates the CPU cgroup `name` (cgroup v1: in the cpu hierarchy; v2: in the unified one, where
+// the cpu controller is enabled), whose parent must exist, and returns its directory.
+fs::path make_cpu_group(const std::string& name) {
+  const fs::path v1 = "/sys/fs/cgroup/cpu";
+  const fs::path group =
+      fs::exists(v1 / "cpu.shares") ? v1 / name : fs::path("/sys/fs/cgroup") / name;
+  std::error_code ec;
+  fs::create_directory(group, ec);
+  if (ec || !fs::exists(group / "cgroup.procs")) {
+    throw std::runtime_error("cannot create the CPU cgroup " + group.string() + ": " +
+                             (ec ? ec.message() : "no cgroup.procs in it"));
+  }
+  return group;
+}
+
+// The address of container `name` on the `baetyl` network.
+std::string container_address(const std::string& name) {
+  auto output = baetyl::testing::docker_ok(
+      {"inspect", "--format", "{{.NetworkSettings.Networks.baetyl.IPAddress}}", name});
+  while (!output.empty() && std::isspace(static_cast<unsigned char>(output.back()))) {
+    output.pop_back();
+  }
+  if (output.empty()) throw std::runtime_error("container " + name + " has no address on baetyl");
+  return output;
 }
 
 }  // namespace
@@ -484,25 +672,83 @@ int main(int argc, char** argv) {
     else if (key == "--node-calls") options.node_calls = std::stoi(value);
     else if (key == "--sql-calls") options.sql_calls = std::stoi(value);
     else if (key == "--qos") options.qos = value;
+    else if (key == "--mode") options.mode = value;
+    else if (key == "--images") options.images = value;
+    else if (key == "--hub") options.hub = value;
+    else if (key == "--summary") options.summary = value;
+    else if (key == "--cpu-group") options.cpu_group = value;
+    else if (key == "--label") options.label = value;
     else {
       std::cerr << "unknown option " << key << "\n";
       return 2;
     }
   }
+  if (options.mode != "native" && options.mode != "docker") {
+    std::cerr << "--mode: native or docker, not " << options.mode << "\n";
+    return 2;
+  }
+  if (options.hub != "published" && options.hub != "direct") {
+    std::cerr << "--hub: published or direct, not " << options.hub << "\n";
+    return 2;
+  }
+  const bool docker = docker_mode(options);
+  if (docker && !options.cpu_group.empty()) {
+    std::cerr << "--cpu-group is for native mode (Docker puts containers in its own)\n";
+    return 2;
+  }
 
   options.baetyl = fs::absolute(options.baetyl).string();  // the master runs in the work dir
+  if (options.images.empty()) {
+    options.images = (fs::path(options.baetyl).parent_path().parent_path() / "images").string();
+  }
   const std::uint16_t port = baetyl::testing::free_port();
-  Workdir dir(port, options);
+  std::optional<Workdir> workdir;
+  try {
+    workdir.emplace(port, options);
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  }
+  Workdir& dir = *workdir;
   baetyl::testing::ProcessOptions process_options;
   process_options.output_file = (dir.path() / "master.out").string();
   process_options.working_dir = dir.path().string();
-  baetyl::testing::Process master({options.baetyl, "start", "-w", dir.path().string()},
-                                  process_options);
-  if (!baetyl::testing::wait_for_port(port, 20s)) {
+  std::vector<std::string> command = {options.baetyl, "start", "-w", dir.path().string()};
+  fs::path cpu_group;
+  if (!options.cpu_group.empty()) {
+    try {
+      cpu_group = make_cpu_group(options.cpu_group);
+    } catch (const std::exception& e) {
+      std::cerr << e.what() << "\n";
+      return 1;
+    }
+    // The shell moves itself into the group and becomes the master: every service inherits it.
+    command.insert(command.begin(), {"/bin/sh", "-c",
+                                     "echo $$ > '" + (cpu_group / "cgroup.procs").string() +
+                                         "' && exec \"$0\" \"$@\""});
+  }
+  baetyl::testing::Process master(command, process_options);
+  std::string address = "tcp://127.0.0.1:" + std::to_string(port);
+  if (!baetyl::testing::wait_for_port(port, 60s)) {
     std::cerr << "the hub did not listen: " << master.output() << "\n";
     return 1;
   }
-  Bench bench(options, port, fs::canonical(dir.path()));
+  if (docker && options.hub == "direct") {
+    address = "tcp://" + container_address(dir.name("localhub")) + ":1883";
+  }
+  if (!baetyl::bench::wait_for_hub(address, "bench", "bench", 60s)) {
+    std::cerr << "the hub did not answer at " << address << ": " << master.output() << "\n";
+    return 1;
+  }
+  std::cerr << "function-bench: " << options.mode << " mode, clients connect to " << address
+            << "\n";
+  const fs::path root = fs::canonical(dir.path());
+  Bench bench(options, address,
+              RunProcesses{.root = root,
+                           .docker = docker,
+                           .hub = dir.name("localhub"),
+                           .manager = dir.name("function-manager"),
+                           .port = port});
   bench.start_clients();
   baetyl::http::Client api({.address = "unix://" + dir.socket(), .timeout = 5s});
   baetyl::http::Headers headers;
@@ -527,10 +773,11 @@ int main(int argc, char** argv) {
       return 1;
     }
     out += "### Hub alone (a route t/hub → o/hub, no function): the ceiling of these clients\n\n";
-    out += kThroughputHeader;
+    out += throughput_header(docker);
     for (int qos : {0, 1}) {
       auto row = bench.throughput("hub", qos, options.sql_messages);
-      out += throughput_row(row, "—", 0);
+      out += throughput_row(row, "—", 0, docker);
+      append_summary(options, "hub", row);
     }
     out += "\n";
   }
@@ -548,7 +795,7 @@ int main(int argc, char** argv) {
     std::vector<double> colds;
     for (int i = 0; i < options.cold_runs; ++i) {
       auto until = Clock::now() + 20s;
-      while (instances_of(api, headers, runtime.service, runtime.key + "cold") != 0 &&
+      while (instances_of(api, headers, dir.name(runtime.service), runtime.key + "cold") != 0 &&
              Clock::now() < until) {
         std::this_thread::sleep_for(20ms);
       }
@@ -568,6 +815,7 @@ int main(int argc, char** argv) {
         row.variant = runtime.key + variant;
         row.instances = variant == "1" ? 1 : options.max;
         if (qos == 1 && row.received != row.messages) failed = true;
+        append_summary(options, row.variant, row);
         rows.push_back(row);
       }
     }
@@ -576,9 +824,9 @@ int main(int argc, char** argv) {
 
     std::snprintf(line, sizeof line, "### %s\n\n", runtime.label.c_str());
     out += line;
-    out += kThroughputHeader;
+    out += throughput_header(docker);
     for (const auto& row : rows) {
-      out += throughput_row(row, std::to_string(row.instances), runtime.target);
+      out += throughput_row(row, std::to_string(row.instances), runtime.target, docker);
     }
     double p99 = percentile(latencies, 99);
     std::snprintf(line, sizeof line,
@@ -591,6 +839,12 @@ int main(int argc, char** argv) {
                   percentile(latencies, 100), verdict(p99 <= 5.0 && lost == 0));
     out += line;
     double cold_median = percentile(colds, 50), cold_max = percentile(colds, 100);
+    append_summary_line(options, {{"kind", "latency"},
+                                  {"function", runtime.key + "1"},
+                                  {"lost", lost},
+                                  {"p50", percentile(latencies, 50)},
+                                  {"p99", p99},
+                                  {"cold_median", colds.empty() ? -1.0 : cold_median}});
     std::snprintf(line, sizeof line,
                   "\nCold start (no instance running; first message to its output), %zu of %d "
                   "runs:\n\n| min | median | max | ≤ 300 ms (median) | ≤ 300 ms (max) |\n"
@@ -603,5 +857,15 @@ int main(int argc, char** argv) {
   std::cout << out;
   bench.stop_clients();
   master.stop(SIGTERM, 30s);
+  if (!cpu_group.empty()) {
+    std::error_code ec;
+    fs::remove(cpu_group, ec);  // rmdir: empty once every process of the run has exited
+  }
+  if (docker) {
+    // Whatever the master left (it removes every container it started when it stops).
+    for (const auto& id : baetyl::testing::containers_of(root)) {
+      baetyl::testing::docker({"rm", "-f", id});
+    }
+  }
   return failed ? 1 : 0;
 }

@@ -280,7 +280,9 @@ and inspect latency with 10 native services, from `bench/run-master.sh`). The hu
 Debian's mosquitto, from `modules/hub/bench/run.sh`). Function compute has one as well:
 [benchmarks-function.md](benchmarks-function.md) (end-to-end throughput, latency and cold start
 of the SQL, Python and Node runtimes through hub and function manager, from
-`bench/run-function.sh`).
+`bench/run-function.sh`). Docker mode has one next to native mode:
+[benchmarks-docker.md](benchmarks-docker.md) (the example's start, the master's memory and the
+function pipeline through containers, from `bench/run-docker.sh`).
 
 Speed of the foundation: the MQTT codec and topic matching of the SDK (micro-benchmarks), and the
 SDK MQTT client (`baetyl::mqtt::Client`) against Debian's mosquitto on loopback, next to

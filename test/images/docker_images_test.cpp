@@ -26,6 +26,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "baetyl/testing/docker.h"
 #include "baetyl/testing/mosquitto.h"
 #include "baetyl/testing/ports.h"
 #include "baetyl/testing/process.h"
@@ -74,20 +75,6 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
     std::this_thread::sleep_for(100ms);
   }
   return condition();
-}
-
-// The ID of the image the fixture built for `module`.
-std::string image_of(const std::string& module) {
-  std::ifstream in(fs::path(BAETYL_BINARY_DIR) / "images" / (module + ".id"));
-  std::string id;
-  in >> id;
-  if (id.empty()) {
-    throw std::runtime_error("no " + module +
-                             ".id in " BAETYL_BINARY_DIR
-                             "/images: the docker_images fixture (scripts/build-images.sh) "
-                             "did not build it");
-  }
-  return id;
 }
 
 std::string unique_name() {
@@ -182,14 +169,14 @@ std::string bind(const fs::path& host, const std::string& container) {
 Container start_hub(ContainerOptions options = {}) {
   options.ports.push_back(1883);
   options.binds.push_back(bind(kExample / "localhub-conf", "/etc/baetyl"));
-  return Container(image_of("hub"), options);
+  return Container(module_image("hub"), options);
 }
 
 // The example's second hub, remotehub (listens on 0.0.0.0:1884 in its container).
 Container start_remote_hub(ContainerOptions options = {}) {
   options.ports.push_back(1884);
   options.binds.push_back(bind(kExample / "remotehub-conf", "/etc/baetyl"));
-  return Container(image_of("hub"), options);
+  return Container(module_image("hub"), options);
 }
 
 std::vector<std::string> mqtt_login() { return {"-u", "test", "-P", "hahaha"}; }
@@ -242,7 +229,7 @@ TEST(DockerImages, HubAnswersMqttOnALoopbackPortRoutesAndStopsOnSigterm) {
 
 TEST(DockerImages, SqlRuntimeAnswersAGrpcCallWithTheExampleFilter) {
   Container sql(
-      image_of("function-sql"),
+      module_image("function-sql"),
       {.ports = {50051}, .binds = {bind(kExample / "function-filter-conf", "/etc/baetyl")}});
   ASSERT_TRUE(sql.wait_for_log("serving 1 function(s) on 0.0.0.0:50051")) << sql.logs();
   auto stub = stub_for(sql);
@@ -257,7 +244,7 @@ TEST(DockerImages, SqlRuntimeAnswersAGrpcCallWithTheExampleFilter) {
 
 TEST(DockerImages, PythonRuntimeServesTheExampleSayhiFunctions) {
   Container python(
-      image_of("function-python"),
+      module_image("function-python"),
       {.ports = {50051},
        .binds = {bind(kExample / "function-sayhi-conf", "/etc/baetyl"),
                  bind(kExample / "function-sayhi-code", "/var/db/baetyl/function-sayhi")}});
@@ -274,7 +261,7 @@ TEST(DockerImages, PythonRuntimeServesTheExampleSayhiFunctions) {
 
 TEST(DockerImages, NodeRuntimeServesTheExampleSayhiFunction) {
   Container node(
-      image_of("function-node"),
+      module_image("function-node"),
       {.ports = {50051},
        .binds = {bind(kExample / "function-sayjs-conf", "/etc/baetyl"),
                  bind(kExample / "function-sayjs-code", "/var/db/baetyl/function-sayhi")}});
@@ -307,7 +294,7 @@ TEST(DockerImages, TimerPublishesToAHubContainerItReachesByNameOnAUserDefinedNet
   ASSERT_NE(at, std::string::npos) << text;
   text.replace(at, std::string("interval: 5s").size(), "interval: 100ms");
   conf.write("service.yml", text);
-  Container timer(image_of("timer"),
+  Container timer(module_image("timer"),
                   {.network = network.name(), .binds = {bind(conf.path(), "/etc/baetyl")}});
 
   auto messages = subscriber.wait_for(3, 20s);
@@ -325,7 +312,7 @@ TEST(DockerImages, FunctionManagerConnectsItsRulesToAHubContainerItReachesByName
   Network network;
   Container hub = start_hub({.network = network.name(), .alias = "localhub"});
   ASSERT_TRUE(hub.wait_for_log("hub started")) << hub.logs();
-  Container manager(image_of("function-manager"),
+  Container manager(module_image("function-manager"),
                     {.network = network.name(),
                      .binds = {bind(kExample / "function-manager-conf", "/etc/baetyl")}});
   for (const char* client : {"func-python27-sayhi-1", "func-sql-filter-1", "func-python36-sayhi-1",
@@ -346,7 +333,7 @@ TEST(DockerImages, RemoteMqttBridgesAHubContainerToASecondHubContainerAndStopsOn
   ASSERT_TRUE(local.wait_for_log("hub started")) << local.logs();
   ASSERT_TRUE(remote.wait_for_log("hub started")) << remote.logs();
   Container bridge(
-      image_of("remote-mqtt"),
+      module_image("remote-mqtt"),
       {.network = network.name(), .binds = {bind(kExample / "remote-mqtt-conf", "/etc/baetyl")}});
   for (const char* address : {"tcp://localhub:1883", "tcp://remotehub:1884"}) {
     EXPECT_TRUE(
@@ -386,7 +373,7 @@ TEST(DockerImages, RemoteMqttRefusesABadConfigurationNamingTheFileAndTheKey) {
   const std::string name = unique_name();
   auto result =
       run({"docker", "run", "--rm", "--name", name, "--label", "org.baetyl.test=docker-images",
-           "-v", bind(conf.path(), "/etc/baetyl"), image_of("remote-mqtt")});
+           "-v", bind(conf.path(), "/etc/baetyl"), module_image("remote-mqtt")});
   run({"docker", "rm", "-f", name});  // only when it timed out
   EXPECT_EQ(result.code, 1) << result.output;
   EXPECT_NE(
@@ -419,11 +406,11 @@ TEST(DockerImages, EveryImageCarriesItsSeedNamesRunsItsProgramAndHasNoBuildTools
     }
 
     // The program starts: every library it links is in the image.
-    auto version = run({"docker", "run", "--rm", image_of(module), "--version"});
+    auto version = run({"docker", "run", "--rm", module_image(module), "--version"});
     EXPECT_EQ(version.code, 0) << version.output;
     EXPECT_NE(version.output.find("baetyl-" + module + " "), std::string::npos) << version.output;
 
-    auto tools = run({"docker", "run", "--rm", "--entrypoint", "sh", image_of(module), "-c",
+    auto tools = run({"docker", "run", "--rm", "--entrypoint", "sh", module_image(module), "-c",
                       "dpkg-query -W -f '${Package}\\n' | grep -E "
                       "'(-dev|^gcc|^g\\+\\+|^cpp|^clang|^make|^binutils)(-[0-9.]+)?$'; "
                       "find /usr/include -type f | head -n 3"});

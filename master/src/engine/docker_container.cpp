@@ -247,6 +247,10 @@ nlohmann::json container_create_body(const InstanceSpec& spec, const ContainerCo
   host["Binds"] = binds;
   host["NetworkMode"] = kDockerNetwork;
   host["RestartPolicy"] = {{"Name", "no"}};
+  // Docker's init as PID 1, the program its child: the kernel drops a signal to PID 1 that has
+  // no handler, so a program stopped before it set up SIGTERM handling (a runtime still loading)
+  // would only end with the kill after the grace. Its child ends on SIGTERM as in native mode.
+  host["Init"] = true;
 
   nlohmann::json exposed = nlohmann::json::object();
   nlohmann::json bindings = nlohmann::json::object();

@@ -56,18 +56,6 @@ bool running(const json& container) {
   return container.is_object() && container["State"]["Running"].get<bool>();
 }
 
-// The ids of every container (running or not) labelled with this work directory.
-std::vector<std::string> containers_of(const fs::path& workdir) {
-  auto output = docker_ok(
-      {"ps", "-a", "-q", "--no-trunc", "--filter", "label=baetyl.workdir=" + workdir.string()});
-  std::vector<std::string> ids;
-  std::istringstream lines(output);
-  for (std::string line; std::getline(lines, line);) {
-    if (!line.empty()) ids.push_back(line);
-  }
-  return ids;
-}
-
 // The id of the running container `name`, once there is one (other than `not_id`).
 std::string wait_running(const std::string& name, const std::string& not_id = "") {
   std::string id;
@@ -270,6 +258,37 @@ TEST_F(DockerE2E, AContainerThatIgnoresSigtermIsKilledAfterTheGrace) {
   EXPECT_EQ(run.stop(SIGTERM), 0);
   const auto took = std::chrono::steady_clock::now() - before;
   EXPECT_GE(took, 1s) << "the grace is waited for";
+  EXPECT_TRUE(containers_of(run.workdir()).empty());
+}
+
+// A program that has not set up SIGTERM handling yet (a runtime still importing its modules when
+// the function manager or the master stops it) ends on SIGTERM as in native mode: it does not run
+// as the container's PID 1, for which the kernel drops the signal, and is not left to the kill at
+// the end of the grace.
+TEST_F(DockerE2E, AProgramWithoutASigtermHandlerEndsOnSigtermNotAfterTheGrace) {
+  auto& run = make_run();
+  run.write_conf("60s", "");
+  const std::string name = unique_name("plain"), runtime = unique_name("plainrt");
+  const std::string script =
+      "echo $$ > /out/$BAETYL_SERVICE_INSTANCE_NAME.pid; while true; do sleep 0.1; done";
+  run.write_app("v1", container_service(name, script) + container_service(runtime, script, 0));
+  ASSERT_TRUE(run.start()) << run.output();
+  ASSERT_TRUE(MasterRun::wait_until([&] { return run.inspect()["services"].size() == 2; }));
+  const std::string instance_path = "/v1/services/" + runtime + "/instances/" + runtime + "-x";
+  auto response =
+      run.call("PUT", instance_path + "/start", "baetyl.admin", run.admin_password(), "{}");
+  ASSERT_EQ(response.status, 200) << response.body;
+  for (const auto& instance : {name, runtime + "-x"}) {
+    ASSERT_FALSE(wait_running(instance).empty()) << instance << "\n" << run.log();
+    ASSERT_TRUE(MasterRun::wait_until([&] { return !read_out(run, instance + ".pid").empty(); }));
+    EXPECT_NE(read_out(run, instance + ".pid"), "1\n") << instance;
+  }
+
+  // The API client gives up after 30 s, the test's stop after 20 s: far less than the grace.
+  response = run.call("PUT", instance_path + "/stop", "baetyl.admin", run.admin_password(), "{}");
+  EXPECT_EQ(response.status, 200) << response.body;
+  EXPECT_TRUE(container(runtime + "-x").is_null());
+  EXPECT_EQ(run.stop(SIGTERM, 20s), 0) << run.log();
   EXPECT_TRUE(containers_of(run.workdir()).empty());
 }
 

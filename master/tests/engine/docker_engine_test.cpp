@@ -224,6 +224,7 @@ TEST(DockerRequests, CreateBodyCarriesEverythingOfTheService) {
   EXPECT_FALSE(host.contains("ExtraHosts"));
   EXPECT_EQ(host["NetworkMode"], "baetyl");
   EXPECT_EQ(host["RestartPolicy"], json({{"Name", "no"}}));
+  EXPECT_EQ(host["Init"], true);
   EXPECT_EQ(host["PortBindings"],
             json({{"1883/tcp", {{{"HostIp", "127.0.0.1"}, {"HostPort", "1883"}}}},
                   {"8080/udp", {{{"HostIp", ""}, {"HostPort", "8080"}}}}}));
