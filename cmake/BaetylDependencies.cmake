@@ -7,6 +7,7 @@ find_package(nlohmann_json 3.10 REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(OpenSSL REQUIRED)
 find_package(SQLite3 REQUIRED)
+find_package(LibArchive 3 REQUIRED)  # the agent unpacks volume zips
 find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)
 if(BAETYL_BUILD_TESTS)
