@@ -4,7 +4,7 @@
 #   make run        install, build, run the example in the foreground (Ctrl-C stops it);
 #                   MODE=docker runs example/docker in containers, building the images first
 #   make image      install, build, build the module images (starts Docker when it is not running)
-#   make clean | rebuild
+#   make clean | rebuild    (clean also removes build-fuzz, the clang build of scripts/fuzz.sh)
 # Variables: BUILD_DIR (default build), BUILD_TYPE (Release), SANITIZE=ON (ASan + UBSan build in
 # build-asan), JOBS (parallel jobs, default: number of cores), PREFIX (install prefix, /usr/local),
 # MODE (native or docker, for make run; default native).
@@ -57,6 +57,6 @@ package:
 	@exit 1
 
 clean:
-	@rm -rf build build-asan
+	@rm -rf build build-asan build-fuzz
 
 rebuild: clean all

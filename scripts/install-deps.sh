@@ -23,8 +23,11 @@ runtime_packages=(
 image_packages=(
   curl debootstrap binutils
 )
+# clang-14 and libFuzzer's runtime (libclang-rt-14-dev) build the fuzzers (scripts/fuzz.sh).
 test_packages=(
   mosquitto mosquitto-clients python3-paho-mqtt openssl procps
+  busybox-static
+  clang-14 libclang-rt-14-dev
 )
 
 wanted=("${build_packages[@]}")

@@ -120,7 +120,7 @@ ApiReply call_backend(ApiBackend& backend, const RouteMatch& match, const std::s
     case ApiRoute::inspect:
       return json_reply(backend.inspect());
     case ApiRoute::update:
-      backend.update(parse_update(body));
+      backend.update(caller, parse_update(body));
       return {};
     case ApiRoute::available_port:
       return json_reply(json{{"port", backend.available_port()}});

@@ -8,10 +8,10 @@
 //   PUT  /services/{service}/instances/{instance}/stop
 //   PUT  /services/{service}/instances/{instance}/report  body: a JSON object
 // Every route needs x-openedge-username/x-openedge-password (or x-baetyl-username/-password)
-// accepted by backend.authenticate(), else 401 with the body "account unauthorized". The instance
-// routes tell the backend who calls (the user name); an ApiForbidden it throws becomes 403, any
-// other backend exception 400, each with its what() as a text body; a bad body is 400 too; an
-// unknown route 404; a body over the limit 413.
+// accepted by backend.authenticate(), else 401 with the body "account unauthorized". The update
+// and instance routes tell the backend who calls (the user name); an ApiForbidden it throws becomes
+// 403, any other backend exception 400, each with its what() as a text body; a bad body is 400 too;
+// an unknown route 404; a body over the limit 413.
 #include <chrono>
 #include <cstddef>
 #include <map>
@@ -39,9 +39,9 @@ class ApiBackend {
   virtual bool authenticate(const std::string& username, const std::string& password) = 0;
   virtual nlohmann::json inspect() = 0;
   // Starts the update in the background and returns at once; throws for a request it refuses.
-  virtual void update(const api::UpdateRequest& request) = 0;
+  // `caller`, here and below, is the user name the request authenticated as.
+  virtual void update(const std::string& caller, const api::UpdateRequest& request) = 0;
   virtual std::string available_port() = 0;
-  // `caller` is the user name the request authenticated as.
   virtual void start_instance(const std::string& caller, const std::string& service,
                               const std::string& instance,
                               const std::map<std::string, std::string>& env) = 0;

@@ -121,6 +121,16 @@ void describe(config::Reader& r, AppConfig& c) {
   r.field("services", c.services);
   r.field("volumes", c.volumes);
 
+  // A misspelt top-level key (`service:`, `volume:`) would otherwise leave an empty application or
+  // a cascade of undeclared volumes; say only what is wrong.
+  bool misspelt = false;
+  for (const auto& key : r.unknown_keys()) {
+    if (key.rfind("services[", 0) == 0 || key.rfind("volumes[", 0) == 0) continue;
+    r.error(key, "unknown key; an application has only version, services and volumes");
+    misspelt = true;
+  }
+  if (misspelt) return;
+
   std::set<std::string> volume_names;
   for (std::size_t i = 0; i < c.volumes.size(); ++i) {
     const auto& name = c.volumes[i].name;
@@ -148,6 +158,18 @@ void describe(config::Reader& r, AppConfig& c) {
 
 AppConfig load_app_config(const std::string& path, std::vector<std::string>* unknown_keys) {
   return config::load_file<AppConfig>(path, unknown_keys);
+}
+
+AppConfig parse_app_config(const std::string& text, const std::string& source,
+                           std::vector<std::string>* unknown_keys) {
+  return config::load_string<AppConfig>(text, source, unknown_keys);
+}
+
+void check_replacement(const AppConfig& app, const std::string& source) {
+  if (app.services.empty()) {
+    throw config::ConfigError(source,
+                              {config::Issue{"services", "an update needs at least one service"}});
+  }
 }
 
 std::optional<std::string> resolve_inside(const std::string& workdir, const std::string& path) {
@@ -180,6 +202,13 @@ std::vector<VolumeInfo> volumes_of(const AppConfig& app, const ServiceInfo& serv
     if (const auto* volume = app.find_volume(mount.name)) result.push_back(*volume);
   }
   return result;
+}
+
+std::string image_base_name(std::string image) {
+  if (auto at = image.find('@'); at != std::string::npos) image.erase(at);
+  if (auto slash = image.rfind('/'); slash != std::string::npos) image.erase(0, slash + 1);
+  if (auto colon = image.find(':'); colon != std::string::npos) image.erase(colon);
+  return image;
 }
 
 }  // namespace baetyl::master

@@ -103,14 +103,23 @@ void describe(config::Reader& r, RestartPolicy& c);
 void describe(config::Reader& r, Resources& c);
 void describe(config::Reader& r, ServiceInfo& c);
 // Also checks what spans entries: unique service and volume names, mounts naming declared volumes,
-// volume paths that stay inside the work directory.
+// volume paths that stay inside the work directory. An unknown top-level key is an error (and the
+// checks across entries are then skipped: they would only repeat its consequences); unknown keys
+// below services and volumes are left to the caller (see load_app_config).
 void describe(config::Reader& r, AppConfig& c);
 
 // Default location, relative to the master's work directory.
 inline constexpr const char* kAppConfigFile = "var/db/baetyl/application.yml";
 
 // Reads and validates application.yml. Throws config::ConfigError naming the file and keys.
+// Unknown keys below services and volumes are appended to `unknown_keys` (callers warn).
 AppConfig load_app_config(const std::string& path, std::vector<std::string>* unknown_keys = nullptr);
+// The same for a text already read; `source` names it in errors.
+AppConfig parse_app_config(const std::string& text, const std::string& source,
+                           std::vector<std::string>* unknown_keys = nullptr);
+// What an application must also have to replace a running one in an update: at least one service.
+// Throws config::ConfigError naming `source`.
+void check_replacement(const AppConfig& app, const std::string& source);
 
 // `path` joined to `workdir` with `.` and `..` resolved lexically; nullopt when the result would
 // leave `workdir` (absolute paths are taken as relative to it, as the original did).
@@ -118,5 +127,9 @@ std::optional<std::string> resolve_inside(const std::string& workdir, const std:
 
 // The volumes `service` mounts (in mount order); used to tell whether an update changed them.
 std::vector<VolumeInfo> volumes_of(const AppConfig& app, const ServiceInfo& service);
+
+// The last path element of an image without its tag or digest:
+// hub.baidubce.com/baetyl/baetyl-hub:latest -> baetyl-hub.
+std::string image_base_name(std::string image);
 
 }  // namespace baetyl::master

@@ -1,8 +1,11 @@
 #include "config/master_config.h"
 
 #include <filesystem>
+#include <set>
+#include <string>
 
 #include "baetyl/env.h"
+#include "config/app_config.h"
 
 namespace baetyl::master {
 
@@ -16,6 +19,24 @@ void describe(config::Reader& r, ServerConfig& c) {
 
 void describe(config::Reader& r, DockerConfig& c) {
   r.field("api_version", c.api_version).matches("[0-9]+\\.[0-9]+");
+  r.field("pull_timeout", c.pull_timeout).min(std::chrono::milliseconds(1));
+}
+
+void describe(config::Reader& r, UpdateConfig& c) {
+  r.field("timeout", c.timeout).min(std::chrono::milliseconds(100));
+  const std::size_t issues = r.issues().size();
+  r.field("services", c.services);
+  if (r.issues().size() != issues) return;  // not a list of strings: nothing more to say
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < c.services.size(); ++i) {
+    const std::string& name = c.services[i];
+    const std::string key = "services[" + std::to_string(i) + "]";
+    if (!config::regex_full_match(name, kNamePattern)) {
+      r.error(key, "'" + name + "' is not a service name (" + kNamePattern + ")");
+    } else if (!seen.insert(name).second) {
+      r.error(key, "'" + name + "' is listed twice");
+    }
+  }
 }
 
 void describe(config::Reader& r, MasterConfig& c) {
@@ -24,6 +45,7 @@ void describe(config::Reader& r, MasterConfig& c) {
   r.field("server", c.server);
   r.field("logger", c.logger);
   r.field("docker", c.docker);
+  r.field("update", c.update);
 }
 
 MasterConfig load_master_config(const std::string& path, std::vector<std::string>* unknown_keys) {

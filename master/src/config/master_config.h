@@ -3,6 +3,7 @@
 // during an application update.
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "baetyl/config/reader.h"
 #include "baetyl/log/logger.h"
@@ -21,7 +22,20 @@ struct ServerConfig {
 
 struct DockerConfig {
   std::string api_version;  // e.g. "1.38", for "client version is too new"; empty: negotiate
+  std::chrono::milliseconds pull_timeout{10 * 60 * 1000};  // one image pull
 };
+
+struct UpdateConfig {
+  // How long a new master binary has to start every service after a master update before the
+  // previous binary is put back.
+  std::chrono::milliseconds timeout{std::chrono::minutes(2)};
+  // Services that may call PUT /v1/system/update besides the admin and the services whose image
+  // is the agent's (kUpdateAgentImage).
+  std::vector<std::string> services;
+};
+
+// The image (as image_base_name gives it) of the services that may update the node by default.
+inline constexpr const char* kUpdateAgentImage = "baetyl-agent";
 
 struct MasterConfig {
   std::string mode = "docker";  // docker, native
@@ -29,10 +43,12 @@ struct MasterConfig {
   ServerConfig server;
   log::LoggerConfig logger;  // logger.path defaults to kDefaultLogFile
   DockerConfig docker;
+  UpdateConfig update;
 };
 
 void describe(config::Reader& r, ServerConfig& c);
 void describe(config::Reader& r, DockerConfig& c);
+void describe(config::Reader& r, UpdateConfig& c);
 void describe(config::Reader& r, MasterConfig& c);
 
 // Reads conf.yml; a missing file means defaults. Throws config::ConfigError.

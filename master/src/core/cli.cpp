@@ -11,6 +11,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 // <utility> before Boost.Asio: Boost 1.74 with g++ 12 in C++20 needs it.
@@ -26,6 +27,7 @@
 #include "core/master_update.h"
 #include "core/start_check.h"
 #include "core/system_info.h"
+#include "core/update_waiter.h"
 
 namespace baetyl::master {
 
@@ -74,9 +76,11 @@ std::string command_usage(const std::string& command) {
                "Usage: baetyl check [-w DIR] [-c FILE]\n"
                "\n"
                "Checks what `start` checks before it starts anything: the master configuration\n"
-               "and its mode, var/db/baetyl/application.yml, that every image resolves to a\n"
-               "program (native mode) and the configuration files of known modules. Prints OK!\n"
-               "(exit 0), or every problem as <file>: <key>: <reason> (exit 1).\n"
+               "and its mode (docker: the daemon answers), var/db/baetyl/application.yml, that\n"
+               "every image resolves to a program (native mode) or is local or pulled (docker\n"
+               "mode; one that cannot be had is printed, as start logs it, without failing)\n"
+               "and the configuration files of known modules. Prints OK! (exit 0), or every\n"
+               "problem as <file>: <key>: <reason> (exit 1).\n"
                "\n"
                "Options:\n") +
            kWorkdirOption + kConfigOption + kHelpOption;
@@ -201,11 +205,10 @@ int check(const Arguments& args) {
   try {
     MasterConfigFile conf = read_master_config_file(args.config);
     print_unknown_keys(conf.path, conf.unknown_keys);
-    check_mode(conf);
     log::LoggerConfig to_stderr;
     to_stderr.path.clear();
     to_stderr.level = "warn";
-    engine = make_engine(conf.config, workdir, own_binary(), log::make_logger(to_stderr, "baetyl"));
+    engine = open_engine(conf, workdir, own_binary(), log::make_logger(to_stderr, "baetyl"));
   } catch (const std::exception& e) {
     report(e);
   }
@@ -297,21 +300,15 @@ int inspect(const Arguments& args) {
 
 // ---- start ----
 
-// Puts the previous binary back after a master update that did not start, and execs it.
-[[noreturn]] void roll_back_master_update(MasterUpdateMarker marker, const fs::path& marker_file,
-                                          const std::string& reason, char** argv,
-                                          spdlog::logger& log) {
-  log.error("the updated master did not start ({}); rolling back to {}", reason,
-            marker.backup.string());
-  OtaLog(fs::current_path() / kOtaLogFile)
-      .append(ota_step::kRollingBack, "MST", marker.trace, reason);
-  restore_binary(marker.backup, marker.binary);
-  marker.stage = "rollingback";
-  marker.error = reason;
-  marker.save(marker_file);
-  log.flush();
-  ::execv(marker.binary.c_str(), argv);
-  throw std::runtime_error("cannot exec " + marker.binary.string() + ": " + std::strerror(errno));
+// `start` as the update waiter runs it for the next binary: the same work directory (absolute:
+// the waiter runs in it) and configuration file.
+std::vector<std::string> start_arguments(const Arguments& args, const fs::path& workdir) {
+  std::vector<std::string> result = {"start", "-w", workdir.string()};
+  if (args.config) {
+    result.push_back("-c");
+    result.push_back(*args.config);
+  }
+  return result;
 }
 
 int start(const Arguments& args, char** argv) {
@@ -331,28 +328,16 @@ int start(const Arguments& args, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  // A master update in progress: this is the new binary's start (see master_update.h).
+  // Started by an update waiter: a master update hands over by exiting (see update_waiter.h).
+  const bool under_waiter = take_update_waiter();
   const fs::path marker_file = workdir / kMasterUpdateFile;
-  auto marker = MasterUpdateMarker::load(marker_file);
-  const bool trial = marker && marker->stage == "restarting";
-  if (trial) {
-    ++marker->attempts;
-    marker->save(marker_file);
-  }
-  auto fail = [&](const std::string& reason, spdlog::logger& log) -> int {
-    if (trial) {
-      lock.keep_across_exec();
-      roll_back_master_update(*marker, marker_file, reason, argv, log);
-    }
-    return 1;
-  };
 
   MasterConfigFile conf;
   try {
     conf = read_master_config_file(args.config);
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
-    return fail(e.what(), *log::make_logger(log::LoggerConfig{}, "baetyl"));
+    return 1;
   }
   auto logger = log::make_logger(conf.config.logger, "baetyl");
   for (const auto& key : conf.unknown_keys) {
@@ -364,9 +349,6 @@ int start(const Arguments& args, char** argv) {
   } else {
     logger->info("{} does not exist: default master configuration", conf.path);
   }
-  if (trial && marker->attempts > 1) {
-    return fail("a previous start of it did not finish", *logger);
-  }
 
   MasterOptions options;
   options.workdir = workdir;
@@ -374,12 +356,14 @@ int start(const Arguments& args, char** argv) {
   options.binary = own_binary();
   options.logger = logger;
   options.request_reexec = [] { ::kill(::getpid(), SIGUSR2); };
-  // Only the processes of a master that is gone are leftovers.
-  options.clean_leftovers = lock.origin() != MasterLock::Origin::kHandedOver;
+  // Only the processes of a master that is gone are leftovers. A lock handed over by this
+  // master's update waiter counts as free: the waiter runs no service, and what is recorded is
+  // of a master that ended under it (the old one, stopped, or a new binary that failed).
+  options.clean_leftovers = lock.origin() != MasterLock::Origin::kHandedOver ||
+                            (under_waiter && lock.previous_holder() == ::getppid());
   std::unique_ptr<Master> master;
   try {
-    check_mode(conf);
-    options.engine = make_engine(conf.config, workdir, options.binary, logger);
+    options.engine = open_engine(conf, workdir, options.binary, logger);
     AppConfigFile app = read_app_config_file();
     for (const auto& key : app.unknown_keys) {
       logger->warn("{}: {}: unknown key, ignored", app.path, key);
@@ -397,7 +381,7 @@ int start(const Arguments& args, char** argv) {
   } catch (const std::exception& e) {
     logger->error("{}", e.what());
     master.reset();
-    return fail(e.what(), *logger);
+    return 1;
   }
   master->finish_master_update();
 
@@ -412,12 +396,28 @@ int start(const Arguments& args, char** argv) {
   master->stop();
   master.reset();
   if (received == SIGUSR2) {
+    if (auto pending = MasterUpdateMarker::load(marker_file);
+        pending && pending->stage == "restarting") {
+      logger->info("handing over to the new master binary {}", pending->binary.string());
+      logger->flush();
+      if (under_waiter) return kHandOverExitCode;
+      lock.keep_across_exec();  // for the waiter, which hands it to each master it starts
+      const std::string problem =
+          exec_update_waiter(argv[0], workdir, start_arguments(args, workdir));
+      logger->error("{}", problem);
+      return 1;
+    }
     // Without an update in progress SIGUSR2 restarts the master in place.
-    auto pending = MasterUpdateMarker::load(marker_file);
-    const fs::path target = pending ? pending->binary : own_binary();
+    const fs::path target = own_binary();
+    std::vector<std::string> again = {argv[0]};
+    for (auto& arg : start_arguments(args, workdir)) again.push_back(std::move(arg));
+    std::vector<char*> again_argv;
+    for (auto& arg : again) again_argv.push_back(arg.data());
+    again_argv.push_back(nullptr);
+    if (under_waiter) ::setenv(kUpdateWaiterVariable, std::to_string(::getppid()).c_str(), 1);
     logger->flush();
     lock.keep_across_exec();
-    ::execv(target.c_str(), argv);
+    ::execv(target.c_str(), again_argv.data());
     logger->error("cannot exec {}: {}", target.string(), std::strerror(errno));
     return 1;
   }
@@ -427,6 +427,14 @@ int start(const Arguments& args, char** argv) {
 }  // namespace
 
 int run_cli(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == kUpdateWaiterCommand) {
+    try {
+      return run_update_waiter(argc, argv);
+    } catch (const std::exception& e) {
+      std::cerr << "baetyl update-waiter: " << e.what() << "\n";
+      return 1;
+    }
+  }
   Arguments args;
   try {
     args = parse_arguments(argc, argv);

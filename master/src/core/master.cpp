@@ -8,14 +8,17 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
 
 #include "baetyl/env.h"
+#include "core/atomic_file.h"
 #include "core/master_update.h"
 #include "core/system_info.h"
 #include "core/update_plan.h"
+#include "engine/docker_engine.h"
 #include "engine/native_engine.h"
 
 namespace baetyl::master {
@@ -84,9 +87,20 @@ std::unique_ptr<Engine> make_engine(const MasterConfig& config, const fs::path& 
     options.logger = std::move(logger);
     return std::make_unique<NativeEngine>(std::move(options));
   }
-  throw std::runtime_error(
-      "mode 'docker': the Docker engine is not part of this build yet; set `mode: native` in " +
-      std::string(kMasterConfigFile));
+  DockerEngineOptions options;
+  options.workdir = workdir;
+  options.api_socket = socket_path(config.server.address, workdir);
+  if (const char* host = std::getenv("DOCKER_HOST"); host && *host) options.host = host;
+  if (!config.docker.api_version.empty()) {
+    options.api_version = config.docker.api_version;
+  } else if (const char* version = std::getenv("DOCKER_API_VERSION"); version && *version) {
+    options.api_version = version;
+  }
+  options.pull_timeout = config.docker.pull_timeout;
+  options.logger = std::move(logger);
+  auto engine = std::make_unique<DockerEngine>(std::move(options));
+  engine->connect();
+  return engine;
 }
 
 Master::Master(MasterOptions options)
@@ -290,7 +304,7 @@ InstanceSpec Master::make_spec(const Service& service, const std::string& instan
   std::vector<std::pair<env::Variable, std::string>> system = {
       {env::kHostOs, host_os()},
       {env::kHostId, host_id_},
-      {env::kMasterApiAddress, instance_api_address_},
+      {env::kMasterApiAddress, engine_->instance_api_address(instance_api_address_)},
       {env::kMasterApiVersion, std::string(env::kDefaultApiVersion)},
       {env::kServiceMode, std::string(engine_->mode())},
       {env::kServiceName, service.info.name},
@@ -511,11 +525,57 @@ void Master::set_error(std::string error) {
   error_ = std::move(error);
 }
 
-void Master::update(const api::UpdateRequest& request) {
+void Master::authorize_update(const std::string& caller) const {
+  if (caller == kAdminUser) return;
+  if (const auto service = find_service(caller)) {
+    const auto& named = config_.update.services;
+    if (image_base_name(service->info.image) == kUpdateAgentImage ||
+        std::find(named.begin(), named.end(), caller) != named.end()) {
+      return;
+    }
+  }
+  throw ApiForbidden("service '" + caller +
+                     "' may not update the node: an update replaces the application or the "
+                     "master binary, so only the admin, services whose image is " +
+                     kUpdateAgentImage + " and the services named in conf.yml update.services may");
+}
+
+void Master::check_update_writers(const std::string& caller, const UpdateSource& source) const {
+  AppConfig app;
+  {
+    std::lock_guard state(state_mutex_);
+    app = app_;
+  }
+  for (const auto& service : app.services) {
+    if (service.name == caller) continue;
+    for (const auto& mount : service.mounts) {
+      const auto* volume = mount.readonly ? nullptr : app.find_volume(mount.name);
+      const auto host = volume ? resolve_inside(workdir_.string(), volume->path) : std::nullopt;
+      if (!host) continue;
+      std::error_code ec;
+      const fs::path dir = fs::weakly_canonical(*host, ec);
+      if (ec) continue;
+      const fs::path inside = source.resolved().lexically_relative(dir);
+      if (inside.empty() || *inside.begin() == "..") continue;
+      throw ApiForbidden("update path '" + source.requested() + "' is in volume '" + volume->name +
+                         "' (" + volume->path + "), which service '" + service.name +
+                         "' mounts writable: an update is read only from where no service "
+                         "but the caller can write");
+    }
+  }
+}
+
+void Master::update(const std::string& caller, const api::UpdateRequest& request) {
+  authorize_update(caller);
   if (request.type != "APP" && request.type != "MST") {
     throw std::invalid_argument("update type must be APP or MST, not '" + request.type + "'");
   }
-  if (request.path.empty()) throw std::invalid_argument("update path is required");
+  // Refused here, before anything is read or stopped: a path outside the update directory, or
+  // one that another service could have written.
+  UpdateSource source = open_update_source(workdir_, request.path);
+  check_update_writers(caller, source);
+  std::string text;
+  if (request.type == "APP") text = source.read_all(kMaxAppFileSize);
   std::uint64_t generation = 0;
   {
     std::lock_guard state(update_state_mutex_);
@@ -532,12 +592,13 @@ void Master::update(const api::UpdateRequest& request) {
   if (update_thread_.joinable()) update_thread_.join();
   ota_log_.append(ota_step::kReceived, request.type, request.trace);
   log_->info("update {} from {} received (trace '{}')", request.type, request.path, request.trace);
-  update_thread_ = std::thread([this, request, generation] {
-    run_update(request);
-    // A master update that handed over to the new binary logs no final step here.
-    std::lock_guard state(update_state_mutex_);
-    if (update_generation_ == generation) updating_ = false;
-  });
+  update_thread_ =
+      std::thread([this, request, generation, source = std::move(source), text = std::move(text)] {
+        run_update(request, source, text);
+        // A master update that handed over to the new binary logs no final step here.
+        std::lock_guard state(update_state_mutex_);
+        if (update_generation_ == generation) updating_ = false;
+      });
 }
 
 void Master::finish_update(const char* step, const std::string& type, const std::string& trace,
@@ -547,36 +608,35 @@ void Master::finish_update(const char* step, const std::string& type, const std:
   updating_ = false;
 }
 
-void Master::run_update(const api::UpdateRequest& request) {
+void Master::run_update(const api::UpdateRequest& request, const UpdateSource& source,
+                        const std::string& text) {
+  std::string failure;
   try {
     if (request.type == "MST") {
-      run_master_update(request);
+      run_master_update(request, source);
     } else {
-      run_app_update(request);
+      run_app_update(request, text);
     }
+    return;
+  } catch (const config::ConfigError& e) {
+    failure = describe_update_error(e);
   } catch (const std::exception& e) {
-    log_->error("update failed: {}", e.what());
-    set_error("update failed: " + std::string(e.what()));
-    finish_update(ota_step::kFailure, request.type, request.trace, e.what());
+    failure = e.what();
   }
+  log_->error("update failed: {}", failure);
+  set_error("update failed: " + failure);
+  finish_update(ota_step::kFailure, request.type, request.trace, failure);
 }
 
-void Master::run_app_update(const api::UpdateRequest& request) {
-  const std::string type = request.type;
-  const fs::path source = fs::path(request.path).is_absolute() ? fs::path(request.path)
-                                                                : workdir_ / request.path;
-  const fs::path app_file = workdir_ / kAppConfigFile;
-  fs::path backup = app_file;
-  backup += ".old";
+void Master::run_app_update(const api::UpdateRequest& request, const std::string& text) {
+  const std::string& type = request.type;
   ota_log_.append(ota_step::kUpdating, type, request.trace);
 
-  std::error_code ec;
-  if (fs::exists(app_file) && fs::equivalent(source, app_file, ec)) {
-    throw std::runtime_error("the new application configuration must not be " +
-                             app_file.string() + " itself");
-  }
   // Check everything that can be checked before anything stops.
-  AppConfig target = load_app_config(source.string());
+  std::vector<std::string> unknown;
+  AppConfig target = parse_app_config(text, request.path, &unknown);
+  check_replacement(target, request.path);
+  for (const auto& key : unknown) log_->warn("{}: {}: unknown key, ignored", request.path, key);
   engine_->prepare(target);
 
   std::unique_lock ops(ops_mutex_);
@@ -586,23 +646,30 @@ void Master::run_app_update(const api::UpdateRequest& request) {
     std::lock_guard state(state_mutex_);
     previous = app_;
   }
-  const bool had_file = fs::exists(app_file);
-  if (had_file) fs::rename(app_file, backup);
-  fs::create_directories(app_file.parent_path());
-  fs::copy_file(source, app_file, fs::copy_options::overwrite_existing);
+  // Throws with application.yml and every service untouched when the new file cannot be written.
+  FileReplacement app_file(workdir_ / kAppConfigFile, text);
   try {
     apply(target);
   } catch (const std::exception& e) {
     const std::string reason = e.what();
     log_->error("update to version '{}' failed, rolling back: {}", target.version, reason);
     ota_log_.append(ota_step::kRollingBack, type, request.trace, reason);
-    fs::remove(app_file, ec);
-    if (had_file) fs::rename(backup, app_file, ec);
+    std::string problem;
+    try {
+      app_file.restore();
+    } catch (const std::exception& again) {
+      problem = again.what();
+    }
     try {
       apply(previous);
     } catch (const std::exception& again) {
-      set_error("update failed: " + reason + "; rollback failed: " + again.what());
-      finish_update(ota_step::kFailure, type, request.trace, again.what());
+      problem += (problem.empty() ? "" : "; ") + std::string(again.what());
+    }
+    if (!problem.empty()) {
+      log_->error("rolling back failed: {}", problem);
+      set_error("update failed: " + reason + "; rollback failed: " + problem);
+      finish_update(ota_step::kFailure, type, request.trace,
+                    reason + "; rollback failed: " + problem);
       return;
     }
     set_error("update failed, rolled back: " + reason);
@@ -614,26 +681,31 @@ void Master::run_app_update(const api::UpdateRequest& request) {
   log_->info("application updated to version '{}'", target.version);
 }
 
-void Master::run_master_update(const api::UpdateRequest& request) {
-  const fs::path source = fs::path(request.path).is_absolute() ? fs::path(request.path)
-                                                                : workdir_ / request.path;
+void Master::run_master_update(const api::UpdateRequest& request, const UpdateSource& source) {
   ota_log_.append(ota_step::kUpdating, request.type, request.trace);
   if (binary_.empty() || !request_reexec_) {
     throw std::runtime_error("this master cannot replace its binary");
   }
-  if (std::string problem = check_master_binary(source, workdir_, kCheckTimeout);
+  fs::path staged = binary_;
+  staged += ".new";
+  source.copy_to(staged, 0755);
+  if (std::string problem = check_master_binary(staged, workdir_, kCheckTimeout);
       !problem.empty()) {
-    throw std::runtime_error(problem);
+    std::error_code ec;
+    fs::remove(staged, ec);
+    throw std::runtime_error(request.path + ": " + problem);
   }
   MasterUpdateMarker marker;
   marker.trace = request.trace;
   marker.stage = "restarting";
   marker.binary = binary_;
   marker.backup = binary_.parent_path() / "baetyl.old";
-  install_binary(source, marker.binary, marker.backup);
+  marker.timeout = config_.update.timeout;
+  marker.grace = config_.grace;
+  install_binary(staged, marker.binary, marker.backup);
   marker.save(workdir_ / kMasterUpdateFile);
   ota_log_.append(ota_step::kRestarting, request.type, request.trace);
-  log_->info("master binary updated from {}; restarting", source.string());
+  log_->info("master binary updated from {}; restarting", request.path);
   request_reexec_();
 }
 

@@ -19,6 +19,7 @@
 #include "config/master_config.h"
 #include "core/ota_log.h"
 #include "core/supervisor.h"
+#include "core/update_source.h"
 #include "engine/engine.h"
 #include "stats/host_stats.h"
 
@@ -29,7 +30,7 @@ namespace baetyl::master {
 inline constexpr const char* kAdminFile = "var/run/baetyl/admin.json";
 // The user name of the admin credentials; '.' is not allowed in service names.
 inline constexpr const char* kAdminUser = "baetyl.admin";
-// The marker of a master binary update in progress (see MasterUpdate in master.cpp).
+// The marker of a master binary update in progress (see master_update.h).
 inline constexpr const char* kMasterUpdateFile = "var/db/baetyl/master-update.json";
 
 struct MasterOptions {
@@ -44,7 +45,7 @@ struct MasterOptions {
   // runs (it handed the work directory over).
   bool clean_leftovers = true;
   // Called (from an update thread) when a master update installed a new binary and the process
-  // must stop its services and exec `binary` again.
+  // must stop its services and hand over to it (see update_waiter.h).
   std::function<void()> request_reexec;
 };
 
@@ -72,7 +73,11 @@ class Master final : public ApiBackend {
   // ApiBackend
   bool authenticate(const std::string& username, const std::string& password) override;
   nlohmann::json inspect() override;
-  void update(const api::UpdateRequest& request) override;
+  // Who may update (docs/master.md, "Who may call what"): the admin, services whose image is the
+  // agent's (kUpdateAgentImage) and those named in conf.yml `update.services`; others get
+  // ApiForbidden before the path is looked at. The file must lie inside var/db/baetyl
+  // (update_source.h) and in no volume that a service other than the caller mounts writable.
+  void update(const std::string& caller, const api::UpdateRequest& request) override;
   std::string available_port() override;
   // Who may start and stop which instance (docs/master.md, "Who may call what"): the admin any
   // instance; a service, by its token, only dynamic instances of services with replica 0, and of
@@ -106,6 +111,11 @@ class Master final : public ApiBackend {
   void start_service(const ServiceInfo& info, const AppConfig& app);
   void stop_services(const std::vector<std::string>& names);
   void stop_instances(const std::vector<std::shared_ptr<InstanceSupervisor>>& instances);
+  // Throws ApiForbidden unless `caller` may update the node.
+  void authorize_update(const std::string& caller) const;
+  // Throws ApiForbidden when `source` lies in a volume that a service other than `caller` mounts
+  // writable (it could have written the file).
+  void check_update_writers(const std::string& caller, const UpdateSource& source) const;
   // Throws ApiForbidden unless `caller` may start or stop `instance` of `service`.
   void authorize_instance_call(const std::string& caller, const Service& service,
                                const std::string& instance) const;
@@ -121,12 +131,14 @@ class Master final : public ApiBackend {
   std::shared_ptr<Service> require_service(const std::string& name) const;
   std::shared_ptr<InstanceSupervisor> require_instance(const Service& service,
                                                        const std::string& instance) const;
-  void run_update(const api::UpdateRequest& request);
+  void run_update(const api::UpdateRequest& request, const UpdateSource& source,
+                  const std::string& text);
   // Logs the final step of the running update and ends it (see update_state_mutex_).
   void finish_update(const char* step, const std::string& type, const std::string& trace,
                      const std::string& detail = {});
-  void run_app_update(const api::UpdateRequest& request);
-  void run_master_update(const api::UpdateRequest& request);
+  // `text`: the new application.yml, read when the request came.
+  void run_app_update(const api::UpdateRequest& request, const std::string& text);
+  void run_master_update(const api::UpdateRequest& request, const UpdateSource& source);
   void write_admin_file();
   void set_error(std::string error);
 
@@ -166,7 +178,10 @@ class Master final : public ApiBackend {
   std::atomic<bool> stopping_{false};
 };
 
-// The engine of `config.mode` for a master in `workdir` whose executable is `binary`.
+// The engine of `config.mode` for a master in `workdir` whose executable is `binary`. The docker
+// engine talks to DOCKER_HOST (default unix:///var/run/docker.sock) with the API version of
+// docker.api_version, else DOCKER_API_VERSION, else negotiated; it throws std::runtime_error
+// when the daemon cannot be reached.
 std::unique_ptr<Engine> make_engine(const MasterConfig& config, const std::filesystem::path& workdir,
                                     const std::filesystem::path& binary,
                                     std::shared_ptr<spdlog::logger> logger);

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 namespace baetyl::master {
@@ -32,6 +33,12 @@ pid_t read_pid(int fd) {
   pid_t pid = 0;
   auto [end, error] = std::from_chars(text, text + n, pid);
   return error == std::errc() && pid > 0 ? pid : 0;
+}
+
+bool write_own_pid(int fd) {
+  const std::string text = std::to_string(::getpid()) + "\n";
+  return ::ftruncate(fd, 0) == 0 &&
+         ::pwrite(fd, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size());
 }
 
 bool alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
@@ -111,9 +118,7 @@ MasterLock MasterLock::acquire(const fs::path& workdir) {
       previous = 0;  // its holder is gone: as good as free
     }
   }
-  const std::string text = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd, 0) != 0 ||
-      ::pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
+  if (!write_own_pid(fd)) {
     const int error = errno;
     ::close(fd);
     errno = error;
@@ -137,6 +142,13 @@ MasterLock::~MasterLock() {
 
 void MasterLock::keep_across_exec() const {
   if (fd_ >= 0) ::fcntl(fd_, F_SETFD, 0);
+}
+
+void MasterLock::write_pid() const {
+  if (fd_ >= 0 && !write_own_pid(fd_)) {
+    throw std::runtime_error(std::string("cannot write the pid into ") + kLockFile + ": " +
+                             std::strerror(errno));
+  }
 }
 
 }  // namespace baetyl::master

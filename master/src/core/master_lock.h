@@ -6,10 +6,11 @@
 // master lock a new file while the first still holds the old one).
 //
 // The descriptor is close-on-exec, so no program the master runs holds the lock. Before the
-// master execs a new image of itself (a master update, SIGUSR2) it calls keep_across_exec();
-// the new image then finds the still-locked descriptor among its own and takes it over
-// (MasterLock::acquire). A new master started as a child of the old one with the descriptor
-// inherited takes it over the same way: both hold the lock until the old one exits.
+// master execs a new image of itself (SIGUSR2, or the update waiter of a master update) it calls
+// keep_across_exec(); the new image then finds the still-locked descriptor among its own and
+// takes it over (MasterLock::acquire). A master started as a child of the holder with the
+// descriptor inherited (the update waiter's child) takes it over the same way: both hold the
+// lock until both closed it, so it is never free between them.
 #include <sys/types.h>
 
 #include <filesystem>
@@ -41,8 +42,14 @@ class MasterLock {
   // The master that held the lock before, for kInherited and kHandedOver; 0 otherwise.
   pid_t previous_holder() const { return previous_holder_; }
 
-  // Clears close-on-exec on the lock's descriptor, right before an exec of the master.
+  // Clears close-on-exec on the lock's descriptor, right before an exec of the master (or in a
+  // forked child, right before it execs the master it hands over to).
   void keep_across_exec() const;
+  // The lock's descriptor, for a process that closes every other one.
+  int descriptor() const { return fd_; }
+  // Writes this process's pid into the file again: the holder that handed the lock over to a
+  // master that has ended (the update waiter) names itself until the next one takes over.
+  void write_pid() const;
 
  private:
   MasterLock(int fd, Origin origin, pid_t previous_holder);

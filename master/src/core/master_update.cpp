@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -14,11 +15,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_file.h"
+
 extern char** environ;
 
 namespace baetyl::master {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// The end of a failed check's output is enough to tell why; a binary could print without end.
+constexpr std::size_t kMaxCheckOutput = 2048;
+
+}  // namespace
 
 std::optional<MasterUpdateMarker> MasterUpdateMarker::load(const fs::path& file) {
   std::ifstream in(file);
@@ -28,9 +38,10 @@ std::optional<MasterUpdateMarker> MasterUpdateMarker::load(const fs::path& file)
     MasterUpdateMarker marker;
     marker.trace = j.value("trace", "");
     marker.stage = j.value("stage", "");
-    marker.attempts = j.value("attempts", 0);
     marker.binary = j.value("binary", "");
     marker.backup = j.value("backup", "");
+    marker.timeout = std::chrono::milliseconds(j.value("timeout_ms", marker.timeout.count()));
+    marker.grace = std::chrono::milliseconds(j.value("grace_ms", marker.grace.count()));
     marker.error = j.value("error", "");
     return marker;
   } catch (const nlohmann::json::exception&) {
@@ -39,19 +50,14 @@ std::optional<MasterUpdateMarker> MasterUpdateMarker::load(const fs::path& file)
 }
 
 void MasterUpdateMarker::save(const fs::path& file) const {
-  nlohmann::json j = {{"trace", trace},           {"stage", stage},
-                      {"attempts", attempts},     {"binary", binary.string()},
-                      {"backup", backup.string()}, {"error", error}};
-  fs::create_directories(file.parent_path());
-  fs::path temp = file;
-  temp += ".tmp";
-  {
-    std::ofstream out(temp, std::ios::trunc);
-    out << j.dump() << "\n";
-    out.flush();
-    if (!out) throw std::runtime_error("cannot write " + temp.string());
-  }
-  fs::rename(temp, file);
+  nlohmann::json j = {{"trace", trace},
+                      {"stage", stage},
+                      {"binary", binary.string()},
+                      {"backup", backup.string()},
+                      {"timeout_ms", timeout.count()},
+                      {"grace_ms", grace.count()},
+                      {"error", error}};
+  write_file_atomically(file, j.dump() + "\n", 0600);
 }
 
 void MasterUpdateMarker::remove(const fs::path& file) {
@@ -59,16 +65,8 @@ void MasterUpdateMarker::remove(const fs::path& file) {
   fs::remove(file, ec);
 }
 
-void install_binary(const fs::path& source, const fs::path& target, const fs::path& backup) {
-  fs::path staged = target;
-  staged += ".new";
+void install_binary(const fs::path& staged, const fs::path& target, const fs::path& backup) {
   std::error_code ec;
-  fs::copy_file(source, staged, fs::copy_options::overwrite_existing, ec);
-  if (ec) throw std::runtime_error("cannot copy " + source.string() + " to " + staged.string() +
-                                   ": " + ec.message());
-  fs::permissions(staged, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                              fs::perms::others_read | fs::perms::others_exec,
-                  ec);
   fs::copy_file(target, backup, fs::copy_options::overwrite_existing, ec);
   if (ec) throw std::runtime_error("cannot keep " + target.string() + " as " + backup.string() +
                                    ": " + ec.message());
@@ -79,15 +77,15 @@ void install_binary(const fs::path& source, const fs::path& target, const fs::pa
 
 void restore_binary(const fs::path& backup, const fs::path& target) {
   fs::path staged = target;
-  staged += ".new";
+  staged += ".rollback";
   fs::copy_file(backup, staged, fs::copy_options::overwrite_existing);
   fs::rename(staged, target);
 }
 
 std::string check_master_binary(const fs::path& binary, const fs::path& workdir,
                                 std::chrono::milliseconds timeout) {
-  if (!fs::is_regular_file(binary)) return binary.string() + " is not a file";
-  if (::access(binary.c_str(), X_OK) != 0) return binary.string() + " is not executable";
+  if (!fs::is_regular_file(binary)) return "not a file";
+  if (::access(binary.c_str(), X_OK) != 0) return "not executable";
   fs::path output = workdir / "var/run/baetyl/master-check.out";
   fs::create_directories(output.parent_path());
 
@@ -109,7 +107,7 @@ std::string check_master_binary(const fs::path& binary, const fs::path& workdir,
   int rc = posix_spawn(&pid, binary.c_str(), &actions, &attr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) return "cannot run " + binary.string() + ": " + std::strerror(rc);
+  if (rc != 0) return std::string("cannot run it: ") + std::strerror(rc);
 
   int status = 0;
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -119,8 +117,7 @@ std::string check_master_binary(const fs::path& binary, const fs::path& workdir,
     if (std::chrono::steady_clock::now() > deadline) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, 0);
-      return binary.string() + " check did not finish within " +
-             std::to_string(timeout.count()) + " ms";
+      return "`check` did not finish within " + std::to_string(timeout.count()) + " ms";
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -131,7 +128,8 @@ std::string check_master_binary(const fs::path& binary, const fs::path& workdir,
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && text.find("OK!") != std::string::npos) {
     return {};
   }
-  return binary.string() + " check failed: " + text;
+  if (text.size() > kMaxCheckOutput) text = "..." + text.substr(text.size() - kMaxCheckOutput);
+  return "`check` failed: " + text;
 }
 
 }  // namespace baetyl::master

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "baetyl/config/reader.h"
+#include "core/master.h"
 #include "core/service_configs.h"
 
 namespace baetyl::master {
@@ -21,17 +22,24 @@ MasterConfigFile read_master_config_file(const std::optional<std::string>& given
   return file;
 }
 
-void check_mode(const MasterConfigFile& file) {
-  if (file.config.mode == "native") return;
-  std::string what = "'" + file.config.mode + "'";
-  if (!file.found) {
-    what += " (the default: the file does not exist)";
-  } else if (!config::load_yaml_file(file.path)["mode"]) {
-    what += " (the default)";
+std::unique_ptr<Engine> open_engine(const MasterConfigFile& file, const fs::path& workdir,
+                                    const fs::path& binary,
+                                    std::shared_ptr<spdlog::logger> logger) {
+  try {
+    return make_engine(file.config, workdir, binary, std::move(logger));
+  } catch (const std::exception& e) {
+    if (file.config.mode != "docker") throw;
+    std::string what = "'docker'";
+    if (!file.found) {
+      what += " (the default: the file does not exist)";
+    } else if (!config::load_yaml_file(file.path)["mode"]) {
+      what += " (the default)";
+    }
+    throw config::ConfigError(
+        file.path, {{"mode", what + ": the Docker daemon cannot be used: " + e.what() +
+                                 "; start Docker (scripts/docker-daemon.sh, systemctl start "
+                                 "docker) or set `mode: native`"}});
   }
-  throw config::ConfigError(
-      file.path, {{"mode", what + " is not available: this build has no Docker engine yet; set "
-                                  "`mode: native`"}});
 }
 
 AppConfigFile read_app_config_file() {

@@ -1,13 +1,16 @@
 #pragma once
 // What `baetyl start` checks before it touches anything, which is all that `baetyl check` does:
-// the master configuration (a file given with -c exists, the mode has an engine), the
+// the master configuration (a file given with -c exists; in docker mode the daemon answers), the
 // application (application.yml is valid, the engine can run every service: in native mode each
 // image resolves to a program) and the configuration files of the services whose module is
 // known (see service_configs.h). Paths are relative to the work directory, the current one.
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <spdlog/logger.h>
 
 #include "config/app_config.h"
 #include "config/master_config.h"
@@ -26,8 +29,13 @@ struct MasterConfigFile {
 // defaults. Throws config::ConfigError naming the file and keys.
 MasterConfigFile read_master_config_file(const std::optional<std::string>& given);
 
-// Throws config::ConfigError naming the file and `mode` when this build has no engine for it.
-void check_mode(const MasterConfigFile& file);
+// The engine of the file's mode (make_engine). In docker mode the daemon must answer: when it
+// does not, or its API version does not fit, throws config::ConfigError naming the file, `mode`
+// and the reason.
+std::unique_ptr<Engine> open_engine(const MasterConfigFile& file,
+                                    const std::filesystem::path& workdir,
+                                    const std::filesystem::path& binary,
+                                    std::shared_ptr<spdlog::logger> logger);
 
 struct AppConfigFile {
   std::string path = kAppConfigFile;

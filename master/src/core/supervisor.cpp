@@ -55,7 +55,20 @@ InstanceSupervisor::InstanceSupervisor(Engine& engine, InstanceSpec spec,
 InstanceSupervisor::~InstanceSupervisor() { stop(std::chrono::milliseconds(0)); }
 
 void InstanceSupervisor::start() {
-  auto instance = std::shared_ptr<Instance>(engine_.start(spec_));
+  std::shared_ptr<Instance> instance;
+  try {
+    instance = std::shared_ptr<Instance>(engine_.start(spec_));
+  } catch (const InstanceUnavailable& e) {
+    // Not the service's fault nor the others' business: tried again like a crashed instance.
+    log_->error("{}", e.what());
+    {
+      std::lock_guard lock(mutex_);
+      status_ = Status::kRestarting;
+      last_error_ = e.what();
+    }
+    thread_ = std::thread([this] { watch(); });
+    return;
+  }
   {
     std::lock_guard lock(mutex_);
     instance_ = std::move(instance);
@@ -97,10 +110,11 @@ void InstanceSupervisor::watch() {
       std::lock_guard lock(mutex_);
       current = instance_;
     }
-    const ExitStatus exit = current->wait();
+    // No instance: the first start found what it runs unavailable.
+    const ExitStatus exit = current ? current->wait() : kStartFailure;
 
     std::unique_lock lock(mutex_);
-    last_exit_ = exit;
+    if (current) last_exit_ = exit;
     if (stopping_) {
       status_ = Status::kExited;
       return;
@@ -117,10 +131,12 @@ void InstanceSupervisor::watch() {
     }
     status_ = Status::kRestarting;
     ExitStatus reason = exit;
+    bool started = current != nullptr;
     for (;;) {
       const auto delay = backoff_.next();
       log_->warn("instance {} of service {} {}; restart {} in {} ms", spec_.instance, spec_.service,
-                 reason.describe(), restarts_ + 1, delay.count());
+                 started ? reason.describe() : std::string("could not start"), restarts_ + 1,
+                 delay.count());
       if (wake_.wait_for(lock, delay, [this] { return stopping_; })) {
         status_ = Status::kExited;
         return;
@@ -128,6 +144,7 @@ void InstanceSupervisor::watch() {
       ++restarts_;
       if (start_instance_locked(lock)) break;
       reason = kStartFailure;
+      started = false;
       if (stopping_ || !should_restart(spec_.info.restart, reason, restarts_)) {
         status_ = Status::kExited;
         return;
@@ -144,9 +161,12 @@ bool InstanceSupervisor::start_instance_locked(std::unique_lock<std::mutex>& loc
   } catch (const std::exception& e) {
     log_->error("failed to restart instance {} of service {}: {}", spec_.instance, spec_.service,
                 e.what());
+    lock.lock();
+    last_error_ = e.what();
+    return false;
   }
   lock.lock();
-  if (!started) return false;
+  last_error_.clear();
   instance_ = started;
   status_ = Status::kRunning;
   start_time_ = std::chrono::system_clock::now();
@@ -173,6 +193,7 @@ nlohmann::json InstanceSupervisor::inspect() const {
     entry["start_time"] = api::to_rfc3339(start_time_);
     entry["restart_count"] = restarts_;
     if (status_ != Status::kRunning && last_exit_) entry["last_exit"] = last_exit_->describe();
+    if (status_ != Status::kRunning && !last_error_.empty()) entry["error"] = last_error_;
   }
   if (current) {
     nlohmann::json stats = current->stats();

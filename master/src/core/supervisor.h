@@ -47,7 +47,8 @@ class InstanceSupervisor {
   InstanceSupervisor& operator=(const InstanceSupervisor&) = delete;
 
   // Starts the instance and the thread that watches it. Throws what the engine throws when the
-  // first start fails (nothing is left running then).
+  // first start fails (nothing is left running then), except InstanceUnavailable: that start is
+  // reported (log, inspect `error`) and tried again by the restart policy, as after a crash.
   void start();
   // No more restarts; stops the instance (SIGTERM, `grace`, SIGKILL) and joins the thread.
   void stop(std::chrono::milliseconds grace);
@@ -57,7 +58,8 @@ class InstanceSupervisor {
   Status status() const;
   int restarts() const;
   // The instance's inspect entry: name, status, start_time, the engine's stats (process or
-  // container, cpu_stats, mem_stats) and every key it reported.
+  // container, cpu_stats, mem_stats) and every key it reported; when it is not running,
+  // last_exit and, after a failed start, error (why it could not start).
   nlohmann::json inspect() const;
   // Merges `report` (a JSON object) into the reported keys, replacing keys reported before.
   void report(const nlohmann::json& report);
@@ -77,6 +79,7 @@ class InstanceSupervisor {
   std::shared_ptr<Instance> instance_;
   Status status_ = Status::kRunning;
   std::optional<ExitStatus> last_exit_;
+  std::string last_error_;  // why the last start failed; empty once one succeeded
   std::chrono::system_clock::time_point start_time_{};
   std::chrono::steady_clock::time_point started_at_{};
   int restarts_ = 0;

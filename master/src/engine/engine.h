@@ -4,6 +4,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -21,9 +22,9 @@ struct InstanceSpec {
   std::string service;   // service name
   std::string instance;  // instance name: the service name, <service>.i<N>, or a dynamic name
   ServiceInfo info;      // the service definition
-  // Everything the instance gets on top of the master's own environment, in order (a later entry
-  // wins): the service's `env`, then the system variables under both names, then a dynamic
-  // instance's extra env.
+  // Everything the instance gets on top of the master's own environment (native) or its image's
+  // (docker), in order (a later entry wins): the service's `env`, then the system variables
+  // under both names, then a dynamic instance's extra env.
   EnvList env;
 };
 
@@ -32,6 +33,15 @@ struct ExitStatus {
   int signal = 0;  // the signal that killed it, 0 when it exited
   bool success() const { return code == 0 && signal == 0; }
   std::string describe() const;  // "exit code 3", "killed by signal 9 (Killed)"
+};
+
+// Thrown by Engine::start when what the instance runs is not there (docker: an image neither
+// local nor pullable). Unlike other start failures it does not fail the service: the supervisor
+// reports it and tries again by the restart policy, as after a crash, so that one missing image
+// never keeps the other services from running.
+class InstanceUnavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 class Instance {
@@ -55,6 +65,10 @@ class Engine {
  public:
   virtual ~Engine() = default;
   virtual std::string_view mode() const = 0;  // "native" or "docker"
+  // The master API address as an instance reaches it, given the one the API listens on
+  // (unix://<absolute path> or tcp://host:port): native instances use that one; containers get
+  // the socket bound at unix:///var/run/baetyl.sock.
+  virtual std::string instance_api_address(const std::string& listened) const { return listened; }
 
   // Called once at start, before anything runs: stops and removes what a previous master that
   // crashed left behind (processes/containers it had started, service work directories).
@@ -71,7 +85,7 @@ class Engine {
   // After the last instance of a service stopped: removes what setup_service created.
   virtual void teardown_service(const std::string& service) = 0;
   // Starts one instance. Throws std::runtime_error when it cannot be started (the message names
-  // the instance and the reason).
+  // the instance and the reason), InstanceUnavailable when what it runs is missing.
   virtual std::unique_ptr<Instance> start(const InstanceSpec& spec) = 0;
 };
 

@@ -58,14 +58,6 @@ std::string join(const std::vector<std::string>& items) {
   return text;
 }
 
-// hub.baidubce.com/baetyl/baetyl-hub:latest -> baetyl-hub
-std::string image_program_name(std::string image) {
-  if (auto at = image.find('@'); at != std::string::npos) image.erase(at);
-  if (auto slash = image.rfind('/'); slash != std::string::npos) image.erase(0, slash + 1);
-  if (auto colon = image.find(':'); colon != std::string::npos) image.erase(colon);
-  return image;
-}
-
 void warn_once(const NativeEngineOptions& options, const std::string& key,
                const std::string& message) {
   static std::mutex mutex;
@@ -76,7 +68,7 @@ void warn_once(const NativeEngineOptions& options, const std::string& key,
 
 // The seed's runtime images name interpreter versions that Debian 12 no longer ships.
 std::string installed_program(const std::string& image, const NativeEngineOptions& options) {
-  const std::string name = image_program_name(image);
+  const std::string name = image_base_name(image);
   const std::string program = installed_program_name(image);
   if (program == "baetyl-function-python" && name != program) {
     warn_once(options, name,
@@ -193,7 +185,7 @@ void kill_group_members(pid_t pgid) {
 }  // namespace
 
 std::string installed_program_name(const std::string& image) {
-  const std::string name = image_program_name(image);
+  const std::string name = image_base_name(image);
   if (name == "baetyl-function-python27" || name == "baetyl-function-python36") {
     return "baetyl-function-python";
   }

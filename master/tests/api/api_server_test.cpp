@@ -81,8 +81,8 @@ class RecordingBackend : public ApiBackend {
                 {"software", {{"mode", "native"}, {"os", "linux"}}},
                 {"services", {{{"name", "hub"}, {"instances", {{{"name", "hub"}}}}}}}};
   }
-  void update(const UpdateRequest& request) override {
-    Call call{"update"};
+  void update(const std::string& caller, const UpdateRequest& request) override {
+    Call call{"update", "", "", caller};
     call.update = request;
     record(std::move(call));
   }
@@ -347,6 +347,7 @@ void exercise_every_call(MasterClient client, RecordingBackend& backend) {
   EXPECT_EQ(call.update.type, "MST");
   EXPECT_EQ(call.update.path, "var/db/baetyl/bin/baetyl");
   EXPECT_EQ(call.update.trace, "trace-7");
+  EXPECT_EQ(call.caller, kUser);
 
   client.start_instance("function-python", "function-python.sayhi.1",
                         {{"BAETYL_SERVICE_INSTANCE_ADDRESS", "127.0.0.1:50051"}, {"EMPTY", ""}});

@@ -7,6 +7,7 @@ namespace baetyl::master {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 AppConfig parse(const std::string& text) {
   return config::load_string<AppConfig>(text, "application.yml");
@@ -142,6 +143,60 @@ TEST(AppConfig, ResolveInsideKeepsPathsUnderTheRoot) {
   EXPECT_EQ(resolve_inside("/w", "a/.."), "/w");
   EXPECT_EQ(resolve_inside("/w", ".."), std::nullopt);
   EXPECT_EQ(resolve_inside("/w", "a/../../b"), std::nullopt);
+}
+
+TEST(AppConfig, AMisspeltTopLevelKeyIsAnErrorNamingItAndNothingElse) {
+  EXPECT_EQ(error_of("version: v1\nservice:\n  - {name: a, image: b}\n"),
+            "application.yml: service: unknown key; an application has only version, services and "
+            "volumes");
+  // Without the check every mount would name an undeclared volume.
+  std::string error = error_of(R"(
+services:
+  - {name: a, image: b, mounts: [{name: v, path: x}]}
+  - {name: c, image: d, mounts: [{name: v, path: x}]}
+volume:
+  - {name: v, path: v}
+)");
+  EXPECT_THAT(error, HasSubstr("application.yml: volume: unknown key"));
+  EXPECT_THAT(error, Not(HasSubstr("not declared")));
+}
+
+TEST(AppConfig, UnknownKeysBelowServicesAndVolumesAreLeftForWarnings) {
+  std::vector<std::string> unknown;
+  AppConfig app = parse_app_config(
+      "services: [{name: a, image: b, imagee: c}]\nvolumes: [{name: v, path: v, mode: x}]\n",
+      "application.yml", &unknown);
+  EXPECT_EQ(app.services.size(), 1u);
+  EXPECT_EQ(unknown, (std::vector<std::string>{"services[0].imagee", "volumes[0].mode"}));
+}
+
+TEST(AppConfig, AnUpdateNeedsAtLeastOneService) {
+  EXPECT_NO_THROW(check_replacement(parse("services: [{name: a, image: b}]"), "new.yml"));
+  try {
+    check_replacement(parse("version: v2\nservices: []\n"), "new.yml");
+    ADD_FAILURE() << "an application without services was accepted";
+  } catch (const config::ConfigError& e) {
+    EXPECT_STREQ(e.what(), "new.yml: services: an update needs at least one service");
+  }
+}
+
+TEST(AppConfig, AnImagesBaseNameIsItsLastPathElementWithoutTagOrDigest) {
+  EXPECT_EQ(image_base_name("hub.baidubce.com/baetyl/baetyl-agent:latest"), "baetyl-agent");
+  EXPECT_EQ(image_base_name("localhost:5000/edge/baetyl-agent@sha256:0123"), "baetyl-agent");
+  EXPECT_EQ(image_base_name("baetyl-agent"), "baetyl-agent");
+  EXPECT_EQ(image_base_name("baetyl-agent/other:1"), "other");
+}
+
+TEST(AppConfig, TheExampleApplicationsLoad) {
+  for (const char* mode : {"native", "docker"}) {
+    const std::string file =
+        std::string(BAETYL_SOURCE_DIR) + "/example/" + mode + "/var/db/baetyl/application.yml";
+    std::vector<std::string> unknown;
+    AppConfig app;
+    EXPECT_NO_THROW(app = load_app_config(file, &unknown)) << file;
+    EXPECT_FALSE(app.services.empty()) << file;
+    EXPECT_TRUE(unknown.empty()) << file;
+  }
 }
 
 TEST(AppConfig, MissingFileIsAnErrorNamingIt) {

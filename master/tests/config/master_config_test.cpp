@@ -30,6 +30,7 @@ TEST(MasterConfig, MissingFileMeansDefaults) {
   EXPECT_EQ(c.server.timeout, std::chrono::seconds(30));
   EXPECT_EQ(c.logger.path, "var/log/baetyl/baetyl.log");
   EXPECT_EQ(c.logger.level, "info");
+  EXPECT_EQ(c.update.timeout, std::chrono::minutes(2));
 }
 
 TEST(MasterConfig, AddressDefaultsToTheEnvironment) {
@@ -47,6 +48,7 @@ grace: 5s
 server: {address: "unix://var/run/baetyl.sock", timeout: 1m}
 logger: {path: "", level: debug, format: json, age: {max: 3}, size: {max: 10}, backup: {max: 2}}
 docker: {api_version: "1.38"}
+update: {timeout: 45s, services: [my-agent, ota_2]}
 )"));
   EXPECT_EQ(c.mode, "native");
   EXPECT_EQ(c.grace, std::chrono::seconds(5));
@@ -55,6 +57,29 @@ docker: {api_version: "1.38"}
   EXPECT_EQ(c.logger.path, "");
   EXPECT_EQ(c.logger.format, "json");
   EXPECT_EQ(c.docker.api_version, "1.38");
+  EXPECT_EQ(c.update.timeout, std::chrono::seconds(45));
+  EXPECT_EQ(c.update.services, (std::vector<std::string>{"my-agent", "ota_2"}));
+}
+
+TEST(MasterConfig, UpdateServicesAreServiceNamesListedOnce) {
+  baetyl::testing::TempDir dir;
+  EXPECT_TRUE(load_master_config(write(dir, "mode: native\n")).update.services.empty());
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"update: {services: agent}", "update.services: expected a list"},
+      {"update: {services: [agent, '-x']}",
+       "update.services[1]: '-x' is not a service name ([a-zA-Z0-9][a-zA-Z0-9_-]{0,63})"},
+      {"update: {services: [agent, b, agent]}", "update.services[2]: 'agent' is listed twice"},
+      {"update: {services: [[a]]}", "update.services[0]: "},
+  };
+  for (const auto& [text, message] : bad) {
+    const std::string path = write(dir, text + "\n");
+    try {
+      load_master_config(path);
+      ADD_FAILURE() << text << ": no error";
+    } catch (const config::ConfigError& e) {
+      EXPECT_THAT(e.what(), HasSubstr(path + ": " + message)) << text;
+    }
+  }
 }
 
 TEST(MasterConfig, BadValuesAreReportedWithFileAndKey) {
@@ -65,6 +90,7 @@ grace: 30
 server: {address: "http://x", timeout: 0s}
 logger: {level: loud}
 docker: {api_version: latest}
+update: {timeout: 10ms}
 )");
   try {
     load_master_config(path);
@@ -77,6 +103,7 @@ docker: {api_version: latest}
     EXPECT_THAT(error, HasSubstr("server.timeout: must be at least"));
     EXPECT_THAT(error, HasSubstr("logger.level: 'loud' is not one of"));
     EXPECT_THAT(error, HasSubstr("docker.api_version: 'latest' does not match"));
+    EXPECT_THAT(error, HasSubstr("update.timeout: must be at least 100ms"));
   }
 }
 

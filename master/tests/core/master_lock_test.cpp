@@ -96,6 +96,37 @@ TEST(MasterLock, ANewMasterWithTheDescriptorTakesTheLockOver) {
   // test ARestartInPlaceKeepsTheWorkDirectoryLocked.)
 }
 
+TEST(MasterLock, AHolderWhoseSuccessorEndedNamesItselfAgain) {
+  TempDir dir;
+  MasterLock lock = MasterLock::acquire(dir.path());
+  char target[4096] = {};
+  const auto link = "/proc/self/fd/" + std::to_string(lock.descriptor());
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
+  EXPECT_EQ(fs::path(std::string(target, n > 0 ? n : 0)), dir.path() / kLockFile);
+
+  const int code = in_child([&] {
+    MasterLock taken = MasterLock::acquire(dir.path());
+    return taken.origin() == MasterLock::Origin::kHandedOver ? 0 : 1;
+  });
+  EXPECT_EQ(code, 0);
+  const std::string text = lock_text(dir.path());
+  ASSERT_FALSE(text.empty());
+  EXPECT_NE(std::stoi(text), ::getpid()) << "the successor wrote its pid";
+  lock.write_pid();
+  EXPECT_EQ(lock_text(dir.path()), std::to_string(::getpid()) + "\n");
+  // Still held: the successor's exit closed its descriptor only.
+  EXPECT_EQ(in_child([&] {
+              close_descriptors_of(dir.path() / kLockFile);
+              try {
+                MasterLock::acquire(dir.path());
+                return 1;
+              } catch (const std::runtime_error&) {
+                return 0;
+              }
+            }),
+            0);
+}
+
 TEST(MasterLock, ItsDescriptorIsClosedOnExecUnlessKept) {
   TempDir dir;
   MasterLock lock = MasterLock::acquire(dir.path());

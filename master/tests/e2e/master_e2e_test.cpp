@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -18,39 +19,6 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
-
-// One item of the services list running the test script.
-std::string service(const std::string& name, const std::string& extra = "",
-                    const std::string& mode = "run", int replica = 1) {
-  return "  - name: " + name +
-         "\n"
-         "    image: test/svc\n"
-         "    replica: " +
-         std::to_string(replica) +
-         "\n"
-         "    mounts:\n"
-         "      - {name: pkg, path: lib/baetyl/test/svc, readonly: true}\n"
-         "      - {name: out, path: out}\n" +
-         (extra.find("    env:") == std::string::npos ? "    env: {MODE: " + mode + "}\n" : "") +
-         extra;
-}
-
-std::string status_of(const MasterRun& run, const std::string& service, const std::string& name) {
-  auto entry = run.instance(service, name);
-  return entry.is_null() ? "" : entry.value("status", "");
-}
-
-std::string run_baetyl(const std::vector<std::string>& args, int* code) {
-  TempDir out;
-  ProcessOptions options;
-  options.output_file = (out.path() / "out").string();
-  std::vector<std::string> argv = {binary_path("baetyl")};
-  argv.insert(argv.end(), args.begin(), args.end());
-  Process process(argv, options);
-  auto exit = process.wait(10s);
-  *code = exit.value_or(-1);
-  return process.output();
-}
 
 TEST(MasterE2E, StartsReplicasWithTheirEnvironmentAndArguments) {
   MasterRun run;
@@ -214,7 +182,8 @@ TEST(MasterE2E, CrashedMastersInstancesAreCleanedAtTheNextStart) {
   EXPECT_TRUE(MasterRun::wait_until([&] { return !process_alive(orphan); }));
   ASSERT_TRUE(MasterRun::wait_until([&] { return run.pids("svc").size() == 2u; }));
   EXPECT_NE(*run.last_pid("svc"), orphan);
-  EXPECT_EQ(status_of(run, "svc", "svc"), "running");
+  // The script records its pid before the master lists it.
+  EXPECT_TRUE(MasterRun::wait_until([&] { return status_of(run, "svc", "svc") == "running"; }));
 }
 
 TEST(MasterE2E, ApiNeedsAServiceTokenAndDynamicInstancesGetNone) {
@@ -290,113 +259,6 @@ TEST(MasterE2E, ReportsAreMergedIntoInspectByTopLevelKey) {
   EXPECT_EQ(run.call("PUT", path, "infer", token, "[1,2]").status, 400);
 }
 
-std::vector<std::string> ota_steps(const MasterRun& run) {
-  std::ifstream in(run.workdir() / "var/db/baetyl/ota.log");
-  std::vector<std::string> steps;
-  std::string line;
-  while (std::getline(in, line)) steps.push_back(nlohmann::json::parse(line).at("step"));
-  return steps;
-}
-
-bool ota_finished(const MasterRun& run) {
-  auto steps = ota_steps(run);
-  return !steps.empty() && (steps.back() == "UPDATED" || steps.back() == "ROLLEDBACK" ||
-                            steps.back() == "FAILURE");
-}
-
-TEST(MasterE2E, ApplicationUpdateRestartsOnlyWhatChanged) {
-  MasterRun run;
-  run.write_app("v1", service("same") + service("changed") + service("removed"));
-  ASSERT_TRUE(run.start()) << run.output();
-  ASSERT_TRUE(MasterRun::wait_until([&] {
-    return run.last_pid("same") && run.last_pid("changed") && run.last_pid("removed");
-  }));
-  pid_t same = *run.last_pid("same"), changed = *run.last_pid("changed"),
-        removed = *run.last_pid("removed");
-
-  run.write_app("v2",
-                service("same") +
-                    service("changed", "    env: {MODE: run, NEW: yes}\n") + service("added"),
-                "var/db/baetyl/v2/application.yml");
-  auto admin = run.admin_password();
-  auto response = run.call("PUT", "/v1/system/update", "baetyl.admin", admin,
-                           R"({"type":"APP","path":"var/db/baetyl/v2/application.yml",)"
-                           R"("trace":"t-1"})");
-  ASSERT_EQ(response.status, 200) << response.body;
-  ASSERT_TRUE(MasterRun::wait_until([&] { return ota_finished(run); })) << run.output();
-  EXPECT_EQ(ota_steps(run),
-            (std::vector<std::string>{"RECEIVED", "UPDATING", "UPDATED"}));
-
-  EXPECT_TRUE(process_alive(same));
-  EXPECT_EQ(*run.last_pid("same"), same);
-  EXPECT_FALSE(process_alive(changed));
-  EXPECT_FALSE(process_alive(removed));
-  ASSERT_TRUE(MasterRun::wait_until([&] { return run.pids("changed").size() == 2u; }));
-  EXPECT_EQ(run.env_value("changed", "NEW"), "yes");
-  ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("added").has_value(); }));
-  auto inspect = run.inspect();
-  EXPECT_EQ(inspect["software"]["conf_version"], "v2");
-  EXPECT_FALSE(inspect.contains("error"));
-  EXPECT_TRUE(run.instance("removed", "removed").is_null());
-  EXPECT_FALSE(fs::exists(run.workdir() / "var/run/baetyl/services/removed"));
-  EXPECT_TRUE(fs::exists(run.workdir() / "var/db/baetyl/application.yml.old"));
-  std::ifstream current(run.workdir() / "var/db/baetyl/application.yml");
-  std::stringstream text;
-  text << current.rdbuf();
-  EXPECT_THAT(text.str(), HasSubstr("version: v2"));
-}
-
-TEST(MasterE2E, ABrokenUpdateRollsBackToTheRunningApplication) {
-  MasterRun run;
-  run.write_app("v1", service("keep") + service("svc"));
-  ASSERT_TRUE(run.start()) << run.output();
-  ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("keep") && run.last_pid("svc"); }));
-  pid_t keep = *run.last_pid("keep");
-  auto admin = run.admin_password();
-
-  // Invalid configuration: refused before anything stops.
-  run.write_app("v2", "  - name: -bad\n", "var/db/baetyl/v2/application.yml");
-  ASSERT_EQ(run.call("PUT", "/v1/system/update", "baetyl.admin", admin,
-                     R"({"file":"var/db/baetyl/v2/application.yml","trace":"bad"})")
-                .status,
-            200);
-  ASSERT_TRUE(MasterRun::wait_until([&] { return ota_finished(run); }));
-  EXPECT_EQ(ota_steps(run).back(), "FAILURE");
-  EXPECT_THAT(run.inspect().value("error", ""), HasSubstr("services[0].name"));
-
-  // A service whose program cannot start: the update is rolled back.
-  fs::create_directories(run.workdir() / "var/db/baetyl/broken");
-  std::ofstream(run.workdir() / "var/db/baetyl/broken/package.yml") << "entry: missing.sh\n";
-  run.write_app("v3",
-                service("keep") + service("svc", "    env: {MODE: run, V: 3}\n") +
-                    "  - name: broken\n    image: test/broken\n    replica: 1\n"
-                    "    mounts: [{name: broken, path: lib/baetyl/test/broken}]\n",
-                "var/db/baetyl/v3/application.yml");
-  {
-    std::ofstream app(run.workdir() / "var/db/baetyl/v3/application.yml", std::ios::app);
-    app << "  - {name: broken, path: var/db/baetyl/broken}\n";
-  }
-  ASSERT_EQ(run.call("PUT", "/v1/system/update", "baetyl.admin", admin,
-                     R"({"type":"APP","path":"var/db/baetyl/v3/application.yml","trace":"v3"})")
-                .status,
-            200);
-  ASSERT_TRUE(MasterRun::wait_until([&] {
-    auto steps = ota_steps(run);
-    return steps.size() > 4 && (steps.back() == "ROLLEDBACK" || steps.back() == "FAILURE");
-  })) << run.output();
-  auto inspect = run.inspect();
-  EXPECT_THAT(inspect.value("error", ""), HasSubstr("broken"));
-  EXPECT_EQ(inspect["software"]["conf_version"], "v1");
-  EXPECT_TRUE(process_alive(keep)) << "the unchanged service never stopped";
-  EXPECT_TRUE(run.instance("broken", "broken").is_null());
-  ASSERT_TRUE(MasterRun::wait_until([&] { return status_of(run, "svc", "svc") == "running"; }));
-  EXPECT_EQ(run.env_value("svc", "V"), "") << "svc runs its v1 definition";
-  std::ifstream current(run.workdir() / "var/db/baetyl/application.yml");
-  std::stringstream text;
-  text << current.rdbuf();
-  EXPECT_THAT(text.str(), HasSubstr("version: v1"));
-}
-
 TEST(MasterE2E, NoApplicationFileStartsNothing) {
   MasterRun run;
   ASSERT_TRUE(run.start()) << run.output();
@@ -457,135 +319,6 @@ TEST(MasterE2E, CheckVersionAndUsage) {
   EXPECT_EQ(code, 1);
   EXPECT_THAT(printed, HasSubstr("is the master running"));
 }
-
-}  // namespace
-}  // namespace baetyl::testing
-
-namespace baetyl::testing {
-namespace {
-
-// A master started from <workdir>/bin/baetyl, as an installed one is (its work directory is then
-// the parent of bin/ without -w).
-class InstalledMaster {
- public:
-  explicit InstalledMaster(MasterRun& run) : run_(run) {
-    fs::create_directories(run.workdir() / "bin");
-    fs::copy_file(binary_path("baetyl"), binary(), fs::copy_options::overwrite_existing);
-  }
-  fs::path binary() const { return run_.workdir() / "bin/baetyl"; }
-  bool start() {
-    ProcessOptions options;
-    options.output_file = (run_.workdir() / "master.out").string();
-    process_ = std::make_unique<Process>(std::vector<std::string>{binary().string(), "start"},
-                                         options);
-    return MasterRun::wait_until([&] {
-      try {
-        return process_->running() && !run_.inspect().is_null();
-      } catch (const std::exception&) {
-        return false;
-      }
-    });
-  }
-  Process& process() { return *process_; }
-
- private:
-  MasterRun& run_;
-  std::unique_ptr<Process> process_;
-};
-
-TEST(MasterE2E, MasterUpdateInstallsTheNewBinaryAndRestartsInPlace) {
-  MasterRun run;
-  run.write_app("v1", service("svc"));
-  InstalledMaster master(run);
-  ASSERT_TRUE(master.start()) << master.process().output();
-  ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("svc").has_value(); }));
-  const pid_t master_pid = master.process().pid();
-  fs::copy_file(binary_path("baetyl"), run.workdir() / "var/db/baetyl/baetyl-new");
-  {
-    std::ofstream mark(run.workdir() / "var/db/baetyl/baetyl-new", std::ios::app);
-    mark << "new build";  // the installed binary must be this file
-  }
-  auto response = run.call("PUT", "/v1/system/update", "baetyl.admin", run.admin_password(),
-                           R"({"type":"MST","path":"var/db/baetyl/baetyl-new","trace":"m-1"})");
-  ASSERT_EQ(response.status, 200) << response.body;
-  ASSERT_TRUE(MasterRun::wait_until([&] { return ota_finished(run); }, 20s))
-      << master.process().output();
-  EXPECT_EQ(ota_steps(run), (std::vector<std::string>{"RECEIVED", "UPDATING", "RESTARTING",
-                                                      "RESTARTED", "UPDATED"}));
-  EXPECT_EQ(fs::file_size(master.binary()),
-            fs::file_size(run.workdir() / "var/db/baetyl/baetyl-new"));
-  EXPECT_EQ(fs::file_size(run.workdir() / "bin/baetyl.old"), fs::file_size(binary_path("baetyl")));
-  EXPECT_EQ(master.process().pid(), master_pid);
-  EXPECT_TRUE(master.process().running());
-  ASSERT_TRUE(MasterRun::wait_until([&] {
-    try {
-      return run.pids("svc").size() == 2u && !run.inspect().is_null();
-    } catch (const std::exception&) {
-      return false;
-    }
-  })) << "services restarted by the new master";
-  EXPECT_FALSE(run.inspect().contains("error"));
-  EXPECT_TRUE(MasterRun::wait_until(
-      [&] { return !fs::exists(run.workdir() / "var/db/baetyl/master-update.json"); }));
-}
-
-TEST(MasterE2E, MasterUpdateRefusesABinaryThatFailsCheck) {
-  MasterRun run;
-  run.write_app("v1", service("svc"));
-  InstalledMaster master(run);
-  ASSERT_TRUE(master.start()) << master.process().output();
-  ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid("svc").has_value(); }));
-  auto fake = run.workdir() / "var/db/baetyl/not-baetyl";
-  std::ofstream(fake) << "#!/bin/sh\necho 'config is broken'\nexit 1\n";
-  fs::permissions(fake, fs::perms::owner_all);
-  ASSERT_EQ(run.call("PUT", "/v1/system/update", "baetyl.admin", run.admin_password(),
-                     R"({"type":"MST","path":"var/db/baetyl/not-baetyl","trace":"m-2"})")
-                .status,
-            200);
-  ASSERT_TRUE(MasterRun::wait_until([&] { return ota_finished(run); }));
-  EXPECT_EQ(ota_steps(run).back(), "FAILURE");
-  EXPECT_THAT(run.inspect().value("error", ""), HasSubstr("config is broken"));
-  EXPECT_EQ(run.pids("svc").size(), 1u) << "nothing was restarted";
-  EXPECT_FALSE(fs::exists(run.workdir() / "bin/baetyl.old"));
-}
-
-TEST(MasterE2E, ANewMasterThatDiedStartingIsRolledBack) {
-  MasterRun run;
-  run.write_app("v1", service("svc"));
-  InstalledMaster master(run);
-  // What the previous master left: the new binary installed, the old kept, one start attempted
-  // that never finished (it crashed).
-  fs::copy_file(master.binary(), run.workdir() / "bin/baetyl.old");
-  {
-    std::ofstream broken(master.binary(), std::ios::app);
-    broken << "new build";
-  }
-  run.write_conf();
-  std::ofstream(run.workdir() / "var/db/baetyl/master-update.json")
-      << nlohmann::json{{"trace", "m-3"},
-                        {"stage", "restarting"},
-                        {"attempts", 1},
-                        {"binary", master.binary().string()},
-                        {"backup", (run.workdir() / "bin/baetyl.old").string()}}
-             .dump();
-  ASSERT_TRUE(master.start()) << master.process().output();
-  ASSERT_TRUE(MasterRun::wait_until([&] { return ota_finished(run); }));
-  EXPECT_EQ(ota_steps(run), (std::vector<std::string>{"ROLLINGBACK", "ROLLEDBACK"}));
-  EXPECT_EQ(fs::file_size(master.binary()), fs::file_size(binary_path("baetyl")))
-      << "the old binary is back";
-  EXPECT_THAT(run.inspect().value("error", ""), HasSubstr("did not finish"));
-  EXPECT_TRUE(MasterRun::wait_until([&] { return run.last_pid("svc").has_value(); }));
-  // The marker goes right after the last step is logged (a crash between the two logs the step
-  // again at the next start rather than never).
-  EXPECT_TRUE(MasterRun::wait_until(
-      [&] { return !fs::exists(run.workdir() / "var/db/baetyl/master-update.json"); }));
-}
-
-}  // namespace
-}  // namespace baetyl::testing
-
-namespace baetyl::testing {
-namespace {
 
 using ::testing::Not;
 
@@ -750,12 +483,13 @@ TEST(MasterE2E, AServiceTokenManagesOnlyTheDynamicInstancesItStarted) {
 
 // `check` and `start` on `dir` (with `extra` arguments) both exit 1 with `reason`.
 void expect_check_and_start_refuse(const fs::path& dir, const std::vector<std::string>& extra,
-                                   const std::string& reason) {
+                                   const std::string& reason,
+                                   const std::map<std::string, std::string>& env = {}) {
   for (const std::string command : {"check", "start"}) {
     std::vector<std::string> args{command, "-w", dir.string()};
     args.insert(args.end(), extra.begin(), extra.end());
     int code = 0;
-    const std::string printed = run_baetyl(args, &code);
+    const std::string printed = run_baetyl(args, &code, env);
     EXPECT_EQ(code, 1) << command << ":\n" << printed;
     EXPECT_THAT(printed, HasSubstr(reason)) << command;
     EXPECT_THAT(printed, Not(HasSubstr("OK!"))) << command;
@@ -764,10 +498,18 @@ void expect_check_and_start_refuse(const fs::path& dir, const std::vector<std::s
 
 TEST(MasterE2E, CheckRefusesWhatStartRefuses) {
   TempDir empty;
+  // Docker mode is the default; a daemon that does not answer is a check and start error.
+  const std::map<std::string, std::string> no_daemon = {
+      {"DOCKER_HOST", "unix://" + (empty.path() / "no-docker.sock").string()}};
   expect_check_and_start_refuse(
       empty.path(), {},
-      "etc/baetyl/conf.yml: mode: 'docker' (the default: the file does not exist) is not "
-      "available: this build has no Docker engine yet; set `mode: native`");
+      "etc/baetyl/conf.yml: mode: 'docker' (the default: the file does not exist): the Docker "
+      "daemon cannot be used: Docker unix://" +
+          (empty.path() / "no-docker.sock").string() +
+          ": GET /version: cannot connect: No such file or directory (is the Docker daemon "
+          "running?); start Docker (scripts/docker-daemon.sh, systemctl start docker) or set "
+          "`mode: native`",
+      no_daemon);
 
   MasterRun run;
   run.write_app("v1", service("svc"));
@@ -775,7 +517,9 @@ TEST(MasterE2E, CheckRefusesWhatStartRefuses) {
                                 "etc/baetyl/nope.yml: no such file (given with -c)");
   std::ofstream(run.workdir() / "etc/baetyl/docker.yml") << "mode: docker\n";
   expect_check_and_start_refuse(run.workdir(), {"-c", "etc/baetyl/docker.yml"},
-                                "etc/baetyl/docker.yml: mode: 'docker' is not available");
+                                "etc/baetyl/docker.yml: mode: 'docker': the Docker daemon cannot "
+                                "be used",
+                                no_daemon);
 
   run.write_app("v1", service("svc") +
                           "  - name: ghost\n    image: test/no-such-module\n"

@@ -66,7 +66,7 @@ bool process_alive(pid_t pid) {
   return close == std::string::npos || text.size() < close + 3 || text[close + 2] != 'Z';
 }
 
-MasterRun::MasterRun() {
+MasterRun::MasterRun(std::string mode) : mode_(std::move(mode)) {
   auto script = dir_.write("var/db/baetyl/pkg/run.sh", kServiceScript);
   fs::permissions(script, fs::perms::owner_all, fs::perm_options::add);
   dir_.write("var/db/baetyl/pkg/package.yml", "entry: run.sh\n");
@@ -79,7 +79,7 @@ MasterRun::~MasterRun() {
 }
 
 void MasterRun::write_conf(const std::string& grace, const std::string& extra) {
-  dir_.write("etc/baetyl/conf.yml", "mode: native\ngrace: " + grace +
+  dir_.write("etc/baetyl/conf.yml", "mode: " + mode_ + "\ngrace: " + grace +
                                         "\nserver:\n  address: unix://" + socket() +
                                         "\nlogger:\n  path: var/log/baetyl/baetyl.log\n  level: "
                                         "debug\n" +
@@ -189,6 +189,67 @@ bool MasterRun::wait_until(const std::function<bool()>& condition,
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return condition();
+}
+
+std::string service(const std::string& name, const std::string& extra, const std::string& mode,
+                    int replica) {
+  return "  - name: " + name +
+         "\n"
+         "    image: test/svc\n"
+         "    replica: " +
+         std::to_string(replica) +
+         "\n"
+         "    mounts:\n"
+         "      - {name: pkg, path: lib/baetyl/test/svc, readonly: true}\n"
+         "      - {name: out, path: out}\n" +
+         (extra.find("    env:") == std::string::npos ? "    env: {MODE: " + mode + "}\n" : "") +
+         extra;
+}
+
+std::string agent_service(const std::string& name, const std::string& extra) {
+  std::string item = service(name, extra);
+  for (const auto& [from, to] :
+       {std::pair<std::string, std::string>{"image: test/svc\n",
+                                            "image: hub.baidubce.com/baetyl/baetyl-agent:latest\n"},
+        {"path: lib/baetyl/test/svc,",
+         "path: lib/baetyl/hub.baidubce.com/baetyl/baetyl-agent/latest,"}}) {
+    const auto at = item.find(from);
+    if (at != std::string::npos) item.replace(at, from.size(), to);
+  }
+  return item;
+}
+
+std::string status_of(const MasterRun& run, const std::string& service, const std::string& name) {
+  auto entry = run.instance(service, name);
+  return entry.is_null() ? "" : entry.value("status", "");
+}
+
+std::string run_baetyl(const std::vector<std::string>& args, int* code,
+                       const std::map<std::string, std::string>& env) {
+  TempDir out;
+  ProcessOptions options;
+  options.output_file = (out.path() / "out").string();
+  options.env = env;
+  std::vector<std::string> argv = {binary_path("baetyl")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Process process(argv, options);
+  auto exit = process.wait(std::chrono::seconds(10));
+  *code = exit.value_or(-1);
+  return process.output();
+}
+
+std::vector<std::string> ota_steps(const MasterRun& run) {
+  std::ifstream in(run.workdir() / "var/db/baetyl/ota.log");
+  std::vector<std::string> steps;
+  std::string line;
+  while (std::getline(in, line)) steps.push_back(nlohmann::json::parse(line).at("step"));
+  return steps;
+}
+
+bool ota_finished(const MasterRun& run) {
+  auto steps = ota_steps(run);
+  return !steps.empty() &&
+         (steps.back() == "UPDATED" || steps.back() == "ROLLEDBACK" || steps.back() == "FAILURE");
 }
 
 }  // namespace baetyl::testing

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,13 +23,14 @@ namespace baetyl::testing {
 
 class MasterRun {
  public:
-  MasterRun();
+  // `mode` goes into conf.yml: native, or docker for services in containers.
+  explicit MasterRun(std::string mode = "native");
   ~MasterRun();
 
   const std::filesystem::path& workdir() const { return dir_.path(); }
   std::string socket() const { return (dir_.path() / "var/run/baetyl.sock").string(); }
 
-  // etc/baetyl/conf.yml with mode native, the socket above and `extra` appended.
+  // etc/baetyl/conf.yml with the mode, the socket above and `extra` appended.
   void write_conf(const std::string& grace = "2s", const std::string& extra = "");
   // var/db/baetyl/application.yml; `services` is the YAML list under services: (each item may use
   // the anchors of kServiceDefaults: image test/svc and the pkg and out mounts).
@@ -40,6 +42,7 @@ class MasterRun {
   // Waits for the master to exit after `signal`; returns its exit code.
   int stop(int signal = 15, std::chrono::milliseconds timeout = std::chrono::seconds(20));
   Process& process() { return *master_; }
+  bool started() const { return master_ != nullptr; }
   std::string output() const { return master_ ? master_->output() : ""; }
 
   // GET /v1/system/inspect with the admin credentials.
@@ -65,10 +68,29 @@ class MasterRun {
                          std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
  private:
+  std::string mode_;
   TempDir dir_;
   std::unique_ptr<Process> master_;
 };
 
 bool process_alive(pid_t pid);
+
+// One item of the services list running the test script (MODE `mode`, unless `extra` has env).
+std::string service(const std::string& name, const std::string& extra = "",
+                    const std::string& mode = "run", int replica = 1);
+// The same with the agent's image, hub.baidubce.com/baetyl/baetyl-agent:latest (which may update
+// the node), running the test script too.
+std::string agent_service(const std::string& name, const std::string& extra = "");
+// The inspect status of an instance, "" when it is not listed.
+std::string status_of(const MasterRun& run, const std::string& service, const std::string& name);
+// Runs the built baetyl with `args` (and `env` added to its environment) to its end (10 s at
+// most); returns its output.
+std::string run_baetyl(const std::vector<std::string>& args, int* code,
+                       const std::map<std::string, std::string>& env = {});
+
+// The steps of var/db/baetyl/ota.log, in order.
+std::vector<std::string> ota_steps(const MasterRun& run);
+// Whether ota.log ends with a final step (UPDATED, ROLLEDBACK or FAILURE).
+bool ota_finished(const MasterRun& run);
 
 }  // namespace baetyl::testing

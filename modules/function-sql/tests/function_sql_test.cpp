@@ -171,6 +171,19 @@ TEST(FunctionSqlTest, ErrorsAreGrpcStatuses) {
   EXPECT_EQ(status.error_message(),
             "payload is JSON but not an object (it is an array); the query needs a JSON object");
 
+  // A number beyond a double is the payload's fault, not the runtime's.
+  status = call(*stub, message(R"({"id":1e400})"), reply);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "payload is not valid JSON: number overflow parsing '1e400'");
+
+  // 100,000 levels of arrays (200 KB), copied by `*`, overflowed the stack of the runtime.
+  const std::string deep =
+      R"({"id":1,"x":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  status = call(*stub, message(deep), reply);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(),
+            "payload is nested too deeply (more than 1000 levels of arrays and objects)");
+
   // The server keeps serving after errors.
   status = call(*stub, message(R"({"id":2})"), reply);
   ASSERT_TRUE(status.ok()) << status.error_message();

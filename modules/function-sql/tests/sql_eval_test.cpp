@@ -364,6 +364,19 @@ TEST(SqlEvalTest, RunChecksThePayload) {
   } catch (const PayloadError& e) {
     EXPECT_TRUE(std::string(e.what()).starts_with("payload is not valid JSON")) << e.what();
   }
+  // A number beyond the range of a double is refused as the payload's fault, like a syntax error
+  // (found by sql_fuzzer: it escaped as nlohmann's out_of_range).
+  for (const char* payload : {R"({"a":1e400})", R"({"a":-4611281e308})", R"({"a":[1,2e999]})"}) {
+    try {
+      query.run(payload, {});
+      FAIL() << "accepted " << payload;
+    } catch (const PayloadError& e) {
+      EXPECT_TRUE(
+          std::string(e.what()).starts_with("payload is not valid JSON: number overflow "
+                                            "parsing '"))
+          << e.what();
+    }
+  }
   const std::pair<const char*, const char*> not_objects[] = {{"[1]", "an array"},
                                                              {"1", "a number"},
                                                              {"\"s\"", "a string"},
@@ -378,6 +391,51 @@ TEST(SqlEvalTest, RunChecksThePayload) {
                                            kind + "); the query needs a JSON object");
     }
   }
+}
+
+std::string nested(std::size_t depth) {
+  return R"({"a":)" + std::string(depth - 1, '[') + std::string(depth - 1, ']') + "}";
+}
+
+// Copying, comparing and printing JSON recurse once per level: a payload of '[' nested a few
+// ten thousand levels deep overflowed the stack of the runtime (found while fuzzing).
+TEST(SqlEvalTest, RunRefusesPayloadsNestedTooDeeply) {
+  auto query = Query::parse("select a, * where a = a");
+  const std::string deepest = nested(kMaxPayloadDepth);  // the object and 999 arrays
+  const std::string a = deepest.substr(5, deepest.size() - 6);
+  EXPECT_EQ(query.run(deepest, {}), R"({"a":)" + a + "}");
+  const std::string expected =
+      "payload is nested too deeply (more than 1000 levels of arrays "
+      "and objects)";
+  for (std::size_t depth : {kMaxPayloadDepth + 1, std::size_t{100000}}) {
+    try {
+      query.run(nested(depth), {});
+      FAIL() << "accepted a payload " << depth << " levels deep";
+    } catch (const PayloadError& e) {
+      EXPECT_EQ(e.what(), expected);
+    }
+  }
+  // The limit counts open levels, not all of them.
+  std::string wide = R"({"a":[)";
+  for (int i = 0; i < 3000; ++i) wide += i ? ",[{}]" : "[{}]";
+  EXPECT_NE(query.run(wide + "]}", {}), "");
+  // Malformed JSON is still reported as such.
+  try {
+    query.run(R"({"a":[[[)", {});
+    FAIL() << "accepted";
+  } catch (const PayloadError& e) {
+    EXPECT_TRUE(std::string(e.what()).starts_with("payload is not valid JSON: parse error"))
+        << e.what();
+  }
+}
+
+TEST(SqlEvalTest, TheDeepestQueriesEvaluate) {
+  std::string sum = "a";
+  for (std::size_t i = 1; i < kMaxQueryDepth; ++i) sum += " + a";
+  EXPECT_EQ(value(sum, R"({"a":1})"), Json(static_cast<std::int64_t>(kMaxQueryDepth)));
+  std::string parens =
+      std::string(kMaxQueryDepth - 1, '(') + "a" + std::string(kMaxQueryDepth - 1, ')');
+  EXPECT_EQ(value(parens, R"({"a":1})"), Json(1));
 }
 
 }  // namespace

@@ -1,12 +1,15 @@
 // The parser: every construct is accepted, and every mistake is reported with its position.
 #include <string>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "sql/sql.h"
 
 namespace baetyl::sql {
 namespace {
+
+using ::testing::HasSubstr;
 
 // "" when `text` parses, else the error message.
 std::string error_of(const std::string& text) {
@@ -173,6 +176,45 @@ TEST(SqlParserTest, ErrorCarriesLineColumnAndOffset) {
     EXPECT_EQ(e.offset(), 18u);  // 'é' is two bytes
     EXPECT_EQ(e.message(), "expected an expression after '+', found the end of the query");
   }
+}
+
+// `n` copies of `s`, joined by `separator`.
+std::string repeat(const std::string& s, std::size_t n, const std::string& separator = "") {
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) out += (i ? separator : "") + s;
+  return out;
+}
+
+const std::string kTooDeep =
+    "expression too deep (more than 256 levels of operators, parentheses and function calls)";
+
+// Parsing, evaluating and destroying an expression recurse once per level: without a bound, a
+// few kilobytes of '(' or of 'a+a+...' overflowed the stack (found while fuzzing).
+TEST(SqlParserTest, RefusesExpressionsDeeperThanTheLimit) {
+  // 255 parentheses, NOTs or signs inside a select item: 256 levels, accepted.
+  EXPECT_EQ(error_of("select " + repeat("(", 255) + "1" + repeat(")", 255)), "");
+  EXPECT_EQ(error_of("select * where " + repeat("not ", 255) + "a"), "");
+  EXPECT_EQ(error_of("select " + repeat("- ", 255) + "a"), "");
+  EXPECT_EQ(error_of("select " + repeat("abs(", 255) + "1" + repeat(")", 255)), "");
+  // One more is refused where it starts.
+  EXPECT_EQ(error_of("select " + repeat("(", 256) + "1" + repeat(")", 256)),
+            "sql: 1:264: " + kTooDeep);
+  EXPECT_EQ(error_of("select * where " + repeat("not ", 256) + "a"),
+            "sql: 1:" + std::to_string(16 + 255 * 4) + ": " + kTooDeep);
+  EXPECT_EQ(error_of("select " + repeat("- ", 256) + "a"),
+            "sql: 1:" + std::to_string(8 + 255 * 2) + ": " + kTooDeep);
+  // Chains of operators build trees as high as they are long: 255 operators are 256 levels.
+  EXPECT_EQ(error_of("select " + repeat("a", 256, "+")), "");
+  EXPECT_EQ(error_of("select " + repeat("a", 257, "+")),
+            "sql: 1:" + std::to_string(8 + 256 * 2 - 1) + ": " + kTooDeep);
+  EXPECT_EQ(error_of("select * where " + repeat("a = 1", 255, " or ")), "");  // 2 + 254 levels
+  EXPECT_THAT(error_of("select * where " + repeat("a = 1", 256, " or ")), HasSubstr(kTooDeep));
+  EXPECT_THAT(error_of("select a in (" + repeat("(", 255) + "1" + repeat(")", 255) + ")"),
+              HasSubstr(kTooDeep));
+  // Far beyond: refused, not a crash.
+  EXPECT_THAT(error_of("select " + repeat("(", 100000)), HasSubstr(kTooDeep));
+  EXPECT_THAT(error_of("select " + repeat("a", 100000, "*")), HasSubstr(kTooDeep));
+  EXPECT_THAT(error_of("select " + repeat("not ", 100000) + "a"), HasSubstr(kTooDeep));
 }
 
 }  // namespace

@@ -126,7 +126,8 @@ struct Expr {
   };
   Kind kind = Kind::kLiteral;
   Op op = Op::kAdd;
-  bool negated = false;  // NOT IN, NOT LIKE, NOT BETWEEN, IS NOT NULL
+  std::size_t height = 1;  // levels of this tree: 1 for a leaf, at most kMaxQueryDepth
+  bool negated = false;    // NOT IN, NOT LIKE, NOT BETWEEN, IS NOT NULL
   std::string literal_string;
   Value literal;
   std::vector<PathStep> path;

@@ -338,15 +338,67 @@ std::optional<Json> Query::evaluate(const Json& payload, const Message& message)
   return result;
 }
 
+namespace {
+
+// nlohmann's DOM builder, stopping at the first array or object nested deeper than
+// kMaxPayloadDepth: copying, comparing and printing a JSON value recurse once per level, so a
+// payload of a few kilobytes of '[' would otherwise overflow the stack.
+class DepthLimitedBuilder : public nlohmann::detail::json_sax_dom_parser<Json> {
+ public:
+  explicit DepthLimitedBuilder(Json& root) : json_sax_dom_parser(root) {}
+
+  bool start_object(std::size_t length) {
+    return deeper() && json_sax_dom_parser::start_object(length);
+  }
+  bool start_array(std::size_t length) {
+    return deeper() && json_sax_dom_parser::start_array(length);
+  }
+  bool end_object() {
+    --depth_;
+    return json_sax_dom_parser::end_object();
+  }
+  bool end_array() {
+    --depth_;
+    return json_sax_dom_parser::end_array();
+  }
+  bool too_deep() const { return too_deep_; }
+
+ private:
+  bool deeper() {
+    too_deep_ = ++depth_ > kMaxPayloadDepth;
+    return !too_deep_;
+  }
+
+  std::size_t depth_ = 0;
+  bool too_deep_ = false;
+};
+
+Json parse_payload(std::string_view payload) {
+  Json input;
+  DepthLimitedBuilder builder(input);
+  if (!Json::sax_parse(payload, &builder)) {  // syntax errors throw
+    throw PayloadError(builder.too_deep()
+                           ? "payload is nested too deeply (more than " +
+                                 std::to_string(kMaxPayloadDepth) + " levels of arrays and objects)"
+                           : "payload is not valid JSON");
+  }
+  return input;
+}
+
+}  // namespace
+
 std::string Query::run(std::string_view payload, const Message& message) const {
   Json input;
   try {
-    input = Json::parse(payload);
-  } catch (const Json::parse_error& e) {
-    std::string what = e.what();
-    auto reason = what.find("parse error");
-    throw PayloadError("payload is not valid JSON: " +
-                       (reason == std::string::npos ? what : what.substr(reason)));
+    input = parse_payload(payload);
+  } catch (const Json::exception& e) {
+    // A syntax error (parse_error) or a number beyond the range of a double (out_of_range), e.g.
+    // "[json.exception.out_of_range.406] number overflow parsing '1e400'": keep the reason only.
+    std::string_view what = e.what();
+    if (auto end = what.find("] "); what.starts_with("[json.exception.") && end != what.npos) {
+      what.remove_prefix(end + 2);
+    }
+    throw PayloadError("payload is not valid JSON: " + std::string(what));
   }
   if (!input.is_object()) {
     throw PayloadError(std::string("payload is JSON but not an object (it is ") +

@@ -1,4 +1,5 @@
 // Recursive descent over the grammar in README.md, one token of lookahead.
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -143,21 +144,56 @@ class Parser {
     return parse_or();
   }
 
-  static std::unique_ptr<Expr> make(Expr::Kind kind, std::unique_ptr<Expr> a,
-                                    std::unique_ptr<Expr> b = nullptr) {
+  // A node for the operator at `offset` over its operands (more may be added, then finish()).
+  std::unique_ptr<Expr> make(Expr::Kind kind, std::size_t offset, std::unique_ptr<Expr> a,
+                             std::unique_ptr<Expr> b = nullptr) {
     auto e = std::make_unique<Expr>();
     e->kind = kind;
     e->args.push_back(std::move(a));
     if (b) e->args.push_back(std::move(b));
+    finish(*e, offset);
     return e;
   }
 
+  // Sets the height of `e` from its operands, refusing a tree higher than kMaxQueryDepth.
+  void finish(Expr& e, std::size_t offset) {
+    std::size_t height = 0;
+    for (const auto& arg : e.args) height = std::max(height, arg->height);
+    e.height = height + 1;
+    if (e.height > kMaxQueryDepth) fail_at(text_, offset, too_deep());
+  }
+
+  static std::string too_deep() {
+    return "expression too deep (more than " + std::to_string(kMaxQueryDepth) +
+           " levels of operators, parentheses and function calls)";
+  }
+
+  // Counts one level of recursion of the parser for as long as it lives.
+  class Descent {
+   public:
+    explicit Descent(Parser& parser) : parser_(parser) {
+      if (++parser_.depth_ > kMaxQueryDepth) parser_.fail_at_current(too_deep());
+    }
+    ~Descent() { --parser_.depth_; }
+    Descent(const Descent&) = delete;
+    Descent& operator=(const Descent&) = delete;
+
+   private:
+    Parser& parser_;
+  };
+
+  [[noreturn]] void fail_at_current(const std::string& what) {
+    fail_at(text_, current_.offset, what);
+  }
+
   std::unique_ptr<Expr> parse_or() {
+    Descent descent(*this);
     auto left = parse_and();
     while (is_keyword("or")) {
+      const std::size_t at = current_.offset;
       advance();
       need_operand();
-      left = make(Expr::Kind::kOr, std::move(left), parse_and());
+      left = make(Expr::Kind::kOr, at, std::move(left), parse_and());
     }
     return left;
   }
@@ -165,18 +201,21 @@ class Parser {
   std::unique_ptr<Expr> parse_and() {
     auto left = parse_not();
     while (is_keyword("and")) {
+      const std::size_t at = current_.offset;
       advance();
       need_operand();
-      left = make(Expr::Kind::kAnd, std::move(left), parse_not());
+      left = make(Expr::Kind::kAnd, at, std::move(left), parse_not());
     }
     return left;
   }
 
   std::unique_ptr<Expr> parse_not() {
     if (is_keyword("not")) {
+      Descent descent(*this);
+      const std::size_t at = current_.offset;
       advance();
       need_operand();
-      return make(Expr::Kind::kNot, parse_not());
+      return make(Expr::Kind::kNot, at, parse_not());
     }
     return parse_predicate();
   }
@@ -191,9 +230,10 @@ class Parser {
         bool matched = false;
         for (auto [symbol, op] : kComparisons) {
           if (current_.text == symbol) {
+            const std::size_t at = current_.offset;
             advance();
             need_operand();
-            left = make(Expr::Kind::kCompare, std::move(left), parse_concat());
+            left = make(Expr::Kind::kCompare, at, std::move(left), parse_concat());
             left->op = op;
             matched = true;
             break;
@@ -203,8 +243,8 @@ class Parser {
         return left;
       }
       if (is_keyword("is")) {
+        auto e = make(Expr::Kind::kIsNull, current_.offset, std::move(left));
         advance();
-        auto e = make(Expr::Kind::kIsNull, std::move(left));
         if (is_keyword("not")) {
           advance();
           e->negated = true;
@@ -217,6 +257,7 @@ class Parser {
         continue;
       }
       bool negated = false;
+      const std::size_t at = current_.offset;
       if (is_keyword("not")) {
         advance();
         negated = true;
@@ -226,7 +267,7 @@ class Parser {
       }
       if (is_keyword("in")) {
         advance();
-        auto e = make(Expr::Kind::kIn, std::move(left));
+        auto e = make(Expr::Kind::kIn, at, std::move(left));
         e->negated = negated;
         expect_symbol("(", "expected '(' after 'in'");
         std::size_t open = previous_.offset;
@@ -240,20 +281,22 @@ class Parser {
           fail_here("expected ',' or ')' to close the list opened at " + position(open));
         }
         advance();
+        finish(*e, at);
         left = std::move(e);
       } else if (is_keyword("like")) {
         advance();
         need_operand();
-        left = make(Expr::Kind::kLike, std::move(left), parse_concat());
+        left = make(Expr::Kind::kLike, at, std::move(left), parse_concat());
         left->negated = negated;
       } else if (is_keyword("between")) {
         advance();
         need_operand();
-        auto e = make(Expr::Kind::kBetween, std::move(left), parse_concat());
+        auto e = make(Expr::Kind::kBetween, at, std::move(left), parse_concat());
         if (!is_keyword("and")) fail_here("expected 'and' between the bounds of 'between'");
         advance();
         need_operand();
         e->args.push_back(parse_concat());
+        finish(*e, at);
         e->negated = negated;
         left = std::move(e);
       } else {
@@ -265,9 +308,10 @@ class Parser {
   std::unique_ptr<Expr> parse_concat() {
     auto left = parse_additive();
     while (is_symbol("||")) {
+      const std::size_t at = current_.offset;
       advance();
       need_operand();
-      left = make(Expr::Kind::kArithmetic, std::move(left), parse_additive());
+      left = make(Expr::Kind::kArithmetic, at, std::move(left), parse_additive());
       left->op = Op::kConcat;
     }
     return left;
@@ -277,9 +321,10 @@ class Parser {
     auto left = parse_multiplicative();
     while (is_symbol("+") || is_symbol("-")) {
       Op op = current_.text == "+" ? Op::kAdd : Op::kSub;
+      const std::size_t at = current_.offset;
       advance();
       need_operand();
-      left = make(Expr::Kind::kArithmetic, std::move(left), parse_multiplicative());
+      left = make(Expr::Kind::kArithmetic, at, std::move(left), parse_multiplicative());
       left->op = op;
     }
     return left;
@@ -289,9 +334,10 @@ class Parser {
     auto left = parse_unary();
     while (is_symbol("*") || is_symbol("/") || is_symbol("%")) {
       Op op = current_.text == "*" ? Op::kMul : current_.text == "/" ? Op::kDiv : Op::kMod;
+      const std::size_t at = current_.offset;
       advance();
       need_operand();
-      left = make(Expr::Kind::kArithmetic, std::move(left), parse_unary());
+      left = make(Expr::Kind::kArithmetic, at, std::move(left), parse_unary());
       left->op = op;
     }
     return left;
@@ -299,7 +345,9 @@ class Parser {
 
   std::unique_ptr<Expr> parse_unary() {
     if (is_symbol("-") || is_symbol("+")) {
+      Descent descent(*this);
       bool minus = current_.text == "-";
+      const std::size_t at = current_.offset;
       advance();
       need_operand();
       auto operand = parse_unary();
@@ -314,7 +362,7 @@ class Parser {
         }
         return operand;
       }
-      return make(Expr::Kind::kNegate, std::move(operand));
+      return make(Expr::Kind::kNegate, at, std::move(operand));
     }
     return parse_primary();
   }
@@ -393,6 +441,7 @@ class Parser {
       }
     }
     advance();
+    finish(*e, name_offset);
     const Builtin& f = *e->function;
     std::size_t n = e->args.size();
     if (n < f.min_args || n > f.max_args) {
@@ -469,6 +518,7 @@ class Parser {
   Token current_;
   Token previous_;
   std::size_t previous_end_ = 0;
+  std::size_t depth_ = 0;  // of the recursion, see Descent
 };
 
 std::string format_error(const std::string& message, std::size_t line, std::size_t column) {

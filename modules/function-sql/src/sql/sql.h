@@ -38,7 +38,15 @@ class SqlError : public std::runtime_error {
   std::size_t column_;
 };
 
-// A payload the query cannot run on: not JSON, or JSON but not an object.
+// Parsing, evaluating, copying and printing recurse once per level of nesting, so both are bounded
+// well within a thread's stack. An expression nests (parentheses, function calls, NOT, signs) and
+// chains operators (`a + b + c` is three levels) at most kMaxQueryDepth levels deep: parse()
+// refuses deeper ones. The arrays and objects of a payload nest at most kMaxPayloadDepth levels
+// deep: run() refuses deeper ones.
+inline constexpr std::size_t kMaxQueryDepth = 256;
+inline constexpr std::size_t kMaxPayloadDepth = 1000;
+
+// A payload the query cannot run on: not JSON, JSON nested too deeply, or JSON but not an object.
 class PayloadError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -68,8 +76,9 @@ class Query {
   // object; for anything else fields are null and `*` copies nothing.
   std::optional<Json> evaluate(const Json& payload, const Message& message) const;
 
-  // Parses the payload (which must be a JSON object, else PayloadError), evaluates and returns
-  // the result as compact JSON text, or "" when WHERE rejects the message.
+  // Parses the payload (which must be a JSON object nested at most kMaxPayloadDepth levels deep,
+  // else PayloadError), evaluates and returns the result as compact JSON text, or "" when WHERE
+  // rejects the message.
   std::string run(std::string_view payload, const Message& message) const;
 
   const std::string& text() const;
