@@ -120,21 +120,14 @@ void extract_zip(const fs::path& zip, const fs::path& dir, const ExtractLimits& 
     if (!problem.empty()) throw fail(problem);
     if (relative.empty()) continue;  // "./": the directory itself
 
-    if (const char* hardlink = archive_entry_hardlink(entry); hardlink != nullptr) {
-      const std::string target = clean_entry(hardlink, problem);
-      if (!problem.empty() || target.empty()) {
-        throw fail("is a hard link to '" + std::string(hardlink) + "', outside the volume");
-      }
-      archive_entry_set_hardlink(entry, (root / target).c_str());
-    } else {
-      const mode_t type = archive_entry_filetype(entry);
-      if (type == AE_IFLNK) {
-        const char* target = archive_entry_symlink(entry);
-        problem = check_link_target(relative, target == nullptr ? "" : target);
-        if (!problem.empty()) throw fail(problem);
-      } else if (type != AE_IFREG && type != AE_IFDIR) {
-        throw fail("is not a file, directory or link (a device, FIFO or socket)");
-      }
+    // Zip has no hard links; an entry that says it is one is refused rather than followed.
+    if (archive_entry_hardlink(entry) != nullptr) throw fail("is a hard link");
+    if (const mode_t type = archive_entry_filetype(entry); type == AE_IFLNK) {
+      const char* target = archive_entry_symlink(entry);
+      problem = check_link_target(relative, target == nullptr ? "" : target);
+      if (!problem.empty()) throw fail(problem);
+    } else if (type != AE_IFREG && type != AE_IFDIR) {
+      throw fail("is not a file, directory or link (a device, FIFO or socket)");
     }
     const mode_t type = archive_entry_filetype(entry);
     mode_t mode = archive_entry_perm(entry) & 0777;
