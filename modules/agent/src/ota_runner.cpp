@@ -1,6 +1,7 @@
 #include "ota_runner.h"
 
 #include <filesystem>
+#include <utility>
 
 #include "baetyl/api/master_client.h"
 #include "baetyl/http/client.h"
@@ -35,7 +36,12 @@ void OtaRunner::start() {
     const OtaRecord& last = records.back();
     book_.start(last.trace);
     book_.add_master(last.trace, records);
-    if (!is_final_step(last.step)) {
+    if (last.step == step::kUpdated) {
+      // The update ended while no agent ran (the master restarts an agent whose definition
+      // changed, and logs UPDATED once every service runs): what it no longer needs goes now.
+      std::lock_guard lock(mutex_);
+      clean_pending_ = true;
+    } else if (!is_final_step(last.step)) {
       const auto since = parse_time(records.front().time).value_or(Clock::now());
       Follow follow{last.trace, last.type, offset, since + options_.timeout};
       if (Clock::now() >= follow.deadline) {
@@ -106,13 +112,16 @@ void OtaRunner::run() {
   for (;;) {
     std::optional<OtaEvent> event;
     std::optional<Follow> resume;
+    bool clean = false;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || pending_ || resume_; });
+      wake_.wait(lock, [&] { return stopping_ || pending_ || resume_ || clean_pending_; });
       if (stopping_) return;
       event.swap(pending_);
       resume.swap(resume_);
+      clean = std::exchange(clean_pending_, false);
     }
+    if (clean) clean_after_success();
     if (resume) follow(*resume);
     if (event) handle(*event);
     std::lock_guard lock(mutex_);
