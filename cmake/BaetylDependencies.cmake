@@ -40,6 +40,20 @@ else()
   add_library(baetyl::sqlite3 ALIAS SQLite::SQLite3)
 endif()
 
+# libarchive's static archive where Debian ships it: the agent reads zips only, and the shared
+# library would bring libxml2 and ICU (36 MB) into the agent's image for formats it never reads.
+# The libraries its zip reader and disk writer use are all in debian:bookworm-slim.
+find_library(BAETYL_LIBARCHIVE_ARCHIVE NAMES libarchive.a)
+if(BAETYL_LIBARCHIVE_ARCHIVE)
+  add_library(baetyl_libarchive STATIC IMPORTED)
+  set_target_properties(baetyl_libarchive PROPERTIES IMPORTED_LOCATION ${BAETYL_LIBARCHIVE_ARCHIVE}
+    INTERFACE_INCLUDE_DIRECTORIES "${LibArchive_INCLUDE_DIRS}"
+    INTERFACE_LINK_LIBRARIES "nettle;acl;lzma;zstd;bz2;z")
+  add_library(baetyl::libarchive ALIAS baetyl_libarchive)
+else()
+  add_library(baetyl::libarchive ALIAS LibArchive::LibArchive)
+endif()
+
 # spdlog and fmt compiled once from Debian's headers into a static library instead of
 # libspdlog.so and libfmt.so: see cmake/spdlog_static/spdlog.cpp. Every target must use
 # baetyl::spdlog, never spdlog::spdlog (two copies would mean two logger registries).

@@ -28,10 +28,11 @@ seed_names() {
     function-node) echo baetyl-function-node85 ;;
     function-sql) echo baetyl-function-sql ;;
     timer) echo baetyl-timer ;;
+    agent) echo baetyl-agent ;;
     *) return 1 ;;
   esac
 }
-all_modules=(hub function-manager function-sql function-python function-node timer)
+all_modules=(hub function-manager function-sql function-python function-node timer agent)
 modules=("$@")
 ((${#modules[@]})) || modules=("${all_modules[@]}")
 for module in "${modules[@]}"; do

@@ -10,7 +10,8 @@ build_packages=(
   build-essential cmake pkg-config ccache
   libboost-dev libboost-system-dev libyaml-cpp-dev nlohmann-json3-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libspdlog-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev libarchive-dev
+  libspdlog-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev
+  libarchive-dev libacl1-dev libzstd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 runtime_packages=(

@@ -72,8 +72,8 @@ def issue(root, name, subject, extensions):
     ext_file = os.path.join(pki, name + ".ext")
     with open(ext_file, "w") as out:
         out.write(extensions)
-    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-subj", subject,
-            "-out", csr)
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", key, "-subj", subject, "-out", csr)
     openssl("x509", "-req", "-in", csr, "-CA", os.path.join(pki, "ca.pem"), "-CAkey",
             os.path.join(pki, "ca.key"), "-CAcreateserial", "-days", "3650", "-sha256",
             "-extfile", ext_file, "-out", pem)
@@ -98,7 +98,8 @@ def cmd_init(args):
     os.makedirs(pki, exist_ok=True)
     os.makedirs(os.path.join(args.dir, "volumes"), exist_ok=True)
     os.makedirs(os.path.join(args.dir, "reports"), exist_ok=True)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-sha256",
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-days", "3650", "-sha256",
             "-keyout", os.path.join(pki, "ca.key"), "-out", os.path.join(pki, "ca.pem"),
             "-subj", "/CN=baetyl test cloud CA", "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign")

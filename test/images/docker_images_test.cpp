@@ -2,7 +2,8 @@
 // docker_images before these tests), run for real with `docker run`: the hub answers MQTT on a
 // port published on 127.0.0.1, the SQL, Python and Node runtimes answer gRPC calls with the
 // example's functions, the timer and the function manager's rules reach a hub container by name
-// on a user-defined network, every image carries its seed names and no build tools.
+// on a user-defined network, the agent refuses a cloud link without TLS, every image carries its
+// seed names and no build tools.
 // The containers are those of the exact images the fixture built (BUILD_DIR/images/<module>.id),
 // named baetyl-test-images-<pid>-<n> and removed by the test.
 #include <signal.h>
@@ -39,8 +40,9 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 const fs::path kExample = fs::path(BAETYL_SOURCE_DIR) / "example/docker/var/db/baetyl";
-const std::vector<std::string> kModules = {
-    "hub", "function-manager", "function-sql", "function-python", "function-node", "timer"};
+const std::vector<std::string> kModules = {"hub",           "function-manager", "function-sql",
+                                           "function-python", "function-node",   "timer",
+                                           "agent"};
 
 struct CommandResult {
   int code = -1;
@@ -320,6 +322,23 @@ TEST(DockerImages, FunctionManagerConnectsItsRulesToAHubContainerItReachesByName
   EXPECT_EQ(manager.stop(), 0) << manager.logs();
 }
 
+// The agent needs its cloud (test/cloud, on the host's loopback, which containers do not reach):
+// here it reads its configuration and refuses a cloud link without TLS, naming the key.
+TEST(DockerImages, AgentRefusesAPlainCloudAddress) {
+  TempDir conf;
+  conf.write("service.yml",
+             "remote:\n  mqtt:\n    address: tcp://cloud:1883\n    clientid: d\n    username: d\n"
+             "    ca: /etc/baetyl/service.yml\n    cert: /etc/baetyl/service.yml\n"
+             "    key: /etc/baetyl/service.yml\n");
+  auto result = run({"docker", "run", "--rm", "-v", bind(conf.path(), "/etc/baetyl"),
+                     image_of("agent")});
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_NE(result.output.find("etc/baetyl/service.yml: remote.mqtt.address: 'tcp://cloud:1883' "
+                               "is not an ssl:// address"),
+            std::string::npos)
+      << result.output;
+}
+
 TEST(DockerImages, EveryImageCarriesItsSeedNamesRunsItsProgramAndHasNoBuildTools) {
   const std::map<std::string, std::vector<std::string>> seed_names = {
       {"hub", {"baetyl-hub"}},
@@ -327,7 +346,8 @@ TEST(DockerImages, EveryImageCarriesItsSeedNamesRunsItsProgramAndHasNoBuildTools
       {"function-sql", {"baetyl-function-sql"}},
       {"function-python", {"baetyl-function-python27", "baetyl-function-python36"}},
       {"function-node", {"baetyl-function-node85"}},
-      {"timer", {"baetyl-timer"}}};
+      {"timer", {"baetyl-timer"}},
+      {"agent", {"baetyl-agent"}}};
   for (const auto& module : kModules) {
     SCOPED_TRACE(module);
     std::vector<std::string> names{"baetyl-" + module + ":latest"};
