@@ -195,8 +195,8 @@ TEST_P(HttpClientTest, LargeBodiesTravelBothWays) {
 
 TEST_P(HttpClientTest, PostSendsTheBody) {
   server_.respond(201, "made");
-  const Response response = client().post("/v1/edge/info", R"({"a":1})",
-                                          {{"Content-Type", "application/json"}});
+  const Response response =
+      client().post("/v1/edge/info", R"({"a":1})", {{"Content-Type", "application/json"}});
   EXPECT_EQ(response.status, 201);
   EXPECT_EQ(response.body, "made");
   EXPECT_EQ(server_.last_request().method, "POST");

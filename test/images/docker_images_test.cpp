@@ -40,9 +40,9 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 const fs::path kExample = fs::path(BAETYL_SOURCE_DIR) / "example/docker/var/db/baetyl";
-const std::vector<std::string> kModules = {"hub",           "function-manager", "function-sql",
-                                           "function-python", "function-node",   "timer",
-                                           "agent"};
+const std::vector<std::string> kModules = {
+    "hub", "function-manager", "function-sql", "function-python", "function-node", "timer", "agent",
+};
 
 struct CommandResult {
   int code = -1;
@@ -330,8 +330,8 @@ TEST(DockerImages, AgentRefusesAPlainCloudAddress) {
              "remote:\n  mqtt:\n    address: tcp://cloud:1883\n    clientid: d\n    username: d\n"
              "    ca: /etc/baetyl/service.yml\n    cert: /etc/baetyl/service.yml\n"
              "    key: /etc/baetyl/service.yml\n");
-  auto result = run({"docker", "run", "--rm", "-v", bind(conf.path(), "/etc/baetyl"),
-                     image_of("agent")});
+  auto result =
+      run({"docker", "run", "--rm", "-v", bind(conf.path(), "/etc/baetyl"), image_of("agent")});
   EXPECT_EQ(result.code, 1) << result.output;
   EXPECT_NE(result.output.find("etc/baetyl/service.yml: remote.mqtt.address: 'tcp://cloud:1883' "
                                "is not an ssl:// address"),

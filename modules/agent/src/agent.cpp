@@ -21,13 +21,14 @@ void run_agent(Context& ctx) {
   auto logger = ctx.logger();
 
   ProgressBook book;
-  VolumeStore store(kStoreDir, ExtractLimits{cfg.ota.volume_max.bytes, cfg.ota.volume_entries_max},
-                    [&cfg](const std::string& origin) { return cfg.http_options(origin); },
-                    logger);
+  VolumeStore store(
+      kStoreDir, ExtractLimits{cfg.ota.volume_max.bytes, cfg.ota.volume_entries_max},
+      [&cfg](const std::string& origin) { return cfg.http_options(origin); }, logger);
   if (!std::filesystem::is_regular_file(std::filesystem::path(kStoreDir) / "application.yml")) {
-    logger->warn("the master's var/db/baetyl is not mounted at {}: updates will fail until the "
-                 "agent's service mounts it there",
-                 kStoreDir);
+    logger->warn(
+        "the master's var/db/baetyl is not mounted at {}: updates will fail until the "
+        "agent's service mounts it there",
+        kStoreDir);
   }
 
   mqtt::Client cloud(cfg.mqtt_client_config(), logger);
@@ -45,9 +46,9 @@ void run_agent(Context& ctx) {
     return cloud.try_publish(message, 0ms);
   };
   sinks.post = [&](const std::string& payload) {
-    const auto response = report_http.post(report_path, payload,
-                                           {{"Content-Type", "application/json"},
-                                            {"x-iot-edge-clientid", cfg.mqtt.client_id}});
+    const auto response = report_http.post(
+        report_path, payload,
+        {{"Content-Type", "application/json"}, {"x-iot-edge-clientid", cfg.mqtt.client_id}});
     if (!response.ok()) {
       throw std::runtime_error("POST " + cfg.report_address() + report_path + " answered HTTP " +
                                std::to_string(response.status));

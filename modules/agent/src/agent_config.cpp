@@ -50,16 +50,17 @@ void describe_mqtt(config::Reader& m, mqtt::ClientConfig& c) {
 }
 
 void describe_http(config::Reader& h, HttpConfig& c) {
-  h.field("address", c.address).check(
-      [](const std::string& address) {
-        try {
-          split_https_url(address);
-          return true;
-        } catch (const std::invalid_argument&) {
-          return false;
-        }
-      },
-      "must be an https:// address: the cloud link is HTTPS");
+  h.field("address", c.address)
+      .check(
+          [](const std::string& address) {
+            try {
+              split_https_url(address);
+              return true;
+            } catch (const std::invalid_argument&) {
+              return false;
+            }
+          },
+          "must be an https:// address: the cloud link is HTTPS");
   h.field("timeout", c.timeout).min(1ms);
   for (auto [key, path] : {std::pair{"ca", &c.ca}, {"cert", &c.cert}, {"key", &c.key}}) {
     if (h.field(key, *path).present() && !path->empty() && ::access(path->c_str(), R_OK) != 0) {
@@ -117,9 +118,11 @@ void describe(config::Reader& r, AgentConfig& c) {
     remote.section("http", [&](config::Reader& h) { describe_http(h, c.http); });
     remote.section("report", [&](config::Reader& report) {
       report.field("url", c.report.url)
-          .check([](const std::string& url) { return url.starts_with("/") ||
-                                                     url.starts_with("https://"); },
-                 "must be a path (/v1/edge/info) or an https:// URL");
+          .check(
+              [](const std::string& url) {
+                return url.starts_with("/") || url.starts_with("https://");
+              },
+              "must be a path (/v1/edge/info) or an https:// URL");
       report.field("topic", c.report.topic).not_empty();
       report.field("interval", c.report.interval).min(10ms);
       check_topic(report, "topic", c.report.topic, c.mqtt.client_id, false);
@@ -131,9 +134,8 @@ void describe(config::Reader& r, AgentConfig& c) {
   });
   r.section("ota", [&](config::Reader& ota) {
     ota.field("timeout", c.ota.timeout).min(1s);
-    ota.section("logger", [&](config::Reader& logger) {
-      logger.field("path", c.ota.log_path).not_empty();
-    });
+    ota.section("logger",
+                [&](config::Reader& logger) { logger.field("path", c.ota.log_path).not_empty(); });
     ota.section("volume", [&](config::Reader& volume) {
       volume.field("max", c.ota.volume_max).min(config::ByteSize{1});
       volume.field("entries", c.ota.volume_entries_max).min(1);
@@ -143,9 +145,7 @@ void describe(config::Reader& r, AgentConfig& c) {
 
 std::string AgentConfig::report_topic() const { return expand_topic(report.topic, mqtt.client_id); }
 
-std::string AgentConfig::desire_topic() const {
-  return expand_topic(desire.topic, mqtt.client_id);
-}
+std::string AgentConfig::desire_topic() const { return expand_topic(desire.topic, mqtt.client_id); }
 
 std::string AgentConfig::http_address() const {
   if (!http.address.empty()) return http.address;

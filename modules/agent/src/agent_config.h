@@ -40,7 +40,7 @@ struct DesireConfig {
 struct OtaConfig {
   std::chrono::milliseconds timeout = std::chrono::minutes(5);
   std::string log_path = std::string(kStoreDir) + "/ota.log";  // the master's ota.log
-  config::ByteSize volume_max{1ULL << 30};  // a volume's zip, and its content unpacked
+  config::ByteSize volume_max{1ULL << 30};   // a volume's zip, and its content unpacked
   std::uint64_t volume_entries_max = 65536;  // entries of a volume's zip
 };
 

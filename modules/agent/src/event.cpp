@@ -92,16 +92,16 @@ OtaEvent parse_event(std::string_view payload) {
     if (event.type != "APP" && event.type != "MST") {
       throw EventError(trace, "content.type: '" + event.type + "' is not APP or MST");
     }
-    event.volume = parse_volume(object_at(content, "volume", "content", trace), "content.volume",
-                                trace);
+    event.volume =
+        parse_volume(object_at(content, "volume", "content", trace), "content.volume", trace);
   } else if (kind == "UPDATE") {
-    event.volume = parse_volume(object_at(content, "config", "content", trace), "content.config",
-                                trace);
+    event.volume =
+        parse_volume(object_at(content, "config", "content", trace), "content.config", trace);
   } else {
     throw EventError(trace, "event: '" + kind + "' is not OTA");
   }
-  if (std::string problem = check_download_volume(
-          event.volume, kind == "OTA" ? "content.volume" : "content.config");
+  if (std::string problem =
+          check_download_volume(event.volume, kind == "OTA" ? "content.volume" : "content.config");
       !problem.empty()) {
     throw EventError(trace, problem);
   }

@@ -11,8 +11,8 @@
 namespace baetyl::agent {
 
 struct VolumeMeta {
-  std::string url;      // https:// URL of the volume's zip; empty: nothing to download
-  std::string md5;      // base64 of the zip's MD5 digest
+  std::string url;  // https:// URL of the volume's zip; empty: nothing to download
+  std::string md5;  // base64 of the zip's MD5 digest
   std::string version;
 };
 

@@ -45,8 +45,8 @@ void OtaRunner::start() {
       const auto since = parse_time(records.front().time).value_or(Clock::now());
       Follow follow{last.trace, last.type, offset, since + options_.timeout};
       if (Clock::now() >= follow.deadline) {
-        logger_->warn("update {} ({}) in {} has not finished within {} ms", last.trace,
-                      last.type, log_.path().string(), options_.timeout.count());
+        logger_->warn("update {} ({}) in {} has not finished within {} ms", last.trace, last.type,
+                      log_.path().string(), options_.timeout.count());
         book_.add(last.trace, step::kTimeout, last.type, "no final step within the OTA timeout");
       } else {
         logger_->info("following update {} ({}), at step {}", last.trace, last.type, last.step);

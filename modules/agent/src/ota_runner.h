@@ -77,7 +77,7 @@ class OtaRunner {
   std::optional<OtaEvent> pending_;
   std::optional<Follow> resume_;
   bool clean_pending_ = false;  // ota.log ended with UPDATED when the agent started
-  std::string running_;  // trace of the update being handled or followed
+  std::string running_;         // trace of the update being handled or followed
   std::thread worker_;
 };
 

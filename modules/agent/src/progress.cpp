@@ -45,8 +45,8 @@ void ProgressBook::add(const std::string& trace, const std::string& step, const 
                        const std::string& error) {
   {
     std::lock_guard lock(mutex_);
-    entry(trace).records.push_back(OtaRecord{
-        step, type, trace, api::to_rfc3339(std::chrono::system_clock::now()), error});
+    entry(trace).records.push_back(
+        OtaRecord{step, type, trace, api::to_rfc3339(std::chrono::system_clock::now()), error});
   }
   changed();
 }

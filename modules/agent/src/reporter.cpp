@@ -10,8 +10,8 @@ nlohmann::json make_report(nlohmann::json inspect, const ProgressBook& book) {
   return inspect;
 }
 
-Reporter::Reporter(ReportSinks sinks, const ProgressBook& book,
-                   std::chrono::milliseconds interval, std::shared_ptr<spdlog::logger> logger)
+Reporter::Reporter(ReportSinks sinks, const ProgressBook& book, std::chrono::milliseconds interval,
+                   std::shared_ptr<spdlog::logger> logger)
     : sinks_(std::move(sinks)), book_(book), interval_(interval), logger_(std::move(logger)) {}
 
 Reporter::~Reporter() { stop(); }
@@ -73,8 +73,8 @@ void Reporter::report_once() {
     inspect = {{"time", api::to_rfc3339(std::chrono::system_clock::now())},
                {"error", std::string("cannot inspect the master: ") + e.what()}};
   }
-  const std::string payload = make_report(std::move(inspect), book_).dump(
-      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const std::string payload = make_report(std::move(inspect), book_)
+                                  .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   try {
     const bool queued = sinks_.publish(payload);
     note(last_mqtt_problem_, "MQTT",

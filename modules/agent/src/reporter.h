@@ -11,8 +11,8 @@
 #include <string>
 #include <thread>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/logger.h>
+#include <nlohmann/json.hpp>
 
 #include "progress.h"
 

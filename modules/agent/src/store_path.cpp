@@ -38,7 +38,8 @@ std::optional<std::string> store_relative(const std::string& path, std::string* 
     return std::nullopt;
   };
   if (path.empty()) return fail("is empty");
-  if (path.front() == '/') return fail("is absolute: volume paths are relative to the work directory");
+  if (path.front() == '/')
+    return fail("is absolute: volume paths are relative to the work directory");
   const auto parts = components(path);
   for (const auto& part : parts) {
     if (part == "..") return fail("has a '..' component");

@@ -114,7 +114,8 @@ void VolumeStore::check_mounted() const {
   if (!fs::is_regular_file(store_ / kAppFile)) {
     throw OtaFailure("the master's var/db/baetyl is not mounted at " + store_.string() +
                      " (no application.yml there): mount the volume whose path is "
-                     "var/db/baetyl at " + store_.string() + " in the agent's service");
+                     "var/db/baetyl at " +
+                     store_.string() + " in the agent's service");
   }
 }
 
@@ -213,8 +214,8 @@ VolumeStore::Prepared VolumeStore::prepare(const Volume& volume,
   // In one step when a previous version is there: the directory is the old one or the new one,
   // never a mix.
   if (fs::exists(fs::symlink_status(target))) {
-    if (::renameat2(AT_FDCWD, unpacked.path().c_str(), AT_FDCWD, target.c_str(),
-                    RENAME_EXCHANGE) != 0) {
+    if (::renameat2(AT_FDCWD, unpacked.path().c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) !=
+        0) {
       throw fail("cannot swap the new content in: " + std::string(std::strerror(errno)));
     }
   } else if (::rename(unpacked.path().c_str(), target.c_str()) != 0) {

@@ -3,9 +3,9 @@
 // unpacked into: entries with an absolute path or a ".." component, symbolic links that point
 // outside (an absolute target, or more leading ".." than the link is deep, or a ".." after a
 // name, which could climb out through another link), hard links (zip has none), devices, FIFOs
-// and sockets (libarchive reads a FIFO's zip entry as a plain file). No entry is written through a symbolic link: a link in the way of a later entry
-// is replaced by a directory. The total unpacked size and the number of entries are bounded (a
-// zip bomb).
+// and sockets (libarchive reads a FIFO's zip entry as a plain file). No entry is written through a
+// symbolic link: a link in the way of a later entry is replaced by a directory. The total unpacked
+// size and the number of entries are bounded (a zip bomb).
 #include <cstdint>
 #include <filesystem>
 #include <stdexcept>

@@ -73,12 +73,13 @@ TEST_F(AgentConfigTest, DefaultsAreTheOriginals) {
 TEST_F(AgentConfigTest, EveryKeyCanBeSet) {
   const AgentConfig c = parse(minimal("ssl://[::1]:8884",
                                       "  http:\n    address: https://api.example.com:8443/edge\n"
-                                      "    timeout: 5s\n    ca: " + file("ca.pem") +
-                                      "\n  report:\n    url: /v3/edge/info\n"
-                                      "    topic: devices/%s/report\n    interval: 2s\n"
-                                      "  desire:\n    topic: devices/%s/desire/#\n"
-                                      "ota:\n  timeout: 1m\n  logger:\n    path: x/ota.log\n"
-                                      "  volume:\n    max: 10m\n    entries: 100\n"));
+                                      "    timeout: 5s\n    ca: " +
+                                          file("ca.pem") +
+                                          "\n  report:\n    url: /v3/edge/info\n"
+                                          "    topic: devices/%s/report\n    interval: 2s\n"
+                                          "  desire:\n    topic: devices/%s/desire/#\n"
+                                          "ota:\n  timeout: 1m\n  logger:\n    path: x/ota.log\n"
+                                          "  volume:\n    max: 10m\n    entries: 100\n"));
   EXPECT_EQ(c.report_topic(), "devices/dev-1/report");
   EXPECT_EQ(c.desire_topic(), "devices/dev-1/desire/#");
   EXPECT_EQ(c.report.interval, 2s);
@@ -131,7 +132,8 @@ TEST_F(AgentConfigTest, BadTopicsAndValuesAreErrorsNamingTheKey) {
               HasSubstr("ota.timeout: must be at least 1s"));
   std::string subscribed = minimal();
   subscribed.insert(subscribed.find("    clientid"), "    subscriptions: [{topic: a, qos: 1}]\n");
-  EXPECT_THAT(error_of(subscribed), HasSubstr("remote.mqtt.subscriptions: is not used by the agent"));
+  EXPECT_THAT(error_of(subscribed),
+              HasSubstr("remote.mqtt.subscriptions: is not used by the agent"));
 }
 
 TEST(ExpandTopic, ReplacesEveryPercentS) {
@@ -141,10 +143,12 @@ TEST(ExpandTopic, ReplacesEveryPercentS) {
 }
 
 TEST(SplitHttpsUrl, SplitsOriginAndTarget) {
-  EXPECT_EQ(split_https_url("https://h:1/a/b?c=d"), std::make_pair(std::string("https://h:1"),
-                                                                   std::string("/a/b?c=d")));
-  EXPECT_EQ(split_https_url("https://h"), std::make_pair(std::string("https://h"), std::string("/")));
-  EXPECT_EQ(split_https_url("https://h?x"), std::make_pair(std::string("https://h"), std::string("/?x")));
+  EXPECT_EQ(split_https_url("https://h:1/a/b?c=d"),
+            std::make_pair(std::string("https://h:1"), std::string("/a/b?c=d")));
+  EXPECT_EQ(split_https_url("https://h"),
+            std::make_pair(std::string("https://h"), std::string("/")));
+  EXPECT_EQ(split_https_url("https://h?x"),
+            std::make_pair(std::string("https://h"), std::string("/?x")));
   EXPECT_THROW(split_https_url("http://h/a"), std::invalid_argument);
   EXPECT_THROW(split_https_url("https://"), std::invalid_argument);
   EXPECT_THROW(split_https_url("https:///x"), std::invalid_argument);

@@ -27,10 +27,10 @@ using baetyl::testing::process_alive;
 using baetyl::testing::service;
 using baetyl::testing::status_of;
 using testing::CloudRun;
-using testing::eventually;
-using testing::ZipEntry;
 using ::testing::ElementsAre;
+using testing::eventually;
 using ::testing::HasSubstr;
+using testing::ZipEntry;
 using namespace std::chrono_literals;
 
 constexpr const char* kDevice = "dev1";
@@ -49,22 +49,25 @@ class AgentNode {
     const fs::path db = run.workdir() / "var/db/baetyl";
     fs::create_directories(db / "agent-cert");
     fs::copy_file(cloud.pki("ca.pem"), db / "agent-cert/ca.pem");
-    fs::copy_file(cloud.pki(std::string("device-") + kDevice + ".pem"), db / "agent-cert/client.pem");
-    fs::copy_file(cloud.pki(std::string("device-") + kDevice + ".key"), db / "agent-cert/client.key");
+    fs::copy_file(cloud.pki(std::string("device-") + kDevice + ".pem"),
+                  db / "agent-cert/client.pem");
+    fs::copy_file(cloud.pki(std::string("device-") + kDevice + ".key"),
+                  db / "agent-cert/client.key");
     write_agent_conf(cloud.mqtt_address(), cloud.https_address());
     agent_env_ = agent_env;
   }
 
   void write_agent_conf(const std::string& mqtt, const std::string& https,
                         const std::string& cert = "var/db/baetyl/cert/client.pem") {
-    std::ofstream(conf_file()) << "remote:\n  mqtt:\n    address: " << mqtt << "\n    clientid: "
-                               << kDevice << "\n    username: " << kDevice
+    std::ofstream(conf_file()) << "remote:\n  mqtt:\n    address: " << mqtt
+                               << "\n    clientid: " << kDevice << "\n    username: " << kDevice
                                << "\n    ca: var/db/baetyl/cert/ca.pem\n    cert: " << cert
                                << "\n    key: var/db/baetyl/cert/client.key\n    interval: 1s\n"
                                << "  http:\n    address: " << https << "\n    timeout: 10s\n"
                                << "  report:\n    interval: 500ms\n"
                                << "ota:\n  timeout: 60s\n"
-                               << "logger:\n  path: " << (run.workdir() / "var/log/agent.log").string()
+                               << "logger:\n  path: "
+                               << (run.workdir() / "var/log/agent.log").string()
                                << "\n  level: debug\n";
   }
   fs::path conf_file() const {
@@ -99,8 +102,8 @@ class AgentNode {
   fs::path stage_app(const std::string& name, const std::string& version,
                      const std::string& services, const std::string& volumes = "",
                      const std::string& agent_env = "") {
-    run.write_app(version, agent_item(agent_env) + services,
-                  "staging/" + name + "/application.yml", agent_volumes() + volumes);
+    run.write_app(version, agent_item(agent_env) + services, "staging/" + name + "/application.yml",
+                  agent_volumes() + volumes);
     return run.workdir() / "staging" / name;
   }
 
@@ -130,7 +133,8 @@ bool reports_service(const nlohmann::json& report, const std::string& name) {
 }
 
 // The records of `trace` in the device's last report over `via`.
-nlohmann::json ota_records(const CloudRun& cloud, const std::string& via, const std::string& trace) {
+nlohmann::json ota_records(const CloudRun& cloud, const std::string& via,
+                           const std::string& trace) {
   const auto report = cloud.report(kDevice, via);
   if (!report.is_object() || !report.contains("ota")) return nlohmann::json::array();
   return report["ota"].value(trace, nlohmann::json::array());
@@ -198,8 +202,9 @@ TEST(AgentE2E, ReportsOverBothChannelsAndAppliesApplicationUpdates) {
           "    mounts:\n      - {name: tools, path: lib/baetyl/test/tool, readonly: true}\n"
           "      - {name: out, path: out}\n",
       "  - " + tools.dump() + "\n");
-  ASSERT_FALSE(cloud.ota(kDevice, {"--dir", v2.string(), "--name", "app", "--version", "v2",
-                                   "--trace", "app-v2"})
+  ASSERT_FALSE(cloud
+                   .ota(kDevice, {"--dir", v2.string(), "--name", "app", "--version", "v2",
+                                  "--trace", "app-v2"})
                    .is_null());
   const auto records = wait_for_final(cloud, "app-v2", "UPDATED");
   EXPECT_THAT(steps_of(records), ElementsAre("RECEIVED", "UPDATING", "UPDATED")) << records.dump();
@@ -214,8 +219,8 @@ TEST(AgentE2E, ReportsOverBothChannelsAndAppliesApplicationUpdates) {
   EXPECT_EQ(inspect["software"].value("conf_version", ""), "v2");
   bool tools_listed = false;
   for (const auto& volume : inspect["volumes"]) {
-    tools_listed = tools_listed || (volume.value("name", "") == "tools" &&
-                                    volume.value("version", "") == "v1");
+    tools_listed = tools_listed ||
+                   (volume.value("name", "") == "tools" && volume.value("version", "") == "v1");
   }
   EXPECT_TRUE(tools_listed) << inspect["volumes"].dump();
   // The reports show the new services.
@@ -238,8 +243,9 @@ TEST(AgentE2E, ReportsOverBothChannelsAndAppliesApplicationUpdates) {
           "    mounts:\n      - {name: tools, path: lib/baetyl/test/tool, readonly: true}\n"
           "      - {name: out, path: out}\n",
       "  - " + tools.dump() + "\n", "{AGENT: three}");
-  ASSERT_FALSE(cloud.ota(kDevice, {"--dir", v3.string(), "--name", "app", "--version", "v3",
-                                   "--trace", "app-v3"})
+  ASSERT_FALSE(cloud
+                   .ota(kDevice, {"--dir", v3.string(), "--name", "app", "--version", "v3",
+                                  "--trace", "app-v3"})
                    .is_null());
   const auto v3_records = wait_for_final(cloud, "app-v3", "UPDATED");
   EXPECT_EQ(steps_of(v3_records).back(), "UPDATED");
@@ -282,8 +288,9 @@ TEST(AgentE2E, EveryFailureIsReportedAndTheApplicationKeepsRunning) {
   };
   const fs::path good = node.stage_app("good", "v2", service("keep"));
 
-  EXPECT_THAT(failed_update(cloud, "md5", {"--dir", good.string(), "--name", "app", "--version",
-                                           "md5", "--md5", "AAAAAAAAAAAAAAAAAAAAAA=="}),
+  EXPECT_THAT(failed_update(cloud, "md5",
+                            {"--dir", good.string(), "--name", "app", "--version", "md5", "--md5",
+                             "AAAAAAAAAAAAAAAAAAAAAA=="}),
               HasSubstr("volume 'app' (var/db/baetyl/app/md5): MD5 mismatch: the event says "
                         "AAAAAAAAAAAAAAAAAAAAAA==, the download has "));
   unchanged("a wrong MD5");
@@ -327,8 +334,8 @@ TEST(AgentE2E, EveryFailureIsReportedAndTheApplicationKeepsRunning) {
             "entry 'conf' is a symbolic link to the absolute path '/etc'"}}) {
     const fs::path zip = zips / (hostile.trace + ".zip");
     testing::write_zip(zip, hostile.entries);
-    EXPECT_THAT(failed_update(cloud, hostile.trace, {"--zip", zip.string(), "--name", "app",
-                                                     "--version", hostile.trace}),
+    EXPECT_THAT(failed_update(cloud, hostile.trace,
+                              {"--zip", zip.string(), "--name", "app", "--version", hostile.trace}),
                 HasSubstr(hostile.error));
     unchanged(hostile.trace);
     EXPECT_FALSE(fs::exists(db / "app" / hostile.trace)) << hostile.trace;
@@ -345,11 +352,12 @@ TEST(AgentE2E, EveryFailureIsReportedAndTheApplicationKeepsRunning) {
   std::ofstream(db / "broken/package.yml") << "entry: run.sh\n";
   std::ofstream(db / "broken/run.sh") << "#!/nonexistent/interpreter\n";
   fs::permissions(db / "broken/run.sh", fs::perms::owner_all);
-  const fs::path broken = node.stage_app(
-      "broken-app", "v-broken",
-      service("keep") + "  - name: broken\n    image: test/broken\n    replica: 1\n"
-                        "    mounts: [{name: broken, path: lib/baetyl/test/broken}]\n",
-      "  - {name: broken, path: var/db/baetyl/broken}\n");
+  const fs::path broken =
+      node.stage_app("broken-app", "v-broken",
+                     service("keep") +
+                         "  - name: broken\n    image: test/broken\n    replica: 1\n"
+                         "    mounts: [{name: broken, path: lib/baetyl/test/broken}]\n",
+                     "  - {name: broken, path: var/db/baetyl/broken}\n");
   const std::string error = failed_update(
       cloud, "broken", {"--dir", broken.string(), "--name", "app", "--version", "broken"},
       "ROLLEDBACK");
@@ -358,21 +366,24 @@ TEST(AgentE2E, EveryFailureIsReportedAndTheApplicationKeepsRunning) {
               ElementsAre("RECEIVED", "UPDATING", "ROLLINGBACK", "ROLLEDBACK"));
   EXPECT_THAT(node.run.inspect().value("error", ""), HasSubstr("broken"));
   unchanged("an application that fails to start");
-  EXPECT_TRUE(MasterRun::wait_until([&] { return status_of(node.run, "stubborn", "stubborn") == "running"; }));
+  EXPECT_TRUE(MasterRun::wait_until(
+      [&] { return status_of(node.run, "stubborn", "stubborn") == "running"; }));
 
   // A second event while one runs is refused: the first stops a service that ignores SIGTERM,
   // which takes the master's grace (2 s).
-  const fs::path slow = node.stage_app(
-      "slow", "v-slow", service("keep") + service("stubborn", "    env: {MODE: ignore-term, V: 2}\n"));
-  ASSERT_FALSE(cloud.ota(kDevice, {"--dir", slow.string(), "--name", "app", "--version", "slow",
-                                   "--trace", "slow"})
+  const fs::path slow =
+      node.stage_app("slow", "v-slow",
+                     service("keep") + service("stubborn", "    env: {MODE: ignore-term, V: 2}\n"));
+  ASSERT_FALSE(cloud
+                   .ota(kDevice, {"--dir", slow.string(), "--name", "app", "--version", "slow",
+                                  "--trace", "slow"})
                    .is_null());
   ASSERT_TRUE(eventually([&] {
     const auto steps = steps_of(ota_records(cloud, "mqtt", "slow"));
     return std::find(steps.begin(), steps.end(), "UPDATING") != steps.end();
   }));
-  EXPECT_THAT(failed_update(cloud, "second", {"--dir", good.string(), "--name", "app",
-                                              "--version", "second"}),
+  EXPECT_THAT(failed_update(cloud, "second",
+                            {"--dir", good.string(), "--name", "app", "--version", "second"}),
               HasSubstr("refused: the update slow is in progress"));
   wait_for_final(cloud, "slow", "UPDATED");
   EXPECT_EQ(node.run.pids("keep"), std::vector<pid_t>{keep});
@@ -395,14 +406,14 @@ TEST(AgentE2E, AnAgentWithoutAClientCertificateDoesNotStart) {
   };
   const std::string tls = "    ca: " + cloud.pki("ca.pem").string() + "\n";
   const std::string device = "    clientid: dev1\n    username: dev1\n";
-  EXPECT_THAT(run_agent("remote:\n  mqtt:\n    address: " + cloud.mqtt_address() + "\n" + device +
-                        tls),
-              HasSubstr("etc/baetyl/service.yml: remote.mqtt.cert: is required: the device's "
-                        "client certificate"));
+  EXPECT_THAT(
+      run_agent("remote:\n  mqtt:\n    address: " + cloud.mqtt_address() + "\n" + device + tls),
+      HasSubstr("etc/baetyl/service.yml: remote.mqtt.cert: is required: the device's "
+                "client certificate"));
   const std::string plain = "tcp://127.0.0.1:" + std::to_string(baetyl::testing::free_port());
   EXPECT_THAT(run_agent("remote:\n  mqtt:\n    address: " + plain + "\n" + device + tls +
-                        "    cert: " + cloud.pki("device-dev1.pem").string() + "\n    key: " +
-                        cloud.pki("device-dev1.key").string() + "\n"),
+                        "    cert: " + cloud.pki("device-dev1.pem").string() +
+                        "\n    key: " + cloud.pki("device-dev1.key").string() + "\n"),
               HasSubstr("remote.mqtt.address: '" + plain + "' is not an ssl:// address"));
   EXPECT_FALSE(fs::exists(cloud.dir() / "reports/dev1.https.json"));
   EXPECT_FALSE(fs::exists(cloud.dir() / "reports/dev1.mqtt.json"));
@@ -432,8 +443,9 @@ TEST(AgentE2E, AMasterBinaryThatDoesNotStartIsRolledBackAndAGoodOneInstalled) {
   std::ofstream(bad / "bin/baetyl") << "#!/bin/sh\nif [ \"$1\" = check ]; then exec '"
                                     << binary_path("baetyl") << "' \"$@\"; fi\nexit 3\n";
   fs::permissions(bad / "bin/baetyl", fs::perms::owner_all);
-  ASSERT_FALSE(cloud.ota(kDevice, {"--type", "MST", "--dir", bad.string(), "--name", "master",
-                                   "--version", "bad", "--trace", "mst-bad"})
+  ASSERT_FALSE(cloud
+                   .ota(kDevice, {"--type", "MST", "--dir", bad.string(), "--name", "master",
+                                  "--version", "bad", "--trace", "mst-bad"})
                    .is_null());
   const auto records = wait_for_final(cloud, "mst-bad", "ROLLEDBACK", 60s);
   EXPECT_THAT(steps_of(records),
@@ -441,7 +453,8 @@ TEST(AgentE2E, AMasterBinaryThatDoesNotStartIsRolledBackAndAGoodOneInstalled) {
       << records.dump();
   EXPECT_THAT(records.back().value("error", ""), HasSubstr("exited with code 3"));
   EXPECT_EQ(read_text(installed), read_text(binary_path("baetyl"))) << "the old master is back";
-  EXPECT_TRUE(MasterRun::wait_until([&] { return status_of(node.run, "svc", "svc") == "running"; }));
+  EXPECT_TRUE(
+      MasterRun::wait_until([&] { return status_of(node.run, "svc", "svc") == "running"; }));
   EXPECT_TRUE(node.run.process().running());
 
   // A good binary (the build's, one byte longer) is installed.
@@ -449,14 +462,16 @@ TEST(AgentE2E, AMasterBinaryThatDoesNotStartIsRolledBackAndAGoodOneInstalled) {
   fs::create_directories(good / "bin");
   fs::copy_file(binary_path("baetyl"), good / "bin/baetyl");
   std::ofstream(good / "bin/baetyl", std::ios::app) << "\n";
-  ASSERT_FALSE(cloud.ota(kDevice, {"--type", "MST", "--dir", good.string(), "--name", "master",
-                                   "--version", "good", "--trace", "mst-good"})
+  ASSERT_FALSE(cloud
+                   .ota(kDevice, {"--type", "MST", "--dir", good.string(), "--name", "master",
+                                  "--version", "good", "--trace", "mst-good"})
                    .is_null());
   const auto good_records = wait_for_final(cloud, "mst-good", "UPDATED", 60s);
   EXPECT_THAT(steps_of(good_records),
               ElementsAre("RECEIVED", "UPDATING", "RESTARTING", "RESTARTED", "UPDATED"));
   EXPECT_EQ(read_text(installed), read_text(good / "bin/baetyl"));
-  EXPECT_TRUE(MasterRun::wait_until([&] { return status_of(node.run, "svc", "svc") == "running"; }));
+  EXPECT_TRUE(
+      MasterRun::wait_until([&] { return status_of(node.run, "svc", "svc") == "running"; }));
   // After the success, the volume of the failed binary is removed; the installed one's stays.
   EXPECT_TRUE(eventually([&] {
     return !fs::exists(node.run.workdir() / "var/db/baetyl/master/bad");

@@ -10,21 +10,22 @@
 namespace baetyl::agent {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 // 16 zero bytes.
 constexpr const char* kMd5 = "AAAAAAAAAAAAAAAAAAAAAA==";
 
 json event(json content_changes = json::object()) {
-  json content = {{"type", "APP"},
-                  {"trace", "t-1"},
-                  {"version", "v2"},
-                  {"volume",
-                   {{"name", "app"},
-                    {"path", "var/db/baetyl/app/v2"},
-                    {"meta", {{"url", "https://cloud/volumes/app-v2.zip"}, {"md5", kMd5},
-                              {"version", "v2"}}}}}};
+  json content = {
+      {"type", "APP"},
+      {"trace", "t-1"},
+      {"version", "v2"},
+      {"volume",
+       {{"name", "app"},
+        {"path", "var/db/baetyl/app/v2"},
+        {"meta",
+         {{"url", "https://cloud/volumes/app-v2.zip"}, {"md5", kMd5}, {"version", "v2"}}}}}};
   content.merge_patch(content_changes);
   return {{"time", "2019-04-18T16:04:45Z"}, {"event", "OTA"}, {"content", content}};
 }
@@ -54,8 +55,9 @@ TEST(Event, ReadsTheOriginalsOtaEvent) {
 }
 
 TEST(Event, TheDeprecatedUpdateEventIsAnApplicationUpdate) {
-  json legacy = {{"event", "UPDATE"},
-                 {"content", {{"trace", "t-2"}, {"version", "v3"}, {"config", event()["content"]["volume"]}}}};
+  json legacy = {
+      {"event", "UPDATE"},
+      {"content", {{"trace", "t-2"}, {"version", "v3"}, {"config", event()["content"]["volume"]}}}};
   const OtaEvent e = parse_event(legacy.dump());
   EXPECT_EQ(e.type, "APP");
   EXPECT_EQ(e.trace, "t-2");
@@ -81,11 +83,13 @@ TEST(Event, ProblemsNameTheFieldAndKeepTheTrace) {
               HasSubstr("content.volume.name: '../x' does not match"));
   EXPECT_THAT(error_of(event({{"volume", {{"meta", {{"url", "http://cloud/x.zip"}}}}}})),
               HasSubstr("content.volume.meta.url: 'http://cloud/x.zip' is not an https:// URL"));
-  EXPECT_THAT(error_of(event({{"volume", {{"meta", {{"md5", "d41d8cd98f00b204e9800998ecf8427e"}}}}}})),
-              HasSubstr("is not the base64 of an MD5 digest (16 bytes)"));
+  EXPECT_THAT(
+      error_of(event({{"volume", {{"meta", {{"md5", "d41d8cd98f00b204e9800998ecf8427e"}}}}}})),
+      HasSubstr("is not the base64 of an MD5 digest (16 bytes)"));
   EXPECT_THAT(error_of(event({{"volume", {{"meta", {{"md5", 5}}}}}})),
               HasSubstr("content.volume.meta.md5: must be a string"));
-  EXPECT_THAT(error_of(event({{"trace", nullptr}}), &trace), HasSubstr("content.trace: is required"));
+  EXPECT_THAT(error_of(event({{"trace", nullptr}}), &trace),
+              HasSubstr("content.trace: is required"));
   EXPECT_EQ(trace, "");
   json other = event();
   other["event"] = "REBOOT";

@@ -13,8 +13,8 @@ namespace baetyl::agent {
 namespace {
 
 std::string line(const std::string& step, const std::string& trace, const std::string& error = "") {
-  nlohmann::json record = {{"step", step}, {"type", "APP"}, {"trace", trace},
-                           {"time", "2026-01-02T03:04:05.5Z"}};
+  nlohmann::json record = {
+      {"step", step}, {"type", "APP"}, {"trace", trace}, {"time", "2026-01-02T03:04:05.5Z"}};
   if (!error.empty()) record["error"] = error;
   return record.dump() + "\n";
 }
@@ -40,7 +40,8 @@ TEST(OtaLogReader, ReadsCompleteLinesFromAnOffset) {
   EXPECT_EQ(steps(records), (std::vector<std::string>{"RECEIVED", "UPDATING"}));
   EXPECT_EQ(records[0].trace, "a");
   EXPECT_EQ(records[0].type, "APP");
-  out << R"(ATED","trace":"a","error":"e"})" << "\n";
+  out << R"(ATED","trace":"a","error":"e"})"
+      << "\n";
   out.flush();
   records = reader.read_from(offset);
   ASSERT_EQ(steps(records), std::vector<std::string>{"UPDATED"});

@@ -1,70 +1,79 @@
 #include "zip_writer.h"
 
-#include <archive.h>
-#include <archive_entry.h>
-#include <sys/stat.h>
-
-#include <memory>
+#include <chrono>
+#include <fstream>
 #include <stdexcept>
+
+#include <nlohmann/json.hpp>
 
 #include "baetyl/testing/process.h"
 
 namespace baetyl::agent::testing {
+namespace {
 
-void write_zip(const std::filesystem::path& path, const std::vector<ZipEntry>& entries) {
-  std::unique_ptr<archive, decltype(&archive_write_free)> out(archive_write_new(),
-                                                              archive_write_free);
-  auto check = [&](int status, const char* what) {
-    if (status < ARCHIVE_WARN) {
-      const char* text = archive_error_string(out.get());
-      throw std::runtime_error(std::string(what) + ": " + (text ? text : "?"));
-    }
-  };
-  check(archive_write_set_format_zip(out.get()), "zip format");
-  check(archive_write_open_filename(out.get(), path.c_str()), "open");
-  for (const auto& item : entries) {
-    std::unique_ptr<archive_entry, decltype(&archive_entry_free)> entry(archive_entry_new(),
-                                                                        archive_entry_free);
-    archive_entry_set_pathname(entry.get(), item.name.c_str());
-    archive_entry_set_perm(entry.get(), static_cast<mode_t>(item.mode));
-    archive_entry_set_mtime(entry.get(), 1700000000, 0);
-    switch (item.kind) {
-      case ZipEntry::Kind::file:
-        archive_entry_set_filetype(entry.get(), AE_IFREG);
-        archive_entry_set_size(entry.get(), static_cast<la_int64_t>(item.content.size()));
-        break;
-      case ZipEntry::Kind::directory:
-        archive_entry_set_filetype(entry.get(), AE_IFDIR);
-        break;
-      case ZipEntry::Kind::symlink:
-        archive_entry_set_filetype(entry.get(), AE_IFLNK);
-        archive_entry_set_symlink(entry.get(), item.content.c_str());
-        break;
-    }
-    check(archive_write_header(out.get(), entry.get()), item.name.c_str());
-    if (item.kind == ZipEntry::Kind::file && !item.content.empty()) {
-      if (archive_write_data(out.get(), item.content.data(), item.content.size()) < 0) {
-        check(ARCHIVE_FATAL, item.name.c_str());
-      }
-    }
+namespace fs = std::filesystem;
+
+// argv: the zip, the JSON list of entries {name, kind, mode, source}; a file's data is read from
+// `source`, a link's target too.
+constexpr const char* kWriter = R"(
+import json, stat, sys, zipfile
+entries = json.load(open(sys.argv[2]))
+with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as out:
+    for entry in entries:
+        info = zipfile.ZipInfo(entry["name"], date_time=(2023, 11, 14, 22, 13, 20))
+        info.create_system = 3
+        info.compress_type = zipfile.ZIP_DEFLATED
+        kind, mode = entry["kind"], entry["mode"]
+        data = open(entry["source"], "rb").read() if entry["source"] else b""
+        if kind == "directory":
+            info.external_attr = ((stat.S_IFDIR | mode) << 16) | 0x10
+        elif kind == "symlink":
+            info.external_attr = (stat.S_IFLNK | mode) << 16
+        elif kind == "special":
+            info.external_attr = mode << 16
+        else:
+            info.external_attr = (stat.S_IFREG | mode) << 16
+        out.writestr(info, data)
+)";
+
+const char* kind_name(ZipEntry::Kind kind) {
+  switch (kind) {
+    case ZipEntry::Kind::directory:
+      return "directory";
+    case ZipEntry::Kind::symlink:
+      return "symlink";
+    case ZipEntry::Kind::special:
+      return "special";
+    case ZipEntry::Kind::file:
+      break;
   }
-  check(archive_write_close(out.get()), "close");
+  return "file";
 }
 
+}  // namespace
 
-
-void write_zip_with_mode(const std::filesystem::path& path, const std::string& name,
-                         unsigned mode) {
+void write_zip(const fs::path& path, const std::vector<ZipEntry>& entries) {
+  const fs::path sources = path.string() + ".sources";
+  fs::create_directories(sources);
+  nlohmann::json spec = nlohmann::json::array();
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const ZipEntry& entry = entries[i];
+    std::string source;
+    if (!entry.content.empty()) {
+      source = (sources / std::to_string(i)).string();
+      std::ofstream(source, std::ios::binary) << entry.content;
+    }
+    spec.push_back({{"name", entry.name},
+                    {"kind", kind_name(entry.kind)},
+                    {"mode", entry.mode},
+                    {"source", source}});
+  }
+  const fs::path spec_file = sources / "entries.json";
+  std::ofstream(spec_file) << spec.dump();
   baetyl::testing::Process python(
-      {"/usr/bin/python3", "-c",
-       "import sys, zipfile\n"
-       "info = zipfile.ZipInfo(sys.argv[2])\n"
-       "info.create_system = 3\n"
-       "info.external_attr = int(sys.argv[3]) << 16\n"
-       "with zipfile.ZipFile(sys.argv[1], 'w') as out:\n"
-       "    out.writestr(info, b'')\n",
-       path.string(), name, std::to_string(mode)});
-  const auto code = python.wait(std::chrono::seconds(20));
+      {"/usr/bin/python3", "-c", kWriter, path.string(), spec_file.string()});
+  const auto code = python.wait(std::chrono::seconds(30));
+  fs::remove_all(sources);
   if (code != 0) throw std::runtime_error("python3 could not write " + path.string());
 }
 

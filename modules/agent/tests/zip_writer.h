@@ -1,7 +1,7 @@
 #pragma once
-// Zips written with libarchive exactly as told, entry names included: what a hostile or broken
-// cloud could send (entries with "..", absolute paths, links out, devices).
-#include <cstdint>
+// Zips written exactly as told, entry names and Unix modes included, by Python's zipfile (not by
+// the library the agent reads them with): what a hostile or broken cloud could send (entries with
+// "..", absolute paths, links out, devices).
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -9,27 +9,28 @@
 namespace baetyl::agent::testing {
 
 struct ZipEntry {
-  enum class Kind { file, directory, symlink };
+  enum class Kind { file, directory, symlink, special };
   std::string name;
   Kind kind = Kind::file;
-  std::string content;  // file: the data; symlink: the target
-  int mode = 0644;
+  std::string content;   // file: the data; symlink: the target
+  unsigned mode = 0644;  // permission bits; for `special` the whole st_mode (S_IFIFO | 0644, ...)
 
-  static ZipEntry file(std::string name, std::string content, int mode = 0644) {
+  static ZipEntry file(std::string name, std::string content, unsigned mode = 0644) {
     return {std::move(name), Kind::file, std::move(content), mode};
   }
-  static ZipEntry directory(std::string name) { return {std::move(name), Kind::directory, "", 0755}; }
+  static ZipEntry directory(std::string name) {
+    return {std::move(name), Kind::directory, "", 0755};
+  }
   static ZipEntry symlink(std::string name, std::string target) {
     return {std::move(name), Kind::symlink, std::move(target), 0777};
   }
+  // An entry whose Unix mode says FIFO, device or socket.
+  static ZipEntry special(std::string name, unsigned st_mode) {
+    return {std::move(name), Kind::special, "", st_mode};
+  }
 };
 
-// Writes the entries, in order, into a new zip at `path`. Throws std::runtime_error.
+// Writes the entries, in order, into a new zip at `path` (deflated). Throws std::runtime_error.
 void write_zip(const std::filesystem::path& path, const std::vector<ZipEntry>& entries);
-
-// A zip of one entry whose Unix mode is `mode` whatever its type (S_IFIFO, S_IFCHR...), which
-// libarchive will not write: made with Python's zipfile. Throws std::runtime_error.
-void write_zip_with_mode(const std::filesystem::path& path, const std::string& name,
-                         unsigned mode);
 
 }  // namespace baetyl::agent::testing

@@ -437,8 +437,8 @@ Response Client::post(const std::string& path, std::string body, const Headers& 
   return send(Request{"POST", path, headers, std::move(body)});
 }
 
-Response Client::download(const std::string& path, const std::string& file,
-                          std::uint64_t max_body, const Headers& headers) const {
+Response Client::download(const std::string& path, const std::string& file, std::uint64_t max_body,
+                          const Headers& headers) const {
   return perform(Request{"GET", path, headers, {}}, &file, max_body);
 }
 
