@@ -40,19 +40,28 @@ else()
   add_library(baetyl::sqlite3 ALIAS SQLite::SQLite3)
 endif()
 
-# libarchive's static archive where Debian ships it: the agent reads zips only, and the shared
-# library would bring libxml2 and ICU (36 MB) into the agent's image for formats it never reads.
-# The libraries its zip reader and disk writer use are all in debian:bookworm-slim.
+# libarchive's static archive (Debian's libarchive-dev ships it): the agent reads zips only, and
+# the shared library would bring libxml2 and ICU (about 40 MB) into the agent's image for formats
+# it never reads. The libraries its zip reader and disk writer use are all in
+# debian:bookworm-slim; their -dev packages are in scripts/install-deps.sh.
 find_library(BAETYL_LIBARCHIVE_ARCHIVE NAMES libarchive.a)
-if(BAETYL_LIBARCHIVE_ARCHIVE)
-  add_library(baetyl_libarchive STATIC IMPORTED)
-  set_target_properties(baetyl_libarchive PROPERTIES IMPORTED_LOCATION ${BAETYL_LIBARCHIVE_ARCHIVE}
-    INTERFACE_INCLUDE_DIRECTORIES "${LibArchive_INCLUDE_DIRS}"
-    INTERFACE_LINK_LIBRARIES "nettle;acl;lzma;zstd;bz2;z")
-  add_library(baetyl::libarchive ALIAS baetyl_libarchive)
-else()
-  add_library(baetyl::libarchive ALIAS LibArchive::LibArchive)
+if(NOT BAETYL_LIBARCHIVE_ARCHIVE)
+  message(FATAL_ERROR "libarchive.a not found: install libarchive-dev (scripts/install-deps.sh --build)")
 endif()
+set(baetyl_libarchive_deps)
+foreach(dep nettle acl lzma zstd bz2 z)
+  find_library(BAETYL_LIBARCHIVE_${dep} NAMES ${dep})
+  if(NOT BAETYL_LIBARCHIVE_${dep})
+    message(FATAL_ERROR "lib${dep} (for libarchive's static archive) not found: run "
+                        "scripts/install-deps.sh --build")
+  endif()
+  list(APPEND baetyl_libarchive_deps ${BAETYL_LIBARCHIVE_${dep}})
+endforeach()
+add_library(baetyl_libarchive STATIC IMPORTED)
+set_target_properties(baetyl_libarchive PROPERTIES IMPORTED_LOCATION ${BAETYL_LIBARCHIVE_ARCHIVE}
+  INTERFACE_INCLUDE_DIRECTORIES "${LibArchive_INCLUDE_DIRS}"
+  INTERFACE_LINK_LIBRARIES "${baetyl_libarchive_deps}")
+add_library(baetyl::libarchive ALIAS baetyl_libarchive)
 
 # spdlog and fmt compiled once from Debian's headers into a static library instead of
 # libspdlog.so and libfmt.so: see cmake/spdlog_static/spdlog.cpp. Every target must use

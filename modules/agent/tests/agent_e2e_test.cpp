@@ -272,6 +272,9 @@ std::string failed_update(const CloudRun& cloud, const std::string& trace,
 TEST(AgentE2E, EveryFailureIsReportedAndTheApplicationKeepsRunning) {
   CloudRun cloud;
   AgentNode node(cloud);
+  // The grace is how long the master waits for "stubborn", which ignores SIGTERM, to stop: the
+  // window in which a second event finds the first one running.
+  node.run.write_conf("4s");
   node.write_app("v1", service("keep") + service("stubborn", "", "ignore-term"));
   ASSERT_TRUE(node.run.start()) << node.run.output();
   ASSERT_TRUE(eventually([&] { return reports_service(cloud.report(kDevice, "https"), "keep"); }))
@@ -370,7 +373,7 @@ TEST(AgentE2E, EveryFailureIsReportedAndTheApplicationKeepsRunning) {
       [&] { return status_of(node.run, "stubborn", "stubborn") == "running"; }));
 
   // A second event while one runs is refused: the first stops a service that ignores SIGTERM,
-  // which takes the master's grace (2 s).
+  // which takes the master's grace (4 s).
   const fs::path slow =
       node.stage_app("slow", "v-slow",
                      service("keep") + service("stubborn", "    env: {MODE: ignore-term, V: 2}\n"));
