@@ -269,28 +269,38 @@ std::string failed_update(const CloudRun& cloud, const std::string& trace,
   return records.empty() ? "" : records.back().value("error", "");
 }
 
-TEST(AgentE2E, EveryFailureIsReportedAndTheApplicationKeepsRunning) {
-  CloudRun cloud;
-  AgentNode node(cloud);
-  // The grace is how long the master waits for "stubborn", which ignores SIGTERM, to stop: the
-  // window in which a second event finds the first one running.
-  node.run.write_conf("4s");
-  node.write_app("v1", service("keep") + service("stubborn", "", "ignore-term"));
-  ASSERT_TRUE(node.run.start()) << node.run.output();
-  ASSERT_TRUE(eventually([&] { return reports_service(cloud.report(kDevice, "https"), "keep"); }))
-      << node.agent_log();
-  ASSERT_TRUE(MasterRun::wait_until([&] { return node.run.last_pid("stubborn").has_value(); }));
-  const pid_t keep = *node.run.last_pid("keep");
-  const fs::path db = node.run.workdir() / "var/db/baetyl";
-  const std::string v1 = read_text(db / "application.yml");
-  auto unchanged = [&](const std::string& what) {
+// A node running v1 (the agent and "keep") whose every failed update must leave it as it is.
+class AgentFailureE2E : public ::testing::Test {
+ protected:
+  virtual std::string services() const { return service("keep"); }
+
+  void SetUp() override {
+    node.write_app("v1", services());
+    ASSERT_TRUE(node.run.start()) << node.run.output();
+    ASSERT_TRUE(eventually([&] { return reports_service(cloud.report(kDevice, "https"), "keep"); }))
+        << node.agent_log();
+    ASSERT_TRUE(MasterRun::wait_until([&] { return node.run.last_pid("keep").has_value(); }));
+    keep = *node.run.last_pid("keep");
+    v1 = read_text(db / "application.yml");
+    good = node.stage_app("good", "v2", service("keep"));
+  }
+
+  void unchanged(const std::string& what) {
     EXPECT_EQ(read_text(db / "application.yml"), v1) << what;
     EXPECT_EQ(node.run.inspect()["software"].value("conf_version", ""), "v1") << what;
     EXPECT_EQ(node.run.pids("keep"), std::vector<pid_t>{keep}) << what;
     EXPECT_TRUE(process_alive(keep)) << what;
-  };
-  const fs::path good = node.stage_app("good", "v2", service("keep"));
+  }
 
+  CloudRun cloud;
+  AgentNode node{cloud};
+  const fs::path db = node.run.workdir() / "var/db/baetyl";
+  pid_t keep = 0;
+  std::string v1;
+  fs::path good;  // a valid application to send, whatever goes wrong on the way
+};
+
+TEST_F(AgentFailureE2E, DownloadFailuresAreReported) {
   EXPECT_THAT(failed_update(cloud, "md5",
                             {"--dir", good.string(), "--name", "app", "--version", "md5", "--md5",
                              "AAAAAAAAAAAAAAAAAAAAAA=="}),
@@ -311,7 +321,9 @@ TEST(AgentE2E, EveryFailureIsReportedAndTheApplicationKeepsRunning) {
                              "--url", cloud.https_address() + "/volumes/nothing.zip"}),
               HasSubstr("answered HTTP 404"));
   unchanged("a URL the cloud does not serve");
+}
 
+TEST_F(AgentFailureE2E, HostileZipsAreRefused) {
   const fs::path zips = node.run.workdir() / "zips";
   fs::create_directories(zips);
   const std::string app_text = read_text(good / "application.yml");
@@ -334,7 +346,11 @@ TEST(AgentE2E, EveryFailureIsReportedAndTheApplicationKeepsRunning) {
             "'../../../../../etc/hostname', outside the volume"},
            {"symlink-abs",
             {ZipEntry::symlink("conf", "/etc"), ZipEntry::file("application.yml", app_text)},
-            "entry 'conf' is a symbolic link to the absolute path '/etc'"}}) {
+            "entry 'conf' is a symbolic link to the absolute path '/etc'"},
+           {"device",
+            {ZipEntry::file("application.yml", app_text),
+             ZipEntry::special("null", S_IFCHR | 0666)},
+            "entry 'null' is not a file, directory or link"}}) {
     const fs::path zip = zips / (hostile.trace + ".zip");
     testing::write_zip(zip, hostile.entries);
     EXPECT_THAT(failed_update(cloud, hostile.trace,
@@ -349,7 +365,23 @@ TEST(AgentE2E, EveryFailureIsReportedAndTheApplicationKeepsRunning) {
   for (const auto& entry : fs::directory_iterator(db / "app")) {
     ADD_FAILURE() << "left behind: " << entry.path();
   }
+}
 
+// The same node with "stubborn" too, which ignores SIGTERM: stopping it takes the master's grace
+// (4 s), the window in which a second event finds the first one running.
+class AgentBusyE2E : public AgentFailureE2E {
+ protected:
+  std::string services() const override {
+    return service("keep") + service("stubborn", "", "ignore-term");
+  }
+  void SetUp() override {
+    node.run.write_conf("4s");
+    AgentFailureE2E::SetUp();
+    ASSERT_TRUE(MasterRun::wait_until([&] { return node.run.last_pid("stubborn").has_value(); }));
+  }
+};
+
+TEST_F(AgentBusyE2E, AnApplicationThatFailsToStartIsRolledBackAndASecondEventRefused) {
   // An application whose new service cannot start: the master rolls back, the agent reports it.
   fs::create_directories(db / "broken");
   std::ofstream(db / "broken/package.yml") << "entry: run.sh\n";
@@ -357,7 +389,7 @@ TEST(AgentE2E, EveryFailureIsReportedAndTheApplicationKeepsRunning) {
   fs::permissions(db / "broken/run.sh", fs::perms::owner_all);
   const fs::path broken =
       node.stage_app("broken-app", "v-broken",
-                     service("keep") +
+                     service("keep") + service("stubborn", "", "ignore-term") +
                          "  - name: broken\n    image: test/broken\n    replica: 1\n"
                          "    mounts: [{name: broken, path: lib/baetyl/test/broken}]\n",
                      "  - {name: broken, path: var/db/baetyl/broken}\n");
@@ -372,11 +404,9 @@ TEST(AgentE2E, EveryFailureIsReportedAndTheApplicationKeepsRunning) {
   EXPECT_TRUE(MasterRun::wait_until(
       [&] { return status_of(node.run, "stubborn", "stubborn") == "running"; }));
 
-  // A second event while one runs is refused: the first stops a service that ignores SIGTERM,
-  // which takes the master's grace (4 s).
-  const fs::path slow =
-      node.stage_app("slow", "v-slow",
-                     service("keep") + service("stubborn", "    env: {MODE: ignore-term, V: 2}\n"));
+  // A second event while one runs is refused: the first stops "stubborn".
+  const fs::path slow = node.stage_app(
+      "slow", "v-slow", service("keep") + service("stubborn", "    env: {MODE: run, V: 2}\n"));
   ASSERT_FALSE(cloud
                    .ota(kDevice, {"--dir", slow.string(), "--name", "app", "--version", "slow",
                                   "--trace", "slow"})
