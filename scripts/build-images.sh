@@ -27,12 +27,13 @@ seed_names() {
     function-python) echo baetyl-function-python27 baetyl-function-python36 ;;
     function-node) echo baetyl-function-node85 ;;
     function-sql) echo baetyl-function-sql ;;
+    remote-mqtt) echo baetyl-remote-mqtt ;;
     timer) echo baetyl-timer ;;
     agent) echo baetyl-agent ;;
     *) return 1 ;;
   esac
 }
-all_modules=(hub function-manager function-sql function-python function-node timer agent)
+all_modules=(hub function-manager function-sql function-python function-node remote-mqtt timer agent)
 modules=("$@")
 ((${#modules[@]})) || modules=("${all_modules[@]}")
 for module in "${modules[@]}"; do

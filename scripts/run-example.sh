@@ -5,15 +5,19 @@
 #   native  every service a process of the build tree (baetyl-hub, ...)
 #   docker  every service a container of the module images, built first (scripts/build-images.sh,
 #           which starts the Docker daemon when none answers; seconds when they are up to date);
-#           the hub's container publishes 1883 on 127.0.0.1, and a timer publishes to `timer`
+#           the hubs' containers publish 1883 and 1884 on 127.0.0.1, and a timer publishes to
+#           `timer`
+# A subscriber prints everything under t/ (and `timer`) as `[received] <topic> <payload>` lines,
+# and once the hub is up the script publishes {"id":1} and {"id":20} to `t` (publish more with
+# mosquitto_pub -h 127.0.0.1 -u test -P hahaha -t t -m '{"id":3}').
+# In both modes, also the remote walkthrough: remote-mqtt bridges the hub and a second hub,
+# remotehub (127.0.0.1:1884); the script publishes to t1 on the hub, which reaches remotehub
+# (`[remotehub received] t1 ...`).
 #   agent   example/native-agent: a hub, a timer and the agent, linked to the test cloud of
 #           test/cloud, which the script starts too (BUILD_DIR/example-agent-cloud: MQTT with
 #           mutual TLS on 127.0.0.1:8884, HTTPS on 127.0.0.1:8443; its PKI and the device
-#           certificate of edge-1 are made on the first run). docs/agent.md walks through it.
-# A subscriber prints everything under t/ (and `timer`) as `[received] <topic> <payload>` lines,
-# and once the hub is up the script publishes {"id":1} and {"id":20} to `t` (publish more with
-# mosquitto_pub -h 127.0.0.1 -u test -P hahaha -t t -m '{"id":3}'); in agent mode it prints
-# `timer` only.
+#           certificate of edge-1 are made on the first run); it prints `timer` only, and
+#           publishes nothing. docs/agent.md walks through it.
 #
 #   scripts/run-example.sh [BUILD_DIR] [native|docker|agent]     (default: build native)
 #
@@ -29,7 +33,7 @@ bin=$root/$build_dir/bin
 case $mode in
   native)
     programs=(baetyl baetyl-hub baetyl-function-manager baetyl-function-python
-              baetyl-function-node baetyl-function-sql)
+              baetyl-function-node baetyl-function-sql baetyl-remote-mqtt)
     topics=(-t 't/#' -t t) ;;
   docker)
     programs=(baetyl)
@@ -84,6 +88,14 @@ mqtt=(-h 127.0.0.1 -p 1883 -u test -P hahaha)
   done
 ) &
 pids+=($!)
+# What the bridge brings to remotehub.
+[[ $mode == agent ]] || (
+  until mosquitto_sub -h 127.0.0.1 -p 1884 -u test -P hahaha -i example-remote-printer -t t1 \
+      -q 1 -F '[remotehub received] %t %p' 2>/dev/null; do
+    sleep 0.5
+  done
+) &
+pids+=($!)
 # The walkthrough's two messages, once the hub and the manager's rules are there.
 [[ $mode == agent ]] || (
   until mosquitto_pub "${mqtt[@]}" -i example-probe -t example/ready -n 2>/dev/null; do
@@ -95,6 +107,8 @@ pids+=($!)
     mosquitto_pub "${mqtt[@]}" -i example-publisher -t t -q 1 -m "$payload"
     sleep 2
   done
+  echo "run-example: publishing hello to t1 (remote-mqtt forwards it to remotehub)"
+  mosquitto_pub "${mqtt[@]}" -i example-publisher -t t1 -q 1 -m hello
 ) &
 pids+=($!)
 

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -125,6 +126,15 @@ class RefusingServer {
   std::mutex mutex_;
   std::vector<std::chrono::steady_clock::time_point> accepted_;
 };
+
+bool eventually_equal(const std::atomic<int>& value, int expected,
+                      std::chrono::milliseconds timeout = 5s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (value.load() != expected && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  return value.load() == expected;
+}
 
 class MqttClientTest : public ::testing::Test {
  protected:
@@ -531,4 +541,345 @@ TEST_F(MqttClientTest, StopAbortsPendingMessagesPromptly) {
   ASSERT_EQ(pending.wait_for(1s), std::future_status::ready);
   EXPECT_EQ(pending.get(), boost::asio::error::operation_aborted);
   EXPECT_THROW(client.publish("t", "after stop", 0), std::runtime_error);
+}
+
+// ---- receive window (manual acknowledgement with back-pressure) ----
+
+TEST_F(MqttClientTest, ReceiveWindowDeliversAtMostThatManyUnacknowledged) {
+  MosquittoBroker broker;
+  Inbox inbox;
+  auto callbacks = inbox.callbacks(/*manual_ack=*/true);
+  callbacks.receive_window = 3;
+  Client client(config_for(broker.address(), "windowed"));
+  client.start(callbacks);
+  ASSERT_TRUE(client.wait_connected(5s));
+  std::promise<void> subscribed;
+  client.subscribe({{"w/#", 1}}, [&](error_code, auto) { subscribed.set_value(); });
+  subscribed.get_future().wait();
+
+  Client publisher(config_for(broker.address(), "w-pub"));
+  publisher.start();
+  for (int i = 0; i < 10; ++i) publisher.publish("w/x", std::to_string(i), i % 2);
+  ASSERT_TRUE(publisher.wait_idle(5s));
+
+  auto first = inbox.wait_for(3);
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(inbox.snapshot().size(), 3u) << "QoS 0 and 1 alike count until acknowledged";
+  client.ack(first[0]);
+  inbox.wait_for(4);
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(inbox.snapshot().size(), 4u) << "one acknowledgement makes room for one message";
+
+  std::size_t acked = 1;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (inbox.snapshot().size() < 10 && std::chrono::steady_clock::now() < deadline) {
+    auto now = inbox.snapshot();
+    for (; acked < now.size(); ++acked) client.ack(now[acked].receipt());
+    std::this_thread::sleep_for(10ms);
+  }
+  std::set<std::string> payloads;
+  for (const auto& m : inbox.snapshot()) payloads.insert(m.publish.payload);
+  EXPECT_EQ(payloads.size(), 10u);
+}
+
+// Plays a broker by hand on a loopback socket: accepts one client and answers its CONNECT.
+class ScriptedBroker {
+ public:
+  ScriptedBroker() = default;
+  ~ScriptedBroker() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  std::uint16_t port() const { return listener_.port(); }
+  std::string address() const { return "tcp://127.0.0.1:" + std::to_string(port()); }
+
+  void accept_client() {
+    fd_ = ::accept(listener_.fd(), nullptr, nullptr);
+    ASSERT_GE(fd_, 0);
+    ASSERT_TRUE(std::holds_alternative<baetyl::mqtt::Connect>(next()));
+    send(baetyl::mqtt::Connack{});
+  }
+  baetyl::mqtt::Packet next() {
+    char chunk[4096];
+    for (;;) {
+      auto result = baetyl::mqtt::decode(buffer_);
+      if (result.status == baetyl::mqtt::DecodeStatus::Ok) {
+        buffer_.erase(0, result.consumed);
+        return result.packet;
+      }
+      ssize_t n = ::read(fd_, chunk, sizeof chunk);
+      if (n <= 0) throw std::runtime_error("client closed the connection");
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+  void send(const baetyl::mqtt::Packet& packet) {
+    std::string bytes = baetyl::mqtt::encode(packet);
+    ASSERT_EQ(::write(fd_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
+  // Writes `packet` over and over until the client has not read anything for `stall`, or `limit`
+  // bytes went out; returns how many were written.
+  std::size_t flood(const baetyl::mqtt::Publish& packet, std::size_t limit,
+                    std::chrono::milliseconds stall) {
+    const std::string bytes = baetyl::mqtt::encode(packet);
+    std::size_t sent = 0;
+    std::size_t offset = 0;
+    while (sent < limit / bytes.size()) {
+      pollfd p{fd_, POLLOUT, 0};
+      if (::poll(&p, 1, static_cast<int>(stall.count())) <= 0) break;
+      ssize_t n = ::send(fd_, bytes.data() + offset, bytes.size() - offset, MSG_DONTWAIT);
+      if (n <= 0) continue;
+      offset += static_cast<std::size_t>(n);
+      if (offset == bytes.size()) {
+        offset = 0;
+        ++sent;
+      }
+    }
+    // Complete a packet cut short, so that the client sees whole packets only.
+    while (offset > 0 && offset < bytes.size()) {
+      pollfd p{fd_, POLLOUT, 0};
+      ::poll(&p, 1, 1000);
+      ssize_t n = ::send(fd_, bytes.data() + offset, bytes.size() - offset, MSG_DONTWAIT);
+      if (n > 0) offset += static_cast<std::size_t>(n);
+      if (offset == bytes.size()) ++sent;
+    }
+    return sent;
+  }
+
+ private:
+  baetyl::testing::LoopbackListener listener_;
+  int fd_ = -1;
+  std::string buffer_;
+};
+
+TEST_F(MqttClientTest, AFullReceiveWindowStopsReadingFromTheBroker) {
+  ScriptedBroker broker;
+  auto config = config_for(broker.address(), "slow-reader");
+  config.keepalive = 0s;
+  std::mutex mutex;
+  std::vector<Message> received;
+  std::atomic<bool> draining{false};
+  Client client(config);
+  ClientCallbacks callbacks;
+  callbacks.manual_ack = true;
+  callbacks.receive_window = 1;
+  callbacks.on_message = [&](const Message& m) {
+    {
+      std::lock_guard lock(mutex);
+      received.push_back(m);
+    }
+    if (draining) client.ack(m);
+  };
+  client.start(callbacks);
+  broker.accept_client();
+
+  Publish packet = message("flood", std::string(1024, 'x'), 0);
+  constexpr std::size_t kLimit = 64u << 20;
+  std::size_t written = broker.flood(packet, kLimit, 1500ms);
+  EXPECT_LT(written * 1029, kLimit / 2) << "the client read on although its window was full";
+  {
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(received.size(), 1u);
+  }
+  // Acknowledging lets it read on: everything written arrives, nothing is lost.
+  draining = true;
+  client.ack(received.front());
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  for (;;) {
+    {
+      std::lock_guard lock(mutex);
+      if (received.size() >= written || std::chrono::steady_clock::now() > deadline) break;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(received.size(), written);
+}
+
+TEST_F(MqttClientTest, AFullReceiveWindowStillReadsTheClientsOwnAcknowledgements) {
+  ScriptedBroker broker;
+  auto config = config_for(broker.address(), "both-ways");
+  config.keepalive = 0s;
+  Inbox inbox;
+  auto callbacks = inbox.callbacks(/*manual_ack=*/true);
+  callbacks.receive_window = 1;
+  Client client(config);
+  client.start(callbacks);
+  broker.accept_client();
+  auto done = publish_async(client, message("out", "mine", 1));
+  auto outgoing = broker.next();
+  ASSERT_TRUE(std::holds_alternative<Publish>(outgoing));
+  // Its PUBACK comes behind messages the window has no room for.
+  for (std::uint16_t id = 1; id <= 5; ++id) {
+    Publish in = message("in", std::string("m").append(std::to_string(id)), 1);
+    in.packet_id = id;
+    broker.send(in);
+  }
+  std::this_thread::sleep_for(300ms);  // the client has read those and holds them
+  broker.send(baetyl::mqtt::Puback{std::get<Publish>(outgoing).packet_id});
+  ASSERT_EQ(done.wait_for(3s), std::future_status::ready) << "the PUBACK was never read";
+  EXPECT_FALSE(done.get());
+  EXPECT_EQ(inbox.snapshot().size(), 1u);
+}
+
+TEST_F(MqttClientTest, ARedeliveryOfAnUnacknowledgedMessageIsHandedOnOnce) {
+  ScriptedBroker broker;
+  auto config = config_for(broker.address(), "no-twice");
+  config.keepalive = 0s;
+  Inbox inbox;
+  auto callbacks = inbox.callbacks(/*manual_ack=*/true);
+  callbacks.receive_window = 1;
+  Client client(config);
+  client.start(callbacks);
+  broker.accept_client();
+  Publish first = message("t", "one", 1);
+  first.packet_id = 7;
+  Publish second = message("t", "two", 1);
+  second.packet_id = 8;
+  broker.send(first);
+  broker.send(second);  // waits for room in the window
+  Publish again = first;
+  again.dup = true;
+  Publish second_again = second;
+  second_again.dup = true;
+  broker.send(again);  // the broker's retry while the first is not acknowledged
+  broker.send(second_again);
+  ASSERT_EQ(inbox.wait_for(1).size(), 1u);
+  std::this_thread::sleep_for(300ms);
+  client.ack(inbox.snapshot()[0]);
+  auto puback = broker.next();
+  ASSERT_TRUE(std::holds_alternative<baetyl::mqtt::Puback>(puback));
+  EXPECT_EQ(std::get<baetyl::mqtt::Puback>(puback).packet_id, 7);
+  ASSERT_EQ(inbox.wait_for(2).size(), 2u);
+  std::this_thread::sleep_for(300ms);
+  auto received = inbox.snapshot();
+  ASSERT_EQ(received.size(), 2u) << "each message once";
+  EXPECT_EQ(received[1].publish.payload, "two");
+  // After our PUBACK the same packet id is a new message.
+  client.ack(received[1]);
+  ASSERT_TRUE(std::holds_alternative<baetyl::mqtt::Puback>(broker.next()));
+  Publish reused = message("t", "three", 1);
+  reused.packet_id = 7;
+  broker.send(reused);
+  auto all = inbox.wait_for(3);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[2].publish.payload, "three");
+}
+
+TEST_F(MqttClientTest, AFullReceiveWindowKeepsTheConnectionAlive) {
+  MosquittoBroker broker;
+  auto config = config_for(broker.address(), "held-back");
+  config.keepalive = 1s;
+  config.timeout = 1s;
+  std::atomic<int> disconnects{0};
+  Inbox inbox;
+  auto callbacks = inbox.callbacks(/*manual_ack=*/true);
+  callbacks.receive_window = 1;
+  callbacks.on_disconnected = [&](const std::string&) { ++disconnects; };
+  Client client(config);
+  client.start(callbacks);
+  ASSERT_TRUE(client.wait_connected(5s));
+  std::promise<void> subscribed;
+  client.subscribe({{"k", 1}}, [&](error_code, auto) { subscribed.set_value(); });
+  subscribed.get_future().wait();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "k", std::to_string(i), 1), 0);
+  }
+  auto first = inbox.wait_for(1);
+  // Several keepalive periods with a message waiting for room (and PINGRESPs left unread).
+  std::this_thread::sleep_for(3500ms);
+  EXPECT_EQ(disconnects.load(), 0);
+  EXPECT_TRUE(client.connected());
+  client.ack(first[0]);
+  auto second = inbox.wait_for(2);
+  ASSERT_EQ(second.size(), 2u);
+  client.ack(second[1]);
+  EXPECT_EQ(inbox.wait_for(3).size(), 3u);
+}
+
+TEST_F(MqttClientTest, ReportsEveryFailedConnectionAttempt) {
+  MosquittoBroker broker(MosquittoOptions{.username = "edge", .password = "s3cret"});
+  auto config = config_for(broker.address(), "refused");
+  config.username = "edge";
+  config.password = "wrong";
+  std::mutex mutex;
+  std::vector<std::string> errors;
+  ClientCallbacks callbacks;
+  callbacks.on_connect_error = [&](const std::string& e) {
+    std::lock_guard lock(mutex);
+    errors.push_back(e);
+  };
+  Client client(config);
+  client.start(callbacks);
+  std::this_thread::sleep_for(1200ms);  // attempts at 0 and +0.5 s
+  client.stop();
+  std::lock_guard lock(mutex);
+  ASSERT_GE(errors.size(), 2u);
+  EXPECT_NE(errors[0].find("connection refused"), std::string::npos) << errors[0];
+}
+
+// ---- clients sharing a thread ----
+
+TEST_F(MqttClientTest, ClientsOnASharedThreadHandMessagesOnWithoutSwitchingThreads) {
+  MosquittoBroker broker;
+  auto thread = std::make_shared<baetyl::mqtt::IoThread>();
+  auto in_config = config_for(broker.address(), "shared-in");
+  Client out(config_for(broker.address(), "shared-out"), nullptr, thread);
+  Client in(in_config, nullptr, thread);
+  MosquittoSubscriber sub(broker.port(), SubscriberOptions{.topic = "forwarded/#", .qos = 1});
+
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  std::atomic<int> acknowledged{0};
+  auto note_thread = [&] {
+    std::lock_guard lock(mutex);
+    threads.insert(std::this_thread::get_id());
+  };
+  ClientCallbacks callbacks;
+  callbacks.manual_ack = true;
+  callbacks.receive_window = 2;
+  callbacks.on_message = [&](const Message& m) {
+    note_thread();
+    out.async_publish(message("forwarded/" + m.publish.topic, m.publish.payload, 1),
+                      [&, receipt = m.receipt()](error_code ec) {
+                        note_thread();
+                        if (!ec) {
+                          in.ack(receipt);
+                          ++acknowledged;
+                        }
+                      });
+  };
+  out.start();
+  in.start(callbacks);
+  ASSERT_TRUE(in.wait_connected(5s));
+  std::promise<void> subscribed;
+  in.subscribe({{"source", 1}}, [&](error_code, auto) { subscribed.set_value(); });
+  subscribed.get_future().wait();
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "source", std::to_string(i), 1), 0);
+  }
+  EXPECT_EQ(sub.wait_for(20).size(), 20u);
+  EXPECT_TRUE(eventually_equal(acknowledged, 20));
+  {
+    std::lock_guard lock(mutex);
+    EXPECT_EQ(threads.size(), 1u) << "every callback of both clients on the shared thread";
+  }
+  in.stop();
+  out.stop();
+  // A stopped client on a shared thread refuses messages at once, as one with its own thread.
+  auto late = publish_async(out, message("t", "late", 1));
+  ASSERT_EQ(late.wait_for(1s), std::future_status::ready);
+  EXPECT_EQ(late.get(), boost::asio::error::operation_aborted);
+}
+
+TEST_F(MqttClientTest, AClientOnASharedThreadCanBeStoppedFromItsCallback) {
+  MosquittoBroker broker;
+  auto thread = std::make_shared<baetyl::mqtt::IoThread>();
+  auto config = config_for(broker.address(), "stops-itself");
+  std::promise<void> stopped;
+  auto client = std::make_unique<Client>(config, nullptr, thread);
+  ClientCallbacks callbacks;
+  callbacks.on_connected = [&](bool) { client->stop(); };
+  callbacks.on_disconnected = [&](const std::string&) { stopped.set_value(); };
+  client->start(callbacks);
+  EXPECT_EQ(stopped.get_future().wait_for(5s), std::future_status::ready);
+  client.reset();  // the destructor waits for the stop to finish
 }

@@ -2,8 +2,8 @@
 // docker_images before these tests), run for real with `docker run`: the hub answers MQTT on a
 // port published on 127.0.0.1, the SQL, Python and Node runtimes answer gRPC calls with the
 // example's functions, the timer and the function manager's rules reach a hub container by name
-// on a user-defined network, the agent refuses a cloud link without TLS, every image carries its
-// seed names and no build tools.
+// on a user-defined network, remote-mqtt bridges two hub containers there, the agent refuses a
+// cloud link without TLS, every image carries its seed names and no build tools.
 // The containers are those of the exact images the fixture built (BUILD_DIR/images/<module>.id),
 // named baetyl-test-images-<pid>-<n> and removed by the test.
 #include <signal.h>
@@ -41,8 +41,8 @@ using namespace std::chrono_literals;
 
 const fs::path kExample = fs::path(BAETYL_SOURCE_DIR) / "example/docker/var/db/baetyl";
 const std::vector<std::string> kModules = {
-    "hub", "function-manager", "function-sql", "function-python", "function-node", "timer", "agent",
-};
+    "hub",           "function-manager", "function-sql", "function-python",
+    "function-node", "remote-mqtt",      "timer",        "agent"};
 
 struct CommandResult {
   int code = -1;
@@ -185,7 +185,23 @@ Container start_hub(ContainerOptions options = {}) {
   return Container(image_of("hub"), options);
 }
 
+// The example's second hub, remotehub (listens on 0.0.0.0:1884 in its container).
+Container start_remote_hub(ContainerOptions options = {}) {
+  options.ports.push_back(1884);
+  options.binds.push_back(bind(kExample / "remotehub-conf", "/etc/baetyl"));
+  return Container(image_of("hub"), options);
+}
+
 std::vector<std::string> mqtt_login() { return {"-u", "test", "-P", "hahaha"}; }
+
+SubscriberOptions example_subscriber(const std::string& topic) {
+  return {.topic = topic, .qos = 1, .username = "test", .password = "hahaha"};
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 std::unique_ptr<Function::Stub> stub_for(const Container& runtime) {
   return Function::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(runtime.port(50051)),
@@ -286,8 +302,7 @@ TEST(DockerImages, TimerPublishesToAHubContainerItReachesByNameOnAUserDefinedNet
 
   // The example's timer configuration, ticking every 100 ms instead of 5 s.
   TempDir conf;
-  std::ifstream in(kExample / "timer-conf/service.yml");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string text = read_text(kExample / "timer-conf/service.yml");
   auto at = text.find("interval: 5s");
   ASSERT_NE(at, std::string::npos) << text;
   text.replace(at, std::string("interval: 5s").size(), "interval: 100ms");
@@ -322,6 +337,65 @@ TEST(DockerImages, FunctionManagerConnectsItsRulesToAHubContainerItReachesByName
   EXPECT_EQ(manager.stop(), 0) << manager.logs();
 }
 
+// The example's bridge configuration as it is: the hubs are `localhub` and `remotehub` on the
+// network, t1 goes up, t2 comes down.
+TEST(DockerImages, RemoteMqttBridgesAHubContainerToASecondHubContainerAndStopsOnSigterm) {
+  Network network;
+  Container local = start_hub({.network = network.name(), .alias = "localhub"});
+  Container remote = start_remote_hub({.network = network.name(), .alias = "remotehub"});
+  ASSERT_TRUE(local.wait_for_log("hub started")) << local.logs();
+  ASSERT_TRUE(remote.wait_for_log("hub started")) << remote.logs();
+  Container bridge(
+      image_of("remote-mqtt"),
+      {.network = network.name(), .binds = {bind(kExample / "remote-mqtt-conf", "/etc/baetyl")}});
+  for (const char* address : {"tcp://localhub:1883", "tcp://remotehub:1884"}) {
+    EXPECT_TRUE(
+        bridge.wait_for_log(std::string("MQTT client remote-mqtt-1: connected to ") + address))
+        << bridge.logs();
+  }
+
+  // Published until one arrives: the bridge subscribes right after it connects.
+  auto forwarded = [](std::uint16_t from, std::uint16_t to, const std::string& topic) {
+    MosquittoSubscriber subscriber(to, example_subscriber(topic));
+    int sent = 0;
+    bool arrived = wait_until(
+        [&] {
+          mosquitto_pub(from, topic, "hello " + std::to_string(sent++), 1, mqtt_login());
+          return !subscriber.wait_for(1, 300ms).empty();
+        },
+        20s);
+    return arrived && subscriber.received().front().topic == topic &&
+           subscriber.received().front().payload.starts_with("hello ");
+  };
+  EXPECT_TRUE(forwarded(local.port(1883), remote.port(1884), "t1")) << bridge.logs();
+  EXPECT_TRUE(forwarded(remote.port(1884), local.port(1883), "t2")) << bridge.logs();
+  EXPECT_EQ(bridge.stop(), 0) << bridge.logs();
+  EXPECT_NE(bridge.logs().find("stopping: messages in flight"), std::string::npos) << bridge.logs();
+}
+
+TEST(DockerImages, RemoteMqttRefusesABadConfigurationNamingTheFileAndTheKey) {
+  // The example's configuration with a rule naming a remote that is not in `remotes`.
+  std::string text = read_text(kExample / "remote-mqtt-conf/service.yml");
+  const std::string remote_name = "    remote:\n      name: remotehub\n";
+  auto at = text.find(remote_name);
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, remote_name.size(), "    remote:\n      name: iothub\n");
+  TempDir conf;
+  conf.write("service.yml", text);
+
+  const std::string name = unique_name();
+  auto result =
+      run({"docker", "run", "--rm", "--name", name, "--label", "org.baetyl.test=docker-images",
+           "-v", bind(conf.path(), "/etc/baetyl"), image_of("remote-mqtt")});
+  run({"docker", "rm", "-f", name});  // only when it timed out
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_NE(
+      result.output.find(
+          "etc/baetyl/service.yml: rules[0].remote.name: no remote named 'iothub' in remotes"),
+      std::string::npos)
+      << result.output;
+}
+
 // The agent needs its cloud (test/cloud, on the host's loopback, which containers do not reach):
 // here it reads its configuration and refuses a cloud link without TLS, naming the key.
 TEST(DockerImages, AgentRefusesAPlainCloudAddress) {
@@ -346,6 +420,7 @@ TEST(DockerImages, EveryImageCarriesItsSeedNamesRunsItsProgramAndHasNoBuildTools
       {"function-sql", {"baetyl-function-sql"}},
       {"function-python", {"baetyl-function-python27", "baetyl-function-python36"}},
       {"function-node", {"baetyl-function-node85"}},
+      {"remote-mqtt", {"baetyl-remote-mqtt"}},
       {"timer", {"baetyl-timer"}},
       {"agent", {"baetyl-agent"}}};
   for (const auto& module : kModules) {

@@ -1,6 +1,7 @@
 // example/native as `baetyl start` runs it: master, hub, function manager, and the Python, Node
 // and SQL runtimes started on demand. Publishing {"id":1} to `t` comes back on t/topic, t/py2hi,
-// t/py3hi, t/node8hi and t/sqlfilter; {"id":20} on all of them but t/sqlfilter.
+// t/py3hi, t/node8hi and t/sqlfilter; {"id":20} on all of them but t/sqlfilter. remote-mqtt
+// bridges the hub and a second one: t1 reaches the second hub, t2 the first.
 #include <signal.h>
 
 #include <chrono>
@@ -67,8 +68,14 @@ TEST(Walkthrough, ExampleConfigurationAnswersOnEveryTopic) {
   const std::string socket = (dir.path() / "var/run/baetyl.sock").string();
   replace_in(dir.path() / "etc/baetyl/conf.yml", "unix:///var/run/baetyl.sock", "unix://" + socket);
   for (const char* conf : {"var/db/baetyl/localhub-conf/service.yml",
-                           "var/db/baetyl/function-manager-conf/service.yml"}) {
+                           "var/db/baetyl/function-manager-conf/service.yml",
+                           "var/db/baetyl/remote-mqtt-conf/service.yml"}) {
     replace_in(dir.path() / conf, "127.0.0.1:1883", "127.0.0.1:" + std::to_string(port));
+  }
+  const std::uint16_t remote_port = free_port();
+  for (const char* conf :
+       {"var/db/baetyl/remotehub-conf/service.yml", "var/db/baetyl/remote-mqtt-conf/service.yml"}) {
+    replace_in(dir.path() / conf, "127.0.0.1:1884", "127.0.0.1:" + std::to_string(remote_port));
   }
 
   ProcessOptions options;
@@ -120,6 +127,26 @@ TEST(Walkthrough, ExampleConfigurationAnswersOnEveryTopic) {
       EXPECT_FALSE(json.value("functionInvokeID", "").empty());
     }
   }
+
+  // remote-mqtt bridges the local hub and remotehub: t1 goes up, t2 comes down.
+  ASSERT_TRUE(wait_for_port(remote_port, 20s)) << master.output();
+  MosquittoSubscriber at_remote(
+      remote_port, {.topic = "t1", .qos = 1, .username = "test", .password = "hahaha"});
+  EXPECT_TRUE(wait_until(
+      [&] {
+        mosquitto_pub(port, "t1", "up", 1, auth);
+        return !at_remote.wait_for(1, 300ms).empty();
+      },
+      30s))
+      << master.output();
+  MosquittoSubscriber at_local(port,
+                               {.topic = "t2", .qos = 1, .username = "test", .password = "hahaha"});
+  EXPECT_TRUE(wait_until(
+      [&] {
+        mosquitto_pub(remote_port, "t2", "down", 1, auth);
+        return !at_local.wait_for(1, 300ms).empty();
+      },
+      30s));
 
   EXPECT_EQ(master.stop(SIGTERM, 30s), 0) << master.output();
   // A quiet stop: the function manager stops its runtimes while its token is still valid, and

@@ -17,9 +17,17 @@
 //   schedule (each payload starts with its send time), one subscriber on bench/# at --qos notes
 //   the time each arrives (and acknowledges QoS 1 at once). Prints p50/p90/p99/max of send to
 //   delivery and, for QoS 1, of send to PUBACK.
-// --mode idle --connections N [--broker-pid P] [--hold 3]: opens N connections (CONNECT, keep
-//   alive 0), holds them --hold seconds and prints the broker's VmRSS (/proc/P/status) before the
-//   first and with all of them open.
+// --mode idle --connections N [--broker-pid P] [--hold 3] [--keep-alive 0]: opens N connections
+//   (CONNECT, keep alive 0 unless given), holds them --hold seconds and prints the broker's VmRSS
+//   (/proc/P/status) before the first and with all of them open.
+// --mode flood --broker-pid P [--qos 1] [--messages 30000] [--payload 32768] [--persistent 0]
+//   [--hold 3]: one subscriber on bench/# that never reads, one publisher sending --messages at
+//   --qos (QoS 1: --window in flight); then the subscriber leaves. Prints the broker's peak
+//   VmHWM, its VmRSS before, once everything was published and --hold seconds after the
+//   subscriber left.
+// Throughput [--dead N]: N more subscribers on bench/# that never read (not counted).
+// [--sub-port P [--sub-username U --sub-password W]]: the subscribers connect to another broker
+//   (throughput and latency), which gets the publishers' messages through a bridge.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -67,7 +75,21 @@ struct Options {
   bool persistent = false;
   long ack_lag = 0;
   double consume_rate = 0;
+  int dead = 0;
+  bool keep_alive_given = false;
+  std::uint16_t sub_port = 0;  // 0: the subscribers use --port
+  std::string sub_username, sub_password;
 };
+
+// The options the subscribers connect with: --port, or the bridged broker of --sub-port.
+Options subscriber_options(const Options& o) {
+  if (o.sub_port == 0) return o;
+  Options s = o;
+  s.port = o.sub_port;
+  s.username = o.sub_username;
+  s.password = o.sub_password;
+  return s;
+}
 
 class Client {
  public:
@@ -232,11 +254,22 @@ Options parse(int argc, char** argv) {
       o.ack_lag = std::stol(v);
     else if (k == "--consume-rate")
       o.consume_rate = std::stod(v);
+    else if (k == "--dead")
+      o.dead = std::stoi(v);
+    else if (k == "--keep-alive") {
+      o.keep_alive = std::stoi(v);
+      o.keep_alive_given = true;
+    } else if (k == "--sub-port")
+      o.sub_port = static_cast<std::uint16_t>(std::stoi(v));
+    else if (k == "--sub-username")
+      o.sub_username = v;
+    else if (k == "--sub-password")
+      o.sub_password = v;
     else
       throw std::invalid_argument("unknown option " + k);
   }
-  if (o.mode != "throughput" && o.mode != "latency" && o.mode != "idle") {
-    throw std::invalid_argument("--mode must be throughput, latency or idle");
+  if (o.mode != "throughput" && o.mode != "latency" && o.mode != "idle" && o.mode != "flood") {
+    throw std::invalid_argument("--mode must be throughput, latency, idle or flood");
   }
   if (o.qos != 0 && o.qos != 1) throw std::invalid_argument("--qos must be 0 or 1");
   if (o.rate <= 0 || o.seconds <= 0)
@@ -266,7 +299,7 @@ std::string percentiles(std::vector<std::int64_t> v) {
 
 int run_latency(const Options& o) {
   const long total = static_cast<long>(o.rate * o.seconds);
-  Client sub(o, "bench-lat-sub");
+  Client sub(subscriber_options(o), "bench-lat-sub");
   sub.send(mqtt::encode(mqtt::Subscribe{1, {{"bench/#", static_cast<std::uint8_t>(o.qos)}}}));
   auto ack = sub.next(10000);
   if (!ack || !std::holds_alternative<mqtt::Suback>(*ack)) throw std::runtime_error("no SUBACK");
@@ -335,12 +368,12 @@ int run_latency(const Options& o) {
   return static_cast<long>(delivery.size()) == total ? 0 : 3;
 }
 
-// VmRSS of `pid` in KB, or -1.
-long rss_kb(long pid) {
+// VmRSS (or another field of /proc/PID/status) of `pid` in KB, or -1.
+long rss_kb(long pid, const std::string& field = "VmRSS:") {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(field.size()));
   }
   return -1;
 }
@@ -368,7 +401,7 @@ int run_idle(const Options& o) {
     setrlimit(RLIMIT_NOFILE, &lim);
   }
   Options idle = o;
-  idle.keep_alive = 0;
+  if (!o.keep_alive_given) idle.keep_alive = 0;
   const long before = o.broker_pid ? rss_kb(o.broker_pid) : -1;
   std::vector<std::unique_ptr<Client>> clients;
   clients.reserve(static_cast<std::size_t>(o.connections));
@@ -380,11 +413,74 @@ int run_idle(const Options& o) {
   std::this_thread::sleep_for(std::chrono::duration<double>(o.hold));
   const long after = o.broker_pid ? rss_kb(o.broker_pid) : -1;
   std::printf(
-      "idle connections %zu/%ld  connected in %.2f s  broker VmRSS before %.1f MB  "
+      "idle connections %zu/%ld  keep alive %d  connected in %.2f s  broker VmRSS before %.1f MB  "
       "with them %.1f MB  per connection %.2f KB\n",
-      clients.size(), o.connections, connecting, before / 1024.0, after / 1024.0,
+      clients.size(), o.connections, idle.keep_alive, connecting, before / 1024.0, after / 1024.0,
       o.connections ? static_cast<double>(after - before) / static_cast<double>(o.connections)
                     : 0.0);
+  return 0;
+}
+
+// A subscriber that never reads while one publisher floods it; the broker's memory meanwhile and
+// after the subscriber left.
+int run_flood(const Options& o) {
+  if (o.broker_pid == 0) throw std::invalid_argument("--mode flood needs --broker-pid");
+  const long before = rss_kb(o.broker_pid);
+  auto sub = std::make_unique<Client>(o, "bench-flood-sub", !o.persistent);
+  sub->send(mqtt::encode(mqtt::Subscribe{1, {{"bench/#", static_cast<std::uint8_t>(o.qos)}}}));
+  auto ack = sub->next(10000);
+  if (!ack || !std::holds_alternative<mqtt::Suback>(*ack)) throw std::runtime_error("no SUBACK");
+  // From now on the subscriber reads nothing.
+  long peak_rss = before;
+  std::atomic<bool> publishing{true};
+  std::thread sampler([&] {
+    while (publishing) {
+      peak_rss = std::max(peak_rss, rss_kb(o.broker_pid));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  Client pub(o, "bench-flood-pub");
+  const std::string payload(o.payload, 'x');
+  std::string batch;
+  const auto start = Clock::now();
+  long sent = 0, acked = 0;
+  std::uint16_t id = 0;
+  while (o.qos == 1 ? acked < o.messages : sent < o.messages) {
+    while (sent < o.messages && (o.qos == 0 || sent - acked < o.window)) {
+      if (o.qos == 1 && ++id == 0) id = 1;
+      mqtt::encode_publish(batch, "bench/flood", payload, static_cast<std::uint8_t>(o.qos), false,
+                           false, o.qos == 1 ? id : 0);
+      ++sent;
+      if (o.qos == 0 && batch.size() >= 65536) break;
+    }
+    if (!batch.empty()) {
+      pub.send(batch);
+      batch.clear();
+    }
+    if (o.qos == 1) {
+      auto packet = pub.next(30000);
+      if (!packet) throw std::runtime_error("no PUBACK within 30s");
+      if (std::holds_alternative<mqtt::Puback>(*packet)) ++acked;
+    }
+  }
+  pub.send(mqtt::encode(mqtt::Pingreq{}));  // PINGRESP: the broker has read everything
+  while (auto packet = pub.next(30000)) {
+    if (std::holds_alternative<mqtt::Pingresp>(*packet)) break;
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  publishing = false;
+  sampler.join();
+  const long published = rss_kb(o.broker_pid);
+  sub.reset();  // it leaves
+  std::this_thread::sleep_for(std::chrono::duration<double>(o.hold));
+  const long after = rss_kb(o.broker_pid);
+  const long hwm = rss_kb(o.broker_pid, "VmHWM:");
+  std::printf(
+      "flood qos %d  payload %zu  persistent %d  published %ld in %.2f s  broker VmRSS before %.1f "
+      "MB  peak %.1f MB (VmHWM %.1f MB)  when published %.1f MB  %.0f s after the subscriber left "
+      "%.1f MB\n",
+      o.qos, o.payload, o.persistent ? 1 : 0, sent, seconds, before / 1024.0, peak_rss / 1024.0,
+      hwm / 1024.0, published / 1024.0, o.hold, after / 1024.0);
   return 0;
 }
 
@@ -394,14 +490,24 @@ int main(int argc, char** argv) try {
   const Options o = parse(argc, argv);
   if (o.mode == "latency") return run_latency(o);
   if (o.mode == "idle") return run_idle(o);
+  if (o.mode == "flood") return run_flood(o);
   const long expected = o.messages * o.publishers;
   std::vector<std::unique_ptr<Client>> subs;
   for (int s = 0; s < o.subscribers; ++s) {
-    subs.push_back(
-        std::make_unique<Client>(o, "bench-sub-" + std::to_string(s), !o.persistent));
+    subs.push_back(std::make_unique<Client>(subscriber_options(o), "bench-sub-" + std::to_string(s),
+                                            !o.persistent));
     subs.back()->send(
         mqtt::encode(mqtt::Subscribe{1, {{"bench/#", static_cast<std::uint8_t>(o.qos)}}}));
     auto ack = subs.back()->next(10000);
+    if (!ack || !std::holds_alternative<mqtt::Suback>(*ack)) throw std::runtime_error("no SUBACK");
+  }
+  // Subscribers that never read: the broker must not let them slow anyone.
+  std::vector<std::unique_ptr<Client>> dead;
+  for (int d = 0; d < o.dead; ++d) {
+    dead.push_back(std::make_unique<Client>(o, "bench-dead-" + std::to_string(d), true));
+    dead.back()->send(
+        mqtt::encode(mqtt::Subscribe{1, {{"bench/#", static_cast<std::uint8_t>(o.qos)}}}));
+    auto ack = dead.back()->next(10000);
     if (!ack || !std::holds_alternative<mqtt::Suback>(*ack)) throw std::runtime_error("no SUBACK");
   }
   std::atomic<long> received{0};
@@ -502,8 +608,10 @@ int main(int argc, char** argv) try {
   for (auto f : finished) last = std::max(last, f);
   const double seconds = std::chrono::duration<double>(last - start).count();
   const long total = expected * o.subscribers;
-  std::printf("qos %d  %d->%d  payload %zu  received %ld/%ld  lost %.2f%%  %.0f msg/s  (%.2f s)",
-              o.qos, o.publishers, o.subscribers, o.payload, received.load(), total,
+  std::printf("qos %d  %d->%d%s  payload %zu  received %ld/%ld  lost %.2f%%  %.0f msg/s  (%.2f s)",
+              o.qos, o.publishers, o.subscribers,
+              o.dead ? (" (+" + std::to_string(o.dead) + " dead)").c_str() : "", o.payload,
+              received.load(), total,
               100.0 * static_cast<double>(total - received.load()) / static_cast<double>(total),
               static_cast<double>(received.load()) / seconds, seconds);
   if (o.broker_pid && received.load() > 0) {

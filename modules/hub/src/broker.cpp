@@ -1,10 +1,10 @@
 #include "broker.h"
 
 #include <algorithm>
-#include <bit>
 
 #include "baetyl/mqtt/topic.h"
 #include "connection.h"
+#include "memory.h"
 
 namespace baetyl::hub {
 namespace {
@@ -112,9 +112,9 @@ void Broker::restore(StoredState state) {
     session->unclaimed = stored.principal.empty();
     if (!session->unclaimed) session->authorizer = auth_.find(stored.principal);
     for (const auto& [filter, qos] : stored.subscriptions) session->subscriptions[filter] = qos;
-    for (auto& d : stored.queue) {
-      session->pending.push(Outgoing{d.message, d.qos, false, true, true, d.released});
-    }
+    // Its queue stays in the store: read back when it connects (page_in drops what its principal
+    // may not receive any more).
+    session->stored_only = true;
     session->incoming_qos2.insert(stored.incoming_qos2.begin(), stored.incoming_qos2.end());
     // A session of unknown principal subscribes once a principal claims it (see attach).
     if (!session->unclaimed) resubscribe_restored(*session);
@@ -162,6 +162,9 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
         {
           std::lock_guard session_lock(old->mutex);
           old->connection.reset();
+          memory::note_freed(old->pending.qos0_bytes() + old->pending.qos12_bytes());
+          old->pending.clear();
+          old->inflight.clear();
         }
         sessions_.erase(it);
         if (old->persistent() && store_) store_->delete_session(client_id);
@@ -204,11 +207,28 @@ void Broker::detach(const std::shared_ptr<Session>& session, const Connection* c
     auto current = session->connection.lock();
     if (current && current.get() != connection) return;  // taken over by a newer connection
     session->connection.reset();
+    memory::note_freed(session->pending.qos0_bytes());
     if (session->persistent()) {
       // QoS 0 is not kept for offline sessions.
       session->pending.drop_qos0();
+      // Nor, in memory, what the store holds: read back when it connects again.
+      std::int64_t lowest = 0;
+      session->pending.erase_outgoing_if([&](const Outgoing& o) {
+        if (!o.stored) return false;
+        if (lowest == 0 || o.message->id < lowest) lowest = o.message->id;
+        memory::note_freed(EgressQueue::size_of(o));
+        return true;
+      });
+      if (lowest != 0) {
+        session->stored_only = true;
+        session->paged_until = std::min(session->paged_until, lowest - 1);
+      }
       return;
     }
+    // Gone: its queue is freed now, though a thread's remembered match may hold it a while.
+    memory::note_freed(session->pending.qos12_bytes());
+    session->pending.clear();
+    session->inflight.clear();
   }
   {
     std::lock_guard lock(sessions_mutex_);
@@ -303,37 +323,233 @@ void Broker::deliver_encoded(Session& session, std::string_view packet) {
 }
 
 void Broker::queue_locked(Session& session, bool connected, Outgoing out) {
+  const auto& egress = config_.message.egress;
   if (out.qos == 0) {
     if (!connected) return;
-    const std::size_t bound = config_.message.egress.qos0_buffer_size;
-    if (session.pending.qos0() >= bound) {
-      count_dropped(session, 1);
+    if (session.pending.qos0() >= egress.qos0_buffer_size ||
+        session.pending.qos0_bytes() + EgressQueue::size_of(out) > egress.qos0_buffer_bytes.bytes) {
+      count_dropped(session, 1, 0);
       return;
     }
-    if (session.pending.qos0() + 1 > bound / 2) congested = session.weak_from_this();
-  } else if (!connected && !session.persistent()) {
-    return;
+  } else if (out.stored) {
+    // A persistent session's delivery, which the store holds: in memory while the queue has
+    // room, else left in the store, in order (one numbered before something already in memory
+    // goes to memory: paging reads only ids above paged_until).
+    const std::int64_t id = out.message->id;
+    if (id > session.paged_until) {
+      if (session.stored_only || !connected || !has_room_locked(session, out)) {
+        session.stored_only = true;
+        ++session.skipped;
+        if (session.lowest_skip == 0 || id < session.lowest_skip) session.lowest_skip = id;
+        return;
+      }
+      session.paged_until = id;
+    }
+  } else {
+    if (!connected && !session.persistent()) return;
+    if (!has_room_locked(session, out)) {
+      count_dropped(session, 1, out.qos);
+      return;
+    }
   }
   session.pending.push(std::move(out));
+  note_queue_level_locked(session);
+}
+
+bool Broker::has_room_locked(const Session& session, const Outgoing& out) const {
+  const auto& egress = config_.message.egress;
+  const auto& q = session.pending;
+  if (q.qos12() == 0) return true;
+  return q.qos12() < egress.qos1_queue_size &&
+         q.qos12_bytes() + EgressQueue::size_of(out) <= egress.qos1_queue_bytes.bytes;
 }
 
 void Broker::queue_encoded_locked(Session& session, bool connected, std::string_view packets,
                                   std::size_t count) {
   if (!connected) return;  // QoS 0 is not kept for offline sessions
-  const std::size_t bound = config_.message.egress.qos0_buffer_size;
-  const std::size_t room = bound > session.pending.qos0() ? bound - session.pending.qos0() : 0;
-  const std::size_t queued = session.pending.push_encoded(packets, count, room);
-  if (queued < count) count_dropped(session, count - queued);
-  if (session.pending.qos0() > bound / 2) congested = session.weak_from_this();
+  const auto& egress = config_.message.egress;
+  const auto& q = session.pending;
+  const std::size_t room =
+      egress.qos0_buffer_size > q.qos0() ? egress.qos0_buffer_size - q.qos0() : 0;
+  const std::size_t bytes = egress.qos0_buffer_bytes.bytes;
+  const std::size_t room_bytes = bytes > q.qos0_bytes() ? bytes - q.qos0_bytes() : 0;
+  const std::size_t queued = session.pending.push_encoded(packets, count, room, room_bytes);
+  if (queued < count) count_dropped(session, count - queued, 0);
+  note_queue_level_locked(session);
 }
 
-// Logged at the 1st, 2nd, 4th, 8th ... drop.
-void Broker::count_dropped(const Session& session, std::size_t count) {
-  const auto before = stats_.messages_dropped.fetch_add(count);
-  if (std::bit_floor(before + count) > before) {
-    log_->warn("QoS 0 buffer of '{}' is full ({} messages): dropping ({} dropped so far)",
-               session.client_id(), session.pending.qos0(), before + count);
+namespace {
+Broker::QueueLevel level_of(std::size_t count, std::size_t bound, std::size_t bytes,
+                            std::size_t bytes_bound) {
+  if (count > bound / 2 || bytes > bytes_bound / 2) return Broker::QueueLevel::High;
+  if (count <= bound / 4 && bytes <= bytes_bound / 4) return Broker::QueueLevel::Low;
+  return Broker::QueueLevel::Middle;
+}
+}  // namespace
+
+// Both parts of the queue: QoS 0, and QoS 1/2 unless the store takes what does not fit.
+Broker::QueueLevel Broker::queue_level_locked(const Session& session) const {
+  const auto& egress = config_.message.egress;
+  const auto& q = session.pending;
+  const auto qos0 =
+      level_of(q.qos0(), egress.qos0_buffer_size, q.qos0_bytes(), egress.qos0_buffer_bytes.bytes);
+  if (session.persistent() && store_) return qos0;
+  return std::max(qos0, level_of(q.qos12(), egress.qos1_queue_size, q.qos12_bytes(),
+                                 egress.qos1_queue_bytes.bytes));
+}
+
+bool Broker::wants_page_in_locked(Session& session) const {
+  if (!session.stored_only || session.paging || !store_) return false;
+  const auto& egress = config_.message.egress;
+  const auto& q = session.pending;
+  return q.qos12() <= egress.qos1_queue_size / 2 &&
+         q.qos12_bytes() <= egress.qos1_queue_bytes.bytes / 2;
+}
+
+void Broker::request_page_in(const std::shared_ptr<Session>& session) {
+  {
+    std::lock_guard lock(session->mutex);
+    session->skipped_at_request = session->skipped;
+    session->lowest_skip = 0;
   }
+  store_->after_commit([weak = std::weak_ptr<Session>(session)] {
+    auto s = weak.lock();
+    if (!s) return;
+    s->page_ready.store(true);
+    std::shared_ptr<Connection> connection;
+    {
+      std::lock_guard lock(s->mutex);
+      connection = s->connection.lock();
+    }
+    if (connection) connection->notify();
+  });
+}
+
+// Reads at most this much per page-in: it runs on a worker, between its connections' reads.
+constexpr std::size_t kPageBytes = 2 * 1024 * 1024;
+
+void Broker::page_in(const std::shared_ptr<Session>& session) {
+  const auto& egress = config_.message.egress;
+  std::int64_t after = 0;
+  std::size_t count = 0;
+  std::size_t bytes = 0;
+  std::vector<std::int64_t> in_flight;  // stored ids above `after` already in flight
+  {
+    std::lock_guard lock(session->mutex);
+    after = session->paged_until;
+    const auto& q = session->pending;
+    count = q.qos12() < egress.qos1_queue_size ? egress.qos1_queue_size - q.qos12() : 1;
+    bytes = q.qos12_bytes() < egress.qos1_queue_bytes.bytes
+                ? egress.qos1_queue_bytes.bytes - q.qos12_bytes()
+                : 1;
+    for (const auto& [packet_id, f] : session->inflight) {
+      if (f.out.stored && f.out.message->id > after) in_flight.push_back(f.out.message->id);
+    }
+  }
+  QueuePage page =
+      store_->read_queue(session->client_id(), after, count, std::min(bytes, kPageBytes));
+  std::size_t queued = 0;
+  std::vector<std::int64_t> refused;  // ids its principal may not receive any more
+  std::shared_ptr<Connection> connection;
+  {
+    std::lock_guard lock(session->mutex);
+    // A delivery left in the store since the request may not have been committed when the page
+    // was read: nothing from its id on is taken now (the next page-in reads it).
+    const bool skipped_since = session->skipped != session->skipped_at_request;
+    bool cut = false;
+    for (auto& d : page.deliveries) {
+      const std::int64_t id = d.message->id;
+      if (skipped_since && id >= session->lowest_skip) {
+        cut = true;
+        break;
+      }
+      session->paged_until = id;
+      if (std::find(in_flight.begin(), in_flight.end(), id) != in_flight.end()) continue;
+      // Permissions may have changed since it was queued (a restart with another configuration).
+      // Only PUBREL is left of a released QoS 2 delivery: the message was delivered already.
+      if (!d.released && session->authorizer &&
+          !session->authorizer->may_receive(d.message->topic)) {
+        refused.push_back(id);
+        continue;
+      }
+      session->pending.push(Outgoing{std::move(d.message), d.qos, false, d.sent, true, d.released});
+      ++queued;
+    }
+    if (page.complete && !cut && !skipped_since) session->stored_only = false;
+    session->paging = false;
+    connection = session->connection.lock();
+  }
+  if (queued) stats_.messages_paged.fetch_add(queued, std::memory_order_relaxed);
+  if (!refused.empty()) {
+    log_->warn("client '{}': {} queued message(s) '{}' may not receive any more: dropped",
+               session->client_id(), refused.size(), session->principal);
+    for (auto id : refused) store_->ack(session->client_id(), id);
+  }
+  if (connection) connection->notify();
+}
+
+void Broker::note_queue_level_locked(Session& session) {
+  switch (queue_level_locked(session)) {
+    case QueueLevel::Low:
+      session.congestion_since = {};
+      session.stalled = false;
+      break;
+    case QueueLevel::High:
+      if (!session.stalled) congested = session.weak_from_this();
+      break;
+    case QueueLevel::Middle:
+      break;
+  }
+}
+
+bool Broker::keep_waiting_for(Session& s) {
+  std::lock_guard lock(s.mutex);
+  if (s.stalled || s.connection.expired()) return false;
+  if (queue_level_locked(s) == QueueLevel::Low) {
+    s.congestion_since = {};
+    return false;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (s.congestion_since == std::chrono::steady_clock::time_point{}) s.congestion_since = now;
+  if (now - s.congestion_since < kCongestionWait) return true;
+  s.stalled = true;
+  if (warning_due(s.stall_warned_at)) {
+    log_->warn(
+        "client '{}' did not drain its queue ({} QoS 0, {} QoS 1/2 messages) within {} ms: "
+        "publishers no longer wait for it, and what does not fit its queue is dropped until "
+        "it drains",
+        s.client_id(), s.pending.qos0(), s.pending.qos12(), kCongestionWait.count());
+  }
+  return false;
+}
+
+bool Broker::warning_due(std::chrono::steady_clock::time_point& last) {
+  const auto now = std::chrono::steady_clock::now();
+  if (last != std::chrono::steady_clock::time_point{} && now - last < kWarnInterval) return false;
+  last = now;
+  return true;
+}
+
+// Counted at once; logged at most once per kWarnInterval per session, with the drops since.
+void Broker::count_dropped(Session& session, std::size_t count, std::uint8_t qos) {
+  auto& counter = qos == 0 ? stats_.messages_dropped : stats_.messages_dropped_qos1;
+  const auto total = counter.fetch_add(count, std::memory_order_relaxed) + count;
+  session.dropped_unlogged += count;
+  if (!warning_due(session.drop_warned_at)) return;
+  const auto& q = session.pending;
+  if (qos == 0) {
+    log_->warn(
+        "QoS 0 queue of '{}' is full ({} messages, {} bytes): dropped {} new message(s) "
+        "for it ({} QoS 0 for every subscriber since the start)",
+        session.client_id(), q.qos0(), q.qos0_bytes(), session.dropped_unlogged, total);
+  } else {
+    log_->warn(
+        "QoS 1/2 queue of '{}' (clean session) is full ({} messages, {} bytes): dropped {} "
+        "new message(s) for it, acknowledged to their publishers ({} QoS 1/2 for every "
+        "subscriber since the start)",
+        session.client_id(), q.qos12(), q.qos12_bytes(), session.dropped_unlogged, total);
+  }
+  session.dropped_unlogged = 0;
 }
 
 void Broker::count_reserved(const std::string& client_id, std::string_view topic) {

@@ -2,6 +2,7 @@
 // The routing core: sessions by client id, the subscription trie, retained messages, static
 // routes and persistence. Thread-safe; connections call it from any worker thread.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -37,6 +38,10 @@ struct BrokerStats {
   std::atomic<std::uint64_t> messages_in{0};       // PUBLISH received from clients
   std::atomic<std::uint64_t> messages_out{0};      // PUBLISH sent to clients
   std::atomic<std::uint64_t> messages_dropped{0};  // QoS 0 dropped on a full buffer
+  // QoS 1/2 dropped for a clean session whose queue was full (acknowledged to their publishers).
+  std::atomic<std::uint64_t> messages_dropped_qos1{0};
+  // Deliveries of persistent sessions read back from the store (see Broker::page_in).
+  std::atomic<std::uint64_t> messages_paged{0};
   std::atomic<std::uint64_t> publish_denied{0};
   std::atomic<std::uint64_t> publish_reserved{0};  // client publishes to $SYS, dropped
   std::atomic<std::uint64_t> subscribe_denied{0};
@@ -130,6 +135,17 @@ class Broker {
   // any (and forgets it): the publishing connection reads more slowly until it drains, so that
   // fast publishers do not overflow subscribers that keep up.
   static std::shared_ptr<Session> take_congestion();
+  // Whether the publisher told about `subscriber` by take_congestion() should wait a little
+  // longer before it reads again: not once the queue drained to a quarter or the subscriber left,
+  // and not beyond kCongestionWait in all for one subscriber until it drains (not per read):
+  // one that stopped reading holds publishers up once, then it is stalled and what does not fit
+  // its queue is dropped at once.
+  bool keep_waiting_for(Session& subscriber);
+  // How full a session's queue is: up to a quarter, up to half, beyond (of either bound).
+  enum class QueueLevel { Low, Middle, High };
+  static constexpr auto kCongestionWait = std::chrono::milliseconds(50);
+  // Warnings about one session's queue are logged at most this often.
+  static constexpr auto kWarnInterval = std::chrono::seconds(10);
 
   // A publish by a client to a topic reserved for the hub ($SYS): counted and logged at the 1st,
   // 2nd, 4th, 8th ... time.
@@ -149,6 +165,17 @@ class Broker {
   // The client acknowledged a stored delivery.
   void acknowledged(const Session& session, const Outgoing& out);
 
+  // Paging of persistent sessions' queues (Session::stored_only). Whether `session`'s queue
+  // drained far enough to read more back from the store; call with its mutex held, and if so,
+  // mark it paging and call request_page_in() once the mutex is released.
+  bool wants_page_in_locked(Session& session) const;
+  // Asks the store to say when what it was given is committed; then the session's page_ready is
+  // set and its connection woken, whose writer calls page_in().
+  void request_page_in(const std::shared_ptr<Session>& session);
+  // Reads the session's next stored deliveries back into its queue, as many as its bounds take.
+  // Call without the session's mutex, on the thread of a connection of the session.
+  void page_in(const std::shared_ptr<Session>& session);
+
   // Drops QoS 1/2 messages older than the retention from memory and the store.
   void cleanup();
 
@@ -166,7 +193,16 @@ class Broker {
   // call with session.mutex held.
   void queue_encoded_locked(Session& session, bool connected, std::string_view packets,
                             std::size_t count);
-  void count_dropped(const Session& session, std::size_t count);
+  void count_dropped(Session& session, std::size_t count, std::uint8_t qos);
+  // Whether `out` fits `session`'s QoS 1/2 queue (an empty one takes any message).
+  bool has_room_locked(const Session& session, const Outgoing& out) const;
+  // After queueing on `session` (call with its mutex held): flags it for take_congestion() past
+  // half full, and forgets a stall once it drained.
+  void note_queue_level_locked(Session& session);
+  QueueLevel queue_level_locked(const Session& session) const;
+  // Whether a warning last logged at `last` is due again (at most one per kWarnInterval); if so,
+  // `last` becomes now.
+  static bool warning_due(std::chrono::steady_clock::time_point& last);
   void route(const MessageView& message, int depth);
   // The sessions subscribed to `topic`, one entry each at its highest granted QoS; valid (and the
   // sessions alive) until the next call on this thread.

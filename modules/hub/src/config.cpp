@@ -175,11 +175,16 @@ void describe(config::Reader& r, HubConfig& c) {
       out.section("qos0", [&](config::Reader& q) {
         q.section("buffer", [&](config::Reader& b) {
           b.field("size", c.message.egress.qos0_buffer_size).min(1);
+          b.field("bytes", c.message.egress.qos0_buffer_bytes).min(config::ByteSize{1});
         });
       });
       out.section("qos1", [&](config::Reader& q) {
         q.section("buffer", [&](config::Reader& b) {
           b.field("size", c.message.egress.qos1_buffer_size).min(1).max(65535);
+        });
+        q.section("queue", [&](config::Reader& b) {
+          b.field("size", c.message.egress.qos1_queue_size).min(1);
+          b.field("bytes", c.message.egress.qos1_queue_bytes).min(config::ByteSize{1});
         });
         q.section("batch", [&](config::Reader& b) {
           b.field("max", c.message.egress.qos1_batch_max).min(1);

@@ -73,8 +73,14 @@ struct MessageConfig {
     std::chrono::milliseconds qos1_cleanup_interval = std::chrono::minutes(1);
   } ingress;
   struct {
+    // The queue of one subscriber: QoS 0 messages waiting to be written (beyond: new ones are
+    // dropped), and QoS 1/2 messages waiting behind the in-flight window (beyond: new ones are
+    // dropped for a clean session, left in the store for a persistent one).
     std::size_t qos0_buffer_size = 10000;
-    std::size_t qos1_buffer_size = 100;
+    config::ByteSize qos0_buffer_bytes{8 * 1024 * 1024};
+    std::size_t qos1_buffer_size = 100;  // in flight
+    std::size_t qos1_queue_size = 1000;
+    config::ByteSize qos1_queue_bytes{16 * 1024 * 1024};
     std::size_t qos1_batch_max = 50;
     std::chrono::milliseconds qos1_retry_interval = std::chrono::seconds(20);
   } egress;

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "baetyl/mqtt/topic.h"
+#include "memory.h"
 
 namespace baetyl::hub {
 namespace {
@@ -19,7 +20,6 @@ constexpr std::size_t kWriteBatchBytes = 256 * 1024;
 constexpr auto kLazyRefill = std::chrono::milliseconds(2);
 // A publisher whose messages filled a subscriber's QoS 0 queue past half waits for it to drain.
 constexpr auto kCongestionPoll = std::chrono::microseconds(100);
-constexpr auto kCongestionWait = std::chrono::milliseconds(100);
 
 auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -50,15 +50,9 @@ std::string check_publish_topic(std::string_view topic) {
 
 }  // namespace
 
-Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, asio::any_io_executor strand,
+Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, Strand strand,
                        Workers* workers)
-    : broker_(broker),
-      workers_(workers),
-      stream_(std::move(stream)),
-      strand_(strand),
-      signal_(strand),
-      watchdog_(strand),
-      resume_(strand) {
+    : broker_(broker), workers_(workers), stream_(std::move(stream)), strand_(strand) {
   deadline_ = Clock::now() + kConnectTimeout;
   // Room for the topic and the other fields around a payload of the maximum length.
   limits_.max_remaining_length = std::min<std::size_t>(
@@ -67,20 +61,17 @@ Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, asio::any
 
 Connection::~Connection() = default;
 
-asio::awaitable<void> Connection::run(std::shared_ptr<Connection> self) {
+void Connection::start(std::shared_ptr<Connection> self, void (*finished)(void*, Connection*),
+                       void* context) {
+  self->finished_ = finished;
+  self->finished_context_ = context;
   self->home_thread_ = std::this_thread::get_id();
-  asio::co_spawn(self->strand_, write_loop(self), asio::detached);
-  asio::co_spawn(self->strand_, watchdog(self), asio::detached);
-  co_await self->read_loop();
-  if (!self->closed_) {
-    // Let the writer send what is queued (a refusing CONNACK, say) before the socket closes.
-    self->flush_then_close_ = true;
-    self->wake();
-    self->resume_.expires_after(std::chrono::seconds(2));
-    error_code ec;
-    co_await self->resume_.async_wait(token(ec));
+  self->arm_watchdog();
+  if (self->stream_->tcp_socket()) {
+    self->read_ready();
+  } else {
+    asio::co_spawn(self->strand_, read_loop(self), asio::detached);
   }
-  self->finish();
 }
 
 namespace {
@@ -136,7 +127,15 @@ void Connection::close() {
   asio::post(strand_, [self = shared_from_this()] { self->do_close(); });
 }
 
-void Connection::wake() { signal_.cancel(); }
+// The writer runs while it has something to write or to wait for (see write_loop).
+void Connection::wake() {
+  if (writer_running_) {
+    signal_.cancel();
+  } else if (!closed_) {
+    writer_running_ = true;
+    asio::co_spawn(strand_, write_loop(shared_from_this()), asio::detached);
+  }
+}
 
 void Connection::do_close() {
   if (closed_) return;
@@ -144,130 +143,297 @@ void Connection::do_close() {
   close_requested_ = true;
   close_socket_when_free();
   signal_.cancel();
-  watchdog_.cancel();
   resume_.cancel();
 }
 
-asio::awaitable<void> Connection::watchdog(std::shared_ptr<Connection> self) {
-  while (!self->closed_) {
-    self->watchdog_.expires_at(self->deadline_);
-    error_code ec;
-    co_await self->watchdog_.async_wait(token(ec));
-    if (self->closed_) break;
-    if (Clock::now() >= self->deadline_) {
-      if (self->connected_) {
-        self->broker_.log().info("client '{}' ({}): no packet within 1.5 x keepalive, closing",
-                                 self->client_id_, self->remote());
-      } else {
-        self->broker_.log().info("{}: no CONNECT in time, closing", self->remote());
-      }
-      self->do_close();
-    }
+namespace {
+// The connections of this worker thread that have a deadline (the connect timeout, then the
+// keepalive), looked at by one timer every kSweepInterval: a timer per connection and its pending
+// wait would cost about 200 bytes each. A connection is closed within kSweepInterval after its
+// deadline.
+constexpr auto kSweepInterval = std::chrono::milliseconds(250);
+using SweepTimer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                              asio::wait_traits<std::chrono::steady_clock>,
+                                              asio::io_context::executor_type>;
+struct Deadlines {
+  std::vector<std::weak_ptr<Connection>> connections;
+  std::unique_ptr<SweepTimer> timer;
+};
+thread_local Deadlines deadlines;
+}  // namespace
+
+void Connection::arm_watchdog() {
+  if (watched_ || closed_ || deadline_ == Clock::time_point::max()) return;
+  watched_ = true;
+  deadlines.connections.push_back(weak_from_this());
+  if (!deadlines.timer) {
+    deadlines.timer = std::make_unique<SweepTimer>(strand_);
+  }
+  if (deadlines.connections.size() == 1) {
+    deadlines.timer->expires_after(kSweepInterval);
+    deadlines.timer->async_wait([](error_code ec) {
+      if (!ec) sweep_deadlines();
+    });
   }
 }
 
-asio::awaitable<void> Connection::read_loop() {
+// Deadlines move with every read; they are compared with the time here.
+void Connection::sweep_deadlines() {
+  const auto now = Clock::now();
+  auto& list = deadlines.connections;
+  for (std::size_t i = 0; i < list.size();) {
+    auto connection = list[i].lock();
+    if (!connection || connection->closed_ || connection->deadline_ == Clock::time_point::max()) {
+      if (connection) connection->watched_ = false;
+      list[i] = std::move(list.back());
+      list.pop_back();
+      continue;
+    }
+    if (now >= connection->deadline_) connection->on_watchdog();
+    ++i;
+  }
+  if (list.empty()) {
+    std::vector<std::weak_ptr<Connection>>().swap(list);
+    return;
+  }
+  deadlines.timer->expires_after(kSweepInterval);
+  deadlines.timer->async_wait([](error_code ec) {
+    if (!ec) sweep_deadlines();
+  });
+}
+
+void Connection::on_watchdog() {
+  if (connected_) {
+    broker_.log().info("client '{}' ({}): no packet within 1.5 x keepalive, closing", client_id_,
+                       remote());
+  } else {
+    broker_.log().info("{}: no CONNECT in time, closing", remote());
+  }
+  do_close();
+}
+
+namespace {
+// The read buffer of a worker thread, for all its plain TCP connections (a read is handled
+// before the next one starts). Packets larger than it are completed in the connection's input_.
+constexpr std::size_t kReadBytes = 64 * 1024;
+thread_local std::string read_buffer;
+}  // namespace
+
+void Connection::read_ready() {
+  PlainSocket& socket = *stream_->tcp_socket();
+  while (!closed_) {
+    // What was kept of the last read, then what the socket has.
+    const std::size_t kept = input_.size();
+    const bool large = needed_ > kReadBytes;
+    char* data = nullptr;
+    std::size_t room = 0;
+    if (large) {
+      input_.resize(needed_);
+      data = input_.data();
+      room = needed_ - kept;
+    } else {
+      if (read_buffer.size() < kReadBytes) read_buffer.resize(kReadBytes);
+      std::memcpy(read_buffer.data(), input_.data(), kept);
+      data = read_buffer.data();
+      room = kReadBytes - kept;
+    }
+    error_code ec;
+    const std::size_t n = socket.read_some(asio::buffer(data + kept, room), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      if (large) input_.resize(kept);
+      wait_readable();
+      return;
+    }
+    if (ec) break;
+    if (workers_) workers_->sample();
+    if (connected_ && keepalive_.count() > 0) deadline_ = Clock::now() + keepalive_;
+    const std::string_view received(data, kept + n);
+    const Handled handled = handle_input(received);
+    if (handled.stop) break;
+    if (large) {
+      input_.resize(kept + n);
+      input_.erase(0, handled.consumed);
+    } else {
+      input_.assign(received.substr(handled.consumed));
+    }
+    needed_ = handled.needed;
+    if (input_.empty() && input_.capacity() > kReadBytes) input_.shrink_to_fit();
+    if (pause_reading()) return;
+  }
+  end_reading();
+}
+
+void Connection::wait_readable() {
+  stream_->tcp_socket()->async_wait(
+      PlainSocket::wait_read,
+      asio::bind_executor(strand_, [self = shared_from_this()](error_code ec) {
+        if (ec || self->closed_) {
+          self->end_reading();
+        } else {
+          self->read_ready();
+        }
+      }));
+}
+
+// After a read: a subscriber's queue is filling up, so wait for it to drain, looking every
+// kCongestionPoll (a subscriber that keeps up drains its queue within a fraction of a
+// millisecond), for at most Broker::kCongestionWait per subscriber until it drains (a subscriber
+// that stopped reading holds publishers up once, not at every read); or QoS 1/2 messages wait
+// for their commit beyond the ingress buffer (committed() cancels resume_). True when resume_
+// calls resume_reading() later.
+bool Connection::pause_reading() {
+  if (closed_) return false;
+  if (congested_) {
+    if (broker_.keep_waiting_for(*congested_)) {
+      resume_.get(strand_).expires_after(kCongestionPoll);
+      resume_.get(strand_).async_wait(asio::bind_executor(
+          strand_, [self = shared_from_this()](error_code) { self->resume_reading(); }));
+      return true;
+    }
+    congested_.reset();
+  }
+  if (pending_commits_ >= broker_.config().message.ingress.qos1_buffer_size) {
+    resume_.get(strand_).expires_at(Clock::time_point::max());
+    resume_.get(strand_).async_wait(asio::bind_executor(
+        strand_, [self = shared_from_this()](error_code) { self->resume_reading(); }));
+    return true;
+  }
+  return false;
+}
+
+void Connection::resume_reading() {
+  if (closed_) {
+    end_reading();
+  } else if (!pause_reading()) {
+    read_ready();
+  }
+}
+
+asio::awaitable<void> Connection::read_loop(std::shared_ptr<Connection> self) {
   // Small while idle (many connections), doubled while reads keep filling it (throughput).
   constexpr std::size_t kInitialBuffer = 1024;
   constexpr std::size_t kBusyBuffer = 64 * 1024;
-  std::string in(kInitialBuffer, '\0');
+  std::string& in = self->input_;
+  in.resize(kInitialBuffer);
   std::size_t used = 0;
-  const auto& ingress = broker_.config().message.ingress;
-  while (!closed_) {
+  const auto& ingress = self->broker_.config().message.ingress;
+  while (!self->closed_) {
     error_code ec;
     std::size_t n =
-        co_await stream_->read_some(asio::buffer(in.data() + used, in.size() - used), ec);
-    if (ec || closed_) break;
-    if (workers_) workers_->sample();
+        co_await self->stream_->read_some(asio::buffer(in.data() + used, in.size() - used), ec);
+    if (ec || self->closed_) break;
+    if (self->workers_) self->workers_->sample();
     const bool filled = used + n == in.size();
     used += n;
-    if (connected_ && keepalive_.count() > 0) deadline_ = Clock::now() + keepalive_;
-
-    std::size_t offset = 0;
-    std::size_t needed = 0;
-    bool stop = false;
-    Broker::take_congestion();
-    {
-      // All three end before any co_await (other connections share the thread): the read's
-      // deliveries are queued on their sessions, the subscribers woken, then the read's messages
-      // committed on this thread.
-      Store::CommitScope commits(broker_.store());
-      WakeupBatch wakeups;
-      Broker::DeliveryBatch deliveries(broker_);
-      while (!stop) {
-        std::string_view view(in.data() + offset, used - offset);
-        auto head = mqtt::decode_fixed_header(view, limits_);
-        if (head.status == mqtt::DecodeStatus::Incomplete) break;
-        if (head.status == mqtt::DecodeStatus::Error) {
-          broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), head.error);
-          stop = true;
-          break;
-        }
-        const std::size_t length = head.header.packet_length();
-        if (length > view.size()) {
-          needed = length;
-          break;
-        }
-        offset += length;
-        if (head.header.type == mqtt::PacketType::Publish && connected_) {
-          // Routed straight from the read buffer: copied only if something keeps it.
-          mqtt::PublishView publish;
-          if (auto error = mqtt::decode_publish(view.substr(0, length), head.header, publish);
-              !error.empty()) {
-            broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), error);
-            stop = true;
-            break;
-          }
-          if (on_publish(publish) == Next::Close) stop = true;
-          continue;
-        }
-        auto result = mqtt::decode(view.substr(0, length), limits_);
-        if (result.status != mqtt::DecodeStatus::Ok) {
-          broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), result.error);
-          stop = true;
-          break;
-        }
-        if (handle(result.packet) == Next::Close) stop = true;
-      }
+    if (self->connected_ && self->keepalive_.count() > 0) {
+      self->deadline_ = Clock::now() + self->keepalive_;
     }
-    if (stop) break;
-    if (offset > 0) {
-      std::memmove(in.data(), in.data() + offset, used - offset);
-      used -= offset;
+    const Handled handled = self->handle_input(std::string_view(in.data(), used));
+    if (handled.stop) break;
+    if (handled.consumed > 0) {
+      std::memmove(in.data(), in.data() + handled.consumed, used - handled.consumed);
+      used -= handled.consumed;
     }
-    if (needed > in.size()) {
-      in.resize(needed);
+    if (handled.needed > in.size()) {
+      in.resize(handled.needed);
     } else if (filled && in.size() < kBusyBuffer) {
       in.resize(in.size() * 2);
     } else if (used == 0 && in.size() > kBusyBuffer) {
       in.resize(kInitialBuffer);
       in.shrink_to_fit();
     }
-    // A subscriber's QoS 0 queue is filling up: give it time to drain, looking every
-    // kCongestionPoll (a subscriber that keeps up drains its queue within a fraction of a
-    // millisecond) for up to kCongestionWait per read (a subscriber that stopped reading cannot
-    // hold the publisher up for long).
-    if (auto subscriber = Broker::take_congestion()) {
-      const std::size_t low = broker_.config().message.egress.qos0_buffer_size / 4;
-      const auto give_up = Clock::now() + kCongestionWait;
-      while (!closed_ && Clock::now() < give_up) {
-        {
-          std::lock_guard lock(subscriber->mutex);
-          if (subscriber->pending.qos0() <= low || subscriber->connection.expired()) break;
-        }
-        resume_.expires_after(kCongestionPoll);
-        co_await resume_.async_wait(token(ec));
+    // As pause_reading(), waiting here.
+    if (auto subscriber = std::exchange(self->congested_, nullptr)) {
+      while (!self->closed_ && self->broker_.keep_waiting_for(*subscriber)) {
+        self->resume_.get(self->strand_).expires_after(kCongestionPoll);
+        co_await self->resume_.get(self->strand_).async_wait(token(ec));
       }
     }
-    // QoS 1/2 messages waiting for their commit: stop reading beyond the ingress buffer.
-    while (!closed_ && pending_commits_ >= ingress.qos1_buffer_size) {
-      resume_.expires_at(Clock::time_point::max());
-      co_await resume_.async_wait(token(ec));
+    while (!self->closed_ && self->pending_commits_ >= ingress.qos1_buffer_size) {
+      self->resume_.get(self->strand_).expires_at(Clock::time_point::max());
+      co_await self->resume_.get(self->strand_).async_wait(token(ec));
     }
   }
+  self->end_reading();
+}
+
+Connection::Handled Connection::handle_input(std::string_view data) {
+  Handled result;
+  Broker::take_congestion();
+  {
+    // All three end before the reader waits (other connections share the thread): the read's
+    // deliveries are queued on their sessions, the subscribers woken, then the read's messages
+    // committed on this thread.
+    Store::CommitScope commits(broker_.store());
+    WakeupBatch wakeups;
+    Broker::DeliveryBatch deliveries(broker_);
+    while (!result.stop) {
+      std::string_view view = data.substr(result.consumed);
+      auto head = mqtt::decode_fixed_header(view, limits_);
+      if (head.status == mqtt::DecodeStatus::Incomplete) break;
+      if (head.status == mqtt::DecodeStatus::Error) {
+        broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), head.error);
+        result.stop = true;
+        break;
+      }
+      const std::size_t length = head.header.packet_length();
+      if (length > view.size()) {
+        result.needed = length;
+        break;
+      }
+      result.consumed += length;
+      if (head.header.type == mqtt::PacketType::Publish && connected_) {
+        // Routed straight from the read buffer: copied only if something keeps it.
+        mqtt::PublishView publish;
+        if (auto error = mqtt::decode_publish(view.substr(0, length), head.header, publish);
+            !error.empty()) {
+          broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), error);
+          result.stop = true;
+          break;
+        }
+        if (on_publish(publish) == Next::Close) result.stop = true;
+        continue;
+      }
+      auto decoded = mqtt::decode(view.substr(0, length), limits_);
+      if (decoded.status != mqtt::DecodeStatus::Ok) {
+        broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), decoded.error);
+        result.stop = true;
+        break;
+      }
+      if (handle(decoded.packet) == Next::Close) result.stop = true;
+    }
+  }
+  congested_ = Broker::take_congestion();
+  return result;
+}
+
+void Connection::end_reading() {
+  if (reading_ended_) return;
+  reading_ended_ = true;
+  input_.clear();
+  input_.shrink_to_fit();
+  if (closed_) {
+    finish();
+    return;
+  }
+  // Let the writer send what is queued (a refusing CONNACK, say) before the socket closes.
+  flush_then_close_ = true;
+  wake();
+  resume_.get(strand_).expires_after(std::chrono::seconds(2));
+  resume_.get(strand_).async_wait(
+      asio::bind_executor(strand_, [self = shared_from_this()](error_code) { self->finish(); }));
 }
 
 void Connection::finish() {
+  // Whatever happens below, the hub forgets the connection afterwards.
+  struct Finished {
+    Connection& connection;
+    ~Finished() {
+      if (auto finished = std::exchange(connection.finished_, nullptr)) {
+        finished(connection.finished_context_, &connection);
+      }
+    }
+  } finished{*this};
   do_close();
   if (!connected_) return;
   broker_.stats().connections.fetch_sub(1);
@@ -422,14 +588,14 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
     will.payload = std::move(c.will->payload);
     will.qos = c.will->qos;
     will.retain = c.will->retain;
-    will_ = std::move(will);
+    will_ = std::make_unique<Message>(std::move(will));
   }
 
   client_id_ = c.client_id.empty() ? generated_client_id() : c.client_id;
   // The server closes after 1.5 times the keepalive without a packet [MQTT-3.1.2-24].
   keepalive_ = std::chrono::milliseconds(c.keep_alive * 1500);
   deadline_ = c.keep_alive > 0 ? Clock::now() + keepalive_ : Clock::time_point::max();
-  watchdog_.cancel();  // re-arm with the new deadline
+  arm_watchdog();  // watched from now on if it has a keepalive
 
   auto attached = broker_.attach(client_id_, c.clean_session, shared_from_this(), authorizer_);
   if (attached.refused) {
@@ -581,7 +747,9 @@ void Connection::collect(std::string& out) {
   if (!session_) return;
   const auto& egress = broker_.config().message.egress;
   std::uint64_t sent = 0;
-  std::lock_guard lock(session_->mutex);
+  thread_local std::vector<std::int64_t> first_sent;  // stored deliveries sent the first time
+  first_sent.clear();
+  std::unique_lock lock(session_->mutex);
   if (session_->connection.lock().get() != this) return;
   const auto now = Clock::now();
   const bool resend_all = session_->resend;
@@ -629,6 +797,7 @@ void Connection::collect(std::string& out) {
         mqtt::encode(mqtt::Pubrel{id}, out);  // PUBCOMP comes back even for an unknown id
       } else {
         encode_publish(out, *o.message, o.qos, o.retain, o.dup, id);
+        if (o.stored && !o.dup) first_sent.push_back(o.message->id);
       }
       if (session_->inflight.empty()) next_retry_check_ = now + egress.qos1_retry_interval;
       session_->inflight.emplace(id, Inflight{std::move(o), released, session_->next_order++, now});
@@ -636,10 +805,22 @@ void Connection::collect(std::string& out) {
     ++sent;
     pending.pop_front();
   }
+  const bool page_in = broker_.wants_page_in_locked(*session_);
+  if (page_in) session_->paging = true;
+  lock.unlock();
   if (sent) broker_.stats().messages_out.fetch_add(sent, std::memory_order_relaxed);
+  // Sent again after a restart, these carry DUP.
+  if (!first_sent.empty() && broker_.store()) broker_.store()->sent(client_id_, first_sent);
+  if (page_in) broker_.request_page_in(session_);
 }
 
+// Runs while there is something to write, or to wait for (acknowledgements to retry, a refill
+// due, a direct writer to finish); wake() starts it again.
 asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
+  struct Stopped {
+    bool& running;
+    ~Stopped() { running = false; }
+  } stopped{self->writer_running_};
   std::string buffer;
   const auto retry = self->broker_.config().message.egress.qos1_retry_interval;
   while (!self->closed_) {
@@ -648,14 +829,19 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
       self->strand_waiting_ = true;
       if (!self->acquire_writer(kWriterStrand)) {
         if (self->writer_ == kWriterClosed) break;
-        self->signal_.expires_at(Clock::time_point::max());
+        self->signal_.get(self->strand_).expires_at(Clock::time_point::max());
         error_code ec;
-        co_await self->signal_.async_wait(token(ec));
+        co_await self->signal_.get(self->strand_).async_wait(token(ec));
         continue;
       }
       self->strand_waiting_ = false;
     }
     buffer.clear();
+    // The store committed what the session's next page-in needs (Broker::request_page_in).
+    if (self->session_ && self->session_->page_ready.load(std::memory_order_relaxed) &&
+        self->session_->page_ready.exchange(false)) {
+      self->broker_.page_in(self->session_);
+    }
     self->collect(buffer);
     if (buffer.empty()) self->release_writer(kWriterStrand);
     if (buffer.empty() && self->flush_then_close_) {
@@ -673,9 +859,10 @@ asio::awaitable<void> Connection::write_loop(std::shared_ptr<Connection> self) {
       auto wake_at = Clock::time_point::max();
       if (inflight) wake_at = std::max(self->next_retry_check_, Clock::now() + retry / 4);
       if (refill_due != Clock::time_point{}) wake_at = std::min(wake_at, refill_due);
-      self->signal_.expires_at(wake_at);
+      if (wake_at == Clock::time_point::max()) break;  // idle: nothing to wait for
+      self->signal_.get(self->strand_).expires_at(wake_at);
       error_code ec;
-      co_await self->signal_.async_wait(token(ec));
+      co_await self->signal_.get(self->strand_).async_wait(token(ec));
       continue;
     }
     error_code ec;
@@ -797,6 +984,12 @@ bool Connection::write_directly() {
   if (written < out.size()) {
     tail_.assign(out, written);
     more = true;
+  }
+  // A queue's whole buffer may have been traded for this one (EgressQueue::take_encoded): this
+  // thread keeps no large one.
+  if (out.capacity() > 4 * kDirectBytes) {
+    memory::note_freed(out.capacity());
+    std::string().swap(out);
   }
   release_writer(kWriterDirect);
   if (close_requested_) {

@@ -1,6 +1,6 @@
 #pragma once
 // One client connection: reads and handles packets, writes batches of outgoing packets, and
-// enforces the keepalive. Its coroutines all run on the connection's strand.
+// enforces the keepalive. Its handlers and coroutines all run on its worker's thread.
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -18,13 +18,23 @@ namespace baetyl::hub {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
+  // The executor of the worker's io_context. One thread runs each worker's io_context, so the
+  // connection's handlers never run concurrently: it serializes them as a strand would, without
+  // the strand's 100-odd bytes per connection and lock per handler. (The names strand and
+  // "on the strand" stand for it.)
+  using Strand = asio::io_context::executor_type;
+
   // `workers`: the hub's workers, for sending a large write from a less busy one (may be null).
-  Connection(Broker& broker, std::unique_ptr<Stream> stream, asio::any_io_executor strand,
+  Connection(Broker& broker, std::unique_ptr<Stream> stream, Strand strand,
              Workers* workers = nullptr);
   ~Connection();
 
-  // Serves the connection until it closes; run on the strand given to the constructor.
-  static asio::awaitable<void> run(std::shared_ptr<Connection> self);
+  // Serves the connection until it closes, then calls `finished(context, connection)`; call on
+  // the strand given to the constructor. An idle plain TCP connection holds no coroutine and no
+  // buffer: its reader waits for the socket with a callback, its writer runs only while there is
+  // something to write or to wait for, its keepalive is watched by one timer of its worker.
+  static void start(std::shared_ptr<Connection> self, void (*finished)(void*, Connection*),
+                    void* context);
 
   // New messages were queued on the session (thread-safe).
   void notify();
@@ -49,8 +59,31 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static asio::awaitable<void> write_loop(std::shared_ptr<Connection> self);
   // Writes `data`, from another worker when Workers::offload_target says so.
   asio::awaitable<void> write_out(std::string_view data, error_code& ec);
-  static asio::awaitable<void> watchdog(std::shared_ptr<Connection> self);
-  asio::awaitable<void> read_loop();
+  // The keepalive (and, before CONNECT, the connect timeout): the connection joins its worker's
+  // list of deadlines, which one timer looks at (sweep_deadlines).
+  void arm_watchdog();
+  static void sweep_deadlines();
+  void on_watchdog();  // past the deadline: closes
+
+  // Reading a plain TCP socket: what it has is read without waiting, into a buffer of the worker
+  // thread, and handled; an incomplete packet is kept in input_. Then wait_readable() waits
+  // for more, or the reader pauses (pause_reading) and resume_reading() goes on.
+  void read_ready();
+  void wait_readable();
+  bool pause_reading();
+  void resume_reading();
+  // Reading TLS and WebSocket streams (they keep state between reads): a coroutine with
+  // input_ as its buffer.
+  static asio::awaitable<void> read_loop(std::shared_ptr<Connection> self);
+  struct Handled {
+    std::size_t consumed = 0;  // bytes of whole packets handled
+    std::size_t needed = 0;    // size of the incomplete packet after them, when known
+    bool stop = false;         // close the connection
+  };
+  // Handles the whole packets at the front of `data`.
+  Handled handle_input(std::string_view data);
+  // Reading ended (end of stream, error, close): flush what is queued, then finish().
+  void end_reading();
   void finish();
   void do_close();
   // Closes the socket unless a write from another thread is using it (which closes it after).
@@ -71,18 +104,45 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Moves control packets and due messages into `out`.
   void collect(std::string& out);
 
+  // Timers of the worker's io_context (an asio::steady_timer's executor would be allocated).
+  using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                           asio::wait_traits<std::chrono::steady_clock>,
+                                           asio::io_context::executor_type>;
+
   Broker& broker_;
   Workers* workers_;
   std::unique_ptr<Stream> stream_;
-  asio::any_io_executor strand_;
-  asio::steady_timer signal_;    // wakes the writer
-  asio::steady_timer watchdog_;  // keepalive
-  asio::steady_timer resume_;    // wakes the reader when commits caught up
+  Strand strand_;
+  // A timer made when first set, and given back by reset(): an idle connection has none.
+  class LazyTimer {
+   public:
+    Timer& get(Strand executor) {
+      if (!timer_) timer_ = std::make_unique<Timer>(executor);
+      return *timer_;
+    }
+    void cancel() {
+      if (timer_) timer_->cancel();
+    }
+    void reset() { timer_.reset(); }
+
+   private:
+    std::unique_ptr<Timer> timer_;
+  };
+  LazyTimer signal_;    // wakes the writer
+  LazyTimer resume_;    // wakes the reader when commits caught up, or a subscriber drained
+  void (*finished_)(void* context, Connection* connection) = nullptr;
+  void* finished_context_ = nullptr;
+  std::string input_;                   // an incomplete packet (plain TCP), or the read buffer
+  std::size_t needed_ = 0;              // the size of that packet, when known
+  std::shared_ptr<Session> congested_;  // the subscriber the reader waits for
+  bool writer_running_ = false;
+  bool reading_ended_ = false;
+  bool watched_ = false;  // in its worker's list of deadlines
 
   std::string client_id_;
   std::shared_ptr<Session> session_;
   std::shared_ptr<const Authorizer> authorizer_;
-  std::optional<Message> will_;
+  std::unique_ptr<Message> will_;
   std::string checked_topic_;  // the last topic published that passed the checks and the ACL
   bool connected_ = false;
   bool closed_ = false;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "memory.h"
+
 namespace baetyl::hub {
 namespace {
 
@@ -18,6 +20,10 @@ std::size_t packet_size(std::string_view packets) {
   return std::min(i + remaining, packets.size());
 }
 
+// A queue whose buffers are larger than this gives them back once it is empty.
+constexpr std::size_t kKeptEntries = 256;
+constexpr std::size_t kKeptBytes = 1024 * 1024;
+
 }  // namespace
 
 std::size_t end_of_packets(std::string_view packets, std::size_t count) {
@@ -28,38 +34,92 @@ std::size_t end_of_packets(std::string_view packets, std::size_t count) {
   return end;
 }
 
-void EgressQueue::push(Outgoing out) {
-  if (out.qos == 0) ++qos0_;
-  entries_.push_back(Entry{std::move(out)});
+std::size_t EgressQueue::size_of(const Outgoing& out) {
+  return out.message ? out.message->topic.size() + out.message->payload.size() : 0;
 }
 
-std::size_t EgressQueue::push_encoded(std::string_view packets, std::size_t count,
-                                      std::size_t room) {
-  const std::size_t taken = std::min(count, room);
+void EgressQueue::push(Outgoing out) {
+  const std::size_t bytes = size_of(out);
+  if (out.qos == 0) {
+    ++qos0_;
+    qos0_bytes_ += bytes;
+  } else {
+    ++qos12_;
+    qos12_bytes_ += bytes;
+  }
+  entries_.push_back(Entry{std::move(out), 0, bytes});
+}
+
+std::size_t EgressQueue::push_encoded(std::string_view packets, std::size_t count, std::size_t room,
+                                      std::size_t room_bytes) {
+  std::size_t taken = std::min(count, room);
+  std::size_t bytes = 0;
+  if (taken == count && packets.size() <= room_bytes) {
+    bytes = packets.size();
+  } else {
+    // Whole packets within both bounds.
+    std::size_t fits = 0;
+    while (fits < taken && bytes < packets.size()) {
+      const std::size_t next = packet_size(packets.substr(bytes));
+      if (bytes + next > room_bytes) break;
+      bytes += next;
+      ++fits;
+    }
+    taken = fits;
+  }
   if (taken == 0) return 0;
-  const std::size_t bytes = taken == count ? packets.size() : end_of_packets(packets, taken);
   if (encoded_start_ == encoded_.size()) {
     encoded_.clear();
     encoded_start_ = 0;
   }
   encoded_.append(packets.substr(0, bytes));
-  if (!entries_.empty() && entries_.back().encoded()) {
+  if (!empty() && entries_.back().encoded()) {
     entries_.back().packets += taken;
     entries_.back().bytes += bytes;
   } else {
     entries_.push_back(Entry{{}, taken, bytes});
   }
   qos0_ += taken;
+  qos0_bytes_ += bytes;
   return taken;
 }
 
+void EgressQueue::forget(const Entry& entry) {
+  if (entry.out.qos == 0) {
+    --qos0_;
+    qos0_bytes_ -= entry.bytes;
+  } else {
+    --qos12_;
+    qos12_bytes_ -= entry.bytes;
+  }
+}
+
 void EgressQueue::pop_front() {
-  if (entries_.front().out.qos == 0) --qos0_;
-  entries_.pop_front();
+  forget(front());
+  pop_entry();
+}
+
+void EgressQueue::pop_entry() {
+  entries_[head_] = Entry{};
+  if (++head_ == entries_.size()) {
+    release();
+  } else if (head_ >= 64 && head_ * 2 >= entries_.size()) {
+    entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
+}
+
+void EgressQueue::release() {
+  entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(head_));
+  head_ = 0;
+  if (entries_.empty() && entries_.capacity() > kKeptEntries) {
+    memory::note_freed(entries_.capacity() * sizeof(Entry));
+    std::vector<Entry>().swap(entries_);
+  }
 }
 
 std::size_t EgressQueue::take_encoded(std::string& out, std::size_t limit) {
-  Entry& entry = entries_.front();
+  Entry& entry = front();
   if (out.empty() && encoded_start_ == 0 && entry.bytes == encoded_.size() &&
       entry.bytes <= 4 * limit) {
     // All of the buffer: trade it for the caller's (each keeps a buffer of the size it needs).
@@ -67,7 +127,8 @@ std::size_t EgressQueue::take_encoded(std::string& out, std::size_t limit) {
     out.swap(encoded_);
     encoded_.clear();
     qos0_ -= count;
-    entries_.pop_front();
+    qos0_bytes_ -= entry.bytes;
+    pop_entry();
     return count;
   }
   const std::string_view packets = std::string_view(encoded_).substr(encoded_start_, entry.bytes);
@@ -88,8 +149,9 @@ std::size_t EgressQueue::take_encoded(std::string& out, std::size_t limit) {
   out.append(packets.substr(0, bytes));
   encoded_start_ += bytes;
   qos0_ -= count;
+  qos0_bytes_ -= bytes;
   if (count == entry.packets) {
-    entries_.pop_front();
+    pop_entry();
   } else {
     entry.packets -= count;
     entry.bytes -= bytes;
@@ -97,7 +159,10 @@ std::size_t EgressQueue::take_encoded(std::string& out, std::size_t limit) {
   if (encoded_start_ == encoded_.size()) {
     encoded_.clear();
     encoded_start_ = 0;
-    if (encoded_.capacity() > 1024 * 1024) encoded_.shrink_to_fit();  // after a burst
+    if (encoded_.capacity() > kKeptBytes) {  // after a burst
+      memory::note_freed(encoded_.capacity());
+      encoded_.shrink_to_fit();
+    }
   } else if (encoded_start_ > 64 * 1024 && encoded_start_ > encoded_.size() / 2) {
     encoded_.erase(0, encoded_start_);  // a subscriber that falls behind: keep the buffer bounded
     encoded_start_ = 0;
@@ -106,18 +171,35 @@ std::size_t EgressQueue::take_encoded(std::string& out, std::size_t limit) {
 }
 
 void EgressQueue::drop_qos0() {
-  std::erase_if(entries_, [](const Entry& e) { return e.encoded() || e.out.qos == 0; });
+  memory::note_freed(encoded_.capacity());
+  const auto first = entries_.begin() + static_cast<std::ptrdiff_t>(head_);
+  entries_.erase(std::remove_if(first, entries_.end(),
+                                [](const Entry& e) { return e.encoded() || e.out.qos == 0; }),
+                 entries_.end());
+  if (empty()) release();
   encoded_.clear();
   encoded_.shrink_to_fit();
   encoded_start_ = 0;
   qos0_ = 0;
+  qos0_bytes_ = 0;
+}
+
+void EgressQueue::clear() {
+  std::vector<Entry>().swap(entries_);
+  std::string().swap(encoded_);
+  head_ = 0;
+  encoded_start_ = 0;
+  qos0_ = 0;
+  qos0_bytes_ = 0;
+  qos12_ = 0;
+  qos12_bytes_ = 0;
 }
 
 std::string_view EgressQueue::encoded_bytes(const Entry& entry) const {
   std::size_t offset = encoded_start_;
-  for (const auto& e : entries_) {
+  for (const auto& e : entries()) {
     if (&e == &entry) return std::string_view(encoded_).substr(offset, e.bytes);
-    offset += e.bytes;
+    if (e.encoded()) offset += e.bytes;
   }
   return {};
 }

@@ -5,12 +5,16 @@
 #include <algorithm>
 
 #include "baetyl/env.h"
+#include "memory.h"
 
 namespace baetyl::hub {
 namespace {
 
 using Tcp = asio::ip::tcp;
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
+// How often the main thread looks whether enough memory was freed to give it back to the system.
+constexpr auto kTrimInterval = std::chrono::seconds(1);
+constexpr std::size_t kTrimAfter = 4 * 1024 * 1024;
 
 auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -110,8 +114,10 @@ void Hub::bind(const ListenAddress& address) {
 
 asio::awaitable<void> Hub::accept_loop(Tcp::acceptor& acceptor, const ListenAddress& address) {
   while (true) {
-    auto strand = asio::make_strand(next_context());
-    Tcp::socket socket(strand);
+    // The worker's io_context serializes the connection's handlers (see Connection::Strand).
+    auto& context = next_context();
+    auto strand = context.get_executor();
+    PlainSocket socket(strand);
     error_code ec;
     co_await acceptor.async_accept(socket, token(ec));
     if (ec) {
@@ -127,8 +133,8 @@ asio::awaitable<void> Hub::accept_loop(Tcp::acceptor& acceptor, const ListenAddr
   }
 }
 
-asio::awaitable<void> Hub::serve(Tcp::socket socket, const ListenAddress& address,
-                                 asio::any_io_executor strand) {
+asio::awaitable<void> Hub::serve(PlainSocket socket, const ListenAddress& address,
+                                 Connection::Strand strand) {
   auto stream = make_stream(std::move(socket), address.scheme, tls_.get(), address.path);
   if (address.tls() || address.websocket()) {
     asio::steady_timer timeout(strand, kHandshakeTimeout);
@@ -151,12 +157,27 @@ asio::awaitable<void> Hub::serve(Tcp::socket socket, const ListenAddress& addres
     if (stopped_) co_return;
     connections_.insert(connection);
   }
-  co_await Connection::run(connection);
+  // Served by callbacks and short coroutines from now on: this coroutine ends.
+  Connection::start(
+      connection, [](void* hub, Connection* done) { static_cast<Hub*>(hub)->finished(done); },
+      this);
+}
+
+void Hub::finished(Connection* connection) {
   {
     std::lock_guard lock(connections_mutex_);
-    connections_.erase(connection);
+    // A key of the same pointer that owns nothing.
+    connections_.erase(std::shared_ptr<Connection>(std::shared_ptr<Connection>(), connection));
   }
   connections_changed_.notify_all();
+}
+
+void Hub::release_memory() {
+  const std::size_t freed = memory::freed();
+  if (memory::trim_if_freed(kTrimAfter)) {
+    log_->debug("gave freed memory back to the system (about {} MB freed since the last time)",
+                freed >> 20);
+  }
 }
 
 std::size_t Hub::open_connections() {
@@ -232,7 +253,9 @@ nlohmann::json Hub::stats() {
       {"messages",
        {{"in", s.messages_in.load()},
         {"out", s.messages_out.load()},
-        {"dropped", s.messages_dropped.load()}}},
+        {"dropped", s.messages_dropped.load()},
+        {"dropped_qos1", s.messages_dropped_qos1.load()},
+        {"paged", s.messages_paged.load()}}},
       {"denied",
        {{"connect", s.auth_failures.load()},
         {"publish", s.publish_denied.load()},
@@ -273,6 +296,7 @@ void run_hub(Context& ctx) {
   }
   auto now = Clock::now();
   auto next_cleanup = now + cfg.message.ingress.qos1_cleanup_interval;
+  auto next_trim = now + kTrimInterval;
   auto next_status =
       cfg.status.logging_enable ? now + cfg.status.logging_interval : Clock::time_point::max();
   ctx.log().info("hub started ({} listener(s)){}", cfg.listeners.size(),
@@ -287,8 +311,12 @@ void run_hub(Context& ctx) {
     ctx.log().warn("message.offset.buffer.size has no effect: acknowledgements are committed "
                    "in batches of message.offset.batch.max");
   }
-  while (!ctx.wait_until(std::min(next_cleanup, next_status))) {
+  while (!ctx.wait_until(std::min({next_cleanup, next_status, next_trim}))) {
     now = Clock::now();
+    if (now >= next_trim) {
+      hub.release_memory();
+      next_trim = now + kTrimInterval;
+    }
     if (now >= next_cleanup) {
       hub.cleanup();
       next_cleanup = now + cfg.message.ingress.qos1_cleanup_interval;

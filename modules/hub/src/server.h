@@ -46,12 +46,16 @@ class Hub {
   nlohmann::json stats();
   // Drops messages past the retention (called every cleanup interval).
   void cleanup() { broker_->cleanup(); }
+  // Gives memory back to the system once much was freed (called every second; memory.h).
+  void release_memory();
 
  private:
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
                                     const ListenAddress& address);
-  asio::awaitable<void> serve(asio::ip::tcp::socket socket, const ListenAddress& address,
-                              asio::any_io_executor strand);
+  asio::awaitable<void> serve(PlainSocket socket, const ListenAddress& address,
+                              Connection::Strand strand);
+  // A connection closed: forget it.
+  void finished(Connection* connection);
   void bind(const ListenAddress& address);
 
   HubConfig config_;

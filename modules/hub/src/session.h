@@ -2,6 +2,7 @@
 // The state of one client session: its subscriptions, the messages waiting for it, the ones sent
 // but not yet acknowledged, and the connection currently attached (if any). Shared between the
 // publishers' threads (which queue messages) and the connection serving it; guarded by `mutex`.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -51,6 +52,24 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unordered_set<std::uint16_t> incoming_qos2;  // received QoS 2 ids awaiting PUBREL
   std::weak_ptr<Connection> connection;
   bool resend = false;  // a new connection must resend everything in flight first
+  // Back-pressure on publishers (Broker::keep_waiting_for): whether this queue failed to drain
+  // in time (nobody waits for it again until it does), and since when publishers wait for it.
+  bool stalled = false;
+  // A persistent session keeps at most its queue bounds of stored deliveries in memory, and none
+  // while offline; the others stay in the store only and are read back as the queue drains
+  // (Broker::page_in).
+  bool stored_only = false;              // some stored deliveries are in the store only:
+  bool paging = false;                   // a page-in was asked for and is not done yet
+  std::atomic<bool> page_ready{false};   // the page-in may read (everything before is committed)
+  std::int64_t paged_until = 0;          // (those of message ids above this one)
+  std::uint64_t skipped = 0;             // deliveries left in the store only, ever
+  std::uint64_t skipped_at_request = 0;  // ... when the page-in was asked for
+  std::int64_t lowest_skip = 0;          // the lowest message id left since then (0: none)
+  std::chrono::steady_clock::time_point congestion_since{};
+  // Warnings about this queue (full, stalled) are logged at most once per Broker::kWarnInterval.
+  std::chrono::steady_clock::time_point drop_warned_at{};
+  std::chrono::steady_clock::time_point stall_warned_at{};
+  std::uint64_t dropped_unlogged = 0;  // drops since the last warning
 
   // A packet id not in flight; call with `mutex` held and inflight.size() < 65535.
   std::uint16_t allocate_packet_id() {

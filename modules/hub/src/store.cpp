@@ -1,8 +1,10 @@
 #include "store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <utility>
 
@@ -69,7 +71,8 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
   exec(
       "CREATE TABLE IF NOT EXISTS queue (client_id TEXT NOT NULL, message_id INTEGER NOT NULL, "
       "qos INTEGER NOT NULL, released INTEGER NOT NULL DEFAULT 0, "
-      "PRIMARY KEY (client_id, message_id)) WITHOUT ROWID");
+      "sent INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (client_id, message_id)) WITHOUT ROWID");
+  add_column_if_missing("queue", "sent", "INTEGER NOT NULL DEFAULT 0");
   exec("CREATE TABLE IF NOT EXISTS sessions (client_id TEXT PRIMARY KEY, principal TEXT)");
   add_principal_column();
   exec(
@@ -91,6 +94,7 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
       prepare("INSERT OR REPLACE INTO queue (client_id, message_id, qos) VALUES (?,?,?)");
   delete_queue_ = prepare("DELETE FROM queue WHERE client_id = ? AND message_id = ?");
   release_queue_ = prepare("UPDATE queue SET released = 1 WHERE client_id = ? AND message_id = ?");
+  sent_queue_ = prepare("UPDATE queue SET sent = 1 WHERE client_id = ? AND message_id = ?");
   insert_session_ = prepare("INSERT OR REPLACE INTO sessions (client_id, principal) VALUES (?,?)");
   delete_session_ = prepare("DELETE FROM sessions WHERE client_id = ?");
   delete_session_subs_ = prepare("DELETE FROM subscriptions WHERE client_id = ?");
@@ -120,7 +124,25 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
 Store::~Store() {
   stop();
   for (auto* s : statements_) sqlite3_finalize(s);
+  sqlite3_finalize(read_queue_);
+  if (reader_db_) sqlite3_close(reader_db_);
   if (db_) sqlite3_close(db_);  // the last connection: checkpoints and removes the WAL
+}
+
+bool Store::add_column_if_missing(const char* table, const char* column, const char* type) {
+  bool found = false;
+  sqlite3_stmt* stmt = nullptr;
+  const std::string info = std::string("PRAGMA table_info(") + table + ")";
+  if (sqlite3_prepare_v2(db_, info.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    throw std::runtime_error("'" + path_ + "': " + sqlite3_errmsg(db_));
+  }
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    found = found || column_string(stmt, 1) == column;
+  }
+  sqlite3_finalize(stmt);
+  if (found) return false;
+  exec((std::string("ALTER TABLE ") + table + " ADD COLUMN " + column + " " + type).c_str());
+  return true;
 }
 
 // NORMAL: a commit is durable once written to the WAL, which survives a crash of the process
@@ -132,14 +154,7 @@ const char* Store::synchronous_pragma() const {
 // A hub.db of an earlier version has sessions without their principal: they keep a NULL one,
 // and the broker lets the first principal that resumes such a session claim it.
 void Store::add_principal_column() {
-  bool found = false;
-  sqlite3_stmt* stmt = prepare("PRAGMA table_info(sessions)");
-  while (sqlite3_step(stmt) == SQLITE_ROW) {
-    if (column_string(stmt, 1) == "principal") found = true;
-  }
-  sqlite3_reset(stmt);
-  if (found) return;
-  exec("ALTER TABLE sessions ADD COLUMN principal TEXT");
+  if (!add_column_if_missing("sessions", "principal", "TEXT")) return;
   log_->info(
       "'{}': sessions now record their principal; sessions stored before are bound to the "
       "first principal that resumes them",
@@ -186,7 +201,7 @@ StoredState Store::load() {
   };
   query("SELECT client_id, principal FROM sessions ORDER BY client_id", [&](sqlite3_stmt* s) {
     index[column_string(s, 0)] = state.sessions.size();
-    state.sessions.push_back(StoredSession{column_string(s, 0), {}, {}, {}, column_string(s, 1)});
+    state.sessions.push_back(StoredSession{column_string(s, 0), {}, {}, column_string(s, 1)});
   });
   query("SELECT client_id, filter, qos FROM subscriptions", [&](sqlite3_stmt* s) {
     auto it = index.find(column_string(s, 0));
@@ -194,28 +209,6 @@ StoredState Store::load() {
     state.sessions[it->second].subscriptions.emplace_back(
         column_string(s, 1), static_cast<std::uint8_t>(sqlite3_column_int(s, 2)));
   });
-  std::map<std::int64_t, MessagePtr> messages;
-  query(
-      "SELECT q.client_id, q.qos, m.id, m.topic, m.payload, m.qos, m.time, q.released FROM queue q "
-      "JOIN messages m ON m.id = q.message_id ORDER BY m.id",
-      [&](sqlite3_stmt* s) {
-        auto it = index.find(column_string(s, 0));
-        if (it == index.end()) return;
-        std::int64_t id = sqlite3_column_int64(s, 2);
-        auto& message = messages[id];
-        if (!message) {
-          auto m = std::make_shared<Message>();
-          m->id = id;
-          m->topic = column_string(s, 3);
-          m->payload = column_string(s, 4);
-          m->qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 5));
-          m->time = sqlite3_column_int64(s, 6);
-          message = std::move(m);
-        }
-        state.sessions[it->second].queue.push_back(
-            StoredDelivery{message, static_cast<std::uint8_t>(sqlite3_column_int(s, 1)),
-                           sqlite3_column_int(s, 7) != 0});
-      });
   query("SELECT client_id, packet_id FROM qos2_received", [&](sqlite3_stmt* s) {
     auto it = index.find(column_string(s, 0));
     if (it == index.end()) return;
@@ -266,7 +259,7 @@ void Store::submit(Op op) {
   bool wake = true;
   {
     std::lock_guard lock(mutex_);
-    if (std::holds_alternative<Ack>(op)) {
+    if (lazy(op)) {
       // Acknowledgements only delete queue entries: one lost in a crash means a redelivery
       // (QoS 1 is at least once), so they wait for other work or for a batch of them.
       // The writer is woken by the first one, to start the wait, and by a full batch; a
@@ -341,6 +334,55 @@ void Store::release_qos2(const std::string& client_id, std::uint16_t packet_id) 
   submit(ReleaseQos2{client_id, packet_id});
 }
 void Store::ack(const std::string& client_id, std::int64_t id) { submit(Ack{client_id, id}); }
+void Store::sent(const std::string& client_id, std::vector<std::int64_t> ids) {
+  submit(Sent{client_id, std::move(ids)});
+}
+void Store::after_commit(std::function<void()> done) { submit(Barrier{std::move(done)}); }
+
+QueuePage Store::read_queue(const std::string& client_id, std::int64_t after, std::size_t count,
+                            std::size_t bytes) {
+  QueuePage page;
+  std::lock_guard lock(reader_mutex_);
+  if (!reader_db_) {
+    reader_db_ = open_database(path_);
+    // Rows are read once, in order: a small page cache is enough.
+    sqlite3_exec(reader_db_, "PRAGMA cache_size=-256", nullptr, nullptr, nullptr);
+    if (sqlite3_prepare_v2(reader_db_,
+                           "SELECT q.message_id, q.qos, q.released, q.sent, m.topic, m.payload, "
+                           "m.qos, m.time FROM queue q JOIN messages m ON m.id = q.message_id "
+                           "WHERE q.client_id = ?1 AND q.message_id > ?2 ORDER BY q.message_id "
+                           "LIMIT ?3",
+                           -1, &read_queue_, nullptr) != SQLITE_OK) {
+      throw std::runtime_error("'" + path_ + "': " + sqlite3_errmsg(reader_db_));
+    }
+  }
+  bind_text(read_queue_, 1, client_id);
+  sqlite3_bind_int64(read_queue_, 2, after);
+  // One more than asked for: whether there is more.
+  sqlite3_bind_int64(read_queue_, 3, static_cast<sqlite3_int64>(count) + 1);
+  std::size_t read = 0;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(read_queue_)) == SQLITE_ROW) {
+    if (page.deliveries.size() == count || read >= bytes) break;
+    auto m = std::make_shared<Message>();
+    m->id = sqlite3_column_int64(read_queue_, 0);
+    m->topic = column_string(read_queue_, 4);
+    m->payload = column_string(read_queue_, 5);
+    m->qos = static_cast<std::uint8_t>(sqlite3_column_int(read_queue_, 6));
+    m->time = sqlite3_column_int64(read_queue_, 7);
+    read += m->topic.size() + m->payload.size();
+    page.deliveries.push_back(StoredDelivery{
+        std::move(m), static_cast<std::uint8_t>(sqlite3_column_int(read_queue_, 1)),
+        sqlite3_column_int(read_queue_, 2) != 0, sqlite3_column_int(read_queue_, 3) != 0});
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    log_->error("store: reading the queue of '{}': {}", client_id, sqlite3_errmsg(reader_db_));
+  }
+  page.complete = rc == SQLITE_DONE;
+  sqlite3_reset(read_queue_);
+  sqlite3_clear_bindings(read_queue_);
+  return page;
+}
 void Store::released(const std::string& client_id, std::int64_t id) {
   submit(Released{client_id, id});
 }
@@ -443,7 +485,7 @@ void Store::take_batch(std::vector<Op>& batch) {
   std::size_t acks = 0;
   while (!ops_.empty()) {
     const Op& next = ops_.front();
-    const bool ack = std::holds_alternative<Ack>(next);
+    const bool ack = lazy(next);
     if (std::holds_alternative<AddMessage>(next)) {
       if (messages == options_.message_batch_max) break;
       ++messages;
@@ -459,7 +501,29 @@ void Store::take_batch(std::vector<Op>& batch) {
   }
 }
 
+// A sent mark whose acknowledgement is in the same batch is not written: the entry goes anyway
+// (a mark is always submitted before the acknowledgement of the same delivery).
+void Store::drop_acknowledged_sent_marks(std::vector<Op>& batch) {
+  if (std::none_of(batch.begin(), batch.end(),
+                   [](const Op& op) { return std::holds_alternative<Sent>(op); })) {
+    return;
+  }
+  std::set<std::pair<std::string_view, std::int64_t>> acknowledged;
+  for (const auto& op : batch) {
+    if (const auto* a = std::get_if<Ack>(&op)) acknowledged.emplace(a->client_id, a->id);
+  }
+  if (acknowledged.empty()) return;
+  for (auto& op : batch) {
+    if (auto* sent = std::get_if<Sent>(&op)) {
+      std::erase_if(sent->ids, [&](std::int64_t id) {
+        return acknowledged.contains({std::string_view(sent->client_id), id});
+      });
+    }
+  }
+}
+
 void Store::commit(std::vector<Op>& batch) {
+  drop_acknowledged_sent_marks(batch);
   exec("BEGIN");
   for (auto& op : batch) apply(op);
   try {
@@ -564,6 +628,12 @@ void Store::apply(Op& op) {
     bind_text(delete_queue_, 1, a->client_id);
     sqlite3_bind_int64(delete_queue_, 2, a->id);
     step(delete_queue_);
+  } else if (auto* sent = std::get_if<Sent>(&op)) {
+    for (const auto id : sent->ids) {
+      bind_text(sent_queue_, 1, sent->client_id);
+      sqlite3_bind_int64(sent_queue_, 2, id);
+      step(sent_queue_);
+    }
   } else if (auto* rel = std::get_if<Released>(&op)) {
     bind_text(release_queue_, 1, rel->client_id);
     sqlite3_bind_int64(release_queue_, 2, rel->id);

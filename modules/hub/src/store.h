@@ -51,14 +51,21 @@ struct StoredDelivery {
   MessagePtr message;
   std::uint8_t qos = 0;
   bool released = false;  // QoS 2: PUBREC received, only PUBREL/PUBCOMP left
+  bool sent = false;      // sent before (see Store::sent): sent again with DUP
 };
 
+// A persistent session as stored; its queue stays in the store (see Store::read_queue).
 struct StoredSession {
   std::string client_id;
   std::vector<std::pair<std::string, std::uint8_t>> subscriptions;
-  std::vector<StoredDelivery> queue;         // unacknowledged, oldest first
   std::vector<std::uint16_t> incoming_qos2;  // QoS 2 ids received, PUBREL not yet
   std::string principal;  // "" when stored by a hub that did not record principals
+};
+
+// A part of a session's stored queue (Store::read_queue).
+struct QueuePage {
+  std::vector<StoredDelivery> deliveries;  // oldest first
+  bool complete = false;                   // nothing after them was committed
 };
 
 struct StoredState {
@@ -96,6 +103,16 @@ class Store {
   void ack(const std::string& client_id, std::int64_t message_id);
   // A persistent session sent PUBREC for a QoS 2 delivery.
   void released(const std::string& client_id, std::int64_t message_id);
+  // These deliveries were sent to a persistent session: sent again after a restart, they carry
+  // DUP. Committed like acknowledgements, in batches (a crash may forget the last ones).
+  void sent(const std::string& client_id, std::vector<std::int64_t> message_ids);
+  // The queue entries of `client_id` after message id `after`, oldest first: at most `count`,
+  // and none more once `bytes` of topics and payloads were read (at least one). Reads what is
+  // committed, on a connection of its own; any thread.
+  QueuePage read_queue(const std::string& client_id, std::int64_t after, std::size_t count,
+                       std::size_t bytes);
+  // `done` runs, on the committing thread, once everything submitted before is committed.
+  void after_commit(std::function<void()> done);
   // Records the persistent session of `client_id` as belonging to `principal`.
   void save_session(const std::string& client_id, const std::string& principal = {});
   void delete_session(const std::string& client_id);  // with its subscriptions and queue
@@ -153,6 +170,10 @@ class Store {
     std::string client_id;
     std::int64_t id;
   };
+  struct Sent {
+    std::string client_id;
+    std::vector<std::int64_t> ids;
+  };
   struct SaveSession {
     std::string client_id;
     std::string principal;
@@ -190,7 +211,11 @@ class Store {
   };
   using Op = std::variant<AddMessage, ReleaseQos2, Ack, Released, SaveSession, DeleteSession,
                           AddSubscription, RemoveSubscription, SetRetained, ClearRetained, SetWill,
-                          ClearWill, Cleanup, Barrier>;
+                          ClearWill, Cleanup, Barrier, Sent>;
+  // Acknowledgements and sent marks: they wait for other work or a batch of them.
+  static bool lazy(const Op& op) {
+    return std::holds_alternative<Ack>(op) || std::holds_alternative<Sent>(op);
+  }
 
   void submit(Op op);
   void run();
@@ -205,6 +230,7 @@ class Store {
   // checkpointed here on the writer thread, else the writer is asked to.
   void commit_and_complete(std::vector<Op>& batch, bool on_writer);
   void commit(std::vector<Op>& batch);
+  static void drop_acknowledged_sent_marks(std::vector<Op>& batch);
   static void complete(std::vector<Op>& batch);
   void apply(Op& op);
   static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
@@ -215,6 +241,8 @@ class Store {
   const char* synchronous_pragma() const;
   void add_principal_column();
   void exec(const char* sql);
+  // Adds a column that an older hub.db lacks; true when it was missing.
+  bool add_column_if_missing(const char* table, const char* column, const char* type);
   sqlite3_stmt* prepare(const char* sql);
   void step(sqlite3_stmt* stmt);
 
@@ -227,6 +255,7 @@ class Store {
   sqlite3_stmt* insert_queue_ = nullptr;
   sqlite3_stmt* delete_queue_ = nullptr;
   sqlite3_stmt* release_queue_ = nullptr;
+  sqlite3_stmt* sent_queue_ = nullptr;
   sqlite3_stmt* insert_session_ = nullptr;
   sqlite3_stmt* delete_session_ = nullptr;
   sqlite3_stmt* delete_session_subs_ = nullptr;
@@ -257,6 +286,11 @@ class Store {
   // Held while a batch is taken and committed, by the writer or a thread ending a CommitScope:
   // batches are committed in the order they were submitted.
   std::mutex commit_mutex_;
+
+  // The connection of read_queue (WAL: it reads committed data while the writer writes).
+  std::mutex reader_mutex_;
+  sqlite3* reader_db_ = nullptr;
+  sqlite3_stmt* read_queue_ = nullptr;
 
   sqlite3* checkpoint_db_ = nullptr;
   std::mutex checkpoint_mutex_;

@@ -19,7 +19,8 @@ namespace {
 
 auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
-std::string endpoint_string(const Tcp::socket& socket) {
+template <class Socket>
+std::string endpoint_string(const Socket& socket) {
   error_code ec;
   auto ep = socket.remote_endpoint(ec);
   if (ec) return "?";
@@ -44,8 +45,10 @@ std::string verified_common_name(SSL* ssl) {
 
 class TcpStream final : public Stream {
  public:
-  explicit TcpStream(Tcp::socket socket) : socket_(std::move(socket)) {
+  explicit TcpStream(PlainSocket socket) : socket_(std::move(socket)) {
     remote = endpoint_string(socket_);
+    error_code ec;
+    socket_.non_blocking(true, ec);
   }
   asio::awaitable<std::size_t> read_some(asio::mutable_buffer b, error_code& ec) override {
     co_return co_await socket_.async_read_some(b, token(ec));
@@ -54,6 +57,7 @@ class TcpStream final : public Stream {
     co_await asio::async_write(socket_, b, token(ec));
   }
   int tcp_handle() override { return socket_.native_handle(); }
+  PlainSocket* tcp_socket() override { return &socket_; }
   void close() override {
     error_code ec;
     socket_.shutdown(Tcp::socket::shutdown_both, ec);
@@ -61,7 +65,7 @@ class TcpStream final : public Stream {
   }
 
  private:
-  Tcp::socket socket_;
+  PlainSocket socket_;
 };
 
 class TlsStream final : public Stream {
@@ -162,15 +166,18 @@ class WebSocketStream final : public Stream {
 
 }  // namespace
 
-std::unique_ptr<Stream> make_stream(Tcp::socket socket, const std::string& scheme,
+std::unique_ptr<Stream> make_stream(PlainSocket plain, const std::string& scheme,
                                     asio::ssl::context* tls, const std::string& path) {
+  if (scheme == "tcp") return std::make_unique<TcpStream>(std::move(plain));
+  // TLS and WebSocket streams take the socket as asio::ip::tcp::socket.
+  error_code ec;
+  const auto protocol = plain.local_endpoint(ec).protocol();
+  Tcp::socket socket(plain.get_executor());
+  if (plain.is_open()) socket.assign(protocol, plain.release(ec), ec);
   if (scheme == "ssl") return std::make_unique<TlsStream>(std::move(socket), *tls);
   if (scheme == "ws")
     return std::make_unique<WebSocketStream<Tcp::socket>>(path, std::move(socket));
-  if (scheme == "wss") {
-    return std::make_unique<WebSocketStream<TlsSocket>>(path, std::move(socket), *tls);
-  }
-  return std::make_unique<TcpStream>(std::move(socket));
+  return std::make_unique<WebSocketStream<TlsSocket>>(path, std::move(socket), *tls);
 }
 
 std::shared_ptr<asio::ssl::context> make_server_tls_context(const std::string& cert,

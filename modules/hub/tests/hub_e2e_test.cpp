@@ -666,6 +666,53 @@ TEST_F(SmallLimitsTest, MalformedPacketsCloseOnlyThatConnection) {
   EXPECT_EQ(bystander->expect<mqtt::Publish>().payload.size(), 100u);
 }
 
+class LargeMessagesTest : public HubTest {
+ protected:
+  std::string extra_config() const override { return "message: {length: {max: 1m}}\n"; }
+};
+
+// A connection reads into its worker's 64 KB buffer and keeps only an incomplete packet: packets
+// larger than that buffer, and packets split anywhere across reads, arrive whole and in order.
+TEST_F(LargeMessagesTest, PacketsLargerThanTheReadBufferAndSplitAnywhere) {
+  auto sub = connected("bigsub");
+  subscribe(*sub, "large/#", 1, 1);
+  auto pub = connected("bigpub");
+  std::vector<std::string> payloads;
+  std::string bytes;
+  for (std::size_t size : {std::size_t{300 * 1024}, std::size_t{10}, std::size_t{65 * 1024},
+                           std::size_t{1000 * 1024}, std::size_t{64 * 1024 - 20}}) {
+    std::string payload(size, 'a');
+    for (std::size_t i = 0; i < size; i += 997) payload[i] = static_cast<char>('a' + i % 26);
+    payloads.push_back(payload);
+    mqtt::encode(publish_packet("large/x", payload, static_cast<std::uint8_t>(payloads.size() % 2),
+                                static_cast<std::uint16_t>(payloads.size())),
+                 bytes);
+  }
+  // In pieces of odd sizes, with pauses, so that packets are cut at every kind of place.
+  std::thread sender([&] {
+    std::size_t at = 0;
+    for (std::size_t piece = 1; at < bytes.size(); piece = piece * 7 % 100003 + 1) {
+      const std::size_t n = std::min(piece, bytes.size() - at);
+      pub->send_raw(bytes.substr(at, n));
+      at += n;
+      if (piece % 3 == 0) std::this_thread::sleep_for(1ms);
+    }
+  });
+  for (std::size_t i = 0; i < payloads.size(); ++i) {
+    auto m = sub->expect<mqtt::Publish>(10s);
+    EXPECT_EQ(m.payload.size(), payloads[i].size()) << i;
+    EXPECT_TRUE(m.payload == payloads[i]) << i;
+    if (m.qos == 1) sub->send(mqtt::Puback{m.packet_id});
+  }
+  sender.join();
+  pub->send(mqtt::Pingreq{});
+  while (true) {  // PUBACKs of the QoS 1 ones, then PINGRESP
+    auto p = pub->receive(5s);
+    ASSERT_TRUE(p.has_value());
+    if (std::holds_alternative<mqtt::Pingresp>(*p)) break;
+  }
+}
+
 TEST(HubIpv6, ListensOnIpv6Loopback) {
   const auto port = free_port();
   const auto port6 = free_port();
@@ -1029,6 +1076,259 @@ TEST_F(StatusTest, StatusLoggingAndRetentionCleanup) {
   RawClient c(port_);
   EXPECT_TRUE(c.connect(make_connect("late", false)).session_present);
   EXPECT_TRUE(c.silent_for(300ms));
+}
+
+class DeadSubscriberTest : public HubTest {
+ protected:
+  std::string extra_config() const override {
+    return "status: {logging: {enable: true, interval: 100ms}}\n";
+  }
+  // The stat `key` of the status lines once it is above 0 (within 5 s), else its last value.
+  long wait_for_stat(const std::string& key) {
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (hub_->last_stat(key) <= 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(50ms);
+    }
+    return hub_->last_stat(key);
+  }
+};
+
+// A subscriber that never reads holds a publisher up once, for a moment, not at every read: the
+// publisher and a subscriber that reads go on at full speed, and the silent subscriber's QoS 0
+// messages beyond its queue are dropped at once, counted and logged.
+TEST_F(DeadSubscriberTest, ASubscriberThatNeverReadsSlowsNobody) {
+  auto dead = connected("dead");
+  subscribe(*dead, "flood/#", 0, 0);
+  auto live = connected("live");
+  subscribe(*live, "flood/#", 0, 0);
+  // 40 MB: beyond what the socket buffers and the silent subscriber's queue take.
+  constexpr int kMessages = 40000;
+  std::string burst;
+  for (int i = 0; i < kMessages; ++i) {
+    std::string payload = std::to_string(i);
+    payload.resize(1024, ' ');
+    mqtt::encode(publish_packet("flood/1", payload, 0), burst);
+  }
+  std::string error;
+  std::thread reader([&] {
+    for (int expected = 0; expected < kMessages; ++expected) {
+      auto p = live->receive(10s);
+      if (!p) {
+        error = "timed out after " + std::to_string(expected) + " messages";
+        return;
+      }
+      const int seq = std::stoi(std::get<mqtt::Publish>(*p).payload);
+      if (seq != expected) {
+        error = "message " + std::to_string(seq) + " instead of " + std::to_string(expected);
+        return;
+      }
+    }
+  });
+  auto pub = connected("flooder");
+  const auto start = std::chrono::steady_clock::now();
+  pub->send_raw(burst);
+  pub->send(mqtt::Pingreq{});
+  pub->expect<mqtt::Pingresp>(60s);  // the hub has read everything
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  reader.join();
+  EXPECT_EQ(error, "");
+  // Waiting 100 ms at every read of the publisher took about 40 s here.
+  EXPECT_LT(elapsed, 10s) << "the publisher was held up";
+  EXPECT_GT(wait_for_stat("dropped"), 0L);
+  EXPECT_NE(hub_->output().find("client 'dead' did not drain its queue"), std::string::npos);
+  EXPECT_NE(hub_->output().find("QoS 0 queue of 'dead' is full"), std::string::npos);
+}
+
+// A clean QoS 1 subscriber that stops reading has a bounded queue: beyond it, new messages are
+// dropped for it only (counted and logged); the publisher gets every PUBACK and another subscriber
+// every message.
+TEST_F(DeadSubscriberTest, ACleanQos1QueueIsBoundedAndDropsForThatSubscriberOnly) {
+  auto dead = connected("dead1");
+  subscribe(*dead, "q1/#", 1, 1);
+  auto live = connected("live1");
+  subscribe(*live, "q1/#", 1, 1);
+  constexpr int kMessages = 3000;
+  std::string burst;
+  for (int i = 1; i <= kMessages; ++i) {
+    std::string payload = std::to_string(i);
+    payload.resize(1024, ' ');
+    mqtt::encode(publish_packet("q1/x", payload, 1, static_cast<std::uint16_t>(i)), burst);
+  }
+  std::string error;
+  std::thread reader([&] {
+    for (int expected = 1; expected <= kMessages; ++expected) {
+      auto p = live->receive(10s);
+      if (!p) {
+        error = "timed out after " + std::to_string(expected - 1) + " messages";
+        return;
+      }
+      const auto& m = std::get<mqtt::Publish>(*p);
+      live->send(mqtt::Puback{m.packet_id});
+      if (std::stoi(m.payload) != expected) {
+        error = "message " + m.payload.substr(0, 8) + " instead of " + std::to_string(expected);
+        return;
+      }
+    }
+  });
+  auto pub = connected("q1pub");
+  std::thread sender([&] { pub->send_raw(burst); });
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(pub->receive(10s).has_value()) << i;
+  sender.join();
+  reader.join();
+  EXPECT_EQ(error, "");
+  EXPECT_GT(wait_for_stat("dropped_qos1"), 0L);
+  EXPECT_NE(hub_->output().find("QoS 1/2 queue of 'dead1' (clean session) is full"),
+            std::string::npos);
+}
+
+class SmallQueueTest : public DeadSubscriberTest {
+ protected:
+  std::string extra_config() const override {
+    return DeadSubscriberTest::extra_config() + "message: {egress: {qos1: {queue: {size: 100}}}}\n";
+  }
+};
+
+// A persistent subscriber keeps at most its queue bound in memory; the rest stays in the store
+// and comes back in order as it reads, whether it stopped reading or was away.
+TEST_F(SmallQueueTest, APersistentQueueBeyondItsBoundIsReadBackFromTheStore) {
+  auto sub = std::make_unique<RawClient>(port_);
+  ASSERT_EQ(sub->connect(make_connect("pager", false)).return_code,
+            mqtt::ConnectReturnCode::Accepted);
+  subscribe(*sub, "pg/#", 1, 1);
+  auto pub = connected("pgpub");
+  int published = 0;
+  auto publish = [&](int count) {
+    std::string burst;
+    for (int i = 0; i < count; ++i) {
+      ++published;
+      mqtt::encode(publish_packet("pg/x", std::to_string(published), 1,
+                                  static_cast<std::uint16_t>(published)),
+                   burst);
+    }
+    pub->send_raw(burst);
+    for (int i = 0; i < count; ++i) pub->expect<mqtt::Puback>();
+  };
+  int next = 1;
+  auto read_all = [&](RawClient& c) {
+    while (next <= published) {
+      auto p = c.receive(5s);
+      ASSERT_TRUE(p.has_value()) << "nothing after " << next - 1;
+      const auto& m = std::get<mqtt::Publish>(*p);
+      ASSERT_EQ(m.payload, std::to_string(next)) << "out of order";
+      EXPECT_FALSE(m.dup) << m.payload;
+      c.send(mqtt::Puback{m.packet_id});
+      ++next;
+    }
+    EXPECT_TRUE(c.silent_for(300ms));  // and nothing twice
+  };
+  publish(1000);  // not read meanwhile: 100 in flight, 100 queued in memory, the rest in the store
+  read_all(*sub);
+  sub->send(mqtt::Disconnect{});
+  EXPECT_TRUE(sub->closed_by_peer());  // gone before the next messages come
+  sub.reset();
+  publish(500);  // while it is away: all in the store
+  RawClient again(port_);
+  ASSERT_TRUE(again.connect(make_connect("pager", false)).session_present);
+  read_all(again);
+  EXPECT_GE(wait_for_stat("paged"), 1200L);
+  EXPECT_EQ(hub_->last_stat("dropped_qos1"), 0L);
+}
+
+// Once a big queue is freed, the hub gives the memory back to the system.
+class BigQueueTest : public HubTest {
+ protected:
+  std::string extra_config() const override {
+    return "message: {egress: {qos0: {buffer: {size: 100000, bytes: 256m}}, "
+           "qos1: {queue: {size: 100000, bytes: 256m}}}}\n";
+  }
+};
+
+TEST_F(BigQueueTest, MemoryOfAFreedQos0QueueGoesBackToTheSystem) {
+  const long idle = hub_->rss_kb();
+  auto dead = connected("hoarder0");
+  subscribe(*dead, "big0/#", 0, 0);
+  auto pub = connected("bigpub0");
+  // 100 MB of QoS 0 for a subscriber that never reads.
+  const std::string payload(32 * 1024, 'x');
+  for (int sent = 0; sent < 3200;) {
+    std::string burst;
+    for (int i = 0; i < 100; ++i, ++sent) mqtt::encode(publish_packet("big0/x", payload, 0), burst);
+    pub->send_raw(burst);
+  }
+  pub->send(mqtt::Pingreq{});
+  pub->expect<mqtt::Pingresp>();
+  const long full = hub_->rss_kb();
+  ASSERT_GT(full - idle, 60 * 1024) << "the queue did not take the memory expected";
+  dead->close();
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (hub_->rss_kb() > idle + 40 * 1024 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_LT(hub_->rss_kb(), idle + 40 * 1024)
+      << "idle " << idle << " KB, with the queue " << full << " KB";
+}
+
+TEST_F(BigQueueTest, MemoryOfAFreedQueueGoesBackToTheSystem) {
+  const long idle = hub_->rss_kb();
+  auto dead = connected("hoarder");
+  subscribe(*dead, "big/#", 1, 1);
+  auto pub = connected("bigpub");
+  // 100 MB in 32 KB messages for a subscriber that never reads.
+  constexpr int kMessages = 3200;
+  const std::string payload(32 * 1024, 'x');
+  for (int sent = 0; sent < kMessages;) {
+    std::string burst;
+    for (int i = 0; i < 100; ++i, ++sent) {
+      mqtt::encode(publish_packet("big/x", payload, 1, static_cast<std::uint16_t>(sent + 1)),
+                   burst);
+    }
+    pub->send_raw(burst);
+    for (int i = 0; i < 100; ++i) pub->expect<mqtt::Puback>();
+  }
+  const long full = hub_->rss_kb();
+  ASSERT_GT(full - idle, 80 * 1024) << "the queue did not take the memory expected";
+  dead->close();  // its session ends, and its queue with it
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (hub_->rss_kb() > idle + 40 * 1024 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_LT(hub_->rss_kb(), idle + 40 * 1024)
+      << "idle " << idle << " KB, with the queue " << full << " KB";
+}
+
+// Redelivered after a restart, a message carries DUP only if it had been sent before.
+TEST(HubRestart, OnlyMessagesSentBeforeARestartCarryDup) {
+  const auto port = free_port();
+  HubProcess hub(base_config(port, "message: {egress: {qos1: {buffer: {size: 2}}}}\n"), port);
+  {
+    RawClient sub(port);
+    ASSERT_FALSE(sub.connect(make_connect("dupsub", false)).session_present);
+    sub.send(mqtt::Subscribe{1, {{"dup", 1}}});
+    sub.expect<mqtt::Suback>();
+    RawClient pub(port);
+    pub.connect(make_connect("duppub"));
+    for (std::uint16_t i = 1; i <= 4; ++i) {
+      pub.send(mqtt::Publish{"dup", "m" + std::to_string(i), 1, false, false, i});
+      pub.expect<mqtt::Puback>();
+    }
+    // Two in flight (sent, never acknowledged); two still queued when it goes.
+    EXPECT_EQ(sub.expect<mqtt::Publish>().payload, "m1");
+    EXPECT_EQ(sub.expect<mqtt::Publish>().payload, "m2");
+  }
+  EXPECT_EQ(hub.stop(SIGTERM), 0);
+  hub.start();
+  RawClient sub(port);
+  ASSERT_TRUE(sub.connect(make_connect("dupsub", false)).session_present);
+  std::vector<std::pair<std::string, bool>> got;
+  while (got.size() < 4) {
+    auto p = sub.receive(5s);
+    ASSERT_TRUE(p.has_value()) << got.size();
+    const auto& m = std::get<mqtt::Publish>(*p);
+    got.emplace_back(m.payload, m.dup);
+    sub.send(mqtt::Puback{m.packet_id});
+  }
+  EXPECT_EQ(got, (std::vector<std::pair<std::string, bool>>{
+                     {"m1", true}, {"m2", true}, {"m3", false}, {"m4", false}}));
 }
 
 TEST_F(HubTest, RoutedMessagesUseTheLowestQoS) {

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <stdexcept>
 
 #include "baetyl/testing/ports.h"
@@ -69,6 +70,22 @@ void HubProcess::start() {
 int HubProcess::stop(int signal) { return process_->stop(signal); }
 
 std::string HubProcess::output() const { return process_ ? process_->output() : ""; }
+
+long HubProcess::rss_kb() const {
+  std::ifstream in("/proc/" + std::to_string(pid()) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+long HubProcess::last_stat(const std::string& key) const {
+  const std::string out = output();
+  const std::string needle = "\"" + key + "\":";
+  const auto at = out.rfind(needle);
+  return at == std::string::npos ? -1 : std::stol(out.substr(at + needle.size()));
+}
 
 RawClient::RawClient(std::uint16_t port, const std::string& host) {
   const bool v6 = host.find(':') != std::string::npos;

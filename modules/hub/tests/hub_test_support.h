@@ -32,6 +32,11 @@ class HubProcess {
   std::string output() const;
   const baetyl::testing::TempDir& dir() const { return dir_; }
   std::uint16_t port() const { return port_; }
+  pid_t pid() const { return process_ ? process_->pid() : -1; }
+  // VmRSS of the hub in KB (/proc/PID/status), or -1.
+  long rss_kb() const;
+  // The last value of `"key":` in the hub's status lines (status.logging), or -1.
+  long last_stat(const std::string& key) const;
 
  private:
   baetyl::testing::TempDir dir_;

@@ -69,7 +69,10 @@ TEST(HubConfig, DefaultsFromTheDocs) {
   EXPECT_EQ(c.message.ingress.qos1_cleanup_retention, 48h);
   EXPECT_EQ(c.message.ingress.qos1_cleanup_interval, 1min);
   EXPECT_EQ(c.message.egress.qos0_buffer_size, 10000u);
+  EXPECT_EQ(c.message.egress.qos0_buffer_bytes.bytes, 8u << 20);
   EXPECT_EQ(c.message.egress.qos1_buffer_size, 100u);
+  EXPECT_EQ(c.message.egress.qos1_queue_size, 1000u);
+  EXPECT_EQ(c.message.egress.qos1_queue_bytes.bytes, 16u << 20);
   EXPECT_EQ(c.message.egress.qos1_batch_max, 50u);
   EXPECT_EQ(c.message.egress.qos1_retry_interval, 20s);
   EXPECT_EQ(c.message.offset.buffer_size, 10000u);
@@ -106,8 +109,8 @@ message:
     qos0: {buffer: {size: 5}}
     qos1: {buffer: {size: 6}, batch: {max: 7}, cleanup: {retention: 1h, interval: 2s}}
   egress:
-    qos0: {buffer: {size: 8}}
-    qos1: {buffer: {size: 9}, batch: {max: 10}, retry: {interval: 3s}}
+    qos0: {buffer: {size: 8, bytes: 64k}}
+    qos1: {buffer: {size: 9}, queue: {size: 13, bytes: 2m}, batch: {max: 10}, retry: {interval: 3s}}
   offset: {buffer: {size: 11}, batch: {max: 12}}
 status: {logging: {enable: true, interval: 5s}}
 storage: {dir: data}
@@ -133,7 +136,10 @@ logger: {level: debug}
   EXPECT_EQ(c.message.ingress.qos1_cleanup_retention, 1h);
   EXPECT_EQ(c.message.ingress.qos1_cleanup_interval, 2s);
   EXPECT_EQ(c.message.egress.qos0_buffer_size, 8u);
+  EXPECT_EQ(c.message.egress.qos0_buffer_bytes.bytes, 64u << 10);
   EXPECT_EQ(c.message.egress.qos1_buffer_size, 9u);
+  EXPECT_EQ(c.message.egress.qos1_queue_size, 13u);
+  EXPECT_EQ(c.message.egress.qos1_queue_bytes.bytes, 2u << 20);
   EXPECT_EQ(c.message.egress.qos1_batch_max, 10u);
   EXPECT_EQ(c.message.egress.qos1_retry_interval, 3s);
   EXPECT_EQ(c.message.offset.buffer_size, 11u);
@@ -168,6 +174,15 @@ TEST(HubConfig, RejectsBadValuesWithFileAndKey) {
       std::string::npos);
   EXPECT_NE(error_of("listen: [tcp://:1]\nmessage: {egress: {qos1: {retry: {interval: 5}}}}")
                 .find("message.egress.qos1.retry.interval"),
+            std::string::npos);
+  EXPECT_NE(error_of("listen: [tcp://:1]\nmessage: {egress: {qos0: {buffer: {bytes: 0}}}}")
+                .find("message.egress.qos0.buffer.bytes"),
+            std::string::npos);
+  EXPECT_NE(error_of("listen: [tcp://:1]\nmessage: {egress: {qos1: {queue: {size: 0}}}}")
+                .find("message.egress.qos1.queue.size"),
+            std::string::npos);
+  EXPECT_NE(error_of("listen: [tcp://:1]\nmessage: {egress: {qos1: {queue: {bytes: 1x}}}}")
+                .find("message.egress.qos1.queue.bytes"),
             std::string::npos);
   EXPECT_NE(
       error_of(
@@ -424,12 +439,23 @@ TEST(Store, PersistsSessionsQueuesRetainedAndWills) {
   EXPECT_EQ(state.sessions[0].client_id, "c1");
   ASSERT_EQ(state.sessions[0].subscriptions.size(), 1u);
   EXPECT_EQ(state.sessions[0].subscriptions[0].first, "a/#");
-  ASSERT_EQ(state.sessions[0].queue.size(), 8u);
-  EXPECT_EQ(state.sessions[0].queue[0].message->id, 2);
-  EXPECT_EQ(state.sessions[0].queue[0].message->payload, std::string("p\0"
-                                                                     "1",
-                                                                     3));
-  EXPECT_EQ(state.sessions[0].queue[1].message->id, 4);
+  // The queue stays in the store; it is read in pages.
+  auto page = store.read_queue("c1", 0, 100, 1 << 20);
+  EXPECT_TRUE(page.complete);
+  ASSERT_EQ(page.deliveries.size(), 8u);
+  EXPECT_EQ(page.deliveries[0].message->id, 2);
+  EXPECT_EQ(page.deliveries[0].message->payload, std::string("p\0"
+                                                             "1",
+                                                             3));
+  EXPECT_EQ(page.deliveries[1].message->id, 4);
+  page = store.read_queue("c1", 4, 3, 1 << 20);  // after id 4, three of them
+  EXPECT_FALSE(page.complete);
+  ASSERT_EQ(page.deliveries.size(), 3u);
+  EXPECT_EQ(page.deliveries[0].message->id, 5);
+  EXPECT_EQ(page.deliveries[2].message->id, 7);
+  page = store.read_queue("c1", 4, 100, 1);  // at least one, however small the byte budget
+  ASSERT_EQ(page.deliveries.size(), 1u);
+  EXPECT_FALSE(page.complete);
   ASSERT_EQ(state.retained.size(), 1u);
   EXPECT_EQ(state.retained[0]->payload, "kept");
   ASSERT_EQ(state.wills.size(), 1u);
@@ -451,8 +477,54 @@ TEST(Store, CleanupRemovesMessagesPastRetention) {
   store.stop();
   auto state = store.load();
   ASSERT_EQ(state.sessions.size(), 1u);
-  ASSERT_EQ(state.sessions[0].queue.size(), 1u);
-  EXPECT_EQ(state.sessions[0].queue[0].message->payload, "new");
+  auto page = store.read_queue("c", 0, 100, 1 << 20);
+  ASSERT_EQ(page.deliveries.size(), 1u);
+  EXPECT_EQ(page.deliveries[0].message->payload, "new");
+}
+
+// A queue entry remembers whether its message was sent: after a restart only those go with DUP.
+TEST(Store, QueueEntriesRememberWhetherTheyWereSent) {
+  baetyl::testing::TempDir dir;
+  Store store(dir.path().string(), {}, spdlog::default_logger());
+  store.load();
+  store.start();
+  store.save_session("c");
+  for (int i = 0; i < 4; ++i) {
+    store.add_message(make_message(store.next_message_id(), "t", std::to_string(i), 1), {{"c", 1}},
+                      {});
+  }
+  store.sent("c", {1, 3});
+  store.flush();
+  auto page = store.read_queue("c", 0, 100, 1 << 20);
+  ASSERT_EQ(page.deliveries.size(), 4u);
+  std::vector<bool> sent;
+  for (const auto& d : page.deliveries) sent.push_back(d.sent);
+  EXPECT_EQ(sent, (std::vector<bool>{true, false, true, false}));
+}
+
+// A hub.db of an older hub has no `sent` column: it is added when the store opens.
+TEST(Store, OpensADatabaseWithoutTheSentColumn) {
+  baetyl::testing::TempDir dir;
+  const auto path = dir.path() / "hub.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.string().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE queue (client_id TEXT NOT NULL, message_id INTEGER NOT "
+                         "NULL, qos INTEGER NOT NULL, released INTEGER NOT NULL DEFAULT 0, "
+                         "PRIMARY KEY (client_id, message_id)) WITHOUT ROWID;"
+                         "CREATE TABLE messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
+                         "payload BLOB, qos INTEGER NOT NULL, time INTEGER NOT NULL);"
+                         "INSERT INTO messages VALUES (1, 't', 'old', 1, 1);"
+                         "INSERT INTO queue (client_id, message_id, qos) VALUES ('c', 1, 1);",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  Store store(dir.path().string(), {}, spdlog::default_logger());
+  store.load();
+  auto page = store.read_queue("c", 0, 10, 1 << 20);
+  ASSERT_EQ(page.deliveries.size(), 1u);
+  EXPECT_EQ(page.deliveries[0].message->payload, "old");
+  EXPECT_FALSE(page.deliveries[0].sent);
 }
 
 // A hub.db written before sessions recorded their principal is migrated in place: its sessions
@@ -554,8 +626,9 @@ TEST(Store, AcknowledgementsWaitForABatchOrOtherWork) {
   store.stop();
   auto state = store.load();
   ASSERT_EQ(state.sessions.size(), 1u);
-  ASSERT_EQ(state.sessions[0].queue.size(), 2u);  // 20 and 21 were never acknowledged
-  EXPECT_EQ(state.sessions[0].queue[0].message->id, 20);
+  auto page = store.read_queue(state.sessions[0].client_id, 0, 1000, 1 << 20);
+  ASSERT_EQ(page.deliveries.size(), 2u);  // 20 and 21 were never acknowledged
+  EXPECT_EQ(page.deliveries[0].message->id, 20);
 }
 
 // A read's deliveries are queued on their sessions when its DeliveryBatch ends: one lock per
@@ -752,7 +825,7 @@ TEST(Broker, Qos0DeliveriesAreEncodedOnceAndBounded) {
   // An attached connection object is all `connected` needs; it is never run.
   asio::io_context io;
   auto connection = std::make_shared<Connection>(
-      broker, make_stream(asio::ip::tcp::socket(io), "tcp", nullptr, ""), io.get_executor());
+      broker, make_stream(PlainSocket(io.get_executor()), "tcp", nullptr, ""), io.get_executor());
   auto s = broker.attach("s", true, connection).session;
   ASSERT_EQ(broker.subscribe(s, {{"t/#", 0}}, nullptr), std::vector<std::uint8_t>{0});
   {
@@ -766,6 +839,139 @@ TEST(Broker, Qos0DeliveriesAreEncodedOnceAndBounded) {
   EXPECT_EQ(publish_payloads(s->pending.encoded_bytes(s->pending.entries()[0])),
             (std::vector<std::string>{"1", "2", "3"}));
   EXPECT_EQ(broker.stats().messages_dropped.load(), 2u);
+}
+
+// The QoS 0 queue is bounded in bytes as well: whole packets that fit, the rest dropped.
+TEST(EgressQueue, CountsBytesAndQueuesOnlyWhatFitsTheByteRoom) {
+  EgressQueue q;
+  const std::string one = qos0_packet("t", "1");
+  EXPECT_EQ(q.push_encoded(one + one + one, 3, 10, 2 * one.size() + 1), 2u);
+  EXPECT_EQ(q.qos0(), 2u);
+  EXPECT_EQ(q.qos0_bytes(), 2 * one.size());
+  q.push(qos1_delivery("abc"));
+  EXPECT_EQ(q.qos12(), 1u);
+  EXPECT_EQ(q.qos12_bytes(), 4u);  // topic "t" and payload "abc"
+  std::string out;
+  q.take_encoded(out, 1 << 20);
+  EXPECT_EQ(q.qos0_bytes(), 0u);
+  Outgoing taken = std::move(q.front().out);  // as a writer takes it into flight
+  q.pop_front();
+  EXPECT_EQ(taken.message->payload, "abc");
+  EXPECT_EQ(q.qos12(), 0u);
+  EXPECT_EQ(q.qos12_bytes(), 0u);
+  EXPECT_TRUE(q.empty());
+}
+
+namespace {
+// A connection object attached to a session makes it online; it is never run.
+struct Attached {
+  asio::io_context io;
+  std::shared_ptr<Connection> connection;
+  std::shared_ptr<Session> session;
+  Attached(Broker& broker, const std::string& id, bool clean) {
+    connection = std::make_shared<Connection>(
+        broker, make_stream(PlainSocket(io.get_executor()), "tcp", nullptr, ""), io.get_executor());
+    session = broker.attach(id, clean, connection).session;
+  }
+};
+
+std::vector<std::string> pending_payloads(Session& s) {
+  std::lock_guard lock(s.mutex);
+  std::vector<std::string> payloads;
+  for (const auto& entry : s.pending.entries()) payloads.push_back(entry.out.message->payload);
+  return payloads;
+}
+}  // namespace
+
+// A clean session's QoS 1/2 queue is bounded in messages and bytes: new messages beyond it are
+// dropped for that session only, and counted.
+TEST(Broker, CleanSessionQos1QueueIsBounded) {
+  HubConfig config;
+  config.message.egress.qos1_queue_size = 3;
+  config.message.egress.qos1_queue_bytes = baetyl::config::ByteSize{1000};
+  Broker broker(config, nullptr, spdlog::default_logger());
+  Attached small(broker, "small", true);
+  Attached other(broker, "other", false);
+  broker.subscribe(small.session, {{"t", 1}}, nullptr);
+  for (int i = 1; i <= 5; ++i) broker.publish(Message{"t", std::to_string(i), 1});
+  EXPECT_EQ(pending_payloads(*small.session), (std::vector<std::string>{"1", "2", "3"}));
+  EXPECT_EQ(broker.stats().messages_dropped_qos1.load(), 2u);
+  // In bytes: two messages of 400 bytes fit 1000, the third does not.
+  broker.subscribe(other.session, {{"big", 1}}, nullptr);
+  for (int i = 0; i < 3; ++i) broker.publish(Message{"big", std::string(400, 'x'), 1});
+  EXPECT_EQ(pending_payloads(*other.session).size(), 2u);
+  EXPECT_EQ(broker.stats().messages_dropped_qos1.load(), 3u);
+}
+
+// A persistent session keeps at most its bound of stored deliveries in memory; the rest stays in
+// the store and is read back, in order, each time its queue drained to half.
+TEST(Broker, PersistentQueueBeyondItsBoundIsPagedInFromTheStore) {
+  baetyl::testing::TempDir dir;
+  HubConfig config;
+  config.message.egress.qos1_queue_size = 4;
+  Store store(dir.path().string(), {}, spdlog::default_logger());
+  store.load();
+  store.start();
+  Broker broker(config, &store, spdlog::default_logger());
+  Attached p(broker, "p", false);
+  broker.subscribe(p.session, {{"t", 1}}, nullptr);
+  for (int i = 1; i <= 10; ++i) broker.publish(Message{"t", std::to_string(i), 1});
+  EXPECT_EQ(pending_payloads(*p.session), (std::vector<std::string>{"1", "2", "3", "4"}));
+  std::vector<std::string> received;
+  for (int round = 0; round < 10 && received.size() < 10; ++round) {
+    bool page_in = false;
+    {
+      std::lock_guard lock(p.session->mutex);
+      auto& q = p.session->pending;
+      while (!q.empty()) {  // what the connection's writer does
+        received.push_back(q.front().out.message->payload);
+        q.pop_front();
+      }
+      page_in = broker.wants_page_in_locked(*p.session);
+      if (page_in) p.session->paging = true;
+    }
+    if (received.size() == 10) break;
+    ASSERT_TRUE(page_in) << "round " << round;
+    broker.request_page_in(p.session);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!p.session->page_ready.exchange(false)) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+      std::this_thread::sleep_for(1ms);
+    }
+    broker.page_in(p.session);
+  }
+  std::vector<std::string> expected;
+  for (int i = 1; i <= 10; ++i) expected.push_back(std::to_string(i));
+  EXPECT_EQ(received, expected);
+  std::lock_guard lock(p.session->mutex);
+  EXPECT_FALSE(p.session->stored_only);
+  EXPECT_EQ(broker.stats().messages_paged.load(), 6u);
+  EXPECT_EQ(broker.stats().messages_dropped_qos1.load(), 0u);
+}
+
+// Offline, a persistent session keeps nothing of its stored queue in memory.
+TEST(Broker, OfflinePersistentSessionKeepsItsQueueInTheStoreOnly) {
+  baetyl::testing::TempDir dir;
+  HubConfig config;
+  Store store(dir.path().string(), {}, spdlog::default_logger());
+  store.load();
+  store.start();
+  Broker broker(config, &store, spdlog::default_logger());
+  Attached p(broker, "p", false);
+  broker.subscribe(p.session, {{"t", 1}}, nullptr);
+  broker.publish(Message{"t", "online", 1});
+  EXPECT_EQ(pending_payloads(*p.session).size(), 1u);
+  broker.detach(p.session, p.connection.get());
+  EXPECT_TRUE(pending_payloads(*p.session).empty());
+  broker.publish(Message{"t", "offline", 1});
+  EXPECT_TRUE(pending_payloads(*p.session).empty());
+  store.flush();
+  auto page = store.read_queue("p", 0, 10, 1 << 20);
+  ASSERT_EQ(page.deliveries.size(), 2u);
+  EXPECT_EQ(page.deliveries[1].message->payload, "offline");
+  std::lock_guard lock(p.session->mutex);
+  EXPECT_TRUE(p.session->stored_only);
+  EXPECT_EQ(p.session->paged_until, 0);
 }
 
 // A thread remembers the sessions its last topic matched; any change of the subscriptions (on any
@@ -806,10 +1012,6 @@ std::vector<std::string> pending_topics(Session& s) {
 
 Message qos1_message(std::string topic, bool retain = false) {
   return Message{std::move(topic), std::string("p"), 1, retain};
-}
-
-MessagePtr stored_message(std::int64_t id, std::string topic) {
-  return make_message(id, std::move(topic), "p", baetyl::hub::unix_millis());
 }
 }  // namespace
 
@@ -867,23 +1069,69 @@ TEST(Broker, ASessionIsNeverAttachedForAnotherPrincipal) {
   EXPECT_TRUE(broker.attach("id", false, nullptr, b).refused);
 }
 
-// Restored subscriptions and queues follow the permissions of the configuration the hub starts
-// with; a session stored without a principal is bound to the first one that resumes it.
+// Takes what `session` has queued, as its connection's writer would, and reads back from the store
+// what stays there, until nothing more comes; returns the topics in order.
+std::vector<std::string> drain_topics(Broker& broker, const std::shared_ptr<Session>& session) {
+  std::vector<std::string> topics;
+  for (int round = 0; round < 100; ++round) {
+    bool page_in = false;
+    {
+      std::lock_guard lock(session->mutex);
+      auto& q = session->pending;
+      while (!q.empty()) {
+        topics.push_back(q.front().out.message->topic);
+        q.pop_front();
+      }
+      page_in = broker.wants_page_in_locked(*session);
+      if (page_in) session->paging = true;
+    }
+    if (!page_in) break;
+    broker.request_page_in(session);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!session->page_ready.exchange(false)) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        ADD_FAILURE() << "no page-in within 5 s";
+        return topics;
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+    broker.page_in(session);
+  }
+  return topics;
+}
+
+// Restored subscriptions and stored queues follow the permissions of the configuration the hub
+// starts with; a session stored without a principal is bound to the first one that resumes it.
 TEST(Broker, RestoredSessionsAreCheckedAgainstTheCurrentPermissions) {
+  baetyl::testing::TempDir dir;
+  auto log = spdlog::default_logger();
+  {
+    Store store(dir.path().string(), {}, log);
+    store.load();
+    store.start();
+    store.save_session("kept", "u");
+    for (const char* filter : {"#", "secret/#", "open/x"}) store.add_subscription("kept", filter, 1);
+    store.save_session("legacy", "");  // as an earlier version stored it: no principal
+    for (const char* filter : {"secret/#", "open/#"}) store.add_subscription("legacy", filter, 1);
+    store.save_session("orphan", "removed");
+    store.add_subscription("orphan", "a", 1);
+    const std::pair<const char*, const char*> queued[] = {
+        {"kept", "open/1"}, {"kept", "secret/1"}, {"legacy", "open/a"}, {"legacy", "secret/a"}};
+    for (const auto& [client, topic] : queued) {
+      store.add_message(make_message(store.next_message_id(), topic, "p", unix_millis()),
+                        {{client, 1}}, [] {});
+    }
+    store.flush();
+  }
   HubConfig config;
   config.principals = {Principal{"u", "pw", {{"sub", {"#"}, {"secret/#"}}}},
                        Principal{"v", "pv", {{"sub", {"#"}, {}}}}};
-  Broker broker(config, nullptr, spdlog::default_logger());
+  Store store(dir.path().string(), {}, log);
+  auto state = store.load();
+  store.start();
+  Broker broker(config, &store, log);
   auto u = broker.auth().authenticate("u", "pw");
   auto v = broker.auth().authenticate("v", "pv");
-  StoredState state;
-  StoredSession kept{"kept", {{"#", 1}, {"secret/#", 1}, {"open/x", 1}}, {}, {}, "u"};
-  kept.queue = {{stored_message(1, "open/1"), 1, false}, {stored_message(2, "secret/1"), 1, false}};
-  StoredSession legacy{"legacy", {{"secret/#", 1}, {"open/#", 1}}, {}, {}, ""};
-  legacy.queue = {{stored_message(3, "open/a"), 1, false},
-                  {stored_message(4, "secret/a"), 1, false}};
-  StoredSession orphan{"orphan", {{"a", 1}}, {}, {}, "removed"};
-  state.sessions = {kept, legacy, orphan};
   broker.restore(std::move(state));
 
   auto resumed = broker.attach("kept", false, nullptr, u);
@@ -893,25 +1141,33 @@ TEST(Broker, RestoredSessionsAreCheckedAgainstTheCurrentPermissions) {
     EXPECT_EQ(resumed.session->subscriptions.size(), 2u);
     EXPECT_FALSE(resumed.session->subscriptions.contains("secret/#"));
   }
-  EXPECT_EQ(pending_topics(*resumed.session), std::vector<std::string>{"open/1"});
+  EXPECT_EQ(drain_topics(broker, resumed.session), std::vector<std::string>{"open/1"});
   broker.publish(qos1_message("secret/2"));
   broker.publish(qos1_message("open/2"));
-  EXPECT_EQ(pending_topics(*resumed.session), (std::vector<std::string>{"open/1", "open/2"}));
+  EXPECT_EQ(drain_topics(broker, resumed.session), std::vector<std::string>{"open/2"});
 
   // Not subscribed anywhere until claimed, then filtered for its new principal.
   auto claimed = broker.attach("legacy", false, nullptr, u);
   ASSERT_TRUE(claimed.present);
   EXPECT_EQ(claimed.session->principal, "u");
-  EXPECT_EQ(pending_topics(*claimed.session), std::vector<std::string>{"open/a"});
+  EXPECT_EQ(drain_topics(broker, claimed.session), std::vector<std::string>{"open/a"});
   broker.publish(qos1_message("open/b"));
   broker.publish(qos1_message("secret/b"));
-  EXPECT_EQ(pending_topics(*claimed.session), (std::vector<std::string>{"open/a", "open/b"}));
+  EXPECT_EQ(drain_topics(broker, claimed.session), std::vector<std::string>{"open/b"});
   EXPECT_TRUE(broker.attach("legacy", false, nullptr, v).refused);
 
   // Its principal left the configuration: nothing is permitted any more.
   auto orphaned = broker.attach("orphan", false, nullptr, v);
   EXPECT_TRUE(orphaned.refused);
   EXPECT_EQ(broker.subscription_count(), 2u + 1u);  // kept: #, open/x; legacy: open/#
+
+  // The queue entries refused when read back are gone from the store.
+  store.flush();
+  for (const char* client : {"kept", "legacy"}) {
+    for (const auto& d : store.read_queue(client, 0, 100, 1 << 20).deliveries) {
+      EXPECT_EQ(d.message->topic.rfind("secret/", 0), std::string::npos) << client;
+    }
+  }
 }
 
 namespace {
@@ -1097,7 +1353,7 @@ TEST(Store, CommitScopeCommitsOnTheSubmittingThread) {
   store.stop();
   auto state = store.load();
   ASSERT_EQ(state.sessions.size(), 1u);
-  EXPECT_EQ(state.sessions[0].queue.size(), 2u);
+  EXPECT_EQ(store.read_queue(state.sessions[0].client_id, 0, 1000, 1 << 20).deliveries.size(), 2u);
 }
 
 // Threads ending their scopes while another one commits leave their work to it: every message
@@ -1140,7 +1396,8 @@ TEST(Store, CommitScopesOnManyThreadsLoseNothing) {
   store.stop();
   auto state = store.load();
   ASSERT_EQ(state.sessions.size(), 1u);
-  EXPECT_EQ(state.sessions[0].queue.size(), static_cast<std::size_t>(kTotal - kTotal / 3));
+  EXPECT_EQ(store.read_queue(state.sessions[0].client_id, 0, kTotal, 64 << 20).deliveries.size(),
+            static_cast<std::size_t>(kTotal - kTotal / 3));
 }
 
 // The WAL is copied into the database by the checkpoint thread, not inside the writer's commits.
@@ -1160,5 +1417,6 @@ TEST(Store, CheckpointsRunOnTheirOwnThread) {
   for (int i = 0; i < 10000 && store.checkpoints() == 0; ++i) std::this_thread::sleep_for(1ms);
   EXPECT_GT(store.checkpoints(), 0u);
   store.stop();
-  EXPECT_EQ(store.load().sessions[0].queue.size(), 200u);
+  const auto client = store.load().sessions[0].client_id;
+  EXPECT_EQ(store.read_queue(client, 0, 1000, 64 << 20).deliveries.size(), 200u);
 }

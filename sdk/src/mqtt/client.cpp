@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -70,8 +71,10 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     PublishHandler done;
   };
 
-  Impl(Client& owner, ClientConfig config, std::shared_ptr<spdlog::logger> log)
+  Impl(Client& owner, ClientConfig config, std::shared_ptr<spdlog::logger> log,
+       asio::io_context* shared_io)
       : owner(owner),
+        io(shared_io ? *shared_io : own_io),
         config(std::move(config)),
         log(std::move(log)),
         window(std::clamp<std::size_t>(static_cast<std::size_t>(this->config.buffer_size), 1,
@@ -79,28 +82,44 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         subscriptions(this->config.subscriptions) {}
 
   Client& owner;
-  asio::io_context io;
+  asio::io_context own_io;  // used without a shared IoThread
+  asio::io_context& io;
 
   // Publishes and acknowledgements handed over by other threads: one post wakes the io thread
   // for all those handed over before it runs, not one post (and wake-up) each.
   struct Handover {
     std::optional<Outgoing> publish;  // else an acknowledgement
-    std::uint64_t session = 0;
-    std::uint16_t packet_id = 0;
+    Receipt receipt;
   };
   std::mutex handover_mutex;
   std::vector<Handover> handed_over;  // guarded by handover_mutex
   bool handover_posted = false;       // guarded by handover_mutex
+  // Guarded by handover_mutex: stop() has finished with the loop; nothing is posted any more
+  // (on a shared thread it would run after the Client is gone).
+  bool closed = false;
   std::vector<Handover> taking_over;  // io thread: the batch being applied
 
   void hand_over(Handover item) {
+    std::optional<Outgoing> refused;
     bool post = false;
     {
       std::lock_guard lock(handover_mutex);
-      handed_over.push_back(std::move(item));
-      post = !std::exchange(handover_posted, true);
+      if (closed) {
+        refused = std::move(item.publish);
+      } else {
+        handed_over.push_back(std::move(item));
+        post = !std::exchange(handover_posted, true);
+      }
     }
+    if (refused) complete(*refused, asio::error::operation_aborted);
     if (post) asio::post(io, [impl = shared_from_this()] { impl->take_over(); });
+  }
+
+  // After the loop has ended: what was handed over before is applied (publishes complete with
+  // operation_aborted), later hand-overs complete at once.
+  void close_handover() {
+    std::lock_guard lock(handover_mutex);
+    closed = true;
   }
 
   void take_over() {
@@ -111,7 +130,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     }
     for (auto& item : taking_over) {
       if (!item.publish) {
-        if (session_open && session_id == item.session) encode(Puback{item.packet_id}, control);
+        release(item.receipt);
       } else if (stopping) {
         complete(*item.publish, asio::error::operation_aborted);
       } else {
@@ -119,6 +138,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       }
     }
     taking_over.clear();
+    deliver_held();
     wake_writer();
   }
 
@@ -149,11 +169,19 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   std::map<std::uint16_t, std::pair<std::vector<TopicInfo>, SubscribeHandler>> awaiting_suback;
   std::map<std::uint16_t, bool> awaiting_unsuback;
 
+  // The receive window (manual_ack with receive_window > 0), for the open session.
+  std::unordered_set<std::uint16_t> delivered_qos1;  // handed to on_message, not yet acked
+  std::size_t delivered_qos0 = 0;                    // the same for QoS 0
+  std::deque<Message> held;                          // arrived while the window was full
+  std::unordered_set<std::uint16_t> held_qos1;       // packet ids in `held`
+  bool read_stopped = false;                         // the read loop waits for room
+
   Clock::time_point last_write{};
   bool ping_outstanding = false;
   Clock::time_point ping_sent{};
 
   asio::steady_timer write_signal{io, Clock::time_point::max()};
+  asio::steady_timer read_signal{io, Clock::time_point::max()};
   asio::steady_timer keepalive_timer{io};
   asio::steady_timer backoff_timer{io};
   asio::steady_timer stop_deadline{io};
@@ -167,6 +195,77 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   // ---- queueing (io thread) ----
 
   void wake_writer() { write_signal.cancel(); }
+  void wake_reader() {
+    if (read_stopped) read_signal.cancel();
+  }
+
+  // ---- receiving (io thread) ----
+
+  bool windowed() const { return callbacks.manual_ack && callbacks.receive_window > 0; }
+  bool window_full() const {
+    return delivered_qos1.size() + delivered_qos0 >= callbacks.receive_window;
+  }
+
+  // Reading stops while a message waits for room in the window, unless an acknowledgement of
+  // our own is due on this connection (it would wait behind the unread messages).
+  bool reading_held_back() const {
+    return !held.empty() && inflight.empty() && awaiting_suback.empty() &&
+           awaiting_unsuback.empty();
+  }
+
+  void deliver(Message& message) {
+    const std::uint8_t qos = message.publish.qos;
+    if (windowed()) {
+      if (qos == 1) delivered_qos1.insert(message.publish.packet_id);
+      if (qos == 0) ++delivered_qos0;
+    }
+    invoke_safely(*log, "message", callbacks.on_message, message);
+    if (qos == 1 && !callbacks.manual_ack) queue_control(Puback{message.publish.packet_id});
+  }
+
+  void receive(Message message) {
+    if (windowed() && message.publish.qos < 2) {
+      const std::uint16_t id = message.publish.packet_id;
+      // A broker may send a QoS 1 message it has no PUBACK for again on the same connection
+      // (the hub does after message.egress.qos1.retry.interval). Until our PUBACK, that is the
+      // same message [MQTT-4.3.2-2]: the module has it, or will get it, once.
+      if (message.publish.qos == 1 && (delivered_qos1.count(id) || held_qos1.count(id))) return;
+      if (!held.empty() || window_full()) {
+        if (message.publish.qos == 1) held_qos1.insert(id);
+        held.push_back(std::move(message));
+        return;
+      }
+    }
+    deliver(message);
+  }
+
+  void deliver_held() {
+    while (session_open && !held.empty() && !window_full()) {
+      Message message = std::move(held.front());
+      held.pop_front();
+      if (message.publish.qos == 1) held_qos1.erase(message.publish.packet_id);
+      deliver(message);
+    }
+    if (held.empty()) wake_reader();
+  }
+
+  void release(const Receipt& receipt) {
+    if (!session_open || session_id != receipt.session) return;
+    if (receipt.qos == 0) {
+      if (delivered_qos0 > 0) --delivered_qos0;
+      return;
+    }
+    // Acknowledged twice: the second PUBACK could acknowledge a later message with the same id.
+    if (windowed() && delivered_qos1.erase(receipt.packet_id) == 0) return;
+    encode(Puback{receipt.packet_id}, control);
+  }
+
+  void forget_received() {
+    held.clear();
+    held_qos1.clear();
+    delivered_qos1.clear();
+    delivered_qos0 = 0;
+  }
 
   bool packet_id_in_use(std::uint16_t id) const {
     return inflight_ids.count(id) || awaiting_suback.count(id) || awaiting_unsuback.count(id);
@@ -193,6 +292,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     }
     awaiting_suback[subscribe.packet_id] = {std::move(topics), std::move(done)};
     queue_control(subscribe);
+    wake_reader();
   }
 
   void complete(Outgoing& item, error_code ec) {
@@ -230,6 +330,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         std::uint64_t sequence = next_sequence++;
         inflight_ids[front.packet.packet_id] = sequence;
         inflight.emplace(sequence, std::move(front));
+        wake_reader();
       } else {
         encode(front.packet, out);
         written_qos0.push_back(std::move(front));
@@ -256,6 +357,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       } else if (!stopping) {
         log->warn("MQTT client {}: cannot connect to {}: {}; retrying in {}", config.client_id,
                   endpoint.str(), failure, show(delay));
+        invoke_safely(*log, "connect error", callbacks.on_connect_error, failure);
       }
       transport->close();
       transport.reset();
@@ -323,6 +425,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     disconnect_reason.clear();
     ping_outstanding = false;
     last_write = Clock::now();
+    forget_received();
+    read_stopped = false;
     resend.clear();
     for (const auto& entry : inflight) resend.push_back(entry.first);
     if (!subscriptions.empty()) queue_subscribe(subscriptions, {});
@@ -355,6 +459,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     }
 
     owner.set_connected(false);
+    forget_received();
     for (auto& [id, request] : awaiting_suback) {
       invoke_safely(*log, "subscribe", request.second, asio::error::not_connected,
                     std::vector<std::uint8_t>{});
@@ -374,6 +479,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     disconnect_reason = reason;
     if (transport) transport->close();
     wake_writer();
+    read_signal.cancel();
     keepalive_timer.cancel();
   }
 
@@ -421,6 +527,19 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         buffer.erase(0, start);
         start = 0;
       }
+      if (reading_held_back()) {
+        read_stopped = true;
+        while (session_open && reading_held_back()) {
+          read_signal.expires_at(Clock::time_point::max());
+          error_code ignored;
+          co_await read_signal.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+        }
+        read_stopped = false;
+        // The PINGRESP deadline starts again: the answer may have waited unread.
+        if (ping_outstanding) ping_sent = Clock::now();
+        keepalive_timer.cancel();
+        if (!session_open) co_return;
+      }
       error_code ec;
       std::size_t n = co_await t->read_some(asio::buffer(chunk), ec);
       buffer.append(chunk.data(), n);
@@ -432,12 +551,14 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     }
   }
 
+  // While the read loop is held back by the receive window, a PINGRESP cannot be read: the
+  // deadline waits, and pings go on so that the broker still hears from us.
   asio::awaitable<void> keepalive_loop() {
     if (keepalive().count() <= 0) co_return;
     while (session_open) {
       auto now = Clock::now();
       Clock::time_point wake;
-      if (ping_outstanding) {
+      if (ping_outstanding && !read_stopped) {
         wake = ping_sent + config.timeout;
         if (now >= wake) {
           close_session("no PINGRESP within " + show(config.timeout));
@@ -446,8 +567,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       } else {
         wake = last_write + keepalive();
         if (now >= wake) {
+          if (!ping_outstanding) ping_sent = now;
           ping_outstanding = true;
-          ping_sent = now;
+          last_write = now;
           queue_control(Pingreq{});
           continue;
         }
@@ -465,9 +587,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         auto& publish = std::get<Publish>(packet);
         std::uint8_t qos = publish.qos;
         std::uint16_t id = publish.packet_id;
-        Message message{std::move(publish), session_id};
-        invoke_safely(*log, "message", callbacks.on_message, message);
-        if (qos == 1 && !callbacks.manual_ack) queue_control(Puback{id});
+        receive(Message{std::move(publish), session_id});
         if (qos == 2) queue_control(Pubrec{id});
         return true;
       }
@@ -556,15 +676,31 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   }
 };
 
-Client::Client(ClientConfig config, std::shared_ptr<spdlog::logger> logger)
-    : config_(std::move(config)), log_(logger ? std::move(logger) : spdlog::default_logger()) {
-  impl_ = std::make_shared<Impl>(*this, config_, log_);
+IoThread::IoThread() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
+
+IoThread::~IoThread() {
+  work_.reset();
+  if (thread_.joinable()) thread_.join();
+}
+
+Client::Client(ClientConfig config, std::shared_ptr<spdlog::logger> logger,
+               std::shared_ptr<IoThread> thread)
+    : config_(std::move(config)),
+      log_(logger ? std::move(logger) : spdlog::default_logger()),
+      shared_thread_(std::move(thread)) {
+  impl_ = std::make_shared<Impl>(*this, config_, log_,
+                                 shared_thread_ ? &shared_thread_->context() : nullptr);
+}
+
+bool Client::on_own_thread() const {
+  if (shared_thread_) return shared_thread_->running_here();
+  return thread_.get_id() == std::this_thread::get_id();
 }
 
 Client::~Client() { stop(); }
 
 void Client::start(ClientCallbacks callbacks) {
-  if (thread_.joinable()) throw std::logic_error("MQTT client already started");
+  if (started_) throw std::logic_error("MQTT client already started");
   if (config_.address.empty()) throw std::invalid_argument("MQTT client: address is not set");
   if (config_.client_id.empty() && !config_.clean_session) {
     throw std::invalid_argument(
@@ -577,7 +713,10 @@ void Client::start(ClientCallbacks callbacks) {
         TlsFiles{config_.ca, config_.cert, config_.key, config_.insecure_skip_verify});
   }
   impl_->callbacks = std::move(callbacks);
-  asio::co_spawn(impl_->io, impl_->run(), [log = log_](std::exception_ptr error) {
+  auto ended = std::make_shared<std::promise<void>>();
+  ended_ = ended->get_future().share();
+  asio::co_spawn(impl_->io, impl_->run(), [log = log_, ended](std::exception_ptr error) {
+    ended->set_value();
     if (!error) return;
     try {
       std::rethrow_exception(error);
@@ -585,7 +724,8 @@ void Client::start(ClientCallbacks callbacks) {
       log->critical("MQTT client stopped by an internal error: {}", e.what());
     }
   });
-  thread_ = std::thread([impl = impl_] { impl->io.run(); });
+  started_ = true;
+  if (!shared_thread_) thread_ = std::thread([impl = impl_] { impl->io.run(); });
 }
 
 void Client::mark_stopped() {
@@ -597,8 +737,22 @@ void Client::mark_stopped() {
 void Client::stop() {
   bool was_stopped = stopped_.exchange(true);
   mark_stopped();
-  if (thread_.joinable()) {
-    if (thread_.get_id() == std::this_thread::get_id()) {
+  if (shared_thread_ && started_) {
+    asio::post(impl_->io, [impl = impl_] { impl->begin_stop(); });
+    // Called from a callback: stop asynchronously; the destructor waits.
+    if (on_own_thread()) return;
+    ended_.wait();
+    impl_->close_handover();
+    // What was handed over before is applied on the shared thread (publishes complete with
+    // operation_aborted) before stop() returns.
+    std::promise<void> applied;
+    asio::post(impl_->io, [impl = impl_, &applied] {
+      impl->take_over();
+      applied.set_value();
+    });
+    applied.get_future().wait();
+  } else if (thread_.joinable()) {
+    if (on_own_thread()) {
       // Called from a callback: stop asynchronously; the destructor joins.
       asio::post(impl_->io, [impl = impl_] { impl->begin_stop(); });
       return;
@@ -606,6 +760,7 @@ void Client::stop() {
     asio::post(impl_->io, [impl = impl_] { impl->begin_stop(); });
     thread_.join();
     // Publishes posted after the client's loop ended complete now, with operation_aborted.
+    impl_->close_handover();
     impl_->io.restart();
     impl_->io.poll();
   } else if (!was_stopped) {
@@ -648,7 +803,7 @@ void Client::enqueue(Publish message, PublishHandler done) {
 
 bool Client::reserve_slot(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds timeout) {
   auto limit = static_cast<std::size_t>(std::max(config_.buffer_size, 1));
-  if (outstanding_ >= limit && thread_.get_id() == std::this_thread::get_id()) {
+  if (outstanding_ >= limit && on_own_thread()) {
     throw std::logic_error("publish() would block the MQTT client's own thread; use async_publish()");
   }
   bool ready = flow_changed_.wait_for(lock, timeout, [&] { return stopped_ || outstanding_ < limit; });
@@ -687,9 +842,9 @@ void Client::publish(const std::string& topic, std::string payload, int qos, boo
   publish(std::move(message));
 }
 
-void Client::ack(const Message& message) {
-  if (message.publish.qos != 1) return;
-  impl_->hand_over({std::nullopt, message.session, message.publish.packet_id});
+void Client::ack(const Receipt& receipt) {
+  if (receipt.qos != 1 && !(receipt.qos == 0 && impl_->windowed())) return;
+  impl_->hand_over({std::nullopt, receipt});
 }
 
 void Client::subscribe(std::vector<TopicInfo> topics, SubscribeHandler done) {
@@ -724,6 +879,7 @@ void Client::unsubscribe(std::vector<std::string> topics) {
     unsubscribe.topic_filters = std::move(topics);
     impl->awaiting_unsuback[unsubscribe.packet_id] = true;
     impl->queue_control(unsubscribe);
+    impl->wake_reader();
   });
 }
 

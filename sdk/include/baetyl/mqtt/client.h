@@ -7,13 +7,18 @@
 //   again (with DUP) after a reconnect, so nothing published at QoS 1 is lost while the client
 //   runs. At most `buffersize` QoS 1 messages are in flight at a time.
 // - Subscribes again after every reconnect.
+// - With manual acknowledgement and a receive window, delivers at most that many messages not
+//   yet acknowledged and then stops reading from the broker (back-pressure), unless it awaits
+//   acknowledgements of its own on the same connection.
 //
-// The client runs on a thread of its own; every public method is thread-safe. Callbacks run on
-// that thread, so they must not block: inside them use async_publish(), not publish().
+// The client runs on a thread of its own, or on an IoThread it shares with other clients; every
+// public method is thread-safe. Callbacks run on that thread, so they must not block: inside them
+// use async_publish(), not publish().
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,10 +33,19 @@
 
 namespace baetyl::mqtt {
 
+// What ack() needs of a received message: small enough to keep instead of the whole message.
+struct Receipt {
+  std::uint64_t session = 0;  // the connection that delivered it
+  std::uint16_t packet_id = 0;
+  std::uint8_t qos = 0;
+};
+
 // A message received from the broker.
 struct Message {
   Publish publish;
   std::uint64_t session = 0;  // the connection that delivered it; ack() uses it
+
+  Receipt receipt() const { return {session, publish.packet_id, publish.qos}; }
 };
 
 using PublishHandler = std::function<void(error_code)>;
@@ -42,15 +56,46 @@ struct ClientCallbacks {
   // When false, a QoS 1 message is acknowledged as soon as on_message returns. When true, the
   // application calls Client::ack() once it has dealt with the message (end-to-end delivery).
   bool manual_ack = false;
+  // With manual_ack: at most this many messages (QoS 0 and 1) are handed to on_message and not
+  // yet acknowledged; ack() releases a QoS 0 message's place too. Messages arriving beyond it
+  // wait, in order, and the client stops reading from the broker while one waits, so the broker
+  // holds the rest back. It reads on while it awaits a PUBACK or SUBACK of its own, which come on
+  // the same connection. 0: no limit.
+  std::size_t receive_window = 0;
   std::function<void(bool session_present)> on_connected;
   std::function<void(const std::string& reason)> on_disconnected;
+  // A connection attempt failed (unreachable, TLS, refused CONNACK, timeout); the client retries
+  // after the backoff.
+  std::function<void(const std::string& error)> on_connect_error;
   // An error that stops the client, e.g. a refused subscription with validatesubs on.
   std::function<void(const std::string& error)> on_error;
 };
 
+// A thread running an io_context, for clients to share: their callbacks all run on it, and one
+// client's callback can publish through another, or acknowledge a message of another, without a
+// switch to another thread (baetyl-remote-mqtt runs the two clients of a rule on one). Destroy it
+// after the clients on it: its destructor waits for the work they left to finish.
+class IoThread {
+ public:
+  IoThread();
+  ~IoThread();
+  IoThread(const IoThread&) = delete;
+  IoThread& operator=(const IoThread&) = delete;
+
+  asio::io_context& context() { return io_; }
+  bool running_here() const { return std::this_thread::get_id() == thread_.get_id(); }
+
+ private:
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
+};
+
 class Client {
  public:
-  explicit Client(ClientConfig config, std::shared_ptr<spdlog::logger> logger = nullptr);
+  // Without `thread`, the client starts a thread of its own in start() and joins it in stop().
+  explicit Client(ClientConfig config, std::shared_ptr<spdlog::logger> logger = nullptr,
+                  std::shared_ptr<IoThread> thread = nullptr);
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -73,9 +118,11 @@ class Client {
   // Like publish(), but gives up after `timeout` without queueing; returns whether it queued.
   bool try_publish(Publish message, std::chrono::milliseconds timeout);
 
-  // Acknowledges a QoS 1 message received with manual_ack. Ignored for QoS 0 and for a message
-  // delivered on an earlier connection (the broker will send that one again).
-  void ack(const Message& message);
+  // Acknowledges a QoS 1 message received with manual_ack. Ignored for a message delivered on an
+  // earlier connection (the broker will send that one again), and for QoS 0 unless a receive
+  // window is set (then it frees the message's place in the window).
+  void ack(const Message& message) { ack(message.receipt()); }
+  void ack(const Receipt& receipt);
 
   // Adds subscriptions (kept for reconnects) and sends them now when connected.
   void subscribe(std::vector<TopicInfo> topics, SubscribeHandler done = {});
@@ -94,10 +141,15 @@ class Client {
  private:
   struct Impl;
 
+  bool on_own_thread() const;
+
   ClientConfig config_;
   std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<IoThread> shared_thread_;
   std::shared_ptr<Impl> impl_;
-  std::thread thread_;
+  std::thread thread_;  // without a shared thread
+  bool started_ = false;
+  std::shared_future<void> ended_;  // with a shared thread: the client's loop has finished
   std::atomic<bool> connected_{false};
   std::atomic<bool> stopped_{false};
 
