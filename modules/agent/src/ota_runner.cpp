@@ -74,7 +74,10 @@ void OtaRunner::submit(std::string_view payload) {
     event = parse_event(payload);
   } catch (const EventError& e) {
     logger_->warn("invalid OTA event (trace '{}'): {}", e.trace(), e.what());
-    book_.add(e.trace(), step::kFailure, "", std::string("invalid OTA event: ") + e.what());
+    // Not under the trace of an update that runs or ran: its records stay what they are.
+    if (!book_.started(e.trace())) {
+      book_.add(e.trace(), step::kFailure, "", std::string("invalid OTA event: ") + e.what());
+    }
     return;
   }
   std::string refusal;
