@@ -1,6 +1,6 @@
 // baetyl-agent under the real master (native mode, master_run.h) against the cloud of test/cloud
 // (mosquitto with mutual TLS, the HTTPS server): reports over both channels, application updates
-// with real downloads, every failure the issue names, and a master binary that does not start.
+// with real downloads, every failure case, and a master binary that does not start.
 #include <sys/stat.h>
 #include <unistd.h>
 
