@@ -2,12 +2,13 @@
 #   make            install missing build dependencies, then build everything (Release)
 #   make test       install every dependency, build, run every test
 #   make run        install, build, run the example in the foreground (Ctrl-C stops it);
-#                   MODE=docker runs example/docker in containers, building the images first
+#                   MODE=docker runs example/docker in containers, building the images first;
+#                   MODE=agent runs example/native-agent with the test cloud (docs/agent.md)
 #   make image      install, build, build the module images (starts Docker when it is not running)
 #   make clean | rebuild    (clean also removes build-fuzz, the clang build of scripts/fuzz.sh)
 # Variables: BUILD_DIR (default build), BUILD_TYPE (Release), SANITIZE=ON (ASan + UBSan build in
 # build-asan), JOBS (parallel jobs, default: number of cores), PREFIX (install prefix, /usr/local),
-# MODE (native or docker, for make run; default native).
+# MODE (native, docker or agent, for make run; default native).
 
 BUILD_TYPE ?= Release
 SANITIZE ?= OFF

@@ -7,6 +7,7 @@ find_package(nlohmann_json 3.10 REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(OpenSSL REQUIRED)
 find_package(SQLite3 REQUIRED)
+find_package(LibArchive 3 REQUIRED)  # the agent unpacks volume zips
 find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)
 if(BAETYL_BUILD_TESTS)
@@ -38,6 +39,29 @@ if(BAETYL_SQLITE3_ARCHIVE)
 else()
   add_library(baetyl::sqlite3 ALIAS SQLite::SQLite3)
 endif()
+
+# libarchive's static archive (Debian's libarchive-dev ships it): the agent reads zips only, and
+# the shared library would bring libxml2 and ICU (about 40 MB) into the agent's image for formats
+# it never reads. The libraries its zip reader and disk writer use are all in
+# debian:bookworm-slim; their -dev packages are in scripts/install-deps.sh.
+find_library(BAETYL_LIBARCHIVE_ARCHIVE NAMES libarchive.a)
+if(NOT BAETYL_LIBARCHIVE_ARCHIVE)
+  message(FATAL_ERROR "libarchive.a not found: install libarchive-dev (scripts/install-deps.sh --build)")
+endif()
+set(baetyl_libarchive_deps)
+foreach(dep nettle acl lzma zstd bz2 z)
+  find_library(BAETYL_LIBARCHIVE_${dep} NAMES ${dep})
+  if(NOT BAETYL_LIBARCHIVE_${dep})
+    message(FATAL_ERROR "lib${dep} (for libarchive's static archive) not found: run "
+                        "scripts/install-deps.sh --build")
+  endif()
+  list(APPEND baetyl_libarchive_deps ${BAETYL_LIBARCHIVE_${dep}})
+endforeach()
+add_library(baetyl_libarchive STATIC IMPORTED)
+set_target_properties(baetyl_libarchive PROPERTIES IMPORTED_LOCATION ${BAETYL_LIBARCHIVE_ARCHIVE}
+  INTERFACE_INCLUDE_DIRECTORIES "${LibArchive_INCLUDE_DIRS}"
+  INTERFACE_LINK_LIBRARIES "${baetyl_libarchive_deps}")
+add_library(baetyl::libarchive ALIAS baetyl_libarchive)
 
 # spdlog and fmt compiled once from Debian's headers into a static library instead of
 # libspdlog.so and libfmt.so: see cmake/spdlog_static/spdlog.cpp. Every target must use

@@ -29,10 +29,11 @@ seed_names() {
     function-sql) echo baetyl-function-sql ;;
     remote-mqtt) echo baetyl-remote-mqtt ;;
     timer) echo baetyl-timer ;;
+    agent) echo baetyl-agent ;;
     *) return 1 ;;
   esac
 }
-all_modules=(hub function-manager function-sql function-python function-node remote-mqtt timer)
+all_modules=(hub function-manager function-sql function-python function-node remote-mqtt timer agent)
 modules=("$@")
 ((${#modules[@]})) || modules=("${all_modules[@]}")
 for module in "${modules[@]}"; do

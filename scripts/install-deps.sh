@@ -11,6 +11,7 @@ build_packages=(
   libboost-dev libboost-system-dev libyaml-cpp-dev nlohmann-json3-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libspdlog-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev
+  libarchive-dev libacl1-dev libzstd-dev liblzma-dev libbz2-dev nettle-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 runtime_packages=(

@@ -13,12 +13,18 @@
 # In both modes, also the remote walkthrough: remote-mqtt bridges the hub and a second hub,
 # remotehub (127.0.0.1:1884); the script publishes to t1 on the hub, which reaches remotehub
 # (`[remotehub received] t1 ...`).
+#   agent   example/native-agent: a hub, a timer and the agent, linked to the test cloud of
+#           test/cloud, which the script starts too (BUILD_DIR/example-agent-cloud: MQTT with
+#           mutual TLS on 127.0.0.1:8884, HTTPS on 127.0.0.1:8443; its PKI and the device
+#           certificate of edge-1 are made on the first run); it prints `timer` only, and
+#           publishes nothing. docs/agent.md walks through it.
 #
-#   scripts/run-example.sh [BUILD_DIR] [native|docker]     (default: build native)
+#   scripts/run-example.sh [BUILD_DIR] [native|docker|agent]     (default: build native)
 #
 # The work directory is BUILD_DIR/example-<MODE>: its configuration is copied fresh from
 # example/<MODE> on every run, its data and logs (var/db/baetyl/*-data, *-log, var/log) are kept.
-# The master API listens on the example's unix:///var/run/baetyl.sock, so run it as root.
+# The master API listens on the example's unix:///var/run/baetyl.sock, so run it as root (the
+# agent example's socket is in its work directory).
 set -euo pipefail
 build_dir=${1:-build}
 mode=${2:-native}
@@ -32,8 +38,11 @@ case $mode in
   docker)
     programs=(baetyl)
     topics=(-t 't/#' -t t -t timer) ;;
+  agent)
+    programs=(baetyl baetyl-hub baetyl-timer baetyl-agent)
+    topics=(-t timer) ;;
   *)
-    echo "run-example: unknown mode '$mode' (native or docker)" >&2
+    echo "run-example: unknown mode '$mode' (native, docker or agent)" >&2
     exit 1 ;;
 esac
 for program in "${programs[@]}"; do
@@ -44,9 +53,11 @@ if [[ $mode == docker ]]; then
 fi
 
 workdir=$root/$build_dir/example-$mode
+example=$root/example/$mode
+[[ $mode == agent ]] && example=$root/example/native-agent
 mkdir -p "$workdir"
 rm -rf "$workdir/etc" "$workdir"/var/db/baetyl/*-conf "$workdir/var/db/baetyl/application.yml"
-cp -r "$root/example/$mode/." "$workdir/"
+cp -r "$example/." "$workdir/"
 
 pids=()
 cleanup() {
@@ -54,6 +65,19 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
+
+if [[ $mode == agent ]]; then
+  cloud_dir=$root/$build_dir/example-agent-cloud
+  cloud=(/usr/bin/python3 "$root/test/cloud/cloud.py")
+  [[ -f $cloud_dir/pki/ca.pem ]] || "${cloud[@]}" init "$cloud_dir" --device edge-1
+  "${cloud[@]}" serve "$cloud_dir" --mqtt-port 8884 --https-port 8443 &
+  pids+=($!)
+  mkdir -p "$workdir/var/db/baetyl/agent-cert"
+  cp "$cloud_dir/pki/ca.pem" "$workdir/var/db/baetyl/agent-cert/ca.pem"
+  cp "$cloud_dir/pki/device-edge-1.pem" "$workdir/var/db/baetyl/agent-cert/client.pem"
+  cp "$cloud_dir/pki/device-edge-1.key" "$workdir/var/db/baetyl/agent-cert/client.key"
+  echo "run-example: the node's last report: test/cloud/cloud.py report $cloud_dir --device edge-1"
+fi
 
 mqtt=(-h 127.0.0.1 -p 1883 -u test -P hahaha)
 # The subscriber retries until the hub is up.
@@ -65,7 +89,7 @@ mqtt=(-h 127.0.0.1 -p 1883 -u test -P hahaha)
 ) &
 pids+=($!)
 # What the bridge brings to remotehub.
-(
+[[ $mode == agent ]] || (
   until mosquitto_sub -h 127.0.0.1 -p 1884 -u test -P hahaha -i example-remote-printer -t t1 \
       -q 1 -F '[remotehub received] %t %p' 2>/dev/null; do
     sleep 0.5
@@ -73,7 +97,7 @@ pids+=($!)
 ) &
 pids+=($!)
 # The walkthrough's two messages, once the hub and the manager's rules are there.
-(
+[[ $mode == agent ]] || (
   until mosquitto_pub "${mqtt[@]}" -i example-probe -t example/ready -n 2>/dev/null; do
     sleep 0.5
   done

@@ -5,6 +5,9 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -12,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "baetyl/http/client.h"
@@ -187,6 +191,70 @@ TEST_P(HttpClientTest, LargeBodiesTravelBothWays) {
   EXPECT_EQ(request.body.size(), upload.size());
   EXPECT_TRUE(request.body == upload);
   EXPECT_FALSE(request.has("expect"));
+}
+
+TEST_P(HttpClientTest, PostSendsTheBody) {
+  server_.respond(201, "made");
+  const Response response =
+      client().post("/v1/edge/info", R"({"a":1})", {{"Content-Type", "application/json"}});
+  EXPECT_EQ(response.status, 201);
+  EXPECT_EQ(response.body, "made");
+  EXPECT_EQ(server_.last_request().method, "POST");
+  EXPECT_EQ(server_.last_request().body, R"({"a":1})");
+  EXPECT_EQ(server_.last_request().header("content-type"), "application/json");
+}
+
+TEST_P(HttpClientTest, DownloadWritesTheBodyToAFile) {
+  baetyl::testing::TempDir dir;
+  std::string content(300 * 1024 + 5, '\0');
+  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 31 % 251);
+  server_.respond(200, content, {{"X-Kind", "zip"}});
+  const std::string file = (dir.path() / "v.zip").string();
+
+  const Response response = client().download("/volumes/v.zip", file, content.size());
+
+  EXPECT_EQ(response.status, 200);
+  EXPECT_TRUE(response.body.empty());
+  EXPECT_EQ(response.headers.at("x-kind"), "zip");
+  EXPECT_EQ(server_.last_request().method, "GET");
+  EXPECT_EQ(server_.last_request().target, "/volumes/v.zip");
+  std::ifstream in(file, std::ios::binary);
+  const std::string written((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(written == content) << written.size() << " bytes written";
+
+  // An error page goes to the file too; the status says what it is.
+  server_.respond(404, "no such volume");
+  EXPECT_EQ(client().download("/volumes/w.zip", file, 1024).status, 404);
+}
+
+TEST_P(HttpClientTest, DownloadStopsAtTheSizeLimit) {
+  baetyl::testing::TempDir dir;
+  const std::string file = (dir.path() / "big.zip").string();
+  for (const bool chunked : {false, true}) {
+    if (chunked) {
+      server_.respond_chunked(200, {std::string(600, 'a'), std::string(600, 'b')});
+    } else {
+      server_.respond(200, std::string(1025, 'x'));
+    }
+    try {
+      client().download("/big.zip", file, 1024);
+      ADD_FAILURE() << "expected HttpError (chunked: " << chunked << ")";
+    } catch (const HttpError& e) {
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("Maximum file size exceeded"));
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("larger than 1024 bytes"));
+    }
+    EXPECT_LE(std::filesystem::file_size(file), 1024u);
+  }
+}
+
+TEST_P(HttpClientTest, DownloadIntoAMissingDirectoryFails) {
+  server_.respond(200, "zip");
+  try {
+    client().download("/v.zip", "/nonexistent-dir-for-baetyl-tests/v.zip", 1024);
+    ADD_FAILURE() << "expected HttpError";
+  } catch (const HttpError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("/nonexistent-dir-for-baetyl-tests/v.zip"));
+  }
 }
 
 TEST_P(HttpClientTest, StatusCodesPropagateWithoutThrowing) {
@@ -425,6 +493,15 @@ TEST_F(HttpsClientTest, ChunkedResponseOverTls) {
   server.respond_chunked(200, {"a", "bc", std::string(20000, 'd')});
   const Client client(trusting(https_address("127.0.0.1", server.tls_port())));
   EXPECT_EQ(client.get("/").body, "abc" + std::string(20000, 'd'));
+}
+
+TEST_F(HttpsClientTest, DownloadOverTls) {
+  TestServer server(server_files());
+  server.respond_chunked(200, {"PK", std::string(50000, 'z')});
+  const Client client(trusting(https_address("127.0.0.1", server.tls_port())));
+  const std::string file = (dir_.path() / "v.zip").string();
+  EXPECT_EQ(client.download("/v.zip", file, 1 << 20).status, 200);
+  EXPECT_EQ(std::filesystem::file_size(file), 50002u);
 }
 
 TEST_F(HttpsClientTest, UnknownCaFailsVerification) {

@@ -114,6 +114,17 @@ TEST_F(MasterClientTest, InspectSystemGetsAndParsesTheDocument) {
   EXPECT_EQ(inspect.volumes[1].version, "");
 }
 
+TEST_F(MasterClientTest, InspectDocumentKeepsEveryKey) {
+  server_.respond(200, R"({"time":"t","volumes":[{"name":"a","path":"var/db/baetyl/a"}],"x":1})");
+  const json document = client().inspect_document();
+  expect_call("GET", "/v1/system/inspect");
+  EXPECT_EQ(document["volumes"][0]["path"], "var/db/baetyl/a");
+  EXPECT_EQ(document["x"], 1);
+
+  server_.respond(200, "[1]");
+  EXPECT_THROW(client().inspect_document(), ApiError);
+}
+
 TEST_F(MasterClientTest, UpdateSystemPutsTheRequest) {
   server_.respond(200);
   client().update_system(UpdateRequest{"MST", "var/db/baetyl/bin/baetyl", "trace-7"});

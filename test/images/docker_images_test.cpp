@@ -2,8 +2,8 @@
 // docker_images before these tests), run for real with `docker run`: the hub answers MQTT on a
 // port published on 127.0.0.1, the SQL, Python and Node runtimes answer gRPC calls with the
 // example's functions, the timer and the function manager's rules reach a hub container by name
-// on a user-defined network, remote-mqtt bridges two hub containers there, every image carries
-// its seed names and no build tools.
+// on a user-defined network, remote-mqtt bridges two hub containers there, the agent refuses a
+// cloud link without TLS, every image carries its seed names and no build tools.
 // The containers are those of the exact images the fixture built (BUILD_DIR/images/<module>.id),
 // named baetyl-test-images-<pid>-<n> and removed by the test.
 #include <signal.h>
@@ -43,7 +43,7 @@ using namespace std::chrono_literals;
 const fs::path kExample = fs::path(BAETYL_SOURCE_DIR) / "example/docker/var/db/baetyl";
 const std::vector<std::string> kModules = {
     "hub",           "function-manager", "function-sql", "function-python",
-    "function-node", "remote-mqtt",      "timer"};
+    "function-node", "remote-mqtt",      "timer",        "agent"};
 
 struct CommandResult {
   int code = -1;
@@ -383,6 +383,23 @@ TEST(DockerImages, RemoteMqttRefusesABadConfigurationNamingTheFileAndTheKey) {
       << result.output;
 }
 
+// The agent needs its cloud (test/cloud, on the host's loopback, which containers do not reach):
+// here it reads its configuration and refuses a cloud link without TLS, naming the key.
+TEST(DockerImages, AgentRefusesAPlainCloudAddress) {
+  TempDir conf;
+  conf.write("service.yml",
+             "remote:\n  mqtt:\n    address: tcp://cloud:1883\n    clientid: d\n    username: d\n"
+             "    ca: /etc/baetyl/service.yml\n    cert: /etc/baetyl/service.yml\n"
+             "    key: /etc/baetyl/service.yml\n");
+  auto result =
+      run({"docker", "run", "--rm", "-v", bind(conf.path(), "/etc/baetyl"), module_image("agent")});
+  EXPECT_EQ(result.code, 1) << result.output;
+  EXPECT_NE(result.output.find("etc/baetyl/service.yml: remote.mqtt.address: 'tcp://cloud:1883' "
+                               "is not an ssl:// address"),
+            std::string::npos)
+      << result.output;
+}
+
 TEST(DockerImages, EveryImageCarriesItsSeedNamesRunsItsProgramAndHasNoBuildTools) {
   const std::map<std::string, std::vector<std::string>> seed_names = {
       {"hub", {"baetyl-hub"}},
@@ -391,7 +408,8 @@ TEST(DockerImages, EveryImageCarriesItsSeedNamesRunsItsProgramAndHasNoBuildTools
       {"function-python", {"baetyl-function-python27", "baetyl-function-python36"}},
       {"function-node", {"baetyl-function-node85"}},
       {"remote-mqtt", {"baetyl-remote-mqtt"}},
-      {"timer", {"baetyl-timer"}}};
+      {"timer", {"baetyl-timer"}},
+      {"agent", {"baetyl-agent"}}};
   for (const auto& module : kModules) {
     SCOPED_TRACE(module);
     std::vector<std::string> names{"baetyl-" + module + ":latest"};

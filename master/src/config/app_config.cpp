@@ -32,12 +32,19 @@ const VolumeInfo* AppConfig::find_volume(const std::string& name) const {
   return nullptr;
 }
 
+void describe(config::Reader& r, VolumeMeta& c) {
+  r.field("url", c.url);
+  r.field("md5", c.md5);
+  r.field("version", c.version);
+}
+
 void describe(config::Reader& r, VolumeInfo& c) {
   r.field("name", c.name).required().matches(kNamePattern);
   r.field("path", c.path)
       .required()
       .not_empty()
       .check(stays_inside, "must stay inside the work directory (no '..' above it)");
+  r.field("meta", c.meta);
 }
 
 void describe(config::Reader& r, MountInfo& c) {

@@ -17,9 +17,19 @@ namespace baetyl::master {
 // Names of services, volumes and mounts.
 inline constexpr const char* kNamePattern = "[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}";
 
+// Where the agent downloaded a volume from (the original's volume meta); the master only shows
+// the version in inspect.
+struct VolumeMeta {
+  std::string url;
+  std::string md5;
+  std::string version;
+  bool operator==(const VolumeMeta&) const = default;
+};
+
 struct VolumeInfo {
   std::string name;
   std::string path;  // on the host, relative to the master's work directory
+  VolumeMeta meta;
   bool operator==(const VolumeInfo&) const = default;
 };
 
@@ -97,6 +107,7 @@ struct AppConfig {
   const VolumeInfo* find_volume(const std::string& name) const;
 };
 
+void describe(config::Reader& r, VolumeMeta& c);
 void describe(config::Reader& r, VolumeInfo& c);
 void describe(config::Reader& r, MountInfo& c);
 void describe(config::Reader& r, RestartPolicy& c);

@@ -380,7 +380,9 @@ nlohmann::json Master::inspect() {
     software.conf_version = app_.version;
     for (const auto& name : order_) services.emplace_back(name, services_.at(name)->instances);
     for (const auto& volume : app_.volumes) {
-      volumes.push_back({{"name", volume.name}, {"path", volume.path}});
+      nlohmann::json entry = {{"name", volume.name}, {"path", volume.path}};
+      if (!volume.meta.version.empty()) entry["version"] = volume.meta.version;
+      volumes.push_back(std::move(entry));
     }
     error = error_;
   }

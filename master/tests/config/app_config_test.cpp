@@ -170,6 +170,22 @@ TEST(AppConfig, UnknownKeysBelowServicesAndVolumesAreLeftForWarnings) {
   EXPECT_EQ(unknown, (std::vector<std::string>{"services[0].imagee", "volumes[0].mode"}));
 }
 
+TEST(AppConfig, AVolumeKeepsWhereTheAgentDownloadedItFrom) {
+  std::vector<std::string> unknown;
+  AppConfig app = parse_app_config(
+      "services: [{name: a, image: b}]\n"
+      "volumes:\n"
+      "  - name: v\n"
+      "    path: var/db/baetyl/v/2\n"
+      "    meta: {url: 'https://cloud/v-2.zip', md5: 'a2V5', version: '2'}\n",
+      "application.yml", &unknown);
+  ASSERT_EQ(app.volumes.size(), 1u);
+  EXPECT_EQ(app.volumes[0].meta.url, "https://cloud/v-2.zip");
+  EXPECT_EQ(app.volumes[0].meta.md5, "a2V5");
+  EXPECT_EQ(app.volumes[0].meta.version, "2");
+  EXPECT_TRUE(unknown.empty());
+}
+
 TEST(AppConfig, AnUpdateNeedsAtLeastOneService) {
   EXPECT_NO_THROW(check_replacement(parse("services: [{name: a, image: b}]"), "new.yml"));
   try {

@@ -48,6 +48,19 @@ TEST(UpdatePlan, AChangedVolumePathRestartsTheServiceThatMountsIt) {
   EXPECT_EQ(names(plan.start), (std::vector<std::string>{"a"}));
 }
 
+TEST(UpdatePlan, AChangedVolumeMetaRestartsTheServiceThatMountsIt) {
+  AppConfig target;
+  target.services = {service("a", "img", {"conf"})};
+  VolumeInfo v2{"conf", "var/db/baetyl/conf", {"https://cloud/conf-v2.zip", "md5-2", "v2"}};
+  target.volumes = {v2};
+  VolumeInfo v1 = v2;
+  v1.meta = {"https://cloud/conf-v1.zip", "md5-1", "v1"};
+  auto plan = plan_update({running(service("a", "img", {"conf"}), {v1})}, target);
+  EXPECT_EQ(plan.stop, (std::vector<std::string>{"a"}));
+  plan = plan_update({running(service("a", "img", {"conf"}), {v2})}, target);
+  EXPECT_EQ(plan.keep, (std::vector<std::string>{"a"}));
+}
+
 TEST(UpdatePlan, AnyDefinitionChangeCounts) {
   ServiceInfo before = service("s");
   ServiceInfo after = before;

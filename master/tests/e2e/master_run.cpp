@@ -87,18 +87,20 @@ void MasterRun::write_conf(const std::string& grace, const std::string& extra) {
 }
 
 void MasterRun::write_app(const std::string& version, const std::string& services,
-                          const std::string& file) {
+                          const std::string& file, const std::string& extra_volumes) {
   dir_.write(file, "version: " + version + "\nservices:\n" + services +
                        "volumes:\n"
                        "  - {name: pkg, path: var/db/baetyl/pkg}\n"
-                       "  - {name: out, path: var/db/baetyl/out}\n");
+                       "  - {name: out, path: var/db/baetyl/out}\n" +
+                       extra_volumes);
 }
 
-bool MasterRun::start() {
+bool MasterRun::start(const std::string& binary) {
   ProcessOptions options;
   options.output_file = (dir_.path() / "master.out").string();
   master_ = std::make_unique<Process>(
-      std::vector<std::string>{binary_path("baetyl"), "start", "-w", dir_.path().string()},
+      std::vector<std::string>{binary.empty() ? binary_path("baetyl") : binary, "start", "-w",
+                               dir_.path().string()},
       options);
   return wait_until([&] {
     if (!master_->running()) return false;

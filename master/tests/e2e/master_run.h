@@ -34,11 +34,14 @@ class MasterRun {
   void write_conf(const std::string& grace = "2s", const std::string& extra = "");
   // var/db/baetyl/application.yml; `services` is the YAML list under services: (each item may use
   // the anchors of kServiceDefaults: image test/svc and the pkg and out mounts).
+  // `extra_volumes` are more items of volumes: (after pkg and out).
   void write_app(const std::string& version, const std::string& services,
-                 const std::string& file = "var/db/baetyl/application.yml");
+                 const std::string& file = "var/db/baetyl/application.yml",
+                 const std::string& extra_volumes = "");
 
   // Starts baetyl and waits until the API answers; false (with the output in the log) otherwise.
-  bool start();
+  // `binary`: the program to start instead of the build's baetyl (an installed copy, say).
+  bool start(const std::string& binary = "");
   // Waits for the master to exit after `signal`; returns its exit code.
   int stop(int signal = 15, std::chrono::milliseconds timeout = std::chrono::seconds(20));
   Process& process() { return *master_; }

@@ -115,6 +115,17 @@ Inspect MasterClient::inspect_system() const {
   }
 }
 
+nlohmann::json MasterClient::inspect_document() const {
+  const std::string path = "/" + encode_segment(options_.version) + "/system/inspect";
+  long status = 0;
+  json document = call_json("GET", path, status);
+  if (!document.is_object()) {
+    throw ApiError("master API GET " + path + " returned an inspect document that is not an object",
+                   status, dump(document));
+  }
+  return document;
+}
+
 void MasterClient::update_system(const UpdateRequest& request) const {
   call("PUT", "/" + encode_segment(options_.version) + "/system/update", dump(json(request)));
 }

@@ -17,10 +17,12 @@
 #include <cctype>
 #include <exception>
 #include <future>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace baetyl::http {
@@ -47,6 +49,12 @@ using OutgoingRequest = bhttp::request<bhttp::string_body>;
 using TlsStream = ssl::stream<tcp::socket&>;
 
 struct TimedOut {};
+
+// Where the body of the final response goes: Response::body, or a file (Client::download).
+struct BodyTarget {
+  const std::string* file = nullptr;
+  std::uint64_t limit = 0;  // bytes, for a file
+};
 
 bool valid_token(std::string_view text) {
   // RFC 9110 tchar.
@@ -175,6 +183,7 @@ asio::awaitable<void> handshake(TlsStream& stream, const std::string& host, bool
 std::string receive_failure(const error_code& ec) {
   if (ec == bhttp::error::end_of_stream) return "Server returned nothing (no headers, no data)";
   if (ec == bhttp::error::partial_message) return "Transferred a partial file";
+  if (ec == bhttp::error::body_limit) return "Maximum file size exceeded";
   if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
     return "Weird server reply";
   }
@@ -183,10 +192,11 @@ std::string receive_failure(const error_code& ec) {
 
 std::string_view std_view(beast::string_view text) { return {text.data(), text.size()}; }
 
-Response to_response(const bhttp::response<bhttp::string_body>& message) {
+template <class Body>
+Response to_response(const bhttp::response<Body>& message) {
   Response response;
   response.status = static_cast<long>(message.result_int());
-  response.body = message.body();
+  if constexpr (std::is_same_v<Body, bhttp::string_body>) response.body = message.body();
   for (const auto& field : message) {
     const std::string_view value = std_view(field.value());
     auto [it, inserted] = response.headers.try_emplace(lower(std_view(field.name_string())), value);
@@ -197,52 +207,86 @@ Response to_response(const bhttp::response<bhttp::string_body>& message) {
 
 bool is_interim(unsigned status) { return status / 100 == 1 && status != 101; }
 
-template <class Stream>
-asio::awaitable<Response> exchange_over(Stream& stream, const OutgoingRequest& request) {
-  error_code ec;
-  co_await bhttp::async_write(stream, request, redirect(ec));
-  if (ec) throw Failure("Failed sending data to the peer", ec);
-
+// Reads responses until one is not interim (1xx); `prepare` sets up each parser's body.
+template <class Body, class Stream, class Prepare>
+asio::awaitable<Response> read_final(Stream& stream, const OutgoingRequest& request,
+                                     std::uint64_t body_limit, Prepare prepare) {
   beast::flat_buffer buffer;
+  error_code ec;
+  auto too_large = [&] {
+    return Failure(receive_failure(bhttp::error::body_limit),
+                   "the body is larger than " + std::to_string(body_limit) + " bytes");
+  };
   for (;;) {
-    bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(boost::none);
+    bhttp::response_parser<Body> parser;
     parser.header_limit(1024 * 1024);
+    // A number, never boost::none: Beast 1.74 compares a Content-Length with boost::none as
+    // larger, and when it reads a whole message in one go it lets a Content-Length past the
+    // limit; so the header is read first and the announced length checked here too.
+    parser.body_limit(body_limit);
+    prepare(parser);
     if (request.method() == bhttp::verb::head) parser.skip(true);
-    co_await bhttp::async_read(stream, buffer, parser, redirect(ec));
+    co_await bhttp::async_read_header(stream, buffer, parser, redirect(ec));
+    if (!ec && parser.content_length() && *parser.content_length() > body_limit) {
+      throw too_large();
+    }
+    if (!ec && !parser.is_done()) co_await bhttp::async_read(stream, buffer, parser, redirect(ec));
     if (ec == ssl::error::stream_truncated && parser.is_header_done()) {
       parser.put_eof(ec);  // a TLS peer that closed without close_notify ends a body read to EOF
     }
+    if (ec == bhttp::error::body_limit) throw too_large();
     if (ec) throw Failure(receive_failure(ec), ec);
     if (!is_interim(parser.get().result_int())) co_return to_response(parser.get());
   }
 }
 
+template <class Stream>
+asio::awaitable<Response> exchange_over(Stream& stream, const OutgoingRequest& request,
+                                        const BodyTarget& target) {
+  error_code ec;
+  co_await bhttp::async_write(stream, request, redirect(ec));
+  if (ec) throw Failure("Failed sending data to the peer", ec);
+
+  if (target.file == nullptr) {
+    co_return co_await read_final<bhttp::string_body>(
+        stream, request, std::numeric_limits<std::uint64_t>::max(), [](auto&) {});
+  }
+  co_return co_await read_final<bhttp::file_body>(stream, request, target.limit, [&](auto& parser) {
+    error_code open_error;
+    parser.get().body().open(target.file->c_str(), beast::file_mode::write, open_error);
+    if (open_error) {
+      throw Failure("Failed writing received data to disk/application",
+                    *target.file + ": " + open_error.message());
+    }
+  });
+}
+
 asio::awaitable<Response> exchange(Connection& connection, const Route& route,
-                                   const OutgoingRequest& request, ssl::context* tls_context,
-                                   bool verify) {
+                                   const OutgoingRequest& request, const BodyTarget& target,
+                                   ssl::context* tls_context, bool verify) {
   if (!route.socket_path.empty()) {
     co_await connect_unix(connection.unix_socket, route.socket_path);
-    co_return co_await exchange_over(connection.unix_socket, request);
+    co_return co_await exchange_over(connection.unix_socket, request, target);
   }
   co_await connect_tcp(connection.tcp_socket, route.endpoints);
-  if (!route.tls) co_return co_await exchange_over(connection.tcp_socket, request);
+  if (!route.tls) co_return co_await exchange_over(connection.tcp_socket, request, target);
 
   if (!route.tunnel_target.empty()) co_await open_tunnel(connection.tcp_socket, route);
   TlsStream& stream = connection.tls.emplace(connection.tcp_socket, *tls_context);
   co_await handshake(stream, route.tls_host, verify);
-  co_return co_await exchange_over(stream, request);
+  co_return co_await exchange_over(stream, request, target);
 }
 
 // Runs the exchange on a private I/O context until it ends or the deadline passes; at the
 // deadline the sockets are closed and the aborted exchange is left to unwind.
-Response run_exchange(const Route& route, const OutgoingRequest& request, ssl::context* tls_context,
-                      bool verify, std::optional<Clock::time_point> deadline) {
+Response run_exchange(const Route& route, const OutgoingRequest& request, const BodyTarget& target,
+                      ssl::context* tls_context, bool verify,
+                      std::optional<Clock::time_point> deadline) {
   asio::io_context io(1);
   Connection connection(io);
   std::optional<Response> response;
   std::exception_ptr failure;
-  asio::co_spawn(io, exchange(connection, route, request, tls_context, verify),
+  asio::co_spawn(io, exchange(connection, route, request, target, tls_context, verify),
                  [&](std::exception_ptr error, Response result) {
                    if (error) {
                      failure = error;
@@ -389,7 +433,19 @@ Response Client::put(const std::string& path, std::string body, const Headers& h
   return send(Request{"PUT", path, headers, std::move(body)});
 }
 
-Response Client::send(const Request& request) const {
+Response Client::post(const std::string& path, std::string body, const Headers& headers) const {
+  return send(Request{"POST", path, headers, std::move(body)});
+}
+
+Response Client::download(const std::string& path, const std::string& file, std::uint64_t max_body,
+                          const Headers& headers) const {
+  return perform(Request{"GET", path, headers, {}}, &file, max_body);
+}
+
+Response Client::send(const Request& request) const { return perform(request, nullptr, 0); }
+
+Response Client::perform(const Request& request, const std::string* file,
+                         std::uint64_t max_body) const {
   const std::string method = request.method.empty() ? "GET" : request.method;
   if (!valid_token(method)) throw std::invalid_argument("invalid HTTP method '" + method + "'");
   std::string path = request.path;
@@ -434,8 +490,9 @@ Response Client::send(const Request& request) const {
         make_request(method, target, host_header_, request, proxy_authorization);
     std::optional<ssl::context> tls_context;
     if (tls) tls_context.emplace(make_tls_context(options_));
-    return run_exchange(route, outgoing, tls_context ? &*tls_context : nullptr,
-                        !options_.insecure_skip_verify, deadline);
+    return run_exchange(route, outgoing, BodyTarget{file, max_body},
+                        tls_context ? &*tls_context : nullptr, !options_.insecure_skip_verify,
+                        deadline);
   } catch (const TimedOut&) {
     throw HttpError(what + ": Timeout was reached (no response within " +
                         std::to_string(options_.timeout.count()) + " ms)",

@@ -46,6 +46,9 @@ class MasterClient {
 
   // GET /v1/system/inspect
   Inspect inspect_system() const;
+  // The same document as the master sent it (a JSON object), every key kept: what the agent
+  // passes on to its cloud.
+  nlohmann::json inspect_document() const;
   // PUT /v1/system/update with {"type","path","trace"}; the master updates in the background.
   void update_system(const UpdateRequest& request) const;
   // GET /v1/ports/available -> {"port":"12345"}; returns "12345".

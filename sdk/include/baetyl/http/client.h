@@ -2,6 +2,7 @@
 // A small blocking HTTP/1.1 client on Boost.Beast: the master API over a Unix socket or TCP, and
 // HTTPS (OpenSSL) for the cloud agent.
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -68,10 +69,20 @@ class Client {
   Response send(const Request& request) const;
   Response get(const std::string& path, const Headers& headers = {}) const;
   Response put(const std::string& path, std::string body, const Headers& headers = {}) const;
+  Response post(const std::string& path, std::string body, const Headers& headers = {}) const;
+  // GET `path` with the body of the response, whatever its status, written to `file` (created or
+  // truncated) instead of Response::body, which stays empty: for downloads too large to hold in
+  // memory. Throws HttpError as send() does, also when the body is longer than `max_body` bytes
+  // ("Maximum file size exceeded") or `file` cannot be written; the file then holds what had
+  // arrived.
+  Response download(const std::string& path, const std::string& file, std::uint64_t max_body,
+                    const Headers& headers = {}) const;
 
   const ClientOptions& options() const { return options_; }
 
  private:
+  Response perform(const Request& request, const std::string* file, std::uint64_t max_body) const;
+
   enum class Transport { unix_socket, tcp, http, https };
 
   ClientOptions options_;
