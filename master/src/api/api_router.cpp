@@ -130,6 +130,11 @@ ApiReply call_backend(ApiBackend& backend, const RouteMatch& match, const std::s
     case ApiRoute::stop:
       backend.stop_instance(caller, match.service, match.instance);
       return {};
+    case ApiRoute::restart_service:
+      return json_reply(backend.restart_service(caller, match.service));
+    case ApiRoute::stop_master:
+      backend.stop_master(caller);
+      return {};
     case ApiRoute::report: {
       const json report = parse_body(body, false);
       if (!report.is_object()) throw std::invalid_argument("report body must be a JSON object");
@@ -141,6 +146,14 @@ ApiReply call_backend(ApiBackend& backend, const RouteMatch& match, const std::s
 }
 
 }  // namespace
+
+nlohmann::json ApiBackend::restart_service(const std::string&, const std::string& service) {
+  throw std::runtime_error("this master cannot restart service '" + service + "'");
+}
+
+void ApiBackend::stop_master(const std::string&) {
+  throw std::runtime_error("this master cannot be stopped through its API");
+}
 
 RouteMatch match_route(std::string_view method, std::string_view target) {
   if (const auto query = target.find_first_of("?#"); query != std::string_view::npos) {
@@ -170,6 +183,14 @@ RouteMatch match_route(std::string_view method, std::string_view target) {
   }
   if (count == 2 && at(0) == "system" && at(1) == "update") {
     return matched(method, "PUT", ApiRoute::update);
+  }
+  if (count == 2 && at(0) == "system" && at(1) == "stop") {
+    return matched(method, "PUT", ApiRoute::stop_master);
+  }
+  if (count == 3 && at(0) == "services" && at(2) == "restart") {
+    RouteMatch match = matched(method, "PUT", ApiRoute::restart_service);
+    if (match.status == 200) match.service = at(1);
+    return match;
   }
   if (count == 2 && at(0) == "ports" && at(1) == "available") {
     return matched(method, "GET", ApiRoute::available_port);

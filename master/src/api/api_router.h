@@ -9,7 +9,16 @@
 
 namespace baetyl::master {
 
-enum class ApiRoute { inspect, update, available_port, start, stop, report };
+enum class ApiRoute {
+  inspect,
+  update,
+  available_port,
+  start,
+  stop,
+  report,
+  restart_service,
+  stop_master
+};
 
 struct RouteMatch {
   unsigned status = 200;  // 200 when matched; 404, 405 (see allow) or 400 (bad escape)

@@ -7,6 +7,8 @@
 //   PUT  /services/{service}/instances/{instance}/start   body: {"ENV":"value",...} (may be empty)
 //   PUT  /services/{service}/instances/{instance}/stop
 //   PUT  /services/{service}/instances/{instance}/report  body: a JSON object
+//   PUT  /services/{service}/restart                       -> backend.restart_service()
+//   PUT  /system/stop                                      -> backend.stop_master()
 // Every route needs x-openedge-username/x-openedge-password (or x-baetyl-username/-password)
 // accepted by backend.authenticate(), else 401 with the body "account unauthorized". The update
 // and instance routes tell the backend who calls (the user name); an ApiForbidden it throws becomes
@@ -49,6 +51,11 @@ class ApiBackend {
                              const std::string& instance) = 0;
   virtual void report_instance(const std::string& caller, const std::string& service,
                                const std::string& instance, const nlohmann::json& report) = 0;
+  // Restarts every instance of `service` and returns their inspect entries afterwards. Backends
+  // that cannot refuse with a std::runtime_error.
+  virtual nlohmann::json restart_service(const std::string& caller, const std::string& service);
+  // Makes the master stop as on SIGTERM, after this call returned.
+  virtual void stop_master(const std::string& caller);
 };
 
 struct ApiServerOptions {

@@ -39,6 +39,22 @@ void describe(config::Reader& r, UpdateConfig& c) {
   }
 }
 
+void describe(config::Reader& r, MetricsConfig& c) {
+  r.field("address", c.address)
+      .matches("(tcp://([^/:]+|\\[[0-9a-fA-F:.]+\\]):[0-9]{1,5})?")
+      .check(
+          [](const std::string& a) {
+            const std::string port = a.substr(a.rfind(':') + 1);
+            // A malformed address is matches()'s to report.
+            if (port.empty() || port.size() > 5 ||
+                port.find_first_not_of("0123456789") != std::string::npos) {
+              return true;
+            }
+            return std::stoul(port) < 65536;
+          },
+          "port must be below 65536");
+}
+
 void describe(config::Reader& r, MasterConfig& c) {
   r.field("mode", c.mode).one_of({"docker", "native"});
   r.field("grace", c.grace).min(std::chrono::milliseconds(0));
@@ -46,6 +62,7 @@ void describe(config::Reader& r, MasterConfig& c) {
   r.field("logger", c.logger);
   r.field("docker", c.docker);
   r.field("update", c.update);
+  r.field("metrics", c.metrics);
 }
 
 MasterConfig load_master_config(const std::string& path, std::vector<std::string>* unknown_keys) {

@@ -37,6 +37,11 @@ struct UpdateConfig {
 // The image (as image_base_name gives it) of the services that may update the node by default.
 inline constexpr const char* kUpdateAgentImage = "baetyl-agent";
 
+struct MetricsConfig {
+  // tcp://host:port of the Prometheus endpoint (GET /metrics); empty: no endpoint.
+  std::string address;
+};
+
 struct MasterConfig {
   std::string mode = "docker";  // docker, native
   std::chrono::milliseconds grace{30000};
@@ -44,11 +49,13 @@ struct MasterConfig {
   log::LoggerConfig logger;  // logger.path defaults to kDefaultLogFile
   DockerConfig docker;
   UpdateConfig update;
+  MetricsConfig metrics;
 };
 
 void describe(config::Reader& r, ServerConfig& c);
 void describe(config::Reader& r, DockerConfig& c);
 void describe(config::Reader& r, UpdateConfig& c);
+void describe(config::Reader& r, MetricsConfig& c);
 void describe(config::Reader& r, MasterConfig& c);
 
 // Reads conf.yml; a missing file means defaults. Throws config::ConfigError.

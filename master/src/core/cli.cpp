@@ -4,7 +4,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -14,14 +16,11 @@
 #include <string_view>
 #include <vector>
 
-// <utility> before Boost.Asio: Boost 1.74 with g++ 12 in C++20 needs it.
-#include <utility>
-
-#include <boost/asio.hpp>
-#include <boost/beast.hpp>
 #include <nlohmann/json.hpp>
 
+#include "baetyl/config/units.h"
 #include "baetyl/log/logger.h"
+#include "core/cli_ops.h"
 #include "core/master.h"
 #include "core/master_lock.h"
 #include "core/master_update.h"
@@ -43,11 +42,15 @@ constexpr const char* kUsage =
     "  check    check everything start checks before it starts anything, print OK!\n"
     "  version  print the version, git revision, compiler and platform\n"
     "  inspect  print the running master's inspect JSON\n"
+    "  list     one line per service instance: status, restarts, uptime, pid, cpu, memory\n"
+    "  logs     print (and follow) the output of one service instance\n"
+    "  restart  restart every instance of a service\n"
+    "  stop     stop the running master and its services, as SIGTERM does\n"
     "\n"
     "Options:\n"
     "  -w, --workdir DIR   work directory (default: the parent of the binary's directory)\n"
     "  -c, --config FILE   master configuration, relative to the work directory\n"
-    "                      (default: etc/baetyl/conf.yml; not for inspect)\n"
+    "                      (default: etc/baetyl/conf.yml; for start and check only)\n"
     "  -h, --help          this text; `baetyl <command> --help` for one command\n";
 
 constexpr const char* kWorkdirOption =
@@ -104,6 +107,57 @@ std::string command_usage(const std::string& command) {
                "Options:\n") +
            kWorkdirOption + kHelpOption;
   }
+  if (command == "list") {
+    return std::string(
+               "Usage: baetyl list [-w DIR] [--json]\n"
+               "\n"
+               "Prints one line per instance of each service of the master running in the work\n"
+               "directory: service, instance, status, restarts, uptime, pid (native) or\n"
+               "container (docker), cpu, memory and image, as an aligned table.\n"
+               "\n"
+               "Options:\n") +
+           kWorkdirOption + "  --json              the rows as a JSON array, for scripts\n" +
+           kHelpOption;
+  }
+  if (command == "logs") {
+    return std::string(
+               "Usage: baetyl logs SERVICE [INSTANCE] [-w DIR] [-f] [--tail N] [--since DURATION]\n"
+               "\n"
+               "Prints the output (stdout and stderr) of one instance of SERVICE, each line\n"
+               "prefixed with the UTC time the master received it. INSTANCE defaults to the\n"
+               "instance named like the service, or to the only one. Native mode reads\n"
+               "var/log/baetyl/services/<instance>.log and its rotated files (also when no\n"
+               "master runs); docker mode asks the Docker daemon for the container's logs.\n"
+               "\n"
+               "Options:\n") +
+           kWorkdirOption +
+           "  -f, --follow        keep printing new lines until interrupted\n"
+           "  --tail N            only the last N lines\n"
+           "  --since DURATION    only lines of the last DURATION (e.g. 90s, 10m, 1h)\n" +
+           kHelpOption;
+  }
+  if (command == "restart") {
+    return std::string(
+               "Usage: baetyl restart SERVICE [-w DIR]\n"
+               "\n"
+               "Stops every instance of SERVICE (SIGTERM, grace, SIGKILL) and starts it again\n"
+               "with the same definition, one after the other; prints each instance's old and\n"
+               "new pid (or container). Exits 1 with the reason when an instance does not run\n"
+               "again.\n"
+               "\n"
+               "Options:\n") +
+           kWorkdirOption + kHelpOption;
+  }
+  if (command == "stop") {
+    return std::string(
+               "Usage: baetyl stop [-w DIR]\n"
+               "\n"
+               "Asks the master running in the work directory to stop, as SIGTERM does (its\n"
+               "services stop first), and waits until its process has ended.\n"
+               "\n"
+               "Options:\n") +
+           kWorkdirOption + kHelpOption;
+  }
   return kUsage;
 }
 
@@ -112,6 +166,11 @@ struct Arguments {
   bool help = false;  // -h: the usage of `command` (of every command when none is given)
   std::optional<std::string> workdir;
   std::optional<std::string> config;
+  std::vector<std::string> operands;  // logs, restart
+  bool json = false;                  // list
+  bool follow = false;                // logs
+  std::optional<std::size_t> tail;    // logs
+  std::optional<std::chrono::nanoseconds> since;  // logs
 };
 
 class UsageError : public std::runtime_error {
@@ -136,25 +195,57 @@ Arguments parse_arguments(int argc, char** argv) {
       args.config = value(arg);
     } else if (arg.rfind("--config=", 0) == 0) {
       args.config = arg.substr(9);
+    } else if (arg == "--json") {
+      args.json = true;
+    } else if (arg == "-f" || arg == "--follow") {
+      args.follow = true;
+    } else if (arg == "--tail" || arg.rfind("--tail=", 0) == 0) {
+      const std::string text = arg == "--tail" ? value(arg) : arg.substr(7);
+      if (text.empty() || text.size() > 9 ||
+          text.find_first_not_of("0123456789") != std::string::npos) {
+        throw UsageError("--tail needs a number of lines, not '" + text + "'");
+      }
+      args.tail = std::stoul(text);
+    } else if (arg == "--since" || arg.rfind("--since=", 0) == 0) {
+      const std::string text = arg == "--since" ? value(arg) : arg.substr(8);
+      std::string error;
+      auto duration = config::parse_duration(text, &error);
+      if (!duration) throw UsageError("--since: " + error);
+      args.since = *duration;
     } else if (!arg.empty() && arg[0] == '-') {
       throw UsageError("unknown option " + arg);
     } else if (args.command.empty()) {
       args.command = arg;
     } else {
-      throw UsageError("unexpected argument " + arg);
+      args.operands.push_back(arg);
     }
   }
   if (args.help && args.command.empty()) return args;
   if (args.command.empty()) throw UsageError("no command given");
-  if (args.command != "start" && args.command != "check" && args.command != "version" &&
-      args.command != "inspect") {
+  static const std::vector<std::string> kCommands = {"start",   "check", "version", "inspect",
+                                                     "list",    "logs",  "restart", "stop"};
+  if (std::find(kCommands.begin(), kCommands.end(), args.command) == kCommands.end()) {
     throw UsageError("unknown command " + args.command);
   }
   if (args.help) return args;
+  const std::size_t operands_max =
+      args.command == "logs" ? 2 : args.command == "restart" ? 1 : 0;
+  if (args.operands.size() > operands_max) {
+    throw UsageError("unexpected argument " + args.operands[operands_max]);
+  }
+  if ((args.command == "logs" || args.command == "restart") && args.operands.empty()) {
+    throw UsageError(args.command + " needs the name of a service");
+  }
+  if (args.json && args.command != "list") throw UsageError("--json is an option of list");
+  if ((args.follow || args.tail || args.since) && args.command != "logs") {
+    throw UsageError("-f, --tail and --since are options of logs");
+  }
+  if (args.config && args.command != "start" && args.command != "check") {
+    throw UsageError(args.command + " takes no --config");
+  }
   if (args.command == "version" && (args.workdir || args.config)) {
     throw UsageError("version takes no options");
   }
-  if (args.command == "inspect" && args.config) throw UsageError("inspect takes no --config");
   return args;
 }
 
@@ -227,77 +318,6 @@ int check(const Arguments& args) {
   return 0;
 }
 
-// ---- inspect ----
-
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace asio = boost::asio;
-
-template <class Stream>
-std::string get_over(Stream& stream, const std::string& target, const nlohmann::json& admin) {
-  http::request<http::empty_body> request{http::verb::get, target, 11};
-  request.set(http::field::host, "baetyl");
-  request.set("x-openedge-username", admin.value("username", ""));
-  request.set("x-openedge-password", admin.value("password", ""));
-  http::write(stream, request);
-  beast::flat_buffer buffer;
-  http::response<http::string_body> response;
-  http::read(stream, buffer, response);
-  if (response.result() != http::status::ok) {
-    throw std::runtime_error("the master answered " + std::to_string(response.result_int()) +
-                             ": " + response.body());
-  }
-  return response.body();
-}
-
-std::string http_get(const std::string& address, const std::string& target,
-                     const nlohmann::json& admin) {
-  asio::io_context io;
-  if (address.rfind("unix://", 0) == 0) {
-    asio::local::stream_protocol::socket socket(io);
-    socket.connect(asio::local::stream_protocol::endpoint(address.substr(7)));
-    return get_over(socket, target, admin);
-  }
-  if (address.rfind("tcp://", 0) == 0) {
-    std::string host_port = address.substr(6);
-    auto colon = host_port.rfind(':');
-    if (colon == std::string::npos) throw std::runtime_error("bad API address " + address);
-    asio::ip::tcp::resolver resolver(io);
-    asio::ip::tcp::socket socket(io);
-    asio::connect(socket, resolver.resolve(host_port.substr(0, colon), host_port.substr(colon + 1)));
-    return get_over(socket, target, admin);
-  }
-  throw std::runtime_error("unsupported API address " + address);
-}
-
-int inspect(const Arguments& args) {
-  const fs::path workdir = resolve_workdir(args);
-  const fs::path file = workdir / kAdminFile;
-  std::ifstream in(file);
-  if (!in) {
-    std::cerr << "baetyl inspect: cannot read " << file.string() << ": " << std::strerror(errno)
-              << (errno == EACCES ? " (it is readable by root only)"
-                                  : " (is the master running in " + workdir.string() + "?)")
-              << "\n";
-    return 1;
-  }
-  nlohmann::json admin = nlohmann::json::parse(in, nullptr, false);
-  if (admin.is_discarded() || !admin.is_object()) {
-    std::cerr << "baetyl inspect: " << file.string() << " is not valid JSON\n";
-    return 1;
-  }
-  const std::string address = admin.value("address", "");
-  try {
-    std::string body = http_get(address, "/v1/system/inspect", admin);
-    auto json = nlohmann::json::parse(body, nullptr, false);
-    std::cout << (json.is_discarded() ? body : json.dump(2)) << "\n";
-  } catch (const std::exception& e) {
-    std::cerr << "baetyl inspect: " << address << ": " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
-}
-
 // ---- start ----
 
 // `start` as the update waiter runs it for the next binary: the same work directory (absolute:
@@ -356,6 +376,7 @@ int start(const Arguments& args, char** argv) {
   options.binary = own_binary();
   options.logger = logger;
   options.request_reexec = [] { ::kill(::getpid(), SIGUSR2); };
+  options.request_stop = [] { ::kill(::getpid(), SIGTERM); };
   // Only the processes of a master that is gone are leftovers. A lock handed over by this
   // master's update waiter counts as free: the waiter runs no service, and what is recorded is
   // of a master that ended under it (the old one, stopped, or a new binary that failed).
@@ -449,7 +470,20 @@ int run_cli(int argc, char** argv) {
     }
     if (args.command == "version") return print_version();
     if (args.command == "check") return check(args);
-    if (args.command == "inspect") return inspect(args);
+    if (args.command != "start") {
+      OpsArguments ops;
+      ops.workdir = resolve_workdir(args);
+      ops.operands = args.operands;
+      ops.json = args.json;
+      ops.follow = args.follow;
+      ops.tail = args.tail;
+      ops.since = args.since;
+      if (args.command == "inspect") return run_inspect(ops);
+      if (args.command == "list") return run_list(ops);
+      if (args.command == "logs") return run_logs(ops);
+      if (args.command == "restart") return run_restart(ops);
+      return run_stop(ops);
+    }
     return start(args, argv);
   } catch (const std::exception& e) {
     std::cerr << "baetyl " << args.command << ": " << e.what() << "\n";

@@ -20,6 +20,7 @@
 #include "core/update_plan.h"
 #include "engine/docker_engine.h"
 #include "engine/native_engine.h"
+#include "stats/prometheus.h"
 
 namespace baetyl::master {
 
@@ -84,6 +85,10 @@ std::unique_ptr<Engine> make_engine(const MasterConfig& config, const fs::path& 
       options.bin_dirs.push_back(binary.parent_path());
     }
     options.state_file = workdir / "var/db/baetyl/native-instances.json";
+    options.log_dir = workdir / kServiceLogDir;
+    options.log_rotation.max_bytes = static_cast<std::uint64_t>(config.logger.size_max) << 20;
+    options.log_rotation.max_backups = config.logger.backup_max;
+    options.log_rotation.max_age = std::chrono::hours(24 * config.logger.age_max);
     options.logger = std::move(logger);
     return std::make_unique<NativeEngine>(std::move(options));
   }
@@ -110,6 +115,7 @@ Master::Master(MasterOptions options)
       log_(std::move(options.logger)),
       engine_(std::move(options.engine)),
       request_reexec_(std::move(options.request_reexec)),
+      request_stop_(std::move(options.request_stop)),
       host_stats_(workdir_.string()),
       ota_log_(workdir_ / kOtaLogFile),
       initial_app_(std::move(options.app)),
@@ -137,6 +143,16 @@ void Master::start() {
   }
   admin_token_ = random_token();
   write_admin_file();
+  if (!config_.metrics.address.empty()) {
+    metrics_ = std::make_unique<MetricsServer>(
+        config_.metrics.address, [this] { return render_metrics(inspect()); }, log_);
+    try {
+      metrics_->start();
+    } catch (...) {
+      stop();
+      throw;
+    }
+  }
 
   try {
     std::lock_guard ops(ops_mutex_);
@@ -166,6 +182,7 @@ void Master::stop() {
     }
     stop_services(all);
   }
+  if (metrics_) metrics_->stop();
   if (api_) api_->stop();
   std::error_code ec;
   fs::remove(workdir_ / kAdminFile, ec);
@@ -175,8 +192,10 @@ void Master::stop() {
 void Master::write_admin_file() {
   const fs::path file = workdir_ / kAdminFile;
   fs::create_directories(file.parent_path());
-  nlohmann::json admin = {
-      {"address", instance_api_address_}, {"username", kAdminUser}, {"password", admin_token_}};
+  nlohmann::json admin = {{"address", instance_api_address_},
+                          {"username", kAdminUser},
+                          {"password", admin_token_},
+                          {"pid", ::getpid()}};
   fs::path temp = file;
   temp += ".tmp";
   std::error_code ec;
@@ -372,13 +391,21 @@ nlohmann::json Master::inspect() {
   software.bin_version = build.version;
   software.git_revision = build.git_revision;
 
-  std::vector<std::pair<std::string, std::vector<std::shared_ptr<InstanceSupervisor>>>> services;
+  struct Listed {
+    std::string name;
+    std::string image;
+    std::vector<std::shared_ptr<InstanceSupervisor>> instances;
+  };
+  std::vector<Listed> services;
   nlohmann::json volumes = nlohmann::json::array();
   std::string error;
   {
     std::lock_guard state(state_mutex_);
     software.conf_version = app_.version;
-    for (const auto& name : order_) services.emplace_back(name, services_.at(name)->instances);
+    for (const auto& name : order_) {
+      const auto& service = *services_.at(name);
+      services.push_back({name, service.info.image, service.instances});
+    }
     for (const auto& volume : app_.volumes) {
       nlohmann::json entry = {{"name", volume.name}, {"path", volume.path}};
       if (!volume.meta.version.empty()) entry["version"] = volume.meta.version;
@@ -393,9 +420,12 @@ nlohmann::json Master::inspect() {
   result["software"] = software;
   result["hardware"] = host_stats_.collect();
   auto& service_list = result["services"] = nlohmann::json::array();
-  for (const auto& [name, instances] : services) {
-    nlohmann::json entry = {{"name", name}, {"instances", nlohmann::json::array()}};
-    for (const auto& instance : instances) entry["instances"].push_back(instance->inspect());
+  for (const auto& service : services) {
+    nlohmann::json entry = {
+        {"name", service.name}, {"image", service.image}, {"instances", nlohmann::json::array()}};
+    for (const auto& instance : service.instances) {
+      entry["instances"].push_back(instance->inspect());
+    }
     service_list.push_back(std::move(entry));
   }
   result["volumes"] = std::move(volumes);
@@ -508,6 +538,58 @@ void Master::stop_instance(const std::string& caller, const std::string& service
   }
   log_->info("instance {} of service {} stopped through the API by {}", instance_name, service_name,
              caller);
+}
+
+nlohmann::json Master::restart_service(const std::string& caller, const std::string& service_name) {
+  if (caller != kAdminUser) {
+    throw ApiForbidden("only the admin may restart a service ('" + caller + "' may not)");
+  }
+  if (stopping_) throw std::runtime_error("the master is stopping");
+  auto service = require_service(service_name);
+  std::lock_guard start(service->start_mutex);
+  std::vector<std::shared_ptr<InstanceSupervisor>> old;
+  {
+    std::lock_guard state(state_mutex_);
+    if (service->stopping) throw std::runtime_error("service '" + service_name + "' is stopping");
+    old = service->instances;
+  }
+  if (old.empty()) {
+    throw std::runtime_error("service '" + service_name + "' has no instance to restart");
+  }
+  nlohmann::json result = nlohmann::json::array();
+  for (const auto& existing : old) {
+    {
+      std::lock_guard state(state_mutex_);
+      // Stopped or replaced through the API meanwhile.
+      if (std::erase(service->instances, existing) == 0) continue;
+    }
+    existing->stop(config_.grace);
+    auto instance = std::make_shared<InstanceSupervisor>(*engine_, existing->spec(), log_);
+    instance->start();
+    bool service_stopping = false;
+    {
+      std::lock_guard state(state_mutex_);
+      service_stopping = service->stopping;
+      if (!service_stopping) service->instances.push_back(instance);
+    }
+    if (service_stopping) {
+      instance->stop(config_.grace);
+      throw std::runtime_error("service '" + service_name + "' is stopping");
+    }
+    log_->info("instance {} of service {} restarted through the API", existing->name(),
+               service_name);
+    result.push_back(instance->inspect());
+  }
+  return result;
+}
+
+void Master::stop_master(const std::string& caller) {
+  if (caller != kAdminUser) {
+    throw ApiForbidden("only the admin may stop the master ('" + caller + "' may not)");
+  }
+  if (!request_stop_) throw std::runtime_error("this master cannot be stopped through its API");
+  log_->info("stop requested through the API");
+  request_stop_();
 }
 
 void Master::report_instance(const std::string& caller, const std::string& service_name,

@@ -15,6 +15,7 @@
 #include <spdlog/logger.h>
 
 #include "api/api_server.h"
+#include "api/metrics_server.h"
 #include "config/app_config.h"
 #include "config/master_config.h"
 #include "core/ota_log.h"
@@ -30,6 +31,9 @@ namespace baetyl::master {
 inline constexpr const char* kAdminFile = "var/run/baetyl/admin.json";
 // The user name of the admin credentials; '.' is not allowed in service names.
 inline constexpr const char* kAdminUser = "baetyl.admin";
+// In native mode, each instance's stdout and stderr: <dir>/<instance>.log, rotated by the logger
+// keys of conf.yml (see output_capture.h).
+inline constexpr const char* kServiceLogDir = "var/log/baetyl/services";
 // The marker of a master binary update in progress (see master_update.h).
 inline constexpr const char* kMasterUpdateFile = "var/db/baetyl/master-update.json";
 
@@ -47,6 +51,8 @@ struct MasterOptions {
   // Called (from an update thread) when a master update installed a new binary and the process
   // must stop its services and hand over to it (see update_waiter.h).
   std::function<void()> request_reexec;
+  // Called (from an API thread) for `baetyl stop`: the master is to stop as on SIGTERM.
+  std::function<void()> request_stop;
 };
 
 class Master final : public ApiBackend {
@@ -65,6 +71,8 @@ class Master final : public ApiBackend {
   // stopped) and one to start an instance is refused. Idempotent.
   void stop();
 
+  // The address of the Prometheus endpoint (tcp://host:port, port resolved); empty without one.
+  std::string metrics_address() const { return metrics_ ? metrics_->address() : ""; }
   // The master API address as the instances get it (absolute socket path, or tcp).
   const std::string& instance_api_address() const { return instance_api_address_; }
   // For a master update: whether this start completes one (and what to log).
@@ -90,6 +98,11 @@ class Master final : public ApiBackend {
   // A dynamic instance is removed; a static one (the admin's call) stays listed as exited.
   void stop_instance(const std::string& caller, const std::string& service,
                      const std::string& instance) override;
+  // Admin only: stops every instance of the service and starts it again with the same
+  // definition and environment (one instance after the other). Returns their inspect entries.
+  nlohmann::json restart_service(const std::string& caller, const std::string& service) override;
+  // Admin only: request_stop (SIGTERM to the master) once the reply is on its way.
+  void stop_master(const std::string& caller) override;
   // A service reports for its own instances only.
   void report_instance(const std::string& caller, const std::string& service,
                        const std::string& instance, const nlohmann::json& report) override;
@@ -148,7 +161,9 @@ class Master final : public ApiBackend {
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<Engine> engine_;
   std::function<void()> request_reexec_;
+  std::function<void()> request_stop_;
   std::unique_ptr<ApiServer> api_;
+  std::unique_ptr<MetricsServer> metrics_;  // conf.yml metrics.address
   HostStats host_stats_;
   OtaLog ota_log_;
   AppConfig initial_app_;

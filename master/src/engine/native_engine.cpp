@@ -1,11 +1,13 @@
 #include "engine/native_engine.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <set>
 #include <sstream>
@@ -219,6 +221,7 @@ std::optional<fs::path> host_path_in_mounts(const AppConfig& app, const ServiceI
 struct NativeEngine::State {
   std::shared_ptr<spdlog::logger> logger;
   std::shared_ptr<InstanceRegistry> registry;
+  std::unique_ptr<InstanceLogFiles> log_files;  // null: output is not captured
 };
 
 fs::path resolve_native_program(const ServiceInfo& service, const fs::path& service_dir,
@@ -240,6 +243,11 @@ NativeEngine::NativeEngine(NativeEngineOptions options)
                                          "native", std::make_shared<spdlog::sinks::null_sink_mt>());
   if (options_.state_file.empty()) options_.state_file = options_.workdir / kStateFile;
   state_->registry = std::make_shared<InstanceRegistry>(options_.state_file, state_->logger);
+  if (!options_.log_dir.empty()) {
+    state_->log_files = std::make_unique<InstanceLogFiles>(
+        options_.log_dir.is_absolute() ? options_.log_dir : options_.workdir / options_.log_dir,
+        options_.log_rotation);
+  }
 }
 
 NativeEngine::~NativeEngine() = default;
@@ -428,10 +436,30 @@ std::unique_ptr<Instance> NativeEngine::start(const InstanceSpec& spec) {
   std::vector<std::string> argv{spec.instance};
   argv.insert(argv.end(), spec.info.args.begin(), spec.info.args.end());
   auto env = merge_environment(environ, spec.env);
+  // The instance's stdout and stderr: a pipe read by the master (output_capture.h).
+  std::shared_ptr<spdlog::logger> log_file;
+  int pipe_fds[2] = {-1, -1};
+  if (state_->log_files) {
+    try {
+      log_file = state_->log_files->open(spec.instance);
+    } catch (const std::exception& e) {
+      throw fail(std::string("cannot open its log file: ") + e.what());
+    }
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+      throw fail(std::string("cannot create its output pipe: ") + std::strerror(errno));
+    }
+  }
+  auto close_pipe = [&] {
+    for (int& fd : pipe_fds) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+    }
+  };
   pid_t pid = -1;
   try {
-    pid = spawn_process(program, argv, env, dir);
+    pid = spawn_process(program, argv, env, dir, pipe_fds[1]);
   } catch (const std::system_error& e) {
+    close_pipe();
     std::string reason = "cannot run " + program.string() + ": " + e.code().message();
     if (e.code().value() == ENOENT && fs::exists(program, ec)) {
       reason += " (its interpreter or dynamic loader is missing)";
@@ -444,7 +472,14 @@ std::unique_ptr<Instance> NativeEngine::start(const InstanceSpec& spec) {
   state_->registry->add({pid, pid, ticks, spec.service, spec.instance});
   state_->logger->info("instance {} of service {} started: pid {}, {}", spec.instance, spec.service,
                        pid, program.string());
-  return std::make_unique<NativeInstance>(spec.instance, pid, state_->registry, state_->logger);
+  std::unique_ptr<OutputCapture> output;
+  if (log_file) {
+    ::close(pipe_fds[1]);
+    output = std::make_unique<OutputCapture>(pipe_fds[0], spec.instance, std::move(log_file),
+                                             options_.echo_output);
+  }
+  return std::make_unique<NativeInstance>(spec.instance, pid, state_->registry, state_->logger,
+                                          std::move(output));
 }
 
 }  // namespace baetyl::master

@@ -11,6 +11,7 @@
 
 #include <spdlog/logger.h>
 
+#include "baetyl/log/logger.h"
 #include "engine/engine.h"
 
 namespace baetyl::master {
@@ -29,6 +30,12 @@ struct NativeEngineOptions {
   // How long clean_leftovers() lets a previous master's processes exit after SIGTERM.
   std::chrono::milliseconds leftover_grace{std::chrono::seconds(5)};
   std::shared_ptr<spdlog::logger> logger;  // null: log nothing
+  // Where each instance's stdout and stderr go, one file per instance (<instance>.log, see
+  // output_capture.h); empty: instances inherit the master's stdout and stderr.
+  std::filesystem::path log_dir;
+  log::RotationPolicy log_rotation;
+  // Whether captured lines are also written on the master's stderr, prefixed "<instance> | ".
+  bool echo_output = true;
 };
 
 // Resolves a service image to the program to run, in this order:

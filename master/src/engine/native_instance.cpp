@@ -15,13 +15,15 @@ namespace baetyl::master {
 
 NativeInstance::NativeInstance(std::string name, pid_t pid,
                                std::shared_ptr<InstanceRegistry> registry,
-                               std::shared_ptr<spdlog::logger> logger)
+                               std::shared_ptr<spdlog::logger> logger,
+                               std::unique_ptr<OutputCapture> output)
     : name_(std::move(name)),
       pid_(pid),
       pidfd_(open_pidfd(pid)),
       registry_(std::move(registry)),
       logger_(std::move(logger)),
-      stats_(pid) {}
+      stats_(pid),
+      output_(std::move(output)) {}
 
 NativeInstance::~NativeInstance() {
   if (pidfd_ >= 0) ::close(pidfd_);

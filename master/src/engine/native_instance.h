@@ -13,6 +13,7 @@
 
 #include "engine/engine.h"
 #include "engine/instance_registry.h"
+#include "engine/output_capture.h"
 #include "stats/host_stats.h"
 
 namespace baetyl::master {
@@ -25,8 +26,10 @@ namespace baetyl::master {
 class NativeInstance final : public Instance {
  public:
   // `pid` must be a child of this process that leads its own process group.
+  // `output`: the capture of its stdout and stderr, if any, kept as long as the instance.
   NativeInstance(std::string name, pid_t pid, std::shared_ptr<InstanceRegistry> registry,
-                 std::shared_ptr<spdlog::logger> logger);
+                 std::shared_ptr<spdlog::logger> logger,
+                 std::unique_ptr<OutputCapture> output = nullptr);
   // Leaves a running process alone: stopping instances is the master's decision.
   ~NativeInstance() override;
   NativeInstance(const NativeInstance&) = delete;
@@ -59,6 +62,7 @@ class NativeInstance final : public Instance {
   bool reaping_ = false;  // a thread is waiting for the process without the lock
   bool exited_ = false;   // reaped; status_ is set
   ExitStatus status_;
+  std::unique_ptr<OutputCapture> output_;
 };
 
 }  // namespace baetyl::master

@@ -60,7 +60,8 @@ void check(int error, const char* what) {
 }  // namespace
 
 pid_t spawn_process(const std::filesystem::path& program, const std::vector<std::string>& argv,
-                    const std::vector<std::string>& env, const std::filesystem::path& cwd) {
+                    const std::vector<std::string>& env, const std::filesystem::path& cwd,
+                    int output_fd) {
   SpawnAttributes spawn;
   sigset_t empty;
   sigset_t all;
@@ -81,6 +82,12 @@ pid_t spawn_process(const std::filesystem::path& program, const std::vector<std:
   check(::posix_spawnattr_setsigdefault(&spawn.attr_, &all), "posix_spawnattr_setsigdefault");
   check(::posix_spawn_file_actions_addchdir_np(&spawn.actions_, cwd.c_str()),
         "posix_spawn_file_actions_addchdir_np");
+  if (output_fd >= 0) {
+    check(::posix_spawn_file_actions_adddup2(&spawn.actions_, output_fd, STDOUT_FILENO),
+          "posix_spawn_file_actions_adddup2");
+    check(::posix_spawn_file_actions_adddup2(&spawn.actions_, output_fd, STDERR_FILENO),
+          "posix_spawn_file_actions_adddup2");
+  }
   check(::posix_spawn_file_actions_addclosefrom_np(&spawn.actions_, STDERR_FILENO + 1),
         "posix_spawn_file_actions_addclosefrom_np");
 

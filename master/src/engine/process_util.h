@@ -18,11 +18,13 @@ std::vector<std::string> merge_environment(const char* const* base, const EnvLis
 
 // Starts `program` (an absolute path, not searched on PATH) with `argv` and exactly `env`, in
 // `cwd`, as the leader of a new process group, with an empty signal mask, every signal at its
-// default disposition, stdin/stdout/stderr inherited and every other descriptor closed. Failing
-// to change directory or to exec is reported here (glibc's posix_spawn waits for the exec), never
-// as a child that exits 127. Throws std::system_error.
+// default disposition, stdin/stdout/stderr inherited (stdout and stderr both on `output_fd` when it
+// is not -1) and every other descriptor closed. Failing to change directory or to exec is
+// reported here (glibc's posix_spawn waits for the exec), never as a child that exits 127. Throws
+// std::system_error.
 pid_t spawn_process(const std::filesystem::path& program, const std::vector<std::string>& argv,
-                    const std::vector<std::string>& env, const std::filesystem::path& cwd);
+                    const std::vector<std::string>& env, const std::filesystem::path& cwd,
+                    int output_fd = -1);
 
 // A pidfd for `pid` (close-on-exec), or -1 when the kernel has none (before Linux 5.3).
 int open_pidfd(pid_t pid);

@@ -82,6 +82,31 @@ TEST(MasterConfig, UpdateServicesAreServiceNamesListedOnce) {
   }
 }
 
+TEST(MasterConfig, MetricsAddressIsOffByDefaultAndATcpAddress) {
+  baetyl::testing::TempDir dir;
+  EXPECT_TRUE(load_master_config(write(dir, "mode: native\n")).metrics.address.empty());
+  EXPECT_EQ(load_master_config(write(dir, "metrics: {address: 'tcp://127.0.0.1:9600'}\n"))
+                .metrics.address,
+            "tcp://127.0.0.1:9600");
+  EXPECT_EQ(load_master_config(write(dir, "metrics: {address: 'tcp://[::1]:0'}\n")).metrics.address,
+            "tcp://[::1]:0");
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"metrics: {address: 'http://127.0.0.1:9600'}", "metrics.address: 'http://127.0.0.1:9600'"},
+      {"metrics: {address: 'tcp://127.0.0.1'}",
+       "metrics.address: 'tcp://127.0.0.1' does not match"},
+      {"metrics: {address: 'tcp://127.0.0.1:70000'}", "metrics.address: port must be below 65536"},
+  };
+  for (const auto& [text, message] : bad) {
+    const std::string path = write(dir, text + "\n");
+    try {
+      load_master_config(path);
+      ADD_FAILURE() << text << ": no error";
+    } catch (const config::ConfigError& e) {
+      EXPECT_THAT(e.what(), HasSubstr(path + ": " + message)) << text;
+    }
+  }
+}
+
 TEST(MasterConfig, BadValuesAreReportedWithFileAndKey) {
   baetyl::testing::TempDir dir;
   std::string path = write(dir, R"(

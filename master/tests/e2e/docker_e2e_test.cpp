@@ -511,5 +511,54 @@ TEST_F(DockerE2E, AnApiVersionTheDaemonCannotSpeakIsACheckAndStartError) {
   EXPECT_TRUE(containers_of(run.workdir()).empty());
 }
 
+// `baetyl list` and `baetyl logs` in docker mode: the container's id, and its output from the
+// Engine API (the multiplexed stream), one service's only, followed with -f.
+TEST_F(DockerE2E, ListAndLogsShowContainersAndTheirOwnOutput) {
+  auto& run = make_run();
+  const std::string talker = unique_name("talker");
+  const std::string other = unique_name("other");
+  run.write_app("v1", container_service(talker,
+                                        "i=0; trap 'exit 0' TERM; while true; do "
+                                        "echo \"talker line $i\"; echo \"talker err $i\" >&2; "
+                                        "i=$((i+1)); sleep 0.3; done") +
+                          container_service(other,
+                                            "trap 'exit 0' TERM; while true; do echo "
+                                            "\"other line\"; sleep 0.3; done"));
+  ASSERT_TRUE(run.start()) << run.output();
+  const std::string id = wait_running(talker);
+  ASSERT_FALSE(id.empty()) << run.log();
+  auto baetyl = [&](std::vector<std::string> args, int* code) {
+    args.push_back("-w");
+    args.push_back(run.workdir().string());
+    return run_baetyl(args, code);
+  };
+  int code = -1;
+  const std::string table = baetyl({"list"}, &code);
+  EXPECT_EQ(code, 0) << table;
+  EXPECT_THAT(table, HasSubstr(id.substr(0, 12)));
+
+  ASSERT_TRUE(MasterRun::wait_until([&] {
+    return baetyl({"logs", talker}, &code).find("talker err 2") != std::string::npos;
+  }));
+  const std::string logs = baetyl({"logs", talker}, &code);
+  EXPECT_EQ(code, 0) << logs;
+  EXPECT_THAT(logs, HasSubstr("Z talker line 0\n"));
+  EXPECT_THAT(logs, Not(HasSubstr("other line")));
+  const std::string last = baetyl({"logs", talker, "--tail", "2"}, &code);
+  EXPECT_EQ(count_lines(last), 2u) << last;
+
+  TempDir out;
+  ProcessOptions options;
+  options.output_file = (out.path() / "follow").string();
+  Process follow(
+      {binary_path("baetyl"), "logs", other, "-f", "--tail", "1", "-w", run.workdir().string()},
+      options);
+  EXPECT_TRUE(MasterRun::wait_until([&] { return count_lines(follow.output()) >= 4; }, 10s))
+      << follow.output();
+  EXPECT_THAT(follow.output(), Not(HasSubstr("talker")));
+  follow.stop(SIGTERM);
+  EXPECT_EQ(run.stop(), 0);
+}
+
 }  // namespace
 }  // namespace baetyl::testing

@@ -209,6 +209,12 @@ void describe(config::Reader& r, HubConfig& c) {
       l.field("interval", c.status.logging_interval).min(std::chrono::milliseconds(1));
     });
   });
+  r.section("sys", [&](config::Reader& s) {
+    s.field("interval", c.sys.interval).min(std::chrono::milliseconds(0));
+  });
+  r.section("report", [&](config::Reader& s) {
+    s.field("interval", c.report.interval).min(std::chrono::milliseconds(100));
+  });
   r.section("storage", [&](config::Reader& s) { s.field("dir", c.storage_dir).not_empty(); });
   r.section("shutdown", [&](config::Reader& s) {
     s.field("timeout", c.shutdown_timeout).min(std::chrono::milliseconds(1));

@@ -95,6 +95,16 @@ struct StatusConfig {
   std::chrono::milliseconds logging_interval = std::chrono::seconds(60);
 };
 
+// The hub's own topics under $SYS/broker/ (sys_topics.h), retained, every `interval`; 0: none.
+struct SysConfig {
+  std::chrono::milliseconds interval = std::chrono::seconds(10);
+};
+
+// How often the hub reports its stats to the master (when a master started it).
+struct ReportConfig {
+  std::chrono::milliseconds interval = std::chrono::minutes(1);
+};
+
 struct HubConfig {
   std::vector<std::string> listen;
   std::vector<ListenAddress> listeners;  // parsed from `listen`
@@ -103,6 +113,8 @@ struct HubConfig {
   std::vector<Route> subscriptions;
   MessageConfig message;
   StatusConfig status;
+  SysConfig sys;
+  ReportConfig report;
   std::string storage_dir = "var/db/baetyl/data";
   std::chrono::milliseconds shutdown_timeout = std::chrono::minutes(10);
   log::LoggerConfig logger;

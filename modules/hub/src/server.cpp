@@ -6,6 +6,7 @@
 
 #include "baetyl/env.h"
 #include "memory.h"
+#include "sys_topics.h"
 
 namespace baetyl::hub {
 namespace {
@@ -284,23 +285,43 @@ void run_hub(Context& ctx) {
   std::thread reporter;
   if (report) {
     reporter = std::thread([&] {
-      constexpr auto kReportInterval = std::chrono::minutes(1);
       do {
         try {
           ctx.report_instance(hub.stats());
         } catch (const std::exception& e) {
           ctx.log().warn("report to the master failed: {}", e.what());
         }
-      } while (!ctx.wait_for(kReportInterval));
+      } while (!ctx.wait_for(cfg.report.interval));
     });
   }
+  const auto started = Clock::now();
+  SysTopics sys(std::string("baetyl-hub ") + version());
+  auto publish_sys = [&](Clock::time_point now, Clock::time_point previous) {
+    const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(now - started);
+    for (auto& [topic, payload] : sys.update(hub.stats(), uptime, now - previous)) {
+      Message message;
+      message.topic = std::move(topic);
+      message.payload = std::move(payload);
+      message.retain = true;
+      message.time = unix_millis();
+      hub.broker().publish(message);
+    }
+  };
+  const bool sys_enabled = cfg.sys.interval.count() > 0;
+  auto last_sys = started;
+  if (sys_enabled) publish_sys(started, started);
   auto now = Clock::now();
+  auto next_sys = sys_enabled ? now + cfg.sys.interval : Clock::time_point::max();
   auto next_cleanup = now + cfg.message.ingress.qos1_cleanup_interval;
   auto next_trim = now + kTrimInterval;
   auto next_status =
       cfg.status.logging_enable ? now + cfg.status.logging_interval : Clock::time_point::max();
-  ctx.log().info("hub started ({} listener(s)){}", cfg.listeners.size(),
-                 report ? ", reporting to the master every minute" : "");
+  ctx.log().info("hub started ({} listener(s)){}{}", cfg.listeners.size(),
+                 report ? ", reporting to the master every " +
+                              config::format_duration(cfg.report.interval)
+                        : "",
+                 sys_enabled ? ", $SYS topics every " + config::format_duration(cfg.sys.interval)
+                             : "");
   // Two keys of the original size queues this design does not have; say so rather than ignore.
   const MessageConfig defaults;
   if (cfg.message.ingress.qos0_buffer_size != defaults.ingress.qos0_buffer_size) {
@@ -311,8 +332,13 @@ void run_hub(Context& ctx) {
     ctx.log().warn("message.offset.buffer.size has no effect: acknowledgements are committed "
                    "in batches of message.offset.batch.max");
   }
-  while (!ctx.wait_until(std::min({next_cleanup, next_status, next_trim}))) {
+  while (!ctx.wait_until(std::min({next_cleanup, next_status, next_trim, next_sys}))) {
     now = Clock::now();
+    if (now >= next_sys) {
+      publish_sys(now, last_sys);
+      last_sys = now;
+      next_sys = now + cfg.sys.interval;
+    }
     if (now >= next_trim) {
       hub.release_memory();
       next_trim = now + kTrimInterval;

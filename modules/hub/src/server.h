@@ -84,7 +84,8 @@ class Hub {
 };
 
 // The module's body for baetyl::run: serves until SIGTERM/SIGINT, reporting stats to the master
-// every minute when started by one, and logging status when status.logging.enable.
+// every report.interval when started by one, publishing the $SYS topics every sys.interval, and
+// logging status when status.logging.enable.
 void run_hub(Context& ctx);
 
 }  // namespace baetyl::hub
