@@ -499,7 +499,7 @@ std::vector<std::string> select_log_lines(
     std::string line;
     while (std::getline(in, line)) {
       // Lines carry their time as a fixed-width UTC prefix, which compares as text.
-      if (since && line.compare(0, kTimePrefixLength - 1, cutoff) < 0) continue;
+      if (since && line.compare(0, cutoff.size(), cutoff) < 0) continue;
       lines.push_back(std::move(line));
       if (tail && lines.size() > *tail) lines.pop_front();
     }

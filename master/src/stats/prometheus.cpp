@@ -1,5 +1,6 @@
 #include "stats/prometheus.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -71,10 +72,11 @@ class Exposition {
     char text[64];
     if (value == std::floor(value) && std::fabs(value) < 1e15) {
       std::snprintf(text, sizeof text, "%.0f", value);
-    } else {
-      std::snprintf(text, sizeof text, "%.6g", value);
+      return text;
     }
-    return text;
+    // The shortest text that reads back as the same double (a start time keeps its fraction).
+    const auto result = std::to_chars(text, text + sizeof text, value);
+    return std::string(text, result.ptr);
   }
 
   std::map<std::string, Family> families_;
