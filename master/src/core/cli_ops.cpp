@@ -254,9 +254,10 @@ std::size_t copy_rest(int fd) {
 // Which instance `logs SERVICE [INSTANCE]` means, checked against the master's inspect.
 std::string choose_instance(const json& inspect, const std::string& service,
                             const std::optional<std::string>& instance) {
+  const json listed_services = inspect.value("services", json::array());
   const json* entry = nullptr;
   std::string services;
-  for (const auto& candidate : inspect.value("services", json::array())) {
+  for (const auto& candidate : listed_services) {
     const std::string name = candidate.value("name", "");
     services += (services.empty() ? "" : ", ") + name;
     if (name == service) entry = &candidate;
