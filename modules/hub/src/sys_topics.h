@@ -1,7 +1,8 @@
 #pragma once
 // The hub's $SYS topics, named as mosquitto names them where the meaning is the same: what the
-// hub publishes, retained and at QoS 0, every `sys.interval`. Subscribing to them needs a
-// principal permitted `$SYS/...` filters (a permit of `#` does not cover topics starting with '$').
+// hub publishes, retained and at QoS 0, every `sys.interval`. Subscribing to them needs a `sub`
+// permit covering the `$SYS` filter, and a filter naming `$SYS` (wildcards at the first level do
+// not match topics starting with '$').
 #include <chrono>
 #include <cstdint>
 #include <string>
