@@ -281,6 +281,11 @@ std::string choose_instance(const json& inspect, const std::string& service,
   }
   if (std::find(names.begin(), names.end(), service) != names.end()) return service;
   if (names.size() == 1) return names.front();
+  if (names.empty()) {
+    throw std::runtime_error("service '" + service +
+                             "' has no instance (a service with replica 0 runs instances only "
+                             "when they are started, and an instance is listed once it started)");
+  }
   throw std::runtime_error("service '" + service + "' runs " + std::to_string(names.size()) +
                            " instances (" + (listed.empty() ? "none" : listed) +
                            "): name the one to show");

@@ -527,6 +527,8 @@ TEST_F(DockerE2E, ListAndLogsShowContainersAndTheirOwnOutput) {
   ASSERT_TRUE(run.start()) << run.output();
   const std::string id = wait_running(talker);
   ASSERT_FALSE(id.empty()) << run.log();
+  ASSERT_FALSE(wait_running(other).empty()) << run.log();
+  ASSERT_TRUE(MasterRun::wait_until([&] { return status_of(run, other, other) == "running"; }));
   auto baetyl = [&](std::vector<std::string> args, int* code) {
     args.push_back("-w");
     args.push_back(run.workdir().string());
