@@ -44,7 +44,7 @@ using Keys = std::vector<config::DeclaredKey>;
 template <config::Describable T>
 Keys module_keys() {
   Keys keys = config::declared_keys<baetyl::ServiceConfig>();
-  const T defaults{};
+  T defaults;  // default member initialisers (GCC 12 warns wrongly about `const T defaults{}`)
   for (auto& key : config::declared_keys(defaults)) {
     bool known = false;
     for (const auto& k : keys) known = known || k.key == key.key;
