@@ -305,3 +305,78 @@ TEST(ConfigReader, LoadsFromFile) {
   ASSERT_EQ(app.services.size(), 1u);
   EXPECT_EQ(app.services[0].image, "i1");
 }
+
+// ---- Schema mode: the keys describe() declares, for the configuration reference ----
+
+namespace {
+
+std::map<std::string, std::pair<std::string, std::string>> by_key(
+    const std::vector<config::DeclaredKey>& keys) {
+  std::map<std::string, std::pair<std::string, std::string>> out;
+  for (const auto& k : keys) out[k.key] = {k.type, k.default_value};
+  return out;
+}
+
+}  // namespace
+
+TEST(ConfigSchema, ListsEveryDeclaredKeyWithItsTypeAndDefault) {
+  auto keys = by_key(config::declared_keys<sample::App>());
+  using Entry = std::pair<std::string, std::string>;
+  EXPECT_EQ(keys["version"], Entry("string", ""));
+  EXPECT_EQ(keys["services"], Entry("list", ""));
+  EXPECT_EQ(keys["services[].name"], Entry("string", ""));
+  EXPECT_EQ(keys["services[].replica"], Entry("integer", "0"));
+  EXPECT_EQ(keys["services[].args"], Entry("list", ""));
+  EXPECT_EQ(keys["services[].env"], Entry("map", ""));
+  EXPECT_EQ(keys["services[].restart.policy"], Entry("string", "always"));
+  EXPECT_EQ(keys["services[].restart.retry.max"], Entry("integer", ""));
+  EXPECT_EQ(keys["services[].restart.backoff.min"], Entry("duration", "1s"));
+  EXPECT_EQ(keys["services[].restart.backoff.max"], Entry("duration", "5m0s"));
+  EXPECT_EQ(keys["services[].restart.backoff.factor"], Entry("number", "2"));
+  EXPECT_EQ(keys["message.length.max"], Entry("size", "32k"));
+  EXPECT_EQ(keys["interval"], Entry("duration", "1m0s"));
+  EXPECT_EQ(keys["enabled"], Entry("boolean", "false"));
+  EXPECT_EQ(keys["port"], Entry("integer", "1883"));
+  EXPECT_EQ(keys["payload"], Entry("map", "{}"));
+  EXPECT_EQ(keys.size(), 17u);
+}
+
+TEST(ConfigSchema, KeepsDeclarationOrderAndTakesDefaultsFromTheGivenValue) {
+  sample::App defaults;
+  defaults.version = "v7";
+  defaults.interval = 2min;
+  auto keys = config::declared_keys(defaults);
+  ASSERT_FALSE(keys.empty());
+  EXPECT_EQ(keys.front().key, "version");
+  EXPECT_EQ(keys.front().default_value, "v7");
+  EXPECT_EQ(keys.back().key, "payload");
+  EXPECT_EQ(by_key(keys)["interval"].second, "2m0s");
+}
+
+namespace sample {
+
+// A default that breaks its own rule: schema mode must not check it.
+struct Strict {
+  int level = 0;
+};
+void describe(config::Reader& r, Strict& s) { r.field("level", s.level).min(5); }
+
+}  // namespace sample
+
+TEST(ConfigSchema, ValueRulesDoNotApply) {
+  config::Reader reader = config::Reader::schema();
+  sample::Strict strict;
+  reader.read(strict);
+  EXPECT_TRUE(reader.schema_mode());
+  EXPECT_FALSE(reader.has_errors());
+  ASSERT_EQ(reader.declared_keys().size(), 1u);
+  EXPECT_EQ(reader.declared_keys()[0].key, "level");
+  EXPECT_EQ(reader.declared_keys()[0].default_value, "0");
+}
+
+TEST(ConfigSchema, RequiredKeysAreListedWithoutDefault) {
+  auto keys = by_key(config::declared_keys<sample::Service>());  // name and image are required
+  EXPECT_EQ(keys["name"].second, "");
+  EXPECT_EQ(keys["image"].second, "");
+  EXPECT_EQ(keys["restart.policy"].second, "always");
+}

@@ -32,6 +32,8 @@ const VolumeInfo* AppConfig::find_volume(const std::string& name) const {
   return nullptr;
 }
 
+void describe(config::Reader& r, PackageManifest& c) { r.field("entry", c.entry); }
+
 void describe(config::Reader& r, VolumeMeta& c) {
   r.field("url", c.url);
   r.field("md5", c.md5);

@@ -107,6 +107,13 @@ struct AppConfig {
   const VolumeInfo* find_volume(const std::string& name) const;
 };
 
+// package.yml of a native package (lib/baetyl/<image>/package.yml in a mounted volume): the
+// program to run, relative to the package directory. Other keys are ignored.
+struct PackageManifest {
+  std::string entry;
+};
+
+void describe(config::Reader& r, PackageManifest& c);
 void describe(config::Reader& r, VolumeMeta& c);
 void describe(config::Reader& r, VolumeInfo& c);
 void describe(config::Reader& r, MountInfo& c);

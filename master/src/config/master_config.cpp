@@ -65,13 +65,18 @@ void describe(config::Reader& r, MasterConfig& c) {
   r.field("metrics", c.metrics);
 }
 
-MasterConfig load_master_config(const std::string& path, std::vector<std::string>* unknown_keys) {
-  YAML::Node document;
-  if (std::filesystem::exists(path)) document = config::load_yaml_file(path);
+MasterConfig master_config_defaults() {
   MasterConfig defaults;
   defaults.server.address =
       env::get_or(env::kMasterApiAddress, env::default_master_api_address());
   defaults.logger.path = kDefaultLogFile;
+  return defaults;
+}
+
+MasterConfig load_master_config(const std::string& path, std::vector<std::string>* unknown_keys) {
+  YAML::Node document;
+  if (std::filesystem::exists(path)) document = config::load_yaml_file(path);
+  MasterConfig defaults = master_config_defaults();
   config::Reader reader(document, path);
   reader.read(defaults);
   reader.throw_if_errors();

@@ -58,6 +58,10 @@ void describe(config::Reader& r, UpdateConfig& c);
 void describe(config::Reader& r, MetricsConfig& c);
 void describe(config::Reader& r, MasterConfig& c);
 
+// The defaults of conf.yml: the member initialisers, server.address from BAETYL_MASTER_API_ADDRESS
+// (else the platform's default) and logger.path kDefaultLogFile.
+MasterConfig master_config_defaults();
+
 // Reads conf.yml; a missing file means defaults. Throws config::ConfigError.
 MasterConfig load_master_config(const std::string& path,
                                 std::vector<std::string>* unknown_keys = nullptr);

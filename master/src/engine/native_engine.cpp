@@ -87,10 +87,13 @@ fs::path package_entry(const ServiceInfo& service, const fs::path& package_dir,
   };
   std::string entry;
   try {
-    auto yaml = YAML::LoadFile(manifest.string());
-    if (yaml["entry"] && yaml["entry"].IsScalar()) entry = yaml["entry"].as<std::string>();
+    entry =
+        config::read_document<PackageManifest>(YAML::LoadFile(manifest.string()), manifest.string())
+            .entry;
   } catch (const YAML::Exception& e) {
     throw fail(std::string("cannot read it: ") + e.what());
+  } catch (const config::ConfigError& e) {
+    throw fail(e.issues().front().key + ": " + e.issues().front().message);
   }
   if (entry.empty()) throw fail("no 'entry' naming the program");
   auto program = resolve_inside(package_dir.string(), entry);

@@ -17,7 +17,15 @@ struct ReaderState {
   std::set<std::string> read_keys;
   // Every map a describe() looked at, with its path, to find the keys nobody read.
   std::vector<std::pair<std::string, YAML::Node>> described_maps;
+  bool schema = false;
+  std::vector<DeclaredKey> declared;
 };
+
+std::string show_number(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
 }  // namespace detail
 
 namespace {
@@ -67,6 +75,29 @@ Reader::Reader(YAML::Node document, std::string source)
 
 Reader::Reader(std::shared_ptr<detail::ReaderState> state, YAML::Node node, std::string prefix)
     : state_(std::move(state)), node_(std::move(node)), prefix_(std::move(prefix)) {}
+
+Reader Reader::schema(std::string source) {
+  Reader reader(YAML::Node(YAML::NodeType::Map), std::move(source));
+  reader.state_->schema = true;
+  return reader;
+}
+
+bool Reader::schema_mode() const { return state_->schema; }
+
+const std::vector<DeclaredKey>& Reader::declared_keys() const { return state_->declared; }
+
+void Reader::declare(std::string path, std::string type, std::string default_value) {
+  auto& declared = state_->declared;
+  bool known = std::any_of(declared.begin(), declared.end(),
+                           [&](const DeclaredKey& k) { return k.key == path; });
+  if (!known) declared.push_back({std::move(path), std::move(type), std::move(default_value)});
+}
+
+void Reader::clear_default(const std::string& path) {
+  for (auto& declared : state_->declared) {
+    if (declared.key == path) declared.default_value.clear();
+  }
+}
 
 std::string Reader::path(std::string_view key) const {
   if (prefix_.empty()) return std::string(key);

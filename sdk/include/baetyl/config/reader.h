@@ -12,6 +12,9 @@
 // Defaults are the member initialisers. Every problem is collected with the file and the full key
 // path (`services[2].restart.backoff.max`), and reported together in one ConfigError. Keys that no
 // describe() reads are reported by unknown_keys() so callers can warn about them.
+//
+// The same describe() also lists the keys it declares, with their defaults, for the configuration
+// reference (docs/configuration.md) and its test: declared_keys(T{}).
 #include <chrono>
 #include <concepts>
 #include <cstdint>
@@ -53,6 +56,13 @@ class ConfigError : public std::runtime_error {
   std::vector<Issue> issues_;
 };
 
+// A key as describe() declares it: what declared_keys() lists.
+struct DeclaredKey {
+  std::string key;            // full path; the elements of a list as `[]`: rules[].clientid
+  std::string type;           // string, boolean, integer, number, duration, size, list, map, any
+  std::string default_value;  // as a file would write it; empty when the default is empty or none
+};
+
 class Reader;
 
 template <class T>
@@ -90,6 +100,14 @@ class Reader {
   // A reader over a whole document; `source` names it in messages (usually the file path).
   Reader(YAML::Node document, std::string source);
 
+  // A reader that reads no document but records every key the describe() functions it runs
+  // declare, with the value each target holds as its default (see declared_keys()). Value rules
+  // do not apply in this mode, and what describe() reports is ignored.
+  static Reader schema(std::string source = "<schema>");
+  bool schema_mode() const;
+  // In schema mode, the keys declared so far, in declaration order, each once.
+  const std::vector<DeclaredKey>& declared_keys() const;
+
   // Reads the whole document into `target` through its describe().
   template <Describable T>
   void read(T& target);
@@ -124,6 +142,10 @@ class Reader {
  private:
   Reader(std::shared_ptr<detail::ReaderState> state, YAML::Node node, std::string prefix);
   bool enter_map(const YAML::Node& node, const std::string& path);
+  void declare(std::string path, std::string type, std::string default_value);
+  void clear_default(const std::string& path);
+  template <class T>
+  void declare_value(const std::string& path, T& target);
   void mark_read(const std::string& path);
   void add_issue(std::string path, std::string message);
 
@@ -250,6 +272,10 @@ void Reader::read(T& target) {
 template <class T>
 Field<T> Reader::field(std::string_view key, T& target) {
   std::string full = path(key);
+  if (schema_mode()) {
+    declare_value(full, target);
+    return Field<T>(*this, std::move(full), target, false, true);
+  }
   // Const lookup: a missing key must not be inserted into the document.
   YAML::Node child = node_.IsMap() ? std::as_const(node_)[std::string(key)] : YAML::Node();
   bool present = child && !child.IsNull();
@@ -268,6 +294,58 @@ void Reader::section(std::string_view key, Fn&& describe_section) {
   if (!enter_map(section_node, full)) return;
   Reader sub(state_, section_node, full);
   describe_section(sub);
+}
+
+namespace detail {
+std::string show_number(double value);
+}  // namespace detail
+
+template <class T>
+void Reader::declare_value(const std::string& path, T& target) {
+  if constexpr (Describable<T>) {
+    Reader sub(state_, YAML::Node(YAML::NodeType::Map), path);
+    describe(sub, target);
+  } else if constexpr (detail::is_optional<T>::value) {
+    if (target) {
+      declare_value(path, *target);
+    } else {
+      typename T::value_type unset{};
+      declare_value(path, unset);
+      clear_default(path);  // an unset optional has no default, whatever its type's would be
+    }
+  } else if constexpr (detail::is_vector<T>::value) {
+    std::string shown;
+    if constexpr (std::same_as<typename T::value_type, std::string>) {
+      for (const auto& item : target) shown += (shown.empty() ? "" : ", ") + item;
+      if (!shown.empty()) shown = "[" + shown + "]";
+    }
+    declare(path, "list", shown);
+    if constexpr (Describable<typename T::value_type>) {
+      typename T::value_type element{};
+      declare_value(path + "[]", element);
+    }
+  } else if constexpr (detail::is_string_map<T>::value) {
+    declare(path, "map", "");
+  } else if constexpr (detail::is_duration<T>::value) {
+    declare(path, "duration",
+            format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(target)));
+  } else if constexpr (std::same_as<T, ByteSize>) {
+    declare(path, "size", format_byte_size(target));
+  } else if constexpr (std::same_as<T, bool>) {
+    declare(path, "boolean", target ? "true" : "false");
+  } else if constexpr (std::same_as<T, std::string>) {
+    declare(path, "string", target);
+  } else if constexpr (std::same_as<T, nlohmann::json>) {
+    declare(path, target.is_object() ? "map" : "any", target.dump());
+  } else if constexpr (std::same_as<T, YAML::Node>) {
+    declare(path, "any", "");
+  } else if constexpr (std::is_floating_point_v<T>) {
+    declare(path, "number", detail::show_number(static_cast<double>(target)));
+  } else if constexpr (std::is_integral_v<T>) {
+    declare(path, "integer", std::to_string(target));
+  } else {
+    static_assert(sizeof(T) == 0, "no configuration decoder for this type; add describe()");
+  }
 }
 
 template <class T>
@@ -373,6 +451,14 @@ T read_document(const YAML::Node& document, const std::string& source,
   reader.throw_if_errors();
   if (unknown_keys) *unknown_keys = reader.unknown_keys();
   return value;
+}
+
+// Every key describe() declares for T, with the values of `defaults` as the defaults.
+template <Describable T>
+std::vector<DeclaredKey> declared_keys(T defaults = T{}) {
+  Reader reader = Reader::schema();
+  reader.read(defaults);
+  return reader.declared_keys();
 }
 
 template <Describable T>
