@@ -167,10 +167,10 @@ struct Arguments {
   bool help = false;  // -h: the usage of `command` (of every command when none is given)
   std::optional<std::string> workdir;
   std::optional<std::string> config;
-  std::vector<std::string> operands;  // logs, restart
-  bool json = false;                  // list
-  bool follow = false;                // logs
-  std::optional<std::size_t> tail;    // logs
+  std::vector<std::string> operands;              // logs, restart
+  bool json = false;                              // list
+  bool follow = false;                            // logs
+  std::optional<std::size_t> tail;                // logs
   std::optional<std::chrono::nanoseconds> since;  // logs
 };
 
@@ -223,14 +223,13 @@ Arguments parse_arguments(int argc, char** argv) {
   }
   if (args.help && args.command.empty()) return args;
   if (args.command.empty()) throw UsageError("no command given");
-  static const std::vector<std::string> kCommands = {"start",   "check", "version", "inspect",
-                                                     "list",    "logs",  "restart", "stop"};
+  static const std::vector<std::string> kCommands = {"start", "check", "version", "inspect",
+                                                     "list",  "logs",  "restart", "stop"};
   if (std::find(kCommands.begin(), kCommands.end(), args.command) == kCommands.end()) {
     throw UsageError("unknown command " + args.command);
   }
   if (args.help) return args;
-  const std::size_t operands_max =
-      args.command == "logs" ? 2 : args.command == "restart" ? 1 : 0;
+  const std::size_t operands_max = args.command == "logs" ? 2 : args.command == "restart" ? 1 : 0;
   if (args.operands.size() > operands_max) {
     throw UsageError("unexpected argument " + args.operands[operands_max]);
   }

@@ -316,12 +316,11 @@ void run_hub(Context& ctx) {
   auto next_trim = now + kTrimInterval;
   auto next_status =
       cfg.status.logging_enable ? now + cfg.status.logging_interval : Clock::time_point::max();
-  ctx.log().info("hub started ({} listener(s)){}{}", cfg.listeners.size(),
-                 report ? ", reporting to the master every " +
-                              config::format_duration(cfg.report.interval)
-                        : "",
-                 sys_enabled ? ", $SYS topics every " + config::format_duration(cfg.sys.interval)
-                             : "");
+  ctx.log().info(
+      "hub started ({} listener(s)){}{}", cfg.listeners.size(),
+      report ? ", reporting to the master every " + config::format_duration(cfg.report.interval)
+             : "",
+      sys_enabled ? ", $SYS topics every " + config::format_duration(cfg.sys.interval) : "");
   // Two keys of the original size queues this design does not have; say so rather than ignore.
   const MessageConfig defaults;
   if (cfg.message.ingress.qos0_buffer_size != defaults.ingress.qos0_buffer_size) {
