@@ -538,6 +538,11 @@ PropertyError decode_properties(std::string_view data, PropertyContext context, 
       return fail(ReasonCode::MalformedPacket, "unknown property identifier " + std::to_string(id) +
                                                    " in " + std::string(to_string(context)));
     }
+    if (!info->allowed_in(context)) {
+      return fail(ReasonCode::MalformedPacket, "property " + std::string(info->name) +
+                                                   " is not allowed in " +
+                                                   std::string(to_string(context)));
+    }
     Property p{info->id, std::uint32_t{0}};
     std::uint32_t n = 0;
     bool ok = true;
