@@ -552,6 +552,8 @@ TEST(Mqtt5DecodeRules, Connect) {
   // The protocol name decides nothing about the version, and a wrong one is refused.
   expect_reason(connect(0x02, bytes({0}) + str("id"), "MQTX"),
                 ReasonCode::UnsupportedProtocolVersion, "protocol name");
+  expect_reason(connect(0x02, bytes({0}) + str("id"), "MQIsdp"),
+                ReasonCode::UnsupportedProtocolVersion, "\"MQTT\" with protocol level 5");
   expect_reason(connect(0x02, str("id")), ReasonCode::MalformedPacket, "client identifier");
   expect_reason(connect(0x02, bytes({0}) + str("\xC0\x80")), ReasonCode::MalformedPacket,
                 "client identifier is not valid UTF-8");

@@ -160,6 +160,10 @@ Fault check(const Connect& c, V) {
     return fault(type, "protocol name must be \"MQTT\" or \"MQIsdp\"",
                  R::UnsupportedProtocolVersion);
   }
+  if (v5 && c.protocol_name != "MQTT") {
+    return fault(type, "protocol name must be \"MQTT\" with protocol level 5",
+                 R::UnsupportedProtocolVersion);
+  }
   if (auto e = check_string(c.client_id, "client identifier"); !e.empty()) {
     return fault(type, e, R::MalformedPacket);
   }
@@ -797,7 +801,13 @@ bool decode_connect(Reader& in, Packet& packet) {
   c.protocol_name.assign(name);
   if (!in.u8(c.protocol_level, "protocol level")) return false;
   if (c.protocol_level == 3 || c.protocol_level == 4) return decode_connect_rest(in, c, false);
-  if (c.protocol_level == 5) return decode_connect_rest(in, c, true);
+  if (c.protocol_level == 5) {
+    if (name != "MQTT") {
+      return in.fail("protocol name must be \"MQTT\" with protocol level 5",
+                     R::UnsupportedProtocolVersion);
+    }
+    return decode_connect_rest(in, c, true);
+  }
 
   // Another protocol level may lay out the rest differently. The server must still be able to
   // answer CONNACK 1, so decode the rest best-effort and fall back to name and level.
@@ -857,14 +867,7 @@ bool decode_publish_view_v5(Reader& in, std::uint8_t flags, PublishView& p,
   return true;
 }
 
-bool decode_publish(Reader& in, std::uint8_t flags, Packet& packet, V version) {
-  PublishView view;
-  Properties properties;
-  if (version == V::V5) {
-    if (!decode_publish_view_v5(in, flags, view, properties)) return false;
-  } else if (!decode_publish_view(in, flags, view)) {
-    return false;
-  }
+Publish& publish_from_view(Packet& packet, const PublishView& view) {
   auto& p = packet.emplace<Publish>();
   p.topic.assign(view.topic);
   p.payload.assign(view.payload);
@@ -872,7 +875,19 @@ bool decode_publish(Reader& in, std::uint8_t flags, Packet& packet, V version) {
   p.retain = view.retain;
   p.dup = view.dup;
   p.packet_id = view.packet_id;
-  p.properties = std::move(properties);
+  return p;
+}
+
+bool decode_publish(Reader& in, std::uint8_t flags, Packet& packet, V version) {
+  PublishView view;
+  if (version == V::V5) {
+    Properties properties;
+    if (!decode_publish_view_v5(in, flags, view, properties)) return false;
+    publish_from_view(packet, view).properties = std::move(properties);
+    return true;
+  }
+  if (!decode_publish_view(in, flags, view)) return false;
+  publish_from_view(packet, view);
   return true;
 }
 
