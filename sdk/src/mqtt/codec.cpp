@@ -135,12 +135,19 @@ Fault check_v5_properties(PacketType type, const Properties& properties, Propert
 }
 
 // What a 3.1.1 packet must leave at its defaults.
-Fault check_no_v5_fields(PacketType type, const Properties& properties, R reason_code) {
+Fault no_v5_fields_fault(PacketType type, const Properties& properties, R reason_code) {
   if (!properties.empty()) return fault(type, "properties require MQTT 5", R::ProtocolError);
   if (reason_code != R::Success) {
     return fault(type, "a reason code other than Success requires MQTT 5", R::ProtocolError);
   }
   return {};
+}
+
+[[gnu::always_inline]] inline Fault check_no_v5_fields(PacketType type,
+                                                       const Properties& properties,
+                                                       R reason_code) {
+  if (properties.empty() && reason_code == R::Success) return {};
+  return no_v5_fields_fault(type, properties, reason_code);
 }
 
 Fault check_reason_code(PacketType type, R code) {
@@ -244,11 +251,28 @@ Fault check_publish_header(const P& p) {
   return {};
 }
 
-// The 3.1.1 rules (the hub's hot path).
+// The 3.1.1 rules in one function that returns only the message, as fast as before MQTT 5 came
+// in (the hub's hot path); publish_reason() tells the reason code on the error path.
 template <class P>
-Fault check_publish(const P& p) {
-  if (auto f = check_publish_header(p); !f.empty()) return f;
-  return check_topic_name_field(PacketType::Publish, p.topic);
+std::string check_publish(const P& p) {
+  constexpr auto type = PacketType::Publish;
+  if (p.qos > 2) return error_for(type, "QoS " + std::to_string(p.qos) + " is invalid");
+  if (p.qos == 0 && p.dup) return error_for(type, "DUP flag must be 0 for QoS 0");
+  if (p.qos > 0 && p.packet_id == 0) {
+    return error_for(type, "packet identifier must be non-zero for QoS " + std::to_string(p.qos));
+  }
+  if (p.qos == 0 && p.packet_id != 0) {
+    return error_for(type, "packet identifier must be 0 for QoS 0 (it is not transmitted)");
+  }
+  if (auto e = check_topic_name(p.topic); !e.empty()) return error_for(type, e);
+  return {};
+}
+
+template <class P>
+R publish_reason(const P& p) {
+  if (p.qos > 2 || (p.qos == 0 && p.dup)) return R::MalformedPacket;
+  if ((p.qos > 0) != (p.packet_id != 0)) return R::ProtocolError;
+  return topic_reason(p.topic);
 }
 
 // The MQTT 5 rules once the properties are known to be valid: an empty topic needs an alias.
@@ -271,7 +295,7 @@ Fault check(const Publish& p, V version) {
     }
     return check_publish_v5(p, p.properties.find(PropertyId::TopicAlias) != nullptr);
   }
-  if (auto f = check_publish(p); !f.empty()) return f;
+  if (auto e = check_publish(p); !e.empty()) return Fault{publish_reason(p), std::move(e)};
   return check_no_v5_fields(PacketType::Publish, p.properties, R::Success);
 }
 
@@ -510,9 +534,12 @@ std::size_t body_size(const Packet& packet, V version) {
   return std::visit(BodySize{version}, packet);
 }
 
-void put_u8(std::string& out, std::uint8_t value) { out.push_back(static_cast<char>(value)); }
+// Inlined on purpose: the 3.1.1 encoders were as fast before the MQTT 5 code added callers.
+[[gnu::always_inline]] inline void put_u8(std::string& out, std::uint8_t value) {
+  out.push_back(static_cast<char>(value));
+}
 
-void put_u16(std::string& out, std::uint16_t value) {
+[[gnu::always_inline]] inline void put_u16(std::string& out, std::uint16_t value) {
   out.push_back(static_cast<char>(value >> 8));
   out.push_back(static_cast<char>(value & 0xFF));
 }
@@ -867,7 +894,7 @@ bool decode_publish_view_v5(Reader& in, std::uint8_t flags, PublishView& p,
   return true;
 }
 
-Publish& publish_from_view(Packet& packet, const PublishView& view) {
+[[gnu::always_inline]] inline Publish& publish_from_view(Packet& packet, const PublishView& view) {
   auto& p = packet.emplace<Publish>();
   p.topic.assign(view.topic);
   p.payload.assign(view.payload);
@@ -1242,7 +1269,7 @@ std::string decode_publish(std::string_view data, const FixedHeader& header, Pub
   Reader in(data.substr(header.header_length, header.remaining_length), header.type);
   out = PublishView{};
   if (!decode_publish_view(in, header.flags, out)) return std::move(in.error());
-  return std::move(check_publish(out).text);
+  return check_publish(out);
 }
 
 DecodeError decode_publish(std::string_view data, const FixedHeader& header, PublishView& out,
