@@ -1121,6 +1121,10 @@ std::size_t encoded_size(const Packet& packet, ProtocolVersion version) {
 
 void encode(const Packet& packet, std::string& out, ProtocolVersion version) {
   if (auto e = validate(packet, version); !e.empty()) throw std::invalid_argument(e);
+  if (const auto* p = std::get_if<Publish>(&packet); p != nullptr && version != V::V5) {
+    encode_publish(out, p->topic, p->payload, p->qos, p->retain, p->dup, p->packet_id);
+    return;
+  }
   const std::size_t body = body_size(packet, version);
   out.reserve(out.size() + 1 + varint_size(body) + body);
   put_u8(out, first_byte(packet));
@@ -1132,11 +1136,27 @@ void encode_publish(std::string& out, std::string_view topic, std::string_view p
                     std::uint8_t qos, bool retain, bool dup, std::uint16_t packet_id) {
   const std::size_t body = 2 + topic.size() + (qos > 0 ? 2 : 0) + payload.size();
   out.reserve(out.size() + 1 + varint_size(body) + body);
-  put_u8(out, static_cast<std::uint8_t>(static_cast<std::uint8_t>(PacketType::Publish) << 4 |
-                                        (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0)));
-  put_varint(out, body);
-  put_string(out, topic);
-  if (qos > 0) put_u16(out, packet_id);
+  // The fixed header and the topic length in one append: fewer calls into std::string on the
+  // path every subscriber's copy of a message takes.
+  char head[7];
+  std::size_t n = 0;
+  head[n++] = static_cast<char>(static_cast<std::uint8_t>(PacketType::Publish) << 4 |
+                                (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0));
+  std::size_t length = body;
+  do {
+    auto byte = static_cast<std::uint8_t>(length & 0x7F);
+    length >>= 7;
+    if (length > 0) byte |= 0x80;
+    head[n++] = static_cast<char>(byte);
+  } while (length > 0);
+  head[n++] = static_cast<char>(topic.size() >> 8);
+  head[n++] = static_cast<char>(topic.size() & 0xFF);
+  out.append(head, n);
+  out.append(topic);
+  if (qos > 0) {
+    const char id[2] = {static_cast<char>(packet_id >> 8), static_cast<char>(packet_id & 0xFF)};
+    out.append(id, 2);
+  }
   out.append(payload);
 }
 
