@@ -19,7 +19,7 @@ using namespace baetyl::mqtt;
 constexpr auto kV5 = ProtocolVersion::V5;
 
 // The QoS 1 PUBLISH of mqtt_codec_bench.cpp; with `properties`, a message expiry, a content
-// type, a response topic, correlation data and one user property (57 bytes of properties).
+// type, a response topic, correlation data and one user property (65 bytes of properties).
 Publish make_publish_v5(std::size_t size, bool properties) {
   Publish p;
   p.topic = "baetyl/sensors/temperature";
