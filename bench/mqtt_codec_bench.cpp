@@ -125,6 +125,37 @@ void BM_DecodePublishStream(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodePublishStream)->Arg(16)->Arg(256);
 
+// encode_publish() from the parts, the way the hub writes one message to each subscriber.
+void BM_EncodePublishParts(benchmark::State& state) {
+  const Publish p = make_publish(static_cast<std::size_t>(state.range(0)));
+  std::string out;
+  out.reserve(encoded_size(p));
+  for (auto _ : state) {
+    out.clear();
+    encode_publish(out, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_rates(state, 1, static_cast<double>(out.size()));
+}
+BENCHMARK(BM_EncodePublishParts)->Arg(16)->Arg(256)->Arg(4 << 10);
+
+// decode_fixed_header() + decode_publish() into a PublishView: the hub's read path, no copies.
+void BM_DecodePublishView(benchmark::State& state) {
+  const std::string wire = encode(make_publish(static_cast<std::size_t>(state.range(0))));
+  for (auto _ : state) {
+    const HeaderResult head = decode_fixed_header(wire);
+    PublishView view;
+    if (head.status != DecodeStatus::Ok || !decode_publish(wire, head.header, view).empty()) {
+      state.SkipWithError("decode failed");
+      break;
+    }
+    benchmark::DoNotOptimize(view);
+  }
+  set_rates(state, 1, static_cast<double>(wire.size()));
+}
+BENCHMARK(BM_DecodePublishView)->Arg(16)->Arg(256)->Arg(4 << 10);
+
 // topic_matches() for the filters a hub evaluates on every PUBLISH.
 struct MatchCase {
   const char* name;

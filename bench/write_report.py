@@ -64,6 +64,17 @@ def describe_codec(name):
         return f"decode a stream of 1000 PUBLISH, {size_name(arg)} payload each"
     if family == "BM_TopicMatches":
         return f"topic_matches, {arg.replace('_', ' ')}"
+    if family == "BM_EncodePublishParts":
+        return f"encode_publish (QoS 1, the hub's write path), {size_name(arg)} payload"
+    if family == "BM_DecodePublishView":
+        return f"decode_publish into a PublishView (the hub's read path), {size_name(arg)} payload"
+    v5 = {"BM_EncodePublishV5": "encode", "BM_DecodePublishV5": "decode",
+          "BM_DecodePublishViewV5": "decode_publish (view) of",
+          "BM_EncodePublishPartsV5": "encode_publish_v5 of"}
+    if family in v5:
+        size, _, props = arg.partition("/")
+        what = "with 5 properties" if props == "1" else "without properties"
+        return f"{v5[family]} an MQTT 5 PUBLISH (QoS 1) {what}, {size_name(size)} payload"
     return name
 
 

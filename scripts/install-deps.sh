@@ -24,12 +24,14 @@ runtime_packages=(
 image_packages=(
   curl debootstrap binutils
 )
-# clang-14 and libFuzzer's runtime (libclang-rt-14-dev) build the fuzzers (scripts/fuzz.sh).
+# clang-14 and libFuzzer's runtime (libclang-rt-14-dev) build the fuzzers (scripts/fuzz.sh);
+# valgrind counts the codec's instructions (docs/benchmarks-mqtt5-codec.md).
 # prometheus: the real server that scrapes the master's metrics endpoint in the operations tests.
 test_packages=(
   mosquitto mosquitto-clients python3-paho-mqtt openssl procps prometheus
   busybox-static
   clang-14 libclang-rt-14-dev
+  valgrind
 )
 
 wanted=("${build_packages[@]}")
