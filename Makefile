@@ -1,7 +1,7 @@
 # Thin wrapper over CMake with the verbs of the original Baetyl Makefile.
 #   make            install missing build dependencies, then build everything (Release)
 #   make test       install every dependency, build, run every test
-#   make run        install, build the programs (not the tests), run the example in the
+#   make run        install, build the programs of MODE (not the tests), run the example in the
 #                   foreground (Ctrl-C stops it); MODE=docker runs example/docker in containers,
 #                   building the images first; MODE=agent runs example/native-agent with the test
 #                   cloud (docs/agent.md)
@@ -31,6 +31,11 @@ PURGE ?= 0
 # The daemons and runtimes: what make run, install and package build (the tests are not built).
 PROGRAMS := baetyl baetyl-hub baetyl-function-manager baetyl-function-sql baetyl-function-python \
             baetyl-function-node baetyl-remote-mqtt baetyl-timer baetyl-agent
+# What each mode of make run starts (docker: the images of every module).
+RUN_PROGRAMS_native := baetyl baetyl-hub baetyl-function-manager baetyl-function-sql \
+                       baetyl-function-python baetyl-function-node baetyl-remote-mqtt
+RUN_PROGRAMS_agent := baetyl baetyl-hub baetyl-timer baetyl-agent
+RUN_PROGRAMS_docker := $(PROGRAMS)
 
 .PHONY: all deps deps-build configure build programs test run install install-native uninstall \
         uninstall-native image package clean rebuild
@@ -56,7 +61,8 @@ test: deps build
 programs: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS) --target $(PROGRAMS)
 
-run: deps programs
+run: deps configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target $(or $(RUN_PROGRAMS_$(MODE)),$(PROGRAMS))
 	@scripts/run-example.sh $(BUILD_DIR) $(MODE)
 
 install: deps programs

@@ -73,8 +73,9 @@ set(CPACK_RPM_EXCLUDE_FROM_AUTO_FILELIST_ADDITION
     /usr/local /usr/local/bin /usr/local/etc /usr/local/include /usr/local/lib
     /usr/local/lib/cmake /usr/local/lib/systemd /usr/local/lib/systemd/system /usr/local/share
     /usr/local/share/doc /usr/local/var /usr/local/var/db /usr/local/var/log)
-# Debian's rpm has no brp scripts of Red Hat's: keep the binaries as built.
-set(CPACK_RPM_SPEC_MORE_DEFINE "%define __os_install_post %{nil}")
+# Debian's rpm has no brp scripts of Red Hat's: keep the binaries as built, and add no
+# /usr/lib/.build-id links (the .deb has none either).
+set(CPACK_RPM_SPEC_MORE_DEFINE "%define __os_install_post %{nil}\n%define _build_id_links none")
 
 include(CPack)
 cpack_add_component_group(baetyl DESCRIPTION "Baetyl: the master, the modules and the runtimes")

@@ -44,8 +44,13 @@ do_install() {
   mkdir -p "$tree/share/baetyl"
   : >"$tree/$manifest_name"
 
-  local entries=() dir
-  [[ -d $target ]] || entries+=("d .")
+  # The prefix and its parents that do not exist yet are recorded as ., .., ../.., ...
+  local entries=() dir up=. parent=$target
+  while [[ ! -d $parent ]]; do
+    entries+=("d $up")
+    [[ $up == . ]] && up=.. || up=$up/..
+    parent=$(dirname "$parent")
+  done
   while IFS= read -r dir; do
     [[ -d $target/$dir ]] || entries+=("d $dir")
   done < <(cd "$tree" && find . -mindepth 1 -type d | sed 's|^\./||')
@@ -74,19 +79,26 @@ do_uninstall() {
     echo "install-tree: $manifest not found: nothing installed by 'make install' under $target" >&2
     exit 1
   fi
+  local entries
+  entries=$(cat "$manifest")  # the manifest lists itself
   if [[ ${PURGE:-0} == 1 ]]; then
     rm -rf "$target/var/db/baetyl" "$target/var/log/baetyl" "$target/var/run/baetyl"
   fi
   local kind path
   while read -r kind path; do
-    [[ $kind == f && -n $path ]] && rm -f "$target/$path"
-  done <"$manifest"
-  # Deepest directories first; one still holding files (user data) stays.
-  while read -r kind path; do
-    [[ $kind == d ]] || continue
-    if [[ $path == . ]]; then rmdir "$target" 2>/dev/null || true; else
-      rmdir "$target/$path" 2>/dev/null || true; fi
-  done < <(grep '^d ' "$manifest" | awk '{ print length($2), $0 }' | sort -rn | cut -d' ' -f2-)
+    if [[ $kind == f && -n $path ]]; then rm -f "$target/$path"; fi
+  done <<<"$entries"
+  # Deepest directories first, then the prefix and its parents; one still holding files (user
+  # data) stays.
+  while read -r path; do
+    rmdir "$target/$path" 2>/dev/null || true
+  done < <(sed -n 's/^d //p' <<<"$entries" | grep -v '^\.' | awk '{ print length, $0 }' |
+           sort -rn | cut -d' ' -f2-)
+  local up dir=$target
+  for up in $(sed -n 's/^d //p' <<<"$entries" | grep '^\.' | sort); do
+    rmdir "$dir" 2>/dev/null || break
+    dir=$(dirname "$dir")
+  done
   echo "install-tree: removed what 'make install' put under $target"
   [[ -d $target/var/db/baetyl ]] &&
     echo "install-tree: kept $target/var/db/baetyl (data; PURGE=1 removes it)"

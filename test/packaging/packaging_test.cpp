@@ -269,10 +269,12 @@ TEST(Sdk, AModuleBuiltOutOfTreeRunsUnderTheMaster) {
 services:
   - name: localhub
     image: hub.baidubce.com/baetyl/baetyl-hub
+    replica: 1
     mounts:
       - {name: localhub-conf, path: etc/baetyl, readonly: true}
   - name: greeter
     image: baetyl-greeter
+    replica: 1
     mounts:
       - {name: greeter-conf, path: etc/baetyl, readonly: true}
 volumes:
