@@ -25,7 +25,7 @@ absolute_prefix() {
 }
 
 do_install() {
-  local mode=$1 build_dir=$2 prefix target stage
+  local mode=$1 build_dir=$2 prefix target
   prefix=$(absolute_prefix "$3")
   target=${DESTDIR:-}$prefix
   [[ -f $build_dir/cmake_install.cmake ]] ||
@@ -33,7 +33,7 @@ do_install() {
   local node_modules=$root/modules/function-node/node_modules
   [[ -f $node_modules/@grpc/grpc-js/package.json ]] ||
     { echo "install-tree: $node_modules is missing: run scripts/install-deps.sh" >&2; exit 1; }
-  stage=$(mktemp -d)
+  stage=$(mktemp -d)  # global: the EXIT trap removes it
   trap 'rm -rf "$stage"' EXIT
   for component in runtime dev "example-$mode"; do
     DESTDIR=$stage cmake --install "$build_dir" --prefix "$prefix" --component "$component" \

@@ -189,6 +189,8 @@ TEST(Uninstall, LeavesThePrefixAsItWasAndKeepsDataUnlessPurged) {
   EXPECT_EQ(tree_of(p), expected) << difference(expected, tree_of(p));
   EXPECT_EQ(read(p / "etc/other.conf"), "kept\n");
 
+  // From the state before the first install, PURGE=1 leaves nothing.
+  fs::remove_all(p / "var");
   auto again = install_tree("install native " + kBuild + " " + p.string());
   ASSERT_EQ(again.exit_code, 0) << again.output;
   prefix.write("var/log/baetyl/baetyl.log", "a log\n");
@@ -263,7 +265,7 @@ TEST(Sdk, AModuleBuiltOutOfTreeRunsUnderTheMaster) {
              "127.0.0.1:" + std::to_string(port));
   prefix.write("var/db/baetyl/greeter-conf/service.yml",
                "hub:\n  address: tcp://127.0.0.1:" + std::to_string(port) +
-                   "\n  username: test\n  password: hahaha\n"
+                   "\n  clientid: greeter\n  username: test\n  password: hahaha\n"
                    "topic: greetings\ngreeting: hello\ninterval: 200ms\n");
   prefix.write("var/db/baetyl/application.yml", R"(version: v1
 services:
