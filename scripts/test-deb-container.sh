@@ -66,7 +66,9 @@ echo "# edited by the user" >>/usr/local/etc/baetyl/conf.yml
 grep -q "edited by the user" /usr/local/etc/baetyl/conf.yml &&
   pass "the upgrade kept the edited conf.yml" || fail "the upgrade replaced conf.yml"
 
-apt-get purge -y -q baetyl >/dev/null && apt-get autoremove --purge -y -q >/dev/null
+apt-get purge -y -q baetyl >/tmp/purge.log 2>&1 && pass "apt-get purge baetyl" ||
+  { fail "apt-get purge baetyl"; tail -20 /tmp/purge.log; }
+apt-get autoremove --purge -y -q >/dev/null 2>&1
 snapshot >/tmp/after
 if diff /tmp/before /tmp/after; then pass "purge leaves nothing behind"
 else fail "purge left the entries above"; fi
