@@ -27,16 +27,23 @@ image_packages=(
 # clang-14 and libFuzzer's runtime (libclang-rt-14-dev) build the fuzzers (scripts/fuzz.sh);
 # valgrind counts the codec's instructions (docs/benchmarks-mqtt5-codec.md).
 # prometheus: the real server that scrapes the master's metrics endpoint in the operations tests.
+# systemd brings systemd-analyze (the unit's test), rpm brings rpmbuild (make package).
 test_packages=(
   mosquitto mosquitto-clients python3-paho-mqtt openssl procps prometheus
   busybox-static
   clang-14 libclang-rt-14-dev
   valgrind
+  systemd rpm
 )
 
 wanted=("${build_packages[@]}")
 if [[ "${1:-}" != "--build" ]]; then
   wanted+=("${runtime_packages[@]}" "${image_packages[@]}" "${test_packages[@]}")
+  # The Node runtime: Debian's nodejs and npm on a machine without Node.js (a fresh Debian 12);
+  # a Node.js installed otherwise (with its npm) is used as it is.
+  if ! command -v node >/dev/null; then
+    wanted+=(nodejs npm)
+  fi
 fi
 
 missing=()
@@ -80,8 +87,9 @@ install_node_modules() {
   local dir
   dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/modules/function-node"
   if ! command -v npm >/dev/null; then
-    echo "install-deps: npm not found: install Node.js with npm (needed by the Node function" \
-         "runtime and its tests), then run this script again" >&2
+    echo "install-deps: npm not found beside $(command -v node): install the npm of that" \
+         "Node.js (needed by the Node function runtime and its tests), then run this script" \
+         "again" >&2
     exit 1
   fi
   if [[ -d "$dir/node_modules" && ! "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then

@@ -32,6 +32,15 @@ std::string encode_segment(std::string_view segment) {
   return out;
 }
 
+// "/<version><rest>". Built by appending: GCC 12 warns (-Wrestrict, a false positive) on
+// "/" + std::string&& once inlined.
+std::string versioned_path(std::string_view version, std::string_view rest) {
+  std::string path = "/";
+  path += encode_segment(version);
+  path += rest;
+  return path;
+}
+
 std::string dump(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -99,12 +108,12 @@ std::string MasterClient::instance_path(const std::string& service, const std::s
                                         const char* action) const {
   if (service.empty()) throw std::invalid_argument("master API: empty service name");
   if (instance.empty()) throw std::invalid_argument("master API: empty instance name");
-  return "/" + encode_segment(options_.version) + "/services/" + encode_segment(service) +
-         "/instances/" + encode_segment(instance) + "/" + action;
+  return versioned_path(options_.version, "/services/" + encode_segment(service) + "/instances/" +
+                                              encode_segment(instance) + "/" + action);
 }
 
 Inspect MasterClient::inspect_system() const {
-  const std::string path = "/" + encode_segment(options_.version) + "/system/inspect";
+  const std::string path = versioned_path(options_.version, "/system/inspect");
   long status = 0;
   const json document = call_json("GET", path, status);
   try {
@@ -116,7 +125,7 @@ Inspect MasterClient::inspect_system() const {
 }
 
 nlohmann::json MasterClient::inspect_document() const {
-  const std::string path = "/" + encode_segment(options_.version) + "/system/inspect";
+  const std::string path = versioned_path(options_.version, "/system/inspect");
   long status = 0;
   json document = call_json("GET", path, status);
   if (!document.is_object()) {
@@ -127,11 +136,11 @@ nlohmann::json MasterClient::inspect_document() const {
 }
 
 void MasterClient::update_system(const UpdateRequest& request) const {
-  call("PUT", "/" + encode_segment(options_.version) + "/system/update", dump(json(request)));
+  call("PUT", versioned_path(options_.version, "/system/update"), dump(json(request)));
 }
 
 std::string MasterClient::available_port() const {
-  const std::string path = "/" + encode_segment(options_.version) + "/ports/available";
+  const std::string path = versioned_path(options_.version, "/ports/available");
   long status = 0;
   const json document = call_json("GET", path, status);
   if (document.is_object()) {
