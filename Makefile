@@ -66,8 +66,15 @@ install install-native uninstall uninstall-native:
 	@echo "make $@: not available yet; installing Baetyl lands with the master and packaging issues." >&2
 	@exit 1
 
+ifneq ($(ARCH),)
+image:
+	@echo "make image: the module images are built for the build machine only; ARM images:" \
+	  "docs/arm.md#docker-images-for-arm" >&2
+	@exit 1
+else
 image: deps build
 	@scripts/build-images.sh $(BUILD_DIR)
+endif
 
 package:
 	@echo "make package: not available yet; deb/rpm packages land with the packaging issue." >&2
