@@ -31,7 +31,8 @@ for arg in "$@"; do
     --no-build) build=0 ;;
     arm64 | armhf) arches+=("$arg") ;;
     *)
-      echo "test-arm: unknown argument '$arg' (usage: scripts/test-arm.sh [--no-build] [arm64] [armhf])" >&2
+      echo "test-arm: unknown argument '$arg'" \
+        "(usage: scripts/test-arm.sh [--no-build] [arm64] [armhf])" >&2
       exit 2 ;;
   esac
 done
@@ -59,7 +60,8 @@ fail() {
 pass() { echo "test-arm: $arch: ok: $*"; }
 
 free_port() {
-  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 # wait_for_port <port> <pid> <log>: until something listens on 127.0.0.1:<port> (60 s at most:
@@ -67,7 +69,8 @@ free_port() {
 wait_for_port() {
   local port=$1 pid=$2 log=$3 deadline=$((SECONDS + 60))
   until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-    kill -0 "$pid" 2>/dev/null || fail "$(basename "$log" .log) exited before listening on $port: $(cat "$log")"
+    kill -0 "$pid" 2>/dev/null ||
+      fail "$(basename "$log" .log) exited before listening on $port: $(cat "$log")"
     ((SECONDS < deadline)) || fail "nothing listens on 127.0.0.1:$port after 60 s: $(cat "$log")"
     sleep 0.2
   done
@@ -89,7 +92,8 @@ build_arch() {
   local dir=$1
   if [[ ! -f $dir/CMakeCache.txt ]]; then
     cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
-      -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchain-$arch.cmake" >"$work/configure-$arch.log" 2>&1 ||
+      -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchain-$arch.cmake" \
+      >"$work/configure-$arch.log" 2>&1 ||
       fail "configuring $dir: $(tail -n 30 "$work/configure-$arch.log")"
   fi
   local targets=("${programs[@]}" baetyl_function_proto_python "${sdk_tests[@]}" hub_unit_test)
@@ -102,7 +106,8 @@ check_elf() {
   for program in "${programs[@]}"; do
     [[ -x $bin/$program ]] || fail "$bin/$program is missing (run without --no-build)"
     machine=$(readelf -h "$bin/$program" | awk -F: '/Machine:/ { gsub(/^ +/, "", $2); print $2 }')
-    [[ $machine == "$elf_machine" ]] || fail "$bin/$program is built for '$machine', not $elf_machine"
+    [[ $machine == "$elf_machine" ]] ||
+      fail "$bin/$program is built for '$machine', not $elf_machine"
   done
   pass "${#programs[@]} programs are $elf_machine ELF files"
 }
@@ -154,9 +159,11 @@ EOF
   pids+=("$sub")
   until [[ -s $dir/received ]]; do
     kill -0 "$sub" 2>/dev/null || fail "mosquitto_sub ended: $(cat "$dir/sub.log")"
-    ((SECONDS < deadline)) || fail "no message came back from the hub in 60 s: $(cat "$dir/hub.log")"
+    ((SECONDS < deadline)) ||
+      fail "no message came back from the hub in 60 s: $(cat "$dir/hub.log")"
     n=$((n + 1))
-    mosquitto_pub "${mqtt[@]}" -i "test-arm-pub-$$" -t t -m "hello $arch $n" 2>>"$dir/sub.log" || true
+    mosquitto_pub "${mqtt[@]}" -i "test-arm-pub-$$" -t t -m "hello $arch $n" \
+      2>>"$dir/sub.log" || true
     sleep 0.5
   done
   local payload
@@ -169,7 +176,8 @@ EOF
   done
   kill "$sub" 2>/dev/null || true
   stop "$hub" baetyl-hub "$dir/hub.log"
-  pass "baetyl-hub: QoS 1 round trip with mosquitto_pub/sub on 127.0.0.1:$port (t and route t/topic)"
+  pass "baetyl-hub: QoS 1 round trip with mosquitto_pub/sub on 127.0.0.1:$port" \
+    "(t and route t/topic)"
 }
 
 check_sql() {
@@ -189,13 +197,16 @@ EOF
 
   local call=(/usr/bin/python3 "$root/test/fixtures/tools/function_call.py" "$build_dir/python"
               "127.0.0.1:$port" sql-filter) reply
-  reply=$("${call[@]}" '{"id":1}' 1 t) || fail "calling the SQL runtime: $reply $(cat "$dir/sql.log")"
+  reply=$("${call[@]}" '{"id":1}' 1 t) ||
+    fail "calling the SQL runtime: $reply $(cat "$dir/sql.log")"
   [[ $reply == *'"Payload": "{\"qos\":1,\"topic\":\"t\",\"id\":1}"'* && $reply == *'"ID": 42'* ]] ||
     fail "the SQL runtime answered {\"id\":1} with $reply"
-  reply=$("${call[@]}" '{"id":20}' 1 t) || fail "calling the SQL runtime: $reply $(cat "$dir/sql.log")"
+  reply=$("${call[@]}" '{"id":20}' 1 t) ||
+    fail "calling the SQL runtime: $reply $(cat "$dir/sql.log")"
   [[ $reply == *'"Payload": ""'* ]] || fail "the SQL runtime answered {\"id\":20} with $reply"
   stop "$sql" baetyl-function-sql "$dir/sql.log"
-  pass "baetyl-function-sql: Function.Call over 127.0.0.1:$port passes {\"id\":1}, drops {\"id\":20}"
+  pass "baetyl-function-sql: Function.Call over 127.0.0.1:$port" \
+    "passes {\"id\":1}, drops {\"id\":20}"
 }
 
 check_unit_tests() {
