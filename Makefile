@@ -81,7 +81,7 @@ package:
 	@exit 1
 
 # The binaries of BUILD_DIR (of ARCH's build with ARCH) in a tarball: scripts/make-tarball.sh.
-tarball: deps-build build
+tarball: deps build
 	@scripts/make-tarball.sh $(BUILD_DIR) $(or $(ARCH),$(shell dpkg --print-architecture))
 
 # The arm64 and armhf builds under qemu-user-static (ARCH=arm64 or armhf: that one only).

@@ -42,7 +42,8 @@ programs=(baetyl baetyl-hub baetyl-function-manager baetyl-function-python baety
           baetyl-function-sql baetyl-remote-mqtt)
 sdk_tests=(sdk_config_test sdk_log_test sdk_env_test sdk_base64_test sdk_http_test
            sdk_mqtt_codec_test sdk_mqtt_client_test sdk_context_test)
-unit_tests=("${sdk_tests[@]/#/sdk/tests/}" modules/hub/tests/hub_unit_test)
+# Test programs are in bin/; each runs in its CMake directory, as CTest runs it.
+unit_tests=("${sdk_tests[@]/%/:sdk/tests}" hub_unit_test:modules/hub/tests)
 
 work=$(mktemp -d /tmp/baetyl-test-arm.XXXXXX)
 pids=()
@@ -210,11 +211,12 @@ EOF
 }
 
 check_unit_tests() {
-  local test out count total=0
-  for test in "${unit_tests[@]}"; do
-    [[ -x $build_dir/$test ]] || fail "$build_dir/$test is missing (run without --no-build)"
-    out=$(cd "$(dirname "$build_dir/$test")" && timeout 600 "$qemu" "./$(basename "$test")" \
-      --gtest_brief=1 2>&1) || fail "$(basename "$test") under $qemu: $out"
+  local entry test out count total=0
+  for entry in "${unit_tests[@]}"; do
+    test=${entry%%:*}
+    [[ -x $bin/$test ]] || fail "$bin/$test is missing (run without --no-build)"
+    out=$(cd "$build_dir/${entry#*:}" && timeout 600 "$qemu" "$bin/$test" --gtest_brief=1 2>&1) ||
+      fail "$test under $qemu: $out"
     count=$(grep -oE '\[  PASSED  \] [0-9]+' <<<"$out" | grep -oE '[0-9]+$')
     total=$((total + count))
   done
