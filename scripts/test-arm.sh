@@ -5,7 +5,7 @@
 # cmake/toolchain-<arch>.cmake when it is not yet) the programs `baetyl check` needs for
 # example/native, the Python stubs of proto/function.proto and the unit tests of the SDK and the
 # hub, then checks, each program run by qemu-<arch>-static:
-#   1. the binaries are ELF files for the architecture (readelf);
+#   1. the compiled programs are ELF files for the architecture (readelf);
 #   2. `baetyl version` prints the platform linux/arm64 (linux/arm for armhf);
 #   3. `baetyl check -w <copy of example/native>` prints OK!;
 #   4. baetyl-hub on a free 127.0.0.1 port passes a QoS 1 round trip with mosquitto_pub/sub of
@@ -103,14 +103,17 @@ build_arch() {
 }
 
 check_elf() {
-  local program machine
+  local program machine compiled=0
   for program in "${programs[@]}"; do
     [[ -x $bin/$program ]] || fail "$bin/$program is missing (run without --no-build)"
+    # The Python and Node runtimes are scripts.
+    [[ $(head -c 4 "$bin/$program") == $'\x7fELF' ]] || continue
+    compiled=$((compiled + 1))
     machine=$(readelf -h "$bin/$program" | awk -F: '/Machine:/ { gsub(/^ +/, "", $2); print $2 }')
     [[ $machine == "$elf_machine" ]] ||
       fail "$bin/$program is built for '$machine', not $elf_machine"
   done
-  pass "${#programs[@]} programs are $elf_machine ELF files"
+  pass "$compiled compiled programs are $elf_machine ELF files"
 }
 
 check_version() {
