@@ -11,13 +11,29 @@
 #                   data and logs under PREFIX/var); see docs/install.md
 #   make package    build the programs, then the .deb and .rpm packages in BUILD_DIR/packages
 #   make image      install, build, build the module images (starts Docker when it is not running)
+#   make tarball    install, build, pack the binaries into
+#                   BUILD_DIR/baetyl-<version>-linux-<arch>.tar.gz
+#   make test-arm   cross-build for arm64 and armhf and test them under qemu (scripts/test-arm.sh)
 #   make clean | rebuild    (clean also removes build-fuzz, the clang build of scripts/fuzz.sh)
 # Variables: BUILD_DIR (default build), BUILD_TYPE (Release), SANITIZE=ON (ASan + UBSan build in
 # build-asan), JOBS (parallel jobs, default: number of cores), PREFIX (install prefix, /usr/local),
 # MODE (native, docker or agent, for make run; default native).
+# ARCH=arm64|armhf: a cross build for ARM into build-$(ARCH) with cmake/toolchain-$(ARCH).cmake;
+# deps installs its cross compiler and libraries, `make tarball` packs its binaries (docs/arm.md).
 
 BUILD_TYPE ?= Release
 SANITIZE ?= OFF
+ARCH ?=
+ifeq ($(ARCH),$(shell dpkg --print-architecture 2>/dev/null))
+override ARCH :=
+endif
+ifneq ($(ARCH),)
+ifeq ($(filter $(ARCH),arm64 armhf),)
+$(error ARCH=$(ARCH): cross builds are for arm64 or armhf (docs/arm.md))
+endif
+BUILD_DIR ?= build-$(ARCH)
+CROSS_FLAGS := -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/cmake/toolchain-$(ARCH).cmake
+endif
 ifeq ($(SANITIZE),ON)
 BUILD_DIR ?= build-asan
 else
@@ -38,19 +54,19 @@ RUN_PROGRAMS_agent := baetyl baetyl-hub baetyl-timer baetyl-agent
 RUN_PROGRAMS_docker := $(PROGRAMS)
 
 .PHONY: all deps deps-build configure build programs test run install install-native uninstall \
-        uninstall-native image package clean rebuild
+        uninstall-native image package tarball test-arm clean rebuild
 
 all: deps-build build
 
 deps:
-	@scripts/install-deps.sh
+	@ARCH=$(ARCH) scripts/install-deps.sh
 
 deps-build:
-	@scripts/install-deps.sh --build
+	@ARCH=$(ARCH) scripts/install-deps.sh --build
 
 configure:
 	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DBAETYL_SANITIZE=$(SANITIZE) \
-	  -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+	  -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CROSS_FLAGS) $(CMAKE_FLAGS)
 
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
@@ -74,13 +90,29 @@ install-native: deps programs
 uninstall uninstall-native:
 	@PURGE=$(PURGE) scripts/install-tree.sh uninstall "$(PREFIX)"
 
+ifneq ($(ARCH),)
+image:
+	@echo "make image: the module images are built for the build machine only; ARM images:" \
+	  "docs/arm.md#docker-images-for-arm" >&2
+	@exit 1
+else
 image: deps build
 	@scripts/build-images.sh $(BUILD_DIR)
+endif
 
 package: deps programs
 	@scripts/package.sh $(BUILD_DIR)
 
+# The binaries of BUILD_DIR (of ARCH's build with ARCH) in a tarball: scripts/make-tarball.sh.
+tarball: deps build
+	@scripts/make-tarball.sh $(BUILD_DIR) $(or $(ARCH),$(shell dpkg --print-architecture))
+
+# The arm64 and armhf builds under qemu-user-static (ARCH=arm64 or armhf: that one only).
+test-arm:
+	@for arch in $(or $(ARCH),arm64 armhf); do ARCH=$$arch scripts/install-deps.sh || exit 1; done
+	@JOBS=$(JOBS) scripts/test-arm.sh $(ARCH)
+
 clean:
-	@rm -rf build build-asan build-fuzz
+	@rm -rf build build-asan build-fuzz build-arm64 build-armhf
 
 rebuild: clean all

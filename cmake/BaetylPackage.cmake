@@ -48,7 +48,7 @@ set(CPACK_DEBIAN_BAETYL_PACKAGE_CONTROL_EXTRA
     ${baetyl_control_dir}/postrm)
 set(CPACK_DEBIAN_BAETYL_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME baetyl-dev)
-set(CPACK_DEBIAN_DEV_PACKAGE_ARCHITECTURE amd64)
+set(CPACK_DEBIAN_DEV_PACKAGE_ARCHITECTURE ${CPACK_DEBIAN_PACKAGE_ARCHITECTURE})
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
     "baetyl (= ${PROJECT_VERSION}-${baetyl_release}), g++, cmake, libboost-dev, libssl-dev, \
 nlohmann-json3-dev, libyaml-cpp-dev, libspdlog-dev")

@@ -4,6 +4,8 @@
 #   scripts/install-deps.sh          build + runtime + test dependencies, and the npm packages
 #                                    of modules/function-node (npm ci, when missing or stale)
 #   scripts/install-deps.sh --build  only what the build needs
+#   ARCH=arm64|armhf scripts/install-deps.sh [--build]   also what a cross build for that
+#                                    architecture needs (scripts/install-cross-deps.sh)
 set -euo pipefail
 
 build_packages=(
@@ -104,4 +106,7 @@ install_node_modules() {
 install_apt_packages
 if [[ "${1:-}" != "--build" ]]; then
   install_node_modules
+fi
+if [[ -n "${ARCH:-}" && "$ARCH" != "$(dpkg --print-architecture)" ]]; then
+  "$(dirname "${BASH_SOURCE[0]}")/install-cross-deps.sh" "$ARCH"
 fi
