@@ -227,7 +227,24 @@ void Master::apply(const AppConfig& target) {
     std::lock_guard state(state_mutex_);
     app_ = target;
   }
-  for (const auto& info : plan.start) start_service(info, target);
+  // Every new service is known before any of their instances runs: a service calls the API
+  // for another one (the function manager for its runtimes) as soon as it starts.
+  std::vector<std::shared_ptr<Service>> starting;
+  try {
+    for (const auto& info : plan.start) starting.push_back(register_service(info, target));
+  } catch (...) {
+    stop_services(names_of(starting));
+    throw;
+  }
+  for (std::size_t i = 0; i < starting.size(); ++i) {
+    try {
+      start_instances(*starting[i]);
+    } catch (...) {
+      stop_services(names_of(std::vector<std::shared_ptr<Service>>(
+          starting.begin() + static_cast<std::ptrdiff_t>(i) + 1, starting.end())));
+      throw;
+    }
+  }
   std::lock_guard state(state_mutex_);
   std::vector<std::string> order;
   for (const auto& service : target.services) {
@@ -236,24 +253,34 @@ void Master::apply(const AppConfig& target) {
   order_ = std::move(order);
 }
 
-void Master::start_service(const ServiceInfo& info, const AppConfig& app) {
+std::vector<std::string> Master::names_of(const std::vector<std::shared_ptr<Service>>& services) {
+  std::vector<std::string> names;
+  for (const auto& service : services) names.push_back(service->info.name);
+  return names;
+}
+
+std::shared_ptr<Master::Service> Master::register_service(const ServiceInfo& info,
+                                                          const AppConfig& app) {
   auto service = std::make_shared<Service>();
   service->info = info;
   service->volumes = volumes_of(app, info);
   service->token = random_token();
   engine_->setup_service(info, app.volumes);
-  {
-    std::lock_guard state(state_mutex_);
-    services_[info.name] = service;
-    order_.push_back(info.name);
-  }
+  std::lock_guard state(state_mutex_);
+  services_[info.name] = service;
+  order_.push_back(info.name);
+  return service;
+}
+
+void Master::start_instances(Service& service) {
+  const ServiceInfo& info = service.info;
   try {
     for (int i = 0; i < info.replica; ++i) {
       auto instance = std::make_shared<InstanceSupervisor>(
-          *engine_, make_spec(*service, replica_name(info.name, i), service->token, {}), log_);
+          *engine_, make_spec(service, replica_name(info.name, i), service.token, {}), log_);
       instance->start();
       std::lock_guard state(state_mutex_);
-      service->instances.push_back(std::move(instance));
+      service.instances.push_back(std::move(instance));
     }
   } catch (const std::exception& e) {
     log_->error("service {} failed to start: {}", info.name, e.what());

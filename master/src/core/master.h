@@ -121,7 +121,11 @@ class Master final : public ApiBackend {
   };
 
   void apply(const AppConfig& target);
-  void start_service(const ServiceInfo& info, const AppConfig& app);
+  // A new service known to the API (its engine set up), not running yet.
+  std::shared_ptr<Service> register_service(const ServiceInfo& info, const AppConfig& app);
+  // Starts a registered service's replicas; on failure stops the service and throws.
+  void start_instances(Service& service);
+  static std::vector<std::string> names_of(const std::vector<std::shared_ptr<Service>>& services);
   void stop_services(const std::vector<std::string>& names);
   void stop_instances(const std::vector<std::shared_ptr<InstanceSupervisor>>& instances);
   // Throws ApiForbidden unless `caller` may update the node.

@@ -4,9 +4,12 @@
 #include <map>
 #include <optional>
 
+#include "agent/src/agent_config.h"
 #include "baetyl/config/reader.h"
-#include "config.h"  // the hub's HubConfig (modules/hub/src)
 #include "engine/native_engine.h"
+#include "function-manager/src/config.h"
+#include "hub/src/config.h"
+#include "remote-mqtt/src/config.h"
 
 namespace baetyl::master {
 
@@ -31,7 +34,9 @@ Checker checker_of() {
 const std::map<std::string, Checker>& known_modules() {
   static const std::map<std::string, Checker> modules = {
       {"baetyl-hub", checker_of<hub::HubConfig>()},
-      {"baetyl-function-manager", checker_of<AnyMap>()},
+      {"baetyl-function-manager", checker_of<function::ManagerConfig>()},
+      {"baetyl-remote-mqtt", checker_of<remote::BridgeConfig>()},
+      {"baetyl-agent", checker_of<agent::AgentConfig>()},
       {"baetyl-timer", checker_of<AnyMap>()},
       {"baetyl-function-python", checker_of<AnyMap>()},
       {"baetyl-function-node", checker_of<AnyMap>()},

@@ -1,8 +1,8 @@
 #pragma once
 // The configuration file of each service whose module the master knows, checked before the
-// service starts: baetyl-hub's through the hub's own configuration structs; those of the function
-// manager, timer and function runtimes parsed as YAML (their structs need the MQTT client, which
-// the master does not link). Services of other images are not looked at.
+// service starts: those of baetyl-hub, baetyl-function-manager, baetyl-remote-mqtt and baetyl-agent
+// through the modules' own configuration structs; those of the timer and the function runtimes
+// only as YAML maps. Services of other images are not looked at.
 #include <filesystem>
 #include <string>
 #include <vector>

@@ -544,16 +544,24 @@ TEST(MasterE2E, CheckAndStartCheckTheConfigurationOfKnownModules) {
            conf + ", path: etc/baetyl, readonly: true}\n    env: {MODE: run}\n";
   };
   run.write_app("v1", module("localhub", "baetyl-hub", "hubconf") +
-                          module("function-manager", "baetyl-function-manager", "fmconf"));
+                          module("function-manager", "baetyl-function-manager", "fmconf") +
+                          module("remote", "baetyl-remote-mqtt", "rmconf"));
   {
     std::ofstream app(run.workdir() / "var/db/baetyl/application.yml", std::ios::app);
     app << "  - {name: hubconf, path: var/db/baetyl/hubconf}\n"
-           "  - {name: fmconf, path: var/db/baetyl/fmconf}\n";
+           "  - {name: fmconf, path: var/db/baetyl/fmconf}\n"
+           "  - {name: rmconf, path: var/db/baetyl/rmconf}\n";
   }
   fs::create_directories(run.workdir() / "var/db/baetyl/hubconf");
   fs::create_directories(run.workdir() / "var/db/baetyl/fmconf");
+  fs::create_directories(run.workdir() / "var/db/baetyl/rmconf");
   const fs::path hub_conf = run.workdir() / "var/db/baetyl/hubconf/service.yml";
   const fs::path fm_conf = run.workdir() / "var/db/baetyl/fmconf/service.yml";
+  const fs::path rm_conf = run.workdir() / "var/db/baetyl/rmconf/service.yml";
+  const std::string bridge = "hub: {address: 'tcp://127.0.0.1:1883'}\n"
+                             "remotes: [{name: cloud, address: 'tcp://127.0.0.1:1884'}]\n";
+  std::ofstream(rm_conf) << bridge
+                         << "rules: [{hub: {subscriptions: [{topic: t1}]}, remote: {name: clod}}]\n";
 
   std::ofstream(hub_conf) << "listen: [tcp://0.0.0.0:99999]\n"
                              "principals: [{username: a, password: b}, {username: a}]\n";
@@ -565,6 +573,11 @@ TEST(MasterE2E, CheckAndStartCheckTheConfigurationOfKnownModules) {
                                 "principals[1].username: 'a' is listed twice (service localhub)");
   expect_check_and_start_refuse(run.workdir(), {}, "var/db/baetyl/fmconf/service.yml: ");
   expect_check_and_start_refuse(run.workdir(), {}, "(service function-manager)");
+  expect_check_and_start_refuse(run.workdir(), {},
+                                "var/db/baetyl/rmconf/service.yml: rules[0].remote.name: ");
+  expect_check_and_start_refuse(run.workdir(), {}, "(service remote)");
+  std::ofstream(rm_conf) << bridge
+                         << "rules: [{hub: {subscriptions: [{topic: t1}]}, remote: {name: cloud}}]\n";
 
   // No file: the hub's defaults, which name no listener.
   fs::remove(hub_conf);
@@ -582,7 +595,7 @@ TEST(MasterE2E, CheckAndStartCheckTheConfigurationOfKnownModules) {
   // start names the files it read.
   EXPECT_THAT(run.log(), HasSubstr("master configuration read from etc/baetyl/conf.yml"));
   EXPECT_THAT(run.log(), HasSubstr("application read from var/db/baetyl/application.yml: "
-                                   "version 'v1', 2 service(s)"));
+                                   "version 'v1', 3 service(s)"));
 }
 
 TEST(MasterE2E, EveryCommandHasItsHelp) {

@@ -775,7 +775,7 @@ TEST(MasterUpdateE2E, StoppingTheMasterWhileTheNewBinaryStartsRollsBack) {
   EXPECT_TRUE(MasterRun::wait_until([&] { return status_of(run, "svc", "svc") == "running"; }));
 }
 
-// systemd runs the guard before each start (scripts/baetyl.service); here a loop does.
+// systemd runs the guard before each start (scripts/baetyl.service.in); here a loop does.
 TEST(MasterUpdateE2E, ACrashLoopOfANewBinaryUnderSystemdEndsInTheOldOne) {
   MasterRun run;
   run.write_app("v1", service("svc"));
@@ -842,18 +842,22 @@ TEST(MasterUpdateE2E, TheSystemdUnitVerifies) {
   if (!fs::exists("/usr/bin/systemd-analyze") && !fs::exists("/bin/systemd-analyze")) {
     GTEST_SKIP() << "systemd-analyze is not installed";
   }
-  const std::string unit = read_text(std::string(BAETYL_SOURCE_DIR) + "/scripts/baetyl.service");
-  EXPECT_THAT(unit, HasSubstr("ExecStartPre=/usr/local/bin/baetyl-update-guard /usr/local\n"));
-  EXPECT_THAT(unit, HasSubstr("ExecStart=/usr/local/bin/baetyl start\n"));
+  const std::string unit =
+      read_text(std::string(BAETYL_SOURCE_DIR) + "/scripts/baetyl.service.in");
+  EXPECT_THAT(unit, HasSubstr("ExecStartPre=@BAETYL_PREFIX@/bin/baetyl-update-guard "
+                              "@BAETYL_PREFIX@\n"));
+  EXPECT_THAT(unit, HasSubstr("ExecStart=@BAETYL_PREFIX@/bin/baetyl start"));
+  EXPECT_THAT(unit, HasSubstr("KillMode=mixed\n"));
   TempDir prefix;
   fs::create_directories(prefix.path() / "bin");
   fs::copy_file(std::string(BAETYL_SOURCE_DIR) + "/scripts/baetyl-update-guard",
                 prefix.path() / "bin/baetyl-update-guard");
   fs::copy_file(binary_path("baetyl"), prefix.path() / "bin/baetyl");
   std::string moved = unit;
-  for (auto at = moved.find("/usr/local"); at != std::string::npos;
-       at = moved.find("/usr/local", at)) {
-    moved.replace(at, 10, prefix.path().string());
+  const std::string placeholder = "@BAETYL_PREFIX@";
+  for (auto at = moved.find(placeholder); at != std::string::npos;
+       at = moved.find(placeholder, at)) {
+    moved.replace(at, placeholder.size(), prefix.path().string());
     at += prefix.path().string().size();
   }
   prefix.write("baetyl.service", moved);
