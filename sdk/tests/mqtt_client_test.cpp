@@ -611,8 +611,11 @@ class ScriptedBroker {
       buffer_.append(chunk, static_cast<std::size_t>(n));
     }
   }
-  void send(const baetyl::mqtt::Packet& packet) {
-    std::string bytes = baetyl::mqtt::encode(packet);
+  void send(const baetyl::mqtt::Packet& packet) { send_together({packet}); }
+  // One write, so that the client reads the packets together.
+  void send_together(const std::vector<baetyl::mqtt::Packet>& packets) {
+    std::string bytes;
+    for (const auto& packet : packets) baetyl::mqtt::encode(packet, bytes);
     ASSERT_EQ(::write(fd_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
   }
   // Writes `packet` over and over until the client has not read anything for `stall`, or `limit`
@@ -734,14 +737,13 @@ TEST_F(MqttClientTest, ARedeliveryOfAnUnacknowledgedMessageIsHandedOnOnce) {
   first.packet_id = 7;
   Publish second = message("t", "two", 1);
   second.packet_id = 8;
-  broker.send(first);
-  broker.send(second);  // waits for room in the window
   Publish again = first;
   again.dup = true;
   Publish second_again = second;
   second_again.dup = true;
-  broker.send(again);  // the broker's retry while the first is not acknowledged
-  broker.send(second_again);
+  // `second` waits for room in the window; the retries come before the first is acknowledged
+  // (sent in one write: a retry read only after our PUBACK would be a new message).
+  broker.send_together({first, second, again, second_again});
   ASSERT_EQ(inbox.wait_for(1).size(), 1u);
   std::this_thread::sleep_for(300ms);
   client.ack(inbox.snapshot()[0]);

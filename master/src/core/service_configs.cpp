@@ -4,7 +4,6 @@
 #include <map>
 #include <optional>
 
-#include "agent/src/agent_config.h"
 #include "baetyl/config/reader.h"
 #include "engine/native_engine.h"
 #include "function-manager/src/config.h"
@@ -36,7 +35,6 @@ const std::map<std::string, Checker>& known_modules() {
       {"baetyl-hub", checker_of<hub::HubConfig>()},
       {"baetyl-function-manager", checker_of<function::ManagerConfig>()},
       {"baetyl-remote-mqtt", checker_of<remote::BridgeConfig>()},
-      {"baetyl-agent", checker_of<agent::AgentConfig>()},
       {"baetyl-timer", checker_of<AnyMap>()},
       {"baetyl-function-python", checker_of<AnyMap>()},
       {"baetyl-function-node", checker_of<AnyMap>()},

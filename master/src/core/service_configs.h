@@ -1,7 +1,7 @@
 #pragma once
 // The configuration file of each service whose module the master knows, checked before the
-// service starts: those of baetyl-hub, baetyl-function-manager, baetyl-remote-mqtt and baetyl-agent
-// through the modules' own configuration structs; those of the timer and the function runtimes
+// service starts: those of baetyl-hub, baetyl-function-manager and baetyl-remote-mqtt through
+// the modules' own configuration structs; those of the timer and the function runtimes
 // only as YAML maps. Services of other images are not looked at.
 #include <filesystem>
 #include <string>
