@@ -140,21 +140,6 @@ json inspect_master(const Admin& admin) {
   return document;
 }
 
-std::string percent_encode(const std::string& text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 // "2026-12-07T00:52:33.123456Z" -> the time (UTC, fraction ignored); nullopt when malformed.
 std::optional<std::chrono::system_clock::time_point> parse_utc(const std::string& text) {
   std::tm tm{};
@@ -340,7 +325,7 @@ int docker_logs(const OpsArguments& args, const std::string& instance) {
   client.set_api_version(negotiate_api_version(
       client.call_json("GET", "/version", std::nullopt, std::chrono::seconds(10)), version));
   std::string query =
-      "/containers/" + percent_encode(instance) + "/logs?stdout=1&stderr=1&timestamps=1";
+      "/containers/" + url_encode(instance) + "/logs?stdout=1&stderr=1&timestamps=1";
   if (args.tail) query += "&tail=" + std::to_string(*args.tail);
   if (args.since) {
     const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(
@@ -374,7 +359,7 @@ int docker_logs(const OpsArguments& args, const std::string& instance) {
     std::this_thread::sleep_for(std::chrono::seconds(1));
     // Docker's since takes seconds: ask again from the last second printed and skip what was.
     std::string path =
-        "/containers/" + percent_encode(instance) + "/logs?stdout=1&stderr=1&timestamps=1";
+        "/containers/" + url_encode(instance) + "/logs?stdout=1&stderr=1&timestamps=1";
     if (!last.empty()) {
       if (auto time = parse_utc(last)) {
         path += "&since=" + std::to_string(std::chrono::system_clock::to_time_t(*time));
@@ -562,7 +547,7 @@ int run_restart(const OpsArguments& args) {
     if (row["service"] == service) before[row["instance"].get<std::string>()] = row;
   }
   json restarted = json::parse(
-      call_master(admin, http::verb::put, "/v1/services/" + percent_encode(service) + "/restart"),
+      call_master(admin, http::verb::put, "/v1/services/" + url_encode(service) + "/restart"),
       nullptr, false);
   if (!restarted.is_array()) throw std::runtime_error("the master's answer is not a JSON array");
   bool ok = true;
