@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "baetyl/mqtt/codec.h"
+#include "support/wire_bytes.h"
 #include "baetyl/mqtt/properties.h"
 
 namespace baetyl::mqtt {
@@ -25,22 +26,8 @@ using ::testing::HasSubstr;
 
 constexpr auto kV5 = ProtocolVersion::V5;
 
-std::string bytes(std::initializer_list<int> values) {
-  std::string out;
-  for (int v : values) out += static_cast<char>(v);
-  return out;
-}
-
-std::string hex(std::string_view data) {
-  std::string out;
-  constexpr char kDigits[] = "0123456789abcdef";
-  for (unsigned char c : data) {
-    if (!out.empty()) out += ' ';
-    out += kDigits[c >> 4];
-    out += kDigits[c & 0x0F];
-  }
-  return out;
-}
+using baetyl::testing::bytes;
+using baetyl::testing::hex;
 
 // A packet of `type_byte` whose body is `body` (Remaining Length below 128).
 std::string packet(int type_byte, const std::string& body) {

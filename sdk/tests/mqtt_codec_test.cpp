@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "baetyl/mqtt/codec.h"
+#include "support/wire_bytes.h"
 
 namespace baetyl::mqtt {
 
@@ -35,23 +36,8 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// Bytes from a list of values, e.g. bytes({0x30, 0x03}) + "abc".
-std::string bytes(std::initializer_list<int> values) {
-  std::string out;
-  for (int v : values) out += static_cast<char>(v);
-  return out;
-}
-
-std::string hex(std::string_view data) {
-  std::string out;
-  constexpr char kDigits[] = "0123456789abcdef";
-  for (unsigned char c : data) {
-    if (!out.empty()) out += ' ';
-    out += kDigits[c >> 4];
-    out += kDigits[c & 0x0F];
-  }
-  return out;
-}
+using baetyl::testing::bytes;
+using baetyl::testing::hex;
 
 // Encodes, decodes and compares; then checks that every proper prefix is Incomplete.
 void expect_round_trip(const Packet& packet, bool check_prefixes = true) {
