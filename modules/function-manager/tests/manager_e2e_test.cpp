@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -84,7 +85,7 @@ class FunctionManagerE2E : public ::testing::Test {
       auto payload = nlohmann::json::parse(m.publish.payload);
       // Probes of start() can come back late; they are not part of any test.
       if (payload.value("probe", false)) {
-        probes_ += 1;
+        probes_[m.publish.topic] += 1;
         return;
       }
       if (m.publish.topic != "t/sqlfilter") payload["_topic"] = m.publish.topic;
@@ -92,14 +93,22 @@ class FunctionManagerE2E : public ::testing::Test {
     };
     client_->start(callbacks);
     ASSERT_TRUE(client_->wait_connected(10s));
-    // The manager's rule client is connected and subscribed once a probe comes back.
-    ASSERT_TRUE(MasterRun::wait_until(
+    ASSERT_TRUE(rule_answers("t", "t/sqlfilter")) << logs();
+  }
+
+  // A rule's client is connected and subscribed once a probe published on its input topic
+  // comes back on its output topic.
+  bool rule_answers(const std::string& input, const std::string& output) {
+    auto answered = [&] {
+      std::lock_guard lock(received_.mutex);
+      return probes_[output] > 0;
+    };
+    return MasterRun::wait_until(
         [&] {
-          client_->publish("t", R"({"id":0,"probe":true})", 1);
-          return MasterRun::wait_until([&] { return probes_ > 0; }, 300ms);
+          client_->publish(input, R"({"id":0,"probe":true})", 1);
+          return MasterRun::wait_until(answered, 300ms);
         },
-        15s))
-        << logs();
+        15s);
   }
 
   void TearDown() override {
@@ -133,7 +142,7 @@ class FunctionManagerE2E : public ::testing::Test {
   std::uint16_t port_ = 0;
   std::unique_ptr<mqtt::Client> client_;
   Received received_;
-  std::atomic<int> probes_{0};
+  std::map<std::string, int> probes_;  // by output topic, under received_.mutex
 };
 
 const char* kFilter = "select qos() as qos, topic() as topic, * where id < 10";
@@ -220,6 +229,7 @@ TEST_F(FunctionManagerE2E, PythonHandlerThatRaisesGivesErrorJson) {
         "    publish: {topic: py/hi, qos: 1}\n"
         "    retry: {max: 1}\n",
         "  - {name: raiser, service: function-raiser, timeout: 10s}\n", {python});
+  ASSERT_TRUE(rule_answers("py", "py/hi")) << logs();
   client_->publish("py", R"({"id":7,"fail":true})", 1);
   client_->publish("py", R"({"id":8})", 1);
   ASSERT_TRUE(MasterRun::wait_until([&] { return received_.size() >= 2; }, 20s)) << logs();
