@@ -401,19 +401,20 @@ cat <<'EOF'
 
 ## Notes
 
-- The machine has 2 cores, shared during the run with other builds and benchmarks (see the load
-  average above): the hub, the bridge, the remote broker and the bench client compete for them
-  with that load, and figures vary by tens of percent from run to run (latency tails most of
-  all: compare the p50 columns, and the raw output). A final run on a quiet machine is still to
-  come. Each round runs every bridge once, so that changes of load over the minutes fall on all
-  of them.
+- The machine has 2 cores, which the hub, the bridge, the remote broker and the bench client
+  share (the load average above tells what else ran); figures vary by tens of percent from run
+  to run (latency tails most of all: compare the p50 columns, and the raw output). Each round
+  runs every bridge once, so that changes of load over the minutes fall on all of them.
 - Throughput is set by the whole path, not by the bridge alone: per message, the hub (which
   commits every message to SQLite before its PUBACK and stores the bridge's acknowledgement), the
   remote broker and the bench client each spend as much CPU as the bridge or more, the same for
   either bridge, on the same 2 cores. Even a bridge that cost nothing would not double the
   end-to-end rate of mosquitto's bridge on this path and machine, so the "2 × mosquitto's bridge"
   target is out of reach here whatever the bridge does; compare the bridges' own CPU per message
-  instead. baetyl-remote-mqtt's cost per message falls with a larger \`buffersize\` (more
+  instead. With more cores than processes the path is a pipeline whose rate is that of its
+  slowest stage, and the remote broker, a stage common to both bridges, spends about as much CPU
+  per message as mosquitto's bridge (the table above): there too the remote caps both bridges
+  near the same rate. baetyl-remote-mqtt's cost per message falls with a larger \`buffersize\` (more
   messages per wake-up and per write).
 - mosquitto's bridge acknowledges a message to the hub as soon as it has it; baetyl-remote-mqtt
   only once the remote has acknowledged it (so that no message is lost when the bridge or the
