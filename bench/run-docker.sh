@@ -40,7 +40,8 @@ mkdir -p "$work"
 
 configure_cmd="cmake -S . -B $build_dir -DCMAKE_BUILD_TYPE=Release -DBAETYL_BUILD_BENCH=ON \
 -DBAETYL_BUILD_TESTS=OFF"
-build_cmd="cmake --build $build_dir -j$jobs --target baetyl-example-bench baetyl-function-bench"
+# Every program: the images hold them, and the benchmarks run them.
+build_cmd="cmake --build $build_dir -j$jobs"
 images_cmd="scripts/build-images.sh $build_dir"
 example_cmd="$build_dir/bin/baetyl-example-bench --examples example --runs $runs"
 function_cmd="$build_dir/bin/baetyl-function-bench --only py --qos 1 --py-messages 10000 \
@@ -170,34 +171,39 @@ $function_results
 
 ## Notes
 
-- **Load.** The machine's 2 cores were shared with other work during the runs (load average 5.6
-  to 8.4: mostly compilers). Runs of the two modes were interleaved so that both saw the same
-  load, and every run's figure is shown next to the median: they vary by ±20 % and more, so
-  compare the columns of one run, not with other reports.
-- **Start.** To the three static services running, docker mode takes about 1.5 s against 40 ms:
+- **Load.** This run had the machine's 2 cores to itself (load average above; the earlier run
+  of this page, on a machine loaded with compilers, gave 73 % through the published port and
+  80 % beside the containers). Runs of the two modes are interleaved so that both see the same load, and every
+  run's figure is shown next to the median: they vary by ±20 % and more, so compare the columns
+  of one run, not with other reports.
+- **Start.** To the three static services running, docker mode takes about 1.4 s against 45 ms:
   the master creates and starts one container after the other through the Engine API, and
   dockerd, containerd and runc take about 0.5 s for each here (namespaces, cgroup, the veth pair
   on the bridge, the binds, and for the hub the published port) where native mode's posix_spawn
-  takes milliseconds. Until the walkthrough answers on all six topics it is about 4 s against
-  0.9 s: the function manager starts the four runtime containers on the first messages, and a
-  Python runtime's cold start in a container is about 0.8 s (the cold start row) against 0.2 s
+  takes milliseconds. Until the walkthrough answers on all six topics it is about 3.8 s against
+  0.65 s: the function manager starts the four runtime containers on the first messages, and a
+  Python runtime's cold start in a container is about 0.6 s (the cold start row) against 0.16 s
   as a process.
-- **Memory.** The master's RSS in docker mode, with the example's 9 containers running (hub,
-  function manager, timer and the runtime instances the probes started), is 6.5 MiB: within the
-  target of 10 MB, and 0.4 MiB more than native mode with the same example.
-- **Stop.** About 0.95 s in docker mode against 0.3 s: each container is stopped (SIGTERM
+- **Memory.** The master's RSS in docker mode, with the example's containers running (hub,
+  function manager, timer and the runtime instances the probes started), is 9.2 MiB (9.7 MB):
+  within the target of 10 MB, and 0.8 MiB more than native mode with the same example.
+- **Stop.** About 1.1 s in docker mode against 0.15 s: each container is stopped (SIGTERM
   through Docker's init, see [master.md](master.md#docker-mode)) and removed. Before the master
   ran its containers with Docker's init, a runtime container stopped while its runtime was still
-  loading ignored the SIGTERM as PID 1 and was killed only at the end of \`grace\` (30 s in the
+  loading ignored the SIGTERM as PID 1 and was killed only at the end of `grace` (30 s in the
   example).
-- **Function pipeline.** With the bench clients on the hub container's address, Python QoS 1 in
-  containers is at 96 % of native: the target holds. Through the port published on 127.0.0.1 it
-  is at 73 %: missed. docker-proxy takes little CPU (4 µs per output), but every message passes
-  a user-space process twice more (in and out), on cores busy with other work: the latency's
-  median is 1.2 ms against 0.95 ms on the container's address and 0.87 ms native. The CPU per
-  output of every process is about the same in every variant (56–84 µs across the runs, the
-  native ones included): network namespaces, the bridge and veth cost little next to the work
-  per message.
+- **Function pipeline.** Python QoS 1 with one instance in containers is at 99 % of native
+  through the port published on 127.0.0.1 (docker-proxy) and 89 % with the clients on the hub
+  container's address: the target holds for both. docker-proxy takes 8 µs of CPU per output and
+  adds a quarter of a millisecond to the latency's median (1.13 ms against 0.86 ms native). The
+  CPU per output of every process is about the same in every variant (118–148 µs across the
+  runs, the native ones included): network namespaces, the bridge and veth cost little next to
+  the work per message. With `instance.max: 4` docker mode was at 53–66 % of native in this
+  run, with a wide spread between runs (4,383 to 8,276 msg/s). That row's warm-up was one burst
+  of 2,000 messages, which can end before all four runtime containers have started, so the
+  measured run may also have paid for containers starting (about half a second of CPU each on
+  these 2 cores). bench/function_bench.cpp now warms up until every instance runs; that row is to be
+  measured again with it.
 - **The CPU share of Docker's cgroup.** Docker's cgroupfs driver puts every container in a cgroup
   below \`docker\`, whose weight (\`cpu.shares\` 1024) is that of one process outside it and which
   every container of the daemon shares. Two earlier runs of this script the same evening, while a
