@@ -416,6 +416,25 @@ TEST_F(Mqtt5ClientTest, AMessageLargerThanTheBrokersMaximumPacketSizeIsNotSent) 
   EXPECT_TRUE(client.connected()) << "the broker never saw an oversized packet";
 }
 
+TEST_F(Mqtt5ClientTest, TheBrokerSendsNothingLargerThanMaxPacketSize) {
+  MosquittoBroker broker;
+  auto config = v5_config(broker.address(), "small-only");
+  config.max_packet_size = baetyl::config::ByteSize{200};
+  Inbox inbox;
+  Client client(config);
+  client.start(inbox.callbacks());
+  ASSERT_TRUE(client.wait_connected(5s));
+  ASSERT_EQ(subscribe(client, {{"sizes", 1}}), std::vector<std::uint8_t>{1});
+  ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "sizes", std::string(500, 'L'), 1), 0);
+  ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "sizes", "small", 1), 0);
+  auto received = inbox.wait_for(1);
+  std::this_thread::sleep_for(300ms);
+  received = inbox.snapshot();
+  ASSERT_EQ(received.size(), 1u) << "mosquitto drops for this client what exceeds its limit";
+  EXPECT_EQ(received[0].publish.payload, "small");
+  EXPECT_TRUE(client.connected());
+}
+
 TEST_F(Mqtt5ClientTest, SubscriptionOptionsReachTheBroker) {
   MosquittoBroker broker;
   Inbox inbox;
