@@ -673,3 +673,46 @@ TEST_F(Mqtt5ClientTest, APubackSuccessCodeBelow0x80IsASuccess) {
   ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
   EXPECT_FALSE(done.get()) << "0x10 No matching subscribers is not a failure";
 }
+
+TEST_F(Mqtt5ClientTest, MaximumQosAndRetainAvailableOfTheConnackAreHonoured) {
+  ScriptedBroker broker(ProtocolVersion::V5);
+  Client client(v5_config(broker.address(), "limited"));
+  client.start();
+  Connack connack;
+  connack.properties.add(PropertyId::MaximumQos, 0).add(PropertyId::RetainAvailable, 0);
+  broker.accept_client(connack);
+  ASSERT_TRUE(client.wait_connected(5s));
+  auto qos1 = publish_async(client, message("t", "one", 1));
+  Publish retained = message("t", "kept", 0);
+  retained.retain = true;
+  auto kept = publish_async(client, retained);
+  auto plain = publish_async(client, message("t", "plain", 0));
+  ASSERT_EQ(qos1.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(qos1.get(), baetyl::mqtt::make_error_code(ReasonCode::QosNotSupported));
+  ASSERT_EQ(kept.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(kept.get(), baetyl::mqtt::make_error_code(ReasonCode::RetainNotSupported));
+  ASSERT_EQ(plain.wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(plain.get());
+  auto packet = broker.next();
+  ASSERT_TRUE(std::holds_alternative<Publish>(packet));
+  EXPECT_EQ(std::get<Publish>(packet).payload, "plain") << "only the allowed message is sent";
+}
+
+TEST_F(Mqtt5ClientTest, APacketOverMaxPacketSizeIsAnsweredWithDisconnect) {
+  ScriptedBroker broker(ProtocolVersion::V5);
+  auto config = v5_config(broker.address(), "small");
+  config.max_packet_size = baetyl::config::ByteSize{100};
+  Events events;
+  Client client(config);
+  client.start(events.callbacks());
+  broker.accept_client();
+  ASSERT_TRUE(client.wait_connected(5s));
+  broker.send(message("big", std::string(200, 'x'), 0));
+  auto answer = broker.next();
+  ASSERT_TRUE(std::holds_alternative<baetyl::mqtt::Disconnect>(answer));
+  EXPECT_EQ(std::get<baetyl::mqtt::Disconnect>(answer).reason_code, ReasonCode::PacketTooLarge);
+  auto reason = events.wait_for("disconnected");
+  ASSERT_TRUE(reason);
+  EXPECT_NE(reason->find("(sent DISCONNECT Packet too large (0x95))"), std::string::npos)
+      << *reason;
+}
