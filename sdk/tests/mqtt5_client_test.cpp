@@ -285,6 +285,37 @@ TEST_F(Mqtt5ClientTest, APersistentSessionIsResumedWithItsQueuedQos1Messages) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(received[i].publish.payload, std::to_string(i));
 }
 
+TEST_F(Mqtt5ClientTest, AnAssignedClientIdentifierResumesTheSessionAfterAReconnect) {
+  MosquittoBroker broker;
+  auto config = v5_config(broker.address(), "");  // mosquitto assigns one
+  config.clean_session = false;
+  config.subscriptions = {{"kept", 1}};
+  std::mutex mutex;
+  std::vector<bool> connections;  // session present, per connection
+  Inbox inbox;
+  auto callbacks = inbox.callbacks();
+  callbacks.on_connected = [&](bool present) {
+    std::lock_guard lock(mutex);
+    connections.push_back(present);
+  };
+  Client client(config);
+  client.start(callbacks);
+  ASSERT_TRUE(client.wait_connected(5s));
+  ASSERT_EQ(subscribe(client, {{"kept", 1}}), std::vector<std::uint8_t>{1});
+  broker.stop();  // persists the session; the client loses its connection
+  broker.start();
+  ASSERT_TRUE(baetyl::testing::mqtt::eventually([&] {
+    std::lock_guard lock(mutex);
+    return connections.size() >= 2;
+  }));
+  {
+    std::lock_guard lock(mutex);
+    EXPECT_FALSE(connections[0]);
+    EXPECT_TRUE(connections[1]) << "the reconnection used the assigned identifier";
+  }
+  EXPECT_NE(broker.log().find("as auto-"), std::string::npos);
+}
+
 TEST_F(Mqtt5ClientTest, SessionExpiryEndsTheSessionAfterTheInterval) {
   MosquittoBroker broker;
   auto config = v5_config(broker.address(), "v5-expiring");

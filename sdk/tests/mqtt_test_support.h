@@ -9,12 +9,14 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "baetyl/mqtt/client.h"
@@ -86,6 +88,16 @@ inline std::future<error_code> publish_async(Client& client, Publish p) {
   auto future = promise->get_future();
   client.async_publish(std::move(p), [promise](error_code ec) { promise->set_value(ec); });
   return future;
+}
+
+inline bool eventually(const std::function<bool()>& condition,
+                       std::chrono::milliseconds timeout = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
 }
 
 // Plays a broker by hand on a loopback socket: accepts a client and answers its CONNECT. It
