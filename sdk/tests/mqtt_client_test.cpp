@@ -21,6 +21,7 @@
 #include "baetyl/testing/ports.h"
 #include "baetyl/testing/temp_dir.h"
 #include "baetyl/testing/tls.h"
+#include "mqtt_test_support.h"
 
 using namespace std::chrono_literals;
 using baetyl::error_code;
@@ -34,65 +35,13 @@ using baetyl::testing::MosquittoBroker;
 using baetyl::testing::MosquittoOptions;
 using baetyl::testing::MosquittoSubscriber;
 using baetyl::testing::SubscriberOptions;
+using baetyl::testing::mqtt::config_for;
+using baetyl::testing::mqtt::Inbox;
+using baetyl::testing::mqtt::message;
+using baetyl::testing::mqtt::publish_async;
+using baetyl::testing::mqtt::ScriptedBroker;
 
 namespace {
-
-ClientConfig config_for(const std::string& address, const std::string& client_id) {
-  ClientConfig config;
-  config.address = address;
-  config.client_id = client_id;
-  config.clean_session = true;
-  config.timeout = 5s;
-  config.interval = 1s;
-  config.keepalive = 10s;
-  return config;
-}
-
-// Collects messages delivered to on_message, thread-safely.
-class Inbox {
- public:
-  ClientCallbacks callbacks(bool manual_ack = false) {
-    ClientCallbacks callbacks;
-    callbacks.manual_ack = manual_ack;
-    callbacks.on_message = [this](const Message& message) {
-      std::lock_guard lock(mutex_);
-      messages_.push_back(message);
-      changed_.notify_all();
-    };
-    return callbacks;
-  }
-
-  std::vector<Message> wait_for(std::size_t count, std::chrono::milliseconds timeout = 10s) {
-    std::unique_lock lock(mutex_);
-    changed_.wait_for(lock, timeout, [&] { return messages_.size() >= count; });
-    return messages_;
-  }
-
-  std::vector<Message> snapshot() {
-    std::lock_guard lock(mutex_);
-    return messages_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::vector<Message> messages_;
-};
-
-Publish message(const std::string& topic, const std::string& payload, int qos) {
-  Publish p;
-  p.topic = topic;
-  p.payload = payload;
-  p.qos = static_cast<std::uint8_t>(qos);
-  return p;
-}
-
-std::future<error_code> publish_async(Client& client, Publish p) {
-  auto promise = std::make_shared<std::promise<error_code>>();
-  auto future = promise->get_future();
-  client.async_publish(std::move(p), [promise](error_code ec) { promise->set_value(ec); });
-  return future;
-}
 
 // A TCP listener that accepts and immediately closes connections, recording when they came.
 class RefusingServer {
@@ -581,77 +530,6 @@ TEST_F(MqttClientTest, ReceiveWindowDeliversAtMostThatManyUnacknowledged) {
   for (const auto& m : inbox.snapshot()) payloads.insert(m.publish.payload);
   EXPECT_EQ(payloads.size(), 10u);
 }
-
-// Plays a broker by hand on a loopback socket: accepts one client and answers its CONNECT.
-class ScriptedBroker {
- public:
-  ScriptedBroker() = default;
-  ~ScriptedBroker() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  std::uint16_t port() const { return listener_.port(); }
-  std::string address() const { return "tcp://127.0.0.1:" + std::to_string(port()); }
-
-  void accept_client() {
-    fd_ = ::accept(listener_.fd(), nullptr, nullptr);
-    ASSERT_GE(fd_, 0);
-    ASSERT_TRUE(std::holds_alternative<baetyl::mqtt::Connect>(next()));
-    send(baetyl::mqtt::Connack{});
-  }
-  baetyl::mqtt::Packet next() {
-    char chunk[4096];
-    for (;;) {
-      auto result = baetyl::mqtt::decode(buffer_);
-      if (result.status == baetyl::mqtt::DecodeStatus::Ok) {
-        buffer_.erase(0, result.consumed);
-        return result.packet;
-      }
-      ssize_t n = ::read(fd_, chunk, sizeof chunk);
-      if (n <= 0) throw std::runtime_error("client closed the connection");
-      buffer_.append(chunk, static_cast<std::size_t>(n));
-    }
-  }
-  void send(const baetyl::mqtt::Packet& packet) { send_together({packet}); }
-  // One write, so that the client reads the packets together.
-  void send_together(const std::vector<baetyl::mqtt::Packet>& packets) {
-    std::string bytes;
-    for (const auto& packet : packets) baetyl::mqtt::encode(packet, bytes);
-    ASSERT_EQ(::write(fd_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-  }
-  // Writes `packet` over and over until the client has not read anything for `stall`, or `limit`
-  // bytes went out; returns how many were written.
-  std::size_t flood(const baetyl::mqtt::Publish& packet, std::size_t limit,
-                    std::chrono::milliseconds stall) {
-    const std::string bytes = baetyl::mqtt::encode(packet);
-    std::size_t sent = 0;
-    std::size_t offset = 0;
-    while (sent < limit / bytes.size()) {
-      pollfd p{fd_, POLLOUT, 0};
-      if (::poll(&p, 1, static_cast<int>(stall.count())) <= 0) break;
-      ssize_t n = ::send(fd_, bytes.data() + offset, bytes.size() - offset, MSG_DONTWAIT);
-      if (n <= 0) continue;
-      offset += static_cast<std::size_t>(n);
-      if (offset == bytes.size()) {
-        offset = 0;
-        ++sent;
-      }
-    }
-    // Complete a packet cut short, so that the client sees whole packets only.
-    while (offset > 0 && offset < bytes.size()) {
-      pollfd p{fd_, POLLOUT, 0};
-      ::poll(&p, 1, 1000);
-      ssize_t n = ::send(fd_, bytes.data() + offset, bytes.size() - offset, MSG_DONTWAIT);
-      if (n > 0) offset += static_cast<std::size_t>(n);
-      if (offset == bytes.size()) ++sent;
-    }
-    return sent;
-  }
-
- private:
-  baetyl::testing::LoopbackListener listener_;
-  int fd_ = -1;
-  std::string buffer_;
-};
 
 TEST_F(MqttClientTest, AFullReceiveWindowStopsReadingFromTheBroker) {
   ScriptedBroker broker;

@@ -110,7 +110,13 @@ void Direction::forwarded(const mqtt::Receipt& receipt, error_code ec) {
     source_.client->ack(receipt);
     return;
   }
-  // QoS 1 fails only when the target client stops: the source keeps the message. A QoS 0
+  // MQTT 5: the target refused the message with a reason code (its client logged which); it would
+  // refuse it again, so the source is acknowledged and the message dropped.
+  if (ec.category() == mqtt::reason_category()) {
+    source_.client->ack(receipt);
+    return;
+  }
+  // Otherwise QoS 1 fails only when the target client stops: the source keeps the message. A QoS 0
   // message gives its place in the window back whatever became of it.
   if (receipt.qos == 0) {
     if (ec != asio::error::operation_aborted) ++qos0_lost_;

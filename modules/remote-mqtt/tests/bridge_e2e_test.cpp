@@ -470,6 +470,34 @@ report: {interval: 100ms}
   EXPECT_LT(remote.publishes(), 50u);
 }
 
+TEST(RemoteMqtt, WithMqtt5AMessageTheRemoteRefusesIsDroppedAndTheOthersGoOn) {
+  auto hub_port = free_port();
+  HubProcess hub(base_config(hub_port), hub_port);
+  // mosquitto answers an MQTT 5 publish its ACL denies with PUBACK 0x87.
+  MosquittoBroker mosquitto(MosquittoOptions{.acl = "topic readwrite up/ok/#\ntopic read #"});
+  BridgeProcess bridge(hub_section(hub_port) +
+                       "remotes:\n  - name: cloud\n    address: " + mosquitto.address() + R"(
+    protocol: 5
+    buffersize: 1
+    interval: 1s
+rules:
+  - hub: {subscriptions: [{topic: 'up/#', qos: 1}]}
+    remote: {name: cloud}
+)");
+  Collector at_remote(anonymous(mosquitto.address()), {{"#", 1}});
+  ASSERT_TRUE(path_open(hub_client(hub_port), "up/ok/probe", at_remote));
+  const std::vector<std::string> auth = {"-u", "test", "-P", "hahaha"};
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(baetyl::testing::mosquitto_pub(hub_port, "up/no/x", "denied", 1, auth), 0);
+  }
+  ASSERT_EQ(baetyl::testing::mosquitto_pub(hub_port, "up/ok/x", "after", 1, auth), 0);
+  EXPECT_TRUE(eventually([&] { return at_remote.has_payload("after"); }))
+      << "a refused message held the window of one";
+  EXPECT_FALSE(at_remote.has_payload("denied"));
+  EXPECT_TRUE(bridge.wait_for_output("Not authorized (0x87)"));
+  EXPECT_EQ(bridge.stop(SIGTERM), 0);
+}
+
 // ---- failures ----
 
 TEST(RemoteMqtt, BadRemotesAreRetriedAndTheOthersKeepWorking) {

@@ -30,6 +30,30 @@ constexpr std::size_t kReadChunk = 16 * 1024;
 
 std::string show(std::chrono::nanoseconds d) { return config::format_duration(d); }
 
+bool is_failure(ReasonCode code) { return static_cast<std::uint8_t>(code) >= 0x80; }
+
+std::string hex(std::uint8_t code) {
+  static constexpr char kDigits[] = "0123456789ABCDEF";
+  return {'0', 'x', kDigits[code >> 4], kDigits[code & 15]};
+}
+
+// "Not authorized (0x87)", with the packet's Reason String when it has one.
+std::string describe_reason(ReasonCode code, const Properties& properties) {
+  std::string text =
+      std::string(to_string(code)) + " (" + hex(static_cast<std::uint8_t>(code)) + ")";
+  if (auto reason = properties.string(PropertyId::ReasonString))
+    text += ": " + std::string(*reason);
+  return text;
+}
+
+class ReasonCategory : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "mqtt5"; }
+  std::string message(int value) const override {
+    return describe_reason(static_cast<ReasonCode>(value), {});
+  }
+};
+
 template <class Fn, class... Args>
 void invoke_safely(spdlog::logger& log, const char* what, const Fn& fn, Args&&... args) {
   if (!fn) return;
@@ -65,6 +89,13 @@ class Watchdog {
 
 }  // namespace
 
+const boost::system::error_category& reason_category() {
+  static const ReasonCategory category;
+  return category;
+}
+
+error_code make_error_code(ReasonCode code) { return {static_cast<int>(code), reason_category()}; }
+
 struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   struct Outgoing {
     Publish packet;
@@ -79,7 +110,13 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         log(std::move(log)),
         window(std::clamp<std::size_t>(static_cast<std::size_t>(this->config.buffer_size), 1,
                                        kMaxWindow)),
-        subscriptions(this->config.subscriptions) {}
+        version(this->config.protocol),
+        client_id(this->config.client_id),
+        subscriptions(this->config.subscriptions) {
+    if (v5() && this->config.max_packet_size) {
+      limits.maximum_packet_size = static_cast<std::size_t>(this->config.max_packet_size->bytes);
+    }
+  }
 
   Client& owner;
   asio::io_context own_io;  // used without a shared IoThread
@@ -148,13 +185,23 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   std::shared_ptr<asio::ssl::context> tls;
   ClientCallbacks callbacks;
   const std::size_t window;
+  const ProtocolVersion version;
+  DecodeLimits limits;  // MQTT 5: our Maximum Packet Size
+
+  bool v5() const { return version == ProtocolVersion::V5; }
 
   // All below is touched only on the io thread.
   bool stopping = false;
   bool disconnect_requested = false;
+  // MQTT 5: the reason code of a DISCONNECT the client sends because the broker broke the
+  // protocol, and what it logs; unset for a normal disconnection.
+  std::optional<ReasonCode> disconnect_code;
+  std::string protocol_failure;
+  asio::steady_timer failure_deadline{io};
   bool session_open = false;
   std::uint64_t session_id = 0;
   std::string disconnect_reason;
+  std::string client_id;  // the configured one, or the one the broker assigned (MQTT 5)
   std::shared_ptr<Transport> transport;
   int live_session_tasks = 0;
 
@@ -162,6 +209,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   std::map<std::uint64_t, Outgoing> inflight;       // QoS 1 written, awaiting PUBACK, by order
   std::unordered_map<std::uint16_t, std::uint64_t> inflight_ids;
   std::deque<std::uint64_t> resend;                 // inflight entries to write again (DUP)
+  std::size_t sent_inflight = 0;                    // inflight entries written on this connection
   std::uint64_t next_sequence = 0;
   std::uint16_t last_packet_id = 0;
   std::string control;                              // encoded acks, pings, (un)subscribes
@@ -175,6 +223,13 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   std::deque<Message> held;                          // arrived while the window was full
   std::unordered_set<std::uint16_t> held_qos1;       // packet ids in `held`
   bool read_stopped = false;                         // the read loop waits for room
+
+  // What the broker's CONNACK allows (MQTT 5; with 3.1.1 our own settings and no limits).
+  std::size_t send_window = 0;  // QoS 1 messages in flight: ours, bounded by its Receive Maximum
+  std::chrono::seconds keepalive_interval{0};  // ours, or its Server Keep Alive
+  std::uint32_t broker_max_packet = 0;         // 0: no limit
+  std::uint8_t broker_max_qos = 1;
+  bool broker_retain = true;
 
   Clock::time_point last_write{};
   bool ping_outstanding = false;
@@ -257,7 +312,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     }
     // Acknowledged twice: the second PUBACK could acknowledge a later message with the same id.
     if (windowed() && delivered_qos1.erase(receipt.packet_id) == 0) return;
-    encode(Puback{receipt.packet_id}, control);
+    encode(Puback{receipt.packet_id}, control, version);
   }
 
   void forget_received() {
@@ -279,7 +334,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   }
 
   void queue_control(const Packet& packet) {
-    encode(packet, control);
+    encode(packet, control, version);
     wake_writer();
   }
 
@@ -287,9 +342,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     if (topics.empty()) return;
     Subscribe subscribe;
     subscribe.packet_id = allocate_packet_id();
-    for (const auto& t : topics) {
-      subscribe.subscriptions.push_back({t.topic, static_cast<std::uint8_t>(t.qos)});
-    }
+    for (const auto& t : topics) subscribe.subscriptions.push_back(to_subscription(t));
     awaiting_suback[subscribe.packet_id] = {std::move(topics), std::move(done)};
     queue_control(subscribe);
     wake_reader();
@@ -300,10 +353,34 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     owner.release_outstanding();
   }
 
+  bool may_send_qos1() const { return sent_inflight < send_window; }
+
   bool has_work() const {
-    if (!control.empty() || !resend.empty() || disconnect_requested) return true;
+    if (!control.empty() || disconnect_requested) return true;
+    if (!resend.empty() && may_send_qos1()) return true;
     if (pending.empty()) return false;
-    return pending.front().packet.qos == 0 || inflight.size() < window;
+    return pending.front().packet.qos == 0 || (inflight.size() < window && may_send_qos1());
+  }
+
+  // MQTT 5: why the broker's CONNACK does not let `packet` be sent, if it does not.
+  std::optional<ReasonCode> refusal(const Publish& packet) const {
+    if (packet.qos > broker_max_qos) return ReasonCode::QosNotSupported;
+    if (packet.retain && !broker_retain) return ReasonCode::RetainNotSupported;
+    if (broker_max_packet != 0 && encoded_size(packet, version) > broker_max_packet) {
+      return ReasonCode::PacketTooLarge;
+    }
+    return std::nullopt;
+  }
+
+  void refuse(Outgoing& item, ReasonCode why) {
+    std::string detail;
+    if (why == ReasonCode::PacketTooLarge) {
+      detail = ": the message is " + std::to_string(encoded_size(item.packet, version)) +
+               " bytes, the broker's maximum packet size " + std::to_string(broker_max_packet);
+    }
+    log->warn("MQTT client {}: not sending the message on topic {}: {}{}", client_id,
+              item.packet.topic, describe_reason(why, {}), detail);
+    complete(item, make_error_code(why));
   }
 
   // Moves what may be written now into one buffer. QoS 0 messages written are returned so they
@@ -312,27 +389,41 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     std::vector<Outgoing> written_qos0;
     out.swap(control);
     control.clear();
-    while (!resend.empty() && out.size() < kMaxWriteBatch) {
+    while (!resend.empty() && out.size() < kMaxWriteBatch && may_send_qos1()) {
       auto it = inflight.find(resend.front());
       resend.pop_front();
       if (it == inflight.end()) continue;
+      if (auto why = v5() ? refusal(it->second.packet) : std::nullopt) {
+        Outgoing item = std::move(it->second);
+        inflight_ids.erase(item.packet.packet_id);
+        inflight.erase(it);
+        refuse(item, *why);
+        continue;
+      }
       Publish again = it->second.packet;
       again.dup = true;
-      encode(again, out);
+      encode(again, out, version);
+      ++sent_inflight;
     }
     while (!pending.empty() && out.size() < kMaxWriteBatch) {
       Outgoing& front = pending.front();
+      if (auto why = v5() ? refusal(front.packet) : std::nullopt) {
+        refuse(front, *why);
+        pending.pop_front();
+        continue;
+      }
       if (front.packet.qos > 0) {
-        if (inflight.size() >= window) break;
+        if (inflight.size() >= window || !may_send_qos1()) break;
         front.packet.packet_id = allocate_packet_id();
         front.packet.dup = false;
-        encode(front.packet, out);
+        encode(front.packet, out, version);
+        ++sent_inflight;
         std::uint64_t sequence = next_sequence++;
         inflight_ids[front.packet.packet_id] = sequence;
         inflight.emplace(sequence, std::move(front));
         wake_reader();
       } else {
-        encode(front.packet, out);
+        encode(front.packet, out, version);
         written_qos0.push_back(std::move(front));
       }
       pending.pop_front();
@@ -381,20 +472,20 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     if (watchdog.fired()) co_return timed_out();
     if (ec) co_return ec.message();
 
-    Connect connect;
-    connect.client_id = config.client_id;
-    connect.clean_session = config.clean_session;
-    connect.keep_alive = static_cast<std::uint16_t>(keepalive().count());
-    if (!config.username.empty() || !config.password.empty()) connect.username = config.username;
-    if (!config.password.empty()) connect.password = config.password;
-    std::string bytes = encode(connect);
+    std::string bytes = encode(make_connect(), version);
     co_await t->write(asio::buffer(bytes), ec);
     if (watchdog.fired()) co_return timed_out();
     if (ec) co_return "sending CONNECT: " + ec.message();
 
     std::string buffer;
     for (;;) {
-      auto result = decode(buffer);
+      if (v5() && answered_as_311(buffer)) {
+        co_return "connection refused: the broker answered with an MQTT 3.1.1 CONNACK (" +
+            std::string(
+                to_string(static_cast<ConnectReturnCode>(static_cast<std::uint8_t>(buffer[3])))) +
+            "): it does not speak MQTT 5; set protocol: 3.1.1";
+      }
+      auto result = decode(buffer, limits, version);
       if (result.status == DecodeStatus::Error) co_return "bad reply to CONNECT: " + result.error;
       if (result.status == DecodeStatus::Ok) {
         auto* connack = std::get_if<Connack>(&result.packet);
@@ -404,6 +495,11 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         if (connack->return_code != ConnectReturnCode::Accepted) {
           co_return "connection refused: " + std::string(to_string(connack->return_code));
         }
+        if (is_failure(connack->reason_code)) {
+          co_return "connection refused: " +
+              describe_reason(connack->reason_code, connack->properties);
+        }
+        apply_connack(*connack);
         session_present = connack->session_present;
         residual = buffer.substr(result.consumed);
         co_return "";
@@ -417,6 +513,61 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     }
   }
 
+  Connect make_connect() const {
+    Connect connect;
+    connect.client_id = client_id;
+    connect.clean_session = config.clean_session;
+    connect.keep_alive = static_cast<std::uint16_t>(keepalive().count());
+    if (!config.username.empty() || !config.password.empty()) connect.username = config.username;
+    if (!config.password.empty()) connect.password = config.password;
+    if (v5()) {
+      connect.protocol_level = 5;
+      auto& p = connect.properties;
+      if (auto expiry = session_expiry_interval(config)) {
+        p.add(PropertyId::SessionExpiryInterval, expiry);
+      }
+      // Absent means 65,535, the most the property can say.
+      if (window < 65535) p.add(PropertyId::ReceiveMaximum, static_cast<std::uint32_t>(window));
+      if (limits.maximum_packet_size != 0) {
+        p.add(PropertyId::MaximumPacketSize,
+              static_cast<std::uint32_t>(limits.maximum_packet_size));
+      }
+    }
+    return connect;
+  }
+
+  // A 3.1.1 broker answers an MQTT 5 CONNECT with its own CONNACK (code 1), which has no
+  // properties: Remaining Length 2, where an MQTT 5 CONNACK has at least 3.
+  static bool answered_as_311(const std::string& buffer) {
+    return buffer.size() >= 4 && static_cast<std::uint8_t>(buffer[0]) == 0x20 && buffer[1] == 2;
+  }
+
+  // The limits of this connection: with 3.1.1 our own settings, with MQTT 5 also what the
+  // broker's CONNACK says.
+  void apply_connack(const Connack& connack) {
+    send_window = window;
+    keepalive_interval = keepalive();
+    broker_max_packet = 0;
+    broker_max_qos = 1;
+    broker_retain = true;
+    if (!v5()) return;
+    const auto& p = connack.properties;
+    if (auto assigned = p.string(PropertyId::AssignedClientIdentifier)) {
+      client_id = std::string(*assigned);
+      log->info("MQTT client: the broker assigned the client identifier {}", client_id);
+    }
+    if (auto keep_alive = p.integer(PropertyId::ServerKeepAlive)) {
+      keepalive_interval = std::chrono::seconds(*keep_alive);
+    }
+    if (auto receive_maximum = p.integer(PropertyId::ReceiveMaximum)) {
+      send_window = std::min<std::size_t>(window, *receive_maximum);
+    }
+    broker_max_packet = p.integer(PropertyId::MaximumPacketSize).value_or(0);
+    broker_max_qos = static_cast<std::uint8_t>(p.integer(PropertyId::MaximumQos).value_or(1));
+    broker_retain = p.integer(PropertyId::RetainAvailable).value_or(1) != 0;
+    owner.broker_max_packet_ = broker_max_packet;
+  }
+
   asio::awaitable<void> run_session(std::shared_ptr<Transport> t, std::string residual,
                                     bool session_present) {
     auto self = shared_from_this();
@@ -427,13 +578,18 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     last_write = Clock::now();
     forget_received();
     read_stopped = false;
+    disconnect_requested = stopping;
+    disconnect_code.reset();
     resend.clear();
+    sent_inflight = 0;
     for (const auto& entry : inflight) resend.push_back(entry.first);
     if (!subscriptions.empty()) queue_subscribe(subscriptions, {});
 
-    log->info("MQTT client {}: connected to {}{}", config.client_id, endpoint.str(),
-              inflight.empty() ? "" : ", resending " + std::to_string(inflight.size()) +
-                                          " unacknowledged message(s)");
+    log->info("MQTT client {}: connected to {}{}{}", client_id, endpoint.str(),
+              v5() ? " with MQTT 5" : "",
+              inflight.empty() ? ""
+                               : ", resending " + std::to_string(inflight.size()) +
+                                     " unacknowledged message(s)");
     owner.set_connected(true);
     invoke_safely(*log, "connected", callbacks.on_connected, session_present);
 
@@ -473,10 +629,28 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     invoke_safely(*log, "disconnected", callbacks.on_disconnected, disconnect_reason);
   }
 
+  // Ends the session because the broker broke the protocol: with MQTT 5 after a DISCONNECT with
+  // `code` (what is queued goes first; the connection closes within a second regardless).
+  void fail_session(ReasonCode code, const std::string& reason) {
+    if (!v5() || !session_open || disconnect_requested) {
+      close_session(reason);
+      return;
+    }
+    disconnect_requested = true;
+    disconnect_code = code;
+    protocol_failure = reason + " (sent DISCONNECT " + describe_reason(code, {}) + ")";
+    wake_writer();
+    failure_deadline.expires_after(1s);
+    failure_deadline.async_wait([self = shared_from_this(), session = session_id](error_code ec) {
+      if (!ec && self->session_id == session) self->close_session(self->protocol_failure);
+    });
+  }
+
   void close_session(const std::string& reason) {
     if (!session_open) return;
     session_open = false;
     disconnect_reason = reason;
+    failure_deadline.cancel();
     if (transport) transport->close();
     wake_writer();
     read_signal.cancel();
@@ -495,7 +669,10 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       buffer.clear();
       auto written_qos0 = build_batch(buffer);
       bool disconnect = disconnect_requested;
-      if (disconnect) encode(mqtt::Disconnect{}, buffer);
+      if (disconnect) {
+        encode(mqtt::Disconnect{disconnect_code.value_or(ReasonCode::NormalDisconnection), {}},
+               buffer, version);
+      }
       error_code ec;
       if (!buffer.empty()) co_await t->write(asio::buffer(buffer), ec);
       last_write = Clock::now();
@@ -503,7 +680,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       if (ec) {
         close_session("write failed: " + ec.message());
       } else if (disconnect) {
-        close_session("client stopped");
+        close_session(disconnect_code ? protocol_failure : "client stopped");
       }
     }
   }
@@ -514,10 +691,10 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     while (session_open) {
       // Handle every complete packet already buffered.
       for (;;) {
-        auto result = decode(std::string_view(buffer).substr(start));
+        auto result = decode(std::string_view(buffer).substr(start), limits, version);
         if (result.status == DecodeStatus::Incomplete) break;
         if (result.status == DecodeStatus::Error) {
-          close_session("protocol error from broker: " + result.error);
+          fail_session(result.reason, "protocol error from broker: " + result.error);
           co_return;
         }
         start += result.consumed;
@@ -554,7 +731,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   // While the read loop is held back by the receive window, a PINGRESP cannot be read: the
   // deadline waits, and pings go on so that the broker still hears from us.
   asio::awaitable<void> keepalive_loop() {
-    if (keepalive().count() <= 0) co_return;
+    if (keepalive_interval.count() <= 0) co_return;
     while (session_open) {
       auto now = Clock::now();
       Clock::time_point wake;
@@ -565,7 +742,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
           co_return;
         }
       } else {
-        wake = last_write + keepalive();
+        wake = last_write + keepalive_interval;
         if (now >= wake) {
           if (!ping_outstanding) ping_sent = now;
           ping_outstanding = true;
@@ -585,6 +762,12 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     switch (type_of(packet)) {
       case PacketType::Publish: {
         auto& publish = std::get<Publish>(packet);
+        // We announce no Topic Alias Maximum, so the broker may send no alias (3.2.2.3.8).
+        if (v5() && publish.properties.find(PropertyId::TopicAlias)) {
+          fail_session(ReasonCode::TopicAliasInvalid,
+                       "the broker sent a Topic Alias, although the client allows none");
+          return false;
+        }
         std::uint8_t qos = publish.qos;
         std::uint16_t id = publish.packet_id;
         receive(Message{std::move(publish), session_id});
@@ -592,7 +775,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         return true;
       }
       case PacketType::Puback: {
-        auto id = std::get<Puback>(packet).packet_id;
+        const auto& puback = std::get<Puback>(packet);
+        auto id = puback.packet_id;
         auto found = inflight_ids.find(id);
         if (found == inflight_ids.end()) {
           log->debug("MQTT client {}: PUBACK for unknown packet id {}", config.client_id, id);
@@ -600,10 +784,17 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         }
         auto entry = inflight.find(found->second);
         inflight_ids.erase(found);
+        if (sent_inflight > 0) --sent_inflight;
         if (entry != inflight.end()) {
           Outgoing item = std::move(entry->second);
           inflight.erase(entry);
-          complete(item, {});
+          if (is_failure(puback.reason_code)) {
+            log->warn("MQTT client {}: the broker refused the message on topic {}: {}", client_id,
+                      item.packet.topic, describe_reason(puback.reason_code, puback.properties));
+            complete(item, make_error_code(puback.reason_code));
+          } else {
+            complete(item, {});
+          }
         }
         wake_writer();
         return true;
@@ -619,10 +810,19 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       case PacketType::Pingresp:
         ping_outstanding = false;
         return true;
-      default:
-        close_session("unexpected " + std::string(to_string(type_of(packet))) + " from broker");
+      case PacketType::Disconnect: {
+        if (!v5()) break;
+        const auto& disconnect = std::get<Disconnect>(packet);
+        close_session("the broker disconnected: " +
+                      describe_reason(disconnect.reason_code, disconnect.properties));
         return false;
+      }
+      default:
+        break;
     }
+    fail_session(ReasonCode::ProtocolError,
+                 "unexpected " + std::string(to_string(type_of(packet))) + " from broker");
+    return false;
   }
 
   bool handle_suback(const Suback& suback) {
@@ -632,9 +832,10 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     awaiting_suback.erase(found);
     std::string refused;
     for (std::size_t i = 0; i < suback.return_codes.size() && i < topics.size(); ++i) {
-      if (suback.return_codes[i] == kSubackFailure) {
-        refused += (refused.empty() ? "" : ", ") + topics[i].topic;
-      }
+      const std::uint8_t code = suback.return_codes[i];
+      if (code < kSubackFailure) continue;
+      refused += (refused.empty() ? "" : ", ") + topics[i].topic;
+      if (v5()) refused += " (" + describe_reason(static_cast<ReasonCode>(code), {}) + ")";
     }
     invoke_safely(*log, "subscribe", done, error_code{}, suback.return_codes);
     if (refused.empty()) return true;
@@ -647,6 +848,16 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     invoke_safely(*log, "error", callbacks.on_error, error);
     begin_stop();
     return true;
+  }
+
+  Subscription to_subscription(const TopicInfo& t) const {
+    Subscription s{t.topic, static_cast<std::uint8_t>(t.qos)};
+    if (v5()) {
+      s.no_local = t.no_local;
+      s.retain_as_published = t.retain_as_published;
+      s.retain_handling = static_cast<std::uint8_t>(t.retain_handling);
+    }
+    return s;
   }
 
   void begin_stop() {
@@ -702,7 +913,8 @@ Client::~Client() { stop(); }
 void Client::start(ClientCallbacks callbacks) {
   if (started_) throw std::logic_error("MQTT client already started");
   if (config_.address.empty()) throw std::invalid_argument("MQTT client: address is not set");
-  if (config_.client_id.empty() && !config_.clean_session) {
+  if (config_.client_id.empty() && !config_.clean_session &&
+      config_.protocol != ProtocolVersion::V5) {
     throw std::invalid_argument(
         "MQTT client: clientid is required when cleansession is false (a broker refuses an "
         "empty client id for a persistent session)");
@@ -769,19 +981,56 @@ void Client::stop() {
   }
 }
 
-namespace {
-
-// The packet identifier is assigned when the message is written; check the rest now.
-void check_publishable(Publish& message) {
-  if (message.qos > 1) throw std::invalid_argument("cannot publish: QoS 2 is not supported");
-  message.packet_id = message.qos > 0 ? 1 : 0;
-  message.dup = false;
-  if (std::string problem = validate(message); !problem.empty()) {
-    throw std::invalid_argument("cannot publish: " + problem);
+void Client::check_subscribable(const std::vector<TopicInfo>& topics) const {
+  if (config_.protocol != ProtocolVersion::V5) {
+    for (const auto& t : topics) {
+      if (t.no_local || t.retain_as_published || t.retain_handling != 0) {
+        throw std::invalid_argument("cannot subscribe to " + t.topic +
+                                    ": subscription options need protocol: 5");
+      }
+    }
+    return;
+  }
+  if (topics.empty()) return;
+  Subscribe subscribe;
+  subscribe.packet_id = 1;
+  for (const auto& t : topics) {
+    if (t.qos < 0 || t.qos > 2 || t.retain_handling < 0 || t.retain_handling > 2) {
+      throw std::invalid_argument("cannot subscribe to " + t.topic +
+                                  ": qos and retain_handling must be 0, 1 or 2");
+    }
+    subscribe.subscriptions.push_back({t.topic, static_cast<std::uint8_t>(t.qos), t.no_local,
+                                       t.retain_as_published,
+                                       static_cast<std::uint8_t>(t.retain_handling)});
+  }
+  if (std::string problem = validate(subscribe, ProtocolVersion::V5); !problem.empty()) {
+    throw std::invalid_argument("cannot subscribe: " + problem);
   }
 }
 
-}  // namespace
+// The packet identifier is assigned when the message is written; check the rest now.
+void Client::check_publishable(Publish& message) const {
+  if (message.qos > 1) throw std::invalid_argument("cannot publish: QoS 2 is not supported");
+  message.packet_id = message.qos > 0 ? 1 : 0;
+  message.dup = false;
+  const ProtocolVersion version = config_.protocol;
+  if (std::string problem = validate(message, version); !problem.empty()) {
+    throw std::invalid_argument("cannot publish: " + problem);
+  }
+  if (version != ProtocolVersion::V5) return;
+  for (auto id : {PropertyId::TopicAlias, PropertyId::SubscriptionIdentifier}) {
+    if (message.properties.find(id)) {
+      throw std::invalid_argument("cannot publish: the client does not send a " +
+                                  std::string(to_string(id)) + " property");
+    }
+  }
+  const std::uint32_t limit = broker_max_packet_.load();
+  if (limit != 0 && connected_ && encoded_size(message, version) > limit) {
+    throw std::invalid_argument(
+        "cannot publish: the message is " + std::to_string(encoded_size(message, version)) +
+        " bytes, more than the broker's maximum packet size of " + std::to_string(limit));
+  }
+}
 
 void Client::async_publish(Publish message, PublishHandler done) {
   check_publishable(message);
@@ -848,6 +1097,7 @@ void Client::ack(const Receipt& receipt) {
 }
 
 void Client::subscribe(std::vector<TopicInfo> topics, SubscribeHandler done) {
+  check_subscribable(topics);
   asio::post(impl_->io, [impl = impl_, topics = std::move(topics), done = std::move(done)]() mutable {
     for (const auto& t : topics) {
       auto same = [&](const TopicInfo& s) { return s.topic == t.topic; };

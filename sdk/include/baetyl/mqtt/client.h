@@ -1,5 +1,6 @@
 #pragma once
-// An asynchronous MQTT 3.1.1 client that keeps its connection alive on its own.
+// An asynchronous MQTT 3.1.1 or MQTT 5 client (`protocol` in ClientConfig) that keeps its
+// connection alive on its own.
 //
 // - Connects over tcp or ssl, with username/password and client certificates.
 // - Reconnects after any failure, waiting 500 ms, then doubling up to `interval`.
@@ -33,6 +34,13 @@
 
 namespace baetyl::mqtt {
 
+// MQTT 5: the error a publish completes with when the broker refuses it with a reason code (a
+// PUBACK of 0x80 or above, e.g. 0x87 Not authorized), or when the client does not send it because
+// it breaks a limit of the broker's CONNACK (0x95 Packet too large, 0x9B QoS not supported, 0x9A
+// Retain not supported). ec.value() is the reason code, ec.message() its name and code.
+const boost::system::error_category& reason_category();
+error_code make_error_code(ReasonCode code);
+
 // What ack() needs of a received message: small enough to keep instead of the whole message.
 struct Receipt {
   std::uint64_t session = 0;  // the connection that delivered it
@@ -40,7 +48,8 @@ struct Receipt {
   std::uint8_t qos = 0;
 };
 
-// A message received from the broker.
+// A message received from the broker. With MQTT 5, publish.properties holds its properties (user
+// properties, content type, the remaining message expiry interval, ...).
 struct Message {
   Publish publish;
   std::uint64_t session = 0;  // the connection that delivered it; ack() uses it
@@ -100,15 +109,22 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Starts connecting in the background. Throws std::invalid_argument for a bad address or an
-  // empty client id without clean session, and std::runtime_error for unreadable TLS files.
+  // Starts connecting in the background. Throws std::invalid_argument for a bad address or (MQTT
+  // 3.1.1) an empty client id without clean session, and std::runtime_error for unreadable TLS
+  // files.
   void start(ClientCallbacks callbacks = {});
   // Sends DISCONNECT when connected and stops. Messages not yet acknowledged complete with
   // asio::error::operation_aborted.
   void stop();
 
+  // Every publishing call throws std::invalid_argument for a message that cannot be sent: QoS 2,
+  // an invalid topic, properties with MQTT 3.1.1 or ones a client may not send (Topic Alias,
+  // Subscription Identifier), or, with MQTT 5 while connected, a packet larger than the broker's
+  // Maximum Packet Size.
+  //
   // Queues a message; `done` runs once a QoS 1 message is acknowledged or a QoS 0 message is
-  // written (or with an error when the client stops first). Never blocks, never drops.
+  // written (or with an error when the client stops first, or, with MQTT 5, a reason_category()
+  // error when the broker refuses it). Never blocks, never drops.
   void async_publish(Publish message, PublishHandler done = {});
   // Waits while `buffersize` messages are queued or in flight, then queues the message. Throws
   // std::runtime_error when the client is stopped, std::logic_error when called on the client's
@@ -124,7 +140,9 @@ class Client {
   void ack(const Message& message) { ack(message.receipt()); }
   void ack(const Receipt& receipt);
 
-  // Adds subscriptions (kept for reconnects) and sends them now when connected.
+  // Adds subscriptions (kept for reconnects) and sends them now when connected. With MQTT 5 the
+  // TopicInfo options go with them, and an invalid subscription throws std::invalid_argument (with
+  // 3.1.1, options other than the defaults do).
   void subscribe(std::vector<TopicInfo> topics, SubscribeHandler done = {});
   void unsubscribe(std::vector<std::string> topics);
 
@@ -137,6 +155,8 @@ class Client {
   // timeout passes. Returns whether the client is idle.
   bool wait_idle(std::chrono::milliseconds timeout);
   const ClientConfig& config() const { return config_; }
+  // MQTT 5: the Maximum Packet Size of the broker's last CONNACK; 0 when it set none.
+  std::uint32_t broker_maximum_packet_size() const { return broker_max_packet_.load(); }
 
  private:
   struct Impl;
@@ -152,11 +172,14 @@ class Client {
   std::shared_future<void> ended_;  // with a shared thread: the client's loop has finished
   std::atomic<bool> connected_{false};
   std::atomic<bool> stopped_{false};
+  std::atomic<std::uint32_t> broker_max_packet_{0};
 
   mutable std::mutex flow_mutex_;
   std::condition_variable flow_changed_;
   std::size_t outstanding_ = 0;
 
+  void check_publishable(Publish& message) const;
+  void check_subscribable(const std::vector<TopicInfo>& topics) const;
   void enqueue(Publish message, PublishHandler done);
   void mark_stopped();
   void release_outstanding();
