@@ -239,6 +239,20 @@ void Hub::stop(std::chrono::milliseconds timeout) {
   acceptors_.clear();
 }
 
+namespace {
+// {"0": n, "1": n, "2": n}
+nlohmann::json by_qos(const QosCounters& counters) {
+  return {{"0", counters.load(0)}, {"1", counters.load(1)}, {"2", counters.load(2)}};
+}
+}  // namespace
+
+nlohmann::json Hub::store_stats() const {
+  if (!store_) return {{"backlog", 0}, {"commits", 0}};
+  return {{"backlog", store_->backlog()},
+          {"commits", store_->commits()},
+          {"commit_duration_seconds", store_->commit_duration().to_json()}};
+}
+
 nlohmann::json Hub::stats() {
   auto& s = broker_->stats();
   nlohmann::json rules = nlohmann::json::array();
@@ -254,6 +268,8 @@ nlohmann::json Hub::stats() {
       {"messages",
        {{"in", s.messages_in.load()},
         {"out", s.messages_out.load()},
+        {"in_qos", by_qos(s.messages_in)},
+        {"out_qos", by_qos(s.messages_out)},
         {"dropped", s.messages_dropped.load()},
         {"dropped_qos1", s.messages_dropped_qos1.load()},
         {"paged", s.messages_paged.load()}}},
@@ -266,8 +282,7 @@ nlohmann::json Hub::stats() {
        {{"count", workers_->size()},
         {"writes_offloaded", s.writes_offloaded.load()},
         {"writes_direct", s.writes_direct.load()}}},
-      {"store",
-       {{"backlog", store_ ? store_->backlog() : 0}, {"commits", store_ ? store_->commits() : 0}}},
+      {"store", store_stats()},
       {"rules", rules},
   };
 }
