@@ -19,9 +19,12 @@ class Reporter {
  public:
   Reporter(Context& context, std::chrono::milliseconds interval,
            std::function<nlohmann::json()> stats);
-  ~Reporter();  // stops: no report after it returns
+  ~Reporter() { stop(); }
   Reporter(const Reporter&) = delete;
   Reporter& operator=(const Reporter&) = delete;
+
+  // No report after it returns (a report under way is finished first).
+  void stop();
 
   // Whether a master is there to report to.
   bool active() const { return thread_.joinable(); }

@@ -10,7 +10,7 @@ Reporter::Reporter(Context& context, std::chrono::milliseconds interval,
   if (env::get(env::kMasterApiAddress).has_value()) thread_ = std::thread([this] { run(); });
 }
 
-Reporter::~Reporter() {
+void Reporter::stop() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
