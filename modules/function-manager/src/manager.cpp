@@ -100,6 +100,7 @@ void run_manager(Context& context) {
                        config::format_duration(report_interval));
   }
   context.wait();
+  reporter.stop();
   context.log().info("function manager: stopping");
   manager.stop();
 }

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "baetyl/env.h"
+#include "baetyl/reporter.h"
 #include "memory.h"
 #include "sys_topics.h"
 
@@ -294,21 +294,10 @@ void run_hub(Context& ctx) {
   const auto& cfg = hub.config();
 
   using Clock = std::chrono::steady_clock;
-  // Stats go to the master right away and then every minute, from a thread of their own so that
-  // a slow master never delays the cleanup or status logging.
-  const bool report = env::get(env::kMasterApiAddress).has_value();
-  std::thread reporter;
-  if (report) {
-    reporter = std::thread([&] {
-      do {
-        try {
-          ctx.report_instance(hub.stats());
-        } catch (const std::exception& e) {
-          ctx.log().warn("report to the master failed: {}", e.what());
-        }
-      } while (!ctx.wait_for(cfg.report.interval));
-    });
-  }
+  // Stats go to the master right away and then every report.interval, from a thread of their
+  // own so that a slow master never delays the cleanup or status logging.
+  Reporter reporter(ctx, cfg.report.interval, [&] { return hub.stats(); });
+  const bool report = reporter.active();
   const auto started = Clock::now();
   SysTopics sys(std::string("baetyl-hub ") + version());
   auto publish_sys = [&](Clock::time_point now, Clock::time_point previous) {
@@ -366,7 +355,7 @@ void run_hub(Context& ctx) {
       next_status = now + cfg.status.logging_interval;
     }
   }
-  if (reporter.joinable()) reporter.join();
+  reporter.stop();
   ctx.log().info("stopping: closing connections (timeout {})",
                  config::format_duration(cfg.shutdown_timeout));
   hub.stop(cfg.shutdown_timeout);
