@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "baetyl/env.h"
+#include "baetyl/reporter.h"
 #include "baetyl/testing/mosquitto.h"
 #include "baetyl/testing/temp_dir.h"
 #include "support/http_test_server.h"
@@ -1059,6 +1060,52 @@ TEST_F(RunTest, VersionAndHelpPrintAndReturnZero) {
   EXPECT_TRUE(contains(out, "Usage: baetyl-hub [-c FILE]")) << out;
   EXPECT_TRUE(contains(out, baetyl::kDefaultConfigFile)) << out;
   EXPECT_FALSE(ran);
+}
+
+// ---- Reporter ----
+
+TEST_F(ContextTest, ReporterReportsAtOnceThenEveryIntervalUntilDestroyed) {
+  baetyl::testing::HttpTestServer master;
+  master.respond(200, "");
+  env_.set("BAETYL_MASTER_API_ADDRESS", master.unix_address());
+  env_.set("BAETYL_SERVICE_NAME", "svc");
+  env_.set("BAETYL_SERVICE_TOKEN", "token-1");
+  env_.set("BAETYL_SERVICE_INSTANCE_NAME", "svc.2");
+  Context ctx(options(write_config("")));
+  int reports = 0;
+  std::size_t sent = 0;
+  {
+    baetyl::Reporter reporter(ctx, std::chrono::milliseconds(100), [&] {
+      return nlohmann::json{{"n", ++reports}};
+    });
+    EXPECT_TRUE(reporter.active());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (master.request_count() < 3 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  sent = master.request_count();
+  ASSERT_GE(sent, 3u);
+  const auto requests = master.requests();
+  EXPECT_EQ(requests[0].method, "PUT");
+  EXPECT_EQ(requests[0].target, "/v1/services/svc/instances/svc.2/report");
+  EXPECT_EQ(nlohmann::json::parse(requests[0].body), nlohmann::json({{"n", 1}}));
+  EXPECT_EQ(nlohmann::json::parse(requests[2].body), nlohmann::json({{"n", 3}}));
+  // Destroyed: no report after.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(master.request_count(), sent);
+}
+
+TEST_F(ContextTest, ReporterWithoutAMasterDoesNothing) {
+  Context ctx(options(write_config("")));
+  bool asked = false;
+  baetyl::Reporter reporter(ctx, std::chrono::milliseconds(100), [&] {
+    asked = true;
+    return nlohmann::json::object();
+  });
+  EXPECT_FALSE(reporter.active());
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  EXPECT_FALSE(asked);
 }
 
 }  // namespace

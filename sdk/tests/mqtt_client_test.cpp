@@ -109,6 +109,32 @@ TEST_F(MqttClientTest, PublishesQos0AndQos1ToARealSubscriber) {
   EXPECT_EQ(client.outstanding(), 0u);
 }
 
+TEST_F(MqttClientTest, TryPublishRunsDoneOnceAcknowledgedOrWithAnErrorAtStop) {
+  MosquittoBroker broker;
+  Client client(config_for(broker.address(), "try-1"));
+  client.start();
+  ASSERT_TRUE(client.wait_connected(5s));
+  auto acknowledged = std::make_shared<std::promise<error_code>>();
+  ASSERT_TRUE(client.try_publish(message("t/a", "one", 1), 1s,
+                                 [acknowledged](error_code ec) { acknowledged->set_value(ec); }));
+  auto done = acknowledged->get_future();
+  ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(done.get());
+  client.stop();
+
+  // Never connected (nothing listens there): the queued message ends with an error at stop.
+  Client offline(
+      config_for("tcp://127.0.0.1:" + std::to_string(baetyl::testing::free_port()), "try-2"));
+  offline.start();
+  auto aborted = std::make_shared<std::promise<error_code>>();
+  ASSERT_TRUE(offline.try_publish(message("t/a", "two", 1), 1s,
+                                  [aborted](error_code ec) { aborted->set_value(ec); }));
+  offline.stop();
+  auto failed = aborted->get_future();
+  ASSERT_EQ(failed.wait_for(5s), std::future_status::ready);
+  EXPECT_TRUE(failed.get());
+}
+
 TEST_F(MqttClientTest, ReceivesSubscribedMessagesAtTheirQos) {
   MosquittoBroker broker;
   auto config = config_for(broker.address(), "sub-1");

@@ -15,24 +15,61 @@ namespace {
 using nlohmann::json;
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
+Labels with(Labels labels, std::string key, std::string value) {
+  labels.emplace_back(std::move(key), std::move(value));
+  return labels;
+}
+
 // The samples of one metric family, written together under its HELP and TYPE lines.
+struct Sample {
+  std::string suffix;  // of a histogram's samples: _bucket, _sum, _count
+  Labels labels;
+  double value = 0;
+};
+
 struct Family {
   std::string help;
-  std::string type;  // gauge, counter
-  std::vector<std::pair<Labels, double>> samples;
+  std::string type;  // gauge, counter, histogram
+  std::vector<Sample> samples;
 };
 
 class Exposition {
  public:
-  void add(const std::string& name, const char* type, const char* help, Labels labels,
-           double value) {
+  void add(const std::string& name, const char* type, const char* help, Labels labels, double value,
+           std::string suffix = "") {
     auto [it, inserted] = families_.try_emplace(name);
     if (inserted) {
       order_.push_back(name);
       it->second.help = help;
       it->second.type = type;
     }
-    it->second.samples.emplace_back(std::move(labels), value);
+    it->second.samples.push_back(Sample{std::move(suffix), std::move(labels), value});
+  }
+  // `object[key]` as a histogram when it has the form LatencyHistogram::to_json() gives
+  // (baetyl/histogram.h): cumulative buckets under their bounds, the sum and the count.
+  void add_histogram(const std::string& name, const char* help, const Labels& labels,
+                     const json& object, const char* key) {
+    if (!object.is_object()) return;
+    const auto it = object.find(key);
+    if (it == object.end() || !it->is_object()) return;
+    const json le = it->value("le", json::array());
+    const json buckets = it->value("buckets", json::array());
+    const json sum = it->value("sum", json());
+    const json count = it->value("count", json());
+    if (!le.is_array() || !buckets.is_array() || le.size() != buckets.size() || !sum.is_number() ||
+        !count.is_number()) {
+      return;
+    }
+    for (std::size_t i = 0; i < le.size(); ++i) {
+      if (!le[i].is_number() || !buckets[i].is_number()) return;
+    }
+    for (std::size_t i = 0; i < le.size(); ++i) {
+      add(name, "histogram", help, with(labels, "le", format_bound(le[i].get<double>())),
+          buckets[i].get<double>(), "_bucket");
+    }
+    add(name, "histogram", help, with(labels, "le", "+Inf"), count.get<double>(), "_bucket");
+    add(name, "histogram", help, labels, sum.get<double>(), "_sum");
+    add(name, "histogram", help, labels, count.get<double>(), "_count");
   }
   // Adds `object[key]` when it is a number.
   void add_number(const std::string& name, const char* type, const char* help, const Labels& labels,
@@ -49,8 +86,8 @@ class Exposition {
       const Family& family = families_.at(name);
       out += "# HELP " + name + " " + family.help + "\n";
       out += "# TYPE " + name + " " + family.type + "\n";
-      for (const auto& [labels, value] : family.samples) {
-        out += name;
+      for (const auto& [suffix, labels, value] : family.samples) {
+        out += name + suffix;
         if (!labels.empty()) {
           out += '{';
           for (std::size_t i = 0; i < labels.size(); ++i) {
@@ -65,7 +102,13 @@ class Exposition {
     return out;
   }
 
- private:
+  // A bucket's bound as Prometheus' clients write it: 0.0005, not the shortest 5e-04.
+  static std::string format_bound(double bound) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.15g", bound);
+    return text;
+  }
+
   static std::string format_value(double value) {
     if (std::isnan(value)) return "NaN";
     if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
@@ -79,14 +122,10 @@ class Exposition {
     return std::string(text, result.ptr);
   }
 
+ private:
   std::map<std::string, Family> families_;
   std::vector<std::string> order_;
 };
-
-Labels with(Labels labels, std::string key, std::string value) {
-  labels.emplace_back(std::move(key), std::move(value));
-  return labels;
-}
 
 std::string text_of(const json& object, const char* key) {
   if (!object.is_object()) return "";
@@ -166,10 +205,16 @@ void add_hub(Exposition& out, const Labels& labels, const json& stats) {
   out.add_number("baetyl_hub_retained_messages", "gauge", "Retained messages the hub holds.",
                  labels, stats, "retained");
   const json messages = stats.value("messages", json::object());
-  out.add_number("baetyl_hub_messages_received_total", "counter",
-                 "PUBLISH packets the hub received from clients.", labels, messages, "in");
-  out.add_number("baetyl_hub_messages_sent_total", "counter",
-                 "PUBLISH packets the hub sent to clients.", labels, messages, "out");
+  for (const char* qos : {"0", "1", "2"}) {
+    out.add_number("baetyl_hub_messages_received_total", "counter",
+                   "PUBLISH packets the hub received from clients, by QoS.",
+                   with(labels, "qos", qos), messages.value("in_qos", json::object()), qos);
+  }
+  for (const char* qos : {"0", "1", "2"}) {
+    out.add_number("baetyl_hub_messages_sent_total", "counter",
+                   "PUBLISH packets the hub sent to clients, by QoS.", with(labels, "qos", qos),
+                   messages.value("out_qos", json::object()), qos);
+  }
   out.add_number("baetyl_hub_messages_dropped_total", "counter",
                  "Messages the hub dropped for a full subscriber queue, by QoS.",
                  with(labels, "qos", "0"), messages, "dropped");
@@ -190,6 +235,9 @@ void add_hub(Exposition& out, const Labels& labels, const json& stats) {
                  "Messages waiting to be committed to the hub's store.", labels, store, "backlog");
   out.add_number("baetyl_hub_store_commits_total", "counter", "Group commits of the hub's store.",
                  labels, store, "commits");
+  out.add_histogram("baetyl_hub_store_commit_duration_seconds",
+                    "Time of the store's group commits (SQLite transaction, BEGIN to COMMIT).",
+                    labels, store, "commit_duration_seconds");
   if (const auto rules = stats.find("rules"); rules != stats.end() && rules->is_array()) {
     for (const auto& rule : *rules) {
       Labels route =
@@ -230,6 +278,39 @@ void add_remote_mqtt(Exposition& out, const Labels& labels, const json& rules) {
       }
     }
   }
+}
+
+// What the function manager reports (modules/function-manager: Manager::stats), per function.
+void add_function_manager(Exposition& out, const Labels& labels, const json& functions) {
+  for (const auto& function : functions) {
+    if (!function.is_object()) continue;
+    const Labels at = with(labels, "function", text_of(function, "name"));
+    out.add_number("baetyl_function_calls_total", "counter",
+                   "Calls of a function by the function manager (each retry is a call).", at,
+                   function, "calls");
+    out.add_number("baetyl_function_errors_total", "counter",
+                   "Calls of a function that ended with an error (gRPC status other than OK).", at,
+                   function, "errors");
+    out.add_number("baetyl_function_in_flight", "gauge", "Calls of a function not yet answered.",
+                   at, function, "in_flight");
+    out.add_histogram("baetyl_function_call_duration_seconds",
+                      "Time from the start of a call of a function to its answer.", at, function,
+                      "call_duration_seconds");
+  }
+}
+
+// What the timer reports (modules/timer: TimerStats).
+void add_timer(Exposition& out, const Labels& labels, const json& timer) {
+  out.add_number("baetyl_timer_ticks_total", "counter",
+                 "Ticks of the timer whose message was published (acknowledged by the hub at QoS "
+                 "1, written at QoS 0).",
+                 labels, timer, "ticks");
+  out.add_number("baetyl_timer_publish_failures_total", "counter",
+                 "Ticks of the timer whose message was not published.", labels, timer,
+                 "publish_failures");
+  out.add_number("baetyl_timer_last_tick_timestamp_seconds", "gauge",
+                 "When the timer's last published tick was made, in seconds since the epoch.",
+                 labels, timer, "last_tick");
 }
 
 }  // namespace
@@ -273,6 +354,14 @@ std::string render_metrics(const json& inspect) {
                                                      !rules->empty() &&
                                                      (*rules)[0].contains("hub_to_remote")) {
         add_remote_mqtt(out, labels, *rules);
+      }
+      if (const auto functions = instance.find("functions");
+          functions != instance.end() && functions->is_array()) {
+        add_function_manager(out, labels, *functions);
+      }
+      if (const auto timer = instance.find("timer");
+          timer != instance.end() && timer->is_object() && timer->contains("ticks")) {
+        add_timer(out, labels, *timer);
       }
     }
   }

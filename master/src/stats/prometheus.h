@@ -1,7 +1,8 @@
 #pragma once
 // The master's inspect document as Prometheus metrics (text exposition format 0.0.4): per
-// instance state, restarts, cpu and memory; the host's figures; and the stats the hub and
-// remote-mqtt report to the master, as labelled series. docs/operations.md lists every series.
+// instance state, restarts, cpu and memory; the host's figures; and the stats the modules
+// (hub, remote-mqtt, function manager, timer) report to the master, as labelled series.
+// docs/operations.md lists every series.
 #include <string>
 
 #include <nlohmann/json.hpp>

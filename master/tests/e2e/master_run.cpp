@@ -254,4 +254,30 @@ bool ota_finished(const MasterRun& run) {
          (steps.back() == "UPDATED" || steps.back() == "ROLLEDBACK" || steps.back() == "FAILURE");
 }
 
+std::string scrape_metrics(std::uint16_t port) {
+  http::ClientOptions options;
+  options.address = "tcp://127.0.0.1:" + std::to_string(port);
+  options.timeout = std::chrono::seconds(5);
+  try {
+    http::Client client(options);
+    http::Request request;
+    request.path = "/metrics";
+    auto response = client.send(request);
+    return response.status == 200 ? response.body : "";
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+std::optional<double> sample_value(const std::string& exposition, const std::string& series) {
+  std::istringstream lines(exposition);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
+        line[series.size()] == ' ') {
+      return std::stod(line.substr(series.size() + 1));
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace baetyl::testing

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -90,6 +91,13 @@ std::string status_of(const MasterRun& run, const std::string& service, const st
 // most); returns its output.
 std::string run_baetyl(const std::vector<std::string>& args, int* code,
                        const std::map<std::string, std::string>& env = {});
+
+// GET /metrics of the master's Prometheus endpoint on 127.0.0.1:`port`; "" when it fails.
+std::string scrape_metrics(std::uint16_t port);
+// The value of the sample written exactly `series` (name and labels as the endpoint writes them,
+// e.g. `baetyl_function_calls_total{service="fm",instance="fm",function="f"}`) in `exposition`;
+// nullopt when there is none.
+std::optional<double> sample_value(const std::string& exposition, const std::string& series);
 
 // The steps of var/db/baetyl/ota.log, in order.
 std::vector<std::string> ota_steps(const MasterRun& run);

@@ -43,11 +43,14 @@ std::string hub_config(std::uint16_t port) {
          "report:\n  interval: 200ms\n";
 }
 
-std::string timer_config(std::uint16_t port) {
+std::string timer_config(std::uint16_t port, const std::string& interval) {
   return "hub:\n  address: tcp://127.0.0.1:" + std::to_string(port) +
          "\n  username: test\n  password: hahaha\n  clientid: timer\n"
-         "timer:\n  interval: 1h\n"
-         "publish:\n  topic: timer\n";
+         "timer:\n  interval: " +
+         interval +
+         "\n"
+         "publish:\n  topic: timer\n"
+         "report:\n  interval: 200ms\n";
 }
 
 constexpr const char* kServices =
@@ -76,14 +79,17 @@ void write_text(const fs::path& path, const std::string& text) {
 // A node: the master with a hub on a free port and a timer publishing to it.
 class Node {
  public:
-  explicit Node(const std::string& conf_extra = "") : hub_port_(free_port()) {
+  // `timer_interval`: the timer's; the default makes no tick while a test runs.
+  explicit Node(const std::string& conf_extra = "", const std::string& timer_interval = "1h")
+      : hub_port_(free_port()) {
     // The installed modules, as <workdir>/bin holds them after `make install`.
     fs::create_directories(run_.workdir() / "bin");
     for (const char* module : {"baetyl-hub", "baetyl-timer"}) {
       fs::create_symlink(binary_path(module), run_.workdir() / "bin" / module);
     }
     write_text(run_.workdir() / "var/db/baetyl/hub-conf/service.yml", hub_config(hub_port_));
-    write_text(run_.workdir() / "var/db/baetyl/timer-conf/service.yml", timer_config(hub_port_));
+    write_text(run_.workdir() / "var/db/baetyl/timer-conf/service.yml",
+               timer_config(hub_port_, timer_interval));
     run_.write_conf("5s", conf_extra);
     run_.write_app("v1", kServices, "var/db/baetyl/application.yml", kVolumes);
   }
@@ -281,28 +287,21 @@ class Prometheus {
   std::unique_ptr<Process> process_;
 };
 
-std::string get_metrics(std::uint16_t port) {
-  http::ClientOptions options;
-  options.address = "tcp://127.0.0.1:" + std::to_string(port);
-  options.timeout = 5s;
-  http::Client client(options);
-  http::Request request;
-  request.path = "/metrics";
-  auto response = client.send(request);
-  return response.status == 200 ? response.body : "";
+std::string metrics_conf(std::uint16_t port) {
+  return "metrics:\n  address: tcp://127.0.0.1:" + std::to_string(port) + "\n";
 }
 
 TEST(OperationsE2E, PrometheusScrapesTheHubsReceivedMessages) {
   if (!fs::exists("/usr/bin/prometheus")) GTEST_SKIP() << "Debian's prometheus is not installed";
   const std::uint16_t metrics_port = free_port();
-  Node node("metrics:\n  address: tcp://127.0.0.1:" + std::to_string(metrics_port) + "\n");
+  Node node(metrics_conf(metrics_port));
   ASSERT_TRUE(node.start()) << node.run().output();
 
   // The endpoint itself, in the text format, once the hub has reported.
   std::string text;
   ASSERT_TRUE(MasterRun::wait_until(
       [&] {
-        text = get_metrics(metrics_port);
+        text = scrape_metrics(metrics_port);
         return text.find("baetyl_hub_messages_received_total") != std::string::npos;
       },
       15s))
@@ -315,7 +314,8 @@ TEST(OperationsE2E, PrometheusScrapesTheHubsReceivedMessages) {
 
   Prometheus prometheus("127.0.0.1:" + std::to_string(metrics_port));
   ASSERT_TRUE(prometheus.ready()) << prometheus.output();
-  const std::string series = "baetyl_hub_messages_received_total";
+  // Per QoS: their sum is the hub's received messages.
+  const std::string series = "sum(baetyl_hub_messages_received_total)";
   std::optional<double> before;
   ASSERT_TRUE(
       MasterRun::wait_until([&] { return (before = prometheus.query(series)).has_value(); }, 30s))
@@ -335,6 +335,107 @@ TEST(OperationsE2E, PrometheusScrapesTheHubsReceivedMessages) {
       << "before " << *before << ", after " << after.value_or(-1);
   // The up series as Prometheus sees it.
   EXPECT_EQ(prometheus.query("up").value_or(0), 1);
+}
+
+TEST(OperationsE2E, HubMessagesPerQosAndStoreCommitLatency) {
+  const std::uint16_t metrics_port = free_port();
+  Node node(metrics_conf(metrics_port));
+  ASSERT_TRUE(node.start()) << node.run().output();
+  SubscriberOptions options;
+  options.topic = "t";
+  options.qos = 2;
+  options.username = "test";
+  options.password = "hahaha";
+  MosquittoSubscriber subscriber(node.hub_port(), options);
+  const std::vector<std::string> auth = {"-u", "test", "-P", "hahaha"};
+  for (int qos : {0, 0, 0, 1, 1, 2}) {
+    ASSERT_EQ(mosquitto_pub(node.hub_port(), "t", "q" + std::to_string(qos), qos, auth), 0);
+  }
+  ASSERT_EQ(subscriber.wait_for(6, 10s).size(), 6u);
+
+  // The timer publishes nothing (one tick an hour): these are the test's messages alone, each
+  // sent to the subscriber at the QoS it was published with.
+  const std::string hub = "{service=\"hub\",instance=\"hub\",qos=\"";
+  const std::map<std::string, double> expected = {
+      {"baetyl_hub_messages_received_total" + hub + "0\"}", 3},
+      {"baetyl_hub_messages_received_total" + hub + "1\"}", 2},
+      {"baetyl_hub_messages_received_total" + hub + "2\"}", 1},
+      {"baetyl_hub_messages_sent_total" + hub + "0\"}", 3},
+      {"baetyl_hub_messages_sent_total" + hub + "1\"}", 2},
+      {"baetyl_hub_messages_sent_total" + hub + "2\"}", 1}};
+  std::string text;
+  EXPECT_TRUE(MasterRun::wait_until(
+      [&] {
+        text = scrape_metrics(metrics_port);
+        for (const auto& [series, value] : expected) {
+          if (sample_value(text, series) != value) return false;
+        }
+        return true;
+      },
+      10s))
+      << text;
+
+  // Each of the store's commits is timed: as many observations as commits, once they settle.
+  const std::string at = "{service=\"hub\",instance=\"hub\"}";
+  std::optional<double> commits;
+  std::optional<double> timed;
+  EXPECT_TRUE(MasterRun::wait_until(
+      [&] {
+        text = scrape_metrics(metrics_port);
+        commits = sample_value(text, "baetyl_hub_store_commits_total" + at);
+        timed = sample_value(text, "baetyl_hub_store_commit_duration_seconds_count" + at);
+        return commits && *commits >= 1 && timed == commits;
+      },
+      10s))
+      << text;
+  EXPECT_THAT(text, HasSubstr("# TYPE baetyl_hub_store_commit_duration_seconds histogram\n"));
+  const auto sum = sample_value(text, "baetyl_hub_store_commit_duration_seconds_sum" + at);
+  ASSERT_TRUE(sum.has_value()) << text;
+  EXPECT_GT(*sum, 0);
+  EXPECT_EQ(sample_value(text,
+                         "baetyl_hub_store_commit_duration_seconds_bucket{service=\"hub\","
+                         "instance=\"hub\",le=\"+Inf\"}"),
+            timed);
+}
+
+TEST(OperationsE2E, TimerTicksReachTheEndpoint) {
+  const std::uint16_t metrics_port = free_port();
+  Node node(metrics_conf(metrics_port), "200ms");
+  SubscriberOptions options;
+  options.topic = "timer";
+  options.username = "test";
+  options.password = "hahaha";
+  ASSERT_TRUE(node.start()) << node.run().output();
+  MosquittoSubscriber subscriber(node.hub_port(), options);
+
+  const std::string at = "{service=\"timer\",instance=\"timer\"}";
+  std::string text;
+  std::optional<double> ticks;
+  ASSERT_TRUE(MasterRun::wait_until(
+      [&] {
+        text = scrape_metrics(metrics_port);
+        ticks = sample_value(text, "baetyl_timer_ticks_total" + at);
+        return ticks && *ticks >= 5;
+      },
+      15s))
+      << text;
+  EXPECT_THAT(text, HasSubstr("# TYPE baetyl_timer_ticks_total counter\n"));
+  EXPECT_EQ(sample_value(text, "baetyl_timer_publish_failures_total" + at), 0);
+  const auto last = sample_value(text, "baetyl_timer_last_tick_timestamp_seconds" + at);
+  ASSERT_TRUE(last.has_value()) << text;
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_GT(*last, now - 5);
+  EXPECT_LE(*last, now + 1);
+  // What the timer counts, the hub received: its QoS 0 counter catches up with the ticks.
+  EXPECT_TRUE(MasterRun::wait_until([&] {
+    text = scrape_metrics(metrics_port);
+    return sample_value(text,
+                        "baetyl_hub_messages_received_total{service=\"hub\","
+                        "instance=\"hub\",qos=\"0\"}")
+               .value_or(0) >= *ticks;
+  })) << text;
+  EXPECT_FALSE(subscriber.messages().empty());
 }
 
 // ---- $SYS ----

@@ -26,9 +26,12 @@ nlohmann::json sample() {
          "restart_count": 2, "process": {"id": 42, "name": "hub"},
          "cpu_stats": {"used_percent": 50}, "mem_stats": {"used": 2048},
          "connections": 3, "sessions": 4, "subscriptions": 5, "retained": 6,
-         "messages": {"in": 100, "out": 90, "dropped": 7, "dropped_qos1": 8, "paged": 9},
+         "messages": {"in": 100, "out": 90, "dropped": 7, "dropped_qos1": 8, "paged": 9,
+                      "in_qos": {"0": 60, "1": 30, "2": 10}, "out_qos": {"0": 50, "1": 40, "2": 0}},
          "denied": {"connect": 1, "publish": 2, "reserved": 3, "subscribe": 4},
-         "store": {"backlog": 11, "commits": 12},
+         "store": {"backlog": 11, "commits": 12,
+                   "commit_duration_seconds": {"le": [0.001, 0.01], "buckets": [10, 12],
+                                               "sum": 0.0125, "count": 12}},
          "rules": [{"source": "a/#", "target": "b\"x", "messages": 13}]}]},
       {"name": "bridge", "instances": [
         {"name": "bridge", "status": "restarting", "restart_count": 1,
@@ -36,7 +39,15 @@ nlohmann::json sample() {
                     "hub_client": {"connected": true, "reconnects": 2},
                     "remote_client": {"connected": false, "reconnects": 5},
                     "hub_to_remote": {"forwarded": 20, "inflight": 1},
-                    "remote_to_hub": {"forwarded": 30, "inflight": 0}}]}]}
+                    "remote_to_hub": {"forwarded": 30, "inflight": 0}}]}]},
+      {"name": "function-manager", "instances": [
+        {"name": "function-manager", "status": "running",
+         "functions": [{"name": "filter", "calls": 5, "errors": 2, "in_flight": 1,
+                        "call_duration_seconds": {"le": [0.0005, 0.0025, 1], "buckets": [1, 4, 5],
+                                                  "sum": 0.5, "count": 5}}]}]},
+      {"name": "timer", "instances": [
+        {"name": "timer", "status": "running",
+         "timer": {"ticks": 42, "publish_failures": 1, "last_tick": 1796601610.25}}]}
     ]})");
 }
 
@@ -67,13 +78,22 @@ TEST(PrometheusMetrics, InstancesHostAndMasterInfo) {
 TEST(PrometheusMetrics, TheHubsReportedStats) {
   const std::string text = render_metrics(sample());
   const std::string hub = "{service=\"hub\",instance=\"hub\"";
-  EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_received_total" + hub + "} 100\n"));
-  EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_sent_total" + hub + "} 90\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_received_total" + hub + ",qos=\"0\"} 60\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_received_total" + hub + ",qos=\"1\"} 30\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_received_total" + hub + ",qos=\"2\"} 10\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_sent_total" + hub + ",qos=\"1\"} 40\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_sent_total" + hub + ",qos=\"2\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_dropped_total" + hub + ",qos=\"0\"} 7\n"));
   EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_dropped_total" + hub + ",qos=\"1\"} 8\n"));
   EXPECT_THAT(text, HasSubstr("baetyl_hub_connections" + hub + "} 3\n"));
   EXPECT_THAT(text, HasSubstr("baetyl_hub_store_backlog_messages" + hub + "} 11\n"));
   EXPECT_THAT(text, HasSubstr("baetyl_hub_denied_total" + hub + ",action=\"reserved\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE baetyl_hub_store_commit_duration_seconds histogram\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_hub_store_commit_duration_seconds_bucket" + hub +
+                              ",le=\"0.001\"} 10\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_hub_store_commit_duration_seconds_bucket" + hub +
+                              ",le=\"+Inf\"} 12\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_hub_store_commit_duration_seconds_sum" + hub + "} 0.0125\n"));
   // Label values are escaped.
   EXPECT_THAT(text, HasSubstr("baetyl_hub_route_messages_total" + hub +
                               ",source=\"a/#\",target=\"b\\\"x\"} 13\n"));
@@ -95,6 +115,42 @@ TEST(PrometheusMetrics, RemoteMqttRulesAndNothingForWhatIsNotReported) {
   // The bridge reports no hub counters, and a restarting instance no start time.
   EXPECT_THAT(text, Not(HasSubstr("baetyl_hub_connections{service=\"bridge\"")));
   EXPECT_THAT(text, Not(HasSubstr("baetyl_instance_start_time_seconds{service=\"bridge\"")));
+}
+
+TEST(PrometheusMetrics, TheFunctionManagersCallsPerFunction) {
+  const std::string text = render_metrics(sample());
+  const std::string at =
+      "{service=\"function-manager\",instance=\"function-manager\",function=\"filter\"";
+  EXPECT_THAT(text, HasSubstr("# TYPE baetyl_function_calls_total counter\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_function_calls_total" + at + "} 5\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_function_errors_total" + at + "} 2\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE baetyl_function_in_flight gauge\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_function_in_flight" + at + "} 1\n"));
+  // A histogram: one HELP and TYPE, cumulative buckets in order up to +Inf, then sum and count.
+  const std::string family = "baetyl_function_call_duration_seconds";
+  EXPECT_THAT(text, HasSubstr("# TYPE " + family + " histogram\n" + family + "_bucket" + at +
+                              ",le=\"0.0005\"} 1\n" + family + "_bucket" + at +
+                              ",le=\"0.0025\"} 4\n" + family + "_bucket" + at + ",le=\"1\"} 5\n" +
+                              family + "_bucket" + at + ",le=\"+Inf\"} 5\n" + family + "_sum" + at +
+                              "} 0.5\n" + family + "_count" + at + "} 5\n"));
+}
+
+TEST(PrometheusMetrics, TheTimersTicks) {
+  const std::string text = render_metrics(sample());
+  const std::string at = "{service=\"timer\",instance=\"timer\"}";
+  EXPECT_THAT(text, HasSubstr("baetyl_timer_ticks_total" + at + " 42\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_timer_publish_failures_total" + at + " 1\n"));
+  EXPECT_THAT(text,
+              HasSubstr("baetyl_timer_last_tick_timestamp_seconds" + at + " 1796601610.25\n"));
+}
+
+TEST(PrometheusMetrics, AMalformedHistogramIsLeftOut) {
+  auto document = sample();
+  auto& function = document["services"][2]["instances"][0]["functions"][0];
+  function["call_duration_seconds"]["buckets"] = {1, 4};  // fewer counts than bounds
+  const std::string text = render_metrics(document);
+  EXPECT_THAT(text, Not(HasSubstr("baetyl_function_call_duration_seconds")));
+  EXPECT_THAT(text, HasSubstr("baetyl_function_calls_total{"));
 }
 
 TEST(PrometheusMetrics, AnEmptyDocumentStillHasTheMasterInfo) {
@@ -135,7 +191,16 @@ TEST(PrometheusMetrics, TheGrafanaDashboardQueriesOnlyExportedSeries) {
   }
   EXPECT_GE(used.size(), 15u);
   for (const auto& name : used) {
-    EXPECT_THAT(exported, HasSubstr("# TYPE " + name + " ")) << name << " is not exported";
+    // A histogram's samples are named after its family: x_bucket, x_sum, x_count.
+    std::string family = name;
+    for (const std::string suffix : {"_bucket", "_sum", "_count"}) {
+      if (family.ends_with(suffix) &&
+          exported.find("# TYPE " + family.substr(0, family.size() - suffix.size()) +
+                        " histogram\n") != std::string::npos) {
+        family.resize(family.size() - suffix.size());
+      }
+    }
+    EXPECT_THAT(exported, HasSubstr("# TYPE " + family + " ")) << name << " is not exported";
   }
   for (const auto& panel : dashboard["panels"]) {
     EXPECT_FALSE(panel.value("targets", nlohmann::json::array()).empty()) << panel.dump();

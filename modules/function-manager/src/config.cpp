@@ -57,6 +57,9 @@ const FunctionConfig* ManagerConfig::find_function(const std::string& name) cons
 void describe(config::Reader& r, ManagerConfig& c) {
   r.field("functions", c.functions);
   r.field("rules", c.rules);
+  r.section("report", [&](config::Reader& report) {
+    report.field("interval", c.report_interval).min(std::chrono::milliseconds(100));
+  });
   std::set<std::string> names;
   for (std::size_t i = 0; i < c.functions.size(); ++i) {
     const auto& name = c.functions[i].name;

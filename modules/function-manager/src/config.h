@@ -49,6 +49,8 @@ void describe(config::Reader& r, FunctionConfig& c);
 struct ManagerConfig {
   std::vector<RuleConfig> rules;
   std::vector<FunctionConfig> functions;
+  // report.interval: how often the stats go to the master (when a master started the manager).
+  std::chrono::milliseconds report_interval = std::chrono::minutes(1);
 
   // The function named `name`, or nullptr.
   const FunctionConfig* find_function(const std::string& name) const;

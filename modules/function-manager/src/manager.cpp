@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "baetyl/reporter.h"
+
 namespace baetyl::function {
 
 std::string MasterLauncher::start(const std::string& service, const std::string& instance) {
@@ -72,6 +74,16 @@ void Manager::stop() {
   for (auto& [name, pool] : pools_) pool->close();
 }
 
+nlohmann::json Manager::stats() const {
+  nlohmann::json functions = nlohmann::json::array();
+  for (const auto& [name, pool] : pools_) {
+    nlohmann::json function = pool->stats().to_json();
+    function["name"] = name;
+    functions.push_back(std::move(function));
+  }
+  return {{"functions", std::move(functions)}};
+}
+
 void run_manager(Context& context) {
   // Debian's abseil checks every mutex gRPC takes for lock-order cycles (a debug aid costing
   // several percent of the CPU per call).
@@ -79,9 +91,16 @@ void run_manager(Context& context) {
   auto config = context.load_config<ManagerConfig>();
   if (config.rules.empty()) context.log().warn("function manager: no rules configured");
   MasterLauncher launcher(context);
+  const auto report_interval = config.report_interval;
   Manager manager(context, std::move(config), launcher);
   manager.start();
+  Reporter reporter(context, report_interval, [&] { return manager.stats(); });
+  if (reporter.active()) {
+    context.log().info("function manager: reporting to the master every {}",
+                       config::format_duration(report_interval));
+  }
   context.wait();
+  reporter.stop();
   context.log().info("function manager: stopping");
   manager.stop();
 }

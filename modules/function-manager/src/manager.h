@@ -38,6 +38,9 @@ class Manager {
   ~Manager();
   void start();
   void stop();
+  // {"functions": [{"name", "calls", "errors", "in_flight", "call_duration_seconds"}, ...]}, as
+  // reported to the master.
+  nlohmann::json stats() const;
 
  private:
   std::unique_ptr<mqtt::Client> new_rule_client(const RuleConfig& rule) const;

@@ -463,6 +463,13 @@ void InstancePool::open_stream_once(Instance& instance) const {
   });
 }
 
+nlohmann::json CallStats::to_json() const {
+  return {{"calls", calls.load(std::memory_order_relaxed)},
+          {"errors", errors.load(std::memory_order_relaxed)},
+          {"in_flight", std::max<std::int64_t>(in_flight.load(std::memory_order_relaxed), 0)},
+          {"call_duration_seconds", duration.to_json()}};
+}
+
 int InstancePool::size() const {
   std::lock_guard lock(mutex_);
   return count_;

@@ -19,11 +19,31 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/logger.h>
 
+#include "baetyl/histogram.h"
 #include "call_stream.h"
 #include "config.h"
 #include "function.grpc.pb.h"
 
 namespace baetyl::function {
+
+// The figures of one function's calls (every rule's, every retry), reported to the master. A
+// call counts once it has ended, so `calls` and the histogram's count agree.
+struct CallStats {
+  std::atomic<std::uint64_t> calls{0};
+  std::atomic<std::uint64_t> errors{0};  // ended with a gRPC status other than OK
+  std::atomic<std::int64_t> in_flight{0};
+  LatencyHistogram duration;
+
+  void started() { in_flight.fetch_add(1, std::memory_order_relaxed); }
+  void ended(std::chrono::nanoseconds took, bool ok) {
+    duration.observe(took);
+    if (!ok) errors.fetch_add(1, std::memory_order_relaxed);
+    calls.fetch_add(1, std::memory_order_relaxed);
+    in_flight.fetch_sub(1, std::memory_order_relaxed);
+  }
+  // {"calls", "errors", "in_flight", "call_duration_seconds"}.
+  nlohmann::json to_json() const;
+};
 
 // Starts and stops runtime instances. start() returns the address to dial ("host:port").
 class Launcher {
@@ -103,6 +123,8 @@ class InstancePool {
   void evict();
 
   const FunctionConfig& config() const { return config_; }
+  CallStats& stats() { return stats_; }
+  const CallStats& stats() const { return stats_; }
   // Instances started and not yet stopped (busy, idle, starting and stopping).
   int size() const;
   // Ready instances without a call.
@@ -127,6 +149,7 @@ class InstancePool {
   FunctionConfig config_;
   Launcher& launcher_;
   std::shared_ptr<spdlog::logger> log_;
+  CallStats stats_;
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;

@@ -273,6 +273,8 @@ void RuleRunner::start_attempt(std::unique_ptr<Call> call, std::shared_ptr<Insta
   call->instance = std::move(slot);
   call->context.reset();
   call->reply.Clear();
+  call->started = Clock::now();
+  pool_.stats().started();
   Call* raw = call.release();
   pool_.call_async(*raw->instance, raw->context, raw->request, raw->reply,
                    [this, raw](grpc::Status status) {
@@ -292,6 +294,7 @@ void RuleRunner::call_ended() {
 }
 
 void RuleRunner::on_reply(std::unique_ptr<Call> call, const grpc::Status& status) {
+  pool_.stats().ended(Clock::now() - call->started, status.ok());
   auto instance = std::move(call->instance);
   if (status.ok()) {
     pool_.release(std::move(instance), true);

@@ -72,6 +72,7 @@ class RuleRunner {
     baetyl::FunctionMessage request;
     baetyl::FunctionMessage reply;
     std::unique_ptr<grpc::ClientContext> context;  // one per unary attempt
+    std::chrono::steady_clock::time_point started;  // of the attempt in flight
     std::shared_ptr<Instance> instance;
     std::uint64_t position = 0;  // in the sequencer
     bool prepared = false;  // request filled in

@@ -173,5 +173,12 @@ functions: [{name: f, service: s}]
             std::string::npos);
 }
 
+TEST(FunctionManagerConfig, ReportInterval) {
+  EXPECT_EQ(parse_manager_config("").report_interval, 1min);
+  EXPECT_EQ(parse_manager_config("report: {interval: 200ms}").report_interval, 200ms);
+  EXPECT_NE(error_of("report: {interval: 50ms}").find("service.yml: report.interval:"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace baetyl::function

@@ -22,7 +22,9 @@ Broker::DeliveryBatch::DeliveryBatch(Broker& broker) {
 Broker::DeliveryBatch::~DeliveryBatch() {
   if (broker_ == nullptr) return;
   delivery_batch = nullptr;
-  if (messages_in_ > 0) broker_->stats_.messages_in.fetch_add(messages_in_, std::memory_order_relaxed);
+  for (std::uint8_t qos = 0; qos < 3; ++qos) {
+    if (messages_in_[qos] > 0) broker_->stats_.messages_in.add(qos, messages_in_[qos]);
+  }
   for (auto& group : groups_) {
     std::shared_ptr<Connection> connection;
     {
@@ -79,11 +81,11 @@ void Broker::DeliveryBatch::add_encoded(Session& session, std::size_t offset, st
   g.entries.push_back(Entry{{}, 1, offset, size});
 }
 
-void Broker::count_message_in() {
+void Broker::count_message_in(std::uint8_t qos) {
   if (delivery_batch != nullptr) {
-    ++delivery_batch->messages_in_;
+    ++delivery_batch->messages_in_[qos < 2 ? qos : 2];
   } else {
-    stats_.messages_in.fetch_add(1, std::memory_order_relaxed);
+    stats_.messages_in.add(qos, 1);
   }
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // The routing core: sessions by client id, the subscription trie, retained messages, static
 // routes and persistence. Thread-safe; connections call it from any worker thread.
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -32,11 +33,26 @@ struct RouteStats {
   std::atomic<std::uint64_t> messages{0};
 };
 
+// A counter per QoS (0, 1, 2); load() is their sum.
+class QosCounters {
+ public:
+  void add(std::uint8_t qos, std::uint64_t n) {
+    counts_[qos < 2 ? qos : 2].fetch_add(n, std::memory_order_relaxed);
+  }
+  std::uint64_t load(std::uint8_t qos) const {
+    return counts_[qos].load(std::memory_order_relaxed);
+  }
+  std::uint64_t load() const { return load(0) + load(1) + load(2); }
+
+ private:
+  std::array<std::atomic<std::uint64_t>, 3> counts_{};
+};
+
 struct BrokerStats {
   std::atomic<std::uint64_t> connections{0};       // currently connected clients
   std::atomic<std::uint64_t> connects{0};          // accepted CONNECTs since start
-  std::atomic<std::uint64_t> messages_in{0};       // PUBLISH received from clients
-  std::atomic<std::uint64_t> messages_out{0};      // PUBLISH sent to clients
+  QosCounters messages_in;                         // PUBLISH received from clients
+  QosCounters messages_out;                        // PUBLISH sent to clients
   std::atomic<std::uint64_t> messages_dropped{0};  // QoS 0 dropped on a full buffer
   // QoS 1/2 dropped for a clean session whose queue was full (acknowledged to their publishers).
   std::atomic<std::uint64_t> messages_dropped_qos1{0};
@@ -61,7 +77,7 @@ class Broker {
   spdlog::logger& log() { return *log_; }
   BrokerStats& stats() { return stats_; }
   // Counts a PUBLISH received from a client: within a DeliveryBatch, added once at its end.
-  void count_message_in();
+  void count_message_in(std::uint8_t qos);
   const std::vector<std::unique_ptr<RouteStats>>& route_stats() const { return route_stats_; }
 
   // Loads the persistent sessions, their queues and subscriptions, and the retained messages;
@@ -128,7 +144,8 @@ class Broker {
     // Every QoS 0 PUBLISH of the batch, encoded once: a subscriber that gets all of them (the
     // usual case) gets one copy of one range at the end.
     std::string encoded_;
-    std::uint64_t messages_in_ = 0;  // added to the stats at the end (one write, not one each)
+    // By QoS, added to the stats at the end (one write, not one each).
+    std::array<std::uint64_t, 3> messages_in_{};
   };
 
   // The subscriber whose QoS 0 queue went past half full during this thread's last publishes, if

@@ -1,6 +1,7 @@
 #include "connection.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <random>
 
@@ -633,7 +634,7 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& p) {
                        client_id_, p.payload.size(), broker_.config().message.length_max.bytes);
     return Next::Close;
   }
-  broker_.count_message_in();
+  broker_.count_message_in(p.qos);
   const std::uint16_t id = p.packet_id;
   if (p.qos == 2) {
     std::lock_guard lock(session_->mutex);
@@ -746,7 +747,7 @@ void Connection::collect(std::string& out) {
   control_.clear();
   if (!session_) return;
   const auto& egress = broker_.config().message.egress;
-  std::uint64_t sent = 0;
+  std::array<std::uint64_t, 3> sent{};                // by QoS
   thread_local std::vector<std::int64_t> first_sent;  // stored deliveries sent the first time
   first_sent.clear();
   std::unique_lock lock(session_->mutex);
@@ -767,7 +768,7 @@ void Connection::collect(std::string& out) {
         mqtt::encode(mqtt::Pubrel{id}, out);
       } else {
         encode_publish(out, *f.out.message, f.out.qos, f.out.retain, true, id);
-        ++sent;
+        ++sent[f.out.qos];
       }
       f.sent = now;
     }
@@ -779,10 +780,11 @@ void Connection::collect(std::string& out) {
   std::size_t batch = 0;  // QoS 1/2 messages taken in this round: message.egress.qos1.batch.max
   while (!pending.empty() && out.size() < kWriteBatchBytes) {
     if (pending.front().encoded()) {
-      sent += pending.take_encoded(out, kWriteBatchBytes);
+      sent[0] += pending.take_encoded(out, kWriteBatchBytes);  // encoded ones are QoS 0
       continue;
     }
     Outgoing& o = pending.front().out;
+    const std::uint8_t qos = o.qos;
     if (o.qos == 0) {
       encode_publish(out, *o.message, 0, o.retain, false, 0);
     } else {
@@ -802,13 +804,15 @@ void Connection::collect(std::string& out) {
       if (session_->inflight.empty()) next_retry_check_ = now + egress.qos1_retry_interval;
       session_->inflight.emplace(id, Inflight{std::move(o), released, session_->next_order++, now});
     }
-    ++sent;
+    ++sent[qos];
     pending.pop_front();
   }
   const bool page_in = broker_.wants_page_in_locked(*session_);
   if (page_in) session_->paging = true;
   lock.unlock();
-  if (sent) broker_.stats().messages_out.fetch_add(sent, std::memory_order_relaxed);
+  for (std::uint8_t q = 0; q < 3; ++q) {
+    if (sent[q]) broker_.stats().messages_out.add(q, sent[q]);
+  }
   // Sent again after a restart, these carry DUP.
   if (!first_sent.empty() && broker_.store()) broker_.store()->sent(client_id_, first_sent);
   if (page_in) broker_.request_page_in(session_);
@@ -978,7 +982,7 @@ bool Connection::write_directly() {
     }
     more = !pending.empty();
   }
-  if (sent) broker_.stats().messages_out.fetch_add(sent, std::memory_order_relaxed);
+  if (sent) broker_.stats().messages_out.add(0, sent);  // only encoded QoS 0 ones go directly
   if (!out.empty()) broker_.stats().writes_direct.fetch_add(1, std::memory_order_relaxed);
   const std::size_t written = out.empty() ? 0 : send_without_waiting(stream_->tcp_handle(), out);
   if (written < out.size()) {

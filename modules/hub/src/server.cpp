@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "baetyl/env.h"
+#include "baetyl/reporter.h"
 #include "memory.h"
 #include "sys_topics.h"
 
@@ -239,6 +239,20 @@ void Hub::stop(std::chrono::milliseconds timeout) {
   acceptors_.clear();
 }
 
+namespace {
+// {"0": n, "1": n, "2": n}
+nlohmann::json by_qos(const QosCounters& counters) {
+  return {{"0", counters.load(0)}, {"1", counters.load(1)}, {"2", counters.load(2)}};
+}
+}  // namespace
+
+nlohmann::json Hub::store_stats() const {
+  if (!store_) return {{"backlog", 0}, {"commits", 0}};
+  return {{"backlog", store_->backlog()},
+          {"commits", store_->commits()},
+          {"commit_duration_seconds", store_->commit_duration().to_json()}};
+}
+
 nlohmann::json Hub::stats() {
   auto& s = broker_->stats();
   nlohmann::json rules = nlohmann::json::array();
@@ -254,6 +268,8 @@ nlohmann::json Hub::stats() {
       {"messages",
        {{"in", s.messages_in.load()},
         {"out", s.messages_out.load()},
+        {"in_qos", by_qos(s.messages_in)},
+        {"out_qos", by_qos(s.messages_out)},
         {"dropped", s.messages_dropped.load()},
         {"dropped_qos1", s.messages_dropped_qos1.load()},
         {"paged", s.messages_paged.load()}}},
@@ -266,8 +282,7 @@ nlohmann::json Hub::stats() {
        {{"count", workers_->size()},
         {"writes_offloaded", s.writes_offloaded.load()},
         {"writes_direct", s.writes_direct.load()}}},
-      {"store",
-       {{"backlog", store_ ? store_->backlog() : 0}, {"commits", store_ ? store_->commits() : 0}}},
+      {"store", store_stats()},
       {"rules", rules},
   };
 }
@@ -279,21 +294,10 @@ void run_hub(Context& ctx) {
   const auto& cfg = hub.config();
 
   using Clock = std::chrono::steady_clock;
-  // Stats go to the master right away and then every minute, from a thread of their own so that
-  // a slow master never delays the cleanup or status logging.
-  const bool report = env::get(env::kMasterApiAddress).has_value();
-  std::thread reporter;
-  if (report) {
-    reporter = std::thread([&] {
-      do {
-        try {
-          ctx.report_instance(hub.stats());
-        } catch (const std::exception& e) {
-          ctx.log().warn("report to the master failed: {}", e.what());
-        }
-      } while (!ctx.wait_for(cfg.report.interval));
-    });
-  }
+  // Stats go to the master right away and then every report.interval, from a thread of their
+  // own so that a slow master never delays the cleanup or status logging.
+  Reporter reporter(ctx, cfg.report.interval, [&] { return hub.stats(); });
+  const bool report = reporter.active();
   const auto started = Clock::now();
   SysTopics sys(std::string("baetyl-hub ") + version());
   auto publish_sys = [&](Clock::time_point now, Clock::time_point previous) {
@@ -351,7 +355,7 @@ void run_hub(Context& ctx) {
       next_status = now + cfg.status.logging_interval;
     }
   }
-  if (reporter.joinable()) reporter.join();
+  reporter.stop();
   ctx.log().info("stopping: closing connections (timeout {})",
                  config::format_duration(cfg.shutdown_timeout));
   hub.stop(cfg.shutdown_timeout);

@@ -44,6 +44,8 @@ class Hub {
   std::size_t open_connections();
   // Connections, sessions, messages in/out and route counters, as reported to the master.
   nlohmann::json stats();
+  // {"backlog", "commits", "commit_duration_seconds"} (the last with a store only).
+  nlohmann::json store_stats() const;
   // Drops messages past the retention (called every cleanup interval).
   void cleanup() { broker_->cleanup(); }
   // Gives memory back to the system once much was freed (called every second; memory.h).

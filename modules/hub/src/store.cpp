@@ -524,6 +524,7 @@ void Store::drop_acknowledged_sent_marks(std::vector<Op>& batch) {
 
 void Store::commit(std::vector<Op>& batch) {
   drop_acknowledged_sent_marks(batch);
+  const auto started = std::chrono::steady_clock::now();
   exec("BEGIN");
   for (auto& op : batch) apply(op);
   try {
@@ -531,6 +532,7 @@ void Store::commit(std::vector<Op>& batch) {
   } catch (const std::exception& e) {
     log_->error("store: commit failed: {}", e.what());
   }
+  commit_duration_.observe(std::chrono::steady_clock::now() - started);
   commits_.fetch_add(1);
 }
 

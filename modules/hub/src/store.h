@@ -24,6 +24,7 @@
 
 #include <spdlog/logger.h>
 
+#include "baetyl/histogram.h"
 #include "message.h"
 
 namespace baetyl::hub {
@@ -148,6 +149,8 @@ class Store {
   // Nothing is waiting and the writer thread waits for work.
   bool idle() const;
   std::uint64_t commits() const { return commits_.load(); }
+  // Time of each commit, BEGIN to COMMIT.
+  const LatencyHistogram& commit_duration() const { return commit_duration_; }
   std::uint64_t checkpoints() const { return checkpoints_.load(); }
 
  private:
@@ -274,6 +277,7 @@ class Store {
 
   std::atomic<std::int64_t> next_id_{1};
   std::atomic<std::uint64_t> commits_{0};
+  LatencyHistogram commit_duration_;
   std::atomic<std::uint64_t> checkpoints_{0};
   mutable std::mutex mutex_;
   std::condition_variable cv_;

@@ -667,13 +667,17 @@ TEST(Broker, MessagesInAreCountedPerDeliveryBatch) {
   Broker broker(config, nullptr, spdlog::default_logger());
   {
     Broker::DeliveryBatch batch(broker);
-    broker.count_message_in();
-    broker.count_message_in();
+    broker.count_message_in(0);
+    broker.count_message_in(1);
+    broker.count_message_in(0);
     EXPECT_EQ(broker.stats().messages_in.load(), 0u);
   }
-  EXPECT_EQ(broker.stats().messages_in.load(), 2u);
-  broker.count_message_in();  // outside a batch: at once
   EXPECT_EQ(broker.stats().messages_in.load(), 3u);
+  EXPECT_EQ(broker.stats().messages_in.load(0), 2u);
+  EXPECT_EQ(broker.stats().messages_in.load(1), 1u);
+  broker.count_message_in(2);  // outside a batch: at once
+  EXPECT_EQ(broker.stats().messages_in.load(), 4u);
+  EXPECT_EQ(broker.stats().messages_in.load(2), 1u);
 }
 
 TEST(Broker, DeliveryBatchQueuesWhenItEnds) {

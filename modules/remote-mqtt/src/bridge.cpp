@@ -6,8 +6,8 @@
 
 #include "baetyl/api/inspect.h"
 #include "baetyl/config/units.h"
-#include "baetyl/env.h"
 #include "baetyl/mqtt/topic.h"
+#include "baetyl/reporter.h"
 
 namespace baetyl::remote {
 
@@ -328,25 +328,13 @@ void run_bridge(Context& ctx) {
     ctx.request_stop();
   });
 
-  const bool report = env::get(env::kMasterApiAddress).has_value();
-  std::thread reporter;
-  if (report) {
-    reporter = std::thread([&] {
-      do {
-        try {
-          ctx.report_instance(bridge.stats());
-        } catch (const std::exception& e) {
-          ctx.log().warn("report to the master failed: {}", e.what());
-        }
-      } while (!ctx.wait_for(config.report_interval));
-    });
-  }
-  ctx.log().info(
-      "bridging {} rule(s){}", bridge.rules().size(),
-      report ? ", reporting to the master every " + config::format_duration(config.report_interval)
-             : "");
+  Reporter reporter(ctx, config.report_interval, [&] { return bridge.stats(); });
+  ctx.log().info("bridging {} rule(s){}", bridge.rules().size(),
+                 reporter.active() ? ", reporting to the master every " +
+                                         config::format_duration(config.report_interval)
+                                   : "");
   ctx.wait();
-  if (reporter.joinable()) reporter.join();
+  reporter.stop();
   ctx.log().info("stopping: messages in flight have up to {} to finish",
                  config::format_duration(kStopGrace));
   bridge.stop(kStopGrace);

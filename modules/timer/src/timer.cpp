@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "baetyl/mqtt/topic.h"
+#include "baetyl/reporter.h"
 
 namespace baetyl::timer {
 
@@ -24,6 +25,30 @@ void describe(config::Reader& r, TimerConfig& c) {
         .check([](const nlohmann::json& p) { return p.is_object(); },
                "must be a map of keys and values");
   });
+  r.section("report", [&](config::Reader& report) {
+    report.field("interval", c.report_interval).min(100ms);
+  });
+}
+
+void TimerStats::published(double unix_seconds, bool ok) {
+  if (!ok) {
+    failures_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  ticks_.fetch_add(1, std::memory_order_relaxed);
+  // Acknowledgements come in order, but keep the latest should two ever cross.
+  double last = last_tick_.load(std::memory_order_relaxed);
+  while (last < unix_seconds && !last_tick_.compare_exchange_weak(last, unix_seconds)) {
+  }
+}
+
+nlohmann::json TimerStats::to_json() const {
+  nlohmann::json timer = {{"ticks", ticks_.load(std::memory_order_relaxed)},
+                          {"publish_failures", failures_.load(std::memory_order_relaxed)}};
+  if (const double last = last_tick_.load(std::memory_order_relaxed); last > 0) {
+    timer["last_tick"] = last;
+  }
+  return {{"timer", std::move(timer)}};
 }
 
 std::string make_payload(const nlohmann::json& payload, std::int64_t unix_seconds) {
@@ -34,6 +59,8 @@ std::string make_payload(const nlohmann::json& payload, std::int64_t unix_second
 
 void run_timer(Context& ctx) {
   auto cfg = ctx.load_config<TimerConfig>();
+  // Before the client: its publish handlers may run until it is destroyed.
+  TimerStats stats;
   auto hub = ctx.new_hub_client();
   std::mutex error_mutex;
   std::string hub_error;
@@ -46,8 +73,12 @@ void run_timer(Context& ctx) {
     ctx.request_stop();
   };
   hub->start(callbacks);
-  ctx.log().info("publishing to '{}' at QoS {} every {}", cfg.publish.topic, cfg.publish.qos,
-                 config::format_duration(cfg.interval));
+  Reporter reporter(ctx, cfg.report_interval, [&] { return stats.to_json(); });
+  ctx.log().info("publishing to '{}' at QoS {} every {}{}", cfg.publish.topic, cfg.publish.qos,
+                 config::format_duration(cfg.interval),
+                 reporter.active() ? ", reporting to the master every " +
+                                         config::format_duration(cfg.report_interval)
+                                   : "");
 
   auto next_tick = std::chrono::steady_clock::now() + cfg.interval;
   while (!ctx.wait_until(next_tick)) {
@@ -57,10 +88,15 @@ void run_timer(Context& ctx) {
     message.qos = static_cast<std::uint8_t>(cfg.publish.qos);
     message.payload = make_payload(
         cfg.payload, std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
+    const double tick = std::chrono::duration<double>(now.time_since_epoch()).count();
+    auto done = [&stats, tick](error_code ec) { stats.published(tick, !ec); };
     // While the hub is unreachable and the buffer is full, the tick waits (keeping every message
     // generated) but still notices a stop request.
-    while (!hub->try_publish(message, 200ms)) {
-      if (ctx.stop_requested()) break;
+    while (!hub->try_publish(message, 200ms, done)) {
+      if (ctx.stop_requested()) {
+        stats.given_up();
+        break;
+      }
     }
     next_tick += cfg.interval;
     auto now_steady = std::chrono::steady_clock::now();

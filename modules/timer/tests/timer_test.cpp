@@ -87,6 +87,27 @@ TEST(TimerConfig, DefaultsFollowTheDocumentation) {
   EXPECT_EQ(c.publish.topic, "timer");
   EXPECT_EQ(c.publish.qos, 0);
   EXPECT_EQ(c.payload, nlohmann::json::object());
+  EXPECT_EQ(c.report_interval, 1min);
+}
+
+TEST(TimerConfig, ReportIntervalIsReadAndChecked) {
+  EXPECT_EQ(load("report:\n  interval: 250ms\n").report_interval, 250ms);
+  const std::string error = error_of("report:\n  interval: 10ms\n");
+  EXPECT_NE(error.find("service.yml: report.interval:"), std::string::npos) << error;
+}
+
+TEST(TimerStats, CountsPublishedAndFailedTicksAndKeepsTheLatest) {
+  baetyl::timer::TimerStats stats;
+  EXPECT_EQ(stats.to_json(),
+            nlohmann::json::parse(R"({"timer":{"ticks":0,"publish_failures":0}})"));
+  stats.published(100.5, true);
+  stats.published(102.5, true);
+  stats.published(101.5, true);  // an older tick answered late: the time stays the latest
+  stats.published(103.5, false);
+  stats.given_up();
+  EXPECT_EQ(
+      stats.to_json(),
+      nlohmann::json::parse(R"({"timer":{"ticks":3,"publish_failures":2,"last_tick":102.5}})"));
 }
 
 TEST(TimerConfig, ReadsTheDocumentedKeys) {

@@ -1071,14 +1071,14 @@ void Client::publish(Publish message) {
   enqueue(std::move(message), {});
 }
 
-bool Client::try_publish(Publish message, std::chrono::milliseconds timeout) {
+bool Client::try_publish(Publish message, std::chrono::milliseconds timeout, PublishHandler done) {
   check_publishable(message);
   {
     std::unique_lock lock(flow_mutex_);
     if (!reserve_slot(lock, timeout)) return false;
     ++outstanding_;
   }
-  enqueue(std::move(message), {});
+  enqueue(std::move(message), std::move(done));
   return true;
 }
 

@@ -132,7 +132,8 @@ class Client {
   void publish(Publish message);
   void publish(const std::string& topic, std::string payload, int qos = 0, bool retain = false);
   // Like publish(), but gives up after `timeout` without queueing; returns whether it queued.
-  bool try_publish(Publish message, std::chrono::milliseconds timeout);
+  // `done` runs as for async_publish() when it queued.
+  bool try_publish(Publish message, std::chrono::milliseconds timeout, PublishHandler done = {});
 
   // Acknowledges a QoS 1 message received with manual_ack. Ignored for a message delivered on an
   // earlier connection (the broker will send that one again), and for QoS 0 unless a receive
