@@ -5,6 +5,7 @@
 #include "baetyl/mqtt/topic.h"
 #include "connection.h"
 #include "memory.h"
+#include "mqtt5.h"
 
 namespace baetyl::hub {
 namespace {
@@ -60,9 +61,24 @@ void Broker::DeliveryBatch::add(Session& session, Outgoing out) {
   group(session).entries.push_back(Entry{std::move(out)});
 }
 
-std::pair<std::size_t, std::size_t> Broker::DeliveryBatch::encode(const MessageView& m) {
+namespace {
+// A QoS 0 PUBLISH as a subscription delivers it (retain 0), in the subscriber's protocol.
+void encode_qos0(std::string& out, const MessageView& m, bool v5) {
+  if (!v5) {
+    mqtt::encode_publish(out, m.topic, m.payload, 0, false, false, 0);
+    return;
+  }
+  thread_local std::string properties;
+  properties.clear();
+  append_delivery_properties(properties, m.properties, expiry_seconds_left(m.expiry, unix_millis()),
+                             {});
+  mqtt::encode_publish_v5(out, m.topic, m.payload, 0, false, false, 0, properties);
+}
+}  // namespace
+
+std::pair<std::size_t, std::size_t> Broker::DeliveryBatch::encode(const MessageView& m, bool v5) {
   const std::size_t offset = encoded_.size();
-  mqtt::encode_publish(encoded_, m.topic, m.payload, 0, false, false, 0);
+  encode_qos0(encoded_, m, v5);
   return {offset, encoded_.size() - offset};
 }
 
@@ -132,6 +148,8 @@ void Broker::restore(StoredState state) {
   // Clients connected when the hub went away never disconnected: their wills are due.
   for (auto& will : state.wills) {
     log_->info("publishing the will of '{}' (connected when the hub stopped)", will.client_id);
+    // A will's expiry is stored as an interval, counted from its publication.
+    if (will.message.expiry != 0) will.message.expiry += unix_millis();
     publish(std::move(will.message));
     if (store_) store_->clear_will(will.client_id);
   }
@@ -139,8 +157,10 @@ void Broker::restore(StoredState state) {
 
 Broker::Attached Broker::attach(const std::string& client_id, bool clean,
                                 std::shared_ptr<Connection> connection,
-                                std::shared_ptr<const Authorizer> authorizer) {
+                                std::shared_ptr<const Authorizer> authorizer,
+                                std::optional<bool> persistent_option) {
   Attached result;
+  const bool persistent = persistent_option.value_or(!clean);
   const std::string principal = authorizer ? authorizer->principal() : std::string();
   std::shared_ptr<Connection> previous;
   std::shared_ptr<Session> discarded;
@@ -157,7 +177,7 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
         std::lock_guard session_lock(old->mutex);
         previous = old->connection.lock();
       }
-      if (clean || !old->persistent()) {
+      if (clean || !old->persistent() || !persistent) {
         discarded = old;
         {
           std::lock_guard session_lock(old->mutex);
@@ -183,11 +203,11 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
       }
     }
     if (!result.session) {
-      result.session = std::make_shared<Session>(client_id, !clean);
+      result.session = std::make_shared<Session>(client_id, persistent);
       result.session->principal = principal;
       result.session->authorizer = std::move(authorizer);
       sessions_[client_id] = result.session;
-      if (!clean && store_) store_->save_session(client_id, principal);
+      if (persistent && store_) store_->save_session(client_id, principal);
     }
     std::lock_guard session_lock(result.session->mutex);
     result.session->connection = connection;
@@ -196,7 +216,7 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
   if (discarded) remove_subscriptions(*discarded);
   if (previous && previous != connection) {
     log_->info("client '{}' connected again: closing its previous connection", client_id);
-    previous->close();
+    previous->close(mqtt::ReasonCode::SessionTakenOver);
   }
   return result;
 }
@@ -561,7 +581,8 @@ void Broker::count_reserved(const std::string& client_id, std::string_view topic
 }
 
 void Broker::publish(const Message& m, std::function<void()> persisted) {
-  publish(MessageView{m.topic, m.payload, m.qos, m.retain, m.time}, std::move(persisted));
+  publish(MessageView{m.topic, m.payload, m.qos, m.retain, m.time, m.properties, m.expiry},
+          std::move(persisted));
 }
 
 void Broker::publish(const MessageView& m, std::function<void()> persisted, const Session* receipt,
@@ -576,6 +597,8 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
       copy.qos = m.qos;
       copy.retain = m.retain;
       copy.time = m.time != 0 ? m.time : unix_millis();
+      copy.properties = m.properties;
+      copy.expiry = m.expiry;
       if (durable) copy.id = store_->next_message_id();
       message = std::make_shared<const Message>(std::move(copy));
     }
@@ -583,17 +606,36 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
   };
   // QoS 0 deliveries share one encoded PUBLISH (retain 0: sent for a subscription it matched),
   // within the thread's delivery batch when there is one.
-  thread_local std::string packet;
-  std::pair<std::size_t, std::size_t> batch_packet{0, 0};
-  packet.clear();
+  // The MQTT 5 form is encoded as well once an MQTT 5 subscriber gets the message.
+  thread_local std::string packet[2];
+  std::pair<std::size_t, std::size_t> batch_packet[2] = {{0, 0}, {0, 0}};
+  packet[0].clear();
+  packet[1].clear();
   auto deliver_qos0 = [&](Session& session) {
+    const bool v5 = session.v5.load(std::memory_order_relaxed);
+    std::size_t size = 0;
     if (delivery_batch != nullptr) {
-      if (batch_packet.second == 0) batch_packet = delivery_batch->encode(m);
-      delivery_batch->add_encoded(session, batch_packet.first, batch_packet.second);
-      return;
+      auto& at = batch_packet[v5];
+      if (at.second == 0) at = delivery_batch->encode(m, v5);
+      size = at.second;
+    } else {
+      if (packet[v5].empty()) encode_qos0(packet[v5], m, v5);
+      size = packet[v5].size();
     }
-    if (packet.empty()) mqtt::encode_publish(packet, m.topic, m.payload, 0, false, false, 0);
-    deliver_encoded(session, packet);
+    if (v5) {
+      // Larger than the subscriber's Maximum Packet Size: dropped for it [MQTT-3.1.2-25].
+      const std::uint32_t limit = session.maximum_packet_size.load(std::memory_order_relaxed);
+      if (limit != 0 && size > limit) {
+        std::lock_guard lock(session.mutex);
+        count_dropped(session, 1, 0);
+        return;
+      }
+    }
+    if (delivery_batch != nullptr) {
+      delivery_batch->add_encoded(session, batch_packet[v5].first, size);
+    } else {
+      deliver_encoded(session, packet[v5]);
+    }
   };
 
   if (m.retain) {
@@ -703,6 +745,8 @@ void Broker::route(const MessageView& message, int depth) {
     copy.topic = r.target.topic;
     copy.payload = message.payload;
     copy.qos = static_cast<std::uint8_t>(std::min<int>({message.qos, r.source.qos, r.target.qos}));
+    copy.properties = message.properties;
+    copy.expiry = message.expiry;
     publish(copy);
   }
 }
@@ -717,7 +761,14 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
         mqtt::check_topic_filter(sub.topic_filter, {kMaxTopicLength, kMaxTopicLevels});
     if (!problem.empty()) {
       log_->warn("client '{}': subscription refused: {}", session->client_id(), problem);
-      codes.push_back(mqtt::kSubackFailure);
+      codes.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::TopicFilterInvalid));
+      continue;
+    }
+    if (sub.topic_filter.starts_with("$share/")) {
+      log_->warn(
+          "client '{}': subscription to '{}' refused: shared subscriptions are not supported",
+          session->client_id(), sub.topic_filter);
+      codes.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::SharedSubscriptionsNotSupported));
       continue;
     }
     const auto grant =
@@ -726,7 +777,7 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
       stats_.subscribe_denied.fetch_add(1);
       log_->warn("client '{}': not permitted to subscribe to '{}'", session->client_id(),
                  sub.topic_filter);
-      codes.push_back(mqtt::kSubackFailure);
+      codes.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::NotAuthorized));
       continue;
     }
     const std::uint8_t granted = std::min<std::uint8_t>(sub.qos, 2);
@@ -755,8 +806,18 @@ void Broker::queue_retained(const std::shared_ptr<Session>& session,
   {
     std::lock_guard lock(retained_mutex_);
     if (retained_.empty()) return;
+    // An expired retained message is never sent again (MQTT 5 Message Expiry).
+    const std::int64_t now = unix_millis();
+    for (auto it = retained_.begin(); it != retained_.end();) {
+      if (!expired(it->second->expiry, now)) {
+        ++it;
+        continue;
+      }
+      if (store_) store_->clear_retained(it->first);
+      it = retained_.erase(it);
+    }
     for (std::size_t i = 0; i < subscriptions.size(); ++i) {
-      if (granted[i] == mqtt::kSubackFailure) continue;
+      if (granted[i] >= mqtt::kSubackFailure) continue;
       for (const auto& [topic, message] : retained_) {
         if (mqtt::topic_matches(subscriptions[i].topic_filter, topic) &&
             (!session->authorizer || session->authorizer->may_receive(topic))) {
@@ -775,14 +836,16 @@ void Broker::queue_retained(const std::shared_ptr<Session>& session,
   if (connection) connection->notify();
 }
 
-void Broker::unsubscribe(const std::shared_ptr<Session>& session,
-                         const std::vector<std::string>& filters) {
+std::vector<bool> Broker::unsubscribe(const std::shared_ptr<Session>& session,
+                                      const std::vector<std::string>& filters) {
+  std::vector<bool> existed;
   for (const auto& filter : filters) {
     bool had = false;
     {
       std::lock_guard lock(session->mutex);
       had = session->subscriptions.erase(filter) > 0;
     }
+    existed.push_back(had);
     if (!had) continue;
     {
       std::unique_lock lock(topics_mutex_);
@@ -791,6 +854,7 @@ void Broker::unsubscribe(const std::shared_ptr<Session>& session,
     }
     if (session->persistent() && store_) store_->remove_subscription(session->client_id(), filter);
   }
+  return existed;
 }
 
 void Broker::acknowledged(const Session& session, const Outgoing& out) {

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
@@ -77,8 +78,10 @@ class Broker {
   // (which is closed) and discarding it when `clean`. A session belongs to the principal of
   // `authorizer` (none when null): a connection of another principal neither resumes, discards
   // nor takes it over (`refused`, nothing changed).
+  // `persistent` (MQTT 5: a Session Expiry Interval above 0) defaults to !clean (3.1.1).
   Attached attach(const std::string& client_id, bool clean, std::shared_ptr<Connection> connection,
-                  std::shared_ptr<const Authorizer> authorizer = nullptr);
+                  std::shared_ptr<const Authorizer> authorizer = nullptr,
+                  std::optional<bool> persistent = std::nullopt);
   // The connection ended: clean sessions disappear, persistent ones keep collecting messages.
   void detach(const std::shared_ptr<Session>& session, const Connection* connection);
 
@@ -103,8 +106,9 @@ class Broker {
     DeliveryBatch& operator=(const DeliveryBatch&) = delete;
 
     void add(Session& session, Outgoing out);
-    // Encodes a QoS 0 PUBLISH once for the batch; returns where it is, for add_encoded.
-    std::pair<std::size_t, std::size_t> encode(const MessageView& message);
+    // Encodes a QoS 0 PUBLISH once for the batch (in the MQTT 5 form with `v5`); returns where
+    // it is, for add_encoded.
+    std::pair<std::size_t, std::size_t> encode(const MessageView& message, bool v5 = false);
     // A QoS 0 delivery of the packet encode() put at `offset`.
     void add_encoded(Session& session, std::size_t offset, std::size_t size);
 
@@ -151,16 +155,19 @@ class Broker {
   // 2nd, 4th, 8th ... time.
   void count_reserved(const std::string& client_id, std::string_view topic);
 
-  // Return codes for SUBACK: granted QoS or 0x80. Retained messages matching the accepted
-  // filters are queued on the session after the caller's SUBACK (see queue_retained).
+  // Reason codes for SUBACK in the MQTT 5 form: granted QoS, 0x87 (not permitted), 0x8F
+  // (invalid filter) or 0x9E (shared subscription); a 3.1.1 SUBACK says 0x80 for each failure
+  // (suback_v311). Retained messages matching the accepted filters are queued on the session
+  // after the caller's SUBACK (see queue_retained).
   std::vector<std::uint8_t> subscribe(const std::shared_ptr<Session>& session,
                                       const std::vector<mqtt::Subscription>& subscriptions,
                                       const Authorizer* authorizer);
   void queue_retained(const std::shared_ptr<Session>& session,
                       const std::vector<mqtt::Subscription>& subscriptions,
                       const std::vector<std::uint8_t>& granted);
-  void unsubscribe(const std::shared_ptr<Session>& session,
-                   const std::vector<std::string>& filters);
+  // Per filter: whether the session had that subscription.
+  std::vector<bool> unsubscribe(const std::shared_ptr<Session>& session,
+                                const std::vector<std::string>& filters);
 
   // The client acknowledged a stored delivery.
   void acknowledged(const Session& session, const Outgoing& out);

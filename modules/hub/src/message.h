@@ -14,6 +14,10 @@ struct Message {
   bool retain = false;
   std::int64_t id = 0;    // row in the store for persisted (QoS 1/2) messages, else 0
   std::int64_t time = 0;  // unix milliseconds when the hub received it
+  // MQTT 5: the publisher's properties passed on to subscribers, as wire bytes without their
+  // Property Length (see forwarded_properties in mqtt5.h); empty from a 3.1.1 publisher.
+  std::string properties;
+  std::int64_t expiry = 0;  // MQTT 5 Message Expiry: unix milliseconds when it expires; 0 never
 };
 
 using MessagePtr = std::shared_ptr<const Message>;
@@ -25,7 +29,11 @@ struct MessageView {
   std::string_view payload;
   std::uint8_t qos = 0;
   bool retain = false;
-  std::int64_t time = 0;  // unix milliseconds; 0: when the hub routes it
+  std::int64_t time = 0;        // unix milliseconds; 0: when the hub routes it
+  std::string_view properties;  // as Message::properties
+  std::int64_t expiry = 0;      // as Message::expiry
+  // The session that published it (MQTT 5 No Local skips its own subscriptions), or null.
+  const void* origin = nullptr;
 };
 
 std::int64_t unix_millis();

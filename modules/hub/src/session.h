@@ -41,6 +41,10 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string principal;
   std::shared_ptr<const Authorizer> authorizer;
   bool unclaimed = false;
+  // The protocol of the connection attached last (MQTT 5 deliveries carry properties), and its
+  // MQTT 5 Maximum Packet Size (0: none): read by publishers without the mutex.
+  std::atomic<bool> v5{false};
+  std::atomic<std::uint32_t> maximum_packet_size{0};
 
   std::mutex mutex;
   // Everything below is guarded by `mutex`.

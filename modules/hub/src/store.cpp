@@ -20,6 +20,14 @@ void bind_text(sqlite3_stmt* s, int i, std::string_view v) {
 void bind_blob(sqlite3_stmt* s, int i, std::string_view v) {
   sqlite3_bind_blob(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
 }
+// MQTT 5 properties; NULL for none (a 3.1.1 message), which costs nothing per row.
+void bind_properties(sqlite3_stmt* s, int i, std::string_view v) {
+  if (v.empty()) {
+    sqlite3_bind_null(s, i);
+  } else {
+    bind_blob(s, i, v);
+  }
+}
 std::string column_string(sqlite3_stmt* s, int i) {
   const void* data = sqlite3_column_blob(s, i);
   int size = sqlite3_column_bytes(s, i);
@@ -87,9 +95,11 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
   exec(
       "CREATE TABLE IF NOT EXISTS qos2_received (client_id TEXT NOT NULL, "
       "packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID");
+  add_mqtt5_columns();
 
-  insert_message_ =
-      prepare("INSERT OR REPLACE INTO messages (id, topic, payload, qos, time) VALUES (?,?,?,?,?)");
+  insert_message_ = prepare(
+      "INSERT OR REPLACE INTO messages (id, topic, payload, qos, time, properties, expiry) "
+      "VALUES (?,?,?,?,?,?,?)");
   insert_queue_ =
       prepare("INSERT OR REPLACE INTO queue (client_id, message_id, qos) VALUES (?,?,?)");
   delete_queue_ = prepare("DELETE FROM queue WHERE client_id = ? AND message_id = ?");
@@ -102,11 +112,13 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
   insert_sub_ =
       prepare("INSERT OR REPLACE INTO subscriptions (client_id, filter, qos) VALUES (?,?,?)");
   delete_sub_ = prepare("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?");
-  insert_retained_ =
-      prepare("INSERT OR REPLACE INTO retained (topic, payload, qos, time) VALUES (?,?,?,?)");
+  insert_retained_ = prepare(
+      "INSERT OR REPLACE INTO retained (topic, payload, qos, time, properties, expiry) "
+      "VALUES (?,?,?,?,?,?)");
   delete_retained_ = prepare("DELETE FROM retained WHERE topic = ?");
   insert_will_ = prepare(
-      "INSERT OR REPLACE INTO wills (client_id, topic, payload, qos, retain) VALUES (?,?,?,?,?)");
+      "INSERT OR REPLACE INTO wills (client_id, topic, payload, qos, retain, properties, expiry) "
+      "VALUES (?,?,?,?,?,?,?)");
   delete_will_ = prepare("DELETE FROM wills WHERE client_id = ?");
   insert_qos2_ = prepare("INSERT OR IGNORE INTO qos2_received (client_id, packet_id) VALUES (?,?)");
   delete_qos2_ = prepare("DELETE FROM qos2_received WHERE client_id = ? AND packet_id = ?");
@@ -159,6 +171,17 @@ void Store::add_principal_column() {
       "'{}': sessions now record their principal; sessions stored before are bound to the "
       "first principal that resumes them",
       path_);
+}
+
+// MQTT 5: the properties a message passes on and its expiry, for messages, retained messages
+// and wills. Rows stored before have none (NULL properties, expiry 0: never).
+void Store::add_mqtt5_columns() {
+  bool added = false;
+  for (const char* table : {"messages", "retained", "wills"}) {
+    added = add_column_if_missing(table, "properties", "BLOB") || added;
+    added = add_column_if_missing(table, "expiry", "INTEGER NOT NULL DEFAULT 0") || added;
+  }
+  if (added) log_->info("'{}': messages now keep their MQTT 5 properties and expiry", path_);
 }
 
 void Store::exec(const char* sql) {
@@ -215,24 +238,29 @@ StoredState Store::load() {
     state.sessions[it->second].incoming_qos2.push_back(
         static_cast<std::uint16_t>(sqlite3_column_int(s, 1)));
   });
-  query("SELECT topic, payload, qos, time FROM retained", [&](sqlite3_stmt* s) {
+  query("SELECT topic, payload, qos, time, properties, expiry FROM retained", [&](sqlite3_stmt* s) {
     auto m = std::make_shared<Message>();
     m->topic = column_string(s, 0);
     m->payload = column_string(s, 1);
     m->qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 2));
     m->time = sqlite3_column_int64(s, 3);
+    m->properties = column_string(s, 4);
+    m->expiry = sqlite3_column_int64(s, 5);
     m->retain = true;
     state.retained.push_back(std::move(m));
   });
-  query("SELECT client_id, topic, payload, qos, retain FROM wills", [&](sqlite3_stmt* s) {
-    StoredWill w;
-    w.client_id = column_string(s, 0);
-    w.message.topic = column_string(s, 1);
-    w.message.payload = column_string(s, 2);
-    w.message.qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 3));
-    w.message.retain = sqlite3_column_int(s, 4) != 0;
-    state.wills.push_back(std::move(w));
-  });
+  query("SELECT client_id, topic, payload, qos, retain, properties, expiry FROM wills",
+        [&](sqlite3_stmt* s) {
+          StoredWill w;
+          w.client_id = column_string(s, 0);
+          w.message.topic = column_string(s, 1);
+          w.message.payload = column_string(s, 2);
+          w.message.qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 3));
+          w.message.retain = sqlite3_column_int(s, 4) != 0;
+          w.message.properties = column_string(s, 5);
+          w.message.expiry = sqlite3_column_int64(s, 6);
+          state.wills.push_back(std::move(w));
+        });
   query("SELECT COALESCE(MAX(id), 0) FROM messages",
         [&](sqlite3_stmt* s) { next_id_ = sqlite3_column_int64(s, 0) + 1; });
   return state;
@@ -349,7 +377,8 @@ QueuePage Store::read_queue(const std::string& client_id, std::int64_t after, st
     sqlite3_exec(reader_db_, "PRAGMA cache_size=-256", nullptr, nullptr, nullptr);
     if (sqlite3_prepare_v2(reader_db_,
                            "SELECT q.message_id, q.qos, q.released, q.sent, m.topic, m.payload, "
-                           "m.qos, m.time FROM queue q JOIN messages m ON m.id = q.message_id "
+                           "m.qos, m.time, m.properties, m.expiry FROM queue q "
+                           "JOIN messages m ON m.id = q.message_id "
                            "WHERE q.client_id = ?1 AND q.message_id > ?2 ORDER BY q.message_id "
                            "LIMIT ?3",
                            -1, &read_queue_, nullptr) != SQLITE_OK) {
@@ -370,6 +399,8 @@ QueuePage Store::read_queue(const std::string& client_id, std::int64_t after, st
     m->payload = column_string(read_queue_, 5);
     m->qos = static_cast<std::uint8_t>(sqlite3_column_int(read_queue_, 6));
     m->time = sqlite3_column_int64(read_queue_, 7);
+    m->properties = column_string(read_queue_, 8);
+    m->expiry = sqlite3_column_int64(read_queue_, 9);
     read += m->topic.size() + m->payload.size();
     page.deliveries.push_back(StoredDelivery{
         std::move(m), static_cast<std::uint8_t>(sqlite3_column_int(read_queue_, 1)),
@@ -608,6 +639,8 @@ void Store::apply(Op& op) {
     bind_blob(insert_message_, 3, msg.payload);
     sqlite3_bind_int(insert_message_, 4, msg.qos);
     sqlite3_bind_int64(insert_message_, 5, msg.time);
+    bind_properties(insert_message_, 6, msg.properties);
+    sqlite3_bind_int64(insert_message_, 7, msg.expiry);
     step(insert_message_);
     for (const auto& [client_id, qos] : m->queue) {
       bind_text(insert_queue_, 1, client_id);
@@ -667,6 +700,8 @@ void Store::apply(Op& op) {
     bind_blob(insert_retained_, 2, msg.payload);
     sqlite3_bind_int(insert_retained_, 3, msg.qos);
     sqlite3_bind_int64(insert_retained_, 4, msg.time);
+    bind_properties(insert_retained_, 5, msg.properties);
+    sqlite3_bind_int64(insert_retained_, 6, msg.expiry);
     step(insert_retained_);
   } else if (auto* cr = std::get_if<ClearRetained>(&op)) {
     bind_text(delete_retained_, 1, cr->topic);
@@ -678,6 +713,8 @@ void Store::apply(Op& op) {
     bind_blob(insert_will_, 3, w.payload);
     sqlite3_bind_int(insert_will_, 4, w.qos);
     sqlite3_bind_int(insert_will_, 5, w.retain ? 1 : 0);
+    bind_properties(insert_will_, 6, w.properties);
+    sqlite3_bind_int64(insert_will_, 7, w.expiry);
     step(insert_will_);
   } else if (auto* cw = std::get_if<ClearWill>(&op)) {
     bind_text(delete_will_, 1, cw->client_id);

@@ -240,6 +240,7 @@ class Store {
   void stop_checkpointer();
   const char* synchronous_pragma() const;
   void add_principal_column();
+  void add_mqtt5_columns();
   void exec(const char* sql);
   // Adds a column that an older hub.db lacks; true when it was missing.
   bool add_column_if_missing(const char* table, const char* column, const char* type);
