@@ -122,12 +122,33 @@ Broker::Broker(const HubConfig& config, Store* store, std::shared_ptr<spdlog::lo
 }
 
 void Broker::restore(StoredState state) {
+  const std::int64_t now = unix_millis();
+  std::size_t expired_sessions = 0;
   for (auto& stored : state.sessions) {
+    // MQTT 5 Session Expiry: a session whose client had disconnected counts from then; one whose
+    // client was connected when the hub stopped counts from now.
+    const std::int64_t expires_at =
+        stored.expires_at != 0 ? stored.expires_at
+                               : now + static_cast<std::int64_t>(stored.expiry_interval) * 1000;
+    if (stored.expiry_interval != kNeverExpires && expires_at <= now) {
+      ++expired_sessions;
+      if (store_) store_->delete_session(stored.client_id);
+      continue;
+    }
     auto session = std::make_shared<Session>(stored.client_id, true);
     session->principal = stored.principal;
     session->unclaimed = stored.principal.empty();
     if (!session->unclaimed) session->authorizer = auth_.find(stored.principal);
-    for (const auto& [filter, qos] : stored.subscriptions) session->subscriptions[filter] = qos;
+    for (const auto& [filter, sub] : stored.subscriptions) {
+      session->subscriptions[filter] = sub;
+      session->identified = session->identified || sub.identifier != 0;
+    }
+    session->expiry_interval = stored.expiry_interval;
+    if (stored.expiry_interval != kNeverExpires) {
+      session->expires_at =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(expires_at - now);
+      if (store_ && stored.expires_at == 0) store_->session_expires(stored.client_id, expires_at);
+    }
     // Its queue stays in the store: read back when it connects (page_in drops what its principal
     // may not receive any more).
     session->stored_only = true;
@@ -143,7 +164,10 @@ void Broker::restore(StoredState state) {
   }
   if (!state.sessions.empty() || !state.retained.empty()) {
     log_->info("restored {} persistent session(s) and {} retained message(s)",
-               state.sessions.size(), retained_.size());
+               state.sessions.size() - expired_sessions, retained_.size());
+  }
+  if (expired_sessions > 0) {
+    log_->info("{} session(s) expired while the hub was stopped: removed", expired_sessions);
   }
   // Clients connected when the hub went away never disconnected: their wills are due.
   for (auto& will : state.wills) {
@@ -158,9 +182,10 @@ void Broker::restore(StoredState state) {
 Broker::Attached Broker::attach(const std::string& client_id, bool clean,
                                 std::shared_ptr<Connection> connection,
                                 std::shared_ptr<const Authorizer> authorizer,
-                                std::optional<bool> persistent_option) {
+                                std::optional<std::uint32_t> session_expiry) {
   Attached result;
-  const bool persistent = persistent_option.value_or(!clean);
+  const bool persistent = session_expiry ? *session_expiry > 0 : !clean;
+  const std::uint32_t expiry_interval = session_expiry.value_or(kNeverExpires);
   const std::string principal = authorizer ? authorizer->principal() : std::string();
   std::shared_ptr<Connection> previous;
   std::shared_ptr<Session> discarded;
@@ -197,9 +222,10 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
           old->principal = principal;
           old->authorizer = authorizer;
           old->unclaimed = false;
-          if (store_) store_->save_session(client_id, principal);
           resubscribe_restored(*old);
         }
+        // Connected again: it no longer expires, and keeps the interval of this CONNECT.
+        if (store_) store_->save_session(client_id, principal, expiry_interval);
       }
     }
     if (!result.session) {
@@ -207,10 +233,12 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
       result.session->principal = principal;
       result.session->authorizer = std::move(authorizer);
       sessions_[client_id] = result.session;
-      if (persistent && store_) store_->save_session(client_id, principal);
+      if (persistent && store_) store_->save_session(client_id, principal, expiry_interval);
     }
     std::lock_guard session_lock(result.session->mutex);
     result.session->connection = connection;
+    result.session->expiry_interval = expiry_interval;
+    result.session->expires_at = std::chrono::steady_clock::time_point::max();
     if (result.present) result.session->resend = true;
   }
   if (discarded) remove_subscriptions(*discarded);
@@ -222,11 +250,30 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
 }
 
 void Broker::detach(const std::shared_ptr<Session>& session, const Connection* connection) {
+  bool ends_now = false;
   {
     std::lock_guard lock(session->mutex);
     auto current = session->connection.lock();
     if (current && current.get() != connection) return;  // taken over by a newer connection
     session->connection.reset();
+    if (session->persistent() && session->expiry_interval != kNeverExpires) {
+      // MQTT 5 Session Expiry: 0 (set by the client's DISCONNECT) ends it now.
+      ends_now = session->expiry_interval == 0;
+      const auto interval = std::chrono::seconds(session->expiry_interval);
+      session->expires_at = std::chrono::steady_clock::now() + interval;
+      if (store_ && !ends_now) {
+        store_->session_expires(session->client_id(),
+                                unix_millis() + static_cast<std::int64_t>(interval.count()) * 1000);
+      }
+    }
+  }
+  if (ends_now) {
+    end_session(session);
+    return;
+  }
+  {
+    std::lock_guard lock(session->mutex);
+    if (!session->connection.expired()) return;  // connected again meanwhile
     memory::note_freed(session->pending.qos0_bytes());
     if (session->persistent()) {
       // QoS 0 is not kept for offline sessions.
@@ -258,6 +305,43 @@ void Broker::detach(const std::shared_ptr<Session>& session, const Connection* c
   remove_subscriptions(*session);
 }
 
+void Broker::expire_sessions() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<Session>> expired;
+  {
+    std::lock_guard lock(sessions_mutex_);
+    for (auto& [id, s] : sessions_) {
+      std::lock_guard session_lock(s->mutex);
+      if (s->persistent() && s->connection.expired() && s->expires_at <= now) {
+        expired.push_back(s);
+      }
+    }
+  }
+  for (auto& s : expired) {
+    log_->info("client '{}': session expired ({} s after its disconnect)", s->client_id(),
+               s->expiry_interval);
+    end_session(s);
+  }
+}
+
+void Broker::end_session(const std::shared_ptr<Session>& session) {
+  {
+    std::lock_guard lock(sessions_mutex_);
+    auto it = sessions_.find(session->client_id());
+    if (it == sessions_.end() || it->second != session) return;
+    {
+      std::lock_guard session_lock(session->mutex);
+      if (!session->connection.expired()) return;  // connected again meanwhile
+      memory::note_freed(session->pending.qos0_bytes() + session->pending.qos12_bytes());
+      session->pending.clear();
+      session->inflight.clear();
+    }
+    sessions_.erase(it);
+  }
+  remove_subscriptions(*session);
+  if (store_) store_->delete_session(session->client_id());
+}
+
 void Broker::remove_subscriptions(Session& session) {
   std::vector<std::string> filters;
   {
@@ -286,8 +370,8 @@ void Broker::resubscribe_restored(Session& session) {
         it = session.subscriptions.erase(it);
         continue;
       }
-      entries.emplace_back(it->first,
-                           it->second | (grant == SubscribeGrant::Filtered ? kFiltered : 0));
+      entries.emplace_back(
+          it->first, entry_of(it->second) | (grant == SubscribeGrant::Filtered ? kFiltered : 0));
       ++it;
     }
     // Only PUBREL is left of a released QoS 2 delivery: the message was delivered already.
@@ -317,8 +401,9 @@ void Broker::resubscribe_restored(Session& session) {
   }
 }
 
-void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored) {
-  Outgoing out{message, qos, false, false, stored};
+void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored,
+                     bool retain) {
+  Outgoing out{message, qos, retain, false, stored};
   if (delivery_batch != nullptr) {
     delivery_batch->add(session, std::move(out));
     return;
@@ -654,8 +739,9 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
     const auto& matches = match(m.topic);
     if (durable) {
       queue.clear();
-      for (const auto& [session, granted] : matches) {
-        const std::uint8_t qos = std::min(granted, m.qos);
+      for (const auto& [session, entry] : matches) {
+        if ((entry & kNoLocal) != 0 && session == m.origin) continue;
+        const std::uint8_t qos = std::min<std::uint8_t>(entry & kQosMask, m.qos);
         if (qos > 0 && session->persistent()) queue.emplace_back(session->client_id(), qos);
       }
       // Stored before anyone can acknowledge it, so the acknowledgement's delete follows the
@@ -668,12 +754,17 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
       }
       persisted = nullptr;
     }
-    for (const auto& [session, qos] : matches) {
-      const std::uint8_t delivery = std::min(qos, m.qos);
-      if (delivery == 0) {
+    for (const auto& [session, entry] : matches) {
+      // MQTT 5 subscription options: No Local skips the publisher's own session, Retain As
+      // Published keeps the retain flag; a Subscription Identifier is added when it is written.
+      if ((entry & kNoLocal) != 0 && session == m.origin) continue;
+      const std::uint8_t delivery = std::min<std::uint8_t>(entry & kQosMask, m.qos);
+      const bool retain = m.retain && (entry & kRetainAsPublished) != 0;
+      if (delivery == 0 && !retain && (entry & kIdentified) == 0) {
         deliver_qos0(*session);
       } else {
-        deliver(*session, shared(), delivery, durable && session->persistent());
+        deliver(*session, shared(), delivery, delivery > 0 && durable && session->persistent(),
+                retain);
       }
     }
   }
@@ -707,10 +798,13 @@ const std::vector<std::pair<Session*, std::uint8_t>>& Broker::match(std::string_
     for (std::size_t i = 0; i < matches.size(); ++i) {
       if (out > 0 && matches[out - 1].first == matches[i].first) {
         // A topic one of them matches without kFiltered is one the principal may receive.
+        // No Local only when every one of them says so; Retain As Published and a Subscription
+        // Identifier when one does.
         auto& merged = matches[out - 1].second;
         const std::uint8_t next = matches[i].second;
         merged = static_cast<std::uint8_t>(std::max(merged & kQosMask, next & kQosMask) |
-                                           (merged & next & kFiltered));
+                                           (merged & next & (kFiltered | kNoLocal)) |
+                                           ((merged | next) & (kRetainAsPublished | kIdentified)));
       } else {
         matches[out++] = matches[i];
       }
@@ -725,7 +819,7 @@ const std::vector<std::pair<Session*, std::uint8_t>>& Broker::match(std::string_
         !(session->authorizer && session->authorizer->may_receive(topic))) {
       continue;
     }
-    matches[kept++] = {session, static_cast<std::uint8_t>(entry & kQosMask)};
+    matches[kept++] = {session, static_cast<std::uint8_t>(entry & ~kFiltered)};
   }
   matches.resize(kept);
   for (const auto& [session, qos] : matches) last.alive.push_back(session->shared_from_this());
@@ -753,9 +847,11 @@ void Broker::route(const MessageView& message, int depth) {
 
 std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& session,
                                             const std::vector<mqtt::Subscription>& subscriptions,
-                                            const Authorizer* authorizer) {
+                                            const Authorizer* authorizer, std::uint32_t identifier,
+                                            std::vector<bool>* existed) {
   std::vector<std::uint8_t> codes;
   codes.reserve(subscriptions.size());
+  if (existed) existed->assign(subscriptions.size(), false);
   for (const auto& sub : subscriptions) {
     const std::string problem =
         mqtt::check_topic_filter(sub.topic_filter, {kMaxTopicLength, kMaxTopicLevels});
@@ -781,18 +877,23 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
       continue;
     }
     const std::uint8_t granted = std::min<std::uint8_t>(sub.qos, 2);
+    const Subscribed subscribed{granted, sub.no_local, sub.retain_as_published, identifier};
     {
       std::unique_lock lock(topics_mutex_);
       topics_.insert(sub.topic_filter, session.get(),
-                     granted | (grant == SubscribeGrant::Filtered ? kFiltered : 0));
+                     entry_of(subscribed) | (grant == SubscribeGrant::Filtered ? kFiltered : 0));
       topics_version_.store(topics_.version(), std::memory_order_release);
     }
     {
       std::lock_guard lock(session->mutex);
-      session->subscriptions[sub.topic_filter] = granted;
+      auto [it, added] = session->subscriptions.insert_or_assign(sub.topic_filter, subscribed);
+      if (existed) (*existed)[codes.size()] = !added;
+      session->identified =
+          std::any_of(session->subscriptions.begin(), session->subscriptions.end(),
+                      [](const auto& s) { return s.second.identifier != 0; });
     }
     if (session->persistent() && store_) {
-      store_->add_subscription(session->client_id(), sub.topic_filter, granted);
+      store_->add_subscription(session->client_id(), sub.topic_filter, subscribed);
     }
     codes.push_back(granted);
   }
@@ -801,7 +902,8 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
 
 void Broker::queue_retained(const std::shared_ptr<Session>& session,
                             const std::vector<mqtt::Subscription>& subscriptions,
-                            const std::vector<std::uint8_t>& granted) {
+                            const std::vector<std::uint8_t>& granted,
+                            const std::vector<bool>& existed) {
   std::vector<Outgoing> out;
   {
     std::lock_guard lock(retained_mutex_);
@@ -818,6 +920,8 @@ void Broker::queue_retained(const std::shared_ptr<Session>& session,
     }
     for (std::size_t i = 0; i < subscriptions.size(); ++i) {
       if (granted[i] >= mqtt::kSubackFailure) continue;
+      const auto handling = subscriptions[i].retain_handling;
+      if (handling == 2 || (handling == 1 && i < existed.size() && existed[i])) continue;
       for (const auto& [topic, message] : retained_) {
         if (mqtt::topic_matches(subscriptions[i].topic_filter, topic) &&
             (!session->authorizer || session->authorizer->may_receive(topic))) {
@@ -844,6 +948,9 @@ std::vector<bool> Broker::unsubscribe(const std::shared_ptr<Session>& session,
     {
       std::lock_guard lock(session->mutex);
       had = session->subscriptions.erase(filter) > 0;
+      session->identified =
+          std::any_of(session->subscriptions.begin(), session->subscriptions.end(),
+                      [](const auto& s) { return s.second.identifier != 0; });
     }
     existed.push_back(had);
     if (!had) continue;

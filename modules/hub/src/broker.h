@@ -78,10 +78,14 @@ class Broker {
   // (which is closed) and discarding it when `clean`. A session belongs to the principal of
   // `authorizer` (none when null): a connection of another principal neither resumes, discards
   // nor takes it over (`refused`, nothing changed).
-  // `persistent` (MQTT 5: a Session Expiry Interval above 0) defaults to !clean (3.1.1).
+  // `session_expiry`: an MQTT 5 client's Session Expiry Interval (seconds; above 0: persistent,
+  // kNeverExpires: never ends); for 3.1.1 (nullopt) the session is persistent unless `clean`.
   Attached attach(const std::string& client_id, bool clean, std::shared_ptr<Connection> connection,
                   std::shared_ptr<const Authorizer> authorizer = nullptr,
-                  std::optional<bool> persistent = std::nullopt);
+                  std::optional<std::uint32_t> session_expiry = std::nullopt);
+  // Ends the persistent sessions whose Session Expiry Interval passed since their client
+  // disconnected (with their subscriptions and stored queue).
+  void expire_sessions();
   // The connection ended: clean sessions disappear, persistent ones keep collecting messages.
   void detach(const std::shared_ptr<Session>& session, const Connection* connection);
 
@@ -159,12 +163,18 @@ class Broker {
   // (invalid filter) or 0x9E (shared subscription); a 3.1.1 SUBACK says 0x80 for each failure
   // (suback_v311). Retained messages matching the accepted filters are queued on the session
   // after the caller's SUBACK (see queue_retained).
+  // `identifier`: the MQTT 5 Subscription Identifier of the SUBSCRIBE (0: none). `existed`, when
+  // given, says per filter whether the session was subscribed to it already (Retain Handling 1).
   std::vector<std::uint8_t> subscribe(const std::shared_ptr<Session>& session,
                                       const std::vector<mqtt::Subscription>& subscriptions,
-                                      const Authorizer* authorizer);
+                                      const Authorizer* authorizer, std::uint32_t identifier = 0,
+                                      std::vector<bool>* existed = nullptr);
+  // Retain Handling: 0 sends them, 1 only for a subscription that did not exist (`existed`), 2
+  // never.
   void queue_retained(const std::shared_ptr<Session>& session,
                       const std::vector<mqtt::Subscription>& subscriptions,
-                      const std::vector<std::uint8_t>& granted);
+                      const std::vector<std::uint8_t>& granted,
+                      const std::vector<bool>& existed = {});
   // Per filter: whether the session had that subscription.
   std::vector<bool> unsubscribe(const std::shared_ptr<Session>& session,
                                 const std::vector<std::string>& filters);
@@ -192,7 +202,10 @@ class Broker {
   std::vector<std::shared_ptr<Connection>> connections();
 
  private:
-  void deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored);
+  void deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored,
+               bool retain = false);
+  // Removes a session that ended (expired) with its subscriptions and stored state.
+  void end_session(const std::shared_ptr<Session>& session);
   void deliver_encoded(Session& session, std::string_view packet);
   // Queues `out` on `session` (its QoS 0 bound, offline rules); call with session.mutex held.
   void queue_locked(Session& session, bool connected, Outgoing out);
@@ -220,10 +233,19 @@ class Broker {
   // may no longer receive (for the store as well).
   void resubscribe_restored(Session& session);
 
-  // A subscription's entry in the trie: its granted QoS, and kFiltered when its filter can match
-  // topics its principal may not receive (each topic is then checked, see match()).
+  // A subscription's entry in the trie: its granted QoS, its MQTT 5 options, and kFiltered when
+  // its filter can match topics its principal may not receive (each topic is then checked, see
+  // match()).
   static constexpr std::uint8_t kQosMask = 0x03;
+  static constexpr std::uint8_t kNoLocal = 0x04;
+  static constexpr std::uint8_t kRetainAsPublished = 0x08;
+  static constexpr std::uint8_t kIdentified = 0x10;  // has a Subscription Identifier
   static constexpr std::uint8_t kFiltered = 0x80;
+  static std::uint8_t entry_of(const Subscribed& s) {
+    return static_cast<std::uint8_t>(s.qos | (s.no_local ? kNoLocal : 0) |
+                                     (s.retain_as_published ? kRetainAsPublished : 0) |
+                                     (s.identifier != 0 ? kIdentified : 0));
+  }
 
   std::uint64_t id_ = 0;  // unique in the process (a thread's match cache names its broker)
   const HubConfig& config_;

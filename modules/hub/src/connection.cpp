@@ -572,18 +572,17 @@ Connection::Next Connection::handle(mqtt::Packet& packet) {
     }
     case mqtt::PacketType::Subscribe: {
       auto& s = std::get<mqtt::Subscribe>(packet);
-      if (v5() && s.properties.find(mqtt::PropertyId::SubscriptionIdentifier)) {
-        violation(mqtt::ReasonCode::SubscriptionIdentifiersNotSupported,
-                  "SUBSCRIBE with a Subscription Identifier: not supported");
-        return Next::Close;
-      }
-      auto codes = broker_.subscribe(session_, s.subscriptions, authorizer_.get());
+      const std::uint32_t identifier =
+          s.properties.integer(mqtt::PropertyId::SubscriptionIdentifier).value_or(0);
+      std::vector<bool> existed;
+      auto codes =
+          broker_.subscribe(session_, s.subscriptions, authorizer_.get(), identifier, &existed);
       mqtt::Suback ack{s.packet_id, codes};
       if (!v5()) {
         for (auto& code : ack.return_codes) code = suback_v311(code);
       }
       send(ack);
-      broker_.queue_retained(session_, s.subscriptions, codes);
+      broker_.queue_retained(session_, s.subscriptions, codes, existed);
       return Next::Continue;
     }
     case mqtt::PacketType::Unsubscribe: {
@@ -604,6 +603,16 @@ Connection::Next Connection::handle(mqtt::Packet& packet) {
       return Next::Continue;
     case mqtt::PacketType::Disconnect: {
       const auto& d = std::get<mqtt::Disconnect>(packet);
+      if (auto expiry = d.properties.integer(mqtt::PropertyId::SessionExpiryInterval)) {
+        // A session that was to end at disconnect cannot be made to last [MQTT-3.14.2-2].
+        if (connect_session_expiry_ == 0 && *expiry != 0) {
+          violation(mqtt::ReasonCode::ProtocolError,
+                    "DISCONNECT sets a Session Expiry Interval after CONNECT said 0");
+          return Next::Close;
+        }
+        std::lock_guard lock(session_->mutex);
+        session_->expiry_interval = *expiry;
+      }
       // MQTT 5: "Disconnect with Will Message" (0x04) asks for the will.
       disconnected_ = d.reason_code != mqtt::ReasonCode::DisconnectWithWillMessage;
       if (v5() && static_cast<std::uint8_t>(d.reason_code) >= 0x80) {
@@ -713,13 +722,14 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
   }
 
   mqtt::Properties connack_properties;
-  bool persistent = !c.clean_session;
+  std::optional<std::uint32_t> session_expiry;  // 3.1.1: clean session says
   if (mqtt5) {
     if (c.client_id.empty()) {
       c.client_id = assigned_client_id();
       connack_properties.add(mqtt::PropertyId::AssignedClientIdentifier, c.client_id);
     }
-    persistent = c.properties.integer(mqtt::PropertyId::SessionExpiryInterval).value_or(0) > 0;
+    session_expiry = c.properties.integer(mqtt::PropertyId::SessionExpiryInterval).value_or(0);
+    connect_session_expiry_ = *session_expiry;
     if (auto receive_maximum = c.properties.integer(mqtt::PropertyId::ReceiveMaximum)) {
       window_ = std::min<std::size_t>(window_, *receive_maximum);
     }
@@ -730,7 +740,6 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
                              static_cast<std::uint32_t>(maximum_packet));
       limits_.maximum_packet_size = maximum_packet;
     }
-    connack_properties.add(mqtt::PropertyId::SubscriptionIdentifierAvailable, 0);
     connack_properties.add(mqtt::PropertyId::SharedSubscriptionAvailable, 0);
   }
 
@@ -740,8 +749,9 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
   deadline_ = c.keep_alive > 0 ? Clock::now() + keepalive_ : Clock::time_point::max();
   arm_watchdog();  // watched from now on if it has a keepalive
 
+  const bool persistent = session_expiry ? *session_expiry > 0 : !c.clean_session;
   auto attached =
-      broker_.attach(client_id_, c.clean_session, shared_from_this(), authorizer_, persistent);
+      broker_.attach(client_id_, c.clean_session, shared_from_this(), authorizer_, session_expiry);
   if (attached.refused) {
     broker_.stats().auth_failures.fetch_add(1);
     will_.reset();
@@ -1054,9 +1064,20 @@ void Connection::encode_delivery(std::string& out, const Message& m, std::uint8_
     mqtt::encode_publish(out, m.topic, m.payload, qos, retain, dup, packet_id);
     return;
   }
+  // The identifiers of the session's subscriptions that match (its mutex is held).
+  thread_local std::vector<std::uint32_t> identifiers;
+  identifiers.clear();
+  if (session_->identified) {
+    for (const auto& [filter, sub] : session_->subscriptions) {
+      if (sub.identifier != 0 && mqtt::topic_matches(filter, m.topic)) {
+        identifiers.push_back(sub.identifier);
+      }
+    }
+  }
   thread_local std::string properties;
   properties.clear();
-  append_delivery_properties(properties, m.properties, expiry_seconds_left(m.expiry, now), {});
+  append_delivery_properties(properties, m.properties, expiry_seconds_left(m.expiry, now),
+                             identifiers);
   mqtt::encode_publish_v5(out, m.topic, m.payload, qos, retain, dup, packet_id, properties);
 }
 

@@ -192,7 +192,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   mqtt::ProtocolVersion version_ = mqtt::ProtocolVersion::V311;
   bool disconnecting_ = false;  // a DISCONNECT was queued: nothing is sent after it
   std::size_t window_ = 0;      // QoS 1/2 in flight: egress buffer, and the client's maximum
-  std::vector<std::string> topic_aliases_;  // MQTT 5: the client's aliases, alias - 1 → topic
+  std::vector<std::string> topic_aliases_;    // MQTT 5: the client's aliases, alias - 1 → topic
+  std::uint32_t connect_session_expiry_ = 0;  // MQTT 5: the CONNECT's Session Expiry Interval
 };
 
 }  // namespace baetyl::hub

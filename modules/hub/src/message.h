@@ -36,6 +36,20 @@ struct MessageView {
   const void* origin = nullptr;
 };
 
+// A session's subscription to one filter: its granted QoS and MQTT 5 options.
+struct Subscribed {
+  std::uint8_t qos = 0;
+  bool no_local = false;             // not delivered what the session itself published
+  bool retain_as_published = false;  // live deliveries keep the publisher's retain flag
+  std::uint32_t identifier = 0;      // MQTT 5 Subscription Identifier; 0: none
+
+  bool operator==(const Subscribed&) const = default;
+};
+
+// A session's Session Expiry Interval that never ends (MQTT 5's 0xFFFFFFFF; every 3.1.1
+// persistent session).
+inline constexpr std::uint32_t kNeverExpires = 0xFFFFFFFF;
+
 std::int64_t unix_millis();
 
 }  // namespace baetyl::hub

@@ -48,7 +48,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   std::mutex mutex;
   // Everything below is guarded by `mutex`.
-  std::map<std::string, std::uint8_t, std::less<>> subscriptions;
+  std::map<std::string, Subscribed, std::less<>> subscriptions;
+  bool identified = false;  // some subscription has a Subscription Identifier
+  // A persistent session's Session Expiry Interval in seconds (kNeverExpires: never), and while
+  // no connection is attached, when it ends.
+  std::uint32_t expiry_interval = kNeverExpires;
+  std::chrono::steady_clock::time_point expires_at = std::chrono::steady_clock::time_point::max();
   EgressQueue pending;
   std::map<std::uint16_t, Inflight> inflight;
   std::uint64_t next_order = 0;

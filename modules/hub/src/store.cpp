@@ -105,12 +105,16 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
   delete_queue_ = prepare("DELETE FROM queue WHERE client_id = ? AND message_id = ?");
   release_queue_ = prepare("UPDATE queue SET released = 1 WHERE client_id = ? AND message_id = ?");
   sent_queue_ = prepare("UPDATE queue SET sent = 1 WHERE client_id = ? AND message_id = ?");
-  insert_session_ = prepare("INSERT OR REPLACE INTO sessions (client_id, principal) VALUES (?,?)");
+  insert_session_ = prepare(
+      "INSERT OR REPLACE INTO sessions (client_id, principal, expiry_interval, expires_at) "
+      "VALUES (?,?,?,NULL)");
+  session_expires_ = prepare("UPDATE sessions SET expires_at = ? WHERE client_id = ?");
   delete_session_ = prepare("DELETE FROM sessions WHERE client_id = ?");
   delete_session_subs_ = prepare("DELETE FROM subscriptions WHERE client_id = ?");
   delete_session_queue_ = prepare("DELETE FROM queue WHERE client_id = ?");
-  insert_sub_ =
-      prepare("INSERT OR REPLACE INTO subscriptions (client_id, filter, qos) VALUES (?,?,?)");
+  insert_sub_ = prepare(
+      "INSERT OR REPLACE INTO subscriptions (client_id, filter, qos, options, identifier) "
+      "VALUES (?,?,?,?,?)");
   delete_sub_ = prepare("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?");
   insert_retained_ = prepare(
       "INSERT OR REPLACE INTO retained (topic, payload, qos, time, properties, expiry) "
@@ -181,7 +185,17 @@ void Store::add_mqtt5_columns() {
     added = add_column_if_missing(table, "properties", "BLOB") || added;
     added = add_column_if_missing(table, "expiry", "INTEGER NOT NULL DEFAULT 0") || added;
   }
-  if (added) log_->info("'{}': messages now keep their MQTT 5 properties and expiry", path_);
+  // Sessions: their Session Expiry Interval (NULL: never) and when a disconnected one ends;
+  // subscriptions: No Local (1) and Retain As Published (2), and the Subscription Identifier.
+  added = add_column_if_missing("sessions", "expiry_interval", "INTEGER") || added;
+  added = add_column_if_missing("sessions", "expires_at", "INTEGER") || added;
+  added = add_column_if_missing("subscriptions", "options", "INTEGER NOT NULL DEFAULT 0") || added;
+  added =
+      add_column_if_missing("subscriptions", "identifier", "INTEGER NOT NULL DEFAULT 0") || added;
+  if (added) {
+    log_->info("'{}': now keeps MQTT 5 properties, expiry, session expiry and subscription options",
+               path_);
+  }
 }
 
 void Store::exec(const char* sql) {
@@ -222,16 +236,29 @@ StoredState Store::load() {
     while (sqlite3_step(stmt) == SQLITE_ROW) row(stmt);
     sqlite3_finalize(stmt);
   };
-  query("SELECT client_id, principal FROM sessions ORDER BY client_id", [&](sqlite3_stmt* s) {
-    index[column_string(s, 0)] = state.sessions.size();
-    state.sessions.push_back(StoredSession{column_string(s, 0), {}, {}, column_string(s, 1)});
-  });
-  query("SELECT client_id, filter, qos FROM subscriptions", [&](sqlite3_stmt* s) {
-    auto it = index.find(column_string(s, 0));
-    if (it == index.end()) return;
-    state.sessions[it->second].subscriptions.emplace_back(
-        column_string(s, 1), static_cast<std::uint8_t>(sqlite3_column_int(s, 2)));
-  });
+  query(
+      "SELECT client_id, principal, expiry_interval, expires_at FROM sessions "
+      "ORDER BY client_id",
+      [&](sqlite3_stmt* s) {
+        index[column_string(s, 0)] = state.sessions.size();
+        StoredSession session{column_string(s, 0), {}, {}, column_string(s, 1)};
+        if (sqlite3_column_type(s, 2) != SQLITE_NULL) {
+          session.expiry_interval = static_cast<std::uint32_t>(sqlite3_column_int64(s, 2));
+        }
+        session.expires_at = sqlite3_column_int64(s, 3);  // NULL reads as 0
+        state.sessions.push_back(std::move(session));
+      });
+  query("SELECT client_id, filter, qos, options, identifier FROM subscriptions",
+        [&](sqlite3_stmt* s) {
+          auto it = index.find(column_string(s, 0));
+          if (it == index.end()) return;
+          Subscribed sub;
+          sub.qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 2));
+          sub.no_local = (sqlite3_column_int(s, 3) & 1) != 0;
+          sub.retain_as_published = (sqlite3_column_int(s, 3) & 2) != 0;
+          sub.identifier = static_cast<std::uint32_t>(sqlite3_column_int64(s, 4));
+          state.sessions[it->second].subscriptions.emplace_back(column_string(s, 1), sub);
+        });
   query("SELECT client_id, packet_id FROM qos2_received", [&](sqlite3_stmt* s) {
     auto it = index.find(column_string(s, 0));
     if (it == index.end()) return;
@@ -417,13 +444,21 @@ QueuePage Store::read_queue(const std::string& client_id, std::int64_t after, st
 void Store::released(const std::string& client_id, std::int64_t id) {
   submit(Released{client_id, id});
 }
-void Store::save_session(const std::string& client_id, const std::string& principal) {
-  submit(SaveSession{client_id, principal});
+void Store::save_session(const std::string& client_id, const std::string& principal,
+                         std::uint32_t expiry_interval) {
+  submit(SaveSession{client_id, principal, expiry_interval});
+}
+void Store::session_expires(const std::string& client_id, std::int64_t expires_at) {
+  submit(SessionExpires{client_id, expires_at});
 }
 void Store::delete_session(const std::string& client_id) { submit(DeleteSession{client_id}); }
 void Store::add_subscription(const std::string& client_id, const std::string& filter,
                              std::uint8_t qos) {
-  submit(AddSubscription{client_id, filter, qos});
+  submit(AddSubscription{client_id, filter, Subscribed{qos}});
+}
+void Store::add_subscription(const std::string& client_id, const std::string& filter,
+                             const Subscribed& subscription) {
+  submit(AddSubscription{client_id, filter, subscription});
 }
 void Store::remove_subscription(const std::string& client_id, const std::string& filter) {
   submit(RemoveSubscription{client_id, filter});
@@ -678,7 +713,16 @@ void Store::apply(Op& op) {
     } else {
       bind_text(insert_session_, 2, s->principal);
     }
+    if (s->expiry_interval == kNeverExpires) {
+      sqlite3_bind_null(insert_session_, 3);
+    } else {
+      sqlite3_bind_int64(insert_session_, 3, s->expiry_interval);
+    }
     step(insert_session_);
+  } else if (auto* e = std::get_if<SessionExpires>(&op)) {
+    sqlite3_bind_int64(session_expires_, 1, e->expires_at);
+    bind_text(session_expires_, 2, e->client_id);
+    step(session_expires_);
   } else if (auto* d = std::get_if<DeleteSession>(&op)) {
     for (auto* stmt :
          {delete_session_, delete_session_subs_, delete_session_queue_, delete_session_qos2_}) {
@@ -688,7 +732,11 @@ void Store::apply(Op& op) {
   } else if (auto* as = std::get_if<AddSubscription>(&op)) {
     bind_text(insert_sub_, 1, as->client_id);
     bind_text(insert_sub_, 2, as->filter);
-    sqlite3_bind_int(insert_sub_, 3, as->qos);
+    sqlite3_bind_int(insert_sub_, 3, as->subscription.qos);
+    sqlite3_bind_int(
+        insert_sub_, 4,
+        (as->subscription.no_local ? 1 : 0) | (as->subscription.retain_as_published ? 2 : 0));
+    sqlite3_bind_int64(insert_sub_, 5, as->subscription.identifier);
     step(insert_sub_);
   } else if (auto* rs = std::get_if<RemoveSubscription>(&op)) {
     bind_text(delete_sub_, 1, rs->client_id);

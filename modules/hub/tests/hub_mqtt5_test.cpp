@@ -23,6 +23,8 @@ using mqtt::ReasonCode;
 
 namespace {
 
+constexpr std::uint32_t kNever = 0xFFFFFFFF;  // Session Expiry Interval that never ends
+
 class Mqtt5Test : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -109,7 +111,7 @@ TEST_F(Mqtt5Test, ConnackCarriesTheHubsLimitsAndAnAssignedIdentifier) {
   EXPECT_EQ(ack.properties.integer(PropertyId::TopicAliasMaximum), 64u);
   // message.length.max (32k by default) plus room for the topic and the other fields.
   EXPECT_EQ(ack.properties.integer(PropertyId::MaximumPacketSize), 32u * 1024 + 1024 + 5);
-  EXPECT_EQ(ack.properties.integer(PropertyId::SubscriptionIdentifierAvailable), 0u);
+  EXPECT_FALSE(ack.properties.find(PropertyId::SubscriptionIdentifierAvailable));  // 1
   EXPECT_EQ(ack.properties.integer(PropertyId::SharedSubscriptionAvailable), 0u);
   EXPECT_FALSE(ack.properties.find(PropertyId::ServerKeepAlive));  // the hub imposes none
 
@@ -283,8 +285,6 @@ TEST_F(Mqtt5Test, MalformedPacketsGetDisconnectWithTheCodecsReasonCode) {
   alias_unknown.add(PropertyId::TopicAlias, 3);
   mqtt::Properties subscription_id;
   subscription_id.add(PropertyId::SubscriptionIdentifier, 4);
-  std::string subscribe_with_id =
-      mqtt::encode(mqtt::Subscribe{1, {{"t", 0}}, subscription_id}, mqtt::ProtocolVersion::V5);
   std::vector<Case> cases{
       // PUBLISH, property Session Expiry Interval (0x11, not allowed in PUBLISH), length 5.
       {"property not allowed", std::string("\x30\x09\x00\x01t\x05\x11\x00\x00\x00\x01", 11),
@@ -297,8 +297,8 @@ TEST_F(Mqtt5Test, MalformedPacketsGetDisconnectWithTheCodecsReasonCode) {
       {"topic alias never set", publish(alias_unknown, ""), ReasonCode::ProtocolError},
       {"subscription identifier from a client", publish(subscription_id),
        ReasonCode::ProtocolError},
-      {"subscription identifier not available", subscribe_with_id,
-       ReasonCode::SubscriptionIdentifiersNotSupported},
+      {"session expiry set by DISCONNECT after CONNECT said 0",
+       std::string("\xe0\x07\x00\x05\x11\x00\x00\x00\x3c", 9), ReasonCode::ProtocolError},
       {"second CONNECT", mqtt::encode(make_connect_v5("again")), ReasonCode::ProtocolError},
       {"topic with too many levels", publish({}, "a/b/c/d/e/f/g/h/i/j"),
        ReasonCode::TopicNameInvalid},
@@ -597,4 +597,193 @@ TEST_F(Mqtt5Test, MosquittoClientsInMqtt5Mode) {
   EXPECT_NE(baetyl::testing::mosquitto_pub(port_, "mosq/x", "x", 0,
                                            {"-u", "test", "-P", "wrong", "-V", "mqttv5"}),
             0);
+}
+
+TEST_F(Mqtt5Test, NoLocalRetainAsPublishedAndRetainHandling) {
+  auto c = connected5("options");
+  mqtt::Subscription no_local{"nl/#", 1};
+  no_local.no_local = true;
+  subscribe(*c, {no_local});
+  c->send(publish_packet("nl/own", "mine", 1, 1));
+  c->expect<mqtt::Puback>();
+  auto other = connected5("other");
+  other->send(publish_packet("nl/other", "theirs", 1, 1));
+  other->expect<mqtt::Puback>();
+  auto got = c->expect<mqtt::Publish>();
+  EXPECT_EQ(got.payload, "theirs");  // not "mine"
+  c->send(mqtt::Puback{got.packet_id});
+
+  // Retain As Published: a live retained message keeps its flag only for that subscription.
+  mqtt::Subscription rap{"rap/#", 0};
+  rap.retain_as_published = true;
+  auto with = connected5("with");
+  subscribe(*with, {rap});
+  auto without = connected5("without");
+  subscribe(*without, {{"rap/#", 0}});
+  other->send(publish_packet("rap/x", "live", 0, 0, {}, true));
+  EXPECT_TRUE(with->expect<mqtt::Publish>().retain);
+  EXPECT_FALSE(without->expect<mqtt::Publish>().retain);
+
+  // Retain Handling: 0 at every SUBSCRIBE, 1 only when the subscription is new, 2 never.
+  for (std::uint8_t handling : {0, 1, 2}) {
+    auto sub = connected5("handling" + std::to_string(handling));
+    mqtt::Subscription s{"rap/#", 0};
+    s.retain_handling = handling;
+    std::vector<std::string> got_retained;
+    for (int round = 0; round < 2; ++round) {
+      subscribe(*sub, {s});
+      while (auto p = sub->receive(300ms)) {
+        if (auto* m = std::get_if<mqtt::Publish>(&*p)) got_retained.push_back(m->payload);
+      }
+    }
+    const std::size_t expected = handling == 0 ? 2 : handling == 1 ? 1 : 0;
+    EXPECT_EQ(got_retained.size(), expected) << "Retain Handling " << int(handling);
+  }
+}
+
+TEST_F(Mqtt5Test, SubscriptionIdentifiersComeWithEveryMatchingDelivery) {
+  auto c = connected5("ids", 600);
+  mqtt::Properties seven;
+  seven.add(PropertyId::SubscriptionIdentifier, 7);
+  subscribe(*c, {{"sid/#", 1}}, seven);
+  mqtt::Properties big;
+  big.add(PropertyId::SubscriptionIdentifier, 268435455);  // the largest
+  subscribe(*c, {{"sid/a", 0}}, big);
+  subscribe(*c, {{"sid/b", 0}});  // none
+  auto pub = connected3("pub3");
+  for (std::uint8_t qos : {0, 1}) {
+    pub->send(publish_packet("sid/a", "a", qos, 1));
+    pub->send(publish_packet("sid/b", "b", qos, 2));
+    if (qos == 1) {
+      pub->expect<mqtt::Puback>();
+      pub->expect<mqtt::Puback>();
+    }
+    auto a = c->expect<mqtt::Publish>();
+    EXPECT_EQ(a.properties.subscription_identifiers(), (std::vector<std::uint32_t>{7, 268435455}))
+        << "QoS " << int(qos);
+    auto b = c->expect<mqtt::Publish>();
+    EXPECT_EQ(b.properties.subscription_identifiers(), std::vector<std::uint32_t>{7});
+    for (auto* m : {&a, &b}) {
+      if (m->qos == 1) c->send(mqtt::Puback{m->packet_id});
+    }
+  }
+  // Kept with the persistent session, across a restart of the hub too.
+  c->send(mqtt::Disconnect{});
+  hub_->stop(SIGTERM);
+  hub_->start();
+  RawClient again(port_);
+  EXPECT_TRUE(again.connect(make_connect_v5("ids", false, 600)).session_present);
+  pub = connected3("pub3");
+  pub->send(publish_packet("sid/a", "after", 1, 3));
+  pub->expect<mqtt::Puback>();
+  auto got = again.expect<mqtt::Publish>();
+  EXPECT_EQ(got.properties.subscription_identifiers(), (std::vector<std::uint32_t>{7, 268435455}));
+}
+
+TEST_F(Mqtt5Test, ExpiredMessagesAreNeverDeliveredAndTheRestCarryTheTimeLeft) {
+  {
+    auto away = connected5("away", 600);
+    subscribe(*away, {{"exp/#", 1}});
+    away->send(mqtt::Disconnect{});
+  }
+  auto pub = connected5("pub");
+  mqtt::Properties short_life;
+  short_life.add(PropertyId::MessageExpiryInterval, 1);
+  mqtt::Properties long_life;
+  long_life.add(PropertyId::MessageExpiryInterval, 100);
+  pub->send(publish_packet("exp/short", "short", 1, 1, short_life));
+  pub->send(publish_packet("exp/long", "long", 1, 2, long_life));
+  pub->send(publish_packet("exp/retained", "r", 1, 3, short_life, true));
+  for (int i = 0; i < 3; ++i) pub->expect<mqtt::Puback>();
+  std::this_thread::sleep_for(2100ms);
+
+  RawClient away(port_);
+  EXPECT_TRUE(away.connect(make_connect_v5("away", false, 600)).session_present);
+  auto got = away.expect<mqtt::Publish>();
+  EXPECT_EQ(got.payload, "long");  // "short" and "r" expired while it was away
+  auto left = got.properties.integer(PropertyId::MessageExpiryInterval);
+  ASSERT_TRUE(left.has_value());
+  EXPECT_LE(*left, 98u);
+  EXPECT_GE(*left, 96u);
+  away.send(mqtt::Puback{got.packet_id});
+  EXPECT_TRUE(away.silent_for(300ms));
+
+  // The expired retained message is gone for new subscribers too.
+  auto late = connected5("late");
+  subscribe(*late, {{"exp/#", 1}});
+  EXPECT_TRUE(late->silent_for(300ms));
+}
+
+TEST_F(Mqtt5Test, SessionExpiryIntervalIsHonoured) {
+  for (const char* id : {"two", "never", "ended"}) {
+    const std::uint32_t expiry = std::string(id) == "two" ? 2 : kNever;
+    auto c = connected5(id, expiry);
+    subscribe(*c, {{"se/#", 1}});
+    if (std::string(id) == "ended") {
+      // DISCONNECT may shorten it to 0: the session ends now.
+      mqtt::Disconnect d;
+      d.properties.add(PropertyId::SessionExpiryInterval, 0);
+      c->send(d);
+    } else {
+      c->send(mqtt::Disconnect{});
+    }
+    EXPECT_TRUE(c->closed_by_peer());
+  }
+  RawClient ended(port_);
+  EXPECT_FALSE(ended.connect(make_connect_v5("ended", false, 60)).session_present);
+  std::this_thread::sleep_for(3500ms);
+  RawClient two(port_);
+  EXPECT_FALSE(two.connect(make_connect_v5("two", false, 60)).session_present);
+  RawClient never(port_);
+  EXPECT_TRUE(never.connect(make_connect_v5("never", false, kNever)).session_present);
+}
+
+TEST(Mqtt5Restart, SessionExpiryIsHonouredAcrossARestart) {
+  const auto port = free_port();
+  HubProcess hub(base_config(port), port);
+  // "brief" disconnects and expires while the hub is down; "kept" has time left; "online" is
+  // connected when the hub is killed: its interval counts from the restart.
+  for (auto [id, expiry] :
+       std::vector<std::pair<std::string, std::uint32_t>>{{"brief", 2}, {"kept", 600}}) {
+    RawClient c(port);
+    c.connect(make_connect_v5(id, true, expiry));
+    c.send(mqtt::Subscribe{1, {{"r/#", 1}}});
+    c.expect<mqtt::Suback>();
+    c.send(mqtt::Disconnect{});
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  RawClient online(port);
+  online.connect(make_connect_v5("online", true, 3));
+  online.send(mqtt::Subscribe{1, {{"r/#", 1}}});
+  online.expect<mqtt::Suback>();
+  {
+    RawClient pub(port);
+    pub.connect(make_connect_v5("pub"));
+    pub.send(publish_packet("r/x", "queued", 1, 1));
+    pub.expect<mqtt::Puback>();
+  }
+  online.expect<mqtt::Publish>();  // not acknowledged
+  std::this_thread::sleep_for(1s);
+  hub.stop(SIGKILL);
+  std::this_thread::sleep_for(1500ms);  // "brief" expires meanwhile
+  hub.start();
+
+  RawClient brief(port);
+  EXPECT_FALSE(brief.connect(make_connect_v5("brief", false, 60)).session_present);
+  RawClient kept(port);
+  EXPECT_TRUE(kept.connect(make_connect_v5("kept", false, 600)).session_present);
+  EXPECT_EQ(kept.expect<mqtt::Publish>().payload, "queued");
+  std::this_thread::sleep_for(1500ms);  // within 3 s of the restart
+  {
+    RawClient resumed(port);
+    auto ack = resumed.connect(make_connect_v5("online", false, 1));
+    EXPECT_TRUE(ack.session_present);
+    auto again = resumed.expect<mqtt::Publish>();
+    EXPECT_EQ(again.payload, "queued");
+    EXPECT_TRUE(again.dup);
+    resumed.send(mqtt::Disconnect{});
+  }
+  std::this_thread::sleep_for(2500ms);  // its new interval, 1 s, passed
+  RawClient gone(port);
+  EXPECT_FALSE(gone.connect(make_connect_v5("online", false, 60)).session_present);
 }
