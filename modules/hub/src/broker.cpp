@@ -760,7 +760,8 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
       if ((entry & kNoLocal) != 0 && session == m.origin) continue;
       const std::uint8_t delivery = std::min<std::uint8_t>(entry & kQosMask, m.qos);
       const bool retain = m.retain && (entry & kRetainAsPublished) != 0;
-      if (delivery == 0 && !retain && (entry & kIdentified) == 0) {
+      if (delivery == 0 && !retain && (entry & kIdentified) == 0 &&
+          !session->encode_at_write.load(std::memory_order_relaxed)) {
         deliver_qos0(*session);
       } else {
         deliver(*session, shared(), delivery, delivery > 0 && durable && session->persistent(),

@@ -565,6 +565,7 @@ Connection::Next Connection::handle(mqtt::Packet& packet) {
       if (known && session_->persistent() && broker_.store()) {
         broker_.store()->release_qos2(client_id_, id);
       }
+      if (known && incoming_inflight_ > 0) --incoming_inflight_;
       mqtt::Pubcomp comp{id};
       if (v5() && !known) comp.reason_code = mqtt::ReasonCode::PacketIdentifierNotFound;
       send(comp);
@@ -734,6 +735,16 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
       window_ = std::min<std::size_t>(window_, *receive_maximum);
     }
     connack_properties.add(mqtt::PropertyId::TopicAliasMaximum, kTopicAliasMaximum);
+    client_alias_maximum_ = static_cast<std::uint16_t>(
+        c.properties.integer(mqtt::PropertyId::TopicAliasMaximum).value_or(0));
+    // The QoS 1/2 messages a client may send before their acknowledgement: beyond, the hub
+    // would stop reading it anyway (message.ingress.qos1.buffer.size).
+    receive_maximum_ =
+        std::min<std::size_t>(broker_.config().message.ingress.qos1_buffer_size, 65535);
+    if (receive_maximum_ < 65535) {
+      connack_properties.add(mqtt::PropertyId::ReceiveMaximum,
+                             static_cast<std::uint32_t>(receive_maximum_));
+    }
     const std::size_t maximum_packet = limits_.max_remaining_length + 5;
     if (maximum_packet < mqtt::kMaxRemainingLength) {
       connack_properties.add(mqtt::PropertyId::MaximumPacketSize,
@@ -772,6 +783,7 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
       maximum_packet_size = c.properties.integer(mqtt::PropertyId::MaximumPacketSize).value_or(0);
     }
     session_->maximum_packet_size.store(maximum_packet_size);
+    session_->encode_at_write.store(client_alias_maximum_ > 0);
   }
   connected_ = true;
   broker_.stats().connections.fetch_add(1);
@@ -823,6 +835,16 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
       return Next::Continue;
     }
   }
+  if (v5() && p.qos > 0 && incoming_inflight_ >= receive_maximum_) {
+    if (p.qos == 2) {
+      std::lock_guard lock(session_->mutex);
+      session_->incoming_qos2.erase(id);
+    }
+    violation(mqtt::ReasonCode::ReceiveMaximumExceeded, "more than Receive Maximum (" +
+                                                            std::to_string(receive_maximum_) +
+                                                            ") QoS 1/2 messages unacknowledged");
+    return Next::Close;
+  }
   if (!checked) {
     if (is_reserved_topic(p.topic)) {
       broker_.count_reserved(client_id_, p.topic);
@@ -844,6 +866,7 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
     return Next::Continue;
   }
   ++pending_commits_;
+  ++incoming_inflight_;
   const std::uint8_t qos = m.qos;
   broker_.publish(
       m,
@@ -911,6 +934,7 @@ void Connection::committed(std::uint16_t packet_id, std::uint8_t qos) {
   resume_.cancel();
   if (closed_) return;
   if (qos == 1) {
+    if (incoming_inflight_ > 0) --incoming_inflight_;
     send(mqtt::Puback{packet_id});
   } else {
     send(mqtt::Pubrec{packet_id});
@@ -1059,7 +1083,7 @@ void Connection::collect(std::string& out) {
 }
 
 void Connection::encode_delivery(std::string& out, const Message& m, std::uint8_t qos, bool retain,
-                                 bool dup, std::uint16_t packet_id, std::int64_t now) {
+                                 bool dup, std::uint16_t packet_id, std::int64_t now, bool alias) {
   if (!v5()) {
     mqtt::encode_publish(out, m.topic, m.payload, qos, retain, dup, packet_id);
     return;
@@ -1074,11 +1098,23 @@ void Connection::encode_delivery(std::string& out, const Message& m, std::uint8_
       }
     }
   }
+  // A topic sent before goes as its alias and an empty topic; the first ones get an alias.
+  std::uint16_t topic_alias = 0;
+  std::string_view topic = m.topic;
+  if (alias && client_alias_maximum_ > 0) {
+    if (auto it = sent_aliases_.find(m.topic); it != sent_aliases_.end()) {
+      topic_alias = it->second;
+      topic = {};
+    } else if (sent_aliases_.size() < client_alias_maximum_) {
+      topic_alias = static_cast<std::uint16_t>(sent_aliases_.size() + 1);
+      sent_aliases_.emplace(m.topic, topic_alias);
+    }
+  }
   thread_local std::string properties;
   properties.clear();
   append_delivery_properties(properties, m.properties, expiry_seconds_left(m.expiry, now),
-                             identifiers);
-  mqtt::encode_publish_v5(out, m.topic, m.payload, qos, retain, dup, packet_id, properties);
+                             identifiers, topic_alias);
+  mqtt::encode_publish_v5(out, topic, m.payload, qos, retain, dup, packet_id, properties);
 }
 
 bool Connection::too_large_for_client(const Message& m, std::uint8_t qos, bool retain,
@@ -1088,8 +1124,9 @@ bool Connection::too_large_for_client(const Message& m, std::uint8_t qos, bool r
   if (limit == 0) return false;
   thread_local std::string packet;
   packet.clear();
-  encode_delivery(packet, m, qos, retain, false, 1, now);
-  return packet.size() > limit;
+  encode_delivery(packet, m, qos, retain, false, 1, now, false);
+  // The topic with an alias at worst (3 bytes).
+  return packet.size() + (client_alias_maximum_ > 0 ? 3 : 0) > limit;
 }
 
 // Runs while there is something to write, or to wait for (acknowledgements to retry, a refill

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "baetyl/asio.h"
@@ -103,8 +104,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void violation(mqtt::ReasonCode reason, std::string_view why);
   // Appends a PUBLISH of `m` in the client's protocol (MQTT 5: with its properties, the expiry
   // left at `now` and the subscription identifiers of the session's matching subscriptions).
+  // With `alias`, a topic alias the client allows replaces the topic (see sent_aliases_).
   void encode_delivery(std::string& out, const Message& m, std::uint8_t qos, bool retain, bool dup,
-                       std::uint16_t packet_id, std::int64_t now);
+                       std::uint16_t packet_id, std::int64_t now, bool alias = true);
   // Whether that PUBLISH exceeds the MQTT 5 client's Maximum Packet Size.
   bool too_large_for_client(const Message& m, std::uint8_t qos, bool retain, std::int64_t now);
   Next handle(mqtt::Packet& packet);
@@ -194,6 +196,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t window_ = 0;      // QoS 1/2 in flight: egress buffer, and the client's maximum
   std::vector<std::string> topic_aliases_;    // MQTT 5: the client's aliases, alias - 1 → topic
   std::uint32_t connect_session_expiry_ = 0;  // MQTT 5: the CONNECT's Session Expiry Interval
+  // MQTT 5 topic aliases towards the client: its Topic Alias Maximum, and the topics given one
+  // (the first ones sent, for the whole connection).
+  std::uint16_t client_alias_maximum_ = 0;
+  std::unordered_map<std::string, std::uint16_t> sent_aliases_;
+  // MQTT 5 flow control from the client: the Receive Maximum the hub announced, and the QoS 1/2
+  // PUBLISH of this connection not yet acknowledged (PUBACK, or PUBCOMP).
+  std::size_t receive_maximum_ = 0;
+  std::size_t incoming_inflight_ = 0;
 };
 
 }  // namespace baetyl::hub

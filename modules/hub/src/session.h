@@ -45,6 +45,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // MQTT 5 Maximum Packet Size (0: none): read by publishers without the mutex.
   std::atomic<bool> v5{false};
   std::atomic<std::uint32_t> maximum_packet_size{0};
+  // Its QoS 0 messages are encoded by its connection's writer, not once by the publisher: the
+  // writer adds per-connection state (MQTT 5 topic aliases towards the client).
+  std::atomic<bool> encode_at_write{false};
 
   std::mutex mutex;
   // Everything below is guarded by `mutex`.

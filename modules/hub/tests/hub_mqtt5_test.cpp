@@ -109,6 +109,8 @@ TEST_F(Mqtt5Test, ConnackCarriesTheHubsLimitsAndAnAssignedIdentifier) {
   ASSERT_TRUE(assigned.has_value());
   EXPECT_FALSE(assigned->empty());
   EXPECT_EQ(ack.properties.integer(PropertyId::TopicAliasMaximum), 64u);
+  // message.ingress.qos1.buffer.size
+  EXPECT_EQ(ack.properties.integer(PropertyId::ReceiveMaximum), 100u);
   // message.length.max (32k by default) plus room for the topic and the other fields.
   EXPECT_EQ(ack.properties.integer(PropertyId::MaximumPacketSize), 32u * 1024 + 1024 + 5);
   EXPECT_FALSE(ack.properties.find(PropertyId::SubscriptionIdentifierAvailable));  // 1
@@ -448,29 +450,32 @@ TEST(Mqtt5Restart, APersistentMqtt5SessionLosesNoAcknowledgedQos1MessageOnSigkil
     sub.send(mqtt::Disconnect{});
   }
   RawClient pub(port);
-  pub.connect(make_connect_v5("streamer"));
+  auto ack = pub.connect(make_connect_v5("streamer"));
+  // Within the hub's Receive Maximum: a new message for each one acknowledged.
+  const int window = static_cast<int>(ack.properties.integer(PropertyId::ReceiveMaximum).value());
   constexpr int kTotal = 1000;
-  std::string burst;
-  for (int i = 1; i <= kTotal; ++i) {
+  int sent = 0;
+  auto send_next = [&] {
+    ++sent;
     mqtt::Properties properties;
-    properties.add_user("n", std::to_string(i));
-    mqtt::encode(
-        publish_packet("stream", std::to_string(i), 1, static_cast<std::uint16_t>(i), properties),
-        burst, mqtt::ProtocolVersion::V5);
-  }
-  std::thread sender([&] { pub.send_raw(burst); });
+    properties.add_user("n", std::to_string(sent));
+    pub.send(publish_packet("stream", std::to_string(sent), 1, static_cast<std::uint16_t>(sent),
+                            properties));
+  };
+  while (sent < window) send_next();
   std::set<std::string> acked;
-  while (acked.size() < 200) {
+  while (acked.size() < 300) {
     auto p = pub.receive(5s);
     ASSERT_TRUE(p.has_value());
+    ASSERT_TRUE(std::holds_alternative<mqtt::Puback>(*p));
     acked.insert(std::to_string(std::get<mqtt::Puback>(*p).packet_id));
+    if (sent < kTotal) send_next();
   }
   hub.stop(SIGKILL);
   while (auto p = pub.receive(1s)) {
-    if (auto* ack = std::get_if<mqtt::Puback>(&*p)) acked.insert(std::to_string(ack->packet_id));
+    if (auto* a = std::get_if<mqtt::Puback>(&*p)) acked.insert(std::to_string(a->packet_id));
   }
   pub.close();
-  sender.join();
 
   hub.start();
   RawClient sub(port);
@@ -786,4 +791,66 @@ TEST(Mqtt5Restart, SessionExpiryIsHonouredAcrossARestart) {
   std::this_thread::sleep_for(2500ms);  // its new interval, 1 s, passed
   RawClient gone(port);
   EXPECT_FALSE(gone.connect(make_connect_v5("online", false, 60)).session_present);
+}
+
+TEST_F(Mqtt5Test, TopicAliasesTowardsTheClientWithinItsMaximum) {
+  RawClient c(port_);
+  auto connect = make_connect_v5("aliased");
+  connect.properties.add(PropertyId::TopicAliasMaximum, 2);
+  c.connect(connect);
+  c.send(mqtt::Subscribe{1, {{"ta/#", 1}}});
+  c.expect<mqtt::Suback>();
+  auto plain = connected5("plain");  // no Topic Alias Maximum: never gets an alias
+  subscribe(*plain, {{"ta/#", 1}});
+  auto pub = connected3("pub");
+  struct Expected {
+    std::string topic;  // as sent: empty when the alias stands for it
+    std::optional<std::uint32_t> alias;
+  };
+  const std::vector<std::pair<std::string, Expected>> sequence{
+      {"ta/1", {"ta/1", 1}},  {"ta/1", {"", 1}}, {"ta/2", {"ta/2", 2}},
+      {"ta/3", {"ta/3", {}}}, {"ta/2", {"", 2}}, {"ta/1", {"", 1}}};
+  std::uint16_t id = 0;
+  for (std::uint8_t qos : {0, 1}) {
+    for (const auto& [topic, expected] : sequence) {
+      pub->send(publish_packet(topic, "x", qos, ++id));
+      if (qos == 1) pub->expect<mqtt::Puback>();
+      auto got = c.expect<mqtt::Publish>();
+      // In the second round every alias is known already.
+      const std::string want = qos == 1 && expected.alias ? "" : expected.topic;
+      EXPECT_EQ(got.topic, want) << topic << " QoS " << int(qos);
+      EXPECT_EQ(got.properties.integer(PropertyId::TopicAlias), expected.alias) << topic;
+      if (got.qos == 1) c.send(mqtt::Puback{got.packet_id});
+      auto other = plain->expect<mqtt::Publish>();
+      EXPECT_EQ(other.topic, topic);
+      EXPECT_FALSE(other.properties.find(PropertyId::TopicAlias));
+      if (other.qos == 1) plain->send(mqtt::Puback{other.packet_id});
+    }
+  }
+}
+
+class SmallReceiveMaximumTest : public Mqtt5Test {
+ protected:
+  std::string extra_config() const override {
+    return "message:\n  ingress:\n    qos1:\n      buffer:\n        size: 2\n";
+  }
+};
+
+TEST_F(SmallReceiveMaximumTest, AClientBeyondTheHubsReceiveMaximumIsDisconnected) {
+  RawClient c(port_);
+  auto ack = c.connect(make_connect_v5("eager"));
+  EXPECT_EQ(ack.properties.integer(PropertyId::ReceiveMaximum), 2u);
+  // QoS 2 stays unacknowledged until PUBCOMP: two are allowed, a third is one too many.
+  c.send(publish_packet("rm", "1", 2, 1));
+  c.send(publish_packet("rm", "2", 2, 2));
+  EXPECT_EQ(c.expect<mqtt::Pubrec>().packet_id, 1);
+  EXPECT_EQ(c.expect<mqtt::Pubrec>().packet_id, 2);
+  // Completing one makes room for another.
+  c.send(mqtt::Pubrel{1});
+  EXPECT_EQ(c.expect<mqtt::Pubcomp>().packet_id, 1);
+  c.send(publish_packet("rm", "3", 2, 3));
+  EXPECT_EQ(c.expect<mqtt::Pubrec>().packet_id, 3);
+  c.send(publish_packet("rm", "4", 2, 4));
+  EXPECT_EQ(disconnect_reason(c), ReasonCode::ReceiveMaximumExceeded);
+  EXPECT_TRUE(c.closed_by_peer());
 }
