@@ -1,6 +1,7 @@
 #include "broker.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "baetyl/mqtt/topic.h"
 #include "connection.h"
@@ -239,6 +240,7 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
     result.session->connection = connection;
     result.session->expiry_interval = expiry_interval;
     result.session->expires_at = std::chrono::steady_clock::time_point::max();
+    result.session->online.store(connection != nullptr);
     if (result.present) result.session->resend = true;
   }
   if (discarded) remove_subscriptions(*discarded);
@@ -251,11 +253,26 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
 
 void Broker::detach(const std::shared_ptr<Session>& session, const Connection* connection) {
   bool ends_now = false;
+  std::vector<Outgoing> orphans;  // shared subscriptions' deliveries not acknowledged
   {
     std::lock_guard lock(session->mutex);
     auto current = session->connection.lock();
     if (current && current.get() != connection) return;  // taken over by a newer connection
     session->connection.reset();
+    session->online.store(false);
+    for (auto it = session->inflight.begin(); it != session->inflight.end();) {
+      if (it->second.out.share != 0 && it->second.out.qos > 0 && !it->second.released) {
+        orphans.push_back(std::move(it->second.out));
+        it = session->inflight.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    session->pending.erase_outgoing_if([&](const Outgoing& o) {
+      if (o.share == 0 || o.qos == 0) return false;
+      orphans.push_back(o);
+      return true;
+    });
     if (session->persistent() && session->expiry_interval != kNeverExpires) {
       // MQTT 5 Session Expiry: 0 (set by the client's DISCONNECT) ends it now.
       ends_now = session->expiry_interval == 0;
@@ -267,6 +284,7 @@ void Broker::detach(const std::shared_ptr<Session>& session, const Connection* c
       }
     }
   }
+  if (!orphans.empty()) redeliver_shared(session.get(), std::move(orphans));
   if (ends_now) {
     end_session(session);
     return;
@@ -349,9 +367,121 @@ void Broker::remove_subscriptions(Session& session) {
     for (auto& [filter, qos] : session.subscriptions) filters.push_back(filter);
     session.subscriptions.clear();
   }
+  for (const auto& f : filters) {
+    if (f.starts_with("$share/")) leave_shared(f, session);
+  }
   std::unique_lock lock(topics_mutex_);
   for (const auto& f : filters) topics_.erase(f, &session);
   topics_version_.store(topics_.version(), std::memory_order_release);
+}
+
+namespace {
+// "$share/{group}/{filter}" → {filter}; empty when `full` is not a valid shared subscription.
+std::string_view shared_filter(std::string_view full) {
+  full.remove_prefix(7);  // "$share/"
+  const auto slash = full.find('/');
+  if (slash == 0 || slash == std::string_view::npos || slash + 1 == full.size()) return {};
+  const auto group = full.substr(0, slash);
+  if (group.find_first_of("+#") != std::string_view::npos) return {};
+  return full.substr(slash + 1);
+}
+}  // namespace
+
+void Broker::join_shared(const std::string& filter, Session& session, std::uint8_t entry) {
+  std::lock_guard lock(shared_mutex_);
+  auto [it, added] = shared_.try_emplace(filter);
+  SharedGroup& group = it->second;
+  if (added) {
+    group.filter = std::string(shared_filter(filter));
+    while (group.id == 0 || shared_ids_.contains(group.id)) group.id = next_shared_id_++;
+    shared_ids_[group.id] = filter;
+  }
+  for (auto& member : group.members) {
+    if (member.first == &session) {
+      member.second = entry;
+      return;
+    }
+  }
+  group.members.emplace_back(&session, entry);
+  shared_count_.store(shared_.size(), std::memory_order_relaxed);
+}
+
+void Broker::leave_shared(const std::string& filter, Session& session) {
+  std::lock_guard lock(shared_mutex_);
+  auto it = shared_.find(filter);
+  if (it == shared_.end()) return;
+  auto& members = it->second.members;
+  std::erase_if(members, [&](const auto& m) { return m.first == &session; });
+  if (members.empty()) {
+    shared_ids_.erase(it->second.id);
+    shared_.erase(it);
+  }
+  shared_count_.store(shared_.size(), std::memory_order_relaxed);
+}
+
+void Broker::deliver_shared(const MessageView& m,
+                            const std::function<const MessagePtr&()>& shared) {
+  thread_local std::vector<std::tuple<std::shared_ptr<Session>, std::uint8_t, std::uint16_t>> picks;
+  picks.clear();
+  {
+    std::lock_guard lock(shared_mutex_);
+    for (auto& [name, group] : shared_) {
+      if (!mqtt::topic_matches(group.filter, m.topic)) continue;
+      const std::size_t n = group.members.size();
+      for (std::size_t k = 0; k < n; ++k) {
+        const auto& [session, entry] = group.members[(group.next + k) % n];
+        if (!session->online.load()) continue;
+        if ((entry & kFiltered) != 0 &&
+            !(session->authorizer && session->authorizer->may_receive(m.topic))) {
+          continue;
+        }
+        group.next = (group.next + k + 1) % n;
+        picks.emplace_back(session->shared_from_this(), entry, group.id);
+        break;
+      }
+    }
+  }
+  for (auto& [session, entry, id] : picks) {
+    deliver(*session, shared(), std::min<std::uint8_t>(entry & kQosMask, m.qos), false, false, id);
+  }
+  picks.clear();
+}
+
+void Broker::redeliver_shared(const Session* gone, std::vector<Outgoing> orphans) {
+  for (auto& o : orphans) {
+    std::shared_ptr<Session> next;
+    std::uint8_t entry = 0;
+    {
+      std::lock_guard lock(shared_mutex_);
+      auto name = shared_ids_.find(o.share);
+      auto it = name == shared_ids_.end() ? shared_.end() : shared_.find(name->second);
+      if (it != shared_.end()) {
+        auto& group = it->second;
+        const std::size_t n = group.members.size();
+        for (std::size_t k = 0; k < n; ++k) {
+          const auto& [session, e] = group.members[(group.next + k) % n];
+          if (session == gone || !session->online.load()) continue;
+          if ((e & kFiltered) != 0 &&
+              !(session->authorizer && session->authorizer->may_receive(o.message->topic))) {
+            continue;
+          }
+          group.next = (group.next + k + 1) % n;
+          next = session->shared_from_this();
+          entry = e;
+          break;
+        }
+      }
+    }
+    if (!next) {
+      log_->warn(
+          "a message on '{}' of a shared subscription was not acknowledged and no other "
+          "member of its group is connected: dropped",
+          o.message->topic);
+      continue;
+    }
+    deliver(*next, o.message, std::min<std::uint8_t>(entry & kQosMask, o.qos), false, false,
+            o.share);
+  }
 }
 
 void Broker::resubscribe_restored(Session& session) {
@@ -363,8 +493,9 @@ void Broker::resubscribe_restored(Session& session) {
   {
     std::lock_guard lock(session.mutex);
     for (auto it = session.subscriptions.begin(); it != session.subscriptions.end();) {
-      const auto grant =
-          authorizer ? authorizer->check_subscribe(it->first) : SubscribeGrant::Refused;
+      const std::string filter =
+          it->first.starts_with("$share/") ? std::string(shared_filter(it->first)) : it->first;
+      const auto grant = authorizer ? authorizer->check_subscribe(filter) : SubscribeGrant::Refused;
       if (grant == SubscribeGrant::Refused) {
         refused.push_back(it->first);
         it = session.subscriptions.erase(it);
@@ -384,8 +515,13 @@ void Broker::resubscribe_restored(Session& session) {
   }
   {
     std::unique_lock lock(topics_mutex_);
-    for (const auto& [filter, entry] : entries) topics_.insert(filter, &session, entry);
+    for (const auto& [filter, entry] : entries) {
+      if (!filter.starts_with("$share/")) topics_.insert(filter, &session, entry);
+    }
     topics_version_.store(topics_.version(), std::memory_order_release);
+  }
+  for (const auto& [filter, entry] : entries) {
+    if (filter.starts_with("$share/")) join_shared(filter, session, entry);
   }
   for (const auto& filter : refused) {
     log_->warn("client '{}': subscription to '{}' is not permitted to '{}' any more: removed",
@@ -402,8 +538,8 @@ void Broker::resubscribe_restored(Session& session) {
 }
 
 void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored,
-                     bool retain) {
-  Outgoing out{message, qos, retain, false, stored};
+                     bool retain, std::uint16_t share) {
+  Outgoing out{message, qos, retain, false, stored, false, share};
   if (delivery_batch != nullptr) {
     delivery_batch->add(session, std::move(out));
     return;
@@ -769,6 +905,7 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
       }
     }
   }
+  if (shared_count_.load(std::memory_order_relaxed) > 0) deliver_shared(m, shared);
   if (persisted) persisted();
   if (!route_stats_.empty()) route(m, 0);
 }
@@ -861,15 +998,20 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
       codes.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::TopicFilterInvalid));
       continue;
     }
-    if (sub.topic_filter.starts_with("$share/")) {
-      log_->warn(
-          "client '{}': subscription to '{}' refused: shared subscriptions are not supported",
-          session->client_id(), sub.topic_filter);
-      codes.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::SharedSubscriptionsNotSupported));
+    // A shared subscription: permissions are those of its filter.
+    const bool is_shared = sub.topic_filter.starts_with("$share/");
+    const std::string_view filter =
+        is_shared ? shared_filter(sub.topic_filter) : std::string_view(sub.topic_filter);
+    if (is_shared &&
+        (filter.empty() ||
+         !mqtt::check_topic_filter(filter, {kMaxTopicLength, kMaxTopicLevels}).empty())) {
+      log_->warn("client '{}': subscription refused: '{}' is not $share/{{group}}/{{filter}}",
+                 session->client_id(), sub.topic_filter);
+      codes.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::TopicFilterInvalid));
       continue;
     }
     const auto grant =
-        authorizer ? authorizer->check_subscribe(sub.topic_filter) : SubscribeGrant::Granted;
+        authorizer ? authorizer->check_subscribe(std::string(filter)) : SubscribeGrant::Granted;
     if (grant == SubscribeGrant::Refused) {
       stats_.subscribe_denied.fetch_add(1);
       log_->warn("client '{}': not permitted to subscribe to '{}'", session->client_id(),
@@ -879,10 +1021,13 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
     }
     const std::uint8_t granted = std::min<std::uint8_t>(sub.qos, 2);
     const Subscribed subscribed{granted, sub.no_local, sub.retain_as_published, identifier};
-    {
+    const std::uint8_t entry =
+        entry_of(subscribed) | (grant == SubscribeGrant::Filtered ? kFiltered : 0);
+    if (is_shared) {
+      join_shared(sub.topic_filter, *session, entry);
+    } else {
       std::unique_lock lock(topics_mutex_);
-      topics_.insert(sub.topic_filter, session.get(),
-                     entry_of(subscribed) | (grant == SubscribeGrant::Filtered ? kFiltered : 0));
+      topics_.insert(sub.topic_filter, session.get(), entry);
       topics_version_.store(topics_.version(), std::memory_order_release);
     }
     {
@@ -923,6 +1068,8 @@ void Broker::queue_retained(const std::shared_ptr<Session>& session,
       if (granted[i] >= mqtt::kSubackFailure) continue;
       const auto handling = subscriptions[i].retain_handling;
       if (handling == 2 || (handling == 1 && i < existed.size() && existed[i])) continue;
+      // Not for a shared subscription [MQTT-4.8.2-?]: retained messages go to no group.
+      if (subscriptions[i].topic_filter.starts_with("$share/")) continue;
       for (const auto& [topic, message] : retained_) {
         if (mqtt::topic_matches(subscriptions[i].topic_filter, topic) &&
             (!session->authorizer || session->authorizer->may_receive(topic))) {
@@ -955,7 +1102,9 @@ std::vector<bool> Broker::unsubscribe(const std::shared_ptr<Session>& session,
     }
     existed.push_back(had);
     if (!had) continue;
-    {
+    if (filter.starts_with("$share/")) {
+      leave_shared(filter, *session);
+    } else {
       std::unique_lock lock(topics_mutex_);
       topics_.erase(filter, session.get());
       topics_version_.store(topics_.version(), std::memory_order_release);

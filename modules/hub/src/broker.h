@@ -203,7 +203,17 @@ class Broker {
 
  private:
   void deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored,
-               bool retain = false);
+               bool retain = false, std::uint16_t share = 0);
+  // Shared subscriptions ($share/{group}/{filter}): one delivery of `m` per matching group, to
+  // its next online member that may receive the topic (round robin).
+  void deliver_shared(const MessageView& m, const std::function<const MessagePtr&()>& shared);
+  // Deliveries of shared subscriptions that `gone` did not acknowledge go to another online
+  // member of their group (dropped, and logged, when there is none).
+  void redeliver_shared(const Session* gone, std::vector<Outgoing> orphans);
+  // Adds or removes `session`'s membership of a shared subscription; `filter` is the whole
+  // "$share/{group}/{filter}".
+  void join_shared(const std::string& filter, Session& session, std::uint8_t entry);
+  void leave_shared(const std::string& filter, Session& session);
   // Removes a session that ended (expired) with its subscriptions and stored state.
   void end_session(const std::shared_ptr<Session>& session);
   void deliver_encoded(Session& session, std::string_view packet);
@@ -261,6 +271,18 @@ class Broker {
   ShardedSharedMutex topics_mutex_;
   TopicTree<Session*> topics_;
   std::atomic<std::uint64_t> topics_version_{0};  // topics_.version(), readable without the lock
+
+  struct SharedGroup {
+    std::string filter;  // after $share/{group}/
+    std::uint16_t id = 0;
+    std::vector<std::pair<Session*, std::uint8_t>> members;  // with their trie entry bytes
+    std::size_t next = 0;                                    // round robin
+  };
+  std::mutex shared_mutex_;
+  std::map<std::string, SharedGroup, std::less<>> shared_;  // by "$share/{group}/{filter}"
+  std::unordered_map<std::uint16_t, std::string> shared_ids_;
+  std::uint16_t next_shared_id_ = 1;
+  std::atomic<std::size_t> shared_count_{0};  // groups, readable without the lock
 
   std::mutex retained_mutex_;
   std::map<std::string, MessagePtr, std::less<>> retained_;

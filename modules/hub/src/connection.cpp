@@ -751,7 +751,6 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
                              static_cast<std::uint32_t>(maximum_packet));
       limits_.maximum_packet_size = maximum_packet;
     }
-    connack_properties.add(mqtt::PropertyId::SharedSubscriptionAvailable, 0);
   }
 
   client_id_ = c.client_id.empty() ? generated_client_id() : c.client_id;

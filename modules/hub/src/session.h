@@ -48,6 +48,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Its QoS 0 messages are encoded by its connection's writer, not once by the publisher: the
   // writer adds per-connection state (MQTT 5 topic aliases towards the client).
   std::atomic<bool> encode_at_write{false};
+  // A connection is attached (set with `connection`): shared subscriptions pick online members.
+  std::atomic<bool> online{false};
 
   std::mutex mutex;
   // Everything below is guarded by `mutex`.

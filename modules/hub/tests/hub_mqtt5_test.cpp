@@ -114,7 +114,7 @@ TEST_F(Mqtt5Test, ConnackCarriesTheHubsLimitsAndAnAssignedIdentifier) {
   // message.length.max (32k by default) plus room for the topic and the other fields.
   EXPECT_EQ(ack.properties.integer(PropertyId::MaximumPacketSize), 32u * 1024 + 1024 + 5);
   EXPECT_FALSE(ack.properties.find(PropertyId::SubscriptionIdentifierAvailable));  // 1
-  EXPECT_EQ(ack.properties.integer(PropertyId::SharedSubscriptionAvailable), 0u);
+  EXPECT_FALSE(ack.properties.find(PropertyId::SharedSubscriptionAvailable));      // 1
   EXPECT_FALSE(ack.properties.find(PropertyId::ServerKeepAlive));  // the hub imposes none
 
   // The assigned identifier resumes the session it names.
@@ -259,7 +259,7 @@ TEST_F(Mqtt5Test, AcknowledgementsCarryReasonCodes) {
   EXPECT_EQ(
       subscribe(*c,
                 {{"ok/#", 1}, {"secret/#", 1}, {"a/b/c/d/e/f/g/h/i/j", 0}, {"$share/group/x", 1}}),
-      (std::vector<std::uint8_t>{1, 0x87, 0x8F, 0x9E}));
+      (std::vector<std::uint8_t>{1, 0x87, 0x8F, 1}));
   c->send(mqtt::Unsubscribe{9, {"ok/#", "never/subscribed"}});
   auto unsuback = c->expect<mqtt::Unsuback>();
   EXPECT_EQ(unsuback.reason_codes,
@@ -267,7 +267,7 @@ TEST_F(Mqtt5Test, AcknowledgementsCarryReasonCodes) {
 
   // A 3.1.1 client gets 0x80 for every refused filter.
   auto old = connected3("old");
-  old->send(mqtt::Subscribe{1, {{"secret/#", 1}, {"$share/group/x", 1}, {"ok", 1}}});
+  old->send(mqtt::Subscribe{1, {{"secret/#", 1}, {"$share/group/secret/x", 1}, {"ok", 1}}});
   EXPECT_EQ(old->expect<mqtt::Suback>().return_codes, (std::vector<std::uint8_t>{0x80, 0x80, 1}));
 }
 
@@ -853,4 +853,88 @@ TEST_F(SmallReceiveMaximumTest, AClientBeyondTheHubsReceiveMaximumIsDisconnected
   c.send(publish_packet("rm", "4", 2, 4));
   EXPECT_EQ(disconnect_reason(c), ReasonCode::ReceiveMaximumExceeded);
   EXPECT_TRUE(c.closed_by_peer());
+}
+
+namespace {
+
+// The payloads `c` receives until nothing comes for `quiet`; QoS 1 messages are acknowledged.
+std::vector<std::string> drain(RawClient& c, std::chrono::milliseconds quiet = 300ms) {
+  std::vector<std::string> payloads;
+  while (auto packet = c.receive(quiet)) {
+    if (auto* p = std::get_if<mqtt::Publish>(&*packet)) {
+      payloads.push_back(p->payload);
+      if (p->qos == 1) c.send(mqtt::Puback{p->packet_id});
+    }
+  }
+  return payloads;
+}
+
+}  // namespace
+
+TEST_F(Mqtt5Test, SharedSubscriptionsDeliverOncePerGroupInTurn) {
+  auto a = connected5("a");
+  subscribe(*a, {{"$share/g1/sh/#", 1}});
+  auto b = connected3("b");  // 3.1.1 clients share too
+  b->send(mqtt::Subscribe{1, {{"$share/g1/sh/#", 1}}});
+  EXPECT_EQ(b->expect<mqtt::Suback>().return_codes, std::vector<std::uint8_t>{1});
+  auto c = connected5("c");
+  subscribe(*c, {{"$share/g2/sh/+", 1}});
+  auto d = connected5("d");
+  subscribe(*d, {{"sh/#", 1}});
+  auto pub = connected5("pub");
+  for (std::uint16_t i = 1; i <= 10; ++i) {
+    pub->send(publish_packet("sh/x", std::to_string(i), 1, i));
+    pub->expect<mqtt::Puback>();
+  }
+  const auto at_a = drain(*a), at_b = drain(*b), at_c = drain(*c), at_d = drain(*d);
+  EXPECT_EQ(at_a.size(), 5u);
+  EXPECT_EQ(at_b.size(), 5u);
+  std::set<std::string> group(at_a.begin(), at_a.end());
+  group.insert(at_b.begin(), at_b.end());
+  EXPECT_EQ(group.size(), 10u) << "each message once in group g1";
+  EXPECT_EQ(at_c.size(), 10u);
+  EXPECT_EQ(at_d.size(), 10u);
+}
+
+TEST_F(Mqtt5Test, SharedQos1InFlightToAMemberThatGoesIsRedeliveredToAnother) {
+  auto keeper = connected3("keeper");
+  keeper->send(mqtt::Subscribe{1, {{"$share/work/jobs", 1}}});
+  keeper->expect<mqtt::Suback>();
+  auto pub = connected5("pub");
+  std::set<std::string> at_keeper;
+  {
+    auto quitter = connected5("quitter");
+    subscribe(*quitter, {{"$share/work/jobs", 1}});
+    for (std::uint16_t i = 1; i <= 4; ++i) {
+      pub->send(publish_packet("jobs", "job" + std::to_string(i), 1, i));
+      pub->expect<mqtt::Puback>();
+    }
+    // The quitter gets two of them and acknowledges none, then its connection drops.
+    EXPECT_EQ(quitter->expect<mqtt::Publish>().qos, 1);
+    EXPECT_EQ(quitter->expect<mqtt::Publish>().qos, 1);
+    for (auto& p : drain(*keeper)) at_keeper.insert(p);
+    EXPECT_EQ(at_keeper.size(), 2u);
+    quitter->close();
+  }
+  for (auto& p : drain(*keeper, 1s)) at_keeper.insert(p);
+  EXPECT_EQ(at_keeper, (std::set<std::string>{"job1", "job2", "job3", "job4"}));
+}
+
+TEST_F(Mqtt5Test, SharedSubscriptionsCheckPermissionsOnTheFilterAndGetNoRetainedMessages) {
+  auto pub = connected5("pub");
+  pub->send(publish_packet("kept/x", "retained", 1, 1, {}, true));
+  pub->expect<mqtt::Puback>();
+  auto c = connected5("member");
+  EXPECT_EQ(subscribe(*c, {{"$share/g/secret/#", 1}, {"$share/g/kept/#", 1}}),
+            (std::vector<std::uint8_t>{0x87, 1}));
+  EXPECT_TRUE(c->silent_for(300ms)) << "no retained message for a shared subscription";
+  auto old = connected3("old");
+  old->send(mqtt::Subscribe{1, {{"$share//x", 1}, {"$share/g", 1}}});  // no group, no filter
+  EXPECT_EQ(old->expect<mqtt::Suback>().return_codes, (std::vector<std::uint8_t>{0x80, 0x80}));
+  // Unsubscribing leaves the group.
+  c->send(mqtt::Unsubscribe{7, {"$share/g/kept/#"}});
+  EXPECT_EQ(c->expect<mqtt::Unsuback>().reason_codes, std::vector<ReasonCode>{ReasonCode::Success});
+  pub->send(publish_packet("kept/y", "live", 1, 2));
+  pub->expect<mqtt::Puback>();
+  EXPECT_TRUE(c->silent_for(300ms));
 }
