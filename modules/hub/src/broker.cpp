@@ -186,6 +186,8 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
                                 std::optional<std::uint32_t> session_expiry) {
   Attached result;
   const bool persistent = session_expiry ? *session_expiry > 0 : !clean;
+  // A connection to the session before its will's delay passed: no will [MQTT-3.1.3-9].
+  take_delayed_will(client_id, false);
   const std::uint32_t expiry_interval = session_expiry.value_or(kNeverExpires);
   const std::string principal = authorizer ? authorizer->principal() : std::string();
   std::shared_ptr<Connection> previous;
@@ -342,7 +344,47 @@ void Broker::expire_sessions() {
   }
 }
 
+void Broker::delay_will(const std::string& client_id, Message will, std::chrono::seconds delay) {
+  log_->debug("client '{}': its will is due in {} s", client_id, delay.count());
+  std::lock_guard lock(wills_mutex_);
+  delayed_wills_[client_id] =
+      DelayedWill{std::move(will), std::chrono::steady_clock::now() + delay};
+}
+
+void Broker::take_delayed_will(const std::string& client_id, bool publish_now) {
+  std::optional<Message> will;
+  {
+    std::lock_guard lock(wills_mutex_);
+    auto it = delayed_wills_.find(client_id);
+    if (it == delayed_wills_.end()) return;
+    will = std::move(it->second.will);
+    delayed_wills_.erase(it);
+  }
+  if (store_) store_->clear_will(client_id);
+  if (!publish_now) {
+    log_->debug("client '{}' connected again within its will's delay: no will", client_id);
+    return;
+  }
+  log_->debug("client '{}': publishing its delayed will to '{}'", client_id, will->topic);
+  if (will->expiry != 0) will->expiry += unix_millis();  // an interval until now
+  publish(*will);
+}
+
+void Broker::publish_due_wills() {
+  std::vector<std::string> due;
+  {
+    std::lock_guard lock(wills_mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& [client_id, delayed] : delayed_wills_) {
+      if (delayed.due <= now) due.push_back(client_id);
+    }
+  }
+  for (const auto& client_id : due) take_delayed_will(client_id, true);
+}
+
 void Broker::end_session(const std::shared_ptr<Session>& session) {
+  // A will still delayed is due when its session ends.
+  take_delayed_will(session->client_id(), true);
   {
     std::lock_guard lock(sessions_mutex_);
     auto it = sessions_.find(session->client_id());

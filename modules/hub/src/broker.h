@@ -83,6 +83,12 @@ class Broker {
   Attached attach(const std::string& client_id, bool clean, std::shared_ptr<Connection> connection,
                   std::shared_ptr<const Authorizer> authorizer = nullptr,
                   std::optional<std::uint32_t> session_expiry = std::nullopt);
+  // MQTT 5 Will Delay Interval: `will` is published `delay` from now, unless a connection
+  // attaches to the session of `client_id` first (attach) or the session ends before (then at
+  // once). The store keeps it meanwhile: after a crash it is published at the next start.
+  void delay_will(const std::string& client_id, Message will, std::chrono::seconds delay);
+  // Publishes the delayed wills that are due.
+  void publish_due_wills();
   // Ends the persistent sessions whose Session Expiry Interval passed since their client
   // disconnected (with their subscriptions and stored queue).
   void expire_sessions();
@@ -283,6 +289,15 @@ class Broker {
   std::unordered_map<std::uint16_t, std::string> shared_ids_;
   std::uint16_t next_shared_id_ = 1;
   std::atomic<std::size_t> shared_count_{0};  // groups, readable without the lock
+
+  struct DelayedWill {
+    Message will;
+    std::chrono::steady_clock::time_point due;
+  };
+  std::mutex wills_mutex_;
+  std::map<std::string, DelayedWill, std::less<>> delayed_wills_;  // by client id
+  // Takes the delayed will of `client_id` out (publishes it with `publish_now`).
+  void take_delayed_will(const std::string& client_id, bool publish_now);
 
   std::mutex retained_mutex_;
   std::map<std::string, MessagePtr, std::less<>> retained_;

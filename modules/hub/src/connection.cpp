@@ -504,7 +504,11 @@ void Connection::finish() {
     std::lock_guard lock(session_->mutex);
     current = session_->connection.lock().get() == this;
   }
-  if (will_ && !disconnected_) {
+  if (will_ && !disconnected_ && will_delay_ > 0 && current && session_->persistent()) {
+    // Published later unless the client comes back; the store keeps it until then.
+    broker_.delay_will(client_id_, std::move(*will_), std::chrono::seconds(will_delay_));
+    will_.reset();
+  } else if (will_ && !disconnected_) {
     broker_.log().debug("client '{}': publishing its will to '{}'", client_id_, will_->topic);
     if (will_->expiry != 0) will_->expiry += unix_millis();  // an interval until now
     broker_.publish(std::move(*will_));
@@ -715,6 +719,7 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
     will.qos = c.will->qos;
     will.retain = c.will->retain;
     will.properties = forwarded_properties(c.will->properties);
+    will_delay_ = c.will->properties.integer(mqtt::PropertyId::WillDelayInterval).value_or(0);
     if (auto expiry = c.will->properties.integer(mqtt::PropertyId::MessageExpiryInterval)) {
       // Counted from the time the will is published (see finish).
       will.expiry = static_cast<std::int64_t>(*expiry) * 1000;

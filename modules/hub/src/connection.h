@@ -196,6 +196,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t window_ = 0;      // QoS 1/2 in flight: egress buffer, and the client's maximum
   std::vector<std::string> topic_aliases_;    // MQTT 5: the client's aliases, alias - 1 → topic
   std::uint32_t connect_session_expiry_ = 0;  // MQTT 5: the CONNECT's Session Expiry Interval
+  std::uint32_t will_delay_ = 0;              // MQTT 5: the will's Will Delay Interval
   // MQTT 5 topic aliases towards the client: its Topic Alias Maximum, and the topics given one
   // (the first ones sent, for the whole connection).
   std::uint16_t client_alias_maximum_ = 0;

@@ -337,6 +337,7 @@ void run_hub(Context& ctx) {
   while (!ctx.wait_until(std::min({next_cleanup, next_status, next_trim, next_sys, next_expiry}))) {
     now = Clock::now();
     if (now >= next_expiry) {
+      hub.broker().publish_due_wills();
       hub.broker().expire_sessions();
       next_expiry = now + kSessionExpiryCheck;
     }

@@ -938,3 +938,35 @@ TEST_F(Mqtt5Test, SharedSubscriptionsCheckPermissionsOnTheFilterAndGetNoRetained
   pub->expect<mqtt::Puback>();
   EXPECT_TRUE(c->silent_for(300ms));
 }
+
+TEST_F(Mqtt5Test, WillDelayIntervalWaitsForTheClientToComeBack) {
+  auto watcher = connected5("watcher");
+  subscribe(*watcher, {{"wd/#", 0}});
+  auto with_delayed_will = [](const std::string& id) {
+    auto connect = make_connect_v5(id, true, 60);
+    mqtt::Properties properties;
+    properties.add(PropertyId::WillDelayInterval, 2);
+    connect.will = mqtt::Will{"wd/" + id, "gone", 0, false, properties};
+    return connect;
+  };
+  {
+    RawClient back(port_);
+    back.connect(with_delayed_will("back"));
+    back.close();  // no DISCONNECT: the will is due in 2 s...
+  }
+  std::this_thread::sleep_for(500ms);
+  {
+    RawClient again(port_);  // ... but the client comes back before: no will
+    EXPECT_TRUE(again.connect(make_connect_v5("back", false, 60)).session_present);
+    again.send(mqtt::Disconnect{});
+  }
+  {
+    RawClient away(port_);
+    away.connect(with_delayed_will("away"));
+    away.close();
+  }
+  EXPECT_TRUE(watcher->silent_for(1200ms)) << "a will before its delay";
+  auto will = watcher->expect<mqtt::Publish>(3s);
+  EXPECT_EQ(will.topic, "wd/away");
+  EXPECT_TRUE(watcher->silent_for(2500ms)) << "the will of a client that came back";
+}
