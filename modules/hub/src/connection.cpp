@@ -154,7 +154,7 @@ void Connection::disconnect(mqtt::ReasonCode reason, std::string_view why) {
   }
   broker_.log().debug("client '{}': DISCONNECT 0x{:02x} ({})", client_id_,
                       static_cast<unsigned>(reason), why);
-  mqtt::encode(mqtt::Disconnect{reason, {}}, control_, version_);
+  mqtt::encode(disconnect_packet(reason, why), control_, version_);
   disconnecting_ = true;
   flush_then_close_ = true;
   wake();
@@ -164,6 +164,16 @@ void Connection::disconnect(mqtt::ReasonCode reason, std::string_view why) {
   timer->async_wait([self = shared_from_this(), timer](error_code) { self->do_close(); });
 }
 
+mqtt::Disconnect Connection::disconnect_packet(mqtt::ReasonCode reason, std::string_view why) {
+  mqtt::Disconnect packet{reason, {}};
+  // With a Reason String, unless the client's Maximum Packet Size is too small for one.
+  const std::uint32_t limit = session_ ? session_->maximum_packet_size.load() : 0;
+  if (limit == 0 || limit >= 256) {
+    packet.properties.add(mqtt::PropertyId::ReasonString, reason_string(why));
+  }
+  return packet;
+}
+
 void Connection::violation(mqtt::ReasonCode reason, std::string_view why) {
   broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), why);
   if (!v5()) return;
@@ -171,7 +181,7 @@ void Connection::violation(mqtt::ReasonCode reason, std::string_view why) {
     mqtt::encode(mqtt::Connack{false, mqtt::ConnectReturnCode::Accepted, reason, {}}, control_,
                  version_);
   } else if (!disconnecting_) {
-    mqtt::encode(mqtt::Disconnect{reason, {}}, control_, version_);
+    mqtt::encode(disconnect_packet(reason, why), control_, version_);
   }
   disconnecting_ = true;
 }
@@ -646,7 +656,7 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
     if (v5()) {
       ack.return_code = mqtt::ConnectReturnCode::Accepted;
       ack.reason_code = reason.value_or(connack_reason(code));
-      ack.properties.add(mqtt::PropertyId::ReasonString, std::string(why));
+      ack.properties.add(mqtt::PropertyId::ReasonString, reason_string(why));
     }
     send(ack);
     return Next::Close;

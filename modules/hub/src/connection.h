@@ -102,6 +102,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // A protocol violation found while reading: logged; an MQTT 5 client gets DISCONNECT with
   // `reason` (a CONNACK when not connected yet). The caller stops reading.
   void violation(mqtt::ReasonCode reason, std::string_view why);
+  // DISCONNECT with `reason` and `why` as its Reason String.
+  mqtt::Disconnect disconnect_packet(mqtt::ReasonCode reason, std::string_view why);
   // Appends a PUBLISH of `m` in the client's protocol (MQTT 5: with its properties, the expiry
   // left at `now` and the subscription identifiers of the session's matching subscriptions).
   // With `alias`, a topic alias the client allows replaces the topic (see sent_aliases_).

@@ -75,6 +75,14 @@ void append_delivery_properties(std::string& out, std::string_view forwarded,
   }
 }
 
+std::string reason_string(std::string_view text) {
+  std::string out(text.substr(0, 200));
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7E) c = '?';
+  }
+  return out;
+}
+
 mqtt::ReasonCode connack_reason(mqtt::ConnectReturnCode code) {
   using C = mqtt::ConnectReturnCode;
   using R = mqtt::ReasonCode;

@@ -38,6 +38,10 @@ inline std::uint32_t expiry_seconds_left(std::int64_t expiry, std::int64_t now) 
 // Whether a message expiring at `expiry` (0: never) has expired at `now`.
 inline bool expired(std::int64_t expiry, std::int64_t now) { return expiry != 0 && now >= expiry; }
 
+// `text` as a Reason String: printable ASCII (other bytes become '?', so that a client's bytes
+// quoted in it stay well-formed), at most 200 characters.
+std::string reason_string(std::string_view text);
+
 // The MQTT 5 CONNACK reason code for a 3.1.1 return code.
 mqtt::ReasonCode connack_reason(mqtt::ConnectReturnCode code);
 

@@ -315,7 +315,11 @@ TEST_F(Mqtt5Test, MalformedPacketsGetDisconnectWithTheCodecsReasonCode) {
     ASSERT_TRUE(packet.has_value()) << test.name;
     ASSERT_TRUE(std::holds_alternative<mqtt::Disconnect>(*packet))
         << test.name << ": " << mqtt::to_string(mqtt::type_of(*packet));
-    EXPECT_EQ(std::get<mqtt::Disconnect>(*packet).reason_code, test.expected) << test.name;
+    const auto& disconnect = std::get<mqtt::Disconnect>(*packet);
+    EXPECT_EQ(disconnect.reason_code, test.expected) << test.name;
+    // What was wrong, in words.
+    EXPECT_FALSE(disconnect.properties.string(PropertyId::ReasonString).value_or("").empty())
+        << test.name;
     EXPECT_TRUE(c->closed_by_peer()) << test.name;
   }
   // The hub goes on serving the others.
@@ -734,6 +738,8 @@ TEST_F(Mqtt5Test, SessionExpiryIntervalIsHonoured) {
     }
     EXPECT_TRUE(c->closed_by_peer());
   }
+  // The hub closes the socket before it lets the session go: give it a moment.
+  std::this_thread::sleep_for(300ms);
   RawClient ended(port_);
   EXPECT_FALSE(ended.connect(make_connect_v5("ended", false, 60)).session_present);
   std::this_thread::sleep_for(3500ms);
