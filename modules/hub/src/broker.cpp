@@ -205,7 +205,9 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
         std::lock_guard session_lock(old->mutex);
         previous = old->connection.lock();
       }
-      if (clean || !old->persistent() || !persistent) {
+      // MQTT 5 Clean Start 0 with a Session Expiry Interval of 0 resumes a persistent session,
+      // which then ends when this connection does (expiry_interval 0, see detach).
+      if (clean || !old->persistent()) {
         discarded = old;
         {
           std::lock_guard session_lock(old->mutex);

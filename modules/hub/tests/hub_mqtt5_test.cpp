@@ -515,11 +515,20 @@ TEST_F(Mqtt5Test, SessionExpiryZeroEndsTheSessionAtDisconnect) {
   pub->send(publish_packet("lasting/x", "kept", 1, 1));
   pub->expect<mqtt::Puback>();
   RawClient brief(port_);
-  EXPECT_FALSE(brief.connect(make_connect_v5("brief", false, 0)).session_present);
-  RawClient lasting(port_);
-  EXPECT_TRUE(lasting.connect(make_connect_v5("lasting", false, 600)).session_present);
-  auto got = lasting.expect<mqtt::Publish>();
-  EXPECT_EQ(got.payload, "kept");
+  EXPECT_FALSE(brief.connect(make_connect_v5("brief", false, 600)).session_present);
+  {
+    // Resumed with Session Expiry Interval 0: it ends with this connection.
+    RawClient lasting(port_);
+    EXPECT_TRUE(lasting.connect(make_connect_v5("lasting", false, 0)).session_present);
+    auto got = lasting.expect<mqtt::Publish>();
+    EXPECT_EQ(got.payload, "kept");
+    lasting.send(mqtt::Puback{got.packet_id});
+    lasting.send(mqtt::Disconnect{});
+    EXPECT_TRUE(lasting.closed_by_peer());
+  }
+  std::this_thread::sleep_for(300ms);  // the hub lets the session go after closing the socket
+  RawClient again(port_);
+  EXPECT_FALSE(again.connect(make_connect_v5("lasting", false, 600)).session_present);
 }
 
 namespace {
