@@ -1,10 +1,12 @@
 #include "broker.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "baetyl/mqtt/topic.h"
 #include "connection.h"
 #include "memory.h"
+#include "mqtt5.h"
 
 namespace baetyl::hub {
 namespace {
@@ -62,9 +64,24 @@ void Broker::DeliveryBatch::add(Session& session, Outgoing out) {
   group(session).entries.push_back(Entry{std::move(out)});
 }
 
-std::pair<std::size_t, std::size_t> Broker::DeliveryBatch::encode(const MessageView& m) {
+namespace {
+// A QoS 0 PUBLISH as a subscription delivers it (retain 0), in the subscriber's protocol.
+void encode_qos0(std::string& out, const MessageView& m, bool v5) {
+  if (!v5) {
+    mqtt::encode_publish(out, m.topic, m.payload, 0, false, false, 0);
+    return;
+  }
+  thread_local std::string properties;
+  properties.clear();
+  append_delivery_properties(properties, m.properties, expiry_seconds_left(m.expiry, unix_millis()),
+                             {});
+  mqtt::encode_publish_v5(out, m.topic, m.payload, 0, false, false, 0, properties);
+}
+}  // namespace
+
+std::pair<std::size_t, std::size_t> Broker::DeliveryBatch::encode(const MessageView& m, bool v5) {
   const std::size_t offset = encoded_.size();
-  mqtt::encode_publish(encoded_, m.topic, m.payload, 0, false, false, 0);
+  encode_qos0(encoded_, m, v5);
   return {offset, encoded_.size() - offset};
 }
 
@@ -108,12 +125,33 @@ Broker::Broker(const HubConfig& config, Store* store, std::shared_ptr<spdlog::lo
 }
 
 void Broker::restore(StoredState state) {
+  const std::int64_t now = unix_millis();
+  std::size_t expired_sessions = 0;
   for (auto& stored : state.sessions) {
+    // MQTT 5 Session Expiry: a session whose client had disconnected counts from then; one whose
+    // client was connected when the hub stopped counts from now.
+    const std::int64_t expires_at =
+        stored.expires_at != 0 ? stored.expires_at
+                               : now + static_cast<std::int64_t>(stored.expiry_interval) * 1000;
+    if (stored.expiry_interval != kNeverExpires && expires_at <= now) {
+      ++expired_sessions;
+      if (store_) store_->delete_session(stored.client_id);
+      continue;
+    }
     auto session = std::make_shared<Session>(stored.client_id, true);
     session->principal = stored.principal;
     session->unclaimed = stored.principal.empty();
     if (!session->unclaimed) session->authorizer = auth_.find(stored.principal);
-    for (const auto& [filter, qos] : stored.subscriptions) session->subscriptions[filter] = qos;
+    for (const auto& [filter, sub] : stored.subscriptions) {
+      session->subscriptions[filter] = sub;
+      session->identified = session->identified || sub.identifier != 0;
+    }
+    session->expiry_interval = stored.expiry_interval;
+    if (stored.expiry_interval != kNeverExpires) {
+      session->expires_at =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(expires_at - now);
+      if (store_ && stored.expires_at == 0) store_->session_expires(stored.client_id, expires_at);
+    }
     // Its queue stays in the store: read back when it connects (page_in drops what its principal
     // may not receive any more).
     session->stored_only = true;
@@ -129,11 +167,16 @@ void Broker::restore(StoredState state) {
   }
   if (!state.sessions.empty() || !state.retained.empty()) {
     log_->info("restored {} persistent session(s) and {} retained message(s)",
-               state.sessions.size(), retained_.size());
+               state.sessions.size() - expired_sessions, retained_.size());
+  }
+  if (expired_sessions > 0) {
+    log_->info("{} session(s) expired while the hub was stopped: removed", expired_sessions);
   }
   // Clients connected when the hub went away never disconnected: their wills are due.
   for (auto& will : state.wills) {
     log_->info("publishing the will of '{}' (connected when the hub stopped)", will.client_id);
+    // A will's expiry is stored as an interval, counted from its publication.
+    if (will.message.expiry != 0) will.message.expiry += unix_millis();
     publish(std::move(will.message));
     if (store_) store_->clear_will(will.client_id);
   }
@@ -141,8 +184,13 @@ void Broker::restore(StoredState state) {
 
 Broker::Attached Broker::attach(const std::string& client_id, bool clean,
                                 std::shared_ptr<Connection> connection,
-                                std::shared_ptr<const Authorizer> authorizer) {
+                                std::shared_ptr<const Authorizer> authorizer,
+                                std::optional<std::uint32_t> session_expiry) {
   Attached result;
+  const bool persistent = session_expiry ? *session_expiry > 0 : !clean;
+  // A connection to the session before its will's delay passed: no will [MQTT-3.1.3-9].
+  take_delayed_will(client_id, false);
+  const std::uint32_t expiry_interval = session_expiry.value_or(kNeverExpires);
   const std::string principal = authorizer ? authorizer->principal() : std::string();
   std::shared_ptr<Connection> previous;
   std::shared_ptr<Session> discarded;
@@ -159,6 +207,8 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
         std::lock_guard session_lock(old->mutex);
         previous = old->connection.lock();
       }
+      // MQTT 5 Clean Start 0 with a Session Expiry Interval of 0 resumes a persistent session,
+      // which then ends when this connection does (expiry_interval 0, see detach).
       if (clean || !old->persistent()) {
         discarded = old;
         {
@@ -179,36 +229,75 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
           old->principal = principal;
           old->authorizer = authorizer;
           old->unclaimed = false;
-          if (store_) store_->save_session(client_id, principal);
           resubscribe_restored(*old);
         }
+        // Connected again: it no longer expires, and keeps the interval of this CONNECT.
+        if (store_) store_->save_session(client_id, principal, expiry_interval);
       }
     }
     if (!result.session) {
-      result.session = std::make_shared<Session>(client_id, !clean);
+      result.session = std::make_shared<Session>(client_id, persistent);
       result.session->principal = principal;
       result.session->authorizer = std::move(authorizer);
       sessions_[client_id] = result.session;
-      if (!clean && store_) store_->save_session(client_id, principal);
+      if (persistent && store_) store_->save_session(client_id, principal, expiry_interval);
     }
     std::lock_guard session_lock(result.session->mutex);
     result.session->connection = connection;
+    result.session->expiry_interval = expiry_interval;
+    result.session->expires_at = std::chrono::steady_clock::time_point::max();
+    result.session->online.store(connection != nullptr);
     if (result.present) result.session->resend = true;
   }
   if (discarded) remove_subscriptions(*discarded);
   if (previous && previous != connection) {
     log_->info("client '{}' connected again: closing its previous connection", client_id);
-    previous->close();
+    previous->close(mqtt::ReasonCode::SessionTakenOver);
   }
   return result;
 }
 
 void Broker::detach(const std::shared_ptr<Session>& session, const Connection* connection) {
+  bool ends_now = false;
+  std::vector<Outgoing> orphans;  // shared subscriptions' deliveries not acknowledged
   {
     std::lock_guard lock(session->mutex);
     auto current = session->connection.lock();
     if (current && current.get() != connection) return;  // taken over by a newer connection
     session->connection.reset();
+    session->online.store(false);
+    for (auto it = session->inflight.begin(); it != session->inflight.end();) {
+      if (it->second.out.share != 0 && it->second.out.qos > 0 && !it->second.released) {
+        orphans.push_back(std::move(it->second.out));
+        it = session->inflight.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    session->pending.erase_outgoing_if([&](const Outgoing& o) {
+      if (o.share == 0 || o.qos == 0) return false;
+      orphans.push_back(o);
+      return true;
+    });
+    if (session->persistent() && session->expiry_interval != kNeverExpires) {
+      // MQTT 5 Session Expiry: 0 (set by the client's DISCONNECT) ends it now.
+      ends_now = session->expiry_interval == 0;
+      const auto interval = std::chrono::seconds(session->expiry_interval);
+      session->expires_at = std::chrono::steady_clock::now() + interval;
+      if (store_ && !ends_now) {
+        store_->session_expires(session->client_id(),
+                                unix_millis() + static_cast<std::int64_t>(interval.count()) * 1000);
+      }
+    }
+  }
+  if (!orphans.empty()) redeliver_shared(session.get(), std::move(orphans));
+  if (ends_now) {
+    end_session(session);
+    return;
+  }
+  {
+    std::lock_guard lock(session->mutex);
+    if (!session->connection.expired()) return;  // connected again meanwhile
     memory::note_freed(session->pending.qos0_bytes());
     if (session->persistent()) {
       // QoS 0 is not kept for offline sessions.
@@ -240,6 +329,83 @@ void Broker::detach(const std::shared_ptr<Session>& session, const Connection* c
   remove_subscriptions(*session);
 }
 
+void Broker::expire_sessions() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<Session>> expired;
+  {
+    std::lock_guard lock(sessions_mutex_);
+    for (auto& [id, s] : sessions_) {
+      std::lock_guard session_lock(s->mutex);
+      if (s->persistent() && s->connection.expired() && s->expires_at <= now) {
+        expired.push_back(s);
+      }
+    }
+  }
+  for (auto& s : expired) {
+    log_->info("client '{}': session expired ({} s after its disconnect)", s->client_id(),
+               s->expiry_interval);
+    end_session(s);
+  }
+}
+
+void Broker::delay_will(const std::string& client_id, Message will, std::chrono::seconds delay) {
+  log_->debug("client '{}': its will is due in {} s", client_id, delay.count());
+  std::lock_guard lock(wills_mutex_);
+  delayed_wills_[client_id] =
+      DelayedWill{std::move(will), std::chrono::steady_clock::now() + delay};
+}
+
+void Broker::take_delayed_will(const std::string& client_id, bool publish_now) {
+  std::optional<Message> will;
+  {
+    std::lock_guard lock(wills_mutex_);
+    auto it = delayed_wills_.find(client_id);
+    if (it == delayed_wills_.end()) return;
+    will = std::move(it->second.will);
+    delayed_wills_.erase(it);
+  }
+  if (store_) store_->clear_will(client_id);
+  if (!publish_now) {
+    log_->debug("client '{}' connected again within its will's delay: no will", client_id);
+    return;
+  }
+  log_->debug("client '{}': publishing its delayed will to '{}'", client_id, will->topic);
+  if (will->expiry != 0) will->expiry += unix_millis();  // an interval until now
+  publish(*will);
+}
+
+void Broker::publish_due_wills() {
+  std::vector<std::string> due;
+  {
+    std::lock_guard lock(wills_mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& [client_id, delayed] : delayed_wills_) {
+      if (delayed.due <= now) due.push_back(client_id);
+    }
+  }
+  for (const auto& client_id : due) take_delayed_will(client_id, true);
+}
+
+void Broker::end_session(const std::shared_ptr<Session>& session) {
+  // A will still delayed is due when its session ends.
+  take_delayed_will(session->client_id(), true);
+  {
+    std::lock_guard lock(sessions_mutex_);
+    auto it = sessions_.find(session->client_id());
+    if (it == sessions_.end() || it->second != session) return;
+    {
+      std::lock_guard session_lock(session->mutex);
+      if (!session->connection.expired()) return;  // connected again meanwhile
+      memory::note_freed(session->pending.qos0_bytes() + session->pending.qos12_bytes());
+      session->pending.clear();
+      session->inflight.clear();
+    }
+    sessions_.erase(it);
+  }
+  remove_subscriptions(*session);
+  if (store_) store_->delete_session(session->client_id());
+}
+
 void Broker::remove_subscriptions(Session& session) {
   std::vector<std::string> filters;
   {
@@ -247,9 +413,121 @@ void Broker::remove_subscriptions(Session& session) {
     for (auto& [filter, qos] : session.subscriptions) filters.push_back(filter);
     session.subscriptions.clear();
   }
+  for (const auto& f : filters) {
+    if (f.starts_with("$share/")) leave_shared(f, session);
+  }
   std::unique_lock lock(topics_mutex_);
   for (const auto& f : filters) topics_.erase(f, &session);
   topics_version_.store(topics_.version(), std::memory_order_release);
+}
+
+namespace {
+// "$share/{group}/{filter}" → {filter}; empty when `full` is not a valid shared subscription.
+std::string_view shared_filter(std::string_view full) {
+  full.remove_prefix(7);  // "$share/"
+  const auto slash = full.find('/');
+  if (slash == 0 || slash == std::string_view::npos || slash + 1 == full.size()) return {};
+  const auto group = full.substr(0, slash);
+  if (group.find_first_of("+#") != std::string_view::npos) return {};
+  return full.substr(slash + 1);
+}
+}  // namespace
+
+void Broker::join_shared(const std::string& filter, Session& session, std::uint8_t entry) {
+  std::lock_guard lock(shared_mutex_);
+  auto [it, added] = shared_.try_emplace(filter);
+  SharedGroup& group = it->second;
+  if (added) {
+    group.filter = std::string(shared_filter(filter));
+    while (group.id == 0 || shared_ids_.contains(group.id)) group.id = next_shared_id_++;
+    shared_ids_[group.id] = filter;
+  }
+  for (auto& member : group.members) {
+    if (member.first == &session) {
+      member.second = entry;
+      return;
+    }
+  }
+  group.members.emplace_back(&session, entry);
+  shared_count_.store(shared_.size(), std::memory_order_relaxed);
+}
+
+void Broker::leave_shared(const std::string& filter, Session& session) {
+  std::lock_guard lock(shared_mutex_);
+  auto it = shared_.find(filter);
+  if (it == shared_.end()) return;
+  auto& members = it->second.members;
+  std::erase_if(members, [&](const auto& m) { return m.first == &session; });
+  if (members.empty()) {
+    shared_ids_.erase(it->second.id);
+    shared_.erase(it);
+  }
+  shared_count_.store(shared_.size(), std::memory_order_relaxed);
+}
+
+void Broker::deliver_shared(const MessageView& m,
+                            const std::function<const MessagePtr&()>& shared) {
+  thread_local std::vector<std::tuple<std::shared_ptr<Session>, std::uint8_t, std::uint16_t>> picks;
+  picks.clear();
+  {
+    std::lock_guard lock(shared_mutex_);
+    for (auto& [name, group] : shared_) {
+      if (!mqtt::topic_matches(group.filter, m.topic)) continue;
+      const std::size_t n = group.members.size();
+      for (std::size_t k = 0; k < n; ++k) {
+        const auto& [session, entry] = group.members[(group.next + k) % n];
+        if (!session->online.load()) continue;
+        if ((entry & kFiltered) != 0 &&
+            !(session->authorizer && session->authorizer->may_receive(m.topic))) {
+          continue;
+        }
+        group.next = (group.next + k + 1) % n;
+        picks.emplace_back(session->shared_from_this(), entry, group.id);
+        break;
+      }
+    }
+  }
+  for (auto& [session, entry, id] : picks) {
+    deliver(*session, shared(), std::min<std::uint8_t>(entry & kQosMask, m.qos), false, false, id);
+  }
+  picks.clear();
+}
+
+void Broker::redeliver_shared(const Session* gone, std::vector<Outgoing> orphans) {
+  for (auto& o : orphans) {
+    std::shared_ptr<Session> next;
+    std::uint8_t entry = 0;
+    {
+      std::lock_guard lock(shared_mutex_);
+      auto name = shared_ids_.find(o.share);
+      auto it = name == shared_ids_.end() ? shared_.end() : shared_.find(name->second);
+      if (it != shared_.end()) {
+        auto& group = it->second;
+        const std::size_t n = group.members.size();
+        for (std::size_t k = 0; k < n; ++k) {
+          const auto& [session, e] = group.members[(group.next + k) % n];
+          if (session == gone || !session->online.load()) continue;
+          if ((e & kFiltered) != 0 &&
+              !(session->authorizer && session->authorizer->may_receive(o.message->topic))) {
+            continue;
+          }
+          group.next = (group.next + k + 1) % n;
+          next = session->shared_from_this();
+          entry = e;
+          break;
+        }
+      }
+    }
+    if (!next) {
+      log_->warn(
+          "a message on '{}' of a shared subscription was not acknowledged and no other "
+          "member of its group is connected: dropped",
+          o.message->topic);
+      continue;
+    }
+    deliver(*next, o.message, std::min<std::uint8_t>(entry & kQosMask, o.qos), false, false,
+            o.share);
+  }
 }
 
 void Broker::resubscribe_restored(Session& session) {
@@ -261,15 +539,16 @@ void Broker::resubscribe_restored(Session& session) {
   {
     std::lock_guard lock(session.mutex);
     for (auto it = session.subscriptions.begin(); it != session.subscriptions.end();) {
-      const auto grant =
-          authorizer ? authorizer->check_subscribe(it->first) : SubscribeGrant::Refused;
+      const std::string filter =
+          it->first.starts_with("$share/") ? std::string(shared_filter(it->first)) : it->first;
+      const auto grant = authorizer ? authorizer->check_subscribe(filter) : SubscribeGrant::Refused;
       if (grant == SubscribeGrant::Refused) {
         refused.push_back(it->first);
         it = session.subscriptions.erase(it);
         continue;
       }
-      entries.emplace_back(it->first,
-                           it->second | (grant == SubscribeGrant::Filtered ? kFiltered : 0));
+      entries.emplace_back(
+          it->first, entry_of(it->second) | (grant == SubscribeGrant::Filtered ? kFiltered : 0));
       ++it;
     }
     // Only PUBREL is left of a released QoS 2 delivery: the message was delivered already.
@@ -282,8 +561,13 @@ void Broker::resubscribe_restored(Session& session) {
   }
   {
     std::unique_lock lock(topics_mutex_);
-    for (const auto& [filter, entry] : entries) topics_.insert(filter, &session, entry);
+    for (const auto& [filter, entry] : entries) {
+      if (!filter.starts_with("$share/")) topics_.insert(filter, &session, entry);
+    }
     topics_version_.store(topics_.version(), std::memory_order_release);
+  }
+  for (const auto& [filter, entry] : entries) {
+    if (filter.starts_with("$share/")) join_shared(filter, session, entry);
   }
   for (const auto& filter : refused) {
     log_->warn("client '{}': subscription to '{}' is not permitted to '{}' any more: removed",
@@ -299,8 +583,9 @@ void Broker::resubscribe_restored(Session& session) {
   }
 }
 
-void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored) {
-  Outgoing out{message, qos, false, false, stored};
+void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored,
+                     bool retain, std::uint16_t share) {
+  Outgoing out{message, qos, retain, false, stored, false, share};
   if (delivery_batch != nullptr) {
     delivery_batch->add(session, std::move(out));
     return;
@@ -563,7 +848,8 @@ void Broker::count_reserved(const std::string& client_id, std::string_view topic
 }
 
 void Broker::publish(const Message& m, std::function<void()> persisted) {
-  publish(MessageView{m.topic, m.payload, m.qos, m.retain, m.time}, std::move(persisted));
+  publish(MessageView{m.topic, m.payload, m.qos, m.retain, m.time, m.properties, m.expiry},
+          std::move(persisted));
 }
 
 void Broker::publish(const MessageView& m, std::function<void()> persisted, const Session* receipt,
@@ -578,6 +864,8 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
       copy.qos = m.qos;
       copy.retain = m.retain;
       copy.time = m.time != 0 ? m.time : unix_millis();
+      copy.properties = m.properties;
+      copy.expiry = m.expiry;
       if (durable) copy.id = store_->next_message_id();
       message = std::make_shared<const Message>(std::move(copy));
     }
@@ -585,17 +873,36 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
   };
   // QoS 0 deliveries share one encoded PUBLISH (retain 0: sent for a subscription it matched),
   // within the thread's delivery batch when there is one.
-  thread_local std::string packet;
-  std::pair<std::size_t, std::size_t> batch_packet{0, 0};
-  packet.clear();
+  // The MQTT 5 form is encoded as well once an MQTT 5 subscriber gets the message.
+  thread_local std::string packet[2];
+  std::pair<std::size_t, std::size_t> batch_packet[2] = {{0, 0}, {0, 0}};
+  packet[0].clear();
+  packet[1].clear();
   auto deliver_qos0 = [&](Session& session) {
+    const bool v5 = session.v5.load(std::memory_order_relaxed);
+    std::size_t size = 0;
     if (delivery_batch != nullptr) {
-      if (batch_packet.second == 0) batch_packet = delivery_batch->encode(m);
-      delivery_batch->add_encoded(session, batch_packet.first, batch_packet.second);
-      return;
+      auto& at = batch_packet[v5];
+      if (at.second == 0) at = delivery_batch->encode(m, v5);
+      size = at.second;
+    } else {
+      if (packet[v5].empty()) encode_qos0(packet[v5], m, v5);
+      size = packet[v5].size();
     }
-    if (packet.empty()) mqtt::encode_publish(packet, m.topic, m.payload, 0, false, false, 0);
-    deliver_encoded(session, packet);
+    if (v5) {
+      // Larger than the subscriber's Maximum Packet Size: dropped for it [MQTT-3.1.2-25].
+      const std::uint32_t limit = session.maximum_packet_size.load(std::memory_order_relaxed);
+      if (limit != 0 && size > limit) {
+        std::lock_guard lock(session.mutex);
+        count_dropped(session, 1, 0);
+        return;
+      }
+    }
+    if (delivery_batch != nullptr) {
+      delivery_batch->add_encoded(session, batch_packet[v5].first, size);
+    } else {
+      deliver_encoded(session, packet[v5]);
+    }
   };
 
   if (m.retain) {
@@ -614,8 +921,9 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
     const auto& matches = match(m.topic);
     if (durable) {
       queue.clear();
-      for (const auto& [session, granted] : matches) {
-        const std::uint8_t qos = std::min(granted, m.qos);
+      for (const auto& [session, entry] : matches) {
+        if ((entry & kNoLocal) != 0 && session == m.origin) continue;
+        const std::uint8_t qos = std::min<std::uint8_t>(entry & kQosMask, m.qos);
         if (qos > 0 && session->persistent()) queue.emplace_back(session->client_id(), qos);
       }
       // Stored before anyone can acknowledge it, so the acknowledgement's delete follows the
@@ -628,15 +936,22 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
       }
       persisted = nullptr;
     }
-    for (const auto& [session, qos] : matches) {
-      const std::uint8_t delivery = std::min(qos, m.qos);
-      if (delivery == 0) {
+    for (const auto& [session, entry] : matches) {
+      // MQTT 5 subscription options: No Local skips the publisher's own session, Retain As
+      // Published keeps the retain flag; a Subscription Identifier is added when it is written.
+      if ((entry & kNoLocal) != 0 && session == m.origin) continue;
+      const std::uint8_t delivery = std::min<std::uint8_t>(entry & kQosMask, m.qos);
+      const bool retain = m.retain && (entry & kRetainAsPublished) != 0;
+      if (delivery == 0 && !retain && (entry & kIdentified) == 0 &&
+          !session->encode_at_write.load(std::memory_order_relaxed)) {
         deliver_qos0(*session);
       } else {
-        deliver(*session, shared(), delivery, durable && session->persistent());
+        deliver(*session, shared(), delivery, delivery > 0 && durable && session->persistent(),
+                retain);
       }
     }
   }
+  if (shared_count_.load(std::memory_order_relaxed) > 0) deliver_shared(m, shared);
   if (persisted) persisted();
   if (!route_stats_.empty()) route(m, 0);
 }
@@ -667,10 +982,13 @@ const std::vector<std::pair<Session*, std::uint8_t>>& Broker::match(std::string_
     for (std::size_t i = 0; i < matches.size(); ++i) {
       if (out > 0 && matches[out - 1].first == matches[i].first) {
         // A topic one of them matches without kFiltered is one the principal may receive.
+        // No Local only when every one of them says so; Retain As Published and a Subscription
+        // Identifier when one does.
         auto& merged = matches[out - 1].second;
         const std::uint8_t next = matches[i].second;
         merged = static_cast<std::uint8_t>(std::max(merged & kQosMask, next & kQosMask) |
-                                           (merged & next & kFiltered));
+                                           (merged & next & (kFiltered | kNoLocal)) |
+                                           ((merged | next) & (kRetainAsPublished | kIdentified)));
       } else {
         matches[out++] = matches[i];
       }
@@ -685,7 +1003,7 @@ const std::vector<std::pair<Session*, std::uint8_t>>& Broker::match(std::string_
         !(session->authorizer && session->authorizer->may_receive(topic))) {
       continue;
     }
-    matches[kept++] = {session, static_cast<std::uint8_t>(entry & kQosMask)};
+    matches[kept++] = {session, static_cast<std::uint8_t>(entry & ~kFiltered)};
   }
   matches.resize(kept);
   for (const auto& [session, qos] : matches) last.alive.push_back(session->shared_from_this());
@@ -705,45 +1023,69 @@ void Broker::route(const MessageView& message, int depth) {
     copy.topic = r.target.topic;
     copy.payload = message.payload;
     copy.qos = static_cast<std::uint8_t>(std::min<int>({message.qos, r.source.qos, r.target.qos}));
+    copy.properties = message.properties;
+    copy.expiry = message.expiry;
     publish(copy);
   }
 }
 
 std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& session,
                                             const std::vector<mqtt::Subscription>& subscriptions,
-                                            const Authorizer* authorizer) {
+                                            const Authorizer* authorizer, std::uint32_t identifier,
+                                            std::vector<bool>* existed) {
   std::vector<std::uint8_t> codes;
   codes.reserve(subscriptions.size());
+  if (existed) existed->assign(subscriptions.size(), false);
   for (const auto& sub : subscriptions) {
     const std::string problem =
         mqtt::check_topic_filter(sub.topic_filter, {kMaxTopicLength, kMaxTopicLevels});
     if (!problem.empty()) {
       log_->warn("client '{}': subscription refused: {}", session->client_id(), problem);
-      codes.push_back(mqtt::kSubackFailure);
+      codes.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::TopicFilterInvalid));
+      continue;
+    }
+    // A shared subscription: permissions are those of its filter.
+    const bool is_shared = sub.topic_filter.starts_with("$share/");
+    const std::string_view filter =
+        is_shared ? shared_filter(sub.topic_filter) : std::string_view(sub.topic_filter);
+    if (is_shared &&
+        (filter.empty() ||
+         !mqtt::check_topic_filter(filter, {kMaxTopicLength, kMaxTopicLevels}).empty())) {
+      log_->warn("client '{}': subscription refused: '{}' is not $share/{{group}}/{{filter}}",
+                 session->client_id(), sub.topic_filter);
+      codes.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::TopicFilterInvalid));
       continue;
     }
     const auto grant =
-        authorizer ? authorizer->check_subscribe(sub.topic_filter) : SubscribeGrant::Granted;
+        authorizer ? authorizer->check_subscribe(std::string(filter)) : SubscribeGrant::Granted;
     if (grant == SubscribeGrant::Refused) {
       stats_.subscribe_denied.fetch_add(1);
       log_->warn("client '{}': not permitted to subscribe to '{}'", session->client_id(),
                  sub.topic_filter);
-      codes.push_back(mqtt::kSubackFailure);
+      codes.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::NotAuthorized));
       continue;
     }
     const std::uint8_t granted = std::min<std::uint8_t>(sub.qos, 2);
-    {
+    const Subscribed subscribed{granted, sub.no_local, sub.retain_as_published, identifier};
+    const std::uint8_t entry =
+        entry_of(subscribed) | (grant == SubscribeGrant::Filtered ? kFiltered : 0);
+    if (is_shared) {
+      join_shared(sub.topic_filter, *session, entry);
+    } else {
       std::unique_lock lock(topics_mutex_);
-      topics_.insert(sub.topic_filter, session.get(),
-                     granted | (grant == SubscribeGrant::Filtered ? kFiltered : 0));
+      topics_.insert(sub.topic_filter, session.get(), entry);
       topics_version_.store(topics_.version(), std::memory_order_release);
     }
     {
       std::lock_guard lock(session->mutex);
-      session->subscriptions[sub.topic_filter] = granted;
+      auto [it, added] = session->subscriptions.insert_or_assign(sub.topic_filter, subscribed);
+      if (existed) (*existed)[codes.size()] = !added;
+      session->identified =
+          std::any_of(session->subscriptions.begin(), session->subscriptions.end(),
+                      [](const auto& s) { return s.second.identifier != 0; });
     }
     if (session->persistent() && store_) {
-      store_->add_subscription(session->client_id(), sub.topic_filter, granted);
+      store_->add_subscription(session->client_id(), sub.topic_filter, subscribed);
     }
     codes.push_back(granted);
   }
@@ -752,13 +1094,28 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
 
 void Broker::queue_retained(const std::shared_ptr<Session>& session,
                             const std::vector<mqtt::Subscription>& subscriptions,
-                            const std::vector<std::uint8_t>& granted) {
+                            const std::vector<std::uint8_t>& granted,
+                            const std::vector<bool>& existed) {
   std::vector<Outgoing> out;
   {
     std::lock_guard lock(retained_mutex_);
     if (retained_.empty()) return;
+    // An expired retained message is never sent again (MQTT 5 Message Expiry).
+    const std::int64_t now = unix_millis();
+    for (auto it = retained_.begin(); it != retained_.end();) {
+      if (!expired(it->second->expiry, now)) {
+        ++it;
+        continue;
+      }
+      if (store_) store_->clear_retained(it->first);
+      it = retained_.erase(it);
+    }
     for (std::size_t i = 0; i < subscriptions.size(); ++i) {
-      if (granted[i] == mqtt::kSubackFailure) continue;
+      if (granted[i] >= mqtt::kSubackFailure) continue;
+      const auto handling = subscriptions[i].retain_handling;
+      if (handling == 2 || (handling == 1 && i < existed.size() && existed[i])) continue;
+      // Not for a shared subscription [MQTT-4.8.2-?]: retained messages go to no group.
+      if (subscriptions[i].topic_filter.starts_with("$share/")) continue;
       for (const auto& [topic, message] : retained_) {
         if (mqtt::topic_matches(subscriptions[i].topic_filter, topic) &&
             (!session->authorizer || session->authorizer->may_receive(topic))) {
@@ -777,22 +1134,30 @@ void Broker::queue_retained(const std::shared_ptr<Session>& session,
   if (connection) connection->notify();
 }
 
-void Broker::unsubscribe(const std::shared_ptr<Session>& session,
-                         const std::vector<std::string>& filters) {
+std::vector<bool> Broker::unsubscribe(const std::shared_ptr<Session>& session,
+                                      const std::vector<std::string>& filters) {
+  std::vector<bool> existed;
   for (const auto& filter : filters) {
     bool had = false;
     {
       std::lock_guard lock(session->mutex);
       had = session->subscriptions.erase(filter) > 0;
+      session->identified =
+          std::any_of(session->subscriptions.begin(), session->subscriptions.end(),
+                      [](const auto& s) { return s.second.identifier != 0; });
     }
+    existed.push_back(had);
     if (!had) continue;
-    {
+    if (filter.starts_with("$share/")) {
+      leave_shared(filter, *session);
+    } else {
       std::unique_lock lock(topics_mutex_);
       topics_.erase(filter, session.get());
       topics_version_.store(topics_.version(), std::memory_order_release);
     }
     if (session->persistent() && store_) store_->remove_subscription(session->client_id(), filter);
   }
+  return existed;
 }
 
 void Broker::acknowledged(const Session& session, const Outgoing& out) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
@@ -93,8 +94,20 @@ class Broker {
   // (which is closed) and discarding it when `clean`. A session belongs to the principal of
   // `authorizer` (none when null): a connection of another principal neither resumes, discards
   // nor takes it over (`refused`, nothing changed).
+  // `session_expiry`: an MQTT 5 client's Session Expiry Interval (seconds; above 0: persistent,
+  // kNeverExpires: never ends); for 3.1.1 (nullopt) the session is persistent unless `clean`.
   Attached attach(const std::string& client_id, bool clean, std::shared_ptr<Connection> connection,
-                  std::shared_ptr<const Authorizer> authorizer = nullptr);
+                  std::shared_ptr<const Authorizer> authorizer = nullptr,
+                  std::optional<std::uint32_t> session_expiry = std::nullopt);
+  // MQTT 5 Will Delay Interval: `will` is published `delay` from now, unless a connection
+  // attaches to the session of `client_id` first (attach) or the session ends before (then at
+  // once). The store keeps it meanwhile: after a crash it is published at the next start.
+  void delay_will(const std::string& client_id, Message will, std::chrono::seconds delay);
+  // Publishes the delayed wills that are due.
+  void publish_due_wills();
+  // Ends the persistent sessions whose Session Expiry Interval passed since their client
+  // disconnected (with their subscriptions and stored queue).
+  void expire_sessions();
   // The connection ended: clean sessions disappear, persistent ones keep collecting messages.
   void detach(const std::shared_ptr<Session>& session, const Connection* connection);
 
@@ -119,8 +132,9 @@ class Broker {
     DeliveryBatch& operator=(const DeliveryBatch&) = delete;
 
     void add(Session& session, Outgoing out);
-    // Encodes a QoS 0 PUBLISH once for the batch; returns where it is, for add_encoded.
-    std::pair<std::size_t, std::size_t> encode(const MessageView& message);
+    // Encodes a QoS 0 PUBLISH once for the batch (in the MQTT 5 form with `v5`); returns where
+    // it is, for add_encoded.
+    std::pair<std::size_t, std::size_t> encode(const MessageView& message, bool v5 = false);
     // A QoS 0 delivery of the packet encode() put at `offset`.
     void add_encoded(Session& session, std::size_t offset, std::size_t size);
 
@@ -168,16 +182,25 @@ class Broker {
   // 2nd, 4th, 8th ... time.
   void count_reserved(const std::string& client_id, std::string_view topic);
 
-  // Return codes for SUBACK: granted QoS or 0x80. Retained messages matching the accepted
-  // filters are queued on the session after the caller's SUBACK (see queue_retained).
+  // Reason codes for SUBACK in the MQTT 5 form: granted QoS, 0x87 (not permitted), 0x8F
+  // (invalid filter) or 0x9E (shared subscription); a 3.1.1 SUBACK says 0x80 for each failure
+  // (suback_v311). Retained messages matching the accepted filters are queued on the session
+  // after the caller's SUBACK (see queue_retained).
+  // `identifier`: the MQTT 5 Subscription Identifier of the SUBSCRIBE (0: none). `existed`, when
+  // given, says per filter whether the session was subscribed to it already (Retain Handling 1).
   std::vector<std::uint8_t> subscribe(const std::shared_ptr<Session>& session,
                                       const std::vector<mqtt::Subscription>& subscriptions,
-                                      const Authorizer* authorizer);
+                                      const Authorizer* authorizer, std::uint32_t identifier = 0,
+                                      std::vector<bool>* existed = nullptr);
+  // Retain Handling: 0 sends them, 1 only for a subscription that did not exist (`existed`), 2
+  // never.
   void queue_retained(const std::shared_ptr<Session>& session,
                       const std::vector<mqtt::Subscription>& subscriptions,
-                      const std::vector<std::uint8_t>& granted);
-  void unsubscribe(const std::shared_ptr<Session>& session,
-                   const std::vector<std::string>& filters);
+                      const std::vector<std::uint8_t>& granted,
+                      const std::vector<bool>& existed = {});
+  // Per filter: whether the session had that subscription.
+  std::vector<bool> unsubscribe(const std::shared_ptr<Session>& session,
+                                const std::vector<std::string>& filters);
 
   // The client acknowledged a stored delivery.
   void acknowledged(const Session& session, const Outgoing& out);
@@ -202,7 +225,20 @@ class Broker {
   std::vector<std::shared_ptr<Connection>> connections();
 
  private:
-  void deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored);
+  void deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored,
+               bool retain = false, std::uint16_t share = 0);
+  // Shared subscriptions ($share/{group}/{filter}): one delivery of `m` per matching group, to
+  // its next online member that may receive the topic (round robin).
+  void deliver_shared(const MessageView& m, const std::function<const MessagePtr&()>& shared);
+  // Deliveries of shared subscriptions that `gone` did not acknowledge go to another online
+  // member of their group (dropped, and logged, when there is none).
+  void redeliver_shared(const Session* gone, std::vector<Outgoing> orphans);
+  // Adds or removes `session`'s membership of a shared subscription; `filter` is the whole
+  // "$share/{group}/{filter}".
+  void join_shared(const std::string& filter, Session& session, std::uint8_t entry);
+  void leave_shared(const std::string& filter, Session& session);
+  // Removes a session that ended (expired) with its subscriptions and stored state.
+  void end_session(const std::shared_ptr<Session>& session);
   void deliver_encoded(Session& session, std::string_view packet);
   // Queues `out` on `session` (its QoS 0 bound, offline rules); call with session.mutex held.
   void queue_locked(Session& session, bool connected, Outgoing out);
@@ -230,10 +266,19 @@ class Broker {
   // may no longer receive (for the store as well).
   void resubscribe_restored(Session& session);
 
-  // A subscription's entry in the trie: its granted QoS, and kFiltered when its filter can match
-  // topics its principal may not receive (each topic is then checked, see match()).
+  // A subscription's entry in the trie: its granted QoS, its MQTT 5 options, and kFiltered when
+  // its filter can match topics its principal may not receive (each topic is then checked, see
+  // match()).
   static constexpr std::uint8_t kQosMask = 0x03;
+  static constexpr std::uint8_t kNoLocal = 0x04;
+  static constexpr std::uint8_t kRetainAsPublished = 0x08;
+  static constexpr std::uint8_t kIdentified = 0x10;  // has a Subscription Identifier
   static constexpr std::uint8_t kFiltered = 0x80;
+  static std::uint8_t entry_of(const Subscribed& s) {
+    return static_cast<std::uint8_t>(s.qos | (s.no_local ? kNoLocal : 0) |
+                                     (s.retain_as_published ? kRetainAsPublished : 0) |
+                                     (s.identifier != 0 ? kIdentified : 0));
+  }
 
   std::uint64_t id_ = 0;  // unique in the process (a thread's match cache names its broker)
   const HubConfig& config_;
@@ -249,6 +294,27 @@ class Broker {
   ShardedSharedMutex topics_mutex_;
   TopicTree<Session*> topics_;
   std::atomic<std::uint64_t> topics_version_{0};  // topics_.version(), readable without the lock
+
+  struct SharedGroup {
+    std::string filter;  // after $share/{group}/
+    std::uint16_t id = 0;
+    std::vector<std::pair<Session*, std::uint8_t>> members;  // with their trie entry bytes
+    std::size_t next = 0;                                    // round robin
+  };
+  std::mutex shared_mutex_;
+  std::map<std::string, SharedGroup, std::less<>> shared_;  // by "$share/{group}/{filter}"
+  std::unordered_map<std::uint16_t, std::string> shared_ids_;
+  std::uint16_t next_shared_id_ = 1;
+  std::atomic<std::size_t> shared_count_{0};  // groups, readable without the lock
+
+  struct DelayedWill {
+    Message will;
+    std::chrono::steady_clock::time_point due;
+  };
+  std::mutex wills_mutex_;
+  std::map<std::string, DelayedWill, std::less<>> delayed_wills_;  // by client id
+  // Takes the delayed will of `client_id` out (publishes it with `publish_now`).
+  void take_delayed_will(const std::string& client_id, bool publish_now);
 
   std::mutex retained_mutex_;
   std::map<std::string, MessagePtr, std::less<>> retained_;

@@ -9,6 +9,7 @@
 
 #include "baetyl/mqtt/topic.h"
 #include "memory.h"
+#include "mqtt5.h"
 
 namespace baetyl::hub {
 namespace {
@@ -24,11 +25,10 @@ constexpr auto kCongestionPoll = std::chrono::microseconds(100);
 
 auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
-// PUBLISH straight from the shared message into the write buffer: no intermediate packet copy.
-void encode_publish(std::string& out, const Message& m, std::uint8_t qos, bool retain, bool dup,
-                    std::uint16_t packet_id) {
-  mqtt::encode_publish(out, m.topic, m.payload, qos, retain, dup, packet_id);
-}
+// The Topic Alias Maximum the hub announces to MQTT 5 clients (aliases they may set).
+constexpr std::uint16_t kTopicAliasMaximum = 64;
+// How long a DISCONNECT the hub sends may take to go out before the socket closes anyway.
+constexpr auto kDisconnectFlush = std::chrono::seconds(2);
 
 bool valid_client_id(std::string_view id) {
   if (id.size() > 128) return false;
@@ -42,6 +42,22 @@ std::string generated_client_id() {
   static std::atomic<std::uint64_t> counter{0};
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return "$auto-" + std::to_string(rng()) + "-" + std::to_string(counter.fetch_add(1));
+}
+
+// MQTT 5's Assigned Client Identifier: within the hub's client id rules, so that the client may
+// connect with it again to resume its session.
+std::string assigned_client_id() {
+  static std::atomic<std::uint64_t> counter{0};
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return "auto-" + std::to_string(rng()) + "-" + std::to_string(counter.fetch_add(1));
+}
+
+// Whether `packet` (whole, fixed header of `header_length` bytes) is a CONNECT of protocol level
+// 5: a malformed one is answered with an MQTT 5 CONNACK.
+bool mqtt5_connect(std::string_view packet, std::size_t header_length) {
+  using namespace std::string_view_literals;
+  return packet.size() >= header_length + 7 && packet.substr(header_length, 6) == "\0\4MQTT"sv &&
+         packet[header_length + 6] == 5;
 }
 
 // "" when `topic` is a valid topic name within the hub's limits.
@@ -58,6 +74,7 @@ Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, Strand st
   // Room for the topic and the other fields around a payload of the maximum length.
   limits_.max_remaining_length = std::min<std::size_t>(
       broker_.config().message.length_max.bytes + 1024, mqtt::kMaxRemainingLength);
+  window_ = broker_.config().message.egress.qos1_buffer_size;
 }
 
 Connection::~Connection() = default;
@@ -124,8 +141,50 @@ void Connection::wake_soon() {
   });
 }
 
-void Connection::close() {
-  asio::post(strand_, [self = shared_from_this()] { self->do_close(); });
+void Connection::close(mqtt::ReasonCode reason) {
+  asio::post(strand_, [self = shared_from_this(), reason] {
+    self->disconnect(reason, mqtt::to_string(reason));
+  });
+}
+
+void Connection::disconnect(mqtt::ReasonCode reason, std::string_view why) {
+  if (closed_) return;
+  if (!v5() || !connected_ || disconnecting_) {
+    do_close();
+    return;
+  }
+  broker_.log().debug("client '{}': DISCONNECT 0x{:02x} ({})", client_id_,
+                      static_cast<unsigned>(reason), why);
+  mqtt::encode(disconnect_packet(reason, why), control_, version_);
+  disconnecting_ = true;
+  flush_then_close_ = true;
+  wake();
+  // A client that does not read would keep the socket open: closed after kDisconnectFlush.
+  auto timer = std::make_shared<Timer>(strand_);
+  timer->expires_after(kDisconnectFlush);
+  timer->async_wait([self = shared_from_this(), timer](error_code) { self->do_close(); });
+}
+
+mqtt::Disconnect Connection::disconnect_packet(mqtt::ReasonCode reason, std::string_view why) {
+  mqtt::Disconnect packet{reason, {}};
+  // With a Reason String, unless the client's Maximum Packet Size is too small for one.
+  const std::uint32_t limit = session_ ? session_->maximum_packet_size.load() : 0;
+  if (limit == 0 || limit >= 256) {
+    packet.properties.add(mqtt::PropertyId::ReasonString, reason_string(why));
+  }
+  return packet;
+}
+
+void Connection::violation(mqtt::ReasonCode reason, std::string_view why) {
+  broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), why);
+  if (!v5()) return;
+  if (!connected_) {
+    mqtt::encode(mqtt::Connack{false, mqtt::ConnectReturnCode::Accepted, reason, {}}, control_,
+                 version_);
+  } else if (!disconnecting_) {
+    mqtt::encode(disconnect_packet(reason, why), control_, version_);
+  }
+  disconnecting_ = true;
 }
 
 // The writer runs while it has something to write or to wait for (see write_loop).
@@ -207,10 +266,12 @@ void Connection::on_watchdog() {
   if (connected_) {
     broker_.log().info("client '{}' ({}): no packet within 1.5 x keepalive, closing", client_id_,
                        remote());
+    deadline_ = Clock::time_point::max();  // once
+    disconnect(mqtt::ReasonCode::KeepAliveTimeout, "keep alive timeout");
   } else {
     broker_.log().info("{}: no CONNECT in time, closing", remote());
+    do_close();
   }
-  do_close();
 }
 
 namespace {
@@ -370,10 +431,10 @@ Connection::Handled Connection::handle_input(std::string_view data) {
     Broker::DeliveryBatch deliveries(broker_);
     while (!result.stop) {
       std::string_view view = data.substr(result.consumed);
-      auto head = mqtt::decode_fixed_header(view, limits_);
+      auto head = mqtt::decode_fixed_header(view, limits_, version_);
       if (head.status == mqtt::DecodeStatus::Incomplete) break;
       if (head.status == mqtt::DecodeStatus::Error) {
-        broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), head.error);
+        violation(head.reason, head.error);
         result.stop = true;
         break;
       }
@@ -386,18 +447,29 @@ Connection::Handled Connection::handle_input(std::string_view data) {
       if (head.header.type == mqtt::PacketType::Publish && connected_) {
         // Routed straight from the read buffer: copied only if something keeps it.
         mqtt::PublishView publish;
-        if (auto error = mqtt::decode_publish(view.substr(0, length), head.header, publish);
-            !error.empty()) {
-          broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), error);
+        if (!v5()) {
+          if (auto error = mqtt::decode_publish(view.substr(0, length), head.header, publish);
+              !error.empty()) {
+            violation(mqtt::ReasonCode::MalformedPacket, error);
+            result.stop = true;
+            break;
+          }
+        } else if (auto error =
+                       mqtt::decode_publish(view.substr(0, length), head.header, publish, version_);
+                   !error.message.empty()) {
+          violation(error.reason, error.message);
           result.stop = true;
           break;
         }
         if (on_publish(publish) == Next::Close) result.stop = true;
         continue;
       }
-      auto decoded = mqtt::decode(view.substr(0, length), limits_);
+      auto decoded = mqtt::decode(view.substr(0, length), limits_, version_);
       if (decoded.status != mqtt::DecodeStatus::Ok) {
-        broker_.log().warn("client '{}' ({}): {}; closing", client_id_, remote(), decoded.error);
+        if (!connected_ && mqtt5_connect(view.substr(0, length), head.header.header_length)) {
+          version_ = mqtt::ProtocolVersion::V5;
+        }
+        violation(decoded.reason, decoded.error);
         result.stop = true;
         break;
       }
@@ -443,8 +515,13 @@ void Connection::finish() {
     std::lock_guard lock(session_->mutex);
     current = session_->connection.lock().get() == this;
   }
-  if (will_ && !disconnected_) {
+  if (will_ && !disconnected_ && will_delay_ > 0 && current && session_->persistent()) {
+    // Published later unless the client comes back; the store keeps it until then.
+    broker_.delay_will(client_id_, std::move(*will_), std::chrono::seconds(will_delay_));
+    will_.reset();
+  } else if (will_ && !disconnected_) {
     broker_.log().debug("client '{}': publishing its will to '{}'", client_id_, will_->topic);
+    if (will_->expiry != 0) will_->expiry += unix_millis();  // an interval until now
     broker_.publish(std::move(*will_));
   }
   if (will_ && current && broker_.store()) broker_.store()->clear_will(client_id_);
@@ -453,7 +530,8 @@ void Connection::finish() {
 }
 
 void Connection::send(const mqtt::Packet& packet) {
-  mqtt::encode(packet, control_);
+  if (disconnecting_) return;
+  mqtt::encode(packet, control_, version_);
   wake();
 }
 
@@ -466,20 +544,29 @@ Connection::Next Connection::handle(mqtt::Packet& packet) {
   switch (mqtt::type_of(packet)) {
     case mqtt::PacketType::Connect:
       if (connected_) {
-        broker_.log().warn("client '{}': second CONNECT; closing", client_id_);
+        violation(mqtt::ReasonCode::ProtocolError, "second CONNECT");
         return Next::Close;
       }
       return on_connect(std::get<mqtt::Connect>(packet));
     case mqtt::PacketType::Publish: {
       const auto& p = std::get<mqtt::Publish>(packet);
-      return on_publish(mqtt::PublishView{p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id});
+      const std::string properties = properties_body(p.properties);
+      return on_publish(
+          mqtt::PublishView{p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, properties});
     }
     case mqtt::PacketType::Puback:
       on_ack(std::get<mqtt::Puback>(packet).packet_id, 1);
       return Next::Continue;
-    case mqtt::PacketType::Pubrec:
-      on_pubrec(std::get<mqtt::Pubrec>(packet).packet_id);
+    case mqtt::PacketType::Pubrec: {
+      const auto& rec = std::get<mqtt::Pubrec>(packet);
+      // MQTT 5: a PUBREC with an error code ends the exchange [MQTT-4.3.3-4].
+      if (static_cast<std::uint8_t>(rec.reason_code) >= 0x80) {
+        on_ack(rec.packet_id, 2);
+      } else {
+        on_pubrec(rec.packet_id);
+      }
       return Next::Continue;
+    }
     case mqtt::PacketType::Pubcomp:
       on_ack(std::get<mqtt::Pubcomp>(packet).packet_id, 2);
       return Next::Continue;
@@ -493,44 +580,89 @@ Connection::Next Connection::handle(mqtt::Packet& packet) {
       if (known && session_->persistent() && broker_.store()) {
         broker_.store()->release_qos2(client_id_, id);
       }
-      send(mqtt::Pubcomp{id});
+      if (known && incoming_inflight_ > 0) --incoming_inflight_;
+      mqtt::Pubcomp comp{id};
+      if (v5() && !known) comp.reason_code = mqtt::ReasonCode::PacketIdentifierNotFound;
+      send(comp);
       return Next::Continue;
     }
     case mqtt::PacketType::Subscribe: {
       auto& s = std::get<mqtt::Subscribe>(packet);
-      auto codes = broker_.subscribe(session_, s.subscriptions, authorizer_.get());
-      send(mqtt::Suback{s.packet_id, codes});
-      broker_.queue_retained(session_, s.subscriptions, codes);
+      const std::uint32_t identifier =
+          s.properties.integer(mqtt::PropertyId::SubscriptionIdentifier).value_or(0);
+      std::vector<bool> existed;
+      auto codes =
+          broker_.subscribe(session_, s.subscriptions, authorizer_.get(), identifier, &existed);
+      mqtt::Suback ack{s.packet_id, codes};
+      if (!v5()) {
+        for (auto& code : ack.return_codes) code = suback_v311(code);
+      }
+      send(ack);
+      broker_.queue_retained(session_, s.subscriptions, codes, existed);
       return Next::Continue;
     }
     case mqtt::PacketType::Unsubscribe: {
       auto& u = std::get<mqtt::Unsubscribe>(packet);
-      broker_.unsubscribe(session_, u.topic_filters);
-      send(mqtt::Unsuback{u.packet_id});
+      const auto existed = broker_.unsubscribe(session_, u.topic_filters);
+      mqtt::Unsuback ack{u.packet_id};
+      if (v5()) {
+        for (bool had : existed) {
+          ack.reason_codes.push_back(had ? mqtt::ReasonCode::Success
+                                         : mqtt::ReasonCode::NoSubscriptionExisted);
+        }
+      }
+      send(ack);
       return Next::Continue;
     }
     case mqtt::PacketType::Pingreq:
       send(mqtt::Pingresp{});
       return Next::Continue;
-    case mqtt::PacketType::Disconnect:
-      disconnected_ = true;
+    case mqtt::PacketType::Disconnect: {
+      const auto& d = std::get<mqtt::Disconnect>(packet);
+      if (auto expiry = d.properties.integer(mqtt::PropertyId::SessionExpiryInterval)) {
+        // A session that was to end at disconnect cannot be made to last [MQTT-3.14.2-2].
+        if (connect_session_expiry_ == 0 && *expiry != 0) {
+          violation(mqtt::ReasonCode::ProtocolError,
+                    "DISCONNECT sets a Session Expiry Interval after CONNECT said 0");
+          return Next::Close;
+        }
+        std::lock_guard lock(session_->mutex);
+        session_->expiry_interval = *expiry;
+      }
+      // MQTT 5: "Disconnect with Will Message" (0x04) asks for the will.
+      disconnected_ = d.reason_code != mqtt::ReasonCode::DisconnectWithWillMessage;
+      if (v5() && static_cast<std::uint8_t>(d.reason_code) >= 0x80) {
+        broker_.log().info("client '{}' disconnected with reason 0x{:02x} ({})", client_id_,
+                           static_cast<unsigned>(d.reason_code), mqtt::to_string(d.reason_code));
+      }
       return Next::Close;
+    }
     default:
-      broker_.log().warn("client '{}': unexpected {} from a client; closing", client_id_,
-                         mqtt::to_string(mqtt::type_of(packet)));
+      violation(
+          mqtt::ReasonCode::ProtocolError,
+          "unexpected " + std::string(mqtt::to_string(mqtt::type_of(packet))) + " from a client");
       return Next::Close;
   }
 }
 
 Connection::Next Connection::on_connect(mqtt::Connect& c) {
-  auto refuse = [&](mqtt::ConnectReturnCode code, std::string_view why) {
-    broker_.log().warn("{}: connection of '{}' refused: {}", remote(), c.client_id, why);
-    send(mqtt::Connack{false, code});
-    return Next::Close;
-  };
   const bool v311 = c.protocol_name == "MQTT" && c.protocol_level == 4;
   const bool v31 = c.protocol_name == "MQIsdp" && c.protocol_level == 3;
-  if (!v311 && !v31) {
+  const bool mqtt5 = c.protocol_name == "MQTT" && c.protocol_level == 5;
+  if (mqtt5) version_ = mqtt::ProtocolVersion::V5;
+  auto refuse = [&](mqtt::ConnectReturnCode code, std::string_view why,
+                    std::optional<mqtt::ReasonCode> reason = std::nullopt) {
+    broker_.log().warn("{}: connection of '{}' refused: {}", remote(), c.client_id, why);
+    mqtt::Connack ack{false, code};
+    if (v5()) {
+      ack.return_code = mqtt::ConnectReturnCode::Accepted;
+      ack.reason_code = reason.value_or(connack_reason(code));
+      ack.properties.add(mqtt::PropertyId::ReasonString, reason_string(why));
+    }
+    send(ack);
+    return Next::Close;
+  };
+  if (!v311 && !v31 && !mqtt5) {
     return refuse(mqtt::ConnectReturnCode::UnacceptableProtocolVersion,
                   "unsupported protocol level " + std::to_string(c.protocol_level));
   }
@@ -538,9 +670,15 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
     return refuse(mqtt::ConnectReturnCode::IdentifierRejected,
                   "client id must match ^[0-9A-Za-z_-]{0,128}$");
   }
-  if (c.client_id.empty() && !c.clean_session) {
+  // MQTT 5 lets the server assign an identifier to any client that sends none.
+  if (c.client_id.empty() && !c.clean_session && !mqtt5) {
     return refuse(mqtt::ConnectReturnCode::IdentifierRejected,
                   "an empty client id requires a clean session");
+  }
+  if (mqtt5 && c.properties.find(mqtt::PropertyId::AuthenticationMethod)) {
+    return refuse(mqtt::ConnectReturnCode::NotAuthorized,
+                  "extended authentication (Authentication Method) is not supported",
+                  mqtt::ReasonCode::BadAuthenticationMethod);
   }
 
   const std::string username = c.username.value_or("");
@@ -571,14 +709,16 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
 
   if (c.will) {
     if (auto problem = check_publish_topic(c.will->topic); !problem.empty()) {
-      return refuse(mqtt::ConnectReturnCode::NotAuthorized, "will " + problem);
+      return refuse(mqtt::ConnectReturnCode::NotAuthorized, "will " + problem,
+                    mqtt::ReasonCode::TopicNameInvalid);
     }
     if (is_reserved_topic(c.will->topic)) {
       return refuse(mqtt::ConnectReturnCode::NotAuthorized,
                     "will topic '" + c.will->topic + "': $SYS topics are the hub's");
     }
     if (c.will->payload.size() > broker_.config().message.length_max.bytes) {
-      return refuse(mqtt::ConnectReturnCode::NotAuthorized, "will message too long");
+      return refuse(mqtt::ConnectReturnCode::NotAuthorized, "will message too long",
+                    mqtt::ReasonCode::PacketTooLarge);
     }
     if (!authorizer_->can_publish(c.will->topic)) {
       return refuse(mqtt::ConnectReturnCode::NotAuthorized,
@@ -589,7 +729,44 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
     will.payload = std::move(c.will->payload);
     will.qos = c.will->qos;
     will.retain = c.will->retain;
+    will.properties = forwarded_properties(c.will->properties);
+    will_delay_ = c.will->properties.integer(mqtt::PropertyId::WillDelayInterval).value_or(0);
+    if (auto expiry = c.will->properties.integer(mqtt::PropertyId::MessageExpiryInterval)) {
+      // Counted from the time the will is published (see finish).
+      will.expiry = static_cast<std::int64_t>(*expiry) * 1000;
+    }
     will_ = std::make_unique<Message>(std::move(will));
+  }
+
+  mqtt::Properties connack_properties;
+  std::optional<std::uint32_t> session_expiry;  // 3.1.1: clean session says
+  if (mqtt5) {
+    if (c.client_id.empty()) {
+      c.client_id = assigned_client_id();
+      connack_properties.add(mqtt::PropertyId::AssignedClientIdentifier, c.client_id);
+    }
+    session_expiry = c.properties.integer(mqtt::PropertyId::SessionExpiryInterval).value_or(0);
+    connect_session_expiry_ = *session_expiry;
+    if (auto receive_maximum = c.properties.integer(mqtt::PropertyId::ReceiveMaximum)) {
+      window_ = std::min<std::size_t>(window_, *receive_maximum);
+    }
+    connack_properties.add(mqtt::PropertyId::TopicAliasMaximum, kTopicAliasMaximum);
+    client_alias_maximum_ = static_cast<std::uint16_t>(
+        c.properties.integer(mqtt::PropertyId::TopicAliasMaximum).value_or(0));
+    // The QoS 1/2 messages a client may send before their acknowledgement: beyond, the hub
+    // would stop reading it anyway (message.ingress.qos1.buffer.size).
+    receive_maximum_ =
+        std::min<std::size_t>(broker_.config().message.ingress.qos1_buffer_size, 65535);
+    if (receive_maximum_ < 65535) {
+      connack_properties.add(mqtt::PropertyId::ReceiveMaximum,
+                             static_cast<std::uint32_t>(receive_maximum_));
+    }
+    const std::size_t maximum_packet = limits_.max_remaining_length + 5;
+    if (maximum_packet < mqtt::kMaxRemainingLength) {
+      connack_properties.add(mqtt::PropertyId::MaximumPacketSize,
+                             static_cast<std::uint32_t>(maximum_packet));
+      limits_.maximum_packet_size = maximum_packet;
+    }
   }
 
   client_id_ = c.client_id.empty() ? generated_client_id() : c.client_id;
@@ -598,7 +775,9 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
   deadline_ = c.keep_alive > 0 ? Clock::now() + keepalive_ : Clock::time_point::max();
   arm_watchdog();  // watched from now on if it has a keepalive
 
-  auto attached = broker_.attach(client_id_, c.clean_session, shared_from_this(), authorizer_);
+  const bool persistent = session_expiry ? *session_expiry > 0 : !c.clean_session;
+  auto attached =
+      broker_.attach(client_id_, c.clean_session, shared_from_this(), authorizer_, session_expiry);
   if (attached.refused) {
     broker_.stats().auth_failures.fetch_add(1);
     will_.reset();
@@ -606,32 +785,58 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
                   "client id '" + client_id_ + "' belongs to a session of another principal");
   }
   session_ = attached.session;
+  {
+    std::lock_guard lock(session_->mutex);
+    if (session_->v5.load() != mqtt5) {
+      // QoS 0 packets encoded for the other protocol are not sent.
+      memory::note_freed(session_->pending.qos0_bytes());
+      session_->pending.drop_qos0();
+      session_->v5.store(mqtt5);
+    }
+    std::uint32_t maximum_packet_size = 0;
+    if (mqtt5) {
+      maximum_packet_size = c.properties.integer(mqtt::PropertyId::MaximumPacketSize).value_or(0);
+    }
+    session_->maximum_packet_size.store(maximum_packet_size);
+    session_->encode_at_write.store(client_alias_maximum_ > 0);
+  }
   connected_ = true;
   broker_.stats().connections.fetch_add(1);
   broker_.stats().connects.fetch_add(1);
   if (will_ && broker_.store()) {
     broker_.store()->set_will(client_id_, std::make_shared<const Message>(*will_));
   }
-  send(mqtt::Connack{attached.present, mqtt::ConnectReturnCode::Accepted});
-  broker_.log().debug("client '{}' ({}) connected, clean session {}, keepalive {}s{}", client_id_,
-                      remote(), c.clean_session, c.keep_alive,
+  mqtt::Connack ack{attached.present, mqtt::ConnectReturnCode::Accepted};
+  ack.properties = std::move(connack_properties);
+  send(ack);
+  broker_.log().debug("client '{}' ({}) connected, MQTT {}, {} session, keepalive {}s{}",
+                      client_id_, remote(), mqtt5 ? "5" : (v31 ? "3.1" : "3.1.1"),
+                      persistent ? "persistent" : "clean", c.keep_alive,
                       attached.present ? ", session resumed" : "");
   return Next::Continue;
 }
 
-Connection::Next Connection::on_publish(const mqtt::PublishView& p) {
+Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
+  mqtt::PublishView p = view;
+  std::string forwarded;
+  std::int64_t expiry = 0;
+  if (v5() && !p.properties.empty() && on_publish_v5(p, forwarded, expiry) == Next::Close) {
+    return Next::Close;
+  }
   // Most clients publish to a few topics over and over: the last one that passed the checks and
   // the ACL is not checked again.
   const bool checked = !checked_topic_.empty() && p.topic == checked_topic_;
   if (!checked) {
     if (auto problem = check_publish_topic(p.topic); !problem.empty()) {
-      broker_.log().warn("client '{}': PUBLISH refused: {}; closing", client_id_, problem);
+      violation(mqtt::ReasonCode::TopicNameInvalid, "PUBLISH refused: " + problem);
       return Next::Close;
     }
   }
   if (p.payload.size() > broker_.config().message.length_max.bytes) {
-    broker_.log().warn("client '{}': message of {} bytes exceeds message.length.max ({}); closing",
-                       client_id_, p.payload.size(), broker_.config().message.length_max.bytes);
+    violation(mqtt::ReasonCode::PacketTooLarge,
+              "message of " + std::to_string(p.payload.size()) +
+                  " bytes exceeds message.length.max (" +
+                  std::to_string(broker_.config().message.length_max.bytes) + ")");
     return Next::Close;
   }
   broker_.count_message_in(p.qos);
@@ -640,34 +845,43 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& p) {
     std::lock_guard lock(session_->mutex);
     if (!session_->incoming_qos2.insert(id).second) {
       // A duplicate of a message already received: acknowledge again, do not deliver again.
-      mqtt::encode(mqtt::Pubrec{id}, control_);
+      mqtt::encode(mqtt::Pubrec{id}, control_, version_);
       wake();
       return Next::Continue;
     }
   }
+  if (v5() && p.qos > 0 && incoming_inflight_ >= receive_maximum_) {
+    if (p.qos == 2) {
+      std::lock_guard lock(session_->mutex);
+      session_->incoming_qos2.erase(id);
+    }
+    violation(mqtt::ReasonCode::ReceiveMaximumExceeded, "more than Receive Maximum (" +
+                                                            std::to_string(receive_maximum_) +
+                                                            ") QoS 1/2 messages unacknowledged");
+    return Next::Close;
+  }
   if (!checked) {
     if (is_reserved_topic(p.topic)) {
       broker_.count_reserved(client_id_, p.topic);
-      if (p.qos == 1) send(mqtt::Puback{id});
-      if (p.qos == 2) send(mqtt::Pubrec{id});
+      refuse_publish(p, mqtt::ReasonCode::NotAuthorized);
       return Next::Continue;
     }
     if (!authorizer_->can_publish(p.topic)) {
       broker_.stats().publish_denied.fetch_add(1);
       broker_.log().warn("client '{}': not permitted to publish to '{}'; message dropped",
                          client_id_, p.topic);
-      if (p.qos == 1) send(mqtt::Puback{id});
-      if (p.qos == 2) send(mqtt::Pubrec{id});
+      refuse_publish(p, mqtt::ReasonCode::NotAuthorized);
       return Next::Continue;
     }
     checked_topic_.assign(p.topic);
   }
-  const MessageView m{p.topic, p.payload, p.qos, p.retain};
+  const MessageView m{p.topic, p.payload, p.qos, p.retain, 0, forwarded, expiry, session_.get()};
   if (m.qos == 0) {
     broker_.publish(m);
     return Next::Continue;
   }
   ++pending_commits_;
+  ++incoming_inflight_;
   const std::uint8_t qos = m.qos;
   broker_.publish(
       m,
@@ -678,11 +892,64 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& p) {
   return Next::Continue;
 }
 
+Connection::Next Connection::on_publish_v5(mqtt::PublishView& p, std::string& forwarded,
+                                           std::int64_t& expiry) {
+  mqtt::Properties properties;
+  if (auto error =
+          mqtt::decode_properties(p.properties, mqtt::PropertyContext::Publish, properties);
+      !error.message.empty()) {
+    violation(error.reason, "PUBLISH: " + error.message);
+    return Next::Close;
+  }
+  if (properties.find(mqtt::PropertyId::SubscriptionIdentifier)) {
+    violation(mqtt::ReasonCode::ProtocolError,
+              "PUBLISH from a client must not carry a Subscription Identifier");
+    return Next::Close;
+  }
+  if (auto alias = properties.integer(mqtt::PropertyId::TopicAlias)) {
+    if (*alias == 0 || *alias > kTopicAliasMaximum) {
+      violation(mqtt::ReasonCode::TopicAliasInvalid, "Topic Alias " + std::to_string(*alias) +
+                                                         " is not within 1.." +
+                                                         std::to_string(kTopicAliasMaximum));
+      return Next::Close;
+    }
+    if (topic_aliases_.size() < *alias) topic_aliases_.resize(*alias);
+    std::string& topic = topic_aliases_[*alias - 1];
+    if (!p.topic.empty()) {
+      topic.assign(p.topic);
+    } else if (topic.empty()) {
+      violation(mqtt::ReasonCode::ProtocolError,
+                "Topic Alias " + std::to_string(*alias) + " was never set");
+      return Next::Close;
+    }
+    p.topic = topic;
+  }
+  forwarded = forwarded_properties(properties);
+  if (auto interval = properties.integer(mqtt::PropertyId::MessageExpiryInterval)) {
+    expiry = unix_millis() + static_cast<std::int64_t>(*interval) * 1000;
+  }
+  return Next::Continue;
+}
+
+void Connection::refuse_publish(const mqtt::PublishView& p, mqtt::ReasonCode reason) {
+  if (!v5()) reason = mqtt::ReasonCode::Success;
+  if (p.qos == 1) send(mqtt::Puback{p.packet_id, reason, {}});
+  if (p.qos == 2) {
+    send(mqtt::Pubrec{p.packet_id, reason, {}});
+    // A PUBREC with an error code ends the exchange: no PUBREL comes.
+    if (reason != mqtt::ReasonCode::Success) {
+      std::lock_guard lock(session_->mutex);
+      session_->incoming_qos2.erase(p.packet_id);
+    }
+  }
+}
+
 void Connection::committed(std::uint16_t packet_id, std::uint8_t qos) {
   --pending_commits_;
   resume_.cancel();
   if (closed_) return;
   if (qos == 1) {
+    if (incoming_inflight_ > 0) --incoming_inflight_;
     send(mqtt::Puback{packet_id});
   } else {
     send(mqtt::Pubrec{packet_id});
@@ -714,7 +981,7 @@ void Connection::on_ack(std::uint16_t packet_id, std::uint8_t qos) {
 // window unacknowledged gets what it acknowledged kLazyRefill after its first acknowledgement.
 // Call with the session's mutex held.
 bool Connection::window_has_room() {
-  const std::size_t window = broker_.config().message.egress.qos1_buffer_size;
+  const std::size_t window = window_;
   if (window_full_ && (session_->inflight.size() <= window / 2 ||
                        (refill_due_ != Clock::time_point{} && Clock::now() >= refill_due_))) {
     window_full_ = false;
@@ -745,7 +1012,7 @@ void Connection::collect(std::string& out) {
   tail_.clear();
   out.append(control_);
   control_.clear();
-  if (!session_) return;
+  if (!session_ || disconnecting_) return;
   const auto& egress = broker_.config().message.egress;
   std::array<std::uint64_t, 3> sent{};                // by QoS
   thread_local std::vector<std::int64_t> first_sent;  // stored deliveries sent the first time
@@ -753,6 +1020,7 @@ void Connection::collect(std::string& out) {
   std::unique_lock lock(session_->mutex);
   if (session_->connection.lock().get() != this) return;
   const auto now = Clock::now();
+  const std::int64_t wall = unix_millis();  // for Message Expiry
   const bool resend_all = session_->resend;
   if (resend_all || (!session_->inflight.empty() && now >= next_retry_check_)) {
     // Unacknowledged deliveries go again with DUP, oldest first: all of them for a resumed
@@ -767,7 +1035,7 @@ void Connection::collect(std::string& out) {
       if (f.released) {
         mqtt::encode(mqtt::Pubrel{id}, out);
       } else {
-        encode_publish(out, *f.out.message, f.out.qos, f.out.retain, true, id);
+        encode_delivery(out, *f.out.message, f.out.qos, f.out.retain, true, id, wall);
         ++sent[f.out.qos];
       }
       f.sent = now;
@@ -784,9 +1052,23 @@ void Connection::collect(std::string& out) {
       continue;
     }
     Outgoing& o = pending.front().out;
+    if (!o.released && expired(o.message->expiry, wall)) {
+      // Never delivered once expired; a stored delivery leaves the store as if acknowledged.
+      broker_.acknowledged(*session_, o);
+      pending.pop_front();
+      continue;
+    }
+    if (!o.released && too_large_for_client(*o.message, o.qos, o.retain, wall)) {
+      // Dropped for this client, as if it had acknowledged it [MQTT-3.1.2-25].
+      broker_.log().debug("client '{}': message on '{}' exceeds its Maximum Packet Size; dropped",
+                          client_id_, o.message->topic);
+      broker_.acknowledged(*session_, o);
+      pending.pop_front();
+      continue;
+    }
     const std::uint8_t qos = o.qos;
     if (o.qos == 0) {
-      encode_publish(out, *o.message, 0, o.retain, false, 0);
+      encode_delivery(out, *o.message, 0, o.retain, false, 0, wall);
     } else {
       if (!window_has_room()) {
         window_full_ = true;
@@ -798,7 +1080,7 @@ void Connection::collect(std::string& out) {
       if (released) {
         mqtt::encode(mqtt::Pubrel{id}, out);  // PUBCOMP comes back even for an unknown id
       } else {
-        encode_publish(out, *o.message, o.qos, o.retain, o.dup, id);
+        encode_delivery(out, *o.message, o.qos, o.retain, o.dup, id, wall);
         if (o.stored && !o.dup) first_sent.push_back(o.message->id);
       }
       if (session_->inflight.empty()) next_retry_check_ = now + egress.qos1_retry_interval;
@@ -816,6 +1098,53 @@ void Connection::collect(std::string& out) {
   // Sent again after a restart, these carry DUP.
   if (!first_sent.empty() && broker_.store()) broker_.store()->sent(client_id_, first_sent);
   if (page_in) broker_.request_page_in(session_);
+}
+
+void Connection::encode_delivery(std::string& out, const Message& m, std::uint8_t qos, bool retain,
+                                 bool dup, std::uint16_t packet_id, std::int64_t now, bool alias) {
+  if (!v5()) {
+    mqtt::encode_publish(out, m.topic, m.payload, qos, retain, dup, packet_id);
+    return;
+  }
+  // The identifiers of the session's subscriptions that match (its mutex is held).
+  thread_local std::vector<std::uint32_t> identifiers;
+  identifiers.clear();
+  if (session_->identified) {
+    for (const auto& [filter, sub] : session_->subscriptions) {
+      if (sub.identifier != 0 && mqtt::topic_matches(filter, m.topic)) {
+        identifiers.push_back(sub.identifier);
+      }
+    }
+  }
+  // A topic sent before goes as its alias and an empty topic; the first ones get an alias.
+  std::uint16_t topic_alias = 0;
+  std::string_view topic = m.topic;
+  if (alias && client_alias_maximum_ > 0) {
+    if (auto it = sent_aliases_.find(m.topic); it != sent_aliases_.end()) {
+      topic_alias = it->second;
+      topic = {};
+    } else if (sent_aliases_.size() < client_alias_maximum_) {
+      topic_alias = static_cast<std::uint16_t>(sent_aliases_.size() + 1);
+      sent_aliases_.emplace(m.topic, topic_alias);
+    }
+  }
+  thread_local std::string properties;
+  properties.clear();
+  append_delivery_properties(properties, m.properties, expiry_seconds_left(m.expiry, now),
+                             identifiers, topic_alias);
+  mqtt::encode_publish_v5(out, topic, m.payload, qos, retain, dup, packet_id, properties);
+}
+
+bool Connection::too_large_for_client(const Message& m, std::uint8_t qos, bool retain,
+                                      std::int64_t now) {
+  if (!v5()) return false;
+  const std::uint32_t limit = session_->maximum_packet_size.load(std::memory_order_relaxed);
+  if (limit == 0) return false;
+  thread_local std::string packet;
+  packet.clear();
+  encode_delivery(packet, m, qos, retain, false, 1, now, false);
+  // The topic with an alias at worst (3 bytes).
+  return packet.size() + (client_alias_maximum_ > 0 ? 3 : 0) > limit;
 }
 
 // Runs while there is something to write, or to wait for (acknowledgements to retry, a refill

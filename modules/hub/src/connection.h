@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "baetyl/asio.h"
 #include "baetyl/mqtt/codec.h"
@@ -44,7 +46,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // connection still needs notify() (it could not, or something is left for its writer).
   bool write_directly();
   // Closes the connection (thread-safe); the will is published unless the client disconnected.
-  void close();
+  // An MQTT 5 client is sent DISCONNECT with `reason` first.
+  void close(mqtt::ReasonCode reason = mqtt::ReasonCode::ServerShuttingDown);
 
   const std::string& client_id() const { return client_id_; }
   const std::string& remote() const { return stream_->remote; }
@@ -93,9 +96,30 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void release_writer(std::uint8_t role);
   void wake();
 
+  // A server-initiated DISCONNECT of an MQTT 5 client: sent before anything else still queued,
+  // then the connection closes (at once for 3.1.1).
+  void disconnect(mqtt::ReasonCode reason, std::string_view why);
+  // A protocol violation found while reading: logged; an MQTT 5 client gets DISCONNECT with
+  // `reason` (a CONNACK when not connected yet). The caller stops reading.
+  void violation(mqtt::ReasonCode reason, std::string_view why);
+  // DISCONNECT with `reason` and `why` as its Reason String.
+  mqtt::Disconnect disconnect_packet(mqtt::ReasonCode reason, std::string_view why);
+  // Appends a PUBLISH of `m` in the client's protocol (MQTT 5: with its properties, the expiry
+  // left at `now` and the subscription identifiers of the session's matching subscriptions).
+  // With `alias`, a topic alias the client allows replaces the topic (see sent_aliases_).
+  void encode_delivery(std::string& out, const Message& m, std::uint8_t qos, bool retain, bool dup,
+                       std::uint16_t packet_id, std::int64_t now, bool alias = true);
+  // Whether that PUBLISH exceeds the MQTT 5 client's Maximum Packet Size.
+  bool too_large_for_client(const Message& m, std::uint8_t qos, bool retain, std::int64_t now);
   Next handle(mqtt::Packet& packet);
   Next on_connect(mqtt::Connect& connect);
   Next on_publish(const mqtt::PublishView& publish);
+  // MQTT 5 parts of a PUBLISH: resolves a Topic Alias into `publish.topic`, and fills in what
+  // is passed on. Close when the packet breaks a rule.
+  Next on_publish_v5(mqtt::PublishView& publish, std::string& forwarded, std::int64_t& expiry);
+  // The acknowledgement of a publish that is not delivered (not permitted, reserved topic).
+  void refuse_publish(const mqtt::PublishView& publish, mqtt::ReasonCode reason);
+  bool v5() const { return version_ == mqtt::ProtocolVersion::V5; }
   void on_ack(std::uint16_t packet_id, std::uint8_t qos);
   void on_pubrec(std::uint16_t packet_id);
   void send(const mqtt::Packet& packet);
@@ -128,8 +152,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
    private:
     std::unique_ptr<Timer> timer_;
   };
-  LazyTimer signal_;    // wakes the writer
-  LazyTimer resume_;    // wakes the reader when commits caught up, or a subscriber drained
+  LazyTimer signal_;  // wakes the writer
+  LazyTimer resume_;  // wakes the reader when commits caught up, or a subscriber drained
   void (*finished_)(void* context, Connection* connection) = nullptr;
   void* finished_context_ = nullptr;
   std::string input_;                   // an incomplete packet (plain TCP), or the read buffer
@@ -151,10 +175,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool offloading_ = false;  // another worker is sending on the socket: close it afterwards
   enum : std::uint8_t { kWriterIdle, kWriterStrand, kWriterDirect, kWriterClosed };
   std::atomic<std::uint8_t> writer_{kWriterIdle};
-  std::atomic<bool> strand_waiting_{false};   // the strand's writer waits for a direct writer
+  std::atomic<bool> strand_waiting_{false};  // the strand's writer waits for a direct writer
   std::atomic<bool> close_requested_{false};
-  std::atomic<bool> direct_allowed_{false};   // CONNACK was sent and the stream is plain TCP
-  std::thread::id home_thread_;               // the worker thread of the strand
+  std::atomic<bool> direct_allowed_{false};  // CONNACK was sent and the stream is plain TCP
+  std::thread::id home_thread_;              // the worker thread of the strand
   std::string tail_;  // what a direct write left unsent: the next writer sends it first
   std::chrono::steady_clock::duration keepalive_{};
   std::chrono::steady_clock::time_point deadline_;
@@ -169,6 +193,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::atomic<bool> notify_pending_{false};
   std::atomic<bool> wakeup_deferred_{false};  // queued in some thread's WakeupBatch
   mqtt::DecodeLimits limits_;
+  mqtt::ProtocolVersion version_ = mqtt::ProtocolVersion::V311;
+  bool disconnecting_ = false;  // a DISCONNECT was queued: nothing is sent after it
+  std::size_t window_ = 0;      // QoS 1/2 in flight: egress buffer, and the client's maximum
+  std::vector<std::string> topic_aliases_;    // MQTT 5: the client's aliases, alias - 1 → topic
+  std::uint32_t connect_session_expiry_ = 0;  // MQTT 5: the CONNECT's Session Expiry Interval
+  std::uint32_t will_delay_ = 0;              // MQTT 5: the will's Will Delay Interval
+  // MQTT 5 topic aliases towards the client: its Topic Alias Maximum, and the topics given one
+  // (the first ones sent, for the whole connection).
+  std::uint16_t client_alias_maximum_ = 0;
+  std::unordered_map<std::string, std::uint16_t> sent_aliases_;
+  // MQTT 5 flow control from the client: the Receive Maximum the hub announced, and the QoS 1/2
+  // PUBLISH of this connection not yet acknowledged (PUBACK, or PUBCOMP).
+  std::size_t receive_maximum_ = 0;
+  std::size_t incoming_inflight_ = 0;
 };
 
 }  // namespace baetyl::hub

@@ -26,6 +26,9 @@ struct Outgoing {
   bool dup = false;       // sent before (restored from the store)
   bool stored = false;    // has a queue entry in the store to delete on acknowledgement
   bool released = false;  // QoS 2 restored after PUBREC: send PUBREL, not the message
+  // The shared subscription group (Broker's id) it was delivered for, else 0: another member
+  // gets it if this session goes away before acknowledging it.
+  std::uint16_t share = 0;
 };
 
 class EgressQueue {

@@ -317,6 +317,9 @@ void run_hub(Context& ctx) {
   auto now = Clock::now();
   auto next_sys = sys_enabled ? now + cfg.sys.interval : Clock::time_point::max();
   auto next_cleanup = now + cfg.message.ingress.qos1_cleanup_interval;
+  // MQTT 5 sessions end within this long after their Session Expiry Interval.
+  constexpr auto kSessionExpiryCheck = std::chrono::seconds(1);
+  auto next_expiry = now + kSessionExpiryCheck;
   auto next_trim = now + kTrimInterval;
   auto next_status =
       cfg.status.logging_enable ? now + cfg.status.logging_interval : Clock::time_point::max();
@@ -335,8 +338,13 @@ void run_hub(Context& ctx) {
     ctx.log().warn("message.offset.buffer.size has no effect: acknowledgements are committed "
                    "in batches of message.offset.batch.max");
   }
-  while (!ctx.wait_until(std::min({next_cleanup, next_status, next_trim, next_sys}))) {
+  while (!ctx.wait_until(std::min({next_cleanup, next_status, next_trim, next_sys, next_expiry}))) {
     now = Clock::now();
+    if (now >= next_expiry) {
+      hub.broker().publish_due_wills();
+      hub.broker().expire_sessions();
+      next_expiry = now + kSessionExpiryCheck;
+    }
     if (now >= next_sys) {
       publish_sys(now, last_sys);
       last_sys = now;

@@ -41,10 +41,24 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string principal;
   std::shared_ptr<const Authorizer> authorizer;
   bool unclaimed = false;
+  // The protocol of the connection attached last (MQTT 5 deliveries carry properties), and its
+  // MQTT 5 Maximum Packet Size (0: none): read by publishers without the mutex.
+  std::atomic<bool> v5{false};
+  std::atomic<std::uint32_t> maximum_packet_size{0};
+  // Its QoS 0 messages are encoded by its connection's writer, not once by the publisher: the
+  // writer adds per-connection state (MQTT 5 topic aliases towards the client).
+  std::atomic<bool> encode_at_write{false};
+  // A connection is attached (set with `connection`): shared subscriptions pick online members.
+  std::atomic<bool> online{false};
 
   std::mutex mutex;
   // Everything below is guarded by `mutex`.
-  std::map<std::string, std::uint8_t, std::less<>> subscriptions;
+  std::map<std::string, Subscribed, std::less<>> subscriptions;
+  bool identified = false;  // some subscription has a Subscription Identifier
+  // A persistent session's Session Expiry Interval in seconds (kNeverExpires: never), and while
+  // no connection is attached, when it ends.
+  std::uint32_t expiry_interval = kNeverExpires;
+  std::chrono::steady_clock::time_point expires_at = std::chrono::steady_clock::time_point::max();
   EgressQueue pending;
   std::map<std::uint16_t, Inflight> inflight;
   std::uint64_t next_order = 0;

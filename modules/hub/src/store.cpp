@@ -20,6 +20,14 @@ void bind_text(sqlite3_stmt* s, int i, std::string_view v) {
 void bind_blob(sqlite3_stmt* s, int i, std::string_view v) {
   sqlite3_bind_blob(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
 }
+// MQTT 5 properties; NULL for none (a 3.1.1 message), which costs nothing per row.
+void bind_properties(sqlite3_stmt* s, int i, std::string_view v) {
+  if (v.empty()) {
+    sqlite3_bind_null(s, i);
+  } else {
+    bind_blob(s, i, v);
+  }
+}
 std::string column_string(sqlite3_stmt* s, int i) {
   const void* data = sqlite3_column_blob(s, i);
   int size = sqlite3_column_bytes(s, i);
@@ -87,26 +95,34 @@ Store::Store(const std::string& dir, StoreOptions options, std::shared_ptr<spdlo
   exec(
       "CREATE TABLE IF NOT EXISTS qos2_received (client_id TEXT NOT NULL, "
       "packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID");
+  add_mqtt5_columns();
 
-  insert_message_ =
-      prepare("INSERT OR REPLACE INTO messages (id, topic, payload, qos, time) VALUES (?,?,?,?,?)");
+  insert_message_ = prepare(
+      "INSERT OR REPLACE INTO messages (id, topic, payload, qos, time, properties, expiry) "
+      "VALUES (?,?,?,?,?,?,?)");
   insert_queue_ =
       prepare("INSERT OR REPLACE INTO queue (client_id, message_id, qos) VALUES (?,?,?)");
   delete_queue_ = prepare("DELETE FROM queue WHERE client_id = ? AND message_id = ?");
   release_queue_ = prepare("UPDATE queue SET released = 1 WHERE client_id = ? AND message_id = ?");
   sent_queue_ = prepare("UPDATE queue SET sent = 1 WHERE client_id = ? AND message_id = ?");
-  insert_session_ = prepare("INSERT OR REPLACE INTO sessions (client_id, principal) VALUES (?,?)");
+  insert_session_ = prepare(
+      "INSERT OR REPLACE INTO sessions (client_id, principal, expiry_interval, expires_at) "
+      "VALUES (?,?,?,NULL)");
+  session_expires_ = prepare("UPDATE sessions SET expires_at = ? WHERE client_id = ?");
   delete_session_ = prepare("DELETE FROM sessions WHERE client_id = ?");
   delete_session_subs_ = prepare("DELETE FROM subscriptions WHERE client_id = ?");
   delete_session_queue_ = prepare("DELETE FROM queue WHERE client_id = ?");
-  insert_sub_ =
-      prepare("INSERT OR REPLACE INTO subscriptions (client_id, filter, qos) VALUES (?,?,?)");
+  insert_sub_ = prepare(
+      "INSERT OR REPLACE INTO subscriptions (client_id, filter, qos, options, identifier) "
+      "VALUES (?,?,?,?,?)");
   delete_sub_ = prepare("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?");
-  insert_retained_ =
-      prepare("INSERT OR REPLACE INTO retained (topic, payload, qos, time) VALUES (?,?,?,?)");
+  insert_retained_ = prepare(
+      "INSERT OR REPLACE INTO retained (topic, payload, qos, time, properties, expiry) "
+      "VALUES (?,?,?,?,?,?)");
   delete_retained_ = prepare("DELETE FROM retained WHERE topic = ?");
   insert_will_ = prepare(
-      "INSERT OR REPLACE INTO wills (client_id, topic, payload, qos, retain) VALUES (?,?,?,?,?)");
+      "INSERT OR REPLACE INTO wills (client_id, topic, payload, qos, retain, properties, expiry) "
+      "VALUES (?,?,?,?,?,?,?)");
   delete_will_ = prepare("DELETE FROM wills WHERE client_id = ?");
   insert_qos2_ = prepare("INSERT OR IGNORE INTO qos2_received (client_id, packet_id) VALUES (?,?)");
   delete_qos2_ = prepare("DELETE FROM qos2_received WHERE client_id = ? AND packet_id = ?");
@@ -161,6 +177,27 @@ void Store::add_principal_column() {
       path_);
 }
 
+// MQTT 5: the properties a message passes on and its expiry, for messages, retained messages
+// and wills. Rows stored before have none (NULL properties, expiry 0: never).
+void Store::add_mqtt5_columns() {
+  bool added = false;
+  for (const char* table : {"messages", "retained", "wills"}) {
+    added = add_column_if_missing(table, "properties", "BLOB") || added;
+    added = add_column_if_missing(table, "expiry", "INTEGER NOT NULL DEFAULT 0") || added;
+  }
+  // Sessions: their Session Expiry Interval (NULL: never) and when a disconnected one ends;
+  // subscriptions: No Local (1) and Retain As Published (2), and the Subscription Identifier.
+  added = add_column_if_missing("sessions", "expiry_interval", "INTEGER") || added;
+  added = add_column_if_missing("sessions", "expires_at", "INTEGER") || added;
+  added = add_column_if_missing("subscriptions", "options", "INTEGER NOT NULL DEFAULT 0") || added;
+  added =
+      add_column_if_missing("subscriptions", "identifier", "INTEGER NOT NULL DEFAULT 0") || added;
+  if (added) {
+    log_->info("'{}': now keeps MQTT 5 properties, expiry, session expiry and subscription options",
+               path_);
+  }
+}
+
 void Store::exec(const char* sql) {
   char* error = nullptr;
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
@@ -199,40 +236,58 @@ StoredState Store::load() {
     while (sqlite3_step(stmt) == SQLITE_ROW) row(stmt);
     sqlite3_finalize(stmt);
   };
-  query("SELECT client_id, principal FROM sessions ORDER BY client_id", [&](sqlite3_stmt* s) {
-    index[column_string(s, 0)] = state.sessions.size();
-    state.sessions.push_back(StoredSession{column_string(s, 0), {}, {}, column_string(s, 1)});
-  });
-  query("SELECT client_id, filter, qos FROM subscriptions", [&](sqlite3_stmt* s) {
-    auto it = index.find(column_string(s, 0));
-    if (it == index.end()) return;
-    state.sessions[it->second].subscriptions.emplace_back(
-        column_string(s, 1), static_cast<std::uint8_t>(sqlite3_column_int(s, 2)));
-  });
+  query(
+      "SELECT client_id, principal, expiry_interval, expires_at FROM sessions "
+      "ORDER BY client_id",
+      [&](sqlite3_stmt* s) {
+        index[column_string(s, 0)] = state.sessions.size();
+        StoredSession session{column_string(s, 0), {}, {}, column_string(s, 1)};
+        if (sqlite3_column_type(s, 2) != SQLITE_NULL) {
+          session.expiry_interval = static_cast<std::uint32_t>(sqlite3_column_int64(s, 2));
+        }
+        session.expires_at = sqlite3_column_int64(s, 3);  // NULL reads as 0
+        state.sessions.push_back(std::move(session));
+      });
+  query("SELECT client_id, filter, qos, options, identifier FROM subscriptions",
+        [&](sqlite3_stmt* s) {
+          auto it = index.find(column_string(s, 0));
+          if (it == index.end()) return;
+          Subscribed sub;
+          sub.qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 2));
+          sub.no_local = (sqlite3_column_int(s, 3) & 1) != 0;
+          sub.retain_as_published = (sqlite3_column_int(s, 3) & 2) != 0;
+          sub.identifier = static_cast<std::uint32_t>(sqlite3_column_int64(s, 4));
+          state.sessions[it->second].subscriptions.emplace_back(column_string(s, 1), sub);
+        });
   query("SELECT client_id, packet_id FROM qos2_received", [&](sqlite3_stmt* s) {
     auto it = index.find(column_string(s, 0));
     if (it == index.end()) return;
     state.sessions[it->second].incoming_qos2.push_back(
         static_cast<std::uint16_t>(sqlite3_column_int(s, 1)));
   });
-  query("SELECT topic, payload, qos, time FROM retained", [&](sqlite3_stmt* s) {
+  query("SELECT topic, payload, qos, time, properties, expiry FROM retained", [&](sqlite3_stmt* s) {
     auto m = std::make_shared<Message>();
     m->topic = column_string(s, 0);
     m->payload = column_string(s, 1);
     m->qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 2));
     m->time = sqlite3_column_int64(s, 3);
+    m->properties = column_string(s, 4);
+    m->expiry = sqlite3_column_int64(s, 5);
     m->retain = true;
     state.retained.push_back(std::move(m));
   });
-  query("SELECT client_id, topic, payload, qos, retain FROM wills", [&](sqlite3_stmt* s) {
-    StoredWill w;
-    w.client_id = column_string(s, 0);
-    w.message.topic = column_string(s, 1);
-    w.message.payload = column_string(s, 2);
-    w.message.qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 3));
-    w.message.retain = sqlite3_column_int(s, 4) != 0;
-    state.wills.push_back(std::move(w));
-  });
+  query("SELECT client_id, topic, payload, qos, retain, properties, expiry FROM wills",
+        [&](sqlite3_stmt* s) {
+          StoredWill w;
+          w.client_id = column_string(s, 0);
+          w.message.topic = column_string(s, 1);
+          w.message.payload = column_string(s, 2);
+          w.message.qos = static_cast<std::uint8_t>(sqlite3_column_int(s, 3));
+          w.message.retain = sqlite3_column_int(s, 4) != 0;
+          w.message.properties = column_string(s, 5);
+          w.message.expiry = sqlite3_column_int64(s, 6);
+          state.wills.push_back(std::move(w));
+        });
   query("SELECT COALESCE(MAX(id), 0) FROM messages",
         [&](sqlite3_stmt* s) { next_id_ = sqlite3_column_int64(s, 0) + 1; });
   return state;
@@ -349,7 +404,8 @@ QueuePage Store::read_queue(const std::string& client_id, std::int64_t after, st
     sqlite3_exec(reader_db_, "PRAGMA cache_size=-256", nullptr, nullptr, nullptr);
     if (sqlite3_prepare_v2(reader_db_,
                            "SELECT q.message_id, q.qos, q.released, q.sent, m.topic, m.payload, "
-                           "m.qos, m.time FROM queue q JOIN messages m ON m.id = q.message_id "
+                           "m.qos, m.time, m.properties, m.expiry FROM queue q "
+                           "JOIN messages m ON m.id = q.message_id "
                            "WHERE q.client_id = ?1 AND q.message_id > ?2 ORDER BY q.message_id "
                            "LIMIT ?3",
                            -1, &read_queue_, nullptr) != SQLITE_OK) {
@@ -370,6 +426,8 @@ QueuePage Store::read_queue(const std::string& client_id, std::int64_t after, st
     m->payload = column_string(read_queue_, 5);
     m->qos = static_cast<std::uint8_t>(sqlite3_column_int(read_queue_, 6));
     m->time = sqlite3_column_int64(read_queue_, 7);
+    m->properties = column_string(read_queue_, 8);
+    m->expiry = sqlite3_column_int64(read_queue_, 9);
     read += m->topic.size() + m->payload.size();
     page.deliveries.push_back(StoredDelivery{
         std::move(m), static_cast<std::uint8_t>(sqlite3_column_int(read_queue_, 1)),
@@ -386,13 +444,21 @@ QueuePage Store::read_queue(const std::string& client_id, std::int64_t after, st
 void Store::released(const std::string& client_id, std::int64_t id) {
   submit(Released{client_id, id});
 }
-void Store::save_session(const std::string& client_id, const std::string& principal) {
-  submit(SaveSession{client_id, principal});
+void Store::save_session(const std::string& client_id, const std::string& principal,
+                         std::uint32_t expiry_interval) {
+  submit(SaveSession{client_id, principal, expiry_interval});
+}
+void Store::session_expires(const std::string& client_id, std::int64_t expires_at) {
+  submit(SessionExpires{client_id, expires_at});
 }
 void Store::delete_session(const std::string& client_id) { submit(DeleteSession{client_id}); }
 void Store::add_subscription(const std::string& client_id, const std::string& filter,
                              std::uint8_t qos) {
-  submit(AddSubscription{client_id, filter, qos});
+  submit(AddSubscription{client_id, filter, Subscribed{qos}});
+}
+void Store::add_subscription(const std::string& client_id, const std::string& filter,
+                             const Subscribed& subscription) {
+  submit(AddSubscription{client_id, filter, subscription});
 }
 void Store::remove_subscription(const std::string& client_id, const std::string& filter) {
   submit(RemoveSubscription{client_id, filter});
@@ -610,6 +676,8 @@ void Store::apply(Op& op) {
     bind_blob(insert_message_, 3, msg.payload);
     sqlite3_bind_int(insert_message_, 4, msg.qos);
     sqlite3_bind_int64(insert_message_, 5, msg.time);
+    bind_properties(insert_message_, 6, msg.properties);
+    sqlite3_bind_int64(insert_message_, 7, msg.expiry);
     step(insert_message_);
     for (const auto& [client_id, qos] : m->queue) {
       bind_text(insert_queue_, 1, client_id);
@@ -647,7 +715,16 @@ void Store::apply(Op& op) {
     } else {
       bind_text(insert_session_, 2, s->principal);
     }
+    if (s->expiry_interval == kNeverExpires) {
+      sqlite3_bind_null(insert_session_, 3);
+    } else {
+      sqlite3_bind_int64(insert_session_, 3, s->expiry_interval);
+    }
     step(insert_session_);
+  } else if (auto* e = std::get_if<SessionExpires>(&op)) {
+    sqlite3_bind_int64(session_expires_, 1, e->expires_at);
+    bind_text(session_expires_, 2, e->client_id);
+    step(session_expires_);
   } else if (auto* d = std::get_if<DeleteSession>(&op)) {
     for (auto* stmt :
          {delete_session_, delete_session_subs_, delete_session_queue_, delete_session_qos2_}) {
@@ -657,7 +734,11 @@ void Store::apply(Op& op) {
   } else if (auto* as = std::get_if<AddSubscription>(&op)) {
     bind_text(insert_sub_, 1, as->client_id);
     bind_text(insert_sub_, 2, as->filter);
-    sqlite3_bind_int(insert_sub_, 3, as->qos);
+    sqlite3_bind_int(insert_sub_, 3, as->subscription.qos);
+    sqlite3_bind_int(
+        insert_sub_, 4,
+        (as->subscription.no_local ? 1 : 0) | (as->subscription.retain_as_published ? 2 : 0));
+    sqlite3_bind_int64(insert_sub_, 5, as->subscription.identifier);
     step(insert_sub_);
   } else if (auto* rs = std::get_if<RemoveSubscription>(&op)) {
     bind_text(delete_sub_, 1, rs->client_id);
@@ -669,6 +750,8 @@ void Store::apply(Op& op) {
     bind_blob(insert_retained_, 2, msg.payload);
     sqlite3_bind_int(insert_retained_, 3, msg.qos);
     sqlite3_bind_int64(insert_retained_, 4, msg.time);
+    bind_properties(insert_retained_, 5, msg.properties);
+    sqlite3_bind_int64(insert_retained_, 6, msg.expiry);
     step(insert_retained_);
   } else if (auto* cr = std::get_if<ClearRetained>(&op)) {
     bind_text(delete_retained_, 1, cr->topic);
@@ -680,6 +763,8 @@ void Store::apply(Op& op) {
     bind_blob(insert_will_, 3, w.payload);
     sqlite3_bind_int(insert_will_, 4, w.qos);
     sqlite3_bind_int(insert_will_, 5, w.retain ? 1 : 0);
+    bind_properties(insert_will_, 6, w.properties);
+    sqlite3_bind_int64(insert_will_, 7, w.expiry);
     step(insert_will_);
   } else if (auto* cw = std::get_if<ClearWill>(&op)) {
     bind_text(delete_will_, 1, cw->client_id);

@@ -58,9 +58,13 @@ struct StoredDelivery {
 // A persistent session as stored; its queue stays in the store (see Store::read_queue).
 struct StoredSession {
   std::string client_id;
-  std::vector<std::pair<std::string, std::uint8_t>> subscriptions;
+  std::vector<std::pair<std::string, Subscribed>> subscriptions;
   std::vector<std::uint16_t> incoming_qos2;  // QoS 2 ids received, PUBREL not yet
   std::string principal;  // "" when stored by a hub that did not record principals
+  std::uint32_t expiry_interval = kNeverExpires;  // MQTT 5 Session Expiry Interval, seconds
+  // Unix ms when it ends: recorded when its client disconnected; 0 while connected (and for a
+  // session whose client was connected when the hub stopped: it counts from the restart).
+  std::int64_t expires_at = 0;
 };
 
 // A part of a session's stored queue (Store::read_queue).
@@ -114,10 +118,17 @@ class Store {
                        std::size_t bytes);
   // `done` runs, on the committing thread, once everything submitted before is committed.
   void after_commit(std::function<void()> done);
-  // Records the persistent session of `client_id` as belonging to `principal`.
-  void save_session(const std::string& client_id, const std::string& principal = {});
+  // Records the persistent session of `client_id` as belonging to `principal`, with its
+  // Session Expiry Interval (seconds; kNeverExpires: never), connected.
+  void save_session(const std::string& client_id, const std::string& principal = {},
+                    std::uint32_t expiry_interval = kNeverExpires);
+  // The session's client disconnected: it ends at `expires_at` (unix ms), unless it connects
+  // again (save_session) before.
+  void session_expires(const std::string& client_id, std::int64_t expires_at);
   void delete_session(const std::string& client_id);  // with its subscriptions and queue
   void add_subscription(const std::string& client_id, const std::string& filter, std::uint8_t qos);
+  void add_subscription(const std::string& client_id, const std::string& filter,
+                        const Subscribed& subscription);
   void remove_subscription(const std::string& client_id, const std::string& filter);
   void set_retained(MessagePtr message);
   void clear_retained(const std::string& topic);
@@ -180,6 +191,11 @@ class Store {
   struct SaveSession {
     std::string client_id;
     std::string principal;
+    std::uint32_t expiry_interval = kNeverExpires;
+  };
+  struct SessionExpires {
+    std::string client_id;
+    std::int64_t expires_at = 0;
   };
   struct DeleteSession {
     std::string client_id;
@@ -187,7 +203,7 @@ class Store {
   struct AddSubscription {
     std::string client_id;
     std::string filter;
-    std::uint8_t qos;
+    Subscribed subscription;
   };
   struct RemoveSubscription {
     std::string client_id;
@@ -214,7 +230,7 @@ class Store {
   };
   using Op = std::variant<AddMessage, ReleaseQos2, Ack, Released, SaveSession, DeleteSession,
                           AddSubscription, RemoveSubscription, SetRetained, ClearRetained, SetWill,
-                          ClearWill, Cleanup, Barrier, Sent>;
+                          ClearWill, Cleanup, Barrier, Sent, SessionExpires>;
   // Acknowledgements and sent marks: they wait for other work or a batch of them.
   static bool lazy(const Op& op) {
     return std::holds_alternative<Ack>(op) || std::holds_alternative<Sent>(op);
@@ -243,6 +259,7 @@ class Store {
   void stop_checkpointer();
   const char* synchronous_pragma() const;
   void add_principal_column();
+  void add_mqtt5_columns();
   void exec(const char* sql);
   // Adds a column that an older hub.db lacks; true when it was missing.
   bool add_column_if_missing(const char* table, const char* column, const char* type);
@@ -260,6 +277,7 @@ class Store {
   sqlite3_stmt* release_queue_ = nullptr;
   sqlite3_stmt* sent_queue_ = nullptr;
   sqlite3_stmt* insert_session_ = nullptr;
+  sqlite3_stmt* session_expires_ = nullptr;
   sqlite3_stmt* delete_session_ = nullptr;
   sqlite3_stmt* delete_session_subs_ = nullptr;
   sqlite3_stmt* delete_session_queue_ = nullptr;

@@ -118,7 +118,7 @@ void RawClient::close() {
   fd_ = -1;
 }
 
-void RawClient::send(const mqtt::Packet& packet) { send_raw(mqtt::encode(packet)); }
+void RawClient::send(const mqtt::Packet& packet) { send_raw(mqtt::encode(packet, version_)); }
 
 void RawClient::send_raw(const std::string& bytes) {
   std::size_t done = 0;
@@ -132,7 +132,7 @@ void RawClient::send_raw(const std::string& bytes) {
 std::optional<mqtt::Packet> RawClient::receive(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
-    auto result = mqtt::decode(buffer_);
+    auto result = mqtt::decode(buffer_, {}, version_);
     if (result.status == mqtt::DecodeStatus::Ok) {
       buffer_.erase(0, result.consumed);
       return std::move(result.packet);
@@ -180,6 +180,7 @@ template mqtt::Pubcomp RawClient::expect<mqtt::Pubcomp>(std::chrono::millisecond
 template mqtt::Suback RawClient::expect<mqtt::Suback>(std::chrono::milliseconds);
 template mqtt::Unsuback RawClient::expect<mqtt::Unsuback>(std::chrono::milliseconds);
 template mqtt::Pingresp RawClient::expect<mqtt::Pingresp>(std::chrono::milliseconds);
+template mqtt::Disconnect RawClient::expect<mqtt::Disconnect>(std::chrono::milliseconds);
 
 bool RawClient::closed_by_peer(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -193,11 +194,12 @@ bool RawClient::closed_by_peer(std::chrono::milliseconds timeout) {
 
 bool RawClient::silent_for(std::chrono::milliseconds quiet) {
   auto packet = receive(quiet);
-  if (packet) buffer_.insert(0, mqtt::encode(*packet));
+  if (packet) buffer_.insert(0, mqtt::encode(*packet, version_));
   return !packet;
 }
 
 mqtt::Connack RawClient::connect(const mqtt::Connect& connect) {
+  if (connect.protocol_level == 5) version_ = mqtt::ProtocolVersion::V5;
   send(connect);
   return expect<mqtt::Connack>();
 }
@@ -210,6 +212,17 @@ mqtt::Connect make_connect(const std::string& client_id, bool clean, const std::
   c.keep_alive = 60;
   if (!username.empty()) c.username = username;
   if (!password.empty()) c.password = password;
+  return c;
+}
+
+mqtt::Connect make_connect_v5(const std::string& client_id, bool clean_start,
+                              std::uint32_t session_expiry, const std::string& username,
+                              const std::string& password) {
+  mqtt::Connect c = make_connect(client_id, clean_start, username, password);
+  c.protocol_level = 5;
+  if (session_expiry != 0) {
+    c.properties.add(mqtt::PropertyId::SessionExpiryInterval, session_expiry);
+  }
   return c;
 }
 

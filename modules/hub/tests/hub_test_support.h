@@ -63,10 +63,16 @@ class RawClient {
   // True when nothing arrives for `quiet`.
   bool silent_for(std::chrono::milliseconds quiet);
 
+  // Sends CONNECT and returns the CONNACK; a CONNECT of protocol level 5 makes this an MQTT 5
+  // client (its packets are encoded and decoded as MQTT 5 from then on).
   mqtt::Connack connect(const mqtt::Connect& connect);
   void close();
+  mqtt::ProtocolVersion version() const { return version_; }
+  // For packets sent with send_raw() and what comes back.
+  void set_version(mqtt::ProtocolVersion version) { version_ = version; }
 
  private:
+  mqtt::ProtocolVersion version_ = mqtt::ProtocolVersion::V311;
   int fd_ = -1;
   std::string buffer_;
   bool eof_ = false;
@@ -75,6 +81,12 @@ class RawClient {
 mqtt::Connect make_connect(const std::string& client_id, bool clean = true,
                            const std::string& username = "test",
                            const std::string& password = "hahaha");
+
+// make_connect() for MQTT 5 with a Session Expiry Interval (none when 0).
+mqtt::Connect make_connect_v5(const std::string& client_id, bool clean_start = true,
+                              std::uint32_t session_expiry = 0,
+                              const std::string& username = "test",
+                              const std::string& password = "hahaha");
 
 std::string python_client_path();
 

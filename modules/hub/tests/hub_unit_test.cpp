@@ -527,6 +527,73 @@ TEST(Store, OpensADatabaseWithoutTheSentColumn) {
   EXPECT_FALSE(page.deliveries[0].sent);
 }
 
+// MQTT 5: messages, retained messages and wills keep their properties and expiry; a hub.db of
+// an earlier version gains the columns, and its rows come back with none.
+TEST(Store, Mqtt5PropertiesAndExpiryAreStoredAndOldRowsHaveNone) {
+  baetyl::testing::TempDir dir;
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir.path() / "hub.db").string().c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
+                           "payload BLOB, qos INTEGER NOT NULL, time INTEGER NOT NULL);"
+                           "CREATE TABLE queue (client_id TEXT NOT NULL, message_id INTEGER NOT "
+                           "NULL, qos INTEGER NOT NULL, released INTEGER NOT NULL DEFAULT 0, "
+                           "sent INTEGER NOT NULL DEFAULT 0, "
+                           "PRIMARY KEY (client_id, message_id)) WITHOUT ROWID;"
+                           "CREATE TABLE retained (topic TEXT PRIMARY KEY, payload BLOB, "
+                           "qos INTEGER NOT NULL, time INTEGER NOT NULL);"
+                           "CREATE TABLE wills (client_id TEXT PRIMARY KEY, topic TEXT NOT NULL, "
+                           "payload BLOB, qos INTEGER NOT NULL, retain INTEGER NOT NULL);"
+                           "INSERT INTO messages VALUES (1, 't', 'old', 1, 1);"
+                           "INSERT INTO queue (client_id, message_id, qos) VALUES ('c', 1, 1);"
+                           "INSERT INTO retained VALUES ('r/old', 'old', 0, 1);",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  const std::string properties("\x26\x00\x01k\x00\x01v", 7);  // User Property k=v
+  {
+    Store store(dir.path().string(), {}, spdlog::default_logger());
+    auto state = store.load();
+    ASSERT_EQ(state.retained.size(), 1u);
+    EXPECT_TRUE(state.retained[0]->properties.empty());
+    EXPECT_EQ(state.retained[0]->expiry, 0);
+    store.start();
+    auto m = std::make_shared<Message>();
+    m->id = store.next_message_id();
+    m->topic = "t";
+    m->payload = "new";
+    m->qos = 1;
+    m->time = 2;
+    m->properties = properties;
+    m->expiry = 123456;
+    store.add_message(m, {{"c", 1}}, {});
+    auto retained = std::make_shared<Message>(*m);
+    retained->topic = "r/new";
+    store.set_retained(retained);
+    auto will = std::make_shared<Message>(*m);
+    will->topic = "w";
+    store.set_will("c", will);
+    store.flush();
+    auto page = store.read_queue("c", 0, 10, 1 << 20);
+    ASSERT_EQ(page.deliveries.size(), 2u);
+    EXPECT_TRUE(page.deliveries[0].message->properties.empty());
+    EXPECT_EQ(page.deliveries[0].message->expiry, 0);
+    EXPECT_EQ(page.deliveries[1].message->properties, properties);
+    EXPECT_EQ(page.deliveries[1].message->expiry, 123456);
+  }
+  Store store(dir.path().string(), {}, spdlog::default_logger());
+  auto state = store.load();
+  ASSERT_EQ(state.retained.size(), 2u);
+  for (const auto& r : state.retained) {
+    EXPECT_EQ(r->properties, r->topic == "r/new" ? properties : "") << r->topic;
+  }
+  ASSERT_EQ(state.wills.size(), 1u);
+  EXPECT_EQ(state.wills[0].message.properties, properties);
+  EXPECT_EQ(state.wills[0].message.expiry, 123456);
+}
+
 // A hub.db written before sessions recorded their principal is migrated in place: its sessions
 // come back without one.
 TEST(Store, SessionsRecordTheirPrincipalAndOldDatabasesAreMigrated) {
@@ -1028,8 +1095,9 @@ TEST(Broker, DeniedTopicsAreFilteredAtDelivery) {
   Broker broker(config, nullptr, spdlog::default_logger());
   auto u = broker.auth().authenticate("u", "pw");
   auto s = broker.attach("s", false, nullptr, u).session;
+  // MQTT 5 reason codes: 0x87 Not authorized (a 3.1.1 SUBACK says 0x80).
   EXPECT_EQ(broker.subscribe(s, {{"#", 1}, {"secret/+", 1}, {"+/x", 1}}, u.get()),
-            (std::vector<std::uint8_t>{1, 0x80, 1}));
+            (std::vector<std::uint8_t>{1, 0x87, 1}));
   for (const char* topic : {"secret/x", "open/x", "secret", "open", "in"}) {
     broker.publish(qos1_message(topic));
   }
