@@ -69,10 +69,13 @@ else
   die "$source: no such package or directory"
 fi
 
+# Docker mode needs Docker, which the package only suggests.
+if [[ $kind == deb && $example == docker ]] && ! command -v dockerd >/dev/null; then
+  packages+=(docker.io)
+fi
 echo "install.sh: installing ${packages[*]}"
 case $kind in
   deb)
-    if [[ $example == docker ]] && ! command -v dockerd >/dev/null; then packages+=(docker.io); fi
     export DEBIAN_FRONTEND=noninteractive
     # Keep a configuration file the user edited (an upgrade never overwrites it).
     apt_options=(-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
