@@ -28,7 +28,7 @@ set(baetyl_control_dir ${PROJECT_BINARY_DIR}/package-control)
 file(MAKE_DIRECTORY ${baetyl_control_dir})
 file(WRITE ${baetyl_control_dir}/conffiles
      "/usr/local/etc/baetyl/conf.yml\n/usr/local/var/db/baetyl/application.yml\n")
-foreach(script postinst prerm postrm)
+foreach(script preinst postinst prerm postrm)
   file(COPY ${baetyl_package_dir}/${script} DESTINATION ${baetyl_control_dir}
        FILE_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ
                         WORLD_EXECUTE)
@@ -40,12 +40,20 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_RELEASE ${baetyl_release})
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_COMPRESSION_TYPE gzip)
+# The directories of the prefix belong to the system: out of the archives after CPack built them.
+set(CPACK_POST_BUILD_SCRIPTS ${PROJECT_SOURCE_DIR}/cmake/BaetylDebSystemDirs.cmake)
+set(CPACK_BAETYL_SOURCE_DIR ${PROJECT_SOURCE_DIR})
 set(CPACK_DEBIAN_BAETYL_PACKAGE_NAME baetyl)
 set(CPACK_DEBIAN_BAETYL_PACKAGE_DEPENDS "python3, python3-grpcio, python3-yaml, nodejs")
-set(CPACK_DEBIAN_BAETYL_PACKAGE_RECOMMENDS "docker.io, ca-certificates")
+# Docker is for docker mode only and, as in the v1 docs, installed on its own (scripts/install.sh
+# --with-docker-example installs it): apt installs recommendations by default, and a native node
+# has no use for dockerd. ca-certificates verifies TLS peers when no CA is configured.
+set(CPACK_DEBIAN_BAETYL_PACKAGE_RECOMMENDS "ca-certificates")
+set(CPACK_DEBIAN_BAETYL_PACKAGE_SUGGESTS "docker.io")
 set(CPACK_DEBIAN_BAETYL_PACKAGE_CONTROL_EXTRA
-    ${baetyl_control_dir}/conffiles ${baetyl_control_dir}/postinst ${baetyl_control_dir}/prerm
-    ${baetyl_control_dir}/postrm)
+    ${baetyl_control_dir}/conffiles ${baetyl_control_dir}/preinst ${baetyl_control_dir}/postinst
+    ${baetyl_control_dir}/prerm ${baetyl_control_dir}/postrm)
 set(CPACK_DEBIAN_BAETYL_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME baetyl-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_ARCHITECTURE ${CPACK_DEBIAN_PACKAGE_ARCHITECTURE})

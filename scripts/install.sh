@@ -11,7 +11,9 @@
 #                those of BUILD_DIR/packages (BUILD_DIR: build)
 # Options:
 #   --with-docker-example   import example/docker: etc/baetyl/conf.yml and var/db/baetyl/... under
-#                           /usr/local, and the drop-in that makes baetyl.service want Docker
+#                           /usr/local, and the drop-in that makes baetyl.service want Docker;
+#                           installs Debian's docker.io with the package when dockerd is missing
+#                           (the package only suggests it)
 #   --with-native-example   import example/native (native processes, no Docker)
 #   --dev                   also install baetyl-dev (the SDK)
 #   --start                 start (or restart) baetyl.service when done; without it nothing is
@@ -32,7 +34,7 @@ while (($#)); do
     --with-native-example) example=native ;;
     --dev) dev=1 ;;
     --start) start=1 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) die "unknown option '$1' (see --help)" ;;
     *) [[ -z $source ]] || die "one package or directory only"; source=$1 ;;
   esac
@@ -67,6 +69,10 @@ else
   die "$source: no such package or directory"
 fi
 
+# Docker mode needs Docker, which the package only suggests.
+if [[ $kind == deb && $example == docker ]] && ! command -v dockerd >/dev/null; then
+  packages+=(docker.io)
+fi
 echo "install.sh: installing ${packages[*]}"
 case $kind in
   deb)

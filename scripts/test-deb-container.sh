@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The .deb on a clean system: a debian:bookworm-slim container (scripts/docker-base-image.sh makes
 # the image when it is missing; apt in the container reaches the Debian mirror) installs the
-# package with scripts/install.sh --with-native-example, then checks:
+# package with scripts/install.sh --with-native-example (apt-get install, recommendations
+# included, as the docs' install command does), then checks:
 #   baetyl version and baetyl check pass;
 #   baetyl start runs the native example: the hub answers a publish (its route t -> t/topic);
 #   an upgrade to release 2 keeps an edited conf.yml;
-#   apt-get purge leaves nothing behind in /usr/local, /etc/systemd and /run.
+#   apt-get purge baetyl, then apt-get purge of every package the install pulled in (its
+#   dependencies and recommendations: some, such as ca-certificates, which apt recommends, would
+#   stay after apt-get autoremove), leaves the installed packages and the file system as they
+#   were before the install: the same paths, every directory of /usr/local included (apt's and
+#   dpkg's own records, caches and logs aside).
 # Takes a few minutes (apt downloads the dependencies), hence not in make test; docs/install.md.
 #
 #   scripts/test-deb-container.sh [BUILD_DIR]      (programs built: make programs)
@@ -29,15 +34,29 @@ export DEBIAN_FRONTEND=noninteractive
 failures=0
 pass() { echo "PASS: $*"; }
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-snapshot() { find /usr/local /etc/systemd /run 2>/dev/null | grep -v '^/run/lock' | sort; }
+# Every path of the file system but the kernel's, the test's own, and the package manager's
+# records, caches and logs (which an install and a purge change by design).
+snapshot() {
+  find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /tmp -o -path /pkgs \
+    -o -path /install.sh -o -path /var/cache -o -path /var/log -o -path /var/lib/apt \) -prune \
+    -o -print 2>/dev/null |
+    grep -v -E '^/var/lib/dpkg/((status|available|diversions|statoverride)-old|lock.*)$' |
+    grep -v -E '^/var/lib/dpkg/(status|available|triggers/.*)$' |
+    sort
+}
 
 apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends mosquitto-clients \
   >/dev/null || { echo "FAIL: apt-get cannot install mosquitto-clients"; exit 1; }
+packages() {
+  dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' | awk '$1 == "ii" {print $2}' | sort
+}
 snapshot >/tmp/before
+packages >/tmp/packages-before
 
 if /install.sh --with-native-example /pkgs/release-1/baetyl_*_amd64.deb >/tmp/install.log 2>&1
 then pass "install.sh --with-native-example installs the .deb"
 else fail "install.sh"; tail -30 /tmp/install.log; exit 1; fi
+packages | comm -13 /tmp/packages-before - | grep -v -x baetyl >/tmp/pulled-in
 
 baetyl version && pass "baetyl version" || fail "baetyl version"
 baetyl check && pass "baetyl check" || fail "baetyl check"
@@ -68,10 +87,16 @@ grep -q "edited by the user" /usr/local/etc/baetyl/conf.yml &&
 
 apt-get purge -y -q baetyl >/tmp/purge.log 2>&1 && pass "apt-get purge baetyl" ||
   { fail "apt-get purge baetyl"; tail -20 /tmp/purge.log; }
-apt-get autoremove --purge -y -q >/dev/null 2>&1
+# shellcheck disable=SC2046
+apt-get purge -y -q $(cat /tmp/pulled-in) >/tmp/purge-deps.log 2>&1 &&
+  pass "apt-get purge of the $(wc -l </tmp/pulled-in) packages the install pulled in" ||
+  { fail "apt-get purge of what the install pulled in"; tail -20 /tmp/purge-deps.log; }
+if packages | diff /tmp/packages-before -; then pass "the installed packages are those of before"
+else fail "the installed packages differ from those of before (above)"; fi
 snapshot >/tmp/after
-if diff /tmp/before /tmp/after; then pass "purge leaves nothing behind"
-else fail "purge left the entries above"; fi
+if diff /tmp/before /tmp/after; then
+  pass "purge leaves the file system as before the install ($(wc -l </tmp/after) paths compared)"
+else fail "purge left (>) or removed (<) the paths above"; fi
 echo "$failures failure(s)"
 exit $((failures > 0))
 INNER

@@ -365,6 +365,19 @@ TEST(Packages, TheRpmsHoldTheFilesOfTheDebs) {
   EXPECT_NE(depends.output.find("libc6"), std::string::npos) << depends.output;
   EXPECT_NE(depends.output.find("libgrpc++"), std::string::npos) << depends.output;
   EXPECT_NE(depends.output.find("python3-grpcio"), std::string::npos) << depends.output;
+  // The directories base-files makes under /usr/local are not the package's, so that dpkg never
+  // removes them (cmake/BaetylDebSystemDirs.cmake); those the package brings are.
+  const std::string dirs =
+      "\n" + run_command("dpkg-deb -c " + deb.string() + " | awk '/^d/ {print $NF}'").output;
+  for (const char* dir : {"./usr/local/", "./usr/local/bin/", "./usr/local/etc/",
+                          "./usr/local/lib/", "./usr/local/share/"}) {
+    EXPECT_EQ(dirs.find(std::string("\n") + dir + "\n"), std::string::npos) << dir;
+  }
+  EXPECT_NE(dirs.find("\n./usr/local/etc/baetyl/\n"), std::string::npos);
+  EXPECT_NE(dirs.find("\n./usr/local/var/\n"), std::string::npos);
+  // Docker only for docker mode: suggested, so apt does not install it with the package.
+  EXPECT_EQ(run_command("dpkg-deb -f " + deb.string() + " Recommends").output, "ca-certificates\n");
+  EXPECT_EQ(run_command("dpkg-deb -f " + deb.string() + " Suggests").output, "docker.io\n");
   auto conffiles = run_command("dpkg-deb -I " + deb.string() + " conffiles");
   EXPECT_EQ(conffiles.output,
             "/usr/local/etc/baetyl/conf.yml\n/usr/local/var/db/baetyl/application.yml\n");

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -146,6 +147,8 @@ struct Builtin {
 
 // The function of that (lower-case) name, or nullptr.
 const Builtin* find_builtin(std::string_view lower_name);
+// Every built-in function, in the order of the reference (docs/sql.md is checked against it).
+std::span<const Builtin> builtins();
 
 struct SelectItem {
   bool star = false;

@@ -253,4 +253,6 @@ const Builtin* find_builtin(std::string_view lower_name) {
   return nullptr;
 }
 
+std::span<const Builtin> builtins() { return kBuiltins; }
+
 }  // namespace baetyl::sql
