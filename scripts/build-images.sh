@@ -159,14 +159,14 @@ report() {
   local image=$1 from=${2:-}
   local own=
   [[ -n $from ]] && own=$((($(bytes "$image") - $(bytes "$from")) / 1000000))
-  printf '  %-32s %6s %6s\n' "${image%:latest}" $(($(bytes "$image") / 1000000)) "$own"
+  printf '  %-36s %6s %6s\n' "${image%:latest}" $(($(bytes "$image") / 1000000)) "$own"
 }
 # The image a Dockerfile starts from, its build arguments replaced.
 from_of() {
   awk -v tag="$image_tag" -v base="$base" '$1 == "FROM" {
     sub(/\$\{TAG\}/, tag, $2); sub(/\$\{BASE\}/, base, $2); print $2; exit }' "$1"
 }
-printf '  %-32s %6s %6s\n' image MB own
+printf '  %-36s %6s %6s\n' image MB own
 report "$base"
 report "baetyl-runtime:$image_tag" "$(from_of "$root/scripts/images/baetyl-runtime.Dockerfile")"
 report "baetyl-runtime-grpc:$image_tag" \
