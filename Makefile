@@ -19,7 +19,8 @@
 # build-asan), JOBS (parallel jobs, default: number of cores), PREFIX (install prefix, /usr/local),
 # MODE (native, docker or agent, for make run; default native).
 # ARCH=arm64|armhf: a cross build for ARM into build-$(ARCH) with cmake/toolchain-$(ARCH).cmake;
-# deps installs its cross compiler and libraries, `make tarball` packs its binaries (docs/arm.md).
+# deps installs its cross compiler and libraries, `make tarball` packs its binaries, `make package`
+# builds packages of that architecture, `make image` its images tagged latest-$(ARCH) (docs/arm.md).
 
 BUILD_TYPE ?= Release
 SANITIZE ?= OFF
@@ -90,15 +91,13 @@ install-native: deps programs
 uninstall uninstall-native:
 	@PURGE=$(PURGE) scripts/install-tree.sh uninstall "$(PREFIX)"
 
+# With ARCH, the images of that architecture from its programs, tagged latest-$(ARCH) (docs/arm.md).
 ifneq ($(ARCH),)
-image:
-	@echo "make image: the module images are built for the build machine only; ARM images:" \
-	  "docs/arm.md#docker-images-for-arm" >&2
-	@exit 1
+image: deps programs
 else
 image: deps build
-	@scripts/build-images.sh $(BUILD_DIR)
 endif
+	@scripts/build-images.sh $(BUILD_DIR)
 
 package: deps programs
 	@scripts/package.sh $(BUILD_DIR)

@@ -11,6 +11,14 @@
 # The Docker daemon is started first when none answers (scripts/docker-daemon.sh); each build's
 # output goes to BUILD_DIR/images/<image>.log, the image ID to BUILD_DIR/images/<module>.id.
 #
+# A cross build's tree (configured with cmake/toolchain-<arch>.cmake: make image ARCH=arm64) gives
+# images of that architecture, built with `docker build --platform` (RUN steps run through
+# qemu-user-static: scripts/qemu-binfmt.sh) and tagged apart so that the build machine's images
+# stay as they are: base arm64v8/debian:bookworm-slim (arm32v7/... for armhf), then
+# baetyl-runtime:latest-<arch>, baetyl-<module>:latest-<arch> and the seed's names with the same
+# tag. The Dockerfiles take the tag of the image they start from as the build argument TAG
+# (BASE for baetyl-runtime). Every binary must be an ELF file of the tree's architecture.
+#
 #   scripts/build-images.sh [BUILD_DIR] [MODULE...]   (default: build, every module)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +26,29 @@ build_dir=${1:-build}
 shift || true
 [[ $build_dir == /* ]] || build_dir=$root/$build_dir
 images_dir=$build_dir/images
+
+# The architecture of the build tree: its toolchain file's, else the build machine's.
+host_arch=$(dpkg --print-architecture)
+toolchain=$(sed -n 's/^CMAKE_TOOLCHAIN_FILE:[A-Z]*=//p' "$build_dir/CMakeCache.txt" 2>/dev/null ||
+  true)
+arch=$host_arch
+[[ $toolchain =~ toolchain-([a-z0-9]+)\.cmake$ ]] && arch=${BASH_REMATCH[1]}
+image_tag=latest platform=() strip=strip objdump=objdump
+case $arch in
+  amd64) elf_machine="Advanced Micro Devices X86-64" ;;
+  arm64) elf_machine=AArch64 triplet=aarch64-linux-gnu base=arm64v8/debian:bookworm-slim ;;
+  armhf) elf_machine=ARM triplet=arm-linux-gnueabihf base=arm32v7/debian:bookworm-slim ;;
+  *) elf_machine= ;;
+esac
+if [[ $arch != "$host_arch" ]]; then
+  image_tag=latest-$arch
+  platform=(--platform "$([[ $arch == arm64 ]] && echo linux/arm64 || echo linux/arm/v7)")
+  strip=$triplet-strip objdump=$triplet-objdump
+  command -v "$strip" >/dev/null ||
+    { echo "build-images: $strip not found: run ARCH=$arch scripts/install-deps.sh" >&2; exit 1; }
+else
+  base=debian:bookworm-slim
+fi
 
 # module  seed image names (hub.baidubce.com/baetyl/<name>:latest) of the same image
 seed_names() {
@@ -71,12 +102,15 @@ stage() {
       ;;
     *)
       # The images hold no sanitizer runtimes (libasan, libubsan).
-      local needed
-      needed=$(objdump -p "$binary" | awk '$1 == "NEEDED" { print $2 }')
+      local needed machine
+      machine=$(readelf -h "$binary" | sed -n 's/^ *Machine: *//p')
+      [[ -z $elf_machine || $machine == "$elf_machine" ]] ||
+        fail "$binary is built for '$machine', not $arch ($elf_machine)"
+      needed=$("$objdump" -p "$binary" | awk '$1 == "NEEDED" { print $2 }')
       if [[ $needed == *libasan* || $needed == *libubsan* ]]; then
         fail "$binary is a sanitizer build; build the images from a Release build (make image)"
       fi
-      strip --strip-unneeded -o "$context/bin/$program" "$binary" ;;
+      "$strip" --strip-unneeded -o "$context/bin/$program" "$binary" ;;
   esac
 }
 
@@ -84,12 +118,13 @@ stage() {
 build() {
   local name=$1 dockerfile=$2 context=$3
   shift 3
-  local tags=()
+  local tags=() tag
   for tag in "$@"; do tags+=(-t "$tag"); done
   local log=$images_dir/$name.log started=$SECONDS
   # The classic builder: it takes FROM images from the local daemon and caches by instruction.
   if ! DOCKER_BUILDKIT=0 docker build -f "$dockerfile" --iidfile "$images_dir/$name.id" \
-      "${tags[@]}" "$context" >"$log" 2>&1; then
+      "${platform[@]}" --build-arg TAG="$image_tag" --build-arg BASE="$base" "${tags[@]}" "$context" \
+      >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     fail "building $name failed (the lines above are the end of $log)"
   fi
@@ -97,21 +132,22 @@ build() {
 }
 
 "$root/scripts/docker-daemon.sh" "$build_dir"
-"$root/scripts/docker-base-image.sh"
+((${#platform[@]} == 0)) || "$root/scripts/qemu-binfmt.sh" "$arch"
+"$root/scripts/docker-base-image.sh" "$arch"
 mkdir -p "$images_dir"
 started=$SECONDS
 
 empty_context=$images_dir/empty
 mkdir -p "$empty_context"
 build baetyl-runtime "$root/scripts/images/baetyl-runtime.Dockerfile" "$empty_context" \
-  baetyl-runtime:latest
+  "baetyl-runtime:$image_tag"
 build baetyl-runtime-grpc "$root/scripts/images/baetyl-runtime-grpc.Dockerfile" "$empty_context" \
-  baetyl-runtime-grpc:latest
+  "baetyl-runtime-grpc:$image_tag"
 
 for module in "${modules[@]}"; do
   stage "$module"
-  tags=("baetyl-$module:latest")
-  for name in $(seed_names "$module"); do tags+=("hub.baidubce.com/baetyl/$name:latest"); done
+  tags=("baetyl-$module:$image_tag")
+  for name in $(seed_names "$module"); do tags+=("hub.baidubce.com/baetyl/$name:$image_tag"); done
   build "$module" "$root/modules/$module/Dockerfile" "$images_dir/$module" "${tags[@]}"
 done
 
@@ -123,13 +159,18 @@ report() {
   local image=$1 from=${2:-}
   local own=
   [[ -n $from ]] && own=$((($(bytes "$image") - $(bytes "$from")) / 1000000))
-  printf '  %-28s %6s %6s\n' "${image%:latest}" $(($(bytes "$image") / 1000000)) "$own"
+  printf '  %-36s %6s %6s\n' "${image%:latest}" $(($(bytes "$image") / 1000000)) "$own"
 }
-from_of() { awk '$1 == "FROM" { print $2; exit }' "$1"; }
-printf '  %-28s %6s %6s\n' image MB own
-report debian:bookworm-slim
-report baetyl-runtime:latest "$(from_of "$root/scripts/images/baetyl-runtime.Dockerfile")"
-report baetyl-runtime-grpc:latest "$(from_of "$root/scripts/images/baetyl-runtime-grpc.Dockerfile")"
+# The image a Dockerfile starts from, its build arguments replaced.
+from_of() {
+  awk -v tag="$image_tag" -v base="$base" '$1 == "FROM" {
+    sub(/\$\{TAG\}/, tag, $2); sub(/\$\{BASE\}/, base, $2); print $2; exit }' "$1"
+}
+printf '  %-36s %6s %6s\n' image MB own
+report "$base"
+report "baetyl-runtime:$image_tag" "$(from_of "$root/scripts/images/baetyl-runtime.Dockerfile")"
+report "baetyl-runtime-grpc:$image_tag" \
+  "$(from_of "$root/scripts/images/baetyl-runtime-grpc.Dockerfile")"
 for module in "${modules[@]}"; do
-  report "baetyl-$module:latest" "$(from_of "$root/modules/$module/Dockerfile")"
+  report "baetyl-$module:$image_tag" "$(from_of "$root/modules/$module/Dockerfile")"
 done

@@ -8,10 +8,31 @@
 # from /etc/apt/sources.list and /etc/apt/sources.list.d/*.sources; DEBIAN_MIRROR and
 # DEBIAN_SECURITY_MIRROR override them. The image's apt uses the same mirrors.
 #
-#   scripts/docker-base-image.sh          (needs a Docker daemon: scripts/docker-daemon.sh)
+#
+# For another architecture (ARM images, docs/arm.md) the base is Docker's per-architecture name of
+# the official image, arm64v8/debian:bookworm-slim or arm32v7/debian:bookworm-slim, so that it never
+# replaces the build machine's debian:bookworm-slim. It is created the same way from Debian's
+# packages of that architecture (debootstrap --arch, its second stage run through qemu-user-static:
+# scripts/qemu-binfmt.sh), then built `FROM scratch` with `docker build --platform`, which records
+# the architecture in the image (`docker import` records the build machine's whatever it is told).
+#
+#   scripts/docker-base-image.sh [ARCH]   (needs a Docker daemon: scripts/docker-daemon.sh;
+#                                         ARCH: a Debian architecture, default the build machine's)
 set -euo pipefail
-image=debian:bookworm-slim
+root_dir=$(cd "$(dirname "$0")/.." && pwd)
+host_arch=$(dpkg --print-architecture)
+arch=${1:-$host_arch}
 suite=bookworm
+platform=
+case $arch in
+  "$host_arch") image=debian:bookworm-slim ;;
+  arm64) image=arm64v8/debian:bookworm-slim platform=linux/arm64 ;;
+  armhf) image=arm32v7/debian:bookworm-slim platform=linux/arm/v7 ;;
+  *)
+    echo "docker-base-image: no base image for architecture '$arch' (arm64, armhf or" \
+      "$host_arch)" >&2
+    exit 2 ;;
+esac
 pull_timeout_seconds=${DOCKER_PULL_TIMEOUT:-120}
 
 log() { echo "docker-base-image: $*"; }
@@ -25,7 +46,8 @@ if docker image inspect "$image" >/dev/null 2>&1; then
 fi
 
 log "$image is not in the local daemon; trying docker pull"
-if timeout "$pull_timeout_seconds" docker pull -q "$image" >/dev/null 2>&1; then
+if timeout "$pull_timeout_seconds" docker pull -q ${platform:+--platform "$platform"} "$image" \
+  >/dev/null 2>&1; then
   log "pulled $image"
   exit 0
 fi
@@ -75,9 +97,14 @@ security_mirror=${DEBIAN_SECURITY_MIRROR:-$(apt_uri "$suite-security" || true)}
 root=$(mktemp -d "${TMPDIR:-/var/tmp}/baetyl-bookworm-slim.XXXXXX")
 trap 'rm -rf "$root"' EXIT
 
-log "creating $image with debootstrap --variant=minbase $suite from $mirror"
+if [[ -n $platform ]]; then
+  # debootstrap's second stage runs the target's programs in the new tree.
+  "$root_dir/scripts/qemu-binfmt.sh" "$arch"
+fi
+
+log "creating $image with debootstrap --variant=minbase --arch=$arch $suite from $mirror"
 started=$SECONDS
-if ! debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$root.log" 2>&1; then
+if ! debootstrap --variant=minbase --arch="$arch" "$suite" "$root" "$mirror" >"$root.log" 2>&1; then
   tail -n 20 "$root.log" >&2
   rm -f "$root.log"
   fail "debootstrap failed (the lines above are the end of its output)"
@@ -129,12 +156,33 @@ rm -rf "$root"/usr/share/{man,groff,info,lintian,linda,locale}/* \
 : >"$root/etc/resolv.conf"
 : >"$root/etc/hostname"
 
-tar -C "$root" --numeric-owner --xattrs -c \
-    --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' --exclude='./run/*' . |
-  docker import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'CMD ["bash"]' \
-    --change 'LABEL org.baetyl.base="debootstrap --variant=minbase bookworm"' \
-    - "$image" >/dev/null
+exclude=(--exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' --exclude='./run/*')
+env_path=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+label="org.baetyl.base=debootstrap --variant=minbase --arch=$arch $suite"
+if [[ -z $platform ]]; then
+  tar -C "$root" --numeric-owner --xattrs -c "${exclude[@]}" . |
+    docker import --change "ENV $env_path" --change 'CMD ["bash"]' \
+      --change "LABEL ${label%%=*}=\"${label#*=}\"" - "$image" >/dev/null
+else
+  context=$root.context
+  mkdir -p "$context"
+  trap 'rm -rf "$root" "$context"' EXIT
+  tar -C "$root" --numeric-owner --xattrs -c "${exclude[@]}" -f "$context/rootfs.tar" .
+  cat >"$context/Dockerfile" <<EOF
+FROM scratch
+ADD rootfs.tar /
+ENV $env_path
+LABEL ${label%%=*}="${label#*=}"
+CMD ["bash"]
+EOF
+  DOCKER_BUILDKIT=0 docker build --platform "$platform" -t "$image" "$context" \
+    >"$context/build.log" 2>&1 || {
+    tail -n 20 "$context/build.log" >&2
+    fail "building $image from the tree failed (the lines above are the end of its output)"
+  }
+  recorded=$(docker image inspect -f '{{.Os}}/{{.Architecture}}' "$image")
+  [[ $platform == "$recorded" || $platform == "$recorded"/* ]] ||
+    fail "$image was recorded as $recorded, not $platform"
+fi
 size=$(docker image inspect -f '{{.Size}}' "$image")
 log "created $image ($((size / 1000000)) MB) in $((SECONDS - started)) s"

@@ -1,6 +1,7 @@
 #include "call_stream.h"
 
 #include <algorithm>
+#include <limits>
 #include <string>
 #include <thread>
 #include <utility>
@@ -22,12 +23,15 @@ constexpr std::size_t kBatchEntryOverhead = 6;
 constexpr std::size_t kBatchesInFlight = 2;
 
 // The runtime's bound on a batch of requests (the value of its kCallStreamMetadata); 0 when the
-// value is not a positive number.
+// value is not a positive number or does not fit a size_t (32 bits on armhf).
 std::size_t announced_bytes(const grpc::string_ref& value) {
+  constexpr std::size_t kMax = std::numeric_limits<std::size_t>::max();
   std::size_t bytes = 0;
   for (char c : value) {
-    if (c < '0' || c > '9' || bytes > (std::size_t{1} << 40)) return 0;
-    bytes = bytes * 10 + static_cast<std::size_t>(c - '0');
+    if (c < '0' || c > '9') return 0;
+    const auto digit = static_cast<std::size_t>(c - '0');
+    if (bytes > (kMax - digit) / 10) return 0;
+    bytes = bytes * 10 + digit;
   }
   return bytes;
 }

@@ -109,15 +109,19 @@ constexpr std::size_t kReplyBatchBytes = 256 * 1024;
 // The bytes a message adds to a batch besides its own: its field tag and length.
 constexpr std::size_t kBatchEntryOverhead = 6;
 
-// The client's bound on a batch of replies (its largest received message), if it sent one.
+// The client's bound on a batch of replies (its largest received message), if it sent one; a
+// value beyond size_t (32 bits on armhf) is no bound.
 std::size_t client_reply_bytes(const grpc::CallbackServerContext& context) {
+  constexpr std::size_t kNoBound = std::numeric_limits<std::size_t>::max();
   const auto& metadata = context.client_metadata();
   auto found = metadata.find("baetyl-call-stream-reply-bytes");
-  if (found == metadata.end()) return std::numeric_limits<std::size_t>::max();
+  if (found == metadata.end()) return kNoBound;
   try {
-    return std::stoull(std::string(found->second.data(), found->second.size()));
+    const unsigned long long bytes =
+        std::stoull(std::string(found->second.data(), found->second.size()));
+    return bytes > kNoBound ? kNoBound : static_cast<std::size_t>(bytes);
   } catch (const std::exception&) {
-    return std::numeric_limits<std::size_t>::max();
+    return kNoBound;
   }
 }
 
