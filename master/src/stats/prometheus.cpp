@@ -221,6 +221,9 @@ void add_hub(Exposition& out, const Labels& labels, const json& stats) {
   out.add_number("baetyl_hub_messages_dropped_total", "counter",
                  "Messages the hub dropped for a full subscriber queue, by QoS.",
                  with(labels, "qos", "1"), messages, "dropped_qos1");
+  out.add_number("baetyl_hub_messages_dropped_total", "counter",
+                 "Messages the hub dropped for a full subscriber queue, by QoS.",
+                 with(labels, "qos", "2"), messages, "dropped_qos2");
   out.add_number("baetyl_hub_messages_paged_total", "counter",
                  "Deliveries of persistent sessions read back from the store.", labels, messages,
                  "paged");

@@ -26,7 +26,7 @@ nlohmann::json sample() {
          "restart_count": 2, "process": {"id": 42, "name": "hub"},
          "cpu_stats": {"used_percent": 50}, "mem_stats": {"used": 2048},
          "connections": 3, "sessions": 4, "subscriptions": 5, "retained": 6,
-         "messages": {"in": 100, "out": 90, "dropped": 7, "dropped_qos1": 8, "paged": 9,
+         "messages": {"in": 100, "out": 90, "dropped": 7, "dropped_qos1": 8, "dropped_qos2": 4, "paged": 9,
                       "in_qos": {"0": 60, "1": 30, "2": 10}, "out_qos": {"0": 50, "1": 40, "2": 0}},
          "denied": {"connect": 1, "publish": 2, "reserved": 3, "subscribe": 4},
          "store": {"backlog": 11, "commits": 12,
@@ -85,6 +85,7 @@ TEST(PrometheusMetrics, TheHubsReportedStats) {
   EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_sent_total" + hub + ",qos=\"2\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_dropped_total" + hub + ",qos=\"0\"} 7\n"));
   EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_dropped_total" + hub + ",qos=\"1\"} 8\n"));
+  EXPECT_THAT(text, HasSubstr("baetyl_hub_messages_dropped_total" + hub + ",qos=\"2\"} 4\n"));
   EXPECT_THAT(text, HasSubstr("baetyl_hub_connections" + hub + "} 3\n"));
   EXPECT_THAT(text, HasSubstr("baetyl_hub_store_backlog_messages" + hub + "} 11\n"));
   EXPECT_THAT(text, HasSubstr("baetyl_hub_denied_total" + hub + ",action=\"reserved\"} 3\n"));

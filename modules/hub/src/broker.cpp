@@ -819,8 +819,13 @@ bool Broker::warning_due(std::chrono::steady_clock::time_point& last) {
 
 // Counted at once; logged at most once per kWarnInterval per session, with the drops since.
 void Broker::count_dropped(Session& session, std::size_t count, std::uint8_t qos) {
-  auto& counter = qos == 0 ? stats_.messages_dropped : stats_.messages_dropped_qos1;
-  const auto total = counter.fetch_add(count, std::memory_order_relaxed) + count;
+  auto& counter = qos == 0   ? stats_.messages_dropped
+                  : qos == 1 ? stats_.messages_dropped_qos1
+                             : stats_.messages_dropped_qos2;
+  counter.fetch_add(count, std::memory_order_relaxed);
+  const auto total = qos == 0 ? stats_.messages_dropped.load(std::memory_order_relaxed)
+                              : stats_.messages_dropped_qos1.load(std::memory_order_relaxed) +
+                                    stats_.messages_dropped_qos2.load(std::memory_order_relaxed);
   session.dropped_unlogged += count;
   if (!warning_due(session.drop_warned_at)) return;
   const auto& q = session.pending;

@@ -55,8 +55,10 @@ struct BrokerStats {
   QosCounters messages_in;                         // PUBLISH received from clients
   QosCounters messages_out;                        // PUBLISH sent to clients
   std::atomic<std::uint64_t> messages_dropped{0};  // QoS 0 dropped on a full buffer
-  // QoS 1/2 dropped for a clean session whose queue was full (acknowledged to their publishers).
+  // QoS 1 and QoS 2 dropped for a clean session whose queue was full (acknowledged to their
+  // publishers).
   std::atomic<std::uint64_t> messages_dropped_qos1{0};
+  std::atomic<std::uint64_t> messages_dropped_qos2{0};
   // Deliveries of persistent sessions read back from the store (see Broker::page_in).
   std::atomic<std::uint64_t> messages_paged{0};
   std::atomic<std::uint64_t> publish_denied{0};

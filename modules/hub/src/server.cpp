@@ -272,6 +272,7 @@ nlohmann::json Hub::stats() {
         {"out_qos", by_qos(s.messages_out)},
         {"dropped", s.messages_dropped.load()},
         {"dropped_qos1", s.messages_dropped_qos1.load()},
+        {"dropped_qos2", s.messages_dropped_qos2.load()},
         {"paged", s.messages_paged.load()}}},
       {"denied",
        {{"connect", s.auth_failures.load()},

@@ -63,7 +63,8 @@ SysValues SysTopics::update(const nlohmann::json& stats, std::chrono::seconds up
       {"$SYS/broker/publish/messages/received", std::to_string(in)},
       {"$SYS/broker/publish/messages/sent", std::to_string(out)},
       {"$SYS/broker/publish/messages/dropped",
-       std::to_string(number(messages, "dropped") + number(messages, "dropped_qos1"))},
+       std::to_string(number(messages, "dropped") + number(messages, "dropped_qos1") +
+                      number(messages, "dropped_qos2"))},
       {"$SYS/broker/store/backlog", std::to_string(number(store, "backlog"))},
       {"$SYS/broker/store/commits", std::to_string(number(store, "commits"))},
   };

@@ -972,6 +972,13 @@ TEST(Broker, CleanSessionQos1QueueIsBounded) {
   for (int i = 0; i < 3; ++i) broker.publish(Message{"big", std::string(400, 'x'), 1});
   EXPECT_EQ(pending_payloads(*other.session).size(), 2u);
   EXPECT_EQ(broker.stats().messages_dropped_qos1.load(), 3u);
+  // QoS 2 deliveries dropped are counted apart from QoS 1 ones.
+  Attached exact(broker, "exact", true);
+  broker.subscribe(exact.session, {{"q2", 2}}, nullptr);
+  for (int i = 1; i <= 5; ++i) broker.publish(Message{"q2", std::to_string(i), 2});
+  EXPECT_EQ(pending_payloads(*exact.session).size(), 3u);
+  EXPECT_EQ(broker.stats().messages_dropped_qos2.load(), 2u);
+  EXPECT_EQ(broker.stats().messages_dropped_qos1.load(), 3u);
 }
 
 // A persistent session keeps at most its bound of stored deliveries in memory; the rest stays in

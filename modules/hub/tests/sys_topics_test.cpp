@@ -20,7 +20,7 @@ nlohmann::json stats(std::uint64_t in, std::uint64_t out) {
           {"sessions", 3},
           {"subscriptions", 4},
           {"retained", 5},
-          {"messages", {{"in", in}, {"out", out}, {"dropped", 1}, {"dropped_qos1", 2}}},
+          {"messages", {{"in", in}, {"out", out}, {"dropped", 1}, {"dropped_qos1", 2}, {"dropped_qos2", 4}}},
           {"store", {{"backlog", 6}, {"commits", 7}}}};
 }
 
@@ -35,7 +35,7 @@ TEST(SysTopics, MosquittoNamesForTheHubsCounters) {
   EXPECT_EQ(values["$SYS/broker/retained messages/count"], "5");
   EXPECT_EQ(values["$SYS/broker/messages/received"], "10");
   EXPECT_EQ(values["$SYS/broker/messages/sent"], "20");
-  EXPECT_EQ(values["$SYS/broker/publish/messages/dropped"], "3");
+  EXPECT_EQ(values["$SYS/broker/publish/messages/dropped"], "7");
   EXPECT_EQ(values["$SYS/broker/store/backlog"], "6");
   EXPECT_EQ(values["$SYS/broker/store/commits"], "7");
   EXPECT_EQ(values["$SYS/broker/load/messages/received/1min"], "0.00");
