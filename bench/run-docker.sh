@@ -190,7 +190,7 @@ $function_results
 - **Stop.** About 1.1 s in docker mode against 0.15 s: each container is stopped (SIGTERM
   through Docker's init, see [master.md](master.md#docker-mode)) and removed. Before the master
   ran its containers with Docker's init, a runtime container stopped while its runtime was still
-  loading ignored the SIGTERM as PID 1 and was killed only at the end of `grace` (30 s in the
+  loading ignored the SIGTERM as PID 1 and was killed only at the end of \`grace\` (30 s in the
   example).
 - **Function pipeline.** Python QoS 1 with one instance in containers is at 99 % of native
   through the port published on 127.0.0.1 (docker-proxy) and 89 % with the clients on the hub
@@ -198,7 +198,7 @@ $function_results
   adds a quarter of a millisecond to the latency's median (1.13 ms against 0.86 ms native). The
   CPU per output of every process is about the same in every variant (118–148 µs across the
   runs, the native ones included): network namespaces, the bridge and veth cost little next to
-  the work per message. With `instance.max: 4` docker mode was at 53–66 % of native in this
+  the work per message. With \`instance.max: 4\` docker mode was at 53–66 % of native in this
   run, with a wide spread between runs (4,383 to 8,276 msg/s). That row's warm-up was one burst
   of 2,000 messages, which can end before all four runtime containers have started, so the
   measured run may also have paid for containers starting (about half a second of CPU each on
