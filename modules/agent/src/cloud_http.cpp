@@ -49,7 +49,12 @@ class Transfer {
     set(CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
     set(CURLOPT_SSL_VERIFYPEER, options.insecure_skip_verify ? 0L : 1L);
     set(CURLOPT_SSL_VERIFYHOST, options.insecure_skip_verify ? 0L : 2L);
-    if (!options.ca.empty()) set(CURLOPT_CAINFO, options.ca.c_str());
+    if (!options.ca.empty()) {
+      // Only that CA: Debian's libcurl would also trust every CA of /etc/ssl/certs (its
+      // built-in CA path) next to the file.
+      set(CURLOPT_CAINFO, options.ca.c_str());
+      set(CURLOPT_CAPATH, static_cast<const char*>(nullptr));
+    }
     if (!options.cert.empty()) set(CURLOPT_SSLCERT, options.cert.c_str());
     if (!options.key.empty()) set(CURLOPT_SSLKEY, options.key.c_str());
     set(CURLOPT_USERAGENT, "baetyl-agent");
