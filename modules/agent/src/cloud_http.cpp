@@ -2,9 +2,11 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 
@@ -44,8 +46,11 @@ class Transfer {
     set(CURLOPT_REDIR_PROTOCOLS_STR, "https");
     set(CURLOPT_FOLLOWLOCATION, 1L);
     set(CURLOPT_MAXREDIRS, CloudHttp::kMaxRedirects);
-    set(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.timeout.count()));
-    set(CURLOPT_TIMEOUT_MS, static_cast<long>(options.timeout.count()));
+    // long is 32 bits on armhf: about 24 days at most.
+    const long timeout_ms = static_cast<long>(std::min<std::chrono::milliseconds::rep>(
+        options.timeout.count(), std::numeric_limits<long>::max()));
+    set(CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    set(CURLOPT_TIMEOUT_MS, timeout_ms);
     set(CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
     set(CURLOPT_SSL_VERIFYPEER, options.insecure_skip_verify ? 0L : 1L);
     set(CURLOPT_SSL_VERIFYHOST, options.insecure_skip_verify ? 0L : 2L);
