@@ -8,6 +8,7 @@ find_package(spdlog REQUIRED)
 find_package(OpenSSL REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(LibArchive 3 REQUIRED)  # the agent unpacks volume zips
+find_package(CURL REQUIRED)  # the agent's HTTPS to its cloud
 find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)
 if(BAETYL_BUILD_TESTS)

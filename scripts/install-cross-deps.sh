@@ -24,7 +24,7 @@ cross_root=${BAETYL_CROSS_ROOT:-/usr/local/lib/baetyl-cross}
 # The same libraries as build_packages of scripts/install-deps.sh, for the target.
 libraries=(
   libboost-dev libboost-system-dev libyaml-cpp0.7 libfmt-dev libspdlog-dev
-  libgrpc++-dev libprotobuf-dev libssl-dev libsqlite3-dev
+  libgrpc++-dev libprotobuf-dev libssl-dev libsqlite3-dev libcurl4-openssl-dev
   libarchive-dev libacl1-dev libzstd-dev liblzma-dev libbz2-dev nettle-dev zlib1g-dev
   libgtest-dev libgmock-dev
 )

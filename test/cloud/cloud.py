@@ -4,15 +4,18 @@ over-the-air updates without a vendor account (see docs/agent.md).
 
   cloud.py init DIR [--host NAME ...] [--device ID ...]   the PKI: CA, server, cloud and devices
   cloud.py device DIR ID                                  one more device certificate
-  cloud.py serve DIR [--mqtt-port N] [--https-port N]     mosquitto (mutual TLS) and HTTPS
+  cloud.py serve DIR [--mqtt-port N] [--https-port N] [--require-client-cert]
+                                                          mosquitto (mutual TLS) and HTTPS
   cloud.py pack DIR SRC --name NAME [--version V]         a volume zip of SRC and its MD5
   cloud.py ota DIR --device ID (--dir SRC | --zip FILE) --name NAME [--type APP|MST] ...
   cloud.py report DIR --device ID [--via mqtt|https]      the last report of a device
 
 Everything lives in DIR: pki/ (certificates), volumes/ (the zips served at /volumes/<file>),
 reports/<device>.mqtt.json and .https.json (the last report received each way), https.log (one
-line per HTTPS request), mosquitto.log, cloud.json (the ports of a running serve). Needs only
-Debian's python3, openssl, mosquitto and mosquitto-clients.
+line per HTTPS request), mosquitto.log, cloud.json (the ports of a running serve). To try a
+client's rules, GET or POST /redirect?to=URL answers a redirect to URL, and
+/volumes/<file>?unsized sends the zip without a Content-Length. Needs only Debian's python3,
+openssl, mosquitto and mosquitto-clients.
 """
 import argparse
 import base64
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 import zipfile
 
@@ -195,18 +199,41 @@ class CloudHandler(http.server.BaseHTTPRequestHandler):
         self.record(status)
 
     def do_GET(self):
-        match = re.match(r"^/volumes/([A-Za-z0-9._-]+)$", self.path)
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        if url.path == "/redirect" and query.get("to"):
+            return self.redirect(query["to"][0])  # to try a client's redirect rules
+        match = re.match(r"^/volumes/([A-Za-z0-9._-]+)$", url.path)
         if not match or match.group(1).startswith("."):
             return self.answer(404, b"not found\n", "text/plain")
         path = os.path.join(self.root, "volumes", match.group(1))
         if not os.path.isfile(path):
             return self.answer(404, b"no such volume\n", "text/plain")
         with open(path, "rb") as data:
-            self.answer(200, data.read(), "application/zip")
+            body = data.read()
+        if "unsized" not in query:
+            return self.answer(200, body, "application/zip")
+        # No Content-Length: the body ends when the connection closes (HTTP/1.0).
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip")
+        self.end_headers()
+        self.wfile.write(body)
+        self.record(200)
+
+    def redirect(self, to):
+        self.send_response(302)
+        self.send_header("Location", to)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        self.record(302)
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        url = urllib.parse.urlsplit(self.path)
+        to = urllib.parse.parse_qs(url.query).get("to")
+        if url.path == "/redirect" and to:
+            return self.redirect(to[0])
         if self.path.split("?")[0] != REPORT_PATH:
             return self.answer(404, b"{}")
         # The device: the CN of the client certificate it presented, else the header it sends.
@@ -227,13 +254,14 @@ class CloudHandler(http.server.BaseHTTPRequestHandler):
         self.answer(200, b"{}")
 
 
-def serve_https(root, bind, port):
+def serve_https(root, bind, port, require_client_cert):
     pki = pki_dir(root)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(os.path.join(pki, "server.pem"), os.path.join(pki, "server.key"))
     context.load_verify_locations(os.path.join(pki, "ca.pem"))
-    context.verify_mode = ssl.CERT_OPTIONAL  # a device may present its certificate
+    # A device may present its certificate; with --require-client-cert it must.
+    context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
     handler = type("Handler", (CloudHandler,), {"root": root})
     server = http.server.ThreadingHTTPServer((bind, port), handler)
     server.daemon_threads = True
@@ -300,7 +328,7 @@ def cmd_serve(args):
     try:
         if not wait_for_port(mqtt_port):
             fail("mosquitto did not start (see %s/mosquitto.err and mosquitto.log)" % root)
-        server = serve_https(root, args.bind, https_port)
+        server = serve_https(root, args.bind, https_port, args.require_client_cert)
         collector = threading.Thread(target=collect_mqtt_reports,
                                      args=(root, mqtt_port, stop, collecting), daemon=True)
         collector.start()
@@ -463,6 +491,8 @@ def main():
     p.add_argument("--public-host", help="host name devices use in URLs (127.0.0.1)")
     p.add_argument("--mqtt-port", type=int, default=0, help="default: a free port")
     p.add_argument("--https-port", type=int, default=0, help="default: a free port")
+    p.add_argument("--require-client-cert", action="store_true",
+                   help="HTTPS refuses clients without a certificate of the cloud's CA")
     p.set_defaults(run=cmd_serve)
 
     def volume_args(p):

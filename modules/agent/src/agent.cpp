@@ -7,6 +7,7 @@
 #include "agent_config.h"
 #include "baetyl/config/units.h"
 #include "baetyl/mqtt/client.h"
+#include "cloud_http.h"
 #include "ota_runner.h"
 #include "progress.h"
 #include "reporter.h"
@@ -20,10 +21,11 @@ void run_agent(Context& ctx) {
   const auto cfg = ctx.load_config<AgentConfig>();
   auto logger = ctx.logger();
 
+  CloudHttp::init_global();  // before any thread starts
+  const CloudHttp cloud_http(cfg.http_options());
   ProgressBook book;
-  VolumeStore store(
-      kStoreDir, ExtractLimits{cfg.ota.volume_max.bytes, cfg.ota.volume_entries_max},
-      [&cfg](const std::string& origin) { return cfg.http_options(origin); }, logger);
+  VolumeStore store(kStoreDir, ExtractLimits{cfg.ota.volume_max.bytes, cfg.ota.volume_entries_max},
+                    cloud_http, logger);
   if (!std::filesystem::is_regular_file(std::filesystem::path(kStoreDir) / "application.yml")) {
     logger->warn(
         "the master's var/db/baetyl is not mounted at {}: updates will fail until the "
@@ -32,8 +34,7 @@ void run_agent(Context& ctx) {
   }
 
   mqtt::Client cloud(cfg.mqtt_client_config(), logger);
-  const http::Client report_http(cfg.http_options(cfg.report_address()));
-  const std::string report_path = cfg.report_path();
+  const std::string report_url = cfg.report_url();
   const std::string report_topic = cfg.report_topic();
 
   ReportSinks sinks;
@@ -46,11 +47,10 @@ void run_agent(Context& ctx) {
     return cloud.try_publish(message, 0ms);
   };
   sinks.post = [&](const std::string& payload) {
-    const auto response = report_http.post(
-        report_path, payload,
-        {{"Content-Type", "application/json"}, {"x-iot-edge-clientid", cfg.mqtt.client_id}});
-    if (!response.ok()) {
-      throw std::runtime_error("POST " + cfg.report_address() + report_path + " answered HTTP " +
+    const auto response =
+        cloud_http.post_json(report_url, payload, {"x-iot-edge-clientid: " + cfg.mqtt.client_id});
+    if (response.status < 200 || response.status >= 300) {
+      throw std::runtime_error("POST " + report_url + " answered HTTP " +
                                std::to_string(response.status));
     }
   };
@@ -79,9 +79,9 @@ void run_agent(Context& ctx) {
   runner.start();
   reporter.start();
   cloud.start(std::move(callbacks));
-  logger->info("cloud link {} as '{}': events on '{}', reports on '{}' and to {}{} every {}",
-               cfg.mqtt.address, cfg.mqtt.client_id, cfg.desire_topic(), report_topic,
-               cfg.report_address(), report_path, config::format_duration(cfg.report.interval));
+  logger->info("cloud link {} as '{}': events on '{}', reports on '{}' and to {} every {}",
+               cfg.mqtt.address, cfg.mqtt.client_id, cfg.desire_topic(), report_topic, report_url,
+               config::format_duration(cfg.report.interval));
 
   ctx.wait();
   cloud.stop();  // no more events

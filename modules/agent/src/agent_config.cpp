@@ -167,9 +167,10 @@ std::string AgentConfig::report_path() const {
   return prefix + (report.url.empty() ? kDefaultReportPath : report.url);
 }
 
-http::ClientOptions AgentConfig::http_options(const std::string& address) const {
-  http::ClientOptions options;
-  options.address = address;
+std::string AgentConfig::report_url() const { return report_address() + report_path(); }
+
+CloudHttpOptions AgentConfig::http_options() const {
+  CloudHttpOptions options;
   options.timeout = http.timeout;
   options.ca = http.ca.empty() ? mqtt.ca : http.ca;
   const bool own_pair = !http.cert.empty();

@@ -7,8 +7,8 @@
 
 #include "baetyl/config/reader.h"
 #include "baetyl/config/units.h"
-#include "baetyl/http/client.h"
 #include "baetyl/mqtt/client_config.h"
+#include "cloud_http.h"
 
 namespace baetyl::agent {
 
@@ -56,12 +56,13 @@ struct AgentConfig {
   std::string desire_topic() const;
   // remote.http.address, or the one derived from remote.mqtt.address.
   std::string http_address() const;
-  // The report URL split into the address of an HTTPS client and the request path.
+  // The report URL, and its origin (https://host[:port]) and path.
+  std::string report_url() const;
   std::string report_address() const;
   std::string report_path() const;
-  // An HTTPS client of `address` with remote.http's timeout and TLS files (remote.mqtt's where
-  // remote.http gives none).
-  http::ClientOptions http_options(const std::string& address) const;
+  // The cloud's HTTPS: remote.http's timeout and TLS files (remote.mqtt's where remote.http
+  // gives none).
+  CloudHttpOptions http_options() const;
   // The MQTT client's configuration: remote.mqtt subscribed to the desire topic at QoS 1.
   mqtt::ClientConfig mqtt_client_config() const;
 };

@@ -102,12 +102,11 @@ AppVolumes load_app_volumes(const fs::path& file) {
   }
 }
 
-VolumeStore::VolumeStore(fs::path store, ExtractLimits limits,
-                         std::function<http::ClientOptions(const std::string&)> http_options,
+VolumeStore::VolumeStore(fs::path store, ExtractLimits limits, CloudHttp http,
                          std::shared_ptr<spdlog::logger> logger)
     : store_(std::move(store)),
       limits_(limits),
-      http_options_(std::move(http_options)),
+      http_(std::move(http)),
       logger_(std::move(logger)) {}
 
 void VolumeStore::check_mounted() const {
@@ -130,17 +129,10 @@ std::vector<std::string> VolumeStore::volumes_in_use() const {
 }
 
 void VolumeStore::download(const Volume& volume, const fs::path& file) const {
-  const auto [origin, target] = split_https_url(volume.meta.url);
-  http::Response response;
   try {
-    http::Client client(http_options_(origin));
-    response = client.download(target, file.string(), limits_.max_bytes);
-  } catch (const std::exception& e) {
+    http_.download(volume.meta.url, file, limits_.max_bytes);
+  } catch (const CloudHttpError& e) {
     throw OtaFailure("volume '" + volume.name + "': download failed: " + e.what());
-  }
-  if (!response.ok()) {
-    throw OtaFailure("volume '" + volume.name + "': download failed: " + volume.meta.url +
-                     " answered HTTP " + std::to_string(response.status));
   }
 }
 

@@ -6,7 +6,6 @@
 // directories the agent made are listed in agent-volumes.json there, and only those are ever
 // removed (clean()).
 #include <filesystem>
-#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -14,7 +13,7 @@
 
 #include <spdlog/logger.h>
 
-#include "baetyl/http/client.h"
+#include "cloud_http.h"
 #include "event.h"
 #include "zip_extract.h"
 
@@ -37,9 +36,8 @@ AppVolumes load_app_volumes(const std::filesystem::path& file);
 
 class VolumeStore {
  public:
-  // `http_options` gives the options of an HTTPS client for an origin (https://host[:port]).
-  VolumeStore(std::filesystem::path store, ExtractLimits limits,
-              std::function<http::ClientOptions(const std::string&)> http_options,
+  // Volumes are downloaded with `http`, at most limits.max_bytes each.
+  VolumeStore(std::filesystem::path store, ExtractLimits limits, CloudHttp http,
               std::shared_ptr<spdlog::logger> logger);
 
   const std::filesystem::path& root() const { return store_; }
@@ -79,7 +77,7 @@ class VolumeStore {
 
   std::filesystem::path store_;
   ExtractLimits limits_;
-  std::function<http::ClientOptions(const std::string&)> http_options_;
+  CloudHttp http_;
   std::shared_ptr<spdlog::logger> logger_;
 };
 

@@ -58,12 +58,13 @@ TEST_F(AgentConfigTest, DefaultsAreTheOriginals) {
   EXPECT_EQ(c.http_address(), "https://cloud.example.com");
   EXPECT_EQ(c.report_address(), "https://cloud.example.com");
   EXPECT_EQ(c.report_path(), "/v1/edge/info");
+  EXPECT_EQ(c.report_url(), "https://cloud.example.com/v1/edge/info");
   // The MQTT client subscribes to the desire topic at QoS 1; HTTPS uses the MQTT TLS files.
   const auto mqtt = c.mqtt_client_config();
   ASSERT_EQ(mqtt.subscriptions.size(), 1u);
   EXPECT_EQ(mqtt.subscriptions[0].topic, "$baidu/iot/edge/dev-1/core/backward");
   EXPECT_EQ(mqtt.subscriptions[0].qos, 1);
-  const auto https = c.http_options(c.report_address());
+  const auto https = c.http_options();
   EXPECT_EQ(https.ca, file("ca.pem"));
   EXPECT_EQ(https.cert, file("client.pem"));
   EXPECT_EQ(https.key, file("client.key"));
@@ -96,6 +97,7 @@ TEST_F(AgentConfigTest, EveryKeyCanBeSet) {
   EXPECT_EQ(absolute.http_address(), "https://[::1]");
   EXPECT_EQ(absolute.report_address(), "https://r.example.com");
   EXPECT_EQ(absolute.report_path(), "/in?k=1");
+  EXPECT_EQ(absolute.report_url(), "https://r.example.com/in?k=1");
 }
 
 TEST_F(AgentConfigTest, APlainAddressIsAnErrorNamingTheKey) {

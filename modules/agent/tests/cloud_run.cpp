@@ -36,7 +36,8 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
   return condition();
 }
 
-CloudRun::CloudRun(const std::vector<std::string>& devices) {
+CloudRun::CloudRun(const std::vector<std::string>& devices,
+                   const std::vector<std::string>& serve_args) {
   std::vector<std::string> init_args;
   for (const auto& device : devices) init_args.insert(init_args.end(), {"--device", device});
   int code = 0;
@@ -45,8 +46,9 @@ CloudRun::CloudRun(const std::vector<std::string>& devices) {
 
   ProcessOptions options;
   options.output_file = (dir() / "serve.out").string();
-  serve_ = std::make_unique<Process>(
-      std::vector<std::string>{kPython, script(), "serve", dir().string()}, options);
+  std::vector<std::string> argv{kPython, script(), "serve", dir().string()};
+  argv.insert(argv.end(), serve_args.begin(), serve_args.end());
+  serve_ = std::make_unique<Process>(argv, options);
   const bool up = eventually([&] { return fs::exists(dir() / "cloud.json") || !serve_->running(); },
                              std::chrono::seconds(20));
   if (!up || !fs::exists(dir() / "cloud.json")) {

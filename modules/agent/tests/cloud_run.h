@@ -18,8 +18,10 @@ namespace baetyl::agent::testing {
 
 class CloudRun {
  public:
-  // Issues the PKI with certificates for `devices`, starts serving and waits until it does.
-  explicit CloudRun(const std::vector<std::string>& devices = {"dev1"});
+  // Issues the PKI with certificates for `devices`, starts serving (`cloud.py serve DIR
+  // <serve_args>`) and waits until it does.
+  explicit CloudRun(const std::vector<std::string>& devices = {"dev1"},
+                    const std::vector<std::string>& serve_args = {});
   ~CloudRun();
   CloudRun(const CloudRun&) = delete;
   CloudRun& operator=(const CloudRun&) = delete;

@@ -53,12 +53,7 @@ class OtaRunnerTest : public ::testing::Test {
   OtaRunnerTest()
       : logger_(std::make_shared<spdlog::logger>("test",
                                                  std::make_shared<spdlog::sinks::null_sink_mt>())),
-        store_(
-            dir_.path() / "store", {},
-            [](const std::string& origin) {
-              return http::ClientOptions{.address = origin, .timeout = 2s};
-            },
-            logger_),
+        store_(dir_.path() / "store", {}, CloudHttp(CloudHttpOptions{.timeout = 2s}), logger_),
         runner_(
             store_, OtaLogReader(dir_.path() / "store/ota.log"), book_,
             [this](const api::UpdateRequest& request) {
@@ -139,8 +134,7 @@ TEST(OtaRunnerStart, AnUpdateOlderThanTheTimeoutEndsWithTimeout) {
                                .dump() +
                            "\n");
   ProgressBook book;
-  VolumeStore store(
-      dir.path(), {}, [](const std::string&) { return http::ClientOptions{}; }, logger);
+  VolumeStore store(dir.path(), {}, CloudHttp({}), logger);
   OtaRunner runner(
       store, OtaLogReader(dir.path() / "ota.log"), book, [](const api::UpdateRequest&) {},
       OtaRunnerOptions{.timeout = 1min}, logger);
