@@ -457,6 +457,21 @@ std::int64_t now_ns() {
       .count();
 }
 
+// A thread running `body`; an exception in it ends the process with its message, as one in main
+// does (a PUBACK or DISCONNECT with a failure reason code, a lost connection).
+template <class Body>
+std::thread guarded_thread(Body body) {
+  return std::thread([body = std::move(body)]() mutable {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "hub_bench: %s\n", e.what());
+      std::fflush(nullptr);
+      std::_Exit(1);
+    }
+  });
+}
+
 // "p50 0.052  p90 0.071  p99 0.180  max 1.234 ms" from latencies in nanoseconds.
 std::string percentiles(std::vector<std::int64_t> v) {
   if (v.empty()) return "no samples";
@@ -495,7 +510,7 @@ int run_latency(const Options& o) {
   std::atomic<long> acknowledged{0};
   // Send time by packet id, for the PUBACK latency (ids are not reused within 65535 messages).
   auto sent_at = std::make_unique<std::atomic<std::int64_t>[]>(65536);
-  std::thread receiver([&] {
+  std::thread receiver = guarded_thread([&] {
     std::string ack;
     while (static_cast<long>(delivery.size()) < total) {
       auto p = sub.next(published.load() ? 2000 : 10000);
@@ -515,15 +530,14 @@ int run_latency(const Options& o) {
   });
   std::thread acker;
   if (o.qos == 1) {
-    acker = std::thread([&] {
+    acker = guarded_thread([&] {
       while (static_cast<long>(puback.size()) < total) {
         auto p = pub.next(published.load() ? 2000 : 10000);
         if (!p) break;
         if (auto* a = std::get_if<mqtt::Puback>(&*p)) {
           if (!accepted(*a)) {
-            std::fprintf(stderr, "hub_bench: PUBACK %s for packet id %u\n",
-                         describe(a->reason_code).c_str(), a->packet_id);
-            std::exit(1);
+            throw std::runtime_error("PUBACK " + describe(a->reason_code) + " for packet id " +
+                                     std::to_string(a->packet_id));
           }
           puback.push_back(now_ns() - sent_at[a->packet_id].load());
           ++acknowledged;
@@ -719,7 +733,7 @@ int main(int argc, char** argv) try {
   std::vector<Clock::time_point> finished(static_cast<std::size_t>(o.subscribers), start);
   std::vector<std::thread> threads;
   for (int s = 0; s < o.subscribers; ++s) {
-    threads.emplace_back([&, s] {
+    threads.push_back(guarded_thread([&, s] {
       long count = 0;
       std::string acks;
       std::deque<std::uint16_t> unacked;  // --ack-lag: the newest packet ids not yet acknowledged
@@ -761,10 +775,10 @@ int main(int argc, char** argv) try {
       for (auto id : unacked) subs[s]->encode_puback(id, acks);
       if (!acks.empty()) subs[s]->send(acks);
       received += count;
-    });
+    }));
   }
   for (int p = 0; p < o.publishers; ++p) {
-    threads.emplace_back([&, p] {
+    threads.push_back(guarded_thread([&, p] {
       Client pub(o, "bench-pub-" + std::to_string(p));
       const std::string topic = "bench/" + std::to_string(p);
       const std::string payload(o.payload, 'x');
@@ -803,7 +817,7 @@ int main(int argc, char** argv) try {
         }
       }
       --publishing;
-    });
+    }));
   }
   for (auto& t : threads) t.join();
   auto last = start;
