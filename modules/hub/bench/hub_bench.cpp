@@ -194,6 +194,19 @@ class Client {
     }
   }
 
+  // Sends PINGREQ and waits for the PINGRESP, skipping what comes before it: the broker has then
+  // read everything sent before.
+  void settle() {
+    send(mqtt::encode(mqtt::Pingreq{}));
+    while (auto packet = next(30000)) {
+      if (std::holds_alternative<mqtt::Pingresp>(*packet)) return;
+    }
+    throw std::runtime_error("no PINGRESP within 30 s");
+  }
+
+  // DISCONNECT (normal disconnection): a persistent session stays.
+  void disconnect() { send(mqtt::encode(mqtt::Disconnect{}, version_)); }
+
   // Appends a PUBLISH in the connection's protocol (MQTT 5: no properties).
   void encode_publish(std::string& out, std::string_view topic, std::string_view payload,
                       std::uint8_t qos, std::uint16_t packet_id) const {
@@ -682,10 +695,7 @@ int run_flood(const Options& o) {
       if (packet->puback()) ++acked;
     }
   }
-  pub.send(mqtt::encode(mqtt::Pingreq{}));  // PINGRESP: the broker has read everything
-  while (auto packet = pub.next(30000)) {
-    if (std::holds_alternative<mqtt::Pingresp>(*packet)) break;
-  }
+  pub.settle();
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   publishing = false;
   sampler.join();
@@ -774,6 +784,12 @@ int main(int argc, char** argv) try {
       }
       for (auto id : unacked) subs[s]->encode_puback(id, acks);
       if (!acks.empty()) subs[s]->send(acks);
+      if (o.persistent) {
+        // The session stays: its broker must have read the last PUBACKs before the next run's
+        // connection with this client id takes it over (or it sends those messages again).
+        subs[s]->settle();
+        subs[s]->disconnect();
+      }
       received += count;
     }));
   }
@@ -792,10 +808,7 @@ int main(int argc, char** argv) try {
           }
         }
         if (!batch.empty()) pub.send(batch);
-        pub.send(mqtt::encode(mqtt::Pingreq{}));  // PINGRESP: the hub has read everything
-        while (auto packet = pub.next(30000)) {
-          if (std::holds_alternative<mqtt::Pingresp>(*packet)) break;
-        }
+        pub.settle();
       } else {
         long sent = 0, acked = 0;
         std::uint16_t id = 0;
