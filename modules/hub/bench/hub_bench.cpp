@@ -346,8 +346,8 @@ class Client {
     return at + size;
   }
 
-  // Reads what has arrived (waiting up to `timeout_ms` when nothing has); false when nothing came.
-  // Reads straight into the buffer, and polls only when a read found nothing.
+  // Reads what has arrived (waiting up to `timeout_ms` for it); false when nothing came. Reads
+  // straight into the buffer; without a timeout, with one non-blocking read and no poll.
   bool read_more(int timeout_ms) {
     if (capacity_ - end_ < kReadSize) {
       const std::size_t kept = end_ - begin_;
@@ -362,9 +362,12 @@ class Client {
       begin_ = 0;
       end_ = kept;
     }
-    ssize_t n = ::recv(fd_, buffer_.get() + end_, capacity_ - end_, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (timeout_ms == 0) return false;
+    ssize_t n = 0;
+    if (timeout_ms == 0) {
+      n = ::recv(fd_, buffer_.get() + end_, capacity_ - end_, MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    } else {
+      // A caller that waits has usually just found nothing: poll first.
       pollfd p{fd_, POLLIN, 0};
       if (::poll(&p, 1, timeout_ms) <= 0) return false;
       n = ::recv(fd_, buffer_.get() + end_, capacity_ - end_, 0);
