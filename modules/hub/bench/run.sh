@@ -785,5 +785,14 @@ ${raw}\`\`\`
 - The machine was not idle (see the load average): latency tails (p99, max) of both brokers change
   by several milliseconds from run to run, which is why each latency case runs three times.
 - mosquitto is single-threaded; the hub's idle RSS includes its worker threads' stacks and SQLite.
+- The bench client's CPU at QoS 1 ("client cpu" in the raw output) is mostly the kernel's: its
+  publisher sends one PUBLISH per PUBACK it reads, so one \`send\` per message (103,000 for
+  100,000 messages on 2026-12-07), and a loopback send also runs the receiving socket's TCP work.
+  Of about 7.5 µs per message that day, 0.44 µs was spent in user space (0.56 µs before it read
+  into its buffer without a copy and took PUBACKs in place; means of five alternating runs). A publisher that refills its window
+  only after taking every PUBACK already read sends about 2,200 times for 100,000 messages and
+  needs 0.6–1.0 µs per message; the hub then reads several PUBLISH packets at a time and commits
+  them together (4.5–5.4 instead of 7.3–13.9 µs of hub CPU per message, 107,000–149,000 instead
+  of 33,000–67,000 msg/s in alternating runs), so that would measure another load and is not done.
 REPORT
 log "wrote $output"
