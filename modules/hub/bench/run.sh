@@ -7,7 +7,7 @@
 #   modules/hub/bench/run.sh [--connections N] [--quick] [--output FILE]
 #
 # --connections: idle connections (default 10000, 1000 with --quick). --quick: a tenth of every
-# message count, 1 s latency runs and holds, to check the script and the report in about two
+# message count, 1 s latency runs and holds, to check the script and the report in a few
 # minutes (not figures to publish). --output: the report's file (default docs/benchmarks-hub.md).
 # Both brokers listen on free 127.0.0.1 ports only, one after the other, with a temporary work
 # directory (the hub's storage.dir, mosquitto's configuration and logs); everything started is
