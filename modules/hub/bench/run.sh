@@ -1,25 +1,44 @@
 #!/usr/bin/env bash
 # Builds baetyl-hub and hub_bench in Release (build-bench/), runs every case of the hub's
-# performance targets against baetyl-hub and Debian's mosquitto side by side and writes
+# performance targets against baetyl-hub and Debian's mosquitto side by side, the throughput,
+# latency and persistent-session cases with MQTT 3.1.1 and MQTT 5 clients, and writes
 # docs/benchmarks-hub.md.
 #
-#   modules/hub/bench/run.sh [--connections N]     (idle connections, default 10000)
+#   modules/hub/bench/run.sh [--connections N] [--quick] [--output FILE]
 #
+# --connections: idle connections (default 10000, 1000 with --quick). --quick: a tenth of every
+# message count, 1 s latency runs and holds, to check the script and the report in a few
+# minutes (not figures to publish). --output: the report's file (default docs/benchmarks-hub.md).
 # Both brokers listen on free 127.0.0.1 ports only, one after the other, with a temporary work
 # directory (the hub's storage.dir, mosquitto's configuration and logs); everything started is
-# stopped at the end. Needs the build packages, mosquitto and python3; takes a few minutes.
+# stopped at the end. Needs the build packages, mosquitto and python3; takes about ten minutes.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 build_dir=build-bench
-connections=10000
+connections=
+quick=0
+output=docs/benchmarks-hub.md
 while (($#)); do
   case $1 in
     --connections) connections=${2:?--connections needs a number}; shift 2 ;;
-    -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --quick) quick=1; shift ;;
+    --output) output=${2:?--output needs a file}; shift 2 ;;
+    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
+[[ $output == /* ]] || output=$PWD/$output
+# Message counts are divided by $div; $seconds is a latency run's length, $hold a hold's.
+if ((quick)); then div=10 seconds=1 hold=1 store_seconds=1; else div=1 seconds=5 hold=3 store_seconds=5; fi
+connections=${connections:-$((10000 / div))}
+n() { echo $(($1 / div)); }
+# k N: 500000 as "500k", 3000000 as "3M", 12500 as "12,500".
+k() { awk -v v="$1" 'BEGIN { if (v >= 1e6 && v % 1e6 == 0) { printf "%dM", v / 1e6; exit }
+  if (v >= 1e4 && v % 1e3 == 0) { printf "%dk", v / 1e3; exit }
+  s = sprintf("%d", v); r = ""
+  while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }
+  print s r }'; }
 for tool in cmake python3 mosquitto taskset; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
 done
@@ -119,69 +138,94 @@ run() {  # run KEY ARGS...: hub_bench against the running broker
   log "$key: ${out:-failed}"
   R[$key]=$out
 }
+# median_rate KEY: R[KEY] becomes the run of KEY.1, KEY.2, KEY.3 with the median rate.
+median_rate() {
+  R[$1]=$(for i in 1 2 3; do echo "$(rate "${R[$1.$i]}") $i"; done |
+    sort -n | sed -n 2p | cut -d' ' -f2 | { read -r i; echo "${R[$1.$i]}"; })
+}
+q0_11_n=$(n 500000) q0_4_n=$(n 125000) q1_n=$(n 100000)
 thr=(
-  "q0_11 --qos 0 --publishers 1 --subscribers 1 --messages 500000"
-  "q0_41 --qos 0 --publishers 4 --subscribers 1 --messages 125000"
-  "q0_14 --qos 0 --publishers 1 --subscribers 4 --messages 125000"
-  "q1_11 --qos 1 --publishers 1 --subscribers 1 --messages 100000 --window 100"
+  "q0_11 --qos 0 --publishers 1 --subscribers 1 --messages $q0_11_n"
+  "q0_41 --qos 0 --publishers 4 --subscribers 1 --messages $q0_4_n"
+  "q0_14 --qos 0 --publishers 1 --subscribers 4 --messages $q0_4_n"
+  "q1_11 --qos 1 --publishers 1 --subscribers 1 --messages $q1_n --window 100"
 )
+# Run after the latency cases: the subscriber's session stays (with its subscription) when it
+# leaves, and would be sent the latency runs' messages.
+persistent="q1p_11 --qos 1 --publishers 1 --subscribers 1 --messages $q1_n --window 100 --persistent 1"
+# thr_runs BROKER CASE...: each case three times with MQTT 3.1.1 and three times with MQTT 5,
+# alternating; R[BROKER.KEY] and R[BROKER.KEY.v5] are the runs with the median rate.
+thr_runs() {
+  local broker=$1 t key i; shift
+  for t in "$@"; do
+    set -- $t; key=$1; shift
+    for i in 1 2 3; do
+      run "$broker.$key.$i" "$@" --broker-pid "$broker_pid"
+      run "$broker.$key.v5.$i" "$@" --broker-pid "$broker_pid" --protocol 5
+    done
+    median_rate "$broker.$key"; median_rate "$broker.$key.v5"
+    [[ $broker == hub ]] && commands+=("hub_bench --port PORT --username test --password hahaha $* \
+--broker-pid PID [--protocol 5]   # three times each")
+  done
+  return 0
+}
 commands=()
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 for broker in hub mosquitto; do
   if [[ $broker == hub ]]; then start_hub "0-$(($(nproc) - 1))"; else start_mosquitto; fi
   R[$broker.threads]=$(ls "/proc/$broker_pid/task" | wc -l)
   log "$broker: pid $broker_pid port $port, ${R[$broker.threads]} threads"
-  run "$broker.idle" --mode idle --connections "$connections" --broker-pid "$broker_pid" --hold 3
+  run "$broker.idle" --mode idle --connections "$connections" --broker-pid "$broker_pid" --hold $hold
   stop_broker
   # Again with keep alive 60 (most devices): the broker watches every connection's deadline.
   if [[ $broker == hub ]]; then start_hub "0-$(($(nproc) - 1))"; else start_mosquitto; fi
-  run "$broker.idle60" --mode idle --connections "$connections" --broker-pid "$broker_pid" --hold 3 \
+  run "$broker.idle60" --mode idle --connections "$connections" --broker-pid "$broker_pid" --hold $hold \
     --keep-alive 60
   stop_broker
   if [[ $broker == hub ]]; then start_hub "0-$(($(nproc) - 1))"; else start_mosquitto; fi
-  for t in "${thr[@]}"; do
-    set -- $t; key=$1; shift
-    run "$broker.$key" "$@"
-    [[ $broker == hub ]] && commands+=("hub_bench --port PORT --username test --password hahaha $*")
-  done
+  thr_runs "$broker" "${thr[@]}"
   for i in 1 2 3; do  # latency tails are noisy: three runs, the report takes the median p99
-    run "$broker.lat0.$i" --mode latency --qos 0 --rate 5000 --seconds 5
-    run "$broker.lat1.$i" --mode latency --qos 1 --rate 2000 --seconds 5
+    for v in "" v5; do
+      protocol=(); [[ $v == v5 ]] && protocol=(--protocol 5)
+      run "$broker.lat0$v.$i" --mode latency --qos 0 --rate 5000 --seconds $seconds "${protocol[@]}"
+      run "$broker.lat1$v.$i" --mode latency --qos 1 --rate 2000 --seconds $seconds "${protocol[@]}"
+    done
   done
+  thr_runs "$broker" "$persistent"
   stop_broker
 done
 # A subscriber that stops reading while 30,000 x 32 KB messages are published: the broker's peak
 # memory (VmHWM of a fresh broker) and what it keeps once the subscriber left.
+flood_n=$(n 30000)
 for broker in hub mosquitto; do
   for f in "flood1:--qos 1" "flood1p:--qos 1 --persistent 1" "flood0:--qos 0"; do
     key=${f%%:*}
     if [[ $broker == hub ]]; then start_hub "0-$(($(nproc) - 1))"; else start_mosquitto; fi
-    run "$broker.$key" --mode flood ${f#*:} --messages 30000 --payload 32768 --window 100 \
-      --broker-pid "$broker_pid" --hold 3
+    run "$broker.$key" --mode flood ${f#*:} --messages $flood_n --payload 32768 --window 100 \
+      --broker-pid "$broker_pid" --hold $hold
     stop_broker
   done
 done
 # One subscriber that never reads among ten that do: the live ones' rate with and without it,
 # three runs each, alternating.
+dead_n=$(n 3000000)
 start_hub "0-$(($(nproc) - 1))"
 for i in 1 2 3; do
-  run "hub.live10.$i" --qos 0 --publishers 1 --subscribers 10 --messages 3000000
-  run "hub.dead10.$i" --qos 0 --publishers 1 --subscribers 10 --messages 3000000 --dead 1
+  run "hub.live10.$i" --qos 0 --publishers 1 --subscribers 10 --messages $dead_n
+  run "hub.dead10.$i" --qos 0 --publishers 1 --subscribers 10 --messages $dead_n --dead 1
 done
 stop_broker
-for key in live10 dead10; do
-  R[hub.$key]=$(for i in 1 2 3; do echo "$(rate "${R[hub.$key.$i]}") $i"; done |
-    sort -n | sed -n 2p | cut -d' ' -f2 | { read -r i; echo "${R[hub.$key.$i]}"; })
-done
-commands+=("hub_bench --port PORT --mode idle --connections $connections --broker-pid PID --hold 3 [--keep-alive 60]"
-           "hub_bench --port PORT ... --mode flood --qos 1 [--persistent 1] | --qos 0 --messages 30000 --payload 32768 --broker-pid PID --hold 3"
-           "hub_bench --port PORT ... --qos 0 --publishers 1 --subscribers 10 --messages 3000000 [--dead 1]   # three times each"
-           "hub_bench --port PORT ... --mode latency --qos 0 --rate 5000 --seconds 5"
-           "hub_bench --port PORT ... --mode latency --qos 1 --rate 2000 --seconds 5")
+median_rate hub.live10; median_rate hub.dead10
+commands+=("hub_bench --port PORT --mode idle --connections $connections --broker-pid PID --hold $hold [--keep-alive 60]"
+           "hub_bench --port PORT ... --mode flood --qos 1 [--persistent 1] | --qos 0 --messages $flood_n --payload 32768 --broker-pid PID --hold $hold"
+           "hub_bench --port PORT ... --qos 0 --publishers 1 --subscribers 10 --messages $dead_n [--dead 1]   # three times each"
+           "hub_bench --port PORT ... --mode latency --qos 0 --rate 5000 --seconds $seconds [--protocol 5]"
+           "hub_bench --port PORT ... --mode latency --qos 1 --rate 2000 --seconds $seconds [--protocol 5]")
 # Worker threads: the hub starts one per core it may use, so it is started pinned to one core and
 # to two.
 # --broker-pid: the hub's CPU time per message and how many cores it kept busy.
 # With one core the bench client is pinned to the other, so the one worker has its core to itself.
+cpu_q0_41_n=$(n 1000000) cpu_q0_14_n=$(n 2000000) cpu_q1_41_n=$(n 25000) cpu_q1_4k_n=$(n 10000)
 for cpus in 0 0,1; do
   start_hub "$cpus"
   if [[ $cpus == 0 ]]; then client_cpus=1; else client_cpus=""; fi
@@ -189,39 +233,41 @@ for cpus in 0 0,1; do
   # QoS 0 runs last a fraction of a second even with 4M deliveries (8M for 1 -> 4), and their
   # rates spread by tens of percent on this VM: three runs each, the median rate is shown.
   for i in 1 2 3; do
-    run "cpu$cpus.q0_41.$i" --qos 0 --publishers 4 --subscribers 1 --messages 1000000 \
+    run "cpu$cpus.q0_41.$i" --qos 0 --publishers 4 --subscribers 1 --messages $cpu_q0_41_n \
       --broker-pid "$broker_pid"
-    run "cpu$cpus.q0_14.$i" --qos 0 --publishers 1 --subscribers 4 --messages 2000000 \
+    run "cpu$cpus.q0_14.$i" --qos 0 --publishers 1 --subscribers 4 --messages $cpu_q0_14_n \
       --broker-pid "$broker_pid"
   done
-  for key in q0_41 q0_14; do
-    R[cpu$cpus.$key]=$(for i in 1 2 3; do echo "$(rate "${R[cpu$cpus.$key.$i]}") $i"; done |
-      sort -n | sed -n 2p | cut -d' ' -f2 | { read -r i; echo "${R[cpu$cpus.$key.$i]}"; })
-  done
-  run "cpu$cpus.q1_11" --qos 1 --publishers 1 --subscribers 1 --messages 100000 --window 100 \
+  median_rate "cpu$cpus.q0_41"; median_rate "cpu$cpus.q0_14"
+  run "cpu$cpus.q1_11" --qos 1 --publishers 1 --subscribers 1 --messages $q1_n --window 100 \
     --broker-pid "$broker_pid"
-  run "cpu$cpus.q1_41" --qos 1 --publishers 4 --subscribers 1 --messages 25000 --window 100 \
+  run "cpu$cpus.q1_41" --qos 1 --publishers 4 --subscribers 1 --messages $cpu_q1_41_n --window 100 \
     --broker-pid "$broker_pid"
   # Larger persisted messages: the hub's work (parsing, SQLite, checkpoints) outweighs the client's.
-  run "cpu$cpus.q1_41_1k" --qos 1 --publishers 4 --subscribers 1 --messages 25000 --window 100 \
+  run "cpu$cpus.q1_41_1k" --qos 1 --publishers 4 --subscribers 1 --messages $cpu_q1_41_n --window 100 \
     --payload 1024 --broker-pid "$broker_pid"
-  run "cpu$cpus.q1_41_4k" --qos 1 --publishers 4 --subscribers 1 --messages 10000 --window 100 \
+  run "cpu$cpus.q1_41_4k" --qos 1 --publishers 4 --subscribers 1 --messages $cpu_q1_4k_n --window 100 \
     --payload 4096 --broker-pid "$broker_pid"
   stop_broker
 done
 client_cpus=""
-# A slow persistent consumer (4,000 msg/s, clean session 0): acknowledging at once in bursts, or
-# holding 90 messages unacknowledged and acknowledging one at a time (manual ack).
+# A slow persistent consumer (4,000 msg/s, clean session 0 or an MQTT 5 session that does not
+# expire): acknowledging at once in bursts, or holding 90 messages unacknowledged and
+# acknowledging one at a time (manual ack).
+slow_n=$(n 20000)
 start_hub "0-$(($(nproc) - 1))"
 for lag in 0 1 90; do
-  run "slow.lag$lag" --qos 1 --publishers 1 --subscribers 1 --messages 20000 --window 100 \
-    --persistent 1 --ack-lag "$lag" --consume-rate 4000 --broker-pid "$broker_pid"
+  for v in "" v5; do
+    protocol=(); [[ $v == v5 ]] && protocol=(--protocol 5)
+    run "slow.lag$lag$v" --qos 1 --publishers 1 --subscribers 1 --messages $slow_n --window 100 \
+      --persistent 1 --ack-lag "$lag" --consume-rate 4000 --broker-pid "$broker_pid" "${protocol[@]}"
+  done
 done
 stop_broker
 # The store alone: add_message to commit at 2,000 msg/s (the writer-thread part of a PUBACK).
 store_run() {  # store_run KEY ARGS...
   local key=$1; shift
-  R[$key]=$("$store_bench" --rate 2000 --seconds 5 --dir "$work/store-$key" "$@") || true
+  R[$key]=$("$store_bench" --rate 2000 --seconds $store_seconds --dir "$work/store-$key" "$@") || true
   log "$key: ${R[$key]}"
 }
 for i in 1 2; do
@@ -234,7 +280,8 @@ done
 lost() { sed -nE 's/.*lost ([0-9.]+)%.*/\1/p' <<<"$1"; }
 pct() { sed -nE "s/.*$2 p50 ([0-9.]+)  p90 ([0-9.]+)  p99 ([0-9.]+)  max ([0-9.]+) ms.*/\\$3/p" <<<"$1"; }
 rss() { sed -nE "s/.*$2 ([0-9.]+) MB.*/\1/p" <<<"$1"; }
-ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN {
+  if (a ~ /^-?[0-9.]+$/ && b ~ /^-?[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 verdict() { awk -v v="${1:-0}" -v t="$2" -v op="$3" 'BEGIN {
   ok = (op == ">=") ? (v >= t) : (op == ">") ? (v > t) : (v <= t); print ok ? "PASS" : "MISS" }'; }
 fmt() { awk -v v="${1:-0}" 'BEGIN { s = sprintf("%d", v); r = "";
@@ -242,15 +289,16 @@ fmt() { awk -v v="${1:-0}" 'BEGIN { s = sprintf("%d", v); r = "";
   print s r }'; }
 
 throughput_rows=""
-for c in "q0_11:1 → 1, 500k" "q0_41:4 → 1, 4 × 125k" "q0_14:1 → 4, 125k (500k delivered)"; do
+for c in "q0_11:1 → 1, $(k $q0_11_n)" "q0_41:4 → 1, 4 × $(k $q0_4_n)" \
+         "q0_14:1 → 4, $(k $q0_4_n) ($(k $((4 * q0_4_n))) delivered)"; do
   key=${c%%:*}; name=${c#*:}
   h=$(rate "${R[hub.$key]}"); m=$(rate "${R[mosquitto.$key]}"); r=$(ratio "$h" "$m")
   v=$(verdict "$r" 1.5 ">="); [[ $(lost "${R[hub.$key]}") == 0.00 ]] || v="MISS (loss)"
-  throughput_rows+="| QoS 0, $name | $(fmt "$h") msg/s, lost $(lost "${R[hub.$key]}") % | \
+  throughput_rows+="| QoS 0, $name, median of 3 | $(fmt "$h") msg/s, lost $(lost "${R[hub.$key]}") % | \
 $(fmt "$m") msg/s, lost $(lost "${R[mosquitto.$key]}") % | $r | ≥ 1.5 | $v |"$'\n'
 done
 h=$(rate "${R[hub.q1_11]}"); m=$(rate "${R[mosquitto.q1_11]}"); r=$(ratio "$h" "$m")
-qos1_row="| QoS 1, 1 → 1, 100k, window 100 | $(fmt "$h") msg/s, lost $(lost "${R[hub.q1_11]}") % \
+qos1_row="| QoS 1, 1 → 1, $(k $q1_n), window 100, median of 3 | $(fmt "$h") msg/s, lost $(lost "${R[hub.q1_11]}") % \
 (persisted before PUBACK) | $(fmt "$m") msg/s, lost $(lost "${R[mosquitto.q1_11]}") % | $r | ≥ 2 | \
 $(verdict "$r" 2 ">=") |"
 
@@ -301,12 +349,12 @@ flood_rows=""
 for c in "flood1:QoS 1, clean session" "flood1p:QoS 1, persistent session" "flood0:QoS 0"; do
   key=${c%%:*}; name=${c#*:}
   peak=$(sed -nE 's/.* peak ([0-9.]+) MB.*/\1/p' <<<"${R[hub.$key]}")
-  flood_rows+="| $name, 30,000 × 32 KB | $(flood_cell "${R[hub.$key]}") | $(flood_cell "${R[mosquitto.$key]}") | \
+  flood_rows+="| $name, $(fmt $flood_n) × 32 KB | $(flood_cell "${R[hub.$key]}") | $(flood_cell "${R[mosquitto.$key]}") | \
 < 100 MB | $(verdict "$peak" 100 "<") |"$'\n'
 done
 live=$(rate "${R[hub.live10]}"); dead=$(rate "${R[hub.dead10]}"); r=$(ratio "$dead" "$live")
 v=$(verdict "$r" 0.9 ">="); [[ $(lost "${R[hub.dead10]}") == 0.00 ]] || v="MISS (loss)"
-dead_row="| QoS 0, 1 → 10, 3M (30M delivered; median of 3) | $(fmt "$live") msg/s, lost \
+dead_row="| QoS 0, 1 → 10, $(k $dead_n) ($(k $((10 * dead_n))) delivered; median of 3) | $(fmt "$live") msg/s, lost \
 $(lost "${R[hub.live10]}") % | $(fmt "$dead") msg/s, lost $(lost "${R[hub.dead10]}") % | $r | ≥ 0.9 | $v |"
 
 # busy LINE: the broker's CPU seconds per second of the run (cores it kept busy).
@@ -321,10 +369,11 @@ us_per_msg() { sed -nE 's/.* ([0-9.]+) us\/msg.*/\1/p' <<<"$1"; }
 # client_cost LINE: the bench client's CPU microseconds per message.
 client_cost() { sed -nE 's/.*client cpu [0-9.]+ s \(([0-9.]+) us per msg\).*/\1/p' <<<"$1"; }
 threads_rows=""
-for c in "q0_41:QoS 0, 4 → 1, 4 × 1M (median of 3)" "q0_14:QoS 0, 1 → 4, 2M (8M delivered; median of 3)" \
-         "q1_11:QoS 1, 1 → 1, 100k, window 100" "q1_41:QoS 1, 4 → 1, 4 × 25k, window 100" \
-         "q1_41_1k:QoS 1, 4 → 1, 4 × 25k, window 100, 1 KB payload" \
-         "q1_41_4k:QoS 1, 4 → 1, 4 × 10k, window 100, 4 KB payload"; do
+for c in "q0_41:QoS 0, 4 → 1, 4 × $(k $cpu_q0_41_n) (median of 3)" \
+         "q0_14:QoS 0, 1 → 4, $(k $cpu_q0_14_n) ($(k $((4 * cpu_q0_14_n))) delivered; median of 3)" \
+         "q1_11:QoS 1, 1 → 1, $(k $q1_n), window 100" "q1_41:QoS 1, 4 → 1, 4 × $(k $cpu_q1_41_n), window 100" \
+         "q1_41_1k:QoS 1, 4 → 1, 4 × $(k $cpu_q1_41_n), window 100, 1 KB payload" \
+         "q1_41_4k:QoS 1, 4 → 1, 4 × $(k $cpu_q1_4k_n), window 100, 4 KB payload"; do
   key=${c%%:*}; name=${c#*:}
   a=$(rate "${R[cpu0.$key]}"); b=$(rate "${R[cpu0,1.$key]}"); r=$(ratio "$b" "$a")
   # A higher rate with two workers shows scaling only if one worker was the limit, and only if
@@ -357,15 +406,74 @@ $(pct "${R[store.$key.$i]}" commit 3) / $(pct "${R[store.$key.$i]}" commit 4) |"
   done
 done
 
+# MQTT 5 (issue 21): the hub's v5 figures against its own 3.1.1 ones (within 10 %), and the
+# hub / mosquitto multiple in v5 against the one in 3.1.1 (not more than 10 % below it).
+# check VALUE TARGET OP: verdict() that misses when a figure is missing.
+check() { if [[ -z $1 || $1 == n/a ]]; then echo "MISS (no figure)"; else verdict "$1" "$2" "$3"; fi; }
+window() { sed -nE 's/.*  window ([0-9]+) \(the broker.*/\1/p' <<<"$1"; }
+# thr_cell LINE: "R msg/s, lost L % (C µs/msg)", and the window when the broker's Receive Maximum
+# lowered it.
+thr_cell() {
+  local w; w=$(window "$1")
+  echo "$(fmt "$(rate "$1")") msg/s, lost $(lost "$1") % ($(us_per_msg "$1") µs/msg)${w:+, window $w}"
+}
+v5_cases=("q0_11:QoS 0, 1 → 1, $(k $q0_11_n)" "q0_41:QoS 0, 4 → 1, 4 × $(k $q0_4_n)"
+          "q0_14:QoS 0, 1 → 4, $(k $q0_4_n) ($(k $((4 * q0_4_n))) delivered)"
+          "q1_11:QoS 1, 1 → 1, $(k $q1_n), window 100"
+          "q1p_11:QoS 1, 1 → 1, $(k $q1_n), window 100, persistent session")
+v5_hub_rows="" v5_multiple_rows=""
+for c in "${v5_cases[@]}"; do
+  key=${c%%:*}; name=${c#*:}
+  h4=${R[hub.$key]} h5=${R[hub.$key.v5]} m4=${R[mosquitto.$key]} m5=${R[mosquitto.$key.v5]}
+  r=$(ratio "$(rate "$h5")" "$(rate "$h4")"); v=$(check "$r" 0.9 ">=")
+  [[ -z $h5 || $(lost "$h5") == 0.00 ]] || v="MISS (loss)"
+  v5_hub_rows+="| $name | $(thr_cell "$h4") | $(thr_cell "$h5") | $r | ≥ 0.9 | $v |"$'\n'
+  x4=$(ratio "$(rate "$h4")" "$(rate "$m4")"); x5=$(ratio "$(rate "$h5")" "$(rate "$m5")")
+  r=$(ratio "$x5" "$x4")
+  v5_multiple_rows+="| $name | $(thr_cell "$m4") | $(thr_cell "$m5") | $x4 | $x5 | $r | ≥ 0.9 | \
+$(check "$r" 0.9 ">=") |"$'\n'
+done
+# v5_lat_row KEY WHAT LABEL: p50 / p99 of the median runs (by p99) of each broker and protocol.
+v5_lat_row() {
+  local h4 h5 m4 m5 r
+  h4=$(median_run hub "$1" "$2"); h5=$(median_run hub "$1v5" "$2")
+  m4=$(median_run mosquitto "$1" "$2"); m5=$(median_run mosquitto "$1v5" "$2")
+  r=$(ratio "$(pct "$h5" "$2" 3)" "$(pct "$h4" "$2" 3)")
+  echo "| $3 | $(pct "$h4" "$2" 1) / $(pct "$h4" "$2" 3) | $(pct "$h5" "$2" 1) / $(pct "$h5" "$2" 3) | \
+$r | ≤ 1.1 | $(check "$r" 1.1 "<=") | $(pct "$m4" "$2" 1) / $(pct "$m4" "$2" 3) | \
+$(pct "$m5" "$2" 1) / $(pct "$m5" "$2" 3) |"
+}
+v5_latency_rows="$(v5_lat_row lat0 delivery "QoS 0 at 5,000 msg/s, send → delivery")
+$(v5_lat_row lat1 delivery "QoS 1 at 2,000 msg/s, send → delivery")
+$(v5_lat_row lat1 puback "QoS 1 at 2,000 msg/s, send → PUBACK")"
+v5_slow_row() {  # v5_slow_row NAME KEY: the hub's CPU per message with 3.1.1 and 5
+  local r
+  r=$(ratio "$(us_per_msg "${R[$2v5]}")" "$(us_per_msg "${R[$2]}")")
+  echo "| $1 | $(us_per_msg "${R[$2]}") µs ($(received "${R[$2]}")) | \
+$(us_per_msg "${R[$2v5]}") µs ($(received "${R[$2v5]}")) | $r | ≤ 1.1 | $(check "$r" 1.1 "<=") |"
+}
+v5_slow_rows="$(v5_slow_row "acknowledged at once, in bursts" slow.lag0)
+$(v5_slow_row "1 held unacknowledged, acknowledged one at a time" slow.lag1)
+$(v5_slow_row "90 held unacknowledged, acknowledged one at a time" slow.lag90)"
+v5_all="$v5_hub_rows$v5_multiple_rows$v5_latency_rows"$'\n'"$v5_slow_rows"
+v5_pass=$(grep -c '| PASS |$' <<<"$v5_all" || true)
+v5_total=$(grep -c '^| ' <<<"$v5_all" || true)
+
 raw=""
 for k in $(printf '%s\n' "${!R[@]}" | sort); do
-  [[ $k == *.threads || $k == *.lat[01] || $k == cpu*.q0_[14][14] ]] && continue
-  [[ $k == hub.live10 || $k == hub.dead10 ]] && continue
+  [[ $k == *.threads || $k == *.lat[01] ]] && continue
+  [[ -n ${R[$k.1]+set} ]] && continue  # the median of KEY.1, KEY.2 and KEY.3, shown with them
   raw+=$(sed "s/^/$k: /" <<<"${R[$k]}")$'\n'
 done
 
 compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
-cat > docs/benchmarks-hub.md <<REPORT
+invocation="modules/hub/bench/run.sh --connections $connections"
+run_kind="full"
+if ((quick)); then
+  invocation+=" --quick"
+  run_kind="quick (\`--quick\`: a tenth of the full run's message counts, 1 s latency runs and holds; a check of the script, not figures to publish)"
+fi
+cat > "$output" <<REPORT
 # Hub benchmark
 
 \`baetyl-hub\` against Debian's mosquitto on the same machine in one run, measured by
@@ -393,19 +501,20 @@ machine vary by ±20 % or more from run to run: compare the columns of one run.
 | compiler | $("${compiler:-c++}" --version | head -1) |
 | load average before the run | $load (other work on the machine) |
 | threads after start | hub ${R[hub.threads]}, mosquitto ${R[mosquitto.threads]} |
+| run | $run_kind |
 
 ## Commands
 
 \`\`\`sh
-modules/hub/bench/run.sh --connections $connections
+$invocation
 # which runs
 $configure_cmd
 $build_cmd
 $(printf '%s\n' "${commands[@]}")
 # (each latency case three times), and for the worker threads, the hub started as: taskset -c 0 baetyl-hub / taskset -c 0,1 baetyl-hub
 hub_bench --port PORT ... --qos 0|1 ... [--payload 1024|4096] --broker-pid PID   # the worker-thread cases
-hub_bench --port PORT ... --qos 1 --messages 20000 --window 100 --persistent 1 --ack-lag 0|1|90 --consume-rate 4000 --broker-pid PID
-store_bench --rate 2000 --seconds 5 --sync normal|full --checkpoint thread|writer   # twice each
+hub_bench --port PORT ... --qos 1 --messages $slow_n --window 100 --persistent 1 --ack-lag 0|1|90 --consume-rate 4000 --broker-pid PID [--protocol 5]
+store_bench --rate 2000 --seconds $store_seconds --sync normal|full --checkpoint thread|writer   # twice each
 \`\`\`
 
 ## QoS 0 throughput (target ≥ 1.5 × mosquitto, no loss)
@@ -421,7 +530,7 @@ ${throughput_rows}
 |---|---|---|---|---|---|
 $qos1_row
 
-## Latency at a fixed rate (5 s)
+## Latency at a fixed rate ($seconds s)
 
 One publisher on a fixed schedule, one subscriber; milliseconds, p50 / p90 / p99 / max. Each case
 runs three times per broker; each row shows the run with the median p99 (all runs are in the raw
@@ -431,11 +540,65 @@ output below).
 |---|---|---|---|---|
 $latency_rows
 
+## MQTT 5 clients (targets: within 10 % of the hub's 3.1.1 figures, the same multiple over mosquitto)
+
+The throughput, latency and persistent-session cases above again with \`hub_bench --protocol 5\`,
+on the same broker as the 3.1.1 runs and alternating with them. Every client connects with MQTT 5
+(Clean Start; Session Expiry Interval 0xFFFFFFFF for the persistent session, as 3.1.1's clean
+session 0 never expires; Receive Maximum 100, the window), publishes with an empty property list
+and acknowledges with the short PUBACK (the 3.1.1 bytes). A v5 publisher keeps at most the
+broker's Receive Maximum unacknowledged: the hub announces 100
+(\`message.ingress.qos1.buffer.size\`), mosquitto its \`max_inflight_messages\` (20 in Debian's
+configuration), so mosquitto's v5 QoS 1 publisher has a window of 20 where its 3.1.1 one has 100
+(the cells say so). In the other direction mosquitto keeps up to a v5 subscriber's Receive
+Maximum (100) in flight to it, and \`max_inflight_messages\` (20) to a 3.1.1 subscriber.
+
+Targets, each a PASS/MISS below: the hub's v5 rate at least 0.9 × its 3.1.1 rate in the same case
+(median of three runs each), without loss; its v5 latency p99 at most 1.1 × the 3.1.1 p99 (the
+runs with the median p99); the slow persistent consumer's hub CPU per message at most 1.1 × the
+3.1.1 one; and the multiple over mosquitto in v5 (hub rate / mosquitto rate, both v5) at least
+0.9 × the multiple in 3.1.1.
+
+**$v5_pass of $v5_total PASS.**
+
+### The hub with MQTT 5 against 3.1.1
+
+Messages received per second over all subscribers, loss, and in brackets the hub's CPU time per
+message received (\`--broker-pid\`).
+
+| case | 3.1.1 | 5 | 5 / 3.1.1 | target | |
+|---|---|---|---|---|---|
+${v5_hub_rows}
+### The multiple over mosquitto
+
+The same cases against mosquitto (in brackets mosquitto's CPU time per message), and the hub's
+rate divided by mosquitto's in each protocol.
+
+| case | mosquitto 3.1.1 | mosquitto 5 | hub / mosquitto, 3.1.1 | hub / mosquitto, 5 | 5 / 3.1.1 | target | |
+|---|---|---|---|---|---|---|---|
+${v5_multiple_rows}
+### Latency
+
+p50 / p99 in milliseconds, of the run with the median p99 of three per broker and protocol.
+
+| case | hub 3.1.1 | hub 5 | p99 5 / 3.1.1 | target | | mosquitto 3.1.1 | mosquitto 5 |
+|---|---|---|---|---|---|---|---|
+$v5_latency_rows
+
+### Slow persistent consumer
+
+The cases of [Slow persistent consumer](#slow-persistent-consumer-hub-cpu-per-message) with both
+protocols, alternating on one hub: the hub's CPU time per message received (and how many were).
+
+| consumer | 3.1.1 | 5 | 5 / 3.1.1 | target | |
+|---|---|---|---|---|---|
+$v5_slow_rows
+
 ## Memory (target: idle RSS ≤ mosquitto; $(fmt "$connections") idle connections ≤ 25 MB above the idle broker, ≤ 1.5 KB each)
 
 VmRSS from \`/proc/<pid>/status\`: of the freshly started broker before any client, and with
 $(fmt "$connections") clients connected (CONNECT with keep alive 0, then again on a fresh broker
-with keep alive 60) after holding them 3 s; the ratio compares what the connections add.
+with keep alive 60) after holding them $hold s; the ratio compares what the connections add.
 
 | case | baetyl-hub | mosquitto | ratio | target | |
 |---|---|---|---|---|---|
@@ -443,9 +606,9 @@ $memory_rows
 
 ## A subscriber that stops reading (target: hub peak RSS < 100 MB)
 
-One subscriber on \`bench/#\` that never reads, one publisher sending 30,000 messages of 32 KB
+One subscriber on \`bench/#\` that never reads, one publisher sending $(fmt $flood_n) messages of 32 KB
 (QoS 1: 100 in flight, as fast as PUBACKs come); then the subscriber leaves. Peak VmRSS of a
-freshly started broker (sampled every 20 ms), and VmRSS 3 s after the subscriber left. The hub's
+freshly started broker (sampled every 20 ms), and VmRSS $hold s after the subscriber left. The hub's
 default queue bounds: QoS 0 10,000 messages or 8 MB, QoS 1/2 1,000 messages or 16 MB behind the
 100 in flight (a persistent session's overflow stays in SQLite). mosquitto's defaults:
 \`max_queued_messages 1000\`, \`max_inflight_messages 20\`.
@@ -455,7 +618,7 @@ default queue bounds: QoS 0 10,000 messages or 8 MB, QoS 1/2 1,000 messages or 1
 ${flood_rows}
 ## One subscriber that stops reading among ten that read (target: their rate within 10 %)
 
-One publisher of 3,000,000 QoS 0 messages, ten subscribers that read, and (second column) an
+One publisher of $(fmt $dead_n) QoS 0 messages, ten subscribers that read, and (second column) an
 eleventh on the same filter that never reads; messages received per second by the ten, median of
 three runs each, alternating, on one hub.
 
@@ -479,7 +642,7 @@ ${threads_rows}
 ## Slow persistent consumer (hub CPU per message)
 
 A subscriber with clean session 0 (its queue entries are stored) that takes 4,000 msg/s while a
-publisher sends 20,000 QoS 1 messages as fast as PUBACKs allow; hub CPU time per message received
+publisher sends $(fmt $slow_n) QoS 1 messages as fast as PUBACKs allow; hub CPU time per message received
 (\`--persistent 1 --consume-rate 4000\` with \`--ack-lag 0\`, \`1\` and \`90\`).
 
 | consumer | hub CPU per message | rate | received |
@@ -488,7 +651,7 @@ $slow_rows
 
 ## Store commit latency (the writer-thread part of a PUBACK)
 
-\`store_bench --rate 2000 --seconds 5\`: the hub's store alone, one message with a queue entry
+\`store_bench --rate 2000 --seconds $store_seconds\`: the hub's store alone, one message with a queue entry
 every 0.5 ms and its acknowledgement, time from \`add_message\` to the commit callback;
 milliseconds, p50 / p90 / p99 / max. \`storage.dir\` is on the machine's disk (ext4 on a
 virtual disk).
@@ -622,5 +785,14 @@ ${raw}\`\`\`
 - The machine was not idle (see the load average): latency tails (p99, max) of both brokers change
   by several milliseconds from run to run, which is why each latency case runs three times.
 - mosquitto is single-threaded; the hub's idle RSS includes its worker threads' stacks and SQLite.
+- The bench client's CPU at QoS 1 ("client cpu" in the raw output) is mostly the kernel's: its
+  publisher sends one PUBLISH per PUBACK it reads, so one \`send\` per message (103,000 for
+  100,000 messages on 2026-12-07), and a loopback send also runs the receiving socket's TCP work.
+  Of about 7.5 µs per message that day, 0.44 µs was spent in user space (0.56 µs before it read
+  into its buffer without a copy and took PUBACKs in place; means of five alternating runs). A publisher that refills its window
+  only after taking every PUBACK already read sends about 2,200 times for 100,000 messages and
+  needs 0.6–1.0 µs per message; the hub then reads several PUBLISH packets at a time and commits
+  them together (4.5–5.4 instead of 7.3–13.9 µs of hub CPU per message, 107,000–149,000 instead
+  of 33,000–67,000 msg/s in alternating runs), so that would measure another load and is not done.
 REPORT
-log "wrote docs/benchmarks-hub.md"
+log "wrote $output"
