@@ -519,6 +519,12 @@ void Connection::finish() {
     // Published later unless the client comes back; the store keeps it until then.
     broker_.delay_will(client_id_, std::move(*will_), std::chrono::seconds(will_delay_));
     will_.reset();
+  } else if (will_ && !disconnected_ && will_delay_ > 0 && session_continued_.load()) {
+    // Taken over by a connection that continues the session, within the delay: no will. (With
+    // Clean Start 1 the session ended: the will is due at once, below.)
+    broker_.log().debug("client '{}': session taken over within its will's delay: no will",
+                        client_id_);
+    will_.reset();
   } else if (will_ && !disconnected_) {
     broker_.log().debug("client '{}': publishing its will to '{}'", client_id_, will_->topic);
     if (will_->expiry != 0) will_->expiry += unix_millis();  // an interval until now
@@ -805,10 +811,14 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
   broker_.stats().connects.fetch_add(1);
   if (will_ && broker_.store()) {
     broker_.store()->set_will(client_id_, std::make_shared<const Message>(*will_));
+  } else if (attached.took_over && broker_.store()) {
+    // The stored will was the previous connection's, which does not clear it (see finish).
+    broker_.store()->clear_will(client_id_);
   }
   mqtt::Connack ack{attached.present, mqtt::ConnectReturnCode::Accepted};
   ack.properties = std::move(connack_properties);
   send(ack);
+  broker_.deliver_held(session_);
   broker_.log().debug("client '{}' ({}) connected, MQTT {}, {} session, keepalive {}s{}",
                       client_id_, remote(), mqtt5 ? "5" : (v31 ? "3.1" : "3.1.1"),
                       persistent ? "persistent" : "clean", c.keep_alive,
@@ -992,14 +1002,17 @@ bool Connection::window_has_room() {
 
 void Connection::on_pubrec(std::uint16_t packet_id) {
   std::int64_t stored = 0;
+  std::optional<Outgoing> shared;  // a shared subscription's delivery, received by this member
   {
     std::lock_guard lock(session_->mutex);
     auto it = session_->inflight.find(packet_id);
     if (it != session_->inflight.end() && it->second.out.qos == 2 && !it->second.released) {
       it->second.released = true;
       if (it->second.out.stored) stored = it->second.out.message->id;
+      if (it->second.out.share != 0) shared = it->second.out;
     }
   }
+  if (shared) broker_.received_shared(*shared);
   // Remembered so that after a restart the hub sends PUBREL, not the message a second time.
   if (stored && session_->persistent() && broker_.store()) {
     broker_.store()->released(client_id_, stored);

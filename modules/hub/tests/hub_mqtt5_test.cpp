@@ -957,6 +957,161 @@ TEST_F(Mqtt5Test, SharedSubscriptionsCheckPermissionsOnTheFilterAndGetNoRetained
   EXPECT_TRUE(c->silent_for(300ms));
 }
 
+namespace {
+
+// Connects `id` (MQTT 5 with `expiry`, or 3.1.1 with clean session 0 when `v5` is false),
+// subscribes it to `filter` at QoS 1 and disconnects it.
+void persistent_member(std::uint16_t port, const std::string& id, const std::string& filter,
+                       bool v5, std::uint32_t expiry = 600) {
+  RawClient c(port);
+  if (v5) {
+    c.connect(make_connect_v5(id, true, expiry));
+  } else {
+    c.connect(make_connect(id, false));
+  }
+  c.send(mqtt::Subscribe{1, {{filter, 1}}});
+  EXPECT_EQ(c.expect<mqtt::Suback>().return_codes, std::vector<std::uint8_t>{1}) << id;
+  c.send(mqtt::Disconnect{});
+  EXPECT_TRUE(c.closed_by_peer()) << id;
+}
+
+// The QoS 1 PUBLISH packets `c` receives until nothing comes for `quiet`, not acknowledged.
+std::vector<mqtt::Publish> receive_all(RawClient& c, std::chrono::milliseconds quiet = 500ms) {
+  std::vector<mqtt::Publish> got;
+  while (auto packet = c.receive(quiet)) {
+    if (auto* p = std::get_if<mqtt::Publish>(&*packet)) got.push_back(std::move(*p));
+  }
+  return got;
+}
+
+std::set<std::string> payloads_of(const std::vector<mqtt::Publish>& packets) {
+  std::set<std::string> out;
+  for (const auto& p : packets) out.insert(p.payload);
+  return out;
+}
+
+}  // namespace
+
+TEST_F(Mqtt5Test, ASharedGroupOfOfflinePersistentMembersKeepsItsMessagesForOneMember) {
+  persistent_member(port_, "m5", "$share/off/jobs", true);
+  persistent_member(port_, "m3", "$share/off/jobs", false);
+  {
+    // A group whose only member's session ended has no member: its messages are dropped.
+    auto clean = connected5("clean");
+    subscribe(*clean, {{"$share/gone/jobs", 1}});
+    clean->send(mqtt::Disconnect{});
+    EXPECT_TRUE(clean->closed_by_peer());
+  }
+  std::this_thread::sleep_for(200ms);  // the hub detaches the members after their DISCONNECT
+  auto pub = connected5("pub");
+  for (std::uint16_t i = 1; i <= 6; ++i) {
+    pub->send(publish_packet("jobs", "job" + std::to_string(i), 1, i));
+    pub->expect<mqtt::Puback>();
+  }
+  std::set<std::string> unacknowledged;
+  {
+    RawClient m5(port_);
+    EXPECT_TRUE(m5.connect(make_connect_v5("m5", false, 600)).session_present);
+    auto got = receive_all(m5);
+    EXPECT_EQ(payloads_of(got), (std::set<std::string>{"job1", "job2", "job3", "job4", "job5",
+                                                        "job6"}));
+    EXPECT_EQ(got.size(), 6u) << "each held message once";
+    // Three acknowledged; the connection then drops with the others unacknowledged.
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      if (i < 3) {
+        m5.send(mqtt::Puback{got[i].packet_id});
+      } else {
+        unacknowledged.insert(got[i].payload);
+      }
+    }
+    round_trip(m5);
+    m5.close();
+  }
+  std::this_thread::sleep_for(200ms);
+  {
+    // The other member, offline meanwhile, gets what the first did not acknowledge, once.
+    RawClient m3(port_);
+    EXPECT_TRUE(m3.connect(make_connect("m3", false)).session_present);
+    auto got = receive_all(m3);
+    EXPECT_EQ(payloads_of(got), unacknowledged);
+    EXPECT_EQ(got.size(), unacknowledged.size());
+    for (const auto& p : got) m3.send(mqtt::Puback{p.packet_id});
+    round_trip(m3);
+  }
+  RawClient m5(port_);
+  EXPECT_TRUE(m5.connect(make_connect_v5("m5", false, 600)).session_present);
+  EXPECT_TRUE(m5.silent_for(500ms)) << "nothing delivered twice";
+  RawClient clean(port_);
+  clean.connect(make_connect_v5("clean"));
+  subscribe(clean, {{"$share/gone/jobs", 1}});
+  EXPECT_TRUE(clean.silent_for(300ms)) << "a group without member session keeps nothing";
+}
+
+class SmallQueueTest : public Mqtt5Test {
+ protected:
+  std::string extra_config() const override {
+    return "message:\n  egress:\n    qos1:\n      queue:\n        size: 3\n";
+  }
+};
+
+TEST_F(SmallQueueTest, ASharedGroupHoldsMessagesWithinTheQueueBounds) {
+  persistent_member(port_, "member", "$share/few/jobs", true);
+  std::this_thread::sleep_for(200ms);
+  auto pub = connected5("pub");
+  for (std::uint16_t i = 1; i <= 5; ++i) {
+    pub->send(publish_packet("jobs", "job" + std::to_string(i), 1, i));
+    pub->expect<mqtt::Puback>();
+  }
+  RawClient member(port_);
+  member.connect(make_connect_v5("member", false, 600));
+  auto got = receive_all(member);
+  EXPECT_EQ(payloads_of(got), (std::set<std::string>{"job1", "job2", "job3"}));
+  EXPECT_NE(hub_->output().find("holds 3 messages"), std::string::npos) << "the drops are logged";
+}
+
+TEST(Mqtt5Restart, ASharedGroupsHeldAndUnacknowledgedMessagesSurviveASigkill) {
+  const auto port = free_port();
+  HubProcess hub(base_config(port), port);
+  persistent_member(port, "first", "$share/r/jobs", true, 3600);
+  persistent_member(port, "second", "$share/r/jobs", false);
+  std::this_thread::sleep_for(200ms);
+  {
+    RawClient pub(port);
+    pub.connect(make_connect_v5("pub"));
+    for (std::uint16_t i = 1; i <= 5; ++i) {
+      pub.send(publish_packet("jobs", "job" + std::to_string(i), 1, i));
+      pub.expect<mqtt::Puback>();
+    }
+  }
+  hub.stop(SIGKILL);
+  hub.start();
+  std::set<std::string> unacknowledged;
+  {
+    RawClient first(port);
+    EXPECT_TRUE(first.connect(make_connect_v5("first", false, 3600)).session_present);
+    auto got = receive_all(first);
+    EXPECT_EQ(payloads_of(got),
+              (std::set<std::string>{"job1", "job2", "job3", "job4", "job5"}));
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      if (i < 2) {
+        first.send(mqtt::Puback{got[i].packet_id});
+      } else {
+        unacknowledged.insert(got[i].payload);
+      }
+    }
+    first.send(mqtt::Pingreq{});
+    first.expect<mqtt::Pingresp>();
+    std::this_thread::sleep_for(300ms);  // acknowledgements are committed in batches
+    hub.stop(SIGKILL);
+  }
+  hub.start();
+  RawClient second(port);
+  EXPECT_TRUE(second.connect(make_connect("second", false)).session_present);
+  auto got = receive_all(second);
+  EXPECT_EQ(payloads_of(got), unacknowledged);
+  EXPECT_EQ(got.size(), unacknowledged.size());
+}
+
 TEST_F(Mqtt5Test, WillDelayIntervalWaitsForTheClientToComeBack) {
   auto watcher = connected5("watcher");
   subscribe(*watcher, {{"wd/#", 0}});
@@ -987,4 +1142,61 @@ TEST_F(Mqtt5Test, WillDelayIntervalWaitsForTheClientToComeBack) {
   auto will = watcher->expect<mqtt::Publish>(3s);
   EXPECT_EQ(will.topic, "wd/away");
   EXPECT_TRUE(watcher->silent_for(2500ms)) << "the will of a client that came back";
+}
+
+TEST_F(Mqtt5Test, ATakeoverWithinTheWillDelayPublishesTheWillOnlyWhenTheSessionEnds) {
+  auto watcher = connected5("watcher");
+  subscribe(*watcher, {{"wt/#", 0}});
+  auto with_delayed_will = [](const std::string& id) {
+    auto connect = make_connect_v5(id, true, 60);
+    mqtt::Properties properties;
+    properties.add(PropertyId::WillDelayInterval, 2);
+    connect.will = mqtt::Will{"wt/" + id, "gone", 0, false, properties};
+    return connect;
+  };
+  // Clean Start 0: the session goes on with the new connection, and the will is not sent.
+  RawClient kept(port_);
+  kept.connect(with_delayed_will("kept"));
+  RawClient kept_again(port_);
+  EXPECT_TRUE(kept_again.connect(make_connect_v5("kept", false, 60)).session_present);
+  EXPECT_EQ(disconnect_reason(kept), ReasonCode::SessionTakenOver);
+  EXPECT_TRUE(watcher->silent_for(3s)) << "a will of a session taken over within its delay";
+  // Clean Start 1: the session ends, so its will is sent at once.
+  RawClient ended(port_);
+  ended.connect(with_delayed_will("ended"));
+  RawClient ended_again(port_);
+  EXPECT_FALSE(ended_again.connect(make_connect_v5("ended", true, 60)).session_present);
+  EXPECT_EQ(disconnect_reason(ended), ReasonCode::SessionTakenOver);
+  EXPECT_EQ(watcher->expect<mqtt::Publish>(1s).topic, "wt/ended");
+  // MQTT 3.1.1 has no delay: a takeover publishes the will, also when the session goes on.
+  RawClient old(port_);
+  auto connect = make_connect("old", false);
+  connect.will = mqtt::Will{"wt/old", "gone", 0, false};
+  old.connect(connect);
+  RawClient old_again(port_);
+  EXPECT_TRUE(old_again.connect(make_connect("old", false)).session_present);
+  EXPECT_EQ(watcher->expect<mqtt::Publish>(1s).topic, "wt/old");
+  EXPECT_TRUE(watcher->silent_for(500ms));
+}
+
+TEST(Mqtt5Restart, AWillTakenOverWithinItsDelayIsNotPublishedAfterASigkill) {
+  const auto port = free_port();
+  HubProcess hub(base_config(port), port);
+  persistent_member(port, "watcher", "wr/#", true);  // keeps what comes while it is away
+  RawClient first(port);
+  auto connect = make_connect_v5("heir", true, 600);
+  mqtt::Properties properties;
+  properties.add(PropertyId::WillDelayInterval, 1);
+  connect.will = mqtt::Will{"wr/heir", "gone", 1, false, properties};
+  first.connect(connect);
+  RawClient second(port);  // no will of its own
+  EXPECT_TRUE(second.connect(make_connect_v5("heir", false, 600)).session_present);
+  EXPECT_EQ(disconnect_reason(first), ReasonCode::SessionTakenOver);
+  std::this_thread::sleep_for(300ms);  // the store commits the change
+  hub.stop(SIGKILL);
+  hub.start();
+  RawClient watcher(port);
+  EXPECT_TRUE(watcher.connect(make_connect_v5("watcher", false, 600)).session_present);
+  EXPECT_TRUE(watcher.silent_for(2s)) << "the will of the connection taken over";
+  EXPECT_EQ(hub.output().find("publishing the will of 'heir'"), std::string::npos);
 }
