@@ -386,9 +386,10 @@ void RuleRunner::publish(const mqtt::Message& input, std::string payload) {
 // the same output would be refused again, so retrying cannot help. As with MQTT 3.1.1, where the
 // hub acknowledges and drops such a publish, the input is acknowledged; the loss is logged.
 void RuleRunner::refused(const mqtt::Message& input, const std::string& why) {
-  log_->error("rule {}: the output of the message on {} was refused ({}): dropped, its input "
-              "acknowledged",
-              rule_.client_id, input.publish.topic, why);
+  log_->error(
+      "rule {}: the output of the message on {} was refused ({}): dropped, its input "
+      "acknowledged",
+      rule_.client_id, input.publish.topic, why);
   client_->ack(input);
 }
 

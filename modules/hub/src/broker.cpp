@@ -198,8 +198,9 @@ void Broker::restore_held(const std::vector<std::string>& keys) {
     std::lock_guard lock(shared_mutex_);
     auto it = shared_.find(key);
     if (it == shared_.end()) {
-      log_->warn("shared subscription '{}' has no member any more: its {} stored message(s) "
-                 "dropped", key, held.size());
+      log_->warn(
+          "shared subscription '{}' has no member any more: its {} stored message(s) dropped", key,
+          held.size());
       store_->delete_session(key);
       continue;
     }
@@ -582,8 +583,8 @@ void Broker::hold_shared(std::uint16_t id, const MessagePtr& message) {
       if (!group.held.empty() && (group.held.size() >= egress.qos1_queue_size ||
                                   group.held_bytes + size > egress.qos1_queue_bytes.bytes)) {
         dropped = true;
-        auto& counter = message->qos == 1 ? stats_.messages_dropped_qos1
-                                          : stats_.messages_dropped_qos2;
+        auto& counter =
+            message->qos == 1 ? stats_.messages_dropped_qos1 : stats_.messages_dropped_qos2;
         counter.fetch_add(1, std::memory_order_relaxed);
         ++group.dropped_unlogged;
         if (warning_due(group.drop_warned_at)) {

@@ -91,8 +91,8 @@ class Broker {
 
   struct Attached {
     std::shared_ptr<Session> session;
-    bool present = false;  // an existing session was resumed
-    bool refused = false;  // the client id is taken by a session of another principal
+    bool present = false;    // an existing session was resumed
+    bool refused = false;    // the client id is taken by a session of another principal
     bool took_over = false;  // another connection had the session (it is closed)
   };
   // Binds `connection` to the session of `client_id`, taking it over from another connection

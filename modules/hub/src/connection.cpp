@@ -830,7 +830,8 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
   mqtt::PublishView p = view;
   std::string forwarded;
   std::int64_t expiry = 0;
-  if (v5() && !p.properties.empty() && on_publish_v5(p, forwarded, expiry) == Next::Close) {
+  bool utf8 = false;
+  if (v5() && !p.properties.empty() && on_publish_v5(p, forwarded, expiry, utf8) == Next::Close) {
     return Next::Close;
   }
   // Most clients publish to a few topics over and over: the last one that passed the checks and
@@ -870,6 +871,21 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
                                                             ") QoS 1/2 messages unacknowledged");
     return Next::Close;
   }
+  // A payload announced as UTF-8 that is not: refused, not routed (3.3.2.3.2).
+  if (utf8 && !mqtt::is_valid_utf8(p.payload)) {
+    if (p.qos == 0) {
+      violation(mqtt::ReasonCode::PayloadFormatInvalid,
+                "PUBLISH to '" + std::string(p.topic) +
+                    "': the payload is not UTF-8 (Payload Format Indicator 1)");
+      return Next::Close;
+    }
+    broker_.log().warn(
+        "client '{}': PUBLISH to '{}' with Payload Format Indicator 1 and a payload that is not "
+        "UTF-8: refused",
+        client_id_, p.topic);
+    refuse_publish(p, mqtt::ReasonCode::PayloadFormatInvalid);
+    return Next::Continue;
+  }
   if (!checked) {
     if (is_reserved_topic(p.topic)) {
       broker_.count_reserved(client_id_, p.topic);
@@ -903,7 +919,7 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
 }
 
 Connection::Next Connection::on_publish_v5(mqtt::PublishView& p, std::string& forwarded,
-                                           std::int64_t& expiry) {
+                                           std::int64_t& expiry, bool& utf8) {
   mqtt::Properties properties;
   if (auto error =
           mqtt::decode_properties(p.properties, mqtt::PropertyContext::Publish, properties);
@@ -934,6 +950,7 @@ Connection::Next Connection::on_publish_v5(mqtt::PublishView& p, std::string& fo
     }
     p.topic = topic;
   }
+  utf8 = properties.integer(mqtt::PropertyId::PayloadFormatIndicator).value_or(0) == 1;
   forwarded = forwarded_properties(properties);
   if (auto interval = properties.integer(mqtt::PropertyId::MessageExpiryInterval)) {
     expiry = unix_millis() + static_cast<std::int64_t>(*interval) * 1000;

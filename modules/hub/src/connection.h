@@ -119,7 +119,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Next on_publish(const mqtt::PublishView& publish);
   // MQTT 5 parts of a PUBLISH: resolves a Topic Alias into `publish.topic`, and fills in what
   // is passed on. Close when the packet breaks a rule.
-  Next on_publish_v5(mqtt::PublishView& publish, std::string& forwarded, std::int64_t& expiry);
+  // `utf8`: the PUBLISH says its payload is UTF-8 (Payload Format Indicator 1).
+  Next on_publish_v5(mqtt::PublishView& publish, std::string& forwarded, std::int64_t& expiry,
+                     bool& utf8);
   // The acknowledgement of a publish that is not delivered (not permitted, reserved topic).
   void refuse_publish(const mqtt::PublishView& publish, mqtt::ReasonCode reason);
   bool v5() const { return version_ == mqtt::ProtocolVersion::V5; }

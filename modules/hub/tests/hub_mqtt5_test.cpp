@@ -271,6 +271,103 @@ TEST_F(Mqtt5Test, AcknowledgementsCarryReasonCodes) {
   EXPECT_EQ(old->expect<mqtt::Suback>().return_codes, (std::vector<std::uint8_t>{0x80, 0x80, 1}));
 }
 
+TEST_F(Mqtt5Test, APayloadThatIsNotUtf8DespiteItsFormatIndicatorIsRefused) {
+  auto sub = connected5("pf-sub");
+  subscribe(*sub, {{"pf/#", 2}});
+  auto pub = connected5("pf-pub");
+  mqtt::Properties utf8;
+  utf8.add(PropertyId::PayloadFormatIndicator, 1);
+  const std::string not_utf8("ok \xc0\xaf \xff", 7);  // an overlong '/' and a byte never in UTF-8
+  pub->send(publish_packet("pf/1", not_utf8, 1, 1, utf8));
+  EXPECT_EQ(pub->expect<mqtt::Puback>().reason_code, ReasonCode::PayloadFormatInvalid);
+  pub->send(publish_packet("pf/2", not_utf8, 2, 2, utf8));
+  EXPECT_EQ(pub->expect<mqtt::Pubrec>().reason_code, ReasonCode::PayloadFormatInvalid);
+  // The exchange ended with the PUBREC: the same packet identifier starts a new one.
+  pub->send(publish_packet("pf/3", "h\xc3\xa9llo", 2, 2, utf8));
+  EXPECT_EQ(pub->expect<mqtt::Pubrec>().reason_code, ReasonCode::Success);
+  pub->send(mqtt::Pubrel{2});
+  pub->expect<mqtt::Pubcomp>();
+  pub->send(publish_packet("pf/4", not_utf8, 1, 4));  // no indicator: any bytes
+  EXPECT_EQ(pub->expect<mqtt::Puback>().reason_code, ReasonCode::Success);
+  std::vector<std::string> topics;
+  while (auto packet = sub->receive(500ms)) {
+    if (auto* p = std::get_if<mqtt::Publish>(&*packet)) {
+      topics.push_back(p->topic);
+      if (p->qos == 1) sub->send(mqtt::Puback{p->packet_id});
+      if (p->qos == 2) sub->send(mqtt::Pubrec{p->packet_id});
+    }
+  }
+  EXPECT_EQ(topics, (std::vector<std::string>{"pf/3", "pf/4"})) << "refused ones are not routed";
+  // QoS 0 has no acknowledgement to refuse with: DISCONNECT 0x99.
+  pub->send(publish_packet("pf/5", not_utf8, 0, 0, utf8));
+  EXPECT_EQ(disconnect_reason(*pub), ReasonCode::PayloadFormatInvalid);
+  EXPECT_TRUE(pub->closed_by_peer());
+  EXPECT_TRUE(sub->silent_for(300ms));
+}
+
+TEST_F(Mqtt5Test, AClientThatRequestsNoProblemInformationGetsNoReasonStringOnAcknowledgements) {
+  RawClient c(port_);
+  auto connect = make_connect_v5("quiet");
+  connect.properties.add(PropertyId::RequestProblemInformation, 0);
+  c.connect(connect);
+  mqtt::Properties utf8;
+  utf8.add(PropertyId::PayloadFormatIndicator, 1);
+  c.send(publish_packet("forbidden/x", "no", 1, 1));
+  auto puback = c.expect<mqtt::Puback>();
+  EXPECT_EQ(puback.reason_code, ReasonCode::NotAuthorized);
+  EXPECT_TRUE(puback.properties.empty());
+  c.send(publish_packet("forbidden/x", "no", 2, 2));
+  auto pubrec = c.expect<mqtt::Pubrec>();
+  EXPECT_EQ(pubrec.reason_code, ReasonCode::NotAuthorized);
+  EXPECT_TRUE(pubrec.properties.empty());
+  c.send(publish_packet("ok", std::string("\xff", 1), 1, 3, utf8));
+  puback = c.expect<mqtt::Puback>();
+  EXPECT_EQ(puback.reason_code, ReasonCode::PayloadFormatInvalid);
+  EXPECT_TRUE(puback.properties.empty());
+  c.send(mqtt::Pubrel{42});
+  auto pubcomp = c.expect<mqtt::Pubcomp>();
+  EXPECT_EQ(pubcomp.reason_code, ReasonCode::PacketIdentifierNotFound);
+  EXPECT_TRUE(pubcomp.properties.empty());
+  c.send(mqtt::Subscribe{5, {{"secret/#", 1}, {"a/b/c/d/e/f/g/h/i/j", 0}, {"ok", 1}}});
+  auto suback = c.expect<mqtt::Suback>();
+  EXPECT_EQ(suback.return_codes, (std::vector<std::uint8_t>{0x87, 0x8F, 1}));
+  EXPECT_TRUE(suback.properties.empty());
+  c.send(mqtt::Unsubscribe{6, {"never/subscribed"}});
+  auto unsuback = c.expect<mqtt::Unsuback>();
+  EXPECT_EQ(unsuback.reason_codes, std::vector<ReasonCode>{ReasonCode::NoSubscriptionExisted});
+  EXPECT_TRUE(unsuback.properties.empty());
+}
+
+TEST_F(Mqtt5Test, RequestResponseInformationIsAnsweredWithoutResponseInformation) {
+  RawClient c(port_);
+  auto connect = make_connect_v5("asker");
+  connect.properties.add(PropertyId::RequestResponseInformation, 1);
+  auto ack = c.connect(connect);
+  EXPECT_EQ(ack.reason_code, ReasonCode::Success);
+  EXPECT_FALSE(ack.properties.find(PropertyId::ResponseInformation));
+  // Request / response works with a response topic of the client's own choosing.
+  subscribe(c, {{"replies/asker", 1}});
+  auto responder = connected5("responder");
+  subscribe(*responder, {{"requests", 1}});
+  mqtt::Properties request;
+  request.add(PropertyId::ResponseTopic, "replies/asker")
+      .add(PropertyId::CorrelationData, std::string("id-1"));
+  c.send(publish_packet("requests", "ping", 1, 1, request));
+  c.expect<mqtt::Puback>();
+  auto got = responder->expect<mqtt::Publish>();
+  responder->send(mqtt::Puback{got.packet_id});
+  mqtt::Properties response;
+  response.add(PropertyId::CorrelationData,
+               std::string(got.properties.string(PropertyId::CorrelationData).value_or("")));
+  responder->send(
+      publish_packet(std::string(got.properties.string(PropertyId::ResponseTopic).value_or("")),
+                     "pong", 1, 1, response));
+  responder->expect<mqtt::Puback>();
+  auto reply = c.expect<mqtt::Publish>();
+  EXPECT_EQ(reply.payload, "pong");
+  EXPECT_EQ(reply.properties.string(PropertyId::CorrelationData), "id-1");
+}
+
 TEST_F(Mqtt5Test, MalformedPacketsGetDisconnectWithTheCodecsReasonCode) {
   struct Case {
     std::string name;
@@ -1013,8 +1110,8 @@ TEST_F(Mqtt5Test, ASharedGroupOfOfflinePersistentMembersKeepsItsMessagesForOneMe
     RawClient m5(port_);
     EXPECT_TRUE(m5.connect(make_connect_v5("m5", false, 600)).session_present);
     auto got = receive_all(m5);
-    EXPECT_EQ(payloads_of(got), (std::set<std::string>{"job1", "job2", "job3", "job4", "job5",
-                                                        "job6"}));
+    EXPECT_EQ(payloads_of(got),
+              (std::set<std::string>{"job1", "job2", "job3", "job4", "job5", "job6"}));
     EXPECT_EQ(got.size(), 6u) << "each held message once";
     // Three acknowledged; the connection then drops with the others unacknowledged.
     for (std::size_t i = 0; i < got.size(); ++i) {
@@ -1090,8 +1187,7 @@ TEST(Mqtt5Restart, ASharedGroupsHeldAndUnacknowledgedMessagesSurviveASigkill) {
     RawClient first(port);
     EXPECT_TRUE(first.connect(make_connect_v5("first", false, 3600)).session_present);
     auto got = receive_all(first);
-    EXPECT_EQ(payloads_of(got),
-              (std::set<std::string>{"job1", "job2", "job3", "job4", "job5"}));
+    EXPECT_EQ(payloads_of(got), (std::set<std::string>{"job1", "job2", "job3", "job4", "job5"}));
     for (std::size_t i = 0; i < got.size(); ++i) {
       if (i < 2) {
         first.send(mqtt::Puback{got[i].packet_id});
