@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <utility>
 
 #include "baetyl/mqtt/topic.h"
 #include "connection.h"
@@ -12,6 +13,9 @@ namespace baetyl::hub {
 namespace {
 thread_local std::weak_ptr<Session> congested;
 thread_local Broker::DeliveryBatch* delivery_batch = nullptr;
+// Deliveries of shared subscriptions to a member that went away after it was picked (see
+// queue_locked): they go to another member once the session's lock is released.
+thread_local std::vector<Outgoing> stray_shared;
 }  // namespace
 
 Broker::DeliveryBatch::DeliveryBatch(Broker& broker) {
@@ -46,6 +50,9 @@ Broker::DeliveryBatch::~DeliveryBatch() {
     // A subscriber served by another, idle worker gets the read's QoS 0 packets from this thread:
     // waking that worker would cost more than the write.
     if (connection && !connection->write_directly()) connection->notify();
+    if (!stray_shared.empty()) {
+      broker_->redeliver_shared(group.session.get(), std::exchange(stray_shared, {}));
+    }
   }
 }
 
@@ -765,6 +772,7 @@ void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t q
     queue_locked(session, connection != nullptr, std::move(out));
   }
   if (connection) connection->notify();
+  if (!stray_shared.empty()) redeliver_shared(&session, std::exchange(stray_shared, {}));
 }
 
 void Broker::deliver_encoded(Session& session, std::string_view packet) {
@@ -801,6 +809,10 @@ void Broker::queue_locked(Session& session, bool connected, Outgoing out) {
       session.paged_until = id;
     }
   } else {
+    if (!connected && out.share != 0) {
+      stray_shared.push_back(std::move(out));  // another member gets it (or the group holds it)
+      return;
+    }
     if (!connected && !session.persistent()) return;
     if (!has_room_locked(session, out)) {
       count_dropped(session, 1, out.qos);

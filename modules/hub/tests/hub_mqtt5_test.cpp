@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -1142,6 +1144,63 @@ TEST_F(Mqtt5Test, ASharedGroupOfOfflinePersistentMembersKeepsItsMessagesForOneMe
   clean.connect(make_connect_v5("clean"));
   subscribe(clean, {{"$share/gone/jobs", 1}});
   EXPECT_TRUE(clean.silent_for(300ms)) << "a group without member session keeps nothing";
+}
+
+TEST_F(Mqtt5Test, NoSharedQos1MessageIsLostWhileAMemberLeavesUnderLoad) {
+  constexpr int kTotal = 3000;
+  std::mutex mutex;
+  std::set<std::string> done;  // acknowledged by some member
+  auto keeper = connected5("keeper");
+  subscribe(*keeper, {{"$share/load/jobs", 1}});
+  auto quitter = connected3("quitter");
+  quitter->send(mqtt::Subscribe{1, {{"$share/load/jobs", 1}}});
+  quitter->expect<mqtt::Suback>();
+  std::atomic<bool> publishing{true};
+  std::thread keeping([&] {
+    while (true) {
+      auto packet = keeper->receive(publishing ? 5s : 1s);
+      if (!packet) break;
+      if (auto* p = std::get_if<mqtt::Publish>(&*packet)) {
+        keeper->send(mqtt::Puback{p->packet_id});
+        std::lock_guard lock(mutex);
+        done.insert(p->payload);
+      }
+    }
+  });
+  std::thread quitting([&] {
+    // Acknowledges its first 300, then goes away in the middle of the stream.
+    for (int n = 0; n < 300;) {
+      auto packet = quitter->receive(5s);
+      if (!packet) break;
+      if (auto* p = std::get_if<mqtt::Publish>(&*packet)) {
+        quitter->send(mqtt::Puback{p->packet_id});
+        std::lock_guard lock(mutex);
+        done.insert(p->payload);
+        ++n;
+      }
+    }
+    quitter->close();
+  });
+  auto pub = connected5("pub");
+  int sent = 0;
+  auto send_next = [&] {
+    ++sent;
+    pub->send(publish_packet("jobs", std::to_string(sent), 1,
+                             static_cast<std::uint16_t>(sent % 60000 + 1)));
+  };
+  while (sent < 50) send_next();
+  for (int acked = 0; acked < kTotal; ++acked) {
+    ASSERT_TRUE(pub->receive(5s).has_value());
+    if (sent < kTotal) send_next();
+  }
+  publishing = false;
+  quitting.join();
+  keeping.join();
+  std::vector<int> lost;
+  for (int i = 1; i <= kTotal; ++i) {
+    if (!done.contains(std::to_string(i))) lost.push_back(i);
+  }
+  EXPECT_TRUE(lost.empty()) << lost.size() << " lost, e.g. " << lost.front();
 }
 
 class SmallQueueTest : public Mqtt5Test {
