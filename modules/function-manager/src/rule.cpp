@@ -361,15 +361,36 @@ void RuleRunner::publish(const mqtt::Message& input, std::string payload) {
   output.payload = std::move(payload);
   output.qos = static_cast<std::uint8_t>(
       std::min<int>(rule_.publish.qos, static_cast<int>(input.publish.qos)));
-  if (output.qos == 0) {
-    client_->async_publish(std::move(output));
-    client_->ack(input);
-    return;
+  try {
+    if (output.qos == 0) {
+      client_->async_publish(std::move(output));
+      client_->ack(input);
+      return;
+    }
+    auto* client = client_.get();
+    client_->async_publish(std::move(output), [this, client, input](error_code ec) {
+      if (!ec) {
+        client->ack(input);
+      } else if (ec.category() == mqtt::reason_category()) {
+        refused(input, ec.message());
+      }
+      // Otherwise the client stopped first: the input stays unacknowledged and the hub sends it
+      // again (as with MQTT 3.1.1).
+    });
+  } catch (const std::invalid_argument& e) {
+    refused(input, e.what());  // e.g. larger than the hub's Maximum Packet Size
   }
-  auto* client = client_.get();
-  client_->async_publish(std::move(output), [client, input](error_code ec) {
-    if (!ec) client->ack(input);
-  });
+}
+
+// The hub (MQTT 5 PUBACK 0x80 or above) or the client (0x95, 0x9A, 0x9B) refused the output:
+// the same output would be refused again, so retrying cannot help. As with MQTT 3.1.1, where the
+// hub acknowledges and drops such a publish, the input is acknowledged; the loss is logged.
+void RuleRunner::refused(const mqtt::Message& input, const std::string& why) {
+  log_->error(
+      "rule {}: the output of the message on {} was refused ({}): dropped, its input "
+      "acknowledged",
+      rule_.client_id, input.publish.topic, why);
+  client_->ack(input);
 }
 
 }  // namespace baetyl::function

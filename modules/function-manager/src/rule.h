@@ -109,6 +109,8 @@ class RuleRunner {
   void finish(Call& call, Output::Kind kind, std::string payload = {});
   void emit(Output& output);
   void publish(const mqtt::Message& input, std::string payload);
+  // The output of `input` was refused for good: logged, and the input acknowledged.
+  void refused(const mqtt::Message& input, const std::string& why);
   void call_ended();
 
   RuleConfig rule_;

@@ -18,23 +18,28 @@ inline void write_file(const std::filesystem::path& path, const std::string& tex
   std::ofstream(path) << text;
 }
 
-// The hub's service.yml: one principal test/hahaha allowed to publish and subscribe anything.
-inline std::string hub_service_yml(std::uint16_t port) {
+// The hub's service.yml: one principal test/hahaha allowed to publish and subscribe anything
+// (but to publish to `pub_deny`, a YAML list, when given); `extra` is appended.
+inline std::string hub_service_yml(std::uint16_t port, const std::string& pub_deny = "",
+                                   const std::string& extra = "") {
   return "listen: ['tcp://127.0.0.1:" + std::to_string(port) +
          "']\n"
          "principals:\n"
          "  - username: test\n"
          "    password: hahaha\n"
          "    permissions:\n"
-         "      - {action: pub, permit: ['#']}\n"
+         "      - {action: pub, permit: ['#']" +
+         (pub_deny.empty() ? "" : ", deny: " + pub_deny) +
+         "}\n"
          "      - {action: sub, permit: ['#']}\n"
-         "logger: {path: var/log/baetyl/service.log}\n";
+         "logger: {path: var/log/baetyl/service.log}\n" +
+         extra;
 }
 
-// The `hub:` section of the manager's service.yml.
-inline std::string manager_hub_yml(std::uint16_t port) {
+// The `hub:` section of the manager's service.yml; `extra` holds more of its keys.
+inline std::string manager_hub_yml(std::uint16_t port, const std::string& extra = "") {
   return "hub:\n  address: tcp://127.0.0.1:" + std::to_string(port) +
-         "\n  username: test\n  password: hahaha\n";
+         "\n  username: test\n  password: hahaha\n" + extra;
 }
 
 // A runtime service: its service.yml is in the volume <name>-conf, and with `code` its handler

@@ -45,9 +45,10 @@ class FunctionManagerE2E : public ::testing::Test {
              const std::vector<testing::RuntimeService>& extra_runtimes = {}) {
     port_ = baetyl::testing::free_port();
     auto root = run_.workdir() / "var/db/baetyl";
-    write_file(root / "hub-conf/service.yml", testing::hub_service_yml(port_));
+    write_file(root / "hub-conf/service.yml",
+               testing::hub_service_yml(port_, hub_pub_deny_, hub_extra_));
     write_file(root / "fm-conf/service.yml",
-               testing::manager_hub_yml(port_) +
+               testing::manager_hub_yml(port_, manager_hub_extra_) +
                    "rules:\n"
                    "  - clientid: func-sql-filter-1\n"
                    "    subscribe: {topic: t, qos: 1}\n"
@@ -138,6 +139,10 @@ class FunctionManagerE2E : public ::testing::Test {
     return result;
   }
 
+  // Set before start(): the hub's pub deny list, more hub keys, more keys of the manager's hub:.
+  std::string hub_pub_deny_;
+  std::string hub_extra_;
+  std::string manager_hub_extra_;
   MasterRun run_;
   std::uint16_t port_ = 0;
   std::unique_ptr<mqtt::Client> client_;
@@ -247,6 +252,46 @@ TEST_F(FunctionManagerE2E, PythonHandlerThatRaisesGivesErrorJson) {
   EXPECT_EQ(input["FunctionInvokeID"].get<std::string>().size(), 36u);
   EXPECT_EQ(received_.messages[1],
             nlohmann::json::parse(R"({"id":8,"function":"raiser","_topic":"py/hi"})"));
+}
+
+// How many times `needle` occurs in `text`.
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+TEST_F(FunctionManagerE2E, AnOutputTheHubRefusesOverMqtt5IsLoggedAndItsInputAcknowledged) {
+  hub_pub_deny_ = "['refused/#']";
+  // Unacknowledged inputs would come back every second.
+  hub_extra_ = "message:\n  egress:\n    qos1:\n      retry:\n        interval: 1s\n";
+  manager_hub_extra_ = "  protocol: 5\n";
+  start("{min: 0, max: 1}", kFilter,
+        "  - clientid: func-refused-1\n"
+        "    subscribe: {topic: rf, qos: 1}\n"
+        "    function: {name: sql-filter}\n"
+        "    publish: {topic: refused/out, qos: 1}\n");
+  // The client's warning for each PUBACK 0x87, and the rule's error for each input it gives up.
+  const std::string pubacked = "the broker refused the message on topic refused/out";
+  const std::string given_up = "rule func-refused-1: the output of the message on rf was refused";
+  // Once the rule is subscribed, an input's output is refused.
+  ASSERT_TRUE(MasterRun::wait_until(
+      [&] {
+        client_->publish("rf", R"({"id":1})", 1);
+        return MasterRun::wait_until([&] { return count_of(logs(), pubacked) > 0; }, 500ms);
+      },
+      15s))
+      << logs();
+  std::this_thread::sleep_for(1s);  // inputs of the probes still on their way
+  const auto refused = count_of(logs(), pubacked);
+  // Acknowledged: the hub does not send the inputs again, so no output is refused again.
+  std::this_thread::sleep_for(3500ms);
+  EXPECT_EQ(count_of(logs(), pubacked), refused) << logs();
+  EXPECT_EQ(count_of(logs(), given_up), refused) << logs();
+  EXPECT_NE(logs().find("refused (Not authorized (0x87))"), std::string::npos) << logs();
+  // The rule goes on with the next inputs.
+  client_->publish("t", R"({"id":5})", 1);
+  EXPECT_TRUE(MasterRun::wait_until([&] { return ids().count(5) > 0; }, 10s)) << logs();
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <utility>
 
 #include "baetyl/mqtt/topic.h"
 #include "connection.h"
@@ -12,6 +13,9 @@ namespace baetyl::hub {
 namespace {
 thread_local std::weak_ptr<Session> congested;
 thread_local Broker::DeliveryBatch* delivery_batch = nullptr;
+// Deliveries of shared subscriptions to a member that went away after it was picked (see
+// queue_locked): they go to another member once the session's lock is released.
+thread_local std::vector<Outgoing> stray_shared;
 }  // namespace
 
 Broker::DeliveryBatch::DeliveryBatch(Broker& broker) {
@@ -46,6 +50,9 @@ Broker::DeliveryBatch::~DeliveryBatch() {
     // A subscriber served by another, idle worker gets the read's QoS 0 packets from this thread:
     // waking that worker would cost more than the write.
     if (connection && !connection->write_directly()) connection->notify();
+    if (!stray_shared.empty()) {
+      broker_->redeliver_shared(group.session.get(), std::exchange(stray_shared, {}));
+    }
   }
 }
 
@@ -172,6 +179,7 @@ void Broker::restore(StoredState state) {
   if (expired_sessions > 0) {
     log_->info("{} session(s) expired while the hub was stopped: removed", expired_sessions);
   }
+  restore_held(state.shared_queues);
   // Clients connected when the hub went away never disconnected: their wills are due.
   for (auto& will : state.wills) {
     log_->info("publishing the will of '{}' (connected when the hub stopped)", will.client_id);
@@ -179,6 +187,36 @@ void Broker::restore(StoredState state) {
     if (will.message.expiry != 0) will.message.expiry += unix_millis();
     publish(std::move(will.message));
     if (store_) store_->clear_will(will.client_id);
+  }
+}
+
+void Broker::restore_held(const std::vector<std::string>& keys) {
+  if (!store_) return;
+  for (const auto& key : keys) {
+    std::vector<MessagePtr> held;
+    for (std::int64_t after = 0;;) {
+      QueuePage page = store_->read_queue(key, after, 1000, kRestorePageBytes);
+      for (auto& d : page.deliveries) {
+        after = d.message->id;
+        if (!d.released) held.push_back(std::move(d.message));
+      }
+      if (page.complete || page.deliveries.empty()) break;
+    }
+    std::lock_guard lock(shared_mutex_);
+    auto it = shared_.find(key);
+    if (it == shared_.end()) {
+      log_->warn(
+          "shared subscription '{}' has no member any more: its {} stored message(s) dropped", key,
+          held.size());
+      store_->delete_session(key);
+      continue;
+    }
+    for (auto& m : held) {
+      it->second.held_bytes += m->topic.size() + m->payload.size();
+      it->second.held.push_back(std::move(m));
+    }
+    log_->info("shared subscription '{}': {} message(s) restored for its next connected member",
+               key, it->second.held.size());
   }
 }
 
@@ -252,6 +290,8 @@ Broker::Attached Broker::attach(const std::string& client_id, bool clean,
   if (discarded) remove_subscriptions(*discarded);
   if (previous && previous != connection) {
     log_->info("client '{}' connected again: closing its previous connection", client_id);
+    result.took_over = true;
+    if (result.present) previous->session_continued();
     previous->close(mqtt::ReasonCode::SessionTakenOver);
   }
   return result;
@@ -438,6 +478,7 @@ void Broker::join_shared(const std::string& filter, Session& session, std::uint8
   auto [it, added] = shared_.try_emplace(filter);
   SharedGroup& group = it->second;
   if (added) {
+    group.name = filter;
     group.filter = std::string(shared_filter(filter));
     while (group.id == 0 || shared_ids_.contains(group.id)) group.id = next_shared_id_++;
     shared_ids_[group.id] = filter;
@@ -453,76 +494,210 @@ void Broker::join_shared(const std::string& filter, Session& session, std::uint8
 }
 
 void Broker::leave_shared(const std::string& filter, Session& session) {
-  std::lock_guard lock(shared_mutex_);
-  auto it = shared_.find(filter);
-  if (it == shared_.end()) return;
-  auto& members = it->second.members;
-  std::erase_if(members, [&](const auto& m) { return m.first == &session; });
-  if (members.empty()) {
-    shared_ids_.erase(it->second.id);
-    shared_.erase(it);
-  }
-  shared_count_.store(shared_.size(), std::memory_order_relaxed);
-}
-
-void Broker::deliver_shared(const MessageView& m,
-                            const std::function<const MessagePtr&()>& shared) {
-  thread_local std::vector<std::tuple<std::shared_ptr<Session>, std::uint8_t, std::uint16_t>> picks;
-  picks.clear();
+  std::size_t dropped = 0;
+  bool ended = false;
   {
     std::lock_guard lock(shared_mutex_);
-    for (auto& [name, group] : shared_) {
-      if (!mqtt::topic_matches(group.filter, m.topic)) continue;
-      const std::size_t n = group.members.size();
-      for (std::size_t k = 0; k < n; ++k) {
-        const auto& [session, entry] = group.members[(group.next + k) % n];
-        if (!session->online.load()) continue;
-        if ((entry & kFiltered) != 0 &&
-            !(session->authorizer && session->authorizer->may_receive(m.topic))) {
-          continue;
+    auto it = shared_.find(filter);
+    if (it == shared_.end()) return;
+    auto& members = it->second.members;
+    std::erase_if(members, [&](const auto& m) { return m.first == &session; });
+    if (members.empty()) {
+      ended = true;
+      dropped = it->second.held.size();
+      shared_ids_.erase(it->second.id);
+      shared_.erase(it);
+    }
+    shared_count_.store(shared_.size(), std::memory_order_relaxed);
+  }
+  if (dropped > 0) {
+    log_->warn("shared subscription '{}' has no member any more: its {} held message(s) dropped",
+               filter, dropped);
+  }
+  // Its stored queue, if it had one (a new group of that name starts empty).
+  if (ended && store_) store_->delete_session(filter);
+}
+
+bool Broker::pick_member_locked(SharedGroup& group, std::string_view topic, const Session* skip,
+                                std::shared_ptr<Session>& member, std::uint8_t& entry) {
+  const std::size_t n = group.members.size();
+  for (std::size_t k = 0; k < n; ++k) {
+    const auto& [session, e] = group.members[(group.next + k) % n];
+    if (session == skip || !session->online.load()) continue;
+    if ((e & kFiltered) != 0 && !(session->authorizer && session->authorizer->may_receive(topic))) {
+      continue;
+    }
+    group.next = (group.next + k + 1) % n;
+    member = session->shared_from_this();
+    entry = e;
+    return true;
+  }
+  return false;
+}
+
+bool Broker::has_persistent_member(const SharedGroup& group) {
+  return std::any_of(group.members.begin(), group.members.end(),
+                     [](const auto& member) { return member.first->persistent(); });
+}
+
+void Broker::pick_shared(const MessageView& m,
+                         std::vector<std::pair<std::string, std::uint8_t>>* rows,
+                         std::vector<SharedPick>& picks) {
+  std::lock_guard lock(shared_mutex_);
+  for (auto& [name, group] : shared_) {
+    if (!mqtt::topic_matches(group.filter, m.topic)) continue;
+    SharedPick pick;
+    pick.group = group.id;
+    if (pick_member_locked(group, m.topic, nullptr, pick.session, pick.entry)) {
+      // Stored for the group while a member's session is persistent: a member that goes away
+      // without acknowledging, or a restart, gives it to a member again.
+      if (rows && (pick.entry & kQosMask) > 0 && has_persistent_member(group)) {
+        rows->emplace_back(group.name, m.qos);
+      }
+      picks.push_back(std::move(pick));
+    } else if (m.qos > 0 && has_persistent_member(group)) {
+      if (rows) rows->emplace_back(group.name, m.qos);
+      picks.push_back(std::move(pick));  // held
+    }
+  }
+}
+
+void Broker::deliver_picks(const std::vector<SharedPick>& picks, const MessagePtr& message) {
+  for (const auto& pick : picks) {
+    if (!pick.session) {
+      hold_shared(pick.group, message);
+      continue;
+    }
+    const auto qos = std::min<std::uint8_t>(pick.entry & kQosMask, message->qos);
+    deliver(*pick.session, message, qos, false, false, pick.group);
+  }
+}
+
+void Broker::hold_shared(std::uint16_t id, const MessagePtr& message) {
+  std::vector<HeldDelivery> deliveries;
+  bool gone = false;
+  bool dropped = false;
+  {
+    std::lock_guard lock(shared_mutex_);
+    auto name = shared_ids_.find(id);
+    auto it = name == shared_ids_.end() ? shared_.end() : shared_.find(name->second);
+    if (it == shared_.end()) {
+      gone = true;
+    } else {
+      SharedGroup& group = it->second;
+      const auto& egress = config_.message.egress;
+      const std::size_t size = message->topic.size() + message->payload.size();
+      if (!group.held.empty() && (group.held.size() >= egress.qos1_queue_size ||
+                                  group.held_bytes + size > egress.qos1_queue_bytes.bytes)) {
+        dropped = true;
+        auto& counter =
+            message->qos == 1 ? stats_.messages_dropped_qos1 : stats_.messages_dropped_qos2;
+        counter.fetch_add(1, std::memory_order_relaxed);
+        ++group.dropped_unlogged;
+        if (warning_due(group.drop_warned_at)) {
+          log_->warn(
+              "shared subscription '{}' has no connected member and holds {} messages ({} "
+              "bytes), its QoS 1/2 queue bounds: dropped {} new message(s) for it",
+              group.name, group.held.size(), group.held_bytes, group.dropped_unlogged);
+          group.dropped_unlogged = 0;
         }
-        group.next = (group.next + k + 1) % n;
-        picks.emplace_back(session->shared_from_this(), entry, group.id);
-        break;
+      } else {
+        group.held.push_back(message);
+        group.held_bytes += size;
+        // A member may have connected since the message was picked for the group.
+        take_held_locked(group, deliveries);
       }
     }
   }
-  for (auto& [session, entry, id] : picks) {
-    deliver(*session, shared(), std::min<std::uint8_t>(entry & kQosMask, m.qos), false, false, id);
+  if (gone) {
+    log_->warn("a message on '{}' of a shared subscription group that ended: dropped",
+               message->topic);
   }
-  picks.clear();
+  if ((gone || dropped) && store_ && message->id != 0) forget_shared(id, message->id);
+  deliver_held(deliveries);
+}
+
+void Broker::take_held_locked(SharedGroup& group, std::vector<HeldDelivery>& out) {
+  for (auto it = group.held.begin(); it != group.held.end();) {
+    HeldDelivery d;
+    std::uint8_t entry = 0;
+    if (!pick_member_locked(group, (*it)->topic, nullptr, d.session, entry)) {
+      ++it;
+      continue;
+    }
+    d.message = std::move(*it);
+    d.qos = std::min<std::uint8_t>(entry & kQosMask, d.message->qos);
+    d.group = group.id;
+    group.held_bytes -= d.message->topic.size() + d.message->payload.size();
+    it = group.held.erase(it);
+    out.push_back(std::move(d));
+  }
+}
+
+void Broker::deliver_held(std::vector<HeldDelivery>& deliveries) {
+  for (auto& d : deliveries) {
+    deliver(*d.session, d.message, d.qos, false, false, d.group);
+    // A QoS 0 subscription: nothing will acknowledge it.
+    if (d.qos == 0 && store_ && d.message->id != 0) forget_shared(d.group, d.message->id);
+  }
+}
+
+void Broker::deliver_held(const std::shared_ptr<Session>& session) {
+  if (shared_count_.load(std::memory_order_relaxed) == 0) return;
+  std::vector<HeldDelivery> deliveries;
+  {
+    std::lock_guard lock(shared_mutex_);
+    for (auto& [name, group] : shared_) {
+      if (group.held.empty()) continue;
+      const bool member = std::any_of(group.members.begin(), group.members.end(),
+                                      [&](const auto& m) { return m.first == session.get(); });
+      if (member) take_held_locked(group, deliveries);
+    }
+  }
+  deliver_held(deliveries);
+}
+
+void Broker::forget_shared(std::uint16_t share, std::int64_t id) {
+  std::string key;
+  {
+    std::lock_guard lock(shared_mutex_);
+    auto name = shared_ids_.find(share);
+    if (name == shared_ids_.end()) return;  // ended: its stored queue was deleted with it
+    key = name->second;
+  }
+  store_->ack(key, id);
+}
+
+void Broker::received_shared(const Outgoing& out) {
+  if (out.share != 0 && store_ && out.message->id != 0) forget_shared(out.share, out.message->id);
 }
 
 void Broker::redeliver_shared(const Session* gone, std::vector<Outgoing> orphans) {
   for (auto& o : orphans) {
     std::shared_ptr<Session> next;
     std::uint8_t entry = 0;
+    bool hold = false;
     {
       std::lock_guard lock(shared_mutex_);
       auto name = shared_ids_.find(o.share);
       auto it = name == shared_ids_.end() ? shared_.end() : shared_.find(name->second);
       if (it != shared_.end()) {
         auto& group = it->second;
-        const std::size_t n = group.members.size();
-        for (std::size_t k = 0; k < n; ++k) {
-          const auto& [session, e] = group.members[(group.next + k) % n];
-          if (session == gone || !session->online.load()) continue;
-          if ((e & kFiltered) != 0 &&
-              !(session->authorizer && session->authorizer->may_receive(o.message->topic))) {
-            continue;
-          }
-          group.next = (group.next + k + 1) % n;
-          next = session->shared_from_this();
-          entry = e;
-          break;
+        if (!pick_member_locked(group, o.message->topic, gone, next, entry)) {
+          hold = has_persistent_member(group);
         }
       }
+    }
+    if (hold) {
+      hold_shared(o.share, o.message);
+      continue;
     }
     if (!next) {
       log_->warn(
           "a message on '{}' of a shared subscription was not acknowledged and no other "
-          "member of its group is connected: dropped",
+          "member of its group is connected or has a persistent session: dropped",
           o.message->topic);
+      if (store_ && o.message->id != 0) forget_shared(o.share, o.message->id);
       continue;
     }
     deliver(*next, o.message, std::min<std::uint8_t>(entry & kQosMask, o.qos), false, false,
@@ -597,6 +772,7 @@ void Broker::deliver(Session& session, const MessagePtr& message, std::uint8_t q
     queue_locked(session, connection != nullptr, std::move(out));
   }
   if (connection) connection->notify();
+  if (!stray_shared.empty()) redeliver_shared(&session, std::exchange(stray_shared, {}));
 }
 
 void Broker::deliver_encoded(Session& session, std::string_view packet) {
@@ -633,9 +809,14 @@ void Broker::queue_locked(Session& session, bool connected, Outgoing out) {
       session.paged_until = id;
     }
   } else {
+    if (!connected && out.share != 0) {
+      stray_shared.push_back(std::move(out));  // another member gets it (or the group holds it)
+      return;
+    }
     if (!connected && !session.persistent()) return;
     if (!has_room_locked(session, out)) {
       count_dropped(session, 1, out.qos);
+      received_shared(out);  // dropped: the group's stored copy goes too
       return;
     }
   }
@@ -922,6 +1103,9 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
   }
 
   thread_local std::vector<std::pair<std::string, std::uint8_t>> queue;
+  thread_local std::vector<SharedPick> shared_picks;
+  shared_picks.clear();
+  const bool any_shared = shared_count_.load(std::memory_order_relaxed) > 0;
   {
     const auto& matches = match(m.topic);
     if (durable) {
@@ -931,6 +1115,7 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
         const std::uint8_t qos = std::min<std::uint8_t>(entry & kQosMask, m.qos);
         if (qos > 0 && session->persistent()) queue.emplace_back(session->client_id(), qos);
       }
+      if (any_shared) pick_shared(m, &queue, shared_picks);
       // Stored before anyone can acknowledge it, so the acknowledgement's delete follows the
       // insert in the writer's order.
       if (receipt && receipt->persistent()) {
@@ -940,6 +1125,8 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
         store_->add_message(shared(), queue, std::move(persisted));
       }
       persisted = nullptr;
+    } else if (any_shared) {
+      pick_shared(m, nullptr, shared_picks);
     }
     for (const auto& [session, entry] : matches) {
       // MQTT 5 subscription options: No Local skips the publisher's own session, Retain As
@@ -956,7 +1143,7 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
       }
     }
   }
-  if (shared_count_.load(std::memory_order_relaxed) > 0) deliver_shared(m, shared);
+  if (!shared_picks.empty()) deliver_picks(shared_picks, shared());
   if (persisted) persisted();
   if (!route_stats_.empty()) route(m, 0);
 }
@@ -1041,6 +1228,7 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
   std::vector<std::uint8_t> codes;
   codes.reserve(subscriptions.size());
   if (existed) existed->assign(subscriptions.size(), false);
+  bool joined_shared = false;
   for (const auto& sub : subscriptions) {
     const std::string problem =
         mqtt::check_topic_filter(sub.topic_filter, {kMaxTopicLength, kMaxTopicLevels});
@@ -1076,6 +1264,7 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
         entry_of(subscribed) | (grant == SubscribeGrant::Filtered ? kFiltered : 0);
     if (is_shared) {
       join_shared(sub.topic_filter, *session, entry);
+      joined_shared = true;
     } else {
       std::unique_lock lock(topics_mutex_);
       topics_.insert(sub.topic_filter, session.get(), entry);
@@ -1094,6 +1283,8 @@ std::vector<std::uint8_t> Broker::subscribe(const std::shared_ptr<Session>& sess
     }
     codes.push_back(granted);
   }
+  // What a group held goes to a member that joins while connected.
+  if (joined_shared && session->online.load()) deliver_held(session);
   return codes;
 }
 
@@ -1169,6 +1360,7 @@ void Broker::acknowledged(const Session& session, const Outgoing& out) {
   if (out.stored && store_ && session.persistent()) {
     store_->ack(session.client_id(), out.message->id);
   }
+  received_shared(out);
 }
 
 void Broker::cleanup() {
@@ -1180,6 +1372,16 @@ void Broker::cleanup() {
     std::lock_guard lock(sessions_mutex_);
     for (auto& [id, s] : sessions_) {
       if (s->persistent()) sessions.push_back(s);
+    }
+  }
+  {
+    std::lock_guard lock(shared_mutex_);
+    for (auto& [name, group] : shared_) {
+      std::erase_if(group.held, [&](const MessagePtr& m) {
+        if (m->time >= cutoff) return false;
+        group.held_bytes -= m->topic.size() + m->payload.size();
+        return true;
+      });
     }
   }
   for (auto& s : sessions) {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -83,14 +84,16 @@ class Broker {
   void count_message_in(std::uint8_t qos);
   const std::vector<std::unique_ptr<RouteStats>>& route_stats() const { return route_stats_; }
 
-  // Loads the persistent sessions, their queues and subscriptions, and the retained messages;
-  // then publishes the wills of clients that were connected when the hub stopped.
+  // Loads the persistent sessions, their queues and subscriptions, the retained messages and the
+  // messages held by shared subscription groups; then publishes the wills of clients that were
+  // connected when the hub stopped.
   void restore(StoredState state);
 
   struct Attached {
     std::shared_ptr<Session> session;
-    bool present = false;  // an existing session was resumed
-    bool refused = false;  // the client id is taken by a session of another principal
+    bool present = false;    // an existing session was resumed
+    bool refused = false;    // the client id is taken by a session of another principal
+    bool took_over = false;  // another connection had the session (it is closed)
   };
   // Binds `connection` to the session of `client_id`, taking it over from another connection
   // (which is closed) and discarding it when `clean`. A session belongs to the principal of
@@ -206,6 +209,12 @@ class Broker {
 
   // The client acknowledged a stored delivery.
   void acknowledged(const Session& session, const Outgoing& out);
+  // A member sent PUBREC for a QoS 2 delivery of a shared subscription: the group's stored copy
+  // is done with (only PUBREL/PUBCOMP is left, between the member and the hub).
+  void received_shared(const Outgoing& out);
+  // `session` is connected (its CONNACK was sent): the messages its shared subscription groups
+  // held while no member was connected go to it and the group's other connected members.
+  void deliver_held(const std::shared_ptr<Session>& session);
 
   // Paging of persistent sessions' queues (Session::stored_only). Whether `session`'s queue
   // drained far enough to read more back from the store; call with its mutex held, and if so,
@@ -230,15 +239,49 @@ class Broker {
   void deliver(Session& session, const MessagePtr& message, std::uint8_t qos, bool stored,
                bool retain = false, std::uint16_t share = 0);
   // Shared subscriptions ($share/{group}/{filter}): one delivery of `m` per matching group, to
-  // its next online member that may receive the topic (round robin).
-  void deliver_shared(const MessageView& m, const std::function<const MessagePtr&()>& shared);
+  // its next online member that may receive the topic (round robin), or held by the group
+  // (SharedGroup::held) when no member is online and one has a persistent session. Picked under
+  // the groups' lock, delivered by deliver_picks once the message is stored: `rows` gets the
+  // store's queue entries of the groups with a persistent member (key, QoS).
+  struct SharedPick {
+    std::shared_ptr<Session> session;  // null: held by the group
+    std::uint8_t entry = 0;
+    std::uint16_t group = 0;
+  };
+  void pick_shared(const MessageView& m, std::vector<std::pair<std::string, std::uint8_t>>* rows,
+                   std::vector<SharedPick>& picks);
+  void deliver_picks(const std::vector<SharedPick>& picks, const MessagePtr& message);
   // Deliveries of shared subscriptions that `gone` did not acknowledge go to another online
-  // member of their group (dropped, and logged, when there is none).
+  // member of their group, else are held by it while a member has a persistent session (dropped,
+  // and logged, when none has).
   void redeliver_shared(const Session* gone, std::vector<Outgoing> orphans);
+  struct SharedGroup;
+  // The next online member of `group` (round robin, not `skip`) that may receive `topic`.
+  static bool pick_member_locked(SharedGroup& group, std::string_view topic, const Session* skip,
+                                 std::shared_ptr<Session>& member, std::uint8_t& entry);
+  static bool has_persistent_member(const SharedGroup& group);
+  // Keeps `message` for the group `id` (within the QoS 1/2 queue bounds; beyond, dropped and
+  // counted) and hands what it holds to its online members.
+  void hold_shared(std::uint16_t id, const MessagePtr& message);
+  // Takes out of `group` what its online members can be given now.
+  struct HeldDelivery {
+    std::shared_ptr<Session> session;
+    MessagePtr message;
+    std::uint8_t qos = 0;
+    std::uint16_t group = 0;
+  };
+  void take_held_locked(SharedGroup& group, std::vector<HeldDelivery>& out);
+  void deliver_held(std::vector<HeldDelivery>& deliveries);
+  // Deletes the stored queue entry of the group `share` for message `id` (done with).
+  void forget_shared(std::uint16_t share, std::int64_t id);
   // Adds or removes `session`'s membership of a shared subscription; `filter` is the whole
   // "$share/{group}/{filter}".
   void join_shared(const std::string& filter, Session& session, std::uint8_t entry);
   void leave_shared(const std::string& filter, Session& session);
+  // Reads the stored queues of shared subscription groups (StoredState::shared_queues) back into
+  // the groups restored with their members' sessions; a group without members drops its queue.
+  void restore_held(const std::vector<std::string>& keys);
+  static constexpr std::size_t kRestorePageBytes = 4 * 1024 * 1024;
   // Removes a session that ended (expired) with its subscriptions and stored state.
   void end_session(const std::shared_ptr<Session>& session);
   void deliver_encoded(Session& session, std::string_view packet);
@@ -298,10 +341,17 @@ class Broker {
   std::atomic<std::uint64_t> topics_version_{0};  // topics_.version(), readable without the lock
 
   struct SharedGroup {
+    std::string name;    // "$share/{group}/{filter}": also the key of its queue in the store
     std::string filter;  // after $share/{group}/
     std::uint16_t id = 0;
     std::vector<std::pair<Session*, std::uint8_t>> members;  // with their trie entry bytes
     std::size_t next = 0;                                    // round robin
+    // QoS 1/2 messages kept while no member is online (some member's session is persistent),
+    // oldest first, and the bytes of their topics and payloads.
+    std::deque<MessagePtr> held;
+    std::size_t held_bytes = 0;
+    std::chrono::steady_clock::time_point drop_warned_at{};
+    std::uint64_t dropped_unlogged = 0;
   };
   std::mutex shared_mutex_;
   std::map<std::string, SharedGroup, std::less<>> shared_;  // by "$share/{group}/{filter}"

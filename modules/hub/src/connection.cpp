@@ -519,6 +519,12 @@ void Connection::finish() {
     // Published later unless the client comes back; the store keeps it until then.
     broker_.delay_will(client_id_, std::move(*will_), std::chrono::seconds(will_delay_));
     will_.reset();
+  } else if (will_ && !disconnected_ && will_delay_ > 0 && session_continued_.load()) {
+    // Taken over by a connection that continues the session, within the delay: no will. (With
+    // Clean Start 1 the session ended: the will is due at once, below.)
+    broker_.log().debug("client '{}': session taken over within its will's delay: no will",
+                        client_id_);
+    will_.reset();
   } else if (will_ && !disconnected_) {
     broker_.log().debug("client '{}': publishing its will to '{}'", client_id_, will_->topic);
     if (will_->expiry != 0) will_->expiry += unix_millis();  // an interval until now
@@ -805,10 +811,14 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
   broker_.stats().connects.fetch_add(1);
   if (will_ && broker_.store()) {
     broker_.store()->set_will(client_id_, std::make_shared<const Message>(*will_));
+  } else if (attached.took_over && broker_.store()) {
+    // The stored will was the previous connection's, which does not clear it (see finish).
+    broker_.store()->clear_will(client_id_);
   }
   mqtt::Connack ack{attached.present, mqtt::ConnectReturnCode::Accepted};
   ack.properties = std::move(connack_properties);
   send(ack);
+  broker_.deliver_held(session_);
   broker_.log().debug("client '{}' ({}) connected, MQTT {}, {} session, keepalive {}s{}",
                       client_id_, remote(), mqtt5 ? "5" : (v31 ? "3.1" : "3.1.1"),
                       persistent ? "persistent" : "clean", c.keep_alive,
@@ -820,7 +830,8 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
   mqtt::PublishView p = view;
   std::string forwarded;
   std::int64_t expiry = 0;
-  if (v5() && !p.properties.empty() && on_publish_v5(p, forwarded, expiry) == Next::Close) {
+  bool utf8 = false;
+  if (v5() && !p.properties.empty() && on_publish_v5(p, forwarded, expiry, utf8) == Next::Close) {
     return Next::Close;
   }
   // Most clients publish to a few topics over and over: the last one that passed the checks and
@@ -860,6 +871,21 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
                                                             ") QoS 1/2 messages unacknowledged");
     return Next::Close;
   }
+  // A payload announced as UTF-8 that is not: refused, not routed (3.3.2.3.2).
+  if (utf8 && !mqtt::is_valid_utf8(p.payload)) {
+    if (p.qos == 0) {
+      violation(mqtt::ReasonCode::PayloadFormatInvalid,
+                "PUBLISH to '" + std::string(p.topic) +
+                    "': the payload is not UTF-8 (Payload Format Indicator 1)");
+      return Next::Close;
+    }
+    broker_.log().warn(
+        "client '{}': PUBLISH to '{}' with Payload Format Indicator 1 and a payload that is not "
+        "UTF-8: refused",
+        client_id_, p.topic);
+    refuse_publish(p, mqtt::ReasonCode::PayloadFormatInvalid);
+    return Next::Continue;
+  }
   if (!checked) {
     if (is_reserved_topic(p.topic)) {
       broker_.count_reserved(client_id_, p.topic);
@@ -893,7 +919,7 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
 }
 
 Connection::Next Connection::on_publish_v5(mqtt::PublishView& p, std::string& forwarded,
-                                           std::int64_t& expiry) {
+                                           std::int64_t& expiry, bool& utf8) {
   mqtt::Properties properties;
   if (auto error =
           mqtt::decode_properties(p.properties, mqtt::PropertyContext::Publish, properties);
@@ -924,6 +950,7 @@ Connection::Next Connection::on_publish_v5(mqtt::PublishView& p, std::string& fo
     }
     p.topic = topic;
   }
+  utf8 = properties.integer(mqtt::PropertyId::PayloadFormatIndicator).value_or(0) == 1;
   forwarded = forwarded_properties(properties);
   if (auto interval = properties.integer(mqtt::PropertyId::MessageExpiryInterval)) {
     expiry = unix_millis() + static_cast<std::int64_t>(*interval) * 1000;
@@ -992,14 +1019,17 @@ bool Connection::window_has_room() {
 
 void Connection::on_pubrec(std::uint16_t packet_id) {
   std::int64_t stored = 0;
+  std::optional<Outgoing> shared;  // a shared subscription's delivery, received by this member
   {
     std::lock_guard lock(session_->mutex);
     auto it = session_->inflight.find(packet_id);
     if (it != session_->inflight.end() && it->second.out.qos == 2 && !it->second.released) {
       it->second.released = true;
       if (it->second.out.stored) stored = it->second.out.message->id;
+      if (it->second.out.share != 0) shared = it->second.out;
     }
   }
+  if (shared) broker_.received_shared(*shared);
   // Remembered so that after a restart the hub sends PUBREL, not the message a second time.
   if (stored && session_->persistent() && broker_.store()) {
     broker_.store()->released(client_id_, stored);

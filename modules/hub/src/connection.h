@@ -48,6 +48,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Closes the connection (thread-safe); the will is published unless the client disconnected.
   // An MQTT 5 client is sent DISCONNECT with `reason` first.
   void close(mqtt::ReasonCode reason = mqtt::ReasonCode::ServerShuttingDown);
+  // A new connection took this one's session over and continues it (thread-safe, before
+  // close()): a will with a Will Delay Interval is not published [MQTT-3.1.3-9].
+  void session_continued() { session_continued_.store(true); }
 
   const std::string& client_id() const { return client_id_; }
   const std::string& remote() const { return stream_->remote; }
@@ -116,7 +119,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Next on_publish(const mqtt::PublishView& publish);
   // MQTT 5 parts of a PUBLISH: resolves a Topic Alias into `publish.topic`, and fills in what
   // is passed on. Close when the packet breaks a rule.
-  Next on_publish_v5(mqtt::PublishView& publish, std::string& forwarded, std::int64_t& expiry);
+  // `utf8`: the PUBLISH says its payload is UTF-8 (Payload Format Indicator 1).
+  Next on_publish_v5(mqtt::PublishView& publish, std::string& forwarded, std::int64_t& expiry,
+                     bool& utf8);
   // The acknowledgement of a publish that is not delivered (not permitted, reserved topic).
   void refuse_publish(const mqtt::PublishView& publish, mqtt::ReasonCode reason);
   bool v5() const { return version_ == mqtt::ProtocolVersion::V5; }
@@ -177,6 +182,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::atomic<std::uint8_t> writer_{kWriterIdle};
   std::atomic<bool> strand_waiting_{false};  // the strand's writer waits for a direct writer
   std::atomic<bool> close_requested_{false};
+  std::atomic<bool> session_continued_{false};  // see session_continued()
   std::atomic<bool> direct_allowed_{false};  // CONNACK was sent and the stream is plain TCP
   std::thread::id home_thread_;              // the worker thread of the strand
   std::string tail_;  // what a direct write left unsent: the next writer sends it first

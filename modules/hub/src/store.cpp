@@ -288,6 +288,8 @@ StoredState Store::load() {
           w.message.expiry = sqlite3_column_int64(s, 6);
           state.wills.push_back(std::move(w));
         });
+  query("SELECT DISTINCT client_id FROM queue WHERE client_id LIKE '$share/%'",
+        [&](sqlite3_stmt* s) { state.shared_queues.push_back(column_string(s, 0)); });
   query("SELECT COALESCE(MAX(id), 0) FROM messages",
         [&](sqlite3_stmt* s) { next_id_ = sqlite3_column_int64(s, 0) + 1; });
   return state;

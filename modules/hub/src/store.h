@@ -77,6 +77,9 @@ struct StoredState {
   std::vector<StoredSession> sessions;
   std::vector<MessagePtr> retained;
   std::vector<StoredWill> wills;
+  // The keys ("$share/{group}/{filter}") of the shared subscription groups with a stored queue:
+  // read back with read_queue like a session's (a client id never starts with '$share/').
+  std::vector<std::string> shared_queues;
 };
 
 class Store {

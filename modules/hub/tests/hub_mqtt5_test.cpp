@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -269,6 +271,103 @@ TEST_F(Mqtt5Test, AcknowledgementsCarryReasonCodes) {
   auto old = connected3("old");
   old->send(mqtt::Subscribe{1, {{"secret/#", 1}, {"$share/group/secret/x", 1}, {"ok", 1}}});
   EXPECT_EQ(old->expect<mqtt::Suback>().return_codes, (std::vector<std::uint8_t>{0x80, 0x80, 1}));
+}
+
+TEST_F(Mqtt5Test, APayloadThatIsNotUtf8DespiteItsFormatIndicatorIsRefused) {
+  auto sub = connected5("pf-sub");
+  subscribe(*sub, {{"pf/#", 2}});
+  auto pub = connected5("pf-pub");
+  mqtt::Properties utf8;
+  utf8.add(PropertyId::PayloadFormatIndicator, 1);
+  const std::string not_utf8("ok \xc0\xaf \xff", 7);  // an overlong '/' and a byte never in UTF-8
+  pub->send(publish_packet("pf/1", not_utf8, 1, 1, utf8));
+  EXPECT_EQ(pub->expect<mqtt::Puback>().reason_code, ReasonCode::PayloadFormatInvalid);
+  pub->send(publish_packet("pf/2", not_utf8, 2, 2, utf8));
+  EXPECT_EQ(pub->expect<mqtt::Pubrec>().reason_code, ReasonCode::PayloadFormatInvalid);
+  // The exchange ended with the PUBREC: the same packet identifier starts a new one.
+  pub->send(publish_packet("pf/3", "h\xc3\xa9llo", 2, 2, utf8));
+  EXPECT_EQ(pub->expect<mqtt::Pubrec>().reason_code, ReasonCode::Success);
+  pub->send(mqtt::Pubrel{2});
+  pub->expect<mqtt::Pubcomp>();
+  pub->send(publish_packet("pf/4", not_utf8, 1, 4));  // no indicator: any bytes
+  EXPECT_EQ(pub->expect<mqtt::Puback>().reason_code, ReasonCode::Success);
+  std::vector<std::string> topics;
+  while (auto packet = sub->receive(500ms)) {
+    if (auto* p = std::get_if<mqtt::Publish>(&*packet)) {
+      topics.push_back(p->topic);
+      if (p->qos == 1) sub->send(mqtt::Puback{p->packet_id});
+      if (p->qos == 2) sub->send(mqtt::Pubrec{p->packet_id});
+    }
+  }
+  EXPECT_EQ(topics, (std::vector<std::string>{"pf/3", "pf/4"})) << "refused ones are not routed";
+  // QoS 0 has no acknowledgement to refuse with: DISCONNECT 0x99.
+  pub->send(publish_packet("pf/5", not_utf8, 0, 0, utf8));
+  EXPECT_EQ(disconnect_reason(*pub), ReasonCode::PayloadFormatInvalid);
+  EXPECT_TRUE(pub->closed_by_peer());
+  EXPECT_TRUE(sub->silent_for(300ms));
+}
+
+TEST_F(Mqtt5Test, AClientThatRequestsNoProblemInformationGetsNoReasonStringOnAcknowledgements) {
+  RawClient c(port_);
+  auto connect = make_connect_v5("quiet");
+  connect.properties.add(PropertyId::RequestProblemInformation, 0);
+  c.connect(connect);
+  mqtt::Properties utf8;
+  utf8.add(PropertyId::PayloadFormatIndicator, 1);
+  c.send(publish_packet("forbidden/x", "no", 1, 1));
+  auto puback = c.expect<mqtt::Puback>();
+  EXPECT_EQ(puback.reason_code, ReasonCode::NotAuthorized);
+  EXPECT_TRUE(puback.properties.empty());
+  c.send(publish_packet("forbidden/x", "no", 2, 2));
+  auto pubrec = c.expect<mqtt::Pubrec>();
+  EXPECT_EQ(pubrec.reason_code, ReasonCode::NotAuthorized);
+  EXPECT_TRUE(pubrec.properties.empty());
+  c.send(publish_packet("ok", std::string("\xff", 1), 1, 3, utf8));
+  puback = c.expect<mqtt::Puback>();
+  EXPECT_EQ(puback.reason_code, ReasonCode::PayloadFormatInvalid);
+  EXPECT_TRUE(puback.properties.empty());
+  c.send(mqtt::Pubrel{42});
+  auto pubcomp = c.expect<mqtt::Pubcomp>();
+  EXPECT_EQ(pubcomp.reason_code, ReasonCode::PacketIdentifierNotFound);
+  EXPECT_TRUE(pubcomp.properties.empty());
+  c.send(mqtt::Subscribe{5, {{"secret/#", 1}, {"a/b/c/d/e/f/g/h/i/j", 0}, {"ok", 1}}});
+  auto suback = c.expect<mqtt::Suback>();
+  EXPECT_EQ(suback.return_codes, (std::vector<std::uint8_t>{0x87, 0x8F, 1}));
+  EXPECT_TRUE(suback.properties.empty());
+  c.send(mqtt::Unsubscribe{6, {"never/subscribed"}});
+  auto unsuback = c.expect<mqtt::Unsuback>();
+  EXPECT_EQ(unsuback.reason_codes, std::vector<ReasonCode>{ReasonCode::NoSubscriptionExisted});
+  EXPECT_TRUE(unsuback.properties.empty());
+}
+
+TEST_F(Mqtt5Test, RequestResponseInformationIsAnsweredWithoutResponseInformation) {
+  RawClient c(port_);
+  auto connect = make_connect_v5("asker");
+  connect.properties.add(PropertyId::RequestResponseInformation, 1);
+  auto ack = c.connect(connect);
+  EXPECT_EQ(ack.reason_code, ReasonCode::Success);
+  EXPECT_FALSE(ack.properties.find(PropertyId::ResponseInformation));
+  // Request / response works with a response topic of the client's own choosing.
+  subscribe(c, {{"replies/asker", 1}});
+  auto responder = connected5("responder");
+  subscribe(*responder, {{"requests", 1}});
+  mqtt::Properties request;
+  request.add(PropertyId::ResponseTopic, "replies/asker")
+      .add(PropertyId::CorrelationData, std::string("id-1"));
+  c.send(publish_packet("requests", "ping", 1, 1, request));
+  c.expect<mqtt::Puback>();
+  auto got = responder->expect<mqtt::Publish>();
+  responder->send(mqtt::Puback{got.packet_id});
+  mqtt::Properties response;
+  response.add(PropertyId::CorrelationData,
+               std::string(got.properties.string(PropertyId::CorrelationData).value_or("")));
+  responder->send(
+      publish_packet(std::string(got.properties.string(PropertyId::ResponseTopic).value_or("")),
+                     "pong", 1, 1, response));
+  responder->expect<mqtt::Puback>();
+  auto reply = c.expect<mqtt::Publish>();
+  EXPECT_EQ(reply.payload, "pong");
+  EXPECT_EQ(reply.properties.string(PropertyId::CorrelationData), "id-1");
 }
 
 TEST_F(Mqtt5Test, MalformedPacketsGetDisconnectWithTheCodecsReasonCode) {
@@ -957,6 +1056,217 @@ TEST_F(Mqtt5Test, SharedSubscriptionsCheckPermissionsOnTheFilterAndGetNoRetained
   EXPECT_TRUE(c->silent_for(300ms));
 }
 
+namespace {
+
+// Connects `id` (MQTT 5 with `expiry`, or 3.1.1 with clean session 0 when `v5` is false),
+// subscribes it to `filter` at QoS 1 and disconnects it.
+void persistent_member(std::uint16_t port, const std::string& id, const std::string& filter,
+                       bool v5, std::uint32_t expiry = 600) {
+  RawClient c(port);
+  if (v5) {
+    c.connect(make_connect_v5(id, true, expiry));
+  } else {
+    c.connect(make_connect(id, false));
+  }
+  c.send(mqtt::Subscribe{1, {{filter, 1}}});
+  EXPECT_EQ(c.expect<mqtt::Suback>().return_codes, std::vector<std::uint8_t>{1}) << id;
+  c.send(mqtt::Disconnect{});
+  EXPECT_TRUE(c.closed_by_peer()) << id;
+}
+
+// The QoS 1 PUBLISH packets `c` receives until nothing comes for `quiet`, not acknowledged.
+std::vector<mqtt::Publish> receive_all(RawClient& c, std::chrono::milliseconds quiet = 500ms) {
+  std::vector<mqtt::Publish> got;
+  while (auto packet = c.receive(quiet)) {
+    if (auto* p = std::get_if<mqtt::Publish>(&*packet)) got.push_back(std::move(*p));
+  }
+  return got;
+}
+
+std::set<std::string> payloads_of(const std::vector<mqtt::Publish>& packets) {
+  std::set<std::string> out;
+  for (const auto& p : packets) out.insert(p.payload);
+  return out;
+}
+
+}  // namespace
+
+TEST_F(Mqtt5Test, ASharedGroupOfOfflinePersistentMembersKeepsItsMessagesForOneMember) {
+  persistent_member(port_, "m5", "$share/off/jobs", true);
+  persistent_member(port_, "m3", "$share/off/jobs", false);
+  {
+    // A group whose only member's session ended has no member: its messages are dropped.
+    auto clean = connected5("clean");
+    subscribe(*clean, {{"$share/gone/jobs", 1}});
+    clean->send(mqtt::Disconnect{});
+    EXPECT_TRUE(clean->closed_by_peer());
+  }
+  std::this_thread::sleep_for(200ms);  // the hub detaches the members after their DISCONNECT
+  auto pub = connected5("pub");
+  for (std::uint16_t i = 1; i <= 6; ++i) {
+    pub->send(publish_packet("jobs", "job" + std::to_string(i), 1, i));
+    pub->expect<mqtt::Puback>();
+  }
+  std::set<std::string> unacknowledged;
+  {
+    RawClient m5(port_);
+    EXPECT_TRUE(m5.connect(make_connect_v5("m5", false, 600)).session_present);
+    auto got = receive_all(m5);
+    EXPECT_EQ(payloads_of(got),
+              (std::set<std::string>{"job1", "job2", "job3", "job4", "job5", "job6"}));
+    EXPECT_EQ(got.size(), 6u) << "each held message once";
+    // Three acknowledged; the connection then drops with the others unacknowledged.
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      if (i < 3) {
+        m5.send(mqtt::Puback{got[i].packet_id});
+      } else {
+        unacknowledged.insert(got[i].payload);
+      }
+    }
+    round_trip(m5);
+    m5.close();
+  }
+  std::this_thread::sleep_for(200ms);
+  {
+    // The other member, offline meanwhile, gets what the first did not acknowledge, once.
+    RawClient m3(port_);
+    EXPECT_TRUE(m3.connect(make_connect("m3", false)).session_present);
+    auto got = receive_all(m3);
+    EXPECT_EQ(payloads_of(got), unacknowledged);
+    EXPECT_EQ(got.size(), unacknowledged.size());
+    for (const auto& p : got) m3.send(mqtt::Puback{p.packet_id});
+    round_trip(m3);
+  }
+  RawClient m5(port_);
+  EXPECT_TRUE(m5.connect(make_connect_v5("m5", false, 600)).session_present);
+  EXPECT_TRUE(m5.silent_for(500ms)) << "nothing delivered twice";
+  RawClient clean(port_);
+  clean.connect(make_connect_v5("clean"));
+  subscribe(clean, {{"$share/gone/jobs", 1}});
+  EXPECT_TRUE(clean.silent_for(300ms)) << "a group without member session keeps nothing";
+}
+
+TEST_F(Mqtt5Test, NoSharedQos1MessageIsLostWhileAMemberLeavesUnderLoad) {
+  constexpr int kTotal = 3000;
+  std::mutex mutex;
+  std::set<std::string> done;  // acknowledged by some member
+  auto keeper = connected5("keeper");
+  subscribe(*keeper, {{"$share/load/jobs", 1}});
+  auto quitter = connected3("quitter");
+  quitter->send(mqtt::Subscribe{1, {{"$share/load/jobs", 1}}});
+  quitter->expect<mqtt::Suback>();
+  std::atomic<bool> publishing{true};
+  std::thread keeping([&] {
+    while (true) {
+      auto packet = keeper->receive(publishing ? 5s : 1s);
+      if (!packet) break;
+      if (auto* p = std::get_if<mqtt::Publish>(&*packet)) {
+        keeper->send(mqtt::Puback{p->packet_id});
+        std::lock_guard lock(mutex);
+        done.insert(p->payload);
+      }
+    }
+  });
+  std::thread quitting([&] {
+    // Acknowledges its first 300, then goes away in the middle of the stream.
+    for (int n = 0; n < 300;) {
+      auto packet = quitter->receive(5s);
+      if (!packet) break;
+      if (auto* p = std::get_if<mqtt::Publish>(&*packet)) {
+        quitter->send(mqtt::Puback{p->packet_id});
+        std::lock_guard lock(mutex);
+        done.insert(p->payload);
+        ++n;
+      }
+    }
+    quitter->close();
+  });
+  auto pub = connected5("pub");
+  int sent = 0;
+  auto send_next = [&] {
+    ++sent;
+    pub->send(publish_packet("jobs", std::to_string(sent), 1,
+                             static_cast<std::uint16_t>(sent % 60000 + 1)));
+  };
+  while (sent < 50) send_next();
+  for (int acked = 0; acked < kTotal; ++acked) {
+    ASSERT_TRUE(pub->receive(5s).has_value());
+    if (sent < kTotal) send_next();
+  }
+  publishing = false;
+  quitting.join();
+  keeping.join();
+  std::vector<int> lost;
+  for (int i = 1; i <= kTotal; ++i) {
+    if (!done.contains(std::to_string(i))) lost.push_back(i);
+  }
+  EXPECT_TRUE(lost.empty()) << lost.size() << " lost, e.g. " << lost.front();
+}
+
+class SmallQueueTest : public Mqtt5Test {
+ protected:
+  std::string extra_config() const override {
+    return "message:\n  egress:\n    qos1:\n      queue:\n        size: 3\n";
+  }
+};
+
+TEST_F(SmallQueueTest, ASharedGroupHoldsMessagesWithinTheQueueBounds) {
+  persistent_member(port_, "member", "$share/few/jobs", true);
+  std::this_thread::sleep_for(200ms);
+  auto pub = connected5("pub");
+  for (std::uint16_t i = 1; i <= 5; ++i) {
+    pub->send(publish_packet("jobs", "job" + std::to_string(i), 1, i));
+    pub->expect<mqtt::Puback>();
+  }
+  RawClient member(port_);
+  member.connect(make_connect_v5("member", false, 600));
+  auto got = receive_all(member);
+  EXPECT_EQ(payloads_of(got), (std::set<std::string>{"job1", "job2", "job3"}));
+  EXPECT_NE(hub_->output().find("holds 3 messages"), std::string::npos) << "the drops are logged";
+}
+
+TEST(Mqtt5Restart, ASharedGroupsHeldAndUnacknowledgedMessagesSurviveASigkill) {
+  const auto port = free_port();
+  HubProcess hub(base_config(port), port);
+  persistent_member(port, "first", "$share/r/jobs", true, 3600);
+  persistent_member(port, "second", "$share/r/jobs", false);
+  std::this_thread::sleep_for(200ms);
+  {
+    RawClient pub(port);
+    pub.connect(make_connect_v5("pub"));
+    for (std::uint16_t i = 1; i <= 5; ++i) {
+      pub.send(publish_packet("jobs", "job" + std::to_string(i), 1, i));
+      pub.expect<mqtt::Puback>();
+    }
+  }
+  hub.stop(SIGKILL);
+  hub.start();
+  std::set<std::string> unacknowledged;
+  {
+    RawClient first(port);
+    EXPECT_TRUE(first.connect(make_connect_v5("first", false, 3600)).session_present);
+    auto got = receive_all(first);
+    EXPECT_EQ(payloads_of(got), (std::set<std::string>{"job1", "job2", "job3", "job4", "job5"}));
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      if (i < 2) {
+        first.send(mqtt::Puback{got[i].packet_id});
+      } else {
+        unacknowledged.insert(got[i].payload);
+      }
+    }
+    first.send(mqtt::Pingreq{});
+    first.expect<mqtt::Pingresp>();
+    std::this_thread::sleep_for(300ms);  // acknowledgements are committed in batches
+    hub.stop(SIGKILL);
+  }
+  hub.start();
+  RawClient second(port);
+  EXPECT_TRUE(second.connect(make_connect("second", false)).session_present);
+  auto got = receive_all(second);
+  EXPECT_EQ(payloads_of(got), unacknowledged);
+  EXPECT_EQ(got.size(), unacknowledged.size());
+}
+
 TEST_F(Mqtt5Test, WillDelayIntervalWaitsForTheClientToComeBack) {
   auto watcher = connected5("watcher");
   subscribe(*watcher, {{"wd/#", 0}});
@@ -987,4 +1297,61 @@ TEST_F(Mqtt5Test, WillDelayIntervalWaitsForTheClientToComeBack) {
   auto will = watcher->expect<mqtt::Publish>(3s);
   EXPECT_EQ(will.topic, "wd/away");
   EXPECT_TRUE(watcher->silent_for(2500ms)) << "the will of a client that came back";
+}
+
+TEST_F(Mqtt5Test, ATakeoverWithinTheWillDelayPublishesTheWillOnlyWhenTheSessionEnds) {
+  auto watcher = connected5("watcher");
+  subscribe(*watcher, {{"wt/#", 0}});
+  auto with_delayed_will = [](const std::string& id) {
+    auto connect = make_connect_v5(id, true, 60);
+    mqtt::Properties properties;
+    properties.add(PropertyId::WillDelayInterval, 2);
+    connect.will = mqtt::Will{"wt/" + id, "gone", 0, false, properties};
+    return connect;
+  };
+  // Clean Start 0: the session goes on with the new connection, and the will is not sent.
+  RawClient kept(port_);
+  kept.connect(with_delayed_will("kept"));
+  RawClient kept_again(port_);
+  EXPECT_TRUE(kept_again.connect(make_connect_v5("kept", false, 60)).session_present);
+  EXPECT_EQ(disconnect_reason(kept), ReasonCode::SessionTakenOver);
+  EXPECT_TRUE(watcher->silent_for(3s)) << "a will of a session taken over within its delay";
+  // Clean Start 1: the session ends, so its will is sent at once.
+  RawClient ended(port_);
+  ended.connect(with_delayed_will("ended"));
+  RawClient ended_again(port_);
+  EXPECT_FALSE(ended_again.connect(make_connect_v5("ended", true, 60)).session_present);
+  EXPECT_EQ(disconnect_reason(ended), ReasonCode::SessionTakenOver);
+  EXPECT_EQ(watcher->expect<mqtt::Publish>(1s).topic, "wt/ended");
+  // MQTT 3.1.1 has no delay: a takeover publishes the will, also when the session goes on.
+  RawClient old(port_);
+  auto connect = make_connect("old", false);
+  connect.will = mqtt::Will{"wt/old", "gone", 0, false};
+  old.connect(connect);
+  RawClient old_again(port_);
+  EXPECT_TRUE(old_again.connect(make_connect("old", false)).session_present);
+  EXPECT_EQ(watcher->expect<mqtt::Publish>(1s).topic, "wt/old");
+  EXPECT_TRUE(watcher->silent_for(500ms));
+}
+
+TEST(Mqtt5Restart, AWillTakenOverWithinItsDelayIsNotPublishedAfterASigkill) {
+  const auto port = free_port();
+  HubProcess hub(base_config(port), port);
+  persistent_member(port, "watcher", "wr/#", true);  // keeps what comes while it is away
+  RawClient first(port);
+  auto connect = make_connect_v5("heir", true, 600);
+  mqtt::Properties properties;
+  properties.add(PropertyId::WillDelayInterval, 1);
+  connect.will = mqtt::Will{"wr/heir", "gone", 1, false, properties};
+  first.connect(connect);
+  RawClient second(port);  // no will of its own
+  EXPECT_TRUE(second.connect(make_connect_v5("heir", false, 600)).session_present);
+  EXPECT_EQ(disconnect_reason(first), ReasonCode::SessionTakenOver);
+  std::this_thread::sleep_for(300ms);  // the store commits the change
+  hub.stop(SIGKILL);
+  hub.start();
+  RawClient watcher(port);
+  EXPECT_TRUE(watcher.connect(make_connect_v5("watcher", false, 600)).session_present);
+  EXPECT_TRUE(watcher.silent_for(2s)) << "the will of the connection taken over";
+  EXPECT_EQ(hub.output().find("publishing the will of 'heir'"), std::string::npos);
 }
