@@ -89,8 +89,10 @@ exports.isBuffer = (event, context, callback) => callback(null, { buffer: Buffer
 exports.none = (event, context, callback) => callback(null);
 exports.text = (event, context, callback) => callback(null, 'plain text, not JSON');
 exports.listing = (event, context, callback) => callback(null, [1, 'two', { three: 3 }]);
-exports.slow = (event, context, callback) =>
+exports.slow = (event, context, callback) => {
+  require('fs').writeFileSync('slow.started', '');  // the call is in the handler: see the harness
   setTimeout(() => callback(null, { slept: event.ms }), event.ms);
+};
 exports.asyncOk = async (event, context) => {
   await new Promise((resolve) => setTimeout(resolve, 20));
   return { async: true, topic: context.messageTopic, id: event.id };

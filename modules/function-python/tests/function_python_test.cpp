@@ -79,6 +79,7 @@ def listing(event, context):
 
 
 def slow(event, context):
+    open('slow.started', 'w').close()  # the call is in the handler: see the harness
     time.sleep(event['seconds'])
     return {'slept': event['seconds']}
 )";

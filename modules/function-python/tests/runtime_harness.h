@@ -475,7 +475,14 @@ inline void expect_sigterm_finishes_the_call_in_flight_and_exits_zero(
     grpc::Status status = call(*stub, make_message("slow", description.slow_event), reply);
     return status.ok() ? reply.payload() : "error: " + status.error_message();
   });
-  std::this_thread::sleep_for(300ms);
+  // SIGTERM once the call is in the handler (which marks it in the work directory): a fixed
+  // delay let a loaded machine signal before the call had even reached the runtime.
+  const auto marker = started->dir.path() / "slow.started";
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (!std::filesystem::exists(marker) && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(std::filesystem::exists(marker)) << started->runtime->output();
   auto signalled = std::chrono::steady_clock::now();
   int code = started->runtime->process().stop(SIGTERM, 10s);
   auto took = std::chrono::steady_clock::now() - signalled;
