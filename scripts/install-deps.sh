@@ -29,13 +29,14 @@ image_packages=(
 # clang-14 and libFuzzer's runtime (libclang-rt-14-dev) build the fuzzers (scripts/fuzz.sh);
 # valgrind counts the codec's instructions (docs/benchmarks-mqtt5-codec.md).
 # prometheus: the real server that scrapes the master's metrics endpoint in the operations tests.
-# systemd brings systemd-analyze (the unit's test), rpm brings rpmbuild (make package).
+# systemd brings systemd-analyze (the unit's test), rpm brings rpmbuild (make package), and
+# CPack's .deb step needs file to find the binaries whose libraries dpkg-shlibdeps reads.
 test_packages=(
   mosquitto mosquitto-clients python3-paho-mqtt openssl procps prometheus
   busybox-static
   clang-14 libclang-rt-14-dev
   valgrind
-  systemd rpm
+  systemd rpm file
 )
 
 wanted=("${build_packages[@]}")
