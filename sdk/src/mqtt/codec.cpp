@@ -721,9 +721,13 @@ class Reader {
   }
 
   // Property Length and the property bytes, unparsed.
-  bool property_bytes(std::string_view& bytes, std::string_view what) {
+  [[gnu::always_inline]] bool property_bytes(std::string_view& bytes, std::string_view what) {
     std::size_t length = 0;
-    if (!varint(length, what, " length")) return false;
+    if (pos_ < data_.size() && static_cast<std::uint8_t>(data_[pos_]) < 0x80) {
+      length = static_cast<std::uint8_t>(data_[pos_++]);  // the usual one-byte Property Length
+    } else if (!varint(length, what, " length")) {
+      return false;
+    }
     if (data_.size() - pos_ < length) {
       return fail(std::string(what) + kPastEnd + " (length " + std::to_string(length) + ", " +
                   std::to_string(data_.size() - pos_) + " bytes left)");
@@ -880,8 +884,8 @@ bool decode_publish_view(Reader& in, std::uint8_t flags, PublishView& p) {
 }
 
 // The MQTT 5 PUBLISH: properties between the packet identifier and the payload.
-bool decode_publish_view_v5(Reader& in, std::uint8_t flags, PublishView& p,
-                            Properties& properties) {
+[[gnu::always_inline]] inline bool decode_publish_view_v5(Reader& in, std::uint8_t flags,
+                                                          PublishView& p, Properties& properties) {
   p.dup = flags & 0x08;
   p.qos = static_cast<std::uint8_t>((flags >> 1) & 0x03);
   p.retain = flags & 0x01;
