@@ -695,18 +695,21 @@ TEST(Mqtt5PublishView, ParsesThePropertiesOnceIntoAReusedList) {
 }
 
 TEST(Mqtt5PublishView, EncodePublishV5MatchesEncodeForEveryQos) {
+  // Topics of several lengths, with and without properties.
   for (std::uint8_t qos = 0; qos < 3; ++qos) {
-    const std::uint16_t id = qos > 0 ? 0x1234 : 0;
-    Publish p{"some/topic", std::string(300, 'p'), qos, qos == 1, qos == 2, id};
-    std::string out;
-    encode_publish_v5(out, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, {});
-    EXPECT_EQ(hex(out), hex(encode(p, kV5))) << "QoS " << int(qos);
-    p.properties.add(PropertyId::PayloadFormatIndicator, 1);
-    std::string props;
-    encode_properties(p.properties, props);
-    out.clear();
-    encode_publish_v5(out, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, props);
-    EXPECT_EQ(hex(out), hex(encode(p, kV5))) << "QoS " << int(qos) << " with a property";
+    for (const std::string& topic : {"some/topic"s, std::string(64, 't'), std::string(65, 'u')}) {
+      const std::uint16_t id = qos > 0 ? 0x1234 : 0;
+      Publish p{topic, std::string(300, 'p'), qos, qos == 1, qos == 2, id};
+      std::string out;
+      encode_publish_v5(out, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, {});
+      EXPECT_EQ(hex(out), hex(encode(p, kV5))) << "QoS " << int(qos);
+      p.properties.add(PropertyId::PayloadFormatIndicator, 1);
+      std::string props;
+      encode_properties(p.properties, props);
+      out.clear();
+      encode_publish_v5(out, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, props);
+      EXPECT_EQ(hex(out), hex(encode(p, kV5))) << "QoS " << int(qos) << " with a property";
+    }
   }
 }
 
