@@ -659,6 +659,60 @@ TEST(Mqtt5PublishView, AgreesWithDecodeAndKeepsThePropertyBytes) {
   EXPECT_THAT(v311.message, HasSubstr("wildcards"));
 }
 
+TEST(Mqtt5PublishView, ParsesThePropertiesOnceIntoAReusedList) {
+  Publish p{"a/b", "payload", 0, false, false, 0};
+  p.properties.add(PropertyId::ContentType, "text/plain").add_user("key", "a value longer than 15");
+  const std::string wire = encode(p, kV5);
+  const HeaderResult head = decode_fixed_header(wire, {}, kV5);
+  ASSERT_EQ(head.status, DecodeStatus::Ok);
+  PublishView view;
+  // A list left from another packet: longer, with other types in its entries.
+  Properties parsed;
+  parsed.add(PropertyId::MessageExpiryInterval, 5).add(PropertyId::ResponseTopic, "r");
+  parsed.add_user("x", "y");
+  ASSERT_EQ(decode_publish(wire, head.header, view, kV5, &parsed).message, "");
+  EXPECT_TRUE(parsed == p.properties);
+
+  // None: an empty list.
+  const std::string plain = encode(Publish{"a/b", "x", 1, false, false, 7}, kV5);
+  ASSERT_EQ(
+      decode_publish(plain, decode_fixed_header(plain, {}, kV5).header, view, kV5, &parsed).message,
+      "");
+  EXPECT_TRUE(parsed.empty());
+  EXPECT_TRUE(view.properties.empty());
+  EXPECT_EQ(view.packet_id, 7);
+
+  // decode_properties keeps only what it read, also when it stops at an error.
+  Properties reused = p.properties;
+  const std::string expiry = bytes({0x02, 0, 0, 0, 9});
+  ASSERT_EQ(decode_properties(expiry, PropertyContext::Publish, reused).message, "");
+  EXPECT_TRUE(reused == Properties{}.add(PropertyId::MessageExpiryInterval, 9));
+  reused = p.properties;
+  const std::string truncated = bytes({0x02, 0, 0, 0, 9, 0x03, 0, 5, 'a'});
+  EXPECT_THAT(decode_properties(truncated, PropertyContext::Publish, reused).message,
+              HasSubstr("runs past the end"));
+  EXPECT_TRUE(reused == Properties{}.add(PropertyId::MessageExpiryInterval, 9));
+}
+
+TEST(Mqtt5PublishView, EncodePublishV5MatchesEncodeForEveryQos) {
+  // Topics of several lengths, with and without properties.
+  for (std::uint8_t qos = 0; qos < 3; ++qos) {
+    for (const std::string& topic : {"some/topic"s, std::string(64, 't'), std::string(65, 'u')}) {
+      const std::uint16_t id = qos > 0 ? 0x1234 : 0;
+      Publish p{topic, std::string(300, 'p'), qos, qos == 1, qos == 2, id};
+      std::string out;
+      encode_publish_v5(out, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, {});
+      EXPECT_EQ(hex(out), hex(encode(p, kV5))) << "QoS " << int(qos);
+      p.properties.add(PropertyId::PayloadFormatIndicator, 1);
+      std::string props;
+      encode_properties(p.properties, props);
+      out.clear();
+      encode_publish_v5(out, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, props);
+      EXPECT_EQ(hex(out), hex(encode(p, kV5))) << "QoS " << int(qos) << " with a property";
+    }
+  }
+}
+
 TEST(Mqtt5PublishView, MutatedPacketsAgreeWithDecode) {
   Publish p{"a/b", "xyz", 1, false, false, 9};
   p.properties.add(PropertyId::TopicAlias, 3).add(PropertyId::ContentType, "c").add_user("u", "");

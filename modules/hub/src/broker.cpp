@@ -78,10 +78,15 @@ void encode_qos0(std::string& out, const MessageView& m, bool v5) {
     mqtt::encode_publish(out, m.topic, m.payload, 0, false, false, 0);
     return;
   }
+  if (m.properties.empty() && m.expiry == 0) {
+    mqtt::encode_publish_v5(out, m.topic, m.payload, 0, false, false, 0, {});
+    return;
+  }
   thread_local std::string properties;
   properties.clear();
-  append_delivery_properties(properties, m.properties, expiry_seconds_left(m.expiry, unix_millis()),
-                             {});
+  // The clock only for a message that expires.
+  const std::uint32_t left = m.expiry != 0 ? expiry_seconds_left(m.expiry, unix_millis()) : 0;
+  append_delivery_properties(properties, m.properties, left, {});
   mqtt::encode_publish_v5(out, m.topic, m.payload, 0, false, false, 0, properties);
 }
 }  // namespace

@@ -454,8 +454,8 @@ Connection::Handled Connection::handle_input(std::string_view data) {
             result.stop = true;
             break;
           }
-        } else if (auto error =
-                       mqtt::decode_publish(view.substr(0, length), head.header, publish, version_);
+        } else if (auto error = mqtt::decode_publish(view.substr(0, length), head.header, publish,
+                                                     version_, &publish_properties_);
                    !error.message.empty()) {
           violation(error.reason, error.message);
           result.stop = true;
@@ -557,6 +557,7 @@ Connection::Next Connection::handle(mqtt::Packet& packet) {
     case mqtt::PacketType::Publish: {
       const auto& p = std::get<mqtt::Publish>(packet);
       const std::string properties = properties_body(p.properties);
+      publish_properties_ = p.properties;
       return on_publish(
           mqtt::PublishView{p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, properties});
     }
@@ -828,7 +829,8 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
 
 Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
   mqtt::PublishView p = view;
-  std::string forwarded;
+  std::string& forwarded = forwarded_;
+  forwarded.clear();
   std::int64_t expiry = 0;
   bool utf8 = false;
   if (v5() && !p.properties.empty() && on_publish_v5(p, forwarded, expiry, utf8) == Next::Close) {
@@ -920,13 +922,7 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
 
 Connection::Next Connection::on_publish_v5(mqtt::PublishView& p, std::string& forwarded,
                                            std::int64_t& expiry, bool& utf8) {
-  mqtt::Properties properties;
-  if (auto error =
-          mqtt::decode_properties(p.properties, mqtt::PropertyContext::Publish, properties);
-      !error.message.empty()) {
-    violation(error.reason, "PUBLISH: " + error.message);
-    return Next::Close;
-  }
+  const mqtt::Properties& properties = publish_properties_;
   if (properties.find(mqtt::PropertyId::SubscriptionIdentifier)) {
     violation(mqtt::ReasonCode::ProtocolError,
               "PUBLISH from a client must not carry a Subscription Identifier");
@@ -951,8 +947,14 @@ Connection::Next Connection::on_publish_v5(mqtt::PublishView& p, std::string& fo
     p.topic = topic;
   }
   utf8 = properties.integer(mqtt::PropertyId::PayloadFormatIndicator).value_or(0) == 1;
-  forwarded = forwarded_properties(properties);
-  if (auto interval = properties.integer(mqtt::PropertyId::MessageExpiryInterval)) {
+  const auto interval = properties.integer(mqtt::PropertyId::MessageExpiryInterval);
+  if (!interval && !properties.find(mqtt::PropertyId::TopicAlias)) {
+    // Nothing stays behind: the bytes as they came are what forwarded_properties() would write.
+    forwarded.assign(p.properties);
+  } else {
+    forwarded = forwarded_properties(properties);
+  }
+  if (interval) {
     expiry = unix_millis() + static_cast<std::int64_t>(*interval) * 1000;
   }
   return Next::Continue;
@@ -1158,10 +1160,14 @@ void Connection::encode_delivery(std::string& out, const Message& m, std::uint8_
       sent_aliases_.emplace(m.topic, topic_alias);
     }
   }
+  const std::uint32_t expiry = expiry_seconds_left(m.expiry, now);
+  if (m.properties.empty() && expiry == 0 && identifiers.empty() && topic_alias == 0) {
+    mqtt::encode_publish_v5(out, topic, m.payload, qos, retain, dup, packet_id, {});
+    return;
+  }
   thread_local std::string properties;
   properties.clear();
-  append_delivery_properties(properties, m.properties, expiry_seconds_left(m.expiry, now),
-                             identifiers, topic_alias);
+  append_delivery_properties(properties, m.properties, expiry, identifiers, topic_alias);
   mqtt::encode_publish_v5(out, topic, m.payload, qos, retain, dup, packet_id, properties);
 }
 

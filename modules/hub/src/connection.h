@@ -118,7 +118,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Next on_connect(mqtt::Connect& connect);
   Next on_publish(const mqtt::PublishView& publish);
   // MQTT 5 parts of a PUBLISH: resolves a Topic Alias into `publish.topic`, and fills in what
-  // is passed on. Close when the packet breaks a rule.
+  // is passed on. Its properties are in publish_properties_. Close when the packet breaks a rule.
   // `utf8`: the PUBLISH says its payload is UTF-8 (Payload Format Indicator 1).
   Next on_publish_v5(mqtt::PublishView& publish, std::string& forwarded, std::int64_t& expiry,
                      bool& utf8);
@@ -203,6 +203,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool disconnecting_ = false;  // a DISCONNECT was queued: nothing is sent after it
   std::size_t window_ = 0;      // QoS 1/2 in flight: egress buffer, and the client's maximum
   std::vector<std::string> topic_aliases_;    // MQTT 5: the client's aliases, alias - 1 → topic
+  // MQTT 5: the properties of the PUBLISH being handled, parsed once when it is decoded; and what
+  // of them goes on to subscribers (both reused from one PUBLISH to the next).
+  mqtt::Properties publish_properties_;
+  std::string forwarded_;
   std::uint32_t connect_session_expiry_ = 0;  // MQTT 5: the CONNECT's Session Expiry Interval
   std::uint32_t will_delay_ = 0;              // MQTT 5: the will's Will Delay Interval
   // MQTT 5 topic aliases towards the client: its Topic Alias Maximum, and the topics given one

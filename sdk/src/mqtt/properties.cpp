@@ -518,13 +518,46 @@ PropertyError check_properties(const Properties& properties, PropertyContext con
   return {};
 }
 
+namespace {
+// `value` holding a V (the one it holds, so that a string keeps its capacity, or a new one).
+template <class V>
+V& value_slot(Property::Value& value) {
+  if (!std::holds_alternative<V>(value)) value.emplace<V>();
+  return std::get<V>(value);
+}
+
+// The entry at `index` of `out` (a new one past its end), with identifier `id`.
+Property& entry(Properties& out, std::size_t index, PropertyId id) {
+  if (index == out.list.size()) {
+    Property p{id, std::uint32_t{0}};
+    out.list.push_back(std::move(p));
+  }
+  Property& p = out.list[index];
+  p.id = id;
+  return p;
+}
+
+bool is_string_type(PropertyType type) {
+  return type == T::Utf8String || type == T::BinaryData || type == T::Utf8StringPair;
+}
+}  // namespace
+
 PropertyError decode_properties(std::string_view data, PropertyContext context, Properties& out) {
   PropertyReader in(data);
   const auto truncated = [&](const PropertyInfo& info) {
     return fail(ReasonCode::MalformedPacket,
                 "property " + where(info, context) + " runs past the end of the properties");
   };
-  out.list.clear();
+  // out's entries are reused: a connection that parses properties of the same kinds PUBLISH after
+  // PUBLISH keeps the capacity of their strings instead of allocating them again.
+  std::size_t count = 0;
+  struct Trim {
+    Properties& out;
+    const std::size_t& count;
+    ~Trim() {
+      while (out.list.size() > count) out.list.pop_back();
+    }
+  } trim{out, count};
   while (!in.at_end()) {
     std::uint32_t id = 0;
     bool too_long = false;
@@ -543,7 +576,7 @@ PropertyError decode_properties(std::string_view data, PropertyContext context, 
                                                    " is not allowed in " +
                                                    std::string(to_string(context)));
     }
-    Property p{info->id, std::uint32_t{0}};
+    Property& p = entry(out, count, info->id);
     std::uint32_t n = 0;
     bool ok = true;
     switch (info->type) {
@@ -565,23 +598,20 @@ PropertyError decode_properties(std::string_view data, PropertyContext context, 
         }
         break;
       case T::Utf8String:
-      case T::BinaryData: {
-        std::string s;
-        ok = in.string(s);
-        p.value = std::move(s);
+      case T::BinaryData:
+        ok = in.string(value_slot<std::string>(p.value));
         break;
-      }
       case T::Utf8StringPair: {
-        StringPair pair;
+        auto& pair = value_slot<StringPair>(p.value);
         ok = in.string(pair.first) && in.string(pair.second);
-        p.value = std::move(pair);
         break;
       }
     }
     if (!ok) return truncated(*info);
-    if (std::holds_alternative<std::uint32_t>(p.value)) p.value = n;
-    out.list.push_back(std::move(p));
+    if (!is_string_type(info->type)) p.value = n;
+    ++count;
   }
+  while (out.list.size() > count) out.list.pop_back();
   return check_properties(out, context);
 }
 

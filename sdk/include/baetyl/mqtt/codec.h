@@ -116,9 +116,11 @@ struct DecodeError {
   std::string message;  // empty when the packet is valid
 };
 
-// The same for `version`; with V5 the properties are checked and kept in out.properties.
+// The same for `version`; with V5 the properties are checked and kept in out.properties, and
+// when `parsed` is given, left there as decode_properties() makes them (so that a receiver parses
+// them once; an empty list when there are none; unspecified after an error).
 DecodeError decode_publish(std::string_view data, const FixedHeader& header, PublishView& out,
-                           ProtocolVersion version);
+                           ProtocolVersion version, Properties* parsed = nullptr);
 
 // Checks a packet against the rules the decoder enforces for `version`; returns an empty string
 // when valid. Members marked MQTT 5 in packet.h must keep their defaults with V311.
