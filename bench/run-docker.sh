@@ -44,7 +44,7 @@ configure_cmd="cmake -S . -B $build_dir -DCMAKE_BUILD_TYPE=Release -DBAETYL_BUIL
 build_cmd="cmake --build $build_dir -j$jobs"
 images_cmd="scripts/build-images.sh $build_dir"
 example_cmd="$build_dir/bin/baetyl-example-bench --examples example --runs $runs"
-function_cmd="$build_dir/bin/baetyl-function-bench --only py --qos 1 --py-messages 10000 \
+function_cmd="$build_dir/bin/baetyl-function-bench --only py --qos 1 --py-messages 30000 \
 --sql-messages 20000 --window 100 --max 4 --rate 500 --seconds 5 --cold-runs 3"
 
 echo "run-docker.sh: configuring and building ($build_dir, Release)" >&2

@@ -69,6 +69,11 @@ set(CPACK_RPM_PACKAGE_RELEASE ${baetyl_release})
 set(CPACK_RPM_PACKAGE_LICENSE "Apache-2.0")
 set(CPACK_RPM_BAETYL_PACKAGE_NAME baetyl)
 set(CPACK_RPM_BAETYL_PACKAGE_REQUIRES "python3, nodejs")
+set(CPACK_RPM_BAETYL_PACKAGE_DESCRIPTION
+    "Baetyl extends cloud computing, data and services to edge devices: the master (baetyl),
+which supervises services as processes or Docker containers and serves its API on a Unix socket,
+and the modules: the MQTT hub, function compute (manager, Python, Node and SQL runtimes), the
+bridge to remote MQTT brokers, the cloud agent and the timer.")
 set(CPACK_RPM_BAETYL_USER_FILELIST
     "%config(noreplace) /usr/local/etc/baetyl/conf.yml"
     "%config(noreplace) /usr/local/var/db/baetyl/application.yml")
@@ -76,6 +81,9 @@ set(CPACK_RPM_BAETYL_POST_INSTALL_SCRIPT_FILE ${baetyl_package_dir}/rpm-post)
 set(CPACK_RPM_BAETYL_PRE_UNINSTALL_SCRIPT_FILE ${baetyl_package_dir}/rpm-preun)
 set(CPACK_RPM_DEV_PACKAGE_NAME baetyl-dev)
 set(CPACK_RPM_DEV_PACKAGE_REQUIRES "baetyl = ${PROJECT_VERSION}-${baetyl_release}")
+set(CPACK_RPM_DEV_PACKAGE_DESCRIPTION
+    "The Baetyl SDK for modules built out of tree: headers, static libraries and a CMake package
+(find_package(baetyl) and target baetyl::sdk).")
 # The directories of the prefix belong to the system, not to the package.
 set(CPACK_RPM_EXCLUDE_FROM_AUTO_FILELIST_ADDITION
     /usr/local /usr/local/bin /usr/local/etc /usr/local/include /usr/local/lib
