@@ -29,7 +29,9 @@ TEST(MasterE2E, StartsReplicasWithTheirEnvironmentAndArguments) {
   ASSERT_TRUE(run.start()) << run.output();
   for (const std::string name : {"svc", "svc.i1", "svc.i2"}) {
     ASSERT_TRUE(MasterRun::wait_until([&] { return run.last_pid(name).has_value(); })) << name;
-    EXPECT_EQ(status_of(run, "svc", name), "running") << name;
+    // The script writes its pid as it starts, which can be before the master has recorded it.
+    EXPECT_TRUE(MasterRun::wait_until([&] { return status_of(run, "svc", name) == "running"; }))
+        << name << ": " << status_of(run, "svc", name);
     EXPECT_EQ(run.env_value(name, "BAETYL_SERVICE_INSTANCE_NAME"), name);
     EXPECT_EQ(run.env_value(name, "OPENEDGE_SERVICE_INSTANCE_NAME"), name);
   }
