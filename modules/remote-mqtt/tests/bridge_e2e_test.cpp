@@ -465,9 +465,10 @@ report: {interval: 100ms}
   EXPECT_TRUE(eventually([&] { return remote.payloads().size() >= 40; }))
       << remote.payloads().size() << " of 40";
   std::this_thread::sleep_for(500ms);
-  // The hub's retries while the window was full are not forwarded: about one copy each (a retry
-  // that crosses the bridge's PUBACK on the wire is a new message to MQTT, hence the slack).
-  EXPECT_LT(remote.publishes(), 50u);
+  // The hub's retries while the window was full are not forwarded: one copy each, and a second
+  // at most for a retry that crossed the bridge's PUBACK on the wire (a new message to MQTT; on a
+  // loaded machine most of the 35 held back can cross once). Amplification would pass 80.
+  EXPECT_LE(remote.publishes(), 80u);
 }
 
 TEST(RemoteMqtt, WithMqtt5AMessageTheRemoteRefusesIsDroppedAndTheOthersGoOn) {
