@@ -59,8 +59,6 @@ stop_broker() {
   fi
 }
 trap 'stop_broker; rm -rf "$work"' EXIT
-# A signal ends the script through exit, so that the EXIT trap stops the broker.
-trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
 log() { echo "run.sh: $*" >&2; }
 
 free_port() {
@@ -478,10 +476,10 @@ if [[ -n $mosquitto_rm ]]; then
   window_text="In this run mosquitto announced a Receive Maximum of $mosquitto_rm to the MQTT 5 clients, so
 at QoS 1 its v5 publisher kept $mosquitto_rm messages unacknowledged where its 3.1.1 publisher kept
 the window of 100 (the hub announces \`message.ingress.qos1.buffer.size\`, 100 by default:
-$hub_kept). mosquitto's rate depends on that window: with 3.1.1 clients it
-received $m100 msg/s at a window of 100 and $m20 at $eq_window ($m100p and $m20p with a persistent
-session). The QoS 1 rows at a window of 100 therefore put mosquitto under another load in MQTT 5
-than in 3.1.1: they are shown as information, without a target."
+$hub_kept). The QoS 1 rows at a window of 100 therefore put mosquitto under another load in
+MQTT 5 than in 3.1.1 (with 3.1.1 clients it received $m100 msg/s at a window of 100 and $m20 at
+$eq_window; $m100p and $m20p with a persistent session): they are shown as information, without
+a target."
 else
   window_text="In this run mosquitto's v5 publisher kept the window of 100 (mosquitto announced no lower
 Receive Maximum). With 3.1.1 clients mosquitto received $m100 msg/s at a window of 100 and $m20 at
@@ -678,11 +676,11 @@ and the hub's rate divided by mosquitto's in each protocol.
 
 $window_text
 
-The QoS 1 targets are judged on the runs at a window of $eq_window ($eq_reason) for all four: both
-brokers, both protocols, each three times alternating 3.1.1 and 5, the median rate. There a v5
-subscriber announces a Receive Maximum of $eq_window too, so both brokers keep at most $eq_window
-in flight to it; to a 3.1.1 subscriber mosquitto keeps \`max_inflight_messages\` (20) in
-flight, the hub \`message.egress.qos1.buffer.size\` (100).
+The QoS 1 targets are judged on the runs at a window of $eq_window for all four,
+$eq_reason: both brokers, both protocols, each three times alternating 3.1.1 and 5, the median
+rate. There a v5 subscriber announces a Receive Maximum of $eq_window too, so both brokers keep at
+most $eq_window in flight to it; to a 3.1.1 subscriber mosquitto keeps
+\`max_inflight_messages\` (20) in flight, the hub \`message.egress.qos1.buffer.size\` (100).
 
 | case | hub 3.1.1 | hub 5 | mosquitto 3.1.1 | mosquitto 5 | hub / mosquitto, 3.1.1 | hub / mosquitto, 5 | 5 / 3.1.1 | target | |
 |---|---|---|---|---|---|---|---|---|---|
