@@ -89,7 +89,10 @@ set(CPACK_RPM_EXCLUDE_FROM_AUTO_FILELIST_ADDITION
     /usr/local /usr/local/bin /usr/local/etc /usr/local/include /usr/local/lib
     /usr/local/lib/cmake /usr/local/lib/systemd /usr/local/lib/systemd/system /usr/local/share
     /usr/local/share/doc /usr/local/var /usr/local/var/db /usr/local/var/log)
-# Debian's rpm has no brp scripts of Red Hat's: keep the binaries as built, and add no
+# The programs are stripped (with the toolchain's strip, CMAKE_STRIP) when CPack installs them,
+# as `make tarball` and the images ship them and as Debian packages are.
+set(CPACK_STRIP_FILES ON)
+# Debian's rpm has no brp scripts of Red Hat's: no stripping of its own (done above), and no
 # /usr/lib/.build-id links (the .deb has none either).
 set(CPACK_RPM_SPEC_MORE_DEFINE "%define __os_install_post %{nil}\n%define _build_id_links none")
 

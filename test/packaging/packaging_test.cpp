@@ -384,6 +384,12 @@ TEST(Packages, TheRpmsHoldTheFilesOfTheDebs) {
   auto config = run_command("rpm -qcp " + rpm.string());
   EXPECT_EQ(config.output,
             "/usr/local/etc/baetyl/conf.yml\n/usr/local/var/db/baetyl/application.yml\n");
+  // The programs are shipped stripped: no symbol table left in them.
+  const fs::path hub = out.path() / "baetyl-hub";
+  auto symbols = run_command("dpkg-deb --fsys-tarfile " + deb.string() +
+                             " | tar -xO ./usr/local/bin/baetyl-hub > " + hub.string() +
+                             " && readelf -S " + hub.string() + " | grep -c ' .symtab ' || true");
+  EXPECT_EQ(symbols.output, "0\n") << "baetyl-hub in the .deb has a symbol table";
   auto unit = run_command("dpkg-deb --fsys-tarfile " + deb.string() +
                           " | tar -xO ./usr/local/lib/systemd/system/baetyl.service");
   EXPECT_NE(unit.output.find("ExecStart=/usr/local/bin/baetyl start -w /usr/local\n"),
