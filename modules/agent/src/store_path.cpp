@@ -8,19 +8,6 @@
 namespace baetyl::agent {
 namespace {
 
-std::vector<std::string> components(const std::string& path) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= path.size()) {
-    auto end = path.find('/', start);
-    if (end == std::string::npos) end = path.size();
-    std::string part = path.substr(start, end - start);
-    if (!part.empty() && part != ".") out.push_back(std::move(part));
-    start = end + 1;
-  }
-  return out;
-}
-
 bool reserved(std::string_view name) {
   static constexpr std::array<std::string_view, 4> prefixes = {
       "application.yml", "ota.log", "master-update", "agent-volumes.json"};
@@ -40,7 +27,7 @@ std::optional<std::string> store_relative(const std::string& path, std::string* 
   if (path.empty()) return fail("is empty");
   if (path.front() == '/')
     return fail("is absolute: volume paths are relative to the work directory");
-  const auto parts = components(path);
+  const auto parts = path_components(path);
   for (const auto& part : parts) {
     if (part == "..") return fail("has a '..' component");
   }
@@ -57,13 +44,26 @@ std::optional<std::string> store_relative(const std::string& path, std::string* 
 }
 
 bool paths_overlap(const std::string& a, const std::string& b) {
-  const auto pa = components(a);
-  const auto pb = components(b);
+  const auto pa = path_components(a);
+  const auto pb = path_components(b);
   const std::size_t n = std::min(pa.size(), pb.size());
   for (std::size_t i = 0; i < n; ++i) {
     if (pa[i] != pb[i]) return false;
   }
   return true;
+}
+
+std::vector<std::string> path_components(const std::string& path) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    std::string part = path.substr(start, end - start);
+    if (!part.empty() && part != ".") out.push_back(std::move(part));
+    start = end + 1;
+  }
+  return out;
 }
 
 }  // namespace baetyl::agent

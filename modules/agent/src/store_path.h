@@ -4,6 +4,7 @@
 // agent sees at kStoreDir.
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace baetyl::agent {
 
@@ -13,6 +14,10 @@ namespace baetyl::agent {
 // agent's temporary files), or names one of the master's own files there (application.yml,
 // ota.log, ...) or the agent's record.
 std::optional<std::string> store_relative(const std::string& path, std::string* problem);
+
+// The components of a '/'-separated path, empty and "." ones dropped ("a//./b/" gives a, b);
+// ".." is kept, for the caller to judge.
+std::vector<std::string> path_components(const std::string& path);
 
 // Whether one of the two relative paths ("a/b") is the other or lies inside it.
 bool paths_overlap(const std::string& a, const std::string& b);

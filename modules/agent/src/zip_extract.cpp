@@ -1,5 +1,7 @@
 #include "zip_extract.h"
 
+#include "store_path.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <sys/stat.h>
@@ -15,19 +17,6 @@ namespace fs = std::filesystem;
 
 using ReadArchive = std::unique_ptr<archive, decltype(&archive_read_free)>;
 using WriteArchive = std::unique_ptr<archive, decltype(&archive_write_free)>;
-
-std::vector<std::string> split(const std::string& path) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= path.size()) {
-    auto end = path.find('/', start);
-    if (end == std::string::npos) end = path.size();
-    std::string part = path.substr(start, end - start);
-    if (!part.empty() && part != ".") out.push_back(std::move(part));
-    start = end + 1;
-  }
-  return out;
-}
 
 std::string join(const std::vector<std::string>& parts) {
   std::string out;
@@ -45,7 +34,7 @@ std::string clean_entry(const std::string& name, std::string& problem) {
     problem = "is an absolute path";
     return {};
   }
-  const auto parts = split(name);
+  const auto parts = path_components(name);
   for (const auto& part : parts) {
     if (part == "..") {
       problem = "has a '..' component: it would be written outside the volume";
@@ -67,8 +56,8 @@ std::string check_link_target(const std::string& entry, const std::string& targe
   if (target.front() == '/') {
     return "is a symbolic link to the absolute path '" + target + "' (outside the volume)";
   }
-  const auto parts = split(target);
-  const std::size_t depth = split(entry).size() - 1;  // directories above the link
+  const auto parts = path_components(target);
+  const std::size_t depth = path_components(entry).size() - 1;  // directories above the link
   std::size_t up = 0;
   bool named = false;
   for (const auto& part : parts) {
