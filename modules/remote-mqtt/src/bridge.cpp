@@ -1,8 +1,10 @@
 #include "bridge.h"
 
+#include <future>
 #include <optional>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
 #include "baetyl/api/inspect.h"
 #include "baetyl/config/units.h"
@@ -61,6 +63,7 @@ Direction::Direction(std::string name, Link& source, Link& target, std::size_t w
       source_(source),
       target_(target),
       window_(window),
+      batch_(std::max<std::size_t>(window / 2, 1)),
       log_(std::move(log)) {}
 
 void Direction::watch_echoes(Link& link) {
@@ -91,37 +94,61 @@ void Direction::on_message(const mqtt::Message& message) {
   out.payload = in.payload;
   out.qos = in.qos;
   out.retain = in.retain;
+  if (waiting_.empty() && inflight_.load() < static_cast<std::int64_t>(window_)) {
+    forward(std::move(out), message.receipt());
+  } else {
+    waiting_.push_back({std::move(out), message.receipt()});
+  }
+}
+
+void Direction::forward(mqtt::Publish publish, const mqtt::Receipt& receipt) {
   ++inflight_;
+  std::string topic = publish.topic;
   try {
-    target_.client->async_publish(std::move(out), [this, receipt = message.receipt()](
-                                                      error_code ec) { forwarded(receipt, ec); });
+    target_.client->async_publish(std::move(publish),
+                                  [this, receipt](error_code ec) { forwarded(receipt, ec); });
   } catch (const std::exception& e) {
     // Cannot happen for a message a broker delivered; never hold the window for it.
     --inflight_;
-    log_->error("{}: cannot forward '{}': {}; dropped", name_, in.topic, e.what());
-    source_.client->ack(message);
+    log_->error("{}: cannot forward '{}': {}; dropped", name_, topic, e.what());
+    source_.client->ack(receipt);
   }
 }
 
 void Direction::forwarded(const mqtt::Receipt& receipt, error_code ec) {
   --inflight_;
+  bool acknowledge = false;
   if (!ec) {
     ++forwarded_;
-    source_.client->ack(receipt);
-    return;
-  }
-  // MQTT 5: the target refused the message with a reason code (its client logged which); it would
-  // refuse it again, so the source is acknowledged and the message dropped.
-  if (ec.category() == mqtt::reason_category()) {
-    source_.client->ack(receipt);
-    return;
-  }
-  // Otherwise QoS 1 fails only when the target client stops: the source keeps the message. A QoS 0
-  // message gives its place in the window back whatever became of it.
-  if (receipt.qos == 0) {
+    acknowledge = true;
+  } else if (ec.category() == mqtt::reason_category()) {
+    // MQTT 5: the target refused the message with a reason code (its client logged which); it
+    // would refuse it again, so the source is acknowledged and the message dropped.
+    acknowledge = true;
+  } else if (receipt.qos == 0) {
+    // Otherwise QoS 1 fails only when the target client stops: the source keeps the message. A
+    // QoS 0 message gives its place in the window back whatever became of it.
     if (ec != asio::error::operation_aborted) ++qos0_lost_;
-    source_.client->ack(receipt);
+    acknowledge = true;
   }
+  if (acknowledge) acknowledged_.push_back(receipt);
+  forward_waiting();
+  const bool idle = inflight_.load() <= 0 && waiting_.empty();
+  if (stopping_ || idle || acknowledged_.size() >= batch_) acknowledge_at_source();
+}
+
+void Direction::forward_waiting() {
+  while (!stopping_ && !waiting_.empty() && inflight_.load() < static_cast<std::int64_t>(window_)) {
+    Waiting next = std::move(waiting_.front());
+    waiting_.pop_front();
+    forward(std::move(next.publish), next.receipt);
+  }
+}
+
+void Direction::acknowledge_at_source() {
+  // The source client writes the acknowledgements given in one turn together.
+  for (const auto& receipt : acknowledged_) source_.client->ack(receipt);
+  acknowledged_.clear();
 }
 
 bool Direction::settled() const {
@@ -167,18 +194,36 @@ RuleBridge::RuleBridge(ResolvedRule rule, std::shared_ptr<spdlog::logger> log)
   remote_.client = std::make_unique<mqtt::Client>(rule_.remote, log_, thread_);
 }
 
-RuleBridge::~RuleBridge() { stop_clients(); }
+RuleBridge::~RuleBridge() {
+  up_.stop();
+  down_.stop();
+  stop_clients();
+}
+
+void RuleBridge::run_on_thread(const std::function<void()>& fn) {
+  if (thread_->running_here()) {
+    fn();
+    return;
+  }
+  std::promise<void> done;
+  asio::post(thread_->context(), [&] {
+    fn();
+    done.set_value();
+  });
+  done.get_future().wait();
+}
 
 mqtt::ClientCallbacks RuleBridge::callbacks_for(
-    Link& link, Direction& from_here, std::size_t window,
+    Link& link, Direction& from_here, Direction& to_here,
     const std::function<void(const std::string&)>& on_fatal) {
   mqtt::ClientCallbacks callbacks;
   callbacks.manual_ack = true;
-  callbacks.receive_window = window;
+  callbacks.receive_window = from_here.receive_window();
   callbacks.on_message = [&from_here](const mqtt::Message& m) { from_here.on_message(m); };
   callbacks.on_connected = [&link](bool) { link.stats.connected(); };
-  callbacks.on_disconnected = [&link](const std::string& reason) {
+  callbacks.on_disconnected = [&link, &to_here](const std::string& reason) {
     link.stats.disconnected(reason);
+    to_here.target_disconnected();
   };
   callbacks.on_connect_error = [&link](const std::string& error) {
     link.stats.connect_failed(error);
@@ -198,9 +243,10 @@ void RuleBridge::start(const std::function<void(const std::string&)>& on_fatal) 
       rule_.index, describe_subscriptions(rule_.hub.subscriptions), rule_.hub.address,
       rule_.hub.client_id, rule_.remote_name, rule_.remote.address, rule_.remote.client_id,
       describe_subscriptions(rule_.remote.subscriptions), up_.window(), down_.window());
-  for (auto [link, direction] : {std::pair{&hub_, &up_}, std::pair{&remote_, &down_}}) {
+  for (auto [link, from_here, to_here] :
+       {std::tuple{&hub_, &up_, &down_}, std::tuple{&remote_, &down_, &up_}}) {
     try {
-      link->client->start(callbacks_for(*link, *direction, direction->window(), on_fatal));
+      link->client->start(callbacks_for(*link, *from_here, *to_here, on_fatal));
     } catch (const std::exception& e) {
       throw std::runtime_error("rules[" + std::to_string(rule_.index) + "]: " + link->side + " (" +
                                link->config.address + "): " + e.what());
@@ -213,6 +259,10 @@ void RuleBridge::stop_forwarding() {
   down_.stop();
   hub_.stats.stopping();
   remote_.stats.stopping();
+  run_on_thread([this] {
+    up_.acknowledge_at_source();
+    down_.acknowledge_at_source();
+  });
 }
 
 void RuleBridge::stop_clients() {

@@ -7,14 +7,26 @@
 // A QoS 1 message the bridge holds when it stops, crashes or loses either side stays
 // unacknowledged at the source, which sends it again: messages may be duplicated, never lost.
 //
-// Window: the source client's receive window is the target's buffersize. With that many messages
-// forwarded and not yet acknowledged by the target, the source client stops reading from its
-// broker (back-pressure): the broker keeps the rest, nothing is dropped in between.
+// Window: at most the target's buffersize messages are in flight (forwarded, not yet acknowledged
+// by the target). The acknowledgements at the source go in batches of half the window: what the
+// target acknowledged is kept until that many are, or nothing is left in flight or waiting, and
+// then acknowledged at the source together (one write of PUBACKs instead of one per message). So
+// that the target is still refilled at every acknowledgement meanwhile, the source client's
+// receive window is the window plus a batch; the messages beyond the window wait in the
+// direction, in order. With that many messages taken and not yet acknowledged at the source, the
+// source client stops reading from its broker (back-pressure): the broker keeps the rest, nothing
+// is dropped in between.
+//
+// (Holding back the refill of the target instead, until half the window is acknowledged, would
+// write nothing to a target that sends its first PUBACK and keeps the next ones until the TCP
+// acknowledgement of it, as a broker with Nagle's algorithm does: the delayed ACK then stalls
+// every window for 40 ms.)
 //
 // Loops: see echo_filter.h.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -77,13 +89,23 @@ class Direction {
   void watch_echoes(Link& link);
   // The source client's on_message.
   void on_message(const mqtt::Message& message);
-  // New messages stay unacknowledged at the source; those in flight still complete.
+  // The target client's on_disconnected: what it acknowledged goes to the source now.
+  void target_disconnected() { acknowledge_at_source(); }
+  // New messages, and those waiting, stay unacknowledged at the source; those in flight still
+  // complete and are acknowledged at the source as they do. Then call acknowledge_at_source() on
+  // the clients' thread for those the target acknowledged before.
   void stop() { stopping_ = true; }
+  // Acknowledges at the source every message the target has acknowledged (clients' thread).
+  void acknowledge_at_source();
   // Nothing in flight, or nothing that can still complete (the target is disconnected).
   bool settled() const;
 
   const std::string& name() const { return name_; }
   std::size_t window() const { return window_; }
+  // Acknowledgements given to the source together.
+  std::size_t batch() const { return batch_; }
+  // The source client's receive window: the messages taken and not acknowledged at the source.
+  std::size_t receive_window() const { return window_ + batch_ - 1; }
   std::uint64_t forwarded() const { return forwarded_.load(); }
   std::int64_t inflight() const { return inflight_.load(); }
   std::uint64_t echoes() const { return echoes_.load(); }
@@ -91,14 +113,26 @@ class Direction {
   nlohmann::json stats() const;
 
  private:
+  struct Waiting {
+    mqtt::Publish publish;
+    mqtt::Receipt receipt;
+  };
+
+  void forward(mqtt::Publish publish, const mqtt::Receipt& receipt);
   void forwarded(const mqtt::Receipt& receipt, error_code ec);
+  void forward_waiting();
 
   const std::string name_;  // "hub_to_remote" or "remote_to_hub"
   Link& source_;
   Link& target_;
   const std::size_t window_;
+  const std::size_t batch_;
   std::shared_ptr<spdlog::logger> log_;
   std::vector<Link*> watchers_;
+  // Clients' thread only: taken while the window was full, in order; acknowledged by the target
+  // and not yet at the source.
+  std::deque<Waiting> waiting_;
+  std::vector<mqtt::Receipt> acknowledged_;
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> forwarded_{0};
   std::atomic<std::int64_t> inflight_{0};
@@ -129,8 +163,10 @@ class RuleBridge {
   nlohmann::json stats() const;
 
  private:
-  mqtt::ClientCallbacks callbacks_for(Link& link, Direction& from_here, std::size_t window,
+  mqtt::ClientCallbacks callbacks_for(Link& link, Direction& from_here, Direction& to_here,
                                       const std::function<void(const std::string&)>& on_fatal);
+  // Runs `fn` on the clients' thread and waits for it.
+  void run_on_thread(const std::function<void()>& fn);
 
   ResolvedRule rule_;
   std::shared_ptr<spdlog::logger> log_;

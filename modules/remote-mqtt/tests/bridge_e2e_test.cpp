@@ -301,8 +301,9 @@ rules:
 
 // ---- the window ----
 
-// A remote broker played by hand: accepts clients, grants subscriptions, answers pings, and
-// acknowledges PUBLISH packets only once told to.
+// A broker played by hand: accepts one client, grants subscriptions, answers pings, and
+// acknowledges PUBLISH packets only once told to. As the bridge's hub, it also sends QoS 1
+// messages to the client and counts its PUBACKs.
 class FakeRemote {
  public:
   FakeRemote() {
@@ -328,6 +329,34 @@ class FakeRemote {
     return payloads_;
   }
   void start_acknowledging() { acknowledge_ = true; }
+  // Acknowledges the next `n` messages received (oldest first).
+  void acknowledge(std::size_t n) {
+    std::lock_guard lock(mutex_);
+    allowed_ += n;
+  }
+  // The most messages received and not yet acknowledged at any time.
+  std::size_t max_unacknowledged() const {
+    std::lock_guard lock(mutex_);
+    return max_unacknowledged_;
+  }
+  bool subscribed() const { return subscribed_; }
+  // Sends `payloads` to the client on `topic` at QoS 1 (packet ids from 1).
+  void send(const std::string& topic, const std::vector<std::string>& payloads) {
+    std::lock_guard lock(mutex_);
+    for (const auto& payload : payloads) {
+      mqtt::Publish publish;
+      publish.topic = topic;
+      publish.payload = payload;
+      publish.qos = 1;
+      publish.packet_id = ++sent_;
+      mqtt::encode(publish, outbox_);
+    }
+  }
+  // PUBACKs the client sent for the messages sent to it.
+  std::size_t pubacks() const {
+    std::lock_guard lock(mutex_);
+    return pubacks_;
+  }
 
  private:
   void serve(int fd) {
@@ -345,6 +374,7 @@ class FakeRemote {
         } else if (auto* sub = std::get_if<mqtt::Subscribe>(&result.packet)) {
           reply = mqtt::encode(mqtt::Suback{
               sub->packet_id, std::vector<std::uint8_t>(sub->subscriptions.size(), 1)});
+          subscribed_ = true;
         } else if (std::holds_alternative<mqtt::Pingreq>(result.packet)) {
           reply = mqtt::encode(mqtt::Pingresp{});
         } else if (auto* publish = std::get_if<mqtt::Publish>(&result.packet)) {
@@ -352,17 +382,26 @@ class FakeRemote {
           ++publishes_;
           payloads_.insert(publish->payload);
           unacknowledged.push_back(publish->packet_id);
+          max_unacknowledged_ = std::max(max_unacknowledged_, unacknowledged.size());
+        } else if (std::holds_alternative<mqtt::Puback>(result.packet)) {
+          std::lock_guard lock(mutex_);
+          ++pubacks_;
         }
         if (!reply.empty() && ::write(fd, reply.data(), reply.size()) < 0) return;
       }
-      if (acknowledge_) {
-        std::string acks;
-        for (auto id : unacknowledged) mqtt::encode(mqtt::Puback{id}, acks);
-        unacknowledged.clear();
-        if (!acks.empty() && ::write(fd, acks.data(), acks.size()) < 0) return;
+      std::string out;
+      {
+        std::lock_guard lock(mutex_);
+        std::size_t n =
+            acknowledge_ ? unacknowledged.size() : std::min(allowed_, unacknowledged.size());
+        if (!acknowledge_) allowed_ -= n;
+        for (std::size_t i = 0; i < n; ++i) mqtt::encode(mqtt::Puback{unacknowledged[i]}, out);
+        unacknowledged.erase(unacknowledged.begin(), unacknowledged.begin() + n);
+        out += std::exchange(outbox_, {});
       }
+      if (!out.empty() && ::write(fd, out.data(), out.size()) < 0) return;
       pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
+      if (::poll(&p, 1, 20) <= 0) continue;
       ssize_t n = ::read(fd, chunk, sizeof chunk);
       if (n <= 0) return;
       buffer.append(chunk, static_cast<std::size_t>(n));
@@ -373,9 +412,15 @@ class FakeRemote {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> acknowledge_{false};
+  std::atomic<bool> subscribed_{false};
   mutable std::mutex mutex_;
   std::size_t publishes_ = 0;
   std::set<std::string> payloads_;
+  std::size_t allowed_ = 0;
+  std::size_t max_unacknowledged_ = 0;
+  std::string outbox_;
+  std::uint16_t sent_ = 0;
+  std::size_t pubacks_ = 0;
 };
 
 TEST(RemoteMqtt, LoopsThroughTwoRulesAreCutAndChainsGoOn) {
@@ -457,7 +502,8 @@ report: {interval: 100ms}
   ASSERT_TRUE(eventually([&] { return remote.publishes() >= 5; }));
   std::this_thread::sleep_for(2500ms);
   EXPECT_EQ(remote.publishes(), 5u) << "remotes[].buffersize messages in flight at most";
-  // ... and the bridge took no more than that from the hub (which offers up to 100 at a time).
+  // ... and the bridge took a batch less one more from the hub (which offers up to 100 at a
+  // time), waiting in the bridge.
   ASSERT_TRUE(eventually([&] { return last_report(master).contains("rules"); }));
   auto report = last_report(master);
   EXPECT_EQ(report["rules"][0]["hub_to_remote"]["inflight"], 5) << report.dump();
@@ -469,6 +515,52 @@ report: {interval: 100ms}
   // at most for a retry that crossed the bridge's PUBACK on the wire (a new message to MQTT; on a
   // loaded machine most of the 35 held back can cross once). Amplification would pass 80.
   EXPECT_LE(remote.publishes(), 80u);
+}
+
+// The window refilled at every acknowledgement of the target, the acknowledgements at the source
+// in batches of half the window, and never more than buffersize messages in flight; the hub and the
+// remote are both played by hand.
+TEST(RemoteMqtt, AcknowledgesAtTheSourceInBatchesAndRefillsTheWindowAtEveryAcknowledgement) {
+  FakeRemote hub;
+  FakeRemote remote;
+  BridgeProcess bridge(hub_section(hub.port()) +
+                       "remotes:\n  - name: slow\n    address: " + tcp(remote.port()) + R"(
+    buffersize: 10
+    interval: 1s
+rules:
+  - hub: {subscriptions: [{topic: 'w/#', qos: 1}]}
+    remote: {name: slow}
+)");
+  ASSERT_TRUE(eventually([&] { return hub.subscribed(); }));
+  ASSERT_TRUE(bridge.wait_for_output("connected to " + tcp(remote.port())));
+  std::vector<std::string> numbers;
+  for (int i = 0; i < 40; ++i) numbers.push_back(std::to_string(i));
+  hub.send("w/n", numbers);
+
+  ASSERT_TRUE(eventually([&] { return remote.publishes() >= 10; }));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(remote.publishes(), 10u) << "buffersize messages in flight at most";
+  EXPECT_EQ(hub.pubacks(), 0u) << "nothing acknowledged at the source before the target did";
+
+  remote.acknowledge(4);
+  EXPECT_TRUE(eventually([&] { return remote.publishes() >= 14; }))
+      << "four acknowledged, four more forwarded: " << remote.publishes();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(remote.publishes(), 14u);
+  EXPECT_EQ(hub.pubacks(), 0u) << "four acknowledgements, less than a batch of five, are kept";
+
+  remote.acknowledge(1);
+  EXPECT_TRUE(eventually([&] { return hub.pubacks() >= 5; })) << hub.pubacks();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(hub.pubacks(), 5u) << "one batch of five";
+  EXPECT_EQ(remote.publishes(), 15u);
+
+  remote.start_acknowledging();
+  EXPECT_TRUE(eventually([&] { return hub.pubacks() >= 40; }))
+      << hub.pubacks() << " of 40 acknowledged at the source";
+  EXPECT_EQ(remote.payloads().size(), 40u);
+  EXPECT_EQ(remote.publishes(), 40u) << "each once";
+  EXPECT_LE(remote.max_unacknowledged(), 10u) << "buffersize messages in flight at most";
 }
 
 TEST(RemoteMqtt, WithMqtt5AMessageTheRemoteRefusesIsDroppedAndTheOthersGoOn) {
