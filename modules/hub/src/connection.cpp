@@ -802,6 +802,7 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
                   "client id '" + client_id_ + "' belongs to a session of another principal");
   }
   session_ = attached.session;
+  bool protocol_changed = false;
   {
     std::lock_guard lock(session_->mutex);
     if (session_->v5.load() != mqtt5) {
@@ -809,14 +810,19 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
       memory::note_freed(session_->pending.qos0_bytes());
       session_->pending.drop_qos0();
       session_->v5.store(mqtt5);
+      protocol_changed = true;
     }
     std::uint32_t maximum_packet_size = 0;
     if (mqtt5) {
       maximum_packet_size = c.properties.integer(mqtt::PropertyId::MaximumPacketSize).value_or(0);
     }
     session_->maximum_packet_size.store(maximum_packet_size);
-    session_->encode_at_write.store(mqtt5_ && mqtt5_->client_alias_maximum > 0);
+    const bool encode_at_write = mqtt5_ && mqtt5_->client_alias_maximum > 0;
+    if (session_->encode_at_write.exchange(encode_at_write) != encode_at_write) {
+      protocol_changed = true;
+    }
   }
+  if (protocol_changed) broker_.protocol_changed();
   connected_ = true;
   broker_.stats().connections.fetch_add(1);
   broker_.stats().connects.fetch_add(1);
