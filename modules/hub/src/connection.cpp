@@ -1069,7 +1069,13 @@ void Connection::collect(std::string& out) {
   std::unique_lock lock(session_->mutex);
   if (session_->connection.lock().get() != this) return;
   const auto now = Clock::now();
-  const std::int64_t wall = unix_millis();  // for Message Expiry
+  // The clock for Message Expiry, read once and only for a message that expires: a write of
+  // QoS 0 packets encoded by their publisher, or of messages without expiry, reads none.
+  std::int64_t wall_clock = 0;
+  auto wall = [&wall_clock](const Message& m) {
+    if (m.expiry != 0 && wall_clock == 0) wall_clock = unix_millis();
+    return wall_clock;
+  };
   const bool resend_all = session_->resend;
   if (resend_all || (!session_->inflight.empty() && now >= next_retry_check_)) {
     // Unacknowledged deliveries go again with DUP, oldest first: all of them for a resumed
@@ -1084,7 +1090,8 @@ void Connection::collect(std::string& out) {
       if (f.released) {
         mqtt::encode(mqtt::Pubrel{id}, out);
       } else {
-        encode_delivery(out, *f.out.message, f.out.qos, f.out.retain, true, id, wall);
+        encode_delivery(out, *f.out.message, f.out.qos, f.out.retain, true, id,
+                        wall(*f.out.message));
         ++sent[f.out.qos];
       }
       f.sent = now;
@@ -1101,13 +1108,13 @@ void Connection::collect(std::string& out) {
       continue;
     }
     Outgoing& o = pending.front().out;
-    if (!o.released && expired(o.message->expiry, wall)) {
+    if (!o.released && expired(o.message->expiry, wall(*o.message))) {
       // Never delivered once expired; a stored delivery leaves the store as if acknowledged.
       broker_.acknowledged(*session_, o);
       pending.pop_front();
       continue;
     }
-    if (!o.released && too_large_for_client(*o.message, o.qos, o.retain, wall)) {
+    if (!o.released && too_large_for_client(*o.message, o.qos, o.retain, wall(*o.message))) {
       // Dropped for this client, as if it had acknowledged it [MQTT-3.1.2-25].
       broker_.log().debug("client '{}': message on '{}' exceeds its Maximum Packet Size; dropped",
                           client_id_, o.message->topic);
@@ -1117,7 +1124,7 @@ void Connection::collect(std::string& out) {
     }
     const std::uint8_t qos = o.qos;
     if (o.qos == 0) {
-      encode_delivery(out, *o.message, 0, o.retain, false, 0, wall);
+      encode_delivery(out, *o.message, 0, o.retain, false, 0, wall(*o.message));
     } else {
       if (!window_has_room()) {
         window_full_ = true;
@@ -1129,7 +1136,7 @@ void Connection::collect(std::string& out) {
       if (released) {
         mqtt::encode(mqtt::Pubrel{id}, out);  // PUBCOMP comes back even for an unknown id
       } else {
-        encode_delivery(out, *o.message, o.qos, o.retain, o.dup, id, wall);
+        encode_delivery(out, *o.message, o.qos, o.retain, o.dup, id, wall(*o.message));
         if (o.stored && !o.dup) first_sent.push_back(o.message->id);
       }
       if (session_->inflight.empty()) next_retry_check_ = now + egress.qos1_retry_interval;
