@@ -167,7 +167,7 @@ void Broker::restore(StoredState state) {
     // Its queue stays in the store: read back when it connects (page_in drops what its principal
     // may not receive any more).
     session->stored_only = true;
-    session->incoming_qos2.insert(stored.incoming_qos2.begin(), stored.incoming_qos2.end());
+    for (const std::uint16_t id : stored.incoming_qos2) session->add_incoming_qos2(id);
     // A session of unknown principal subscribes once a principal claims it (see attach).
     if (!session->unclaimed) resubscribe_restored(*session);
     std::lock_guard lock(sessions_mutex_);

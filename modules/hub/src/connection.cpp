@@ -588,7 +588,7 @@ Connection::Next Connection::handle(mqtt::Packet& packet) {
       bool known = false;
       {
         std::lock_guard lock(session_->mutex);
-        known = session_->incoming_qos2.erase(id) > 0;
+        known = session_->remove_incoming_qos2(id);
       }
       if (known && session_->persistent() && broker_.store()) {
         broker_.store()->release_qos2(client_id_, id);
@@ -872,7 +872,7 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
   const std::uint16_t id = p.packet_id;
   if (p.qos == 2) {
     std::lock_guard lock(session_->mutex);
-    if (!session_->incoming_qos2.insert(id).second) {
+    if (!session_->add_incoming_qos2(id)) {
       // A duplicate of a message already received: acknowledge again, do not deliver again.
       mqtt::encode(mqtt::Pubrec{id}, control_, version_);
       wake();
@@ -882,7 +882,7 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
   if (mqtt5_ && p.qos > 0 && mqtt5_->incoming_inflight >= mqtt5_->receive_maximum) {
     if (p.qos == 2) {
       std::lock_guard lock(session_->mutex);
-      session_->incoming_qos2.erase(id);
+      session_->remove_incoming_qos2(id);
     }
     violation(mqtt::ReasonCode::ReceiveMaximumExceeded,
               "more than Receive Maximum (" + std::to_string(mqtt5_->receive_maximum) +
@@ -985,7 +985,7 @@ void Connection::refuse_publish(const mqtt::PublishView& p, mqtt::ReasonCode rea
     // A PUBREC with an error code ends the exchange: no PUBREL comes.
     if (reason != mqtt::ReasonCode::Success) {
       std::lock_guard lock(session_->mutex);
-      session_->incoming_qos2.erase(p.packet_id);
+      session_->remove_incoming_qos2(p.packet_id);
     }
   }
 }

@@ -38,14 +38,17 @@ class Session : public std::enable_shared_from_this<Session> {
   // leaves: an idle connection's session is a third of the hub's memory per connection.
  private:
   std::string client_id_;
+  // See add_incoming_qos2(): made by the first QoS 2 message received (few clients send any).
+  std::unique_ptr<std::set<std::uint16_t>> incoming_qos2_;
   bool persistent_;
 
  public:
   // Set with `principal` (see there).
   bool unclaimed = false;
   // The protocol of the connection attached last (MQTT 5 deliveries carry properties), and its
-  // MQTT 5 Maximum Packet Size (0: none): read by publishers without the mutex. A change of
-  // either bumps Broker::match's version (see Broker::protocol_changed).
+  // MQTT 5 Maximum Packet Size (0: none): read by publishers without the mutex. Broker::match
+  // keeps `v5` and `encode_at_write` with its results: a change of either calls
+  // Broker::protocol_changed().
   std::atomic<bool> v5{false};
   // Its QoS 0 messages are encoded by its connection's writer, not once by the publisher: the
   // writer adds per-connection state (MQTT 5 topic aliases towards the client).
@@ -83,7 +86,6 @@ class Session : public std::enable_shared_from_this<Session> {
   EgressQueue pending;
   std::map<std::uint16_t, Inflight> inflight;
   std::uint64_t next_order = 0;
-  std::set<std::uint16_t> incoming_qos2;  // received QoS 2 ids awaiting PUBREL
   std::weak_ptr<Connection> connection;
   std::int64_t paged_until = 0;          // (those of message ids above this one)
   std::uint64_t skipped = 0;             // deliveries left in the store only, ever
@@ -94,6 +96,17 @@ class Session : public std::enable_shared_from_this<Session> {
   std::chrono::steady_clock::time_point drop_warned_at{};
   std::chrono::steady_clock::time_point stall_warned_at{};
   std::uint64_t dropped_unlogged = 0;  // drops since the last warning
+
+  // The ids of QoS 2 messages received and awaiting PUBREL (call with `mutex` held): adding one
+  // already there returns false.
+  bool add_incoming_qos2(std::uint16_t id) {
+    if (!incoming_qos2_) incoming_qos2_ = std::make_unique<std::set<std::uint16_t>>();
+    return incoming_qos2_->insert(id).second;
+  }
+  // Whether `id` was there.
+  bool remove_incoming_qos2(std::uint16_t id) {
+    return incoming_qos2_ && incoming_qos2_->erase(id) > 0;
+  }
 
   // A packet id not in flight; call with `mutex` held and inflight.size() < 65535.
   std::uint16_t allocate_packet_id() {
