@@ -167,7 +167,7 @@ void Broker::restore(StoredState state) {
     // Its queue stays in the store: read back when it connects (page_in drops what its principal
     // may not receive any more).
     session->stored_only = true;
-    session->incoming_qos2.insert(stored.incoming_qos2.begin(), stored.incoming_qos2.end());
+    for (const std::uint16_t id : stored.incoming_qos2) session->add_incoming_qos2(id);
     // A session of unknown principal subscribes once a principal claims it (see attach).
     if (!session->unclaimed) resubscribe_restored(*session);
     std::lock_guard lock(sessions_mutex_);
@@ -1069,8 +1069,7 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
   std::pair<std::size_t, std::size_t> batch_packet[2] = {{0, 0}, {0, 0}};
   packet[0].clear();
   packet[1].clear();
-  auto deliver_qos0 = [&](Session& session) {
-    const bool v5 = session.v5.load(std::memory_order_relaxed);
+  auto deliver_qos0 = [&](Session& session, bool v5) {
     std::size_t size = 0;
     if (delivery_batch != nullptr) {
       auto& at = batch_packet[v5];
@@ -1139,9 +1138,8 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
       if ((entry & kNoLocal) != 0 && session == m.origin) continue;
       const std::uint8_t delivery = std::min<std::uint8_t>(entry & kQosMask, m.qos);
       const bool retain = m.retain && (entry & kRetainAsPublished) != 0;
-      if (delivery == 0 && !retain && (entry & kIdentified) == 0 &&
-          !session->encode_at_write.load(std::memory_order_relaxed)) {
-        deliver_qos0(*session);
+      if (delivery == 0 && !retain && (entry & (kIdentified | kEncodeAtWrite)) == 0) {
+        deliver_qos0(*session, (entry & kV5) != 0);
       } else {
         deliver(*session, shared(), delivery, delivery > 0 && durable && session->persistent(),
                 retain);
@@ -1159,12 +1157,14 @@ const std::vector<std::pair<Session*, std::uint8_t>>& Broker::match(std::string_
   thread_local struct {
     std::uint64_t broker = 0;
     std::uint64_t version = 0;
+    std::uint64_t protocols = 0;  // protocols_version_
     std::string topic;
     std::vector<std::pair<Session*, std::uint8_t>> matches;
     std::vector<std::shared_ptr<Session>> alive;  // the matched sessions, kept while remembered
   } last;
+  const std::uint64_t protocols = protocols_version_.load(std::memory_order_acquire);
   if (last.broker == id_ && last.version == topics_version_.load(std::memory_order_acquire) &&
-      last.topic == topic) {
+      last.protocols == protocols && last.topic == topic) {
     return last.matches;
   }
   auto& matches = last.matches;
@@ -1200,12 +1200,19 @@ const std::vector<std::pair<Session*, std::uint8_t>>& Broker::match(std::string_
         !(session->authorizer && session->authorizer->may_receive(topic))) {
       continue;
     }
-    matches[kept++] = {session, static_cast<std::uint8_t>(entry & ~kFiltered)};
+    // The session's protocol, read here rather than at each delivery: a publisher on one worker
+    // would otherwise read a line of each subscriber's session that the subscriber's worker
+    // keeps writing.
+    std::uint8_t delivery = entry & ~kFiltered;
+    if (session->v5.load(std::memory_order_relaxed)) delivery |= kV5;
+    if (session->encode_at_write.load(std::memory_order_relaxed)) delivery |= kEncodeAtWrite;
+    matches[kept++] = {session, delivery};
   }
   matches.resize(kept);
   for (const auto& [session, qos] : matches) last.alive.push_back(session->shared_from_this());
   last.broker = id_;
   last.version = topics_.version();
+  last.protocols = protocols;
   last.topic.assign(topic);
   return matches;
 }

@@ -115,6 +115,9 @@ class Broker {
   void expire_sessions();
   // The connection ended: clean sessions disappear, persistent ones keep collecting messages.
   void detach(const std::shared_ptr<Session>& session, const Connection* connection);
+  // A session's Session::v5 or Session::encode_at_write changed (at a CONNECT): match() keeps
+  // them with the matches it remembers, which are then matched again.
+  void protocol_changed() { protocols_version_.fetch_add(1, std::memory_order_release); }
 
   // Routes a message to every matching subscription and static route, stores it when its QoS is
   // above 0, and handles retain. `persisted` runs (on the store's thread, or at once when nothing
@@ -318,6 +321,9 @@ class Broker {
   static constexpr std::uint8_t kNoLocal = 0x04;
   static constexpr std::uint8_t kRetainAsPublished = 0x08;
   static constexpr std::uint8_t kIdentified = 0x10;  // has a Subscription Identifier
+  // In match()'s results only: the session's Session::v5 and Session::encode_at_write.
+  static constexpr std::uint8_t kV5 = 0x20;
+  static constexpr std::uint8_t kEncodeAtWrite = 0x40;
   static constexpr std::uint8_t kFiltered = 0x80;
   static std::uint8_t entry_of(const Subscribed& s) {
     return static_cast<std::uint8_t>(s.qos | (s.no_local ? kNoLocal : 0) |
@@ -339,6 +345,8 @@ class Broker {
   ShardedSharedMutex topics_mutex_;
   TopicTree<Session*> topics_;
   std::atomic<std::uint64_t> topics_version_{0};  // topics_.version(), readable without the lock
+  // Counts the changes of a session's protocol flags (see protocol_changed()).
+  std::atomic<std::uint64_t> protocols_version_{0};
 
   struct SharedGroup {
     std::string name;    // "$share/{group}/{filter}": also the key of its queue in the store

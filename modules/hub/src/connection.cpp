@@ -79,6 +79,11 @@ Connection::Connection(Broker& broker, std::unique_ptr<Stream> stream, Strand st
 
 Connection::~Connection() = default;
 
+void Connection::use_mqtt5() {
+  version_ = mqtt::ProtocolVersion::V5;
+  if (!mqtt5_) mqtt5_ = std::make_unique<Mqtt5>();
+}
+
 void Connection::start(std::shared_ptr<Connection> self, void (*finished)(void*, Connection*),
                        void* context) {
   self->finished_ = finished;
@@ -455,7 +460,7 @@ Connection::Handled Connection::handle_input(std::string_view data) {
             break;
           }
         } else if (auto error = mqtt::decode_publish(view.substr(0, length), head.header, publish,
-                                                     version_, &publish_properties_);
+                                                     version_, &mqtt5_->publish_properties);
                    !error.message.empty()) {
           violation(error.reason, error.message);
           result.stop = true;
@@ -467,7 +472,7 @@ Connection::Handled Connection::handle_input(std::string_view data) {
       auto decoded = mqtt::decode(view.substr(0, length), limits_, version_);
       if (decoded.status != mqtt::DecodeStatus::Ok) {
         if (!connected_ && mqtt5_connect(view.substr(0, length), head.header.header_length)) {
-          version_ = mqtt::ProtocolVersion::V5;
+          use_mqtt5();
         }
         violation(decoded.reason, decoded.error);
         result.stop = true;
@@ -515,11 +520,12 @@ void Connection::finish() {
     std::lock_guard lock(session_->mutex);
     current = session_->connection.lock().get() == this;
   }
-  if (will_ && !disconnected_ && will_delay_ > 0 && current && session_->persistent()) {
+  const std::uint32_t will_delay = mqtt5_ ? mqtt5_->will_delay : 0;
+  if (will_ && !disconnected_ && will_delay > 0 && current && session_->persistent()) {
     // Published later unless the client comes back; the store keeps it until then.
-    broker_.delay_will(client_id_, std::move(*will_), std::chrono::seconds(will_delay_));
+    broker_.delay_will(client_id_, std::move(*will_), std::chrono::seconds(will_delay));
     will_.reset();
-  } else if (will_ && !disconnected_ && will_delay_ > 0 && session_continued_.load()) {
+  } else if (will_ && !disconnected_ && will_delay > 0 && session_continued_.load()) {
     // Taken over by a connection that continues the session, within the delay: no will. (With
     // Clean Start 1 the session ended: the will is due at once, below.)
     broker_.log().debug("client '{}': session taken over within its will's delay: no will",
@@ -557,7 +563,7 @@ Connection::Next Connection::handle(mqtt::Packet& packet) {
     case mqtt::PacketType::Publish: {
       const auto& p = std::get<mqtt::Publish>(packet);
       const std::string properties = properties_body(p.properties);
-      publish_properties_ = p.properties;
+      if (mqtt5_) mqtt5_->publish_properties = p.properties;
       return on_publish(
           mqtt::PublishView{p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, properties});
     }
@@ -582,12 +588,12 @@ Connection::Next Connection::handle(mqtt::Packet& packet) {
       bool known = false;
       {
         std::lock_guard lock(session_->mutex);
-        known = session_->incoming_qos2.erase(id) > 0;
+        known = session_->remove_incoming_qos2(id);
       }
       if (known && session_->persistent() && broker_.store()) {
         broker_.store()->release_qos2(client_id_, id);
       }
-      if (known && incoming_inflight_ > 0) --incoming_inflight_;
+      if (known && mqtt5_ && mqtt5_->incoming_inflight > 0) --mqtt5_->incoming_inflight;
       mqtt::Pubcomp comp{id};
       if (v5() && !known) comp.reason_code = mqtt::ReasonCode::PacketIdentifierNotFound;
       send(comp);
@@ -626,9 +632,10 @@ Connection::Next Connection::handle(mqtt::Packet& packet) {
       return Next::Continue;
     case mqtt::PacketType::Disconnect: {
       const auto& d = std::get<mqtt::Disconnect>(packet);
-      if (auto expiry = d.properties.integer(mqtt::PropertyId::SessionExpiryInterval)) {
+      if (auto expiry = d.properties.integer(mqtt::PropertyId::SessionExpiryInterval);
+          expiry && mqtt5_) {
         // A session that was to end at disconnect cannot be made to last [MQTT-3.14.2-2].
-        if (connect_session_expiry_ == 0 && *expiry != 0) {
+        if (mqtt5_->connect_session_expiry == 0 && *expiry != 0) {
           violation(mqtt::ReasonCode::ProtocolError,
                     "DISCONNECT sets a Session Expiry Interval after CONNECT said 0");
           return Next::Close;
@@ -656,7 +663,7 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
   const bool v311 = c.protocol_name == "MQTT" && c.protocol_level == 4;
   const bool v31 = c.protocol_name == "MQIsdp" && c.protocol_level == 3;
   const bool mqtt5 = c.protocol_name == "MQTT" && c.protocol_level == 5;
-  if (mqtt5) version_ = mqtt::ProtocolVersion::V5;
+  if (mqtt5) use_mqtt5();
   auto refuse = [&](mqtt::ConnectReturnCode code, std::string_view why,
                     std::optional<mqtt::ReasonCode> reason = std::nullopt) {
     broker_.log().warn("{}: connection of '{}' refused: {}", remote(), c.client_id, why);
@@ -690,7 +697,7 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
 
   const std::string username = c.username.value_or("");
   const std::string password = c.password.value_or("");
-  const std::string& cn = stream_->peer_common_name;
+  const std::string& cn = stream_->peer_common_name();
   if (!password.empty()) {
     authorizer_ = broker_.auth().authenticate(username, password);
   } else if (!cn.empty()) {
@@ -737,7 +744,10 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
     will.qos = c.will->qos;
     will.retain = c.will->retain;
     will.properties = forwarded_properties(c.will->properties);
-    will_delay_ = c.will->properties.integer(mqtt::PropertyId::WillDelayInterval).value_or(0);
+    if (mqtt5_) {
+      mqtt5_->will_delay =
+          c.will->properties.integer(mqtt::PropertyId::WillDelayInterval).value_or(0);
+    }
     if (auto expiry = c.will->properties.integer(mqtt::PropertyId::MessageExpiryInterval)) {
       // Counted from the time the will is published (see finish).
       will.expiry = static_cast<std::int64_t>(*expiry) * 1000;
@@ -753,20 +763,20 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
       connack_properties.add(mqtt::PropertyId::AssignedClientIdentifier, c.client_id);
     }
     session_expiry = c.properties.integer(mqtt::PropertyId::SessionExpiryInterval).value_or(0);
-    connect_session_expiry_ = *session_expiry;
+    mqtt5_->connect_session_expiry = *session_expiry;
     if (auto receive_maximum = c.properties.integer(mqtt::PropertyId::ReceiveMaximum)) {
       window_ = std::min<std::size_t>(window_, *receive_maximum);
     }
     connack_properties.add(mqtt::PropertyId::TopicAliasMaximum, kTopicAliasMaximum);
-    client_alias_maximum_ = static_cast<std::uint16_t>(
+    mqtt5_->client_alias_maximum = static_cast<std::uint16_t>(
         c.properties.integer(mqtt::PropertyId::TopicAliasMaximum).value_or(0));
     // The QoS 1/2 messages a client may send before their acknowledgement: beyond, the hub
     // would stop reading it anyway (message.ingress.qos1.buffer.size).
-    receive_maximum_ =
+    mqtt5_->receive_maximum =
         std::min<std::size_t>(broker_.config().message.ingress.qos1_buffer_size, 65535);
-    if (receive_maximum_ < 65535) {
+    if (mqtt5_->receive_maximum < 65535) {
       connack_properties.add(mqtt::PropertyId::ReceiveMaximum,
-                             static_cast<std::uint32_t>(receive_maximum_));
+                             static_cast<std::uint32_t>(mqtt5_->receive_maximum));
     }
     const std::size_t maximum_packet = limits_.max_remaining_length + 5;
     if (maximum_packet < mqtt::kMaxRemainingLength) {
@@ -792,6 +802,7 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
                   "client id '" + client_id_ + "' belongs to a session of another principal");
   }
   session_ = attached.session;
+  bool protocol_changed = false;
   {
     std::lock_guard lock(session_->mutex);
     if (session_->v5.load() != mqtt5) {
@@ -799,14 +810,19 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
       memory::note_freed(session_->pending.qos0_bytes());
       session_->pending.drop_qos0();
       session_->v5.store(mqtt5);
+      protocol_changed = true;
     }
     std::uint32_t maximum_packet_size = 0;
     if (mqtt5) {
       maximum_packet_size = c.properties.integer(mqtt::PropertyId::MaximumPacketSize).value_or(0);
     }
     session_->maximum_packet_size.store(maximum_packet_size);
-    session_->encode_at_write.store(client_alias_maximum_ > 0);
+    const bool encode_at_write = mqtt5_ && mqtt5_->client_alias_maximum > 0;
+    if (session_->encode_at_write.exchange(encode_at_write) != encode_at_write) {
+      protocol_changed = true;
+    }
   }
+  if (protocol_changed) broker_.protocol_changed();
   connected_ = true;
   broker_.stats().connections.fetch_add(1);
   broker_.stats().connects.fetch_add(1);
@@ -829,12 +845,12 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
 
 Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
   mqtt::PublishView p = view;
-  std::string& forwarded = forwarded_;
-  forwarded.clear();
+  std::string_view forwarded;  // MQTT 5 properties passed on
   std::int64_t expiry = 0;
   bool utf8 = false;
-  if (v5() && !p.properties.empty() && on_publish_v5(p, forwarded, expiry, utf8) == Next::Close) {
-    return Next::Close;
+  if (v5() && !p.properties.empty()) {
+    if (on_publish_v5(p, mqtt5_->forwarded, expiry, utf8) == Next::Close) return Next::Close;
+    forwarded = mqtt5_->forwarded;
   }
   // Most clients publish to a few topics over and over: the last one that passed the checks and
   // the ACL is not checked again.
@@ -856,21 +872,21 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
   const std::uint16_t id = p.packet_id;
   if (p.qos == 2) {
     std::lock_guard lock(session_->mutex);
-    if (!session_->incoming_qos2.insert(id).second) {
+    if (!session_->add_incoming_qos2(id)) {
       // A duplicate of a message already received: acknowledge again, do not deliver again.
       mqtt::encode(mqtt::Pubrec{id}, control_, version_);
       wake();
       return Next::Continue;
     }
   }
-  if (v5() && p.qos > 0 && incoming_inflight_ >= receive_maximum_) {
+  if (mqtt5_ && p.qos > 0 && mqtt5_->incoming_inflight >= mqtt5_->receive_maximum) {
     if (p.qos == 2) {
       std::lock_guard lock(session_->mutex);
-      session_->incoming_qos2.erase(id);
+      session_->remove_incoming_qos2(id);
     }
-    violation(mqtt::ReasonCode::ReceiveMaximumExceeded, "more than Receive Maximum (" +
-                                                            std::to_string(receive_maximum_) +
-                                                            ") QoS 1/2 messages unacknowledged");
+    violation(mqtt::ReasonCode::ReceiveMaximumExceeded,
+              "more than Receive Maximum (" + std::to_string(mqtt5_->receive_maximum) +
+                  ") QoS 1/2 messages unacknowledged");
     return Next::Close;
   }
   // A payload announced as UTF-8 that is not: refused, not routed (3.3.2.3.2).
@@ -909,7 +925,7 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
     return Next::Continue;
   }
   ++pending_commits_;
-  ++incoming_inflight_;
+  if (mqtt5_) ++mqtt5_->incoming_inflight;
   const std::uint8_t qos = m.qos;
   broker_.publish(
       m,
@@ -922,7 +938,7 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
 
 Connection::Next Connection::on_publish_v5(mqtt::PublishView& p, std::string& forwarded,
                                            std::int64_t& expiry, bool& utf8) {
-  const mqtt::Properties& properties = publish_properties_;
+  const mqtt::Properties& properties = mqtt5_->publish_properties;
   if (properties.find(mqtt::PropertyId::SubscriptionIdentifier)) {
     violation(mqtt::ReasonCode::ProtocolError,
               "PUBLISH from a client must not carry a Subscription Identifier");
@@ -935,8 +951,9 @@ Connection::Next Connection::on_publish_v5(mqtt::PublishView& p, std::string& fo
                                                          std::to_string(kTopicAliasMaximum));
       return Next::Close;
     }
-    if (topic_aliases_.size() < *alias) topic_aliases_.resize(*alias);
-    std::string& topic = topic_aliases_[*alias - 1];
+    auto& aliases = mqtt5_->topic_aliases;
+    if (aliases.size() < *alias) aliases.resize(*alias);
+    std::string& topic = aliases[*alias - 1];
     if (!p.topic.empty()) {
       topic.assign(p.topic);
     } else if (topic.empty()) {
@@ -968,7 +985,7 @@ void Connection::refuse_publish(const mqtt::PublishView& p, mqtt::ReasonCode rea
     // A PUBREC with an error code ends the exchange: no PUBREL comes.
     if (reason != mqtt::ReasonCode::Success) {
       std::lock_guard lock(session_->mutex);
-      session_->incoming_qos2.erase(p.packet_id);
+      session_->remove_incoming_qos2(p.packet_id);
     }
   }
 }
@@ -978,7 +995,7 @@ void Connection::committed(std::uint16_t packet_id, std::uint8_t qos) {
   resume_.cancel();
   if (closed_) return;
   if (qos == 1) {
-    if (incoming_inflight_ > 0) --incoming_inflight_;
+    if (mqtt5_ && mqtt5_->incoming_inflight > 0) --mqtt5_->incoming_inflight;
     send(mqtt::Puback{packet_id});
   } else {
     send(mqtt::Pubrec{packet_id});
@@ -1052,7 +1069,13 @@ void Connection::collect(std::string& out) {
   std::unique_lock lock(session_->mutex);
   if (session_->connection.lock().get() != this) return;
   const auto now = Clock::now();
-  const std::int64_t wall = unix_millis();  // for Message Expiry
+  // The clock for Message Expiry, read once and only for a message that expires: a write of
+  // QoS 0 packets encoded by their publisher, or of messages without expiry, reads none.
+  std::int64_t wall_clock = 0;
+  auto wall = [&wall_clock](const Message& m) {
+    if (m.expiry != 0 && wall_clock == 0) wall_clock = unix_millis();
+    return wall_clock;
+  };
   const bool resend_all = session_->resend;
   if (resend_all || (!session_->inflight.empty() && now >= next_retry_check_)) {
     // Unacknowledged deliveries go again with DUP, oldest first: all of them for a resumed
@@ -1067,7 +1090,8 @@ void Connection::collect(std::string& out) {
       if (f.released) {
         mqtt::encode(mqtt::Pubrel{id}, out);
       } else {
-        encode_delivery(out, *f.out.message, f.out.qos, f.out.retain, true, id, wall);
+        encode_delivery(out, *f.out.message, f.out.qos, f.out.retain, true, id,
+                        wall(*f.out.message));
         ++sent[f.out.qos];
       }
       f.sent = now;
@@ -1084,13 +1108,13 @@ void Connection::collect(std::string& out) {
       continue;
     }
     Outgoing& o = pending.front().out;
-    if (!o.released && expired(o.message->expiry, wall)) {
+    if (!o.released && expired(o.message->expiry, wall(*o.message))) {
       // Never delivered once expired; a stored delivery leaves the store as if acknowledged.
       broker_.acknowledged(*session_, o);
       pending.pop_front();
       continue;
     }
-    if (!o.released && too_large_for_client(*o.message, o.qos, o.retain, wall)) {
+    if (!o.released && too_large_for_client(*o.message, o.qos, o.retain, wall(*o.message))) {
       // Dropped for this client, as if it had acknowledged it [MQTT-3.1.2-25].
       broker_.log().debug("client '{}': message on '{}' exceeds its Maximum Packet Size; dropped",
                           client_id_, o.message->topic);
@@ -1100,7 +1124,7 @@ void Connection::collect(std::string& out) {
     }
     const std::uint8_t qos = o.qos;
     if (o.qos == 0) {
-      encode_delivery(out, *o.message, 0, o.retain, false, 0, wall);
+      encode_delivery(out, *o.message, 0, o.retain, false, 0, wall(*o.message));
     } else {
       if (!window_has_room()) {
         window_full_ = true;
@@ -1112,7 +1136,7 @@ void Connection::collect(std::string& out) {
       if (released) {
         mqtt::encode(mqtt::Pubrel{id}, out);  // PUBCOMP comes back even for an unknown id
       } else {
-        encode_delivery(out, *o.message, o.qos, o.retain, o.dup, id, wall);
+        encode_delivery(out, *o.message, o.qos, o.retain, o.dup, id, wall(*o.message));
         if (o.stored && !o.dup) first_sent.push_back(o.message->id);
       }
       if (session_->inflight.empty()) next_retry_check_ = now + egress.qos1_retry_interval;
@@ -1151,13 +1175,14 @@ void Connection::encode_delivery(std::string& out, const Message& m, std::uint8_
   // A topic sent before goes as its alias and an empty topic; the first ones get an alias.
   std::uint16_t topic_alias = 0;
   std::string_view topic = m.topic;
-  if (alias && client_alias_maximum_ > 0) {
-    if (auto it = sent_aliases_.find(m.topic); it != sent_aliases_.end()) {
+  if (alias && mqtt5_ && mqtt5_->client_alias_maximum > 0) {
+    auto& sent = mqtt5_->sent_aliases;
+    if (auto it = sent.find(m.topic); it != sent.end()) {
       topic_alias = it->second;
       topic = {};
-    } else if (sent_aliases_.size() < client_alias_maximum_) {
-      topic_alias = static_cast<std::uint16_t>(sent_aliases_.size() + 1);
-      sent_aliases_.emplace(m.topic, topic_alias);
+    } else if (sent.size() < mqtt5_->client_alias_maximum) {
+      topic_alias = static_cast<std::uint16_t>(sent.size() + 1);
+      sent.emplace(m.topic, topic_alias);
     }
   }
   const std::uint32_t expiry = expiry_seconds_left(m.expiry, now);
@@ -1180,7 +1205,7 @@ bool Connection::too_large_for_client(const Message& m, std::uint8_t qos, bool r
   packet.clear();
   encode_delivery(packet, m, qos, retain, false, 1, now, false);
   // The topic with an alias at worst (3 bytes).
-  return packet.size() + (client_alias_maximum_ > 0 ? 3 : 0) > limit;
+  return packet.size() + (mqtt5_->client_alias_maximum > 0 ? 3 : 0) > limit;
 }
 
 // Runs while there is something to write, or to wait for (acknowledgements to retry, a refill

@@ -109,7 +109,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   mqtt::Disconnect disconnect_packet(mqtt::ReasonCode reason, std::string_view why);
   // Appends a PUBLISH of `m` in the client's protocol (MQTT 5: with its properties, the expiry
   // left at `now` and the subscription identifiers of the session's matching subscriptions).
-  // With `alias`, a topic alias the client allows replaces the topic (see sent_aliases_).
+  // With `alias`, a topic alias the client allows replaces the topic (see Mqtt5::sent_aliases).
   void encode_delivery(std::string& out, const Message& m, std::uint8_t qos, bool retain, bool dup,
                        std::uint16_t packet_id, std::int64_t now, bool alias = true);
   // Whether that PUBLISH exceeds the MQTT 5 client's Maximum Packet Size.
@@ -118,13 +118,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Next on_connect(mqtt::Connect& connect);
   Next on_publish(const mqtt::PublishView& publish);
   // MQTT 5 parts of a PUBLISH: resolves a Topic Alias into `publish.topic`, and fills in what
-  // is passed on. Its properties are in publish_properties_. Close when the packet breaks a rule.
-  // `utf8`: the PUBLISH says its payload is UTF-8 (Payload Format Indicator 1).
+  // is passed on. Its properties are in Mqtt5::publish_properties. Close when the packet breaks a
+  // rule. `utf8`: the PUBLISH says its payload is UTF-8 (Payload Format Indicator 1).
   Next on_publish_v5(mqtt::PublishView& publish, std::string& forwarded, std::int64_t& expiry,
                      bool& utf8);
   // The acknowledgement of a publish that is not delivered (not permitted, reserved topic).
   void refuse_publish(const mqtt::PublishView& publish, mqtt::ReasonCode reason);
   bool v5() const { return version_ == mqtt::ProtocolVersion::V5; }
+  // The connection speaks MQTT 5 (its CONNECT said so): makes what only MQTT 5 needs.
+  void use_mqtt5();
   void on_ack(std::uint16_t packet_id, std::uint8_t qos);
   void on_pubrec(std::uint16_t packet_id);
   void send(const mqtt::Packet& packet);
@@ -164,9 +166,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string input_;                   // an incomplete packet (plain TCP), or the read buffer
   std::size_t needed_ = 0;              // the size of that packet, when known
   std::shared_ptr<Session> congested_;  // the subscriber the reader waits for
+  // The members are ordered so that the small ones fill the gaps the alignment of the others
+  // leaves: an idle connection's size is most of the hub's memory per connection.
   bool writer_running_ = false;
   bool reading_ended_ = false;
   bool watched_ = false;  // in its worker's list of deadlines
+  mqtt::ProtocolVersion version_ = mqtt::ProtocolVersion::V311;
+  bool disconnecting_ = false;  // a DISCONNECT was queued: nothing is sent after it
+  bool window_full_ = false;    // guarded by the session's mutex
 
   std::string client_id_;
   std::shared_ptr<Session> session_;
@@ -183,40 +190,43 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::atomic<bool> strand_waiting_{false};  // the strand's writer waits for a direct writer
   std::atomic<bool> close_requested_{false};
   std::atomic<bool> session_continued_{false};  // see session_continued()
-  std::atomic<bool> direct_allowed_{false};  // CONNACK was sent and the stream is plain TCP
-  std::thread::id home_thread_;              // the worker thread of the strand
+  std::atomic<bool> direct_allowed_{false};     // CONNACK was sent and the stream is plain TCP
+  std::atomic<bool> notify_pending_{false};
+  std::atomic<bool> wakeup_deferred_{false};  // queued in some thread's WakeupBatch
+  std::uint32_t pending_commits_ = 0;         // its QoS 1/2 messages not committed yet
+  std::thread::id home_thread_;               // the worker thread of the strand
   std::string tail_;  // what a direct write left unsent: the next writer sends it first
   std::chrono::steady_clock::duration keepalive_{};
   std::chrono::steady_clock::time_point deadline_;
   std::chrono::steady_clock::time_point next_retry_check_;
-  std::size_t pending_commits_ = 0;
-  bool window_full_ = false;  // guarded by the session's mutex
   // Guarded by the session's mutex: set by the first acknowledgement into a full window; then the
   // window is refilled even short of half (a subscriber that keeps many messages unacknowledged
   // until more arrive would otherwise wait forever).
   std::chrono::steady_clock::time_point refill_due_{};
   std::string control_;  // encoded control packets waiting for the writer
-  std::atomic<bool> notify_pending_{false};
-  std::atomic<bool> wakeup_deferred_{false};  // queued in some thread's WakeupBatch
   mqtt::DecodeLimits limits_;
-  mqtt::ProtocolVersion version_ = mqtt::ProtocolVersion::V311;
-  bool disconnecting_ = false;  // a DISCONNECT was queued: nothing is sent after it
-  std::size_t window_ = 0;      // QoS 1/2 in flight: egress buffer, and the client's maximum
-  std::vector<std::string> topic_aliases_;    // MQTT 5: the client's aliases, alias - 1 → topic
-  // MQTT 5: the properties of the PUBLISH being handled, parsed once when it is decoded; and what
-  // of them goes on to subscribers (both reused from one PUBLISH to the next).
-  mqtt::Properties publish_properties_;
-  std::string forwarded_;
-  std::uint32_t connect_session_expiry_ = 0;  // MQTT 5: the CONNECT's Session Expiry Interval
-  std::uint32_t will_delay_ = 0;              // MQTT 5: the will's Will Delay Interval
-  // MQTT 5 topic aliases towards the client: its Topic Alias Maximum, and the topics given one
-  // (the first ones sent, for the whole connection).
-  std::uint16_t client_alias_maximum_ = 0;
-  std::unordered_map<std::string, std::uint16_t> sent_aliases_;
-  // MQTT 5 flow control from the client: the Receive Maximum the hub announced, and the QoS 1/2
-  // PUBLISH of this connection not yet acknowledged (PUBACK, or PUBCOMP).
-  std::size_t receive_maximum_ = 0;
-  std::size_t incoming_inflight_ = 0;
+  std::size_t window_ = 0;  // QoS 1/2 in flight: egress buffer, and the client's maximum
+
+  // What only an MQTT 5 connection keeps, made when its CONNECT is read: a 3.1.1 connection
+  // holds the pointer alone.
+  struct Mqtt5 {
+    std::vector<std::string> topic_aliases;  // the client's aliases, alias - 1 → topic
+    // The properties of the PUBLISH being handled, parsed once when it is decoded; and what of
+    // them goes on to subscribers (both reused from one PUBLISH to the next).
+    mqtt::Properties publish_properties;
+    std::string forwarded;
+    // Topic aliases towards the client: the topics given one (the first ones sent, for the
+    // whole connection), and its Topic Alias Maximum.
+    std::unordered_map<std::string, std::uint16_t> sent_aliases;
+    std::uint16_t client_alias_maximum = 0;
+    std::uint32_t connect_session_expiry = 0;  // the CONNECT's Session Expiry Interval
+    std::uint32_t will_delay = 0;              // the will's Will Delay Interval
+    // Flow control from the client: the Receive Maximum the hub announced, and the QoS 1/2
+    // PUBLISH of this connection not yet acknowledged (PUBACK, or PUBCOMP).
+    std::size_t receive_maximum = 0;
+    std::size_t incoming_inflight = 0;
+  };
+  std::unique_ptr<Mqtt5> mqtt5_;
 };
 
 }  // namespace baetyl::hub

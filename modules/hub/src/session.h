@@ -8,8 +8,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
-#include <unordered_set>
 
 #include "egress_queue.h"
 #include "message.h"
@@ -34,47 +34,59 @@ class Session : public std::enable_shared_from_this<Session> {
   const std::string& client_id() const { return client_id_; }
   bool persistent() const { return persistent_; }
 
-  // The principal the session belongs to and its permissions (null when no principal is known:
-  // in tests, or when it left the configuration). Set before the session has a subscription and
-  // then read by publishers under the broker's subscription lock. `unclaimed`: restored from a
-  // store that did not record principals; the first principal to resume it claims it.
-  std::string principal;
-  std::shared_ptr<const Authorizer> authorizer;
+  // The members are ordered so that the small ones fill the gaps the alignment of the others
+  // leaves: an idle connection's session is a third of the hub's memory per connection.
+ private:
+  std::string client_id_;
+  // See add_incoming_qos2(): made by the first QoS 2 message received (few clients send any).
+  std::unique_ptr<std::set<std::uint16_t>> incoming_qos2_;
+  bool persistent_;
+
+ public:
+  // Set with `principal` (see there).
   bool unclaimed = false;
   // The protocol of the connection attached last (MQTT 5 deliveries carry properties), and its
-  // MQTT 5 Maximum Packet Size (0: none): read by publishers without the mutex.
+  // MQTT 5 Maximum Packet Size (0: none): read by publishers without the mutex. Broker::match
+  // keeps `v5` and `encode_at_write` with its results: a change of either calls
+  // Broker::protocol_changed().
   std::atomic<bool> v5{false};
-  std::atomic<std::uint32_t> maximum_packet_size{0};
   // Its QoS 0 messages are encoded by its connection's writer, not once by the publisher: the
   // writer adds per-connection state (MQTT 5 topic aliases towards the client).
   std::atomic<bool> encode_at_write{false};
   // A connection is attached (set with `connection`): shared subscriptions pick online members.
   std::atomic<bool> online{false};
-
-  std::mutex mutex;
-  // Everything below is guarded by `mutex`.
-  std::map<std::string, Subscribed, std::less<>> subscriptions;
+  std::atomic<bool> page_ready{false};  // a page-in may read (see `paging` below)
+  // Guarded by `mutex`: these, and everything from `mutex` on.
   bool identified = false;  // some subscription has a Subscription Identifier
-  // A persistent session's Session Expiry Interval in seconds (kNeverExpires: never), and while
-  // no connection is attached, when it ends.
-  std::uint32_t expiry_interval = kNeverExpires;
-  std::chrono::steady_clock::time_point expires_at = std::chrono::steady_clock::time_point::max();
-  EgressQueue pending;
-  std::map<std::uint16_t, Inflight> inflight;
-  std::uint64_t next_order = 0;
-  std::uint16_t next_packet_id = 1;
-  std::unordered_set<std::uint16_t> incoming_qos2;  // received QoS 2 ids awaiting PUBREL
-  std::weak_ptr<Connection> connection;
-  bool resend = false;  // a new connection must resend everything in flight first
+  bool resend = false;      // a new connection must resend everything in flight first
   // Back-pressure on publishers (Broker::keep_waiting_for): whether this queue failed to drain
   // in time (nobody waits for it again until it does), and since when publishers wait for it.
   bool stalled = false;
   // A persistent session keeps at most its queue bounds of stored deliveries in memory, and none
   // while offline; the others stay in the store only and are read back as the queue drains
   // (Broker::page_in).
-  bool stored_only = false;              // some stored deliveries are in the store only:
-  bool paging = false;                   // a page-in was asked for and is not done yet
-  std::atomic<bool> page_ready{false};   // the page-in may read (everything before is committed)
+  bool stored_only = false;  // some stored deliveries are in the store only:
+  bool paging = false;       // a page-in was asked for and is not done yet
+  std::uint16_t next_packet_id = 1;
+  std::atomic<std::uint32_t> maximum_packet_size{0};
+  // A persistent session's Session Expiry Interval in seconds (kNeverExpires: never), and while
+  // no connection is attached, when it ends (`expires_at`).
+  std::uint32_t expiry_interval = kNeverExpires;
+
+  // The principal the session belongs to and its permissions (null when no principal is known:
+  // in tests, or when it left the configuration). Set before the session has a subscription and
+  // then read by publishers under the broker's subscription lock. `unclaimed`: restored from a
+  // store that did not record principals; the first principal to resume it claims it.
+  std::string principal;
+  std::shared_ptr<const Authorizer> authorizer;
+
+  std::mutex mutex;
+  std::map<std::string, Subscribed, std::less<>> subscriptions;
+  std::chrono::steady_clock::time_point expires_at = std::chrono::steady_clock::time_point::max();
+  EgressQueue pending;
+  std::map<std::uint16_t, Inflight> inflight;
+  std::uint64_t next_order = 0;
+  std::weak_ptr<Connection> connection;
   std::int64_t paged_until = 0;          // (those of message ids above this one)
   std::uint64_t skipped = 0;             // deliveries left in the store only, ever
   std::uint64_t skipped_at_request = 0;  // ... when the page-in was asked for
@@ -85,6 +97,17 @@ class Session : public std::enable_shared_from_this<Session> {
   std::chrono::steady_clock::time_point stall_warned_at{};
   std::uint64_t dropped_unlogged = 0;  // drops since the last warning
 
+  // The ids of QoS 2 messages received and awaiting PUBREL (call with `mutex` held): adding one
+  // already there returns false.
+  bool add_incoming_qos2(std::uint16_t id) {
+    if (!incoming_qos2_) incoming_qos2_ = std::make_unique<std::set<std::uint16_t>>();
+    return incoming_qos2_->insert(id).second;
+  }
+  // Whether `id` was there.
+  bool remove_incoming_qos2(std::uint16_t id) {
+    return incoming_qos2_ && incoming_qos2_->erase(id) > 0;
+  }
+
   // A packet id not in flight; call with `mutex` held and inflight.size() < 65535.
   std::uint16_t allocate_packet_id() {
     while (true) {
@@ -93,10 +116,6 @@ class Session : public std::enable_shared_from_this<Session> {
       if (id != 0 && !inflight.contains(id)) return id;
     }
   }
-
- private:
-  std::string client_id_;
-  bool persistent_;
 };
 
 }  // namespace baetyl::hub

@@ -15,6 +15,11 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 using TlsSocket = asio::ssl::stream<Tcp::socket>;
 
+const std::string& Stream::peer_common_name() const {
+  static const std::string none;
+  return none;
+}
+
 namespace {
 
 auto token(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
@@ -75,8 +80,9 @@ class TlsStream final : public Stream {
   }
   asio::awaitable<void> handshake() override {
     co_await stream_.async_handshake(asio::ssl::stream_base::server, asio::use_awaitable);
-    peer_common_name = verified_common_name(stream_.native_handle());
+    common_name_ = verified_common_name(stream_.native_handle());
   }
+  const std::string& peer_common_name() const override { return common_name_; }
   asio::awaitable<std::size_t> read_some(asio::mutable_buffer b, error_code& ec) override {
     co_return co_await stream_.async_read_some(b, token(ec));
   }
@@ -91,6 +97,7 @@ class TlsStream final : public Stream {
 
  private:
   TlsSocket stream_;
+  std::string common_name_;
 };
 
 template <class Next>
@@ -106,7 +113,7 @@ class WebSocketStream final : public Stream {
     if constexpr (std::is_same_v<Next, TlsSocket>) {
       co_await ws_.next_layer().async_handshake(asio::ssl::stream_base::server,
                                                 asio::use_awaitable);
-      peer_common_name = verified_common_name(ws_.next_layer().native_handle());
+      common_name_ = verified_common_name(ws_.next_layer().native_handle());
     }
     const std::string& path = path_;
     beast::flat_buffer buffer;
@@ -158,10 +165,12 @@ class WebSocketStream final : public Stream {
     socket.shutdown(Tcp::socket::shutdown_both, ec);
     socket.close(ec);
   }
+  const std::string& peer_common_name() const override { return common_name_; }
 
  private:
   websocket::stream<Next> ws_;
   std::string path_;
+  std::string common_name_;  // wss
 };
 
 }  // namespace

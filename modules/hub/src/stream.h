@@ -25,8 +25,11 @@ class Stream {
   // The TLS and WebSocket handshakes; throws on failure. Nothing to do for plain TCP.
   virtual asio::awaitable<void> handshake() { co_return; }
 
-  std::string remote;            // peer address for logs
-  std::string peer_common_name;  // CN of a verified client certificate, else empty
+  // The CN of a verified client certificate, else empty. (Kept by the TLS streams only: a plain
+  // TCP connection does not carry the string.)
+  virtual const std::string& peer_common_name() const;
+
+  std::string remote;  // peer address for logs
 };
 
 using Tcp = asio::ip::tcp;
