@@ -414,7 +414,7 @@ cat <<'EOF'
   instead. With more cores than processes the path is a pipeline whose rate is that of its
   slowest stage, and the remote broker, a stage common to both bridges, spends about as much CPU
   per message as mosquitto's bridge (the table above): there too the remote caps both bridges
-  near the same rate. baetyl-remote-mqtt's cost per message falls with a larger \`buffersize\` (more
+  near the same rate. baetyl-remote-mqtt's cost per message falls with a larger `buffersize` (more
   messages per wake-up and per write).
 - mosquitto's bridge acknowledges a message to the hub as soon as it has it; baetyl-remote-mqtt
   only once the remote has acknowledged it (so that no message is lost when the bridge or the
