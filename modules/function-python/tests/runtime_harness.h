@@ -110,11 +110,15 @@ inline FunctionMessage make_message(std::string function, std::string payload,
   return message;
 }
 
+// With `wait_for_ready`, a connection or handshake that fails before the deadline is retried
+// (a loaded machine may fail the first one) instead of failing the call at once.
 inline grpc::Status call(Function::Stub& stub, const FunctionMessage& request,
                          FunctionMessage& reply,
-                         std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+                         std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                         bool wait_for_ready = false) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
+  context.set_wait_for_ready(wait_for_ready);
   return stub.Call(&context, request, &reply);
 }
 
@@ -561,7 +565,8 @@ inline void expect_tls_with_client_certificates(const RuntimeDescription& descri
   auto stub = Function::NewStub(started->runtime->channel(grpc::SslCredentials(options)));
   ASSERT_TRUE(wait_for_port(started->runtime->port())) << started->runtime->output();
   FunctionMessage reply;
-  grpc::Status status = call(*stub, make_message("sayhi", R"({"id":1})"), reply);
+  grpc::Status status = call(*stub, make_message("sayhi", R"({"id":1})"), reply,
+                             std::chrono::seconds(10), /*wait_for_ready=*/true);
   ASSERT_TRUE(status.ok()) << status.error_message() << "\n" << started->runtime->output();
   EXPECT_EQ(nlohmann::json::parse(reply.payload())[description.sayhi_reply_key],
             description.sayhi_reply_value);
