@@ -12,7 +12,8 @@
 //                         [--node-calls 0] [--sql-calls 0]   (instance.calls of those functions;
 //                         0: the default) [--qos 0,1]   (the throughput rows to run)
 //                         [--mode native|docker] [--images DIR] [--hub published|direct]
-//                         [--cpu-group NAME] [--summary FILE] [--label NAME]
+//                         [--cpu-group NAME] [--cgroup-parent NAME] [--summary FILE]
+//                         [--label NAME]
 //
 // Docker mode runs the images whose IDs scripts/build-images.sh wrote to DIR (default: images/
 // next to bin/ of the baetyl binary) under service names carrying the bench's pid, on the
@@ -24,6 +25,8 @@
 // docker/x beside Docker's containers with the cgroupfs driver), as Docker runs all containers
 // in its cgroup `docker`: on a machine busy with other work, the CPU then goes to them as in
 // docker mode (as one group against each other process, not each process against each).
+// --cgroup-parent (docker mode) sets conf.yml's docker.cgroup_parent (empty: Docker's cgroup
+// `docker`); without it the master's default holds.
 // --summary appends one JSON line per throughput row and one per latency run, with the variant
 // --label names (default: native, native-group, published or direct).
 #include <signal.h>
@@ -84,6 +87,7 @@ struct Options {
   std::string hub = "published";  // docker mode: published (127.0.0.1:port) or direct
   std::string summary;          // a file to append a JSON line per throughput row to
   std::string cpu_group;        // native mode: the CPU cgroup to run the master in
+  std::optional<std::string> cgroup_parent;  // docker mode: conf.yml docker.cgroup_parent
   std::string label;            // the variant in the summary
 };
 
@@ -144,7 +148,11 @@ class Workdir {
     dir_.write("etc/baetyl/conf.yml", "mode: " + options.mode +
                                           "\ngrace: 10s\nserver:\n  address: unix://" +
                                           socket() +
-                                          "\nlogger:\n  path: var/log/baetyl/baetyl.log\n  level: warn\n");
+                                          "\nlogger:\n  path: var/log/baetyl/baetyl.log\n  level: warn\n" +
+                                          (options.cgroup_parent
+                                               ? "docker:\n  cgroup_parent: \"" +
+                                                     *options.cgroup_parent + "\"\n"
+                                               : std::string()));
     // In its container the hub listens on every interface: the manager reaches it by name.
     const std::string listen =
         docker ? "0.0.0.0:1883" : "127.0.0.1:" + std::to_string(port);
@@ -288,10 +296,17 @@ class Sink {
 };
 
 // CPU seconds (utime + stime) of the processes of the run by component (hub, manager, runtimes,
-// master; docker-proxy in docker mode), and of this process (bench clients).
+// master; docker-proxy in docker mode), and of this process (bench clients); with the
+// scheduler's figures of their threads: how often they were put on a CPU (each wake-up is one)
+// and how long they waited runnable for one.
 struct Cpu {
   double hub = 0, manager = 0, runtimes = 0, master = 0, bench = 0, proxy = 0;
   double total() const { return hub + manager + runtimes + master + bench + proxy; }
+};
+
+struct Sched {
+  double slices = 0;  // times a thread of the component was put on a CPU
+  double wait = 0;    // seconds its threads waited runnable
 };
 
 double cpu_seconds(const std::string& stat_path) {
@@ -308,12 +323,34 @@ double cpu_seconds(const std::string& stat_path) {
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// The sum of /proc/<pid>/task/*/schedstat (nanoseconds on a CPU, nanoseconds waiting runnable,
+// timeslices) over the process's threads.
+Sched sched_of(const fs::path& proc) {
+  Sched sched;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator(proc / "task", ec)) {
+    std::ifstream in(task.path() / "schedstat");
+    double run = 0, wait = 0, slices = 0;
+    if (in >> run >> wait >> slices) {
+      sched.wait += wait / 1e9;
+      sched.slices += slices;
+    }
+  }
+  return sched;
+}
+
 // The CPU seconds of each process of the run at one moment (by pid, with its component), and of
 // this process.
 struct CpuSnapshot {
-  enum Component { Hub, Manager, Runtimes, Master, Proxy };
-  std::map<int, std::pair<Component, double>> processes;
+  enum Component { Hub, Manager, Runtimes, Master, Proxy, Bench };
+  struct Sample {
+    Component component;
+    double cpu = 0;
+    Sched sched;
+  };
+  std::map<int, Sample> processes;
   double bench = 0;
+  Sched bench_sched;
 };
 
 // What tells the processes of a run apart: the work directory (native mode: the master runs in
@@ -332,16 +369,19 @@ std::string read_all(const fs::path& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// The 64-hex container ID in a process's cgroup path, "" for a host process.
+// The 64-hex container ID in a process's cgroup path, "" for a host process: the last component
+// of a path (below docker/, the cgroup parent the master gives, or systemd's docker-<id>.scope).
 std::string container_id(const fs::path& proc) {
-  const std::string text = read_all(proc / "cgroup");
-  for (std::size_t at = text.find("docker"); at != std::string::npos;
-       at = text.find("docker", at + 1)) {
-    std::size_t begin = at + 6;
-    if (begin < text.size() && (text[begin] == '/' || text[begin] == '-')) ++begin;
-    std::size_t end = begin;
-    while (end < text.size() && std::isxdigit(static_cast<unsigned char>(text[end]))) ++end;
-    if (end - begin == 64) return text.substr(begin, 64);
+  std::istringstream lines(read_all(proc / "cgroup"));
+  for (std::string line; std::getline(lines, line);) {
+    std::string last = line.substr(line.rfind('/') + 1);
+    if (last.starts_with("docker-")) last.erase(0, 7);
+    if (last.ends_with(".scope")) last.erase(last.size() - 6);
+    if (last.size() == 64 && std::all_of(last.begin(), last.end(), [](unsigned char c) {
+          return std::isxdigit(c) != 0;
+        })) {
+      return last;
+    }
   }
   return "";
 }
@@ -368,6 +408,7 @@ CpuSnapshot cpu_snapshot(const RunProcesses& run) {
   const std::map<std::string, std::string> containers =
       run.docker ? services_by_container(run.root) : std::map<std::string, std::string>{};
   snapshot.bench = cpu_seconds("/proc/self/stat");
+  snapshot.bench_sched = sched_of("/proc/self");
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator("/proc", ec)) {
     const auto name = entry.path().filename().string();
@@ -395,7 +436,8 @@ CpuSnapshot cpu_snapshot(const RunProcesses& run) {
                                                                    : CpuSnapshot::Runtimes;
     }
     if (component) {
-      snapshot.processes[pid] = {*component, cpu_seconds((entry.path() / "stat").string())};
+      snapshot.processes[pid] = {*component, cpu_seconds((entry.path() / "stat").string()),
+                                 sched_of(entry.path())};
     }
   }
   return snapshot;
@@ -403,21 +445,33 @@ CpuSnapshot cpu_snapshot(const RunProcesses& run) {
 
 // The CPU used between two snapshots by component: a process started meanwhile counts from its
 // start; one that ended meanwhile (an evicted instance) is left out, its last CPU time unknown.
-Cpu operator-(const CpuSnapshot& after, const CpuSnapshot& before) {
+struct Used {
   Cpu cpu;
-  cpu.bench = after.bench - before.bench;
+  std::map<CpuSnapshot::Component, Sched> sched;
+};
+
+Used operator-(const CpuSnapshot& after, const CpuSnapshot& before) {
+  Used used;
+  used.cpu.bench = after.bench - before.bench;
+  used.sched[CpuSnapshot::Bench] = {after.bench_sched.slices - before.bench_sched.slices,
+                                    after.bench_sched.wait - before.bench_sched.wait};
   for (const auto& [pid, sample] : after.processes) {
     auto earlier = before.processes.find(pid);
-    double used = sample.second - (earlier == before.processes.end() ? 0 : earlier->second.second);
-    switch (sample.first) {
-      case CpuSnapshot::Hub: cpu.hub += used; break;
-      case CpuSnapshot::Manager: cpu.manager += used; break;
-      case CpuSnapshot::Runtimes: cpu.runtimes += used; break;
-      case CpuSnapshot::Master: cpu.master += used; break;
-      case CpuSnapshot::Proxy: cpu.proxy += used; break;
+    const bool known = earlier != before.processes.end();
+    const double cpu = sample.cpu - (known ? earlier->second.cpu : 0);
+    Sched& sched = used.sched[sample.component];
+    sched.slices += sample.sched.slices - (known ? earlier->second.sched.slices : 0);
+    sched.wait += sample.sched.wait - (known ? earlier->second.sched.wait : 0);
+    switch (sample.component) {
+      case CpuSnapshot::Hub: used.cpu.hub += cpu; break;
+      case CpuSnapshot::Manager: used.cpu.manager += cpu; break;
+      case CpuSnapshot::Runtimes: used.cpu.runtimes += cpu; break;
+      case CpuSnapshot::Master: used.cpu.master += cpu; break;
+      case CpuSnapshot::Proxy: used.cpu.proxy += cpu; break;
+      case CpuSnapshot::Bench: break;
     }
   }
-  return cpu;
+  return used;
 }
 
 struct Throughput {
@@ -429,6 +483,7 @@ struct Throughput {
   double seconds = 0;
   double rate = 0;
   Cpu cpu;
+  std::map<CpuSnapshot::Component, Sched> sched;
 };
 
 class Bench {
@@ -503,7 +558,9 @@ class Bench {
       std::this_thread::sleep_for(1ms);
     }
     Throughput result;
-    result.cpu = cpu_snapshot(run_processes_) - cpu_before;
+    auto used = cpu_snapshot(run_processes_) - cpu_before;
+    result.cpu = used.cpu;
+    result.sched = std::move(used.sched);
     result.qos = qos;
     result.messages = messages;
     result.received = sink_.unique();
@@ -622,6 +679,18 @@ void append_summary(const Options& options, const std::string& function, const T
                {"master", row.cpu.master}, {"bench", row.cpu.bench}, {"proxy", row.cpu.proxy}}},
       {"cpu_us_per_output",
        row.received > 0 ? row.cpu.total() * 1e6 / static_cast<double>(row.received) : 0.0}};
+  // Per component: threads put on a CPU, and seconds waited runnable (cumulative schedstat).
+  static const std::map<CpuSnapshot::Component, const char*> names = {
+      {CpuSnapshot::Hub, "hub"},         {CpuSnapshot::Manager, "manager"},
+      {CpuSnapshot::Runtimes, "runtimes"}, {CpuSnapshot::Master, "master"},
+      {CpuSnapshot::Proxy, "proxy"},     {CpuSnapshot::Bench, "bench"}};
+  nlohmann::json slices = nlohmann::json::object(), wait = nlohmann::json::object();
+  for (const auto& [component, sched] : row.sched) {
+    slices[names.at(component)] = sched.slices;
+    wait[names.at(component)] = sched.wait;
+  }
+  line["slices"] = std::move(slices);
+  line["wait"] = std::move(wait);
   append_summary_line(options, std::move(line));
 }
 
@@ -677,6 +746,7 @@ int main(int argc, char** argv) {
     else if (key == "--hub") options.hub = value;
     else if (key == "--summary") options.summary = value;
     else if (key == "--cpu-group") options.cpu_group = value;
+    else if (key == "--cgroup-parent") options.cgroup_parent = value;
     else if (key == "--label") options.label = value;
     else {
       std::cerr << "unknown option " << key << "\n";
@@ -694,6 +764,10 @@ int main(int argc, char** argv) {
   const bool docker = docker_mode(options);
   if (docker && !options.cpu_group.empty()) {
     std::cerr << "--cpu-group is for native mode (Docker puts containers in its own)\n";
+    return 2;
+  }
+  if (!docker && options.cgroup_parent) {
+    std::cerr << "--cgroup-parent is for docker mode\n";
     return 2;
   }
 

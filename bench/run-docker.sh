@@ -5,9 +5,10 @@
 #     time until the walkthrough answers, the master's RSS, stop time);
 #   - baetyl-function-bench: the function pipeline (Python, QoS 1) FUNCTION_RUNS times in each of
 #     native mode, native mode in a CPU cgroup of its own, native mode in a CPU cgroup beside the
-#     containers (in Docker's cgroup `docker`, where the cgroupfs driver puts them), docker mode
-#     with the bench clients on the hub's published port, and docker mode with the clients on the
-#     hub container's address, interleaved, compared by bench/compare_modes.py.
+#     containers (in the cgroup `baetyl`, where the master puts them: conf.yml docker.cgroup_parent),
+#     docker mode with the bench clients on the hub's published port, docker mode with the clients
+#     on the hub container's address, and the same with the containers in Docker's own cgroup
+#     `docker` (docker.cgroup_parent ""), interleaved, compared by bench/compare_modes.py.
 #
 #   bench/run-docker.sh [--runs N] [--function-runs N] [--jobs N]    (defaults 5, 3, 2)
 #
@@ -60,21 +61,24 @@ echo "$example_results" >&2
 
 summary=$work/function.jsonl
 variants=(native native-group)
-# Docker's cgroup of the containers (cgroup v1, cgroupfs driver); elsewhere that variant is left out.
-docker_cgroup=/sys/fs/cgroup/cpu/docker
-if [[ -d $docker_cgroup ]]; then
+# The containers' cgroup (cgroup v1, cgroupfs driver; the example bench's docker runs made it);
+# elsewhere that variant is left out.
+containers_cgroup=/sys/fs/cgroup/cpu/baetyl
+if [[ -d $containers_cgroup ]]; then
   variants+=(native-docker-group)
 else
-  echo "run-docker.sh: no $docker_cgroup: no run of native mode beside the containers" >&2
+  echo "run-docker.sh: no $containers_cgroup: no run of native mode beside the containers" >&2
 fi
-variants+=(published direct)
+variants+=(published direct direct-docker-cgroup)
 for ((run = 1; run <= function_runs; run++)); do
   for variant in "${variants[@]}"; do
     case $variant in
       native) args=(--mode native) ;;
       native-group) args=(--mode native --cpu-group "baetyl-dbench-$$") ;;
       native-docker-group)
-        args=(--mode native --cpu-group "docker/baetyl-dbench-$$" --label native-docker-group) ;;
+        args=(--mode native --cpu-group "baetyl/baetyl-dbench-$$" --label native-docker-group) ;;
+      direct-docker-cgroup)
+        args=(--mode docker --hub direct --cgroup-parent "" --label direct-docker-cgroup) ;;
       *) args=(--mode docker --hub "$variant") ;;
     esac
     echo "run-docker.sh: function run $run of $function_runs, $variant" >&2
@@ -117,7 +121,7 @@ programs, docker mode the module images \`scripts/build-images.sh\` made from th
   master's RSS in docker mode ≤ 10 MB; the start is reported next to native mode.
 - **Function pipeline**: the rules and functions of
   [benchmarks-function.md](benchmarks-function.md), Python only (\`return event\`), QoS 1 in and
-  out, \`instance.max\` 1 and 4, the same messages and clients, in five variants: native;
+  out, \`instance.max\` 1 and 4, the same messages and clients, in six variants: native;
   docker with the bench clients on the hub's port published on 127.0.0.1 (as a client on this
   host reaches the example's hub: through Docker's userland proxy, \`docker-proxy\`); docker with
   the clients on the hub container's address on the \`baetyl\` bridge network (no proxy, no NAT:
@@ -125,7 +129,10 @@ programs, docker mode the module images \`scripts/build-images.sh\` made from th
   with \`"userland-proxy": false\`, whose published ports are a kernel NAT rule; the daemon here was
   not reconfigured for it, since other work uses it); and, to tell the cost of containers from that of
   the CPU share Docker gives them (see the notes), native mode with the master and its services in
-  a CPU cgroup of their own, and in one beside the containers, inside Docker's cgroup \`docker\`.
+  a CPU cgroup of their own, and in one beside the containers, inside their cgroup \`baetyl\`
+  (\`docker.cgroup_parent\`, [master.md](master.md#docker-mode)); and docker mode on the
+  container's address with the containers in Docker's own cgroup \`docker\`
+  (\`docker.cgroup_parent: ""\`), which every container of the daemon shares.
   Target of the Docker issue: Python QoS 1 in containers within 20 % of native.
 
 Runs are interleaved (native, docker, native, docker, ...), so that a change of the machine's load
@@ -153,9 +160,10 @@ $example_cmd
 # $function_runs times, interleaved:
 $function_cmd --mode native --summary FILE
 $function_cmd --mode native --cpu-group baetyl-dbench-PID --summary FILE
-$function_cmd --mode native --cpu-group docker/baetyl-dbench-PID --label native-docker-group --summary FILE
+$function_cmd --mode native --cpu-group baetyl/baetyl-dbench-PID --label native-docker-group --summary FILE
 $function_cmd --mode docker --hub published --summary FILE
 $function_cmd --mode docker --hub direct --summary FILE
+$function_cmd --mode docker --hub direct --cgroup-parent "" --label direct-docker-cgroup --summary FILE
 python3 bench/compare_modes.py FILE
 \`\`\`
 

@@ -20,6 +20,14 @@ void describe(config::Reader& r, ServerConfig& c) {
 void describe(config::Reader& r, DockerConfig& c) {
   r.field("api_version", c.api_version).matches("[0-9]+\\.[0-9]+");
   r.field("pull_timeout", c.pull_timeout).min(std::chrono::milliseconds(1));
+  // One name: systemd reads '-' in a slice name as a level of the tree, and a path would not fit
+  // both drivers.
+  r.field("cgroup_parent", c.cgroup_parent)
+      .check(
+          [](const std::string& name) {
+            return config::regex_full_match(name, "[A-Za-z0-9_]{0,64}");
+          },
+          "must be empty or one name of at most 64 letters, digits and '_'");
 }
 
 void describe(config::Reader& r, UpdateConfig& c) {

@@ -23,6 +23,10 @@ struct ServerConfig {
 struct DockerConfig {
   std::string api_version;  // e.g. "1.38", for "client version is too new"; empty: negotiate
   std::chrono::milliseconds pull_timeout{10 * 60 * 1000};  // one image pull
+  // The cgroup the containers' cgroups go in (HostConfig.CgroupParent): a name at the root of
+  // the hierarchy, /<name> with Docker's cgroupfs driver, <name>.slice with systemd's. Empty:
+  // Docker's own (`docker`, or `system.slice`), which every container of the daemon shares.
+  std::string cgroup_parent = "baetyl";
 };
 
 struct UpdateConfig {

@@ -102,6 +102,7 @@ std::unique_ptr<Engine> make_engine(const MasterConfig& config, const fs::path& 
     options.api_version = version;
   }
   options.pull_timeout = config.docker.pull_timeout;
+  options.cgroup_parent = config.docker.cgroup_parent;
   options.logger = std::move(logger);
   auto engine = std::make_unique<DockerEngine>(std::move(options));
   engine->connect();

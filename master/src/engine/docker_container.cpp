@@ -226,6 +226,11 @@ std::vector<std::string> check_docker_keys(const ServiceInfo& service) {
   return problems;
 }
 
+std::string docker_cgroup_parent(const std::string& name, const std::string& driver) {
+  if (name.empty()) return "";
+  return driver == "systemd" ? name + ".slice" : "/" + name;
+}
+
 nlohmann::json container_create_body(const InstanceSpec& spec, const ContainerContext& context) {
   const ServiceInfo& info = spec.info;
   nlohmann::json body;
@@ -251,6 +256,7 @@ nlohmann::json container_create_body(const InstanceSpec& spec, const ContainerCo
   // no handler, so a program stopped before it set up SIGTERM handling (a runtime still loading)
   // would only end with the kill after the grace. Its child ends on SIGTERM as in native mode.
   host["Init"] = true;
+  if (!context.cgroup_parent.empty()) host["CgroupParent"] = context.cgroup_parent;
 
   nlohmann::json exposed = nlohmann::json::object();
   nlohmann::json bindings = nlohmann::json::object();

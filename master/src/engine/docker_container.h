@@ -68,11 +68,19 @@ struct ContainerContext {
   // The master API socket on the host, bound read-only at kContainerApiSocket; empty when the
   // API listens on TCP, which containers reach as host.docker.internal (an extra host entry).
   std::filesystem::path api_socket;
+  // HostConfig.CgroupParent (docker_cgroup_parent); empty: Docker's default.
+  std::string cgroup_parent;
 };
+
+// The CgroupParent of the containers for the conf.yml name `name` under Docker's cgroup driver
+// `driver` (GET /info's CgroupDriver): "/<name>" with cgroupfs, "<name>.slice" with systemd;
+// empty when `name` is (Docker's default parent).
+std::string docker_cgroup_parent(const std::string& name, const std::string& driver);
 
 // The body of POST /containers/create?name=<instance> for `spec`: its image, args as Cmd, env,
 // labels, the baetyl network with the service name as an alias, binds, ports, devices,
-// resources, Docker's restart policy "no". Throws std::invalid_argument for a bad port or device.
+// resources, the cgroup parent, Docker's restart policy "no". Throws std::invalid_argument for a
+// bad port or device.
 nlohmann::json container_create_body(const InstanceSpec& spec, const ContainerContext& context);
 
 // The query of POST /images/create pulling `image`: fromImage and tag (latest when none is

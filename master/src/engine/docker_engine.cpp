@@ -62,6 +62,23 @@ void DockerEngine::connect() {
   }
   logger_->info("Docker {} at {}: API version {}", version.value("Version", std::string("?")),
                 options_.host, client_.api_version());
+  settle_cgroup_parent();
+}
+
+void DockerEngine::settle_cgroup_parent() {
+  if (options_.cgroup_parent.empty()) return;
+  auto info = client_.call("GET", "/info", std::nullopt, 10s);
+  auto json = info.ok() ? nlohmann::json::parse(info.body, nullptr, false) : nlohmann::json();
+  const std::string driver = json.is_object() ? json.value("CgroupDriver", std::string()) : "";
+  if (driver.empty()) {
+    throw std::runtime_error("Docker " + options_.host +
+                             ": GET /info names no cgroup driver, which docker.cgroup_parent '" +
+                             options_.cgroup_parent + "' needs: " +
+                             (info.ok() ? std::string("no CgroupDriver") : info.message()));
+  }
+  cgroup_parent_ = docker_cgroup_parent(options_.cgroup_parent, driver);
+  logger_->info("containers go in the cgroup {} (Docker's cgroup driver {})", cgroup_parent_,
+                driver);
 }
 
 std::string DockerEngine::instance_api_address(const std::string& listened) const {
@@ -343,6 +360,7 @@ std::unique_ptr<Instance> DockerEngine::start(const InstanceSpec& spec) {
   context.workdir = workdir_label_;
   context.binds = binds_of(spec.service);
   context.api_socket = options_.api_socket;
+  context.cgroup_parent = cgroup_parent_;
   nlohmann::json body;
   try {
     body = container_create_body(spec, context);

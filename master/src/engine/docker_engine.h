@@ -28,6 +28,8 @@ struct DockerEngineOptions {
   std::optional<std::string> api_version;
   // How long one image pull may take.
   std::chrono::milliseconds pull_timeout{std::chrono::minutes(10)};
+  // The cgroup the containers go in, one name (conf.yml docker.cgroup_parent); empty: Docker's.
+  std::string cgroup_parent;
   std::shared_ptr<spdlog::logger> logger;  // null: log nothing
 };
 
@@ -37,10 +39,13 @@ class DockerEngine final : public Engine {
   ~DockerEngine() override;
 
   // Asks the daemon for its version and settles the API version every later call uses (see
-  // negotiate_api_version). Throws std::runtime_error saying why when the daemon cannot be
-  // reached (no socket, refused, not answering) or its version does not fit.
+  // negotiate_api_version), then for its cgroup driver, which gives the containers' cgroup
+  // parent its form (docker_cgroup_parent). Throws std::runtime_error saying why when the daemon
+  // cannot be reached (no socket, refused, not answering) or its version does not fit.
   void connect();
   const std::string& api_version() const { return client_.api_version(); }
+  // HostConfig.CgroupParent of the containers, settled by connect().
+  const std::string& cgroup_parent() const { return cgroup_parent_; }
 
   std::string_view mode() const override { return "docker"; }
   // unix:///var/run/baetyl.sock for a unix socket; for tcp://host:port the same port on
@@ -71,6 +76,7 @@ class DockerEngine final : public Engine {
   // had.
   void ensure_image(const std::string& image);
   void ensure_network();
+  void settle_cgroup_parent();
   std::string create_container(const InstanceSpec& spec, const nlohmann::json& body);
   std::vector<std::string> binds_of(const std::string& service) const;
 
@@ -79,6 +85,7 @@ class DockerEngine final : public Engine {
   DockerClient client_;
   // The baetyl.workdir label of this master's containers: the work directory, symlinks resolved.
   const std::string workdir_label_;
+  std::string cgroup_parent_;
   mutable std::mutex mutex_;
   std::map<std::string, std::vector<std::string>> binds_;  // per service
   std::map<std::string, std::string> failed_pulls_;  // image -> why prepare() could not pull it

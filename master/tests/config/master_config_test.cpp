@@ -31,6 +31,7 @@ TEST(MasterConfig, MissingFileMeansDefaults) {
   EXPECT_EQ(c.logger.path, "var/log/baetyl/baetyl.log");
   EXPECT_EQ(c.logger.level, "info");
   EXPECT_EQ(c.update.timeout, std::chrono::minutes(2));
+  EXPECT_EQ(c.docker.cgroup_parent, "baetyl");
 }
 
 TEST(MasterConfig, AddressDefaultsToTheEnvironment) {
@@ -47,7 +48,7 @@ mode: native
 grace: 5s
 server: {address: "unix://var/run/baetyl.sock", timeout: 1m}
 logger: {path: "", level: debug, format: json, age: {max: 3}, size: {max: 10}, backup: {max: 2}}
-docker: {api_version: "1.38"}
+docker: {api_version: "1.38", cgroup_parent: edge_1}
 update: {timeout: 45s, services: [my-agent, ota_2]}
 )"));
   EXPECT_EQ(c.mode, "native");
@@ -57,6 +58,7 @@ update: {timeout: 45s, services: [my-agent, ota_2]}
   EXPECT_EQ(c.logger.path, "");
   EXPECT_EQ(c.logger.format, "json");
   EXPECT_EQ(c.docker.api_version, "1.38");
+  EXPECT_EQ(c.docker.cgroup_parent, "edge_1");
   EXPECT_EQ(c.update.timeout, std::chrono::seconds(45));
   EXPECT_EQ(c.update.services, (std::vector<std::string>{"my-agent", "ota_2"}));
 }
@@ -129,6 +131,22 @@ update: {timeout: 10ms}
     EXPECT_THAT(error, HasSubstr("logger.level: 'loud' is not one of"));
     EXPECT_THAT(error, HasSubstr("docker.api_version: 'latest' does not match"));
     EXPECT_THAT(error, HasSubstr("update.timeout: must be at least 100ms"));
+  }
+}
+
+TEST(MasterConfig, CgroupParentIsOneNameOrEmpty) {
+  baetyl::testing::TempDir dir;
+  EXPECT_EQ(load_master_config(write(dir, "docker: {cgroup_parent: ''}\n")).docker.cgroup_parent,
+            "");
+  for (const char* bad : {"/baetyl", "a/b", "baetyl.slice", "edge-1", "a b"}) {
+    const std::string path = write(dir, std::string("docker: {cgroup_parent: '") + bad + "'}\n");
+    try {
+      load_master_config(path);
+      ADD_FAILURE() << bad << ": no error";
+    } catch (const config::ConfigError& e) {
+      EXPECT_THAT(e.what(), HasSubstr(path + ": docker.cgroup_parent: must be empty or one name"))
+          << bad;
+    }
   }
 }
 

@@ -192,6 +192,18 @@ TEST_F(DockerE2E, ResourcesPortsDevicesAndReadOnlyBindsAreInTheContainer) {
   EXPECT_EQ(host["Devices"][0]["CgroupPermissions"], "r");
   EXPECT_EQ(host["PortBindings"]["8080/tcp"][0]["HostIp"], "127.0.0.1");
   EXPECT_EQ(host["PortBindings"]["8080/tcp"][0]["HostPort"], std::to_string(port));
+  // docker.cgroup_parent's default: a cgroup `baetyl` at the root, in the driver's form, which
+  // the container's process is in.
+  const auto driver = docker({"info", "--format", "{{.CgroupDriver}}"});
+  ASSERT_EQ(driver.code, 0) << driver.output;
+  const bool systemd = driver.output.find("systemd") != std::string::npos;
+  EXPECT_EQ(host["CgroupParent"], systemd ? "baetyl.slice" : "/baetyl");
+  if (!systemd) {
+    std::ifstream cgroups("/proc/" + std::to_string(found["State"]["Pid"].get<int>()) + "/cgroup");
+    std::stringstream text;
+    text << cgroups.rdbuf();
+    EXPECT_THAT(text.str(), HasSubstr(":/baetyl/" + found["Id"].get<std::string>() + "\n"));
+  }
   const json expected_labels = {
       {"baetyl", "baetyl"}, {"service", name}, {"instance", name}, {"baetyl.workdir", workdir}};
   for (const auto& [label, value] : expected_labels.items()) {

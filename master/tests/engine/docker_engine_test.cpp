@@ -238,6 +238,19 @@ TEST(DockerRequests, CreateBodyCarriesEverythingOfTheService) {
   EXPECT_EQ(host["PidsLimit"], 64);
   EXPECT_EQ(body["NetworkingConfig"],
             json({{"EndpointsConfig", {{"baetyl", {{"Aliases", {"hub"}}}}}}}));
+  EXPECT_FALSE(host.contains("CgroupParent"));
+}
+
+TEST(DockerRequests, CgroupParentTakesTheFormOfTheDaemonsCgroupDriver) {
+  EXPECT_EQ(docker_cgroup_parent("baetyl", "cgroupfs"), "/baetyl");
+  EXPECT_EQ(docker_cgroup_parent("baetyl", "systemd"), "baetyl.slice");
+  EXPECT_EQ(docker_cgroup_parent("", "cgroupfs"), "");
+  EXPECT_EQ(docker_cgroup_parent("", "systemd"), "");
+
+  ContainerContext context;
+  context.workdir = "/usr/local";
+  context.cgroup_parent = "/baetyl";
+  EXPECT_EQ(container_create_body(full_spec(), context)["HostConfig"]["CgroupParent"], "/baetyl");
 }
 
 TEST(DockerRequests, CreateBodyLeavesUnsetLimitsAndTheImagesCommandAlone) {
@@ -380,6 +393,39 @@ class FakeDaemon {
 std::string http_response(int status, const std::string& body) {
   return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: application/json\r\n" +
          "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+}
+
+TEST(DockerClientExchange, AskedForACgroupParentItReadsTheDaemonsCgroupDriver) {
+  FakeDaemon daemon({http_response(200, R"({"Version":"24.0.1","ApiVersion":"1.43",
+                                             "MinAPIVersion":"1.12"})"),
+                     http_response(200, R"({"CgroupDriver":"systemd","CgroupVersion":"2"})")});
+  DockerEngineOptions options;
+  options.workdir = "/w";
+  options.host = daemon.host();
+  options.cgroup_parent = "baetyl";
+  DockerEngine engine(options);
+  engine.connect();
+  EXPECT_EQ(engine.cgroup_parent(), "baetyl.slice");
+  EXPECT_EQ(daemon.requests(),
+            (std::vector<std::string>{"GET /version HTTP/1.1", "GET /v1.41/info HTTP/1.1"}));
+}
+
+TEST(DockerClientExchange, ACgroupParentWithoutTheDaemonsDriverIsAStartError) {
+  FakeDaemon daemon({http_response(200, R"({"Version":"24.0.1","ApiVersion":"1.43",
+                                             "MinAPIVersion":"1.12"})"),
+                     http_response(500, R"({"message":"boom"})")});
+  DockerEngineOptions options;
+  options.workdir = "/w";
+  options.host = daemon.host();
+  options.cgroup_parent = "baetyl";
+  DockerEngine engine(options);
+  try {
+    engine.connect();
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("docker.cgroup_parent 'baetyl'"));
+    EXPECT_THAT(e.what(), HasSubstr("boom"));
+  }
 }
 
 TEST(DockerClientExchange, NegotiatesOnceThenPrefixesEveryPath) {

@@ -308,13 +308,19 @@ TEST_F(RuntimesE2E, NodeFunctionWithDictAndBytesEventsAndAThrowingHandler) {
 
 // ---- Python on a call stream ----
 
-// The Python runtime serves CallStream, but its calls take time (and one interpreter runs one at
-// a time): under load they spread over instances as unary calls do, rather than filling the
-// streaming instance up to instance.calls as with the SQL runtime.
-TEST_F(RuntimesE2E, PythonCallsOnAStreamStillSpreadOverInstances) {
+// The Python runtime serves CallStream; when its calls take time (the first one, the start's
+// probe, which the runtime timed before the stream opened, did), they spread over instances as
+// unary calls do under load, rather than filling the streaming instance up to instance.calls
+// as with the SQL runtime: one interpreter runs one at a time.
+TEST_F(RuntimesE2E, PythonCallsThatTakeTimeSpreadOverInstances) {
+  const char* takes_time =
+      "import time\n"
+      "def handler(event, context):\n"
+      "    time.sleep(event.get('sleep', 0.05))\n"
+      "    return event\n";
   start({{"function-sleeper", "baetyl-function-python",
           "  - {name: sleeper, handler: sleeper.handler, codedir: code}\n",
-          {{"sleeper.py", kSleeper}}}},
+          {{"sleeper.py", takes_time}}}},
         {{"sleeper"}}, "  - {name: sleeper, service: function-sleeper, instance: {max: 2}}\n");
   client_->publish("in/sleeper", R"({"id":0})", 1);
   ASSERT_TRUE(wait_outputs("out/sleeper", 1)) << logs();
@@ -327,6 +333,26 @@ TEST_F(RuntimesE2E, PythonCallsOnAStreamStillSpreadOverInstances) {
       << "a second instance for the calls waiting on the first";
   ASSERT_TRUE(wait_outputs("out/sleeper", 7)) << logs();
   for (const auto& output : outputs("out/sleeper")) EXPECT_FALSE(output.is_error()) << output.raw;
+}
+
+// A function whose calls end fast (the first one, the start's probe, did) is answered in the
+// stream's thread, and the runtime says so on the stream: the manager gives that instance the
+// calls up to instance.calls instead of starting more, one interpreter at full speed rather than
+// several woken for a few calls each.
+TEST_F(RuntimesE2E, PythonCallsThatEndFastFillOneInstance) {
+  start({{"function-sleeper", "baetyl-function-python",
+          "  - {name: sleeper, handler: sleeper.handler, codedir: code}\n",
+          {{"sleeper.py", kSleeper}}}},
+        {{"sleeper"}}, "  - {name: sleeper, service: function-sleeper, instance: {max: 4}}\n");
+  client_->publish("in/sleeper", R"({"id":0})", 1);
+  ASSERT_TRUE(wait_outputs("out/sleeper", 1)) << logs();
+  std::this_thread::sleep_for(300ms);  // the instance's stream is open by now
+  for (int i = 1; i <= 300; ++i) {
+    client_->publish("in/sleeper", R"({"id":)" + std::to_string(i) + "}", 1);
+  }
+  ASSERT_TRUE(wait_outputs("out/sleeper", 301)) << logs();
+  for (const auto& output : outputs("out/sleeper")) EXPECT_FALSE(output.is_error()) << output.raw;
+  EXPECT_EQ(instances("function-sleeper").size(), 1u);
 }
 
 // ---- Sustained load ----

@@ -282,6 +282,21 @@ TEST(FunctionPythonStartTest, SigtermWhenIdleExitsPromptly) {
   expect_sigterm_when_idle_exits_promptly(kPython);
 }
 
+// The manager opens a stream after an instance's first call: once every function called has
+// ended fast, the runtime says it answers calls as it reads them (the manager then fills this
+// instance before it uses another); after a call that takes time, it does not.
+TEST(FunctionPythonStartTest, CallStreamSaysItAnswersInlineOnlyWhileCallsEndFast) {
+  auto started = start(kPython, kPython.service_yml);
+  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
+  auto stub = started->runtime->stub();
+  EXPECT_FALSE(call_stream(*stub, {}, 1).answers_inline) << "nothing called yet";
+  FunctionMessage reply;
+  ASSERT_TRUE(call(*stub, make_message("sayhi", R"({"id":1})"), reply).ok());
+  EXPECT_TRUE(call_stream(*stub, {make_message("sayhi", R"({"id":2})")}, 1).answers_inline);
+  ASSERT_TRUE(call(*stub, make_message("slow", R"({"seconds":0.1})"), reply).ok());
+  EXPECT_FALSE(call_stream(*stub, {make_message("sayhi", R"({"id":3})")}, 1).answers_inline);
+}
+
 TEST(FunctionPythonStartTest, SigtermWithAnOpenCallStreamExitsPromptly) {
   expect_sigterm_with_an_open_call_stream_exits_promptly(kPython);
 }

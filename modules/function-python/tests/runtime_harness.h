@@ -127,6 +127,7 @@ inline grpc::Status call(Function::Stub& stub, const FunctionMessage& request,
 struct StreamResult {
   std::vector<FunctionMessage> replies;
   std::string announced;          // the runtime's baetyl-call-stream metadata
+  bool answers_inline = false;    // it sent baetyl-call-stream-inline
   std::size_t largest_batch = 0;  // bytes of the largest batch of replies
   grpc::Status status;
 };
@@ -145,6 +146,7 @@ inline StreamResult call_stream(Function::Stub& stub, const std::vector<Function
   if (auto announced = initial.find("baetyl-call-stream"); announced != initial.end()) {
     result.announced = std::string(announced->second.data(), announced->second.size());
   }
+  result.answers_inline = initial.count("baetyl-call-stream-inline") > 0;
   FunctionMessages batch;
   for (const auto& request : requests) {
     *batch.add_messages() = request;
