@@ -1133,7 +1133,29 @@ std::size_t encoded_size(const Packet& packet, ProtocolVersion version) {
   return 1 + varint_size(body) + body;
 }
 
+namespace {
+// The usual acknowledgement of a QoS 1/2 message: Success without properties, the 3.1.1 bytes in
+// either version (MQTT 5's short form), appended without the checks, which it passes whatever
+// its packet identifier but 0. False for any other packet.
+template <class Ack>
+[[gnu::always_inline]] inline bool encode_plain_ack(const Packet& packet, std::string& out) {
+  const auto* a = std::get_if<Ack>(&packet);
+  if (a == nullptr || a->packet_id == 0 || a->reason_code != R::Success || !a->properties.empty()) {
+    return false;
+  }
+  const char bytes[4] = {static_cast<char>(first_byte(packet)), 2,
+                         static_cast<char>(a->packet_id >> 8),
+                         static_cast<char>(a->packet_id & 0xFF)};
+  out.append(bytes, 4);
+  return true;
+}
+}  // namespace
+
 void encode(const Packet& packet, std::string& out, ProtocolVersion version) {
+  if (encode_plain_ack<Puback>(packet, out) || encode_plain_ack<Pubrec>(packet, out) ||
+      encode_plain_ack<Pubrel>(packet, out) || encode_plain_ack<Pubcomp>(packet, out)) {
+    return;
+  }
   if (auto e = validate(packet, version); !e.empty()) throw std::invalid_argument(e);
   if (const auto* p = std::get_if<Publish>(&packet); p != nullptr && version != V::V5) {
     encode_publish(out, p->topic, p->payload, p->qos, p->retain, p->dup, p->packet_id);
@@ -1278,6 +1300,33 @@ HeaderResult decode_fixed_header(std::string_view data, const DecodeLimits& limi
   return result;
 }
 
+namespace {
+// The usual acknowledgement of a QoS 1/2 message (see encode_plain_ack), in `body`, the two bytes
+// after its fixed header: the packet identifier alone, valid in either version unless it is 0.
+// False for any other packet.
+bool decode_plain_ack(std::string_view body, PacketType type, Packet& packet) {
+  const auto id = static_cast<std::uint16_t>(static_cast<std::uint8_t>(body[0]) << 8 |
+                                             static_cast<std::uint8_t>(body[1]));
+  if (id == 0) return false;
+  switch (type) {
+    case PacketType::Puback:
+      packet.emplace<Puback>().packet_id = id;
+      return true;
+    case PacketType::Pubrec:
+      packet.emplace<Pubrec>().packet_id = id;
+      return true;
+    case PacketType::Pubrel:
+      packet.emplace<Pubrel>().packet_id = id;
+      return true;
+    case PacketType::Pubcomp:
+      packet.emplace<Pubcomp>().packet_id = id;
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
+
 DecodeResult decode(std::string_view data, const DecodeLimits& limits, ProtocolVersion version) {
   DecodeResult result;
   HeaderResult head = decode_fixed_header(data, limits, version);
@@ -1289,6 +1338,12 @@ DecodeResult decode(std::string_view data, const DecodeLimits& limits, ProtocolV
   }
   const FixedHeader& header = head.header;
   if (data.size() < header.packet_length()) return result;  // Incomplete
+  if (header.remaining_length == 2 &&
+      decode_plain_ack(data.substr(header.header_length, 2), header.type, result.packet)) {
+    result.status = DecodeStatus::Ok;
+    result.consumed = header.packet_length();
+    return result;
+  }
 
   Reader in(data.substr(header.header_length, header.remaining_length), header.type);
   bool ok = decode_body(in, header, result.packet, version);
