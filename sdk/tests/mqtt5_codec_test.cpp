@@ -335,6 +335,34 @@ TEST(Mqtt5Bytes, AcknowledgementShortForms) {
   EXPECT_TRUE(r.packet == Packet(Pubrec{1}));
 }
 
+TEST(Mqtt5Bytes, PlainAcknowledgementsAreTheSameBytesInBothVersions) {
+  // Success without properties is written and read without the checks: the same bytes as
+  // 3.1.1, which decode back in both versions; packet identifier 0 is still refused both ways.
+  const std::vector<std::pair<Packet, std::string>> acks = {
+      {Puback{0x1234}, bytes({0x40, 2, 0x12, 0x34})},
+      {Pubrec{7}, bytes({0x50, 2, 0, 7})},
+      {Pubrel{0xFF01}, bytes({0x62, 2, 0xFF, 0x01})},
+      {Pubcomp{1}, bytes({0x70, 2, 0, 1})}};
+  for (const auto& [ack, wire] : acks) {
+    const std::string v311 = encode(ack, ProtocolVersion::V311);
+    EXPECT_EQ(hex(v311), hex(wire));
+    EXPECT_EQ(hex(encode(ack, kV5)), hex(wire));
+    for (auto version : {ProtocolVersion::V311, kV5}) {
+      const DecodeResult r = decode(v311, {}, version);
+      ASSERT_EQ(r.status, DecodeStatus::Ok) << r.error;
+      EXPECT_TRUE(r.packet == ack);
+    }
+  }
+  for (auto version : {ProtocolVersion::V311, kV5}) {
+    std::string out = "keep";
+    EXPECT_THROW(encode(Pubrel{0}, out, version), std::invalid_argument);
+    EXPECT_EQ(out, "keep");
+    const DecodeResult zero = decode(bytes({0x40, 2, 0, 0}), {}, version);
+    EXPECT_EQ(zero.status, DecodeStatus::Error);
+    EXPECT_THAT(zero.error, HasSubstr("packet identifier must be non-zero"));
+  }
+}
+
 TEST(Mqtt5Bytes, DisconnectAndAuthShortForms) {
   // 3.14.2.1: Remaining Length 0 is Normal disconnection; 3.15.2.1: AUTH likewise is Success.
   expect_bytes(Disconnect{}, bytes({0xE0, 0}));
@@ -731,6 +759,46 @@ TEST(Mqtt5PublishView, MutatedPacketsAgreeWithDecode) {
       if (!e.message.empty()) {
         EXPECT_EQ(e.message, r.error);
         EXPECT_EQ(e.reason, r.reason);
+      }
+    }
+  }
+}
+
+// A PUBLISH without properties takes a faster path (read in the 3.1.1 layout): every mutation
+// of one still agrees with decode(), and what it yields is what decode() yields.
+TEST(Mqtt5PublishView, MutatedPacketsWithoutPropertiesAgreeWithDecode) {
+  for (std::uint8_t qos : {0, 1}) {
+    const std::string wire =
+        encode(Publish{"a/b", "xyz", qos, false, false, std::uint16_t(qos ? 9 : 0)}, kV5);
+    for (std::size_t pos = 0; pos < wire.size(); ++pos) {
+      for (int bit = -1; bit < 8; ++bit) {
+        std::string m = wire;
+        if (bit >= 0) m[pos] = static_cast<char>(m[pos] ^ (1 << bit));
+        const HeaderResult head = decode_fixed_header(m, {}, kV5);
+        if (head.status != DecodeStatus::Ok || head.header.type != PacketType::Publish ||
+            head.header.packet_length() > m.size()) {
+          continue;
+        }
+        const std::string whole = m.substr(0, head.header.packet_length());
+        PublishView view;
+        Properties parsed;
+        parsed.add(PropertyId::ContentType, "left over");
+        const DecodeError e = decode_publish(whole, head.header, view, kV5, &parsed);
+        const DecodeResult r = decode(whole, {}, kV5);
+        ASSERT_EQ(e.message.empty(), r.status == DecodeStatus::Ok) << hex(m) << e.message;
+        if (!e.message.empty()) {
+          EXPECT_EQ(e.message, r.error);
+          EXPECT_EQ(e.reason, r.reason);
+          continue;
+        }
+        const auto& p = std::get<Publish>(r.packet);
+        EXPECT_EQ(view.topic, p.topic) << hex(m);
+        EXPECT_EQ(view.payload, p.payload) << hex(m);
+        EXPECT_EQ(view.qos, p.qos) << hex(m);
+        EXPECT_EQ(view.packet_id, p.packet_id) << hex(m);
+        EXPECT_EQ(view.retain, p.retain) << hex(m);
+        EXPECT_EQ(view.dup, p.dup) << hex(m);
+        EXPECT_TRUE(parsed == p.properties) << hex(m);
       }
     }
   }

@@ -1069,7 +1069,8 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
   std::pair<std::size_t, std::size_t> batch_packet[2] = {{0, 0}, {0, 0}};
   packet[0].clear();
   packet[1].clear();
-  auto deliver_qos0 = [&](Session& session, bool v5) {
+  auto deliver_qos0 = [&](Session& session, std::uint8_t entry) {
+    const bool v5 = (entry & kV5) != 0;
     std::size_t size = 0;
     if (delivery_batch != nullptr) {
       auto& at = batch_packet[v5];
@@ -1079,7 +1080,7 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
       if (packet[v5].empty()) encode_qos0(packet[v5], m, v5);
       size = packet[v5].size();
     }
-    if (v5) {
+    if ((entry & kPacketLimit) != 0) {
       // Larger than the subscriber's Maximum Packet Size: dropped for it [MQTT-3.1.2-25].
       const std::uint32_t limit = session.maximum_packet_size.load(std::memory_order_relaxed);
       if (limit != 0 && size > limit) {
@@ -1139,7 +1140,7 @@ void Broker::publish(const MessageView& m, std::function<void()> persisted, cons
       const std::uint8_t delivery = std::min<std::uint8_t>(entry & kQosMask, m.qos);
       const bool retain = m.retain && (entry & kRetainAsPublished) != 0;
       if (delivery == 0 && !retain && (entry & (kIdentified | kEncodeAtWrite)) == 0) {
-        deliver_qos0(*session, (entry & kV5) != 0);
+        deliver_qos0(*session, entry);
       } else {
         deliver(*session, shared(), delivery, delivery > 0 && durable && session->persistent(),
                 retain);
@@ -1206,6 +1207,7 @@ const std::vector<std::pair<Session*, std::uint8_t>>& Broker::match(std::string_
     std::uint8_t delivery = entry & ~kFiltered;
     if (session->v5.load(std::memory_order_relaxed)) delivery |= kV5;
     if (session->encode_at_write.load(std::memory_order_relaxed)) delivery |= kEncodeAtWrite;
+    if (session->maximum_packet_size.load(std::memory_order_relaxed) != 0) delivery |= kPacketLimit;
     matches[kept++] = {session, delivery};
   }
   matches.resize(kept);

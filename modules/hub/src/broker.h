@@ -115,8 +115,9 @@ class Broker {
   void expire_sessions();
   // The connection ended: clean sessions disappear, persistent ones keep collecting messages.
   void detach(const std::shared_ptr<Session>& session, const Connection* connection);
-  // A session's Session::v5 or Session::encode_at_write changed (at a CONNECT): match() keeps
-  // them with the matches it remembers, which are then matched again.
+  // A session's Session::v5 or Session::encode_at_write changed, or its
+  // Session::maximum_packet_size from 0 or to 0 (at a CONNECT): match() keeps them with the
+  // matches it remembers, which are then matched again.
   void protocol_changed() { protocols_version_.fetch_add(1, std::memory_order_release); }
 
   // Routes a message to every matching subscription and static route, stores it when its QoS is
@@ -321,10 +322,13 @@ class Broker {
   static constexpr std::uint8_t kNoLocal = 0x04;
   static constexpr std::uint8_t kRetainAsPublished = 0x08;
   static constexpr std::uint8_t kIdentified = 0x10;  // has a Subscription Identifier
-  // In match()'s results only: the session's Session::v5 and Session::encode_at_write.
+  // In match()'s results only: the session's Session::v5 and Session::encode_at_write, and
+  // kPacketLimit when its Session::maximum_packet_size is not 0 (in the bit of kFiltered, which
+  // is in the trie only).
   static constexpr std::uint8_t kV5 = 0x20;
   static constexpr std::uint8_t kEncodeAtWrite = 0x40;
   static constexpr std::uint8_t kFiltered = 0x80;
+  static constexpr std::uint8_t kPacketLimit = 0x80;
   static std::uint8_t entry_of(const Subscribed& s) {
     return static_cast<std::uint8_t>(s.qos | (s.no_local ? kNoLocal : 0) |
                                      (s.retain_as_published ? kRetainAsPublished : 0) |

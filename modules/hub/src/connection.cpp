@@ -816,7 +816,10 @@ Connection::Next Connection::on_connect(mqtt::Connect& c) {
     if (mqtt5) {
       maximum_packet_size = c.properties.integer(mqtt::PropertyId::MaximumPacketSize).value_or(0);
     }
-    session_->maximum_packet_size.store(maximum_packet_size);
+    if ((session_->maximum_packet_size.exchange(maximum_packet_size) != 0) !=
+        (maximum_packet_size != 0)) {
+      protocol_changed = true;
+    }
     const bool encode_at_write = mqtt5_ && mqtt5_->client_alias_maximum > 0;
     if (session_->encode_at_write.exchange(encode_at_write) != encode_at_write) {
       protocol_changed = true;

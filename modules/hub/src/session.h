@@ -47,8 +47,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool unclaimed = false;
   // The protocol of the connection attached last (MQTT 5 deliveries carry properties), and its
   // MQTT 5 Maximum Packet Size (0: none): read by publishers without the mutex. Broker::match
-  // keeps `v5` and `encode_at_write` with its results: a change of either calls
-  // Broker::protocol_changed().
+  // keeps `v5`, `encode_at_write` and whether `maximum_packet_size` is 0 with its results: a
+  // change of any calls Broker::protocol_changed().
   std::atomic<bool> v5{false};
   // Its QoS 0 messages are encoded by its connection's writer, not once by the publisher: the
   // writer adds per-connection state (MQTT 5 topic aliases towards the client).

@@ -693,14 +693,11 @@ class Reader {
 
   // A two-byte length followed by that many bytes.
   bool string(std::string_view& value, std::string_view field) {
-    if (data_.size() - pos_ < 2) return fail(std::string(field) + " length" + kPastEnd);
+    if (data_.size() - pos_ < 2) return length_field_past_end(field);
     const std::size_t length =
         static_cast<std::uint8_t>(data_[pos_]) << 8 | static_cast<std::uint8_t>(data_[pos_ + 1]);
     pos_ += 2;
-    if (data_.size() - pos_ < length) {
-      return fail(std::string(field) + kPastEnd + " (length " + std::to_string(length) + ", " +
-                  std::to_string(data_.size() - pos_) + " bytes left)");
-    }
+    if (data_.size() - pos_ < length) return length_past_end(field, length);
     value = data_.substr(pos_, length);
     pos_ += length;
     return true;
@@ -728,10 +725,7 @@ class Reader {
     } else if (!varint(length, what, " length")) {
       return false;
     }
-    if (data_.size() - pos_ < length) {
-      return fail(std::string(what) + kPastEnd + " (length " + std::to_string(length) + ", " +
-                  std::to_string(data_.size() - pos_) + " bytes left)");
-    }
+    if (data_.size() - pos_ < length) return length_past_end(what, length);
     bytes = std::string_view(data_.data() + pos_, length);  // within data_, checked above
     pos_ += length;
     return true;
@@ -757,7 +751,9 @@ class Reader {
   bool at_end() const { return pos_ == data_.size(); }
   std::size_t left() const { return data_.size() - pos_; }
 
-  bool fail(std::string_view message, R reason = R::MalformedPacket) {
+  // The failures are out of line: the reads above stay small in the functions that inline them
+  // (every PUBLISH goes through them).
+  [[gnu::cold, gnu::noinline]] bool fail(std::string_view message, R reason = R::MalformedPacket) {
     error_ = error_for(type_, message);
     reason_ = reason;
     return false;
@@ -769,7 +765,17 @@ class Reader {
  private:
   static constexpr char kPastEnd[] = " runs past the end of the packet";
 
-  bool past_end(std::string_view field) { return fail(std::string(field) + kPastEnd); }
+  [[gnu::cold, gnu::noinline]] bool past_end(std::string_view field) {
+    return fail(std::string(field) + kPastEnd);
+  }
+  [[gnu::cold, gnu::noinline]] bool length_field_past_end(std::string_view field) {
+    return fail(std::string(field) + " length" + kPastEnd);
+  }
+  // `field` announced `length` bytes, more than are left.
+  [[gnu::cold, gnu::noinline]] bool length_past_end(std::string_view field, std::size_t length) {
+    return fail(std::string(field) + kPastEnd + " (length " + std::to_string(length) + ", " +
+                std::to_string(data_.size() - pos_) + " bytes left)");
+  }
 
   std::string_view data_;
   std::size_t pos_ = 0;
@@ -1127,7 +1133,29 @@ std::size_t encoded_size(const Packet& packet, ProtocolVersion version) {
   return 1 + varint_size(body) + body;
 }
 
+namespace {
+// The usual acknowledgement of a QoS 1/2 message: Success without properties, the 3.1.1 bytes in
+// either version (MQTT 5's short form), appended without the checks, which it passes whatever
+// its packet identifier but 0. False for any other packet.
+template <class Ack>
+[[gnu::always_inline]] inline bool encode_plain_ack(const Packet& packet, std::string& out) {
+  const auto* a = std::get_if<Ack>(&packet);
+  if (a == nullptr || a->packet_id == 0 || a->reason_code != R::Success || !a->properties.empty()) {
+    return false;
+  }
+  const char bytes[4] = {static_cast<char>(first_byte(packet)), 2,
+                         static_cast<char>(a->packet_id >> 8),
+                         static_cast<char>(a->packet_id & 0xFF)};
+  out.append(bytes, 4);
+  return true;
+}
+}  // namespace
+
 void encode(const Packet& packet, std::string& out, ProtocolVersion version) {
+  if (encode_plain_ack<Puback>(packet, out) || encode_plain_ack<Pubrec>(packet, out) ||
+      encode_plain_ack<Pubrel>(packet, out) || encode_plain_ack<Pubcomp>(packet, out)) {
+    return;
+  }
   if (auto e = validate(packet, version); !e.empty()) throw std::invalid_argument(e);
   if (const auto* p = std::get_if<Publish>(&packet); p != nullptr && version != V::V5) {
     encode_publish(out, p->topic, p->payload, p->qos, p->retain, p->dup, p->packet_id);
@@ -1176,9 +1204,12 @@ void encode_publish(std::string& out, std::string_view topic, std::string_view p
   out.append(payload);
 }
 
-void encode_publish_v5(std::string& out, std::string_view topic, std::string_view payload,
-                       std::uint8_t qos, bool retain, bool dup, std::uint16_t packet_id,
-                       std::string_view properties) {
+// Flattened: GCC inlines the appends of encode_publish() but not all of these, and every MQTT 5
+// subscriber's copy of a message is encoded here.
+[[gnu::flatten]] void encode_publish_v5(std::string& out, std::string_view topic,
+                                        std::string_view payload, std::uint8_t qos, bool retain,
+                                        bool dup, std::uint16_t packet_id,
+                                        std::string_view properties) {
   const std::size_t props = properties.empty() ? 1 : properties.size();
   const std::size_t body = 2 + topic.size() + (qos > 0 ? 2 : 0) + props + payload.size();
   out.reserve(out.size() + 1 + varint_size(body) + body);
@@ -1189,7 +1220,9 @@ void encode_publish_v5(std::string& out, std::string_view topic, std::string_vie
     out.append(id, 2);
   }
   if (properties.empty()) {
-    out.push_back(0);  // Property Length 0
+    // Property Length 0, appended as the identifier is (both inlined; push_back is a call).
+    const char none[1] = {0};
+    out.append(none, 1);
   } else {
     out.append(properties);
   }
@@ -1267,6 +1300,33 @@ HeaderResult decode_fixed_header(std::string_view data, const DecodeLimits& limi
   return result;
 }
 
+namespace {
+// The usual acknowledgement of a QoS 1/2 message (see encode_plain_ack), in `body`, the two bytes
+// after its fixed header: the packet identifier alone, valid in either version unless it is 0.
+// False for any other packet.
+bool decode_plain_ack(std::string_view body, PacketType type, Packet& packet) {
+  const auto id = static_cast<std::uint16_t>(static_cast<std::uint8_t>(body[0]) << 8 |
+                                             static_cast<std::uint8_t>(body[1]));
+  if (id == 0) return false;
+  switch (type) {
+    case PacketType::Puback:
+      packet.emplace<Puback>().packet_id = id;
+      return true;
+    case PacketType::Pubrec:
+      packet.emplace<Pubrec>().packet_id = id;
+      return true;
+    case PacketType::Pubrel:
+      packet.emplace<Pubrel>().packet_id = id;
+      return true;
+    case PacketType::Pubcomp:
+      packet.emplace<Pubcomp>().packet_id = id;
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
+
 DecodeResult decode(std::string_view data, const DecodeLimits& limits, ProtocolVersion version) {
   DecodeResult result;
   HeaderResult head = decode_fixed_header(data, limits, version);
@@ -1278,6 +1338,12 @@ DecodeResult decode(std::string_view data, const DecodeLimits& limits, ProtocolV
   }
   const FixedHeader& header = head.header;
   if (data.size() < header.packet_length()) return result;  // Incomplete
+  if (header.remaining_length == 2 &&
+      decode_plain_ack(data.substr(header.header_length, 2), header.type, result.packet)) {
+    result.status = DecodeStatus::Ok;
+    result.consumed = header.packet_length();
+    return result;
+  }
 
   Reader in(data.substr(header.header_length, header.remaining_length), header.type);
   bool ok = decode_body(in, header, result.packet, version);
@@ -1310,9 +1376,12 @@ std::string decode_publish(std::string_view data, const FixedHeader& header, Pub
 }
 
 namespace {
-// The MQTT 5 PUBLISH with its properties parsed into `properties`.
-DecodeError decode_publish_v5(std::string_view data, const FixedHeader& header, PublishView& out,
-                              Properties& properties) {
+// The MQTT 5 PUBLISH with its properties parsed into `properties` (inlined: the hub's read path
+// calls decode_publish() below for every PUBLISH).
+[[gnu::always_inline]] inline DecodeError decode_publish_v5(std::string_view data,
+                                                            const FixedHeader& header,
+                                                            PublishView& out,
+                                                            Properties& properties) {
   Reader in(data.substr(header.header_length, header.remaining_length), header.type);
   out = PublishView{};
   if (!decode_publish_view_v5(in, header.flags, out, properties)) {
@@ -1324,6 +1393,39 @@ DecodeError decode_publish_v5(std::string_view data, const FixedHeader& header, 
   auto f = check_publish_v5(out, properties.find(PropertyId::TopicAlias) != nullptr);
   return DecodeError{f.reason, std::move(f.text)};
 }
+
+// The usual MQTT 5 PUBLISH, a valid one with a topic and no properties, read as fast as a 3.1.1
+// one: its layout with a Property Length 0 before the payload. False for any other, which
+// decode_publish_v5() then reads (and words the error of).
+[[gnu::always_inline]] inline bool decode_plain_publish_v5(std::string_view data,
+                                                           const FixedHeader& header,
+                                                           PublishView& out) {
+  // The 3.1.1 rules require a topic; the payload starts with the Property Length.
+  if (!decode_publish(data, header, out).empty() || out.payload.empty() ||
+      out.payload.front() != 0) {
+    return false;
+  }
+  out.payload.remove_prefix(1);
+  return true;
+}
+
+// The paths off the usual ones, out of line: the function below keeps a small frame.
+// A 3.1.1 PUBLISH that decode_publish() refused with `error`.
+[[gnu::noinline]] DecodeError refused_publish(std::string_view data, const FixedHeader& header,
+                                              ProtocolVersion version, std::string error) {
+  // decode_publish() words what it found; the reason follows the same rules as decode().
+  const DecodeResult full = decode(data.substr(0, header.packet_length()), {}, version);
+  return DecodeError{full.reason, std::move(error)};
+}
+
+// An MQTT 5 PUBLISH with properties, without a topic, or not valid.
+[[gnu::noinline]] DecodeError decode_other_publish_v5(std::string_view data,
+                                                      const FixedHeader& header, PublishView& out,
+                                                      Properties* parsed) {
+  if (parsed != nullptr) return decode_publish_v5(data, header, out, *parsed);
+  Properties properties;
+  return decode_publish_v5(data, header, out, properties);
+}
 }  // namespace
 
 DecodeError decode_publish(std::string_view data, const FixedHeader& header, PublishView& out,
@@ -1331,13 +1433,13 @@ DecodeError decode_publish(std::string_view data, const FixedHeader& header, Pub
   if (version != V::V5) {
     auto e = decode_publish(data, header, out);
     if (e.empty()) return {};
-    // decode_publish() words what it found; the reason follows the same rules as decode().
-    const DecodeResult full = decode(data.substr(0, header.packet_length()), {}, version);
-    return DecodeError{full.reason, std::move(e)};
+    return refused_publish(data, header, version, std::move(e));
   }
-  if (parsed != nullptr) return decode_publish_v5(data, header, out, *parsed);
-  Properties properties;
-  return decode_publish_v5(data, header, out, properties);
+  if (decode_plain_publish_v5(data, header, out)) {
+    if (parsed != nullptr) parsed->list.clear();
+    return {};
+  }
+  return decode_other_publish_v5(data, header, out, parsed);
 }
 
 }  // namespace baetyl::mqtt
