@@ -894,3 +894,43 @@ TEST_F(MqttClientTest, AcknowledgementsFromOnMessageFreeTheWindowWithoutReenteri
   std::this_thread::sleep_for(700ms);
   EXPECT_TRUE(inbox.snapshot().empty()) << "every message was acknowledged";
 }
+
+// A broker that writes with Nagle's algorithm (the scripted one, as mosquitto, does not set
+// TCP_NODELAY) sends the second of two PUBACKs written one after the other only once the client's
+// system acknowledged the TCP segment of the first. The client, awaiting that PUBACK with nothing
+// to write, has the acknowledgement sent after 10 ms, not after the usual delayed ACK (40 ms).
+TEST_F(MqttClientTest, ASecondPubackHeldBackByNagleComesWithinAboutTenMilliseconds) {
+  ScriptedBroker broker;
+  auto config = config_for(broker.address(), "nagle-peer");
+  config.buffer_size = 2;
+  Client client(config);
+  client.start();
+  broker.accept_client();
+  ASSERT_TRUE(client.wait_connected(5s));
+  using Clock = std::chrono::steady_clock;
+  std::vector<double> gaps_ms;
+  for (int round = 0; round < 20; ++round) {
+    auto first = std::make_shared<std::promise<Clock::time_point>>();
+    auto second = std::make_shared<std::promise<Clock::time_point>>();
+    auto first_done = first->get_future(), second_done = second->get_future();
+    client.async_publish(message("nagle", "1", 1), [first](error_code) { first->set_value(Clock::now()); });
+    client.async_publish(message("nagle", "2", 1), [second](error_code) { second->set_value(Clock::now()); });
+    std::vector<std::uint16_t> ids;
+    while (ids.size() < 2) {
+      auto packet = broker.next();
+      if (auto* publish = std::get_if<Publish>(&packet)) ids.push_back(publish->packet_id);
+    }
+    broker.send(baetyl::mqtt::Puback{ids[0]});
+    broker.send(baetyl::mqtt::Puback{ids[1]});
+    ASSERT_EQ(first_done.wait_for(5s), std::future_status::ready);
+    ASSERT_EQ(second_done.wait_for(5s), std::future_status::ready);
+    gaps_ms.push_back(
+        std::chrono::duration<double, std::milli>(second_done.get() - first_done.get()).count());
+  }
+  // The first rounds may have every segment acknowledged at once (the kernel's quick-ACK start).
+  std::vector<double> later(gaps_ms.begin() + 10, gaps_ms.end());
+  std::sort(later.begin(), later.end());
+  const double median = later[later.size() / 2];
+  EXPECT_LT(median, 25.0) << "the second PUBACK waited for a delayed ACK; gaps (ms) from round 10: "
+                          << ::testing::PrintToString(later);
+}
