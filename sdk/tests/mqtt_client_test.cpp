@@ -789,3 +789,148 @@ TEST_F(MqttClientTest, AClientOnASharedThreadCanBeStoppedFromItsCallback) {
   EXPECT_EQ(stopped.get_future().wait_for(5s), std::future_status::ready);
   client.reset();  // the destructor waits for the stop to finish
 }
+
+// ---- calls on the client's own thread ----
+
+// async_publish() on the client's thread queues the message directly; one handed over from
+// another thread before it still goes out first.
+TEST_F(MqttClientTest, PublishesOnItsOwnThreadKeepTheOrderOfThoseFromOtherThreads) {
+  MosquittoBroker broker;
+  auto thread = std::make_shared<baetyl::mqtt::IoThread>();
+  Client client(config_for(broker.address(), "own-thread-order"), nullptr, thread);
+  MosquittoSubscriber sub(broker.port(), SubscriberOptions{.topic = "order", .qos = 1});
+  client.start();
+  ASSERT_TRUE(client.wait_connected(5s));
+  constexpr int kRounds = 300;
+  auto tagged = [](char tag, int i) {
+    std::string payload(1, tag);
+    payload += std::to_string(i);
+    return payload;
+  };
+  std::atomic<int> on_own_thread{0};
+  for (int i = 0; i < kRounds; ++i) {
+    client.async_publish(message("order", tagged('a', i), 1));
+    boost::asio::post(thread->context(), [&, i] {
+      if (thread->running_here()) ++on_own_thread;
+      client.async_publish(message("order", tagged('b', i), 1));
+    });
+  }
+  auto got = sub.wait_for(2 * kRounds);
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(2 * kRounds));
+  EXPECT_EQ(on_own_thread.load(), kRounds);
+  int next_a = 0, next_b = 0;
+  for (const auto& payload : got) {
+    const int n = std::stoi(payload.substr(1));
+    if (payload[0] == 'a') {
+      EXPECT_EQ(n, next_a++) << "messages from the other thread in order";
+    } else {
+      EXPECT_EQ(n, next_b++) << "messages from the client's thread in order";
+      EXPECT_LT(n, next_a) << "b" << n << " was published after a" << n << " was handed over";
+    }
+  }
+  EXPECT_TRUE(client.wait_idle(5s));
+}
+
+// ack() from inside on_message applies at once; a message the full receive window held back is
+// delivered after on_message returns, never from inside it, and every acknowledgement reaches the
+// broker (nothing comes again on the next connection).
+TEST_F(MqttClientTest, AcknowledgementsFromOnMessageFreeTheWindowWithoutReenteringIt) {
+  MosquittoBroker broker;
+  auto config = config_for(broker.address(), "own-thread-ack");
+  config.clean_session = false;
+  config.subscriptions = {{"acked", 1}};
+  constexpr int kMessages = 100;
+  {
+    // Subscribe once, so that the broker keeps what is published before the client reads it.
+    Client client(config);
+    client.start();
+    ASSERT_TRUE(client.wait_connected(5s));
+    std::this_thread::sleep_for(200ms);
+    client.stop();
+  }
+  Client publisher(config_for(broker.address(), "own-thread-ack-pub"));
+  publisher.start();
+  for (int i = 0; i < kMessages; ++i) publisher.publish("acked", std::to_string(i), 1);
+  ASSERT_TRUE(publisher.wait_idle(5s));
+  {
+    // Receive window 2: messages 4k and 4k+1 are acknowledged inside on_message of 4k+1 (later
+    // ones wait in the window meanwhile); 4k+2 and 4k+3 by a handler posted to the client's thread
+    // from on_message of 4k+3, so that messages are held back until it runs.
+    auto thread = std::make_shared<baetyl::mqtt::IoThread>();
+    std::atomic<int> depth{0}, reentered{0}, received{0}, out_of_order{0};
+    std::vector<baetyl::mqtt::Receipt> receipts;  // the client's thread only
+    std::unique_ptr<Client> client;
+    ClientCallbacks callbacks;
+    callbacks.manual_ack = true;
+    callbacks.receive_window = 2;
+    callbacks.on_message = [&](const Message& m) {
+      if (++depth > 1) ++reentered;
+      const int k = received++;
+      if (m.publish.payload != std::to_string(k)) ++out_of_order;
+      receipts.push_back(m.receipt());
+      if (k % 4 == 1) {
+        for (const auto& receipt : receipts) client->ack(receipt);
+        receipts.clear();
+      } else if (k % 4 == 3) {
+        boost::asio::post(thread->context(), [&, pair = std::move(receipts)] {
+          for (const auto& receipt : pair) client->ack(receipt);
+        });
+        receipts.clear();
+      }
+      --depth;
+    };
+    client = std::make_unique<Client>(config, nullptr, thread);
+    client->start(callbacks);
+    EXPECT_TRUE(eventually_equal(received, kMessages));
+    EXPECT_EQ(reentered.load(), 0) << "on_message ran inside on_message";
+    EXPECT_EQ(out_of_order.load(), 0);
+    std::this_thread::sleep_for(300ms);  // let the last PUBACKs reach the broker
+    client->stop();
+  }
+  Inbox inbox;
+  Client again(config);
+  again.start(inbox.callbacks(/*manual_ack=*/true));
+  ASSERT_TRUE(again.wait_connected(5s));
+  std::this_thread::sleep_for(700ms);
+  EXPECT_TRUE(inbox.snapshot().empty()) << "every message was acknowledged";
+}
+
+// A broker that writes with Nagle's algorithm (the scripted one, as mosquitto, does not set
+// TCP_NODELAY) sends the second of two PUBACKs written one after the other only once the client's
+// system acknowledged the TCP segment of the first. The client, awaiting that PUBACK with nothing
+// to write, has the acknowledgement sent after 10 ms, not after the usual delayed ACK (40 ms).
+TEST_F(MqttClientTest, ASecondPubackHeldBackByNagleComesWithinAboutTenMilliseconds) {
+  ScriptedBroker broker;
+  auto config = config_for(broker.address(), "nagle-peer");
+  config.buffer_size = 2;
+  Client client(config);
+  client.start();
+  broker.accept_client();
+  ASSERT_TRUE(client.wait_connected(5s));
+  using Clock = std::chrono::steady_clock;
+  std::vector<double> gaps_ms;
+  for (int round = 0; round < 20; ++round) {
+    auto first = std::make_shared<std::promise<Clock::time_point>>();
+    auto second = std::make_shared<std::promise<Clock::time_point>>();
+    auto first_done = first->get_future(), second_done = second->get_future();
+    client.async_publish(message("nagle", "1", 1), [first](error_code) { first->set_value(Clock::now()); });
+    client.async_publish(message("nagle", "2", 1), [second](error_code) { second->set_value(Clock::now()); });
+    std::vector<std::uint16_t> ids;
+    while (ids.size() < 2) {
+      auto packet = broker.next();
+      if (auto* publish = std::get_if<Publish>(&packet)) ids.push_back(publish->packet_id);
+    }
+    broker.send(baetyl::mqtt::Puback{ids[0]});
+    broker.send(baetyl::mqtt::Puback{ids[1]});
+    ASSERT_EQ(first_done.wait_for(5s), std::future_status::ready);
+    ASSERT_EQ(second_done.wait_for(5s), std::future_status::ready);
+    gaps_ms.push_back(
+        std::chrono::duration<double, std::milli>(second_done.get() - first_done.get()).count());
+  }
+  // The first rounds may have every segment acknowledged at once (the kernel's quick-ACK start).
+  std::vector<double> later(gaps_ms.begin() + 10, gaps_ms.end());
+  std::sort(later.begin(), later.end());
+  const double median = later[later.size() / 2];
+  EXPECT_LT(median, 25.0) << "the second PUBACK waited for a delayed ACK; gaps (ms) from round 10: "
+                          << ::testing::PrintToString(later);
+}

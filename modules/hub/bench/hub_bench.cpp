@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 #include <deque>
 #include <fstream>
 #include <iterator>
@@ -260,6 +261,9 @@ class Client {
     }
   }
 
+  // The next packet already read, without reading more.
+  std::optional<Received> next_buffered() { return take_received(); }
+
   // When the last bytes arrived.
   Clock::time_point last_read() const { return last_read_; }
 
@@ -363,8 +367,12 @@ class Client {
       end_ = kept;
     }
     ssize_t n = 0;
+    const std::size_t space = capacity_ - end_;
     if (timeout_ms == 0) {
-      n = ::recv(fd_, buffer_.get() + end_, capacity_ - end_, MSG_DONTWAIT);
+      // A read that did not fill the space took all there was: another one now would only
+      // return EAGAIN.
+      if (std::exchange(drained_, false)) return false;
+      n = ::recv(fd_, buffer_.get() + end_, space, MSG_DONTWAIT);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
     } else {
       // A caller that waits has usually just found nothing: poll first.
@@ -375,6 +383,7 @@ class Client {
     if (n <= 0) throw std::runtime_error("connection closed");
     last_read_ = Clock::now();
     end_ += static_cast<std::size_t>(n);
+    drained_ = static_cast<std::size_t>(n) < space;
     return true;
   }
 
@@ -384,6 +393,7 @@ class Client {
   // Bytes read and not yet taken: [begin_, end_) of a buffer of capacity_ bytes.
   std::unique_ptr<char[]> buffer_ = std::make_unique<char[]>(2 * kReadSize);
   std::size_t capacity_ = 2 * kReadSize, begin_ = 0, end_ = 0;
+  bool drained_ = false;  // the last read returned less than it had room for
   Clock::time_point last_read_{};
 };
 
@@ -830,6 +840,10 @@ int main(int argc, char** argv) try {
           auto packet = pub.next_received(30000);
           if (!packet) throw std::runtime_error("no PUBACK within 30s");
           if (packet->puback()) ++acked;
+          // Every PUBACK of that read, so that one send refills the window for all of them.
+          while (auto more = pub.next_buffered()) {
+            if (more->puback()) ++acked;
+          }
         }
       }
       --publishing;

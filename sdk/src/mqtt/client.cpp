@@ -27,6 +27,8 @@ constexpr auto kFirstBackoff = 500ms;
 constexpr std::size_t kMaxWriteBatch = 64 * 1024;
 constexpr std::size_t kMaxWindow = 60000;  // leaves packet ids for subscriptions
 constexpr std::size_t kReadChunk = 16 * 1024;
+// Silence, while PUBACKs are awaited, after which the TCP acknowledgement goes out at once.
+constexpr auto kAckStallDelay = 10ms;
 
 std::string show(std::chrono::nanoseconds d) { return config::format_duration(d); }
 
@@ -159,6 +161,38 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     closed = true;
   }
 
+  // Whether a call on the io thread may apply its publish or acknowledgement at once: nothing
+  // handed over before it waits (it would go out later than this one), and stop() has not
+  // closed the hand-over.
+  bool may_apply_here() {
+    std::lock_guard lock(handover_mutex);
+    return handed_over.empty() && !closed;
+  }
+
+  // async_publish() on the io thread: what take_over() does for a publish, without the post.
+  void publish_here(Outgoing item) {
+    if (stopping) {
+      complete(item, asio::error::operation_aborted);
+      return;
+    }
+    pending.push_back(std::move(item));
+    wake_writer();
+  }
+
+  // ack() on the io thread: the PUBACK is queued at once. Messages held back by the receive
+  // window are delivered from a handler of their own, never from inside the caller (which may be
+  // this client's on_message).
+  void ack_here(const Receipt& receipt) {
+    release(receipt);
+    if (!held.empty() && !std::exchange(held_delivery_posted, true)) {
+      asio::post(io, [impl = shared_from_this()] {
+        impl->held_delivery_posted = false;
+        impl->deliver_held();
+      });
+    }
+    wake_writer();
+  }
+
   void take_over() {
     {
       std::lock_guard lock(handover_mutex);
@@ -223,6 +257,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   std::deque<Message> held;                          // arrived while the window was full
   std::unordered_set<std::uint16_t> held_qos1;       // packet ids in `held`
   bool read_stopped = false;                         // the read loop waits for room
+  bool held_delivery_posted = false;                 // ack_here() posted deliver_held()
 
   // What the broker's CONNACK allows (MQTT 5; with 3.1.1 our own settings and no limits).
   std::size_t send_window = 0;  // QoS 1 messages in flight: ours, bounded by its Receive Maximum
@@ -232,6 +267,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   bool broker_retain = true;
 
   Clock::time_point last_write{};
+  Clock::time_point last_read{};
+  bool ack_stall_watched = false;
+  asio::steady_timer ack_stall_timer{io};
   bool ping_outstanding = false;
   Clock::time_point ping_sent{};
 
@@ -655,6 +693,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     wake_writer();
     read_signal.cancel();
     keepalive_timer.cancel();
+    ack_stall_timer.cancel();
   }
 
   asio::awaitable<void> write_loop(std::shared_ptr<Transport> t) {
@@ -704,6 +743,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         buffer.erase(0, start);
         start = 0;
       }
+      if (!inflight.empty() && !has_work()) watch_for_ack_stall();
       if (reading_held_back()) {
         read_stopped = true;
         while (session_open && reading_held_back()) {
@@ -719,6 +759,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       }
       error_code ec;
       std::size_t n = co_await t->read_some(asio::buffer(chunk), ec);
+      last_read = Clock::now();
       buffer.append(chunk.data(), n);
       if (ec) {
         close_session(ec == asio::error::eof ? "broker closed the connection"
@@ -726,6 +767,26 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         co_return;
       }
     }
+  }
+
+  // We await PUBACKs and have nothing to write that would carry the TCP acknowledgement of what
+  // we read. A broker writing with Nagle's algorithm (mosquitto) then holds its next PUBACKs back
+  // until our delayed ACK, about 40 ms; when nothing arrives for kAckStallDelay, the ACK goes out
+  // at once. Not at every read: while PUBACKs flow, Nagle gathers them into fewer, larger writes.
+  void watch_for_ack_stall() {
+    if (ack_stall_watched) return;
+    ack_stall_watched = true;
+    ack_stall_timer.expires_at(last_read + kAckStallDelay);
+    ack_stall_timer.async_wait([self = shared_from_this(), session = session_id](error_code ec) {
+      self->ack_stall_watched = false;
+      if (ec || !self->session_open || self->session_id != session) return;
+      if (self->inflight.empty() || self->has_work()) return;
+      if (Clock::now() - self->last_read < kAckStallDelay) {
+        self->watch_for_ack_stall();  // something arrived meanwhile: wait from there
+      } else if (self->transport) {
+        self->transport->acknowledge_now();
+      }
+    });
   }
 
   // While the read loop is held back by the receive window, a PINGRESP cannot be read: the
@@ -1047,7 +1108,14 @@ void Client::async_publish(Publish message, PublishHandler done) {
 
 void Client::enqueue(Publish message, PublishHandler done) {
   message.packet_id = 0;
-  impl_->hand_over({Impl::Outgoing{std::move(message), std::move(done)}});
+  Impl::Outgoing item{std::move(message), std::move(done)};
+  // On the client's own thread (its callbacks, or another client's on a shared IoThread) the
+  // message is queued directly: no post, and the writer takes it in the same turn.
+  if (on_own_thread() && impl_->may_apply_here()) {
+    impl_->publish_here(std::move(item));
+  } else {
+    impl_->hand_over({std::move(item)});
+  }
 }
 
 bool Client::reserve_slot(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds timeout) {
@@ -1093,7 +1161,11 @@ void Client::publish(const std::string& topic, std::string payload, int qos, boo
 
 void Client::ack(const Receipt& receipt) {
   if (receipt.qos != 1 && !(receipt.qos == 0 && impl_->windowed())) return;
-  impl_->hand_over({std::nullopt, receipt});
+  if (on_own_thread() && impl_->may_apply_here()) {
+    impl_->ack_here(receipt);
+  } else {
+    impl_->hand_over({std::nullopt, receipt});
+  }
 }
 
 void Client::subscribe(std::vector<TopicInfo> topics, SubscribeHandler done) {

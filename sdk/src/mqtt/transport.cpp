@@ -1,5 +1,9 @@
 #include "baetyl/mqtt/transport.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <charconv>
 
 #include <openssl/err.h>
@@ -149,6 +153,14 @@ asio::ip::tcp::socket& Transport::socket() {
 const asio::ip::tcp::socket& Transport::socket() const {
   if (auto* tcp = std::get_if<Tcp>(&stream_)) return *tcp;
   return std::get<Tls>(stream_).next_layer();
+}
+
+void Transport::acknowledge_now() {
+  auto& s = socket();
+  if (!s.is_open()) return;
+  // The kernel falls back to delayed acknowledgements on its own, so this is set every time.
+  int one = 1;
+  ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 }
 
 void Transport::close() {

@@ -14,7 +14,8 @@
 //
 // The client runs on a thread of its own, or on an IoThread it shares with other clients; every
 // public method is thread-safe. Callbacks run on that thread, so they must not block: inside them
-// use async_publish(), not publish().
+// use async_publish(), not publish(). async_publish() and ack() called on that thread are applied
+// at once rather than posted to it, after whatever other threads handed over before.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>

@@ -56,6 +56,12 @@ class Transport {
   asio::awaitable<std::size_t> read_some(asio::mutable_buffer buffer, error_code& ec);
   asio::awaitable<void> write(asio::const_buffer buffer, error_code& ec);
 
+  // Has the kernel acknowledge what was read at once (TCP_QUICKACK) instead of when its delayed
+  // ACK timer fires (about 40 ms later): a peer that writes with Nagle's algorithm, as mosquitto
+  // does, holds its next small packets back until it has that acknowledgement. For when nothing
+  // is about to be written that would carry it.
+  void acknowledge_now();
+
   // Closes the underlying socket; pending operations complete with an error. Idempotent.
   void close();
   bool is_open() const;
