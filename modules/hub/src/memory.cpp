@@ -13,6 +13,12 @@ thread_local std::size_t noted_here = 0;
 
 }  // namespace
 
+void keep_working_reserve() {
+  // Setting either turns off glibc's own adjustment of both: both are set.
+  ::mallopt(M_TRIM_THRESHOLD, static_cast<int>(kTrimThreshold));
+  ::mallopt(M_MMAP_THRESHOLD, static_cast<int>(kMmapThreshold));
+}
+
 void note_freed(std::size_t bytes) {
   noted_here += bytes;
   if (noted_here >= kStep) {

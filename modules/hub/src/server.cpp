@@ -51,6 +51,7 @@ asio::io_context& Hub::next_context() {
 Hub::~Hub() { stop(std::chrono::seconds(5)); }
 
 void Hub::start() {
+  memory::keep_working_reserve();
   StoreOptions options;
   options.message_batch_max = config_.message.ingress.qos1_batch_max;
   options.ack_batch_max = config_.message.offset.batch_max;
