@@ -179,58 +179,54 @@ $function_results
 
 ## Notes
 
-- **Load.** This run had the machine's 2 cores to itself: nothing else ran (the load average
-  above counts the tasks of a paused container of other work, frozen and using no CPU). Runs of
-  the two modes are interleaved so that both see the same load, and every run's figure is shown
-  next to the median: they vary by ±20 % (native mode's three runs at instance.max 1: 11,932 to
-  15,199 msg/s), so compare the columns of one run, not with other reports. Two earlier runs of
-  this script on a quiet machine gave, for Python QoS 1 with one instance, 99 % and 88 % of native
-  through the published port and 89 % and 76 % on the container's address.
-- **Start.** To the three static services running, docker mode takes about 1.2 s against 40 ms:
+- **Load.** This run had the machine's 2 cores to itself: nothing else ran. Runs of the modes are
+  interleaved so that all see the same load, and every run's figure is shown next to the median:
+  they vary by ±20 % and more (native mode's three runs at instance.max 4: 10,209 to 14,363
+  msg/s), so compare the columns of one run, not with other reports.
+- **Start.** To the three static services running, docker mode takes about 1.6 s against 60 ms:
   the master creates and starts one container after the other through the Engine API, and
-  dockerd, containerd and runc take about 0.4 s for each here (namespaces, cgroup, the veth pair
+  dockerd, containerd and runc take about 0.5 s for each here (namespaces, cgroup, the veth pair
   on the bridge, the binds, and for the hub the published port) where native mode's posix_spawn
-  takes milliseconds. Until the walkthrough answers on all six topics it is about 3.0 s against
-  0.5 s: the function manager starts the four runtime containers on the first messages, and a
-  Python runtime's cold start in a container is about 0.55 s (the cold start row) against 0.13 s
+  takes milliseconds. Until the walkthrough answers on all six topics it is about 4.3 s against
+  0.6 s: the function manager starts the four runtime containers on the first messages, and a
+  Python runtime's cold start in a container is about 0.65 s (the cold start row) against 0.19 s
   as a process.
 - **Memory.** The master's RSS in docker mode, with the example's containers running (hub,
-  function manager, timer and the runtime instances the probes started), is 9.26 MiB (9.7 MB):
-  within the target of 10 MB, and 0.8 MiB more than native mode with the same example.
-- **Stop.** About 1.0 s in docker mode against 0.1 s: each container is stopped (SIGTERM
+  function manager, timer and the runtime instances the probes started), is 8.44 MiB (8.9 MB):
+  within the target of 10 MB, and 0.7 MiB more than native mode with the same example.
+- **Stop.** About 1.1 s in docker mode against 0.2 s: each container is stopped (SIGTERM
   through Docker's init, see [master.md](master.md#docker-mode)) and removed.
-- **Function pipeline.** Python QoS 1 with one instance in containers is at 81 % of native
-  through the port published on 127.0.0.1 (docker-proxy) and 95 % with the clients on the hub
-  container's address, comparing medians: the target holds for both in this run. Run by run
-  (each docker run next to the native run before it) the published port gave 92 %, 65 % and
-  103 %. docker-proxy takes 7 µs of CPU per output and adds 0.2 ms to the latency's median
-  (0.96 ms against 0.76 ms native). With one instance the CPU per output of every process is
-  close in every variant (94 µs native, 97 µs on the container's address, 116 µs through
-  docker-proxy). With \`instance.max: 4\` the target does not hold: 64 % (published port) and
-  76 % (container address) of native. There the CPU per output rises with the CPU cgroups the
-  processes run in, not with the network path: 146 µs native, 172 µs for native mode in a CPU
-  cgroup of its own, 210 µs for native mode in one beside the containers, 188–212 µs in
-  containers (each runtime instance a container, so a CPU cgroup, of its own).
+- **Function pipeline, one instance.** Python QoS 1 in containers is at 102 % of native through
+  the port published on 127.0.0.1 (docker-proxy) and 100 % with the clients on the hub
+  container's address, comparing medians; the CPU per output of every process is close in every
+  variant (132 µs native, 136 µs in containers, of which docker-proxy 9 µs).
+- **Function pipeline, \`instance.max: 4\`.** 92 % of native on the hub container's address (in
+  the containers' own cgroup \`baetyl\` and in Docker's \`docker\` alike) and 75 % through the
+  published port: a MISS of the 20 % target in this run. Run by run (each docker run next to the
+  native run before it) the published port gave 64 %, 118 % and 72 %; its CPU per output was
+  162 µs against 119 µs native and 134 µs on the container's address, docker-proxy 9 µs of it.
+  The Python runtime now answers the calls of a batch in its stream's thread while they end fast
+  and announces so, and the function manager then fills one instance up to \`instance.calls\`
+  before it uses another (modules/function-python/README.md): before that change, spreading the
+  100 calls in flight over four instances gave each small batches and a thread wake-up per call,
+  and the runs of 2026-12-07 09:23 gave 64 % (published port) and 76 % (container address),
+  with 146 µs per output native and 188–212 µs in containers.
 - **The CPU share of Docker's cgroup.** Docker's cgroupfs driver puts every container in a cgroup
   below \`docker\`, whose weight (\`cpu.shares\` 1024) is that of one process outside it and which
-  every container of the daemon shares. Two earlier runs of this script, while a container of
-  other work on the same daemon was building software (about half a core, in that group), gave
-  docker mode 49–60 % of native (published port and container address), latency medians of
-  8–12.6 ms against 0.8 ms, and lost messages (below); native mode with its processes in a CPU
-  cgroup beside the containers, below \`docker\`, gave 70 % of native and a latency median of
-  4 ms, native mode in a CPU cgroup of its own 93–95 %. A TCP ping-pong then (64 bytes every 2 ms,
-  measured by hand) gave p90 63 µs on loopback, 3.5–5.9 ms to a container on the bridge, 96 µs to
-  the same container with its process moved to the root CPU cgroup, and 1.8 ms to a native
-  process in a CPU cgroup below \`docker\`. So containers get their CPU as one group: where other
-  containers keep Docker's group busy, the example's containers wait for the cores, whatever
-  their own cost. This run had no other container busy.
+  every container of the daemon shares. Earlier runs of this script, while a container of other
+  work on the same daemon was building software (about half a core, in that group), gave docker
+  mode 49–60 % of native, latency medians of 8–12.6 ms against 0.8 ms, and lost messages
+  (below); a TCP ping-pong then gave p90 63 µs on loopback, 3.5–5.9 ms to a container on the
+  bridge and 96 µs to the same container with its process moved to the root CPU cgroup. So the
+  master now creates its containers in a cgroup of their own, \`baetyl\` at the root
+  (\`docker.cgroup_parent\`, [docker.md](docker.md)), weighted as one process beside the others
+  and shared with no other container of the daemon; the last column keeps Docker's \`docker\` group
+  for comparison. This run had no other container busy, so the two are alike here.
 - **Lost messages.** No run of this report lost a message. Earlier runs on a loaded machine did
   (their bench exited with status 1): the hub's queue for the bench's subscriber, a clean
   session, reached its bound of 1,000 messages (\`message.egress.qos1.queue.size\`) and the hub
   dropped what followed for it, as its bounded queues do (modules/hub/README.md, "Queues"; the hub
-  logs it). It happened only in runs whose hub or clients' path was slowed (docker mode, native
-  mode beside the containers), never in native mode. A persistent session keeps such messages
-  in the store instead.
+  logs it). A persistent session keeps such messages in the store instead.
 - **\`"userland-proxy": false\`** is not Docker's default and was not measured: the daemon is
   shared with other work and was not reconfigured. With it, a port published on 127.0.0.1 is a
   NAT rule in the kernel instead of docker-proxy; the column with the clients on the container's
