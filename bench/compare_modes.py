@@ -2,7 +2,7 @@
 """Compares the function pipeline in native and docker mode from baetyl-function-bench --summary.
 
 Input: the JSON lines of interleaved runs (each line names its variant: native, native-group,
-native-docker-group, published, direct, direct-docker-cgroup). Prints a markdown table of medians over the runs, with every
+native-docker-group, published, host, direct, direct-docker-cgroup). Prints a markdown table of medians over the runs, with every
 run's value, and the target of the Docker issue: Python QoS 1 throughput in containers within
 20 % of native.
 """
@@ -14,7 +14,8 @@ VARIANTS = [
     ("native", "native"),
     ("native-group", "native, in a CPU cgroup of its own"),
     ("native-docker-group", "native, in a CPU cgroup beside the containers"),
-    ("published", "docker, clients on the published port (docker-proxy)"),
+    ("published", "docker, clients on the port published on 127.0.0.1 (docker-proxy)"),
+    ("host", "docker, clients on the port published on the host's address (Docker's NAT)"),
     ("direct", "docker, clients on the hub container's address"),
     ("direct-docker-cgroup",
      "docker, clients on the hub container's address, containers in Docker's cgroup `docker`"),

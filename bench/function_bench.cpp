@@ -11,15 +11,18 @@
 //                         [--cold-runs 5] [--max 4] [--only sql,py,node] [--py-calls 0]
 //                         [--node-calls 0] [--sql-calls 0]   (instance.calls of those functions;
 //                         0: the default) [--qos 0,1]   (the throughput rows to run)
-//                         [--mode native|docker] [--images DIR] [--hub published|direct]
+//                         [--mode native|docker] [--images DIR] [--hub published|host|direct]
 //                         [--cpu-group NAME] [--cgroup-parent NAME] [--summary FILE]
 //                         [--label NAME]
 //
 // Docker mode runs the images whose IDs scripts/build-images.sh wrote to DIR (default: images/
 // next to bin/ of the baetyl binary) under service names carrying the bench's pid, on the
-// master's `baetyl` network; the hub's port is published on 127.0.0.1. --hub published: the
-// clients connect to that port (through Docker's userland proxy, docker-proxy, where the daemon
-// runs one); direct: to the hub container's address on the bridge network, as a client on
+// master's `baetyl` network. --hub published: the hub's port is published on 127.0.0.1 and the
+// clients connect to it (through Docker's userland proxy, docker-proxy, where the daemon runs
+// one); host: the port is published on the host's own network address (the first IPv4 address
+// of an interface that is up and neither loopback nor Docker's) and the clients connect to it
+// there, as a device on the host's network does (Docker's NAT rule carries the connection, not
+// docker-proxy); direct: to the hub container's address on the bridge network, as a client on
 // another host of that network would. --cpu-group (native mode) runs the master and its services
 // in a new CPU cgroup NAME of the default weight (a path below the cpu controller's root, e.g.
 // docker/x beside Docker's containers with the cgroupfs driver), as Docker runs all containers
@@ -28,7 +31,10 @@
 // --cgroup-parent (docker mode) sets conf.yml's docker.cgroup_parent (empty: Docker's cgroup
 // `docker`); without it the master's default holds.
 // --summary appends one JSON line per throughput row and one per latency run, with the variant
-// --label names (default: native, native-group, published or direct).
+// --label names (default: native, native-group, published, host or direct).
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -84,7 +90,8 @@ struct Options {
   std::string qos = "0,1";  // the throughput rows to run
   std::string mode = "native";
   std::string images;           // docker mode: the directory of <module>.id files
-  std::string hub = "published";  // docker mode: published (127.0.0.1:port) or direct
+  std::string hub = "published";  // docker mode: published (127.0.0.1:port), host or direct
+  std::string publish_ip = "127.0.0.1";  // docker mode: where the hub's port is published
   std::string summary;          // a file to append a JSON line per throughput row to
   std::string cpu_group;        // native mode: the CPU cgroup to run the master in
   std::optional<std::string> cgroup_parent;  // docker mode: conf.yml docker.cgroup_parent
@@ -92,6 +99,25 @@ struct Options {
 };
 
 bool docker_mode(const Options& options) { return options.mode == "docker"; }
+
+// The host's own address on its network: the first IPv4 address of an interface that is up and
+// is neither loopback nor one of Docker's (docker0, br-*, veth*); empty when there is none.
+std::string host_network_address() {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return {};
+  std::string found;
+  for (ifaddrs* entry = list; entry != nullptr && found.empty(); entry = entry->ifa_next) {
+    if (entry->ifa_addr == nullptr || entry->ifa_addr->sa_family != AF_INET) continue;
+    if (!(entry->ifa_flags & IFF_UP) || (entry->ifa_flags & IFF_LOOPBACK)) continue;
+    const std::string name = entry->ifa_name;
+    if (name.starts_with("docker") || name.starts_with("br-") || name.starts_with("veth")) continue;
+    char text[INET_ADDRSTRLEN] = "";
+    const auto* address = reinterpret_cast<const sockaddr_in*>(entry->ifa_addr);
+    if (::inet_ntop(AF_INET, &address->sin_addr, text, sizeof text) != nullptr) found = text;
+  }
+  ::freeifaddrs(list);
+  return found;
+}
 
 struct Runtime {
   std::string key;    // sql, py, node
@@ -214,7 +240,8 @@ class Workdir {
         "version: bench\nservices:\n"
         "  - name: " + name("localhub") + "\n    image: " + image("hub") +
         "\n    replica: 1\n" +
-        (docker ? "    ports: ['127.0.0.1:" + std::to_string(port) + ":1883']\n" : "") +
+        (docker ? "    ports: ['" + options.publish_ip + ":" + std::to_string(port) + ":1883']\n"
+                : "") +
         "    mounts:\n"
         "      - {name: hub-conf, path: etc/baetyl, readonly: true}\n"
         "  - name: " + name("function-manager") + "\n    image: " + image("function-manager") +
@@ -757,9 +784,17 @@ int main(int argc, char** argv) {
     std::cerr << "--mode: native or docker, not " << options.mode << "\n";
     return 2;
   }
-  if (options.hub != "published" && options.hub != "direct") {
-    std::cerr << "--hub: published or direct, not " << options.hub << "\n";
+  if (options.hub != "published" && options.hub != "host" && options.hub != "direct") {
+    std::cerr << "--hub: published, host or direct, not " << options.hub << "\n";
     return 2;
+  }
+  if (options.hub == "host") {
+    options.publish_ip = host_network_address();
+    if (options.publish_ip.empty()) {
+      std::cerr << "--hub host: no IPv4 address on an interface that is up and neither loopback "
+                   "nor Docker's\n";
+      return 2;
+    }
   }
   const bool docker = docker_mode(options);
   if (docker && !options.cpu_group.empty()) {
@@ -802,8 +837,9 @@ int main(int argc, char** argv) {
                                          "' && exec \"$0\" \"$@\""});
   }
   baetyl::testing::Process master(command, process_options);
-  std::string address = "tcp://127.0.0.1:" + std::to_string(port);
-  if (!baetyl::testing::wait_for_port(port, 60s)) {
+  std::string address = "tcp://" + options.publish_ip + ":" + std::to_string(port);
+  // wait_for_port() knows 127.0.0.1 only; on the host's address wait_for_hub() below waits.
+  if (options.publish_ip == "127.0.0.1" && !baetyl::testing::wait_for_port(port, 60s)) {
     std::cerr << "the hub did not listen: " << master.output() << "\n";
     return 1;
   }

@@ -6,11 +6,15 @@
 #   - baetyl-function-bench: the function pipeline (Python, QoS 1) FUNCTION_RUNS times in each of
 #     native mode, native mode in a CPU cgroup of its own, native mode in a CPU cgroup beside the
 #     containers (in the cgroup `baetyl`, where the master puts them: conf.yml docker.cgroup_parent),
-#     docker mode with the bench clients on the hub's published port, docker mode with the clients
-#     on the hub container's address, and the same with the containers in Docker's own cgroup
-#     `docker` (docker.cgroup_parent ""), interleaved, compared by bench/compare_modes.py.
+#     docker mode with the bench clients on the hub's port published on 127.0.0.1 (docker-proxy),
+#     docker mode with the port published on the host's network address and the clients there
+#     (Docker's NAT rule), docker mode with the clients on the hub container's address, and the
+#     same with the containers in Docker's own cgroup `docker` (docker.cgroup_parent ""),
+#     interleaved, compared by bench/compare_modes.py.
 #
-#   bench/run-docker.sh [--runs N] [--function-runs N] [--jobs N]    (defaults 5, 3, 2)
+#   bench/run-docker.sh [--runs N] [--function-runs N] [--jobs N] [--variants "V ..."]
+#     (defaults 5, 3, 2, and every variant: native native-group native-docker-group published
+#     host direct direct-docker-cgroup)
 #
 # Needs the build packages, Docker (started when it is not running: scripts/docker-daemon.sh),
 # and what the images need (scripts/install-deps.sh), and root (the CPU cgroups). Takes about 10
@@ -23,12 +27,14 @@ build_dir=build-dbench
 runs=5
 function_runs=3
 jobs=2
+chosen=()
 while (($#)); do
   case $1 in
     --runs) runs=${2:?--runs needs a number}; shift 2 ;;
     --function-runs) function_runs=${2:?--function-runs needs a number}; shift 2 ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
-    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --variants) read -ra chosen <<<"${2:?--variants needs a list}"; shift 2 ;;
+    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run-docker.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -69,7 +75,16 @@ if [[ -d $containers_cgroup ]]; then
 else
   echo "run-docker.sh: no $containers_cgroup: no run of native mode beside the containers" >&2
 fi
-variants+=(published direct direct-docker-cgroup)
+variants+=(published host direct direct-docker-cgroup)
+if ((${#chosen[@]})); then
+  for variant in "${chosen[@]}"; do
+    case $variant in
+      native|native-group|native-docker-group|published|host|direct|direct-docker-cgroup) ;;
+      *) echo "run-docker.sh: unknown variant: $variant" >&2; exit 2 ;;
+    esac
+  done
+  variants=("${chosen[@]}")
+fi
 for ((run = 1; run <= function_runs; run++)); do
   for variant in "${variants[@]}"; do
     case $variant in
