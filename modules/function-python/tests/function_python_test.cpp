@@ -353,7 +353,8 @@ class OpenCallStream {
 };
 
 // An open stream tells when the function's calls turn slow and when they end fast again, once
-// the change has held for 0.2 s; one slow call among fast ones changes nothing.
+// the change has held (4 batches in a row, 0.2 s at least); one slow call among fast ones
+// changes nothing.
 TEST(FunctionPythonStartTest, CallStreamTellsWhenItsCallsTurnSlowAndWhenTheyEndFastAgain) {
   using Clock = std::chrono::steady_clock;
   auto started = start(kPython, kPython.service_yml);
