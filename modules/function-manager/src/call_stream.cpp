@@ -40,8 +40,10 @@ std::size_t announced_bytes(const grpc::string_ref& value) {
 
 std::shared_ptr<CallStream> CallStream::open(baetyl::Function::Stub& stub,
                                              std::chrono::milliseconds timeout,
-                                             std::size_t message_bytes) {
-  std::shared_ptr<CallStream> stream(new CallStream(timeout, message_bytes));
+                                             std::size_t message_bytes,
+                                             InlineChanged on_inline_changed) {
+  std::shared_ptr<CallStream> stream(
+      new CallStream(timeout, message_bytes, std::move(on_inline_changed)));
   stream->self_ = stream;
   stream->context_.AddMetadata(kReplyBytesMetadata, std::to_string(message_bytes));
   stub.async()->CallStream(&stream->context_, stream.get());
@@ -174,6 +176,7 @@ void CallStream::OnReadDone(bool ok) {
     release_hold_if(release);
     return;  // OnDone fails the calls still waiting
   }
+  if (incoming_.has_answersinline()) set_answers_inline(incoming_.answersinline());
   struct Answer {
     Pending pending;
     grpc::Status status;
@@ -206,6 +209,11 @@ void CallStream::OnReadDone(bool ok) {
   StartRead(&incoming_);
   if (next != nullptr) StartWrite(next);
   for (auto& answer : answers) answer.pending.done(answer.status);
+}
+
+void CallStream::set_answers_inline(bool answers_inline) {
+  const bool before = answers_inline_.exchange(answers_inline, std::memory_order_acq_rel);
+  if (before != answers_inline && on_inline_changed_) on_inline_changed_(answers_inline);
 }
 
 void CallStream::OnWriteDone(bool ok) {

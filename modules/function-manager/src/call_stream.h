@@ -27,7 +27,8 @@ namespace baetyl::function {
 // without it answers UNIMPLEMENTED, without initial metadata of its own).
 // Its value: the largest batch of requests the runtime takes, in bytes.
 inline constexpr const char* kCallStreamMetadata = "baetyl-call-stream";
-// Sent by a runtime that answers each call as it reads it, in microseconds.
+// Sent by a runtime that answers each call as it reads it, in microseconds. A runtime whose
+// answer changes later tells so with AnswersInline on a batch of replies.
 inline constexpr const char* kInlineMetadata = "baetyl-call-stream-inline";
 // Sent by the manager: the largest batch of replies it takes, in bytes.
 inline constexpr const char* kReplyBytesMetadata = "baetyl-call-stream-reply-bytes";
@@ -37,6 +38,8 @@ class CallStream final
       public std::enable_shared_from_this<CallStream> {
  public:
   using Done = std::function<void(grpc::Status)>;
+  // Runs on a gRPC thread when the runtime's answer to answers_inline() changes.
+  using InlineChanged = std::function<void(bool answers_inline)>;
 
   // Starts opening a stream on `stub` without waiting: calls are taken once the runtime has
   // told that it serves CallStream (a round trip later); until then, and for good when it does
@@ -44,7 +47,8 @@ class CallStream final
   // each call's; `message_bytes` the channel's bound on a message either way.
   static std::shared_ptr<CallStream> open(baetyl::Function::Stub& stub,
                                           std::chrono::milliseconds timeout,
-                                          std::size_t message_bytes);
+                                          std::size_t message_bytes,
+                                          InlineChanged on_inline_changed = {});
   CallStream(const CallStream&) = delete;
   CallStream& operator=(const CallStream&) = delete;
 
@@ -58,8 +62,8 @@ class CallStream final
   bool call(const baetyl::FunctionMessage& request, baetyl::FunctionMessage& reply, Done& done);
   bool is_open() const;
   bool broken() const;
-  // The runtime answers calls as it reads them (kInlineMetadata): spreading calls over more
-  // instances would gain nothing.
+  // The runtime answers calls as it reads them (kInlineMetadata at the start, then the latest
+  // AnswersInline of its reply batches): spreading calls over more instances would gain nothing.
   bool answers_inline() const { return answers_inline_.load(std::memory_order_acquire); }
 
   void OnReadInitialMetadataDone(bool ok) override;
@@ -80,8 +84,14 @@ class CallStream final
     std::size_t bytes = 0;
   };
 
-  CallStream(std::chrono::milliseconds timeout, std::size_t message_bytes)
-      : timeout_(timeout), message_bytes_(message_bytes) {}
+  CallStream(std::chrono::milliseconds timeout, std::size_t message_bytes,
+             InlineChanged on_inline_changed)
+      : timeout_(timeout),
+        message_bytes_(message_bytes),
+        on_inline_changed_(std::move(on_inline_changed)) {}
+  // The AnswersInline of a batch of replies, applied before their calls' `done` run, so the
+  // call slots those give back are handed out by the new answer.
+  void set_answers_inline(bool answers_inline);
   // Into the last batch not being written, unless that one is full.
   void queue_locked(const baetyl::FunctionMessage& request, std::size_t bytes);
   // The batch to write now, if one may start: marked as being written.
@@ -94,6 +104,7 @@ class CallStream final
 
   std::chrono::milliseconds timeout_;
   std::size_t message_bytes_;
+  InlineChanged on_inline_changed_;
   std::atomic<bool> answers_inline_{false};
   grpc::ClientContext context_;
   baetyl::FunctionMessages incoming_;

@@ -295,10 +295,12 @@ std::shared_ptr<Instance> InstancePool::least_busy_locked() const {
 }
 
 // Calls on an open stream of a runtime that answers them as it reads them, in microseconds
-// (SQL): spreading them over more instances only multiplies threads and wake-ups and shrinks the
-// batches (SQL at QoS 1 with instance.max 4: about 20 % more CPU per message than with one
-// instance). So such an instance takes calls up to instance.calls before another one is used or
-// started. Calls to other runtimes (Python on a stream too) spread: their calls take time.
+// (SQL; Python while its function's calls end fast): spreading them over more instances only
+// multiplies threads and wake-ups and shrinks the batches (SQL at QoS 1 with instance.max 4:
+// about 20 % more CPU per message than with one instance). So such an instance takes calls up
+// to instance.calls before another one is used or started. Calls to other runtimes, and to one
+// whose stream said its calls take time now, spread. The answer is read at every choice, so an
+// instance follows what its runtime last said on the stream.
 std::shared_ptr<Instance> InstancePool::busiest_streaming_with_room_locked() const {
   std::shared_ptr<Instance> best;
   for (const auto& instance : ready_) {
@@ -457,8 +459,22 @@ void InstancePool::call_async(Instance& instance, std::unique_ptr<grpc::ClientCo
 
 void InstancePool::open_stream_once(Instance& instance) const {
   std::call_once(instance.stream_once, [&] {
-    instance.stream_owner = CallStream::open(*instance.stub, config_.timeout,
-                                             static_cast<std::size_t>(message_bytes(config_)));
+    auto on_inline_changed = [log = log_, function = config_.name,
+                              name = instance.name](bool answers_inline) {
+      if (answers_inline) {
+        log->info(
+            "function {}: instance {} answers calls as it reads them again: it takes "
+            "calls up to instance.calls before another instance is used",
+            function, name);
+      } else {
+        log->info(
+            "function {}: instance {} says its calls take time now: calls spread over instances",
+            function, name);
+      }
+    };
+    instance.stream_owner =
+        CallStream::open(*instance.stub, config_.timeout,
+                         static_cast<std::size_t>(message_bytes(config_)), on_inline_changed);
     instance.stream_ptr.store(instance.stream_owner.get(), std::memory_order_release);
   });
 }

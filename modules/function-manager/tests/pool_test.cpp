@@ -44,12 +44,13 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
   return condition();
 }
 
-baetyl::FunctionMessage message(const std::string& payload) {
+baetyl::FunctionMessage message(const std::string& payload,
+                                const std::string& function = "sql-filter") {
   baetyl::FunctionMessage m;
   m.set_qos(1);
   m.set_topic("t");
   m.set_payload(payload);
-  m.set_functionname("sql-filter");
+  m.set_functionname(function);
   return m;
 }
 
@@ -400,6 +401,94 @@ TEST(InstancePool, KilledInstanceFailsTheCallsOnItsStream) {
   EXPECT_NE(context, nullptr);  // not taken by the broken stream: a unary call
   EXPECT_FALSE(next.get_future().get().ok());
   pool.release(instance, false);
+}
+
+// The Python runtime serving `pace`, whose calls sleep event["sleep"] seconds when given.
+constexpr char kPaceServiceYml[] =
+    "functions:\n  - {name: pace, handler: pace.handler, codedir: code}\n";
+constexpr char kPacePy[] =
+    "import time\n"
+    "def handler(event, context):\n"
+    "    time.sleep(event.get('sleep', 0))\n"
+    "    return event\n";
+
+// `n` calls of `pace` at once on `instance`, with ids from `first`, each sleeping `sleep`
+// seconds: true when every one ended OK with its own event back (none lost or mixed up).
+bool paced_calls_answered(InstancePool& pool, Instance& instance, int first, int n, double sleep) {
+  struct Pending {
+    std::unique_ptr<grpc::ClientContext> context;
+    nlohmann::json event;
+    baetyl::FunctionMessage request, reply;
+    std::promise<grpc::Status> done;
+  };
+  std::vector<std::unique_ptr<Pending>> calls;
+  for (int i = 0; i < n; ++i) {
+    auto call = std::make_unique<Pending>();
+    call->event = {{"id", first + i}};
+    if (sleep > 0) call->event["sleep"] = sleep;
+    call->request = message(call->event.dump(), "pace");
+    pool.call_async(instance, call->context, call->request, call->reply,
+                    [p = call.get()](grpc::Status s) { p->done.set_value(s); });
+    calls.push_back(std::move(call));
+  }
+  bool all = true;
+  for (auto& call : calls) {
+    auto status = call->done.get_future().get();
+    all = all && status.ok() &&
+          nlohmann::json::parse(call->reply.payload(), nullptr, false) == call->event;
+  }
+  return all;
+}
+
+// The runtime tells on its stream when its function's calls turn slow and when they end fast
+// again: the pool takes the instance off, then back on, the list of those it fills first; the
+// calls in flight across each change all end with their own replies.
+TEST(InstancePool, InstanceIsFilledFirstOnlyWhileItsRuntimeSaysItsCallsEndFast) {
+  testing::RuntimeLauncher launcher(
+      "baetyl-function-python",
+      {{"etc/baetyl/service.yml", kPaceServiceYml}, {"code/pace.py", kPacePy}});
+  auto f = sql_function(2, 2, 10min, 1min, 16);
+  f.name = "pace";
+  f.service = "function-python";
+  InstancePool pool(f, launcher, test_logger());
+  pool.start();
+  ASSERT_TRUE(eventually([&] { return pool.idle() == 2; }));
+  auto a = pool.acquire(Clock::now() + 5s);
+  auto b = pool.acquire(Clock::now() + 5s);
+  ASSERT_NE(a, b);
+  for (auto* instance : {a.get(), b.get()}) {
+    ASSERT_TRUE(paced_calls_answered(pool, *instance, 0, 1, 0));
+    ASSERT_TRUE(eventually([&] { return instance->stream() && instance->stream()->is_open(); }));
+    EXPECT_TRUE(instance->stream()->answers_inline()) << "its first call ended fast";
+  }
+  pool.release(b, true);
+  // `a` holds a slot: it is the busiest of the instances that answer inline.
+  auto slot = pool.acquire(Clock::now() + 5s);
+  EXPECT_EQ(slot, a);
+  pool.release(slot, true);
+
+  int id = 1;
+  auto rounds_until = [&](double sleep, bool answers_inline) {
+    return eventually(
+        [&] {
+          EXPECT_TRUE(paced_calls_answered(pool, *a, id, 8, sleep));
+          id += 8;
+          return a->stream()->answers_inline() == answers_inline;
+        },
+        15s);
+  };
+  ASSERT_TRUE(rounds_until(0.005, false)) << "the runtime did not say its calls take time";
+  EXPECT_TRUE(a->stream()->is_open());
+  slot = pool.acquire(Clock::now() + 5s);
+  EXPECT_EQ(slot, b) << "`a` takes time now: `b`, which answers inline, comes first";
+  pool.release(slot, true);
+
+  ASSERT_TRUE(rounds_until(0, true)) << "the runtime did not say its calls end fast again";
+  slot = pool.acquire(Clock::now() + 5s);
+  EXPECT_EQ(slot, a);
+  pool.release(slot, true);
+  pool.release(a, true);
+  EXPECT_EQ(launcher.starts(), 2);
 }
 
 TEST(InstancePool, RuntimeThatNeverListensFailsWithinTimeout) {

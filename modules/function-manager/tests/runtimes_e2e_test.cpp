@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -353,6 +355,72 @@ TEST_F(RuntimesE2E, PythonCallsThatEndFastFillOneInstance) {
   ASSERT_TRUE(wait_outputs("out/sleeper", 301)) << logs();
   for (const auto& output : outputs("out/sleeper")) EXPECT_FALSE(output.is_error()) << output.raw;
   EXPECT_EQ(instances("function-sleeper").size(), 1u);
+}
+
+// A function fast at first, then slow (each call sleeps 5 ms), then fast again, called in bursts
+// every 20 ms: a few calls in flight at once, far from instance.calls. While its calls end fast
+// one instance takes them all; once they take time the runtime says so on its stream and the
+// calls spread over instances; once they end fast again, one instance takes them all again (one
+// that says so again, or one started for the slow calls whose stream opened after a fast call).
+TEST_F(RuntimesE2E, PythonCallsSpreadOnceTheyTurnSlowAndFillOneInstanceWhenFastAgain) {
+  const char* paced =
+      "import os\n"
+      "import time\n"
+      "def handler(event, context):\n"
+      "    time.sleep(event.get('sleep', 0))\n"
+      "    event['pid'] = os.getpid()\n"
+      "    return event\n";
+  start({{"function-paced", "baetyl-function-python",
+          "  - {name: paced, handler: paced.handler, codedir: code}\n", {{"paced.py", paced}}}},
+        {{"paced"}}, "  - {name: paced, service: function-paced, instance: {max: 4}}\n");
+  std::this_thread::sleep_for(300ms);  // the instance's stream is open by now
+  int next_id = 1;
+  // The pids of the instances that answered the calls of this phase, in the order of the
+  // outputs; bursts of `burst` calls go on until `enough` holds for them or `limit` has passed.
+  auto phase = [&](int burst, const std::string& event_tail,
+                   const std::function<bool(const std::vector<int>&)>& enough,
+                   std::chrono::milliseconds limit) {
+    const std::size_t first = output_count("out/paced");
+    std::vector<int> pids;
+    for (auto deadline = Clock::now() + limit; Clock::now() < deadline;) {
+      for (int i = 0; i < burst; ++i) {
+        client_->publish("in/paced", R"({"id":)" + std::to_string(next_id++) + event_tail + "}", 1);
+      }
+      std::this_thread::sleep_for(20ms);
+      pids.clear();
+      auto all = outputs("out/paced");
+      for (std::size_t i = first; i < all.size(); ++i) {
+        pids.push_back(all[i].json.is_object() ? all[i].json.value("pid", 0) : 0);
+      }
+      if (enough(pids)) break;
+    }
+    return pids;
+  };
+  auto distinct = [](const std::vector<int>& pids) {
+    return std::set<int>(pids.begin(), pids.end()).size();
+  };
+  // The last 300 outputs all came from one instance.
+  auto one_instance_lately = [](const std::vector<int>& pids) {
+    return pids.size() >= 300 &&
+           std::all_of(pids.end() - 300, pids.end(), [&](int pid) { return pid == pids.back(); });
+  };
+
+  const auto never = [](const std::vector<int>&) { return false; };
+  // Bursts of 20: calls that do not fill one instance would spread over idle ones.
+  auto fast = phase(20, "", never, 1s);
+  EXPECT_GE(fast.size(), 500u);
+  EXPECT_EQ(distinct(fast), 1u) << "fast calls went to more than one instance";
+
+  auto slow = phase(
+      4, R"(,"sleep":0.005)", [&](const auto& pids) { return distinct(pids) > 1; }, 20s);
+  EXPECT_GT(distinct(slow), 1u) << "slow calls stayed on one instance";
+  EXPECT_NE(logs().find("says its calls take time now"), std::string::npos);
+
+  auto fast_again = phase(20, "", one_instance_lately, 20s);
+  EXPECT_TRUE(one_instance_lately(fast_again)) << "fast calls stayed spread over instances";
+
+  ASSERT_TRUE(wait_outputs("out/paced", next_id - 1)) << logs();
+  for (const auto& output : outputs("out/paced")) EXPECT_FALSE(output.is_error()) << output.raw;
 }
 
 // ---- Sustained load ----

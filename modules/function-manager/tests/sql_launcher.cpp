@@ -6,23 +6,30 @@
 #include <fstream>
 #include <iterator>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "baetyl/testing/ports.h"
 
 namespace baetyl::function::testing {
 
-SqlLauncher::SqlLauncher(std::string sql, const std::string& extra_config) {
-  dir_.write("etc/baetyl/service.yml",
-             "functions:\n  - name: sql-filter\n    handler: '" + sql + "'\n" + extra_config);
+RuntimeLauncher::RuntimeLauncher(std::string binary,
+                                 const std::map<std::string, std::string>& files)
+    : binary_(std::move(binary)) {
+  for (const auto& [path, content] : files) dir_.write(path, content);
 }
 
-SqlLauncher::~SqlLauncher() {
+SqlLauncher::SqlLauncher(std::string sql, const std::string& extra_config)
+    : RuntimeLauncher("baetyl-function-sql", {{"etc/baetyl/service.yml",
+                                               "functions:\n  - name: sql-filter\n    handler: '" +
+                                                   sql + "'\n" + extra_config}}) {}
+
+RuntimeLauncher::~RuntimeLauncher() {
   std::lock_guard lock(mutex_);
   processes_.clear();
 }
 
-std::string SqlLauncher::start(const std::string&, const std::string& instance) {
+std::string RuntimeLauncher::start(const std::string&, const std::string& instance) {
   std::lock_guard lock(mutex_);
   ++starts_;
   auto port = std::to_string(baetyl::testing::free_port());
@@ -36,11 +43,11 @@ std::string SqlLauncher::start(const std::string&, const std::string& instance) 
   options.output_file = (dir_.path() / (instance + ".log")).string();
   options.env["BAETYL_SERVICE_INSTANCE_ADDRESS"] = "127.0.0.1:" + port;
   processes_[instance] = std::make_unique<baetyl::testing::Process>(
-      std::vector<std::string>{baetyl::testing::binary_path("baetyl-function-sql")}, options);
+      std::vector<std::string>{baetyl::testing::binary_path(binary_)}, options);
   return "127.0.0.1:" + port;
 }
 
-void SqlLauncher::stop(const std::string&, const std::string& instance) {
+void RuntimeLauncher::stop(const std::string&, const std::string& instance) {
   std::unique_ptr<baetyl::testing::Process> process;
   {
     std::lock_guard lock(mutex_);
@@ -52,25 +59,25 @@ void SqlLauncher::stop(const std::string&, const std::string& instance) {
   if (process->running()) process->stop(SIGTERM);
 }
 
-int SqlLauncher::running() {
+int RuntimeLauncher::running() {
   std::lock_guard lock(mutex_);
   int n = 0;
   for (auto& [name, p] : processes_) n += p->running() ? 1 : 0;
   return n;
 }
 
-bool SqlLauncher::running(const std::string& instance) {
+bool RuntimeLauncher::running(const std::string& instance) {
   std::lock_guard lock(mutex_);
   auto it = processes_.find(instance);
   return it != processes_.end() && it->second->running();
 }
 
-int SqlLauncher::starts() const {
+int RuntimeLauncher::starts() const {
   std::lock_guard lock(mutex_);
   return starts_;
 }
 
-void SqlLauncher::kill(const std::string& instance) {
+void RuntimeLauncher::kill(const std::string& instance) {
   std::lock_guard lock(mutex_);
   auto it = processes_.find(instance);
   if (it != processes_.end()) it->second->stop(SIGKILL);
@@ -86,7 +93,7 @@ char process_state(pid_t pid) {
 }
 }  // namespace
 
-void SqlLauncher::signal(const std::string& instance, int signal) {
+void RuntimeLauncher::signal(const std::string& instance, int signal) {
   pid_t pid = -1;
   {
     std::lock_guard lock(mutex_);

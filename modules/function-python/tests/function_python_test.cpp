@@ -6,6 +6,8 @@
 #include <future>
 #include <iterator>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -82,6 +84,11 @@ def slow(event, context):
     open('slow.started', 'w').close()  # the call is in the handler: see the harness
     time.sleep(event['seconds'])
     return {'slept': event['seconds']}
+
+
+def pace(event, context):
+    time.sleep(event.get('seconds', 0))
+    return event
 )";
 
 // A "third-party library" unpacked into the codedir, as the docs' guide lays out requests.
@@ -129,6 +136,9 @@ constexpr char kServiceYml[] = R"(functions:
     codedir: 'var/db/baetyl/function-sayhi'
   - name: 'slow'
     handler: 'probe.slow'
+    codedir: 'var/db/baetyl/function-sayhi'
+  - name: 'pace'
+    handler: 'probe.pace'
     codedir: 'var/db/baetyl/function-sayhi'
   - name: 'uses-lib'
     handler: 'get.handler'
@@ -295,6 +305,86 @@ TEST(FunctionPythonStartTest, CallStreamSaysItAnswersInlineOnlyWhileCallsEndFast
   EXPECT_TRUE(call_stream(*stub, {make_message("sayhi", R"({"id":2})")}, 1).answers_inline);
   ASSERT_TRUE(call(*stub, make_message("slow", R"({"seconds":0.1})"), reply).ok());
   EXPECT_FALSE(call_stream(*stub, {make_message("sayhi", R"({"id":3})")}, 1).answers_inline);
+}
+
+// A CallStream kept open across batches: each batch is written and its replies read before the
+// next one, with the AnswersInline the runtime set on them.
+class OpenCallStream {
+ public:
+  explicit OpenCallStream(Function::Stub& stub) {
+    context_.set_deadline(std::chrono::system_clock::now() + 120s);
+    stream_ = stub.CallStream(&context_);
+    stream_->WaitForInitialMetadata();
+    inline_at_start_ = context_.GetServerInitialMetadata().count("baetyl-call-stream-inline") > 0;
+  }
+  ~OpenCallStream() {
+    stream_->WritesDone();
+    FunctionMessages rest;
+    while (stream_->Read(&rest)) {
+    }
+    EXPECT_TRUE(stream_->Finish().ok());
+  }
+  bool inline_at_start() const { return inline_at_start_; }
+
+  // `n` calls of `function` with `payload` as one batch; the last AnswersInline set on the
+  // batches of their replies, if any.
+  std::optional<bool> batch(const std::string& function, const std::string& payload, int n) {
+    FunctionMessages requests;
+    for (int i = 0; i < n; ++i) *requests.add_messages() = make_message(function, payload);
+    EXPECT_TRUE(stream_->Write(requests));
+    std::optional<bool> told;
+    int answered = 0;
+    FunctionMessages replies;
+    while (answered < n && stream_->Read(&replies)) {
+      answered += replies.messages_size();
+      for (const auto& reply : replies.messages()) {
+        EXPECT_EQ(reply.errorcode(), 0u) << reply.errormessage();
+      }
+      if (replies.has_answersinline()) told = replies.answersinline();
+    }
+    EXPECT_EQ(answered, n);
+    return told;
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<FunctionMessages, FunctionMessages>> stream_;
+  bool inline_at_start_ = false;
+};
+
+// An open stream tells when the function's calls turn slow and when they end fast again, once
+// the change has held (4 batches in a row, 0.2 s at least); one slow call among fast ones
+// changes nothing.
+TEST(FunctionPythonStartTest, CallStreamTellsWhenItsCallsTurnSlowAndWhenTheyEndFastAgain) {
+  using Clock = std::chrono::steady_clock;
+  auto started = start(kPython, kPython.service_yml);
+  ASSERT_TRUE(started->runtime->wait_ready()) << started->runtime->output();
+  auto stub = started->runtime->stub();
+  FunctionMessage reply;
+  ASSERT_TRUE(call(*stub, make_message("pace", "{}"), reply).ok());
+  OpenCallStream stream(*stub);
+  EXPECT_TRUE(stream.inline_at_start());
+  const std::string fast = "{}";
+  const std::string slow = R"({"seconds":0.005})";
+
+  EXPECT_EQ(stream.batch("pace", slow, 1), std::nullopt);
+  for (auto until = Clock::now() + 500ms; Clock::now() < until;) {
+    EXPECT_EQ(stream.batch("pace", fast, 4), std::nullopt) << "one slow call changed the answer";
+  }
+
+  auto turned = Clock::now();
+  std::optional<bool> told;
+  while (!told && Clock::now() < turned + 10s) told = stream.batch("pace", slow, 4);
+  ASSERT_EQ(told, std::optional<bool>(false)) << started->runtime->output();
+  EXPECT_GE(Clock::now() - turned, 200ms);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(stream.batch("pace", slow, 4), std::nullopt);
+
+  turned = Clock::now();
+  told.reset();
+  while (!told && Clock::now() < turned + 10s) told = stream.batch("pace", fast, 4);
+  ASSERT_EQ(told, std::optional<bool>(true)) << started->runtime->output();
+  EXPECT_GE(Clock::now() - turned, 200ms);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(stream.batch("pace", fast, 4), std::nullopt);
 }
 
 TEST(FunctionPythonStartTest, SigtermWithAnOpenCallStreamExitsPromptly) {
