@@ -17,6 +17,7 @@
 #include "baetyl/config/reader.h"
 #include "baetyl/mqtt/client.h"
 #include "baetyl/mqtt/codec.h"
+#include "baetyl/testing/config_error.h"
 #include "baetyl/testing/mosquitto.h"
 #include "baetyl/testing/ports.h"
 #include "mqtt_test_support.h"
@@ -103,12 +104,7 @@ baetyl::mqtt::ClientConfig read_client_config(const std::string& yaml) {
 }
 
 std::string config_error(const std::string& yaml) {
-  try {
-    read_client_config(yaml);
-  } catch (const baetyl::config::ConfigError& e) {
-    return e.what();
-  }
-  return "";
+  return baetyl::testing::config_error([&] { read_client_config(yaml); });
 }
 
 // Bytes received and not yet read on the established loopback TCP connections whose local port

@@ -18,6 +18,7 @@
 #include "hub_test_support.h"
 #include "server.h"
 #include "workers.h"
+#include "baetyl/testing/config_error.h"
 #include "baetyl/testing/ports.h"
 #include "baetyl/testing/temp_dir.h"
 #include "config.h"
@@ -29,7 +30,6 @@ using namespace baetyl::hub;
 namespace mqtt = baetyl::mqtt;
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
-using baetyl::config::ConfigError;
 
 namespace {
 
@@ -38,12 +38,7 @@ HubConfig load(const std::string& yaml) {
 }
 
 std::string error_of(const std::string& yaml) {
-  try {
-    load(yaml);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
+  return baetyl::testing::config_error([&] { load(yaml); });
 }
 
 std::set<std::string> matches(const TopicTree<std::string>& tree, const std::string& topic) {
