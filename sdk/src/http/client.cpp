@@ -2,6 +2,7 @@
 
 #include "address.h"
 #include "baetyl/asio.h"
+#include "baetyl/asio_deadline.h"
 #include "proxy.h"
 
 #include <boost/asio/redirect_error.hpp>
@@ -284,28 +285,10 @@ Response run_exchange(const Route& route, const OutgoingRequest& request, const 
                       std::optional<Clock::time_point> deadline) {
   asio::io_context io(1);
   Connection connection(io);
-  std::optional<Response> response;
-  std::exception_ptr failure;
-  asio::co_spawn(io, exchange(connection, route, request, target, tls_context, verify),
-                 [&](std::exception_ptr error, Response result) {
-                   if (error) {
-                     failure = error;
-                   } else {
-                     response = std::move(result);
-                   }
-                 });
-  if (deadline) {
-    io.run_until(*deadline);
-  } else {
-    io.run();
-  }
-  if (!response && !failure) {
-    connection.close();
-    io.restart();
-    io.run();
-    throw TimedOut{};
-  }
-  if (failure) std::rethrow_exception(failure);
+  auto response =
+      run_with_deadline(io, exchange(connection, route, request, target, tls_context, verify),
+                        deadline, [&] { connection.close(); });
+  if (!response) throw TimedOut{};
   return std::move(*response);
 }
 
