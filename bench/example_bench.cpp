@@ -117,20 +117,6 @@ std::string image_id(const std::string& dir, const std::string& module) {
   return id;
 }
 
-long status_kib(pid_t pid, const std::string& field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  long value = 0;
-  while (in >> key) {
-    if (key == field) {
-      in >> value;
-      return value;
-    }
-    in.ignore(1 << 12, '\n');
-  }
-  return -1;
-}
-
 // A copy of example/<mode>, edited as the comment at the top says.
 class Workdir {
  public:
@@ -328,8 +314,10 @@ RunResult run_once(const Options& options, const std::string& mode) {
     api.get("/v1/system/inspect", headers);
     std::this_thread::sleep_for(100ms);
   }
-  result.rss_mib = static_cast<double>(status_kib(master.pid(), "VmRSS:")) / 1024.0;
-  result.hwm_mib = static_cast<double>(status_kib(master.pid(), "VmHWM:")) / 1024.0;
+  result.rss_mib =
+      static_cast<double>(baetyl::testing::status_kib(master.pid(), "VmRSS:")) / 1024.0;
+  result.hwm_mib =
+      static_cast<double>(baetyl::testing::status_kib(master.pid(), "VmHWM:")) / 1024.0;
   if (dir.docker()) {
     result.containers = static_cast<int>(baetyl::testing::container_names_of(dir.path()).size());
   }
