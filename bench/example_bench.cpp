@@ -349,24 +349,13 @@ void print_row(const char* what, const std::string& mode, const std::vector<doub
 int main(int argc, char** argv) {
   Options options;
   options.baetyl = (fs::path(argv[0]).parent_path() / "baetyl").string();
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string key = argv[i], value = argv[i + 1];
-    if (key == "--baetyl")
-      options.baetyl = value;
-    else if (key == "--examples")
-      options.examples = value;
-    else if (key == "--images")
-      options.images = value;
-    else if (key == "--runs")
-      options.runs = std::stoi(value);
-    else if (key == "--modes") {
-      options.modes.clear();
-      std::istringstream list(value);
-      for (std::string mode; std::getline(list, mode, ',');) options.modes.push_back(mode);
-    } else {
-      std::cerr << "unknown option " << key << "\n";
-      return 2;
-    }
+  if (!baetyl::bench::read_options(argc, argv,
+                                   {{"--baetyl", &options.baetyl},
+                                    {"--examples", &options.examples},
+                                    {"--images", &options.images},
+                                    {"--runs", &options.runs},
+                                    {"--modes", &options.modes}})) {
+    return 2;
   }
   if (options.examples.empty()) {
     std::cerr << "--examples DIR (the repository's example/ directory) is required\n";

@@ -118,17 +118,13 @@ StartResult measure_start(const Options& options, Workdir& dir,
 int main(int argc, char** argv) {
   Options options;
   options.baetyl = (fs::path(argv[0]).parent_path() / "baetyl").string();
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string key = argv[i], value = argv[i + 1];
-    if (key == "--baetyl") options.baetyl = value;
-    else if (key == "--services") options.services = std::stoi(value);
-    else if (key == "--runs") options.runs = std::stoi(value);
-    else if (key == "--rate") options.rate = std::stoi(value);
-    else if (key == "--seconds") options.seconds = std::stoi(value);
-    else {
-      std::cerr << "unknown option " << key << "\n";
-      return 2;
-    }
+  if (!baetyl::bench::read_options(argc, argv,
+                                   {{"--baetyl", &options.baetyl},
+                                    {"--services", &options.services},
+                                    {"--runs", &options.runs},
+                                    {"--rate", &options.rate},
+                                    {"--seconds", &options.seconds}})) {
+    return 2;
   }
 
   std::vector<double> starts;
