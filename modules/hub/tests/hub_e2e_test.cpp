@@ -922,6 +922,13 @@ class TransportTest : public ::testing::Test {
     ASSERT_TRUE(baetyl::testing::wait_for_port(wss_));
   }
 
+  // `args` with the test CA and the client's certificate and key.
+  std::vector<std::string> with_client_certificate(std::vector<std::string> args) const {
+    args.insert(args.end(), {"--ca", pki_.ca.string(), "--cert", pki_.client_cert.string(), "--key",
+                             pki_.client_key.string()});
+    return args;
+  }
+
   baetyl::testing::TempDir dir_;
   baetyl::testing::TestPki pki_;
   std::uint16_t tcp_ = 0, ssl_ = 0, ws_ = 0, wss_ = 0;
@@ -956,13 +963,7 @@ TEST_F(TransportTest, EveryTransportWithPaho) {
 }
 
 TEST_F(TransportTest, TwoWayTlsMapsTheCertificateToAPrincipal) {
-  const std::vector<std::string> cert{"--ca",   pki_.ca.string(),
-                                      "--cert", pki_.client_cert.string(),
-                                      "--key",  pki_.client_key.string()};
-  auto with = [&](std::vector<std::string> args) {
-    args.insert(args.end(), cert.begin(), cert.end());
-    return args;
-  };
+  auto with = [&](std::vector<std::string> args) { return with_client_certificate(args); };
   // Username given, empty password: the principal without password of that name.
   auto r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username",
                                 "client", "--topic", "tls/a"}));
@@ -1004,13 +1005,7 @@ class UsernameAsIdentityTest : public TransportTest {
 // With certificate.useUsernameAsIdentity, the username of a client with a verified certificate
 // names the principal (without password), whatever the certificate's CN.
 TEST_F(UsernameAsIdentityTest, TheUsernameNamesThePrincipal) {
-  const std::vector<std::string> cert{"--ca",   pki_.ca.string(),
-                                      "--cert", pki_.client_cert.string(),
-                                      "--key",  pki_.client_key.string()};
-  auto with = [&](std::vector<std::string> args) {
-    args.insert(args.end(), cert.begin(), cert.end());
-    return args;
-  };
+  auto with = [&](std::vector<std::string> args) { return with_client_certificate(args); };
   auto r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username",
                                 "device", "--topic", "device/a"}));
   EXPECT_EQ(r.code, 0) << r.output;
