@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <variant>
@@ -61,6 +62,17 @@ inline bool read_options(int argc, char** argv, const OptionFields& fields) {
         field->second);
   }
   return true;
+}
+
+// The ID of the image scripts/build-images.sh built for `module`, from `dir`/<module>.id.
+inline std::string image_id(const std::string& dir, const std::string& module) {
+  std::string id;
+  std::ifstream(std::filesystem::path(dir) / (module + ".id")) >> id;
+  if (id.empty()) {
+    throw std::runtime_error("no " + module + ".id in " + dir +
+                             ": build the images first (scripts/build-images.sh BUILD_DIR)");
+  }
+  return id;
 }
 
 // The master's admin credentials of a running `baetyl start -w workdir`, as API headers; none

@@ -107,16 +107,6 @@ void replace_in(const fs::path& path, const std::string& from, const std::string
   write(path, text);
 }
 
-std::string image_id(const std::string& dir, const std::string& module) {
-  std::string id;
-  std::ifstream(fs::path(dir) / (module + ".id")) >> id;
-  if (id.empty()) {
-    throw std::runtime_error("no " + module + ".id in " + dir +
-                             ": build the images first (scripts/build-images.sh BUILD_DIR)");
-  }
-  return id;
-}
-
 // A copy of example/<mode>, edited as the comment at the top says.
 class Workdir {
  public:
@@ -141,7 +131,7 @@ class Workdir {
     }
     for (const auto& [image, module] : kSeedImages) {
       replace_in(app, "image: hub.baidubce.com/baetyl/" + image + "\n",
-                 "image: " + image_id(options.images, module) + "\n");
+                 "image: " + baetyl::bench::image_id(options.images, module) + "\n");
     }
     for (const char* conf : {"function-manager-conf/service.yml", "timer-conf/service.yml"}) {
       replace_in(db / conf, "tcp://localhub:1883", "tcp://" + name("localhub") + ":1883");

@@ -125,18 +125,6 @@ long field(const std::string& text, const char* key) {
   return any ? value : -1;
 }
 
-// The ID of the image scripts/build-images.sh built for `module`, from `dir`/<module>.id.
-std::string image_id(const std::string& dir, const std::string& module) {
-  std::ifstream in(fs::path(dir) / (module + ".id"));
-  std::string id;
-  in >> id;
-  if (id.empty()) {
-    throw std::runtime_error("no " + module + ".id in " + dir +
-                             ": build the images first (scripts/build-images.sh BUILD_DIR)");
-  }
-  return id;
-}
-
 class Workdir {
  public:
   Workdir(std::uint16_t port, const Options& options)
@@ -208,7 +196,7 @@ class Workdir {
     // Native mode runs the build tree's program of each image name; docker mode the images the
     // build tree's scripts/build-images.sh made.
     auto image = [&](const std::string& module) {
-      return docker ? image_id(options.images, module) : "baetyl-" + module;
+      return docker ? baetyl::bench::image_id(options.images, module) : "baetyl-" + module;
     };
     std::string app =
         "version: bench\nservices:\n"
