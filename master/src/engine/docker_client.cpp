@@ -48,17 +48,7 @@ struct Failure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The sockets live outside the exchange so that a deadline can close them.
-struct Connection {
-  explicit Connection(asio::io_context& io) : unix_socket(io), tcp_socket(io) {}
-  void close() {
-    error_code ignored;
-    unix_socket.close(ignored);
-    tcp_socket.close(ignored);
-  }
-  unix_stream::socket unix_socket;
-  tcp::socket tcp_socket;
-};
+using Connection = ExchangeSockets;
 
 using OnLine = std::function<void(std::string_view)>;
 

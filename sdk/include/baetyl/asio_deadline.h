@@ -1,6 +1,7 @@
 #pragma once
-// One coroutine run to its end on an I/O context of its own, within an optional deadline: the
-// request/response exchanges of the HTTP client and of the master's Docker client.
+// One coroutine run to its end on an I/O context of its own, within an optional deadline, and the
+// sockets it talks over: the request/response exchanges of the HTTP client and of the master's
+// Docker client.
 #include <chrono>
 #include <exception>
 #include <functional>
@@ -9,6 +10,19 @@
 #include "baetyl/asio_core.h"
 
 namespace baetyl {
+
+// The Unix and TCP sockets of one exchange, kept outside its coroutine so that the deadline's
+// callback can close them.
+struct ExchangeSockets {
+  explicit ExchangeSockets(asio::io_context& io) : unix_socket(io), tcp_socket(io) {}
+  void close() {
+    error_code ignored;
+    unix_socket.close(ignored);
+    tcp_socket.close(ignored);
+  }
+  asio::local::stream_protocol::socket unix_socket;
+  asio::ip::tcp::socket tcp_socket;
+};
 
 // Runs `task` on `io`, which runs nothing else, until it ends or `deadline` passes; returns its
 // result or rethrows what it threw. At the deadline `abort` closes what the task waits on, the

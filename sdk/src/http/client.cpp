@@ -106,18 +106,9 @@ struct Route {
   std::string proxy_authorization;
 };
 
-// The sockets live outside the exchange so that a timeout can close them from outside.
-struct Connection {
-  explicit Connection(asio::io_context& io) : unix_socket(io), tcp_socket(io) {}
-
-  void close() {
-    error_code ignored;
-    unix_socket.close(ignored);
-    tcp_socket.close(ignored);
-  }
-
-  unix_stream::socket unix_socket;
-  tcp::socket tcp_socket;
+// The sockets of an exchange, and the TLS stream over its TCP socket.
+struct Connection : ExchangeSockets {
+  using ExchangeSockets::ExchangeSockets;
   std::optional<TlsStream> tls;
 };
 
