@@ -107,30 +107,6 @@ void replace_in(const fs::path& path, const std::string& from, const std::string
   write(path, text);
 }
 
-std::string image_id(const std::string& dir, const std::string& module) {
-  std::string id;
-  std::ifstream(fs::path(dir) / (module + ".id")) >> id;
-  if (id.empty()) {
-    throw std::runtime_error("no " + module + ".id in " + dir +
-                             ": build the images first (scripts/build-images.sh BUILD_DIR)");
-  }
-  return id;
-}
-
-long status_kib(pid_t pid, const std::string& field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  long value = 0;
-  while (in >> key) {
-    if (key == field) {
-      in >> value;
-      return value;
-    }
-    in.ignore(1 << 12, '\n');
-  }
-  return -1;
-}
-
 // A copy of example/<mode>, edited as the comment at the top says.
 class Workdir {
  public:
@@ -155,7 +131,7 @@ class Workdir {
     }
     for (const auto& [image, module] : kSeedImages) {
       replace_in(app, "image: hub.baidubce.com/baetyl/" + image + "\n",
-                 "image: " + image_id(options.images, module) + "\n");
+                 "image: " + baetyl::bench::image_id(options.images, module) + "\n");
     }
     for (const char* conf : {"function-manager-conf/service.yml", "timer-conf/service.yml"}) {
       replace_in(db / conf, "tcp://localhub:1883", "tcp://" + name("localhub") + ":1883");
@@ -328,8 +304,10 @@ RunResult run_once(const Options& options, const std::string& mode) {
     api.get("/v1/system/inspect", headers);
     std::this_thread::sleep_for(100ms);
   }
-  result.rss_mib = static_cast<double>(status_kib(master.pid(), "VmRSS:")) / 1024.0;
-  result.hwm_mib = static_cast<double>(status_kib(master.pid(), "VmHWM:")) / 1024.0;
+  result.rss_mib =
+      static_cast<double>(baetyl::testing::status_kib(master.pid(), "VmRSS:")) / 1024.0;
+  result.hwm_mib =
+      static_cast<double>(baetyl::testing::status_kib(master.pid(), "VmHWM:")) / 1024.0;
   if (dir.docker()) {
     result.containers = static_cast<int>(baetyl::testing::container_names_of(dir.path()).size());
   }
@@ -361,24 +339,13 @@ void print_row(const char* what, const std::string& mode, const std::vector<doub
 int main(int argc, char** argv) {
   Options options;
   options.baetyl = (fs::path(argv[0]).parent_path() / "baetyl").string();
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string key = argv[i], value = argv[i + 1];
-    if (key == "--baetyl")
-      options.baetyl = value;
-    else if (key == "--examples")
-      options.examples = value;
-    else if (key == "--images")
-      options.images = value;
-    else if (key == "--runs")
-      options.runs = std::stoi(value);
-    else if (key == "--modes") {
-      options.modes.clear();
-      std::istringstream list(value);
-      for (std::string mode; std::getline(list, mode, ',');) options.modes.push_back(mode);
-    } else {
-      std::cerr << "unknown option " << key << "\n";
-      return 2;
-    }
+  if (!baetyl::bench::read_options(argc, argv,
+                                   {{"--baetyl", &options.baetyl},
+                                    {"--examples", &options.examples},
+                                    {"--images", &options.images},
+                                    {"--runs", &options.runs},
+                                    {"--modes", &options.modes}})) {
+    return 2;
   }
   if (options.examples.empty()) {
     std::cerr << "--examples DIR (the repository's example/ directory) is required\n";

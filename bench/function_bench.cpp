@@ -151,18 +151,6 @@ long field(const std::string& text, const char* key) {
   return any ? value : -1;
 }
 
-// The ID of the image scripts/build-images.sh built for `module`, from `dir`/<module>.id.
-std::string image_id(const std::string& dir, const std::string& module) {
-  std::ifstream in(fs::path(dir) / (module + ".id"));
-  std::string id;
-  in >> id;
-  if (id.empty()) {
-    throw std::runtime_error("no " + module + ".id in " + dir +
-                             ": build the images first (scripts/build-images.sh BUILD_DIR)");
-  }
-  return id;
-}
-
 class Workdir {
  public:
   Workdir(std::uint16_t port, const Options& options)
@@ -234,7 +222,7 @@ class Workdir {
     // Native mode runs the build tree's program of each image name; docker mode the images the
     // build tree's scripts/build-images.sh made.
     auto image = [&](const std::string& module) {
-      return docker ? image_id(options.images, module) : "baetyl-" + module;
+      return docker ? baetyl::bench::image_id(options.images, module) : "baetyl-" + module;
     };
     std::string app =
         "version: bench\nservices:\n"
@@ -752,33 +740,29 @@ std::string container_address(const std::string& name) {
 int main(int argc, char** argv) {
   Options options;
   options.baetyl = (fs::path(argv[0]).parent_path() / "baetyl").string();
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string key = argv[i], value = argv[i + 1];
-    if (key == "--baetyl") options.baetyl = value;
-    else if (key == "--sql-messages") options.sql_messages = std::stol(value);
-    else if (key == "--py-messages") options.py_messages = std::stol(value);
-    else if (key == "--node-messages") options.node_messages = std::stol(value);
-    else if (key == "--window") options.window = std::stoi(value);
-    else if (key == "--rate") options.rate = std::stoi(value);
-    else if (key == "--seconds") options.seconds = std::stoi(value);
-    else if (key == "--cold-runs") options.cold_runs = std::stoi(value);
-    else if (key == "--max") options.max = std::stoi(value);
-    else if (key == "--only") options.only = value;
-    else if (key == "--py-calls") options.py_calls = std::stoi(value);
-    else if (key == "--node-calls") options.node_calls = std::stoi(value);
-    else if (key == "--sql-calls") options.sql_calls = std::stoi(value);
-    else if (key == "--qos") options.qos = value;
-    else if (key == "--mode") options.mode = value;
-    else if (key == "--images") options.images = value;
-    else if (key == "--hub") options.hub = value;
-    else if (key == "--summary") options.summary = value;
-    else if (key == "--cpu-group") options.cpu_group = value;
-    else if (key == "--cgroup-parent") options.cgroup_parent = value;
-    else if (key == "--label") options.label = value;
-    else {
-      std::cerr << "unknown option " << key << "\n";
-      return 2;
-    }
+  if (!baetyl::bench::read_options(argc, argv,
+                                   {{"--baetyl", &options.baetyl},
+                                    {"--sql-messages", &options.sql_messages},
+                                    {"--py-messages", &options.py_messages},
+                                    {"--node-messages", &options.node_messages},
+                                    {"--window", &options.window},
+                                    {"--rate", &options.rate},
+                                    {"--seconds", &options.seconds},
+                                    {"--cold-runs", &options.cold_runs},
+                                    {"--max", &options.max},
+                                    {"--only", &options.only},
+                                    {"--py-calls", &options.py_calls},
+                                    {"--node-calls", &options.node_calls},
+                                    {"--sql-calls", &options.sql_calls},
+                                    {"--qos", &options.qos},
+                                    {"--mode", &options.mode},
+                                    {"--images", &options.images},
+                                    {"--hub", &options.hub},
+                                    {"--summary", &options.summary},
+                                    {"--cpu-group", &options.cpu_group},
+                                    {"--cgroup-parent", &options.cgroup_parent},
+                                    {"--label", &options.label}})) {
+    return 2;
   }
   if (options.mode != "native" && options.mode != "docker") {
     std::cerr << "--mode: native or docker, not " << options.mode << "\n";

@@ -39,20 +39,6 @@ struct Options {
   int seconds = 10;
 };
 
-long rss_kib(pid_t pid, const char* field = "VmRSS:") {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  long value = 0;
-  while (in >> key) {
-    if (key == field) {
-      in >> value;
-      return value;
-    }
-    in.ignore(1 << 12, '\n');
-  }
-  return -1;
-}
-
 using baetyl::bench::percentile;
 
 class Workdir {
@@ -123,7 +109,7 @@ StartResult measure_start(const Options& options, Workdir& dir,
   StartResult result;
   result.start_ms = std::chrono::duration<double, std::milli>(Clock::now() - begin).count();
   std::this_thread::sleep_for(300ms);  // let the services' first sampling settle
-  result.rss_kib = rss_kib(master->pid());
+  result.rss_kib = baetyl::testing::status_kib(master->pid());
   return result;
 }
 
@@ -132,17 +118,13 @@ StartResult measure_start(const Options& options, Workdir& dir,
 int main(int argc, char** argv) {
   Options options;
   options.baetyl = (fs::path(argv[0]).parent_path() / "baetyl").string();
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string key = argv[i], value = argv[i + 1];
-    if (key == "--baetyl") options.baetyl = value;
-    else if (key == "--services") options.services = std::stoi(value);
-    else if (key == "--runs") options.runs = std::stoi(value);
-    else if (key == "--rate") options.rate = std::stoi(value);
-    else if (key == "--seconds") options.seconds = std::stoi(value);
-    else {
-      std::cerr << "unknown option " << key << "\n";
-      return 2;
-    }
+  if (!baetyl::bench::read_options(argc, argv,
+                                   {{"--baetyl", &options.baetyl},
+                                    {"--services", &options.services},
+                                    {"--runs", &options.runs},
+                                    {"--rate", &options.rate},
+                                    {"--seconds", &options.seconds}})) {
+    return 2;
   }
 
   std::vector<double> starts;
@@ -175,8 +157,8 @@ int main(int argc, char** argv) {
     latencies.push_back(std::chrono::duration<double, std::milli>(Clock::now() - sent).count());
     if (response.status != 200) ++failures;
   }
-  long rss_after = rss_kib(master->pid());
-  long peak = rss_kib(master->pid(), "VmHWM:");
+  long rss_after = baetyl::testing::status_kib(master->pid());
+  long peak = baetyl::testing::status_kib(master->pid(), "VmHWM:");
   auto stop_begin = Clock::now();
   master->stop(SIGTERM, 20s);
   double stop_ms = std::chrono::duration<double, std::milli>(Clock::now() - stop_begin).count();

@@ -40,6 +40,7 @@ while (($#)); do
 done
 
 cd "$root"
+. bench/machine_facts.sh
 # Each function run's own report and the summary stay here for a closer look.
 work=$build_dir/bench-docker
 rm -rf "$work"
@@ -157,10 +158,7 @@ during the run weighs on both modes alike.
 
 | | |
 |---|---|
-| date | $(date -u '+%Y-%m-%d %H:%M') UTC |
-| CPU | $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores |
-| memory | $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) |
-| kernel | $(uname -sr) |
+$(machine_rows)
 | Docker | $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null), cgroup $(docker info --format '{{.CgroupVersion}}' 2>/dev/null), userland proxy $proxy |
 | compiler | $("${compiler:-c++}" --version | head -1) |
 | load average before / after the runs | $load_before / $load_after |

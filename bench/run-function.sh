@@ -21,6 +21,7 @@ while (($#)); do
 done
 
 cd "$root"
+. bench/machine_facts.sh
 configure_cmd="cmake -S . -B $build_dir -DCMAKE_BUILD_TYPE=Release -DBAETYL_BUILD_BENCH=ON \
 -DBAETYL_BUILD_TESTS=OFF"
 build_cmd="cmake --build $build_dir -j$jobs --target baetyl-function-bench"
@@ -67,10 +68,7 @@ at 500 msg/s, cold start ≤ 300 ms. A throughput row passes only with nothing l
 
 | | |
 |---|---|
-| date | $(date -u '+%Y-%m-%d %H:%M') UTC |
-| CPU | $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores |
-| memory | $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) |
-| kernel | $(uname -sr) |
+$(machine_rows)
 | compiler | $("${compiler:-c++}" --version | head -1) |
 | Python | $(/usr/bin/python3 --version 2>&1) |
 | Node | $(node --version 2>&1) |

@@ -22,6 +22,7 @@ while (($#)); do
 done
 
 cd "$root"
+. bench/machine_facts.sh
 configure_cmd="cmake -S . -B $build_dir -DCMAKE_BUILD_TYPE=Release -DBAETYL_BUILD_BENCH=ON \
 -DBAETYL_BUILD_TESTS=OFF"
 build_cmd="cmake --build $build_dir -j$(nproc) --target baetyl baetyl-master-bench"
@@ -55,10 +56,7 @@ Targets of the Master issue: RSS with 10 running native services ≤ 8 MB, start
 
 | | |
 |---|---|
-| date | $(date -u '+%Y-%m-%d %H:%M') UTC |
-| CPU | $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores |
-| memory | $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) |
-| kernel | $(uname -sr) |
+$(machine_rows)
 | compiler | $("${compiler:-c++}" --version | head -1) |
 | load average before the run | $load |
 

@@ -27,6 +27,7 @@ for tool in cmake python3 mosquitto mosquitto_pub; do
 done
 
 cd "$root"
+. bench/machine_facts.sh
 work=$(mktemp -d /tmp/baetyl-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
@@ -56,8 +57,8 @@ import json, sys
 facts = {
     "date": """$(date -u '+%Y-%m-%d %H:%M')""",
     "nproc": $(nproc),
-    "cpu_model": """$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')""",
-    "memory": """$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)""",
+    "cpu_model": """$(cpu_model)""",
+    "memory": """$(memory_total)""",
     "kernel": """$(uname -sr)""",
     "compiler": """$("${compiler:-c++}" --version | head -1)""",
     "mosquitto": """mosquitto $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null || echo '?')""",

@@ -666,14 +666,12 @@ TEST_F(ContextTest, HandlersNeverRunWithoutAStop) {
   EXPECT_EQ(runs, 0);
 }
 
-// SIGTERM and SIGINT, with handle_signals on, in a child process of their own (a death test), so
-// that no thread of the test runner can receive them.
-class ContextSignalDeathTest : public ContextTest {
+// Tests that start with SIGTERM and SIGINT not blocked in this thread; its signal mask is put back
+// after every test.
+class StopSignalsUnblockedTest : public ContextTest {
  protected:
   void SetUp() override {
     ContextTest::SetUp();
-    GTEST_FLAG_SET(death_test_style, "threadsafe");
-    // The child inherits this thread's mask; start it from "not blocked".
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
@@ -683,6 +681,17 @@ class ContextSignalDeathTest : public ContextTest {
   void TearDown() override { pthread_sigmask(SIG_SETMASK, &mask_, nullptr); }
 
   sigset_t mask_;
+};
+
+// SIGTERM and SIGINT, with handle_signals on, in a child process of their own (a death test), so
+// that no thread of the test runner can receive them. The child inherits this thread's mask: it
+// starts from "not blocked".
+class ContextSignalDeathTest : public StopSignalsUnblockedTest {
+ protected:
+  void SetUp() override {
+    StopSignalsUnblockedTest::SetUp();
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+  }
 };
 
 TEST_F(ContextSignalDeathTest, SigtermRequestsTheStopOnTheSignalThread) {
@@ -920,18 +929,8 @@ TEST_F(ContextTest, UnreachableMasterThrowsHttpError) {
 
 // run() makes a Context with handle_signals on: it blocks SIGTERM and SIGINT in this thread and
 // starts a signal thread while it runs. The thread's signal mask is put back after every test.
-class RunTest : public ContextTest {
+class RunTest : public StopSignalsUnblockedTest {
  protected:
-  void SetUp() override {
-    ContextTest::SetUp();
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_UNBLOCK, &stop_signals, &mask_);
-  }
-  void TearDown() override { pthread_sigmask(SIG_SETMASK, &mask_, nullptr); }
-
   int run(std::vector<std::string> args, const std::function<void(Context&)>& body) {
     std::vector<char*> argv;
     for (auto& arg : args) argv.push_back(arg.data());
@@ -944,8 +943,6 @@ class RunTest : public ContextTest {
     pthread_sigmask(SIG_BLOCK, nullptr, &mask);
     return sigismember(&mask, signal) == 1;
   }
-
-  sigset_t mask_;
 };
 
 TEST_F(RunTest, ReturnsZeroWhenTheBodyReturns) {

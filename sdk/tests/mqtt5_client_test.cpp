@@ -17,6 +17,7 @@
 #include "baetyl/config/reader.h"
 #include "baetyl/mqtt/client.h"
 #include "baetyl/mqtt/codec.h"
+#include "baetyl/testing/config_error.h"
 #include "baetyl/testing/mosquitto.h"
 #include "baetyl/testing/ports.h"
 #include "mqtt_test_support.h"
@@ -40,6 +41,7 @@ using baetyl::testing::mqtt::Inbox;
 using baetyl::testing::mqtt::message;
 using baetyl::testing::mqtt::publish_async;
 using baetyl::testing::mqtt::ScriptedBroker;
+using baetyl::testing::mqtt::subscribe;
 
 namespace {
 
@@ -49,16 +51,11 @@ ClientConfig v5_config(const std::string& address, const std::string& client_id)
   return config;
 }
 
-// Subscribes and waits for the SUBACK; returns its codes.
-std::vector<std::uint8_t> subscribe(Client& client, std::vector<TopicInfo> topics) {
-  std::promise<std::vector<std::uint8_t>> granted;
-  auto future = granted.get_future();
-  client.subscribe(std::move(topics), [&](error_code ec, std::vector<std::uint8_t> codes) {
-    if (ec) codes.clear();
-    granted.set_value(codes);
-  });
-  if (future.wait_for(5s) != std::future_status::ready) return {};
-  return future.get();
+// Starts `client` delivering to `inbox` and, once connected, subscribes it to `topic` at QoS 1.
+void start_subscribed(Client& client, Inbox& inbox, const std::string& topic) {
+  client.start(inbox.callbacks());
+  ASSERT_TRUE(client.wait_connected(5s));
+  ASSERT_EQ(subscribe(client, {{topic, 1}}), std::vector<std::uint8_t>{1});
 }
 
 // Records the reasons the client gives in on_disconnected and on_connect_error.
@@ -103,12 +100,7 @@ baetyl::mqtt::ClientConfig read_client_config(const std::string& yaml) {
 }
 
 std::string config_error(const std::string& yaml) {
-  try {
-    read_client_config(yaml);
-  } catch (const baetyl::config::ConfigError& e) {
-    return e.what();
-  }
-  return "";
+  return baetyl::testing::config_error([&] { read_client_config(yaml); });
 }
 
 // Bytes received and not yet read on the established loopback TCP connections whose local port
@@ -194,9 +186,7 @@ TEST_F(Mqtt5ClientTest, ConnectsWithMqtt5AndRoundTripsPropertiesAtQos0And1) {
   MosquittoBroker broker;
   Inbox inbox;
   Client subscriber(v5_config(broker.address(), "v5-sub"));
-  subscriber.start(inbox.callbacks());
-  ASSERT_TRUE(subscriber.wait_connected(5s));
-  ASSERT_EQ(subscribe(subscriber, {{"v5/#", 1}}), std::vector<std::uint8_t>{1});
+  ASSERT_NO_FATAL_FAILURE(start_subscribed(subscriber, inbox, "v5/#"));
 
   Client publisher(v5_config(broker.address(), "v5-pub"));
   publisher.start();
@@ -237,9 +227,7 @@ TEST_F(Mqtt5ClientTest, ReceivesThePropertiesMosquittoPubSendsWithMqtt5) {
   MosquittoBroker broker;
   Inbox inbox;
   Client client(v5_config(broker.address(), "v5-reader"));
-  client.start(inbox.callbacks());
-  ASSERT_TRUE(client.wait_connected(5s));
-  ASSERT_EQ(subscribe(client, {{"in/#", 1}}), std::vector<std::uint8_t>{1});
+  ASSERT_NO_FATAL_FAILURE(start_subscribed(client, inbox, "in/#"));
   ASSERT_EQ(baetyl::testing::mosquitto_pub(
                 broker.port(), "in/x", "{\"t\":1}", 1,
                 {"-V", "mqttv5", "-D", "publish", "user-property", "site", "north", "-D", "publish",
@@ -453,9 +441,7 @@ TEST_F(Mqtt5ClientTest, TheBrokerSendsNothingLargerThanMaxPacketSize) {
   config.max_packet_size = baetyl::config::ByteSize{200};
   Inbox inbox;
   Client client(config);
-  client.start(inbox.callbacks());
-  ASSERT_TRUE(client.wait_connected(5s));
-  ASSERT_EQ(subscribe(client, {{"sizes", 1}}), std::vector<std::uint8_t>{1});
+  ASSERT_NO_FATAL_FAILURE(start_subscribed(client, inbox, "sizes"));
   ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "sizes", std::string(500, 'L'), 1), 0);
   ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "sizes", "small", 1), 0);
   auto received = inbox.wait_for(1);

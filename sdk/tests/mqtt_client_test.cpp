@@ -40,8 +40,16 @@ using baetyl::testing::mqtt::Inbox;
 using baetyl::testing::mqtt::message;
 using baetyl::testing::mqtt::publish_async;
 using baetyl::testing::mqtt::ScriptedBroker;
+using baetyl::testing::mqtt::subscribe;
 
 namespace {
+
+// Whether a client with `config` connects within `timeout`.
+bool connects_within(const ClientConfig& config, std::chrono::milliseconds timeout) {
+  Client client(config);
+  client.start();
+  return client.wait_connected(timeout);
+}
 
 // A TCP listener that accepts and immediately closes connections, recording when they came.
 class RefusingServer {
@@ -372,30 +380,18 @@ TEST_F(MqttClientTest, TlsWithClientCertificate) {
     ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
     EXPECT_FALSE(done.get());
   }
-  {
-    auto no_cert = config_for(address, "tls-no-cert");
-    no_cert.ca = pki.ca.string();
-    Client client(no_cert);
-    client.start();
-    EXPECT_FALSE(client.wait_connected(1500ms)) << "the broker requires a client certificate";
-  }
-  {
-    auto wrong_ca = config;
-    wrong_ca.client_id = "tls-wrong-ca";
-    wrong_ca.ca = pki.other_ca.string();
-    Client client(wrong_ca);
-    client.start();
-    EXPECT_FALSE(client.wait_connected(1500ms)) << "the server certificate must be verified";
-  }
-  {
-    auto insecure = config;
-    insecure.client_id = "tls-insecure";
-    insecure.ca = pki.other_ca.string();
-    insecure.insecure_skip_verify = true;
-    Client client(insecure);
-    client.start();
-    EXPECT_TRUE(client.wait_connected(5s));
-  }
+  auto no_cert = config_for(address, "tls-no-cert");
+  no_cert.ca = pki.ca.string();
+  EXPECT_FALSE(connects_within(no_cert, 1500ms)) << "the broker requires a client certificate";
+  auto wrong_ca = config;
+  wrong_ca.client_id = "tls-wrong-ca";
+  wrong_ca.ca = pki.other_ca.string();
+  EXPECT_FALSE(connects_within(wrong_ca, 1500ms)) << "the server certificate must be verified";
+  auto insecure = config;
+  insecure.client_id = "tls-insecure";
+  insecure.ca = pki.other_ca.string();
+  insecure.insecure_skip_verify = true;
+  EXPECT_TRUE(connects_within(insecure, 5s));
 }
 
 // Debian's mosquitto grants every subscription and applies its ACL on delivery, so it never
@@ -528,9 +524,7 @@ TEST_F(MqttClientTest, ReceiveWindowDeliversAtMostThatManyUnacknowledged) {
   Client client(config_for(broker.address(), "windowed"));
   client.start(callbacks);
   ASSERT_TRUE(client.wait_connected(5s));
-  std::promise<void> subscribed;
-  client.subscribe({{"w/#", 1}}, [&](error_code, auto) { subscribed.set_value(); });
-  subscribed.get_future().wait();
+  ASSERT_FALSE(subscribe(client, {{"w/#", 1}}).empty());
 
   Client publisher(config_for(broker.address(), "w-pub"));
   publisher.start();
@@ -601,16 +595,29 @@ TEST_F(MqttClientTest, AFullReceiveWindowStopsReadingFromTheBroker) {
   EXPECT_EQ(received.size(), written);
 }
 
-TEST_F(MqttClientTest, AFullReceiveWindowStillReadsTheClientsOwnAcknowledgements) {
+// A client without keepalive, acknowledging by hand with a receive window of one, connected to
+// a broker played by hand.
+struct WindowOfOneClient {
   ScriptedBroker broker;
-  auto config = config_for(broker.address(), "both-ways");
-  config.keepalive = 0s;
   Inbox inbox;
-  auto callbacks = inbox.callbacks(/*manual_ack=*/true);
-  callbacks.receive_window = 1;
-  Client client(config);
-  client.start(callbacks);
-  broker.accept_client();
+  Client client;
+
+  explicit WindowOfOneClient(const std::string& client_id) : client(config(client_id)) {
+    auto callbacks = inbox.callbacks(/*manual_ack=*/true);
+    callbacks.receive_window = 1;
+    client.start(callbacks);
+    broker.accept_client();
+  }
+  ClientConfig config(const std::string& client_id) const {
+    auto config = config_for(broker.address(), client_id);
+    config.keepalive = 0s;
+    return config;
+  }
+};
+
+TEST_F(MqttClientTest, AFullReceiveWindowStillReadsTheClientsOwnAcknowledgements) {
+  WindowOfOneClient setup("both-ways");
+  auto& [broker, inbox, client] = setup;
   auto done = publish_async(client, message("out", "mine", 1));
   auto outgoing = broker.next();
   ASSERT_TRUE(std::holds_alternative<Publish>(outgoing));
@@ -628,15 +635,8 @@ TEST_F(MqttClientTest, AFullReceiveWindowStillReadsTheClientsOwnAcknowledgements
 }
 
 TEST_F(MqttClientTest, ARedeliveryOfAnUnacknowledgedMessageIsHandedOnOnce) {
-  ScriptedBroker broker;
-  auto config = config_for(broker.address(), "no-twice");
-  config.keepalive = 0s;
-  Inbox inbox;
-  auto callbacks = inbox.callbacks(/*manual_ack=*/true);
-  callbacks.receive_window = 1;
-  Client client(config);
-  client.start(callbacks);
-  broker.accept_client();
+  WindowOfOneClient setup("no-twice");
+  auto& [broker, inbox, client] = setup;
   Publish first = message("t", "one", 1);
   first.packet_id = 7;
   Publish second = message("t", "two", 1);
@@ -683,9 +683,7 @@ TEST_F(MqttClientTest, AFullReceiveWindowKeepsTheConnectionAlive) {
   Client client(config);
   client.start(callbacks);
   ASSERT_TRUE(client.wait_connected(5s));
-  std::promise<void> subscribed;
-  client.subscribe({{"k", 1}}, [&](error_code, auto) { subscribed.set_value(); });
-  subscribed.get_future().wait();
+  ASSERT_FALSE(subscribe(client, {{"k", 1}}).empty());
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "k", std::to_string(i), 1), 0);
   }
@@ -756,9 +754,7 @@ TEST_F(MqttClientTest, ClientsOnASharedThreadHandMessagesOnWithoutSwitchingThrea
   out.start();
   in.start(callbacks);
   ASSERT_TRUE(in.wait_connected(5s));
-  std::promise<void> subscribed;
-  in.subscribe({{"source", 1}}, [&](error_code, auto) { subscribed.set_value(); });
-  subscribed.get_future().wait();
+  ASSERT_FALSE(subscribe(in, {{"source", 1}}).empty());
   for (int i = 0; i < 20; ++i) {
     ASSERT_EQ(baetyl::testing::mosquitto_pub(broker.port(), "source", std::to_string(i), 1), 0);
   }

@@ -90,6 +90,19 @@ inline std::future<error_code> publish_async(Client& client, Publish p) {
   return future;
 }
 
+// Subscribes and waits for the SUBACK; returns its codes (none on an error or after 5 s).
+inline std::vector<std::uint8_t> subscribe(Client& client,
+                                           std::vector<baetyl::mqtt::TopicInfo> topics) {
+  std::promise<std::vector<std::uint8_t>> granted;
+  auto future = granted.get_future();
+  client.subscribe(std::move(topics), [&](error_code ec, std::vector<std::uint8_t> codes) {
+    if (ec) codes.clear();
+    granted.set_value(codes);
+  });
+  if (future.wait_for(5s) != std::future_status::ready) return {};
+  return future.get();
+}
+
 inline bool eventually(const std::function<bool()>& condition,
                        std::chrono::milliseconds timeout = 10s) {
   auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -1,6 +1,7 @@
 #include "engine/docker_client.h"
 
 #include "baetyl/asio_core.h"
+#include "baetyl/asio_deadline.h"
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -47,17 +48,7 @@ struct Failure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The sockets live outside the exchange so that a deadline can close them.
-struct Connection {
-  explicit Connection(asio::io_context& io) : unix_socket(io), tcp_socket(io) {}
-  void close() {
-    error_code ignored;
-    unix_socket.close(ignored);
-    tcp_socket.close(ignored);
-  }
-  unix_stream::socket unix_socket;
-  tcp::socket tcp_socket;
-};
+using Connection = ExchangeSockets;
 
 using OnLine = std::function<void(std::string_view)>;
 
@@ -225,8 +216,6 @@ DockerResponse DockerClient::exchange(const std::string& method, const std::stri
   const auto deadline = timeout.count() > 0 ? std::optional(Clock::now() + timeout) : std::nullopt;
   asio::io_context io(1);
   Connection connection(io);
-  std::optional<DockerResponse> response;
-  std::exception_ptr failure;
   auto run = [&]() -> asio::awaitable<DockerResponse> {
     error_code ec;
     if (!socket_path_.empty()) {
@@ -242,32 +231,16 @@ DockerResponse DockerClient::exchange(const std::string& method, const std::stri
     if (ec) throw Failure("cannot connect: " + ec.message());
     co_return co_await exchange_over(connection.tcp_socket, request, on_line);
   };
-  asio::co_spawn(io, run(), [&](std::exception_ptr error, DockerResponse result) {
-    if (error) {
-      failure = error;
-    } else {
-      response = std::move(result);
-    }
-  });
-  if (deadline) {
-    io.run_until(*deadline);
-  } else {
-    io.run();
-  }
   const std::string what = "Docker " + host_ + ": " + method + " " + target;
-  if (!response && !failure) {
-    connection.close();
-    io.restart();
-    io.run();
+  std::optional<DockerResponse> response;
+  try {
+    response = run_with_deadline(io, run(), deadline, [&] { connection.close(); });
+  } catch (const Failure& e) {
+    throw std::runtime_error(what + ": " + e.what());
+  }
+  if (!response) {
     throw std::runtime_error(what + ": no answer within " + std::to_string(timeout.count()) +
                              " ms");
-  }
-  if (failure) {
-    try {
-      std::rethrow_exception(failure);
-    } catch (const Failure& e) {
-      throw std::runtime_error(what + ": " + e.what());
-    }
   }
   return std::move(*response);
 }

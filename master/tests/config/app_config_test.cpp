@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "baetyl/testing/config_error.h"
+
 namespace baetyl::master {
 namespace {
 
@@ -14,12 +16,7 @@ AppConfig parse(const std::string& text) {
 }
 
 std::string error_of(const std::string& text) {
-  try {
-    parse(text);
-  } catch (const config::ConfigError& e) {
-    return e.what();
-  }
-  return "";
+  return baetyl::testing::config_error([&] { parse(text); });
 }
 
 TEST(AppConfig, EmptyDocumentHasNoServices) {

@@ -112,10 +112,24 @@ class EngineTest : public ::testing::Test {
     return s;
   }
 
-  // setup_service + start.
+  // A service `name` running the program `image` (found through bin_dirs or PATH) with `args`.
+  static ServiceInfo program(const std::string& name, const std::string& image,
+                             std::vector<std::string> args = {}) {
+    ServiceInfo info;
+    info.name = name;
+    info.image = image;
+    info.args = std::move(args);
+    return info;
+  }
+
+  // setup_service + start, on this fixture's engine or on `on`.
   std::unique_ptr<Instance> run(const ServiceInfo& info, const std::string& instance = "") {
-    engine().setup_service(info, {});
-    return engine().start(spec(info, instance));
+    return run_on(engine(), info, instance);
+  }
+  std::unique_ptr<Instance> run_on(NativeEngine& on, const ServiceInfo& info,
+                                   const std::string& instance = "") {
+    on.setup_service(info, {});
+    return on.start(spec(info, instance));
   }
 
   // Waits until a script ran `mark NAME` (defined by the preamble below).

@@ -274,19 +274,10 @@ TEST_F(NativeEngineTest, CleanLeftoversOfACrashedMaster) {
   {
     // The "crashed" master: instances and engine are dropped without stopping anything.
     NativeEngine first(options());
-    ServiceInfo polite;
-    polite.name = "polite";
-    polite.image = "sleep";
-    polite.args = {"30"};
-    first.setup_service(polite, {});
-    auto a = first.start(spec(polite));
+    auto a = run_on(first, program("polite", "sleep", {"30"}));
     script("bin/deaf",
            std::string(kMark) + "trap '' TERM\nsleep 30 &\nmark grandchild $!\nexec sleep 30\n");
-    ServiceInfo deaf;
-    deaf.name = "deaf";
-    deaf.image = "deaf";
-    first.setup_service(deaf, {});
-    auto b = first.start(spec(deaf));
+    auto b = run_on(first, program("deaf", "deaf"));
     ASSERT_TRUE(marked("grandchild"));
     leftover_pids_ = {pid_of(*a), pid_of(*b)};
   }
@@ -326,21 +317,11 @@ TEST_F(NativeEngineTest, CleanLeftoversOfACrashedMaster) {
 TEST_F(NativeEngineTest, LeftoversStayRecordedUntilCleaned) {
   {
     NativeEngine first(options());
-    ServiceInfo s;
-    s.name = "kept";
-    s.image = "sleep";
-    s.args = {"30"};
-    first.setup_service(s, {});
-    leftover_pids_ = {pid_of(*first.start(spec(s)))};
+    leftover_pids_ = {pid_of(*run_on(first, program("kept", "sleep", {"30"})))};
   }
   // A master that starts more before cleaning keeps the old record next to the new one.
   NativeEngine second(options());
-  ServiceInfo s;
-  s.name = "new";
-  s.image = "sleep";
-  s.args = {"30"};
-  second.setup_service(s, {});
-  auto instance = second.start(spec(s));
+  auto instance = run_on(second, program("new", "sleep", {"30"}));
   EXPECT_EQ(state_file()["instances"].size(), 2u);
   instance->stop(1s);
   ASSERT_EQ(state_file()["instances"].size(), 1u);

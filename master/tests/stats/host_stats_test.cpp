@@ -40,12 +40,8 @@ std::uint64_t meminfo_bytes(const std::string& key) {
 
 // VmRSS of /proc/<pid>/status in bytes.
 std::uint64_t vm_rss(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-  }
-  return 0;
+  const long kib = baetyl::testing::status_kib(pid);
+  return kib < 0 ? 0 : static_cast<std::uint64_t>(kib) * 1024;
 }
 
 // Field 22 of /proc/<pid>/stat, counted independently of the code under test.

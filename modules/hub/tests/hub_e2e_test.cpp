@@ -26,6 +26,26 @@ using baetyl::testing::SubscriberOptions;
 
 namespace {
 
+// Subscribes `c` to `filter` at `qos` and expects the SUBACK to grant `expected`.
+void subscribe(RawClient& c, const std::string& filter, std::uint8_t qos, std::uint8_t expected) {
+  c.send(mqtt::Subscribe{1, {{filter, qos}}});
+  auto ack = c.expect<mqtt::Suback>();
+  EXPECT_EQ(ack.return_codes, std::vector<std::uint8_t>{expected}) << filter;
+}
+
+// Connects `c` as the new persistent session `id` and subscribes it to `filter` at `qos`.
+void subscribe_persistent(RawClient& c, const std::string& id, const std::string& filter,
+                          std::uint8_t qos) {
+  ASSERT_FALSE(c.connect(make_connect(id, false)).session_present) << id;
+  subscribe(c, filter, qos, qos);
+}
+
+// Stops the hub with SIGTERM, expecting a clean exit, and starts it again.
+void restart(HubProcess& hub) {
+  EXPECT_EQ(hub.stop(SIGTERM), 0);
+  hub.start();
+}
+
 class HubTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -39,12 +59,6 @@ class HubTest : public ::testing::Test {
     auto ack = client->connect(make_connect(id, clean));
     EXPECT_EQ(ack.return_code, mqtt::ConnectReturnCode::Accepted);
     return client;
-  }
-
-  void subscribe(RawClient& c, const std::string& filter, std::uint8_t qos, std::uint8_t expected) {
-    c.send(mqtt::Subscribe{1, {{filter, qos}}});
-    auto ack = c.expect<mqtt::Suback>();
-    EXPECT_EQ(ack.return_codes, std::vector<std::uint8_t>{expected}) << filter;
   }
 
   mqtt::Publish publish_packet(std::string topic, std::string payload, std::uint8_t qos,
@@ -501,8 +515,7 @@ TEST_F(HubTest, DuplicateClientIdTakesOverTheSession) {
 TEST_F(HubTest, ASessionNeverReachesAnotherPrincipal) {
   {
     RawClient owner(port_);
-    ASSERT_FALSE(owner.connect(make_connect("owned", false)).session_present);
-    subscribe(owner, "private/#", 1, 1);
+    subscribe_persistent(owner, "owned", "private/#", 1);
     owner.send(mqtt::Disconnect{});
   }
   auto pub = connected("ownpub");
@@ -569,8 +582,7 @@ TEST_F(DenyTest, RetainedMessagesOnWildcardsSkipDeniedTopics) {
 TEST_F(DenyTest, OfflineQueueOfAPersistentSessionSkipsDeniedTopics) {
   {
     RawClient c(port_);
-    ASSERT_FALSE(c.connect(make_connect("dur", false)).session_present);
-    subscribe(c, "#", 1, 1);
+    subscribe_persistent(c, "dur", "#", 1);
     c.send(mqtt::Disconnect{});
   }
   auto pub = connected("qpub");
@@ -734,9 +746,7 @@ TEST(HubRestart, PersistentSessionSurvivesARestart) {
   HubProcess hub(base_config(port), port);
   {
     RawClient c(port);
-    ASSERT_FALSE(c.connect(make_connect("keeper", false)).session_present);
-    c.send(mqtt::Subscribe{1, {{"keep/#", 1}}});
-    c.expect<mqtt::Suback>();
+    subscribe_persistent(c, "keeper", "keep/#", 1);
     c.send(mqtt::Disconnect{});
     RawClient pub(port);
     pub.connect(make_connect("kpub"));
@@ -751,8 +761,7 @@ TEST(HubRestart, PersistentSessionSurvivesARestart) {
     pub.expect<mqtt::Puback>();
     pub.send(mqtt::Disconnect{});
   }
-  EXPECT_EQ(hub.stop(SIGTERM), 0);
-  hub.start();
+  restart(hub);
   RawClient c(port);
   EXPECT_TRUE(c.connect(make_connect("keeper", false)).session_present);
   for (int i = 1; i <= 3; ++i) {
@@ -819,9 +828,7 @@ TEST(HubRestart, SigkillLosesNoAcknowledgedQoS1Message) {
   HubProcess hub(base_config(port), port);
   {
     RawClient sub(port);
-    ASSERT_FALSE(sub.connect(make_connect("victim", false)).session_present);
-    sub.send(mqtt::Subscribe{1, {{"stream", 1}}});
-    sub.expect<mqtt::Suback>();
+    subscribe_persistent(sub, "victim", "stream", 1);
     sub.send(mqtt::Disconnect{});
   }
   RawClient pub(port);
@@ -915,6 +922,13 @@ class TransportTest : public ::testing::Test {
     ASSERT_TRUE(baetyl::testing::wait_for_port(wss_));
   }
 
+  // `args` with the test CA and the client's certificate and key.
+  std::vector<std::string> with_client_certificate(std::vector<std::string> args) const {
+    args.insert(args.end(), {"--ca", pki_.ca.string(), "--cert", pki_.client_cert.string(), "--key",
+                             pki_.client_key.string()});
+    return args;
+  }
+
   baetyl::testing::TempDir dir_;
   baetyl::testing::TestPki pki_;
   std::uint16_t tcp_ = 0, ssl_ = 0, ws_ = 0, wss_ = 0;
@@ -949,13 +963,7 @@ TEST_F(TransportTest, EveryTransportWithPaho) {
 }
 
 TEST_F(TransportTest, TwoWayTlsMapsTheCertificateToAPrincipal) {
-  const std::vector<std::string> cert{"--ca",   pki_.ca.string(),
-                                      "--cert", pki_.client_cert.string(),
-                                      "--key",  pki_.client_key.string()};
-  auto with = [&](std::vector<std::string> args) {
-    args.insert(args.end(), cert.begin(), cert.end());
-    return args;
-  };
+  auto with = [&](std::vector<std::string> args) { return with_client_certificate(args); };
   // Username given, empty password: the principal without password of that name.
   auto r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username",
                                 "client", "--topic", "tls/a"}));
@@ -997,13 +1005,7 @@ class UsernameAsIdentityTest : public TransportTest {
 // With certificate.useUsernameAsIdentity, the username of a client with a verified certificate
 // names the principal (without password), whatever the certificate's CN.
 TEST_F(UsernameAsIdentityTest, TheUsernameNamesThePrincipal) {
-  const std::vector<std::string> cert{"--ca",   pki_.ca.string(),
-                                      "--cert", pki_.client_cert.string(),
-                                      "--key",  pki_.client_key.string()};
-  auto with = [&](std::vector<std::string> args) {
-    args.insert(args.end(), cert.begin(), cert.end());
-    return args;
-  };
+  auto with = [&](std::vector<std::string> args) { return with_client_certificate(args); };
   auto r = run_paho(dir_, with({"--scheme", "ssl", "--port", std::to_string(ssl_), "--username",
                                 "device", "--topic", "device/a"}));
   EXPECT_EQ(r.code, 0) << r.output;
@@ -1086,6 +1088,36 @@ class DeadSubscriberTest : public HubTest {
   std::string extra_config() const override {
     return "status: {logging: {enable: true, interval: 100ms}}\n";
   }
+  // PUBLISH packets to `topic` at `qos` whose payloads are the numbers `first` to `last`, padded
+  // to 1 KB with spaces; a QoS 1 packet's id is its number.
+  std::string padded_burst(const std::string& topic, std::uint8_t qos, int first, int last) {
+    std::string burst;
+    for (int i = first; i <= last; ++i) {
+      std::string payload = std::to_string(i);
+      payload.resize(1024, ' ');
+      mqtt::encode(publish_packet(topic, payload, qos, static_cast<std::uint16_t>(i)), burst);
+    }
+    return burst;
+  }
+  // Reads the messages numbered `first` to `last` on `c` on a thread of its own, acknowledging
+  // QoS 1 ones; `error` names the first that is late or out of order.
+  static std::thread read_in_order(RawClient& c, int first, int last, std::string& error) {
+    return std::thread([&c, first, last, &error] {
+      for (int expected = first; expected <= last; ++expected) {
+        auto p = c.receive(10s);
+        if (!p) {
+          error = "timed out after " + std::to_string(expected - first) + " messages";
+          return;
+        }
+        const auto& m = std::get<mqtt::Publish>(*p);
+        if (m.qos == 1) c.send(mqtt::Puback{m.packet_id});
+        if (const int seq = std::stoi(m.payload); seq != expected) {
+          error = "message " + std::to_string(seq) + " instead of " + std::to_string(expected);
+          return;
+        }
+      }
+    });
+  }
   // The stat `key` of the status lines once it is above 0 (within 5 s), else its last value.
   long wait_for_stat(const std::string& key) {
     const auto deadline = std::chrono::steady_clock::now() + 5s;
@@ -1106,27 +1138,9 @@ TEST_F(DeadSubscriberTest, ASubscriberThatNeverReadsSlowsNobody) {
   subscribe(*live, "flood/#", 0, 0);
   // 40 MB: beyond what the socket buffers and the silent subscriber's queue take.
   constexpr int kMessages = 40000;
-  std::string burst;
-  for (int i = 0; i < kMessages; ++i) {
-    std::string payload = std::to_string(i);
-    payload.resize(1024, ' ');
-    mqtt::encode(publish_packet("flood/1", payload, 0), burst);
-  }
+  const std::string burst = padded_burst("flood/1", 0, 0, kMessages - 1);
   std::string error;
-  std::thread reader([&] {
-    for (int expected = 0; expected < kMessages; ++expected) {
-      auto p = live->receive(10s);
-      if (!p) {
-        error = "timed out after " + std::to_string(expected) + " messages";
-        return;
-      }
-      const int seq = std::stoi(std::get<mqtt::Publish>(*p).payload);
-      if (seq != expected) {
-        error = "message " + std::to_string(seq) + " instead of " + std::to_string(expected);
-        return;
-      }
-    }
-  });
+  std::thread reader = read_in_order(*live, 0, kMessages - 1, error);
   auto pub = connected("flooder");
   const auto start = std::chrono::steady_clock::now();
   pub->send_raw(burst);
@@ -1151,28 +1165,9 @@ TEST_F(DeadSubscriberTest, ACleanQos1QueueIsBoundedAndDropsForThatSubscriberOnly
   auto live = connected("live1");
   subscribe(*live, "q1/#", 1, 1);
   constexpr int kMessages = 3000;
-  std::string burst;
-  for (int i = 1; i <= kMessages; ++i) {
-    std::string payload = std::to_string(i);
-    payload.resize(1024, ' ');
-    mqtt::encode(publish_packet("q1/x", payload, 1, static_cast<std::uint16_t>(i)), burst);
-  }
+  const std::string burst = padded_burst("q1/x", 1, 1, kMessages);
   std::string error;
-  std::thread reader([&] {
-    for (int expected = 1; expected <= kMessages; ++expected) {
-      auto p = live->receive(10s);
-      if (!p) {
-        error = "timed out after " + std::to_string(expected - 1) + " messages";
-        return;
-      }
-      const auto& m = std::get<mqtt::Publish>(*p);
-      live->send(mqtt::Puback{m.packet_id});
-      if (std::stoi(m.payload) != expected) {
-        error = "message " + m.payload.substr(0, 8) + " instead of " + std::to_string(expected);
-        return;
-      }
-    }
-  });
+  std::thread reader = read_in_order(*live, 1, kMessages, error);
   auto pub = connected("q1pub");
   std::thread sender([&] { pub->send_raw(burst); });
   for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(pub->receive(10s).has_value()) << i;
@@ -1244,6 +1239,17 @@ class BigQueueTest : public HubTest {
     return "message: {egress: {qos0: {buffer: {size: 100000, bytes: 256m}}, "
            "qos1: {queue: {size: 100000, bytes: 256m}}}}\n";
   }
+  // Closes `hoarder`, whose queue took the hub from `idle` to `full` KB, and expects the hub's RSS
+  // to come back within 40 MB of `idle` in 5 s.
+  void expect_memory_back_after_closing(RawClient& hoarder, long idle, long full) {
+    hoarder.close();  // its session ends, and its queue with it
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (hub_->rss_kb() > idle + 40 * 1024 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_LT(hub_->rss_kb(), idle + 40 * 1024)
+        << "idle " << idle << " KB, with the queue " << full << " KB";
+  }
 };
 
 TEST_F(BigQueueTest, MemoryOfAFreedQos0QueueGoesBackToTheSystem) {
@@ -1262,13 +1268,7 @@ TEST_F(BigQueueTest, MemoryOfAFreedQos0QueueGoesBackToTheSystem) {
   pub->expect<mqtt::Pingresp>();
   const long full = hub_->rss_kb();
   ASSERT_GT(full - idle, 60 * 1024) << "the queue did not take the memory expected";
-  dead->close();
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (hub_->rss_kb() > idle + 40 * 1024 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(100ms);
-  }
-  EXPECT_LT(hub_->rss_kb(), idle + 40 * 1024)
-      << "idle " << idle << " KB, with the queue " << full << " KB";
+  expect_memory_back_after_closing(*dead, idle, full);
 }
 
 TEST_F(BigQueueTest, MemoryOfAFreedQueueGoesBackToTheSystem) {
@@ -1290,13 +1290,7 @@ TEST_F(BigQueueTest, MemoryOfAFreedQueueGoesBackToTheSystem) {
   }
   const long full = hub_->rss_kb();
   ASSERT_GT(full - idle, 80 * 1024) << "the queue did not take the memory expected";
-  dead->close();  // its session ends, and its queue with it
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (hub_->rss_kb() > idle + 40 * 1024 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(100ms);
-  }
-  EXPECT_LT(hub_->rss_kb(), idle + 40 * 1024)
-      << "idle " << idle << " KB, with the queue " << full << " KB";
+  expect_memory_back_after_closing(*dead, idle, full);
 }
 
 // Redelivered after a restart, a message carries DUP only if it had been sent before.
@@ -1305,9 +1299,7 @@ TEST(HubRestart, OnlyMessagesSentBeforeARestartCarryDup) {
   HubProcess hub(base_config(port, "message: {egress: {qos1: {buffer: {size: 2}}}}\n"), port);
   {
     RawClient sub(port);
-    ASSERT_FALSE(sub.connect(make_connect("dupsub", false)).session_present);
-    sub.send(mqtt::Subscribe{1, {{"dup", 1}}});
-    sub.expect<mqtt::Suback>();
+    subscribe_persistent(sub, "dupsub", "dup", 1);
     RawClient pub(port);
     pub.connect(make_connect("duppub"));
     for (std::uint16_t i = 1; i <= 4; ++i) {
@@ -1318,8 +1310,7 @@ TEST(HubRestart, OnlyMessagesSentBeforeARestartCarryDup) {
     EXPECT_EQ(sub.expect<mqtt::Publish>().payload, "m1");
     EXPECT_EQ(sub.expect<mqtt::Publish>().payload, "m2");
   }
-  EXPECT_EQ(hub.stop(SIGTERM), 0);
-  hub.start();
+  restart(hub);
   RawClient sub(port);
   ASSERT_TRUE(sub.connect(make_connect("dupsub", false)).session_present);
   std::vector<std::pair<std::string, bool>> got;
@@ -1464,9 +1455,7 @@ TEST(HubRestart, QoS2ExactlyOnceAcrossARestart) {
   const auto port = free_port();
   HubProcess hub(base_config(port), port);
   RawClient sub(port);
-  ASSERT_FALSE(sub.connect(make_connect("q2sub", false)).session_present);
-  sub.send(mqtt::Subscribe{1, {{"q2/#", 2}}});
-  sub.expect<mqtt::Suback>();
+  subscribe_persistent(sub, "q2sub", "q2/#", 2);
   {
     RawClient pub(port);
     ASSERT_FALSE(pub.connect(make_connect("q2pub", false)).session_present);
@@ -1483,8 +1472,7 @@ TEST(HubRestart, QoS2ExactlyOnceAcrossARestart) {
   sub.expect<mqtt::Pingresp>();  // the hub has handled the PUBCOMP
   sub.send(mqtt::Disconnect{});
   sub.close();
-  EXPECT_EQ(hub.stop(SIGTERM), 0);
-  hub.start();
+  restart(hub);
 
   RawClient again(port);
   EXPECT_TRUE(again.connect(make_connect("q2sub", false)).session_present);
@@ -1503,9 +1491,7 @@ TEST(HubRestart, QoS2ReleasedDeliveryResumesWithPubrel) {
   HubProcess hub(base_config(port), port);
   {
     RawClient sub(port);
-    ASSERT_FALSE(sub.connect(make_connect("relsub", false)).session_present);
-    sub.send(mqtt::Subscribe{1, {{"rel", 2}}});
-    sub.expect<mqtt::Suback>();
+    subscribe_persistent(sub, "relsub", "rel", 2);
     RawClient pub(port);
     pub.connect(make_connect("relpub"));
     pub.send(mqtt::Publish{"rel", "one", 2, false, false, 1});
@@ -1518,8 +1504,7 @@ TEST(HubRestart, QoS2ReleasedDeliveryResumesWithPubrel) {
     sub.send(mqtt::Pingreq{});
     sub.expect<mqtt::Pingresp>();  // PUBREC handled; PUBCOMP never sent
   }
-  EXPECT_EQ(hub.stop(SIGTERM), 0);
-  hub.start();
+  restart(hub);
   RawClient sub(port);
   EXPECT_TRUE(sub.connect(make_connect("relsub", false)).session_present);
   auto rel = sub.expect<mqtt::Pubrel>();  // not the message again
@@ -1528,8 +1513,7 @@ TEST(HubRestart, QoS2ReleasedDeliveryResumesWithPubrel) {
   sub.send(mqtt::Disconnect{});
   // Completed: nothing left after another restart.
   sub.close();
-  EXPECT_EQ(hub.stop(SIGTERM), 0);
-  hub.start();
+  restart(hub);
   RawClient again(port);
   EXPECT_TRUE(again.connect(make_connect("relsub", false)).session_present);
   EXPECT_TRUE(again.silent_for(300ms));

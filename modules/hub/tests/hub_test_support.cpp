@@ -71,14 +71,7 @@ int HubProcess::stop(int signal) { return process_->stop(signal); }
 
 std::string HubProcess::output() const { return process_ ? process_->output() : ""; }
 
-long HubProcess::rss_kb() const {
-  std::ifstream in("/proc/" + std::to_string(pid()) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
+long HubProcess::rss_kb() const { return baetyl::testing::status_kib(pid()); }
 
 long HubProcess::last_stat(const std::string& key) const {
   const std::string out = output();

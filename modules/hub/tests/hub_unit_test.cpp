@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <future>
 #include <set>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "hub_test_support.h"
 #include "server.h"
 #include "workers.h"
+#include "baetyl/testing/config_error.h"
 #include "baetyl/testing/ports.h"
 #include "baetyl/testing/temp_dir.h"
 #include "config.h"
@@ -29,7 +31,6 @@ using namespace baetyl::hub;
 namespace mqtt = baetyl::mqtt;
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
-using baetyl::config::ConfigError;
 
 namespace {
 
@@ -38,13 +39,42 @@ HubConfig load(const std::string& yaml) {
 }
 
 std::string error_of(const std::string& yaml) {
-  try {
-    load(yaml);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
+  return baetyl::testing::config_error([&] { load(yaml); });
 }
+
+// The numeric keys of message: (durations in ms): what each reads, its default (the docs') and
+// the value HubConfig.EveryKeyIsRead gives it.
+struct MessageKey {
+  const char* key;
+  std::function<std::uint64_t(const MessageConfig&)> read;
+  std::uint64_t default_value, value_read;
+};
+
+constexpr std::uint64_t ms(std::chrono::milliseconds d) { return d.count(); }
+
+using M = MessageConfig;
+const std::vector<MessageKey> kMessageKeys = {
+    {"length.max", [](const M& m) { return m.length_max.bytes; }, 32u * 1024, 4u << 20},
+    {"ingress.qos0.buffer.size", [](const M& m) { return m.ingress.qos0_buffer_size; }, 10000, 5},
+    {"ingress.qos1.buffer.size", [](const M& m) { return m.ingress.qos1_buffer_size; }, 100, 6},
+    {"ingress.qos1.batch.max", [](const M& m) { return m.ingress.qos1_batch_max; }, 50, 7},
+    {"ingress.qos1.cleanup.retention",
+     [](const M& m) { return ms(m.ingress.qos1_cleanup_retention); }, ms(48h), ms(1h)},
+    {"ingress.qos1.cleanup.interval",
+     [](const M& m) { return ms(m.ingress.qos1_cleanup_interval); }, ms(1min), ms(2s)},
+    {"egress.qos0.buffer.size", [](const M& m) { return m.egress.qos0_buffer_size; }, 10000, 8},
+    {"egress.qos0.buffer.bytes", [](const M& m) { return m.egress.qos0_buffer_bytes.bytes; },
+     8u << 20, 64u << 10},
+    {"egress.qos1.buffer.size", [](const M& m) { return m.egress.qos1_buffer_size; }, 100, 9},
+    {"egress.qos1.queue.size", [](const M& m) { return m.egress.qos1_queue_size; }, 1000, 13},
+    {"egress.qos1.queue.bytes", [](const M& m) { return m.egress.qos1_queue_bytes.bytes; },
+     16u << 20, 2u << 20},
+    {"egress.qos1.batch.max", [](const M& m) { return m.egress.qos1_batch_max; }, 50, 10},
+    {"egress.qos1.retry.interval", [](const M& m) { return ms(m.egress.qos1_retry_interval); },
+     ms(20s), ms(3s)},
+    {"offset.buffer.size", [](const M& m) { return m.offset.buffer_size; }, 10000, 11},
+    {"offset.batch.max", [](const M& m) { return m.offset.batch_max; }, 100, 12},
+};
 
 std::set<std::string> matches(const TopicTree<std::string>& tree, const std::string& topic) {
   std::set<std::string> out;
@@ -62,21 +92,7 @@ TEST(HubConfig, DefaultsFromTheDocs) {
   EXPECT_EQ(c.listeners[0].scheme, "tcp");
   EXPECT_EQ(c.listeners[0].host, "0.0.0.0");
   EXPECT_EQ(c.listeners[0].port, 1883);
-  EXPECT_EQ(c.message.length_max.bytes, 32u * 1024);
-  EXPECT_EQ(c.message.ingress.qos0_buffer_size, 10000u);
-  EXPECT_EQ(c.message.ingress.qos1_buffer_size, 100u);
-  EXPECT_EQ(c.message.ingress.qos1_batch_max, 50u);
-  EXPECT_EQ(c.message.ingress.qos1_cleanup_retention, 48h);
-  EXPECT_EQ(c.message.ingress.qos1_cleanup_interval, 1min);
-  EXPECT_EQ(c.message.egress.qos0_buffer_size, 10000u);
-  EXPECT_EQ(c.message.egress.qos0_buffer_bytes.bytes, 8u << 20);
-  EXPECT_EQ(c.message.egress.qos1_buffer_size, 100u);
-  EXPECT_EQ(c.message.egress.qos1_queue_size, 1000u);
-  EXPECT_EQ(c.message.egress.qos1_queue_bytes.bytes, 16u << 20);
-  EXPECT_EQ(c.message.egress.qos1_batch_max, 50u);
-  EXPECT_EQ(c.message.egress.qos1_retry_interval, 20s);
-  EXPECT_EQ(c.message.offset.buffer_size, 10000u);
-  EXPECT_EQ(c.message.offset.batch_max, 100u);
+  for (const auto& k : kMessageKeys) EXPECT_EQ(k.read(c.message), k.default_value) << k.key;
   EXPECT_FALSE(c.status.logging_enable);
   EXPECT_EQ(c.status.logging_interval, 60s);
   EXPECT_EQ(c.storage_dir, "var/db/baetyl/data");
@@ -129,21 +145,7 @@ logger: {level: debug}
   EXPECT_TRUE(c.certificate.use_username_as_identity);
   EXPECT_EQ(c.principals[0].permissions[0].deny, std::vector<std::string>{"secret/#"});
   EXPECT_EQ(c.subscriptions[0].target.qos, 1);
-  EXPECT_EQ(c.message.length_max.bytes, 4u << 20);
-  EXPECT_EQ(c.message.ingress.qos0_buffer_size, 5u);
-  EXPECT_EQ(c.message.ingress.qos1_buffer_size, 6u);
-  EXPECT_EQ(c.message.ingress.qos1_batch_max, 7u);
-  EXPECT_EQ(c.message.ingress.qos1_cleanup_retention, 1h);
-  EXPECT_EQ(c.message.ingress.qos1_cleanup_interval, 2s);
-  EXPECT_EQ(c.message.egress.qos0_buffer_size, 8u);
-  EXPECT_EQ(c.message.egress.qos0_buffer_bytes.bytes, 64u << 10);
-  EXPECT_EQ(c.message.egress.qos1_buffer_size, 9u);
-  EXPECT_EQ(c.message.egress.qos1_queue_size, 13u);
-  EXPECT_EQ(c.message.egress.qos1_queue_bytes.bytes, 2u << 20);
-  EXPECT_EQ(c.message.egress.qos1_batch_max, 10u);
-  EXPECT_EQ(c.message.egress.qos1_retry_interval, 3s);
-  EXPECT_EQ(c.message.offset.buffer_size, 11u);
-  EXPECT_EQ(c.message.offset.batch_max, 12u);
+  for (const auto& k : kMessageKeys) EXPECT_EQ(k.read(c.message), k.value_read) << k.key;
   EXPECT_TRUE(c.status.logging_enable);
   EXPECT_EQ(c.status.logging_interval, 5s);
   EXPECT_EQ(c.storage_dir, "data");
@@ -152,55 +154,38 @@ logger: {level: debug}
 }
 
 TEST(HubConfig, RejectsBadValuesWithFileAndKey) {
-  EXPECT_NE(error_of("{}").find("service.yml: listen: is required"), std::string::npos);
-  EXPECT_NE(error_of("listen: [udp://:1]").find("listen[0]: 'udp://:1': unknown scheme"),
-            std::string::npos);
-  EXPECT_NE(error_of("listen: [tcp://:99999]").find("invalid port"), std::string::npos);
-  EXPECT_NE(error_of("listen: [ssl://:8883]").find("certificate: cert and key are required"),
-            std::string::npos);
-  EXPECT_NE(error_of("listen: [tcp://:1]\nprincipals: [{username: a, permissions: [{action: "
-                     "publish, permit: [x]}]}]")
-                .find("principals[0].permissions[0].action: 'publish' is not one of: pub, sub"),
-            std::string::npos);
-  EXPECT_NE(error_of("listen: [tcp://:1]\nprincipals: [{username: a, permissions: [{action: "
-                     "sub, permit: [a/#/b]}]}]")
-                .find("principals[0].permissions[0].permit[0]"),
-            std::string::npos);
-  EXPECT_NE(error_of("listen: [tcp://:1]\nprincipals: [{username: a}, {username: a}]")
-                .find("principals[1].username: 'a' is listed twice"),
-            std::string::npos);
-  EXPECT_NE(
-      error_of("listen: [tcp://:1]\nmessage: {length: {max: 300m}}").find("message.length.max"),
-      std::string::npos);
-  EXPECT_NE(error_of("listen: [tcp://:1]\nmessage: {egress: {qos1: {retry: {interval: 5}}}}")
-                .find("message.egress.qos1.retry.interval"),
-            std::string::npos);
-  EXPECT_NE(error_of("listen: [tcp://:1]\nmessage: {egress: {qos0: {buffer: {bytes: 0}}}}")
-                .find("message.egress.qos0.buffer.bytes"),
-            std::string::npos);
-  EXPECT_NE(error_of("listen: [tcp://:1]\nmessage: {egress: {qos1: {queue: {size: 0}}}}")
-                .find("message.egress.qos1.queue.size"),
-            std::string::npos);
-  EXPECT_NE(error_of("listen: [tcp://:1]\nmessage: {egress: {qos1: {queue: {bytes: 1x}}}}")
-                .find("message.egress.qos1.queue.bytes"),
-            std::string::npos);
-  EXPECT_NE(
-      error_of(
-          "listen: [tcp://:1]\nsubscriptions: [{source: {topic: a, qos: 3}, target: {topic: b}}]")
-          .find("subscriptions[0].source.qos"),
-      std::string::npos);
-  EXPECT_NE(
-      error_of("listen: [tcp://:1]\nsubscriptions: [{source: {topic: a}, target: {topic: b/+}}]")
-          .find("subscriptions[0].target.topic"),
-      std::string::npos);
-  // '$' topics may be route targets, but $SYS is the hub's.
+  // Each text and what its error names; every text but the first two listens on tcp://:1.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"{}", "service.yml: listen: is required"},
+      {"listen: [udp://:1]", "listen[0]: 'udp://:1': unknown scheme"},
+      {"listen: [tcp://:99999]", "invalid port"},
+      {"listen: [ssl://:8883]", "certificate: cert and key are required"},
+      {"principals: [{username: a, permissions: [{action: publish, permit: [x]}]}]",
+       "principals[0].permissions[0].action: 'publish' is not one of: pub, sub"},
+      {"principals: [{username: a, permissions: [{action: sub, permit: [a/#/b]}]}]",
+       "principals[0].permissions[0].permit[0]"},
+      {"principals: [{username: a}, {username: a}]", "principals[1].username: 'a' is listed twice"},
+      {"message: {length: {max: 300m}}", "message.length.max"},
+      {"message: {egress: {qos1: {retry: {interval: 5}}}}", "message.egress.qos1.retry.interval"},
+      {"message: {egress: {qos0: {buffer: {bytes: 0}}}}", "message.egress.qos0.buffer.bytes"},
+      {"message: {egress: {qos1: {queue: {size: 0}}}}", "message.egress.qos1.queue.size"},
+      {"message: {egress: {qos1: {queue: {bytes: 1x}}}}", "message.egress.qos1.queue.bytes"},
+      {"subscriptions: [{source: {topic: a, qos: 3}, target: {topic: b}}]",
+       "subscriptions[0].source.qos"},
+      {"subscriptions: [{source: {topic: a}, target: {topic: b/+}}]",
+       "subscriptions[0].target.topic"},
+      {"subscriptions: [{source: {topic: a}, target: {topic: $SYS/a}}]",
+       "subscriptions[0].target.topic: '$SYS/a': $SYS topics are reserved"},
+  };
+  for (std::size_t i = 0; i < bad.size(); ++i) {
+    const auto& [text, error] = bad[i];
+    const std::string yaml = i < 4 ? text : "listen: [tcp://:1]\n" + text;
+    EXPECT_NE(error_of(yaml).find(error), std::string::npos) << yaml;
+  }
+  // '$' topics may be route targets, but $SYS is the hub's (above).
   EXPECT_EQ(error_of("listen: [tcp://:1]\nsubscriptions: [{source: {topic: a}, target: {topic: "
                      "$baidu/a}}]"),
             "");
-  EXPECT_NE(error_of("listen: [tcp://:1]\nsubscriptions: [{source: {topic: a}, target: {topic: "
-                     "$SYS/a}}]")
-                .find("subscriptions[0].target.topic: '$SYS/a': $SYS topics are reserved"),
-            std::string::npos);
 }
 
 TEST(HubConfig, RoutesWithDuplicatesOrCyclesAreRejected) {
@@ -464,11 +449,23 @@ TEST(Store, PersistsSessionsQueuesRetainedAndWills) {
   EXPECT_EQ(store.next_message_id(), 11);
 }
 
-TEST(Store, CleanupRemovesMessagesPastRetention) {
+namespace {
+
+// A store in a temporary directory, loaded and started.
+struct StartedStore {
   baetyl::testing::TempDir dir;
-  Store store(dir.path().string(), {}, spdlog::default_logger());
-  store.load();
-  store.start();
+  Store store{dir.path().string(), {}, spdlog::default_logger()};
+  StartedStore() {
+    store.load();
+    store.start();
+  }
+};
+
+}  // namespace
+
+TEST(Store, CleanupRemovesMessagesPastRetention) {
+  StartedStore started;
+  Store& store = started.store;
   store.save_session("c");
   store.add_message(make_message(store.next_message_id(), "t", "old", 1000), {{"c", 1}}, {});
   store.add_message(make_message(store.next_message_id(), "t", "new", 5000), {{"c", 1}}, {});
@@ -484,10 +481,8 @@ TEST(Store, CleanupRemovesMessagesPastRetention) {
 
 // A queue entry remembers whether its message was sent: after a restart only those go with DUP.
 TEST(Store, QueueEntriesRememberWhetherTheyWereSent) {
-  baetyl::testing::TempDir dir;
-  Store store(dir.path().string(), {}, spdlog::default_logger());
-  store.load();
-  store.start();
+  StartedStore started;
+  Store& store = started.store;
   store.save_session("c");
   for (int i = 0; i < 4; ++i) {
     store.add_message(make_message(store.next_message_id(), "t", std::to_string(i), 1), {{"c", 1}},
@@ -640,10 +635,8 @@ TEST(HubConfig, ExampleConfigurationLoadsWithoutUnknownKeys) {
 }
 
 TEST(Store, Qos2ReceiptsStoredWithTheMessage) {
-  baetyl::testing::TempDir dir;
-  Store store(dir.path().string(), {}, spdlog::default_logger());
-  store.load();
-  store.start();
+  StartedStore started;
+  Store& store = started.store;
   store.save_session("p");
   store.add_message(make_message(store.next_message_id(), "t", "a", 1), {}, {}, "p", 5);
   store.add_message(make_message(store.next_message_id(), "t", "b", 1), {}, {}, "p", 6);

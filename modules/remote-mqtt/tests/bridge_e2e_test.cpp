@@ -34,6 +34,12 @@ std::string hub_section(std::uint16_t port, const std::string& extra = "") {
          "\n  username: test\n  password: hahaha\n  interval: 1s\n" + extra;
 }
 
+// The first lines of a remotes: section whose one remote, "cloud", is at `address`; its further
+// keys (indented four spaces) follow.
+std::string cloud_at(const std::string& address) {
+  return "remotes:\n  - name: cloud\n    address: " + address;
+}
+
 // A client of the local baetyl-hub, and one of an anonymous mosquitto.
 mqtt::ClientConfig hub_client(std::uint16_t port) { return test_client_config(tcp(port)); }
 mqtt::ClientConfig anonymous(const std::string& address) {
@@ -47,8 +53,7 @@ TEST(RemoteMqtt, ForwardsBothWaysBetweenTheHubAndMosquitto) {
   auto hub_port = free_port();
   HubProcess hub(base_config(hub_port), hub_port);
   MosquittoBroker mosquitto;
-  BridgeProcess bridge(hub_section(hub_port) +
-                       "remotes:\n  - name: cloud\n    address: " + mosquitto.address() + R"(
+  BridgeProcess bridge(hub_section(hub_port) + cloud_at(mosquitto.address()) + R"(
     interval: 1s
 rules:
   - hub:
@@ -179,6 +184,47 @@ rules:
 
 // ---- nothing lost when a side or the bridge dies ----
 
+// Streams kStream numbered QoS 1 messages to `topic` through `streamer`, calls `disrupt` once a
+// fifth of them reached `verifier`, and checks that every number still arrives.
+void stream_across(Streamer& streamer, const std::string& topic, const Collector& verifier,
+                   const std::function<void()>& disrupt) {
+  streamer.start(topic, 0, kStream, kRate);
+  ASSERT_TRUE(eventually([&] { return verifier.ids().size() >= kStream / 5; }));
+  disrupt();
+  ASSERT_TRUE(streamer.finish());
+  EXPECT_TRUE(verifier.wait_for_ids(kStream)) << missing(verifier.ids(), 0, kStream);
+}
+
+// Kills `process` (a HubProcess or BridgeProcess) and starts it again 300 ms later.
+template <class P>
+void kill_and_restart(P& process) {
+  process.stop(SIGKILL);
+  std::this_thread::sleep_for(300ms);
+  process.start();
+}
+
+// A local hub, mosquitto as the remote "cloud", a bridge forwarding the hub's stream/# there and
+// a verifier subscribed on mosquitto.
+struct HubStreamToMosquitto {
+  std::uint16_t hub_port = free_port();
+  HubProcess hub{base_config(hub_port), hub_port};
+  MosquittoBroker mosquitto;
+  Collector verifier{anonymous(mosquitto.address()), {{"stream/#", 1}}};
+  BridgeProcess bridge{hub_section(hub_port) + cloud_at(mosquitto.address()) + R"(
+    interval: 1s
+rules:
+  - hub: {subscriptions: [{topic: 'stream/#', qos: 1}]}
+    remote: {name: cloud}
+)"};
+
+  // Once the path is open, streams from the hub to mosquitto around `disrupt`.
+  void stream_around(const std::function<void()>& disrupt) {
+    ASSERT_TRUE(path_open(hub_client(hub_port), "stream/probe", verifier));
+    Streamer streamer(tcp(hub_port), "streamer");
+    stream_across(streamer, "stream/n", verifier, disrupt);
+  }
+};
+
 TEST(RemoteMqtt, LosesNothingWhenTheRemoteIsKilled) {
   auto local_port = free_port(), remote_port = free_port();
   HubProcess local(base_config(local_port), local_port);
@@ -196,37 +242,13 @@ rules:
 )");
   ASSERT_TRUE(path_open(hub_client(local_port), "stream/probe", verifier));
   Streamer streamer(tcp(local_port), "streamer");
-  streamer.start("stream/n", 0, kStream, kRate);
-  ASSERT_TRUE(eventually([&] { return verifier.ids().size() >= kStream / 5; }));
-  remote.stop(SIGKILL);
-  std::this_thread::sleep_for(300ms);
-  remote.start();
-  ASSERT_TRUE(streamer.finish());
-  EXPECT_TRUE(verifier.wait_for_ids(kStream)) << missing(verifier.ids(), 0, kStream);
+  stream_across(streamer, "stream/n", verifier, [&] { kill_and_restart(remote); });
   EXPECT_TRUE(bridge.running());
 }
 
 TEST(RemoteMqtt, LosesNothingWhenTheLocalHubIsKilled) {
-  auto hub_port = free_port();
-  HubProcess hub(base_config(hub_port), hub_port);
-  MosquittoBroker mosquitto;
-  Collector verifier(anonymous(mosquitto.address()), {{"stream/#", 1}});
-  BridgeProcess bridge(hub_section(hub_port) +
-                       "remotes:\n  - name: cloud\n    address: " + mosquitto.address() + R"(
-    interval: 1s
-rules:
-  - hub: {subscriptions: [{topic: 'stream/#', qos: 1}]}
-    remote: {name: cloud}
-)");
-  ASSERT_TRUE(path_open(hub_client(hub_port), "stream/probe", verifier));
-  Streamer streamer(tcp(hub_port), "streamer");
-  streamer.start("stream/n", 0, kStream, kRate);
-  ASSERT_TRUE(eventually([&] { return verifier.ids().size() >= kStream / 5; }));
-  hub.stop(SIGKILL);
-  std::this_thread::sleep_for(300ms);
-  hub.start();
-  ASSERT_TRUE(streamer.finish());
-  EXPECT_TRUE(verifier.wait_for_ids(kStream)) << missing(verifier.ids(), 0, kStream);
+  HubStreamToMosquitto setup;
+  setup.stream_around([&] { kill_and_restart(setup.hub); });
 }
 
 TEST(RemoteMqtt, LosesNothingDownstreamWhenTheLocalHubIsKilled) {
@@ -234,69 +256,30 @@ TEST(RemoteMqtt, LosesNothingDownstreamWhenTheLocalHubIsKilled) {
   HubProcess hub(base_config(hub_port), hub_port);
   MosquittoBroker mosquitto;
   Collector verifier(tcp(hub_port), {{"orders/#", 1}}, "hub-verifier");
-  BridgeProcess bridge(hub_section(hub_port) +
-                       "remotes:\n  - name: cloud\n    address: " + mosquitto.address() + R"(
+  BridgeProcess bridge(hub_section(hub_port) + cloud_at(mosquitto.address()) + R"(
     interval: 1s
 rules:
   - remote: {name: cloud, subscriptions: [{topic: 'orders/#', qos: 1}]}
 )");
   ASSERT_TRUE(path_open(anonymous(mosquitto.address()), "orders/probe", verifier));
   Streamer streamer(mosquitto.address(), "streamer", "", "");
-  streamer.start("orders/n", 0, kStream, kRate);
-  ASSERT_TRUE(eventually([&] { return verifier.ids().size() >= kStream / 5; }));
-  hub.stop(SIGKILL);
-  std::this_thread::sleep_for(300ms);
-  hub.start();
-  ASSERT_TRUE(streamer.finish());
-  EXPECT_TRUE(verifier.wait_for_ids(kStream)) << missing(verifier.ids(), 0, kStream);
+  stream_across(streamer, "orders/n", verifier, [&] { kill_and_restart(hub); });
 }
 
 TEST(RemoteMqtt, LosesNothingWhenTheBridgeIsKilled) {
-  auto hub_port = free_port();
-  HubProcess hub(base_config(hub_port), hub_port);
-  MosquittoBroker mosquitto;
-  Collector verifier(anonymous(mosquitto.address()), {{"stream/#", 1}});
-  BridgeProcess bridge(hub_section(hub_port) +
-                       "remotes:\n  - name: cloud\n    address: " + mosquitto.address() + R"(
-    interval: 1s
-rules:
-  - hub: {subscriptions: [{topic: 'stream/#', qos: 1}]}
-    remote: {name: cloud}
-)");
-  ASSERT_TRUE(path_open(hub_client(hub_port), "stream/probe", verifier));
-  Streamer streamer(tcp(hub_port), "streamer");
-  streamer.start("stream/n", 0, kStream, kRate);
-  ASSERT_TRUE(eventually([&] { return verifier.ids().size() >= kStream / 5; }));
-  bridge.stop(SIGKILL);
-  std::this_thread::sleep_for(300ms);
-  bridge.start();
-  ASSERT_TRUE(streamer.finish());
-  EXPECT_TRUE(verifier.wait_for_ids(kStream)) << missing(verifier.ids(), 0, kStream);
+  HubStreamToMosquitto setup;
+  setup.stream_around([&] { kill_and_restart(setup.bridge); });
 }
 
 TEST(RemoteMqtt, SigtermLetsMessagesInFlightFinishAndLosesNothing) {
-  auto hub_port = free_port();
-  HubProcess hub(base_config(hub_port), hub_port);
-  MosquittoBroker mosquitto;
-  Collector verifier(anonymous(mosquitto.address()), {{"stream/#", 1}});
-  BridgeProcess bridge(hub_section(hub_port) +
-                       "remotes:\n  - name: cloud\n    address: " + mosquitto.address() + R"(
-    interval: 1s
-rules:
-  - hub: {subscriptions: [{topic: 'stream/#', qos: 1}]}
-    remote: {name: cloud}
-)");
-  ASSERT_TRUE(path_open(hub_client(hub_port), "stream/probe", verifier));
-  Streamer streamer(tcp(hub_port), "streamer");
-  streamer.start("stream/n", 0, kStream, kRate);
-  ASSERT_TRUE(eventually([&] { return verifier.ids().size() >= kStream / 5; }));
-  auto begin = std::chrono::steady_clock::now();
-  EXPECT_EQ(bridge.stop(SIGTERM), 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - begin, 3s) << "both sides are up: no waiting";
-  EXPECT_EQ(bridge.output().find("in flight; their sources keep them"), std::string::npos);
-  bridge.start();
-  ASSERT_TRUE(streamer.finish());
-  EXPECT_TRUE(verifier.wait_for_ids(kStream)) << missing(verifier.ids(), 0, kStream);
+  HubStreamToMosquitto setup;
+  setup.stream_around([&] {
+    auto begin = std::chrono::steady_clock::now();
+    EXPECT_EQ(setup.bridge.stop(SIGTERM), 0);
+    EXPECT_LT(std::chrono::steady_clock::now() - begin, 3s) << "both sides are up: no waiting";
+    EXPECT_EQ(setup.bridge.output().find("in flight; their sources keep them"), std::string::npos);
+    setup.bridge.start();
+  });
 }
 
 // ---- the window ----
@@ -461,6 +444,13 @@ rules:
   }
 }
 
+// The payloads "0" to "n - 1".
+std::vector<std::string> numbers(int n) {
+  std::vector<std::string> payloads;
+  for (int i = 0; i < n; ++i) payloads.push_back(std::to_string(i));
+  return payloads;
+}
+
 // The last report the bridge made to `master`, or null.
 nlohmann::json last_report(const baetyl::testing::HttpTestServer& master) {
   auto requests = master.requests();
@@ -496,9 +486,7 @@ report: {interval: 100ms}
   ASSERT_TRUE(bridge.wait_for_output("connected to " + tcp(hub_port)));
   ASSERT_TRUE(bridge.wait_for_output("connected to " + tcp(remote.port())));
   std::this_thread::sleep_for(300ms);  // the hub client's SUBSCRIBE
-  std::vector<std::string> numbers;
-  for (int i = 0; i < 40; ++i) numbers.push_back(std::to_string(i));
-  publish_all(hub_client(hub_port), "w/n", numbers);
+  publish_all(hub_client(hub_port), "w/n", numbers(40));
   ASSERT_TRUE(eventually([&] { return remote.publishes() >= 5; }));
   std::this_thread::sleep_for(2500ms);
   EXPECT_EQ(remote.publishes(), 5u) << "remotes[].buffersize messages in flight at most";
@@ -533,9 +521,7 @@ rules:
 )");
   ASSERT_TRUE(eventually([&] { return hub.subscribed(); }));
   ASSERT_TRUE(bridge.wait_for_output("connected to " + tcp(remote.port())));
-  std::vector<std::string> numbers;
-  for (int i = 0; i < 40; ++i) numbers.push_back(std::to_string(i));
-  hub.send("w/n", numbers);
+  hub.send("w/n", numbers(40));
 
   ASSERT_TRUE(eventually([&] { return remote.publishes() >= 10; }));
   std::this_thread::sleep_for(300ms);
@@ -568,8 +554,7 @@ TEST(RemoteMqtt, WithMqtt5AMessageTheRemoteRefusesIsDroppedAndTheOthersGoOn) {
   HubProcess hub(base_config(hub_port), hub_port);
   // mosquitto answers an MQTT 5 publish its ACL denies with PUBACK 0x87.
   MosquittoBroker mosquitto(MosquittoOptions{.acl = "topic readwrite up/ok/#\ntopic read #"});
-  BridgeProcess bridge(hub_section(hub_port) +
-                       "remotes:\n  - name: cloud\n    address: " + mosquitto.address() + R"(
+  BridgeProcess bridge(hub_section(hub_port) + cloud_at(mosquitto.address()) + R"(
     protocol: 5
     buffersize: 1
     interval: 1s
@@ -592,6 +577,13 @@ rules:
 }
 
 // ---- failures ----
+
+// Waits for `bridge` to exit on its own, expects status 1 and returns what it printed.
+std::string failure_output(BridgeProcess& bridge) {
+  EXPECT_TRUE(eventually([&] { return !bridge.running(); }));
+  EXPECT_EQ(bridge.stop(SIGKILL), 1);
+  return bridge.output();
+}
 
 TEST(RemoteMqtt, BadRemotesAreRetriedAndTheOthersKeepWorking) {
   baetyl::testing::TempDir pki_dir;
@@ -646,8 +638,7 @@ TEST(RemoteMqtt, ALoopConfigurationDoesNotAmplifyMessages) {
   HubProcess hub(base_config(hub_port), hub_port);
   MosquittoBroker mosquitto;
   // a/# both ways: whatever the bridge forwards to one side, that side hands back to it.
-  BridgeProcess bridge(hub_section(hub_port) +
-                       "remotes:\n  - name: cloud\n    address: " + mosquitto.address() + R"(
+  BridgeProcess bridge(hub_section(hub_port) + cloud_at(mosquitto.address()) + R"(
     interval: 1s
 rules:
   - hub: {subscriptions: [{topic: 'a/#', qos: 1}]}
@@ -747,23 +738,20 @@ TEST(RemoteMqtt, AnInvalidConfigurationExitsNamingFileAndKey) {
 remotes: [{name: cloud, address: 'tcp://127.0.0.1:1'}]
 rules: [{remote: {name: nope}}]
 )");
-  EXPECT_TRUE(eventually([&] { return !bad.running(); }));
-  EXPECT_EQ(bad.stop(SIGKILL), 1);
-  EXPECT_NE(bad.output().find("etc/baetyl/service.yml: rules[0].remote.name: no remote named "
-                              "'nope' in remotes"),
+  auto output = failure_output(bad);
+  EXPECT_NE(output.find("etc/baetyl/service.yml: rules[0].remote.name: no remote named "
+                        "'nope' in remotes"),
             std::string::npos)
-      << bad.output();
+      << output;
 
   BridgeProcess unreadable(hub_section(port) + R"(
 remotes: [{name: cloud, address: 'ssl://127.0.0.1:1', ca: /nonexistent/ca.pem}]
 rules: [{remote: {name: cloud}}]
 )");
-  EXPECT_TRUE(eventually([&] { return !unreadable.running(); }));
-  EXPECT_EQ(unreadable.stop(SIGKILL), 1);
-  EXPECT_NE(unreadable.output().find("rules[0]: remote 'cloud' (ssl://127.0.0.1:1)"),
-            std::string::npos)
-      << unreadable.output();
-  EXPECT_NE(unreadable.output().find("/nonexistent/ca.pem"), std::string::npos);
+  output = failure_output(unreadable);
+  EXPECT_NE(output.find("rules[0]: remote 'cloud' (ssl://127.0.0.1:1)"), std::string::npos)
+      << output;
+  EXPECT_NE(output.find("/nonexistent/ca.pem"), std::string::npos);
 }
 
 TEST(RemoteMqtt, UnknownKeysAreWarnedAbout) {
@@ -787,17 +775,16 @@ TEST(RemoteMqtt, ARefusedSubscriptionStopsTheBridgeWithValidatesubs) {
   MosquittoBroker mosquitto;
   // The hub's principal `test` may not subscribe to secret/#.
   BridgeProcess bridge(hub_section(hub_port, "  validatesubs: true\n") +
-                       "remotes:\n  - name: cloud\n    address: " + mosquitto.address() + R"(
+                       cloud_at(mosquitto.address()) + R"(
 rules:
   - hub: {subscriptions: [{topic: 'secret/#', qos: 1}]}
     remote: {name: cloud}
 )");
-  EXPECT_TRUE(eventually([&] { return !bridge.running(); }));
-  EXPECT_EQ(bridge.stop(SIGKILL), 1);
-  EXPECT_NE(bridge.output().find("rules[0] hub: broker refused subscription to secret/# "
-                                 "(validatesubs is on)"),
+  auto output = failure_output(bridge);
+  EXPECT_NE(output.find("rules[0] hub: broker refused subscription to secret/# "
+                        "(validatesubs is on)"),
             std::string::npos)
-      << bridge.output();
+      << output;
 }
 
 }  // namespace

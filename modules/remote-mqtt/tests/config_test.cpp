@@ -1,6 +1,7 @@
 // Keys, defaults, client ID precedence and error messages of the bridge's configuration.
 #include <gtest/gtest.h>
 
+#include "baetyl/testing/config_error.h"
 #include "config.h"
 
 namespace baetyl::remote {
@@ -9,12 +10,7 @@ namespace {
 using namespace std::chrono_literals;
 
 std::string issues_of(const std::string& yaml) {
-  try {
-    parse_bridge_config(yaml, "service.yml");
-  } catch (const config::ConfigError& e) {
-    return e.what();
-  }
-  return "";
+  return baetyl::testing::config_error([&] { parse_bridge_config(yaml, "service.yml"); });
 }
 
 TEST(RemoteMqttConfig, DocumentedDefaults) {

@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "baetyl/testing/config_error.h"
 #include "baetyl/testing/mosquitto.h"
 #include "baetyl/testing/ports.h"
 #include "baetyl/testing/process.h"
@@ -15,7 +16,6 @@
 #include "timer.h"
 
 using namespace std::chrono_literals;
-using baetyl::config::ConfigError;
 using baetyl::testing::MosquittoBroker;
 using baetyl::testing::MosquittoSubscriber;
 using baetyl::testing::Process;
@@ -30,12 +30,7 @@ TimerConfig load(const std::string& yaml) {
 }
 
 std::string error_of(const std::string& yaml) {
-  try {
-    load(yaml);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
+  return baetyl::testing::config_error([&] { load(yaml); });
 }
 
 std::int64_t unix_now() {

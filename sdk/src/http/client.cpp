@@ -2,6 +2,7 @@
 
 #include "address.h"
 #include "baetyl/asio.h"
+#include "baetyl/asio_deadline.h"
 #include "proxy.h"
 
 #include <boost/asio/redirect_error.hpp>
@@ -105,18 +106,9 @@ struct Route {
   std::string proxy_authorization;
 };
 
-// The sockets live outside the exchange so that a timeout can close them from outside.
-struct Connection {
-  explicit Connection(asio::io_context& io) : unix_socket(io), tcp_socket(io) {}
-
-  void close() {
-    error_code ignored;
-    unix_socket.close(ignored);
-    tcp_socket.close(ignored);
-  }
-
-  unix_stream::socket unix_socket;
-  tcp::socket tcp_socket;
+// The sockets of an exchange, and the TLS stream over its TCP socket.
+struct Connection : ExchangeSockets {
+  using ExchangeSockets::ExchangeSockets;
   std::optional<TlsStream> tls;
 };
 
@@ -284,28 +276,10 @@ Response run_exchange(const Route& route, const OutgoingRequest& request, const 
                       std::optional<Clock::time_point> deadline) {
   asio::io_context io(1);
   Connection connection(io);
-  std::optional<Response> response;
-  std::exception_ptr failure;
-  asio::co_spawn(io, exchange(connection, route, request, target, tls_context, verify),
-                 [&](std::exception_ptr error, Response result) {
-                   if (error) {
-                     failure = error;
-                   } else {
-                     response = std::move(result);
-                   }
-                 });
-  if (deadline) {
-    io.run_until(*deadline);
-  } else {
-    io.run();
-  }
-  if (!response && !failure) {
-    connection.close();
-    io.restart();
-    io.run();
-    throw TimedOut{};
-  }
-  if (failure) std::rethrow_exception(failure);
+  auto response =
+      run_with_deadline(io, exchange(connection, route, request, target, tls_context, verify),
+                        deadline, [&] { connection.close(); });
+  if (!response) throw TimedOut{};
   return std::move(*response);
 }
 

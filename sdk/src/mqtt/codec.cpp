@@ -150,6 +150,24 @@ Fault no_v5_fields_fault(PacketType type, const Properties& properties, R reason
   return no_v5_fields_fault(type, properties, reason_code);
 }
 
+// The properties of a packet without a reason code in 3.1.1: none there, valid for `context` in 5.
+Fault check_properties_of(PacketType type, const Properties& properties, V version,
+                          PropertyContext context) {
+  if (version != V::V5) return check_no_v5_fields(type, properties, R::Success);
+  return check_v5_properties(type, properties, context);
+}
+
+// The packet identifier of a SUBSCRIBE, SUBACK or UNSUBSCRIBE, and its payload's list of `what`.
+template <class List>
+Fault check_id_and_list(PacketType type, std::uint16_t packet_id, const List& list,
+                        const char* what) {
+  if (auto f = check_packet_id(type, packet_id); !f.empty()) return f;
+  if (list.empty()) {
+    return fault(type, std::string("payload must contain at least one ") + what, R::ProtocolError);
+  }
+  return {};
+}
+
 Fault check_reason_code(PacketType type, R code) {
   if (!reason_code_allowed(context_of(type), static_cast<std::uint8_t>(code))) {
     return fault(type,
@@ -335,9 +353,8 @@ Fault check_shared_filter(std::string_view filter) {
 
 Fault check(const Subscribe& s, V version) {
   constexpr auto type = PacketType::Subscribe;
-  if (auto f = check_packet_id(type, s.packet_id); !f.empty()) return f;
-  if (s.subscriptions.empty()) {
-    return fault(type, "payload must contain at least one topic filter", R::ProtocolError);
+  if (auto f = check_id_and_list(type, s.packet_id, s.subscriptions, "topic filter"); !f.empty()) {
+    return f;
   }
   for (const auto& sub : s.subscriptions) {
     if (auto f = check_topic_filter_field(type, sub.topic_filter); !f.empty()) return f;
@@ -362,15 +379,13 @@ Fault check(const Subscribe& s, V version) {
       }
     }
   }
-  if (version != V::V5) return check_no_v5_fields(type, s.properties, R::Success);
-  return check_v5_properties(type, s.properties, PropertyContext::Subscribe);
+  return check_properties_of(type, s.properties, version, PropertyContext::Subscribe);
 }
 
 Fault check(const Suback& s, V version) {
   constexpr auto type = PacketType::Suback;
-  if (auto f = check_packet_id(type, s.packet_id); !f.empty()) return f;
-  if (s.return_codes.empty()) {
-    return fault(type, "payload must contain at least one return code", R::ProtocolError);
+  if (auto f = check_id_and_list(type, s.packet_id, s.return_codes, "return code"); !f.empty()) {
+    return f;
   }
   for (auto code : s.return_codes) {
     if (version == V::V5) {
@@ -379,21 +394,18 @@ Fault check(const Suback& s, V version) {
       return fault(type, "return code " + hex_byte(code) + " is invalid", R::ProtocolError);
     }
   }
-  if (version != V::V5) return check_no_v5_fields(type, s.properties, R::Success);
-  return check_v5_properties(type, s.properties, PropertyContext::Suback);
+  return check_properties_of(type, s.properties, version, PropertyContext::Suback);
 }
 
 Fault check(const Unsubscribe& u, V version) {
   constexpr auto type = PacketType::Unsubscribe;
-  if (auto f = check_packet_id(type, u.packet_id); !f.empty()) return f;
-  if (u.topic_filters.empty()) {
-    return fault(type, "payload must contain at least one topic filter", R::ProtocolError);
+  if (auto f = check_id_and_list(type, u.packet_id, u.topic_filters, "topic filter"); !f.empty()) {
+    return f;
   }
   for (const auto& filter : u.topic_filters) {
     if (auto f = check_topic_filter_field(type, filter); !f.empty()) return f;
   }
-  if (version != V::V5) return check_no_v5_fields(type, u.properties, R::Success);
-  return check_v5_properties(type, u.properties, PropertyContext::Unsubscribe);
+  return check_properties_of(type, u.properties, version, PropertyContext::Unsubscribe);
 }
 
 Fault check(const Unsuback& u, V version) {
