@@ -804,6 +804,56 @@ TEST(Mqtt5PublishView, MutatedPacketsWithoutPropertiesAgreeWithDecode) {
   }
 }
 
+// A PUBLISH to the topic a receiver knows is read without checking the topic again: for every
+// mutation of one, in both versions, decode_known_publish() declines, or yields what decode()
+// yields (a packet decode() refuses is never accepted).
+TEST(KnownTopicPublish, MutatedPacketsAreDeclinedOrReadAsDecodeReadsThem) {
+  for (auto version : {ProtocolVersion::V311, kV5}) {
+    for (std::uint8_t qos : {0, 1}) {
+      const std::string wire =
+          encode(Publish{"a/b", "xyz", qos, false, false, std::uint16_t(qos ? 9 : 0)}, version);
+      int known = 0;
+      for (std::size_t pos = 0; pos < wire.size(); ++pos) {
+        for (int bit = -1; bit < 8; ++bit) {
+          std::string m = wire;
+          if (bit >= 0) m[pos] = static_cast<char>(m[pos] ^ (1 << bit));
+          const HeaderResult head = decode_fixed_header(m, {}, version);
+          if (head.status != DecodeStatus::Ok || head.header.type != PacketType::Publish ||
+              head.header.packet_length() > m.size()) {
+            continue;
+          }
+          const std::string whole = m.substr(0, head.header.packet_length());
+          PublishView view;
+          if (!decode_known_publish(whole, head.header, view, version, "a/b")) continue;
+          ++known;
+          const DecodeResult r = decode(whole, {}, version);
+          ASSERT_EQ(r.status, DecodeStatus::Ok) << hex(m) << r.error;
+          const auto& p = std::get<Publish>(r.packet);
+          EXPECT_EQ(view.topic, p.topic) << hex(m);
+          EXPECT_EQ(view.payload, p.payload) << hex(m);
+          EXPECT_EQ(view.qos, p.qos) << hex(m);
+          EXPECT_EQ(view.packet_id, p.packet_id) << hex(m);
+          EXPECT_EQ(view.retain, p.retain) << hex(m);
+          EXPECT_EQ(view.dup, p.dup) << hex(m);
+          EXPECT_TRUE(view.properties.empty()) << hex(m);
+          EXPECT_TRUE(p.properties.empty()) << hex(m);
+        }
+      }
+      EXPECT_GT(known, 1) << "the unchanged packet and some mutations of its payload";
+    }
+  }
+  // Another topic, an empty known topic, or (MQTT 5) properties: declined.
+  PublishView view;
+  const std::string other = encode(Publish{"a/c", "xyz", 0}, ProtocolVersion::V311);
+  const auto other_head = decode_fixed_header(other).header;
+  EXPECT_FALSE(decode_known_publish(other, other_head, view, ProtocolVersion::V311, "a/b"));
+  EXPECT_FALSE(decode_known_publish(other, other_head, view, ProtocolVersion::V311, ""));
+  Publish with_properties{"a/b", "xyz", 0};
+  with_properties.properties.add(PropertyId::ContentType, "text/plain");
+  const std::string v5 = encode(with_properties, kV5);
+  EXPECT_FALSE(decode_known_publish(v5, decode_fixed_header(v5, {}, kV5).header, view, kV5, "a/b"));
+}
+
 // Whatever the bytes, a v5 decode waits, fails with a reason code, or yields a packet that
 // validates and encodes back to an equal packet.
 TEST(Mqtt5Fuzz, MutatedPacketsNeverYieldInvalidPackets) {

@@ -450,21 +450,24 @@ Connection::Handled Connection::handle_input(std::string_view data) {
       }
       result.consumed += length;
       if (head.header.type == mqtt::PacketType::Publish && connected_) {
-        // Routed straight from the read buffer: copied only if something keeps it.
+        // Routed straight from the read buffer: copied only if something keeps it. The topic of
+        // the last PUBLISH that passed the checks is not checked again (see on_publish).
         mqtt::PublishView publish;
-        if (!v5()) {
-          if (auto error = mqtt::decode_publish(view.substr(0, length), head.header, publish);
-              !error.empty()) {
-            violation(mqtt::ReasonCode::MalformedPacket, error);
+        const std::string_view packet = view.substr(0, length);
+        if (!mqtt::decode_known_publish(packet, head.header, publish, version_, checked_topic_)) {
+          mqtt::DecodeError error;
+          if (v5()) {
+            error = mqtt::decode_publish(packet, head.header, publish, version_,
+                                         &mqtt5_->publish_properties);
+          } else {
+            error = {mqtt::ReasonCode::MalformedPacket,
+                     mqtt::decode_publish(packet, head.header, publish)};
+          }
+          if (!error.message.empty()) {
+            violation(error.reason, error.message);
             result.stop = true;
             break;
           }
-        } else if (auto error = mqtt::decode_publish(view.substr(0, length), head.header, publish,
-                                                     version_, &mqtt5_->publish_properties);
-                   !error.message.empty()) {
-          violation(error.reason, error.message);
-          result.stop = true;
-          break;
         }
         if (on_publish(publish) == Next::Close) result.stop = true;
         continue;
