@@ -723,9 +723,12 @@ TEST(Mqtt5PublishView, ParsesThePropertiesOnceIntoAReusedList) {
 }
 
 TEST(Mqtt5PublishView, EncodePublishV5MatchesEncodeForEveryQos) {
-  // Topics of several lengths, with and without properties.
+  // Topics of several lengths (the head of a PUBLISH is written in one append up to 128 bytes),
+  // with and without properties.
   for (std::uint8_t qos = 0; qos < 3; ++qos) {
-    for (const std::string& topic : {"some/topic"s, std::string(64, 't'), std::string(65, 'u')}) {
+    for (const std::string& topic :
+         {"some/topic"s, std::string(64, 't'), std::string(65, 'u'), std::string(117, 'v'),
+          std::string(118, 'w'), std::string(300, 'x')}) {
       const std::uint16_t id = qos > 0 ? 0x1234 : 0;
       Publish p{topic, std::string(300, 'p'), qos, qos == 1, qos == 2, id};
       std::string out;
@@ -737,6 +740,12 @@ TEST(Mqtt5PublishView, EncodePublishV5MatchesEncodeForEveryQos) {
       out.clear();
       encode_publish_v5(out, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, props);
       EXPECT_EQ(hex(out), hex(encode(p, kV5))) << "QoS " << int(qos) << " with a property";
+      p.properties.add_user("k", std::string(100, 'v'));  // the head no longer fits 128 bytes
+      props.clear();
+      encode_properties(p.properties, props);
+      out.clear();
+      encode_publish_v5(out, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, props);
+      EXPECT_EQ(hex(out), hex(encode(p, kV5))) << "QoS " << int(qos) << " with long properties";
     }
   }
 }
