@@ -5,8 +5,9 @@
 // MQTT 5, each time three ways that must agree:
 //   - all at once, packet after packet (the reference);
 //   - framed as the hub frames it (fixed header first, wait for the whole packet, PUBLISH through
-//     decode_publish() and everything else through decode(), under a Remaining Length limit), with
-//     the bytes arriving in chunks of random sizes;
+//     decode_known_publish() with the last PUBLISH's topic, else decode_publish(), and everything
+//     else through decode(), under a Remaining Length limit), with the bytes arriving in chunks of
+//     random sizes;
 //   - framed as the SDK client frames it (decode() on the growing buffer), one byte at a time.
 // Every packet decoded is valid, re-encodes to bytes that decode to the same packet, and is
 // refused by a Remaining Length limit one byte below its own (and, in MQTT 5, by a Maximum Packet
@@ -84,7 +85,9 @@ class HubReader {
       offset += length;
       if (head.header.type == PacketType::Publish) {
         PublishView p;
-        if (version_ == ProtocolVersion::V311) {
+        if (decode_known_publish(view.substr(0, length), head.header, p, version_, known_topic_)) {
+          // Read as a PUBLISH to the topic accepted last, without its checks: what decode() reads.
+        } else if (version_ == ProtocolVersion::V311) {
           if (auto error = decode_publish(view.substr(0, length), head.header, p); !error.empty()) {
             stop(std::move(error));
             break;
@@ -94,6 +97,7 @@ class HubReader {
           stop(std::move(e.message));
           break;
         }
+        known_topic_.assign(p.topic);
         Publish publish{std::string(p.topic), std::string(p.payload), p.qos, p.retain, p.dup,
                         p.packet_id};
         const auto e =
@@ -126,6 +130,7 @@ class HubReader {
   DecodeLimits limits_;
   ProtocolVersion version_;
   std::string buffer_;
+  std::string known_topic_;  // of the last PUBLISH read (the hub: the last one it accepted)
   Outcome out_;
 };
 

@@ -723,9 +723,12 @@ TEST(Mqtt5PublishView, ParsesThePropertiesOnceIntoAReusedList) {
 }
 
 TEST(Mqtt5PublishView, EncodePublishV5MatchesEncodeForEveryQos) {
-  // Topics of several lengths, with and without properties.
+  // Topics of several lengths (the head of a PUBLISH is written in one append up to 128 bytes),
+  // with and without properties.
   for (std::uint8_t qos = 0; qos < 3; ++qos) {
-    for (const std::string& topic : {"some/topic"s, std::string(64, 't'), std::string(65, 'u')}) {
+    for (const std::string& topic :
+         {"some/topic"s, std::string(64, 't'), std::string(65, 'u'), std::string(117, 'v'),
+          std::string(118, 'w'), std::string(300, 'x')}) {
       const std::uint16_t id = qos > 0 ? 0x1234 : 0;
       Publish p{topic, std::string(300, 'p'), qos, qos == 1, qos == 2, id};
       std::string out;
@@ -737,6 +740,12 @@ TEST(Mqtt5PublishView, EncodePublishV5MatchesEncodeForEveryQos) {
       out.clear();
       encode_publish_v5(out, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, props);
       EXPECT_EQ(hex(out), hex(encode(p, kV5))) << "QoS " << int(qos) << " with a property";
+      p.properties.add_user("k", std::string(100, 'v'));  // the head no longer fits 128 bytes
+      props.clear();
+      encode_properties(p.properties, props);
+      out.clear();
+      encode_publish_v5(out, p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, props);
+      EXPECT_EQ(hex(out), hex(encode(p, kV5))) << "QoS " << int(qos) << " with long properties";
     }
   }
 }
@@ -802,6 +811,56 @@ TEST(Mqtt5PublishView, MutatedPacketsWithoutPropertiesAgreeWithDecode) {
       }
     }
   }
+}
+
+// A PUBLISH to the topic a receiver knows is read without checking the topic again: for every
+// mutation of one, in both versions, decode_known_publish() declines, or yields what decode()
+// yields (a packet decode() refuses is never accepted).
+TEST(KnownTopicPublish, MutatedPacketsAreDeclinedOrReadAsDecodeReadsThem) {
+  for (auto version : {ProtocolVersion::V311, kV5}) {
+    for (std::uint8_t qos : {0, 1}) {
+      const std::string wire =
+          encode(Publish{"a/b", "xyz", qos, false, false, std::uint16_t(qos ? 9 : 0)}, version);
+      int known = 0;
+      for (std::size_t pos = 0; pos < wire.size(); ++pos) {
+        for (int bit = -1; bit < 8; ++bit) {
+          std::string m = wire;
+          if (bit >= 0) m[pos] = static_cast<char>(m[pos] ^ (1 << bit));
+          const HeaderResult head = decode_fixed_header(m, {}, version);
+          if (head.status != DecodeStatus::Ok || head.header.type != PacketType::Publish ||
+              head.header.packet_length() > m.size()) {
+            continue;
+          }
+          const std::string whole = m.substr(0, head.header.packet_length());
+          PublishView view;
+          if (!decode_known_publish(whole, head.header, view, version, "a/b")) continue;
+          ++known;
+          const DecodeResult r = decode(whole, {}, version);
+          ASSERT_EQ(r.status, DecodeStatus::Ok) << hex(m) << r.error;
+          const auto& p = std::get<Publish>(r.packet);
+          EXPECT_EQ(view.topic, p.topic) << hex(m);
+          EXPECT_EQ(view.payload, p.payload) << hex(m);
+          EXPECT_EQ(view.qos, p.qos) << hex(m);
+          EXPECT_EQ(view.packet_id, p.packet_id) << hex(m);
+          EXPECT_EQ(view.retain, p.retain) << hex(m);
+          EXPECT_EQ(view.dup, p.dup) << hex(m);
+          EXPECT_TRUE(view.properties.empty()) << hex(m);
+          EXPECT_TRUE(p.properties.empty()) << hex(m);
+        }
+      }
+      EXPECT_GT(known, 1) << "the unchanged packet and some mutations of its payload";
+    }
+  }
+  // Another topic, an empty known topic, or (MQTT 5) properties: declined.
+  PublishView view;
+  const std::string other = encode(Publish{"a/c", "xyz", 0}, ProtocolVersion::V311);
+  const auto other_head = decode_fixed_header(other).header;
+  EXPECT_FALSE(decode_known_publish(other, other_head, view, ProtocolVersion::V311, "a/b"));
+  EXPECT_FALSE(decode_known_publish(other, other_head, view, ProtocolVersion::V311, ""));
+  Publish with_properties{"a/b", "xyz", 0};
+  with_properties.properties.add(PropertyId::ContentType, "text/plain");
+  const std::string v5 = encode(with_properties, kV5);
+  EXPECT_FALSE(decode_known_publish(v5, decode_fixed_header(v5, {}, kV5).header, view, kV5, "a/b"));
 }
 
 // Whatever the bytes, a v5 decode waits, fails with a reason code, or yields a packet that

@@ -33,12 +33,14 @@ Broker::DeliveryBatch::~DeliveryBatch() {
   }
   for (auto& group : groups_) {
     std::shared_ptr<Connection> connection;
+    bool encoded = false;  // some QoS 0 packets, which write_directly() may send
     {
       std::lock_guard lock(group.session->mutex);
       connection = group.session->connection.lock();
       const bool connected = connection != nullptr;
       for (auto& entry : group.entries) {
         if (entry.packets > 0) {
+          encoded = true;
           broker_->queue_encoded_locked(*group.session, connected,
                                         std::string_view(encoded_).substr(entry.offset, entry.bytes),
                                         entry.packets);
@@ -49,7 +51,7 @@ Broker::DeliveryBatch::~DeliveryBatch() {
     }
     // A subscriber served by another, idle worker gets the read's QoS 0 packets from this thread:
     // waking that worker would cost more than the write.
-    if (connection && !connection->write_directly()) connection->notify();
+    if (connection && !(encoded && connection->write_directly())) connection->notify();
     if (!stray_shared.empty()) {
       broker_->redeliver_shared(group.session.get(), std::exchange(stray_shared, {}));
     }

@@ -68,6 +68,10 @@ struct BrokerStats {
   std::atomic<std::uint64_t> auth_failures{0};
   std::atomic<std::uint64_t> writes_offloaded{0};  // sent by a less busy worker (see Workers)
   std::atomic<std::uint64_t> writes_direct{0};     // sent by a publisher's worker (write_directly)
+  // Posts that handed a connection's wake-ups or committed messages from another thread to the
+  // connection's worker, and how many wake-ups and messages they carried.
+  std::atomic<std::uint64_t> handovers{0};
+  std::atomic<std::uint64_t> handed_over{0};
 };
 
 class Broker {

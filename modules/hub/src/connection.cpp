@@ -138,12 +138,62 @@ void Connection::notify() {
   wake_soon();
 }
 
+namespace {
+// The wake-ups a worker thread asked during its current pass for connections of other workers
+// (see Connection::hand_over), by the io_context of those workers.
+struct Handover {
+  asio::io_context* context = nullptr;
+  std::vector<std::shared_ptr<Connection>> connections;
+};
+thread_local std::vector<Handover> handovers;
+thread_local bool handovers_posted = false;  // send_handovers() is posted to this worker
+}  // namespace
+
 void Connection::wake_soon() {
   if (notify_pending_.exchange(true)) return;
+  if (workers_ != nullptr && std::this_thread::get_id() != home_thread_) {
+    if (auto worker = workers_->current_executor()) {
+      hand_over(*worker);
+      return;
+    }
+  }
   asio::post(strand_, [self = shared_from_this()] {
     self->notify_pending_ = false;
     self->wake();
   });
+}
+
+// A worker's pass runs the handlers its io_context had ready (the reads of several connections,
+// say); what they deliver to a connection of another worker wakes that connection once the pass
+// is over, together with the other connections of that worker woken in the pass: one post and
+// one wake-up of the other worker per pass, not one per read. send_handovers(), posted to this
+// worker's own queue, runs after the handlers that were ready before it.
+void Connection::hand_over(asio::io_context::executor_type worker) {
+  auto* context = &strand_.context();
+  auto it = std::find_if(handovers.begin(), handovers.end(),
+                         [context](const Handover& h) { return h.context == context; });
+  if (it == handovers.end()) it = handovers.insert(handovers.end(), Handover{context, {}});
+  it->connections.push_back(shared_from_this());
+  if (!handovers_posted) {
+    handovers_posted = true;
+    asio::post(worker, [] { send_handovers(); });
+  }
+}
+
+void Connection::send_handovers() {
+  handovers_posted = false;
+  for (auto& h : handovers) {
+    if (h.connections.empty()) continue;
+    auto& stats = h.connections.front()->broker_.stats();
+    stats.handovers.fetch_add(1, std::memory_order_relaxed);
+    stats.handed_over.fetch_add(h.connections.size(), std::memory_order_relaxed);
+    asio::post(*h.context, [connections = std::exchange(h.connections, {})] {
+      for (const auto& c : connections) {
+        c->notify_pending_ = false;
+        c->wake();
+      }
+    });
+  }
 }
 
 void Connection::close(mqtt::ReasonCode reason) {
@@ -450,21 +500,24 @@ Connection::Handled Connection::handle_input(std::string_view data) {
       }
       result.consumed += length;
       if (head.header.type == mqtt::PacketType::Publish && connected_) {
-        // Routed straight from the read buffer: copied only if something keeps it.
+        // Routed straight from the read buffer: copied only if something keeps it. The topic of
+        // the last PUBLISH that passed the checks is not checked again (see on_publish).
         mqtt::PublishView publish;
-        if (!v5()) {
-          if (auto error = mqtt::decode_publish(view.substr(0, length), head.header, publish);
-              !error.empty()) {
-            violation(mqtt::ReasonCode::MalformedPacket, error);
+        const std::string_view packet = view.substr(0, length);
+        if (!mqtt::decode_known_publish(packet, head.header, publish, version_, checked_topic_)) {
+          mqtt::DecodeError error;
+          if (v5()) {
+            error = mqtt::decode_publish(packet, head.header, publish, version_,
+                                         &mqtt5_->publish_properties);
+          } else {
+            error = {mqtt::ReasonCode::MalformedPacket,
+                     mqtt::decode_publish(packet, head.header, publish)};
+          }
+          if (!error.message.empty()) {
+            violation(error.reason, error.message);
             result.stop = true;
             break;
           }
-        } else if (auto error = mqtt::decode_publish(view.substr(0, length), head.header, publish,
-                                                     version_, &mqtt5_->publish_properties);
-                   !error.message.empty()) {
-          violation(error.reason, error.message);
-          result.stop = true;
-          break;
         }
         if (on_publish(publish) == Next::Close) result.stop = true;
         continue;
@@ -929,12 +982,10 @@ Connection::Next Connection::on_publish(const mqtt::PublishView& view) {
   }
   ++pending_commits_;
   if (mqtt5_) ++mqtt5_->incoming_inflight;
+  if (!committed_) committed_ = std::make_unique<Committed>();
   const std::uint8_t qos = m.qos;
   broker_.publish(
-      m,
-      [self = shared_from_this(), id, qos] {
-        asio::post(self->strand_, [self, id, qos] { self->committed(id, qos); });
-      },
+      m, [self = shared_from_this(), id, qos] { self->on_committed(id, qos); },
       qos == 2 ? session_.get() : nullptr, id);
   return Next::Continue;
 }
@@ -991,6 +1042,37 @@ void Connection::refuse_publish(const mqtt::PublishView& p, mqtt::ReasonCode rea
       session_->remove_incoming_qos2(p.packet_id);
     }
   }
+}
+
+// The store runs the callbacks of a connection's messages in commit order, under its commit lock,
+// on whichever thread committed them: they wait in committed_, and one post per batch sends their
+// acknowledgements from the connection's thread, in that order (a post per message, from another
+// worker or the writer thread, woke this worker up as often). The acknowledgements go after the
+// handlers already due on that thread, such as a subscriber's writer: a publisher acknowledged
+// at once, before that writer ran, overran clean sessions' queues.
+void Connection::on_committed(std::uint16_t packet_id, std::uint8_t qos) {
+  bool first = false;
+  {
+    std::lock_guard lock(committed_->mutex);
+    first = committed_->ids.empty();
+    committed_->ids.emplace_back(packet_id, qos);
+  }
+  const bool handed_over = std::this_thread::get_id() != home_thread_;
+  if (handed_over) broker_.stats().handed_over.fetch_add(1, std::memory_order_relaxed);
+  if (!first) return;
+  if (handed_over) broker_.stats().handovers.fetch_add(1, std::memory_order_relaxed);
+  asio::post(strand_, [self = shared_from_this()] { self->acknowledge_committed(); });
+}
+
+void Connection::acknowledge_committed() {
+  thread_local std::vector<std::pair<std::uint16_t, std::uint8_t>> ids;
+  {
+    std::lock_guard lock(committed_->mutex);
+    if (committed_->ids.empty()) return;
+    ids.swap(committed_->ids);
+  }
+  for (const auto& [packet_id, qos] : ids) committed(packet_id, qos);
+  ids.clear();
 }
 
 void Connection::committed(std::uint16_t packet_id, std::uint8_t qos) {

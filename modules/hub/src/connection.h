@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -60,7 +61,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   class WakeupBatch;
 
   // Posts one wake-up of the writer to the connection's strand (coalesced while one is pending).
+  // Asked on another worker's thread, the wake-up waits there for the end of that worker's pass
+  // over its ready handlers, and goes with the others of that pass for this connection's worker
+  // in one post (hand_over).
   void wake_soon();
+  void hand_over(asio::io_context::executor_type worker);  // `worker`: the calling thread's
+  // Posts the wake-ups the calling worker collected to the workers of their connections.
+  static void send_handovers();
 
   static asio::awaitable<void> write_loop(std::shared_ptr<Connection> self);
   // Writes `data`, from another worker when Workers::offload_target says so.
@@ -131,6 +138,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_pubrec(std::uint16_t packet_id);
   void send(const mqtt::Packet& packet);
   bool window_has_room();
+  // A QoS 1/2 message of this connection was committed (the store's callback, on whichever thread
+  // committed it): queued in committed_, acknowledged by one post per batch, in commit order.
+  void on_committed(std::uint16_t packet_id, std::uint8_t qos);
+  void acknowledge_committed();  // what committed_ holds; on the connection's thread
   void committed(std::uint16_t packet_id, std::uint8_t qos);
   // Moves control packets and due messages into `out`.
   void collect(std::string& out);
@@ -204,6 +215,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // until more arrive would otherwise wait forever).
   std::chrono::steady_clock::time_point refill_due_{};
   std::string control_;  // encoded control packets waiting for the writer
+  // Made by the first QoS 1/2 PUBLISH: its messages committed, in commit order, waiting for their
+  // PUBACK/PUBREC (see on_committed).
+  struct Committed {
+    std::mutex mutex;
+    std::vector<std::pair<std::uint16_t, std::uint8_t>> ids;  // packet id, QoS
+  };
+  std::unique_ptr<Committed> committed_;
   mqtt::DecodeLimits limits_;
   std::size_t window_ = 0;  // QoS 1/2 in flight: egress buffer, and the client's maximum
 

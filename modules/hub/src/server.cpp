@@ -283,7 +283,9 @@ nlohmann::json Hub::stats() {
       {"workers",
        {{"count", workers_->size()},
         {"writes_offloaded", s.writes_offloaded.load()},
-        {"writes_direct", s.writes_direct.load()}}},
+        {"writes_direct", s.writes_direct.load()},
+        {"handovers", s.handovers.load()},
+        {"handed_over", s.handed_over.load()}}},
       {"store", store_stats()},
       {"rules", rules},
   };

@@ -327,6 +327,9 @@ void Store::submit(Op op) {
       wake = !here;
     }
     ops_.push_back(std::move(op));
+    ++submitted_;
+    // Submitted outside a CommitScope: the writer's from now on. Inside one, the scope's.
+    if (!lazy(ops_.back()) && !here) due_until_ = submitted_;
   }
   if (wake) cv_.notify_one();
 }
@@ -353,16 +356,27 @@ void Store::commit_here() {
   std::vector<Op> batch;
   for (int round = 0;; ++round) {
     std::unique_lock committing(commit_mutex_, std::try_to_lock);
-    if (!committing.owns_lock()) return;
+    if (!committing.owns_lock()) {
+      // The holder decides whether it is done under mutex_, and lets commit_mutex_ go in the
+      // same step: it has not decided yet, so it takes this scope's work along (a worker), or
+      // hands it to itself (the writer, see run).
+      std::lock_guard lock(mutex_);
+      left_to_holder_ = true;
+      return;
+    }
     {
       std::lock_guard lock(mutex_);
+      left_to_holder_ = false;  // whatever is in ops_ is this loop's to commit now
       if (urgent_ == 0) {
         // Acknowledgements left over: the writer commits them after its delay.
         if (!ops_.empty() && writer_idle_) cv_.notify_one();
+        committing.unlock();
         return;
       }
       if (round == kMaxBatches) {
+        due_until_ = submitted_;
         cv_.notify_one();  // urgent work: the writer takes it at once
+        committing.unlock();
         return;
       }
       take_batch(batch);
@@ -493,7 +507,7 @@ void Store::flush() {
 void Store::run() {
   std::vector<Op> batch;
   while (wait_for_work()) {
-    std::lock_guard committing(commit_mutex_);
+    std::unique_lock committing(commit_mutex_);
     bool checkpoint = false;
     {
       std::lock_guard lock(mutex_);
@@ -502,6 +516,10 @@ void Store::run() {
     }
     if (!batch.empty()) commit_and_complete(batch, true);
     if (checkpoint) finish_checkpoint_if_wal_too_long();
+    std::lock_guard lock(mutex_);
+    // A scope that ended while this commit ran left its work to the writer.
+    if (std::exchange(left_to_holder_, false)) due_until_ = submitted_;
+    committing.unlock();
   }
 }
 
@@ -535,14 +553,20 @@ void Store::finish_checkpoint_if_wal_too_long() {
   wal_pages_ = 0;
 }
 
+// The writer commits what was submitted outside a CommitScope or handed to it, and
+// acknowledgements; not what a thread inside its CommitScope is still adding to, which that
+// thread commits when its scope ends (under steady load from two workers, a writer that took any
+// work it found committed about half of their messages, a hand-off and a wake-up each).
 bool Store::wait_for_work() {
   std::unique_lock lock(mutex_);
+  const auto due = [&] { return taken_ < due_until_; };
+  const auto lazy_waiting = [&] { return ops_.size() > urgent_; };
   writer_idle_ = true;
-  cv_.wait(lock, [&] { return stopping_ || !ops_.empty() || checkpoint_wanted_; });
+  cv_.wait(lock, [&] { return stopping_ || due() || lazy_waiting() || checkpoint_wanted_; });
   writer_idle_ = false;
   if (ops_.empty() && !checkpoint_wanted_) return false;  // stopping with nothing left
   cv_.wait_for(lock, options_.ack_delay, [&] {
-    return stopping_ || urgent_ > 0 || ops_.size() >= options_.ack_batch_max ||
+    return stopping_ || due() || ops_.size() - urgent_ >= options_.ack_batch_max ||
            checkpoint_wanted_;
   });
   return true;
@@ -566,6 +590,7 @@ void Store::take_batch(std::vector<Op>& batch) {
     if (!ack) --urgent_;
     batch.push_back(std::move(ops_.front()));
     ops_.pop_front();
+    ++taken_;
   }
 }
 

@@ -304,6 +304,13 @@ class Store {
   std::condition_variable cv_;
   std::deque<Op> ops_;
   std::size_t urgent_ = 0;  // ops_ other than acknowledgements
+  // Ops ever submitted and taken out of ops_ (taken_ counts the front's place), and the writer's
+  // work: the ops before due_until_ (see wait_for_work).
+  std::uint64_t submitted_ = 0;
+  std::uint64_t taken_ = 0;
+  std::uint64_t due_until_ = 0;
+  // A scope ended while another thread held commit_mutex_: that thread takes its work.
+  bool left_to_holder_ = false;
   bool stopping_ = false;
   bool writer_idle_ = false;  // the writer waits for any work (not for more acknowledgements)
   bool checkpoint_wanted_ = false;  // the WAL is too long: the writer finishes a checkpoint

@@ -39,6 +39,11 @@ void Workers::run(std::size_t index) {
   this_workers = nullptr;
 }
 
+std::optional<asio::io_context::executor_type> Workers::current_executor() const {
+  if (this_workers != this) return std::nullopt;
+  return contexts_[this_index]->get_executor();
+}
+
 void Workers::sample() {
   if (this_workers != this) return;
   Load& load = loads_[this_index];

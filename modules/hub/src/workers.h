@@ -40,6 +40,8 @@ class Workers {
   }
   // Runs worker `index` on the calling thread until its io_context stops.
   void run(std::size_t index);
+  // The executor of the worker the calling thread runs, or nullopt on any other thread.
+  std::optional<asio::io_context::executor_type> current_executor() const;
 
   // Records the calling worker's CPU time (at most every kSampleInterval): its share of the
   // wall time since the previous sample is its busy fraction. Cheap to call often.

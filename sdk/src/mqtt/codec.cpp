@@ -1,5 +1,6 @@
 #include "baetyl/mqtt/codec.h"
 
+#include <cstring>
 #include <stdexcept>
 #include <utility>
 
@@ -1181,12 +1182,19 @@ void encode(const Packet& packet, std::string& out, ProtocolVersion version) {
 }
 
 namespace {
-// The fixed header of a PUBLISH with a body of `body` bytes, and its topic's length, in one
-// append: fewer calls into std::string on the path every subscriber's copy of a message takes.
-[[gnu::always_inline]] inline void append_publish_head(std::string& out, std::size_t body,
-                                                       std::size_t topic_size, std::uint8_t qos,
-                                                       bool retain, bool dup) {
-  char head[7];
+// A PUBLISH made of its parts. `properties`: nullopt for 3.1.1; else what encode_properties()
+// wrote, or empty for a Property Length 0. Everything before the payload goes in one append when
+// it fits a small buffer (the usual topic), so that both versions take two appends, on the path
+// every subscriber's copy of a message takes; else one per field.
+[[gnu::always_inline]] inline void append_publish(std::string& out, std::string_view topic,
+                                                  std::string_view payload, std::uint8_t qos,
+                                                  bool retain, bool dup, std::uint16_t packet_id,
+                                                  std::optional<std::string_view> properties) {
+  const std::size_t props = !properties ? 0 : properties->empty() ? 1 : properties->size();
+  const std::size_t body = 2 + topic.size() + (qos > 0 ? 2 : 0) + props + payload.size();
+  out.reserve(out.size() + 1 + varint_size(body) + body);
+  constexpr std::size_t kSmallHead = 128;
+  char head[kSmallHead];
   std::size_t n = 0;
   head[n++] = static_cast<char>(static_cast<std::uint8_t>(PacketType::Publish) << 4 |
                                 (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0));
@@ -1197,48 +1205,41 @@ namespace {
     if (length > 0) byte |= 0x80;
     head[n++] = static_cast<char>(byte);
   } while (length > 0);
-  head[n++] = static_cast<char>(topic_size >> 8);
-  head[n++] = static_cast<char>(topic_size & 0xFF);
+  head[n++] = static_cast<char>(topic.size() >> 8);
+  head[n++] = static_cast<char>(topic.size() & 0xFF);
+  const bool small = n + topic.size() + 2 + props <= kSmallHead;
+  if (small) {
+    std::memcpy(head + n, topic.data(), topic.size());
+    n += topic.size();
+  } else {
+    out.append(head, n);
+    out.append(topic);
+    n = 0;
+  }
+  if (qos > 0) {
+    head[n++] = static_cast<char>(packet_id >> 8);
+    head[n++] = static_cast<char>(packet_id & 0xFF);
+  }
+  if (properties && properties->empty()) head[n++] = 0;
+  if (properties && !properties->empty() && small) {
+    std::memcpy(head + n, properties->data(), properties->size());
+    n += properties->size();
+  }
   out.append(head, n);
+  if (properties && !properties->empty() && !small) out.append(*properties);
+  out.append(payload);
 }
 }  // namespace
 
 void encode_publish(std::string& out, std::string_view topic, std::string_view payload,
                     std::uint8_t qos, bool retain, bool dup, std::uint16_t packet_id) {
-  const std::size_t body = 2 + topic.size() + (qos > 0 ? 2 : 0) + payload.size();
-  out.reserve(out.size() + 1 + varint_size(body) + body);
-  append_publish_head(out, body, topic.size(), qos, retain, dup);
-  out.append(topic);
-  if (qos > 0) {
-    const char id[2] = {static_cast<char>(packet_id >> 8), static_cast<char>(packet_id & 0xFF)};
-    out.append(id, 2);
-  }
-  out.append(payload);
+  append_publish(out, topic, payload, qos, retain, dup, packet_id, std::nullopt);
 }
 
-// Flattened: GCC inlines the appends of encode_publish() but not all of these, and every MQTT 5
-// subscriber's copy of a message is encoded here.
-[[gnu::flatten]] void encode_publish_v5(std::string& out, std::string_view topic,
-                                        std::string_view payload, std::uint8_t qos, bool retain,
-                                        bool dup, std::uint16_t packet_id,
-                                        std::string_view properties) {
-  const std::size_t props = properties.empty() ? 1 : properties.size();
-  const std::size_t body = 2 + topic.size() + (qos > 0 ? 2 : 0) + props + payload.size();
-  out.reserve(out.size() + 1 + varint_size(body) + body);
-  append_publish_head(out, body, topic.size(), qos, retain, dup);
-  out.append(topic);
-  if (qos > 0) {
-    const char id[2] = {static_cast<char>(packet_id >> 8), static_cast<char>(packet_id & 0xFF)};
-    out.append(id, 2);
-  }
-  if (properties.empty()) {
-    // Property Length 0, appended as the identifier is (both inlined; push_back is a call).
-    const char none[1] = {0};
-    out.append(none, 1);
-  } else {
-    out.append(properties);
-  }
-  out.append(payload);
+void encode_publish_v5(std::string& out, std::string_view topic, std::string_view payload,
+                       std::uint8_t qos, bool retain, bool dup, std::uint16_t packet_id,
+                       std::string_view properties) {
+  append_publish(out, topic, payload, qos, retain, dup, packet_id, properties);
 }
 
 std::string encode(const Packet& packet, ProtocolVersion version) {
@@ -1439,6 +1440,44 @@ namespace {
   return decode_publish_v5(data, header, out, properties);
 }
 }  // namespace
+
+// The layout of decode_publish_view() (and the Property Length 0 of an MQTT 5 PUBLISH without
+// properties), with the checks of check_publish() that do not concern the topic: the QoS and DUP
+// rules of the fixed header are decode_fixed_header()'s, a QoS 1/2 packet identifier must not be 0.
+bool decode_known_publish(std::string_view data, const FixedHeader& header, PublishView& out,
+                          ProtocolVersion version, std::string_view known_topic) {
+  if (known_topic.empty() || data.size() < header.packet_length()) return false;
+  const std::string_view body = data.substr(header.header_length, header.remaining_length);
+  const std::size_t topic_size = known_topic.size();
+  if (body.size() < 2 + topic_size ||
+      (static_cast<std::size_t>(static_cast<std::uint8_t>(body[0])) << 8 |
+       static_cast<std::uint8_t>(body[1])) != topic_size ||
+      std::memcmp(body.data() + 2, known_topic.data(), topic_size) != 0) {
+    return false;
+  }
+  std::size_t at = 2 + topic_size;
+  const auto qos = static_cast<std::uint8_t>((header.flags >> 1) & 0x03);
+  std::uint16_t packet_id = 0;
+  if (qos > 0) {
+    if (body.size() < at + 2) return false;
+    packet_id = static_cast<std::uint16_t>(static_cast<std::uint8_t>(body[at]) << 8 |
+                                           static_cast<std::uint8_t>(body[at + 1]));
+    if (packet_id == 0) return false;
+    at += 2;
+  }
+  if (version == V::V5) {
+    if (body.size() < at + 1 || body[at] != 0) return false;
+    ++at;
+  }
+  out.topic = body.substr(2, topic_size);
+  out.payload = body.substr(at);
+  out.qos = qos;
+  out.retain = header.flags & 0x01;
+  out.dup = header.flags & 0x08;
+  out.packet_id = packet_id;
+  out.properties = {};
+  return true;
+}
 
 DecodeError decode_publish(std::string_view data, const FixedHeader& header, PublishView& out,
                            ProtocolVersion version, Properties* parsed) {

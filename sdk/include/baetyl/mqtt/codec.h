@@ -122,6 +122,14 @@ struct DecodeError {
 DecodeError decode_publish(std::string_view data, const FixedHeader& header, PublishView& out,
                            ProtocolVersion version, Properties* parsed = nullptr);
 
+// The usual PUBLISH of a connection that publishes to one topic over and over, read with the least
+// work: when its topic name is exactly `known_topic` (a topic this receiver decoded before, whose
+// bytes passed the checks then) and, with V5, it has no properties, fills in `out` as
+// decode_publish() would, without checking the topic again, and returns true. False for any other
+// packet, which says nothing about it: decode it with decode_publish(). `known_topic` empty: false.
+bool decode_known_publish(std::string_view data, const FixedHeader& header, PublishView& out,
+                          ProtocolVersion version, std::string_view known_topic);
+
 // Checks a packet against the rules the decoder enforces for `version`; returns an empty string
 // when valid. Members marked MQTT 5 in packet.h must keep their defaults with V311.
 std::string validate(const Packet& packet, ProtocolVersion version = ProtocolVersion::V311);
