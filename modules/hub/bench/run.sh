@@ -801,14 +801,14 @@ ${raw}\`\`\`
 - Store: the hub runs SQLite with \`synchronous=NORMAL\`: a commit survives a crash of the hub,
   not a power cut (modules/hub/README.md, Durability). \`synchronous=FULL\` adds an fsync of the
   WAL to every commit; the store table shows both on this run's disk.
-- The bench client's CPU at QoS 1, as measured separately on 2026-12-07 (not by this script), is
-  mostly the kernel's: its publisher sends one PUBLISH per PUBACK it reads, so one \`send\` per
-  message (103,000 for 100,000 messages), and a loopback send also runs the receiving socket's TCP
-  work; of about 7.5 µs per message, 0.44 µs was spent in user space (means of five runs). A
-  publisher that refills its window only after taking every PUBACK already read sent about 2,200
-  times for 100,000 messages and needed 0.6–1.0 µs per message; the hub then read several PUBLISH
-  packets at a time and committed them together (4.5–5.4 instead of 7.3–13.9 µs of hub CPU per
-  message, 107,000–149,000 instead of 33,000–67,000 msg/s in alternating runs): another load than
-  one PUBLISH per PUBACK, so \`hub_bench\` does not do it.
+- The bench client's QoS 1 publisher refills its window once per read of PUBACKs (one \`send\`
+  for every PUBACK that read returned), as a client that keeps a window in flight does. Measured
+  separately on 2026-12-07 (not by this script): a publisher that sent one PUBLISH per PUBACK
+  made one \`send\` per message (103,000 for 100,000 messages) and spent about 7.5 µs per message,
+  mostly in the kernel (a loopback send also runs the receiving socket's TCP work); refilling per
+  read it sent about 2,200 times for 100,000 messages and needed 0.6–1.0 µs per message, and the
+  hub then read several PUBLISH packets at a time and committed them together (4.5–5.4 instead of
+  7.3–13.9 µs of hub CPU per message in alternating runs). The QoS 1 rows of reports before
+  2026-12-07 15:00 were measured with one PUBLISH per PUBACK, so their hub rates are lower.
 REPORT
 log "wrote $output"
