@@ -86,6 +86,7 @@ if ((${#chosen[@]})); then
   done
   variants=("${chosen[@]}")
 fi
+function_cmds=""  # each variant's command, for the report
 for ((run = 1; run <= function_runs; run++)); do
   for variant in "${variants[@]}"; do
     case $variant in
@@ -97,6 +98,10 @@ for ((run = 1; run <= function_runs; run++)); do
         args=(--mode docker --hub direct --cgroup-parent "" --label direct-docker-cgroup) ;;
       *) args=(--mode docker --hub "$variant") ;;
     esac
+    if ((run == 1)); then
+      printf -v shown '%q ' "${args[@]//baetyl-dbench-$$/baetyl-dbench-PID}"
+      function_cmds+="$function_cmd $shown--summary FILE"$'\n'
+    fi
     echo "run-docker.sh: function run $run of $function_runs, $variant" >&2
     # A run that loses QoS 1 messages exits 1 and is reported as measured.
     $function_cmd "${args[@]}" --summary "$summary" >"$work/function-$variant-$run.md" ||
@@ -137,19 +142,21 @@ programs, docker mode the module images \`scripts/build-images.sh\` made from th
   master's RSS in docker mode ≤ 10 MB; the start is reported next to native mode.
 - **Function pipeline**: the rules and functions of
   [benchmarks-function.md](benchmarks-function.md), Python only (\`return event\`), QoS 1 in and
-  out, \`instance.max\` 1 and 4, the same messages and clients, in six variants: native;
-  docker with the bench clients on the hub's port published on 127.0.0.1 (as a client on this
-  host reaches the example's hub: through Docker's userland proxy, \`docker-proxy\`); docker with
-  the clients on the hub container's address on the \`baetyl\` bridge network (no proxy, no NAT:
-  what a client elsewhere on that network gets, and the measured path closest to a daemon run
-  with \`"userland-proxy": false\`, whose published ports are a kernel NAT rule; the daemon here was
-  not reconfigured for it, since other work uses it); and, to tell the cost of containers from that of
-  the CPU share Docker gives them (see the notes), native mode with the master and its services in
-  a CPU cgroup of their own, and in one beside the containers, inside their cgroup \`baetyl\`
-  (\`docker.cgroup_parent\`, [master.md](master.md#docker-mode)); and docker mode on the
-  container's address with the containers in Docker's own cgroup \`docker\`
-  (\`docker.cgroup_parent: ""\`), which every container of the daemon shares.
-  Target of the Docker issue: Python QoS 1 in containers within 20 % of native.
+  out, \`instance.max\` 1 and 4, the same messages and clients, in the variants this run chose
+  of: native (\`native\`); docker with the bench clients on the hub's port published on
+  127.0.0.1 (\`published\`: as a client on this host reaches the example's hub, through Docker's
+  userland proxy, \`docker-proxy\`); docker with the port published on the host's own network
+  address and the clients there (\`host\`: what a device on the host's network gets, through
+  Docker's NAT rule in the kernel, without docker-proxy); docker with the clients on the hub
+  container's address on the \`baetyl\` bridge network (\`direct\`: no proxy, no NAT, what a
+  client elsewhere on that network gets); and, to tell the cost of containers from that of the
+  CPU share Docker gives them (see the notes), native mode with the master and its services in
+  a CPU cgroup of their own (\`native-group\`), and in one beside the containers, inside their
+  cgroup \`baetyl\` (\`native-docker-group\`; \`docker.cgroup_parent\`,
+  [master.md](master.md#docker-mode)), and docker mode on the container's address with the
+  containers in Docker's own cgroup \`docker\` (\`direct-docker-cgroup\`;
+  \`docker.cgroup_parent: ""\`), which every container of the daemon shares. This run:
+  ${variants[*]}. Target of the Docker issue: Python QoS 1 in containers within 20 % of native.
 
 Runs are interleaved (native, docker, native, docker, ...), so that a change of the machine's load
 during the run weighs on both modes alike.
@@ -171,13 +178,7 @@ $build_cmd
 $images_cmd
 $example_cmd
 # $function_runs times, interleaved:
-$function_cmd --mode native --summary FILE
-$function_cmd --mode native --cpu-group baetyl-dbench-PID --summary FILE
-$function_cmd --mode native --cpu-group baetyl/baetyl-dbench-PID --label native-docker-group --summary FILE
-$function_cmd --mode docker --hub published --summary FILE
-$function_cmd --mode docker --hub direct --summary FILE
-$function_cmd --mode docker --hub direct --cgroup-parent "" --label direct-docker-cgroup --summary FILE
-python3 bench/compare_modes.py FILE
+${function_cmds}python3 bench/compare_modes.py FILE
 \`\`\`
 
 ## Results
@@ -194,36 +195,36 @@ $function_results
 
 - **Load.** This run had the machine's 2 cores to itself: nothing else ran. Runs of the modes are
   interleaved so that all see the same load, and every run's figure is shown next to the median:
-  they vary by ±20 % and more (native mode's three runs at instance.max 4: 10,209 to 14,363
+  they vary by ±20 % and more (native mode's five runs at instance.max 4: 9,812 to 13,101
   msg/s), so compare the columns of one run, not with other reports.
-- **Start.** To the three static services running, docker mode takes about 1.6 s against 60 ms:
+- **Start.** To the three static services running, docker mode takes about 1.7 s against 60 ms:
   the master creates and starts one container after the other through the Engine API, and
   dockerd, containerd and runc take about 0.5 s for each here (namespaces, cgroup, the veth pair
   on the bridge, the binds, and for the hub the published port) where native mode's posix_spawn
-  takes milliseconds. Until the walkthrough answers on all six topics it is about 4.3 s against
-  0.6 s: the function manager starts the four runtime containers on the first messages, and a
-  Python runtime's cold start in a container is about 0.65 s (the cold start row) against 0.19 s
+  takes milliseconds. Until the walkthrough answers on all six topics it is about 4.6 s against
+  0.7 s: the function manager starts the four runtime containers on the first messages, and a
+  Python runtime's cold start in a container is about 0.7 s (the cold start row) against 0.19 s
   as a process.
 - **Memory.** The master's RSS in docker mode, with the example's containers running (hub,
-  function manager, timer and the runtime instances the probes started), is 8.44 MiB (8.9 MB):
-  within the target of 10 MB, and 0.7 MiB more than native mode with the same example.
-- **Stop.** About 1.1 s in docker mode against 0.2 s: each container is stopped (SIGTERM
+  function manager, timer and the runtime instances the probes started), is 8.39 MiB (8.8 MB):
+  within the target of 10 MB, and 0.65 MiB more than native mode with the same example.
+- **Stop.** About 1.3 s in docker mode against 0.15 s: each container is stopped (SIGTERM
   through Docker's init, see [master.md](master.md#docker-mode)) and removed.
-- **Function pipeline, one instance.** Python QoS 1 in containers is at 102 % of native through
-  the port published on 127.0.0.1 (docker-proxy) and 100 % with the clients on the hub
-  container's address, comparing medians; the CPU per output of every process is close in every
-  variant (132 µs native, 136 µs in containers, of which docker-proxy 9 µs).
-- **Function pipeline, \`instance.max: 4\`.** 92 % of native on the hub container's address (in
-  the containers' own cgroup \`baetyl\` and in Docker's \`docker\` alike) and 75 % through the
-  published port: a MISS of the 20 % target in this run. Run by run (each docker run next to the
-  native run before it) the published port gave 64 %, 118 % and 72 %; its CPU per output was
-  162 µs against 119 µs native and 134 µs on the container's address, docker-proxy 9 µs of it.
-  The Python runtime now answers the calls of a batch in its stream's thread while they end fast
-  and announces so, and the function manager then fills one instance up to \`instance.calls\`
-  before it uses another (modules/function-python/README.md): before that change, spreading the
-  100 calls in flight over four instances gave each small batches and a thread wake-up per call,
-  and the runs of 2026-12-07 09:23 gave 64 % (published port) and 76 % (container address),
-  with 146 µs per output native and 188–212 µs in containers.
+- **Function pipeline, one instance.** Python QoS 1 in containers is at 100–101 % of native on
+  all three paths (medians); the CPU per output of every process is close in every variant (128
+  µs native, 133–139 µs in containers, of which docker-proxy 9 µs on the 127.0.0.1 path).
+- **Function pipeline, \`instance.max: 4\`.** 93 % of native through the port published on
+  127.0.0.1 (docker-proxy), 100 % through the port published on the host's address (Docker's
+  NAT rule) and 104 % on the hub container's address (medians). Run by run (each docker run next
+  to the native run before it) the docker-proxy path gave 93 %, 96 %, 86 %, 78 % and 96 %; it
+  costs the most CPU per output (147 µs against 127 µs native and 125–132 µs on the other two
+  paths): docker-proxy itself 9 µs per output, the rest spread over the other processes (not
+  measured apart). A device on the host's network reaches
+  the hub through the NAT rule, not through docker-proxy, which carries only connections to
+  127.0.0.1. The run of the same day at 16:30 (commit 61d5d6b, before the Python runtime told
+  the manager when its calls turn slow or fast again) gave 80 % through docker-proxy and 93 % on
+  the container's address, and the run at 15:30 75 % and 92 %: the docker-proxy path scatters
+  around the target from run to run.
 - **The CPU share of Docker's cgroup.** Docker's cgroupfs driver puts every container in a cgroup
   below \`docker\`, whose weight (\`cpu.shares\` 1024) is that of one process outside it and which
   every container of the daemon shares. Earlier runs of this script, while a container of other
@@ -233,8 +234,10 @@ $function_results
   bridge and 96 µs to the same container with its process moved to the root CPU cgroup. So the
   master now creates its containers in a cgroup of their own, \`baetyl\` at the root
   (\`docker.cgroup_parent\`, [docker.md](docker.md)), weighted as one process beside the others
-  and shared with no other container of the daemon; the last column keeps Docker's \`docker\` group
-  for comparison. This run had no other container busy, so the two are alike here.
+  and shared with no other container of the daemon. The variants that tell the two apart
+  (\`native-group\`, \`native-docker-group\`, \`direct-docker-cgroup\`) were not in this run;
+  in the run of 16:30 with no other container busy, at \`instance.max: 4\`, they gave 96 %, 97 %
+  and 94 % of native, alike.
 - **Lost messages.** No run of this report lost a message. Earlier runs on a loaded machine did
   (their bench exited with status 1): the hub's queue for the bench's subscriber, a clean
   session, reached its bound of 1,000 messages (\`message.egress.qos1.queue.size\`) and the hub
@@ -242,7 +245,7 @@ $function_results
   logs it). A persistent session keeps such messages in the store instead.
 - **\`"userland-proxy": false\`** is not Docker's default and was not measured: the daemon is
   shared with other work and was not reconfigured. With it, a port published on 127.0.0.1 is a
-  NAT rule in the kernel instead of docker-proxy; the column with the clients on the container's
-  address (the bridge, without proxy or NAT) is the closest measured path.
+  NAT rule in the kernel instead of docker-proxy, as the port published on the host's address
+  already is (the \`host\` column).
 REPORT
 echo "run-docker.sh: wrote docs/benchmarks-docker.md" >&2
