@@ -100,7 +100,9 @@ $results
   wait for their replies go together in the next one) and the runtime batches its replies, so
   under load one write, one read and one wake-up on each side serve tens of calls. The SQL
   runtime answers as it reads (it says so), so one SQL instance takes calls up to
-  \`instance.calls\` before another is used; Python and Node calls spread over instances. The
+  \`instance.calls\` before another is used; so does a Python instance while its function's
+  calls end fast (the runtime says so, and tells the manager when that changes: \`return
+  event\` here fills one instance); Node calls spread over instances. The
   hub client of each rule hands its publishes and acknowledgements to its thread in batches
   (one wake-up per batch). Before the asynchronous design, each rule had \`instance.max\`
   threads each blocked in one synchronous call; that design measured (2026-11-25, same machine)
