@@ -16,6 +16,17 @@
 
 namespace baetyl::hub::testing {
 
+std::string open_config(std::uint16_t port, const std::string& storage_dir) {
+  return "listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n" +
+         "principals:\n"
+         "  - username: test\n"
+         "    password: hahaha\n"
+         "    permissions:\n"
+         "      - {action: pub, permit: ['#']}\n"
+         "      - {action: sub, permit: ['#']}\n" +
+         "storage: {dir: " + storage_dir + "}\n";
+}
+
 std::string base_config(std::uint16_t port, const std::string& extra) {
   return "listen:\n"
          "  - tcp://127.0.0.1:" +

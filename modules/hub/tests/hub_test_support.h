@@ -21,6 +21,10 @@ using namespace std::chrono_literals;
 // (pub limited/#, sub limited/+); the route t -> t/topic of the docs.
 std::string base_config(std::uint16_t port, const std::string& extra = "");
 
+// A hub on 127.0.0.1:`port` storing in `storage_dir`, where user test/hahaha may publish and
+// subscribe to everything.
+std::string open_config(std::uint16_t port, const std::string& storage_dir);
+
 class HubProcess {
  public:
   // Writes `config` as etc/baetyl/service.yml and starts the hub; waits until `port` accepts.

@@ -1243,17 +1243,8 @@ TEST(Broker, RestoredSessionsAreCheckedAgainstTheCurrentPermissions) {
 }
 
 namespace {
-// A hub on 127.0.0.1:`port` storing in `dir`, where user test/hahaha may publish and subscribe
-// to everything.
 HubConfig open_hub_config(std::uint16_t port, const baetyl::testing::TempDir& dir) {
-  return load("listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n" +
-              "principals:\n"
-              "  - username: test\n"
-              "    password: hahaha\n"
-              "    permissions:\n"
-              "      - {action: pub, permit: ['#']}\n"
-              "      - {action: sub, permit: ['#']}\n" +
-              "storage: {dir: " + dir.path().string() + "}\n");
+  return load(baetyl::hub::testing::open_config(port, dir.path().string()));
 }
 
 // Keeps worker `index` busy in slices of 3 ms (other handlers of that worker run in between),

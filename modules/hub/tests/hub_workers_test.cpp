@@ -25,16 +25,8 @@ using namespace std::chrono_literals;
 namespace {
 
 HubConfig hub_config(std::uint16_t port, const baetyl::testing::TempDir& dir) {
-  return baetyl::config::load_string<HubConfig>("listen: [tcp://127.0.0.1:" + std::to_string(port) +
-                                                    "]\n" +
-                                                    "principals:\n"
-                                                    "  - username: test\n"
-                                                    "    password: hahaha\n"
-                                                    "    permissions:\n"
-                                                    "      - {action: pub, permit: ['#']}\n"
-                                                    "      - {action: sub, permit: ['#']}\n" +
-                                                    "storage: {dir: " + dir.path().string() + "}\n",
-                                                "service.yml");
+  return baetyl::config::load_string<HubConfig>(
+      baetyl::hub::testing::open_config(port, dir.path().string()), "service.yml");
 }
 
 // Sends `count` QoS 1 messages to `topic` ("0", "1", ... as payloads), `window` at a time, and
