@@ -773,43 +773,57 @@ TEST(Mqtt5PublishView, MutatedPacketsAgreeWithDecode) {
   }
 }
 
+// Calls `check(mutated, packet, header)` for `wire` and each copy of it with one bit flipped
+// whose fixed header still reads as a whole PUBLISH (`packet`: that many bytes of it).
+template <typename Check>
+void for_each_mutated_publish(const std::string& wire, ProtocolVersion version, Check check) {
+  for (std::size_t pos = 0; pos < wire.size(); ++pos) {
+    for (int bit = -1; bit < 8; ++bit) {
+      std::string m = wire;
+      if (bit >= 0) m[pos] = static_cast<char>(m[pos] ^ (1 << bit));
+      const HeaderResult head = decode_fixed_header(m, {}, version);
+      if (head.status != DecodeStatus::Ok || head.header.type != PacketType::Publish ||
+          head.header.packet_length() > m.size()) {
+        continue;
+      }
+      check(m, m.substr(0, head.header.packet_length()), head.header);
+    }
+  }
+}
+
+// The fields a PublishView shares with a decoded Publish are equal.
+void expect_same_publish(const PublishView& view, const Publish& p, const std::string& wire) {
+  EXPECT_EQ(view.topic, p.topic) << hex(wire);
+  EXPECT_EQ(view.payload, p.payload) << hex(wire);
+  EXPECT_EQ(view.qos, p.qos) << hex(wire);
+  EXPECT_EQ(view.packet_id, p.packet_id) << hex(wire);
+  EXPECT_EQ(view.retain, p.retain) << hex(wire);
+  EXPECT_EQ(view.dup, p.dup) << hex(wire);
+}
+
 // A PUBLISH without properties takes a faster path (read in the 3.1.1 layout): every mutation
 // of one still agrees with decode(), and what it yields is what decode() yields.
 TEST(Mqtt5PublishView, MutatedPacketsWithoutPropertiesAgreeWithDecode) {
   for (std::uint8_t qos : {0, 1}) {
     const std::string wire =
         encode(Publish{"a/b", "xyz", qos, false, false, std::uint16_t(qos ? 9 : 0)}, kV5);
-    for (std::size_t pos = 0; pos < wire.size(); ++pos) {
-      for (int bit = -1; bit < 8; ++bit) {
-        std::string m = wire;
-        if (bit >= 0) m[pos] = static_cast<char>(m[pos] ^ (1 << bit));
-        const HeaderResult head = decode_fixed_header(m, {}, kV5);
-        if (head.status != DecodeStatus::Ok || head.header.type != PacketType::Publish ||
-            head.header.packet_length() > m.size()) {
-          continue;
-        }
-        const std::string whole = m.substr(0, head.header.packet_length());
-        PublishView view;
-        Properties parsed;
-        parsed.add(PropertyId::ContentType, "left over");
-        const DecodeError e = decode_publish(whole, head.header, view, kV5, &parsed);
-        const DecodeResult r = decode(whole, {}, kV5);
-        ASSERT_EQ(e.message.empty(), r.status == DecodeStatus::Ok) << hex(m) << e.message;
-        if (!e.message.empty()) {
-          EXPECT_EQ(e.message, r.error);
-          EXPECT_EQ(e.reason, r.reason);
-          continue;
-        }
-        const auto& p = std::get<Publish>(r.packet);
-        EXPECT_EQ(view.topic, p.topic) << hex(m);
-        EXPECT_EQ(view.payload, p.payload) << hex(m);
-        EXPECT_EQ(view.qos, p.qos) << hex(m);
-        EXPECT_EQ(view.packet_id, p.packet_id) << hex(m);
-        EXPECT_EQ(view.retain, p.retain) << hex(m);
-        EXPECT_EQ(view.dup, p.dup) << hex(m);
-        EXPECT_TRUE(parsed == p.properties) << hex(m);
+    for_each_mutated_publish(wire, kV5, [](const std::string& m, const std::string& whole,
+                                           const FixedHeader& header) {
+      PublishView view;
+      Properties parsed;
+      parsed.add(PropertyId::ContentType, "left over");
+      const DecodeError e = decode_publish(whole, header, view, kV5, &parsed);
+      const DecodeResult r = decode(whole, {}, kV5);
+      ASSERT_EQ(e.message.empty(), r.status == DecodeStatus::Ok) << hex(m) << e.message;
+      if (!e.message.empty()) {
+        EXPECT_EQ(e.message, r.error);
+        EXPECT_EQ(e.reason, r.reason);
+        return;
       }
-    }
+      const auto& p = std::get<Publish>(r.packet);
+      expect_same_publish(view, p, m);
+      EXPECT_TRUE(parsed == p.properties) << hex(m);
+    });
   }
 }
 
@@ -822,32 +836,18 @@ TEST(KnownTopicPublish, MutatedPacketsAreDeclinedOrReadAsDecodeReadsThem) {
       const std::string wire =
           encode(Publish{"a/b", "xyz", qos, false, false, std::uint16_t(qos ? 9 : 0)}, version);
       int known = 0;
-      for (std::size_t pos = 0; pos < wire.size(); ++pos) {
-        for (int bit = -1; bit < 8; ++bit) {
-          std::string m = wire;
-          if (bit >= 0) m[pos] = static_cast<char>(m[pos] ^ (1 << bit));
-          const HeaderResult head = decode_fixed_header(m, {}, version);
-          if (head.status != DecodeStatus::Ok || head.header.type != PacketType::Publish ||
-              head.header.packet_length() > m.size()) {
-            continue;
-          }
-          const std::string whole = m.substr(0, head.header.packet_length());
-          PublishView view;
-          if (!decode_known_publish(whole, head.header, view, version, "a/b")) continue;
-          ++known;
-          const DecodeResult r = decode(whole, {}, version);
-          ASSERT_EQ(r.status, DecodeStatus::Ok) << hex(m) << r.error;
-          const auto& p = std::get<Publish>(r.packet);
-          EXPECT_EQ(view.topic, p.topic) << hex(m);
-          EXPECT_EQ(view.payload, p.payload) << hex(m);
-          EXPECT_EQ(view.qos, p.qos) << hex(m);
-          EXPECT_EQ(view.packet_id, p.packet_id) << hex(m);
-          EXPECT_EQ(view.retain, p.retain) << hex(m);
-          EXPECT_EQ(view.dup, p.dup) << hex(m);
-          EXPECT_TRUE(view.properties.empty()) << hex(m);
-          EXPECT_TRUE(p.properties.empty()) << hex(m);
-        }
-      }
+      for_each_mutated_publish(wire, version, [&](const std::string& m, const std::string& whole,
+                                                  const FixedHeader& header) {
+        PublishView view;
+        if (!decode_known_publish(whole, header, view, version, "a/b")) return;
+        ++known;
+        const DecodeResult r = decode(whole, {}, version);
+        ASSERT_EQ(r.status, DecodeStatus::Ok) << hex(m) << r.error;
+        const auto& p = std::get<Publish>(r.packet);
+        expect_same_publish(view, p, m);
+        EXPECT_TRUE(view.properties.empty()) << hex(m);
+        EXPECT_TRUE(p.properties.empty()) << hex(m);
+      });
       EXPECT_GT(known, 1) << "the unchanged packet and some mutations of its payload";
     }
   }
