@@ -105,37 +105,40 @@ $results
   event\` here fills one instance); Node calls spread over instances. The
   hub client of each rule hands its publishes and acknowledgements to its thread in batches
   (one wake-up per batch). Before the asynchronous design, each rule had \`instance.max\`
-  threads each blocked in one synchronous call; that design measured (2026-11-25, same machine)
-  SQL 6,147 / 4,589 msg/s (instance.max 1, QoS 0 / 1) at 286–406 µs of CPU per output; with one
-  unary call or one stream message per call (2026-11-26, before batching) SQL at QoS 1 gave
-  15,000–23,000 msg/s at 80–115 µs, Python with one instance 2,200–2,600, Node 7,000–9,000.
-- **Per message now** (the last column sums the CPU of every process per output; with 2 cores,
-  20,000 msg/s needs ≤ 100 µs in all): SQL at QoS 1 35–50 µs (hub 15–21, manager 12–16,
-  runtime 6–8, bench 3–4), at QoS 0 12–20 µs. Every QoS 1 message is persisted twice in the hub
-  (the input, with its queue entry for the rule's persistent session, and the function's output),
-  each committed before its PUBACK. QoS 1 loses nothing.
-- **SQL** is well above 20,000 msg/s in every row: 26,000–44,000 at QoS 1 and 80,000–127,000 at
-  QoS 0 across the runs of 2026-11-26 after batching. Over 100,000 messages at QoS 0
-  (\`--sql-messages 100000\`) the publisher can outrun the functions for long enough to fill the
-  hub's QoS 0 buffer for the manager (10,000 messages); the overflow is dropped by the hub (QoS 0
-  is at most once). The manager itself never drops: it stops reading from the hub while 1,000
-  messages wait, so TCP pushes back on the hub.
-- **Python** is above 3,000 msg/s in every row: one instance 15,000–18,000 at QoS 1 and
-  19,000–24,000 at QoS 0 (a unary call cost the interpreter 300–450 µs, a call in a batch
-  20–40 µs); with \`instance.max: 4\` the calls spread over four interpreters and batches are
-  smaller (9,800–21,000). **Node** (no target): one instance 25,000–31,000 at QoS 1.
-- **Latency** at 500 msg/s: p99 1.5–3 ms for SQL, 2–4.3 ms for Python and 3–5.2 ms for Node
-  across today's runs (Node's tail is the longest of the three and varies most from run to run
-  on this VM: over 5 ms in two runs of nine, by at most 0.2 ms once the Node runtime served
-  CallStream); runs made while other builds took the cores showed p99 spikes of 16–65 ms: the
-  whole path is five processes.
+  threads each blocked in one synchronous call; that design measured (2026-11-25, on the
+  machine of that day) SQL 6,147 / 4,589 msg/s (instance.max 1, QoS 0 / 1) at 286–406 µs of CPU
+  per output; with one unary call or one stream message per call (2026-11-26, before batching)
+  SQL at QoS 1 gave 15,000–23,000 msg/s at 80–115 µs, Python with one instance 2,200–2,600.
+- **Per message** (the last column sums the CPU of every process per output; with 2 cores,
+  20,000 msg/s needs ≤ 100 µs in all): SQL at QoS 1 28–29 µs in this run (hub 11.5, manager
+  9–9.5, runtime 5–5.5, bench 2–2.5), at QoS 0 11 µs. Every QoS 1 message is persisted twice in
+  the hub (the input, with its queue entry for the rule's persistent session, and the function's
+  output), each committed before its PUBACK. QoS 1 loses nothing.
+- **SQL** is well above 20,000 msg/s in every row: 54,000–55,000 at QoS 1 and 128,000–166,000 at
+  QoS 0 in this run. Over 100,000 messages at QoS 0 (\`--sql-messages 100000\`) the publisher
+  can outrun the functions for long enough to fill the hub's QoS 0 buffer for the manager
+  (10,000 messages); the overflow is dropped by the hub (QoS 0 is at most once). The manager
+  itself never drops: it stops reading from the hub while 1,000 messages wait, so TCP pushes
+  back on the hub.
+- **Python** is above 3,000 msg/s in every row: one instance 25,711 at QoS 1 and 39,228 at QoS 0;
+  with \`instance.max: 4\` 27,000–28,000 (the calls of \`return event\` end fast, so one
+  instance takes them up to \`instance.calls\` before another is used). **Node** (no target):
+  one instance 43,319 at QoS 1; with \`instance.max: 4\` its calls spread over four
+  interpreters and batches are smaller (18,448 at QoS 1).
+- **Latency** at 500 msg/s: p99 1.30 ms for SQL, 1.63 ms for Python and 2.24 ms for Node in
+  this run. Runs made while other builds took the cores showed p99 spikes of 16–65 ms, and a
+  quiet run on another machine earlier on 2026-12-07 gave 8–11 ms: the whole path is five
+  processes on two cores, and its tails follow the machine.
 - **Cold start** (readiness: the manager polls a TCP connect to the new instance every 5 ms and
-  dials gRPC once it listens): SQL about 45–60 ms, Python 175–210 ms, Node 215–285 ms median
-  (bare node, js-yaml and @grpc/grpc-js take about 200 ms of CPU together). It includes the
-  manager's start request to the master, the exec, the runtime's start (interpreter and imports)
-  and the first call. The call stream is opened only after the first call has ended, so it is
-  not in it (opened at readiness it added about 25 ms to Node's).
-- Numbers of one run on a shared virtual machine vary by ±20 % or more; compare rows within a run.
+  dials gRPC once it listens): medians SQL 21.8 ms, Python 85.9 ms, Node 154.8 ms in this run
+  (bare node, js-yaml and @grpc/grpc-js take most of Node's). It includes the manager's start
+  request to the master, the exec, the runtime's start (interpreter and imports) and the first
+  call. The call stream is opened only after the first call has ended, so it is not in it.
+- The machine changes between runs of this report (the table above names it): the run of
+  2026-11-26 on another 2-core machine gave SQL 32,092 and Python 15,626 msg/s at QoS 1 with one
+  instance, p99 2.07 ms (SQL) and 4.26 ms (Python), cold starts of 58.9 ms (SQL) and 186.8 ms
+  (Python). Numbers of one run on a shared virtual machine vary by ±20 % or more; compare rows
+  within a run.
 REPORT
 echo "run-function.sh: wrote docs/benchmarks-function.md" >&2
 exit $status
