@@ -46,6 +46,7 @@
 #include <algorithm>
 #include <utility>
 #include <deque>
+#include <ctime>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -639,7 +640,16 @@ long rss_kb(long pid, const std::string& field = "VmRSS:") {
 }
 
 // User plus system CPU time of `pid` in seconds (/proc/PID/stat), or -1.
+// CPU time of every thread of `pid` so far, to the nanosecond where the kernel gives the
+// process's CPU-time clock (/proc/PID/stat counts in ticks of 10 ms: 0.5 µs per message of a
+// 20,000-message run).
 double cpu_seconds(long pid) {
+  clockid_t clock{};
+  timespec now{};
+  if (::clock_getcpuclockid(static_cast<pid_t>(pid), &clock) == 0 &&
+      ::clock_gettime(clock, &now) == 0) {
+    return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
+  }
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const auto end_of_name = stat.rfind(')');
