@@ -97,6 +97,14 @@ class Runtime {
   std::unique_ptr<Process> process_;
 };
 
+// A file of the examples under example/native/var/db/baetyl (the walkthrough's handlers), so
+// that the examples and the tests cannot drift apart; empty when it is missing.
+inline std::string example_code(const std::string& file) {
+  std::ifstream in(std::filesystem::path(BAETYL_SOURCE_DIR) / "example/native/var/db/baetyl" /
+                   file);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
 inline FunctionMessage make_message(std::string function, std::string payload,
                                     std::string topic = "t", std::uint32_t qos = 1) {
   FunctionMessage message;
@@ -108,6 +116,17 @@ inline FunctionMessage make_message(std::string function, std::string payload,
   message.set_functionname(std::move(function));
   message.set_functioninvokeid("50f8f102-2b8c-4904-86df-0728811a5a4b");
   return message;
+}
+
+// Every field of `reply` but the payload comes back as `request` sent it.
+inline void expect_fields_but_the_payload_as_sent(const FunctionMessage& request,
+                                                  const FunctionMessage& reply) {
+  EXPECT_EQ(reply.id(), request.id());
+  EXPECT_EQ(reply.qos(), request.qos());
+  EXPECT_EQ(reply.topic(), request.topic());
+  EXPECT_EQ(reply.timestamp(), request.timestamp());
+  EXPECT_EQ(reply.functionname(), request.functionname());
+  EXPECT_EQ(reply.functioninvokeid(), request.functioninvokeid());
 }
 
 // With `wait_for_ready`, a connection or handshake that fails before the deadline is retried
