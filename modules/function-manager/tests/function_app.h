@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -103,10 +102,8 @@ inline std::string application_yml(const std::vector<RuntimeService>& runtimes) 
 
 // The master's output followed by the services' shared log file.
 inline std::string service_logs(const baetyl::testing::MasterRun& run) {
-  std::string text = run.output();
-  std::ifstream in(run.workdir() / "var/log/baetyl/services/service.log");
-  text += std::string(std::istreambuf_iterator<char>(in), {});
-  return text;
+  return run.output() +
+         baetyl::testing::read_text(run.workdir() / "var/log/baetyl/services/service.log");
 }
 
 // The fixture of the suites that run the application: the master, the hub's port and an

@@ -8,10 +8,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <future>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -100,9 +98,8 @@ class Runtime {
 // A file of the examples under example/native/var/db/baetyl (the walkthrough's handlers), so
 // that the examples and the tests cannot drift apart; empty when it is missing.
 inline std::string example_code(const std::string& file) {
-  std::ifstream in(std::filesystem::path(BAETYL_SOURCE_DIR) / "example/native/var/db/baetyl" /
+  return read_text(std::filesystem::path(BAETYL_SOURCE_DIR) / "example/native/var/db/baetyl" /
                    file);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 inline FunctionMessage make_message(std::string function, std::string payload,
@@ -575,14 +572,10 @@ inline void expect_tls_with_client_certificates(const RuntimeDescription& descri
                            "\n  cert: " + pki.server_cert.string() +
                            "\nfunctions:\n  - name: sayhi\n    handler: sayhi.handler\n"
                            "    codedir: var/db/baetyl/function-sayhi\n");
-  auto read = [](const std::filesystem::path& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
   grpc::SslCredentialsOptions options;
-  options.pem_root_certs = read(pki.ca);
-  options.pem_cert_chain = read(pki.client_cert);
-  options.pem_private_key = read(pki.client_key);
+  options.pem_root_certs = read_text(pki.ca);
+  options.pem_cert_chain = read_text(pki.client_cert);
+  options.pem_private_key = read_text(pki.client_key);
   auto stub = Function::NewStub(started->runtime->channel(grpc::SslCredentials(options)));
   ASSERT_TRUE(wait_for_port(started->runtime->port())) << started->runtime->output();
   FunctionMessage reply;
@@ -594,7 +587,7 @@ inline void expect_tls_with_client_certificates(const RuntimeDescription& descri
 
   // Without a client certificate the handshake fails.
   grpc::SslCredentialsOptions no_cert;
-  no_cert.pem_root_certs = read(pki.ca);
+  no_cert.pem_root_certs = read_text(pki.ca);
   auto anonymous = Function::NewStub(started->runtime->channel(grpc::SslCredentials(no_cert)));
   EXPECT_FALSE(
       call(*anonymous, make_message("sayhi", R"({"id":1})"), reply, std::chrono::seconds(2)).ok());
