@@ -46,8 +46,7 @@ work=$build_dir/bench-docker
 rm -rf "$work"
 mkdir -p "$work"
 
-configure_cmd="cmake -S . -B $build_dir -DCMAKE_BUILD_TYPE=Release -DBAETYL_BUILD_BENCH=ON \
--DBAETYL_BUILD_TESTS=OFF"
+configure_cmd=$(release_configure_cmd "$build_dir")
 # Every program: the images hold them, and the benchmarks run them.
 build_cmd="cmake --build $build_dir -j$jobs"
 images_cmd="scripts/build-images.sh $build_dir"
@@ -60,7 +59,7 @@ $configure_cmd >/dev/null
 $build_cmd >/dev/null
 echo "run-docker.sh: $images_cmd" >&2
 $images_cmd >&2
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+load_before=$(load_average)
 
 echo "run-docker.sh: $example_cmd" >&2
 example_results=$($example_cmd)
@@ -110,9 +109,8 @@ for ((run = 1; run <= function_runs; run++)); do
 done
 function_results=$(python3 bench/compare_modes.py "$summary")
 echo "$function_results" >&2
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+load_after=$(load_average)
 
-compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
 # Docker's userland proxy is on unless the daemon's command line or daemon.json turns it off.
 proxy="on (the default)"
 dockerd_args=$(tr '\0' ' ' <"/proc/$(pgrep -x dockerd | head -n 1)/cmdline" 2>/dev/null || true)
@@ -167,7 +165,7 @@ during the run weighs on both modes alike.
 |---|---|
 $(machine_rows)
 | Docker | $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null), cgroup $(docker info --format '{{.CgroupVersion}}' 2>/dev/null), userland proxy $proxy |
-| compiler | $("${compiler:-c++}" --version | head -1) |
+| compiler | $(compiler_version "$build_dir") |
 | load average before / after the runs | $load_before / $load_after |
 
 ## Commands

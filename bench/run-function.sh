@@ -22,8 +22,7 @@ done
 
 cd "$root"
 . bench/machine_facts.sh
-configure_cmd="cmake -S . -B $build_dir -DCMAKE_BUILD_TYPE=Release -DBAETYL_BUILD_BENCH=ON \
--DBAETYL_BUILD_TESTS=OFF"
+configure_cmd=$(release_configure_cmd "$build_dir")
 build_cmd="cmake --build $build_dir -j$jobs --target baetyl-function-bench"
 bench_cmd="$build_dir/bin/baetyl-function-bench --sql-messages 40000 --py-messages 10000 \
 --node-messages 10000 --window 100 --max 4 --rate 500 --seconds 5 --cold-runs 5"
@@ -31,13 +30,12 @@ bench_cmd="$build_dir/bin/baetyl-function-bench --sql-messages 40000 --py-messag
 echo "run-function.sh: configuring and building ($build_dir, Release)" >&2
 $configure_cmd >/dev/null
 $build_cmd >/dev/null
-load=$(cut -d' ' -f1-3 /proc/loadavg)
+load=$(load_average)
 echo "run-function.sh: $bench_cmd" >&2
 status=0
 results=$($bench_cmd) || status=$?
 echo "$results" >&2
 
-compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
 cat > docs/benchmarks-function.md <<REPORT
 # Function compute benchmark
 
@@ -69,7 +67,7 @@ at 500 msg/s, cold start ≤ 300 ms. A throughput row passes only with nothing l
 | | |
 |---|---|
 $(machine_rows)
-| compiler | $("${compiler:-c++}" --version | head -1) |
+| compiler | $(compiler_version "$build_dir") |
 | Python | $(/usr/bin/python3 --version 2>&1) |
 | Node | $(node --version 2>&1) |
 | load average before the run | $load |

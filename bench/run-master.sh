@@ -23,20 +23,18 @@ done
 
 cd "$root"
 . bench/machine_facts.sh
-configure_cmd="cmake -S . -B $build_dir -DCMAKE_BUILD_TYPE=Release -DBAETYL_BUILD_BENCH=ON \
--DBAETYL_BUILD_TESTS=OFF"
+configure_cmd=$(release_configure_cmd "$build_dir")
 build_cmd="cmake --build $build_dir -j$(nproc) --target baetyl baetyl-master-bench"
 bench_cmd="$build_dir/bin/baetyl-master-bench --services 10 --runs $runs --rate 200 --seconds $seconds"
 
 echo "run-master.sh: configuring and building ($build_dir, Release)" >&2
 $configure_cmd >/dev/null
 $build_cmd >/dev/null
-load=$(cut -d' ' -f1-3 /proc/loadavg)
+load=$(load_average)
 echo "run-master.sh: $bench_cmd" >&2
 results=$($bench_cmd)
 echo "$results" >&2
 
-compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
 cat > docs/benchmarks-master.md <<REPORT
 # Master benchmark
 
@@ -57,7 +55,7 @@ Targets of the Master issue: RSS with 10 running native services ≤ 8 MB, start
 | | |
 |---|---|
 $(machine_rows)
-| compiler | $("${compiler:-c++}" --version | head -1) |
+| compiler | $(compiler_version "$build_dir") |
 | load average before the run | $load |
 
 ## Commands

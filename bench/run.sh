@@ -31,14 +31,13 @@ cd "$root"
 work=$(mktemp -d /tmp/baetyl-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-configure_cmd="cmake -S . -B $build_dir -DCMAKE_BUILD_TYPE=Release -DBAETYL_BUILD_BENCH=ON \
--DBAETYL_BUILD_TESTS=OFF"
+configure_cmd=$(release_configure_cmd "$build_dir")
 build_cmd="cmake --build $build_dir -j$(nproc) --target baetyl-mqtt-codec-bench \
 baetyl-mqtt-client-bench"
 codec_cmd="$build_dir/bin/baetyl-mqtt-codec-bench"
 client_cmd="$build_dir/bin/baetyl-mqtt-client-bench --messages $messages"
 
-load=$(cut -d' ' -f1-3 /proc/loadavg)
+load=$(load_average)
 
 echo "run.sh: configuring and building ($build_dir, Release)" >&2
 $configure_cmd >"$work/configure.log" || { cat "$work/configure.log" >&2; exit 1; }
@@ -51,7 +50,6 @@ echo "run.sh: MQTT client benchmark" >&2
 $client_cmd >"$work/client.md"
 cat "$work/client.md" >&2
 
-compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
 python3 - "$work/facts.json" <<EOF
 import json, sys
 facts = {
@@ -60,7 +58,7 @@ facts = {
     "cpu_model": """$(cpu_model)""",
     "memory": """$(memory_total)""",
     "kernel": """$(uname -sr)""",
-    "compiler": """$("${compiler:-c++}" --version | head -1)""",
+    "compiler": """$(compiler_version "$build_dir")""",
     "mosquitto": """mosquitto $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null || echo '?')""",
     "benchmark": """$(dpkg-query -W -f='${Version}' libbenchmark-dev 2>/dev/null || echo '?')""",
     "load": """$load""",

@@ -12,11 +12,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <future>
 #include <map>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -44,13 +42,7 @@ using baetyl::testing::SubscriberOptions;
 using baetyl::testing::TempDir;
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using baetyl::testing::read_text;
 
 std::size_t count_of(const std::string& text, const std::string& needle) {
   std::size_t count = 0;
@@ -240,7 +232,7 @@ hub:
   EXPECT_EQ(ctx.log().level(), spdlog::level::debug);
   ctx.log().debug("debug line {}", 42);
   ctx.log().flush();
-  const std::string log = read_file(log_path());
+  const std::string log = read_text(log_path());
   ASSERT_TRUE(contains(log, "debug line 42")) << log;
   const std::string last_line = log.substr(log.rfind("{\"time\""));
   const json line = json::parse(last_line);
@@ -388,7 +380,7 @@ rules:
   EXPECT_EQ(config.rules[1].qos, 0);
   EXPECT_EQ(ctx.config().hub.address, "tcp://127.0.0.1:1883");
 
-  EXPECT_FALSE(contains(read_file(log_path()), "unknown key")) << read_file(log_path());
+  EXPECT_FALSE(contains(read_text(log_path()), "unknown key")) << read_text(log_path());
 }
 
 TEST_F(ContextTest, LoadConfigKeepsDefaultsForAbsentKeys) {
@@ -435,11 +427,11 @@ nested:
   deep: true
 )" + logger_section() + "  bogus: x\n");
   Context ctx(options(file));
-  EXPECT_FALSE(contains(read_file(log_path()), "unknown key"))
+  EXPECT_FALSE(contains(read_text(log_path()), "unknown key"))
       << "module keys are unknown only once load_config() has read them";
 
   ctx.load_config<ModuleConfig>();
-  const std::string log = read_file(log_path());
+  const std::string log = read_text(log_path());
   for (const char* key : {"hub.adress", "extra", "rules[0].colour", "nested", "logger.bogus"}) {
     const std::string warning = file + ": unknown key '" + key + "' is ignored";
     EXPECT_EQ(count_of(log, warning), 1u) << warning << " in\n" << log;
@@ -452,7 +444,7 @@ nested:
 
   // Loading again does not repeat the warnings.
   ctx.load_config<ModuleConfig>();
-  EXPECT_EQ(count_of(read_file(log_path()), "unknown key"), 5u) << read_file(log_path());
+  EXPECT_EQ(count_of(read_text(log_path()), "unknown key"), 5u) << read_text(log_path());
 }
 
 // ---- environment ----
@@ -475,7 +467,7 @@ TEST_F(ContextTest, ServiceAndInstanceNamesComeFromTheEnvironment) {
   EXPECT_EQ(ctx.log().name(), "timer");
 
   ctx.log().info("hello");
-  const std::string log = read_file(log_path());
+  const std::string log = read_text(log_path());
   EXPECT_TRUE(contains(log, "hello service=timer instance=timer.1")) << log;
 }
 
@@ -484,7 +476,7 @@ TEST_F(ContextTest, InstanceNameDefaultsToTheServiceName) {
   Context ctx(options(write_config(logger_section())));
   EXPECT_EQ(ctx.instance_name(), "timer");
   ctx.log().info("hello");
-  const std::string log = read_file(log_path());
+  const std::string log = read_text(log_path());
   EXPECT_TRUE(contains(log, "hello service=timer")) << log;
   EXPECT_FALSE(contains(log, "instance=")) << log;
 }
@@ -711,7 +703,7 @@ TEST_F(ContextSignalDeathTest, SigtermRequestsTheStopOnTheSignalThread) {
           stopped = ctx.wait_for(10s);
         }  // joins the signal thread
         const bool ok = stopped && runs == 1 && ran_on != std::this_thread::get_id() &&
-                        contains(read_file(log_path()), "received Terminated; stopping");
+                        contains(read_text(log_path()), "received Terminated; stopping");
         std::filesystem::remove_all(dir_.path());
         std::_Exit(ok ? 0 : 1);
       },
@@ -733,7 +725,7 @@ TEST_F(ContextSignalDeathTest, SecondSignalOnlyLogs) {
           ::kill(::getpid(), SIGTERM);
           const auto deadline = std::chrono::steady_clock::now() + 10s;
           while (!again && std::chrono::steady_clock::now() < deadline) {
-            again = contains(read_file(log_path()), "again; already stopping");
+            again = contains(read_text(log_path()), "again; already stopping");
             std::this_thread::sleep_for(10ms);
           }
         }
@@ -958,7 +950,7 @@ TEST_F(RunTest, ReturnsZeroWhenTheBodyReturns) {
   });
   EXPECT_EQ(code, 0);
   EXPECT_TRUE(ran);
-  const std::string log = read_file(log_path());
+  const std::string log = read_text(log_path());
   EXPECT_TRUE(contains(log, std::string("baetyl-test-module ") + baetyl::version() + " starting"))
       << log;
   EXPECT_TRUE(contains(log, "baetyl-test-module stopped")) << log;
@@ -986,10 +978,10 @@ TEST_F(RunTest, ReturnsOneWhenTheBodyThrows) {
   EXPECT_EQ(
       run({"module", "-c", file}, [](Context&) { throw std::runtime_error("the body gave up"); }),
       1);
-  EXPECT_TRUE(contains(read_file(log_path()), "[error] the body gave up")) << read_file(log_path());
+  EXPECT_TRUE(contains(read_text(log_path()), "[error] the body gave up")) << read_text(log_path());
 
   EXPECT_EQ(run({"module", "-c", file}, [](Context&) { throw 42; }), 1);
-  EXPECT_TRUE(contains(read_file(log_path()), "unknown exception")) << read_file(log_path());
+  EXPECT_TRUE(contains(read_text(log_path()), "unknown exception")) << read_text(log_path());
   EXPECT_FALSE(blocked(SIGTERM));
 }
 

@@ -22,31 +22,22 @@
 #include "baetyl/testing/ports.h"
 #include "mqtt_test_support.h"
 
-using namespace std::chrono_literals;
-using baetyl::error_code;
-using baetyl::mqtt::Client;
-using baetyl::mqtt::ClientCallbacks;
-using baetyl::mqtt::ClientConfig;
+// The helpers of mqtt_test_support.h, with the client's names they use (Client, ClientConfig,
+// Publish, error_code, ...).
+using namespace baetyl::testing::mqtt;
 using baetyl::mqtt::Connack;
-using baetyl::mqtt::Message;
 using baetyl::mqtt::PropertyId;
 using baetyl::mqtt::ProtocolVersion;
-using baetyl::mqtt::Publish;
 using baetyl::mqtt::ReasonCode;
 using baetyl::mqtt::StringPair;
 using baetyl::mqtt::TopicInfo;
 using baetyl::testing::MosquittoBroker;
 using baetyl::testing::MosquittoOptions;
-using baetyl::testing::mqtt::Inbox;
-using baetyl::testing::mqtt::message;
-using baetyl::testing::mqtt::publish_async;
-using baetyl::testing::mqtt::ScriptedBroker;
-using baetyl::testing::mqtt::subscribe;
 
 namespace {
 
 ClientConfig v5_config(const std::string& address, const std::string& client_id) {
-  auto config = baetyl::testing::mqtt::config_for(address, client_id);
+  auto config = config_for(address, client_id);
   config.protocol = ProtocolVersion::V5;
   return config;
 }
@@ -292,7 +283,7 @@ TEST_F(Mqtt5ClientTest, AnAssignedClientIdentifierResumesTheSessionAfterAReconne
   ASSERT_EQ(subscribe(client, {{"kept", 1}}), std::vector<std::uint8_t>{1});
   broker.stop();  // persists the session; the client loses its connection
   broker.start();
-  ASSERT_TRUE(baetyl::testing::mqtt::eventually([&] {
+  ASSERT_TRUE(eventually([&] {
     std::lock_guard lock(mutex);
     return connections.size() >= 2;
   }));
@@ -486,7 +477,7 @@ TEST_F(Mqtt5ClientTest, SubscriptionOptionsReachTheBroker) {
 }
 
 TEST_F(Mqtt5ClientTest, OptionsAndPropertiesNeedProtocol5) {
-  Client client(baetyl::testing::mqtt::config_for("tcp://127.0.0.1:1", "v311"));
+  Client client(config_for("tcp://127.0.0.1:1", "v311"));
   Publish with_properties = message("t", "x", 1);
   with_properties.properties.add_user("k", "v");
   EXPECT_THROW(client.async_publish(with_properties), std::invalid_argument);

@@ -23,24 +23,14 @@
 #include "baetyl/testing/tls.h"
 #include "mqtt_test_support.h"
 
-using namespace std::chrono_literals;
-using baetyl::error_code;
-using baetyl::mqtt::Client;
-using baetyl::mqtt::ClientCallbacks;
-using baetyl::mqtt::ClientConfig;
-using baetyl::mqtt::Message;
-using baetyl::mqtt::Publish;
+// The helpers of mqtt_test_support.h, with the client's names they use (Client, ClientConfig,
+// Publish, error_code, ...).
+using namespace baetyl::testing::mqtt;
 using baetyl::mqtt::TopicInfo;
 using baetyl::testing::MosquittoBroker;
 using baetyl::testing::MosquittoOptions;
 using baetyl::testing::MosquittoSubscriber;
 using baetyl::testing::SubscriberOptions;
-using baetyl::testing::mqtt::config_for;
-using baetyl::testing::mqtt::Inbox;
-using baetyl::testing::mqtt::message;
-using baetyl::testing::mqtt::publish_async;
-using baetyl::testing::mqtt::ScriptedBroker;
-using baetyl::testing::mqtt::subscribe;
 
 namespace {
 

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -297,34 +298,33 @@ volumes:
   EXPECT_EQ(master.stop(SIGTERM, 40s), 0) << master.output();
 }
 
-// The paths of a package's files (not directories): `dpkg -c` or the rpm's file list.
-std::set<std::string> deb_files(const fs::path& deb) {
-  auto listed = run_command("dpkg-deb -c " + deb.string());
+// The paths of the files (not directories) `listing_command` lists, one a line starting with
+// its permissions; `path_of` finds the path in a line.
+std::set<std::string> listed_files(const std::string& listing_command,
+                                   const std::function<std::string(const std::string&)>& path_of) {
+  auto listed = run_command(listing_command);
   EXPECT_EQ(listed.exit_code, 0) << listed.output;
   std::set<std::string> files;
   std::istringstream lines(listed.output);
   std::string line;
   while (std::getline(lines, line)) {
-    if (line.empty() || line[0] == 'd') continue;
-    auto at = line.find(" ./");
-    auto arrow = line.find(" -> ");
-    files.insert(
-        line.substr(at + 2, arrow == std::string::npos ? std::string::npos : arrow - at - 2));
+    if (!line.empty() && line[0] != 'd') files.insert(path_of(line));
   }
   return files;
 }
 
+// The paths of a package's files: `dpkg -c` or the rpm's file list.
+std::set<std::string> deb_files(const fs::path& deb) {
+  return listed_files("dpkg-deb -c " + deb.string(), [](const std::string& line) {
+    auto at = line.find(" ./");
+    auto arrow = line.find(" -> ");
+    return line.substr(at + 2, arrow == std::string::npos ? std::string::npos : arrow - at - 2);
+  });
+}
+
 std::set<std::string> rpm_files(const fs::path& rpm) {
-  auto listed = run_command("rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\\n]' " + rpm.string());
-  EXPECT_EQ(listed.exit_code, 0) << listed.output;
-  std::set<std::string> files;
-  std::istringstream lines(listed.output);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.empty() || line[0] == 'd') continue;
-    files.insert(line.substr(line.find(' ') + 1));
-  }
-  return files;
+  return listed_files("rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\\n]' " + rpm.string(),
+                      [](const std::string& line) { return line.substr(line.find(' ') + 1); });
 }
 
 fs::path only_file(const fs::path& dir, const std::string& prefix, const std::string& suffix) {

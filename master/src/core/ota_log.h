@@ -1,24 +1,15 @@
 #pragma once
-// var/db/baetyl/ota.log: one JSON line per update step, {"step","type","trace","time"} plus
-// "error" on failures; the agent follows it to report update progress.
+// The writing side of var/db/baetyl/ota.log (baetyl/api/ota_log.h: the file and its steps).
 #include <filesystem>
 #include <mutex>
 #include <string>
 
+#include "baetyl/api/ota_log.h"
+
 namespace baetyl::master {
 
-inline constexpr const char* kOtaLogFile = "var/db/baetyl/ota.log";
-
-namespace ota_step {
-inline constexpr const char* kReceived = "RECEIVED";
-inline constexpr const char* kUpdating = "UPDATING";
-inline constexpr const char* kUpdated = "UPDATED";
-inline constexpr const char* kRestarting = "RESTARTING";
-inline constexpr const char* kRestarted = "RESTARTED";
-inline constexpr const char* kRollingBack = "ROLLINGBACK";
-inline constexpr const char* kRolledBack = "ROLLEDBACK";
-inline constexpr const char* kFailure = "FAILURE";
-}  // namespace ota_step
+using api::kOtaLogFile;
+namespace ota_step = api::ota_step;
 
 class OtaLog {
  public:

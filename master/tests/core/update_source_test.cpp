@@ -2,9 +2,6 @@
 
 #include <sys/stat.h>
 
-#include <fstream>
-#include <sstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -16,6 +13,7 @@ namespace baetyl::master {
 namespace {
 
 namespace fs = std::filesystem;
+using baetyl::testing::read_text;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -26,13 +24,6 @@ std::string refusal(const fs::path& workdir, const std::string& path) {
     return e.what();
   }
   return "";
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 TEST(UpdateSource, OpensOnlyRegularFilesInsideTheUpdateDirectory) {

@@ -330,13 +330,6 @@ std::size_t count_of(const std::string& text, const std::string& what) {
   return count;
 }
 
-std::string file_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // ---- one master per work directory ----
 
 TEST(MasterE2E, ASecondMasterInTheSameWorkDirectoryTouchesNothing) {
@@ -347,18 +340,18 @@ TEST(MasterE2E, ASecondMasterInTheSameWorkDirectoryTouchesNothing) {
   const pid_t instance = *run.last_pid("svc");
   const pid_t master = run.process().pid();
   const fs::path admin_file = run.workdir() / "var/run/baetyl/admin.json";
-  const std::string admin = file_text(admin_file);
+  const std::string admin = read_text(admin_file);
 
   int code = 0;
   const std::string printed = run_baetyl({"start", "-w", run.workdir().string()}, &code);
   EXPECT_EQ(code, 1) << printed;
   EXPECT_THAT(printed, HasSubstr("a master is already running in " + run.workdir().string() +
                                  " (pid " + std::to_string(master) + ")"));
-  EXPECT_EQ(file_text(run.workdir() / "var/run/baetyl/baetyl.lock"), std::to_string(master) + "\n");
+  EXPECT_EQ(read_text(run.workdir() / "var/run/baetyl/baetyl.lock"), std::to_string(master) + "\n");
 
   EXPECT_TRUE(process_alive(instance));
   EXPECT_TRUE(fs::is_directory(run.workdir() / "var/run/baetyl/services/svc"));
-  EXPECT_EQ(file_text(admin_file), admin) << "the admin token file is the first master's";
+  EXPECT_EQ(read_text(admin_file), admin) << "the admin token file is the first master's";
   EXPECT_TRUE(fs::is_socket(run.socket()));
   EXPECT_EQ(status_of(run, "svc", "svc"), "running");
   std::this_thread::sleep_for(300ms);

@@ -47,13 +47,6 @@ esac
 while true; do sleep 0.05; done
 )";
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 }  // namespace
 
 bool process_alive(pid_t pid) {
@@ -117,7 +110,7 @@ int MasterRun::stop(int signal, std::chrono::milliseconds timeout) {
 }
 
 std::string MasterRun::admin_password() const {
-  auto admin = nlohmann::json::parse(read_file(dir_.path() / "var/run/baetyl/admin.json"));
+  auto admin = nlohmann::json::parse(read_text(dir_.path() / "var/run/baetyl/admin.json"));
   return admin.at("password").get<std::string>();
 }
 
@@ -156,7 +149,7 @@ nlohmann::json MasterRun::instance(const std::string& service, const std::string
 
 std::vector<pid_t> MasterRun::pids(const std::string& instance) const {
   std::vector<pid_t> result;
-  std::istringstream in(read_file(dir_.path() / "var/db/baetyl/out" / (instance + ".pids")));
+  std::istringstream in(read_text(dir_.path() / "var/db/baetyl/out" / (instance + ".pids")));
   pid_t pid = 0;
   while (in >> pid) result.push_back(pid);
   return result;
@@ -169,7 +162,7 @@ std::optional<pid_t> MasterRun::last_pid(const std::string& instance) const {
 }
 
 std::string MasterRun::env_value(const std::string& instance, const std::string& name) const {
-  std::istringstream in(read_file(dir_.path() / "var/db/baetyl/out" / (instance + ".env")));
+  std::istringstream in(read_text(dir_.path() / "var/db/baetyl/out" / (instance + ".env")));
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind(name + "=", 0) == 0) return line.substr(name.size() + 1);
@@ -178,10 +171,10 @@ std::string MasterRun::env_value(const std::string& instance, const std::string&
 }
 
 std::string MasterRun::read_out(const std::string& file) const {
-  return read_file(dir_.path() / "var/db/baetyl/out" / file);
+  return read_text(dir_.path() / "var/db/baetyl/out" / file);
 }
 
-std::string MasterRun::log() const { return read_file(dir_.path() / "var/log/baetyl/baetyl.log"); }
+std::string MasterRun::log() const { return read_text(dir_.path() / "var/log/baetyl/baetyl.log"); }
 
 bool MasterRun::wait_until(const std::function<bool()>& condition,
                            std::chrono::milliseconds timeout) {

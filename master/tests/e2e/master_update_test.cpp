@@ -24,13 +24,6 @@ using namespace std::chrono_literals;
 
 constexpr const char* kSecret = "hunter2-secret";
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 std::vector<nlohmann::json> ota_lines(const MasterRun& run) {
   std::ifstream in(run.workdir() / "var/db/baetyl/ota.log");
   std::vector<nlohmann::json> lines;

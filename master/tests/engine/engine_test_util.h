@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -24,6 +23,7 @@ namespace baetyl::master::test {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
+using baetyl::testing::read_text;
 
 // Polls `condition` every few milliseconds for up to `timeout`.
 template <class Condition>
@@ -34,13 +34,6 @@ bool eventually(Condition condition, std::chrono::milliseconds timeout = 3s) {
     std::this_thread::sleep_for(2ms);
   }
   return true;
-}
-
-inline std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 // Dead: no such process, or a zombie nobody reaped yet.

@@ -3,6 +3,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include "baetyl/testing/process.h"
 #include "engine/instance_registry.h"
 #include "engine_test_util.h"

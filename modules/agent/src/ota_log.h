@@ -1,6 +1,6 @@
 #pragma once
-// Reading the master's ota.log: one JSON line per update step, {"step","type","trace","time"}
-// plus "error" on failures (docs/master.md, Updates). The agent follows it to report progress.
+// Reading the master's ota.log (baetyl/api/ota_log.h: the file and its steps; docs/master.md,
+// Updates). The agent follows it to report progress.
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -10,15 +10,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "baetyl/api/ota_log.h"
+
 namespace baetyl::agent {
 
-namespace step {
-inline constexpr const char* kReceived = "RECEIVED";
-inline constexpr const char* kUpdated = "UPDATED";
-inline constexpr const char* kRolledBack = "ROLLEDBACK";
-inline constexpr const char* kFailure = "FAILURE";
-inline constexpr const char* kTimeout = "TIMEOUT";
-}  // namespace step
+namespace step = api::ota_step;
 
 struct OtaRecord {
   std::string step;

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -24,6 +23,7 @@ namespace fs = std::filesystem;
 using baetyl::testing::binary_path;
 using baetyl::testing::MasterRun;
 using baetyl::testing::process_alive;
+using baetyl::testing::read_text;
 using baetyl::testing::service;
 using baetyl::testing::status_of;
 using testing::CloudRun;
@@ -34,13 +34,6 @@ using testing::ZipEntry;
 using namespace std::chrono_literals;
 
 constexpr const char* kDevice = "dev1";
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // A node: the real master with the agent as one of its services, linked to `cloud`.
 class AgentNode {

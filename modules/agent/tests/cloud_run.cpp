@@ -2,7 +2,6 @@
 
 #include <signal.h>
 
-#include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -13,17 +12,11 @@ namespace {
 namespace fs = std::filesystem;
 using baetyl::testing::Process;
 using baetyl::testing::ProcessOptions;
+using baetyl::testing::read_text;
 
 constexpr const char* kPython = "/usr/bin/python3";
 
 std::string script() { return std::string(BAETYL_SOURCE_DIR) + "/test/cloud/cloud.py"; }
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 }  // namespace
 

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 
 #include <fstream>
-#include <sstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -17,15 +16,9 @@ namespace baetyl::agent {
 namespace {
 
 namespace fs = std::filesystem;
+using baetyl::testing::read_text;
 using ::testing::HasSubstr;
 using testing::ZipEntry;
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 class ZipExtractTest : public ::testing::Test {
  protected:

@@ -2,13 +2,23 @@
 // The application the function e2e suites run under the real master (MasterRun): baetyl-hub as
 // `localhub` on a loopback port, the function manager, and runtime services started on demand.
 // Every config lives in a volume under var/db/baetyl; every service logs to one shared file.
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
+#include <functional>
+#include <map>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "baetyl/mqtt/client.h"
+#include "baetyl/testing/ports.h"
 #include "master_run.h"
 
 namespace baetyl::function::testing {
@@ -92,10 +102,63 @@ inline std::string application_yml(const std::vector<RuntimeService>& runtimes) 
 
 // The master's output followed by the services' shared log file.
 inline std::string service_logs(const baetyl::testing::MasterRun& run) {
-  std::string text = run.output();
-  std::ifstream in(run.workdir() / "var/log/baetyl/services/service.log");
-  text += std::string(std::istreambuf_iterator<char>(in), {});
-  return text;
+  return run.output() +
+         baetyl::testing::read_text(run.workdir() / "var/log/baetyl/services/service.log");
 }
+
+// The fixture of the suites that run the application: the master, the hub's port and an
+// observer client of the hub; a failed test prints the master's output and the services' logs.
+class FunctionAppTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (HasFailure()) std::fprintf(stderr, "%s\n", logs().c_str());
+    if (client_) client_->stop();
+  }
+
+  std::string logs() { return service_logs(run_); }
+
+  // Starts the master on the application written before and waits until the hub listens.
+  void start_master() {
+    ASSERT_TRUE(run_.start()) << run_.output();
+    ASSERT_TRUE(baetyl::testing::wait_for_port(hub_port_, std::chrono::seconds(10)))
+        << run_.output();
+  }
+
+  // Connects `client_` to the hub as `client_id` (principal test, clean session, 100 messages
+  // in flight), subscribed to `subscriptions`, handing what arrives to `on_message`.
+  void connect_observer(const std::string& client_id, std::vector<mqtt::TopicInfo> subscriptions,
+                        std::function<void(const mqtt::Message&)> on_message) {
+    mqtt::ClientConfig config;
+    config.address = "tcp://127.0.0.1:" + std::to_string(hub_port_);
+    config.username = "test";
+    config.password = "hahaha";
+    config.client_id = client_id;
+    config.clean_session = true;
+    config.buffer_size = 100;
+    config.subscriptions = std::move(subscriptions);
+    client_ = std::make_unique<mqtt::Client>(config);
+    mqtt::ClientCallbacks callbacks;
+    callbacks.on_message = std::move(on_message);
+    client_->start(callbacks);
+    ASSERT_TRUE(client_->wait_connected(std::chrono::seconds(10)));
+  }
+
+  // Running instances of `service` as inspect lists them, by name -> pid.
+  std::map<std::string, int> instances(const std::string& service) {
+    std::map<std::string, int> result;
+    auto document = run_.inspect();
+    for (const auto& s : document.value("services", nlohmann::json::array())) {
+      if (s.value("name", "") != service) continue;
+      for (const auto& i : s.value("instances", nlohmann::json::array())) {
+        result[i.value("name", "")] = i.contains("process") ? i["process"].value("id", 0) : 0;
+      }
+    }
+    return result;
+  }
+
+  baetyl::testing::MasterRun run_;
+  std::uint16_t hub_port_ = 0;
+  std::unique_ptr<mqtt::Client> client_;
+};
 
 }  // namespace baetyl::function::testing

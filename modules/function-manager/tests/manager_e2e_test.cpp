@@ -35,7 +35,10 @@ struct Received {
   }
 };
 
-class FunctionManagerE2E : public ::testing::Test {
+// The runtime service of the sql-filter function.
+constexpr const char* kSqlService = "function-sql-filter";
+
+class FunctionManagerE2E : public testing::FunctionAppTest {
  protected:
   // `instance` is the YAML map of the sql-filter function's instance key. `extra_rules` and
   // `extra_functions` are appended to the manager's rules and functions, `extra_runtimes` to the
@@ -43,12 +46,12 @@ class FunctionManagerE2E : public ::testing::Test {
   void start(const std::string& instance, const std::string& sql,
              const std::string& extra_rules = "", const std::string& extra_functions = "",
              const std::vector<testing::RuntimeService>& extra_runtimes = {}) {
-    port_ = baetyl::testing::free_port();
+    hub_port_ = baetyl::testing::free_port();
     auto root = run_.workdir() / "var/db/baetyl";
     write_file(root / "hub-conf/service.yml",
-               testing::hub_service_yml(port_, hub_pub_deny_, hub_extra_));
+               testing::hub_service_yml(hub_port_, hub_pub_deny_, hub_extra_));
     write_file(root / "fm-conf/service.yml",
-               testing::manager_hub_yml(port_, manager_hub_extra_) +
+               testing::manager_hub_yml(hub_port_, manager_hub_extra_) +
                    "rules:\n"
                    "  - clientid: func-sql-filter-1\n"
                    "    subscribe: {topic: t, qos: 1}\n"
@@ -62,39 +65,28 @@ class FunctionManagerE2E : public ::testing::Test {
                    "    instance: " +
                    instance + "\n" + extra_functions +
                    "logger: {path: var/log/baetyl/service.log, level: debug}\n");
-    testing::RuntimeService sql_runtime{"function-sql-filter", "baetyl-function-sql"};
+    testing::RuntimeService sql_runtime{kSqlService, "baetyl-function-sql"};
     write_file(sql_runtime.conf_dir(root) / "service.yml",
                "functions:\n  - name: sql-filter\n    handler: '" + sql + "'\n");
     std::vector<testing::RuntimeService> runtimes{sql_runtime};
     runtimes.insert(runtimes.end(), extra_runtimes.begin(), extra_runtimes.end());
     write_file(root / "application.yml", testing::application_yml(runtimes));
-    ASSERT_TRUE(run_.start()) << run_.output();
-    ASSERT_TRUE(baetyl::testing::wait_for_port(port_, 10s)) << run_.output();
-
-    mqtt::ClientConfig config;
-    config.address = "tcp://127.0.0.1:" + std::to_string(port_);
-    config.username = "test";
-    config.password = "hahaha";
-    config.client_id = "e2e-observer";
-    config.clean_session = true;
-    config.buffer_size = 100;
-    config.subscriptions = {{"t/sqlfilter", 1}, {"py/hi", 1}};
-    client_ = std::make_unique<mqtt::Client>(config);
-    mqtt::ClientCallbacks callbacks;
-    callbacks.on_message = [this](const mqtt::Message& m) {
-      std::lock_guard lock(received_.mutex);
-      auto payload = nlohmann::json::parse(m.publish.payload);
-      // Probes of start() can come back late; they are not part of any test.
-      if (payload.value("probe", false)) {
-        probes_[m.publish.topic] += 1;
-        return;
-      }
-      if (m.publish.topic != "t/sqlfilter") payload["_topic"] = m.publish.topic;
-      received_.messages.push_back(std::move(payload));
-    };
-    client_->start(callbacks);
-    ASSERT_TRUE(client_->wait_connected(10s));
+    ASSERT_NO_FATAL_FAILURE(start_master());
+    ASSERT_NO_FATAL_FAILURE(connect_observer("e2e-observer", {{"t/sqlfilter", 1}, {"py/hi", 1}},
+                                             [this](const mqtt::Message& m) { record(m); }));
     ASSERT_TRUE(rule_answers("t", "t/sqlfilter")) << logs();
+  }
+
+  void record(const mqtt::Message& m) {
+    std::lock_guard lock(received_.mutex);
+    auto payload = nlohmann::json::parse(m.publish.payload);
+    // Probes of start() can come back late; they are not part of any test.
+    if (payload.value("probe", false)) {
+      probes_[m.publish.topic] += 1;
+      return;
+    }
+    if (m.publish.topic != "t/sqlfilter") payload["_topic"] = m.publish.topic;
+    received_.messages.push_back(std::move(payload));
   }
 
   // A rule's client is connected and subscribed once a probe published on its input topic
@@ -112,26 +104,6 @@ class FunctionManagerE2E : public ::testing::Test {
         15s);
   }
 
-  void TearDown() override {
-    if (HasFailure()) std::fprintf(stderr, "%s\n", logs().c_str());
-    if (client_) client_->stop();
-  }
-
-  std::string logs() { return testing::service_logs(run_); }
-
-  // Running instances of the runtime service, by name -> pid.
-  std::map<std::string, int> instances() {
-    std::map<std::string, int> result;
-    auto document = run_.inspect();
-    for (const auto& s : document.value("services", nlohmann::json::array())) {
-      if (s.value("name", "") != "function-sql-filter") continue;
-      for (const auto& i : s.value("instances", nlohmann::json::array())) {
-        result[i.value("name", "")] = i.contains("process") ? i["process"].value("id", 0) : 0;
-      }
-    }
-    return result;
-  }
-
   std::set<int> ids() {
     std::lock_guard lock(received_.mutex);
     std::set<int> result;
@@ -143,9 +115,6 @@ class FunctionManagerE2E : public ::testing::Test {
   std::string hub_pub_deny_;
   std::string hub_extra_;
   std::string manager_hub_extra_;
-  MasterRun run_;
-  std::uint16_t port_ = 0;
-  std::unique_ptr<mqtt::Client> client_;
   Received received_;
   std::map<std::string, int> probes_;  // by output topic, under received_.mutex
 };
@@ -163,7 +132,7 @@ TEST_F(FunctionManagerE2E, WalkthroughSqlFilter) {
   EXPECT_EQ(received_.messages[0], nlohmann::json::parse(R"({"id":1,"qos":1,"topic":"t"})"));
   EXPECT_EQ(received_.messages[1], nlohmann::json::parse(R"({"id":2,"qos":1,"topic":"t"})"));
   // Only one instance, named <service>.<function>.<id>.
-  auto running = instances();
+  auto running = instances(kSqlService);
   EXPECT_EQ(running.size(), 1u);
   EXPECT_EQ(running.count("function-sql-filter.sql-filter.1"), 1u);
 }
@@ -175,7 +144,7 @@ TEST_F(FunctionManagerE2E, ScalesUpUnderLoadAndEvictsToMin) {
   std::atomic<std::size_t> most{0};
   std::thread watcher([&] {
     while (!done) {
-      most = std::max(most.load(), instances().size());
+      most = std::max(most.load(), instances(kSqlService).size());
       std::this_thread::sleep_for(20ms);
     }
   });
@@ -187,7 +156,7 @@ TEST_F(FunctionManagerE2E, ScalesUpUnderLoadAndEvictsToMin) {
   EXPECT_TRUE(all) << received_.size();
   EXPECT_EQ(most.load(), 3u);
   auto start_evict = Clock::now();
-  EXPECT_TRUE(MasterRun::wait_until([&] { return instances().empty(); }, 10s));
+  EXPECT_TRUE(MasterRun::wait_until([&] { return instances(kSqlService).empty(); }, 10s));
   EXPECT_GE(Clock::now() - start_evict, 500ms);
 }
 
@@ -201,7 +170,7 @@ TEST_F(FunctionManagerE2E, KilledInstanceIsReplacedWithoutLosingQos1Input) {
     }
   });
   ASSERT_TRUE(MasterRun::wait_until([&] { return received_.size() >= 50; })) << logs();
-  auto before = instances();
+  auto before = instances(kSqlService);
   ASSERT_EQ(before.size(), 1u);
   int pid = before.begin()->second;
   ASSERT_GT(pid, 0);
@@ -211,7 +180,7 @@ TEST_F(FunctionManagerE2E, KilledInstanceIsReplacedWithoutLosingQos1Input) {
       << ids().size();
   auto got = ids();
   for (int i = 1; i <= n; ++i) EXPECT_TRUE(got.count(i)) << "lost id " << i;
-  auto after = instances();
+  auto after = instances(kSqlService);
   ASSERT_EQ(after.size(), 1u);
   EXPECT_NE(after.begin()->second, pid);
 }

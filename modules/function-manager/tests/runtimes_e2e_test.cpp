@@ -61,32 +61,29 @@ struct Rule {
   std::string extra = "";  // more keys of the rule, e.g. "retry: {max: 0}"
 };
 
-class RuntimesE2E : public ::testing::Test {
+class RuntimesE2E : public testing::FunctionAppTest {
  protected:
   void start(const std::vector<Runtime>& runtimes, const std::vector<Rule>& rules,
              const std::string& functions_yaml) {
-    port_ = baetyl::testing::free_port();
+    hub_port_ = baetyl::testing::free_port();
     write_hub();
     write_manager(rules, functions_yaml);
     for (const auto& runtime : runtimes) write_runtime(runtime);
     write_application(runtimes);
-    ASSERT_TRUE(run_.start()) << run_.output();
-    ASSERT_TRUE(baetyl::testing::wait_for_port(port_, 10s)) << run_.output();
-    connect_observer();
+    ASSERT_NO_FATAL_FAILURE(start_master());
+    ASSERT_NO_FATAL_FAILURE(connect_observer("runtimes-e2e-observer", {{"out/#", 1}},
+                                             [this](const mqtt::Message& m) { record(m); }));
     for (const auto& rule : rules) ASSERT_NO_FATAL_FAILURE(wait_rule_subscribed(rule.function));
-  }
-
-  void TearDown() override {
-    if (HasFailure()) std::fprintf(stderr, "%s\n", logs().c_str());
-    if (client_) client_->stop();
   }
 
   std::filesystem::path root() const { return run_.workdir() / "var/db/baetyl"; }
 
-  void write_hub() { write_file(root() / "hub-conf/service.yml", testing::hub_service_yml(port_)); }
+  void write_hub() {
+    write_file(root() / "hub-conf/service.yml", testing::hub_service_yml(hub_port_));
+  }
 
   void write_manager(const std::vector<Rule>& rules, const std::string& functions_yaml) {
-    std::string text = testing::manager_hub_yml(port_) + "rules:\n";
+    std::string text = testing::manager_hub_yml(hub_port_) + "rules:\n";
     for (const auto& rule : rules) {
       text += "  - clientid: func-" + rule.function + "-1\n" +
               "    subscribe: {topic: in/" + rule.function + ", qos: 1}\n" +
@@ -111,22 +108,6 @@ class RuntimesE2E : public ::testing::Test {
     std::vector<testing::RuntimeService> services;
     for (const auto& r : runtimes) services.push_back({r.service, r.image, true});
     write_file(root() / "application.yml", testing::application_yml(services));
-  }
-
-  void connect_observer() {
-    mqtt::ClientConfig config;
-    config.address = "tcp://127.0.0.1:" + std::to_string(port_);
-    config.username = "test";
-    config.password = "hahaha";
-    config.client_id = "runtimes-e2e-observer";
-    config.clean_session = true;
-    config.buffer_size = 100;
-    config.subscriptions = {{"out/#", 1}};
-    client_ = std::make_unique<mqtt::Client>(config);
-    mqtt::ClientCallbacks callbacks;
-    callbacks.on_message = [this](const mqtt::Message& m) { record(m); };
-    client_->start(callbacks);
-    ASSERT_TRUE(client_->wait_connected(10s));
   }
 
   void record(const mqtt::Message& m) {
@@ -179,24 +160,6 @@ class RuntimesE2E : public ::testing::Test {
     return MasterRun::wait_until([&] { return output_count(topic) >= n; }, timeout);
   }
 
-  // Running instances of `service`, by name -> pid.
-  std::map<std::string, int> instances(const std::string& service) {
-    std::map<std::string, int> result;
-    auto document = run_.inspect();
-    for (const auto& s : document.value("services", nlohmann::json::array())) {
-      if (s.value("name", "") != service) continue;
-      for (const auto& i : s.value("instances", nlohmann::json::array())) {
-        result[i.value("name", "")] = i.contains("process") ? i["process"].value("id", 0) : 0;
-      }
-    }
-    return result;
-  }
-
-  std::string logs() { return testing::service_logs(run_); }
-
-  MasterRun run_;
-  std::uint16_t port_ = 0;
-  std::unique_ptr<mqtt::Client> client_;
   std::mutex mutex_;
   std::vector<Output> outputs_;
   std::map<std::string, int> probes_;

@@ -24,7 +24,7 @@ using testing::write_file;
 
 // Two rules, each through a function of its own: `pass` returns its input, `fail` gets inputs
 // that are not JSON, which the SQL runtime refuses (INVALID_ARGUMENT), and is not retried.
-class FunctionStatsE2E : public ::testing::Test {
+class FunctionStatsE2E : public testing::FunctionAppTest {
  protected:
   void SetUp() override {
     hub_port_ = baetyl::testing::free_port();
@@ -58,24 +58,12 @@ class FunctionStatsE2E : public ::testing::Test {
     write_file(root / "application.yml", testing::application_yml(runtimes));
     run_.write_conf("2s",
                     "metrics:\n  address: tcp://127.0.0.1:" + std::to_string(metrics_port_) + "\n");
-    ASSERT_TRUE(run_.start()) << run_.output();
-    ASSERT_TRUE(baetyl::testing::wait_for_port(hub_port_, 10s)) << run_.output();
-
-    mqtt::ClientConfig config;
-    config.address = "tcp://127.0.0.1:" + std::to_string(hub_port_);
-    config.username = "test";
-    config.password = "hahaha";
-    config.client_id = "stats-observer";
-    config.buffer_size = 100;
-    config.subscriptions = {{"calls/out", 1}, {"fails/out", 1}};
-    client_ = std::make_unique<mqtt::Client>(config);
-    mqtt::ClientCallbacks callbacks;
-    callbacks.on_message = [this](const mqtt::Message& m) {
-      std::lock_guard lock(mutex_);
-      ++received_[m.publish.topic];
-    };
-    client_->start(callbacks);
-    ASSERT_TRUE(client_->wait_connected(10s));
+    ASSERT_NO_FATAL_FAILURE(start_master());
+    ASSERT_NO_FATAL_FAILURE(connect_observer("stats-observer", {{"calls/out", 1}, {"fails/out", 1}},
+                                             [this](const mqtt::Message& m) {
+                                               std::lock_guard lock(mutex_);
+                                               ++received_[m.publish.topic];
+                                             }));
     // Both rules and the observer subscribed (as the hub reports it): from now on no message
     // published on their topics is lost, and none was called before.
     ASSERT_TRUE(MasterRun::wait_until(
@@ -87,12 +75,6 @@ class FunctionStatsE2E : public ::testing::Test {
         << logs();
   }
 
-  void TearDown() override {
-    if (HasFailure()) std::fprintf(stderr, "%s\n", logs().c_str());
-    if (client_) client_->stop();
-  }
-
-  std::string logs() { return testing::service_logs(run_); }
   std::size_t received(const std::string& topic) {
     std::lock_guard lock(mutex_);
     return received_[topic];
@@ -104,10 +86,7 @@ class FunctionStatsE2E : public ::testing::Test {
            function + "\"" + extra + "}";
   }
 
-  MasterRun run_;
-  std::uint16_t hub_port_ = 0;
   std::uint16_t metrics_port_ = 0;
-  std::unique_ptr<mqtt::Client> client_;
   std::mutex mutex_;
   std::map<std::string, std::size_t> received_;
 };

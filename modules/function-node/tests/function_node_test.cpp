@@ -2,9 +2,7 @@
 // service.yml and the functions, called by a C++ gRPC client.
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <future>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -41,13 +39,6 @@ exports.handler = (event, context, callback) => {
   callback(null, result);
 };
 )";
-
-// The walkthrough's index.js ("Message handling with Local Function Service"), as in the docs:
-// the copy in example/native, so the example and the tests cannot drift apart.
-std::string example_code(const char* file) {
-  std::ifstream in(std::string(BAETYL_SOURCE_DIR) + "/example/native/var/db/baetyl/" + file);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 // The lodash guide's index.js, as in the docs.
 constexpr char kLodashJs[] = R"(#!/usr/bin/env node
@@ -131,6 +122,7 @@ std::string probe_functions() {
 
 void write_code(const TempDir& dir) {
   dir.write("var/db/baetyl/function-sayhi/sayhi.js", kSayhiJs);
+  // The walkthrough's index.js ("Message handling with Local Function Service"), as in the docs.
   const std::string code = example_code("function-sayjs-code/index.js");
   ASSERT_FALSE(code.empty());
   dir.write("var/db/baetyl/function-sayhi/index.js", code);
@@ -165,13 +157,7 @@ TEST_F(FunctionNodeTest, DocsSayhiWithDictAndBytesEvents) {
   request.set_timestamp(-1234567890123);    // sint64, zigzag encoded
   FunctionMessage reply;
   ASSERT_TRUE(call(*stub_, request, reply).ok());
-  // Every field but the payload comes back as sent.
-  EXPECT_EQ(reply.id(), request.id());
-  EXPECT_EQ(reply.qos(), request.qos());
-  EXPECT_EQ(reply.topic(), request.topic());
-  EXPECT_EQ(reply.timestamp(), request.timestamp());
-  EXPECT_EQ(reply.functionname(), "sayhi");
-  EXPECT_EQ(reply.functioninvokeid(), request.functioninvokeid());
+  expect_fields_but_the_payload_as_sent(request, reply);
   EXPECT_EQ(json::parse(reply.payload()),
             json({{"msg", {{"id", 1}}}, {"type", "dict"}, {"say", "hello world"}}));
   EXPECT_EQ(call_json("sayhi", "hi there"),

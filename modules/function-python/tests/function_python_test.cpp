@@ -2,9 +2,7 @@
 // holding service.yml and the functions, called by a C++ gRPC client.
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <future>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -43,13 +41,6 @@ def handler(event, context):
     event['sayhi'] = 'hello, world'
     return event
 )";
-
-// The walkthrough's index.py ("Message handling with Local Function Service"), as in the docs:
-// the copy in example/native, so the example and the tests cannot drift apart.
-std::string example_code(const char* file) {
-  std::ifstream in(std::string(BAETYL_SOURCE_DIR) + "/example/native/var/db/baetyl/" + file);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 // Handlers probing the rest of the contract.
 constexpr char kProbePy[] = R"(import os
@@ -148,6 +139,7 @@ constexpr char kServiceYml[] = R"(functions:
 void write_code(const TempDir& dir) {
   dir.write("var/db/baetyl/function-sayhi/__init__.py", "");
   dir.write("var/db/baetyl/function-sayhi/sayhi.py", kSayhiPy);
+  // The walkthrough's index.py ("Message handling with Local Function Service"), as in the docs.
   const std::string code = example_code("function-sayhi-code/index.py");
   ASSERT_FALSE(code.empty());
   dir.write("var/db/baetyl/function-sayhi/index.py", code);
@@ -181,13 +173,7 @@ TEST_F(FunctionPythonTest, DocsSayhiWithDictEvent) {
   FunctionMessage reply;
   grpc::Status status = call(*stub_, request, reply);
   ASSERT_TRUE(status.ok()) << status.error_message();
-  // Every field but the payload comes back as sent.
-  EXPECT_EQ(reply.id(), request.id());
-  EXPECT_EQ(reply.qos(), request.qos());
-  EXPECT_EQ(reply.topic(), request.topic());
-  EXPECT_EQ(reply.timestamp(), request.timestamp());
-  EXPECT_EQ(reply.functionname(), "sayhi");
-  EXPECT_EQ(reply.functioninvokeid(), request.functioninvokeid());
+  expect_fields_but_the_payload_as_sent(request, reply);
   json result = json::parse(reply.payload());
   EXPECT_EQ(result, json({{"id", 1},
                           {"device", "111"},

@@ -8,10 +8,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <future>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -97,6 +95,13 @@ class Runtime {
   std::unique_ptr<Process> process_;
 };
 
+// A file of the examples under example/native/var/db/baetyl (the walkthrough's handlers), so
+// that the examples and the tests cannot drift apart; empty when it is missing.
+inline std::string example_code(const std::string& file) {
+  return read_text(std::filesystem::path(BAETYL_SOURCE_DIR) / "example/native/var/db/baetyl" /
+                   file);
+}
+
 inline FunctionMessage make_message(std::string function, std::string payload,
                                     std::string topic = "t", std::uint32_t qos = 1) {
   FunctionMessage message;
@@ -108,6 +113,17 @@ inline FunctionMessage make_message(std::string function, std::string payload,
   message.set_functionname(std::move(function));
   message.set_functioninvokeid("50f8f102-2b8c-4904-86df-0728811a5a4b");
   return message;
+}
+
+// Every field of `reply` but the payload comes back as `request` sent it.
+inline void expect_fields_but_the_payload_as_sent(const FunctionMessage& request,
+                                                  const FunctionMessage& reply) {
+  EXPECT_EQ(reply.id(), request.id());
+  EXPECT_EQ(reply.qos(), request.qos());
+  EXPECT_EQ(reply.topic(), request.topic());
+  EXPECT_EQ(reply.timestamp(), request.timestamp());
+  EXPECT_EQ(reply.functionname(), request.functionname());
+  EXPECT_EQ(reply.functioninvokeid(), request.functioninvokeid());
 }
 
 // With `wait_for_ready`, a connection or handshake that fails before the deadline is retried
@@ -556,14 +572,10 @@ inline void expect_tls_with_client_certificates(const RuntimeDescription& descri
                            "\n  cert: " + pki.server_cert.string() +
                            "\nfunctions:\n  - name: sayhi\n    handler: sayhi.handler\n"
                            "    codedir: var/db/baetyl/function-sayhi\n");
-  auto read = [](const std::filesystem::path& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
   grpc::SslCredentialsOptions options;
-  options.pem_root_certs = read(pki.ca);
-  options.pem_cert_chain = read(pki.client_cert);
-  options.pem_private_key = read(pki.client_key);
+  options.pem_root_certs = read_text(pki.ca);
+  options.pem_cert_chain = read_text(pki.client_cert);
+  options.pem_private_key = read_text(pki.client_key);
   auto stub = Function::NewStub(started->runtime->channel(grpc::SslCredentials(options)));
   ASSERT_TRUE(wait_for_port(started->runtime->port())) << started->runtime->output();
   FunctionMessage reply;
@@ -575,7 +587,7 @@ inline void expect_tls_with_client_certificates(const RuntimeDescription& descri
 
   // Without a client certificate the handshake fails.
   grpc::SslCredentialsOptions no_cert;
-  no_cert.pem_root_certs = read(pki.ca);
+  no_cert.pem_root_certs = read_text(pki.ca);
   auto anonymous = Function::NewStub(started->runtime->channel(grpc::SslCredentials(no_cert)));
   EXPECT_FALSE(
       call(*anonymous, make_message("sayhi", R"({"id":1})"), reply, std::chrono::seconds(2)).ok());

@@ -3,8 +3,6 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
@@ -377,18 +375,16 @@ TEST(FunctionSqlTest, MutualTls) {
   Runtime runtime(std::string(kWalkthrough) + "server:\n  ca: " + pki.ca.string() + "\n  key: " +
                   pki.server_key.string() + "\n  cert: " + pki.server_cert.string() + "\n");
   ASSERT_TRUE(runtime.ready()) << runtime.output();
-  auto read = [](const std::filesystem::path& p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  grpc::SslCredentialsOptions with_cert{read(pki.ca), read(pki.client_key), read(pki.client_cert)};
+  grpc::SslCredentialsOptions with_cert{testing::read_text(pki.ca),
+                                        testing::read_text(pki.client_key),
+                                        testing::read_text(pki.client_cert)};
   FunctionMessage reply;
   grpc::Status status =
       call(*runtime.stub(grpc::SslCredentials(with_cert)), message(R"({"id":1})"), reply);
   ASSERT_TRUE(status.ok()) << status.error_message() << "\n" << runtime.output();
   EXPECT_EQ(reply.payload(), R"({"qos":1,"topic":"t","id":1})");
 
-  grpc::SslCredentialsOptions without_cert{read(pki.ca), "", ""};
+  grpc::SslCredentialsOptions without_cert{testing::read_text(pki.ca), "", ""};
   status = call(*runtime.stub(grpc::SslCredentials(without_cert)), message(R"({"id":1})"), reply);
   EXPECT_FALSE(status.ok());
   status = call(*runtime.stub(), message(R"({"id":1})"), reply);

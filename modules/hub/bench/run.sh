@@ -46,6 +46,7 @@ for tool in cmake python3 mosquitto taskset; do
 done
 
 cd "$root"
+. bench/machine_facts.sh
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 work=$(mktemp -d)
 broker_pid=
@@ -73,8 +74,7 @@ wait_port() {
   log "port $1 never opened"; return 1
 }
 
-configure_cmd="cmake -S . -B $build_dir -DCMAKE_BUILD_TYPE=Release -DBAETYL_BUILD_BENCH=ON \
--DBAETYL_BUILD_TESTS=OFF"
+configure_cmd=$(release_configure_cmd "$build_dir")
 build_cmd="cmake --build $build_dir -j2 --target baetyl-hub hub_bench store_bench"
 log "configuring and building ($build_dir, Release)"
 $configure_cmd >/dev/null
@@ -185,7 +185,7 @@ thr_runs() {
   return 0
 }
 commands=()
-load=$(cut -d' ' -f1-3 /proc/loadavg)
+load=$(load_average)
 for broker in hub mosquitto; do
   if [[ $broker == hub ]]; then start_hub "0-$(($(nproc) - 1))"; else start_mosquitto; fi
   R[$broker.threads]=$(ls "/proc/$broker_pid/task" | wc -l)
@@ -560,7 +560,7 @@ worker_range() {  # worker_range KEY...: one worker's µs per message over the t
     sed -n '1p;$p' | { read -r a; read -r b; echo "$a–$b"; }
 }
 spread=$(spread_text)
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+load_after=$(load_average)
 work_fs=$(findmnt -no FSTYPE,SOURCE -T "$work" 2>/dev/null | awk '{ print $1 " on " $2; exit }')
 
 raw=""
@@ -570,7 +570,6 @@ for k in $(printf '%s\n' "${!R[@]}" | sort); do
   raw+=$(sed "s/^/$k: /" <<<"${R[$k]}")$'\n'
 done
 
-compiler=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
 invocation="modules/hub/bench/run.sh --connections $connections"
 run_kind="full"
 if ((quick)); then
@@ -598,11 +597,8 @@ vary from run to run: compare the columns of one run. In this run, $spread.
 
 | | |
 |---|---|
-| date | $(date -u '+%Y-%m-%d %H:%M') UTC |
-| CPU | $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores |
-| memory | $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) |
-| kernel | $(uname -sr) |
-| compiler | $("${compiler:-c++}" --version | head -1) |
+$(machine_rows)
+| compiler | $(compiler_version "$build_dir") |
 | load average (1, 5, 15 min) | $load before the run, $load_after after it |
 | threads after start | hub ${R[hub.threads]}, mosquitto ${R[mosquitto.threads]} |
 | run | $run_kind |

@@ -46,36 +46,6 @@ void restart(HubProcess& hub) {
   hub.start();
 }
 
-class HubTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    port_ = free_port();
-    hub_ = std::make_unique<HubProcess>(base_config(port_, extra_config()), port_);
-  }
-  virtual std::string extra_config() const { return ""; }
-
-  std::unique_ptr<RawClient> connected(const std::string& id, bool clean = true) {
-    auto client = std::make_unique<RawClient>(port_);
-    auto ack = client->connect(make_connect(id, clean));
-    EXPECT_EQ(ack.return_code, mqtt::ConnectReturnCode::Accepted);
-    return client;
-  }
-
-  mqtt::Publish publish_packet(std::string topic, std::string payload, std::uint8_t qos,
-                               std::uint16_t id = 0, bool retain = false) {
-    mqtt::Publish p;
-    p.topic = std::move(topic);
-    p.payload = std::move(payload);
-    p.qos = qos;
-    p.packet_id = qos ? id : 0;
-    p.retain = retain;
-    return p;
-  }
-
-  std::uint16_t port_ = 0;
-  std::unique_ptr<HubProcess> hub_;
-};
-
 // The topics of the PUBLISH packets `c` receives until nothing comes for `quiet`, sorted;
 // QoS 1 messages are acknowledged.
 std::vector<std::string> received_topics(RawClient& c, std::chrono::milliseconds quiet = 300ms) {
@@ -132,13 +102,8 @@ class DenyTest : public HubTest {
 
   // Publishes at QoS 1 from `c` and waits for the PUBACK.
   void publish1(RawClient& c, const std::string& topic, bool retain = false) {
-    c.send(publish_packet(topic, "m", 1, ++packet_id_, retain));
+    c.send(publish_packet(topic, "m", 1, ++packet_id_, {}, retain));
     EXPECT_EQ(c.expect<mqtt::Puback>().packet_id, packet_id_) << topic;
-  }
-  // Returns once the hub has handled everything `c` sent before.
-  void round_trip(RawClient& c) {
-    c.send(mqtt::Pingreq{});
-    c.expect<mqtt::Pingresp>();
   }
 
   std::uint16_t packet_id_ = 0;
@@ -383,10 +348,10 @@ TEST_F(HubTest, OverlappingSubscriptionsDeliverOneCopyAtTheHighestQoS) {
 
 TEST_F(HubTest, RetainedMessagesAfterSubackAndClearedByEmptyPayload) {
   auto pub = connected("rpub");
-  pub->send(publish_packet("r/a", "kept", 1, 1, true));
+  pub->send(publish_packet("r/a", "kept", 1, 1, {}, true));
   pub->expect<mqtt::Puback>();
-  pub->send(publish_packet("r/b", "cleared", 0, 0, true));
-  pub->send(publish_packet("r/b", "", 0, 0, true));
+  pub->send(publish_packet("r/b", "cleared", 0, 0, {}, true));
+  pub->send(publish_packet("r/b", "", 0, 0, {}, true));
   pub->send(mqtt::Pingreq{});
   pub->expect<mqtt::Pingresp>();
 
@@ -401,7 +366,7 @@ TEST_F(HubTest, RetainedMessagesAfterSubackAndClearedByEmptyPayload) {
   sub->send(mqtt::Puback{m.packet_id});
   EXPECT_TRUE(sub->silent_for(300ms));
   // Live messages to an existing subscription carry retain 0.
-  pub->send(publish_packet("r/a", "live", 0, 0, true));
+  pub->send(publish_packet("r/a", "live", 0, 0, {}, true));
   m = sub->expect<mqtt::Publish>();
   EXPECT_EQ(m.payload, "live");
   EXPECT_FALSE(m.retain);
@@ -861,32 +826,16 @@ TEST(HubRestart, SigkillLosesNoAcknowledgedQoS1Message) {
     received.insert(m.payload);
     sub.send(mqtt::Puback{m.packet_id});
   }
-  std::vector<std::string> lost;
-  for (const auto& a : acked) {
-    if (!received.contains(a)) lost.push_back(a);
-  }
-  EXPECT_TRUE(lost.empty()) << lost.size() << " of " << acked.size()
-                            << " acknowledged messages lost, e.g. " << lost.front();
+  expect_none_lost(acked, received);
   EXPECT_GE(received.size(), acked.size());
 }
 
 namespace {
 
-struct PahoResult {
-  int code = -1;
-  std::string output;
-};
-
-PahoResult run_paho(const baetyl::testing::TempDir& dir, std::vector<std::string> args) {
-  static std::atomic<int> counter{0};
-  const auto out = dir.path() / ("paho-" + std::to_string(counter++) + ".out");
+Run run_paho(const baetyl::testing::TempDir& dir, std::vector<std::string> args) {
   std::vector<std::string> argv{"/usr/bin/python3", python_client_path()};
   argv.insert(argv.end(), args.begin(), args.end());
-  baetyl::testing::ProcessOptions options;
-  options.output_file = out.string();
-  baetyl::testing::Process process(argv, options);
-  auto code = process.wait(15s);
-  return {code.value_or(-1), process.output()};
+  return run_to_end(dir, argv, 15s);
 }
 
 class TransportTest : public ::testing::Test {

@@ -27,25 +27,13 @@ namespace {
 
 constexpr std::uint32_t kNever = 0xFFFFFFFF;  // Session Expiry Interval that never ends
 
-class Mqtt5Test : public ::testing::Test {
+class Mqtt5Test : public HubTest {
  protected:
-  void SetUp() override {
-    port_ = free_port();
-    hub_ = std::make_unique<HubProcess>(base_config(port_, extra_config()), port_);
-  }
-  virtual std::string extra_config() const { return ""; }
-
   std::unique_ptr<RawClient> connected5(const std::string& id, std::uint32_t expiry = 0,
                                         bool clean_start = true) {
     auto client = std::make_unique<RawClient>(port_);
     auto ack = client->connect(make_connect_v5(id, clean_start, expiry));
     EXPECT_EQ(ack.reason_code, ReasonCode::Success) << id;
-    return client;
-  }
-  std::unique_ptr<RawClient> connected3(const std::string& id) {
-    auto client = std::make_unique<RawClient>(port_);
-    auto ack = client->connect(make_connect(id));
-    EXPECT_EQ(ack.return_code, mqtt::ConnectReturnCode::Accepted) << id;
     return client;
   }
 
@@ -57,15 +45,7 @@ class Mqtt5Test : public ::testing::Test {
     return ack.return_codes;
   }
 
-  // Returns once the hub has handled everything `c` sent before.
-  void round_trip(RawClient& c) {
-    c.send(mqtt::Pingreq{});
-    c.expect<mqtt::Pingresp>();
-  }
-
-  std::uint16_t port_ = 0;
   std::uint16_t packet_id_ = 0;
-  std::unique_ptr<HubProcess> hub_;
 };
 
 // The properties a publisher attaches that the hub passes on, in this order.
@@ -78,19 +58,6 @@ mqtt::Properties request_properties() {
       .add(PropertyId::ResponseTopic, "reply/to/me")
       .add(PropertyId::CorrelationData, std::string("\x00\x01\xff", 3))
       .add_user("first", "3");
-  return p;
-}
-
-mqtt::Publish publish_packet(std::string topic, std::string payload, std::uint8_t qos,
-                             std::uint16_t id = 0, mqtt::Properties properties = {},
-                             bool retain = false) {
-  mqtt::Publish p;
-  p.topic = std::move(topic);
-  p.payload = std::move(payload);
-  p.qos = qos;
-  p.packet_id = qos ? id : 0;
-  p.retain = retain;
-  p.properties = std::move(properties);
   return p;
 }
 
@@ -196,13 +163,13 @@ TEST_F(Mqtt5Test, PropertiesPassThroughInOrderAtEveryQos) {
 }
 
 TEST_F(Mqtt5Test, MixedProtocolsReceiveEachOthersMessages) {
-  auto sub3 = connected3("sub3");
+  auto sub3 = connected("sub3");
   sub3->send(mqtt::Subscribe{1, {{"mix/#", 1}}});
   sub3->expect<mqtt::Suback>();
   auto sub5 = connected5("sub5");
   subscribe(*sub5, {{"mix/#", 1}});
   auto pub5 = connected5("pub5");
-  auto pub3 = connected3("pub3");
+  auto pub3 = connected("pub3");
 
   pub5->send(publish_packet("mix/from5", "five", 1, 1, request_properties()));
   pub5->expect<mqtt::Puback>();
@@ -268,7 +235,7 @@ TEST_F(Mqtt5Test, AcknowledgementsCarryReasonCodes) {
             (std::vector<ReasonCode>{ReasonCode::Success, ReasonCode::NoSubscriptionExisted}));
 
   // A 3.1.1 client gets 0x80 for every refused filter.
-  auto old = connected3("old");
+  auto old = connected("old");
   old->send(mqtt::Subscribe{1, {{"secret/#", 1}, {"$share/group/secret/x", 1}, {"ok", 1}}});
   EXPECT_EQ(old->expect<mqtt::Suback>().return_codes, (std::vector<std::uint8_t>{0x80, 0x80, 1}));
 }
@@ -591,12 +558,7 @@ TEST(Mqtt5Restart, APersistentMqtt5SessionLosesNoAcknowledgedQos1MessageOnSigkil
     EXPECT_EQ(m.properties.user_properties(), (std::vector<mqtt::StringPair>{{"n", m.payload}}));
     sub.send(mqtt::Puback{m.packet_id});
   }
-  std::vector<std::string> lost;
-  for (const auto& a : acked) {
-    if (!received.contains(a)) lost.push_back(a);
-  }
-  EXPECT_TRUE(lost.empty()) << lost.size() << " of " << acked.size()
-                            << " acknowledged messages lost, e.g. " << lost.front();
+  expect_none_lost(acked, received);
 }
 
 TEST_F(Mqtt5Test, SessionExpiryZeroEndsTheSessionAtDisconnect) {
@@ -632,20 +594,6 @@ TEST_F(Mqtt5Test, SessionExpiryZeroEndsTheSessionAtDisconnect) {
 
 namespace {
 
-struct Run {
-  int code = -1;
-  std::string output;
-};
-
-Run run(const baetyl::testing::TempDir& dir, std::vector<std::string> argv) {
-  static std::atomic<int> counter{0};
-  baetyl::testing::ProcessOptions options;
-  options.output_file = (dir.path() / ("run-" + std::to_string(counter++) + ".out")).string();
-  baetyl::testing::Process process(argv, options);
-  auto code = process.wait(20s);
-  return {code.value_or(-1), process.output()};
-}
-
 std::string paho_v5_client_path() {
   auto path = python_client_path();
   return path.substr(0, path.rfind('/')) + "/paho_v5_client.py";
@@ -663,7 +611,7 @@ TEST_F(Mqtt5Test, PahoMqtt5ClientsAndMixedVersions) {
                                       "--pub-version",    pub,
                                       "--sub-version",    sub};
         if (retain) argv.push_back("--retain");
-        auto result = run(hub_->dir(), argv);
+        auto result = run_to_end(hub_->dir(), argv, 20s);
         const std::string what = "pub " + pub + " sub " + sub + (retain ? " retained" : "");
         ASSERT_EQ(result.code, 0) << what << ": " << result.output;
         auto got = nlohmann::json::parse(result.output.substr(result.output.find('{')));
@@ -698,16 +646,19 @@ TEST_F(Mqtt5Test, MosquittoClientsInMqtt5Mode) {
                                             "-D", "publish", "content-type", "text/plain"}),
             0);
   // ... read back by mosquitto_sub -V mqttv5, which prints the properties.
-  auto five =
-      run(hub_->dir(), {"mosquitto_sub", "-p", port, "-u", "test", "-P", "hahaha", "-V", "mqttv5",
-                        "-t", "mosq/#", "-C", "1", "-W", "5", "-F", "%t|%p|%P|%C"});
+  auto five = run_to_end(hub_->dir(),
+                         {"mosquitto_sub", "-p", port, "-u", "test", "-P", "hahaha", "-V", "mqttv5",
+                          "-t", "mosq/#", "-C", "1", "-W", "5", "-F", "%t|%p|%P|%C"},
+                         20s);
   EXPECT_EQ(five.code, 0) << five.output;
   EXPECT_NE(five.output.find("mosq/five|from mosquitto|origin:mosquitto|text/plain"),
             std::string::npos)
       << five.output;
   // And by a 3.1.1 mosquitto_sub, without them.
-  auto three = run(hub_->dir(), {"mosquitto_sub", "-p", port, "-u", "test", "-P", "hahaha", "-t",
-                                 "mosq/#", "-C", "1", "-W", "5", "-F", "%t|%p"});
+  auto three = run_to_end(hub_->dir(),
+                          {"mosquitto_sub", "-p", port, "-u", "test", "-P", "hahaha", "-t",
+                           "mosq/#", "-C", "1", "-W", "5", "-F", "%t|%p"},
+                          20s);
   EXPECT_EQ(three.code, 0) << three.output;
   EXPECT_NE(three.output.find("mosq/five|from mosquitto"), std::string::npos) << three.output;
   // A refused login is a CONNACK mosquitto_pub understands in MQTT 5.
@@ -767,7 +718,7 @@ TEST_F(Mqtt5Test, SubscriptionIdentifiersComeWithEveryMatchingDelivery) {
   big.add(PropertyId::SubscriptionIdentifier, 268435455);  // the largest
   subscribe(*c, {{"sid/a", 0}}, big);
   subscribe(*c, {{"sid/b", 0}});  // none
-  auto pub = connected3("pub3");
+  auto pub = connected("pub3");
   for (std::uint8_t qos : {0, 1}) {
     pub->send(publish_packet("sid/a", "a", qos, 1));
     pub->send(publish_packet("sid/b", "b", qos, 2));
@@ -790,7 +741,7 @@ TEST_F(Mqtt5Test, SubscriptionIdentifiersComeWithEveryMatchingDelivery) {
   hub_->start();
   RawClient again(port_);
   EXPECT_TRUE(again.connect(make_connect_v5("ids", false, 600)).session_present);
-  pub = connected3("pub3");
+  pub = connected("pub3");
   pub->send(publish_packet("sid/a", "after", 1, 3));
   pub->expect<mqtt::Puback>();
   auto got = again.expect<mqtt::Publish>();
@@ -919,7 +870,7 @@ TEST_F(Mqtt5Test, TopicAliasesTowardsTheClientWithinItsMaximum) {
   c.expect<mqtt::Suback>();
   auto plain = connected5("plain");  // no Topic Alias Maximum: never gets an alias
   subscribe(*plain, {{"ta/#", 1}});
-  auto pub = connected3("pub");
+  auto pub = connected("pub");
   struct Expected {
     std::string topic;  // as sent: empty when the alias stands for it
     std::optional<std::uint32_t> alias;
@@ -991,7 +942,7 @@ std::vector<std::string> drain(RawClient& c, std::chrono::milliseconds quiet = 3
 TEST_F(Mqtt5Test, SharedSubscriptionsDeliverOncePerGroupInTurn) {
   auto a = connected5("a");
   subscribe(*a, {{"$share/g1/sh/#", 1}});
-  auto b = connected3("b");  // 3.1.1 clients share too
+  auto b = connected("b");  // 3.1.1 clients share too
   b->send(mqtt::Subscribe{1, {{"$share/g1/sh/#", 1}}});
   EXPECT_EQ(b->expect<mqtt::Suback>().return_codes, std::vector<std::uint8_t>{1});
   auto c = connected5("c");
@@ -1014,7 +965,7 @@ TEST_F(Mqtt5Test, SharedSubscriptionsDeliverOncePerGroupInTurn) {
 }
 
 TEST_F(Mqtt5Test, SharedQos1InFlightToAMemberThatGoesIsRedeliveredToAnother) {
-  auto keeper = connected3("keeper");
+  auto keeper = connected("keeper");
   keeper->send(mqtt::Subscribe{1, {{"$share/work/jobs", 1}}});
   keeper->expect<mqtt::Suback>();
   auto pub = connected5("pub");
@@ -1045,7 +996,7 @@ TEST_F(Mqtt5Test, SharedSubscriptionsCheckPermissionsOnTheFilterAndGetNoRetained
   EXPECT_EQ(subscribe(*c, {{"$share/g/secret/#", 1}, {"$share/g/kept/#", 1}}),
             (std::vector<std::uint8_t>{0x87, 1}));
   EXPECT_TRUE(c->silent_for(300ms)) << "no retained message for a shared subscription";
-  auto old = connected3("old");
+  auto old = connected("old");
   old->send(mqtt::Subscribe{1, {{"$share//x", 1}, {"$share/g", 1}}});  // no group, no filter
   EXPECT_EQ(old->expect<mqtt::Suback>().return_codes, (std::vector<std::uint8_t>{0x80, 0x80}));
   // Unsubscribing leaves the group.
@@ -1152,7 +1103,7 @@ TEST_F(Mqtt5Test, NoSharedQos1MessageIsLostWhileAMemberLeavesUnderLoad) {
   std::set<std::string> done;  // acknowledged by some member
   auto keeper = connected5("keeper");
   subscribe(*keeper, {{"$share/load/jobs", 1}});
-  auto quitter = connected3("quitter");
+  auto quitter = connected("quitter");
   quitter->send(mqtt::Subscribe{1, {{"$share/load/jobs", 1}}});
   quitter->expect<mqtt::Suback>();
   std::atomic<bool> publishing{true};

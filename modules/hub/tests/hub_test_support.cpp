@@ -9,8 +9,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <stdexcept>
+#include <utility>
 
 #include "baetyl/testing/ports.h"
 
@@ -228,6 +230,37 @@ mqtt::Connect make_connect_v5(const std::string& client_id, bool clean_start,
     c.properties.add(mqtt::PropertyId::SessionExpiryInterval, session_expiry);
   }
   return c;
+}
+
+mqtt::Publish publish_packet(std::string topic, std::string payload, std::uint8_t qos,
+                             std::uint16_t id, mqtt::Properties properties, bool retain) {
+  mqtt::Publish p;
+  p.topic = std::move(topic);
+  p.payload = std::move(payload);
+  p.qos = qos;
+  p.packet_id = qos ? id : 0;
+  p.retain = retain;
+  p.properties = std::move(properties);
+  return p;
+}
+
+void expect_none_lost(const std::set<std::string>& acked, const std::set<std::string>& received) {
+  std::vector<std::string> lost;
+  for (const auto& a : acked) {
+    if (!received.contains(a)) lost.push_back(a);
+  }
+  EXPECT_TRUE(lost.empty()) << lost.size() << " of " << acked.size()
+                            << " acknowledged messages lost, e.g. " << lost.front();
+}
+
+Run run_to_end(const baetyl::testing::TempDir& dir, const std::vector<std::string>& argv,
+               std::chrono::milliseconds timeout) {
+  static std::atomic<int> counter{0};
+  baetyl::testing::ProcessOptions options;
+  options.output_file = (dir.path() / ("run-" + std::to_string(counter++) + ".out")).string();
+  baetyl::testing::Process process(argv, options);
+  auto code = process.wait(timeout);
+  return {code.value_or(-1), process.output()};
 }
 
 std::string python_client_path() {

@@ -1,15 +1,20 @@
 #pragma once
 // Helpers for the end-to-end tests: the real baetyl-hub binary in a temporary service directory,
-// and a blocking MQTT client over a plain socket built on the SDK codec (for exact packets,
-// malformed bytes and acknowledgements held back on purpose).
+// a blocking MQTT client over a plain socket built on the SDK codec (for exact packets,
+// malformed bytes and acknowledgements held back on purpose), and the fixture of the tests
+// against one hub (HubTest).
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "baetyl/mqtt/codec.h"
+#include "baetyl/testing/ports.h"
 #include "baetyl/testing/process.h"
 #include "baetyl/testing/temp_dir.h"
 
@@ -92,6 +97,51 @@ mqtt::Connect make_connect_v5(const std::string& client_id, bool clean_start = t
                               const std::string& username = "test",
                               const std::string& password = "hahaha");
 
+// A PUBLISH packet; the packet ID is left out at QoS 0.
+mqtt::Publish publish_packet(std::string topic, std::string payload, std::uint8_t qos,
+                             std::uint16_t id = 0, mqtt::Properties properties = {},
+                             bool retain = false);
+
+// Every payload in `acked` (acknowledged by the hub) is among the `received` ones.
+void expect_none_lost(const std::set<std::string>& acked, const std::set<std::string>& received);
+
+// A program run to its end: its exit code (-1 when it did not end in time) and its output.
+struct Run {
+  int code = -1;
+  std::string output;
+};
+
+// Runs `argv` to its end, within `timeout`, with its output in a new file of `dir`.
+Run run_to_end(const baetyl::testing::TempDir& dir, const std::vector<std::string>& argv,
+               std::chrono::milliseconds timeout);
+
 std::string python_client_path();
+
+// The fixture of the tests against one hub, started for each test on a free port with
+// base_config() and the fixture's extra_config().
+class HubTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = baetyl::testing::free_port();
+    hub_ = std::make_unique<HubProcess>(base_config(port_, extra_config()), port_);
+  }
+  virtual std::string extra_config() const { return ""; }
+
+  // A client connected as `id` (MQTT 3.1.1, principal test).
+  std::unique_ptr<RawClient> connected(const std::string& id, bool clean = true) {
+    auto client = std::make_unique<RawClient>(port_);
+    auto ack = client->connect(make_connect(id, clean));
+    EXPECT_EQ(ack.return_code, mqtt::ConnectReturnCode::Accepted) << id;
+    return client;
+  }
+  // Returns once the hub has handled everything `c` sent before.
+  static void round_trip(RawClient& c) {
+    c.send(mqtt::Pingreq{});
+    c.expect<mqtt::Pingresp>();
+  }
+
+  std::uint16_t port_ = 0;
+  std::unique_ptr<HubProcess> hub_;
+};
 
 }  // namespace baetyl::hub::testing

@@ -461,6 +461,14 @@ struct StartedStore {
   }
 };
 
+// Writes `dir`/hub.db as an older hub left it: `sql` creates its tables and rows.
+void write_old_database(const baetyl::testing::TempDir& dir, const char* sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir.path() / "hub.db").string().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+}
+
 }  // namespace
 
 TEST(Store, CleanupRemovesMessagesPastRetention) {
@@ -500,20 +508,15 @@ TEST(Store, QueueEntriesRememberWhetherTheyWereSent) {
 // A hub.db of an older hub has no `sent` column: it is added when the store opens.
 TEST(Store, OpensADatabaseWithoutTheSentColumn) {
   baetyl::testing::TempDir dir;
-  const auto path = dir.path() / "hub.db";
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.string().c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
+  ASSERT_NO_FATAL_FAILURE(
+      write_old_database(dir,
                          "CREATE TABLE queue (client_id TEXT NOT NULL, message_id INTEGER NOT "
                          "NULL, qos INTEGER NOT NULL, released INTEGER NOT NULL DEFAULT 0, "
                          "PRIMARY KEY (client_id, message_id)) WITHOUT ROWID;"
                          "CREATE TABLE messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
                          "payload BLOB, qos INTEGER NOT NULL, time INTEGER NOT NULL);"
                          "INSERT INTO messages VALUES (1, 't', 'old', 1, 1);"
-                         "INSERT INTO queue (client_id, message_id, qos) VALUES ('c', 1, 1);",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(db);
+                         "INSERT INTO queue (client_id, message_id, qos) VALUES ('c', 1, 1);"));
   Store store(dir.path().string(), {}, spdlog::default_logger());
   store.load();
   auto page = store.read_queue("c", 0, 10, 1 << 20);
@@ -526,27 +529,21 @@ TEST(Store, OpensADatabaseWithoutTheSentColumn) {
 // an earlier version gains the columns, and its rows come back with none.
 TEST(Store, Mqtt5PropertiesAndExpiryAreStoredAndOldRowsHaveNone) {
   baetyl::testing::TempDir dir;
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir.path() / "hub.db").string().c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db,
-                           "CREATE TABLE messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
-                           "payload BLOB, qos INTEGER NOT NULL, time INTEGER NOT NULL);"
-                           "CREATE TABLE queue (client_id TEXT NOT NULL, message_id INTEGER NOT "
-                           "NULL, qos INTEGER NOT NULL, released INTEGER NOT NULL DEFAULT 0, "
-                           "sent INTEGER NOT NULL DEFAULT 0, "
-                           "PRIMARY KEY (client_id, message_id)) WITHOUT ROWID;"
-                           "CREATE TABLE retained (topic TEXT PRIMARY KEY, payload BLOB, "
-                           "qos INTEGER NOT NULL, time INTEGER NOT NULL);"
-                           "CREATE TABLE wills (client_id TEXT PRIMARY KEY, topic TEXT NOT NULL, "
-                           "payload BLOB, qos INTEGER NOT NULL, retain INTEGER NOT NULL);"
-                           "INSERT INTO messages VALUES (1, 't', 'old', 1, 1);"
-                           "INSERT INTO queue (client_id, message_id, qos) VALUES ('c', 1, 1);"
-                           "INSERT INTO retained VALUES ('r/old', 'old', 0, 1);",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
-    sqlite3_close(db);
-  }
+  ASSERT_NO_FATAL_FAILURE(
+      write_old_database(dir,
+                         "CREATE TABLE messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
+                         "payload BLOB, qos INTEGER NOT NULL, time INTEGER NOT NULL);"
+                         "CREATE TABLE queue (client_id TEXT NOT NULL, message_id INTEGER NOT "
+                         "NULL, qos INTEGER NOT NULL, released INTEGER NOT NULL DEFAULT 0, "
+                         "sent INTEGER NOT NULL DEFAULT 0, "
+                         "PRIMARY KEY (client_id, message_id)) WITHOUT ROWID;"
+                         "CREATE TABLE retained (topic TEXT PRIMARY KEY, payload BLOB, "
+                         "qos INTEGER NOT NULL, time INTEGER NOT NULL);"
+                         "CREATE TABLE wills (client_id TEXT PRIMARY KEY, topic TEXT NOT NULL, "
+                         "payload BLOB, qos INTEGER NOT NULL, retain INTEGER NOT NULL);"
+                         "INSERT INTO messages VALUES (1, 't', 'old', 1, 1);"
+                         "INSERT INTO queue (client_id, message_id, qos) VALUES ('c', 1, 1);"
+                         "INSERT INTO retained VALUES ('r/old', 'old', 0, 1);"));
   const std::string properties("\x26\x00\x01k\x00\x01v", 7);  // User Property k=v
   {
     Store store(dir.path().string(), {}, spdlog::default_logger());
@@ -593,16 +590,9 @@ TEST(Store, Mqtt5PropertiesAndExpiryAreStoredAndOldRowsHaveNone) {
 // come back without one.
 TEST(Store, SessionsRecordTheirPrincipalAndOldDatabasesAreMigrated) {
   baetyl::testing::TempDir dir;
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir.path() / "hub.db").string().c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db,
-                           "CREATE TABLE sessions (client_id TEXT PRIMARY KEY);"
-                           "INSERT INTO sessions VALUES ('old');",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
-    sqlite3_close(db);
-  }
+  ASSERT_NO_FATAL_FAILURE(write_old_database(dir,
+                                             "CREATE TABLE sessions (client_id TEXT PRIMARY KEY);"
+                                             "INSERT INTO sessions VALUES ('old');"));
   {
     Store store(dir.path().string(), {}, spdlog::default_logger());
     auto state = store.load();
