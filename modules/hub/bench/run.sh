@@ -743,7 +743,7 @@ the number); it is started under \`taskset -c 0\` (1 worker) and under \`taskset
 (2 workers): ${R[cpu0.threads]} and ${R[cpu0,1.threads]} threads after start, with the store's writer
 and checkpoint threads. With one core the bench client is pinned to the other core (\`taskset -c
 1\`), so the one worker has a core to itself; with two it is not pinned. In brackets, the hub's CPU time
-(\`/proc/PID/stat\`) per message received and its CPU time divided by the run's duration (cores
+(the process's CPU-time clock, to the nanosecond) per message received and its CPU time divided by the run's duration (cores
 the hub kept busy): one worker that kept less than 0.9 cores busy was not what limited the rate,
 and its row is not shown as a PASS or MISS.
 
