@@ -639,10 +639,9 @@ long rss_kb(long pid, const std::string& field = "VmRSS:") {
   return -1;
 }
 
-// User plus system CPU time of `pid` in seconds (/proc/PID/stat), or -1.
-// CPU time of every thread of `pid` so far, to the nanosecond where the kernel gives the
-// process's CPU-time clock (/proc/PID/stat counts in ticks of 10 ms: 0.5 µs per message of a
-// 20,000-message run).
+// CPU time of every thread of `pid` so far in seconds, or -1: to the nanosecond from the
+// process's CPU-time clock, else user plus system time from /proc/PID/stat (in ticks of 10 ms:
+// 0.5 µs per message of a 20,000-message run).
 double cpu_seconds(long pid) {
   clockid_t clock{};
   timespec now{};
